@@ -1,0 +1,1 @@
+"""The runtime: graph validation, step semantics, scheduling decisions and the store."""

@@ -1,0 +1,67 @@
+"""Database engines and sessions for PostgreSQL and the embedded SQLite default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.tables import Base
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the per-dialect settings the runtime relies on."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    database = parsed.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    db_engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    _serialize_sqlite_writers(db_engine)
+    return db_engine
+
+
+def _serialize_sqlite_writers(db_engine: Engine) -> None:
+    # pysqlite's own BEGIN is deferred: two transactions could both read, then fail to upgrade
+    # their locks. BEGIN IMMEDIATE takes the write lock up front, so SQLite transactions run one
+    # at a time, which is what PostgreSQL's row locks give us elsewhere.
+    @event.listens_for(db_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(db_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_session_factory(db_engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(db_engine, expire_on_commit=False, autoflush=False)
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any exception."""
+    with sessions() as session, session.begin():
+        yield session
+
+
+def create_schema(db_engine: Engine) -> None:
+    """Create every table; for tests and the embedded mode (production uses migrations)."""
+    Base.metadata.create_all(db_engine)
+
+
+def drop_schema(db_engine: Engine) -> None:
+    Base.metadata.drop_all(db_engine)

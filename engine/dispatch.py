@@ -1,0 +1,29 @@
+"""Messages the engine asks its adapter to send once the transaction has committed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from models.enums import StepType
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    run_id: uuid.UUID
+    step_key: str
+    step_type: StepType
+    countdown: float = 0.0
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, dispatches: Sequence[Dispatch]) -> None: ...
+
+
+class NullDispatcher:
+    """Sends nothing; the sweeper will find the steps. For tools that only write state."""
+
+    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+        return None

@@ -1,0 +1,37 @@
+"""Parse human durations such as "30 minutes" or "3 days" into timedeltas."""
+
+import re
+from datetime import timedelta
+
+from engine.errors import InvalidInput
+
+MAX_DURATION: timedelta = timedelta(days=30)
+
+_UNITS: dict[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+}
+
+# ASCII digits only: str.isdigit() and \d would also accept other scripts' digits.
+_DURATION = re.compile(r"([0-9]+) +(minute|hour|day|week)s?", re.IGNORECASE)
+
+_HINT = 'use a whole number and a unit, e.g. "30 minutes", "1 hour", "3 days", "1 week"'
+
+
+def parse_duration(text: object, *, field: str = "duration") -> timedelta:
+    """Parse "<positive integer> <unit>" into a timedelta of at most MAX_DURATION."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"{text!r} is not a duration: {_HINT}", field=field)
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(f"{text!r} is not a duration: {_HINT}", field=field)
+    amount = int(match.group(1))
+    if amount <= 0:
+        raise InvalidInput(f"{text!r} is not a duration: the number must be positive", field=field)
+    # Compare before multiplying so a huge number cannot overflow timedelta.
+    unit = _UNITS[match.group(2).lower()]
+    if amount > MAX_DURATION // unit:
+        raise InvalidInput(f"{text!r} is longer than the maximum of 30 days", field=field)
+    return amount * unit

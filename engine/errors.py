@@ -1,0 +1,52 @@
+"""One error hierarchy for the runtime; the API maps it to HTTP in one place."""
+
+from typing import Any
+
+
+class AutomationsError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code = "application_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(AutomationsError):
+    """Bad input from a caller: nothing was written. Maps to HTTP 422."""
+
+    code = "validation_error"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class NotFound(AutomationsError):
+    code = "not_found"
+
+
+class Conflict(AutomationsError):
+    """The request is valid but the current state forbids it (e.g. cancel a completed run)."""
+
+    code = "validation_error"
+
+
+class StepFailure(AutomationsError):
+    """A step cannot succeed with the data it has; retrying would not help."""
+
+    code = "step_failed"
+
+    def as_error(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
+
+
+class TransientStepFailure(StepFailure):
+    """A step failed for a reason that may pass (connection refused, provider 5xx)."""
+
+    code = "transient_failure"

@@ -1,0 +1,138 @@
+"""Execute one step of one run: claim, execute from stored state and `now`, record, decide next."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from engine.db import transaction
+from engine.dispatch import Dispatch
+from engine.errors import StepFailure, TransientStepFailure
+from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped
+from engine.progress import StepRef, record_outcome
+from engine.runtime import Runtime
+from engine.steps.contacts import run_add_to_segment, run_contact_delete, run_contact_update
+from engine.steps.context import StepRun
+from engine.steps.email import PreparedEmail, deliver, prepare_email
+from engine.steps.flow import run_condition, run_delay, run_trigger
+from engine.steps.wait import run_wait_for_event
+from engine.store import outbox as outbox_store
+from engine.store import runs as run_store
+from models.enums import OutboxStatus, RunStatus, SkipReason, StepStatus, StepType
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[StepRun], Outcome]
+
+HANDLERS: dict[StepType, Handler] = {
+    StepType.TRIGGER: run_trigger,
+    StepType.DELAY: run_delay,
+    StepType.CONDITION: run_condition,
+    StepType.WAIT_FOR_EVENT: run_wait_for_event,
+    StepType.CONTACT_UPDATE: run_contact_update,
+    StepType.CONTACT_DELETE: run_contact_delete,
+    StepType.ADD_TO_SEGMENT: run_add_to_segment,
+}
+
+
+def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
+    """Run one step if it is due and unclaimed; the steps to enqueue once this returns."""
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        claimed = run_store.claim_step(
+            session, run_id, step_key, now=now, lease_until=now + rt.lease
+        )
+        if claimed is None:
+            log.debug("step not claimable (duplicate or stale message)", extra=_ids(run_id, step_key))
+            return []
+        rt.checkpoint("step.claimed")
+        run = run_store.lock_run_context(session, run_id)
+        ref = StepRef(run_id, step_key, StepType(claimed.step_type))
+        if run is None:
+            return []
+        if run.run.status != RunStatus.RUNNING:
+            _cancel_step(session, ref, now)
+            return []
+        graph = rt.graph(session, run.run.version_id)
+        if run.contact is None:
+            gone = Skipped(SkipReason.CONTACT_DELETED, branch=None)
+            return record_outcome(session, rt, graph, ref, gone, now=now, contact_gone=True)
+        sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now)
+        if ref.step_type != StepType.SEND_EMAIL:
+            outcome = HANDLERS[ref.step_type](sr)
+            deleted = ref.step_type == StepType.CONTACT_DELETE and isinstance(outcome, Completed)
+            return record_outcome(session, rt, graph, ref, outcome, now=now, contact_gone=deleted)
+        prepared = prepare_email(sr)
+        if not isinstance(prepared, PreparedEmail):
+            return record_outcome(session, rt, graph, ref, prepared, now=now)
+        run_store.update_step(session, run_id, step_key, started_if_unset=now)
+    # The outbox row is committed: a crash from here on is recovered by re-running the step,
+    # which finds the row and sends with the same email id (Message-ID, Idempotency-Key).
+    rt.checkpoint("send_email.before_send")
+    result = deliver(rt, prepared)
+    rt.checkpoint("send_email.after_send")
+    return _finish_email(rt, ref, claimed.attempt, prepared, result)
+
+
+def _finish_email(
+    rt: Runtime, ref: StepRef, attempt: int, prepared: PreparedEmail, result: str | StepFailure
+) -> list[Dispatch]:
+    now = rt.clock.now()
+    email_id = uuid.UUID(prepared.message.email_id)
+    outcome: Outcome
+    with transaction(rt.sessions) as session:
+        if isinstance(result, str):
+            outbox_store.record_attempt(
+                session, email_id, status=OutboxStatus.SENT, now=now, provider_message_id=result
+            )
+            outcome = Completed(output=prepared.output)
+        else:
+            permanent = not isinstance(result, TransientStepFailure)
+            status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
+            outbox_store.record_attempt(session, email_id, status=status, now=now, error=result.message)
+            outcome = _failure_outcome(rt, result, attempt, now, prepared)
+        if not run_store.owns_step(session, ref.run_id, ref.step_key, attempt):
+            return []  # our lease ran out and another worker took the step over
+        run = run_store.lock_run_context(session, ref.run_id)
+        if run is None:
+            return []
+        graph = rt.graph(session, run.run.version_id)
+        if run.run.status != RunStatus.RUNNING:
+            # A step already sending finishes, but a cancelled run takes no further step.
+            if isinstance(outcome, Retry):
+                _cancel_step(session, ref, now)
+                return []
+            record_outcome(session, rt, graph, ref, outcome, now=now, advance=False)
+            return []
+        return record_outcome(session, rt, graph, ref, outcome, now=now)
+
+
+def _failure_outcome(
+    rt: Runtime, failure: StepFailure, attempt: int, now: dt.datetime, prepared: PreparedEmail
+) -> Outcome:
+    if not isinstance(failure, TransientStepFailure):
+        return Failed(failure.message, failure.code, output=prepared.output)
+    retry_at = rt.retry_policy.next_attempt_at(attempt, now)
+    if retry_at is None:
+        message = f"{failure.message} (gave up after {attempt} attempts)"
+        return Failed(message, failure.code, output=prepared.output)
+    return Retry(due_at=retry_at, message=failure.message, code=failure.code)
+
+
+def _cancel_step(session: Session, ref: StepRef, now: dt.datetime) -> None:
+    run_store.update_step(
+        session,
+        ref.run_id,
+        ref.step_key,
+        status=StepStatus.CANCELLED,
+        completed_at=now,
+        lease_expires_at=None,
+    )
+
+
+def _ids(run_id: uuid.UUID, step_key: str) -> dict[str, str]:
+    return {"run_id": str(run_id), "step_key": step_key}

@@ -1,0 +1,123 @@
+"""Automations over time: create, edit (a new version), enable, stop, delete; cancel runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.graph import validate_graph
+from engine.store import automations as automation_store
+from engine.store import runs as run_store
+from models.enums import AutomationStatus, RunStatus
+from models.tables import Automation
+
+
+def _status(value: object) -> AutomationStatus:
+    try:
+        return AutomationStatus(str(value))
+    except ValueError:
+        raise InvalidInput(
+            "`status` must be `enabled` or `disabled`", field="status"
+        ) from None
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise InvalidInput("`name` must be a non-empty string of at most 255 characters", field="name")
+    return value
+
+
+def create_automation(
+    session: Session,
+    *,
+    name: object,
+    steps: object,
+    connections: object,
+    status: object = AutomationStatus.DISABLED,
+    now: dt.datetime,
+) -> Automation:
+    """Validate the graph and store the automation with its first version."""
+    checked_name, checked_status = _name(name), _status(status)
+    graph = validate_graph(steps, connections)
+    return automation_store.create_automation(
+        session,
+        name=checked_name,
+        status=checked_status,
+        graph=graph.to_dict(),
+        trigger_event=graph.event_name,
+        now=now,
+    )
+
+
+def _get(session: Session, automation_id: uuid.UUID) -> Automation:
+    automation = automation_store.get_automation(session, automation_id, for_update=True)
+    if automation is None:
+        raise NotFound("Automation not found")
+    return automation
+
+
+def update_automation(
+    session: Session, automation_id: uuid.UUID, changes: dict[str, Any], *, now: dt.datetime
+) -> Automation:
+    """Rename, enable/disable, or replace the graph (a new version; disabled automations only)."""
+    if not changes:
+        raise InvalidInput("Give at least one of `name`, `status`, or `steps` with `connections`")
+    if ("steps" in changes) != ("connections" in changes):
+        raise InvalidInput("`steps` and `connections` must be given together", field="steps")
+    automation = _get(session, automation_id)
+    name = _name(changes["name"]) if "name" in changes else None
+    status = _status(changes["status"]) if "status" in changes else None
+    if "steps" in changes:
+        if automation.status == AutomationStatus.ENABLED and status != AutomationStatus.DISABLED:
+            raise InvalidInput(
+                "Cannot edit the steps of an enabled automation: disable it first", field="steps"
+            )
+        graph = validate_graph(changes["steps"], changes["connections"])
+        automation_store.add_version(
+            session, automation, graph=graph.to_dict(), trigger_event=graph.event_name, now=now
+        )
+    if name is not None:
+        automation.name = name
+    if status is not None:
+        automation.status = status
+    automation.updated_at = now
+    session.flush()
+    return automation
+
+
+def stop_automation(
+    session: Session, automation_id: uuid.UUID, *, cancel_runs: bool, now: dt.datetime
+) -> list[uuid.UUID]:
+    """Disable: no new runs. Runs in flight go on, unless `cancel_runs`; the ids cancelled."""
+    _get(session, automation_id)
+    automation_store.set_status(session, automation_id, AutomationStatus.DISABLED, now)
+    if not cancel_runs:
+        return []
+    run_ids = run_store.unfinished_run_ids(session, automation_id)
+    run_store.cancel_runs(session, run_ids, now)
+    return run_ids
+
+
+def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.datetime) -> None:
+    """Remove the automation from every list; its unfinished runs are cancelled."""
+    _get(session, automation_id)
+    run_store.cancel_runs(session, run_store.unfinished_run_ids(session, automation_id), now)
+    automation_store.mark_deleted(session, automation_id, now)
+
+
+def cancel_run(
+    session: Session, automation_id: uuid.UUID, run_id: uuid.UUID, *, now: dt.datetime
+) -> None:
+    """Stop a run before its next step; a step already sending finishes."""
+    run = run_store.get_run(session, run_id)
+    if run is None or run.automation_id != automation_id:
+        raise NotFound("Run not found")
+    if run.status == RunStatus.CANCELLED:
+        return
+    if run.status != RunStatus.RUNNING:
+        raise Conflict(f"Run is already {run.status} and cannot be cancelled")
+    run_store.cancel_runs(session, [run_id], now)

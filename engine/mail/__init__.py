@@ -1,0 +1,43 @@
+"""Email transports: SMTP, Resend's HTTP API, `.eml` files and the console."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from engine.mail.base import Transport
+from engine.mail.files import ConsoleTransport, FileTransport
+from engine.mail.message import OutgoingEmail
+from engine.mail.resend_http import ResendHttpTransport
+from engine.mail.smtp import DEFAULT_PORTS as SMTP_SCHEMES
+from engine.mail.smtp import SmtpTransport
+
+__all__ = ["OutgoingEmail", "Transport", "transport_from_url"]
+
+ACCEPTED_SCHEMES = (*SMTP_SCHEMES, "resend+https", "resend+http", "file", "console")
+API_KEY_SETTING = "AUTOMATIONS_EMAIL_API_KEY"
+
+
+def transport_from_url(url: str, *, api_key: str | None = None) -> Transport:
+    """The transport a URL names: smtp[s|+starttls]://, resend+http[s]://, file:///, console://."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in SMTP_SCHEMES:
+        return SmtpTransport(url)
+    if scheme in {"resend+https", "resend+http"}:
+        if not parts.netloc:
+            raise ValueError(f"email transport URL {scheme}:// needs a host")
+        if not api_key:
+            raise ValueError(f"email transport {scheme}:// needs an API key: set {API_KEY_SETTING}")
+        base_url = f"{scheme.removeprefix('resend+')}://{parts.netloc}{parts.path}"
+        return ResendHttpTransport(api_key, base_url=base_url)
+    if scheme == "file":
+        if parts.netloc not in {"", "localhost"} or not parts.path:
+            raise ValueError("email transport URL file:// must name an absolute directory")
+        return FileTransport(unquote(parts.path))
+    if scheme == "console":
+        return ConsoleTransport()
+    # Only the scheme is repeated: the rest of the URL may hold a password.
+    raise ValueError(
+        f"unknown email transport scheme {scheme or '(none)'!r}; "
+        f"expected one of {', '.join(s + '://' for s in ACCEPTED_SCHEMES)}"
+    )

@@ -1,0 +1,206 @@
+"""Recording a step's outcome and deciding what the run does next: the one place of transitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.dispatch import Dispatch
+from engine.graph import Graph, dead_steps
+from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
+from engine.runtime import Runtime
+from engine.store import runs as run_store
+from engine.transitions import final_run_status
+from models.enums import (
+    STEP_ACTIVE,
+    ConnectionType,
+    RunStatus,
+    SkipReason,
+    StepStatus,
+    StepType,
+)
+
+BRANCHING = frozenset({StepType.CONDITION, StepType.WAIT_FOR_EVENT})
+
+
+@dataclass(frozen=True)
+class StepRef:
+    run_id: uuid.UUID
+    step_key: str
+    step_type: StepType
+
+
+def record_outcome(
+    session: Session,
+    rt: Runtime,
+    graph: Graph,
+    step: StepRef,
+    outcome: Outcome,
+    *,
+    now: dt.datetime,
+    contact_gone: bool = False,
+    advance: bool = True,
+) -> list[Dispatch]:
+    """Write the outcome, create the next steps, end the run if nothing is left.
+
+    With `advance=False` only the step's own result is written (its run was cancelled meanwhile).
+    """
+    if isinstance(outcome, Waiting | Retry):
+        return _park(session, rt, step, outcome, now)
+    branch = _finish_step(session, step, outcome, now)
+    if not advance:
+        return []
+    targets = graph.next_steps(step.step_key, branch) if branch is not None else []
+    if targets and not contact_gone:
+        dispatches = _start_steps(session, graph, step.run_id, targets, now)
+        if step.step_type in BRANCHING:
+            _skip_dead_branches(session, graph, step.run_id, now)
+        return dispatches
+    _end_run(session, graph, step.run_id, now, contact_gone=contact_gone)
+    return []
+
+
+def _park(
+    session: Session, rt: Runtime, step: StepRef, outcome: Waiting | Retry, now: dt.datetime
+) -> list[Dispatch]:
+    due_at = outcome.due_at
+    soon = due_at is not None and due_at - now <= rt.horizon
+    values: dict[str, Any] = {
+        "due_at": due_at,
+        "lease_expires_at": None,
+        "dispatched_at": now if soon else None,
+    }
+    if isinstance(outcome, Waiting):
+        values.update(
+            status=StepStatus.WAITING,
+            started_at=now,
+            output=outcome.output,
+            wait_event=outcome.wait_event,
+        )
+    else:
+        values.update(
+            status=StepStatus.PENDING, error={"message": outcome.message, "code": outcome.code}
+        )
+    run_store.update_step(session, step.run_id, step.step_key, **values)
+    if not soon or due_at is None:
+        return []
+    countdown = max((due_at - now).total_seconds(), 0.0)
+    return [Dispatch(step.run_id, step.step_key, step.step_type, countdown)]
+
+
+def _finish_step(
+    session: Session, step: StepRef, outcome: Completed | Failed | Skipped, now: dt.datetime
+) -> ConnectionType | None:
+    values: dict[str, Any] = {
+        "completed_at": now,
+        "lease_expires_at": None,
+        "wait_event": None,
+    }
+    branch: ConnectionType | None
+    if isinstance(outcome, Completed):
+        branch = outcome.branch
+        values.update(status=StepStatus.COMPLETED, output=outcome.output, error=None)
+    elif isinstance(outcome, Skipped):
+        branch = outcome.branch
+        values.update(status=StepStatus.SKIPPED, skip_reason=outcome.reason, output=outcome.output)
+    else:
+        branch = None
+        values.update(
+            status=StepStatus.FAILED,
+            error={"message": outcome.message, "code": outcome.code},
+            output=outcome.output,
+        )
+    values["branch"] = branch
+    run_store.update_step(session, step.run_id, step.step_key, started_if_unset=now, **values)
+    return branch
+
+
+def new_step_row(
+    run_id: uuid.UUID,
+    key: str,
+    step_type: str,
+    now: dt.datetime,
+    *,
+    status: StepStatus = StepStatus.PENDING,
+    skip_reason: SkipReason | None = None,
+    output: dict[str, Any] | None = None,
+    branch: ConnectionType | None = None,
+) -> dict[str, Any]:
+    """A step row as created; every row has the same keys so that rows insert in one batch."""
+    pending = status == StepStatus.PENDING
+    return {
+        "run_id": run_id,
+        "step_key": key,
+        "step_type": step_type,
+        "status": status,
+        "skip_reason": skip_reason,
+        "attempt": 0,
+        "due_at": now if pending else None,
+        "dispatched_at": now if pending else None,
+        "started_at": now if status == StepStatus.COMPLETED else None,
+        "completed_at": None if pending else now,
+        "created_at": now,
+        "output": output,
+        "branch": branch,
+    }
+
+
+def _start_steps(
+    session: Session, graph: Graph, run_id: uuid.UUID, keys: list[str], now: dt.datetime
+) -> list[Dispatch]:
+    steps = [graph.step(key) for key in keys]
+    run_store.insert_steps(session, [new_step_row(run_id, s.key, s.type, now) for s in steps])
+    return [Dispatch(run_id, s.key, s.type) for s in steps]
+
+
+def _skip_steps(
+    session: Session,
+    graph: Graph,
+    run_id: uuid.UUID,
+    keys: list[str],
+    reason: SkipReason,
+    now: dt.datetime,
+) -> None:
+    rows = [
+        new_step_row(
+            run_id, key, graph.step(key).type, now, status=StepStatus.SKIPPED, skip_reason=reason
+        )
+        for key in keys
+    ]
+    run_store.insert_steps(session, rows)
+
+
+def _skip_dead_branches(session: Session, graph: Graph, run_id: uuid.UUID, now: dt.datetime) -> None:
+    states = run_store.step_states(session, run_id)
+    active = {s.step_key for s in states if s.status in STEP_ACTIVE}
+    taken = {
+        s.step_key: ConnectionType(s.branch) if s.branch else None
+        for s in states
+        if s.status not in STEP_ACTIVE
+    }
+    dead = dead_steps(graph, active=active, taken=taken)
+    _skip_steps(session, graph, run_id, dead, SkipReason.BRANCH_NOT_TAKEN, now)
+
+
+def _end_run(
+    session: Session, graph: Graph, run_id: uuid.UUID, now: dt.datetime, *, contact_gone: bool
+) -> None:
+    states = run_store.step_states(session, run_id)
+    if any(s.status in STEP_ACTIVE for s in states):
+        return
+    summary = [
+        (StepType(s.step_type), StepStatus(s.status), SkipReason(s.skip_reason) if s.skip_reason else None)
+        for s in states
+    ]
+    status = final_run_status(summary)
+    if status in (RunStatus.COMPLETED, RunStatus.SKIPPED):
+        # A run that ended normally accounts for every step: the rest were not on its path.
+        recorded = {s.step_key for s in states}
+        rest = [key for key in graph.order() if key not in recorded]
+        reason = SkipReason.CONTACT_DELETED if contact_gone else SkipReason.BRANCH_NOT_TAKEN
+        _skip_steps(session, graph, run_id, rest, reason, now)
+    run_store.finish_run(session, run_id, status, now)

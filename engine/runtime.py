@@ -1,0 +1,106 @@
+"""The runtime's collaborators in one object: settings, clock, sessions, transport, caches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock, clock_from_setting
+from engine.db import create_db_engine, create_session_factory
+from engine.errors import NotFound
+from engine.faults import checkpoint_from_setting
+from engine.graph import Graph
+from engine.retry import RetryPolicy
+from engine.settings import Settings
+from engine.store import automations as automation_store
+
+if TYPE_CHECKING:
+    from engine.mail import Transport
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(name: str) -> None:
+    return None
+
+
+class Runtime:
+    """Everything the engine's operations need, built once per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        transport: Transport | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self._transport = transport
+        # Tests and fault injection pause execution at named points to force interleavings.
+        self.checkpoint = checkpoint
+        self.retry_policy = RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base=dt.timedelta(seconds=settings.retry_base_seconds),
+            cap=dt.timedelta(seconds=settings.retry_max_seconds),
+        )
+        self.horizon = dt.timedelta(seconds=settings.countdown_horizon_seconds)
+        self.lease = dt.timedelta(seconds=settings.step_lease_seconds)
+        self._graphs: dict[uuid.UUID, Graph] = {}
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from engine.mail import transport_from_url
+
+            key = self.settings.email_api_key
+            self._transport = transport_from_url(
+                self.settings.email_transport_url,
+                api_key=key.get_secret_value() if key else None,
+            )
+        return self._transport
+
+    def graph(self, session: Session, version_id: uuid.UUID) -> Graph:
+        """The graph of an automation version; versions never change, so they are cached."""
+        graph = self._graphs.get(version_id)
+        if graph is None:
+            data = automation_store.version_graph(session, version_id)
+            if data is None:
+                raise NotFound(f"Automation version {version_id} not found")
+            if len(self._graphs) >= 4096:
+                self._graphs.clear()
+            graph = self._graphs[version_id] = Graph.from_dict(data)
+        return graph
+
+    def secret(self) -> str:
+        return self.settings.secret_key.get_secret_value()
+
+
+def create_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    transport: Transport | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Runtime:
+    db_engine = create_db_engine(settings.database_url)
+    if checkpoint is None:
+        checkpoint = (
+            checkpoint_from_setting(settings.fault_injection)
+            if settings.fault_injection
+            else _no_checkpoint
+        )
+    return Runtime(
+        settings,
+        sessions=create_session_factory(db_engine),
+        clock=clock or clock_from_setting(settings.clock),
+        transport=transport,
+        checkpoint=checkpoint,
+    )

@@ -1,0 +1,46 @@
+"""Runtime settings, read from the environment with the AUTOMATIONS_ prefix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - a marker, refused outside dev
+
+
+class Settings(BaseSettings):
+    """Every knob of the runtime; passed into factories, never read at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOMATIONS_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///data/automations.sqlite3"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    public_url: str = "http://127.0.0.1:8000"
+
+    email_transport_url: str = "file://data/outbox"
+    email_api_key: SecretStr | None = None
+
+    # Steps due within this horizon are enqueued with a Celery countdown; later ones wait for
+    # the sweeper. Keep it well under the broker's visibility timeout.
+    countdown_horizon_seconds: float = Field(default=300, gt=0)
+    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    sweeper_interval_seconds: float = Field(default=5, gt=0)
+    # A step ready this long without being claimed is assumed lost and enqueued again.
+    stale_after_seconds: float = Field(default=30, gt=0)
+    # A claimed step not finished within its lease is assumed abandoned by a dead worker.
+    step_lease_seconds: float = Field(default=120, gt=0)
+    sweeper_batch_size: int = Field(default=1000, gt=0)
+
+    retry_max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=10, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+
+    clock: str = "system"
+    # Testing only: see engine/faults.py.
+    fault_injection: str = ""
+    worker_concurrency: int | None = None
+    log_json: bool = False

@@ -1,0 +1,51 @@
+"""What a step sees while it executes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.graph import Graph, Step
+from engine.runtime import Runtime
+from engine.store import runs as run_store
+from engine.store.contacts import contact_view
+from engine.store.runs import ClaimedStep, RunContext
+
+
+@dataclass
+class StepRun:
+    session: Session
+    rt: Runtime
+    graph: Graph
+    step: Step
+    claimed: ClaimedStep
+    run: RunContext
+    now: dt.datetime
+    _variables: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def first_execution(self) -> bool:
+        """False when the step already started once (a delay or wait coming back when due)."""
+        return self.claimed.started_at is None
+
+    def variables(self) -> dict[str, Any]:
+        """The context conditions and templates read: event, contact and received wait events."""
+        if self._variables is None:
+            contact = self.run.contact
+            self._variables = {
+                "event": self.run.event_payload,
+                "contact": contact_view(contact) if contact is not None else {},
+                "wait_events": self._wait_events(),
+            }
+        return self._variables
+
+    def _wait_events(self) -> dict[str, Any]:
+        # Only a step that mentions wait_events pays for reading them.
+        if "wait_events" not in json.dumps(self.step.config):
+            return {}
+        outputs = run_store.wait_outputs(self.session, self.claimed.run_id)
+        return {out["event"]: out.get("payload", {}) for out in outputs if "event" in out}

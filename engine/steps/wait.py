@@ -1,0 +1,82 @@
+"""wait_for_event: park until the contact sends the awaited event, or time out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from engine.conditions import evaluate
+from engine.durations import MAX_DURATION, parse_duration
+from engine.errors import StepFailure
+from engine.outcomes import Completed, Failed, Outcome, Waiting
+from engine.steps.context import StepRun
+from engine.store import contacts as contact_store
+from engine.store import events as event_store
+from models.enums import ConnectionType
+
+
+def event_output(
+    event_id: uuid.UUID, name: str, payload: dict[str, Any], received_at: dt.datetime
+) -> dict[str, Any]:
+    """A received event as the wait step's output; `wait_events.<name>.*` reads its payload."""
+    return {
+        "event_id": str(event_id),
+        "event": name,
+        "payload": payload,
+        "received_at": received_at.isoformat(),
+    }
+
+
+def matches_filter(config: dict[str, Any], payload: dict[str, Any], contact: dict[str, Any]) -> bool:
+    """Whether an event passes the wait's filter_rule; a rule that cannot be evaluated does not."""
+    rule = config.get("filter_rule")
+    if rule is None:
+        return True
+    try:
+        return evaluate(rule, {"event": payload, "contact": contact, "wait_events": {}})
+    except StepFailure:
+        return False
+
+
+def run_wait_for_event(sr: StepRun) -> Outcome:
+    if sr.first_execution:
+        return _register(sr)
+    return _time_out(sr)
+
+
+def _register(sr: StepRun) -> Outcome:
+    config = sr.step.config
+    name = config["event_name"]
+    contact = sr.run.contact
+    assert contact is not None
+    sr.rt.checkpoint("wait_for_event.before_contact_lock")
+    # Ingestion takes the same lock, so an event is either committed before we look (we find it
+    # below) or sees our waiting row after we commit (it resumes us): never neither.
+    contact_store.get_contact(sr.session, contact.id, for_update=True)
+    sr.rt.checkpoint("wait_for_event.locked")
+    view = contact_store.contact_view(contact)
+    since = sr.claimed.created_at
+    for event in event_store.events_since(sr.session, contact_id=contact.id, name=name, since=since):
+        if matches_filter(config, event.payload, view):
+            output = event_output(event.id, event.name, event.payload, event.received_at)
+            return Completed(branch=ConnectionType.EVENT_RECEIVED, output=output)
+    timeout = parse_duration(config["timeout"]) if "timeout" in config else MAX_DURATION
+    timeout_at = sr.now + timeout
+    return Waiting(
+        due_at=timeout_at,
+        wait_event=name,
+        output={"event_name": name, "timeout_at": timeout_at.isoformat()},
+    )
+
+
+def _time_out(sr: StepRun) -> Outcome:
+    config = sr.step.config
+    name = config["event_name"]
+    output = {"event_name": name, "timed_out": True}
+    if sr.graph.next_steps(sr.step.key, ConnectionType.TIMEOUT):
+        return Completed(branch=ConnectionType.TIMEOUT, output=output)
+    waited = config.get("timeout", "30 days")
+    return Failed(
+        f"Timed out after {waited} waiting for event `{name}`", "wait_timeout", output=output
+    )

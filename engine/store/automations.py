@@ -1,0 +1,113 @@
+"""Automations and their immutable versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from models.enums import AutomationStatus
+from models.tables import Automation, AutomationVersion
+
+
+def create_automation(
+    session: Session,
+    *,
+    name: str,
+    status: AutomationStatus,
+    graph: dict[str, Any],
+    trigger_event: str,
+    now: dt.datetime,
+) -> Automation:
+    automation = Automation(
+        id=uuid.uuid4(),
+        name=name,
+        status=status,
+        trigger_event=trigger_event,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(automation)
+    session.flush()
+    add_version(session, automation, graph=graph, trigger_event=trigger_event, now=now)
+    return automation
+
+
+def add_version(
+    session: Session,
+    automation: Automation,
+    *,
+    graph: dict[str, Any],
+    trigger_event: str,
+    now: dt.datetime,
+) -> AutomationVersion:
+    """Snapshot a new graph and make it the automation's current one."""
+    number = session.scalar(
+        select(func.coalesce(func.max(AutomationVersion.number), 0)).where(
+            AutomationVersion.automation_id == automation.id
+        )
+    )
+    version = AutomationVersion(
+        id=uuid.uuid4(),
+        automation_id=automation.id,
+        number=(number or 0) + 1,
+        graph=graph,
+        created_at=now,
+    )
+    session.add(version)
+    session.flush()
+    automation.current_version_id = version.id
+    automation.trigger_event = trigger_event
+    automation.updated_at = now
+    return version
+
+
+def get_automation(
+    session: Session, automation_id: uuid.UUID, *, for_update: bool = False
+) -> Automation | None:
+    stmt = select(Automation).where(
+        Automation.id == automation_id, Automation.deleted_at.is_(None)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def version_graph(session: Session, version_id: uuid.UUID) -> dict[str, Any] | None:
+    return session.scalar(select(AutomationVersion.graph).where(AutomationVersion.id == version_id))
+
+
+def listeners(session: Session, event_name: str) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
+    """(automation id, current version id) of every enabled automation triggered by the event."""
+    rows = session.execute(
+        select(Automation.id, Automation.current_version_id).where(
+            Automation.trigger_event == event_name,
+            Automation.status == AutomationStatus.ENABLED,
+            Automation.deleted_at.is_(None),
+        )
+    ).all()
+    return [(row[0], row[1]) for row in rows if row[1] is not None]
+
+
+def set_status(
+    session: Session, automation_id: uuid.UUID, status: AutomationStatus, now: dt.datetime
+) -> None:
+    session.execute(
+        update(Automation)
+        .where(Automation.id == automation_id)
+        .values(status=status, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_deleted(session: Session, automation_id: uuid.UUID, now: dt.datetime) -> None:
+    session.execute(
+        update(Automation)
+        .where(Automation.id == automation_id)
+        .values(deleted_at=now, status=AutomationStatus.DISABLED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,148 @@
+"""Contacts and segment memberships."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from engine.store.dialect import insert_ignoring_conflicts
+from models.tables import Contact, Segment, SegmentMembership
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def get_contact(
+    session: Session, contact_id: uuid.UUID, *, for_update: bool = False
+) -> Contact | None:
+    stmt = select(Contact).where(Contact.id == contact_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def get_contact_by_email(
+    session: Session, email: str, *, for_update: bool = False
+) -> Contact | None:
+    stmt = select(Contact).where(Contact.email == normalize_email(email))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def ensure_contact(session: Session, email: str, now: dt.datetime) -> Contact:
+    """The contact with this email, created if absent, locked for this transaction."""
+    address = normalize_email(email)
+    session.execute(
+        insert_ignoring_conflicts(
+            session,
+            Contact.__table__,  # type: ignore[arg-type]
+            {
+                "id": uuid.uuid4(),
+                "email": address,
+                "unsubscribed": False,
+                "properties": {},
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    )
+    contact = get_contact_by_email(session, address, for_update=True)
+    assert contact is not None  # inserted or already there, and contacts are never half-written
+    return contact
+
+
+def create_contact(
+    session: Session,
+    *,
+    email: str,
+    now: dt.datetime,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    unsubscribed: bool = False,
+    properties: dict[str, Any] | None = None,
+) -> Contact:
+    contact = Contact(
+        id=uuid.uuid4(),
+        email=normalize_email(email),
+        first_name=first_name,
+        last_name=last_name,
+        unsubscribed=unsubscribed,
+        properties=properties or {},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def update_contact(
+    session: Session, contact: Contact, changes: dict[str, Any], now: dt.datetime
+) -> None:
+    """Apply field changes; `properties` is merged key by key, not replaced."""
+    for name, value in changes.items():
+        if name == "properties":
+            contact.properties = {**(contact.properties or {}), **value}
+        else:
+            setattr(contact, name, value)
+    contact.updated_at = now
+    session.flush()
+
+
+def delete_contact(session: Session, contact_id: uuid.UUID) -> None:
+    session.execute(delete(Contact).where(Contact.id == contact_id))
+
+
+def contact_view(contact: Contact) -> dict[str, Any]:
+    """The contact as conditions and templates see it: custom properties also at top level."""
+    properties = dict(contact.properties or {})
+    return {
+        **properties,
+        "id": str(contact.id),
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "unsubscribed": contact.unsubscribed,
+        "properties": properties,
+    }
+
+
+def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
+    segment = Segment(id=uuid.uuid4(), name=name, created_at=now)
+    session.add(segment)
+    session.flush()
+    return segment
+
+
+def segment_exists(session: Session, segment_id: uuid.UUID) -> bool:
+    return session.scalar(select(Segment.id).where(Segment.id == segment_id)) is not None
+
+
+def add_membership(
+    session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID, now: dt.datetime
+) -> None:
+    session.execute(
+        insert_ignoring_conflicts(
+            session,
+            SegmentMembership.__table__,  # type: ignore[arg-type]
+            {"segment_id": segment_id, "contact_id": contact_id, "created_at": now},
+        )
+    )
+
+
+def is_member(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
+    return (
+        session.scalar(
+            select(SegmentMembership.contact_id).where(
+                SegmentMembership.segment_id == segment_id,
+                SegmentMembership.contact_id == contact_id,
+            )
+        )
+        is not None
+    )

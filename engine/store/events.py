@@ -1,0 +1,57 @@
+"""Events received."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.store.dialect import insert_ignoring_conflicts
+from models.tables import Event
+
+
+def insert_event(
+    session: Session,
+    *,
+    name: str,
+    contact_id: uuid.UUID,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    now: dt.datetime,
+) -> uuid.UUID | None:
+    """Store the event; None when an event with this idempotency key was already stored."""
+    event_id = uuid.uuid4()
+    row = {
+        "id": event_id,
+        "name": name,
+        "contact_id": contact_id,
+        "payload": payload,
+        "idempotency_key": idempotency_key,
+        "received_at": now,
+    }
+    if idempotency_key is None:
+        session.execute(Event.__table__.insert().values(row))
+        return event_id
+    result = session.execute(
+        insert_ignoring_conflicts(session, Event.__table__, row)  # type: ignore[arg-type]
+    )
+    return event_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def event_by_idempotency_key(session: Session, key: str) -> Event | None:
+    return session.scalars(select(Event).where(Event.idempotency_key == key)).first()
+
+
+def events_since(
+    session: Session, *, contact_id: uuid.UUID, name: str, since: dt.datetime
+) -> Sequence[Event]:
+    """Events of this name for this contact received at or after `since`, oldest first."""
+    return session.scalars(
+        select(Event)
+        .where(Event.contact_id == contact_id, Event.name == name, Event.received_at >= since)
+        .order_by(Event.received_at, Event.id)
+    ).all()

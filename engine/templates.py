@@ -1,0 +1,57 @@
+"""Render email templates in Resend's logic-less {{{NAME|fallback}}} syntax."""
+
+import html as html_lib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import StepFailure
+
+# A regex substitution is the whole engine: nothing in a template can run code or reach
+# an attribute, so a template is sandboxed by construction.
+_PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|\s*([^{}]*?))?\s*\}\}\}")
+
+
+class MissingVariable(StepFailure):
+    """A template placeholder has neither a value nor a fallback."""
+
+    code = "missing_variable"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Template variable `{name}` has no value and no fallback")
+        self.name = name
+
+
+def placeholder_names(text: str) -> set[str]:
+    """The names of every placeholder in the text."""
+    return {match.group(1) for match in _PLACEHOLDER.finditer(text)}
+
+
+def format_value(value: Any) -> str:
+    """A variable's value as template text (before any escaping)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(value)
+
+
+def render(text: str, variables: Mapping[str, Any], *, html: bool) -> str:
+    """Substitute every placeholder, HTML-escaping values when html is True."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        if name in variables:
+            value = format_value(variables[name])
+        elif fallback is not None:
+            value = fallback
+        else:
+            raise MissingVariable(name)
+        return html_lib.escape(value, quote=True) if html else value
+
+    return _PLACEHOLDER.sub(substitute, text)

@@ -1,0 +1,1 @@
+"""Tables, enums and schemas. Importing this package does no I/O."""

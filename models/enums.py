@@ -1,0 +1,105 @@
+"""Every status and kind the runtime records, as StrEnums with named groups."""
+
+from enum import StrEnum
+
+
+class AutomationStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+RUN_TERMINAL = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED}
+)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+# A step in one of these may be claimed by a worker (once its due time has come).
+STEP_CLAIMABLE = frozenset({StepStatus.PENDING, StepStatus.WAITING})
+STEP_ACTIVE = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
+STEP_TERMINAL = frozenset(
+    {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+class SkipReason(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    BRANCH_NOT_TAKEN = "branch_not_taken"
+    CONTACT_DELETED = "contact_deleted"
+
+
+class StepType(StrEnum):
+    TRIGGER = "trigger"
+    SEND_EMAIL = "send_email"
+    DELAY = "delay"
+    CONDITION = "condition"
+    WAIT_FOR_EVENT = "wait_for_event"
+    CONTACT_UPDATE = "contact_update"
+    CONTACT_DELETE = "contact_delete"
+    ADD_TO_SEGMENT = "add_to_segment"
+
+
+# Accepted on input, stored under the canonical name.
+STEP_TYPE_ALIASES = {"update_contact": StepType.CONTACT_UPDATE}
+
+
+class ConnectionType(StrEnum):
+    DEFAULT = "default"
+    CONDITION_MET = "condition_met"
+    CONDITION_NOT_MET = "condition_not_met"
+    EVENT_RECEIVED = "event_received"
+    TIMEOUT = "timeout"
+
+
+# Which connection types may leave a step of each type.
+CONNECTION_TYPES_BY_STEP: dict[StepType, frozenset[ConnectionType]] = {
+    StepType.CONDITION: frozenset({ConnectionType.CONDITION_MET, ConnectionType.CONDITION_NOT_MET}),
+    StepType.WAIT_FOR_EVENT: frozenset({ConnectionType.EVENT_RECEIVED, ConnectionType.TIMEOUT}),
+    StepType.CONTACT_DELETE: frozenset({ConnectionType.DEFAULT}),
+    **{
+        t: frozenset({ConnectionType.DEFAULT})
+        for t in (
+            StepType.TRIGGER,
+            StepType.SEND_EMAIL,
+            StepType.DELAY,
+            StepType.CONTACT_UPDATE,
+            StepType.ADD_TO_SEGMENT,
+        )
+    },
+}
+
+
+class TemplateStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+
+
+class DomainStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    TEMPORARY_FAILURE = "temporary_failure"
+
+
+class OutboxStatus(StrEnum):
+    SENDING = "sending"  # written before the transport is called; outcome unknown until marked
+    SENT = "sent"
+    FAILED = "failed"

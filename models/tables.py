@@ -1,0 +1,264 @@
+"""SQLAlchemy tables: the durable state of contacts, automations, runs, steps and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from models.enums import (
+    AutomationStatus,
+    DomainStatus,
+    OutboxStatus,
+    RunStatus,
+    StepStatus,
+    TemplateStatus,
+)
+from models.types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _status(default: str) -> Mapped[str]:
+    return mapped_column(String(20), nullable=False, default=default)
+
+
+# Partial indexes: the sweeper reads only steps that can still become due, so its cost follows
+# what is due, not how many finished steps the table holds.
+_CLAIMABLE = text("status IN ('pending', 'waiting')")
+_RUNNING = text("status = 'running'")
+_WAITING = text("status = 'waiting'")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    unsubscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime]
+
+
+class SegmentMembership(Base):
+    __tablename__ = "segment_memberships"
+
+    segment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime]
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    status: Mapped[str] = _status(DomainStatus.NOT_STARTED)
+    region: Mapped[str] = mapped_column(String(32), default="us-east-1")
+    created_at: Mapped[dt.datetime]
+
+
+class Template(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = _status(TemplateStatus.DRAFT)
+    subject: Mapped[str | None] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(320))
+    reply_to: Mapped[list[str] | None] = mapped_column(JSONType)
+    html: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    # [{"key": "FIRST_NAME", "type": "string", "fallback_value": "there"}]
+    variables: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    published_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class EventDefinition(Base):
+    __tablename__ = "event_definitions"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # {"field": "string" | "number" | "boolean" | "date"}
+    schema: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_contact_name_received", "contact_id", "name", "received_at"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True)
+    received_at: Mapped[dt.datetime]
+
+
+class Automation(Base):
+    __tablename__ = "automations"
+    __table_args__ = (
+        Index("ix_automations_trigger", "trigger_event", "status"),
+        Index("ix_automations_created", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = _status(AutomationStatus.DISABLED)
+    # Copied from the current version so that ingestion finds listeners with one index scan.
+    trigger_event: Mapped[str] = mapped_column(String(255))
+    current_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("automation_versions.id", use_alter=True)
+    )
+    deleted_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class AutomationVersion(Base):
+    """An immutable snapshot of an automation's graph; runs are pinned to one."""
+
+    __tablename__ = "automation_versions"
+    __table_args__ = (UniqueConstraint("automation_id", "number"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    automation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("automations.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    graph: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_automation_recent", "automation_id", "created_at", "id"),
+        Index("ix_runs_automation_status_recent", "automation_id", "status", "created_at", "id"),
+        Index("ix_runs_contact_status", "contact_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    automation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("automations.id"))
+    version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("automation_versions.id"))
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
+    status: Mapped[str] = _status(RunStatus.RUNNING)
+    started_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+
+
+class RunStep(Base):
+    """One step of one run. A row exists once the step is reached or known to be skipped."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (
+        Index("ix_run_steps_due", "due_at", postgresql_where=_CLAIMABLE, sqlite_where=_CLAIMABLE),
+        Index(
+            "ix_run_steps_lease",
+            "lease_expires_at",
+            postgresql_where=_RUNNING,
+            sqlite_where=_RUNNING,
+        ),
+        Index(
+            "ix_run_steps_wait_event",
+            "wait_event",
+            postgresql_where=_WAITING,
+            sqlite_where=_WAITING,
+        ),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step_type: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = _status(StepStatus.PENDING)
+    skip_reason: Mapped[str | None] = mapped_column(String(20))
+    # The connection type the run continued on once this step finished.
+    branch: Mapped[str | None] = mapped_column(String(20))
+    # The event name a waiting wait_for_event step listens for, so ingestion finds it by index.
+    wait_event: Mapped[str | None] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[dt.datetime | None]
+    dispatched_at: Mapped[dt.datetime | None]
+    lease_expires_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class OutboxEmail(Base):
+    """An email written before it is handed to the transport; unique per (run, step)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("run_id", "step_key"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_key: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = _status(OutboxStatus.SENDING)
+    to_address: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]

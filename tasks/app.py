@@ -1,0 +1,124 @@
+"""The Celery app factory: durable settings, the step tasks, the sweeper on a beat schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from engine.db import transaction
+from engine.executor import execute_step
+from engine.ingest import ingest_event
+from engine.runtime import Runtime, create_runtime
+from engine.settings import Settings
+from engine.sweeper import sweep
+from models.enums import StepType
+from tasks.dispatcher import STEP_QUEUE, SWEEPER_QUEUE, CeleryDispatcher, step_task_name
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeHolder:
+    """Builds the runtime lazily in each worker process, so no connection crosses a fork."""
+
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
+        self.settings = settings
+        self._runtime = runtime
+
+    def get(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = create_runtime(self.settings)
+        return self._runtime
+
+    def after_fork(self, **_: Any) -> None:
+        if self._runtime is not None:
+            # Connections inherited from the parent belong to it: drop them without closing.
+            self._runtime.sessions.kw["bind"].dispose(close=False)
+
+
+def _config(settings: Settings) -> dict[str, Any]:
+    if settings.countdown_horizon_seconds >= settings.visibility_timeout_seconds:
+        raise ValueError(
+            "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS must be below "
+            "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS, or Redis redelivers waiting countdowns"
+        )
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
+        "broker_connection_retry_on_startup": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_default_queue": STEP_QUEUE,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "automations-sweeper": {
+                "task": "automations.sweeper.tick",
+                "schedule": dt.timedelta(seconds=settings.sweeper_interval_seconds),
+                "options": {"queue": SWEEPER_QUEUE, "expires": settings.sweeper_interval_seconds},
+            }
+        },
+    }
+
+
+def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+    """A Celery app bound to these settings, with every task registered under a stable name."""
+    app = Celery("automations", set_as_current=False)
+    app.conf.update(_config(settings))
+    holder = RuntimeHolder(settings, runtime)
+    worker_process_init.connect(holder.after_fork, weak=False)
+    dispatcher = CeleryDispatcher(app)
+    for step_type in StepType:
+        _register_step_task(app, holder, dispatcher, step_type)
+
+    @app.task(name="automations.sweeper.tick")
+    def sweeper_tick() -> int:
+        rt = holder.get()
+        with transaction(rt.sessions) as session:
+            dispatches = sweep(session, rt, now=rt.clock.now())
+        dispatcher.dispatch(dispatches)
+        return len(dispatches)
+
+    @app.task(name="automations.events.send")
+    def send_event(
+        event: str,
+        email: str | None = None,
+        contact_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        rt = holder.get()
+        with transaction(rt.sessions) as session:
+            result = ingest_event(
+                session,
+                rt,
+                event=event,
+                email=email,
+                contact_id=contact_id,
+                payload=payload,
+                idempotency_key=idempotency_key,
+                now=rt.clock.now(),
+            )
+        dispatcher.dispatch(result.dispatches)
+        return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
+
+    app.runtime_holder = holder  # type: ignore[attr-defined]
+    return app
+
+
+def _register_step_task(
+    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: StepType
+) -> None:
+    @app.task(name=step_task_name(step_type))
+    def run_step(run_id: str, step_key: str) -> None:
+        dispatcher.dispatch(execute_step(holder.get(), uuid.UUID(run_id), step_key))

@@ -1,0 +1,31 @@
+"""Sends the engine's dispatches as Celery messages, by stable task name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from engine.dispatch import Dispatch
+from models.enums import StepType
+
+STEP_QUEUE = "automations"
+SWEEPER_QUEUE = "automations.sweeper"
+
+
+def step_task_name(step_type: StepType) -> str:
+    return f"automations.steps.{step_type.value}"
+
+
+class CeleryDispatcher:
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+        for item in dispatches:
+            self.app.send_task(
+                step_task_name(item.step_type),
+                kwargs={"run_id": str(item.run_id), "step_key": item.step_key},
+                countdown=item.countdown or None,
+                queue=STEP_QUEUE,
+            )

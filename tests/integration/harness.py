@@ -1,0 +1,219 @@
+"""The integration stack: a database, Redis, a real Celery worker process and an SMTP sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, text
+
+from engine.clock import OffsetFileClock
+from engine.db import create_schema, drop_schema, transaction
+from engine.ingest import Ingested, ingest_event
+from engine.runtime import Runtime, create_runtime
+from engine.settings import Settings
+from engine.sweeper import sweep
+from models.enums import RUN_TERMINAL
+from models.tables import Base, OutboxEmail, Run, RunStep
+from tasks.app import create_celery_app
+from tasks.dispatcher import CeleryDispatcher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SmtpSink:
+    """An in-process SMTP server that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=0)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.controller.server.sockets[0].getsockname()[1]}"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if address in str(m["To"])]
+
+
+@dataclass
+class Stack:
+    backend: str
+    settings: Settings
+    runtime: Runtime
+    clock: OffsetFileClock
+    sink: SmtpSink
+    workdir: Path
+    worker: subprocess.Popen[bytes] | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.app = create_celery_app(self.settings, runtime=self.runtime)
+        self.dispatcher = CeleryDispatcher(self.app)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+        for name, value in self.settings.model_dump().items():
+            if value is None:
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            env[f"AUTOMATIONS_{name.upper()}"] = str(value)
+        env.update(extra)
+        return env
+
+    def start_worker(self, **extra_env: str) -> None:
+        log = (self.workdir / f"worker-{self.backend}.log").open("ab")
+        self.worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable, "-m", "celery", "-A", "tasks.celery_main", "worker",
+                "-Q", "automations,automations.sweeper", "-c", "2", "--pool", "prefork",
+                "-n", f"test-{self.backend}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"worker exited early, see {log.name}")
+            if self.app.control.ping(timeout=0.5):
+                return
+        raise RuntimeError(f"worker did not answer a ping in 30 s, see {log.name}")
+
+    def stop_worker(self) -> None:
+        if self.worker is None:
+            return
+        self.worker.terminate()
+        try:
+            self.worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+        self.worker = None
+
+    def restart_worker(self, **extra_env: str) -> None:
+        self.stop_worker()
+        self.start_worker(**extra_env)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def reset_database(self) -> None:
+        db_engine = self.runtime.sessions.kw["bind"]
+        with db_engine.begin() as conn:
+            names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+            if db_engine.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+            else:
+                for name in names:
+                    conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our table names
+
+    def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
+        with transaction(self.runtime.sessions) as session:
+            result = ingest_event(
+                session, self.runtime, event=event, email=email, payload=payload,
+                now=self.clock.now(),
+            )
+        self.dispatcher.dispatch(result.dispatches)
+        return result
+
+    def sweep(self) -> int:
+        with transaction(self.runtime.sessions) as session:
+            dispatches = sweep(session, self.runtime, now=self.clock.now())
+        self.dispatcher.dispatch(dispatches)
+        return len(dispatches)
+
+    def advance(self, delta: dt.timedelta) -> None:
+        """Move the shared clock forward and let the sweeper promote what became due."""
+        self.clock.advance(delta)
+        self.sweep()
+
+    def run(self, run_id: uuid.UUID) -> Run:
+        with transaction(self.runtime.sessions) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            return run
+
+    def steps(self, run_id: uuid.UUID) -> dict[str, RunStep]:
+        with transaction(self.runtime.sessions) as session:
+            rows = session.scalars(select(RunStep).where(RunStep.run_id == run_id))
+            return {row.step_key: row for row in rows}
+
+    def outbox(self, run_id: uuid.UUID) -> list[OutboxEmail]:
+        with transaction(self.runtime.sessions) as session:
+            return list(session.scalars(select(OutboxEmail).where(OutboxEmail.run_id == run_id)))
+
+    def wait_for(self, predicate: Any, *, timeout: float = 20, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def wait_step(self, run_id: uuid.UUID, key: str, *statuses: str, timeout: float = 20) -> RunStep:
+        def reached() -> bool:
+            step = self.steps(run_id).get(key)
+            return step is not None and step.status in statuses
+
+        self.wait_for(reached, timeout=timeout, what=f"step {key} in {statuses}")
+        return self.steps(run_id)[key]
+
+    def wait_run(self, run_id: uuid.UUID, *, timeout: float = 20) -> Run:
+        self.wait_for(
+            lambda: self.run(run_id).status in RUN_TERMINAL, timeout=timeout, what="run to end"
+        )
+        return self.run(run_id)
+
+
+def build_stack(backend: str, database_url: str, broker_url: str, workdir: Path, sink: SmtpSink) -> Stack:
+    clock_file = workdir / f"clock-{backend}"
+    clock_file.write_text("0")
+    settings = Settings(
+        env="test",
+        database_url=database_url,
+        broker_url=broker_url,
+        secret_key="test-secret-key-not-for-production",  # type: ignore[arg-type]
+        email_transport_url=sink.url,
+        clock=f"file:{clock_file}",
+        stale_after_seconds=3,
+        step_lease_seconds=10,
+        retry_base_seconds=1,
+        retry_max_attempts=3,
+    )
+    clock = OffsetFileClock(clock_file)
+    runtime = create_runtime(settings, clock=clock)
+    db_engine = runtime.sessions.kw["bind"]
+    drop_schema(db_engine)
+    create_schema(db_engine)
+    return Stack(backend, settings, runtime, clock, sink, workdir)
