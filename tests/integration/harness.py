@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -32,13 +33,19 @@ from tasks.dispatcher import CeleryDispatcher
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class SmtpSink:
     """An in-process SMTP server that keeps every message it accepts."""
 
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
         self._lock = threading.Lock()
-        self.controller = Controller(self, hostname="127.0.0.1", port=0)
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -54,7 +61,7 @@ class SmtpSink:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.controller.server.sockets[0].getsockname()[1]}"
+        return f"smtp://127.0.0.1:{self.controller.port}"
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
         with self._lock:

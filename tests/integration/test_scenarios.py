@@ -236,13 +236,15 @@ def wait_automation(stack: Stack, *, timeout_branch: bool, filter_rule: dict | N
         TRIGGER,
         {"key": "await_payment", "type": "wait_for_event", "config": config},
         {"key": "thank", "type": "contact_update", "config": {"properties": {"paid": True}}},
-        {"key": "nudge", "type": "contact_update", "config": {"properties": {"paid": False}}},
     ]
     connections = [
         *chain("start", "await_payment"),
         {"from": "await_payment", "to": "thank", "type": "event_received"},
     ]
     if timeout_branch:
+        steps.append(
+            {"key": "nudge", "type": "contact_update", "config": {"properties": {"paid": False}}}
+        )
         connections.append({"from": "await_payment", "to": "nudge", "type": "timeout"})
     make_automation(stack, steps, connections)
 
