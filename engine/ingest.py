@@ -162,6 +162,7 @@ def _resume_waits(
             continue
         if not run_store.resume_wait(session, wait.run_id, wait.step_key, now=now):
             continue  # its timeout fired first
+        rt.checkpoint("ingest.wait_resumed")
         run_store.lock_run(session, wait.run_id)
         outcome = Completed(
             branch=ConnectionType.EVENT_RECEIVED,

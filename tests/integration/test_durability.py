@@ -1,0 +1,118 @@
+"""Duplicate messages, a worker killed mid-send, a wiped broker: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.integration.factories import (
+    chain,
+    make_automation,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
+from tests.integration.harness import Stack
+
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+
+
+def mail_then_update(stack: Stack) -> None:
+    make_domain(stack)
+    steps = [
+        TRIGGER,
+        send_email_step("mail", make_template(stack)),
+        {"key": "after", "type": "contact_update", "config": {"first_name": "Mailed"}},
+    ]
+    make_automation(stack, steps, chain("start", "mail", "after"))
+
+
+def test_step_message_delivered_twice_executes_once(rt_stack: Stack) -> None:
+    mail_then_update(rt_stack)
+    address = unique_email("twice")
+    result = rt_stack.send("user.created", address)
+    (run_id,) = result.run_ids
+    rt_stack.dispatcher.dispatch(result.dispatches * 3)  # the original plus three duplicates
+
+    assert rt_stack.wait_run(run_id).status == "completed"
+    rt_stack.sweep()
+    (row,) = rt_stack.outbox(run_id)
+    assert row.status == "sent" and row.attempts == 1
+    assert len(rt_stack.sink.to(address)) == 1
+    assert rt_stack.steps(run_id)["mail"].attempt == 1
+
+
+@pytest.mark.parametrize(
+    ("point", "copies_at_sink"),
+    [
+        # Killed after the outbox row is committed, before the SMTP conversation: exactly once.
+        ("send_email.before_send", 1),
+        # Killed after the SMTP server accepted, before we recorded it: SMTP cannot tell us, so
+        # the message is sent again with the same Message-ID (documented at-least-once window).
+        ("send_email.after_send", 2),
+    ],
+)
+def test_worker_killed_mid_send_completes_with_one_email_recorded(
+    rt_stack: Stack, point: str, copies_at_sink: int
+) -> None:
+    marker = rt_stack.workdir / f"killed-{point}"
+    marker.unlink(missing_ok=True)
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"{point}=kill@{marker}")
+    try:
+        mail_then_update(rt_stack)
+        address = unique_email("killed")
+        (run_id,) = rt_stack.send("user.created", address).run_ids
+        rt_stack.wait_for(marker.exists, what="the worker process to die at " + point)
+        step = rt_stack.wait_step(run_id, "mail", "running")
+        assert rt_stack.run(run_id).status == "running"
+
+        # The redelivered message finds the step leased and does nothing; once the lease has
+        # run out the sweeper hands the step to a live worker.
+        rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
+        assert rt_stack.wait_run(run_id).status == "completed"
+    finally:
+        rt_stack.restart_worker()
+
+    (row,) = rt_stack.outbox(run_id)
+    assert row.status == "sent"
+    messages = rt_stack.sink.to(address)
+    assert len(messages) == copies_at_sink
+    assert {m["Message-ID"] for m in messages} == {f"<{row.id}@acme.test>"}
+    step = rt_stack.steps(run_id)["mail"]
+    assert step.status == "completed" and step.attempt == 2
+    assert step.output["email_id"] == str(row.id)
+
+
+def test_broker_wiped_while_runs_wait_sweeper_finishes_every_run(rt_stack: Stack) -> None:
+    steps = [
+        TRIGGER,
+        {"key": "pause", "type": "delay", "config": {"duration": "1 minute"}},
+        {"key": "after", "type": "contact_update", "config": {"first_name": "Swept"}},
+    ]
+    make_automation(rt_stack, steps, chain("start", "pause", "after"))
+    broker = redis.Redis.from_url(REDIS_URL)
+
+    # Messages for ready steps, lost before any worker took them.
+    rt_stack.stop_worker()
+    queued = [rt_stack.send("user.created", unique_email("q")).run_ids[0] for _ in range(3)]
+    broker.flushall()
+    rt_stack.start_worker()
+    # Runs parked in their delay, whose countdown messages are lost with the broker.
+    waiting = [rt_stack.send("user.created", unique_email("w")).run_ids[0] for _ in range(3)]
+    for run_id in waiting:
+        rt_stack.wait_step(run_id, "pause", "waiting")
+    rt_stack.stop_worker()
+    broker.flushall()
+    rt_stack.start_worker()
+
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
+    for run_id in queued:
+        rt_stack.wait_step(run_id, "pause", "waiting")
+    rt_stack.advance(dt.timedelta(minutes=1, seconds=rt_stack.settings.stale_after_seconds + 1))
+    for run_id in queued + waiting:
+        assert rt_stack.wait_run(run_id).status == "completed"
+        assert rt_stack.steps(run_id)["after"].status == "completed"
