@@ -20,9 +20,7 @@ class InvalidInput(AutomationsError):
 
     code = "validation_error"
 
-    def __init__(
-        self, message: str, *, field: str | None = None, code: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.field = field
 

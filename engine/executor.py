@@ -47,7 +47,9 @@ def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )
         if claimed is None:
-            log.debug("step not claimable (duplicate or stale message)", extra=_ids(run_id, step_key))
+            log.debug(
+                "step not claimable (duplicate or stale message)", extra=_ids(run_id, step_key)
+            )
             return []
         rt.checkpoint("step.claimed")
         run = run_store.lock_run_context(session, run_id)
@@ -93,7 +95,9 @@ def _finish_email(
         else:
             permanent = not isinstance(result, TransientStepFailure)
             status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
-            outbox_store.record_attempt(session, email_id, status=status, now=now, error=result.message)
+            outbox_store.record_attempt(
+                session, email_id, status=status, now=now, error=result.message
+            )
             outcome = _failure_outcome(rt, result, attempt, now, prepared)
         if not run_store.owns_step(session, ref.run_id, ref.step_key, attempt):
             return []  # our lease ran out and another worker took the step over

@@ -20,14 +20,14 @@ def _status(value: object) -> AutomationStatus:
     try:
         return AutomationStatus(str(value))
     except ValueError:
-        raise InvalidInput(
-            "`status` must be `enabled` or `disabled`", field="status"
-        ) from None
+        raise InvalidInput("`status` must be `enabled` or `disabled`", field="status") from None
 
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise InvalidInput("`name` must be a non-empty string of at most 255 characters", field="name")
+        raise InvalidInput(
+            "`name` must be a non-empty string of at most 255 characters", field="name"
+        )
     return value
 
 

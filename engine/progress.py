@@ -174,7 +174,9 @@ def _skip_steps(
     run_store.insert_steps(session, rows)
 
 
-def _skip_dead_branches(session: Session, graph: Graph, run_id: uuid.UUID, now: dt.datetime) -> None:
+def _skip_dead_branches(
+    session: Session, graph: Graph, run_id: uuid.UUID, now: dt.datetime
+) -> None:
     states = run_store.step_states(session, run_id)
     active = {s.step_key for s in states if s.status in STEP_ACTIVE}
     taken = {
@@ -193,7 +195,11 @@ def _end_run(
     if any(s.status in STEP_ACTIVE for s in states):
         return
     summary = [
-        (StepType(s.step_type), StepStatus(s.status), SkipReason(s.skip_reason) if s.skip_reason else None)
+        (
+            StepType(s.step_type),
+            StepStatus(s.status),
+            SkipReason(s.skip_reason) if s.skip_reason else None,
+        )
         for s in states
     ]
     status = final_run_status(summary)

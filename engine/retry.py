@@ -14,7 +14,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before the attempt after `attempt` (1-based): base * 2^(attempt-1), capped."""
-        return min(self.base * (2 ** max(attempt - 1, 0)), self.cap)
+        delay: dt.timedelta = self.base * (2 ** max(attempt - 1, 0))
+        return min(delay, self.cap)
 
     def next_attempt_at(self, attempt: int, now: dt.datetime) -> dt.datetime | None:
         """When to try again after `attempt` failed transiently; None once attempts are spent."""

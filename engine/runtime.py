@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,12 +13,10 @@ from engine.db import create_db_engine, create_session_factory
 from engine.errors import NotFound
 from engine.faults import checkpoint_from_setting
 from engine.graph import Graph
+from engine.mail import Transport, transport_from_url
 from engine.retry import RetryPolicy
 from engine.settings import Settings
 from engine.store import automations as automation_store
-
-if TYPE_CHECKING:
-    from engine.mail import Transport
 
 Checkpoint = Callable[[str], None]
 
@@ -58,13 +55,7 @@ class Runtime:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            from engine.mail import transport_from_url
-
-            key = self.settings.email_api_key
-            self._transport = transport_from_url(
-                self.settings.email_transport_url,
-                api_key=key.get_secret_value() if key else None,
-            )
+            self._transport = transport_from_settings(self.settings)
         return self._transport
 
     def graph(self, session: Session, version_id: uuid.UUID) -> Graph:
@@ -81,6 +72,13 @@ class Runtime:
 
     def secret(self) -> str:
         return self.settings.secret_key.get_secret_value()
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    key = settings.email_api_key
+    return transport_from_url(
+        settings.email_transport_url, api_key=key.get_secret_value() if key else None
+    )
 
 
 def create_runtime(
@@ -101,6 +99,7 @@ def create_runtime(
         settings,
         sessions=create_session_factory(db_engine),
         clock=clock or clock_from_setting(settings.clock),
-        transport=transport,
+        # Built now so that a bad transport URL stops the process at start, not at first send.
+        transport=transport or transport_from_settings(settings),
         checkpoint=checkpoint,
     )

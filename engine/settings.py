@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"
 
-    email_transport_url: str = "file://data/outbox"
+    email_transport_url: str = "file:data/outbox"
     email_api_key: SecretStr | None = None
 
     # Steps due within this horizon are enqueued with a Celery countdown; later ones wait for

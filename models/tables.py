@@ -134,7 +134,9 @@ class EventDefinition(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_contact_name_received", "contact_id", "name", "received_at"),)
+    __table_args__ = (
+        Index("ix_events_contact_name_received", "contact_id", "name", "received_at"),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(255))

@@ -81,7 +81,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     for step_type in StepType:
         _register_step_task(app, holder, dispatcher, step_type)
 
-    @app.task(name="automations.sweeper.tick")
+    @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
         rt = holder.get()
         with transaction(rt.sessions) as session:
@@ -89,7 +89,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         dispatcher.dispatch(dispatches)
         return len(dispatches)
 
-    @app.task(name="automations.events.send")
+    @app.task(name="automations.events.send", shared=False)
     def send_event(
         event: str,
         email: str | None = None,
@@ -112,13 +112,13 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         dispatcher.dispatch(result.dispatches)
         return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
 
-    app.runtime_holder = holder  # type: ignore[attr-defined]
+    app.runtime_holder = holder
     return app
 
 
 def _register_step_task(
     app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: StepType
 ) -> None:
-    @app.task(name=step_task_name(step_type))
+    @app.task(name=step_task_name(step_type), shared=False)
     def run_step(run_id: str, step_key: str) -> None:
         dispatcher.dispatch(execute_step(holder.get(), uuid.UUID(run_id), step_key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -107,10 +108,9 @@ def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEm
     sources = (subject_source, template.html or "", template.text_body or "")
     for name in set().union(*(placeholder_names(text) for text in sources)):
         if name not in values and name.startswith(_CONTEXT_ROOTS):
-            try:
+            # A missing one is reported by render() unless the placeholder has a fallback.
+            with contextlib.suppress(MissingField):
                 values[name] = resolve_path(context, name)
-            except MissingField:
-                pass  # render() reports it unless the placeholder has an inline fallback
     link = unsubscribe_url(sr.rt.settings.public_url, contact_id, sr.rt.secret())
     rendered_values = {**values, "RESEND_UNSUBSCRIBE_URL": link}
     subject = render(subject_source, rendered_values, html=False)

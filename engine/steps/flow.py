@@ -19,7 +19,9 @@ def run_delay(sr: StepRun) -> Outcome:
     duration = sr.step.config["duration"]
     if sr.first_execution:
         resume_at = sr.now + parse_duration(duration)
-        return Waiting(due_at=resume_at, output={"duration": duration, "resume_at": resume_at.isoformat()})
+        return Waiting(
+            due_at=resume_at, output={"duration": duration, "resume_at": resume_at.isoformat()}
+        )
     return Completed(output={"duration": duration, "resumed_at": sr.now.isoformat()})
 
 

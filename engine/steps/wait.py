@@ -28,7 +28,9 @@ def event_output(
     }
 
 
-def matches_filter(config: dict[str, Any], payload: dict[str, Any], contact: dict[str, Any]) -> bool:
+def matches_filter(
+    config: dict[str, Any], payload: dict[str, Any], contact: dict[str, Any]
+) -> bool:
     """Whether an event passes the wait's filter_rule; a rule that cannot be evaluated does not."""
     rule = config.get("filter_rule")
     if rule is None:
@@ -57,7 +59,9 @@ def _register(sr: StepRun) -> Outcome:
     sr.rt.checkpoint("wait_for_event.locked")
     view = contact_store.contact_view(contact)
     since = sr.claimed.created_at
-    for event in event_store.events_since(sr.session, contact_id=contact.id, name=name, since=since):
+    for event in event_store.events_since(
+        sr.session, contact_id=contact.id, name=name, since=since
+    ):
         if matches_filter(config, event.payload, view):
             output = event_output(event.id, event.name, event.payload, event.received_at)
             return Completed(branch=ConnectionType.EVENT_RECEIVED, output=output)

@@ -69,9 +69,7 @@ def add_version(
 def get_automation(
     session: Session, automation_id: uuid.UUID, *, for_update: bool = False
 ) -> Automation | None:
-    stmt = select(Automation).where(
-        Automation.id == automation_id, Automation.deleted_at.is_(None)
-    )
+    stmt = select(Automation).where(Automation.id == automation_id, Automation.deleted_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     return session.scalars(stmt).first()

@@ -13,7 +13,9 @@ from models.enums import DomainStatus, TemplateStatus
 from models.tables import Domain, EventDefinition, Template
 
 
-def find_template(session: Session, *, template_id: str | None, alias: str | None) -> Template | None:
+def find_template(
+    session: Session, *, template_id: str | None, alias: str | None
+) -> Template | None:
     if template_id is not None:
         try:
             key = uuid.UUID(template_id)
@@ -62,7 +64,11 @@ def domain_status(session: Session, name: str) -> str | None:
 
 
 def create_domain(
-    session: Session, *, name: str, now: dt.datetime, status: DomainStatus = DomainStatus.NOT_STARTED
+    session: Session,
+    *,
+    name: str,
+    now: dt.datetime,
+    status: DomainStatus = DomainStatus.NOT_STARTED,
 ) -> Domain:
     domain = Domain(id=uuid.uuid4(), name=name.lower(), status=status, created_at=now)
     session.add(domain)

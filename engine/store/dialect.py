@@ -14,5 +14,6 @@ def insert_ignoring_conflicts(
     session: Session, table: Table, rows: Sequence[dict[str, Any]] | dict[str, Any]
 ) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return module.insert(table).values(rows).on_conflict_do_nothing()
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).values(rows).on_conflict_do_nothing()
+    return sqlite.insert(table).values(rows).on_conflict_do_nothing()

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from engine.store.dialect import insert_ignoring_conflicts
@@ -34,7 +34,7 @@ def insert_event(
         "received_at": now,
     }
     if idempotency_key is None:
-        session.execute(Event.__table__.insert().values(row))
+        session.execute(insert(Event).values(row))
         return event_id
     result = session.execute(
         insert_ignoring_conflicts(session, Event.__table__, row)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
@@ -44,7 +44,12 @@ class StepState:
 
 
 def claim_step(
-    session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.datetime, lease_until: dt.datetime
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
 ) -> ClaimedStep | None:
     """Compare-and-set a due step to running; None means a duplicate or stale message."""
     claimable = and_(
@@ -54,7 +59,9 @@ def claim_step(
     row = session.execute(
         update(RunStep)
         .where(RunStep.run_id == run_id, RunStep.step_key == step_key, or_(claimable, abandoned))
-        .values(status=StepStatus.RUNNING, attempt=RunStep.attempt + 1, lease_expires_at=lease_until)
+        .values(
+            status=StepStatus.RUNNING, attempt=RunStep.attempt + 1, lease_expires_at=lease_until
+        )
         .returning(
             RunStep.step_type,
             RunStep.attempt,
@@ -99,7 +106,7 @@ def insert_run(
 ) -> uuid.UUID:
     run_id = uuid.uuid4()
     session.execute(
-        Run.__table__.insert().values(
+        insert(Run).values(
             id=run_id,
             automation_id=automation_id,
             version_id=version_id,
@@ -116,7 +123,7 @@ def insert_run(
 def insert_steps(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Create step rows; every row must carry the same keys."""
     if rows:
-        session.execute(RunStep.__table__.insert(), list(rows))
+        session.execute(insert(RunStep), list(rows))
 
 
 def update_step(
@@ -230,9 +237,7 @@ def waits_for(
     return [WaitingStep(*row) for row in rows]
 
 
-def resume_wait(
-    session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.datetime
-) -> bool:
+def resume_wait(session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.datetime) -> bool:
     """Compare-and-set a waiting step to running for its event; False if a timeout won."""
     result = session.execute(
         update(RunStep)

@@ -25,9 +25,7 @@ def _select_due() -> tuple:  # type: ignore[type-arg]
     return (RunStep.run_id, RunStep.step_key, RunStep.step_type, RunStep.due_at)
 
 
-def steps_to_promote(
-    session: Session, *, horizon_end: dt.datetime, limit: int
-) -> list[DueStep]:
+def steps_to_promote(session: Session, *, horizon_end: dt.datetime, limit: int) -> list[DueStep]:
     """Steps due before the horizon's end that no message has been sent for yet."""
     rows = session.execute(
         select(*_select_due())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ def make_template(
     subject: str | None = "Welcome, {{{FIRST_NAME}}}!",
     sender: str | None = "Acme <hello@acme.test>",
     html: str = "<p>Hi {{{FIRST_NAME}}}, your plan is {{{PLAN}}}.</p>"
-    "<a href=\"{{{RESEND_UNSUBSCRIBE_URL}}}\">unsubscribe</a>",
+    '<a href="{{{RESEND_UNSUBSCRIBE_URL}}}">unsubscribe</a>',
     alias: str | None = None,
 ) -> str:
     with transaction(stack.runtime.sessions) as session:
@@ -54,7 +55,9 @@ def make_domain(stack: Stack, name: str = "acme.test", *, verified: bool = True)
 
 def make_contact(stack: Stack, email: str, **fields: Any) -> uuid.UUID:
     with transaction(stack.runtime.sessions) as session:
-        contact = contact_store.create_contact(session, email=email, now=stack.clock.now(), **fields)
+        contact = contact_store.create_contact(
+            session, email=email, now=stack.clock.now(), **fields
+        )
         return contact.id
 
 
@@ -90,4 +93,4 @@ def send_email_step(key: str, template_id: str, **config: Any) -> dict[str, Any]
 
 def chain(*keys: str) -> list[dict[str, Any]]:
     """Default connections linking the keys in order."""
-    return [{"from": a, "to": b} for a, b in zip(keys, keys[1:], strict=False)]
+    return [{"from": a, "to": b} for a, b in itertools.pairwise(keys)]

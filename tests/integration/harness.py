@@ -45,9 +45,22 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
         self._lock = threading.Lock()
+        # recipient -> (SMTP reply, how many more times to give it instead of accepting)
+        self._refusals: dict[str, tuple[str, int]] = {}
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    def refuse(self, address: str, reply: str, times: int) -> None:
+        """Answer `reply` (e.g. "451 try later") to the next `times` messages for `address`."""
+        with self._lock:
+            self._refusals[address] = (reply, times)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            for address in envelope.rcpt_tos:
+                reply, times = self._refusals.get(address, ("", 0))
+                if times > 0:
+                    self._refusals[address] = (reply, times - 1)
+                    return reply
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -98,12 +111,27 @@ class Stack:
 
     def start_worker(self, **extra_env: str) -> None:
         log = (self.workdir / f"worker-{self.backend}.log").open("ab")
-        self.worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.worker = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "tasks.celery_main", "worker",
-                "-Q", "automations,automations.sweeper", "-c", "2", "--pool", "prefork",
-                "-n", f"test-{self.backend}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.celery_main",
+                "worker",
+                "-Q",
+                "automations,automations.sweeper",
+                "-c",
+                "2",
+                "--pool",
+                "prefork",
+                "-n",
+                f"test-{self.backend}-{uuid.uuid4().hex[:6]}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
             ],
             cwd=ROOT,
             env=self.env(**extra_env),
@@ -143,12 +171,16 @@ class Stack:
                 conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
             else:
                 for name in names:
-                    conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our table names
+                    conn.execute(text(f"DELETE FROM {name}"))
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
         with transaction(self.runtime.sessions) as session:
             result = ingest_event(
-                session, self.runtime, event=event, email=email, payload=payload,
+                session,
+                self.runtime,
+                event=event,
+                email=email,
+                payload=payload,
                 now=self.clock.now(),
             )
         self.dispatcher.dispatch(result.dispatches)
@@ -188,7 +220,9 @@ class Stack:
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def wait_step(self, run_id: uuid.UUID, key: str, *statuses: str, timeout: float = 20) -> RunStep:
+    def wait_step(
+        self, run_id: uuid.UUID, key: str, *statuses: str, timeout: float = 20
+    ) -> RunStep:
         def reached() -> bool:
             step = self.steps(run_id).get(key)
             return step is not None and step.status in statuses
@@ -203,7 +237,9 @@ class Stack:
         return self.run(run_id)
 
 
-def build_stack(backend: str, database_url: str, broker_url: str, workdir: Path, sink: SmtpSink) -> Stack:
+def build_stack(
+    backend: str, database_url: str, broker_url: str, workdir: Path, sink: SmtpSink
+) -> Stack:
     clock_file = workdir / f"clock-{backend}"
     clock_file.write_text("0")
     settings = Settings(

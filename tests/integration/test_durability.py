@@ -116,3 +116,51 @@ def test_broker_wiped_while_runs_wait_sweeper_finishes_every_run(rt_stack: Stack
     for run_id in queued + waiting:
         assert rt_stack.wait_run(run_id).status == "completed"
         assert rt_stack.steps(run_id)["after"].status == "completed"
+
+
+def mail_retrying(stack: Stack, run_id: object, attempt: int) -> bool:
+    step = stack.steps(run_id)["mail"]  # type: ignore[arg-type]
+    return step.status == "pending" and step.attempt == attempt
+
+
+def test_transient_smtp_failure_retries_with_backoff_then_sends_once(rt_stack: Stack) -> None:
+    mail_then_update(rt_stack)
+    address = unique_email("flaky")
+    rt_stack.sink.refuse(address, "451 4.3.0 Try again later", times=1)
+    (run_id,) = rt_stack.send("user.created", address).run_ids
+
+    rt_stack.wait_for(lambda: mail_retrying(rt_stack, run_id, 1), what="the first attempt to fail")
+    step = rt_stack.steps(run_id)["mail"]
+    assert step.error["code"] == "smtp_unavailable"
+    assert step.due_at is not None and step.due_at > rt_stack.clock.now()
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.retry_base_seconds + 1))
+    assert rt_stack.wait_run(run_id).status == "completed"
+
+    (row,) = rt_stack.outbox(run_id)
+    assert row.status == "sent" and row.attempts == 2
+    assert len(rt_stack.sink.to(address)) == 1
+    step = rt_stack.steps(run_id)["mail"]
+    assert step.attempt == 2 and step.error is None
+
+
+def test_transient_failures_give_up_after_max_attempts(rt_stack: Stack) -> None:
+    mail_then_update(rt_stack)
+    address = unique_email("down")
+    attempts = rt_stack.settings.retry_max_attempts
+    rt_stack.sink.refuse(address, "451 4.3.0 Try again later", times=attempts)
+    (run_id,) = rt_stack.send("user.created", address).run_ids
+    for attempt in range(1, attempts):
+        rt_stack.wait_for(
+            lambda a=attempt: (
+                rt_stack.steps(run_id)["mail"].attempt == a
+                and rt_stack.steps(run_id)["mail"].status == "pending"
+            ),
+            what=f"attempt {attempt} to fail",
+        )
+        rt_stack.advance(dt.timedelta(hours=1))
+
+    assert rt_stack.wait_run(run_id).status == "failed"
+    step = rt_stack.steps(run_id)["mail"]
+    assert step.error["code"] == "smtp_unavailable"
+    assert f"gave up after {attempts} attempts" in step.error["message"]
+    assert rt_stack.sink.to(address) == []

@@ -56,13 +56,19 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-def runtime(stack: Stack, now: dt.datetime, checkpoint: Callable[[str], None] | None = None) -> Runtime:
-    return create_runtime(stack.settings, clock=FrozenClock(now), checkpoint=checkpoint or (lambda _: None))
+def runtime(
+    stack: Stack, now: dt.datetime, checkpoint: Callable[[str], None] | None = None
+) -> Runtime:
+    return create_runtime(
+        stack.settings, clock=FrozenClock(now), checkpoint=checkpoint or (lambda _: None)
+    )
 
 
 def ingest(rt: Runtime, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
     with transaction(rt.sessions) as session:
-        return ingest_event(session, rt, event=event, email=email, payload=payload, now=rt.clock.now())
+        return ingest_event(
+            session, rt, event=event, email=email, payload=payload, now=rt.clock.now()
+        )
 
 
 def wait_automation(stack: Stack) -> None:
@@ -98,7 +104,9 @@ def blocked_on_lock(stack: Stack) -> bool:
         return bool(waiting)
 
 
-def test_event_committed_while_wait_registers_is_found(pg_stack: Stack, pool: ThreadPoolExecutor) -> None:
+def test_event_committed_while_wait_registers_is_found(
+    pg_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
     wait_automation(pg_stack)
     email = unique_email()
     run_id = started_run(pg_stack, email)
@@ -108,7 +116,9 @@ def test_event_committed_while_wait_registers_is_found(pg_stack: Stack, pool: Th
     )
     assert gate.reached.wait(10)
     # The step is claimed but its transaction has not committed: ingestion cannot see a wait.
-    assert ingest(runtime(pg_stack, T0 + dt.timedelta(seconds=1)), "order.paid", email).resumed == []
+    assert (
+        ingest(runtime(pg_stack, T0 + dt.timedelta(seconds=1)), "order.paid", email).resumed == []
+    )
     gate.release.set()
     executing.result(timeout=10)
 
@@ -128,8 +138,12 @@ def test_event_arriving_while_wait_holds_the_contact_lock_resumes_it(
         execute_step, runtime(pg_stack, T0 + dt.timedelta(seconds=1), gate), run_id, "await_paid"
     )
     assert gate.reached.wait(10)
-    sending = pool.submit(ingest, runtime(pg_stack, T0 + dt.timedelta(seconds=2)), "order.paid", email)
-    pg_stack.wait_for(lambda: blocked_on_lock(pg_stack), timeout=10, what="ingestion to wait on the contact lock")
+    sending = pool.submit(
+        ingest, runtime(pg_stack, T0 + dt.timedelta(seconds=2)), "order.paid", email
+    )
+    pg_stack.wait_for(
+        lambda: blocked_on_lock(pg_stack), timeout=10, what="ingestion to wait on the contact lock"
+    )
     gate.release.set()
     executing.result(timeout=10)
 
@@ -146,7 +160,9 @@ def registered_wait(stack: Stack, email: str) -> tuple[uuid.UUID, dt.datetime]:
     return run_id, step.due_at
 
 
-def test_timeout_claimed_first_wins_over_simultaneous_event(pg_stack: Stack, pool: ThreadPoolExecutor) -> None:
+def test_timeout_claimed_first_wins_over_simultaneous_event(
+    pg_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
     wait_automation(pg_stack)
     email = unique_email()
     run_id, due_at = registered_wait(pg_stack, email)
@@ -156,7 +172,9 @@ def test_timeout_claimed_first_wins_over_simultaneous_event(pg_stack: Stack, poo
     # The event is stamped a microsecond before the timeout: it would win if it got the row.
     just_before = due_at - dt.timedelta(microseconds=1)
     sending = pool.submit(ingest, runtime(pg_stack, just_before), "order.paid", email)
-    pg_stack.wait_for(lambda: blocked_on_lock(pg_stack), timeout=10, what="ingestion to wait on the step row")
+    pg_stack.wait_for(
+        lambda: blocked_on_lock(pg_stack), timeout=10, what="ingestion to wait on the step row"
+    )
     gate.release.set()
     timing_out.result(timeout=10)
 
@@ -167,7 +185,9 @@ def test_timeout_claimed_first_wins_over_simultaneous_event(pg_stack: Stack, poo
     assert steps["paid"].status == "skipped"
 
 
-def test_event_resuming_first_wins_over_simultaneous_timeout(pg_stack: Stack, pool: ThreadPoolExecutor) -> None:
+def test_event_resuming_first_wins_over_simultaneous_timeout(
+    pg_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
     wait_automation(pg_stack)
     email = unique_email()
     run_id, due_at = registered_wait(pg_stack, email)
@@ -176,7 +196,9 @@ def test_event_resuming_first_wins_over_simultaneous_timeout(pg_stack: Stack, po
     sending = pool.submit(ingest, runtime(pg_stack, just_before, gate), "order.paid", email)
     assert gate.reached.wait(10)
     timing_out = pool.submit(execute_step, runtime(pg_stack, due_at), run_id, "await_paid")
-    pg_stack.wait_for(lambda: blocked_on_lock(pg_stack), timeout=10, what="the timeout to wait on the step row")
+    pg_stack.wait_for(
+        lambda: blocked_on_lock(pg_stack), timeout=10, what="the timeout to wait on the step row"
+    )
     gate.release.set()
 
     assert sending.result(timeout=10).resumed == [(run_id, "await_paid")]

@@ -39,7 +39,11 @@ def welcome_series(template_id: str) -> tuple[list[dict], list[dict]]:
             "type": "wait_for_event",
             "config": {"event_name": "plan.upgraded", "timeout": "1 week"},
         },
-        {"key": "mark_upgraded", "type": "contact_update", "config": {"properties": {"upgraded": True}}},
+        {
+            "key": "mark_upgraded",
+            "type": "contact_update",
+            "config": {"properties": {"upgraded": True}},
+        },
         {
             "key": "mark_lapsed",
             "type": "update_contact",
@@ -216,7 +220,10 @@ def test_condition_on_missing_field_fails_the_run(rt_stack: Stack) -> None:
         },
         {"key": "yes", "type": "contact_update", "config": {"first_name": "Gold"}},
     ]
-    connections = [*chain("start", "check"), {"from": "check", "to": "yes", "type": "condition_met"}]
+    connections = [
+        *chain("start", "check"),
+        {"from": "check", "to": "yes", "type": "condition_met"},
+    ]
     make_automation(rt_stack, steps, connections)
     (run_id,) = rt_stack.send("user.created", unique_email(), {"plan": {}}).run_ids
     run = rt_stack.wait_run(run_id)
@@ -282,7 +289,9 @@ def test_event_for_another_contact_or_filtered_out_resumes_nothing(rt_stack: Sta
 
 
 def email_automation(stack: Stack, template_id: str, **config: object) -> None:
-    make_automation(stack, [TRIGGER, send_email_step("mail", template_id, **config)], chain("start", "mail"))
+    make_automation(
+        stack, [TRIGGER, send_email_step("mail", template_id, **config)], chain("start", "mail")
+    )
 
 
 def failed_email_error(stack: Stack) -> dict:
@@ -303,7 +312,10 @@ def test_unverified_sender_fails_the_step(rt_stack: Stack) -> None:
     make_domain(rt_stack, "unverified.test", verified=False)
     email_automation(rt_stack, make_template(rt_stack), **{"from": "Bob <bob@unverified.test>"})
     error = failed_email_error(rt_stack)
-    assert error == {"message": "Sender domain `unverified.test` is not verified", "code": "domain_not_verified"}
+    assert error == {
+        "message": "Sender domain `unverified.test` is not verified",
+        "code": "domain_not_verified",
+    }
 
 
 def test_missing_subject_fails_the_step(rt_stack: Stack) -> None:
@@ -339,7 +351,9 @@ def test_stop_with_cancel_cancels_runs(rt_stack: Stack) -> None:
     (run_id,) = rt_stack.send("user.created", unique_email()).run_ids
     rt_stack.wait_step(run_id, "pause", "waiting")
     with transaction(rt_stack.runtime.sessions) as session:
-        cancelled = stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+        cancelled = stop_automation(
+            session, automation_id, cancel_runs=True, now=rt_stack.clock.now()
+        )
     assert cancelled == [run_id]
     assert rt_stack.run(run_id).status == "cancelled"
     rt_stack.advance(dt.timedelta(hours=1, seconds=1))
@@ -376,7 +390,11 @@ def test_run_finishes_on_the_graph_it_started_with(rt_stack: Stack) -> None:
         update_automation(
             session,
             automation_id,
-            {"steps": new_steps, "connections": chain("start", "pause", "renamed"), "status": "enabled"},
+            {
+                "steps": new_steps,
+                "connections": chain("start", "pause", "renamed"),
+                "status": "enabled",
+            },
             now=now,
         )
     (new_run,) = rt_stack.send("user.created", unique_email()).run_ids

@@ -1,0 +1,36 @@
+"""The Celery app carries the durability settings of DESIGN.md (no broker is contacted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.settings import Settings
+from models.enums import StepType
+from tasks.app import create_celery_app
+
+
+def test_durable_settings() -> None:
+    app = create_celery_app(Settings(broker_url="redis://127.0.0.1:1/0"))
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_serializer == "json" and list(conf.accept_content) == ["json"]
+    assert conf.broker_transport_options["visibility_timeout"] == 3600
+    assert conf.beat_schedule["automations-sweeper"]["task"] == "automations.sweeper.tick"
+
+
+def test_every_task_has_a_stable_name() -> None:
+    app = create_celery_app(Settings())
+    names = {name for name in app.tasks if name.startswith("automations.")}
+    assert names == {
+        *(f"automations.steps.{t.value}" for t in StepType),
+        "automations.sweeper.tick",
+        "automations.events.send",
+    }
+
+
+def test_countdown_horizon_must_stay_under_visibility_timeout() -> None:
+    settings = Settings(countdown_horizon_seconds=7200, visibility_timeout_seconds=3600)
+    with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
+        create_celery_app(settings)
