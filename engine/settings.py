@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"
 
+    # A first API key, accepted besides the keys stored in the database (bootstrap, scripts).
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # Requests per second per API key; 0 turns the limit off. Counted in Redis.
+    rate_limit_per_second: int = Field(default=0, ge=0)
+    rate_limit_redis_url: str | None = None
+
     email_transport_url: str = "file:data/outbox"
     email_api_key: SecretStr | None = None
 
@@ -44,3 +51,12 @@ class Settings(BaseSettings):
     fault_injection: str = ""
     worker_concurrency: int | None = None
     log_json: bool = False
+
+    def check_production_ready(self) -> None:
+        """Refuse to serve outside development with a missing or placeholder secret key."""
+        secret = self.secret_key.get_secret_value()
+        if self.env != "development" and (not secret or secret == PLACEHOLDER_SECRET):
+            raise ValueError(
+                "AUTOMATIONS_SECRET_KEY is missing or the development placeholder: set a long "
+                "random value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )

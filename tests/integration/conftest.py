@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
-from tests.integration.harness import SmtpSink, Stack, build_stack
+from tests.integration.harness import ApiServer, SmtpSink, Stack, build_stack
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def api_server(stack: Stack) -> Iterator[ApiServer]:
+    server = ApiServer(stack)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(rt_stack: Stack, api_server: ApiServer) -> Iterator[httpx.Client]:
+    """An authenticated HTTP client on a live API server over an empty database."""
+    with api_server.client() as client:
+        yield client

@@ -1,0 +1,1 @@
+"""The HTTP adapter: Resend's wire format over the engine."""

@@ -1,0 +1,78 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.deps import KeyCache
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit, RateLimiter
+from api.middleware import IdempotencyMiddleware
+from api.routes import ROUTERS
+from engine.dispatch import Dispatcher
+from engine.runtime import Runtime, create_runtime
+from engine.settings import Settings
+
+DESCRIPTION = """A durable automation runtime that speaks Resend's API: automations, runs,
+events, contacts, segments, templates and domains. Authenticate with `Authorization: Bearer <key>`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """The HTTP API bound to these settings; the runtime and dispatcher may be injected."""
+    settings.check_production_ready()
+    rt = runtime or create_runtime(settings)
+    if dispatcher is None:
+        from tasks.app import create_celery_app
+        from tasks.dispatcher import CeleryDispatcher
+
+        celery_app = create_celery_app(settings, runtime=rt)
+        dispatcher = CeleryDispatcher(celery_app)
+        app_ping = celery_app.connection_for_write
+    else:
+        app_ping = None
+    app = FastAPI(
+        title="Automations API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = rt
+    app.state.dispatcher = dispatcher
+    app.state.key_cache = KeyCache()
+    app.state.ping_broker = _broker_ping(settings, app_ping)
+    redis_url = settings.rate_limit_redis_url or (
+        settings.broker_url if settings.broker_url.startswith("redis") else None
+    )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, redis_url)
+    install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware, runtime=rt)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _broker_ping(settings: Settings, connection_factory: Any) -> Any:
+    """A callable that raises unless the broker answers within two seconds."""
+
+    def ping() -> None:
+        if connection_factory is None:
+            from kombu import Connection
+
+            connection = Connection(settings.broker_url)
+        else:
+            connection = connection_factory()
+        with connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+
+    return ping

@@ -1,0 +1,99 @@
+"""The one place where errors become HTTP answers, always `{statusCode, name, message}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import AutomationsError, Conflict, InvalidInput, NotFound
+from engine.idempotency import IdempotencyConflict
+
+log = logging.getLogger(__name__)
+
+_HTTP_NAMES = {
+    401: "missing_api_key",
+    403: "invalid_api_key",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "invalid_idempotent_request",
+    413: "request_too_large",
+    422: "validation_error",
+    429: "rate_limit_exceeded",
+}
+
+
+class ApiError(Exception):
+    """An answer decided by the HTTP layer itself (authentication, limits)."""
+
+    def __init__(
+        self, status: int, name: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.name, self.message, self.headers = status, name, message, headers
+
+
+def error_response(
+    status: int, name: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"statusCode": status, "name": name, "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _engine_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AutomationsError)
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, IdempotencyConflict):
+        return error_response(409, exc.code, exc.message)
+    if isinstance(exc, InvalidInput | Conflict):
+        return error_response(422, exc.code, exc.message)
+    log.error("unmapped engine error: %s", exc.message)
+    return error_response(500, "application_error", "Internal server error")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    field = _field(tuple(first.get("loc", ())))
+    kind = first.get("type", "")
+    if kind == "missing":
+        return error_response(422, "missing_required_field", f"Missing `{field}` field.")
+    if kind == "json_invalid":
+        return error_response(422, "validation_error", "The request body is not valid JSON.")
+    message = str(first.get("msg", "is invalid"))
+    return error_response(422, "validation_error", f"`{field}`: {message}")
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    name = _HTTP_NAMES.get(exc.status_code, "application_error")
+    message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, name, message, getattr(exc, "headers", None))
+
+
+def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.name, exc.message, exc.headers)
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "application_error", "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AutomationsError, _engine_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Exception, _unexpected)

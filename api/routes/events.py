@@ -1,0 +1,62 @@
+"""Sending events: one, or a batch of up to 100 in one transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from api.deps import Authenticated, Rt, Sender
+from engine.db import transaction
+from engine.errors import AutomationsError, InvalidInput
+from engine.ingest import Ingested, ingest_event
+from models.schemas.events import SendEvent
+
+router = APIRouter(tags=["events"])
+
+MAX_BATCH = 100
+
+
+def _ingest(session: Any, rt: Rt, body: SendEvent) -> Ingested:
+    return ingest_event(
+        session,
+        rt,
+        event=body.event,
+        email=body.email,
+        contact_id=body.contact_id,
+        payload=body.payload,
+        now=rt.clock.now(),
+    )
+
+
+@router.post("/events/send", status_code=202, summary="Send an event for a contact")
+def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Authenticated) -> dict[str, Any]:
+    """Start a run for every enabled automation listening for the event; resume waits."""
+    with transaction(rt.sessions) as session:
+        result = _ingest(session, rt, body)
+    sender.dispatch(result.dispatches)
+    return {"object": "event", "event": body.event}
+
+
+@router.post("/events/batch", status_code=202, summary="Send up to 100 events at once")
+def send_events(
+    body: Annotated[list[SendEvent], Body(min_length=1, max_length=MAX_BATCH)],
+    rt: Rt,
+    sender: Sender,
+    _: Authenticated,
+) -> dict[str, Any]:
+    """All or nothing: one invalid event refuses the batch and nothing is stored."""
+    dispatches = []
+    with transaction(rt.sessions) as session:
+        for index, item in enumerate(body):
+            try:
+                dispatches.extend(_ingest(session, rt, item).dispatches)
+            except AutomationsError as exc:
+                field = getattr(exc, "field", None)
+                where = f"[{index}].{field}" if field else f"[{index}]"
+                raise InvalidInput(f"events{where}: {exc.message}", field=where) from exc
+    sender.dispatch(dispatches)
+    return {
+        "object": "list",
+        "data": [{"object": "event", "event": item.event} for item in body],
+    }

@@ -1,0 +1,130 @@
+"""Endpoints without an API key: health, readiness, Prometheus metrics, unsubscribe."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+
+from api.deps import Rt
+from engine.db import transaction
+from engine.observability import Snapshot, snapshot
+from engine.store import health as health_store
+from engine.unsubscribe import contact_for_token, unsubscribe_by_token
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: database and broker reachable")
+def ready(request: Request, rt: Rt) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with transaction(rt.sessions) as session:
+            health_store.ping(session)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        request.app.state.ping_broker()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"unreachable: {type(exc).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, 200 if ok else 503)
+
+
+class _SnapshotCollector:
+    def __init__(self, data: Snapshot) -> None:
+        self.data = data
+
+    def collect(self) -> Any:
+        runs = GaugeMetricFamily("automations_runs", "Runs by status", labels=["status"])
+        for status, count in sorted(self.data.runs_by_status.items()):
+            runs.add_metric([status], count)
+        yield runs
+        emails = GaugeMetricFamily(
+            "automations_emails", "Outbox emails by status", labels=["status"]
+        )
+        for status, count in sorted(self.data.emails_by_status.items()):
+            emails.add_metric([status], count)
+        yield emails
+        yield GaugeMetricFamily(
+            "automations_queue_lag_seconds",
+            "How long the oldest due step has been waiting for a worker",
+            value=self.data.queue_lag_seconds,
+        )
+        finished = GaugeMetricFamily(
+            "automations_steps_finished_recent",
+            "Steps finished in the last 15 minutes",
+            labels=["step_type"],
+        )
+        for kind, count in sorted(self.data.step_counts.items()):
+            finished.add_metric([kind], count)
+        yield finished
+        step_quantiles = GaugeMetricFamily(
+            "automations_step_duration_quantile_seconds",
+            "Step duration quantiles over the last 15 minutes",
+            labels=["step_type", "quantile"],
+        )
+        for kind, quantiles in sorted(self.data.step_duration_quantiles.items()):
+            for q, seconds in quantiles.items():
+                step_quantiles.add_metric([kind, str(q)], seconds)
+        yield step_quantiles
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(rt: Rt) -> Response:
+    with transaction(rt.sessions) as session:
+        data = snapshot(session, now=rt.clock.now())
+    registry = CollectorRegistry()
+    registry.register(_SnapshotCollector(data))  # type: ignore[arg-type]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
+button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body><h1>{title}</h1>{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status)
+
+
+_NOT_FOUND = ("Link not valid", "<p>This unsubscribe link is not valid.</p>")
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page")
+def unsubscribe_page(token: str, rt: Rt) -> HTMLResponse:
+    with transaction(rt.sessions) as session:
+        contact = contact_for_token(session, token, rt.secret())
+    if contact is None:
+        return _page(*_NOT_FOUND, status=404)
+    if contact.unsubscribed:
+        return _page("Unsubscribed", f"<p>{html.escape(contact.email)} is unsubscribed.</p>")
+    return _page(
+        "Unsubscribe",
+        f"<p>Stop emails to {html.escape(contact.email)}?</p>"
+        '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Unsubscribe</button></form>',
+    )
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, summary="One-click unsubscribe")
+def unsubscribe(token: str, rt: Rt) -> HTMLResponse:
+    """RFC 8058 one-click: a POST to the List-Unsubscribe URL unsubscribes the contact."""
+    with transaction(rt.sessions) as session:
+        contact = unsubscribe_by_token(session, token, rt.secret(), now=rt.clock.now())
+    if contact is None:
+        return _page(*_NOT_FOUND, status=404)
+    return _page("Unsubscribed", f"<p>{html.escape(contact.email)} will get no more emails.</p>")

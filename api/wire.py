@@ -1,0 +1,62 @@
+"""Resend's wire conventions: timestamps, list envelopes, ids, cursors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InvalidInput
+
+
+def wire_time(value: dt.datetime | None) -> str | None:
+    """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+
+
+def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "has_more": has_more, "data": data}
+
+
+def parse_id(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(
+            f"The `{name}` must be a valid UUID.", field=name, code="invalid_parameter"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    limit: int | None
+    after: uuid.UUID | None
+    before: uuid.UUID | None
+
+
+def parse_cursor(
+    limit: str | None, after: str | None, before: str | None, *, default_limit: int | None = 20
+) -> Cursor:
+    """Check `limit` (1..100) and the cursors (ids; not both at once)."""
+    if after is not None and before is not None:
+        raise InvalidInput("You can only use `after` or `before`, not both at once.", field="after")
+    size = default_limit
+    if limit is not None:
+        try:
+            size = int(limit)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= 100:
+            raise InvalidInput(
+                "The `limit` must be a whole number from 1 to 100.",
+                field="limit",
+                code="invalid_parameter",
+            )
+    return Cursor(
+        size,
+        parse_id(after, "after") if after is not None else None,
+        parse_id(before, "before") if before is not None else None,
+    )

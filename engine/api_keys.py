@@ -1,0 +1,66 @@
+"""API keys: random secrets shown once, kept as SHA-256 hashes, compared in constant time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from engine.errors import InvalidInput
+from engine.store import api_keys as key_store
+from models.tables import ApiKey
+
+PERMISSIONS = ("full_access", "sending_access")
+# The key configured in settings (AUTOMATIONS_API_KEY) authenticates as this id.
+SETTINGS_KEY_ID = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: uuid.UUID
+    permission: str
+
+
+def hash_secret(secret: str) -> str:
+    # A SHA-256 is enough here: the secret has 256 bits of entropy, nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(
+    session: Session, *, name: object, permission: object = "full_access", now: dt.datetime
+) -> tuple[ApiKey, str]:
+    """A new key and its secret; the secret is not stored and cannot be shown again."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 50:
+        raise InvalidInput(
+            "`name` must be a non-empty string of at most 50 characters", field="name"
+        )
+    if permission not in PERMISSIONS:
+        raise InvalidInput(
+            f"`permission` must be one of {', '.join(PERMISSIONS)}", field="permission"
+        )
+    secret = "re_" + secrets.token_urlsafe(32)
+    key = key_store.insert_api_key(
+        session,
+        name=name,
+        token_hash=hash_secret(secret),
+        token_prefix=secret[:10],
+        permission=str(permission),
+        now=now,
+    )
+    return key, secret
+
+
+def authenticate(session: Session, secret: str, *, settings_key: str | None) -> Caller | None:
+    """The caller a bearer secret belongs to, or None."""
+    digest = hash_secret(secret)
+    if settings_key and hmac.compare_digest(digest, hash_secret(settings_key)):
+        return Caller(SETTINGS_KEY_ID, "full_access")
+    key = key_store.api_key_by_hash(session, digest)
+    if key is None or not hmac.compare_digest(key.token_hash, digest):
+        return None
+    return Caller(key.id, key.permission)

@@ -1,0 +1,58 @@
+"""API keys, stored hashed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from models.tables import ApiKey
+
+
+def insert_api_key(
+    session: Session,
+    *,
+    name: str,
+    token_hash: str,
+    token_prefix: str,
+    permission: str,
+    now: dt.datetime,
+) -> ApiKey:
+    key = ApiKey(
+        id=uuid.uuid4(),
+        name=name,
+        token_hash=token_hash,
+        token_prefix=token_prefix,
+        permission=permission,
+        created_at=now,
+    )
+    session.add(key)
+    session.flush()
+    return key
+
+
+def api_key_by_hash(session: Session, token_hash: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.token_hash == token_hash)).first()
+
+
+def touch_api_key(session: Session, key_id: uuid.UUID, now: dt.datetime) -> None:
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def list_api_keys(session: Session) -> Sequence[ApiKey]:
+    return session.scalars(
+        select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    ).all()
+
+
+def delete_api_key(session: Session, key_id: uuid.UUID) -> bool:
+    result = session.execute(delete(ApiKey).where(ApiKey.id == key_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,49 @@
+"""Reads for health checks and the Prometheus endpoint: counts and ages, all indexed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from models.enums import STEP_CLAIMABLE, OutboxStatus
+from models.tables import OutboxEmail, Run, RunStep
+
+
+def ping(session: Session) -> None:
+    session.execute(text("SELECT 1"))
+
+
+def runs_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
+    return {status: count for status, count in rows}
+
+
+def emails_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)
+    ).all()
+    return {status: count for status, count in rows if status in set(OutboxStatus)}
+
+
+def oldest_due(session: Session, now: dt.datetime) -> dt.datetime | None:
+    """The due time of the longest-waiting step that is due now: the queue's lag."""
+    return session.scalar(
+        select(func.min(RunStep.due_at)).where(
+            RunStep.status.in_(STEP_CLAIMABLE), RunStep.due_at <= now
+        )
+    )
+
+
+def recent_step_durations(
+    session: Session, since: dt.datetime, limit: int = 5000
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """(type, started, completed) of steps finished since `since`, newest first."""
+    rows = session.execute(
+        select(RunStep.step_type, RunStep.started_at, RunStep.completed_at)
+        .where(RunStep.completed_at >= since, RunStep.started_at.is_not(None))
+        .order_by(RunStep.completed_at.desc())
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1], row[2]) for row in rows if row[1] and row[2]]

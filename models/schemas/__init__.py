@@ -1,0 +1,1 @@
+"""Pydantic request bodies of the HTTP API, one module per resource."""
