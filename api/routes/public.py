@@ -94,7 +94,8 @@ def metrics(rt: Rt) -> Response:
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
-button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body><h1>{title}</h1>{body}</body></html>"""
+button{{font-size:1rem;padding:.5rem 1rem}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>"""
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
