@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -30,8 +31,7 @@ class IdempotencyMiddleware:
         try:
             scope_key = idempotency.scope_key(caller, key.decode("utf-8", "replace"))
             fingerprint = idempotency.request_hash(scope["method"], scope["path"], body)
-            with transaction(self.rt.sessions) as session:
-                replay = idempotency.begin(session, scope_key, fingerprint, now=self.rt.clock.now())
+            replay = await run_in_threadpool(self._begin, scope_key, fingerprint)
         except AutomationsError as exc:
             status = 409 if isinstance(exc, idempotency.IdempotencyConflict) else 422
             await error_response(status, exc.code, exc.message)(scope, receive, send)
@@ -52,8 +52,16 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _replay_body(body), capture)
         finally:
-            with transaction(self.rt.sessions) as session:
-                idempotency.finish(session, scope_key, status, b"".join(chunks))
+            await run_in_threadpool(self._finish, scope_key, status, b"".join(chunks))
+
+    # Database work runs in the thread pool: the event loop never waits on a query.
+    def _begin(self, scope_key: str, fingerprint: str) -> idempotency.Replay | None:
+        with transaction(self.rt.sessions) as session:
+            return idempotency.begin(session, scope_key, fingerprint, now=self.rt.clock.now())
+
+    def _finish(self, scope_key: str, status: int, body: bytes) -> None:
+        with transaction(self.rt.sessions) as session:
+            idempotency.finish(session, scope_key, status, body)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -36,10 +36,13 @@ def insert_event(
     if idempotency_key is None:
         session.execute(insert(Event).values(row))
         return event_id
-    result = session.execute(
-        insert_ignoring_conflicts(session, Event.__table__, row)  # type: ignore[arg-type]
-    )
-    return event_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: psycopg reports no rowcount for INSERT ... ON CONFLICT.
+    inserted = session.execute(
+        insert_ignoring_conflicts(session, Event.__table__, row).returning(  # type: ignore[arg-type]
+            Event.id
+        )
+    ).first()
+    return event_id if inserted is not None else None
 
 
 def event_by_idempotency_key(session: Session, key: str) -> Event | None:

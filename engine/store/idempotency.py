@@ -15,7 +15,7 @@ def claim_record(
     session: Session, scope_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime
 ) -> bool:
     """Insert an in-progress record; False when one with this scope key exists."""
-    result = session.execute(
+    inserted = session.execute(
         insert_ignoring_conflicts(
             session,
             IdempotencyRecord.__table__,  # type: ignore[arg-type]
@@ -25,9 +25,9 @@ def claim_record(
                 "created_at": now,
                 "expires_at": expires_at,
             },
-        )
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        ).returning(IdempotencyRecord.scope_key)
+    ).first()
+    return inserted is not None
 
 
 def get_record(session: Session, scope_key: str) -> IdempotencyRecord | None:

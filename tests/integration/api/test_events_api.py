@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from engine.db import transaction
+from engine.store import contacts as contact_store
+from engine.store import content as content_store
+from models.tables import Event
+from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
@@ -29,3 +37,96 @@ def test_missing_and_wrong_api_keys(api_server) -> None:  # type: ignore[no-unty
         "name": "invalid_api_key",
         "message": "API key is invalid",
     }
+
+
+def count_events(stack: Stack) -> int:
+    with transaction(stack.runtime.sessions) as session:
+        return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    body = {"event": "user.created", "email": "idem@example.test"}
+    headers = {"Idempotency-Key": "signup-1"}
+    first = api.post("/events/send", json=body, headers=headers)
+    again = api.post("/events/send", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count_events(rt_stack) == 1
+
+    other = api.post("/events/send", json={**body, "payload": {"x": 1}}, headers=headers)
+    assert other.status_code == 409
+    assert other.json()["name"] == "invalid_idempotent_request"
+    too_long = api.post("/events/send", json=body, headers={"Idempotency-Key": "k" * 257})
+    assert too_long.status_code == 422
+    assert count_events(rt_stack) == 1
+
+
+def test_oversize_body_is_refused_with_413(api: httpx.Client) -> None:
+    payload = {"blob": "x" * 300_000}
+    answer = api.post(
+        "/events/send", json={"event": "big", "email": "a@b.test", "payload": payload}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["name"] == "request_too_large"
+
+
+def test_payload_breaking_the_event_schema_is_refused_and_nothing_stored(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    with transaction(rt_stack.runtime.sessions) as session:
+        content_store.create_event_definition(
+            session, name="order.paid", schema={"amount": "number"}, now=rt_stack.clock.now()
+        )
+    answer = api.post(
+        "/events/send",
+        json={"event": "order.paid", "email": "payer@example.test", "payload": {"amount": "ten"}},
+    )
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "statusCode": 422,
+        "name": "validation_error",
+        "message": "`payload.amount` must be a number, got str",
+    }
+    assert count_events(rt_stack) == 0
+    with transaction(rt_stack.runtime.sessions) as session:
+        assert contact_store.get_contact_by_email(session, "payer@example.test") is None
+
+
+def test_batch_is_all_or_nothing(api: httpx.Client, rt_stack: Stack) -> None:
+    make_automation(
+        rt_stack,
+        [
+            {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+            {"key": "tag", "type": "contact_update", "config": {"first_name": "Batched"}},
+        ],
+        chain("start", "tag"),
+    )
+    good = [{"event": "user.created", "email": unique_email()} for _ in range(3)]
+    bad = [*good, {"event": "user.created"}]
+    refused = api.post("/events/batch", json=bad)
+    assert refused.status_code == 422
+    assert refused.json()["message"].startswith("events[3]")
+    assert count_events(rt_stack) == 0
+
+    accepted = api.post("/events/batch", json=good)
+    assert accepted.status_code == 202
+    assert accepted.json() == {
+        "object": "list",
+        "data": [{"object": "event", "event": "user.created"}] * 3,
+    }
+    assert count_events(rt_stack) == 3
+    too_many = api.post("/events/batch", json=[good[0]] * 101)
+    assert too_many.status_code == 422
+
+
+def test_unknown_contact_id_is_404_and_malformed_is_422(api: httpx.Client) -> None:
+    missing = api.post("/events/send", json={"event": "x", "contact_id": str(uuid.uuid4())})
+    assert missing.status_code == 404
+    malformed = api.post("/events/send", json={"event": "x", "contact_id": "nope"})
+    assert malformed.status_code == 422
+    assert malformed.json()["message"] == "The `contact_id` must be a valid UUID."
+    both = api.post("/events/send", json={"event": "x", "contact_id": "a", "email": "a@b.test"})
+    assert both.status_code == 422
