@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.deps import KeyCache
-from api.errors import install_error_handlers
+from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit, RateLimiter
 from api.middleware import IdempotencyMiddleware
 from api.routes import ROUTERS
@@ -58,7 +58,7 @@ def create_app(
     app.add_middleware(IdempotencyMiddleware, runtime=rt)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import AutomationsError, Conflict, InvalidInput, NotFound
@@ -24,6 +25,30 @@ _HTTP_NAMES = {
     413: "request_too_large",
     422: "validation_error",
     429: "rate_limit_exceeded",
+}
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    statusCode: int  # noqa: N815 - Resend's wire name
+    name: str
+    message: str
+
+
+def _described(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+# Declared on every route, so that /openapi.json tells the truth about error answers.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _described("Missing or invalid API key"),
+    404: _described("Not found"),
+    409: _described("Idempotency-Key conflict"),
+    413: _described("Request body too large"),
+    422: _described("Invalid input: the message names the field and the rule"),
+    429: _described("Rate limit exceeded"),
+    500: _described("Internal error (never with a stack trace)"),
 }
 
 
@@ -76,6 +101,8 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's answer to a body it cannot decode
+        return error_response(422, "validation_error", "The request body is not valid JSON.")
     name = _HTTP_NAMES.get(exc.status_code, "application_error")
     message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
     return error_response(exc.status_code, name, message, getattr(exc, "headers", None))
