@@ -31,7 +31,7 @@ _HTTP_NAMES = {
 class ErrorBody(BaseModel):
     """Every error answer of the API."""
 
-    statusCode: int  # noqa: N815 - Resend's wire name
+    statusCode: int
     name: str
     message: str
 
