@@ -21,7 +21,7 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-@pytest.fixture(scope="session", params=["postgres", "sqlite"])
+@pytest.fixture(scope="session", params=["postgres", "sqlite", "embedded"])
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, smtp_sink: SmtpSink
 ) -> Iterator[Stack]:

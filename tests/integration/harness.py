@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
+from engine.dispatch import Dispatcher
 from engine.ingest import Ingested, ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
@@ -30,6 +31,7 @@ from models.enums import RUN_TERMINAL
 from models.tables import Base, OutboxEmail, Run, RunStep
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
+from tasks.local import LocalExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +97,16 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.app = create_celery_app(self.settings, runtime=self.runtime)
-        self.dispatcher = CeleryDispatcher(self.app)
+        self.local: LocalExecutor | None = None
+        self.dispatcher: Dispatcher = CeleryDispatcher(self.app)
+        if self.embedded:
+            self.local = LocalExecutor(self.runtime, threads=2)
+            self.dispatcher = self.local
+
+    @property
+    def embedded(self) -> bool:
+        """No broker, no worker process: steps run on threads of this process."""
+        return self.backend == "embedded"
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -111,6 +122,9 @@ class Stack:
         return env
 
     def start_worker(self, **extra_env: str) -> None:
+        if self.local is not None:
+            self.local.start()
+            return
         log = (self.workdir / f"worker-{self.backend}.log").open("ab")
         self.worker = subprocess.Popen(
             [
@@ -148,6 +162,9 @@ class Stack:
         raise RuntimeError(f"worker did not answer a ping in 30 s, see {log.name}")
 
     def stop_worker(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+            return
         if self.worker is None:
             return
         self.worker.terminate()
@@ -171,6 +188,8 @@ class Stack:
             if db_engine.dialect.name == "postgresql":
                 conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
             else:
+                # automations <-> automation_versions reference each other: check at commit.
+                conn.execute(text("PRAGMA defer_foreign_keys = ON"))
                 for name in names:
                     conn.execute(text(f"DELETE FROM {name}"))
 

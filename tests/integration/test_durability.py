@@ -46,6 +46,10 @@ def test_step_message_delivered_twice_executes_once(rt_stack: Stack) -> None:
     assert rt_stack.steps(run_id)["mail"].attempt == 1
 
 
+CELERY_BACKENDS = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+
+
+@CELERY_BACKENDS
 @pytest.mark.parametrize(
     ("point", "copies_at_sink"),
     [
@@ -87,6 +91,7 @@ def test_worker_killed_mid_send_completes_with_one_email_recorded(
     assert step.output["email_id"] == str(row.id)
 
 
+@CELERY_BACKENDS
 def test_broker_wiped_while_runs_wait_sweeper_finishes_every_run(rt_stack: Stack) -> None:
     steps = [
         TRIGGER,

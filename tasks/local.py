@@ -1,0 +1,104 @@
+"""The embedded executor: steps run on threads of this process, no broker at all.
+
+It stands in for Celery in `automations dev`: dispatches go to an in-memory queue (countdowns to
+a timer heap), and the sweeper polls the database as it does in production. Correctness never
+rests on the queue: a dispatch lost with the process is found again by the sweeper, because the
+database says what is due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+from engine.db import transaction
+from engine.dispatch import Dispatch
+from engine.executor import execute_step
+from engine.runtime import Runtime
+from engine.sweeper import sweep
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """A Dispatcher that executes what it is given on its own worker threads."""
+
+    def __init__(self, rt: Runtime, *, threads: int = 2) -> None:
+        self.rt = rt
+        self.threads = threads
+        self._ready: queue.Queue[Dispatch] = queue.Queue()
+        self._timers: list[tuple[float, int, Dispatch]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+        for item in dispatches:
+            if item.countdown > 0:
+                with self._lock:
+                    ready_at = time.monotonic() + item.countdown
+                    heapq.heappush(self._timers, (ready_at, next(self._order), item))
+            else:
+                self._ready.put(item)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"step-worker-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        self._workers.append(threading.Thread(target=self._schedule, name="sweeper", daemon=True))
+        for thread in self._workers:
+            thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        for thread in self._workers:
+            thread.join(timeout)
+        self._workers = []
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self.dispatch(execute_step(self.rt, item.run_id, item.step_key))
+            except Exception:
+                # The step's transaction rolled back; the sweeper will offer it again.
+                log.exception("step failed to execute", extra=_ids(item))
+
+    def _schedule(self) -> None:
+        interval = self.rt.settings.sweeper_interval_seconds
+        next_sweep = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                while self._timers and self._timers[0][0] <= now:
+                    self._ready.put(heapq.heappop(self._timers)[2])
+            if now >= next_sweep:
+                next_sweep = now + interval
+                self.sweep_once()
+            self._stop.wait(0.05)
+
+    def sweep_once(self) -> int:
+        """One sweeper tick; the number of steps it dispatched."""
+        try:
+            with transaction(self.rt.sessions) as session:
+                due = sweep(session, self.rt, now=self.rt.clock.now())
+        except Exception:
+            log.exception("sweeper tick failed")
+            return 0
+        self.dispatch(due)
+        return len(due)
+
+
+def _ids(item: Dispatch) -> dict[str, str]:
+    return {"run_id": str(item.run_id), "step_key": item.step_key}
