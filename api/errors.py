@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import AutomationsError, Conflict, InvalidInput, NotFound
@@ -113,6 +114,14 @@ def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.name, exc.message, exc.headers)
 
 
+def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+    # The transaction was rolled back: nothing was written. PostgreSQL refuses e.g. NUL in text.
+    log.warning("database refused a value: %s", type(exc.__cause__ or exc).__name__)
+    return error_response(
+        422, "validation_error", "The request holds a value that cannot be stored (e.g. a NUL)."
+    )
+
+
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "application_error", "Internal server error")
@@ -123,4 +132,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,4 +1,4 @@
-"""Automations over time: create, edit (a new version), enable, stop, delete; cancel runs."""
+"""Automations over time: create, edit (a new version), stop, duplicate, delete; cancel runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from engine.store import automations as automation_store
 from engine.store import runs as run_store
 from models.enums import AutomationStatus, RunStatus
 from models.tables import Automation
+
+COPY_SUFFIX = " (Copy)"
 
 
 def _status(value: object) -> AutomationStatus:
@@ -109,10 +111,32 @@ def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.dat
     automation_store.mark_deleted(session, automation_id, now)
 
 
+def duplicate_automation(
+    session: Session, automation_id: uuid.UUID, *, now: dt.datetime
+) -> Automation:
+    """A disabled copy with the current graph, named like Resend's: "<name> (Copy)"."""
+    source = _get(session, automation_id)
+    graph = None
+    if source.current_version_id is not None:
+        graph = automation_store.version_graph(session, source.current_version_id)
+    if graph is None:
+        raise NotFound("Automation not found")
+    return automation_store.create_automation(
+        session,
+        name=source.name[: 255 - len(COPY_SUFFIX)] + COPY_SUFFIX,
+        status=AutomationStatus.DISABLED,
+        graph=graph,
+        trigger_event=source.trigger_event,
+        now=now,
+    )
+
+
 def cancel_run(
     session: Session, automation_id: uuid.UUID, run_id: uuid.UUID, *, now: dt.datetime
 ) -> None:
     """Stop a run before its next step; a step already sending finishes."""
+    if automation_store.get_automation(session, automation_id) is None:
+        raise NotFound("Automation not found")
     run = run_store.get_run(session, run_id)
     if run is None or run.automation_id != automation_id:
         raise NotFound("Run not found")

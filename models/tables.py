@@ -101,6 +101,12 @@ class Domain(Base):
     status: Mapped[str] = _status(DomainStatus.NOT_STARTED)
     region: Mapped[str] = mapped_column(String(32), default="us-east-1")
     created_at: Mapped[dt.datetime]
+    # Settings Resend's API accepts and returns; stored so they read back as written.
+    open_tracking: Mapped[bool] = mapped_column(Boolean, default=False)
+    click_tracking: Mapped[bool] = mapped_column(Boolean, default=False)
+    tls: Mapped[str] = mapped_column(String(20), default="opportunistic")
+    custom_return_path: Mapped[str] = mapped_column(String(63), default="send")
+    tracking_subdomain: Mapped[str | None] = mapped_column(String(63))
 
 
 class Template(Base):

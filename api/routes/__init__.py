@@ -1,6 +1,28 @@
 """Route modules, one per resource; thin: parse, call the engine, answer."""
 
-from api.routes import api_keys, events, public
+from api.routes import (
+    api_keys,
+    automations,
+    contacts,
+    domains,
+    event_definitions,
+    events,
+    public,
+    runs,
+    segments,
+    templates,
+)
 
 # Order matters where paths overlap: `/events/send` before `/events/{id}`.
-ROUTERS = [public.router, events.router, api_keys.router]
+ROUTERS = [
+    public.router,
+    events.router,
+    event_definitions.router,
+    automations.router,
+    runs.router,
+    contacts.router,
+    segments.router,
+    templates.router,
+    domains.router,
+    api_keys.router,
+]

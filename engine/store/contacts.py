@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from engine.store.dialect import insert_ignoring_conflicts
+from engine.store.paging import Page, paginate
 from models.tables import Contact, Segment, SegmentMembership
 
 
@@ -146,3 +147,79 @@ def is_member(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) ->
         )
         is not None
     )
+
+
+def list_contacts(
+    session: Session,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+    segment_id: uuid.UUID | None = None,
+) -> Page[Contact]:
+    """One page of contacts, newest first; only the segment's members when one is given."""
+    stmt = select(Contact)
+    if segment_id is not None:
+        stmt = stmt.join(SegmentMembership, SegmentMembership.contact_id == Contact.id).where(
+            SegmentMembership.segment_id == segment_id
+        )
+    return paginate(
+        session,
+        stmt,
+        created=Contact.created_at,
+        ident=Contact.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+
+
+def get_segment(session: Session, segment_id: uuid.UUID) -> Segment | None:
+    return session.get(Segment, segment_id)
+
+
+def list_segments(
+    session: Session,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+    contact_id: uuid.UUID | None = None,
+) -> Page[Segment]:
+    """One page of segments, newest first; only the contact's segments when one is given."""
+    stmt = select(Segment)
+    if contact_id is not None:
+        stmt = stmt.join(SegmentMembership, SegmentMembership.segment_id == Segment.id).where(
+            SegmentMembership.contact_id == contact_id
+        )
+    return paginate(
+        session,
+        stmt,
+        created=Segment.created_at,
+        ident=Segment.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+
+
+def rename_segment(session: Session, segment: Segment, name: str) -> None:
+    segment.name = name
+    session.flush()
+
+
+def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
+    """Delete the segment and its memberships (not its contacts)."""
+    session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
+    session.execute(delete(Segment).where(Segment.id == segment_id))
+
+
+def remove_membership(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
+    """Take the contact out of the segment; False when it was not a member."""
+    result = session.execute(
+        delete(SegmentMembership).where(
+            SegmentMembership.segment_id == segment_id,
+            SegmentMembership.contact_id == contact_id,
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))

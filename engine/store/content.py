@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.store.paging import Page, paginate
 from models.enums import DomainStatus, TemplateStatus
-from models.tables import Domain, EventDefinition, Template
+from models.tables import Base, Domain, EventDefinition, Template
+
+T = TypeVar("T")
+R = TypeVar("R", bound=Base)
 
 
 def find_template(
@@ -89,3 +95,87 @@ def create_event_definition(
     session.add(definition)
     session.flush()
     return definition
+
+
+def unique_write(session: Session, write: Callable[[], T]) -> T | None:
+    """Run `write` (which flushes) in a savepoint; None when it broke a unique constraint."""
+    try:
+        with session.begin_nested():
+            return write()
+    except IntegrityError:
+        return None
+
+
+def update_fields(session: Session, row: R, changes: Mapping[str, Any]) -> R:
+    """Set the row's columns from `changes` and flush, so that a constraint fails here."""
+    for name, value in changes.items():
+        setattr(row, name, value)
+    session.flush()
+    return row
+
+
+def delete_row(session: Session, row: Base) -> None:
+    session.delete(row)
+    session.flush()
+
+
+def get_template(session: Session, template_id: uuid.UUID) -> Template | None:
+    return session.get(Template, template_id)
+
+
+def get_template_by_alias(session: Session, alias: str) -> Template | None:
+    return session.scalars(select(Template).where(Template.alias == alias)).first()
+
+
+def list_templates(
+    session: Session, *, limit: int, after: uuid.UUID | None, before: uuid.UUID | None
+) -> Page[Template]:
+    return paginate(
+        session,
+        select(Template),
+        created=Template.created_at,
+        ident=Template.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+
+
+def get_domain(session: Session, domain_id: uuid.UUID) -> Domain | None:
+    return session.get(Domain, domain_id)
+
+
+def list_domains(
+    session: Session, *, limit: int, after: uuid.UUID | None, before: uuid.UUID | None
+) -> Page[Domain]:
+    return paginate(
+        session,
+        select(Domain),
+        created=Domain.created_at,
+        ident=Domain.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+
+
+def get_event_definition(session: Session, definition_id: uuid.UUID) -> EventDefinition | None:
+    return session.get(EventDefinition, definition_id)
+
+
+def get_event_definition_by_name(session: Session, name: str) -> EventDefinition | None:
+    return session.scalars(select(EventDefinition).where(EventDefinition.name == name)).first()
+
+
+def list_event_definitions(
+    session: Session, *, limit: int, after: uuid.UUID | None, before: uuid.UUID | None
+) -> Page[EventDefinition]:
+    return paginate(
+        session,
+        select(EventDefinition),
+        created=EventDefinition.created_at,
+        ident=EventDefinition.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )

@@ -17,6 +17,7 @@ from tests.integration.factories import (
     unique_email,
 )
 from tests.integration.harness import Stack
+from tests.integration.markers import CELERY_BACKENDS
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 
@@ -44,9 +45,6 @@ def test_step_message_delivered_twice_executes_once(rt_stack: Stack) -> None:
     assert row.status == "sent" and row.attempts == 1
     assert len(rt_stack.sink.to(address)) == 1
     assert rt_stack.steps(run_id)["mail"].attempt == 1
-
-
-CELERY_BACKENDS = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
 
 
 @CELERY_BACKENDS

@@ -11,6 +11,7 @@ from engine.db import transaction
 from models.tables import Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import ROOT, Stack
+from tests.integration.markers import CELERY_BACKENDS
 
 
 def count(stack: Stack, model: type) -> int:
@@ -18,6 +19,7 @@ def count(stack: Stack, model: type) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@CELERY_BACKENDS
 def test_producer_process_enqueues_triggers_and_a_repeated_key_is_ingested_once(
     rt_stack: Stack,
 ) -> None:

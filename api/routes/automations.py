@@ -1,0 +1,106 @@
+"""Automations: create, list, get, update, delete, duplicate, stop."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from api import serialize_automations as wire_automations
+from api.deps import Authenticated, Rt
+from api.wire import list_body, parse_cursor, parse_id
+from engine import lifecycle, reports
+from engine.db import transaction
+from models.schemas.automations import CreateAutomation, StopAutomation, UpdateAutomation
+
+router = APIRouter(tags=["automations"])
+
+ID = "automation_id"
+
+
+@router.post("/automations", status_code=201, summary="Create an automation")
+def create(body: CreateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Validate the graph and store it as the automation's first version."""
+    with transaction(rt.sessions) as session:
+        automation = lifecycle.create_automation(
+            session,
+            name=body.name,
+            status=body.status,
+            steps=body.steps,
+            connections=body.connections,
+            now=rt.clock.now(),
+        )
+    return wire_automations.automation_ref(automation.id)
+
+
+@router.get("/automations", summary="List automations")
+def list_automations(
+    rt: Rt,
+    _: Authenticated,
+    status: str | None = None,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; deleted automations never appear."""
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = reports.list_automations(
+            session, status=status, limit=cursor.limit, after=cursor.after, before=cursor.before
+        )
+    return list_body([wire_automations.automation_item(a) for a in page.items], page.has_more)
+
+
+@router.get("/automations/{automation_id}", summary="Retrieve an automation")
+def get(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """The automation with the steps and connections of its current version."""
+    key = parse_id(automation_id, ID)
+    with transaction(rt.sessions) as session:
+        detail = reports.get_automation(session, key)
+    return wire_automations.automation_detail(detail)
+
+
+@router.patch("/automations/{automation_id}", summary="Update an automation")
+def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Rename, enable or disable, or replace the graph of a disabled automation."""
+    key = parse_id(automation_id, ID)
+    with transaction(rt.sessions) as session:
+        lifecycle.update_automation(
+            session, key, body.model_dump(exclude_unset=True), now=rt.clock.now()
+        )
+    return wire_automations.automation_ref(key)
+
+
+@router.delete("/automations/{automation_id}", summary="Delete an automation")
+def delete(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Remove it from every list; its unfinished runs are cancelled."""
+    key = parse_id(automation_id, ID)
+    with transaction(rt.sessions) as session:
+        lifecycle.delete_automation(session, key, now=rt.clock.now())
+    return {**wire_automations.automation_ref(key), "deleted": True}
+
+
+@router.post(
+    "/automations/{automation_id}/duplicate", status_code=201, summary="Duplicate an automation"
+)
+def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """A disabled copy with the same graph, named "<name> (Copy)"."""
+    key = parse_id(automation_id, ID)
+    with transaction(rt.sessions) as session:
+        copy = lifecycle.duplicate_automation(session, key, now=rt.clock.now())
+    return wire_automations.automation_ref(copy.id)
+
+
+@router.post("/automations/{automation_id}/stop", summary="Stop an automation")
+def stop(
+    automation_id: str,
+    rt: Rt,
+    _: Authenticated,
+    body: Annotated[StopAutomation | None, Body()] = None,
+) -> dict[str, Any]:
+    """Disable it: no new runs; with `cancel_runs`, unfinished runs are cancelled too."""
+    key = parse_id(automation_id, ID)
+    cancel_runs = body.cancel_runs if body is not None else False
+    with transaction(rt.sessions) as session:
+        lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
+    return {**wire_automations.automation_ref(key), "status": "disabled"}

@@ -1,0 +1,81 @@
+"""Contacts, addressed by id or email: create, list, retrieve, update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import serialize_catalog as wire
+from api.deps import Authenticated, Rt
+from api.wire import parse_cursor, parse_id
+from engine import contacts
+from engine.db import transaction
+from models.schemas.contacts import CreateContact, UpdateContact
+
+router = APIRouter(tags=["contacts"])
+
+
+@router.post("/contacts", status_code=201, summary="Create a contact")
+def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """A new contact, optionally in segments; an email already in use is a 422."""
+    with transaction(rt.sessions) as session:
+        contact = contacts.create_contact(
+            session,
+            email=body.email,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            unsubscribed=body.unsubscribed,
+            properties=body.properties,
+            segment_refs=[segment.id for segment in body.segments or []],
+            now=rt.clock.now(),
+        )
+    return wire.created("contact", contact.id)
+
+
+@router.get("/contacts", summary="List contacts")
+def list_contacts(
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    segment_id: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; `segment_id` keeps the members of one segment."""
+    cursor = parse_cursor(limit, after, before)
+    segment = parse_id(segment_id, "segment_id") if segment_id is not None else None
+    with transaction(rt.sessions) as session:
+        page = contacts.list_contacts(
+            session,
+            limit=cursor.limit,
+            after=cursor.after,
+            before=cursor.before,
+            segment_id=segment,
+        )
+    return wire.page_body(page, wire.contact_item)
+
+
+@router.get("/contacts/{contact_id}", summary="Retrieve a contact by id or email")
+def get(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        contact = contacts.find_contact(session, contact_id)
+    return wire.contact(contact)
+
+
+@router.patch("/contacts/{contact_id}", summary="Update a contact by id or email")
+def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Change the given fields; `properties` is merged key by key."""
+    with transaction(rt.sessions) as session:
+        contact = contacts.update_contact(
+            session, contact_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
+        )
+    return wire.created("contact", contact.id)
+
+
+@router.delete("/contacts/{contact_id}", summary="Delete a contact by id or email")
+def delete(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """`contact` repeats the id: Resend's older answers carry it there."""
+    with transaction(rt.sessions) as session:
+        key = contacts.delete_contact(session, contact_id)
+    return wire.deleted("contact", key, contact=str(key))

@@ -1,0 +1,81 @@
+"""Sending domains: create, list, retrieve, update, delete, verify (an operator's action here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import serialize_catalog as wire
+from api.deps import Authenticated, Rt
+from api.wire import parse_cursor, parse_id
+from engine import catalog
+from engine.db import transaction
+from models.schemas.catalog import CreateDomain, UpdateDomain
+
+router = APIRouter(tags=["domains"])
+
+ID = "domain_id"
+
+
+@router.post("/domains", status_code=201, summary="Create a domain")
+def create(body: CreateDomain, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """The domain object, `not_started`; no DNS is looked up."""
+    with transaction(rt.sessions) as session:
+        domain = catalog.create_domain(
+            session,
+            name=body.name,
+            settings=body.model_dump(exclude={"name"}, exclude_none=True),
+            now=rt.clock.now(),
+        )
+    return wire.domain(domain)
+
+
+@router.get("/domains", summary="List domains")
+def list_domains(
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = catalog.list_domains(
+            session, limit=cursor.limit, after=cursor.after, before=cursor.before
+        )
+    return wire.page_body(page, wire.domain_item)
+
+
+@router.get("/domains/{domain_id}", summary="Retrieve a domain")
+def get(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    key = parse_id(domain_id, ID)
+    with transaction(rt.sessions) as session:
+        domain = catalog.find_domain(session, key)
+    return wire.domain(domain)
+
+
+@router.patch("/domains/{domain_id}", summary="Update a domain's tracking and TLS settings")
+def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """The whole domain object: a superset of Resend's `{object, id}`, as the SDK types it."""
+    key = parse_id(domain_id, ID)
+    with transaction(rt.sessions) as session:
+        domain = catalog.update_domain(session, key, body.model_dump(exclude_unset=True))
+    return wire.domain(domain)
+
+
+@router.delete("/domains/{domain_id}", summary="Delete a domain")
+def delete(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    key = parse_id(domain_id, ID)
+    with transaction(rt.sessions) as session:
+        catalog.delete_domain(session, key)
+    return wire.deleted("domain", key)
+
+
+@router.post("/domains/{domain_id}/verify", summary="Mark a domain verified")
+def verify(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """No DNS is looked up: verifying is the operator's word, and the domain becomes `verified`."""
+    key = parse_id(domain_id, ID)
+    with transaction(rt.sessions) as session:
+        domain = catalog.verify_domain(session, key)
+    return wire.domain(domain)

@@ -1,0 +1,76 @@
+"""Runs of an automation: list, retrieve step by step, cancel; and the automation's metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import serialize_automations as wire_automations
+from api.deps import Authenticated, Rt
+from api.wire import list_body, parse_cursor, parse_id
+from engine import lifecycle, metrics, reports
+from engine.db import transaction
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/automations/{automation_id}/runs", summary="List an automation's runs")
+def list_runs(
+    automation_id: str,
+    rt: Rt,
+    _: Authenticated,
+    status: str | None = None,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
+    key = parse_id(automation_id, "automation_id")
+    cursor = parse_cursor(limit, after, before, default_limit=None)
+    with transaction(rt.sessions) as session:
+        page = reports.list_runs(
+            session,
+            key,
+            status=status,
+            limit=cursor.limit,
+            after=cursor.after,
+            before=cursor.before,
+        )
+    return list_body([wire_automations.run_item(run) for run in page.items], page.has_more)
+
+
+@router.get("/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run")
+def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """The run with its steps in graph order, each with output and error."""
+    key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
+    with transaction(rt.sessions) as session:
+        detail = reports.get_run(session, key, run_key)
+    return wire_automations.run_detail(detail)
+
+
+@router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")
+def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Stop the run before its next step; cancelling a cancelled run answers the same."""
+    key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
+    with transaction(rt.sessions) as session:
+        lifecycle.cancel_run(session, key, run_key, now=rt.clock.now())
+    return {"object": "automation_run", "id": str(run_key), "status": "cancelled"}
+
+
+@router.get("/automations/{automation_id}/metrics", summary="An automation's metrics")
+def automation_metrics(
+    automation_id: str,
+    rt: Rt,
+    _: Authenticated,
+    start: str | None = None,
+    end: str | None = None,
+    granularity: str | None = None,
+) -> dict[str, Any]:
+    """Runs by status, per-step counts, durations, emails and a series over [start, end)."""
+    key = parse_id(automation_id, "automation_id")
+    with transaction(rt.sessions) as session:
+        result = metrics.automation_metrics(
+            session, key, start=start, end=end, granularity=granularity, now=rt.clock.now()
+        )
+    return wire_automations.metrics(result)

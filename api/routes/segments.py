@@ -1,0 +1,125 @@
+"""Segments, and which contacts are in them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import serialize_catalog as wire
+from api.deps import Authenticated, Rt
+from api.wire import parse_cursor, parse_id
+from engine import contacts
+from engine.db import transaction
+from models.schemas.contacts import CreateSegment, UpdateSegment
+
+router = APIRouter(tags=["segments"])
+
+ID = "segment_id"
+
+
+@router.post("/segments", status_code=201, summary="Create a segment")
+def create(body: CreateSegment, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        segment = contacts.create_segment(session, name=body.name, now=rt.clock.now())
+    return wire.created("segment", segment.id, name=segment.name)
+
+
+@router.get("/segments", summary="List segments")
+def list_segments(
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = contacts.list_segments(
+            session, limit=cursor.limit, after=cursor.after, before=cursor.before
+        )
+    return wire.page_body(page, wire.segment_item)
+
+
+@router.get("/segments/{segment_id}", summary="Retrieve a segment")
+def get(segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    key = parse_id(segment_id, ID)
+    with transaction(rt.sessions) as session:
+        segment = contacts.find_segment(session, key)
+    return wire.segment(segment)
+
+
+@router.patch("/segments/{segment_id}", summary="Rename a segment")
+def update(segment_id: str, body: UpdateSegment, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    key = parse_id(segment_id, ID)
+    with transaction(rt.sessions) as session:
+        contacts.rename_segment(session, key, name=body.name)
+    return wire.created("segment", key)
+
+
+@router.delete("/segments/{segment_id}", summary="Delete a segment")
+def delete(segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Its contacts stay; only their memberships go."""
+    key = parse_id(segment_id, ID)
+    with transaction(rt.sessions) as session:
+        contacts.delete_segment(session, key)
+    return wire.deleted("segment", key)
+
+
+@router.get("/segments/{segment_id}/contacts", summary="List a segment's contacts")
+def list_members(
+    segment_id: str,
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    key = parse_id(segment_id, ID)
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = contacts.list_contacts(
+            session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
+        )
+    return wire.page_body(page, wire.contact_item)
+
+
+@router.get("/contacts/{contact_id}/segments", summary="List a contact's segments")
+def list_contact_segments(
+    contact_id: str,
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """The contact is named by id or email."""
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = contacts.list_segments(
+            session,
+            limit=cursor.limit,
+            after=cursor.after,
+            before=cursor.before,
+            contact_ref=contact_id,
+        )
+    return wire.page_body(page, wire.segment_item)
+
+
+@router.post("/contacts/{contact_id}/segments/{segment_id}", summary="Add a contact to a segment")
+def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Adding a member again answers the same; the path decides (the SDK repeats it in a body)."""
+    key = parse_id(segment_id, ID)
+    with transaction(rt.sessions) as session:
+        contact = contacts.add_to_segment(session, contact_id, key, now=rt.clock.now())
+    return wire.membership(contact, str(key))
+
+
+@router.delete(
+    "/contacts/{contact_id}/segments/{segment_id}", summary="Remove a contact from a segment"
+)
+def remove_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    key = parse_id(segment_id, ID)
+    with transaction(rt.sessions) as session:
+        contact = contacts.remove_from_segment(session, contact_id, key)
+    return wire.membership(contact, str(key), deleted=True)

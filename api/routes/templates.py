@@ -1,0 +1,81 @@
+"""Templates, by id or alias: create, list, retrieve, update, delete, publish, duplicate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import serialize_catalog as wire
+from api.deps import Authenticated, Rt
+from api.wire import parse_cursor
+from engine import catalog
+from engine.db import transaction
+from models.schemas.catalog import CreateTemplate, UpdateTemplate
+
+router = APIRouter(tags=["templates"])
+
+
+@router.post("/templates", status_code=201, summary="Create a template")
+def create(body: CreateTemplate, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """A new draft; publish it before a send_email step can use it."""
+    with transaction(rt.sessions) as session:
+        template = catalog.create_template(
+            session, body.model_dump(exclude_unset=True), now=rt.clock.now()
+        )
+    return wire.created("template", template.id)
+
+
+@router.get("/templates", summary="List templates")
+def list_templates(
+    rt: Rt,
+    _: Authenticated,
+    limit: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> dict[str, Any]:
+    cursor = parse_cursor(limit, after, before)
+    with transaction(rt.sessions) as session:
+        page = catalog.list_templates(
+            session, limit=cursor.limit, after=cursor.after, before=cursor.before
+        )
+    return wire.page_body(page, wire.template_item)
+
+
+@router.get("/templates/{template_id}", summary="Retrieve a template by id or alias")
+def get(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        template = catalog.find_template(session, template_id)
+    return wire.template(template)
+
+
+@router.patch("/templates/{template_id}", summary="Update a template by id or alias")
+def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        template = catalog.update_template(
+            session, template_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
+        )
+    return wire.created("template", template.id)
+
+
+@router.delete("/templates/{template_id}", summary="Delete a template by id or alias")
+def delete(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        key = catalog.delete_template(session, template_id)
+    return wire.deleted("template", key)
+
+
+@router.post("/templates/{template_id}/publish", summary="Publish a template")
+def publish(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """Status becomes `published`, with `published_at` now."""
+    with transaction(rt.sessions) as session:
+        template = catalog.publish_template(session, template_id, now=rt.clock.now())
+    return wire.created("template", template.id)
+
+
+@router.post("/templates/{template_id}/duplicate", status_code=201, summary="Duplicate a template")
+def duplicate(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+    """A draft copy, without the alias."""
+    with transaction(rt.sessions) as session:
+        template = catalog.duplicate_template(session, template_id, now=rt.clock.now())
+    return wire.created("template", template.id)

@@ -1,0 +1,228 @@
+"""Contacts, segments and memberships: the rules behind the contact endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.errors import InvalidInput, NotFound
+from engine.store import contacts as contact_store
+from engine.store import content as content_store
+from engine.store.paging import Page
+from models.tables import Contact, Segment
+
+_EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
+# Conditions and templates reach a property as `contact.<key>`: a key is one path segment.
+_PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
+
+
+def _as_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+def _check_email(email: str, field: str = "email") -> str:
+    address = contact_store.normalize_email(email)
+    if not _EMAIL.fullmatch(address):
+        raise InvalidInput(f"`{field}` must be an email address, got {email!r}", field=field)
+    return address
+
+
+def _check_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys that conditions can reach, values that are flat scalars (or null)."""
+    for key, value in properties.items():
+        where = f"properties.{key}"
+        if not _PROPERTY_KEY.fullmatch(key):
+            raise InvalidInput(
+                f"`{where}`: a property key has 1 to 50 letters, digits or underscores"
+                " and does not start with a digit",
+                field=where,
+            )
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidInput(
+                f"`{where}` must be a string, number, boolean or null, got {type(value).__name__}",
+                field=where,
+            )
+    return dict(properties)
+
+
+def find_contact(session: Session, ref: str, *, for_update: bool = False) -> Contact:
+    """The contact named by its id or, for anything that is not a UUID, its email."""
+    key = _as_uuid(ref)
+    if key is not None:
+        contact = contact_store.get_contact(session, key, for_update=for_update)
+    else:
+        contact = contact_store.get_contact_by_email(session, ref, for_update=for_update)
+    if contact is None:
+        raise NotFound("Contact not found")
+    return contact
+
+
+def find_segment(session: Session, segment_id: uuid.UUID) -> Segment:
+    segment = contact_store.get_segment(session, segment_id)
+    if segment is None:
+        raise NotFound("Segment not found")
+    return segment
+
+
+def _segment_ids(session: Session, refs: Sequence[str]) -> list[uuid.UUID]:
+    found = []
+    for index, ref in enumerate(refs):
+        key = _as_uuid(ref)
+        if key is None or contact_store.get_segment(session, key) is None:
+            raise InvalidInput(
+                f"`segments[{index}].id`: no segment has the id {ref!r}",
+                field=f"segments[{index}].id",
+            )
+        found.append(key)
+    return found
+
+
+def create_contact(
+    session: Session,
+    *,
+    email: str,
+    now: dt.datetime,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    unsubscribed: bool = False,
+    properties: Mapping[str, Any] | None = None,
+    segment_refs: Sequence[str] = (),
+) -> Contact:
+    """A new contact, in the given segments; an email already in use is refused."""
+    address = _check_email(email)
+    values = _check_properties(properties or {})
+    segment_ids = _segment_ids(session, segment_refs)
+    contact = content_store.unique_write(
+        session,
+        lambda: contact_store.create_contact(
+            session,
+            email=address,
+            now=now,
+            first_name=first_name,
+            last_name=last_name,
+            unsubscribed=unsubscribed,
+            properties=values,
+        ),
+    )
+    if contact is None:
+        raise InvalidInput(f"A contact with the email `{address}` already exists.", field="email")
+    for segment_id in segment_ids:
+        contact_store.add_membership(session, segment_id, contact.id, now)
+    return contact
+
+
+def _check_identifiers(contact: Contact, changes: dict[str, Any]) -> None:
+    """The `id` and `email` the SDK sends along must name the contact being updated."""
+    given_id = changes.pop("id", None)
+    if given_id is not None and _as_uuid(given_id) != contact.id:
+        raise InvalidInput("`id` does not match the contact being updated.", field="id")
+    given_email = changes.pop("email", None)
+    if given_email is not None and _check_email(given_email) != contact.email:
+        raise InvalidInput(
+            "`email` does not match the contact being updated; a contact's email cannot change.",
+            field="email",
+        )
+
+
+def update_contact(
+    session: Session, ref: str, changes: Mapping[str, Any], *, now: dt.datetime
+) -> Contact:
+    """Apply the given fields; `properties` is merged key by key."""
+    contact = find_contact(session, ref, for_update=True)
+    fields = dict(changes)
+    _check_identifiers(contact, fields)
+    if "unsubscribed" in fields and fields["unsubscribed"] is None:
+        raise InvalidInput("`unsubscribed` must be true or false, not null", field="unsubscribed")
+    if fields.get("properties") is not None:
+        fields["properties"] = _check_properties(fields["properties"])
+    else:
+        fields.pop("properties", None)
+    contact_store.update_contact(session, contact, fields, now)
+    return contact
+
+
+def delete_contact(session: Session, ref: str) -> uuid.UUID:
+    """Delete the contact and its memberships; its runs and events keep no link to it."""
+    contact = find_contact(session, ref, for_update=True)
+    contact_store.delete_contact(session, contact.id)
+    return contact.id
+
+
+def list_contacts(
+    session: Session,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+    segment_id: uuid.UUID | None = None,
+) -> Page[Contact]:
+    """Contacts newest first, or the members of one segment."""
+    if segment_id is not None:
+        find_segment(session, segment_id)
+    return contact_store.list_contacts(
+        session, limit=limit, after=after, before=before, segment_id=segment_id
+    )
+
+
+def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
+    return contact_store.create_segment(session, name=_check_name(name), now=now)
+
+
+def _check_name(name: str) -> str:
+    if not name.strip():
+        raise InvalidInput("`name` must not be blank", field="name")
+    return name
+
+
+def rename_segment(session: Session, segment_id: uuid.UUID, *, name: str) -> Segment:
+    segment = find_segment(session, segment_id)
+    contact_store.rename_segment(session, segment, _check_name(name))
+    return segment
+
+
+def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
+    """Delete the segment; its contacts stay."""
+    find_segment(session, segment_id)
+    contact_store.delete_segment(session, segment_id)
+
+
+def list_segments(
+    session: Session,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+    contact_ref: str | None = None,
+) -> Page[Segment]:
+    """Segments newest first, or the segments one contact belongs to."""
+    contact_id = find_contact(session, contact_ref).id if contact_ref is not None else None
+    return contact_store.list_segments(
+        session, limit=limit, after=after, before=before, contact_id=contact_id
+    )
+
+
+def add_to_segment(
+    session: Session, contact_ref: str, segment_id: uuid.UUID, *, now: dt.datetime
+) -> Contact:
+    """Put the contact in the segment; adding a member again changes nothing."""
+    contact = find_contact(session, contact_ref)
+    find_segment(session, segment_id)
+    contact_store.add_membership(session, segment_id, contact.id, now)
+    return contact
+
+
+def remove_from_segment(session: Session, contact_ref: str, segment_id: uuid.UUID) -> Contact:
+    """Take the contact out of the segment; 404 when it was not in it."""
+    contact = find_contact(session, contact_ref)
+    find_segment(session, segment_id)
+    if not contact_store.remove_membership(session, segment_id, contact.id):
+        raise NotFound("Contact is not in this segment")
+    return contact

@@ -1,0 +1,235 @@
+"""An automation's numbers over a time window: runs by status, steps, durations, emails, series."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from engine.clock import utc
+from engine.errors import InvalidInput
+from engine.graph import Graph
+from engine.reports import require_automation
+from engine.store import automations as automation_store
+from engine.store import reports as report_store
+from engine.store.reports import RunTimes, StepCount
+from models.enums import RunStatus, SkipReason, StepStatus
+
+DEFAULT_SPAN = dt.timedelta(days=7)
+MAX_SPAN = dt.timedelta(days=366)
+PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+# Runs that ended by themselves; a cancelled run's length says how long until someone stopped it.
+TIMED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SKIPPED})
+# A skipped row for these reasons is a step the run never arrived at.
+NOT_REACHED = frozenset({SkipReason.BRANCH_NOT_TAKEN, SkipReason.CONTACT_DELETED})
+
+
+def _zeros() -> dict[str, int]:
+    return {str(status): 0 for status in RunStatus}
+
+
+class Granularity(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+    granularity: Granularity
+
+
+@dataclass
+class StepMetrics:
+    key: str
+    type: str
+    reached: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class Bucket:
+    start: dt.datetime
+    by_status: dict[str, int] = field(default_factory=_zeros)
+
+    @property
+    def runs_started(self) -> int:
+        return sum(self.by_status.values())
+
+
+@dataclass
+class RunTally:
+    """Counts, durations and series built in one pass over the window's runs."""
+
+    window: Window
+    by_status: dict[str, int] = field(default_factory=_zeros)
+    durations: list[float] = field(default_factory=list)
+    series: list[Bucket] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.series = [Bucket(start) for start in bucket_starts(self.window)]
+
+    def add(self, run: RunTimes) -> None:
+        self.by_status[run.status] = self.by_status.get(run.status, 0) + 1
+        bucket = self.series[bucket_index(self.window, run.created_at)]
+        bucket.by_status[run.status] = bucket.by_status.get(run.status, 0) + 1
+        if run.status in TIMED and run.started_at is not None and run.completed_at is not None:
+            self.durations.append((run.completed_at - run.started_at).total_seconds())
+
+    def percentiles(self) -> dict[str, float | None]:
+        ordered = sorted(self.durations)
+        return {name: percentile(ordered, q) for name, q in PERCENTILES.items()}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    automation_id: uuid.UUID
+    window: Window
+    runs: RunTally
+    steps: list[StepMetrics]
+    emails_sent: int
+    emails_skipped_unsubscribed: int
+
+
+def _parse_time(value: str, name: str) -> dt.datetime:
+    try:
+        # Years 1 and 9999 are left out: a bucket or a time zone shift could leave datetime's range.
+        parsed = utc(dt.datetime.fromisoformat(value.strip()))
+        if not 1 < parsed.year < 9999:
+            raise ValueError(value)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            f"`{name}` must be an ISO 8601 timestamp such as 2026-10-01T12:00:00Z",
+            field=name,
+            code="invalid_parameter",
+        ) from None
+    return parsed
+
+
+def parse_window(
+    start: str | None, end: str | None, granularity: str | None, *, now: dt.datetime
+) -> Window:
+    """The metrics window [start, end); by default the last 7 days by day; at most 366 days."""
+    try:
+        step = Granularity(granularity or Granularity.DAY)
+    except ValueError:
+        raise InvalidInput(
+            "`granularity` must be `hour` or `day`", field="granularity", code="invalid_parameter"
+        ) from None
+    until = _parse_time(end, "end") if end is not None else utc(now)
+    since = _parse_time(start, "start") if start is not None else until - DEFAULT_SPAN
+    if until <= since:
+        raise InvalidInput("`end` must be later than `start`", field="end")
+    if until - since > MAX_SPAN:
+        raise InvalidInput(
+            "The window from `start` to `end` may span at most 366 days", field="end"
+        )
+    return Window(since, until, step)
+
+
+def _floor(moment: dt.datetime, granularity: Granularity) -> dt.datetime:
+    moment = utc(moment).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if granularity == Granularity.DAY else moment
+
+
+def _width(granularity: Granularity) -> dt.timedelta:
+    return dt.timedelta(days=1) if granularity == Granularity.DAY else dt.timedelta(hours=1)
+
+
+def bucket_starts(window: Window) -> list[dt.datetime]:
+    """Starts of the UTC hours or days that overlap the window, in order."""
+    first, width = _floor(window.start, window.granularity), _width(window.granularity)
+    count = math.ceil((window.end - first) / width)
+    return [first + width * index for index in range(count)]
+
+
+def bucket_index(window: Window, moment: dt.datetime) -> int:
+    """The index in bucket_starts(window) of the bucket holding `moment` (inside the window)."""
+    first = _floor(window.start, window.granularity)
+    return int((utc(moment) - first) // _width(window.granularity))
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The q-quantile of sorted values, interpolated as percentile_cont; None if empty."""
+    if not ordered:
+        return None
+    rank = (len(ordered) - 1) * q
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (rank - low), 6)
+
+
+def step_metrics(counts: Iterable[StepCount], graphs: Sequence[Graph]) -> list[StepMetrics]:
+    """Per-step counts in graph order: every step of graphs[0], then counted steps of older ones."""
+    rank: dict[str, int] = {}
+    types: dict[str, str] = {}
+    for graph in graphs:
+        for key in graph.order():
+            rank.setdefault(key, len(rank))
+            types.setdefault(key, str(graph.step(key).type))
+    current = graphs[0].order() if graphs else []
+    result = {key: StepMetrics(key, types[key]) for key in current}
+    for row in counts:
+        if row.step_key not in result:
+            result[row.step_key] = StepMetrics(row.step_key, types.get(row.step_key, row.step_type))
+        _count(result[row.step_key], row)
+    return sorted(result.values(), key=lambda item: rank.get(item.key, len(rank)))
+
+
+def _count(item: StepMetrics, row: StepCount) -> None:
+    if row.status != StepStatus.SKIPPED or row.skip_reason not in NOT_REACHED:
+        item.reached += row.count
+    if row.status == StepStatus.COMPLETED:
+        item.completed += row.count
+    elif row.status == StepStatus.FAILED:
+        item.failed += row.count
+    elif row.status == StepStatus.SKIPPED:
+        item.skipped += row.count
+
+
+def _unsubscribed(counts: Iterable[StepCount]) -> int:
+    return sum(
+        row.count
+        for row in counts
+        if row.status == StepStatus.SKIPPED and row.skip_reason == SkipReason.UNSUBSCRIBED
+    )
+
+
+def automation_metrics(
+    session: Session,
+    automation_id: uuid.UUID,
+    *,
+    start: str | None,
+    end: str | None,
+    granularity: str | None,
+    now: dt.datetime,
+) -> Metrics:
+    """Numbers about the runs created in [start, end) (by default the last 7 days)."""
+    window = parse_window(start, end, granularity, now=now)
+    automation = require_automation(session, automation_id)
+    since, until = window.start, window.end
+    tally = RunTally(window)
+    for run in report_store.window_runs(session, automation_id, since, until):
+        tally.add(run)
+    counts = report_store.window_step_counts(session, automation_id, since, until)
+    current = None
+    if automation.current_version_id is not None:
+        current = automation_store.version_graph(session, automation.current_version_id)
+    older = report_store.window_graphs(session, automation_id, since, until)
+    graphs = [Graph.from_dict(g) for g in [current, *older] if g is not None]
+    return Metrics(
+        automation_id=automation_id,
+        window=window,
+        runs=tally,
+        steps=step_metrics(counts, graphs),
+        emails_sent=report_store.window_emails_sent(session, automation_id, since, until),
+        emails_skipped_unsubscribed=_unsubscribed(counts),
+    )

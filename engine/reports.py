@@ -1,0 +1,125 @@
+"""What an operator reads: automations listed and opened, runs listed and opened step by step."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.errors import InvalidInput, NotFound
+from engine.graph import Graph
+from engine.store import automations as automation_store
+from engine.store import reports as report_store
+from engine.store.paging import Page
+from models.enums import AutomationStatus, RunStatus
+from models.tables import Automation, Event, Run, RunStep
+
+PAGE_SIZE = 20
+# Omitting `limit` lists every run (Resend's behaviour) up to this many; `has_more` tells the rest.
+RUNS_CAP = 1000
+
+
+@dataclass(frozen=True)
+class AutomationDetail:
+    automation: Automation
+    graph: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: Run
+    event: Event | None
+    steps: list[RunStep]
+
+
+def require_automation(session: Session, automation_id: uuid.UUID) -> Automation:
+    """The automation, unless it does not exist or was deleted (NotFound)."""
+    automation = automation_store.get_automation(session, automation_id)
+    if automation is None:
+        raise NotFound("Automation not found")
+    return automation
+
+
+def list_automations(
+    session: Session,
+    *,
+    status: str | None,
+    limit: int | None,
+    after: uuid.UUID | None,
+    before: uuid.UUID | None,
+) -> Page[Automation]:
+    """Automations newest first, optionally only `enabled` or `disabled` ones."""
+    if status is not None and status not in set(AutomationStatus):
+        raise InvalidInput("`status` must be `enabled` or `disabled`", field="status")
+    size = PAGE_SIZE if limit is None else limit
+    return report_store.automation_page(
+        session, status=status, limit=size, after=after, before=before
+    )
+
+
+def get_automation(session: Session, automation_id: uuid.UUID) -> AutomationDetail:
+    """The automation with the graph of its current version."""
+    automation = require_automation(session, automation_id)
+    graph = None
+    if automation.current_version_id is not None:
+        graph = automation_store.version_graph(session, automation.current_version_id)
+    return AutomationDetail(automation, graph or {"steps": [], "connections": []})
+
+
+def parse_run_statuses(text: str | None) -> frozenset[RunStatus] | None:
+    """The runs-list filter `running,failed` as statuses; None (no filter) when empty."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        return None
+    for name in names:
+        if name not in set(RunStatus):
+            raise InvalidInput(
+                f"`status` has an unknown run status `{name}`: use any of "
+                f"{', '.join(RunStatus)}, separated by commas",
+                field="status",
+            )
+    return frozenset(RunStatus(name) for name in names)
+
+
+def list_runs(
+    session: Session,
+    automation_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int | None,
+    after: uuid.UUID | None,
+    before: uuid.UUID | None,
+) -> Page[Run]:
+    """The automation's runs newest first; without `limit`, all of them up to RUNS_CAP."""
+    statuses = parse_run_statuses(status)
+    require_automation(session, automation_id)
+    return report_store.run_page(
+        session,
+        automation_id,
+        statuses=statuses,
+        limit=RUNS_CAP if limit is None else limit,
+        after=after,
+        before=before,
+    )
+
+
+def get_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunDetail:
+    """The run, its trigger event and its step rows in the graph order of its version."""
+    require_automation(session, automation_id)
+    found = report_store.run_with_event(session, run_id)
+    if found is None or found[0].automation_id != automation_id:
+        raise NotFound("Run not found")
+    run, event = found
+    data = automation_store.version_graph(session, run.version_id)
+    order = Graph.from_dict(data).order() if data is not None else []
+    return RunDetail(run, event, in_graph_order(report_store.run_steps(session, run_id), order))
+
+
+def in_graph_order(steps: list[RunStep], order: list[str]) -> list[RunStep]:
+    """Steps sorted by their key's place in `order`; keys not in it keep their order, last."""
+    rank = {key: index for index, key in enumerate(order)}
+    return sorted(steps, key=lambda step: rank.get(step.step_key, len(rank)))
