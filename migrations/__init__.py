@@ -1,0 +1,38 @@
+"""Alembic migrations: the only way the schema is created in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+HERE = Path(__file__).resolve().parent
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for this package's migrations, without an alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    # Alembic's config is a ConfigParser: a literal % must be doubled.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the database at `database_url` up to `revision`."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def current(database_url: str) -> str | None:
+    """The revision the database is at, or None for an empty one."""
+    from alembic.runtime.migration import MigrationContext
+
+    from engine.db import create_db_engine
+
+    db_engine = create_db_engine(database_url)
+    try:
+        with db_engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        db_engine.dispose()
