@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install, so the venv is reinstalled only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint fmt
+.PHONY: venv demo dev test lint fmt
 
 venv: $(STAMP)
 
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 	fi
 	"$(BIN)/python" -m pip install -e '.[dev]'
 	@touch "$@"
+
+# The main job on the embedded default: SQLite, no broker, no servers to install.
+demo: venv
+	"$(BIN)/automations" demo
+
+dev: venv
+	"$(BIN)/automations" dev
 
 test: venv
 	"$(BIN)/pytest" -q

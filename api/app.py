@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 
 from api.deps import KeyCache
@@ -33,11 +31,7 @@ def create_app(
         from tasks.app import create_celery_app
         from tasks.dispatcher import CeleryDispatcher
 
-        celery_app = create_celery_app(settings, runtime=rt)
-        dispatcher = CeleryDispatcher(celery_app)
-        app_ping = celery_app.connection_for_write
-    else:
-        app_ping = None
+        dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
     app = FastAPI(
         title="Automations API",
         version="1.0.0",
@@ -49,7 +43,7 @@ def create_app(
     app.state.runtime = rt
     app.state.dispatcher = dispatcher
     app.state.key_cache = KeyCache()
-    app.state.ping_broker = _broker_ping(settings, app_ping)
+    app.state.ping_broker = dispatcher.ping
     redis_url = settings.rate_limit_redis_url or (
         settings.broker_url if settings.broker_url.startswith("redis") else None
     )
@@ -61,18 +55,3 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     return app
 
-
-def _broker_ping(settings: Settings, connection_factory: Any) -> Any:
-    """A callable that raises unless the broker answers within two seconds."""
-
-    def ping() -> None:
-        if connection_factory is None:
-            from kombu import Connection
-
-            connection = Connection(settings.broker_url)
-        else:
-            connection = connection_factory()
-        with connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
-
-    return ping

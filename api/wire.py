@@ -32,15 +32,15 @@ def parse_id(value: str, name: str) -> uuid.UUID:
 
 @dataclass(frozen=True)
 class Cursor:
-    limit: int | None
+    limit: int
     after: uuid.UUID | None
     before: uuid.UUID | None
 
 
 def parse_cursor(
-    limit: str | None, after: str | None, before: str | None, *, default_limit: int | None = 20
+    limit: str | None, after: str | None, before: str | None, *, default_limit: int = 20
 ) -> Cursor:
-    """Check `limit` (1..100) and the cursors (ids; not both at once)."""
+    """Check `limit` (1..100; `default_limit` when absent) and the cursors (not both at once)."""
     if after is not None and before is not None:
         raise InvalidInput("You can only use `after` or `before`, not both at once.", field="after")
     size = default_limit

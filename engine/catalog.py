@@ -195,6 +195,17 @@ def find_domain(session: Session, domain_id: uuid.UUID) -> Domain:
     return domain
 
 
+def find_domain_by_ref(session: Session, ref: str) -> Domain:
+    """A domain by id, or by name (`example.com`)."""
+    key = as_uuid(ref)
+    if key is not None:
+        return find_domain(session, key)
+    domain = content_store.get_domain_by_name(session, ref.strip().lower().removesuffix("."))
+    if domain is None:
+        raise NotFound(f"Domain `{ref}` not found")
+    return domain
+
+
 def create_domain(
     session: Session, *, name: str, settings: Mapping[str, Any], now: dt.datetime
 ) -> Domain:

@@ -21,9 +21,15 @@ class Dispatch:
 class Dispatcher(Protocol):
     def dispatch(self, dispatches: Sequence[Dispatch]) -> None: ...
 
+    def ping(self) -> None:
+        """Raise unless messages can be delivered now."""
+
 
 class NullDispatcher:
     """Sends nothing; the sweeper will find the steps. For tools that only write state."""
 
     def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+        return None
+
+    def ping(self) -> None:
         return None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from engine.db import transaction
 from engine.dispatch import Dispatch
 from engine.errors import StepFailure, TransientStepFailure
+from engine.logs import step_context
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped
 from engine.progress import StepRef, record_outcome
 from engine.runtime import Runtime
@@ -41,15 +42,18 @@ HANDLERS: dict[StepType, Handler] = {
 
 def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     """Run one step if it is due and unclaimed; the steps to enqueue once this returns."""
+    with step_context(run_id=str(run_id), step_key=step_key):
+        return _execute(rt, run_id, step_key)
+
+
+def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         claimed = run_store.claim_step(
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )
         if claimed is None:
-            log.debug(
-                "step not claimable (duplicate or stale message)", extra=_ids(run_id, step_key)
-            )
+            log.debug("step not claimable: duplicate or stale message")
             return []
         rt.checkpoint("step.claimed")
         run = run_store.lock_run_context(session, run_id)
@@ -136,7 +140,3 @@ def _cancel_step(session: Session, ref: StepRef, now: dt.datetime) -> None:
         completed_at=now,
         lease_expires_at=None,
     )
-
-
-def _ids(run_id: uuid.UUID, step_key: str) -> dict[str, str]:
-    return {"run_id": str(run_id), "step_key": step_key}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from models.enums import (
     StepStatus,
     StepType,
 )
+
+log = logging.getLogger(__name__)
 
 BRANCHING = frozenset({StepType.CONDITION, StepType.WAIT_FOR_EVENT})
 
@@ -86,6 +89,7 @@ def _park(
             status=StepStatus.PENDING, error={"message": outcome.message, "code": outcome.code}
         )
     run_store.update_step(session, step.run_id, step.step_key, **values)
+    log.info("step %s until %s", values["status"], due_at.isoformat() if due_at else "an event")
     if not soon or due_at is None:
         return []
     countdown = max((due_at - now).total_seconds(), 0.0)
@@ -116,6 +120,8 @@ def _finish_step(
         )
     values["branch"] = branch
     run_store.update_step(session, step.run_id, step.step_key, started_if_unset=now, **values)
+    error = values.get("error")
+    log.info("step %s%s", values["status"], f": {error['message']}" if error else "")
     return branch
 
 
@@ -210,3 +216,4 @@ def _end_run(
         reason = SkipReason.CONTACT_DELETED if contact_gone else SkipReason.BRANCH_NOT_TAKEN
         _skip_steps(session, graph, run_id, rest, reason, now)
     run_store.finish_run(session, run_id, status, now)
+    log.info("run %s", status, extra={"run_id": str(run_id)})

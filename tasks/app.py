@@ -8,11 +8,12 @@ import uuid
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from engine.db import transaction
 from engine.executor import execute_step
 from engine.ingest import ingest_event
+from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 from engine.sweeper import sweep
@@ -77,6 +78,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     app.conf.update(_config(settings))
     holder = RuntimeHolder(settings, runtime)
     worker_process_init.connect(holder.after_fork, weak=False)
+
+    def _logging(**_: Any) -> None:
+        configure_logging(json_lines=settings.log_json)
+
+    # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
+    setup_logging.connect(_logging, weak=False)
     dispatcher = CeleryDispatcher(app)
     for step_type in StepType:
         _register_step_task(app, holder, dispatcher, step_type)

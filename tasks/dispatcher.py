@@ -29,3 +29,7 @@ class CeleryDispatcher:
                 countdown=item.countdown or None,
                 queue=STEP_QUEUE,
             )
+
+    def ping(self) -> None:
+        with self.app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)

@@ -47,6 +47,10 @@ class LocalExecutor:
             else:
                 self._ready.put(item)
 
+    def ping(self) -> None:
+        if not self._workers or not all(thread.is_alive() for thread in self._workers):
+            raise RuntimeError("the embedded executor is not running")
+
     def start(self) -> None:
         self._stop.clear()
         self._workers = [

@@ -87,7 +87,7 @@ def metrics(rt: Rt) -> Response:
     with transaction(rt.sessions) as session:
         data = snapshot(session, now=rt.clock.now())
     registry = CollectorRegistry()
-    registry.register(_SnapshotCollector(data))  # type: ignore[arg-type]
+    registry.register(_SnapshotCollector(data))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -27,7 +27,7 @@ def list_runs(
 ) -> dict[str, Any]:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
-    cursor = parse_cursor(limit, after, before, default_limit=None)
+    cursor = parse_cursor(limit, after, before, default_limit=reports.RUNS_CAP)
     with transaction(rt.sessions) as session:
         page = reports.list_runs(
             session,

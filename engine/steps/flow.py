@@ -18,7 +18,7 @@ def run_trigger(sr: StepRun) -> Outcome:
 def run_delay(sr: StepRun) -> Outcome:
     duration = sr.step.config["duration"]
     if sr.first_execution:
-        resume_at = sr.now + parse_duration(duration)
+        resume_at = sr.now + parse_duration(duration) * sr.rt.settings.time_scale
         return Waiting(
             due_at=resume_at, output={"duration": duration, "resume_at": resume_at.isoformat()}
         )

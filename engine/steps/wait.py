@@ -66,7 +66,7 @@ def _register(sr: StepRun) -> Outcome:
             output = event_output(event.id, event.name, event.payload, event.received_at)
             return Completed(branch=ConnectionType.EVENT_RECEIVED, output=output)
     timeout = parse_duration(config["timeout"]) if "timeout" in config else MAX_DURATION
-    timeout_at = sr.now + timeout
+    timeout_at = sr.now + timeout * sr.rt.settings.time_scale
     return Waiting(
         due_at=timeout_at,
         wait_event=name,

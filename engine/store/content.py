@@ -145,6 +145,10 @@ def get_domain(session: Session, domain_id: uuid.UUID) -> Domain | None:
     return session.get(Domain, domain_id)
 
 
+def get_domain_by_name(session: Session, name: str) -> Domain | None:
+    return session.scalars(select(Domain).where(Domain.name == name)).first()
+
+
 def list_domains(
     session: Session, *, limit: int, after: uuid.UUID | None, before: uuid.UUID | None
 ) -> Page[Domain]:

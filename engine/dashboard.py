@@ -1,0 +1,236 @@
+"""What the dashboard shows: automations with recent activity, runs with contacts, metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from engine import metrics, reports
+from engine.api_keys import SETTINGS_KEY_ID, authenticate, hash_secret
+from engine.clock import utc
+from engine.errors import InvalidInput
+from engine.graph import Graph
+from engine.store import automations as automation_store
+from engine.store import contacts as contact_store
+from engine.store import dashboard as dashboard_store
+from engine.store import reports as report_store
+from engine.store.paging import Page
+from engine.store.reports import RunTimes
+from models.enums import RunStatus, SkipReason, StepStatus
+from models.tables import Automation, Contact, Run
+
+RECENT = dt.timedelta(hours=24)
+AUTOMATIONS_PAGE = 50
+RUNS_PAGE = 25
+# An hourly chart over more than a month has too many bars to read.
+MAX_BUCKETS = 24 * 31
+FULL_ACCESS = "full_access"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    key_id: uuid.UUID
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class AutomationRow:
+    automation: Automation
+    recent: dict[str, int]
+    last_run_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class AutomationView:
+    automation: Automation
+    graph: Graph | None
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run: Run
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class RunView:
+    detail: reports.RunDetail
+    contact: Contact | None
+
+
+@dataclass
+class FinishTally(metrics.RunTally):
+    """The metrics tally, plus runs bucketed by the hour or day they finished."""
+
+    finished: list[metrics.Bucket] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.finished = [metrics.Bucket(start) for start in metrics.bucket_starts(self.window)]
+
+    def add(self, run: RunTimes) -> None:
+        super().add(run)
+        if run.completed_at is None:
+            return
+        ended = utc(run.completed_at)
+        if self.window.start <= ended < self.window.end:
+            bucket = self.finished[metrics.bucket_index(self.window, ended)]
+            bucket.by_status[run.status] = bucket.by_status.get(run.status, 0) + 1
+
+
+def key_fingerprint(token_hash: str) -> str:
+    """A short part of a key's hash, so that a session ends when its key is replaced."""
+    return token_hash[:16]
+
+
+def sign_in(session: Session, secret: str, *, settings_key: str | None) -> SignedIn:
+    """The full-access key behind a secret typed into the sign-in form."""
+    secret = secret.strip()
+    caller = authenticate(session, secret, settings_key=settings_key) if secret else None
+    if caller is None:
+        raise InvalidInput("This API key is not valid.", field="api_key")
+    if caller.permission != FULL_ACCESS:
+        raise InvalidInput(
+            "This key only has sending access: sign in with a full-access key.", field="api_key"
+        )
+    return SignedIn(caller.key_id, key_fingerprint(hash_secret(secret)))
+
+
+def key_is_active(session: Session, signed: SignedIn, *, settings_key: str | None) -> bool:
+    """Whether the key a session was opened with still exists, unchanged and with full access."""
+    if signed.key_id == SETTINGS_KEY_ID:
+        if not settings_key:
+            return False
+        expected = key_fingerprint(hash_secret(settings_key))
+        return hmac.compare_digest(signed.fingerprint, expected)
+    found = dashboard_store.api_key_hash(session, signed.key_id)
+    if found is None or found[1] != FULL_ACCESS:
+        return False
+    return hmac.compare_digest(signed.fingerprint, key_fingerprint(found[0]))
+
+
+def overview(
+    session: Session, *, after: uuid.UUID | None, before: uuid.UUID | None, now: dt.datetime
+) -> Page[AutomationRow]:
+    """Automations newest first, each with its last 24 hours of runs by status and last run."""
+    page = reports.list_automations(
+        session, status=None, limit=AUTOMATIONS_PAGE, after=after, before=before
+    )
+    ids = [automation.id for automation in page.items]
+    counts = dashboard_store.recent_run_counts(session, ids, now - RECENT)
+    latest = dashboard_store.last_run_times(session, ids)
+    rows = [
+        AutomationRow(
+            automation,
+            {str(status): counts.get(automation.id, {}).get(status, 0) for status in RunStatus},
+            latest.get(automation.id),
+        )
+        for automation in page.items
+    ]
+    return Page(rows, page.has_more)
+
+
+def automation_view(session: Session, automation_id: uuid.UUID) -> AutomationView:
+    """The automation, its current graph and how many of its runs are in flight."""
+    detail = reports.get_automation(session, automation_id)
+    graph = Graph.from_dict(detail.graph) if detail.graph["steps"] else None
+    return AutomationView(
+        detail.automation, graph, dashboard_store.running_count(session, automation_id)
+    )
+
+
+def step_counts(
+    session: Session,
+    automation_id: uuid.UUID,
+    graph: Graph | None,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> dict[str, metrics.StepMetrics]:
+    """Runs that reached, completed, failed and skipped each step, for runs created in a window."""
+    counts = report_store.window_step_counts(session, automation_id, since, until)
+    older = report_store.window_graphs(session, automation_id, since, until)
+    graphs = [Graph.from_dict(data) for data in older]
+    found = metrics.step_metrics(counts, [graph, *graphs] if graph is not None else graphs)
+    return {item.key: item for item in found}
+
+
+def runs(
+    session: Session,
+    automation_id: uuid.UUID,
+    *,
+    statuses: Collection[str],
+    after: uuid.UUID | None,
+    before: uuid.UUID | None,
+) -> Page[RunRow]:
+    """One page of the automation's runs, newest first, each with its contact."""
+    page = reports.list_runs(
+        session,
+        automation_id,
+        status=",".join(statuses) or None,
+        limit=RUNS_PAGE,
+        after=after,
+        before=before,
+    )
+    wanted = {run.contact_id for run in page.items if run.contact_id is not None}
+    contacts = dashboard_store.contacts_by_id(session, wanted)
+    rows = [
+        RunRow(run, contacts.get(run.contact_id) if run.contact_id else None) for run in page.items
+    ]
+    return Page(rows, page.has_more)
+
+
+def run_view(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunView:
+    """The run with its steps in graph order, its trigger event and its contact."""
+    detail = reports.get_run(session, automation_id, run_id)
+    contact_id = detail.run.contact_id
+    contact = contact_store.get_contact(session, contact_id) if contact_id else None
+    return RunView(detail, contact)
+
+
+def metrics_view(
+    session: Session,
+    automation_id: uuid.UUID,
+    *,
+    start: str | None,
+    end: str | None,
+    granularity: str | None,
+    now: dt.datetime,
+) -> tuple[metrics.Metrics, FinishTally]:
+    """The automation's metrics for runs created in [start, end), in one pass over those runs."""
+    window = metrics.parse_window(start, end, granularity, now=now)
+    if len(metrics.bucket_starts(window)) > MAX_BUCKETS:
+        raise InvalidInput(
+            "Hourly charts cover at most 31 days: choose days or a shorter range.",
+            field="granularity",
+        )
+    automation = reports.require_automation(session, automation_id)
+    since, until = window.start, window.end
+    tally = FinishTally(window)
+    for run in report_store.window_runs(session, automation_id, since, until):
+        tally.add(run)
+    counts = report_store.window_step_counts(session, automation_id, since, until)
+    current = None
+    if automation.current_version_id is not None:
+        current = automation_store.version_graph(session, automation.current_version_id)
+    older = report_store.window_graphs(session, automation_id, since, until)
+    graphs = [Graph.from_dict(data) for data in [current, *older] if data is not None]
+    result = metrics.Metrics(
+        automation_id=automation_id,
+        window=window,
+        runs=tally,
+        steps=metrics.step_metrics(counts, graphs),
+        emails_sent=report_store.window_emails_sent(session, automation_id, since, until),
+        emails_skipped_unsubscribed=sum(
+            row.count
+            for row in counts
+            if row.status == StepStatus.SKIPPED and row.skip_reason == SkipReason.UNSUBSCRIBED
+        ),
+    )
+    return result, tally

@@ -1,0 +1,69 @@
+"""Logging: plain or JSON lines, with the run id and step key of the step being executed."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+
+_step: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("step", default=None)
+_FIELDS = ("run_id", "step_key", "step_type", "attempt")
+
+
+@contextlib.contextmanager
+def step_context(**fields: str) -> Iterator[None]:
+    """Every log line inside carries these fields (run_id, step_key, ...)."""
+    token = _step.set({k: str(v) for k, v in fields.items()})
+    try:
+        yield
+    finally:
+        _step.reset(token)
+
+
+class StepContextFilter(logging.Filter):
+    """Copies the current step's ids onto each record, unless the call gave its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_step.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _FIELDS:
+            if hasattr(record, key):
+                line[key] = getattr(record, key)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        ids = " ".join(f"{k}={getattr(record, k)}" for k in _FIELDS if hasattr(record, k))
+        return f"{base} [{ids}]" if ids else base
+
+
+def configure_logging(*, json_lines: bool = False, level: str = "INFO") -> None:
+    """Send the runtime's logs to stderr, as JSON lines or as text with step ids appended."""
+    handler = logging.StreamHandler()
+    handler.addFilter(StepContextFilter())
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

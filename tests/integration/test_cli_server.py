@@ -1,0 +1,121 @@
+"""The server-side commands, run as an operator runs them: the installed `automations` script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import ROOT, free_port
+
+
+
+def automations() -> str:
+    found = shutil.which("automations", path=str(Path(sys.executable).parent))
+    assert found, "the console script is installed by `pip install -e .`"
+    return found
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [automations(), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+    env["AUTOMATIONS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    env["AUTOMATIONS_EMAIL_TRANSPORT_URL"] = "console://"
+    return env
+
+
+def test_demo_runs_every_run_to_its_end(tmp_path: Path, sqlite_env: dict[str, str]) -> None:
+    data = tmp_path / "demo"
+    port = str(free_port())
+    done = run(
+        "demo",
+        "--exit",
+        "--port",
+        port,
+        "--data-dir",
+        str(data),
+        "--day-seconds",
+        "1",
+        env=sqlite_env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All runs finished" in done.stdout
+    assert "dee skipped" in done.stdout
+    assert len(list((data / "outbox").glob("*.eml"))) == 5
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_db_upgrade_then_keys_and_domains(sqlite_env: dict[str, str]) -> None:
+    upgraded = run("db", "upgrade", env=sqlite_env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "database at revision 0001" in upgraded.stdout
+
+    created = run("keys", "create", "ci", env=sqlite_env)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("re_")
+
+    missing = run("domains", "verify", "nowhere.test", env=sqlite_env)
+    assert missing.returncode == 1
+    assert "Domain `nowhere.test` not found" in missing.stderr
+    bad_name = run("keys", "create", "", env=sqlite_env)
+    assert bad_name.returncode == 2 and "name" in bad_name.stderr
+
+
+def test_dev_serves_the_api_with_its_key_until_stopped(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [automations(), "dev", "--port", str(port), "--data-dir", str(tmp_path / "dev")],
+        env=sqlite_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        key = (tmp_path / "dev" / "api-key").read_text().strip()
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/automations", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert answer.status_code == 200 and answer.json()["data"] == []
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert f"http://127.0.0.1:{port}/dashboard" in output
+
+
+def test_bad_configuration_is_one_line_not_a_traceback(sqlite_env: dict[str, str]) -> None:
+    env = {**sqlite_env, "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "-1"}
+    result = run("db", "upgrade", env=env)
+    assert result.returncode == 2
+    assert "invalid configuration" in result.stderr and "Traceback" not in result.stderr
