@@ -1,0 +1,289 @@
+"""Durable steps per second against raw self-chaining Celery tasks, same broker and worker shape.
+
+    python -m bench.throughput [--runs 300] [--concurrency 2] [--database-url URL] [--redis-url URL]
+
+Raw: `--runs` chains of 4 no-op tasks, each enqueuing the next. Durable: `--runs` runs of a
+5-step automation (trigger -> condition -> contact_update -> send_email to a local SMTP sink ->
+contact_update); the trigger completes inside ingestion, so 4 steps per run go through Celery,
+exactly like the raw chains. Both use a Celery worker with our settings (late ack, prefetch 1,
+JSON) and the same concurrency. Prints JSON and a Markdown table; the ratio is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+
+from bench.ingest import machine
+from bench.raw_celery import DONE_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS_PER_RUN = 4
+
+
+def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+    time.sleep(0.5)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_ready(app: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=0.5):
+            return
+    raise RuntimeError("worker did not start")
+
+
+def measure_raw(args: argparse.Namespace, log: Path) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_BROKER_URL": args.redis_url}
+    worker = start_worker(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.raw_celery",
+            "worker",
+            "-Q",
+            "bench.raw",
+            "-c",
+            str(args.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        env,
+        log,
+    )
+    try:
+        os.environ["BENCH_BROKER_URL"] = args.redis_url
+        from bench import raw_celery
+
+        raw_celery.app.conf.broker_url = args.redis_url
+        wait_ready(raw_celery.app)
+        store = redis.Redis.from_url(args.redis_url)
+        store.delete(DONE_KEY)
+        start = time.perf_counter()
+        for n in range(args.runs):
+            raw_celery.app.send_task(
+                "bench.raw.step", args=[str(n), STEPS_PER_RUN], queue="bench.raw"
+            )
+        while int(store.get(DONE_KEY) or 0) < args.runs:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop(worker)
+    return {
+        "chains": args.runs,
+        "tasks": args.runs * STEPS_PER_RUN,
+        "seconds": round(elapsed, 3),
+        "tasks_per_s": round(args.runs * STEPS_PER_RUN / elapsed, 1),
+    }
+
+
+def prepare_durable(rt: Any) -> None:
+    from engine.db import create_schema, drop_schema, transaction
+    from engine.lifecycle import create_automation
+    from engine.store import content
+    from models.enums import DomainStatus, TemplateStatus
+
+    db_engine = rt.sessions.kw["bind"]
+    drop_schema(db_engine)
+    create_schema(db_engine)
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        content.create_domain(session, name="bench.test", now=now, status=DomainStatus.VERIFIED)
+        template = content.create_template(
+            session,
+            name="bench",
+            now=now,
+            status=TemplateStatus.PUBLISHED,
+            subject="Hi {{{N}}}",
+            sender="Bench <b@bench.test>",
+            html="<p>{{{N}}}</p>",
+            variables=[{"key": "N", "type": "string", "fallback_value": "x"}],
+        )
+        create_automation(
+            session,
+            name="throughput",
+            status="enabled",
+            now=now,
+            steps=[
+                {"key": "start", "type": "trigger", "config": {"event_name": "bench.run"}},
+                {
+                    "key": "check",
+                    "type": "condition",
+                    "config": {"rule": {"field": "event.n", "operator": "gte", "value": 0}},
+                },
+                {"key": "first", "type": "contact_update", "config": {"properties": {"stage": 1}}},
+                {
+                    "key": "mail",
+                    "type": "send_email",
+                    "config": {
+                        "template": {"id": str(template.id), "variables": {"N": {"var": "event.n"}}}
+                    },
+                },
+                {"key": "last", "type": "contact_update", "config": {"properties": {"stage": 2}}},
+            ],
+            connections=[
+                {"from": "start", "to": "check"},
+                {"from": "check", "to": "first", "type": "condition_met"},
+                {"from": "first", "to": "mail"},
+                {"from": "mail", "to": "last"},
+            ],
+        )
+
+
+def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[str, Any]:
+    from engine.db import transaction
+    from engine.ingest import ingest_event
+    from engine.runtime import create_runtime
+    from engine.settings import Settings
+    from models.tables import Run
+    from tasks.app import create_celery_app
+    from tasks.dispatcher import CeleryDispatcher
+
+    settings = Settings(
+        database_url=args.database_url,
+        broker_url=args.redis_url,
+        email_transport_url=smtp_url,
+        env="test",
+    )
+    rt = create_runtime(settings)
+    prepare_durable(rt)
+    celery_app = create_celery_app(settings, runtime=rt)
+    env = {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": args.database_url,
+        "AUTOMATIONS_BROKER_URL": args.redis_url,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": smtp_url,
+        "AUTOMATIONS_ENV": "test",
+    }
+    worker = start_worker(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_main",
+            "worker",
+            "-Q",
+            "automations,automations.sweeper",
+            "-c",
+            str(args.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        env,
+        log,
+    )
+    try:
+        wait_ready(celery_app)
+        dispatcher = CeleryDispatcher(celery_app)
+        dispatches = []
+        with transaction(rt.sessions) as session:
+            for n in range(args.runs):
+                dispatches += ingest_event(
+                    session,
+                    rt,
+                    event="bench.run",
+                    email=f"{uuid.uuid4().hex}@bench.test",
+                    payload={"n": n},
+                    now=rt.clock.now(),
+                ).dispatches
+        start = time.perf_counter()
+        dispatcher.dispatch(dispatches)
+        while True:
+            with transaction(rt.sessions) as session:
+                done = session.scalar(
+                    select(func.count()).select_from(Run).where(Run.status == "completed")
+                )
+            if done >= args.runs:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop(worker)
+    return {
+        "runs": args.runs,
+        "steps": args.runs * STEPS_PER_RUN,
+        "seconds": round(elapsed, 3),
+        "steps_per_s": round(args.runs * STEPS_PER_RUN / elapsed, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--log", default="bench/results/throughput-workers.log")
+    args = parser.parse_args()
+
+    from aiosmtpd.controller import Controller
+
+    from bench.ingest import free_port
+
+    class Sink:
+        count = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            Sink.count += 1
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    log = Path(args.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        redis.Redis.from_url(args.redis_url).flushdb()
+        raw = measure_raw(args, log)
+        durable = measure_durable(args, log, f"smtp://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+    report = {
+        "machine": machine(),
+        "config": vars(args),
+        "raw_celery": raw,
+        "durable": durable,
+        "ratio": round(durable["steps_per_s"] / raw["tasks_per_s"], 3),
+        "emails_at_sink": Sink.count,
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    print(json.dumps(report, indent=2))
+    print("\n| | per second | ratio to raw |\n|---|---|---|")
+    print(f"| raw Celery chained tasks | {raw['tasks_per_s']} | 1.0 |")
+    print(f"| durable steps | {durable['steps_per_s']} | {report['ratio']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
