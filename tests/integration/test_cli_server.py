@@ -15,7 +15,6 @@ import pytest
 from tests.integration.harness import ROOT, free_port
 
 
-
 def automations() -> str:
     found = shutil.which("automations", path=str(Path(sys.executable).parent))
     assert found, "the console script is installed by `pip install -e .`"
