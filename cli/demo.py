@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import typer
@@ -174,16 +174,8 @@ def watch(
     return runs
 
 
-def demo(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
-    data_dir: Annotated[Path, typer.Option(help="Wiped and refilled on each demo.")] = Path(
-        "data/demo"
-    ),
-    day_seconds: Annotated[float, typer.Option(help="How long '1 day' lasts in the demo.")] = 3.0,
-    exit_when_done: Annotated[
-        bool, typer.Option("--exit", help="Stop once every run ended.")
-    ] = False,
+def run_demo(
+    *, host: str, port: int, data_dir: Path, day_seconds: float, exit_when_done: bool
 ) -> None:
     """Load a sample welcome series, send events, and watch the runs advance live."""
     from cli.embedded import EmbeddedServer, embedded_settings, wait_for_stop_signal

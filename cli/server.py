@@ -162,10 +162,31 @@ def dev(
     server.serve_forever()
 
 
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Wiped and refilled on each demo.")] = Path(
+        "data/demo"
+    ),
+    day_seconds: Annotated[float, typer.Option(help="How long '1 day' lasts in the demo.")] = 3.0,
+    exit_when_done: Annotated[
+        bool, typer.Option("--exit", help="Stop once every run ended (exit 1 if one went wrong).")
+    ] = False,
+) -> None:
+    """Load a sample welcome series, send events, and watch the runs advance live."""
+    from cli.demo import run_demo
+
+    run_demo(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        day_seconds=day_seconds,
+        exit_when_done=exit_when_done,
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the server-side commands to the app."""
-    from cli.demo import demo
-
     for command in (api, worker, scheduler, flower, dev, demo):
         app.command()(command)
     app.add_typer(db_app, name="db")
