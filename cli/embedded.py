@@ -50,11 +50,6 @@ class EmbeddedServer:
         self.server = uvicorn.Server(config)
         self.url = f"http://{host}:{port}"
 
-    def serve_forever(self) -> None:
-        """Serve until Ctrl-C or SIGTERM, then stop the server and the executor cleanly."""
-        with self.running():
-            wait_for_stop_signal()
-
     @contextmanager
     def running(self) -> Iterator[EmbeddedServer]:
         """Serve in the background for the duration of the block."""
@@ -66,6 +61,9 @@ class EmbeddedServer:
                 thread.join(0.05)
             if not thread.is_alive():
                 raise RuntimeError(f"the API could not start on {self.url}")
+            # With port 0 the OS picked one: tell the caller which.
+            host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+            self.url = f"http://{host}:{port}"
             yield self
         finally:
             self.server.should_exit = True

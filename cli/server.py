@@ -150,16 +150,18 @@ def dev(
     threads: Annotated[int, typer.Option(help="Step executor threads.")] = 2,
 ) -> None:
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
-    from cli.embedded import EmbeddedServer, embedded_settings
+    from cli.embedded import EmbeddedServer, embedded_settings, wait_for_stop_signal
 
     configure_logging()
     current = embedded_settings(data_dir)
     server = EmbeddedServer(current, host=host, port=port, threads=threads)
     key = current.api_key.get_secret_value() if current.api_key else ""
-    out.print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
-    out.print(f"API key: {key}  (kept in {data_dir / 'api-key'})")
-    out.print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")
-    server.serve_forever()
+    with server.running():
+        out.print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
+        out.print(f"API key: {key}  (kept in {data_dir / 'api-key'})")
+        out.print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")
+        out.print("Ctrl-C stops.")
+        wait_for_stop_signal()
 
 
 def demo(
