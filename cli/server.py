@@ -58,14 +58,19 @@ def api(
 
 
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="Processes (default: CPUs).")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Processes (default: AUTOMATIONS_WORKER_CONCURRENCY, else CPUs)."),
+    ] = None,
     pool: Annotated[str, typer.Option(help="Celery pool.")] = "prefork",
 ) -> None:
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
+    app = celery_app()
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
-    if concurrency:
-        argv += ["--concurrency", str(concurrency)]
-    celery_app().worker_main(argv)  # type: ignore[attr-defined]
+    processes = concurrency or settings().worker_concurrency
+    if processes:
+        argv += ["--concurrency", str(processes)]
+    app.worker_main(argv)  # type: ignore[attr-defined]
 
 
 def scheduler(

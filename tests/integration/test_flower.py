@@ -1,0 +1,95 @@
+"""Flower, started by our CLI against the test broker, sees the worker and a step task by name."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.integration.factories import chain, make_automation, unique_email
+from tests.integration.harness import Stack, free_port
+from tests.integration.markers import POSTGRES_ONLY
+from tests.integration.test_compose import automations, stop
+
+pytestmark = POSTGRES_ONLY
+
+USER, PASSWORD = "ops", "flower-test-password"
+TASK = "automations.steps.contact_update"
+
+
+def test_flower_lists_the_worker_and_a_step_task_that_succeeded(rt_stack: Stack) -> None:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"seen": True}}},
+    ]
+    make_automation(rt_stack, steps, chain("start", "tag"))
+    workers_pinged = {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
+    assert workers_pinged, "the stack's worker answers a ping"
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in rt_stack.env().items() if not k.startswith("FLOWER_")}
+    log = rt_stack.workdir / "flower.log"
+    with log.open("wb") as out:
+        flower = subprocess.Popen(
+            [automations(), "flower", "--port", str(port), "--basic-auth", f"{USER}:{PASSWORD}"],
+            cwd=rt_stack.workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with httpx.Client(base_url=url, auth=(USER, PASSWORD), timeout=10) as client:
+            wait_for_http(flower, client, log.name)
+            assert httpx.get(url + "/api/workers", timeout=5).status_code == 401
+
+            # Flower hears only events sent after its receiver is connected: send events until
+            # one of the step tasks they start shows up (the first one usually does).
+            task, run_id = find_step_task(rt_stack, client, flower, deadline=time.monotonic() + 30)
+            assert task["name"] == TASK and task["state"] == "SUCCESS", task
+            worker_name = task["worker"]
+            assert worker_name in workers_pinged
+            assert ast.literal_eval(task["kwargs"]) == {"run_id": str(run_id), "step_key": "tag"}
+
+            workers = client.get("/api/workers", params={"refresh": "1"})
+            assert workers.status_code == 200, workers.text
+            assert worker_name in workers.json()
+            registered = workers.json()[worker_name]["registered"]
+            assert "automations.steps.send_email" in registered and TASK in registered
+    finally:
+        stop(flower)
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def wait_for_http(flower: subprocess.Popen[bytes], client: httpx.Client, log: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert flower.poll() is None, f"flower exited early, see {log}"
+        try:
+            if client.get("/api/workers").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"flower did not answer in 30 s, see {log}")
+
+
+def find_step_task(
+    stack: Stack, client: httpx.Client, flower: subprocess.Popen[bytes], *, deadline: float
+) -> tuple[dict[str, Any], uuid.UUID]:
+    while time.monotonic() < deadline:
+        assert flower.poll() is None, "flower exited"
+        (run_id,) = stack.send("user.created", unique_email("flower")).run_ids
+        assert stack.wait_run(run_id).status == "completed"
+        for _ in range(15):
+            answer = client.get("/api/tasks", params={"taskname": TASK})
+            assert answer.status_code == 200, answer.text
+            for task in answer.json().values():
+                if str(run_id) in (task.get("kwargs") or "") and task.get("state") == "SUCCESS":
+                    return task, run_id
+            time.sleep(0.2)
+    raise AssertionError(f"Flower never listed a {TASK} task that succeeded")
