@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends
 
 from engine.errors import InvalidInput
 
@@ -60,3 +62,23 @@ def parse_cursor(
         parse_id(after, "after") if after is not None else None,
         parse_id(before, "before") if before is not None else None,
     )
+
+
+def page_query(
+    limit: str | None = None, after: str | None = None, before: str | None = None
+) -> Cursor:
+    """The `limit`, `after` and `before` query parameters of a list."""
+    return parse_cursor(limit, after, before)
+
+
+def runs_page_query(
+    limit: str | None = None, after: str | None = None, before: str | None = None
+) -> Cursor:
+    """As page_query, but without `limit` a runs list returns every run up to the server cap."""
+    from engine.reports import RUNS_CAP
+
+    return parse_cursor(limit, after, before, default_limit=RUNS_CAP)
+
+
+PageQuery = Annotated[Cursor, Depends(page_query)]
+RunsPageQuery = Annotated[Cursor, Depends(runs_page_query)]

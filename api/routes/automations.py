@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import list_body, parse_cursor, parse_id
+from api.wire import PageQuery, list_body, parse_id
 from engine import lifecycle, reports
 from engine.db import transaction
 from models.schemas.automations import CreateAutomation, StopAutomation, UpdateAutomation
@@ -37,13 +37,10 @@ def create(body: CreateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
 def list_automations(
     rt: Rt,
     _: Authenticated,
+    cursor: PageQuery,
     status: str | None = None,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
 ) -> dict[str, Any]:
     """Newest first; deleted automations never appear."""
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = reports.list_automations(
             session, status=status, limit=cursor.limit, after=cursor.after, before=cursor.before

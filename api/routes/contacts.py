@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import parse_cursor, parse_id
+from api.wire import PageQuery, parse_id
 from engine import contacts
 from engine.db import transaction
 from models.schemas.contacts import CreateContact, UpdateContact
@@ -37,13 +37,10 @@ def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
 def list_contacts(
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
     segment_id: str | None = None,
 ) -> dict[str, Any]:
     """Newest first; `segment_id` keeps the members of one segment."""
-    cursor = parse_cursor(limit, after, before)
     segment = parse_id(segment_id, "segment_id") if segment_id is not None else None
     with transaction(rt.sessions) as session:
         page = contacts.list_contacts(

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import parse_cursor
+from api.wire import PageQuery
 from engine import event_definitions
 from engine.db import transaction
 from models.schemas.catalog import CreateEventDefinition, UpdateEventDefinition
@@ -30,11 +30,8 @@ def create(body: CreateEventDefinition, rt: Rt, _: Authenticated) -> dict[str, A
 def list_definitions(
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
 ) -> dict[str, Any]:
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = event_definitions.list_event_definitions(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import list_body, parse_cursor, parse_id
+from api.wire import RunsPageQuery, list_body, parse_id
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
 
@@ -20,14 +20,11 @@ def list_runs(
     automation_id: str,
     rt: Rt,
     _: Authenticated,
+    cursor: RunsPageQuery,
     status: str | None = None,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
 ) -> dict[str, Any]:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
-    cursor = parse_cursor(limit, after, before, default_limit=reports.RUNS_CAP)
     with transaction(rt.sessions) as session:
         page = reports.list_runs(
             session,

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import parse_cursor, parse_id
+from api.wire import PageQuery, parse_id
 from engine import contacts
 from engine.db import transaction
 from models.schemas.contacts import CreateSegment, UpdateSegment
@@ -29,11 +29,8 @@ def create(body: CreateSegment, rt: Rt, _: Authenticated) -> dict[str, Any]:
 def list_segments(
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
 ) -> dict[str, Any]:
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = contacts.list_segments(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
@@ -71,12 +68,9 @@ def list_members(
     segment_id: str,
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
 ) -> dict[str, Any]:
     key = parse_id(segment_id, ID)
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = contacts.list_contacts(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
@@ -89,12 +83,9 @@ def list_contact_segments(
     contact_id: str,
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
 ) -> dict[str, Any]:
     """The contact is named by id or email."""
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = contacts.list_segments(
             session,

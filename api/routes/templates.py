@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import parse_cursor
+from api.wire import PageQuery
 from engine import catalog
 from engine.db import transaction
 from models.schemas.catalog import CreateTemplate, UpdateTemplate
@@ -30,11 +30,8 @@ def create(body: CreateTemplate, rt: Rt, _: Authenticated) -> dict[str, Any]:
 def list_templates(
     rt: Rt,
     _: Authenticated,
-    limit: str | None = None,
-    after: str | None = None,
-    before: str | None = None,
+    cursor: PageQuery,
 ) -> dict[str, Any]:
-    cursor = parse_cursor(limit, after, before)
     with transaction(rt.sessions) as session:
         page = catalog.list_templates(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
