@@ -1,0 +1,286 @@
+"""Scale of waiting: N runs parked in a delay or a wait cost rows, not worker memory.
+
+    python -m bench.waiting [--runs 100000] [--database-url URL] [--redis-url URL]
+
+Parks N runs (half in a 30-day delay, half in a wait_for_event with a 30-day timeout) by bulk
+inserts shaped as the executor writes them, with a Celery worker running. Reports the worker's
+RSS before and after, the sweeper tick time with nothing due and with 1% due (median of ticks,
+against an empty-table tick as baseline), and database bytes per waiting run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+
+from bench.ingest import machine
+from engine.clock import SystemClock
+from engine.db import create_schema, drop_schema, transaction
+from engine.dispatch import NullDispatcher
+from engine.lifecycle import create_automation
+from engine.runtime import Runtime, create_runtime
+from engine.settings import Settings
+from engine.sweeper import sweep
+from models.tables import Contact, Event, Run, RunStep
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("runs", "run_steps", "events", "contacts")
+BATCH = 5000
+
+
+def park(rt: Runtime, runs: int) -> None:
+    """Insert `runs` runs, each with a completed trigger and a step waiting 30 days."""
+    now = SystemClock().now()
+    with transaction(rt.sessions) as session:
+        automation = create_automation(
+            session,
+            name="waiting",
+            status="enabled",
+            now=now,
+            steps=[
+                {"key": "start", "type": "trigger", "config": {"event_name": "signup"}},
+                {"key": "wait", "type": "delay", "config": {"duration": "30 days"}},
+            ],
+            connections=[{"from": "start", "to": "wait"}],
+        )
+        automation_id, version_id = automation.id, automation.current_version_id
+    due = now + dt.timedelta(days=30)
+    for start in range(0, runs, BATCH):
+        contacts, events, run_rows, steps = [], [], [], []
+        for n in range(start, min(start + BATCH, runs)):
+            contact_id, event_id, run_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            contacts.append(
+                {
+                    "id": contact_id,
+                    "email": f"w{n}@bench.test",
+                    "unsubscribed": False,
+                    "properties": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            events.append(
+                {
+                    "id": event_id,
+                    "name": "signup",
+                    "contact_id": contact_id,
+                    "payload": {"n": n},
+                    "received_at": now,
+                }
+            )
+            run_rows.append(
+                {
+                    "id": run_id,
+                    "automation_id": automation_id,
+                    "version_id": version_id,
+                    "contact_id": contact_id,
+                    "event_id": event_id,
+                    "status": "running",
+                    "started_at": now,
+                    "created_at": now,
+                }
+            )
+            base = {
+                "run_id": run_id,
+                "attempt": 1,
+                "created_at": now,
+                "started_at": now,
+                "skip_reason": None,
+                "wait_event": None,
+                "dispatched_at": None,
+            }
+            steps.append(
+                {
+                    **base,
+                    "step_key": "start",
+                    "step_type": "trigger",
+                    "status": "completed",
+                    "branch": "default",
+                    "due_at": None,
+                    "completed_at": now,
+                    "output": {"event_id": str(event_id)},
+                }
+            )
+            waiting = n % 2 == 0
+            steps.append(
+                {
+                    **base,
+                    "step_key": "wait",
+                    "step_type": "delay",
+                    "status": "waiting",
+                    "branch": None,
+                    "due_at": due,
+                    "completed_at": None,
+                    "wait_event": None if waiting else "order.paid",
+                    "output": {"duration": "30 days", "resume_at": due.isoformat()},
+                }
+            )
+        with transaction(rt.sessions) as session:
+            for model, rows in (
+                (Contact, contacts),
+                (Event, events),
+                (Run, run_rows),
+                (RunStep, steps),
+            ):
+                session.execute(insert(model), rows)
+    with rt.sessions.kw["bind"].begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE"))
+
+
+def table_bytes(rt: Runtime) -> int:
+    with rt.sessions.kw["bind"].connect() as conn:
+        return sum(
+            conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one() for t in TABLES
+        )
+
+
+def tick_ms(rt: Runtime, ticks: int = 20) -> float:
+    """Median sweeper tick (one transaction) in milliseconds; nothing is enqueued."""
+    samples = []
+    for _ in range(ticks):
+        start = time.perf_counter()
+        with transaction(rt.sessions) as session:
+            NullDispatcher().dispatch(sweep(session, rt, now=rt.clock.now()))
+        samples.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(samples), 2)
+
+
+def make_one_percent_due(rt: Runtime, runs: int) -> int:
+    """Bring 1% of the waiting steps due now, not yet dispatched; how many."""
+    count = max(runs // 100, 1)
+    with transaction(rt.sessions) as session:
+        ids = session.scalars(
+            select(RunStep.run_id).where(RunStep.status == "waiting").limit(count)
+        ).all()
+        session.execute(
+            update(RunStep)
+            .where(RunStep.run_id.in_(ids), RunStep.step_key == "wait")
+            .values(due_at=rt.clock.now() - dt.timedelta(seconds=1), dispatched_at=None)
+        )
+    return count
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (a Celery prefork pool), in KiB."""
+    pids = [pid]
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+            if fields.get("PPid", "").strip() == str(pid):
+                pids.append(int(status.parent.name))
+    total = 0
+    for one in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    settings = Settings(
+        database_url=args.database_url,
+        broker_url=args.redis_url,
+        email_transport_url="console://",
+        env="test",
+    )
+    rt = create_runtime(settings)
+    drop_schema(rt.sessions.kw["bind"])
+    create_schema(rt.sessions.kw["bind"])
+    env = {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": args.database_url,
+        "AUTOMATIONS_BROKER_URL": args.redis_url,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks.celery_main",
+            "worker",
+            "-Q",
+            "automations,automations.sweeper",
+            "-c",
+            "2",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(5)
+        empty_tick = tick_ms(rt)
+        rss_before = rss_kib(worker.pid)
+        bytes_before = table_bytes(rt)
+        start = time.perf_counter()
+        park(rt, args.runs)
+        park_seconds = time.perf_counter() - start
+        idle_tick = tick_ms(rt)
+        due = make_one_percent_due(rt, args.runs)
+        start = time.perf_counter()
+        with transaction(rt.sessions) as session:
+            promoted = len(sweep(session, rt, now=rt.clock.now()))
+        due_tick = round((time.perf_counter() - start) * 1000, 2)
+        time.sleep(3)
+        rss_after = rss_kib(worker.pid)
+        bytes_per_run = (table_bytes(rt) - bytes_before) / args.runs
+        with transaction(rt.sessions) as session:
+            waiting = session.scalar(
+                select(func.count()).select_from(RunStep).where(RunStep.status == "waiting")
+            )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "runs": args.runs,
+        "waiting_steps": waiting,
+        "park_seconds": round(park_seconds, 1),
+        "sweeper_tick_ms": {
+            "empty_tables": empty_tick,
+            "nothing_due": idle_tick,
+            "one_percent_due": due_tick,
+            "steps_promoted": promoted,
+            "due": due,
+        },
+        "worker_rss_kib": {"before": rss_before, "after": rss_after},
+        "db_bytes_per_waiting_run": round(bytes_per_run),
+    }
+    print(json.dumps(report, indent=2))
+    print("\n| measure | value |\n|---|---|")
+    print(f"| sweeper tick, nothing due (empty tables) | {idle_tick} ms ({empty_tick} ms) |")
+    print(f"| sweeper tick, 1% due ({promoted} steps promoted) | {due_tick} ms |")
+    print(f"| worker RSS before / after parking | {rss_before} / {rss_after} KiB |")
+    print(f"| database bytes per waiting run | {round(bytes_per_run)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
