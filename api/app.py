@@ -12,6 +12,7 @@ from api.routes import ROUTERS
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
+from web.routes import dashboard_app
 
 DESCRIPTION = """A durable automation runtime that speaks Resend's API: automations, runs,
 events, contacts, segments, templates and domains. Authenticate with `Authorization: Bearer <key>`.
@@ -53,5 +54,5 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.mount("/dashboard", dashboard_app(rt))
     return app
-

@@ -6,13 +6,12 @@ import datetime as dt
 import hmac
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from engine import metrics, reports
 from engine.api_keys import SETTINGS_KEY_ID, authenticate, hash_secret
-from engine.clock import utc
 from engine.errors import InvalidInput
 from engine.graph import Graph
 from engine.store import automations as automation_store
@@ -20,7 +19,6 @@ from engine.store import contacts as contact_store
 from engine.store import dashboard as dashboard_store
 from engine.store import reports as report_store
 from engine.store.paging import Page
-from engine.store.reports import RunTimes
 from models.enums import RunStatus, SkipReason, StepStatus
 from models.tables import Automation, Contact, Run
 
@@ -64,24 +62,19 @@ class RunView:
     contact: Contact | None
 
 
-@dataclass
-class FinishTally(metrics.RunTally):
-    """The metrics tally, plus runs bucketed by the hour or day they finished."""
+@dataclass(frozen=True)
+class MetricsView:
+    """The Metrics tab's numbers, aggregated in the database for runs created in the window."""
 
-    finished: list[metrics.Bucket] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.finished = [metrics.Bucket(start) for start in metrics.bucket_starts(self.window)]
-
-    def add(self, run: RunTimes) -> None:
-        super().add(run)
-        if run.completed_at is None:
-            return
-        ended = utc(run.completed_at)
-        if self.window.start <= ended < self.window.end:
-            bucket = self.finished[metrics.bucket_index(self.window, ended)]
-            bucket.by_status[run.status] = bucket.by_status.get(run.status, 0) + 1
+    window: metrics.Window
+    started: list[metrics.Bucket]
+    finished: list[metrics.Bucket]
+    by_status: dict[str, int]
+    finished_runs: int
+    percentiles: dict[str, float | None]
+    steps: list[metrics.StepMetrics]
+    emails_sent: int
+    emails_skipped_unsubscribed: int
 
 
 def key_fingerprint(token_hash: str) -> str:
@@ -154,10 +147,8 @@ def step_counts(
     until: dt.datetime,
 ) -> dict[str, metrics.StepMetrics]:
     """Runs that reached, completed, failed and skipped each step, for runs created in a window."""
-    counts = report_store.window_step_counts(session, automation_id, since, until)
-    older = report_store.window_graphs(session, automation_id, since, until)
-    graphs = [Graph.from_dict(data) for data in older]
-    found = metrics.step_metrics(counts, [graph, *graphs] if graph is not None else graphs)
+    counts = dashboard_store.step_counts(session, automation_id, since, until)
+    found = metrics.step_metrics(counts, [graph] if graph is not None else [])
     return {item.key: item for item in found}
 
 
@@ -194,6 +185,27 @@ def run_view(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> R
     return RunView(detail, contact)
 
 
+def _buckets(
+    session: Session, automation_id: uuid.UUID, window: metrics.Window, *, finished: bool
+) -> list[metrics.Bucket]:
+    buckets = [metrics.Bucket(start) for start in metrics.bucket_starts(window)]
+    hourly = window.granularity == metrics.Granularity.HOUR
+    width = dt.timedelta(hours=1) if hourly else dt.timedelta(days=1)
+    rows = dashboard_store.run_buckets(
+        session,
+        automation_id,
+        window.start,
+        window.end,
+        origin=buckets[0].start,
+        width=width,
+        finished=finished,
+    )
+    for index, status, count in rows:
+        if 0 <= index < len(buckets):
+            buckets[index].by_status[status] = buckets[index].by_status.get(status, 0) + count
+    return buckets
+
+
 def metrics_view(
     session: Session,
     automation_id: uuid.UUID,
@@ -202,8 +214,8 @@ def metrics_view(
     end: str | None,
     granularity: str | None,
     now: dt.datetime,
-) -> tuple[metrics.Metrics, FinishTally]:
-    """The automation's metrics for runs created in [start, end), in one pass over those runs."""
+) -> MetricsView:
+    """The automation's metrics for runs created in [start, end), counted by the database."""
     window = metrics.parse_window(start, end, granularity, now=now)
     if len(metrics.bucket_starts(window)) > MAX_BUCKETS:
         raise InvalidInput(
@@ -212,25 +224,39 @@ def metrics_view(
         )
     automation = reports.require_automation(session, automation_id)
     since, until = window.start, window.end
-    tally = FinishTally(window)
-    for run in report_store.window_runs(session, automation_id, since, until):
-        tally.add(run)
-    counts = report_store.window_step_counts(session, automation_id, since, until)
+    started = _buckets(session, automation_id, window, finished=False)
+    by_status = {str(status): 0 for status in RunStatus}
+    for bucket in started:
+        for status, count in bucket.by_status.items():
+            by_status[status] = by_status.get(status, 0) + count
+    ended, quantiles = dashboard_store.run_durations(
+        session,
+        automation_id,
+        since,
+        until,
+        statuses=metrics.TIMED,
+        quantiles=list(metrics.PERCENTILES.values()),
+    )
+    counts = dashboard_store.step_counts(session, automation_id, since, until)
     current = None
     if automation.current_version_id is not None:
         current = automation_store.version_graph(session, automation.current_version_id)
-    older = report_store.window_graphs(session, automation_id, since, until)
+    older = []
+    if dashboard_store.version_count(session, automation_id) > 1:
+        older = report_store.window_graphs(session, automation_id, since, until)
     graphs = [Graph.from_dict(data) for data in [current, *older] if data is not None]
-    result = metrics.Metrics(
-        automation_id=automation_id,
+    return MetricsView(
         window=window,
-        runs=tally,
+        started=started,
+        finished=_buckets(session, automation_id, window, finished=True),
+        by_status=by_status,
+        finished_runs=ended,
+        percentiles=dict(zip(metrics.PERCENTILES, quantiles, strict=True)),
         steps=metrics.step_metrics(counts, graphs),
-        emails_sent=report_store.window_emails_sent(session, automation_id, since, until),
+        emails_sent=dashboard_store.emails_sent(session, automation_id, since, until),
         emails_skipped_unsubscribed=sum(
             row.count
             for row in counts
             if row.status == StepStatus.SKIPPED and row.skip_reason == SkipReason.UNSUBSCRIBED
         ),
     )
-    return result, tally

@@ -1,0 +1,139 @@
+"""Dashboard page latency with 100,000 runs in the database, against GET /health.
+
+    python -m bench.dashboard [--database-url URL] [--runs 100000] [--requests 50]
+
+Fills an empty schema with a few automations and their runs (bench/dashboard_data.py), starts the
+API with uvicorn as an operator would, signs in through the dashboard's own form and times every
+page one request at a time, /health included. Prints JSON and a Markdown table of p50/p99 per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from bench.dashboard_data import fill
+from bench.ingest import ROOT, free_port, machine
+
+API_KEY = "re_bench_key_" + uuid.uuid4().hex
+
+
+def sign_in(client: httpx.Client) -> None:
+    """Through the dashboard's own form: the anonymous session's CSRF token, then the key."""
+    page = client.get("/dashboard/login").text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answer = client.post("/dashboard/login", data={"csrf_token": token, "api_key": API_KEY})
+    assert answer.status_code == 303, answer.text
+
+
+def time_page(client: httpx.Client, path: str, requests: int) -> dict[str, Any]:
+    """p50, p99 and mean in milliseconds for one page, one request at a time."""
+    for _ in range(3):  # warm up: connections, caches, plans
+        client.get(path)
+    took, statuses = [], set()
+    for _ in range(requests):
+        began = time.perf_counter()
+        answer = client.get(path)
+        took.append((time.perf_counter() - began) * 1000)
+        statuses.add(answer.status_code)
+    took.sort()
+    return {
+        "path": path,
+        "p50_ms": round(statistics.median(took), 1),
+        "p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))], 1),
+        "mean_ms": round(statistics.fmean(took), 1),
+        "statuses": sorted(statuses),
+    }
+
+
+def time_pages(base_url: str, pages: dict[str, str], requests: int) -> dict[str, Any]:
+    """Every page timed; the sign-in page without a session, the others signed in."""
+    results: dict[str, Any] = {}
+    with httpx.Client(base_url=base_url, timeout=60) as visitor:
+        results["health"] = time_page(visitor, "/health", requests)
+        results["sign-in page"] = time_page(visitor, "/dashboard/login", requests)
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        sign_in(client)
+        for name, path in pages.items():
+            results[name] = time_page(client, path, requests)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test_h"
+    )
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
+
+    now = dt.datetime.now(dt.UTC)
+    began = time.perf_counter()
+    sample = fill(args.database_url, args.runs, now)
+    fill_seconds = round(time.perf_counter() - began, 1)
+    port = free_port()
+    env = {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": args.database_url,
+        "AUTOMATIONS_BROKER_URL": args.broker_url,
+        "AUTOMATIONS_API_KEY": API_KEY,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+    base = f"/dashboard/automations/{sample['busiest']}"
+    automation_id, run_id = sample["failed_run"]
+    month = (now.date() - dt.timedelta(days=29)).isoformat()
+    pages = {
+        "automations list": "/dashboard/",
+        "graph (24 hours, the default)": base,
+        "graph (7 days)": base + "?days=7",
+        "graph (30 days)": base + "?days=30",
+        "runs": base + "/runs",
+        "runs, failed": base + "/runs?status=failed",
+        "runs, an older page": f"{base}/runs?after={run_id}",
+        "runs, running+cancelled": base + "/runs?status=running&status=cancelled",
+        "metrics (24 hours, the default)": base + "/metrics",
+        "metrics (7 days)": base + "/metrics?range=7d",
+        "metrics (30 days)": base + "/metrics?range=30d",
+        "metrics (typed dates, 30 days hourly)": f"{base}/metrics?start={month}"
+        f"&end={now.date().isoformat()}&granularity=hour",
+        "run page": f"/dashboard/automations/{automation_id}/runs/{run_id}",
+    }
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(base_url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        results = time_pages(base_url, pages, args.requests)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    config = {**vars(args), "fill_seconds": fill_seconds}
+    print(json.dumps({"machine": machine(), "config": config, "results": results}, indent=2))
+    print("\n| page | p50 ms | p99 ms | mean ms | status |")
+    print("|---|---|---|---|---|")
+    for name, row in results.items():
+        statuses = ",".join(map(str, row["statuses"]))
+        print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['mean_ms']} | {statuses} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Who is signed in, CSRF checks on posted forms, and one transaction for a signed-in page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from engine import dashboard
+from engine.db import transaction
+from engine.runtime import Runtime
+from web import session as cookies
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 16 * 1024
+
+
+class SignInRequired(Exception):
+    """No valid session: the visitor is sent to the sign-in page."""
+
+
+class FormRefused(Exception):
+    """A form without this session's CSRF token, or not a form at all."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def settings_key(rt: Runtime) -> str | None:
+    return rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
+
+
+def secure_cookies(request: Request, rt: Runtime) -> bool:
+    return request.url.scheme == "https" or rt.settings.public_url.startswith("https://")
+
+
+def current_session(request: Request) -> cookies.DashboardSession | None:
+    """The session in the request's cookie, if valid; kept on request.state for the page."""
+    rt = runtime(request)
+    now = rt.clock.now()
+    request.state.now = now
+    found = cookies.decode(request.cookies.get(cookies.COOKIE), rt.secret(), now=now.timestamp())
+    request.state.dashboard_session = found
+    return found
+
+
+def signed_in(request: Request) -> cookies.DashboardSession:
+    """The signed-in session, or SignInRequired."""
+    found = current_session(request)
+    if found is None or not found.signed_in:
+        raise SignInRequired
+    return found
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The fields of a posted form whose CSRF token matches the session's, or FormRefused."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
+        raise FormRefused("The dashboard only accepts its own HTML forms.")
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise FormRefused("The form is too large.")
+    fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    found = current_session(request)
+    if found is None:
+        raise FormRefused(
+            "Your session cookie is missing or has expired. Allow cookies for this site, "
+            "reload the page and send the form again."
+        )
+    if not cookies.csrf_ok(found, fields.get(cookies.CSRF_FIELD)):
+        raise FormRefused(
+            "This form was not sent from a page of this dashboard session (its CSRF token is "
+            "missing or wrong). Reload the page and try again."
+        )
+    return fields
+
+
+@contextmanager
+def reading(rt: Runtime, user: cookies.DashboardSession) -> Iterator[Session]:
+    """One transaction whose first read checks that the session's key is still valid."""
+    assert user.key_id is not None
+    signed = dashboard.SignedIn(user.key_id, user.fingerprint)
+    with transaction(rt.sessions) as session:
+        if not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):
+            raise SignInRequired
+        yield session
+
+
+Rt = Annotated[Runtime, Depends(runtime)]
+User = Annotated[cookies.DashboardSession, Depends(signed_in)]
+Form = Annotated[dict[str, str], Depends(checked_form)]
