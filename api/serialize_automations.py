@@ -107,7 +107,7 @@ def metrics(result: Metrics) -> dict[str, Any]:
         "granularity": str(result.window.granularity),
         "runs": {"total": sum(tally.by_status.values()), "by_status": dict(tally.by_status)},
         "steps": {step.key: _step_counts(step) for step in result.steps},
-        "duration_seconds": {"finished_runs": len(tally.durations), **tally.percentiles()},
+        "duration_seconds": {"finished_runs": tally.finished_runs, **tally.percentiles},
         "emails": {
             "sent": result.emails_sent,
             "skipped_unsubscribed": result.emails_skipped_unsubscribed,

@@ -14,12 +14,11 @@ from engine import metrics, reports
 from engine.api_keys import SETTINGS_KEY_ID, authenticate, hash_secret
 from engine.errors import InvalidInput
 from engine.graph import Graph
-from engine.store import automations as automation_store
 from engine.store import contacts as contact_store
 from engine.store import dashboard as dashboard_store
-from engine.store import reports as report_store
+from engine.store import metrics as metrics_store
 from engine.store.paging import Page
-from models.enums import RunStatus, SkipReason, StepStatus
+from models.enums import RunStatus
 from models.tables import Automation, Contact, Run
 
 RECENT = dt.timedelta(hours=24)
@@ -147,7 +146,7 @@ def step_counts(
     until: dt.datetime,
 ) -> dict[str, metrics.StepMetrics]:
     """Runs that reached, completed, failed and skipped each step, for runs created in a window."""
-    counts = dashboard_store.step_counts(session, automation_id, since, until)
+    counts = metrics_store.step_counts(session, automation_id, since, until)
     found = metrics.step_metrics(counts, [graph] if graph is not None else [])
     return {item.key: item for item in found}
 
@@ -185,27 +184,6 @@ def run_view(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> R
     return RunView(detail, contact)
 
 
-def _buckets(
-    session: Session, automation_id: uuid.UUID, window: metrics.Window, *, finished: bool
-) -> list[metrics.Bucket]:
-    buckets = [metrics.Bucket(start) for start in metrics.bucket_starts(window)]
-    hourly = window.granularity == metrics.Granularity.HOUR
-    width = dt.timedelta(hours=1) if hourly else dt.timedelta(days=1)
-    rows = dashboard_store.run_buckets(
-        session,
-        automation_id,
-        window.start,
-        window.end,
-        origin=buckets[0].start,
-        width=width,
-        finished=finished,
-    )
-    for index, status, count in rows:
-        if 0 <= index < len(buckets):
-            buckets[index].by_status[status] = buckets[index].by_status.get(status, 0) + count
-    return buckets
-
-
 def metrics_view(
     session: Session,
     automation_id: uuid.UUID,
@@ -222,41 +200,15 @@ def metrics_view(
             "Hourly charts cover at most 31 days: choose days or a shorter range.",
             field="granularity",
         )
-    automation = reports.require_automation(session, automation_id)
-    since, until = window.start, window.end
-    started = _buckets(session, automation_id, window, finished=False)
-    by_status = {str(status): 0 for status in RunStatus}
-    for bucket in started:
-        for status, count in bucket.by_status.items():
-            by_status[status] = by_status.get(status, 0) + count
-    ended, quantiles = dashboard_store.run_durations(
-        session,
-        automation_id,
-        since,
-        until,
-        statuses=metrics.TIMED,
-        quantiles=list(metrics.PERCENTILES.values()),
-    )
-    counts = dashboard_store.step_counts(session, automation_id, since, until)
-    current = None
-    if automation.current_version_id is not None:
-        current = automation_store.version_graph(session, automation.current_version_id)
-    older = []
-    if dashboard_store.version_count(session, automation_id) > 1:
-        older = report_store.window_graphs(session, automation_id, since, until)
-    graphs = [Graph.from_dict(data) for data in [current, *older] if data is not None]
+    found = metrics.window_metrics(session, automation_id, window)
     return MetricsView(
         window=window,
-        started=started,
-        finished=_buckets(session, automation_id, window, finished=True),
-        by_status=by_status,
-        finished_runs=ended,
-        percentiles=dict(zip(metrics.PERCENTILES, quantiles, strict=True)),
-        steps=metrics.step_metrics(counts, graphs),
-        emails_sent=dashboard_store.emails_sent(session, automation_id, since, until),
-        emails_skipped_unsubscribed=sum(
-            row.count
-            for row in counts
-            if row.status == StepStatus.SKIPPED and row.skip_reason == SkipReason.UNSUBSCRIBED
-        ),
+        started=found.runs.series,
+        finished=metrics.run_series(session, automation_id, window, finished=True),
+        by_status=found.runs.by_status,
+        finished_runs=found.runs.finished_runs,
+        percentiles=found.runs.percentiles,
+        steps=found.steps,
+        emails_sent=found.emails_sent,
+        emails_skipped_unsubscribed=found.emails_skipped_unsubscribed,
     )

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -16,8 +17,8 @@ from engine.errors import InvalidInput
 from engine.graph import Graph
 from engine.reports import require_automation
 from engine.store import automations as automation_store
-from engine.store import reports as report_store
-from engine.store.reports import RunTimes, StepCount
+from engine.store import metrics as metrics_store
+from engine.store.metrics import StepCount
 from models.enums import RunStatus, SkipReason, StepStatus
 
 DEFAULT_SPAN = dt.timedelta(days=7)
@@ -65,28 +66,34 @@ class Bucket:
         return sum(self.by_status.values())
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunTally:
-    """Counts, durations and series built in one pass over the window's runs."""
+    """The window's runs by status and by bucket of creation; how long finished ones took."""
 
-    window: Window
-    by_status: dict[str, int] = field(default_factory=_zeros)
-    durations: list[float] = field(default_factory=list)
-    series: list[Bucket] = field(default_factory=list)
+    by_status: dict[str, int]
+    series: list[Bucket]
+    finished_runs: int
+    percentiles: dict[str, float | None]
 
-    def __post_init__(self) -> None:
-        self.series = [Bucket(start) for start in bucket_starts(self.window)]
 
-    def add(self, run: RunTimes) -> None:
-        self.by_status[run.status] = self.by_status.get(run.status, 0) + 1
-        bucket = self.series[bucket_index(self.window, run.created_at)]
-        bucket.by_status[run.status] = bucket.by_status.get(run.status, 0) + 1
-        if run.status in TIMED and run.started_at is not None and run.completed_at is not None:
-            self.durations.append((run.completed_at - run.started_at).total_seconds())
+def series(window: Window, rows: Iterable[tuple[int, str, int]]) -> list[Bucket]:
+    """Buckets covering the window, filled from (bucket index, status, runs) rows."""
+    buckets = [Bucket(start) for start in bucket_starts(window)]
+    for index, status, count in rows:
+        if 0 <= index < len(buckets):
+            buckets[index].by_status[status] = buckets[index].by_status.get(status, 0) + count
+    return buckets
 
-    def percentiles(self) -> dict[str, float | None]:
-        ordered = sorted(self.durations)
-        return {name: percentile(ordered, q) for name, q in PERCENTILES.items()}
+
+def tally(started: list[Bucket], durations: Iterable[float]) -> RunTally:
+    """Counts by status from the series of runs started; percentiles of the finished runs' times."""
+    by_status = _zeros()
+    for bucket in started:
+        for status, count in bucket.by_status.items():
+            by_status[status] = by_status.get(status, 0) + count
+    ordered = sorted(durations)
+    quantiles = {name: percentile(ordered, q) for name, q in PERCENTILES.items()}
+    return RunTally(by_status, started, len(ordered), quantiles)
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,54 @@ def _unsubscribed(counts: Iterable[StepCount]) -> int:
     )
 
 
+def run_series(
+    session: Session, automation_id: uuid.UUID, window: Window, *, finished: bool
+) -> list[Bucket]:
+    """The window's runs by status per bucket, of their creation or (if finished) of their end."""
+    rows = metrics_store.run_buckets(
+        session,
+        automation_id,
+        window.start,
+        window.end,
+        origin=_floor(window.start, window.granularity),
+        width=_width(window.granularity),
+        finished=finished,
+    )
+    return series(window, rows)
+
+
+def _graphs(
+    session: Session, automation_id: uuid.UUID, current_version_id: uuid.UUID | None, window: Window
+) -> list[Graph]:
+    """The current graph, then those of older versions the window's runs were pinned to."""
+    current = None
+    if current_version_id is not None:
+        current = automation_store.version_graph(session, current_version_id)
+    older: list[dict[str, Any]] = []
+    # With a single version, the runs were pinned to the current graph: no need to look.
+    if current is None or metrics_store.version_count(session, automation_id) > 1:
+        older = metrics_store.window_graphs(session, automation_id, window.start, window.end)
+    return [Graph.from_dict(data) for data in [current, *older] if data is not None]
+
+
+def window_metrics(session: Session, automation_id: uuid.UUID, window: Window) -> Metrics:
+    """Numbers about the runs created in the window, aggregated by the database."""
+    automation = require_automation(session, automation_id)
+    since, until = window.start, window.end
+    started = run_series(session, automation_id, window, finished=False)
+    durations = metrics_store.run_durations(session, automation_id, since, until, statuses=TIMED)
+    counts = metrics_store.step_counts(session, automation_id, since, until)
+    graphs = _graphs(session, automation_id, automation.current_version_id, window)
+    return Metrics(
+        automation_id=automation_id,
+        window=window,
+        runs=tally(started, durations),
+        steps=step_metrics(counts, graphs),
+        emails_sent=metrics_store.emails_sent(session, automation_id, since, until),
+        emails_skipped_unsubscribed=_unsubscribed(counts),
+    )
+
+
 def automation_metrics(
     session: Session,
     automation_id: uuid.UUID,
@@ -214,22 +269,4 @@ def automation_metrics(
 ) -> Metrics:
     """Numbers about the runs created in [start, end) (by default the last 7 days)."""
     window = parse_window(start, end, granularity, now=now)
-    automation = require_automation(session, automation_id)
-    since, until = window.start, window.end
-    tally = RunTally(window)
-    for run in report_store.window_runs(session, automation_id, since, until):
-        tally.add(run)
-    counts = report_store.window_step_counts(session, automation_id, since, until)
-    current = None
-    if automation.current_version_id is not None:
-        current = automation_store.version_graph(session, automation.current_version_id)
-    older = report_store.window_graphs(session, automation_id, since, until)
-    graphs = [Graph.from_dict(g) for g in [current, *older] if g is not None]
-    return Metrics(
-        automation_id=automation_id,
-        window=window,
-        runs=tally,
-        steps=step_metrics(counts, graphs),
-        emails_sent=report_store.window_emails_sent(session, automation_id, since, until),
-        emails_skipped_unsubscribed=_unsubscribed(counts),
-    )
+    return window_metrics(session, automation_id, window)

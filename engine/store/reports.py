@@ -1,36 +1,15 @@
-"""Reads behind the API's lists, details and metrics of automations and runs."""
+"""Reads behind the API's lists and details of automations and runs."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.store.paging import Page, paginate
-from models.enums import OutboxStatus
-from models.tables import Automation, AutomationVersion, Event, OutboxEmail, Run, RunStep
-
-
-@dataclass(frozen=True)
-class RunTimes:
-    status: str
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    completed_at: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class StepCount:
-    step_key: str
-    step_type: str
-    status: str
-    skip_reason: str | None
-    count: int
+from models.tables import Automation, Event, Run, RunStep
 
 
 def automation_page(
@@ -86,60 +65,3 @@ def run_steps(session: Session, run_id: uuid.UUID) -> list[RunStep]:
     """Every step row of the run, oldest first."""
     stmt = select(RunStep).where(RunStep.run_id == run_id)
     return list(session.scalars(stmt.order_by(RunStep.created_at, RunStep.step_key)))
-
-
-def _in_window(automation_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Any:
-    return (Run.automation_id == automation_id) & (Run.created_at >= start) & (Run.created_at < end)
-
-
-def window_runs(
-    session: Session, automation_id: uuid.UUID, start: dt.datetime, end: dt.datetime
-) -> Iterator[RunTimes]:
-    """Status and times of the runs created in [start, end), streamed in batches."""
-    stmt = (
-        select(Run.status, Run.created_at, Run.started_at, Run.completed_at)
-        .where(_in_window(automation_id, start, end))
-        .execution_options(yield_per=2000)
-    )
-    for row in session.execute(stmt):
-        yield RunTimes(*row)
-
-
-def window_step_counts(
-    session: Session, automation_id: uuid.UUID, start: dt.datetime, end: dt.datetime
-) -> list[StepCount]:
-    """Step rows of the window's runs, counted by key, type, status and skip reason."""
-    columns = (RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason)
-    stmt = (
-        select(*columns, func.count())
-        .join(Run, Run.id == RunStep.run_id)
-        .where(_in_window(automation_id, start, end))
-        .group_by(*columns)
-    )
-    return [StepCount(*row) for row in session.execute(stmt)]
-
-
-def window_emails_sent(
-    session: Session, automation_id: uuid.UUID, start: dt.datetime, end: dt.datetime
-) -> int:
-    """Outbox emails marked sent for the window's runs."""
-    stmt = (
-        select(func.count())
-        .select_from(OutboxEmail)
-        .join(Run, Run.id == OutboxEmail.run_id)
-        .where(_in_window(automation_id, start, end), OutboxEmail.status == OutboxStatus.SENT)
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-def window_graphs(
-    session: Session, automation_id: uuid.UUID, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    """Graphs of the versions the window's runs were pinned to, newest version first."""
-    versions = select(Run.version_id).where(_in_window(automation_id, start, end)).distinct()
-    stmt = (
-        select(AutomationVersion.graph)
-        .where(AutomationVersion.id.in_(versions))
-        .order_by(AutomationVersion.number.desc())
-    )
-    return list(session.scalars(stmt))

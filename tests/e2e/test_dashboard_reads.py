@@ -6,19 +6,24 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bench.dashboard_data import insert_history
 from engine import dashboard, metrics
 from engine.db import transaction
-from engine.store import dashboard as dashboard_store
-from models.tables import Run
+from engine.store import metrics as metrics_store
+from engine.store.metrics import StepCount
+from models.enums import OutboxStatus, RunStatus
+from models.tables import OutboxEmail, Run, RunStep
 from tests.integration.harness import Stack
+
+UNSUBSCRIBED = ("skipped", "unsubscribed")
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
 
 def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity: str) -> None:
+    """The aggregates against the same numbers counted in Python from the window's rows."""
     now = stack.clock.now()
     start, end = since.isoformat(), now.isoformat()
     with transaction(stack.runtime.sessions) as session:
@@ -28,28 +33,71 @@ def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity
         api = metrics.automation_metrics(
             session, automation_id, start=start, end=end, granularity=granularity, now=now
         )
+        window = Run.automation_id == automation_id
+        window &= (Run.created_at >= ours.window.start) & (Run.created_at < ours.window.end)
         rows = list(
             session.execute(
-                select(Run.status, Run.completed_at).where(
-                    Run.automation_id == automation_id,
-                    Run.created_at >= ours.window.start,
-                    Run.created_at < ours.window.end,
-                )
+                select(Run.status, Run.created_at, Run.started_at, Run.completed_at).where(window)
             )
         )
-    assert sum(ours.by_status.values()) > 0
-    assert ours.by_status == api.runs.by_status
+        steps = Counter(
+            session.execute(
+                select(RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason)
+                .join(Run, Run.id == RunStep.run_id)
+                .where(window)
+            )
+        )
+        sent = session.scalar(
+            select(func.count())
+            .select_from(OutboxEmail)
+            .join(Run, Run.id == OutboxEmail.run_id)
+            .where(window, OutboxEmail.status == OutboxStatus.SENT)
+        )
+        graph = dashboard.automation_view(session, automation_id).graph
+    assert sum(ours.by_status.values()) == len(rows) > 0
+    assert (
+        ours.by_status
+        == api.runs.by_status
+        == {
+            **{str(status): 0 for status in RunStatus},
+            **Counter(status for status, *_ in rows),
+        }
+    )
+    started = Counter(
+        (metrics.bucket_index(ours.window, made), status) for status, made, *_ in rows
+    )
     assert [b.by_status for b in ours.started] == [b.by_status for b in api.runs.series]
-    assert ours.finished_runs == len(api.runs.durations)
-    for name, value in api.runs.percentiles().items():
-        assert value is not None and ours.percentiles[name] == pytest.approx(value, abs=1e-3)
+    assert {
+        (index, status): count
+        for index, bucket in enumerate(ours.started)
+        for status, count in bucket.by_status.items()
+        if count
+    } == dict(started)
+    durations = sorted(
+        (ended - began).total_seconds()
+        for status, _, began, ended in rows
+        if status in metrics.TIMED and began is not None and ended is not None
+    )
+    assert ours.finished_runs == api.runs.finished_runs == len(durations)
+    for name, q in metrics.PERCENTILES.items():
+        expected = metrics.percentile(durations, q)
+        assert expected is not None and ours.percentiles[name] == expected
+        assert api.runs.percentiles[name] == expected
+    counted = [StepCount(*key, count) for key, count in steps.items()]
+    expected_steps = metrics.step_metrics(counted, [graph] if graph is not None else [])
     as_tuples = [(s.key, s.reached, s.completed, s.failed, s.skipped) for s in ours.steps]
     assert as_tuples == [(s.key, s.reached, s.completed, s.failed, s.skipped) for s in api.steps]
-    assert ours.emails_sent == api.emails_sent > 0
-    assert ours.emails_skipped_unsubscribed == api.emails_skipped_unsubscribed
+    assert as_tuples == [
+        (s.key, s.reached, s.completed, s.failed, s.skipped) for s in expected_steps
+    ]
+    assert ours.emails_sent == api.emails_sent == sent > 0
+    unsubscribed = sum(
+        count for (_, _, status, reason), count in steps.items() if (status, reason) == UNSUBSCRIBED
+    )
+    assert ours.emails_skipped_unsubscribed == api.emails_skipped_unsubscribed == unsubscribed
     finished = Counter(
         (metrics.bucket_index(ours.window, ended), status)
-        for status, ended in rows
+        for status, _, _, ended in rows
         if ended is not None and ours.window.start <= ended < ours.window.end
     )
     assert {
@@ -60,12 +108,12 @@ def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity
     } == dict(finished)
 
 
-@pytest.mark.parametrize("probe_limit", [dashboard_store.PROBE_LIMIT, 10])
+@pytest.mark.parametrize("probe_limit", [metrics_store.PROBE_LIMIT, 10])
 def test_metrics_match_the_api(
     rt_stack: Stack, probe_limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A small limit takes the hash-join spelling of the same counts.
-    monkeypatch.setattr(dashboard_store, "PROBE_LIMIT", probe_limit)
+    monkeypatch.setattr(metrics_store, "PROBE_LIMIT", probe_limit)
     now = rt_stack.clock.now()
     sample = insert_history(rt_stack.runtime.sessions.kw["bind"], 1500, now, contacts=300)
     busiest = sample["busiest"]

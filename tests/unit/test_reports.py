@@ -9,17 +9,19 @@ import pytest
 from engine.errors import InvalidInput
 from engine.graph import validate_graph
 from engine.metrics import (
+    Bucket,
     Granularity,
-    RunTally,
     Window,
     bucket_index,
     bucket_starts,
     parse_window,
     percentile,
+    series,
     step_metrics,
+    tally,
 )
 from engine.reports import in_graph_order, parse_run_statuses
-from engine.store.reports import RunTimes, StepCount
+from engine.store.metrics import StepCount
 from models.enums import RunStatus
 from models.tables import RunStep
 
@@ -118,34 +120,29 @@ def test_percentile_interpolates_like_percentile_cont() -> None:
     assert percentile([0.0, 0.0, 0.0, 0.0, 3600.0], 0.9) == pytest.approx(2160.0)
 
 
-def test_run_tally_counts_series_and_durations() -> None:
+def test_series_covers_the_window_and_tally_sums_it() -> None:
     start = dt.datetime(2026, 10, 1, tzinfo=UTC)
-    tally = RunTally(Window(start, start + dt.timedelta(days=2), Granularity.DAY))
-
-    def run(status: str, hours: float, minutes: float | None) -> RunTimes:
-        created = start + dt.timedelta(hours=hours)
-        done = None if minutes is None else created + dt.timedelta(minutes=minutes)
-        return RunTimes(status, created, created, done)
-
-    for item in [
-        run("completed", 1, 10),
-        run("failed", 2, 1),
-        run("skipped", 30, 20),
-        run("cancelled", 31, 500),
-        run("running", 47, None),
-    ]:
-        tally.add(item)
-    assert tally.by_status == {
+    window = Window(start, start + dt.timedelta(days=2), Granularity.DAY)
+    rows = [(0, "completed", 1), (0, "failed", 1), (1, "skipped", 1), (1, "cancelled", 1)]
+    rows += [(1, "running", 1), (2, "completed", 9), (-1, "completed", 9)]  # outside: ignored
+    started = series(window, rows)
+    assert [b.start for b in started] == [start, start + dt.timedelta(days=1)]
+    assert [b.runs_started for b in started] == [2, 3]
+    assert started[1].by_status["cancelled"] == 1
+    result = tally(started, [600.0, 60.0, 1200.0])
+    assert result.by_status == {
         "running": 1,
         "completed": 1,
         "failed": 1,
         "cancelled": 1,
         "skipped": 1,
     }
-    assert sorted(tally.durations) == [60.0, 600.0, 1200.0]  # a cancelled run is not timed
-    assert tally.percentiles() == {"p50": 600.0, "p90": 1080.0, "p99": 1188.0}
-    assert [b.runs_started for b in tally.series] == [2, 3]
-    assert tally.series[1].by_status["cancelled"] == 1
+    assert result.finished_runs == 3
+    assert result.percentiles == {"p50": 600.0, "p90": 1080.0, "p99": 1188.0}
+    empty = tally([Bucket(start)], [])
+    assert empty.finished_runs == 0
+    assert empty.percentiles == {"p50": None, "p90": None, "p99": None}
+    assert sum(empty.by_status.values()) == 0
 
 
 def test_step_metrics_follow_graph_order_then_older_versions() -> None:
