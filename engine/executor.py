@@ -91,20 +91,24 @@ def _finish_email(
     email_id = uuid.UUID(prepared.message.email_id)
     outcome: Outcome
     with transaction(rt.sessions) as session:
+        owned = run_store.owns_step(session, ref.run_id, ref.step_key, attempt)
         if isinstance(result, str):
+            # It went out, whoever holds the step now: the outbox must say so.
             outbox_store.record_attempt(
                 session, email_id, status=OutboxStatus.SENT, now=now, provider_message_id=result
             )
             outcome = Completed(output=prepared.output)
-        else:
+        elif owned:
             permanent = not isinstance(result, TransientStepFailure)
             status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
             outbox_store.record_attempt(
                 session, email_id, status=status, now=now, error=result.message
             )
             outcome = _failure_outcome(rt, result, attempt, now, prepared)
-        if not run_store.owns_step(session, ref.run_id, ref.step_key, attempt):
-            return []  # our lease ran out and another worker took the step over
+        if not owned:
+            # Our lease ran out and another worker took the step over; it records its own
+            # attempts, and a failure of ours must not overwrite its success.
+            return []
         run = run_store.lock_run_context(session, ref.run_id)
         if run is None:
             return []

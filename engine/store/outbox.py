@@ -48,9 +48,7 @@ def record_attempt(
         values.update(sent_at=now, provider_message_id=provider_message_id, last_error=None)
     else:
         values["last_error"] = error
-    session.execute(
-        update(OutboxEmail)
-        .where(OutboxEmail.id == email_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    stmt = update(OutboxEmail).where(OutboxEmail.id == email_id)
+    if status != OutboxStatus.SENT:
+        stmt = stmt.where(OutboxEmail.status != OutboxStatus.SENT)  # a sent email stays sent
+    session.execute(stmt.values(**values).execution_options(synchronize_session=False))
