@@ -100,7 +100,6 @@ def _finish_step(
     session: Session, step: StepRef, outcome: Completed | Failed | Skipped, now: dt.datetime
 ) -> ConnectionType | None:
     values: dict[str, Any] = {
-        "completed_at": now,
         "lease_expires_at": None,
         "wait_event": None,
     }
@@ -119,7 +118,9 @@ def _finish_step(
             output=outcome.output,
         )
     values["branch"] = branch
-    run_store.update_step(session, step.run_id, step.step_key, started_if_unset=now, **values)
+    run_store.update_step(
+        session, step.run_id, step.step_key, started_if_unset=now, finished_at=now, **values
+    )
     error = values.get("error")
     log.info("step %s%s", values["status"], f": {error['message']}" if error else "")
     return branch

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.db import transaction
 from engine.executor import execute_step
@@ -96,7 +97,16 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         dispatcher.dispatch(dispatches)
         return len(dispatches)
 
-    @app.task(name="automations.events.send", shared=False)
+    # The message is the event's only copy until ingestion commits: a database that is away
+    # must not lose it. A retry is a new message with a countdown; the original is then acked.
+    @app.task(
+        name="automations.events.send",
+        shared=False,
+        autoretry_for=(OperationalError, InterfaceError),
+        retry_backoff=True,
+        retry_backoff_max=60,
+        max_retries=30,
+    )
     def send_event(
         event: str,
         email: str | None = None,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
@@ -132,10 +132,17 @@ def update_step(
     step_key: str,
     *,
     started_if_unset: dt.datetime | None = None,
+    finished_at: dt.datetime | None = None,
     **values: Any,
 ) -> None:
     if started_if_unset is not None:
         values["started_at"] = func.coalesce(RunStep.started_at, started_if_unset)
+    if finished_at is not None:
+        # Never before the start another process stamped: clocks of two processes differ a
+        # little, and an event can be stamped just before the wait it resumes registered.
+        values["completed_at"] = case(
+            (RunStep.started_at > finished_at, RunStep.started_at), else_=finished_at
+        )
     session.execute(
         update(RunStep)
         .where(RunStep.run_id == run_id, RunStep.step_key == step_key)

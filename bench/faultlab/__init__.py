@@ -1,0 +1,1 @@
+"""Fault injection against real processes: services, workers, load, faults, checker, report."""

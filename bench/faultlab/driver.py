@@ -1,0 +1,201 @@
+"""Drives a load through its phases: signups, the delay, payments, races, the timeouts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from bench.faultlab.lab import Lab
+from bench.faultlab.load import AWAIT, PAID, PAUSE, SIGNUP, Contact, frozen, ingest, retrying
+from engine.db import transaction
+from engine.executor import execute_step
+from models.enums import RUN_TERMINAL, StepStatus
+from models.tables import Contact as ContactRow
+from models.tables import Run, RunStep
+
+log = logging.getLogger(__name__)
+
+
+class Driver:
+    """Moves every run of the load to its end, one phase at a time, under whatever faults run."""
+
+    def __init__(self, lab: Lab, contacts: list[Contact], rng: random.Random, patience: float):
+        self.lab = lab
+        self.contacts = contacts
+        self.rng = rng
+        self.patience = patience  # seconds a phase may take before the driver moves on
+        self.races = 0
+        self.stalls: list[str] = []
+
+    # -- reading the database ----------------------------------------------------------------
+
+    def _scalar(self, query: object) -> int:
+        def once() -> int:
+            with transaction(self.lab.runtime.sessions) as session:
+                return int(session.scalar(query) or 0)  # type: ignore[call-overload]
+
+        return retrying(once)
+
+    def count_steps(self, key: str, *statuses: str) -> int:
+        query = select(func.count()).where(RunStep.step_key == key, RunStep.status.in_(statuses))
+        return self._scalar(query.select_from(RunStep))
+
+    def busy(self) -> int:
+        """Steps in a worker's hands or due now: the clock must not jump over them."""
+        now = self.lab.clock.now()
+        due = (RunStep.status == StepStatus.PENDING) & (RunStep.due_at <= now)
+        query = select(func.count()).select_from(RunStep)
+        return self._scalar(query.where((RunStep.status == StepStatus.RUNNING) | due))
+
+    def unfinished(self) -> int:
+        query = select(func.count()).select_from(Run).where(Run.status.not_in(RUN_TERMINAL))
+        return self._scalar(query)
+
+    def wait(self, what: str, done: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + self.patience
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            time.sleep(0.1)
+        self.stalls.append(what)
+        log.warning("gave up waiting for %s", what)
+        return False
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def signups(self) -> None:
+        """Start every run, ten at a time, spread out so that faults land between batches."""
+        n = len(self.contacts)
+        for start in range(0, n, 10):
+            dispatches = []
+            for contact in self.contacts[start : start + 10]:
+                if contact.flaky and self.lab.transport == "smtp":
+                    self.lab.sink.refuse_once(contact.email)
+                result = ingest(self.lab.runtime, SIGNUP, contact.email, f"signup:{contact.email}")
+                dispatches.extend(result.dispatches)
+            self.lab.publish(dispatches)
+            time.sleep(self.rng.uniform(0, 0.05))
+        self._find_runs()
+        self.wait("every run in its delay", lambda: self.count_steps(PAUSE, "waiting") >= n)
+
+    def _find_runs(self) -> None:
+        def once() -> dict[str, uuid.UUID]:
+            with transaction(self.lab.runtime.sessions) as session:
+                rows = session.execute(
+                    select(ContactRow.email, Run.id).join(Run, Run.contact_id == ContactRow.id)
+                ).all()
+                return {email: run_id for email, run_id in rows}
+
+        runs = retrying(once)
+        for contact in self.contacts:
+            contact.run_id = runs.get(contact.email)
+
+    def skip(self, delta: dt.timedelta) -> None:
+        """Move the shared clock on once nothing is in a worker's hands, then sweep."""
+        self.wait("no step in flight before skipping time", lambda: self.busy() == 0)
+        self.lab.clock.advance(delta)
+        retrying(self.lab.sweep_once)
+
+    def payments(self) -> None:
+        """order.paid for the paying contacts as soon as their wait exists, racing registration."""
+        self.skip(dt.timedelta(hours=1, seconds=1))
+        todo = {c.run_id: c for c in self.contacts if c.plan == "paid" and c.run_id}
+        deadline = time.monotonic() + self.patience
+        while todo and time.monotonic() < deadline:
+            reached = self._reached_wait(list(todo))
+            batch = [todo.pop(run_id) for run_id in reached]
+            self.rng.shuffle(batch)
+            dispatches = []
+            for contact in batch:
+                result = ingest(self.lab.runtime, PAID, contact.email, f"paid:{contact.email}")
+                dispatches.extend(result.dispatches)
+            self.lab.publish(dispatches)
+            time.sleep(0.05)
+        n = len(self.contacts)
+        self.wait(
+            "every wait registered or resumed",
+            lambda: self.count_steps(AWAIT, "waiting", "completed") >= n and self.busy() == 0,
+        )
+
+    def _reached_wait(self, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        def once() -> list[uuid.UUID]:
+            with transaction(self.lab.runtime.sessions) as session:
+                query = select(RunStep.run_id).where(
+                    RunStep.step_key == AWAIT, RunStep.run_id.in_(run_ids)
+                )
+                return list(session.scalars(query))
+
+        return retrying(once)
+
+    def timeouts(self) -> None:
+        self.skip(dt.timedelta(days=1, seconds=10))
+        self.wait("every run to end", lambda: self.unfinished() == 0)
+
+    # -- the event at the instant of the timeout ---------------------------------------------
+
+    def races_at_timeout(self) -> None:
+        """For each racing contact, its event and its timeout at the same instant, in parallel."""
+        racing = [c for c in self.contacts if c.plan == "race" and c.run_id]
+        due = self._due_times([c.run_id for c in racing if c.run_id])
+        for start in range(0, len(racing), 4):
+            threads = [
+                threading.Thread(target=self._race, args=(c, due[c.run_id]))
+                for c in racing[start : start + 4]
+                if c.run_id in due
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    def _due_times(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+        def once() -> dict[uuid.UUID, dt.datetime]:
+            with transaction(self.lab.runtime.sessions) as session:
+                rows = session.execute(
+                    select(RunStep.run_id, RunStep.due_at).where(
+                        RunStep.step_key == AWAIT,
+                        RunStep.status == StepStatus.WAITING,
+                        RunStep.run_id.in_(run_ids),
+                    )
+                ).all()
+                return {run_id: due_at for run_id, due_at in rows}
+
+        return retrying(once)
+
+    def _race(self, contact: Contact, due_at: dt.datetime) -> None:
+        assert contact.run_id is not None
+        run_id = contact.run_id
+        rt = self.lab.runtime
+        start = threading.Barrier(2)
+        sent_at = due_at - dt.timedelta(microseconds=contact.delta_us)
+        # Ingestion does more before its compare-and-set than the claim does: a head start of
+        # a few milliseconds lets either side reach the row first.
+        head_start = self.rng.uniform(0, 0.06)
+
+        def event() -> None:
+            start.wait()
+            result = ingest(frozen(rt, sent_at), PAID, contact.email, f"paid:{contact.email}")
+            # A retry of an ingestion that had committed says duplicate and cannot tell.
+            contact.race_resumed = None if result.duplicate else bool(result.resumed)
+            self.lab.publish(result.dispatches)
+
+        def timeout() -> None:
+            start.wait()
+            time.sleep(head_start)
+            dispatches = retrying(lambda: execute_step(frozen(rt, due_at), run_id, AWAIT))
+            contact.race_timed_out = bool(dispatches)
+            self.lab.publish(dispatches)
+
+        sides = [threading.Thread(target=event), threading.Thread(target=timeout)]
+        for side in sides:
+            side.start()
+        for side in sides:
+            side.join()
+        self.races += 1

@@ -1,0 +1,217 @@
+"""The stack a fault run drives: our Redis, our database, sinks, workers, a sweeper thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench.faultlab.services import ConnectionCutter, PrivateRedis, ensure_database
+from bench.faultlab.sinks import ResendStub, SmtpSink
+from bench.faultlab.workers import WorkerPool
+from engine.clock import OffsetFileClock
+from engine.db import create_schema, drop_schema, transaction
+from engine.dispatch import Dispatch
+from engine.runtime import create_runtime
+from engine.settings import Settings
+from engine.sweeper import sweep
+from models.tables import Base
+from tasks.app import create_celery_app
+from tasks.dispatcher import CeleryDispatcher
+
+log = logging.getLogger(__name__)
+API_KEY = "re_faults_" + "0" * 24
+CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Small leases and staleness, so that recovery takes seconds, not minutes."""
+
+    lease_seconds: float = 3
+    # Must exceed the load's longest queue backlog: the sweeper re-sends every step unclaimed
+    # for this long, queued or lost, so a backlog older than this only grows.
+    stale_seconds: float = 1
+    sweep_every: float = 0.2
+
+
+class Lab:
+    """Everything a scenario needs; built once, reset between scenarios."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        postgres_url: str,
+        database: str,
+        *,
+        workers: int = 3,
+        timing: Timing | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.timing = timing or Timing()
+        self.redis = PrivateRedis(workdir)
+        self.redis.start()
+        self.sink = SmtpSink()
+        self.sink.start()
+        self.resend = ResendStub(API_KEY)
+        self.resend.start()
+        self.url = ensure_database(postgres_url, database)
+        self.cutter = ConnectionCutter(self.url)
+        clock_file = workdir / "clock"
+        clock_file.write_text("0")
+        self.clock = OffsetFileClock(clock_file)
+        self.chaos_file = workdir / "chaos-on"
+        self.chaos_count = workdir / "chaos-count"
+        self.settings = self._settings("smtp")
+        self.runtime = create_runtime(self.settings, clock=self.clock)
+        db_engine = self.runtime.sessions.kw["bind"]
+        drop_schema(db_engine)
+        create_schema(db_engine)
+        self.app = create_celery_app(self.settings, runtime=self.runtime)
+        self.dispatcher = CeleryDispatcher(self.app)
+        self.transport = "smtp"
+        self.pool = WorkerPool(workdir, self._worker_env(), workers)
+        self.pool.start()
+        self.chaos = False
+        self.markers = 0
+        self.checkpointed = False
+        self.publish_errors = 0
+        self.revived = 0
+        self._stop_sweeping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def _settings(self, transport: str) -> Settings:
+        url = self.resend.url if transport == "resend" else self.sink.url
+        return Settings(
+            env="test",
+            database_url=self.url,
+            broker_url=self.redis.url,
+            secret_key="faults-secret-key-not-for-production",  # type: ignore[arg-type]  # noqa: S106  # noqa: S106
+            email_transport_url=url,
+            email_api_key=API_KEY,  # type: ignore[arg-type]
+            clock=f"file:{self.clock.path}",
+            stale_after_seconds=self.timing.stale_seconds,
+            step_lease_seconds=self.timing.lease_seconds,
+            retry_base_seconds=1,
+            retry_max_attempts=10,
+        )
+
+    def _worker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+        for name, value in self._settings(self.transport).model_dump().items():
+            if value is not None:
+                secret = getattr(value, "get_secret_value", None)
+                env[f"AUTOMATIONS_{name.upper()}"] = str(secret() if secret else value)
+        env["FAULTS_CHAOS_FILE"] = str(self.chaos_file)
+        env["FAULTS_CHAOS_COUNT"] = str(self.chaos_count)
+        return env
+
+    # -- between scenarios ----------------------------------------------------------------
+
+    def reset(self, *, transport: str, chaos: bool, checkpoints: bool) -> None:
+        """Empty tables, broker and sinks; workers up with the transport the scenario wants."""
+        # With `checkpoints`, worker 0 kills itself once right after a send (the provider has
+        # the email, we have no record of it) and worker 1 once right before one.
+        if self.redis.process is None:
+            self.redis.start()
+        # Workers still armed from the previous scenario are restarted unarmed.
+        if transport != self.transport or checkpoints or self.pool.armed_env:
+            self.pool.stop()
+            self.transport = transport
+            self.pool.env = self._worker_env()
+        self.checkpointed = checkpoints
+        self.pool.armed_env = {}
+        if checkpoints:
+            self.markers += 1
+            for slot, point in enumerate(CHECKPOINTS):
+                marker = self.workdir / f"killed-{self.markers}-{point}"
+                self.pool.armed_env[slot] = {
+                    "AUTOMATIONS_FAULT_INJECTION": f"{point}=kill@{marker}"
+                }
+        self.pool.start()
+        with self.runtime.sessions.kw["bind"].begin() as conn:
+            names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+            conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        self.redis.flushall()
+        self.sink.clear()
+        self.resend.clear()
+        self.chaos_count.write_bytes(b"")
+        self.set_chaos(chaos)
+        self.publish_errors = 0
+        self.revived = 0
+
+    def set_chaos(self, on: bool) -> None:
+        self.chaos = on
+        if on:
+            self.chaos_file.touch()
+        else:
+            self.chaos_file.unlink(missing_ok=True)
+
+    def checkpoint_kills(self) -> dict[str, int]:
+        """How many workers killed themselves at each send checkpoint in this scenario."""
+        if not self.checkpointed:
+            return {}
+        return {
+            point: len(list(self.workdir.glob(f"killed-{self.markers}-{point}")))
+            for point in CHECKPOINTS
+        }
+
+    def chaos_messages(self) -> int:
+        return self.chaos_count.stat().st_size if self.chaos_count.exists() else 0
+
+    # -- doorbells ------------------------------------------------------------------------
+
+    def publish(self, dispatches: Sequence[Dispatch]) -> None:
+        """Send after commit; a failure is left to the sweeper, as in production."""
+        batch = list(dispatches)
+        if self.chaos and batch:
+            # Every message twice, the batch backwards: order and uniqueness are not promised.
+            batch = list(reversed(batch)) + batch
+            with self.chaos_count.open("ab") as counter:
+                counter.write(b"." * (len(batch) // 2))
+        try:
+            self.dispatcher.dispatch(batch)
+        except Exception:  # the broker is down or wiped: the sweeper re-sends from the database
+            self.publish_errors += 1
+            log.debug("publish failed", exc_info=True)
+
+    def sweep_once(self) -> int:
+        with transaction(self.runtime.sessions) as session:
+            dispatches = sweep(session, self.runtime, now=self.clock.now())
+        self.publish(dispatches)
+        return len(dispatches)
+
+    def start_sweeper(self) -> None:
+        self.stop_sweeper()  # never two sweepers, even after a scenario that failed midway
+        self._stop_sweeping.clear()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True)
+        self._sweeper.start()
+
+    def _sweep_loop(self) -> None:
+        while not self._stop_sweeping.wait(self.timing.sweep_every):
+            # The scheduler's tick and the workers' supervisor, in one loop.
+            self.revived += self.pool.revive()
+            try:
+                self.sweep_once()
+            except Exception:  # a cut connection or a broker outage: the next tick retries
+                log.debug("sweep failed", exc_info=True)
+
+    def stop_sweeper(self) -> None:
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=10)
+            self._sweeper = None
+
+    def close(self) -> None:
+        self.stop_sweeper()
+        self.pool.stop()
+        self.sink.stop()
+        self.resend.stop()
+        self.redis.stop()
+        self.cutter.close()
+        self.runtime.sessions.kw["bind"].dispose()

@@ -1,0 +1,138 @@
+"""The load: one automation with email, delay and wait, and contacts that behave differently."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from engine.clock import FrozenClock
+from engine.db import transaction
+from engine.ingest import Ingested, ingest_event
+from engine.lifecycle import create_automation
+from engine.runtime import Runtime
+from engine.store import content as content_store
+from models.enums import DomainStatus, TemplateStatus
+
+SIGNUP, PAID = "user.created", "order.paid"
+WELCOME, PAUSE, AWAIT, RECEIPT, LATE = "welcome", "pause", "await_paid", "receipt", "late"
+SENDS = (WELCOME, RECEIPT)
+SUBJECTS = {WELCOME: "Welcome aboard", RECEIPT: "Your receipt"}
+DOMAIN = "acme.test"
+T = TypeVar("T")
+
+
+@dataclass
+class Contact:
+    """A contact of the load and what it will do: pay while waiting, stay silent, or race."""
+
+    email: str
+    plan: str  # "paid", "silent" or "race" (order.paid at the instant the wait times out)
+    delta_us: int = 0  # for "race": the event is stamped this long before the timeout
+    flaky: bool = False  # the SMTP sink answers 451 to its first message
+    run_id: uuid.UUID | None = None
+    race_resumed: bool | None = None  # what ingestion reported; None when not known
+    race_timed_out: bool | None = None  # whether the timeout claimed the step
+
+
+def plan_contacts(
+    rng: random.Random, runs: int, *, race_share: float, paid_share: float = 0.4
+) -> list[Contact]:
+    contacts = []
+    for i in range(runs):
+        draw = rng.random()
+        plan = (
+            "race" if draw < race_share else "paid" if draw < race_share + paid_share else "silent"
+        )
+        delta = rng.choice((0, 1, 1000)) if plan == "race" else 0
+        flaky = rng.random() < 0.1
+        contacts.append(Contact(f"{plan}-{i:05d}@example.test", plan, delta, flaky))
+    return contacts
+
+
+def retrying(action: Callable[[], T], *, attempts: int = 40, pause: float = 0.25) -> T:
+    """Run a transaction again when the database dropped us (a cut connection)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def frozen(rt: Runtime, now: dt.datetime) -> Runtime:
+    """The same sessions and transport, with the clock stopped at `now`."""
+    return Runtime(
+        rt.settings, sessions=rt.sessions, clock=FrozenClock(now), transport=rt.transport
+    )
+
+
+def ingest(rt: Runtime, event: str, email: str, key: str) -> Ingested:
+    """Ingest once; a retry after an unknown outcome is deduplicated by the idempotency key."""
+
+    def once() -> Ingested:
+        with transaction(rt.sessions) as session:
+            return ingest_event(
+                session, rt, event=event, email=email, idempotency_key=key, now=rt.clock.now()
+            )
+
+    return retrying(once)
+
+
+def define_automation(rt: Runtime, now: dt.datetime) -> None:
+    """trigger -> welcome -> delay 1 hour -> wait order.paid 1 day -> receipt | late."""
+    with transaction(rt.sessions) as session:
+        content_store.create_domain(session, name=DOMAIN, now=now, status=DomainStatus.VERIFIED)
+        ids = {}
+        for key, subject in SUBJECTS.items():
+            template = content_store.create_template(
+                session,
+                name=key,
+                now=now,
+                status=TemplateStatus.PUBLISHED,
+                subject=subject,
+                sender=f"Acme <hello@{DOMAIN}>",
+                html="<p>Hi {{{FIRST_NAME}}}</p>",
+                text_body="Hi {{{FIRST_NAME}}}",
+                variables=[{"key": "FIRST_NAME", "type": "string", "fallback_value": "there"}],
+            )
+            ids[key] = str(template.id)
+        mail = {"FIRST_NAME": {"var": "contact.first_name"}}
+        steps = [
+            {"key": "start", "type": "trigger", "config": {"event_name": SIGNUP}},
+            {
+                "key": WELCOME,
+                "type": "send_email",
+                "config": {"template": {"id": ids[WELCOME], "variables": mail}},
+            },
+            {"key": PAUSE, "type": "delay", "config": {"duration": "1 hour"}},
+            {
+                "key": AWAIT,
+                "type": "wait_for_event",
+                "config": {"event_name": PAID, "timeout": "1 day"},
+            },
+            {
+                "key": RECEIPT,
+                "type": "send_email",
+                "config": {"template": {"id": ids[RECEIPT], "variables": mail}},
+            },
+            {"key": LATE, "type": "contact_update", "config": {"first_name": "Late"}},
+        ]
+        connections = [
+            {"from": "start", "to": WELCOME},
+            {"from": WELCOME, "to": PAUSE},
+            {"from": PAUSE, "to": AWAIT},
+            {"from": AWAIT, "to": RECEIPT, "type": "event_received"},
+            {"from": AWAIT, "to": LATE, "type": "timeout"},
+        ]
+        create_automation(
+            session, name="faults", steps=steps, connections=connections, status="enabled", now=now
+        )
