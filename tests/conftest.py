@@ -30,3 +30,8 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: integration tests must not skip)")
     pytest.skip(message)
+
+
+# The shared stacks (PostgreSQL, SQLite, embedded; the API server). Imported here, at the root of
+# the tests, so every folder uses the same session fixtures rather than its own copy.
+from tests.stacks import api, api_server, rt_stack, smtp_sink, stack  # noqa: E402, F401

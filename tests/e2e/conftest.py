@@ -11,15 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI
-from tests.integration import conftest as integration
 from tests.integration.harness import API_KEY, ApiServer
-
-# The integration fixtures: one stack and API server per session, an empty database per test.
-smtp_sink = integration.smtp_sink
-stack = integration.stack
-rt_stack = integration.rt_stack
-api_server = integration.api_server
-api = integration.api
 
 CHROMIUM = os.environ.get("AUTOMATIONS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -1,50 +1,10 @@
-"""Integration fixtures: one real stack per backend (PostgreSQL, SQLite), Redis as the broker."""
+"""Integration tests: their fixtures (the stacks) live in tests/stacks.py, shared with tests/e2e."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import redis
-
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
-from tests.integration.harness import ApiServer, SmtpSink, Stack, build_stack
-
-
-@pytest.fixture(scope="session")
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="session", params=["postgres", "sqlite", "embedded"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, smtp_sink: SmtpSink
-) -> Iterator[Stack]:
-    require_service("Redis", "127.0.0.1", 6379)
-    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    if request.param == "postgres":
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        database_url = POSTGRES_URL
-    else:
-        database_url = f"sqlite:///{workdir / 'automations.sqlite3'}"
-    built = build_stack(request.param, database_url, REDIS_URL, workdir, smtp_sink)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    built.start_worker()
-    yield built
-    built.stop_worker()
-    built.runtime.sessions.kw["bind"].dispose()
-
-
-@pytest.fixture
-def rt_stack(stack: Stack) -> Stack:
-    """The stack with an empty database, for one test."""
-    stack.reset_database()
-    return stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,18 +12,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def api_server(stack: Stack) -> Iterator[ApiServer]:
-    server = ApiServer(stack)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def api(rt_stack: Stack, api_server: ApiServer) -> Iterator[httpx.Client]:
-    """An authenticated HTTP client on a live API server over an empty database."""
-    with api_server.client() as client:
-        yield client
