@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from bench.faultlab.services import ConnectionCutter, PrivateRedis, ensure_database
 from bench.faultlab.sinks import ResendStub, SmtpSink
@@ -34,9 +35,9 @@ class Timing:
     """Small leases and staleness, so that recovery takes seconds, not minutes."""
 
     lease_seconds: float = 3
-    # Must exceed the load's longest queue backlog: the sweeper re-sends every step unclaimed
-    # for this long, queued or lost, so a backlog older than this only grows.
-    stale_seconds: float = 1
+    # Must exceed the load's longest queue backlog (a busy CI machine included): the sweeper
+    # re-sends every step unclaimed for this long, queued or lost, so an older backlog grows.
+    stale_seconds: float = 3
     sweep_every: float = 0.2
 
 
@@ -82,6 +83,9 @@ class Lab:
         self.checkpointed = False
         self.publish_errors = 0
         self.revived = 0
+        self.queue_peak = 0
+        self.queue_peak = 0  # the longest step queue seen: a flood of re-sends shows here
+        self._broker = self.redis.client()
         self._stop_sweeping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -134,9 +138,8 @@ class Lab:
                     "AUTOMATIONS_FAULT_INJECTION": f"{point}=kill@{marker}"
                 }
         self.pool.start()
-        with self.runtime.sessions.kw["bind"].begin() as conn:
-            names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-            conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        self.pool.resume_stopped()
+        self._truncate()
         self.redis.flushall()
         self.sink.clear()
         self.resend.clear()
@@ -144,6 +147,22 @@ class Lab:
         self.set_chaos(chaos)
         self.publish_errors = 0
         self.revived = 0
+        self.queue_peak = 0
+
+    def _truncate(self) -> None:
+        names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        for attempt in range(3):
+            try:
+                with self.runtime.sessions.kw["bind"].begin() as conn:
+                    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    conn.execute(text(f"TRUNCATE {names} CASCADE"))
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                # A session of ours still holds a lock (a worker mid-transaction): cut it.
+                log.warning("TRUNCATE waited on a lock; cutting our database's sessions")
+                self.cutter.cut()
 
     def set_chaos(self, on: bool) -> None:
         self.chaos = on
@@ -196,6 +215,10 @@ class Lab:
         while not self._stop_sweeping.wait(self.timing.sweep_every):
             # The scheduler's tick and the workers' supervisor, in one loop.
             self.revived += self.pool.revive()
+            try:
+                self.queue_peak = max(self.queue_peak, int(self._broker.llen("automations")))
+            except Exception:  # Redis down or restarting: the gauge skips a tick
+                log.debug("queue length unknown", exc_info=True)
             try:
                 self.sweep_once()
             except Exception:  # a cut connection or a broker outage: the next tick retries

@@ -188,6 +188,7 @@ def _notes(lab: Lab, driver: Driver) -> list[str]:
     notes.append(f"races {driver.races} (event won {won['event']}, timeout {won['timeout']})")
     if lab.publish_errors:
         notes.append(f"publishes failed {lab.publish_errors}")
+    notes.append(f"queue peak {lab.queue_peak}")
     if lab.revived:
         notes.append(f"workers restarted by supervisor {lab.revived}")
     return notes

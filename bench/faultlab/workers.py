@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 READY = b" ready."
 
@@ -161,6 +163,21 @@ class WorkerPool:
                 self._orphans.extend(children(self.workers[slot].process.pid))
                 self.workers[slot] = self._spawn(slot)
         return len(dead)
+
+    def resume_stopped(self) -> int:
+        """SIGCONT any of our workers left stopped (state T); none should be, between faults."""
+        resumed = 0
+        with self._lock:
+            for worker in self.workers.values():
+                for pid in [worker.process.pid, *children(worker.process.pid)]:
+                    try:
+                        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    except (OSError, IndexError):
+                        continue
+                    if state == "T" and signal_ours(pid, signal.SIGCONT):
+                        log.warning("worker process %d was left stopped: continued", pid)
+                        resumed += 1
+        return resumed
 
     def alive(self) -> int:
         return sum(1 for w in self.workers.values() if w.process.poll() is None)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 SEED = 20260501
 RUNS = 40
-MAX_FAULTS = 6  # per injector: enough to hit every phase, few enough to stay quick
+MAX_FAULTS = 5  # per injector: enough to hit every phase, few enough to stay quick
 TEMPO = 2.0  # faults twice as often as in the long form: the load is short
 
 
