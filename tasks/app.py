@@ -106,8 +106,10 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         retry_backoff=True,
         retry_backoff_max=60,
         max_retries=30,
+        bind=True,
     )
     def send_event(
+        task: Any,
         event: str,
         email: str | None = None,
         contact_id: str | None = None,
@@ -115,6 +117,9 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         rt = holder.get()
+        # Without the producer's key, the message's own id makes a retry after a commit whose
+        # outcome was unknown ingest once: Celery retries keep the task id.
+        key = idempotency_key or f"celery-task:{task.request.id}"
         with transaction(rt.sessions) as session:
             result = ingest_event(
                 session,
@@ -123,7 +128,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
                 email=email,
                 contact_id=contact_id,
                 payload=payload,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 now=rt.clock.now(),
             )
         dispatcher.dispatch(result.dispatches)
