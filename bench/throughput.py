@@ -32,6 +32,27 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_RUN = 4
 
 
+def worker_argv(app: str, queues: str, concurrency: int) -> list[str]:
+    """One command line for both sides, so the baseline and ours run the same worker shape."""
+    level = os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        level,
+    ]
+
+
 def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
         argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
@@ -60,22 +81,7 @@ def wait_ready(app: Any, timeout: float = 30) -> None:
 def measure_raw(args: argparse.Namespace, log: Path) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BROKER_URL": args.redis_url}
     worker = start_worker(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bench.raw_celery",
-            "worker",
-            "-Q",
-            "bench.raw",
-            "-c",
-            str(args.concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
+        worker_argv("bench.raw_celery", "bench.raw", args.concurrency),
         env,
         log,
     )
@@ -184,22 +190,7 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
         "AUTOMATIONS_ENV": "test",
     }
     worker = start_worker(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks.celery_main",
-            "worker",
-            "-Q",
-            "automations,automations.sweeper",
-            "-c",
-            str(args.concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
+        worker_argv("tasks.celery_main", "automations,automations.sweeper", args.concurrency),
         env,
         log,
     )
