@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import Base
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-def create_db_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the per-dialect settings the runtime relies on."""
+
+def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
+    """An engine with the per-dialect settings the runtime relies on.
+
+    `pre_ping` tests each connection as it leaves the pool (one round trip per transaction).
+    Callers that retry on a dropped connection (`retry_on_disconnect`) can do without it.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(url, **kwargs)
+        return create_engine(url, pool_pre_ping=pre_ping, **kwargs)
     database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +64,22 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""
     with sessions() as session, session.begin():
         yield session
+
+
+def retry_on_disconnect(operation: Callable[[], T]) -> T:
+    """Run `operation`, once more if the database connection it used turned out to be dead.
+
+    After a database restart every pooled connection is dead; SQLAlchemy invalidates the pool on
+    the first error that says so, and the second attempt gets a fresh connection. Only for
+    operations whose transactions are safe to re-run (the executor's claim makes them so).
+    """
+    try:
+        return operation()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost; retrying on a new connection")
+        return operation()
 
 
 def create_schema(db_engine: Engine) -> None:

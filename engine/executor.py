@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from engine.db import transaction
+from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
 from engine.errors import StepFailure, TransientStepFailure
 from engine.logs import step_context
@@ -43,7 +45,8 @@ HANDLERS: dict[StepType, Handler] = {
 def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     """Run one step if it is due and unclaimed; the steps to enqueue once this returns."""
     with step_context(run_id=str(run_id), step_key=step_key):
-        return _execute(rt, run_id, step_key)
+        # Re-running is safe: a step whose claim committed is not claimable a second time.
+        return retry_on_disconnect(lambda: _execute(rt, run_id, step_key))
 
 
 def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
@@ -81,7 +84,29 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     rt.checkpoint("send_email.before_send")
     result = deliver(rt, prepared)
     rt.checkpoint("send_email.after_send")
-    return _finish_email(rt, ref, claimed.attempt, prepared, result)
+    return _record_email(rt, ref, claimed.attempt, prepared, result)
+
+
+# Pauses between attempts to record a send whose database went away meanwhile.
+RECORD_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 4.0)
+
+
+def _record_email(
+    rt: Runtime, ref: StepRef, attempt: int, prepared: PreparedEmail, result: str | StepFailure
+) -> list[Dispatch]:
+    """Record the send, trying again for a few seconds if the database is unreachable.
+
+    Giving up here leaves the step running until its lease ends, and a re-run sends the email
+    again (same Message-ID): worth a few seconds of retrying, which cover a database restart
+    or a dropped connection.
+    """
+    for delay in RECORD_RETRY_DELAYS:
+        try:
+            return _finish_email(rt, ref, attempt, prepared, result)
+        except (OperationalError, InterfaceError):
+            log.warning("could not record the send; retrying in %.1f s", delay, exc_info=True)
+            time.sleep(delay)
+    return _finish_email(rt, ref, attempt, prepared, result)
 
 
 def _finish_email(

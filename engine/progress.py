@@ -99,30 +99,28 @@ def _park(
 def _finish_step(
     session: Session, step: StepRef, outcome: Completed | Failed | Skipped, now: dt.datetime
 ) -> ConnectionType | None:
-    values: dict[str, Any] = {
-        "lease_expires_at": None,
-        "wait_event": None,
-    }
-    branch: ConnectionType | None
+    error = None
+    skip_reason = None
     if isinstance(outcome, Completed):
-        branch = outcome.branch
-        values.update(status=StepStatus.COMPLETED, output=outcome.output, error=None)
+        status = StepStatus.COMPLETED
     elif isinstance(outcome, Skipped):
-        branch = outcome.branch
-        values.update(status=StepStatus.SKIPPED, skip_reason=outcome.reason, output=outcome.output)
+        status, skip_reason = StepStatus.SKIPPED, outcome.reason
     else:
-        branch = None
-        values.update(
-            status=StepStatus.FAILED,
-            error={"message": outcome.message, "code": outcome.code},
-            output=outcome.output,
-        )
-    values["branch"] = branch
-    run_store.update_step(
-        session, step.run_id, step.step_key, started_if_unset=now, finished_at=now, **values
+        status = StepStatus.FAILED
+        error = {"message": outcome.message, "code": outcome.code}
+    branch = None if isinstance(outcome, Failed) else outcome.branch
+    run_store.finish_step(
+        session,
+        step.run_id,
+        step.step_key,
+        status=status,
+        now=now,
+        output=outcome.output,
+        error=error,
+        skip_reason=skip_reason,
+        branch=branch,
     )
-    error = values.get("error")
-    log.info("step %s%s", values["status"], f": {error['message']}" if error else "")
+    log.info("step %s%s", status, f": {error['message']}" if error else "")
     return branch
 
 

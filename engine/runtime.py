@@ -87,8 +87,9 @@ def create_runtime(
     clock: Clock | None = None,
     transport: Transport | None = None,
     checkpoint: Checkpoint | None = None,
+    pre_ping: bool = True,
 ) -> Runtime:
-    db_engine = create_db_engine(settings.database_url)
+    db_engine = create_db_engine(settings.database_url, pre_ping=pre_ping)
     if checkpoint is None:
         checkpoint = (
             checkpoint_from_setting(settings.fault_injection)

@@ -33,4 +33,6 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return aware
 
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL, whether it comes through the ORM, a literal or a bound parameter
+# (by default a bound None would be stored as JSON `null`, and the two do not compare equal).
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

@@ -44,9 +44,9 @@ def run_contact_update(sr: StepRun) -> Outcome:
         changes = _resolve_changes(sr.step.config, sr.variables())
     except StepFailure as failure:
         return Failed(failure.message, failure.code)
-    locked = contact_store.get_contact(sr.session, contact.id, for_update=True)
+    locked = contact_store.lock_contact(sr.session, contact.id)
     assert locked is not None
-    contact_store.update_contact(sr.session, locked, changes, sr.now)
+    contact_store.update_contact_row(sr.session, locked, changes, sr.now)
     return Completed(output={"contact_id": str(contact.id), "updated": changes})
 
 

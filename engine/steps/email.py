@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
+from sqlalchemy import Row
+
 from engine.errors import StepFailure
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
@@ -19,7 +21,6 @@ from engine.templates import placeholder_names, render
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
 from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
-from models.tables import OutboxEmail, Template
 
 _CONTEXT_ROOTS = ("event.", "contact.", "wait_events.")
 
@@ -30,7 +31,7 @@ class PreparedEmail:
     output: dict[str, Any]
 
 
-def email_output(row: OutboxEmail) -> dict[str, Any]:
+def email_output(row: Row[Any]) -> dict[str, Any]:
     """The step output API.md specifies: to, email_id, template id and variables."""
     return {
         "to": row.to_address,
@@ -57,7 +58,7 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
         return Failed(failure.message, failure.code)
 
 
-def _template(sr: StepRun) -> Template:
+def _template(sr: StepRun) -> Row[Any]:
     ref = sr.step.config["template"]
     template = content_store.find_template(
         sr.session, template_id=ref.get("id"), alias=ref.get("alias")
@@ -74,7 +75,7 @@ def _template(sr: StepRun) -> Template:
     return template
 
 
-def _sender(sr: StepRun, template: Template) -> str:
+def _sender(sr: StepRun, template: Row[Any]) -> str:
     sender = sr.step.config.get("from") or template.sender
     if not sender:
         raise StepFailure(

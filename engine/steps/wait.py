@@ -55,7 +55,7 @@ def _register(sr: StepRun) -> Outcome:
     sr.rt.checkpoint("wait_for_event.before_contact_lock")
     # Ingestion takes the same lock, so an event is either committed before we look (we find it
     # below) or sees our waiting row after we commit (it resumes us): never neither.
-    contact_store.get_contact(sr.session, contact.id, for_update=True)
+    contact_store.lock_contact(sr.session, contact.id)
     sr.rt.checkpoint("wait_for_event.locked")
     view = contact_store.contact_view(contact)
     since = sr.claimed.created_at

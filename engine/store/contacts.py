@@ -4,18 +4,52 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from engine.store.core import CONTACTS, execute
 from engine.store.dialect import insert_ignoring_conflicts
 from engine.store.paging import Page, paginate
 from models.tables import Contact, Segment, SegmentMembership
 
 
+@dataclass(frozen=True)
+class ContactRow:
+    """A contact as a step reads it (a snapshot, not an ORM object)."""
+
+    id: uuid.UUID
+    email: str
+    first_name: str | None
+    last_name: str | None
+    unsubscribed: bool
+    properties: dict[str, Any] | None
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+_LOCK_CONTACT = (
+    select(
+        CONTACTS.c.id,
+        CONTACTS.c.email,
+        CONTACTS.c.first_name,
+        CONTACTS.c.last_name,
+        CONTACTS.c.unsubscribed,
+        CONTACTS.c.properties,
+    )
+    .where(CONTACTS.c.id == bindparam("contact_id"))
+    .with_for_update()
+)
+
+
+def lock_contact(session: Session, contact_id: uuid.UUID) -> ContactRow | None:
+    """The contact, locked for this transaction: ingestion and steps serialize on this lock."""
+    row = execute(session, _LOCK_CONTACT, {"contact_id": contact_id}).first()
+    return ContactRow(*tuple(row)) if row is not None else None
 
 
 def get_contact(
@@ -87,20 +121,32 @@ def update_contact(
     session: Session, contact: Contact, changes: dict[str, Any], now: dt.datetime
 ) -> None:
     """Apply field changes; `properties` is merged key by key, not replaced."""
-    for name, value in changes.items():
-        if name == "properties":
-            contact.properties = {**(contact.properties or {}), **value}
-        else:
-            setattr(contact, name, value)
+    for name, value in merged_changes(contact.properties, changes).items():
+        setattr(contact, name, value)
     contact.updated_at = now
     session.flush()
+
+
+def update_contact_row(
+    session: Session, contact: ContactRow, changes: dict[str, Any], now: dt.datetime
+) -> None:
+    """`update_contact` for a locked ContactRow, in one statement."""
+    values = {**merged_changes(contact.properties, changes), "updated_at": now}
+    execute(session, update(CONTACTS).where(CONTACTS.c.id == contact.id).values(**values))
+
+
+def merged_changes(properties: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes with `properties` merged into the current ones key by key."""
+    if "properties" not in changes:
+        return changes
+    return {**changes, "properties": {**(properties or {}), **changes["properties"]}}
 
 
 def delete_contact(session: Session, contact_id: uuid.UUID) -> None:
     session.execute(delete(Contact).where(Contact.id == contact_id))
 
 
-def contact_view(contact: Contact) -> dict[str, Any]:
+def contact_view(contact: Contact | ContactRow) -> dict[str, Any]:
     """The contact as conditions and templates see it: custom properties also at top level."""
     properties = dict(contact.properties or {})
     return {

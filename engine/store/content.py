@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.store.core import DOMAINS, TEMPLATES, execute
 from engine.store.paging import Page, paginate
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Base, Domain, EventDefinition, Template
@@ -19,16 +20,21 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Base)
 
 
+_TEMPLATE_BY_ID = select(TEMPLATES).where(TEMPLATES.c.id == bindparam("key"))
+_TEMPLATE_BY_ALIAS = select(TEMPLATES).where(TEMPLATES.c.alias == bindparam("key"))
+
+
 def find_template(
     session: Session, *, template_id: str | None, alias: str | None
-) -> Template | None:
+) -> Row[Any] | None:
+    """The template's row (columns as attributes), by id or alias, as a send reads it."""
     if template_id is not None:
         try:
             key = uuid.UUID(template_id)
         except ValueError:
             return None
-        return session.get(Template, key)
-    return session.scalars(select(Template).where(Template.alias == alias)).first()
+        return execute(session, _TEMPLATE_BY_ID, {"key": key}).first()
+    return execute(session, _TEMPLATE_BY_ALIAS, {"key": alias}).first()
 
 
 def create_template(
@@ -65,8 +71,12 @@ def create_template(
     return template
 
 
+_DOMAIN_STATUS = select(DOMAINS.c.status).where(DOMAINS.c.name == bindparam("name"))
+
+
 def domain_status(session: Session, name: str) -> str | None:
-    return session.scalar(select(Domain.status).where(Domain.name == name.lower()))
+    status: str | None = execute(session, _DOMAIN_STATUS, {"name": name.lower()}).scalar()
+    return status
 
 
 def create_domain(

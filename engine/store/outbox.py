@@ -6,30 +6,34 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from engine.store.core import OUTBOX, execute
 from engine.store.dialect import insert_ignoring_conflicts
 from models.enums import OutboxStatus
-from models.tables import OutboxEmail
+
+_BY_STEP = select(OUTBOX).where(
+    OUTBOX.c.run_id == bindparam("run_id"), OUTBOX.c.step_key == bindparam("step_key")
+)
 
 
-def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> OutboxEmail | None:
-    return session.scalars(
-        select(OutboxEmail).where(OutboxEmail.run_id == run_id, OutboxEmail.step_key == step_key)
-    ).first()
+def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> Row[Any] | None:
+    """The outbox row of this (run, step), its columns as attributes, if one was written."""
+    return execute(session, _BY_STEP, {"run_id": run_id, "step_key": step_key}).first()
 
 
-def write_outbox(session: Session, *, values: dict[str, Any]) -> OutboxEmail:
+def write_outbox(session: Session, *, values: dict[str, Any]) -> Row[Any]:
     """The outbox row of this (run, step): inserted now, or the one an earlier attempt wrote."""
-    session.execute(
+    inserted = execute(
+        session,
         insert_ignoring_conflicts(
             session,
-            OutboxEmail.__table__,  # type: ignore[arg-type]
+            OUTBOX,
             {"id": uuid.uuid4(), "status": OutboxStatus.SENDING, "attempts": 0, **values},
-        )
-    )
-    row = get_outbox(session, values["run_id"], values["step_key"])
+        ).returning(*OUTBOX.c),
+    ).first()
+    row = inserted or get_outbox(session, values["run_id"], values["step_key"])
     assert row is not None
     return row
 
@@ -43,12 +47,12 @@ def record_attempt(
     provider_message_id: str | None = None,
     error: str | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "attempts": OutboxEmail.attempts + 1}
+    values: dict[str, Any] = {"status": status, "attempts": OUTBOX.c.attempts + 1}
     if status == OutboxStatus.SENT:
         values.update(sent_at=now, provider_message_id=provider_message_id, last_error=None)
     else:
         values["last_error"] = error
-    stmt = update(OutboxEmail).where(OutboxEmail.id == email_id)
+    stmt = update(OUTBOX).where(OUTBOX.c.id == email_id)
     if status != OutboxStatus.SENT:
-        stmt = stmt.where(OutboxEmail.status != OutboxStatus.SENT)  # a sent email stays sent
-    session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+        stmt = stmt.where(OUTBOX.c.status != OutboxStatus.SENT)  # a sent email stays sent
+    execute(session, stmt.values(**values))

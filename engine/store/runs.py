@@ -8,11 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.store.contacts import ContactRow
+from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
-from models.tables import Contact, Event, Run, RunStep
+from models.tables import Run, RunStep
+from models.types import JSONType, UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,21 @@ class ClaimedStep:
 
 
 @dataclass(frozen=True)
+class RunRow:
+    """The run as its steps see it."""
+
+    id: uuid.UUID
+    automation_id: uuid.UUID
+    version_id: uuid.UUID
+    event_id: uuid.UUID | None
+    status: str
+
+
+@dataclass(frozen=True)
 class RunContext:
-    run: Run
+    run: RunRow
     event_payload: dict[str, Any]
-    contact: Contact | None
+    contact: ContactRow | None
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,38 @@ class StepState:
     branch: str | None
 
 
+_NOW = bindparam("now", type_=UTCDateTime())
+_THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
+
+_CLAIM = (
+    update(STEPS)
+    .where(
+        _THIS_STEP,
+        or_(
+            and_(
+                STEPS.c.status.in_(sorted(STEP_CLAIMABLE)),
+                or_(STEPS.c.due_at.is_(None), STEPS.c.due_at <= _NOW),
+            ),
+            # Abandoned: a worker claimed it and its lease ran out.
+            and_(STEPS.c.status == StepStatus.RUNNING, STEPS.c.lease_expires_at < _NOW),
+        ),
+    )
+    .values(
+        status=StepStatus.RUNNING,
+        attempt=STEPS.c.attempt + 1,
+        lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
+    )
+    .returning(
+        STEPS.c.step_type,
+        STEPS.c.attempt,
+        STEPS.c.started_at,
+        STEPS.c.created_at,
+        STEPS.c.due_at,
+        STEPS.c.output,
+    )
+)
+
+
 def claim_step(
     session: Session,
     run_id: uuid.UUID,
@@ -52,43 +98,46 @@ def claim_step(
     lease_until: dt.datetime,
 ) -> ClaimedStep | None:
     """Compare-and-set a due step to running; None means a duplicate or stale message."""
-    claimable = and_(
-        RunStep.status.in_(STEP_CLAIMABLE), or_(RunStep.due_at.is_(None), RunStep.due_at <= now)
-    )
-    abandoned = and_(RunStep.status == StepStatus.RUNNING, RunStep.lease_expires_at < now)
-    row = session.execute(
-        update(RunStep)
-        .where(RunStep.run_id == run_id, RunStep.step_key == step_key, or_(claimable, abandoned))
-        .values(
-            status=StepStatus.RUNNING, attempt=RunStep.attempt + 1, lease_expires_at=lease_until
-        )
-        .returning(
-            RunStep.step_type,
-            RunStep.attempt,
-            RunStep.started_at,
-            RunStep.created_at,
-            RunStep.due_at,
-            RunStep.output,
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
+    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
+    row = execute(session, _CLAIM, params).first()
     if row is None:
         return None
-    return ClaimedStep(run_id, step_key, *row)
+    return ClaimedStep(run_id, step_key, *tuple(row))
+
+
+_RUN_CONTEXT = (
+    select(
+        RUNS.c.id,
+        RUNS.c.automation_id,
+        RUNS.c.version_id,
+        RUNS.c.event_id,
+        RUNS.c.status,
+        EVENTS.c.payload,
+        CONTACTS.c.id.label("contact_id"),
+        CONTACTS.c.email,
+        CONTACTS.c.first_name,
+        CONTACTS.c.last_name,
+        CONTACTS.c.unsubscribed,
+        CONTACTS.c.properties,
+    )
+    .select_from(
+        RUNS.outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id).outerjoin(
+            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
+        )
+    )
+    .where(RUNS.c.id == bindparam("rid"))
+    .with_for_update(of=RUNS)
+)
 
 
 def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
     """The run (locked for this transaction), its trigger event's payload and its contact."""
-    row = session.execute(
-        select(Run, Event.payload, Contact)
-        .outerjoin(Event, Event.id == Run.event_id)
-        .outerjoin(Contact, Contact.id == Run.contact_id)
-        .where(Run.id == run_id)
-        .with_for_update(of=Run)
-    ).first()
+    row = execute(session, _RUN_CONTEXT, {"rid": run_id}).first()
     if row is None:
         return None
-    return RunContext(run=row[0], event_payload=row[1] or {}, contact=row[2])
+    run = RunRow(*tuple(row)[:5])
+    contact = ContactRow(*tuple(row)[6:]) if row.contact_id is not None else None
+    return RunContext(run=run, event_payload=row.payload or {}, contact=contact)
 
 
 def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
@@ -120,10 +169,13 @@ def insert_run(
     return run_id
 
 
+_INSERT_STEPS = insert(STEPS)
+
+
 def insert_steps(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Create step rows; every row must carry the same keys."""
     if rows:
-        session.execute(insert(RunStep), list(rows))
+        execute(session, _INSERT_STEPS, list(rows))
 
 
 def update_step(
@@ -132,32 +184,74 @@ def update_step(
     step_key: str,
     *,
     started_if_unset: dt.datetime | None = None,
-    finished_at: dt.datetime | None = None,
     **values: Any,
 ) -> None:
     if started_if_unset is not None:
-        values["started_at"] = func.coalesce(RunStep.started_at, started_if_unset)
-    if finished_at is not None:
-        # Never before the start another process stamped: clocks of two processes differ a
-        # little, and an event can be stamped just before the wait it resumes registered.
-        values["completed_at"] = case(
-            (RunStep.started_at > finished_at, RunStep.started_at), else_=finished_at
-        )
-    session.execute(
-        update(RunStep)
-        .where(RunStep.run_id == run_id, RunStep.step_key == step_key)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        values["started_at"] = func.coalesce(STEPS.c.started_at, started_if_unset)
+    execute(
+        session,
+        update(STEPS)
+        .where(STEPS.c.run_id == run_id, STEPS.c.step_key == step_key)
+        .values(**values),
     )
 
 
+_FINISH_STEP = (
+    update(STEPS)
+    .where(_THIS_STEP)
+    .values(
+        status=bindparam("new_status"),
+        skip_reason=bindparam("new_skip_reason"),
+        branch=bindparam("new_branch"),
+        output=bindparam("new_output", type_=JSONType),
+        error=bindparam("new_error", type_=JSONType),
+        lease_expires_at=None,
+        wait_event=None,
+        started_at=func.coalesce(STEPS.c.started_at, _NOW),
+        # Never before the start another process stamped: clocks of two processes differ a
+        # little, and an event can be stamped just before the wait it resumes registered.
+        completed_at=case((STEPS.c.started_at > _NOW, STEPS.c.started_at), else_=_NOW),
+    )
+)
+
+
+def finish_step(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    status: StepStatus,
+    now: dt.datetime,
+    output: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+    skip_reason: str | None = None,
+    branch: str | None = None,
+) -> None:
+    """Write a step's end: its status, output or error, the branch taken and its timing."""
+    execute(
+        session,
+        _FINISH_STEP,
+        {
+            "rid": run_id,
+            "key": step_key,
+            "new_status": status,
+            "new_skip_reason": skip_reason,
+            "new_branch": branch,
+            "new_output": output,
+            "new_error": error,
+            "now": now,
+        },
+    )
+
+
+_STEP_STATES = select(
+    STEPS.c.step_key, STEPS.c.step_type, STEPS.c.status, STEPS.c.skip_reason, STEPS.c.branch
+).where(STEPS.c.run_id == bindparam("rid"))
+
+
 def step_states(session: Session, run_id: uuid.UUID) -> list[StepState]:
-    rows = session.execute(
-        select(
-            RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason, RunStep.branch
-        ).where(RunStep.run_id == run_id)
-    ).all()
-    return [StepState(*row) for row in rows]
+    rows = execute(session, _STEP_STATES, {"rid": run_id}).all()
+    return [StepState(*tuple(row)) for row in rows]
 
 
 def wait_outputs(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -175,13 +269,15 @@ def wait_outputs(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
     ]
 
 
+_FINISH_RUN = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("rid"))
+    .values(status=bindparam("new_status"), completed_at=_NOW)
+)
+
+
 def finish_run(session: Session, run_id: uuid.UUID, status: RunStatus, now: dt.datetime) -> None:
-    session.execute(
-        update(Run)
-        .where(Run.id == run_id)
-        .values(status=status, completed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    execute(session, _FINISH_RUN, {"rid": run_id, "new_status": status, "now": now})
 
 
 def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.datetime) -> None:
@@ -260,13 +356,17 @@ def resume_wait(session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.d
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+_OWNED_STATUS = (
+    select(STEPS.c.status)
+    .where(_THIS_STEP, STEPS.c.attempt == bindparam("owned_attempt"))
+    .with_for_update()
+)
+
+
 def owns_step(session: Session, run_id: uuid.UUID, step_key: str, attempt: int) -> bool:
     """Whether the step is still running under this attempt (no one re-claimed it), locked."""
-    status = session.scalar(
-        select(RunStep.status)
-        .where(RunStep.run_id == run_id, RunStep.step_key == step_key, RunStep.attempt == attempt)
-        .with_for_update()
-    )
+    params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
+    status = execute(session, _OWNED_STATUS, params).scalar()
     return status == StepStatus.RUNNING
 
 

@@ -1,0 +1,125 @@
+"""Where a durable step's time goes, in one process, without Celery: SQL statements and CPU.
+
+    python -m bench.profile_steps [--runs 500] [--database-url URL] [--profile out.txt]
+
+Ingests `--runs` runs of the throughput benchmark's 5-step automation, then executes every step
+in this process, one after another, as a worker would (claim, execute, record, next). Reports
+milliseconds and SQL statements per step, by step type; `--profile` adds a cProfile listing of
+the slowest functions (cumulative), which is what the README's profile notes are read from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.throughput import prepare_durable
+
+
+class Recorder:
+    """Counts statements per dispatch, whatever the step does."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    def __call__(self, *_: Any) -> None:
+        self.statements += 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--profile", help="write a cProfile listing here")
+    args = parser.parse_args()
+
+    from engine.db import transaction
+    from engine.executor import execute_step
+    from engine.ingest import ingest_event
+    from engine.mail.message import message_id
+    from engine.runtime import create_runtime
+    from engine.settings import Settings
+
+    class NullTransport:
+        """Accepts every message in memory: the transport's own cost is not the engine's."""
+
+        name = "null"
+
+        def send(self, email: Any) -> str:
+            return message_id(email)
+
+        def close(self) -> None:
+            """Nothing to release."""
+
+    settings = Settings(database_url=args.database_url, env="test")
+    rt = create_runtime(settings, transport=NullTransport())
+    prepare_durable(rt)
+    with transaction(rt.sessions) as session:
+        pending = deque(
+            d
+            for n in range(args.runs)
+            for d in ingest_event(
+                session,
+                rt,
+                event="bench.run",
+                email=f"{uuid.uuid4().hex}@bench.test",
+                payload={"n": n},
+                now=rt.clock.now(),
+            ).dispatches
+        )
+    recorder = Recorder()
+    event.listen(rt.sessions.kw["bind"], "before_cursor_execute", recorder)
+    seconds: dict[str, float] = collections.defaultdict(float)
+    statements: dict[str, int] = collections.defaultdict(int)
+    counts: dict[str, int] = collections.defaultdict(int)
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    while pending:
+        item = pending.popleft()
+        before, t0 = recorder.statements, time.perf_counter()
+        if profiler:
+            profiler.enable()
+        pending.extend(execute_step(rt, item.run_id, item.step_key))
+        if profiler:
+            profiler.disable()
+        kind = str(item.step_type)
+        seconds[kind] += time.perf_counter() - t0
+        statements[kind] += recorder.statements - before
+        counts[kind] += 1
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    report = {
+        "steps": total,
+        "ms_per_step": round(elapsed / total * 1000, 3),
+        "statements_per_step": round(recorder.statements / total, 2),
+        "by_type": {
+            kind: {
+                "steps": counts[kind],
+                "ms": round(seconds[kind] / counts[kind] * 1000, 3),
+                "statements": round(statements[kind] / counts[kind], 2),
+            }
+            for kind in sorted(counts)
+        },
+    }
+    print(json.dumps(report, indent=2))
+    if profiler and args.profile:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+        with open(args.profile, "w") as handle:
+            handle.write(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
