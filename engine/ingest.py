@@ -21,8 +21,8 @@ from engine.store import contacts as contact_store
 from engine.store import content as content_store
 from engine.store import events as event_store
 from engine.store import runs as run_store
+from engine.store.contacts import ContactRow
 from models.enums import ConnectionType, RunStatus, StepStatus, StepType
-from models.tables import Contact
 
 
 @dataclass
@@ -53,14 +53,16 @@ def _check_request(
     return payload
 
 
-def _contact(session: Session, email: str | None, contact_id: object, now: dt.datetime) -> Contact:
+def _contact(
+    session: Session, email: str | None, contact_id: object, now: dt.datetime
+) -> ContactRow:
     if email is not None:
         return contact_store.ensure_contact(session, email, now)
     try:
         key = contact_id if isinstance(contact_id, uuid.UUID) else uuid.UUID(str(contact_id))
     except ValueError as exc:
         raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
-    contact = contact_store.get_contact(session, key, for_update=True)
+    contact = contact_store.lock_contact(session, key)
     if contact is None:
         raise NotFound("Contact not found")
     return contact
@@ -149,7 +151,7 @@ def _resume_waits(
     session: Session,
     rt: Runtime,
     result: Ingested,
-    contact: Contact,
+    contact: ContactRow,
     name: str,
     payload: dict[str, Any],
     now: dt.datetime,

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.core import CONTACTS, execute
-from engine.store.dialect import insert_ignoring_conflicts
+from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate
 from models.tables import Contact, Segment, SegmentMembership
 
@@ -70,26 +70,33 @@ def get_contact_by_email(
     return session.scalars(stmt).first()
 
 
-def ensure_contact(session: Session, email: str, now: dt.datetime) -> Contact:
+_LOCK_BY_EMAIL = (
+    select(*_LOCK_CONTACT.selected_columns)
+    .where(CONTACTS.c.email == bindparam("address"))
+    .with_for_update()
+)
+
+
+def ensure_contact(session: Session, email: str, now: dt.datetime) -> ContactRow:
     """The contact with this email, created if absent, locked for this transaction."""
     address = normalize_email(email)
-    session.execute(
-        insert_ignoring_conflicts(
-            session,
-            Contact.__table__,  # type: ignore[arg-type]
-            {
-                "id": uuid.uuid4(),
-                "email": address,
-                "unsubscribed": False,
-                "properties": {},
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+    execute(
+        session,
+        insert_or_ignore(session, CONTACTS),
+        {
+            "id": uuid.uuid4(),
+            "email": address,
+            "first_name": None,
+            "last_name": None,
+            "unsubscribed": False,
+            "properties": {},
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    contact = get_contact_by_email(session, address, for_update=True)
-    assert contact is not None  # inserted or already there, and contacts are never half-written
-    return contact
+    row = execute(session, _LOCK_BY_EMAIL, {"address": address}).first()
+    assert row is not None  # inserted or already there, and contacts are never half-written
+    return ContactRow(*tuple(row))
 
 
 def create_contact(

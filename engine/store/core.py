@@ -13,7 +13,17 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Executable, Table
 from sqlalchemy.orm import Session
 
-from models.tables import Contact, Domain, Event, OutboxEmail, Run, RunStep, Template
+from models.tables import (
+    Automation,
+    Contact,
+    Domain,
+    Event,
+    EventDefinition,
+    OutboxEmail,
+    Run,
+    RunStep,
+    Template,
+)
 
 STEPS = cast(Table, RunStep.__table__)
 RUNS = cast(Table, Run.__table__)
@@ -22,6 +32,8 @@ CONTACTS = cast(Table, Contact.__table__)
 OUTBOX = cast(Table, OutboxEmail.__table__)
 TEMPLATES = cast(Table, Template.__table__)
 DOMAINS = cast(Table, Domain.__table__)
+AUTOMATIONS = cast(Table, Automation.__table__)
+EVENT_DEFINITIONS = cast(Table, EventDefinition.__table__)
 
 
 def execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, Table
@@ -17,3 +18,19 @@ def insert_ignoring_conflicts(
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table).values(rows).on_conflict_do_nothing()
     return sqlite.insert(table).values(rows).on_conflict_do_nothing()
+
+
+def insert_or_ignore(session: Session, table: Table, *returning: str) -> Insert:
+    """`insert_ignoring_conflicts` built once per dialect, table and RETURNING list; the
+    values come as execution parameters."""
+    return _insert_or_ignore(session.get_bind().dialect.name, table, returning)
+
+
+@cache
+def _insert_or_ignore(dialect: str, table: Table, returning: tuple[str, ...]) -> Insert:
+    stmt: Insert
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt

@@ -7,11 +7,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from engine.store.dialect import insert_ignoring_conflicts
+from engine.store.core import EVENTS, execute
+from engine.store.dialect import insert_or_ignore
 from models.tables import Event
+
+_INSERT = insert(EVENTS)
+_BY_KEY = select(EVENTS.c.id, EVENTS.c.contact_id).where(
+    EVENTS.c.idempotency_key == bindparam("key")
+)
 
 
 def insert_event(
@@ -34,19 +40,16 @@ def insert_event(
         "received_at": now,
     }
     if idempotency_key is None:
-        session.execute(insert(Event).values(row))
+        execute(session, _INSERT, row)
         return event_id
     # RETURNING, not rowcount: psycopg reports no rowcount for INSERT ... ON CONFLICT.
-    inserted = session.execute(
-        insert_ignoring_conflicts(session, Event.__table__, row).returning(  # type: ignore[arg-type]
-            Event.id
-        )
-    ).first()
+    inserted = execute(session, insert_or_ignore(session, EVENTS, "id"), row).first()
     return event_id if inserted is not None else None
 
 
-def event_by_idempotency_key(session: Session, key: str) -> Event | None:
-    return session.scalars(select(Event).where(Event.idempotency_key == key)).first()
+def event_by_idempotency_key(session: Session, key: str) -> Row[Any] | None:
+    """The id and contact_id of the event stored under this idempotency key."""
+    return execute(session, _BY_KEY, {"key": key}).first()
 
 
 def events_since(

@@ -144,6 +144,9 @@ def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
     return session.scalars(select(Run).where(Run.id == run_id).with_for_update()).first()
 
 
+_INSERT_RUN = insert(RUNS)
+
+
 def insert_run(
     session: Session,
     *,
@@ -154,18 +157,18 @@ def insert_run(
     now: dt.datetime,
 ) -> uuid.UUID:
     run_id = uuid.uuid4()
-    session.execute(
-        insert(Run).values(
-            id=run_id,
-            automation_id=automation_id,
-            version_id=version_id,
-            contact_id=contact_id,
-            event_id=event_id,
-            status=RunStatus.RUNNING,
-            started_at=now,
-            created_at=now,
-        )
-    )
+    row = {
+        "id": run_id,
+        "automation_id": automation_id,
+        "version_id": version_id,
+        "contact_id": contact_id,
+        "event_id": event_id,
+        "status": RunStatus.RUNNING,
+        "started_at": now,
+        "completed_at": None,
+        "created_at": now,
+    }
+    execute(session, _INSERT_RUN, row)
     return run_id
 
 
@@ -321,23 +324,27 @@ class WaitingStep:
     created_at: dt.datetime
 
 
+_WAITS_FOR = (
+    select(STEPS.c.run_id, STEPS.c.step_key, RUNS.c.version_id, STEPS.c.created_at)
+    .join(RUNS, RUNS.c.id == STEPS.c.run_id)
+    .where(
+        RUNS.c.contact_id == bindparam("contact_id"),
+        RUNS.c.status == RunStatus.RUNNING,
+        STEPS.c.status == StepStatus.WAITING,
+        STEPS.c.wait_event == bindparam("event_name"),
+        or_(STEPS.c.due_at.is_(None), STEPS.c.due_at > _NOW),
+    )
+    .order_by(STEPS.c.created_at)
+)
+
+
 def waits_for(
     session: Session, *, contact_id: uuid.UUID, event_name: str, now: dt.datetime
 ) -> list[WaitingStep]:
     """The contact's wait_for_event steps waiting for this event and not yet timed out."""
-    rows = session.execute(
-        select(RunStep.run_id, RunStep.step_key, Run.version_id, RunStep.created_at)
-        .join(Run, Run.id == RunStep.run_id)
-        .where(
-            Run.contact_id == contact_id,
-            Run.status == RunStatus.RUNNING,
-            RunStep.status == StepStatus.WAITING,
-            RunStep.wait_event == event_name,
-            or_(RunStep.due_at.is_(None), RunStep.due_at > now),
-        )
-        .order_by(RunStep.created_at)
-    ).all()
-    return [WaitingStep(*row) for row in rows]
+    params = {"contact_id": contact_id, "event_name": event_name, "now": now}
+    rows = execute(session, _WAITS_FOR, params).all()
+    return [WaitingStep(*tuple(row)) for row in rows]
 
 
 def resume_wait(session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.datetime) -> bool:
