@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine.dispatch import Dispatch
-from engine.errors import InvalidInput, NotFound
+from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.event_schema import check_payload
 from engine.outcomes import Completed
 from engine.progress import StepRef, new_step_row, record_outcome
@@ -53,19 +54,37 @@ def _check_request(
     return payload
 
 
-def _contact(
-    session: Session, email: str | None, contact_id: object, now: dt.datetime
-) -> ContactRow:
-    if email is not None:
-        return contact_store.ensure_contact(session, email, now)
-    try:
-        key = contact_id if isinstance(contact_id, uuid.UUID) else uuid.UUID(str(contact_id))
-    except ValueError as exc:
-        raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
-    contact = contact_store.lock_contact(session, key)
-    if contact is None:
-        raise NotFound("Contact not found")
-    return contact
+@dataclass(frozen=True)
+class EventRequest:
+    """One event as a producer sends it (one of email or contact_id)."""
+
+    event: object
+    email: str | None = None
+    contact_id: object = None
+    payload: object = None
+    idempotency_key: str | None = None
+
+
+class RejectedEvent(AutomationsError):
+    """An event of a batch was refused; nothing of the batch was written."""
+
+    def __init__(self, index: int, error: AutomationsError) -> None:
+        super().__init__(error.message, code=error.code)
+        self.index = index
+        self.error = error
+
+
+@dataclass
+class _Pending:
+    """An event of a batch on its way in: checked, then given its contact and id."""
+
+    index: int
+    name: str
+    payload: dict[str, Any]
+    email: str | None
+    contact_key: uuid.UUID | None
+    idempotency_key: str | None
+    result: Ingested | None = None
 
 
 def ingest_event(
@@ -80,96 +99,222 @@ def ingest_event(
     now: dt.datetime,
 ) -> Ingested:
     """Store an event, start a run per enabled listener, resume the contact's matching waits."""
-    body = _check_request(event, email, contact_id, payload)
-    name = str(event)
-    schema = content_store.event_schema(session, name)
-    if schema:
-        check_payload(schema, body)
-    if idempotency_key is not None:
-        seen = event_store.event_by_idempotency_key(session, idempotency_key)
-        if seen is not None:
-            return Ingested(seen.id, seen.contact_id, duplicate=True)
-    contact = _contact(session, email, contact_id, now)
-    # The contact's row lock orders this against a wait_for_event step registering itself.
+    request = EventRequest(event, email, contact_id, payload, idempotency_key)
+    try:
+        return ingest_events(session, rt, [request], now=now)[0]
+    except RejectedEvent as rejected:
+        raise rejected.error from None
+
+
+def ingest_events(
+    session: Session, rt: Runtime, requests: Sequence[EventRequest], *, now: dt.datetime
+) -> list[Ingested]:
+    """`ingest_event` for many events in one transaction, with a statement per kind of row
+    rather than per event. Events are taken in order: an earlier one resumes a wait first.
+    Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
+    pending = _check_all(session, requests)
+    seen = event_store.events_by_idempotency_keys(
+        session, [p.idempotency_key for p in pending if p.idempotency_key]
+    )
+    for item in pending:
+        duplicate = seen.get(item.idempotency_key or "")
+        if duplicate is not None:
+            item.result = Ingested(duplicate.id, duplicate.contact_id, duplicate=True)
+    fresh = [item for item in pending if item.result is None]
+    contacts = _lock_contacts(session, fresh, now)
+    # The contacts' row locks order this against wait_for_event steps registering themselves.
     rt.checkpoint("ingest.contact_locked")
-    event_id = event_store.insert_event(
+    stored = _store_events(session, fresh, contacts, now)
+    _start_runs(session, rt, stored, now)
+    _resume_waits(session, rt, stored, contacts, now)
+    return [item.result for item in pending if item.result is not None]
+
+
+def _check_all(session: Session, requests: Sequence[EventRequest]) -> list[_Pending]:
+    schemas: dict[str, dict[str, Any] | None] = {}
+    checked = []
+    for index, request in enumerate(requests):
+        try:
+            body = _check_request(request.event, request.email, request.contact_id, request.payload)
+            name = str(request.event)
+            if name not in schemas:
+                schemas[name] = content_store.event_schema(session, name)
+            schema = schemas[name]
+            if schema:
+                check_payload(schema, body)
+            contact_key = None if request.contact_id is None else _uuid(request.contact_id)
+        except AutomationsError as error:
+            raise RejectedEvent(index, error) from error
+        email = contact_store.normalize_email(request.email) if request.email else None
+        checked.append(_Pending(index, name, body, email, contact_key, request.idempotency_key))
+    return checked
+
+
+def _uuid(value: object) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
+
+
+def _lock_contacts(
+    session: Session, items: list[_Pending], now: dt.datetime
+) -> dict[uuid.UUID | str, ContactRow]:
+    """Each event's contact, by id and by email: created for an email, locked either way."""
+    if not items:
+        return {}
+    rows = contact_store.ensure_contacts(
         session,
-        name=name,
-        contact_id=contact.id,
-        payload=body,
-        idempotency_key=idempotency_key,
+        emails=[item.email for item in items if item.email],
+        ids=[item.contact_key for item in items if item.contact_key],
         now=now,
     )
-    if event_id is None:  # a concurrent producer stored the same idempotency key first
-        return Ingested(None, contact.id, duplicate=True)
-    result = Ingested(event_id, contact.id)
-    _start_runs(session, rt, result, name, now)
-    _resume_waits(session, rt, result, contact, name, body, now)
-    return result
+    found: dict[uuid.UUID | str, ContactRow] = {}
+    for row in rows:
+        found[row.id] = found[row.email] = row
+    for item in items:
+        if (item.contact_key or item.email) not in found:
+            raise RejectedEvent(item.index, NotFound("Contact not found"))
+    return found
+
+
+def _store_events(
+    session: Session,
+    items: list[_Pending],
+    contacts: dict[uuid.UUID | str, ContactRow],
+    now: dt.datetime,
+) -> list[tuple[_Pending, ContactRow]]:
+    """Insert the events; those whose idempotency key a concurrent producer stored first
+    become duplicates. The stored ones, with their contacts."""
+    stored = []
+    plain = []
+    for item in items:
+        contact = contacts[item.contact_key or item.email or ""]
+        event_id: uuid.UUID | None
+        if item.idempotency_key is None:
+            event_id = uuid.uuid4()
+            plain.append(
+                {
+                    "id": event_id,
+                    "name": item.name,
+                    "contact_id": contact.id,
+                    "payload": item.payload,
+                    "idempotency_key": None,
+                    "received_at": now,
+                }
+            )
+        else:
+            event_id = event_store.insert_event(
+                session,
+                name=item.name,
+                contact_id=contact.id,
+                payload=item.payload,
+                idempotency_key=item.idempotency_key,
+                now=now,
+            )
+        item.result = Ingested(event_id, contact.id, duplicate=event_id is None)
+        if event_id is not None:
+            stored.append((item, contact))
+    event_store.insert_events(session, plain)
+    return stored
 
 
 def _start_runs(
-    session: Session, rt: Runtime, result: Ingested, name: str, now: dt.datetime
+    session: Session, rt: Runtime, stored: list[tuple[_Pending, ContactRow]], now: dt.datetime
 ) -> None:
-    assert result.event_id is not None and result.contact_id is not None
-    rows: list[dict[str, Any]] = []
-    for automation_id, version_id in automation_store.listeners(session, name):
-        graph = rt.graph(session, version_id)
-        run_id = run_store.insert_run(
-            session,
-            automation_id=automation_id,
-            version_id=version_id,
-            contact_id=result.contact_id,
-            event_id=result.event_id,
-            now=now,
-        )
-        result.run_ids.append(run_id)
-        trigger = graph.trigger
-        # The trigger step is the ingestion itself: it completes here, in the same transaction.
-        rows.append(
-            new_step_row(
-                run_id,
-                trigger.key,
-                trigger.type,
-                now,
-                status=StepStatus.COMPLETED,
-                output={"event_id": str(result.event_id)},
-                branch=ConnectionType.DEFAULT,
+    listeners: dict[str, Sequence[tuple[uuid.UUID, uuid.UUID]]] = {}
+    runs: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    finished: list[uuid.UUID] = []
+    for item, contact in stored:
+        result = item.result
+        assert result is not None and result.event_id is not None
+        if item.name not in listeners:
+            listeners[item.name] = automation_store.listeners(session, item.name)
+        for automation_id, version_id in listeners[item.name]:
+            graph = rt.graph(session, version_id)
+            run_id = uuid.uuid4()
+            runs.append(
+                run_store.new_run_row(
+                    run_id, automation_id, version_id, contact.id, result.event_id, now
+                )
             )
-        )
-        targets = graph.next_steps(trigger.key, ConnectionType.DEFAULT)
-        for key in targets:
-            step = graph.step(key)
-            rows.append(new_step_row(run_id, key, step.type, now))
-            result.dispatches.append(Dispatch(run_id, key, step.type))
-        if not targets:
-            run_store.finish_run(session, run_id, RunStatus.COMPLETED, now)
-    run_store.insert_steps(session, rows)
+            result.run_ids.append(run_id)
+            trigger = graph.trigger
+            # The trigger step is the ingestion itself: it completes here, in this transaction.
+            steps.append(
+                new_step_row(
+                    run_id,
+                    trigger.key,
+                    trigger.type,
+                    now,
+                    status=StepStatus.COMPLETED,
+                    output={"event_id": str(result.event_id)},
+                    branch=ConnectionType.DEFAULT,
+                )
+            )
+            targets = graph.next_steps(trigger.key, ConnectionType.DEFAULT)
+            for key in targets:
+                step = graph.step(key)
+                steps.append(new_step_row(run_id, key, step.type, now))
+                result.dispatches.append(Dispatch(run_id, key, step.type))
+            if not targets:
+                finished.append(run_id)
+    run_store.insert_runs(session, runs)
+    run_store.insert_steps(session, steps)
+    for run_id in finished:
+        run_store.finish_run(session, run_id, RunStatus.COMPLETED, now)
 
 
 def _resume_waits(
     session: Session,
     rt: Runtime,
-    result: Ingested,
-    contact: ContactRow,
-    name: str,
-    payload: dict[str, Any],
+    stored: list[tuple[_Pending, ContactRow]],
+    contacts: dict[uuid.UUID | str, ContactRow],
     now: dt.datetime,
 ) -> None:
-    assert result.event_id is not None
-    view = contact_store.contact_view(contact)
-    for wait in run_store.waits_for(session, contact_id=contact.id, event_name=name, now=now):
-        graph = rt.graph(session, wait.version_id)
-        if not matches_filter(graph.step(wait.step_key).config, payload, view):
-            continue
-        if not run_store.resume_wait(session, wait.run_id, wait.step_key, now=now):
-            continue  # its timeout fired first
-        rt.checkpoint("ingest.wait_resumed")
-        run_store.lock_run(session, wait.run_id)
-        outcome = Completed(
-            branch=ConnectionType.EVENT_RECEIVED,
-            output=event_output(result.event_id, name, payload, now),
-        )
-        ref = StepRef(wait.run_id, wait.step_key, StepType.WAIT_FOR_EVENT)
-        result.dispatches.extend(record_outcome(session, rt, graph, ref, outcome, now=now))
-        result.resumed.append((wait.run_id, wait.step_key))
+    if not stored:
+        return
+    waits = run_store.waits_for(
+        session,
+        contact_ids=[contact.id for _, contact in stored],
+        event_names=[item.name for item, _ in stored],
+        now=now,
+    )
+    resumed: set[tuple[uuid.UUID, str]] = set()
+    for item, contact in stored:
+        view = contact_store.contact_view(contact)
+        for wait in waits:
+            if wait.contact_id != contact.id or wait.wait_event != item.name:
+                continue
+            if (wait.run_id, wait.step_key) in resumed:
+                continue  # an earlier event of this batch resumed it
+            if _resume(session, rt, item, wait, view, now):
+                resumed.add((wait.run_id, wait.step_key))
+
+
+def _resume(
+    session: Session,
+    rt: Runtime,
+    item: _Pending,
+    wait: run_store.WaitingStep,
+    contact_view: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    result = item.result
+    assert result is not None and result.event_id is not None
+    graph = rt.graph(session, wait.version_id)
+    if not matches_filter(graph.step(wait.step_key).config, item.payload, contact_view):
+        return False
+    if not run_store.resume_wait(session, wait.run_id, wait.step_key, now=now):
+        return False  # its timeout fired first
+    rt.checkpoint("ingest.wait_resumed")
+    run_store.lock_run(session, wait.run_id)
+    outcome = Completed(
+        branch=ConnectionType.EVENT_RECEIVED,
+        output=event_output(result.event_id, item.name, item.payload, now),
+    )
+    ref = StepRef(wait.run_id, wait.step_key, StepType.WAIT_FOR_EVENT)
+    result.dispatches.extend(record_outcome(session, rt, graph, ref, outcome, now=now))
+    result.resumed.append((wait.run_id, wait.step_key))
+    return True

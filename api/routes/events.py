@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body
 
 from api.deps import Authenticated, Rt, Sender
 from engine.db import transaction
-from engine.errors import AutomationsError, InvalidInput
-from engine.ingest import Ingested, ingest_event
+from engine.errors import InvalidInput
+from engine.ingest import EventRequest, Ingested, RejectedEvent, ingest_event, ingest_events
 from models.schemas.events import SendEvent
 
 router = APIRouter(tags=["events"])
@@ -46,16 +46,17 @@ def send_events(
     _: Authenticated,
 ) -> dict[str, Any]:
     """All or nothing: one invalid event refuses the batch and nothing is stored."""
-    dispatches = []
-    with transaction(rt.sessions) as session:
-        for index, item in enumerate(body):
-            try:
-                dispatches.extend(_ingest(session, rt, item).dispatches)
-            except AutomationsError as exc:
-                field = getattr(exc, "field", None)
-                where = f"[{index}].{field}" if field else f"[{index}]"
-                raise InvalidInput(f"events{where}: {exc.message}", field=where) from exc
-    sender.dispatch(dispatches)
+    requests = [
+        EventRequest(item.event, item.email, item.contact_id, item.payload) for item in body
+    ]
+    try:
+        with transaction(rt.sessions) as session:
+            results = ingest_events(session, rt, requests, now=rt.clock.now())
+    except RejectedEvent as rejected:
+        field = getattr(rejected.error, "field", None)
+        where = f"[{rejected.index}].{field}" if field else f"[{rejected.index}]"
+        raise InvalidInput(f"events{where}: {rejected.message}", field=where) from rejected
+    sender.dispatch([d for result in results for d in result.dispatches])
     return {
         "object": "list",
         "data": [{"object": "event", "event": item.event} for item in body],

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.core import CONTACTS, execute
@@ -70,33 +71,40 @@ def get_contact_by_email(
     return session.scalars(stmt).first()
 
 
-_LOCK_BY_EMAIL = (
+_LOCK_MANY = (
     select(*_LOCK_CONTACT.selected_columns)
-    .where(CONTACTS.c.email == bindparam("address"))
+    .where(
+        or_(
+            CONTACTS.c.email.in_(bindparam("emails", expanding=True)),
+            CONTACTS.c.id.in_(bindparam("ids", expanding=True)),
+        )
+    )
+    # One order for every transaction that locks several contacts, so two never deadlock.
+    .order_by(CONTACTS.c.id)
     .with_for_update()
 )
 
 
-def ensure_contact(session: Session, email: str, now: dt.datetime) -> ContactRow:
-    """The contact with this email, created if absent, locked for this transaction."""
-    address = normalize_email(email)
-    execute(
-        session,
-        insert_or_ignore(session, CONTACTS),
-        {
-            "id": uuid.uuid4(),
-            "email": address,
+def ensure_contacts(
+    session: Session, *, emails: Iterable[str], ids: Iterable[uuid.UUID], now: dt.datetime
+) -> list[ContactRow]:
+    """The contacts with these (normalized) emails, created if absent, and those with these
+    ids if they exist; all locked for this transaction."""
+    addresses = sorted(set(emails))  # inserted in one order too: unique-key waits cannot cycle
+    if addresses:
+        new: dict[str, Any] = {
             "first_name": None,
             "last_name": None,
             "unsubscribed": False,
             "properties": {},
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    row = execute(session, _LOCK_BY_EMAIL, {"address": address}).first()
-    assert row is not None  # inserted or already there, and contacts are never half-written
-    return ContactRow(*tuple(row))
+        }
+        rows = [
+            {"id": uuid.uuid4(), "email": a, **new, "created_at": now, "updated_at": now}
+            for a in addresses
+        ]
+        execute(session, insert_or_ignore(session, CONTACTS), rows)
+    params = {"emails": addresses, "ids": sorted(set(ids))}
+    return [ContactRow(*tuple(row)) for row in execute(session, _LOCK_MANY, params)]
 
 
 def create_contact(

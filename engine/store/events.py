@@ -15,8 +15,8 @@ from engine.store.dialect import insert_or_ignore
 from models.tables import Event
 
 _INSERT = insert(EVENTS)
-_BY_KEY = select(EVENTS.c.id, EVENTS.c.contact_id).where(
-    EVENTS.c.idempotency_key == bindparam("key")
+_BY_KEYS = select(EVENTS.c.idempotency_key, EVENTS.c.id, EVENTS.c.contact_id).where(
+    EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True))
 )
 
 
@@ -47,9 +47,17 @@ def insert_event(
     return event_id if inserted is not None else None
 
 
-def event_by_idempotency_key(session: Session, key: str) -> Row[Any] | None:
-    """The id and contact_id of the event stored under this idempotency key."""
-    return execute(session, _BY_KEY, {"key": key}).first()
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Store events without idempotency keys, in one round trip; every row has the same keys."""
+    if rows:
+        execute(session, _INSERT, list(rows))
+
+
+def events_by_idempotency_keys(session: Session, keys: Sequence[str]) -> dict[str, Row[Any]]:
+    """The events already stored under these idempotency keys (id and contact_id), by key."""
+    if not keys:
+        return {}
+    return {row.idempotency_key: row for row in execute(session, _BY_KEYS, {"keys": list(keys)})}
 
 
 def events_since(

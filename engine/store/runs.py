@@ -147,17 +147,16 @@ def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
 _INSERT_RUN = insert(RUNS)
 
 
-def insert_run(
-    session: Session,
-    *,
+def new_run_row(
+    run_id: uuid.UUID,
     automation_id: uuid.UUID,
     version_id: uuid.UUID,
     contact_id: uuid.UUID,
     event_id: uuid.UUID,
     now: dt.datetime,
-) -> uuid.UUID:
-    run_id = uuid.uuid4()
-    row = {
+) -> dict[str, Any]:
+    """A run as created; every row has the same keys so that runs insert in one batch."""
+    return {
         "id": run_id,
         "automation_id": automation_id,
         "version_id": version_id,
@@ -168,8 +167,11 @@ def insert_run(
         "completed_at": None,
         "created_at": now,
     }
-    execute(session, _INSERT_RUN, row)
-    return run_id
+
+
+def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        execute(session, _INSERT_RUN, list(rows))
 
 
 _INSERT_STEPS = insert(STEPS)
@@ -322,28 +324,41 @@ class WaitingStep:
     step_key: str
     version_id: uuid.UUID
     created_at: dt.datetime
+    contact_id: uuid.UUID
+    wait_event: str
 
 
 _WAITS_FOR = (
-    select(STEPS.c.run_id, STEPS.c.step_key, RUNS.c.version_id, STEPS.c.created_at)
+    select(
+        STEPS.c.run_id,
+        STEPS.c.step_key,
+        RUNS.c.version_id,
+        STEPS.c.created_at,
+        RUNS.c.contact_id,
+        STEPS.c.wait_event,
+    )
     .join(RUNS, RUNS.c.id == STEPS.c.run_id)
     .where(
-        RUNS.c.contact_id == bindparam("contact_id"),
+        RUNS.c.contact_id.in_(bindparam("contact_ids", expanding=True)),
         RUNS.c.status == RunStatus.RUNNING,
         STEPS.c.status == StepStatus.WAITING,
-        STEPS.c.wait_event == bindparam("event_name"),
+        STEPS.c.wait_event.in_(bindparam("event_names", expanding=True)),
         or_(STEPS.c.due_at.is_(None), STEPS.c.due_at > _NOW),
     )
-    .order_by(STEPS.c.created_at)
+    .order_by(STEPS.c.created_at, STEPS.c.run_id, STEPS.c.step_key)
 )
 
 
 def waits_for(
-    session: Session, *, contact_id: uuid.UUID, event_name: str, now: dt.datetime
+    session: Session,
+    *,
+    contact_ids: Iterable[uuid.UUID],
+    event_names: Iterable[str],
+    now: dt.datetime,
 ) -> list[WaitingStep]:
-    """The contact's wait_for_event steps waiting for this event and not yet timed out."""
-    params = {"contact_id": contact_id, "event_name": event_name, "now": now}
-    rows = execute(session, _WAITS_FOR, params).all()
+    """These contacts' wait_for_event steps waiting for one of these events, oldest first."""
+    params = {"contact_ids": sorted(set(contact_ids)), "event_names": sorted(set(event_names))}
+    rows = execute(session, _WAITS_FOR, {**params, "now": now}).all()
     return [WaitingStep(*tuple(row)) for row in rows]
 
 
