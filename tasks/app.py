@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
@@ -20,6 +21,7 @@ from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 from engine.sweeper import sweep
 from models.enums import StepType
+from tasks.broker import TRANSPORT
 from tasks.dispatcher import STEP_QUEUE, SWEEPER_QUEUE, CeleryDispatcher, step_task_name
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         )
     return {
         "broker_url": settings.broker_url,
+        # Only plain redis:// (rediss:// keeps kombu's own, which sets up TLS from the scheme).
+        "broker_transport": TRANSPORT if urlsplit(settings.broker_url).scheme == "redis" else None,
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
