@@ -22,13 +22,18 @@ class CeleryDispatcher:
         self.app = app
 
     def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
-        for item in dispatches:
-            self.app.send_task(
-                step_task_name(item.step_type),
-                kwargs={"run_id": str(item.run_id), "step_key": item.step_key},
-                countdown=item.countdown or None,
-                queue=STEP_QUEUE,
-            )
+        if not dispatches:
+            return
+        # One producer (and broker connection) for the lot, not one from the pool per message.
+        with self.app.producer_or_acquire() as producer:
+            for item in dispatches:
+                self.app.send_task(
+                    step_task_name(item.step_type),
+                    kwargs={"run_id": str(item.run_id), "step_key": item.step_key},
+                    countdown=item.countdown or None,
+                    queue=STEP_QUEUE,
+                    producer=producer,
+                )
 
     def ping(self) -> None:
         with self.app.connection_for_write() as connection:
