@@ -76,6 +76,8 @@ def _park(
         "due_at": due_at,
         "lease_expires_at": None,
         "dispatched_at": now if soon else None,
+        # Parked anew: a later re-send by the sweeper starts its backoff from the beginning.
+        "redispatch_count": 0,
     }
     if isinstance(outcome, Waiting):
         values.update(

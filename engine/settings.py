@@ -40,7 +40,14 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=30, gt=0)
     # A claimed step not finished within its lease is assumed abandoned by a dead worker.
     step_lease_seconds: float = Field(default=120, gt=0)
+    # Delayed steps the sweeper promotes per tick.
     sweeper_batch_size: int = Field(default=1000, gt=0)
+    # Steps the sweeper sends again per tick (expired leases, then lost messages, oldest first);
+    # the rest wait for the next tick, so that one tick never floods the broker.
+    sweeper_max_redispatch_per_tick: int = Field(default=2000, gt=0)
+    # Each re-send of the same step waits twice as long as the one before (stale_after, 2x, 4x,
+    # ...), up to this: a step stuck behind a long queue gets a few extra messages, not one a tick.
+    redispatch_backoff_max_seconds: float = Field(default=600, gt=0)
 
     retry_max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=10, gt=0)

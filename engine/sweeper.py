@@ -7,27 +7,74 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from engine.dispatch import Dispatch
+from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
+from engine.settings import Settings
 from engine.store import sweeps
+from engine.store.sweeps import DispatchMark, DueStep
 from models.enums import StepType
+
+
+def redispatch_policy(settings: Settings) -> RedispatchPolicy:
+    return RedispatchPolicy(
+        stale_after=dt.timedelta(seconds=settings.stale_after_seconds),
+        max_backoff=dt.timedelta(seconds=settings.redispatch_backoff_max_seconds),
+    )
 
 
 def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Dispatch]:
     """One tick: the steps to enqueue, each marked as dispatched in this transaction."""
-    limit = rt.settings.sweeper_batch_size
-    stale_before = now - dt.timedelta(seconds=rt.settings.stale_after_seconds)
-    due = [
-        *sweeps.steps_to_promote(session, horizon_end=now + rt.horizon, limit=limit),
-        *sweeps.steps_overdue(session, stale_before=stale_before, limit=limit),
-        *sweeps.steps_abandoned(session, now=now, limit=limit),
+    settings = rt.settings
+    policy = redispatch_policy(settings)
+    promoted = sweeps.steps_to_promote(
+        session, horizon_end=now + rt.horizon, limit=settings.sweeper_batch_size
+    )
+    abandoned, overdue = _steps_to_resend(
+        session, policy, now=now, budget=settings.sweeper_max_redispatch_per_tick
+    )
+    marks = [
+        # A timer's promotion is a normal dispatch: its re-send series starts again.
+        *(DispatchMark(step.run_id, step.step_key, 0) for step in promoted),
+        *(
+            DispatchMark(
+                step.run_id,
+                step.step_key,
+                policy.after_lease_expiry(
+                    step.redispatch_count,
+                    dispatched_at=step.dispatched_at,
+                    lease_expires_at=step.lease_expires_at,
+                ),
+            )
+            for step in abandoned
+        ),
+        *(
+            DispatchMark(step.run_id, step.step_key, policy.after_stale(step.redispatch_count))
+            for step in overdue
+        ),
     ]
-    sweeps.mark_dispatched(session, due, now)
-    return [
-        Dispatch(
-            step.run_id,
-            step.step_key,
-            StepType(step.step_type),
-            countdown=max((step.due_at - now).total_seconds(), 0.0) if step.due_at else 0.0,
-        )
-        for step in due
-    ]
+    sweeps.mark_dispatched(session, marks, now)
+    return [_dispatch(step, now) for step in [*promoted, *abandoned, *overdue]]
+
+
+def _steps_to_resend(
+    session: Session, policy: RedispatchPolicy, *, now: dt.datetime, budget: int
+) -> tuple[list[DueStep], list[DueStep]]:
+    """Abandoned and lost steps, at most `budget` together; the rest wait for the next tick.
+
+    Abandoned steps come first: there are few (one per worker slot that died), and each holds a
+    run that has already started its step.
+    """
+    sent_before = policy.sent_before(now)
+    abandoned = sweeps.steps_abandoned(session, now=now, sent_before=sent_before, limit=budget)
+    budget -= len(abandoned)
+    if budget <= 0:
+        return abandoned, []
+    overdue = sweeps.steps_overdue(
+        session, stale_before=now - policy.stale_after, sent_before=sent_before, limit=budget
+    )
+    return abandoned, overdue
+
+
+def _dispatch(step: DueStep, now: dt.datetime) -> Dispatch:
+    countdown = max((step.due_at - now).total_seconds(), 0.0) if step.due_at else 0.0
+    return Dispatch(step.run_id, step.step_key, StepType(step.step_type), countdown=countdown)

@@ -58,6 +58,7 @@ def _status(default: str) -> Mapped[str]:
 _CLAIMABLE = text("status IN ('pending', 'waiting')")
 _RUNNING = text("status = 'running'")
 _WAITING = text("status = 'waiting'")
+_UNDISPATCHED = text("status IN ('pending', 'waiting') AND dispatched_at IS NULL")
 
 
 class Contact(Base):
@@ -215,6 +216,14 @@ class RunStep(Base):
     __tablename__ = "run_steps"
     __table_args__ = (
         Index("ix_run_steps_due", "due_at", postgresql_where=_CLAIMABLE, sqlite_where=_CLAIMABLE),
+        # Timers no message was sent for yet: the sweeper's promotions read only these, not a
+        # backlog of queued steps.
+        Index(
+            "ix_run_steps_undispatched",
+            "due_at",
+            postgresql_where=_UNDISPATCHED,
+            sqlite_where=_UNDISPATCHED,
+        ),
         Index(
             "ix_run_steps_lease",
             "lease_expires_at",
@@ -243,6 +252,9 @@ class RunStep(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[dt.datetime | None]
     dispatched_at: Mapped[dt.datetime | None]
+    # Times the sweeper sent the step again since it was last dispatched normally; each re-send
+    # waits longer (engine/redispatch.py). Created as 0, and reset by a timer's promotion.
+    redispatch_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     lease_expires_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]

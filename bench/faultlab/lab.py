@@ -35,9 +35,11 @@ class Timing:
     """Small leases and staleness, so that recovery takes seconds, not minutes."""
 
     lease_seconds: float = 3
-    # Must exceed the load's longest queue backlog (a busy CI machine included): the sweeper
-    # re-sends every step unclaimed for this long, queued or lost, so an older backlog grows.
+    # Should exceed the load's longest queue backlog (a busy CI machine included): the sweeper
+    # re-sends a step unclaimed for this long, queued or lost, then again after 2x, 4x... it.
     stale_seconds: float = 3
+    # Caps that growing wait, so that a step whose re-sends were lost too is found in seconds.
+    redispatch_max_seconds: float = 12
     sweep_every: float = 0.2
 
 
@@ -100,6 +102,7 @@ class Lab:
             email_api_key=API_KEY,  # type: ignore[arg-type]
             clock=f"file:{self.clock.path}",
             stale_after_seconds=self.timing.stale_seconds,
+            redispatch_backoff_max_seconds=self.timing.redispatch_max_seconds,
             step_lease_seconds=self.timing.lease_seconds,
             retry_base_seconds=1,
             retry_max_attempts=10,

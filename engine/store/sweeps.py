@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from models.enums import STEP_CLAIMABLE, StepStatus
@@ -19,10 +21,46 @@ class DueStep:
     step_key: str
     step_type: str
     due_at: dt.datetime | None
+    dispatched_at: dt.datetime | None
+    lease_expires_at: dt.datetime | None
+    redispatch_count: int
+
+
+@dataclass(frozen=True)
+class DispatchMark:
+    """A step the sweeper sends, with the re-send count it carries from now on."""
+
+    run_id: uuid.UUID
+    step_key: str
+    redispatch_count: int
 
 
 def _select_due() -> tuple:  # type: ignore[type-arg]
-    return (RunStep.run_id, RunStep.step_key, RunStep.step_type, RunStep.due_at)
+    return (
+        RunStep.run_id,
+        RunStep.step_key,
+        RunStep.step_type,
+        RunStep.due_at,
+        RunStep.dispatched_at,
+        RunStep.lease_expires_at,
+        RunStep.redispatch_count,
+    )
+
+
+def _last_sent_before(sent_before: Sequence[dt.datetime]) -> ColumnElement[bool]:
+    """The step's last message went out before the time its re-send count allows.
+
+    `sent_before[n]` is for a step re-sent n times; the last entry covers every higher count.
+    Plain range tests on columns, so the scan of the partial index stays as it was.
+    """
+    *exact, capped = sent_before
+    return or_(
+        *(
+            and_(RunStep.redispatch_count == count, RunStep.dispatched_at <= before)
+            for count, before in enumerate(exact)
+        ),
+        and_(RunStep.redispatch_count >= len(exact), RunStep.dispatched_at <= capped),
+    )
 
 
 def steps_to_promote(session: Session, *, horizon_end: dt.datetime, limit: int) -> list[DueStep]:
@@ -41,14 +79,23 @@ def steps_to_promote(session: Session, *, horizon_end: dt.datetime, limit: int) 
     return [DueStep(*row) for row in rows]
 
 
-def steps_overdue(session: Session, *, stale_before: dt.datetime, limit: int) -> list[DueStep]:
-    """Steps due and sent to the broker long ago but still not claimed: their message is lost."""
+def steps_overdue(
+    session: Session,
+    *,
+    stale_before: dt.datetime,
+    sent_before: Sequence[dt.datetime],
+    limit: int,
+) -> list[DueStep]:
+    """Steps due and sent long enough ago, by their re-send count, but still not claimed.
+
+    Their message is lost, or still queued behind a backlog; the oldest due come first.
+    """
     rows = session.execute(
         select(*_select_due())
         .where(
             RunStep.status.in_(STEP_CLAIMABLE),
             RunStep.due_at <= stale_before,
-            RunStep.dispatched_at <= stale_before,
+            _last_sent_before(sent_before),
         )
         .order_by(RunStep.due_at)
         .limit(limit)
@@ -57,11 +104,25 @@ def steps_overdue(session: Session, *, stale_before: dt.datetime, limit: int) ->
     return [DueStep(*row) for row in rows]
 
 
-def steps_abandoned(session: Session, *, now: dt.datetime, limit: int) -> list[DueStep]:
-    """Steps claimed by a worker whose lease ran out: the worker died or hangs."""
+def steps_abandoned(
+    session: Session, *, now: dt.datetime, sent_before: Sequence[dt.datetime], limit: int
+) -> list[DueStep]:
+    """Steps claimed by a worker whose lease ran out: the worker died or hangs.
+
+    Sent again at once the first time after the lease ran out, then with the same backoff as a
+    lost message while no worker claims them.
+    """
     rows = session.execute(
         select(*_select_due())
-        .where(RunStep.status == StepStatus.RUNNING, RunStep.lease_expires_at < now)
+        .where(
+            RunStep.status == StepStatus.RUNNING,
+            RunStep.lease_expires_at < now,
+            or_(
+                RunStep.dispatched_at.is_(None),
+                RunStep.dispatched_at < RunStep.lease_expires_at,
+                _last_sent_before(sent_before),
+            ),
+        )
         .order_by(RunStep.lease_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -69,13 +130,15 @@ def steps_abandoned(session: Session, *, now: dt.datetime, limit: int) -> list[D
     return [DueStep(*row) for row in rows]
 
 
-def mark_dispatched(session: Session, steps: list[DueStep], now: dt.datetime) -> None:
-    if not steps:
-        return
-    keys = [(step.run_id, step.step_key) for step in steps]
-    session.execute(
-        update(RunStep)
-        .where(tuple_(RunStep.run_id, RunStep.step_key).in_(keys))
-        .values(dispatched_at=now)
-        .execution_options(synchronize_session=False)
-    )
+def mark_dispatched(session: Session, steps: Sequence[DispatchMark], now: dt.datetime) -> None:
+    """Stamp the steps as sent now, each with its re-send count (one UPDATE per count)."""
+    keys_by_count: dict[int, list[tuple[uuid.UUID, str]]] = defaultdict(list)
+    for step in steps:
+        keys_by_count[step.redispatch_count].append((step.run_id, step.step_key))
+    for count, keys in keys_by_count.items():
+        session.execute(
+            update(RunStep)
+            .where(tuple_(RunStep.run_id, RunStep.step_key).in_(keys))
+            .values(dispatched_at=now, redispatch_count=count)
+            .execution_options(synchronize_session=False)
+        )

@@ -270,6 +270,8 @@ def build_stack(
         email_transport_url=sink.url,
         clock=f"file:{clock_file}",
         stale_after_seconds=3,
+        # Re-sends of a lost step wait 3 s, 6 s, then 12 s: recovery within one test's patience.
+        redispatch_backoff_max_seconds=12,
         step_lease_seconds=10,
         retry_base_seconds=1,
         retry_max_attempts=3,
