@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -22,10 +21,12 @@ from typing import Any
 
 import httpx
 
+from bench import report
 from bench.dashboard_data import fill
-from bench.ingest import ROOT, free_port, machine
+from bench.procs import ROOT, free_port, stop, wait_http
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
+TITLE = "Dashboard pages, p50 of one request at a time, vs GET /health"
 
 
 def sign_in(client: httpx.Client) -> None:
@@ -69,35 +70,23 @@ def time_pages(base_url: str, pages: dict[str, str], requests: int) -> dict[str,
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test_h"
     )
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument(
+        "--redis-url", "--broker-url", dest="redis_url", default="redis://127.0.0.1:6379/10"
+    )
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
 
-    now = dt.datetime.now(dt.UTC)
-    began = time.perf_counter()
-    sample = fill(args.database_url, args.runs, now)
-    fill_seconds = round(time.perf_counter() - began, 1)
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUTOMATIONS_DATABASE_URL": args.database_url,
-        "AUTOMATIONS_BROKER_URL": args.broker_url,
-        "AUTOMATIONS_API_KEY": API_KEY,
-        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
-    }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+
+def pages_of(sample: dict[str, Any], now: dt.datetime) -> dict[str, str]:
+    """The pages timed, by name, on the busiest automation and one of its failed runs."""
     base = f"/dashboard/automations/{sample['busiest']}"
     automation_id, run_id = sample["failed_run"]
     month = (now.date() - dt.timedelta(days=29)).isoformat()
-    pages = {
+    return {
         "automations list": "/dashboard/",
         "graph (24 hours, the default)": base,
         "graph (7 days)": base + "?days=7",
@@ -113,25 +102,64 @@ def main() -> int:
         f"&end={now.date().isoformat()}&granularity=hour",
         "run page": f"/dashboard/automations/{automation_id}/runs/{run_id}",
     }
+
+
+def serve(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": args.database_url,
+        "AUTOMATIONS_BROKER_URL": args.redis_url,
+        "AUTOMATIONS_API_KEY": API_KEY,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+
+
+def run(args: argparse.Namespace) -> report.Result:
+    now = dt.datetime.now(dt.UTC)
+    began = time.perf_counter()
+    sample = fill(args.database_url, args.runs, now)
+    fill_seconds = round(time.perf_counter() - began, 1)
+    port = free_port()
+    server = serve(args, port)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.get(base_url + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        results = time_pages(base_url, pages, args.requests)
+        wait_http(base_url + "/health")
+        results = time_pages(base_url, pages_of(sample, now), args.requests)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server, timeout=10)
     config = {**vars(args), "fill_seconds": fill_seconds}
-    print(json.dumps({"machine": machine(), "config": config, "results": results}, indent=2))
-    print("\n| page | p50 ms | p99 ms | mean ms | status |")
-    print("|---|---|---|---|---|")
-    for name, row in results.items():
-        statuses = ",".join(map(str, row["statuses"]))
-        print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['mean_ms']} | {statuses} |")
+    return report.result(
+        "dashboard", TITLE, rows_of(results, args.runs), {"config": config, "results": results}
+    )
+
+
+def rows_of(results: dict[str, Any], runs: int) -> list[report.Row]:
+    """p50 per page (p99 and the mean stay in the details): one row per page keeps it legible."""
+    health = results["health"]["p50_ms"]
+    rows = []
+    for name, figures in results.items():
+        if name == "health":
+            continue
+        # A fast error page is not a fast page: say so where the figure is read.
+        failed = [status for status in figures["statuses"] if status >= 400]
+        note = f" (HTTP {', '.join(map(str, failed))}!)" if failed else ""
+        rows.append(
+            report.row(
+                f"{name}, {runs:,} runs{note}",
+                figures["p50_ms"],
+                "ms",
+                baseline=health,
+                baseline_label="GET /health p50",
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    report.standalone(__doc__, add_arguments, run, argv)
     return 0
 
 

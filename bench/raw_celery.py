@@ -1,30 +1,40 @@
-"""The baseline: raw Celery tasks that chain themselves, with our worker settings, doing nothing.
+"""The baseline: raw Celery tasks that chain themselves, with our Celery settings, doing nothing.
 
 Worker: `BENCH_BROKER_URL=redis://... celery -A bench.raw_celery worker -Q bench.raw -c 2`
+
+The settings come from `tasks.app.celery_config`, the function our own app is configured with,
+so that a setting added there (task events for Flower, say) costs the baseline as much as us.
+Only the beat schedule (no beat runs in the benchmark) and the default queue are left out.
 """
 
 from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Any
 
 import redis
 from celery import Celery
 
+from engine.settings import Settings
+from tasks.app import celery_config
+
 QUEUE = "bench.raw"
 DONE_KEY = "bench:raw:done"
+# Ours only: the sweeper's schedule for `celery beat`, and the queue our step tasks go to.
+NOT_SHARED = ("beat_schedule", "task_default_queue")
 
-app = Celery("bench_raw", broker=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
+
+def shared_config(broker_url: str) -> dict[str, Any]:
+    """Our Celery configuration for this broker, minus what only our app has."""
+    ours = celery_config(Settings(broker_url=broker_url))
+    return {key: value for key, value in ours.items() if key not in NOT_SHARED}
+
+
+app = Celery("bench_raw")
 app.conf.update(
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
+    shared_config(os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")),
     task_default_queue=QUEUE,
-    broker_transport_options={"visibility_timeout": 3600},
-    worker_hijack_root_logger=False,
 )
 
 

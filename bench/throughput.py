@@ -5,15 +5,15 @@
 Raw: `--runs` chains of 4 no-op tasks, each enqueuing the next. Durable: `--runs` runs of a
 5-step automation (trigger -> condition -> contact_update -> send_email to a local SMTP sink ->
 contact_update); the trigger completes inside ingestion, so 4 steps per run go through Celery,
-exactly like the raw chains. Both use a Celery worker with our settings (late ack, prefetch 1,
-JSON) and the same concurrency. Prints JSON and a Markdown table; the ratio is the figure.
+exactly like the raw chains. Both use the same broker, the same worker command line and
+concurrency, and the same Celery settings (tasks.app.celery_config: late ack, prefetch 1, JSON,
+task events). Prints JSON and a Markdown table; the ratio is the figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -25,11 +25,16 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
-from bench.ingest import machine
-from bench.raw_celery import DONE_KEY
+from bench import report
+from bench.procs import ROOT, free_port, stop
+from bench.raw_celery import DONE_KEY, NOT_SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_RUN = 4
+RAW_QUEUES = "bench.raw"
+OUR_QUEUES = "automations,automations.sweeper"
+GIVE_UP_SECONDS = 900
+TITLE = "Durable steps per second vs raw self-chaining Celery tasks"
+# bench/latency.py starts its worker with worker_argv, start_worker, wait_ready and stop.
 
 
 def worker_argv(app: str, queues: str, concurrency: int) -> list[str]:
@@ -61,15 +66,6 @@ def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.
     return process
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def wait_ready(app: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,10 +74,18 @@ def wait_ready(app: Any, timeout: float = 30) -> None:
     raise RuntimeError("worker did not start")
 
 
+def check_alive(worker: subprocess.Popen[bytes], since: float) -> None:
+    """Fail rather than wait forever: the runner goes on with the next benchmark."""
+    if worker.poll() is not None:
+        raise RuntimeError(f"the worker exited with {worker.returncode}; see its log")
+    if time.perf_counter() - since > GIVE_UP_SECONDS:
+        raise TimeoutError(f"not done after {GIVE_UP_SECONDS} s")
+
+
 def measure_raw(args: argparse.Namespace, log: Path) -> dict[str, Any]:
     env = {**os.environ, "BENCH_BROKER_URL": args.redis_url}
     worker = start_worker(
-        worker_argv("bench.raw_celery", "bench.raw", args.concurrency),
+        worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency),
         env,
         log,
     )
@@ -99,6 +103,7 @@ def measure_raw(args: argparse.Namespace, log: Path) -> dict[str, Any]:
                 "bench.raw.step", args=[str(n), STEPS_PER_RUN], queue="bench.raw"
             )
         while int(store.get(DONE_KEY) or 0) < args.runs:
+            check_alive(worker, start)
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
     finally:
@@ -190,7 +195,7 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
         "AUTOMATIONS_ENV": "test",
     }
     worker = start_worker(
-        worker_argv("tasks.celery_main", "automations,automations.sweeper", args.concurrency),
+        worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency),
         env,
         log,
     )
@@ -217,10 +222,12 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
                 )
             if done >= args.runs:
                 break
+            check_alive(worker, start)
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
     finally:
         stop(worker)
+        rt.sessions.kw["bind"].dispose()
     return {
         "runs": args.runs,
         "steps": args.runs * STEPS_PER_RUN,
@@ -229,50 +236,82 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--log", default="bench/results/throughput-workers.log")
-    args = parser.parse_args()
 
+
+class SmtpCounter:
+    """The SMTP sink of the durable side: counts messages, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
+def celery_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What both workers ran with, for the record: the shared settings, ours only, the commands."""
+    from bench.raw_celery import shared_config
+    from engine.settings import Settings
+    from tasks.app import celery_config
+
+    ours = celery_config(Settings(broker_url=args.redis_url))
+    return {
+        "shared": shared_config(args.redis_url),
+        "ours_only": {key: ours[key] for key in NOT_SHARED},
+        "worker_command": {
+            "raw": worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency)[1:],
+            "ours": worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency)[1:],
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> report.Result:
     from aiosmtpd.controller import Controller
 
-    from bench.ingest import free_port
-
-    class Sink:
-        count = 0
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            Sink.count += 1
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    sink = SmtpCounter()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         redis.Redis.from_url(args.redis_url).flushdb()
         raw = measure_raw(args, log)
-        durable = measure_durable(args, log, f"smtp://127.0.0.1:{port}")
+        durable = measure_durable(args, log, f"smtp://127.0.0.1:{controller.port}")
     finally:
         controller.stop()
-    report = {
-        "machine": machine(),
+    details = {
         "config": vars(args),
         "raw_celery": raw,
         "durable": durable,
-        "ratio": round(durable["steps_per_s"] / raw["tasks_per_s"], 3),
-        "emails_at_sink": Sink.count,
+        "emails_at_sink": sink.count,
+        "celery_settings": celery_settings(args),
         "measured_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    print(json.dumps(report, indent=2))
-    print("\n| | per second | ratio to raw |\n|---|---|---|")
-    print(f"| raw Celery chained tasks | {raw['tasks_per_s']} | 1.0 |")
-    print(f"| durable steps | {durable['steps_per_s']} | {report['ratio']} |")
+    return report.result("throughput", TITLE, [row_of(raw, durable)], details)
+
+
+def row_of(raw: dict[str, Any], durable: dict[str, Any]) -> report.Row:
+    ours, baseline = durable["steps_per_s"], raw["tasks_per_s"]
+    return report.row(
+        f"durable steps (4 Celery steps per run, {durable['runs']} runs)",
+        ours,
+        "steps/s",
+        baseline=baseline,
+        baseline_label="raw Celery self-chaining tasks",
+        target="≥ 0.8x baseline and ≥ 1,000 steps/s",
+        met=ours >= 0.8 * baseline and ours >= 1000,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    report.standalone(__doc__, add_arguments, run, argv)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 
-from bench.ingest import machine
+from bench import report
+from bench.procs import ROOT, stop
 from engine.clock import SystemClock
 from engine.db import create_schema, drop_schema, transaction
 from engine.dispatch import NullDispatcher
@@ -35,9 +35,13 @@ from engine.settings import Settings
 from engine.sweeper import sweep
 from models.tables import Contact, Event, Run, RunStep
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("runs", "run_steps", "events", "contacts")
 BATCH = 5000
+TITLE = "Runs parked in a delay or a wait: worker memory, sweeper tick, database bytes"
+# "Flat" worker memory, read with some slack: an idle prefork pool's RSS drifts by a few pages.
+RSS_SLACK = 1.1
+TICK_TARGET_MS = 50
+BYTES_TARGET = 1024
 
 
 def park(rt: Runtime, runs: int) -> None:
@@ -192,75 +196,49 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
 
-    settings = Settings(
-        database_url=args.database_url,
-        broker_url=args.redis_url,
-        email_transport_url="console://",
-        env="test",
-    )
-    rt = create_runtime(settings)
-    drop_schema(rt.sessions.kw["bind"])
-    create_schema(rt.sessions.kw["bind"])
+
+def start_worker(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "AUTOMATIONS_DATABASE_URL": args.database_url,
         "AUTOMATIONS_BROKER_URL": args.redis_url,
         "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks.celery_main",
-            "worker",
-            "-Q",
-            "automations,automations.sweeper",
-            "-c",
-            "2",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    command = [sys.executable, "-m", "celery", "-A", "tasks.celery_main", "worker"]
+    command += ["-Q", "automations,automations.sweeper", "-c", "2", "-l", "WARNING"]
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    try:
-        time.sleep(5)
-        empty_tick = tick_ms(rt)
-        rss_before = rss_kib(worker.pid)
-        bytes_before = table_bytes(rt)
-        start = time.perf_counter()
-        park(rt, args.runs)
-        park_seconds = time.perf_counter() - start
-        idle_tick = tick_ms(rt)
-        due = make_one_percent_due(rt, args.runs)
-        start = time.perf_counter()
-        with transaction(rt.sessions) as session:
-            promoted = len(sweep(session, rt, now=rt.clock.now()))
-        due_tick = round((time.perf_counter() - start) * 1000, 2)
-        time.sleep(3)
-        rss_after = rss_kib(worker.pid)
-        bytes_per_run = (table_bytes(rt) - bytes_before) / args.runs
-        with transaction(rt.sessions) as session:
-            waiting = session.scalar(
-                select(func.count()).select_from(RunStep).where(RunStep.status == "waiting")
-            )
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
-    report: dict[str, Any] = {
-        "machine": machine(),
-        "runs": args.runs,
+
+
+def measure(rt: Runtime, worker: subprocess.Popen[bytes], runs: int) -> dict[str, Any]:
+    time.sleep(5)
+    empty_tick = tick_ms(rt)
+    rss_before = rss_kib(worker.pid)
+    bytes_before = table_bytes(rt)
+    start = time.perf_counter()
+    park(rt, runs)
+    park_seconds = time.perf_counter() - start
+    idle_tick = tick_ms(rt)
+    due = make_one_percent_due(rt, runs)
+    start = time.perf_counter()
+    with transaction(rt.sessions) as session:
+        promoted = len(sweep(session, rt, now=rt.clock.now()))
+    due_tick = round((time.perf_counter() - start) * 1000, 2)
+    time.sleep(3)
+    rss_after = rss_kib(worker.pid)
+    bytes_per_run = (table_bytes(rt) - bytes_before) / runs
+    with transaction(rt.sessions) as session:
+        waiting = session.scalar(
+            select(func.count()).select_from(RunStep).where(RunStep.status == "waiting")
+        )
+    return {
+        "runs": runs,
         "waiting_steps": waiting,
         "park_seconds": round(park_seconds, 1),
         "sweeper_tick_ms": {
@@ -273,12 +251,69 @@ def main() -> int:
         "worker_rss_kib": {"before": rss_before, "after": rss_after},
         "db_bytes_per_waiting_run": round(bytes_per_run),
     }
-    print(json.dumps(report, indent=2))
-    print("\n| measure | value |\n|---|---|")
-    print(f"| sweeper tick, nothing due (empty tables) | {idle_tick} ms ({empty_tick} ms) |")
-    print(f"| sweeper tick, 1% due ({promoted} steps promoted) | {due_tick} ms |")
-    print(f"| worker RSS before / after parking | {rss_before} / {rss_after} KiB |")
-    print(f"| database bytes per waiting run | {round(bytes_per_run)} |")
+
+
+def run(args: argparse.Namespace) -> report.Result:
+    settings = Settings(
+        database_url=args.database_url,
+        broker_url=args.redis_url,
+        email_transport_url="console://",
+        env="test",
+    )
+    rt = create_runtime(settings)
+    drop_schema(rt.sessions.kw["bind"])
+    create_schema(rt.sessions.kw["bind"])
+    worker = start_worker(args)
+    try:
+        figures = measure(rt, worker, args.runs)
+    finally:
+        stop(worker)
+        rt.sessions.kw["bind"].dispose()
+    return report.result("waiting", TITLE, rows_of(figures), {"config": vars(args), **figures})
+
+
+def rows_of(figures: dict[str, Any]) -> list[report.Row]:
+    ticks, rss = figures["sweeper_tick_ms"], figures["worker_rss_kib"]
+    runs, per_run = figures["runs"], figures["db_bytes_per_waiting_run"]
+    empty = "same tick, empty tables"
+    return [
+        report.row(
+            f"Celery worker RSS with {runs:,} runs waiting",
+            rss["after"],
+            "KiB",
+            baseline=rss["before"],
+            baseline_label="before parking them",
+            target=f"flat (≤ {RSS_SLACK:g}x before)",
+            met=rss["after"] <= RSS_SLACK * rss["before"],
+        ),
+        report.row(
+            f"sweeper tick, {runs:,} waiting, nothing due",
+            ticks["nothing_due"],
+            "ms",
+            baseline=ticks["empty_tables"],
+            baseline_label=empty,
+            target=f"≤ {TICK_TARGET_MS} ms",
+            met=ticks["nothing_due"] <= TICK_TARGET_MS,
+        ),
+        report.row(
+            f"sweeper tick, 1% due ({ticks['steps_promoted']:,} steps promoted)",
+            ticks["one_percent_due"],
+            "ms",
+            baseline=ticks["empty_tables"],
+            baseline_label=empty,
+        ),
+        report.row(
+            "database bytes per waiting run (4 tables with indexes)",
+            per_run,
+            "bytes",
+            target=f"≤ 1 KB ({BYTES_TARGET:,} bytes)",
+            met=per_run <= BYTES_TARGET,
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    report.standalone(__doc__, add_arguments, run, argv)
     return 0
 
 

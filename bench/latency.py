@@ -1,0 +1,467 @@
+"""Latency from an event accepted by POST /events/send to its email at an SMTP sink, vs GET /health.
+
+    python -m bench.latency [--rate R | --max-steps-per-s M] [--seconds 20] [--concurrency 2]
+                            [--database-url URL] [--redis-url URL]
+
+One enabled automation: trigger (`bench.latency`) -> send_email, whose subject carries the event's
+`seq`. The API runs under uvicorn and one Celery worker executes the send_email step against an
+in-process aiosmtpd sink that timestamps each message by that `seq`. Events arrive open-loop at a
+fixed rate, by default half the maximum throughput (given by --max-steps-per-s, or measured first
+with a burst of events); the first seconds are a warm-up and are discarded. Latency is the sink's
+clock minus the moment just before the request was sent; the baseline is a GET /health round trip
+on the same server in the same run. Prints JSON, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import email.parser
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import report
+from bench.procs import ROOT, free_port, stop
+from bench.throughput import start_worker, wait_ready, worker_argv
+
+API_KEY = "re_bench_key_" + uuid.uuid4().hex
+EVENT_NAME = "bench.latency"
+# Burst events get sequence numbers far above any timed event, so the two never collide.
+BURST_BASE = 10_000_000
+SEQ_IN_SUBJECT = re.compile(r"seq=(\d+)")
+TITLE = "Event accepted → email at the SMTP sink (one Celery step), open loop"
+TARGET_P50_MS = 10.0
+TARGET_P99_MS = 50.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rate", type=float, default=None, help="events/s (default: max / 2)")
+    parser.add_argument(
+        "--max-steps-per-s",
+        type=float,
+        default=None,
+        help="known maximum throughput; the rate is half of it (else measured with a burst)",
+    )
+    parser.add_argument("--burst", type=int, default=300, help="events pushed to measure the max")
+    parser.add_argument("--seconds", type=float, default=20, help="timed load after the warm-up")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of load discarded first")
+    parser.add_argument("--grace", type=float, default=10, help="seconds to wait for late emails")
+    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--health-requests", type=int, default=500)
+    parser.add_argument("--log", default=str(ROOT / "bench" / "results" / "latency-workers.log"))
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (q in 0..100)."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summarize(milliseconds: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(milliseconds)
+    if not ordered:
+        return {"count": 0}
+    return {
+        "count": len(ordered),
+        "p50": round(percentile(ordered, 50), 3),
+        "p95": round(percentile(ordered, 95), 3),
+        "p99": round(percentile(ordered, 99), 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }
+
+
+# --- the processes ------------------------------------------------------------------------------
+
+
+def base_env(database_url: str, redis_url: str, transport_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": database_url,
+        "AUTOMATIONS_BROKER_URL": redis_url,
+        "AUTOMATIONS_API_KEY": API_KEY,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": transport_url,
+    }
+
+
+@contextmanager
+def serve_api(env: dict[str, str]) -> Iterator[str]:
+    """The API under uvicorn, as an operator runs it; yields its base URL once /health answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base_url + "/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the API did not start") from None
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        stop(server, timeout=10)
+
+
+class Sink:
+    """An SMTP server that notes when each message arrived, keyed by the `seq` in its subject."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, float] = {}
+        self.unparsed = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        arrived = time.perf_counter()  # first thing: parsing is not part of the latency
+        content = envelope.content
+        raw = content if isinstance(content, bytes) else content.encode()
+        subject = email.parser.BytesHeaderParser().parsebytes(raw).get("Subject", "")
+        found = SEQ_IN_SUBJECT.search(str(subject))
+        if found is None:
+            self.unparsed += 1
+        else:
+            self.arrivals.setdefault(int(found.group(1)), arrived)
+        return "250 OK"
+
+
+def prepare(database_url: str) -> None:
+    """An empty schema; a verified domain, a published template, the enabled automation."""
+    from engine.db import (
+        create_db_engine,
+        create_schema,
+        create_session_factory,
+        drop_schema,
+        transaction,
+    )
+    from engine.lifecycle import create_automation
+    from engine.store import content
+    from models.enums import DomainStatus, TemplateStatus
+
+    db_engine = create_db_engine(database_url)
+    drop_schema(db_engine)
+    create_schema(db_engine)
+    now = dt.datetime.now(dt.UTC)
+    with transaction(create_session_factory(db_engine)) as session:
+        content.create_domain(session, name="bench.test", now=now, status=DomainStatus.VERIFIED)
+        template = content.create_template(
+            session,
+            name="latency",
+            now=now,
+            status=TemplateStatus.PUBLISHED,
+            subject="Latency seq={{{SEQ}}}",
+            sender="Bench <b@bench.test>",
+            html="<p>Event {{{SEQ}}}</p>",
+            variables=[{"key": "SEQ", "type": "number"}],
+        )
+        create_automation(
+            session,
+            name="latency",
+            status="enabled",
+            now=now,
+            steps=[
+                {"key": "start", "type": "trigger", "config": {"event_name": EVENT_NAME}},
+                {
+                    "key": "mail",
+                    "type": "send_email",
+                    "config": {
+                        "template": {
+                            "id": str(template.id),
+                            "variables": {"SEQ": {"var": "event.seq"}},
+                        }
+                    },
+                },
+            ],
+            connections=[{"from": "start", "to": "mail"}],
+        )
+    db_engine.dispose()
+
+
+# --- the load -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    seq: int
+    scheduled: float  # when the open-loop schedule meant to send it
+    sent: float  # just before the request went out
+    accepted: float  # when the answer arrived
+    status: int
+
+
+def event_body(seq: int) -> dict[str, Any]:
+    # A new contact per event, as for sign-up events: ingestion creates it.
+    return {
+        "event": EVENT_NAME,
+        "email": f"lat{seq}-{uuid.uuid4().hex[:8]}@bench.test",
+        "payload": {"seq": seq},
+    }
+
+
+async def time_health(client: httpx.AsyncClient, requests: int) -> list[float]:
+    """Round trips of GET /health in milliseconds, one at a time, after a short warm-up."""
+    for _ in range(20):
+        await client.get("/health")
+    took = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        answer = await client.get("/health")
+        took.append((time.perf_counter() - began) * 1000)
+        answer.raise_for_status()
+    return took
+
+
+async def wait_arrivals(sink: Sink, seqs: Sequence[int], grace: float) -> float:
+    """Wait until every seq reached the sink or `grace` seconds passed with nothing new."""
+    last_count, quiet_since = -1, time.perf_counter()
+    while True:
+        count = sum(seq in sink.arrivals for seq in seqs)
+        if count == len(seqs):
+            return time.perf_counter()
+        if count != last_count:
+            last_count, quiet_since = count, time.perf_counter()
+        elif time.perf_counter() - quiet_since > grace:
+            return time.perf_counter()
+        await asyncio.sleep(0.05)
+
+
+async def measure_max(
+    client: httpx.AsyncClient, sink: Sink, events: int, grace: float
+) -> dict[str, Any]:
+    """Runs per second a burst drains at, measured at the sink (first to last email)."""
+    seqs = list(range(BURST_BASE, BURST_BASE + events))
+    began = time.perf_counter()
+    for first in range(0, events, 100):  # /events/batch takes up to 100 events
+        answer = await client.post(
+            "/events/batch", json=[event_body(seq) for seq in seqs[first : first + 100]]
+        )
+        answer.raise_for_status()
+    pushed = time.perf_counter()
+    await wait_arrivals(sink, seqs, grace)
+    times = sorted(sink.arrivals[seq] for seq in seqs if seq in sink.arrivals)
+    if len(times) < 2:
+        raise RuntimeError("the burst did not reach the SMTP sink: is the worker running?")
+    return {
+        "events": events,
+        "arrived": len(times),
+        "push_seconds": round(pushed - began, 3),
+        "drain_seconds": round(times[-1] - times[0], 3),
+        "runs_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
+        "runs_per_s_from_first_request": round(len(times) / (times[-1] - began), 1),
+    }
+
+
+async def send_one(client: httpx.AsyncClient, seq: int, scheduled: float) -> Sent:
+    body = event_body(seq)
+    sent = time.perf_counter()
+    try:
+        answer = await client.post("/events/send", json=body)
+        status = answer.status_code
+    except httpx.HTTPError:
+        status = 0
+    return Sent(seq, scheduled, sent, time.perf_counter(), status)
+
+
+async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> list[Sent]:
+    """Send at fixed instants whatever the answers do, so a slow answer cannot slow the load."""
+    interval = 1 / rate
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for seq in range(int(rate * seconds)):
+        scheduled = start + seq * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send_one(client, seq, scheduled)))
+    return list(await asyncio.gather(*tasks))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    health_ms: list[float]
+    burst: dict[str, Any] | None
+    rate: float
+    rate_source: str
+    sent: list[Sent]
+    load_began: float
+
+
+def choose_rate(args: argparse.Namespace, burst: dict[str, Any] | None) -> tuple[float, str]:
+    if args.rate:
+        return args.rate, "--rate"
+    if args.max_steps_per_s:
+        return args.max_steps_per_s / 2, "half of --max-steps-per-s"
+    assert burst is not None
+    return burst["runs_per_s"] / 2, "half of the measured burst rate"
+
+
+async def drive(args: argparse.Namespace, base_url: str, sink: Sink) -> LoadResult:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    # Plenty of connections: with an open loop, answers that are late must not hold up sends.
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        health_ms = await time_health(client, args.health_requests)
+        burst = None
+        if not args.rate and not args.max_steps_per_s:
+            burst = await measure_max(client, sink, args.burst, args.grace)
+        rate, source = choose_rate(args, burst)
+        load_began = time.perf_counter()
+        sent = await open_loop(client, rate, args.warmup + args.seconds)
+        accepted = [item.seq for item in sent if 200 <= item.status < 300]
+        await wait_arrivals(sink, accepted, args.grace)
+    return LoadResult(health_ms, burst, rate, source, sent, load_began)
+
+
+# --- the result ---------------------------------------------------------------------------------
+
+
+def analyse(load: LoadResult, sink: Sink, warmup: float) -> dict[str, Any]:
+    """Latencies of the events scheduled after the warm-up; lost = accepted but never arrived."""
+    timed = [item for item in load.sent if item.scheduled >= load.load_began + warmup]
+    accepted = [item for item in timed if 200 <= item.status < 300]
+    arrived = [item for item in accepted if item.seq in sink.arrivals]
+    span = (max(i.sent for i in timed) - min(i.sent for i in timed)) if len(timed) > 1 else 0
+    return {
+        "timed": len(timed),
+        "rejected": len(timed) - len(accepted),
+        "arrived": len(arrived),
+        "lost": len(accepted) - len(arrived),
+        "achieved_rate": round((len(timed) - 1) / span, 1) if span else 0.0,
+        "sent_to_sink_ms": summarize([(sink.arrivals[i.seq] - i.sent) * 1000 for i in arrived]),
+        "accepted_to_sink_ms": summarize(
+            [(sink.arrivals[i.seq] - i.accepted) * 1000 for i in arrived]
+        ),
+        "send_round_trip_ms": summarize([(i.accepted - i.sent) * 1000 for i in accepted]),
+        "send_lag_behind_schedule_ms": summarize([(i.sent - i.scheduled) * 1000 for i in timed]),
+    }
+
+
+def rows_of(figures: dict[str, Any], health: dict[str, float]) -> list[report.Row]:
+    total, after, http = (
+        figures["sent_to_sink_ms"],
+        figures["accepted_to_sink_ms"],
+        figures["send_round_trip_ms"],
+    )
+    label = "GET /health round trip"
+    if not total["count"]:
+        return [report.row("emails at the sink", 0, "emails", target="> 0", met=False)]
+    return [
+        report.row(
+            "event sent → email at sink, p50",
+            total["p50"],
+            "ms",
+            baseline=health["p50"],
+            baseline_label=label + " p50",
+            target=f"≤ {TARGET_P50_MS:g} ms",
+            met=total["p50"] <= TARGET_P50_MS,
+        ),
+        report.row(
+            "event sent → email at sink, p95",
+            total["p95"],
+            "ms",
+            baseline=health["p95"],
+            baseline_label=label + " p95",
+        ),
+        report.row(
+            "event sent → email at sink, p99",
+            total["p99"],
+            "ms",
+            baseline=health["p99"],
+            baseline_label=label + " p99",
+            target=f"≤ {TARGET_P99_MS:g} ms",
+            met=total["p99"] <= TARGET_P99_MS,
+        ),
+        report.row("event sent → email at sink, max", total["max"], "ms"),
+        report.row("event accepted (2xx) → email at sink, p50", after["p50"], "ms"),
+        report.row("event accepted (2xx) → email at sink, p99", after["p99"], "ms"),
+        report.row(
+            "POST /events/send round trip, p50",
+            http["p50"],
+            "ms",
+            baseline=health["p50"],
+            baseline_label=label + " p50",
+        ),
+        report.row(
+            "POST /events/send round trip, p99",
+            http["p99"],
+            "ms",
+            baseline=health["p99"],
+            baseline_label=label + " p99",
+        ),
+        report.row("events timed", figures["timed"], "events"),
+        report.row("events lost (accepted, no email)", figures["lost"], "events"),
+        report.row("events refused (non-2xx)", figures["rejected"], "events"),
+        report.row("achieved rate", figures["achieved_rate"], "events/s"),
+    ]
+
+
+def run(args: argparse.Namespace) -> report.Result:
+    from aiosmtpd.controller import Controller
+
+    from engine.settings import Settings
+    from tasks.app import create_celery_app
+
+    prepare(args.database_url)
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}")
+    log = Path(args.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = worker_argv("tasks.celery_main", "automations,automations.sweeper", args.concurrency)
+    worker = start_worker(argv, env, log)
+    try:
+        settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
+        wait_ready(create_celery_app(settings))
+        with serve_api(env) as base_url:
+            load = asyncio.run(drive(args, base_url, sink))
+    finally:
+        stop(worker)
+        controller.stop()
+    figures = analyse(load, sink, args.warmup)
+    health = summarize(load.health_ms)
+    details = {
+        "config": vars(args),
+        "rate": round(load.rate, 1),
+        "rate_source": load.rate_source,
+        "burst": load.burst,
+        "health_ms": health,
+        "sink_messages_without_seq": sink.unparsed,
+        **figures,
+    }
+    return report.result("latency", TITLE, rows_of(figures, health), details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    report.standalone(__doc__, add_arguments, run, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
