@@ -33,7 +33,7 @@ def celery_app() -> object:
     from tasks.app import create_celery_app
 
     current = settings()
-    configure_logging(json_lines=current.log_json)
+    configure_logging(json_lines=current.log_json, level=current.log_level)
     return create_celery_app(current)
 
 
@@ -46,7 +46,7 @@ def api(
     import uvicorn
 
     current = settings()
-    configure_logging(json_lines=current.log_json)
+    configure_logging(json_lines=current.log_json, level=current.log_level)
     try:
         current.check_production_ready()
     except ValueError as exc:
@@ -67,6 +67,7 @@ def worker(
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
     app = celery_app()
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
+    argv += ["--loglevel", settings().log_level]
     processes = concurrency or settings().worker_concurrency
     if processes:
         argv += ["--concurrency", str(processes)]
@@ -79,7 +80,8 @@ def scheduler(
     ),
 ) -> None:
     """Run the sweeper on its beat schedule. Exactly one per deployment."""
-    celery_app().start(["beat", "--schedule", str(schedule_file)])  # type: ignore[attr-defined]
+    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", settings().log_level]
+    celery_app().start(argv)  # type: ignore[attr-defined]
 
 
 def flower(

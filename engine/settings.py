@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     fault_injection: str = ""
     worker_concurrency: int | None = None
     log_json: bool = False
+    # Level of the runtime's logs in the processes the CLI starts (INFO: a line per step).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def check_production_ready(self) -> None:
         """Refuse to serve outside development with a missing or placeholder secret key."""

@@ -88,8 +88,10 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     holder = RuntimeHolder(settings, runtime)
     worker_process_init.connect(holder.after_fork, weak=False)
 
-    def _logging(**_: Any) -> None:
-        configure_logging(json_lines=settings.log_json)
+    def _logging(loglevel: int | str | None = None, **_: Any) -> None:
+        # Celery passes the worker's -l/--loglevel (a number, or a name); INFO if none.
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+        configure_logging(json_lines=settings.log_json, level=level or "INFO")
 
     # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
     setup_logging.connect(_logging, weak=False)
