@@ -7,6 +7,7 @@ from typing import Any
 from api.wire import wire_time
 from engine.metrics import Metrics, StepMetrics
 from engine.reports import AutomationDetail, RunDetail
+from engine.store.reports import RunSummary
 from models.tables import Automation, Event, Run, RunStep
 
 
@@ -39,7 +40,7 @@ def automation_detail(detail: AutomationDetail) -> dict[str, Any]:
     }
 
 
-def run_item(run: Run) -> dict[str, Any]:
+def run_item(run: Run | RunSummary) -> dict[str, Any]:
     return {
         "id": str(run.id),
         "status": run.status,

@@ -16,7 +16,10 @@ def wire_time(value: dt.datetime | None) -> str | None:
     """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+    if value.utcoffset() != dt.timedelta(0):
+        value = value.astimezone(dt.UTC)
+    # isoformat is C code, several times faster than strftime on a page of a thousand runs.
+    return value.isoformat(" ", "microseconds")[:-3]
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from engine.store import contacts as contact_store
 from engine.store import dashboard as dashboard_store
 from engine.store import metrics as metrics_store
 from engine.store.paging import Page
+from engine.store.reports import RunSummary
 from models.enums import RunStatus
-from models.tables import Automation, Contact, Run
+from models.tables import Automation, Contact
 
 RECENT = dt.timedelta(hours=24)
 AUTOMATIONS_PAGE = 50
@@ -51,7 +52,7 @@ class AutomationView:
 
 @dataclass(frozen=True)
 class RunRow:
-    run: Run
+    run: RunSummary
     contact: Contact | None
 
 

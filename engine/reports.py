@@ -13,6 +13,7 @@ from engine.graph import Graph
 from engine.store import automations as automation_store
 from engine.store import reports as report_store
 from engine.store.paging import Page
+from engine.store.reports import RunSummary
 from models.enums import AutomationStatus, RunStatus
 from models.tables import Automation, Event, Run, RunStep
 
@@ -93,7 +94,7 @@ def list_runs(
     limit: int | None,
     after: uuid.UUID | None,
     before: uuid.UUID | None,
-) -> Page[Run]:
+) -> Page[RunSummary]:
     """The automation's runs newest first; without `limit`, all of them up to RUNS_CAP."""
     statuses = parse_run_statuses(status)
     require_automation(session, automation_id)

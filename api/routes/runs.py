@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
@@ -22,7 +23,7 @@ def list_runs(
     _: Authenticated,
     cursor: RunsPageQuery,
     status: str | None = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
     with transaction(rt.sessions) as session:
@@ -34,7 +35,9 @@ def list_runs(
             after=cursor.after,
             before=cursor.before,
         )
-    return list_body([wire_automations.run_item(run) for run in page.items], page.has_more)
+    items = [wire_automations.run_item(run) for run in page.items]
+    # Already JSON types: answered as is, without FastAPI's encoder walking a thousand items.
+    return JSONResponse(list_body(items, page.has_more))
 
 
 @router.get("/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run")

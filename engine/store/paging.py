@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, select, tuple_, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
 
 T = TypeVar("T")
+# A mapped attribute (Run.created_at) or a table column (RUNS.c.created_at).
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
 @dataclass(frozen=True)
@@ -24,31 +27,93 @@ def paginate(
     session: Session,
     stmt: Select[Any],
     *,
-    created: InstrumentedAttribute[Any],
-    ident: InstrumentedAttribute[Any],
+    created: Column,
+    ident: Column,
     limit: int,
     after: uuid.UUID | None = None,
     before: uuid.UUID | None = None,
 ) -> Page[Any]:
     """One page of `stmt`'s rows (scalars) strictly after or before the cursor item."""
-    key = tuple_(created, ident)
-    if after is not None or before is not None:
-        cursor_id = after if after is not None else before
-        cursor = session.execute(
-            stmt.with_only_columns(created, ident).where(ident == cursor_id)
-        ).first()
-        if cursor is None:
-            name = "after" if after is not None else "before"
-            raise InvalidInput(
-                f"The `{name}` cursor does not name an item of this list.",
-                field=name,
-                code="invalid_parameter",
-            )
-        bound = tuple_(cursor[0], cursor[1])
-        stmt = stmt.where(key < bound) if after is not None else stmt.where(key > bound)
-    if before is not None:
-        rows = list(session.scalars(stmt.order_by(created, ident).limit(limit + 1)))
-        has_more = len(rows) > limit
-        return Page(list(reversed(rows[:limit])), has_more)
-    rows = list(session.scalars(stmt.order_by(created.desc(), ident.desc()).limit(limit + 1)))
-    return Page(rows[:limit], len(rows) > limit)
+    bound = _cursor_bound(session, stmt, created, ident, after, before)
+    if bound is not None:
+        stmt = stmt.where(bound)
+    ascending = before is not None
+    rows = list(session.scalars(stmt.order_by(*_order(created, ident, ascending)).limit(limit + 1)))
+    return _page(rows, limit, ascending)
+
+
+def paginate_union(
+    session: Session,
+    scope: Select[Any],
+    branches: Sequence[Select[Any]],
+    *,
+    created: Column,
+    ident: Column,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+) -> Page[Row[Any]]:
+    """One page of rows of `scope`, which is the union of the disjoint `branches`.
+
+    Each branch reads at most a page from its own index and the pages are merged: filtering
+    by several statuses costs the rows returned, however rare the statuses, where one scan
+    with `status IN (...)` would read past every row of the other statuses.
+    """
+    bound = _cursor_bound(session, scope, created, ident, after, before)
+    ascending = before is not None
+    parts = [
+        (branch.where(bound) if bound is not None else branch)
+        .order_by(*_order(created, ident, ascending))
+        .limit(limit + 1)
+        for branch in branches
+    ]
+    if len(parts) == 1:
+        rows = list(session.execute(parts[0]).all())
+    else:
+        # Each branch wrapped as a subquery: SQLite refuses ORDER BY/LIMIT on a bare branch.
+        merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
+        order = _order(merged.c[_name(created)], merged.c[_name(ident)], ascending)
+        rows = list(session.execute(select(merged).order_by(*order).limit(limit + 1)).all())
+    return _page(rows, limit, ascending)
+
+
+def _cursor_bound(
+    session: Session,
+    stmt: Select[Any],
+    created: Column,
+    ident: Column,
+    after: uuid.UUID | None,
+    before: uuid.UUID | None,
+) -> ColumnElement[bool] | None:
+    """The keyset condition for rows after (older than) or before (newer than) the cursor."""
+    if after is None and before is None:
+        return None
+    cursor_id = after if after is not None else before
+    lookup = stmt.with_only_columns(created, ident).where(ident == cursor_id)
+    cursor = session.execute(lookup).first()
+    if cursor is None:
+        name = "after" if after is not None else "before"
+        raise InvalidInput(
+            f"The `{name}` cursor does not name an item of this list.",
+            field=name,
+            code="invalid_parameter",
+        )
+    key, bound = tuple_(created, ident), tuple_(cursor[0], cursor[1])
+    return key < bound if after is not None else key > bound
+
+
+def _order(created: Column, ident: Column, ascending: bool) -> tuple[Column, ...]:
+    return (created, ident) if ascending else (created.desc(), ident.desc())
+
+
+def _name(column: Column) -> str:
+    name = getattr(column, "key", None)
+    assert isinstance(name, str), "pagination columns are named columns"
+    return name
+
+
+def _page(rows: list[Any], limit: int, ascending: bool) -> Page[Any]:
+    """Rows fetched one beyond the limit, so that `has_more` needs no count; newest first."""
+    has_more = len(rows) > limit
+    items = rows[:limit]
+    return Page(list(reversed(items)) if ascending else items, has_more)
