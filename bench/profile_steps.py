@@ -63,7 +63,8 @@ def main() -> int:
             """Nothing to release."""
 
     settings = Settings(database_url=args.database_url, env="test")
-    rt = create_runtime(settings, transport=NullTransport())
+    # As a Celery worker runs it: no ping per checkout (see tasks/app.py).
+    rt = create_runtime(settings, transport=NullTransport(), pre_ping=False)
     prepare_durable(rt)
     with transaction(rt.sessions) as session:
         pending = deque(

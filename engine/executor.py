@@ -52,17 +52,15 @@ def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch
 def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        claimed = run_store.claim_step(
+        found = run_store.claim_with_context(
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )
-        if claimed is None:
+        if found is None:
             log.debug("step not claimable: duplicate or stale message")
             return []
         rt.checkpoint("step.claimed")
-        run = run_store.lock_run_context(session, run_id)
+        claimed, run = found
         ref = StepRef(run_id, step_key, StepType(claimed.step_type))
-        if run is None:
-            return []
         if run.run.status != RunStatus.RUNNING:
             _cancel_step(session, ref, now)
             return []

@@ -133,11 +133,54 @@ _RUN_CONTEXT = (
 def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
     """The run (locked for this transaction), its trigger event's payload and its contact."""
     row = execute(session, _RUN_CONTEXT, {"rid": run_id}).first()
+    return _context(tuple(row)) if row is not None else None
+
+
+def _context(values: tuple[Any, ...]) -> RunContext:
+    """A RunContext from the columns of _RUN_CONTEXT, in order."""
+    run = RunRow(*values[:5])
+    payload, contact_id = values[5], values[6]
+    contact = ContactRow(*values[6:]) if contact_id is not None else None
+    return RunContext(run=run, event_payload=payload or {}, contact=contact)
+
+
+_CLAIMED = _CLAIM.cte("claimed")
+# PostgreSQL: the claim and the run's context in one round trip. The step row is claimed (and
+# locked) by the CTE before the run row is locked: the executor's lock order, step then run.
+_CLAIM_WITH_CONTEXT = (
+    select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns)
+    .select_from(
+        _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
+        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+    )
+    .with_for_update(of=RUNS)
+)
+
+
+def claim_with_context(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+) -> tuple[ClaimedStep, RunContext] | None:
+    """`claim_step`, then `lock_run_context`; None if the step was not claimable.
+
+    One statement on PostgreSQL. A claimed step always has its run (steps are deleted with it).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        claimed = claim_step(session, run_id, step_key, now=now, lease_until=lease_until)
+        context = lock_run_context(session, run_id) if claimed is not None else None
+        return (claimed, context) if claimed is not None and context is not None else None
+    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
+    row = execute(session, _CLAIM_WITH_CONTEXT, params).first()
     if row is None:
         return None
-    run = RunRow(*tuple(row)[:5])
-    contact = ContactRow(*tuple(row)[6:]) if row.contact_id is not None else None
-    return RunContext(run=run, event_payload=row.payload or {}, contact=contact)
+    values = tuple(row)
+    claimed_width = len(_CLAIMED.c)
+    return ClaimedStep(run_id, step_key, *values[:claimed_width]), _context(values[claimed_width:])
 
 
 def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
