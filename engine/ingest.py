@@ -14,7 +14,7 @@ from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.event_schema import check_payload
 from engine.outcomes import Completed
-from engine.progress import StepRef, new_step_row, record_outcome
+from engine.progress import StepRef, record_outcome
 from engine.runtime import Runtime
 from engine.steps.wait import event_output, matches_filter
 from engine.store import automations as automation_store
@@ -23,6 +23,7 @@ from engine.store import content as content_store
 from engine.store import events as event_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
+from engine.store.runs import new_step_row
 from models.enums import ConnectionType, RunStatus, StepStatus, StepType
 
 

@@ -15,6 +15,7 @@ from engine.graph import Graph, dead_steps
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
 from engine.runtime import Runtime
 from engine.store import runs as run_store
+from engine.store.runs import new_step_row
 from engine.transitions import final_run_status
 from models.enums import (
     STEP_ACTIVE,
@@ -54,17 +55,24 @@ def record_outcome(
     """
     if isinstance(outcome, Waiting | Retry):
         return _park(session, rt, step, outcome, now)
-    branch = _finish_step(session, step, outcome, now)
+    branch = _branch(outcome)
+    targets = graph.next_steps(step.step_key, branch) if advance and branch is not None else []
+    following = [graph.step(key) for key in targets] if not contact_gone else []
+    rows = [new_step_row(step.run_id, s.key, s.type, now) for s in following]
+    _finish_step(session, step, outcome, now, then_insert=rows)
     if not advance:
         return []
-    targets = graph.next_steps(step.step_key, branch) if branch is not None else []
-    if targets and not contact_gone:
-        dispatches = _start_steps(session, graph, step.run_id, targets, now)
+    if following:
         if step.step_type in BRANCHING:
             _skip_dead_branches(session, graph, step.run_id, now)
-        return dispatches
+        return [Dispatch(step.run_id, s.key, s.type) for s in following]
     _end_run(session, graph, step.run_id, now, contact_gone=contact_gone)
     return []
+
+
+def _branch(outcome: Completed | Failed | Skipped) -> ConnectionType | None:
+    """The connection the run goes on with; None after a failure (or a skip that ends it)."""
+    return None if isinstance(outcome, Failed) else outcome.branch
 
 
 def _park(
@@ -99,8 +107,13 @@ def _park(
 
 
 def _finish_step(
-    session: Session, step: StepRef, outcome: Completed | Failed | Skipped, now: dt.datetime
-) -> ConnectionType | None:
+    session: Session,
+    step: StepRef,
+    outcome: Completed | Failed | Skipped,
+    now: dt.datetime,
+    *,
+    then_insert: list[dict[str, Any]],
+) -> None:
     error = None
     skip_reason = None
     if isinstance(outcome, Completed):
@@ -110,7 +123,6 @@ def _finish_step(
     else:
         status = StepStatus.FAILED
         error = {"message": outcome.message, "code": outcome.code}
-    branch = None if isinstance(outcome, Failed) else outcome.branch
     run_store.finish_step(
         session,
         step.run_id,
@@ -120,48 +132,10 @@ def _finish_step(
         output=outcome.output,
         error=error,
         skip_reason=skip_reason,
-        branch=branch,
+        branch=_branch(outcome),
+        then_insert=then_insert,
     )
     log.info("step %s%s", status, f": {error['message']}" if error else "")
-    return branch
-
-
-def new_step_row(
-    run_id: uuid.UUID,
-    key: str,
-    step_type: str,
-    now: dt.datetime,
-    *,
-    status: StepStatus = StepStatus.PENDING,
-    skip_reason: SkipReason | None = None,
-    output: dict[str, Any] | None = None,
-    branch: ConnectionType | None = None,
-) -> dict[str, Any]:
-    """A step row as created; every row has the same keys so that rows insert in one batch."""
-    pending = status == StepStatus.PENDING
-    return {
-        "run_id": run_id,
-        "step_key": key,
-        "step_type": step_type,
-        "status": status,
-        "skip_reason": skip_reason,
-        "attempt": 0,
-        "due_at": now if pending else None,
-        "dispatched_at": now if pending else None,
-        "started_at": now if status == StepStatus.COMPLETED else None,
-        "completed_at": None if pending else now,
-        "created_at": now,
-        "output": output,
-        "branch": branch,
-    }
-
-
-def _start_steps(
-    session: Session, graph: Graph, run_id: uuid.UUID, keys: list[str], now: dt.datetime
-) -> list[Dispatch]:
-    steps = [graph.step(key) for key in keys]
-    run_store.insert_steps(session, [new_step_row(run_id, s.key, s.type, now) for s in steps])
-    return [Dispatch(run_id, s.key, s.type) for s in steps]
 
 
 def _skip_steps(

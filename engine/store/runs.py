@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.store.contacts import ContactRow
 from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
-from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
+from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
 
@@ -217,6 +217,41 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         execute(session, _INSERT_RUN, list(rows))
 
 
+def new_step_row(
+    run_id: uuid.UUID,
+    key: str,
+    step_type: str,
+    now: dt.datetime,
+    *,
+    status: StepStatus = StepStatus.PENDING,
+    skip_reason: SkipReason | None = None,
+    output: dict[str, Any] | None = None,
+    branch: ConnectionType | None = None,
+) -> dict[str, Any]:
+    """A step row as created; every row has the same keys so that rows insert in one batch."""
+    pending = status == StepStatus.PENDING
+    return {
+        "run_id": run_id,
+        "step_key": key,
+        "step_type": step_type,
+        "status": status,
+        "skip_reason": skip_reason,
+        "attempt": 0,
+        "due_at": now if pending else None,
+        "dispatched_at": now if pending else None,
+        "redispatch_count": 0,
+        "started_at": now if status == StepStatus.COMPLETED else None,
+        "completed_at": None if pending else now,
+        "created_at": now,
+        "output": output,
+        "branch": branch,
+    }
+
+
+# The columns a new step row sets (the rest take their defaults).
+NEW_STEP_COLUMNS = frozenset(new_step_row(uuid.UUID(int=0), "", "", dt.datetime.min))
+
+
 _INSERT_STEPS = insert(STEPS)
 
 
@@ -274,23 +309,45 @@ def finish_step(
     error: dict[str, Any] | None = None,
     skip_reason: str | None = None,
     branch: str | None = None,
+    then_insert: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Write a step's end: its status, output or error, the branch taken and its timing."""
-    execute(
-        session,
-        _FINISH_STEP,
-        {
-            "rid": run_id,
-            "key": step_key,
-            "new_status": status,
-            "new_skip_reason": skip_reason,
-            "new_branch": branch,
-            "new_output": output,
-            "new_error": error,
-            "now": now,
-        },
-    )
+    """Write a step's end: its status, output or error, the branch taken and its timing; then
+    create the steps in `then_insert` (rows as `insert_steps` takes them).
 
+    On PostgreSQL, a step followed by one step (the usual case) is one statement.
+    """
+    params = {
+        "rid": run_id,
+        "key": step_key,
+        "new_status": status,
+        "new_skip_reason": skip_reason,
+        "new_branch": branch,
+        "new_output": output,
+        "new_error": error,
+        "now": now,
+    }
+    if len(then_insert) == 1 and session.get_bind().dialect.name == "postgresql":
+        (row,) = then_insert
+        execute(session, _FINISH_AND_START, {**params, **{_NEXT + k: v for k, v in row.items()}})
+        return
+    execute(session, _FINISH_STEP, params)
+    insert_steps(session, then_insert)
+
+
+# The next step's columns as parameters of their own: named after the columns, they would
+# also be taken as SET values of the UPDATE in the CTE.
+_NEXT = "next_"
+_FINISH_AND_START = (
+    insert(STEPS)
+    .values(
+        {
+            column.name: bindparam(_NEXT + column.name, type_=column.type)
+            for column in STEPS.c
+            if column.name in NEW_STEP_COLUMNS
+        }
+    )
+    .add_cte(_FINISH_STEP.cte("finished"))
+)
 
 _STEP_STATES = select(
     STEPS.c.step_key, STEPS.c.step_type, STEPS.c.status, STEPS.c.skip_reason, STEPS.c.branch
