@@ -4,8 +4,7 @@
                     [--database-url URL] [--redis-url URL] [--no-readme]
 
 Runs the benchmarks in this process, in the order of BENCHES, each with the same database and
-Redis URLs; the durable steps per second measured by `throughput` set the latency benchmark's
-load (half of that maximum). A benchmark that fails is recorded as `{"name", "error"}` and the
+Redis URLs. A benchmark that fails is recorded as `{"name", "error"}` and the
 others still run; each one stops its own servers and workers, failed or not. Writes
 `latest.json` (results, machine, start and end, command line), `latest.md`, `latest.png` and
 `history/<UTC time>.json` under --out; a full run (no --only, no --quick) also puts the table
@@ -132,23 +131,10 @@ def connection_argv(
     return argv
 
 
-def fed_forward(bench: Bench, earlier: Sequence[dict[str, Any]]) -> list[str]:
-    """Figures one benchmark measured that set another's load, as that one's options."""
-    if bench.name != "latency":
-        return []
-    for done in earlier:
-        if done.get("name") == "throughput" and "details" in done:
-            steps = done["details"].get("durable", {}).get("steps_per_s")
-            if steps:
-                return ["--max-steps-per-s", str(steps)]
-    return []
-
-
 def bench_argv(
     bench: Bench,
     parser: argparse.ArgumentParser,
     options: argparse.Namespace,
-    earlier: Sequence[dict[str, Any]],
 ) -> list[str]:
     # argparse has no public "does this parser take --x"; its option table is stable.
     accepted = list(parser._option_string_actions)
@@ -161,15 +147,10 @@ def bench_argv(
                 argv += [option, value]
             else:
                 say(f"{bench.name}: no {option} option, its default size is used")
-    extra = fed_forward(bench, earlier)
-    if extra and extra[0] in accepted:
-        argv += extra
     return argv
 
 
-def run_one(
-    bench: Bench, options: argparse.Namespace, earlier: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
+def run_one(bench: Bench, options: argparse.Namespace) -> dict[str, Any]:
     """The benchmark's result, or a failure saying why; never an exception (but an interrupt)."""
     try:
         module = importlib.import_module(f"bench.{bench.name}")
@@ -184,7 +165,7 @@ def run_one(
     parser = argparse.ArgumentParser(prog=f"python -m bench.{bench.name}")
     try:
         module.add_arguments(parser)
-        argv = bench_argv(bench, parser, options, earlier)
+        argv = bench_argv(bench, parser, options)
         args = parser.parse_args(argv)
     except Refused as exc:
         return dict(report.failure(bench.name, f"not run: {exc}"))
@@ -267,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     facts = report.machine(options.database_url, options.redis_url)
     results: list[dict[str, Any]] = []
     for bench in selected(options):
-        results.append(run_one(bench, options, results))
+        results.append(run_one(bench, options))
     document = report.redact(
         {
             "started": started.isoformat(),
