@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from models.enums import STEP_CLAIMABLE, StepStatus
@@ -130,8 +130,29 @@ def steps_abandoned(
     return [DueStep(*row) for row in rows]
 
 
+# PostgreSQL: the steps as three arrays joined on the primary key, one statement however many.
+# (A row-value IN list of a thousand keys is planned as a thousand index scans OR-ed: ~100 ms.)
+_MARK_MANY = text(
+    "UPDATE run_steps SET dispatched_at = :now, redispatch_count = v.n "
+    "FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_keys AS varchar[]), "
+    "CAST(:counts AS integer[])) AS v(run_id, step_key, n) "
+    "WHERE run_steps.run_id = v.run_id AND run_steps.step_key = v.step_key"
+)
+
+
 def mark_dispatched(session: Session, steps: Sequence[DispatchMark], now: dt.datetime) -> None:
-    """Stamp the steps as sent now, each with its re-send count (one UPDATE per count)."""
+    """Stamp the steps as sent now, each with its re-send count."""
+    if not steps:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        params = {
+            "now": now,
+            "run_ids": [step.run_id for step in steps],
+            "step_keys": [step.step_key for step in steps],
+            "counts": [step.redispatch_count for step in steps],
+        }
+        session.execute(_MARK_MANY, params)
+        return
     keys_by_count: dict[int, list[tuple[uuid.UUID, str]]] = defaultdict(list)
     for step in steps:
         keys_by_count[step.redispatch_count].append((step.run_id, step.step_key))
