@@ -32,7 +32,8 @@ import httpx
 from sqlalchemy import Connection, Engine, event, text
 
 from bench import report
-from bench.latency import API_KEY, base_env, serve_api, summarize
+from bench.latency import API_KEY, base_env, summarize
+from bench.procs import serve_api
 from engine.reports import RUNS_CAP
 
 TARGET_P99_MS = 20.0

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -23,7 +21,7 @@ import httpx
 
 from bench import report
 from bench.dashboard_data import fill
-from bench.procs import ROOT, free_port, stop, wait_http
+from bench.procs import api_env, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Dashboard pages, p50 of one request at a time, vs GET /health"
@@ -104,32 +102,14 @@ def pages_of(sample: dict[str, Any], now: dt.datetime) -> dict[str, str]:
     }
 
 
-def serve(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AUTOMATIONS_DATABASE_URL": args.database_url,
-        "AUTOMATIONS_BROKER_URL": args.redis_url,
-        "AUTOMATIONS_API_KEY": API_KEY,
-        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
-    }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
-
-
 def run(args: argparse.Namespace) -> report.Result:
     now = dt.datetime.now(dt.UTC)
     began = time.perf_counter()
     sample = fill(args.database_url, args.runs, now)
     fill_seconds = round(time.perf_counter() - began, 1)
-    port = free_port()
-    server = serve(args, port)
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_http(base_url + "/health")
+    env = api_env(args.database_url, args.redis_url, API_KEY)
+    with serve_api(env) as base_url:
         results = time_pages(base_url, pages_of(sample, now), args.requests)
-    finally:
-        stop(server, timeout=10)
     config = {**vars(args), "fill_seconds": fill_seconds}
     return report.result(
         "dashboard", TITLE, rows_of(results, args.runs), {"config": config, "results": results}

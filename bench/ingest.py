@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -23,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, free_port, stop, wait_http
+from bench.procs import api_env, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Events accepted per second (POST /events/send, /events/batch) vs GET /health"
@@ -129,31 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
 
 
-def serve(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
-    """The API under uvicorn, as an operator starts it."""
-    env = {
-        **os.environ,
-        "AUTOMATIONS_DATABASE_URL": args.database_url,
-        "AUTOMATIONS_BROKER_URL": args.redis_url,
-        "AUTOMATIONS_API_KEY": API_KEY,
-        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
-    }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
-    command += ["--port", str(port), "--workers", str(args.workers)]
-    command += ["--log-level", "warning", "--no-access-log"]
-    return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
-
-
 def run(args: argparse.Namespace) -> report.Result:
     prepare(args.database_url)
-    port = free_port()
-    server = serve(args, port)
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_http(base_url + "/health")
+    env = api_env(args.database_url, args.redis_url, API_KEY)
+    with serve_api(env, workers=args.workers) as base_url:
         results = asyncio.run(measure(base_url, args.seconds, args.concurrency, args.batch))
-    finally:
-        stop(server, timeout=10)
     details = {"config": vars(args), **results}
     return report.result("ingest", TITLE, rows_of(results, args.batch), details)
 

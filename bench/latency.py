@@ -19,15 +19,12 @@ import asyncio
 import datetime as dt
 import email.parser
 import math
-import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, free_port, stop
+from bench.procs import ROOT, api_env, free_port, serve_api, stop
 from bench.throughput import start_worker, wait_ready, worker_argv
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
@@ -96,36 +93,7 @@ def summarize(milliseconds: Sequence[float]) -> dict[str, float]:
 
 
 def base_env(database_url: str, redis_url: str, transport_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AUTOMATIONS_DATABASE_URL": database_url,
-        "AUTOMATIONS_BROKER_URL": redis_url,
-        "AUTOMATIONS_API_KEY": API_KEY,
-        "AUTOMATIONS_EMAIL_TRANSPORT_URL": transport_url,
-    }
-
-
-@contextmanager
-def serve_api(env: dict[str, str]) -> Iterator[str]:
-    """The API under uvicorn, as an operator runs it; yields its base URL once /health answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base_url + "/health", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the API did not start") from None
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        stop(server, timeout=10)
+    return api_env(database_url, redis_url, API_KEY, transport_url)
 
 
 class Sink:

@@ -1,10 +1,14 @@
-"""Process helpers the benchmarks share: a free port, a server that answers, a sure stop."""
+"""Process helpers the benchmarks share: a free port, the API serving, a sure stop."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,14 +22,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, attempts: int = 100) -> None:
-    """Until `url` answers at all (any status), for up to ~10 s; a server still starting."""
-    for _ in range(attempts):
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
+def api_env(
+    database_url: str, redis_url: str, api_key: str, transport_url: str = "console://"
+) -> dict[str, str]:
+    """The environment of an API or worker process of a benchmark."""
+    return {
+        **os.environ,
+        "AUTOMATIONS_DATABASE_URL": database_url,
+        "AUTOMATIONS_BROKER_URL": redis_url,
+        "AUTOMATIONS_API_KEY": api_key,
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": transport_url,
+    }
+
+
+@contextmanager
+def serve_api(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """The API under uvicorn, as an operator runs it; yields its base URL once /health answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    command += ["--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base_url + "/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the API did not start") from None
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        stop(server, timeout=10)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
