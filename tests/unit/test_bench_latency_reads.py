@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Table
 
-from bench import api_reads, latency, report
+from bench import api_reads, api_reads_data, latency, report
 from models.tables import Contact, Event, Run, RunStep
 
 T = TypeVar("T")
@@ -109,16 +109,16 @@ def test_rate_is_half_the_maximum_unless_given() -> None:
 
 def test_hashed_ids_match_the_seeding_sql() -> None:
     # md5('run-7')::uuid in PostgreSQL is the md5 hex digest read as a uuid.
-    assert api_reads.hashed_id("run", 7) == uuid.UUID(hashlib.md5(b"run-7").hexdigest())
+    assert api_reads_data.hashed_id("run", 7) == uuid.UUID(hashlib.md5(b"run-7").hexdigest())
 
 
 @pytest.mark.parametrize(
     ("sql", "table"),
     [
-        (api_reads.SEED_CONTACTS, Contact.__table__),
-        (api_reads.SEED_EVENTS, Event.__table__),
-        (api_reads.SEED_RUNS, Run.__table__),
-        (api_reads.SEED_STEPS, RunStep.__table__),
+        (api_reads_data.SEED_CONTACTS, Contact.__table__),
+        (api_reads_data.SEED_EVENTS, Event.__table__),
+        (api_reads_data.SEED_RUNS, Run.__table__),
+        (api_reads_data.SEED_STEPS, RunStep.__table__),
     ],
 )
 def test_seeding_sql_fills_every_column_without_a_server_default(sql: str, table: Table) -> None:

@@ -1,0 +1,297 @@
+"""The data bench/api_reads.py reads: N runs seeded with set-based SQL on PostgreSQL.
+
+Automations, contacts, one trigger event and one run per event, three step rows per run in the
+shapes the engine writes (trigger -> contact_update -> send_email; about 5% of runs failed at
+the email with an error, the others completed, skipped or, among the newest, still running).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from engine.reports import RUNS_CAP
+
+HISTORY = dt.timedelta(days=30)
+# Share of runs still running: only among the newest runs (a retry pending on the email step).
+RUNNING_AMONG_NEWEST = 0.05
+GRAPH_CONNECTIONS = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "mail"}]
+
+
+# --- seeding ------------------------------------------------------------------------------------
+#
+# Ids are md5 hashes of a kind and a number (uuid-shaped, random-looking like uuid4), so each
+# INSERT derives the rows it references from the series number alone, with no join, and Python
+# can name any run without asking the database. Statuses come from hashint4(n): deterministic.
+
+BUCKET = "(hashint4(n) & 2147483647) % 1000"  # 0..999, uniform, stable for a given n
+
+# Run status of run number n: 5% failed, 4% skipped, 3% of the newest 5% running, else completed.
+RUN_STATUS = f"""CASE
+    WHEN {BUCKET} < 50 THEN 'failed'
+    WHEN {BUCKET} < 90 THEN 'skipped'
+    WHEN {BUCKET} < 120 AND n >= :newest_from THEN 'running'
+    ELSE 'completed' END"""
+
+CONTACT_NO = "((n::bigint * 7919) % :contacts)"
+AT = "(CAST(:start AS timestamptz) + n * CAST(:step AS interval))"  # run n's creation time
+
+SEED_CONTACTS = """
+INSERT INTO contacts (id, email, first_name, last_name, unsubscribed, properties,
+                      created_at, updated_at)
+SELECT md5('contact-' || c)::uuid, 'c' || c || '@bench.test', 'Contact ' || c, NULL, false,
+       '{}'::jsonb, :start, :start
+FROM generate_series(0, :contacts - 1) AS c
+"""
+
+SEED_EVENTS = f"""
+INSERT INTO events (id, name, contact_id, payload, idempotency_key, received_at)
+SELECT md5('event-' || n)::uuid, 'user.created', md5('contact-' || {CONTACT_NO})::uuid,
+       jsonb_build_object('plan', 'pro', 'n', n), NULL, {AT}
+FROM generate_series(0, :runs - 1) AS n
+"""  # noqa: S608 - composed of constants, values bound
+
+SEED_RUNS = f"""
+INSERT INTO runs (id, automation_id, version_id, contact_id, event_id, status,
+                  started_at, completed_at, created_at)
+SELECT md5('run-' || n)::uuid,
+       (CAST(:automation_ids AS uuid[]))[1 + n % :automations],
+       (CAST(:version_ids AS uuid[]))[1 + n % :automations],
+       md5('contact-' || {CONTACT_NO})::uuid, md5('event-' || n)::uuid, s.status, {AT},
+       CASE WHEN s.status = 'running' THEN NULL
+            ELSE {AT} + interval '45 milliseconds' END,
+       {AT}
+FROM generate_series(0, :runs - 1) AS n
+CROSS JOIN LATERAL (SELECT {RUN_STATUS} AS status) AS s
+"""  # noqa: S608 - composed of constants, values bound
+
+# Three rows per run, numbered x = 3n + position so that the heap fills in creation order.
+SEED_STEPS = f"""
+INSERT INTO run_steps (run_id, step_key, step_type, status, skip_reason, branch, wait_event,
+                       attempt, due_at, dispatched_at, lease_expires_at, started_at,
+                       completed_at, created_at, output, error)
+SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
+       CASE WHEN k.status = 'skipped' THEN 'unsubscribed' END,
+       CASE WHEN k.status IN ('completed', 'skipped') THEN 'default' END,
+       NULL,
+       CASE WHEN pos = 0 THEN 0 WHEN k.status = 'pending' THEN 2 ELSE 1 END,
+       CASE WHEN k.status = 'pending' THEN r.at + interval '40 seconds'
+            WHEN pos > 0 THEN r.at END,
+       CASE WHEN pos > 0 AND k.status <> 'pending' THEN r.at END,
+       NULL,
+       r.at + pos * interval '5 milliseconds',
+       CASE WHEN k.status <> 'pending' THEN r.at + pos * interval '15 milliseconds' END,
+       r.at,
+       CASE pos
+           WHEN 0 THEN jsonb_build_object('event_id', md5('event-' || n)::uuid)
+           WHEN 1 THEN jsonb_build_object(
+               'contact_id', md5('contact-' || {CONTACT_NO})::uuid,
+               'updated', '{{"properties": {{"welcomed": true}}}}'::jsonb)
+           ELSE CASE k.status
+               WHEN 'completed' THEN jsonb_build_object(
+                   'to', 'c' || {CONTACT_NO} || '@bench.test',
+                   'email_id', md5('email-' || n)::uuid,
+                   'template', jsonb_build_object('id', CAST(:template_id AS text),
+                                                  'variables', '{{}}'::jsonb))
+               WHEN 'skipped' THEN jsonb_build_object('to', 'c' || {CONTACT_NO} || '@bench.test')
+           END
+       END,
+       CASE k.status
+           WHEN 'failed' THEN CASE WHEN n % 2 = 0
+               THEN '{{"message": "SMTP server refused the message: 550 5.1.1 mailbox unavailable",
+                      "code": "smtp_rejected"}}'::jsonb
+               ELSE '{{"message": "Sender domain `bench.test` is not verified",
+                      "code": "domain_not_verified"}}'::jsonb END
+           WHEN 'pending' THEN '{{"message": "SMTP server unavailable: connection refused",
+                                  "code": "smtp_unavailable"}}'::jsonb
+       END
+FROM (SELECT x / 3 AS n, (x % 3)::int AS pos FROM generate_series(0, 3 * :runs - 1) AS x) AS i
+CROSS JOIN LATERAL (SELECT {AT} AS at, {RUN_STATUS} AS run_status) AS r
+CROSS JOIN LATERAL (
+    SELECT (ARRAY['start', 'tag', 'mail'])[pos + 1] AS key,
+           (ARRAY['trigger', 'contact_update', 'send_email'])[pos + 1] AS type,
+           CASE WHEN pos < 2 THEN 'completed'
+                WHEN r.run_status = 'running' THEN 'pending'
+                ELSE r.run_status END AS status
+) AS k
+"""  # noqa: S608 - composed of constants, values bound
+
+
+def graph_steps(template_id: str) -> list[dict[str, Any]]:
+    """The graph every seeded run follows; the step keys the seeding SQL writes."""
+    return [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"welcomed": True}}},
+        {"key": "mail", "type": "send_email", "config": {"template": {"id": template_id}}},
+    ]
+
+
+def hashed_id(kind: str, number: int) -> uuid.UUID:
+    """The id the seeding SQL gives row `number` of `kind` (md5(kind-number) as a uuid)."""
+    return uuid.UUID(hashlib.md5(f"{kind}-{number}".encode()).hexdigest())  # noqa: S324 - ids
+
+
+def create_automations(
+    db_engine: Engine, count: int, at: dt.datetime
+) -> tuple[list[uuid.UUID], list[uuid.UUID], str]:
+    """Automations through the engine (validated graphs, versions); their ids and version ids."""
+    from engine.db import create_session_factory, transaction
+    from engine.lifecycle import create_automation
+    from engine.store import content
+    from models.enums import DomainStatus, TemplateStatus
+
+    automation_ids: list[uuid.UUID] = []
+    version_ids: list[uuid.UUID] = []
+    with transaction(create_session_factory(db_engine)) as session:
+        content.create_domain(session, name="bench.test", now=at, status=DomainStatus.VERIFIED)
+        template = content.create_template(
+            session,
+            name="welcome",
+            now=at,
+            status=TemplateStatus.PUBLISHED,
+            subject="Welcome",
+            sender="Bench <b@bench.test>",
+            html="<p>Welcome</p>",
+        )
+        for number in range(count):
+            made = create_automation(
+                session,
+                name=f"Automation {number}",
+                status="enabled",
+                steps=graph_steps(str(template.id)),
+                connections=GRAPH_CONNECTIONS,
+                now=at,
+            )
+            assert made.current_version_id is not None
+            automation_ids.append(made.id)
+            version_ids.append(made.current_version_id)
+    return automation_ids, version_ids, str(template.id)
+
+
+def seed(db_engine: Engine, runs: int, automations: int, contacts: int) -> dict[str, Any]:
+    """An empty schema filled with `runs` runs; seconds per phase."""
+    from engine.db import create_schema, drop_schema
+
+    if db_engine.dialect.name != "postgresql":
+        raise SystemExit("bench.api_reads seeds with PostgreSQL's generate_series: use PostgreSQL")
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    drop_schema(db_engine)
+    create_schema(db_engine)
+    now = dt.datetime.now(dt.UTC)
+    start = now - HISTORY
+    automation_ids, version_ids, template_id = create_automations(
+        db_engine, automations, start - dt.timedelta(days=1)
+    )
+    params = {
+        "runs": runs,
+        "contacts": contacts,
+        "automations": automations,
+        "automation_ids": automation_ids,
+        "version_ids": version_ids,
+        "template_id": template_id,
+        "start": start,
+        "step": dt.timedelta(seconds=HISTORY.total_seconds() / runs),
+        "newest_from": int(runs * (1 - RUNNING_AMONG_NEWEST)),
+    }
+    timings["schema"] = round(time.perf_counter() - began, 1)
+    timings.update(insert_rows(db_engine, params))
+    phase = time.perf_counter()
+    # Autovacuum would have visited an insert-only table by now: visibility map and statistics.
+    with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("contacts", "events", "runs", "run_steps"):
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
+    timings["vacuum_analyze"] = round(time.perf_counter() - phase, 1)
+    timings["total"] = round(time.perf_counter() - began, 1)
+    return {
+        "seconds": timings,
+        "automation_ids": [str(a) for a in automation_ids],
+        "counts": table_counts(db_engine),
+    }
+
+
+def insert_rows(db_engine: Engine, params: dict[str, Any]) -> dict[str, float]:
+    """Contacts, events, runs and steps in one transaction; seconds per table."""
+    timings: dict[str, float] = {}
+    with db_engine.begin() as conn:
+        deferred = drop_secondary_indexes(conn)
+        skip_foreign_key_checks(conn)
+        for name, sql in (
+            ("contacts", SEED_CONTACTS),
+            ("events", SEED_EVENTS),
+            ("runs", SEED_RUNS),
+            ("run_steps", SEED_STEPS),
+        ):
+            phase = time.perf_counter()
+            used = {key: value for key, value in params.items() if f":{key}" in sql}
+            conn.execute(text(sql), used)
+            timings[name] = round(time.perf_counter() - phase, 1)
+        phase = time.perf_counter()
+        conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for definition in deferred:
+            conn.execute(text(definition))
+        timings["indexes"] = round(time.perf_counter() - phase, 1)
+    return timings
+
+
+# Two seeding shortcuts that leave the same tables behind: secondary indexes are built once at
+# the end (one sorted build instead of a million random inserts each), and foreign keys are not
+# checked row by row, since every row references rows inserted just before it by construction.
+
+
+def drop_secondary_indexes(conn: Connection) -> list[str]:
+    """Drop the indexes of the big tables that back no constraint; their CREATE statements."""
+    found = conn.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND tablename IN ('events', 'runs', 'run_steps') "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        )
+    ).all()
+    for name, _ in found:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    return [definition for _, definition in found]
+
+
+def skip_foreign_key_checks(conn: Connection) -> None:
+    """Foreign-key triggers off for this transaction, if we may (it takes a superuser)."""
+    if conn.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")):
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+
+
+def table_counts(db_engine: Engine) -> dict[str, Any]:
+    with db_engine.connect() as conn:
+        statuses: dict[str, int] = dict(
+            conn.execute(text("SELECT status, count(*) FROM runs GROUP BY 1")).all()
+        )
+        sizes = {
+            table: conn.scalar(text(f"SELECT pg_size_pretty(pg_total_relation_size('{table}'))"))
+            for table in ("runs", "run_steps", "events")
+        }
+        steps = conn.scalar(text("SELECT count(*) FROM run_steps"))
+    return {"runs_by_status": statuses, "run_steps": steps, "sizes": sizes}
+
+
+# --- what is timed ------------------------------------------------------------------------------
+
+
+def failed_cursors(db_engine: Engine, automation_id: str, count: int) -> list[str]:
+    """Failed runs of the automation spread over its whole list, as `after` cursors."""
+    with db_engine.connect() as conn:
+        ids = conn.scalars(
+            text(
+                "SELECT id FROM runs WHERE automation_id = :a AND status = 'failed' "
+                "ORDER BY created_at DESC, id DESC"
+            ),
+            {"a": automation_id},
+        ).all()
+    rng = random.Random(11)
+    # Skip the newest page so that each cursor is really further down.
+    deeper = ids[RUNS_CAP:] or ids
+    return [str(value) for value in rng.sample(deeper, min(count, len(deeper)))]
