@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 import time
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import api_env, serve_api
+from bench.procs import api_env, empty_database, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Events accepted per second (POST /events/send, /events/batch) vs GET /health"
@@ -29,21 +30,9 @@ TITLE = "Events accepted per second (POST /events/send, /events/batch) vs GET /h
 
 def prepare(database_url: str) -> None:
     """An empty schema with one enabled automation triggered by `bench.event`."""
-    from engine.db import (
-        create_db_engine,
-        create_schema,
-        create_session_factory,
-        drop_schema,
-        transaction,
-    )
     from engine.lifecycle import create_automation
 
-    db_engine = create_db_engine(database_url)
-    drop_schema(db_engine)
-    create_schema(db_engine)
-    import datetime as dt
-
-    with transaction(create_session_factory(db_engine)) as session:
+    with empty_database(database_url) as session:
         create_automation(
             session,
             name="bench",
@@ -55,7 +44,6 @@ def prepare(database_url: str) -> None:
             connections=[{"from": "start", "to": "wait"}],
             now=dt.datetime.now(dt.UTC),
         )
-    db_engine.dispose()
 
 
 async def drive(

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, api_env, free_port, serve_api, stop
+from bench.procs import ROOT, api_env, empty_database, free_port, serve_api, stop
 from bench.throughput import start_worker, wait_ready, worker_argv
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
@@ -118,22 +118,12 @@ class Sink:
 
 def prepare(database_url: str) -> None:
     """An empty schema; a verified domain, a published template, the enabled automation."""
-    from engine.db import (
-        create_db_engine,
-        create_schema,
-        create_session_factory,
-        drop_schema,
-        transaction,
-    )
     from engine.lifecycle import create_automation
     from engine.store import content
     from models.enums import DomainStatus, TemplateStatus
 
-    db_engine = create_db_engine(database_url)
-    drop_schema(db_engine)
-    create_schema(db_engine)
     now = dt.datetime.now(dt.UTC)
-    with transaction(create_session_factory(db_engine)) as session:
+    with empty_database(database_url) as session:
         content.create_domain(session, name="bench.test", now=now, status=DomainStatus.VERIFIED)
         template = content.create_template(
             session,
@@ -165,7 +155,6 @@ def prepare(database_url: str) -> None:
             ],
             connections=[{"from": "start", "to": "mail"}],
         )
-    db_engine.dispose()
 
 
 # --- the load -----------------------------------------------------------------------------------

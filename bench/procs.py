@@ -12,6 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy.orm import Session
+
+from engine.db import create_db_engine, create_schema, create_session_factory, drop_schema
+from engine.db import transaction as db_transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +24,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def empty_database(database_url: str) -> Iterator[Session]:
+    """A transaction on a schema dropped and created anew: what a benchmark sets up first."""
+    db_engine = create_db_engine(database_url)
+    try:
+        drop_schema(db_engine)
+        create_schema(db_engine)
+        with db_transaction(create_session_factory(db_engine)) as session:
+            yield session
+    finally:
+        db_engine.dispose()
 
 
 def api_env(
