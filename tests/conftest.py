@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -30,6 +31,13 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: integration tests must not skip)")
     pytest.skip(message)
+
+
+def require_url(name: str, url: str) -> None:
+    """`require_service` for the host and port of a database or Redis URL (the configured one)."""
+    address = urlsplit(url.replace("+psycopg", ""))
+    default = 5432 if address.scheme.startswith("postgres") else 6379
+    require_service(name, address.hostname or "127.0.0.1", address.port or default)
 
 
 # The shared stacks (PostgreSQL, SQLite, embedded; the API server). Imported here, at the root of

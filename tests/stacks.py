@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
+from tests.conftest import POSTGRES_URL, REDIS_URL, require_url
 from tests.integration.harness import ApiServer, SmtpSink, Stack, build_stack
 
 
@@ -25,10 +25,10 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, smtp_sink: SmtpSink
 ) -> Iterator[Stack]:
-    require_service("Redis", "127.0.0.1", 6379)
+    require_url("Redis", REDIS_URL)
     workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
     if request.param == "postgres":
-        require_service("PostgreSQL", "127.0.0.1", 5432)
+        require_url("PostgreSQL", POSTGRES_URL)
         database_url = POSTGRES_URL
     else:
         database_url = f"sqlite:///{workdir / 'automations.sqlite3'}"

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 
 from engine.settings import Settings
 from migrations import current
-from tests.conftest import IN_CI, POSTGRES_URL, require_service
+from tests.conftest import IN_CI, POSTGRES_URL, require_url
 from tests.integration.harness import ROOT, SmtpSink, free_port
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -393,7 +393,7 @@ def require_binary(name: str) -> str:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A fresh database, the compose redis command on a free port, then the migrate service."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_url("PostgreSQL", POSTGRES_URL)
     require_binary("redis-server")
     workdir = tmp_path_factory.mktemp("compose")
     found = services()

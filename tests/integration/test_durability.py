@@ -102,14 +102,14 @@ def test_broker_wiped_while_runs_wait_sweeper_finishes_every_run(rt_stack: Stack
     # Messages for ready steps, lost before any worker took them.
     rt_stack.stop_worker()
     queued = [rt_stack.send("user.created", unique_email("q")).run_ids[0] for _ in range(3)]
-    broker.flushall()
+    broker.flushdb()
     rt_stack.start_worker()
     # Runs parked in their delay, whose countdown messages are lost with the broker.
     waiting = [rt_stack.send("user.created", unique_email("w")).run_ids[0] for _ in range(3)]
     for run_id in waiting:
         rt_stack.wait_step(run_id, "pause", "waiting")
     rt_stack.stop_worker()
-    broker.flushall()
+    broker.flushdb()
     rt_stack.start_worker()
 
     rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))

@@ -15,12 +15,12 @@ from sqlalchemy.engine import make_url
 from engine.db import create_db_engine
 from migrations import alembic_config, current, upgrade
 from models.tables import Base
-from tests.conftest import POSTGRES_URL, require_service
+from tests.conftest import POSTGRES_URL, require_url
 
 
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_url("PostgreSQL", POSTGRES_URL)
     base = make_url(POSTGRES_URL)
     name = f"{base.database}_migrations"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
