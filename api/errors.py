@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import AutomationsError, Conflict, InvalidInput, NotFound
+from engine.errors import AutomationsError, Conflict, Contended, InvalidInput, NotFound
 from engine.idempotency import IdempotencyConflict
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _described(text: str) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _described("Missing or invalid API key"),
     404: _described("Not found"),
-    409: _described("Idempotency-Key conflict"),
+    409: _described("Idempotency-Key conflict, or a concurrent change of the same thing"),
     413: _described("Request body too large"),
     422: _described("Invalid input: the message names the field and the rule"),
     429: _described("Rate limit exceeded"),
@@ -74,7 +74,7 @@ def _engine_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AutomationsError)
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", exc.message)
-    if isinstance(exc, IdempotencyConflict):
+    if isinstance(exc, IdempotencyConflict | Contended):
         return error_response(409, exc.code, exc.message)
     if isinstance(exc, InvalidInput | Conflict):
         return error_response(422, exc.code, exc.message)

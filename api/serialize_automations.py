@@ -6,7 +6,7 @@ from typing import Any
 
 from api.wire import wire_time
 from engine.metrics import Metrics, StepMetrics
-from engine.reports import AutomationDetail, RunDetail
+from engine.reports import Attempt, AutomationDetail, RunDetail
 from engine.store.reports import RunSummary
 from models.tables import Automation, Event, Run, RunStep
 
@@ -56,7 +56,8 @@ def _error(error: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"message": error.get("message"), "code": error.get("code")}
 
 
-def run_step(step: RunStep) -> dict[str, Any]:
+def run_step(step: RunStep, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+    """Resend's step of a run, plus our `attempts`: every try of the step, the last one current."""
     return {
         "key": step.step_key,
         "type": step.step_type,
@@ -66,6 +67,17 @@ def run_step(step: RunStep) -> dict[str, Any]:
         "output": step.output,
         "error": _error(step.error),
         "created_at": wire_time(step.created_at),
+        "attempts": [_attempt(attempt) for attempt in attempts or []],
+    }
+
+
+def _attempt(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.number,
+        "status": attempt.status,
+        "started_at": wire_time(attempt.started_at),
+        "completed_at": wire_time(attempt.completed_at),
+        "error": _error(attempt.error),
     }
 
 
@@ -76,7 +88,8 @@ def _event(event: Event | None) -> dict[str, Any] | None:
 
 
 def run_detail(detail: RunDetail) -> dict[str, Any]:
-    """Resend's AutomationRun, plus our automation_id, contact_id and trigger event."""
+    """Resend's AutomationRun, plus our automation_id, contact_id, trigger event, and how the
+    run was recovered: retries, the run it replays and the runs that replay it."""
     run = detail.run
     return {
         "object": "automation_run",
@@ -84,7 +97,11 @@ def run_detail(detail: RunDetail) -> dict[str, Any]:
         "automation_id": str(run.automation_id),
         "contact_id": str(run.contact_id) if run.contact_id else None,
         "event": _event(detail.event),
-        "steps": [run_step(step) for step in detail.steps],
+        "retries": run.retries,
+        "last_retried_at": wire_time(run.last_retried_at),
+        "replay_of": str(run.replay_of) if run.replay_of else None,
+        "replayed_by": [str(run_id) for run_id in detail.replayed_by],
+        "steps": [run_step(step, detail.attempts.get(step.step_key)) for step in detail.steps],
     }
 
 

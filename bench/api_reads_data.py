@@ -59,14 +59,14 @@ FROM generate_series(0, :runs - 1) AS n
 
 SEED_RUNS = f"""
 INSERT INTO runs (id, automation_id, version_id, contact_id, event_id, status,
-                  started_at, completed_at, created_at)
+                  started_at, completed_at, created_at, replay_of, last_retried_at)
 SELECT md5('run-' || n)::uuid,
        (CAST(:automation_ids AS uuid[]))[1 + n % :automations],
        (CAST(:version_ids AS uuid[]))[1 + n % :automations],
        md5('contact-' || {CONTACT_NO})::uuid, md5('event-' || n)::uuid, s.status, {AT},
        CASE WHEN s.status = 'running' THEN NULL
             ELSE {AT} + interval '45 milliseconds' END,
-       {AT}
+       {AT}, NULL, NULL
 FROM generate_series(0, :runs - 1) AS n
 CROSS JOIN LATERAL (SELECT {RUN_STATUS} AS status) AS s
 """  # noqa: S608 - composed of constants, values bound
@@ -75,7 +75,7 @@ CROSS JOIN LATERAL (SELECT {RUN_STATUS} AS status) AS s
 SEED_STEPS = f"""
 INSERT INTO run_steps (run_id, step_key, step_type, status, skip_reason, branch, wait_event,
                        attempt, due_at, dispatched_at, lease_expires_at, started_at,
-                       completed_at, created_at, output, error)
+                       completed_at, created_at, output, error, claimed_at)
 SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
        CASE WHEN k.status = 'skipped' THEN 'unsubscribed' END,
        CASE WHEN k.status IN ('completed', 'skipped') THEN 'default' END,
@@ -110,7 +110,8 @@ SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
                       "code": "domain_not_verified"}}'::jsonb END
            WHEN 'pending' THEN '{{"message": "SMTP server unavailable: connection refused",
                                   "code": "smtp_unavailable"}}'::jsonb
-       END
+       END,
+       CASE WHEN pos > 0 AND k.status <> 'pending' THEN r.at + pos * interval '5 milliseconds' END
 FROM (SELECT x / 3 AS n, (x % 3)::int AS pos FROM generate_series(0, 3 * :runs - 1) AS x) AS i
 CROSS JOIN LATERAL (SELECT {AT} AS at, {RUN_STATUS} AS run_status) AS r
 CROSS JOIN LATERAL (

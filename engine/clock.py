@@ -6,12 +6,30 @@ import datetime as dt
 from pathlib import Path
 from typing import Protocol
 
+from engine.errors import InvalidInput
+
 
 def utc(value: dt.datetime) -> dt.datetime:
     """The same instant as an aware UTC datetime (SQLite hands back naive ones)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
+
+
+def parse_timestamp(value: str, name: str) -> dt.datetime:
+    """An ISO 8601 timestamp from a caller, as aware UTC; InvalidInput naming `name` if not."""
+    try:
+        # Years 1 and 9999 are left out: a bucket or a time zone shift could leave datetime's range.
+        parsed = utc(dt.datetime.fromisoformat(value.strip()))
+        if not 1 < parsed.year < 9999:
+            raise ValueError(value)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            f"`{name}` must be an ISO 8601 timestamp such as 2026-10-01T12:00:00Z",
+            field=name,
+            code="invalid_parameter",
+        ) from None
+    return parsed
 
 
 class Clock(Protocol):

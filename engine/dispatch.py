@@ -12,14 +12,26 @@ from models.enums import StepType
 
 @dataclass(frozen=True)
 class Dispatch:
+    """Execute this step of this run (after `countdown` seconds)."""
+
     run_id: uuid.UUID
     step_key: str
     step_type: StepType
     countdown: float = 0.0
 
 
+@dataclass(frozen=True)
+class BulkWork:
+    """Work the next chunk of a bulk retry or replay."""
+
+    bulk_id: uuid.UUID
+
+
+Message = Dispatch | BulkWork
+
+
 class Dispatcher(Protocol):
-    def dispatch(self, dispatches: Sequence[Dispatch]) -> None: ...
+    def dispatch(self, dispatches: Sequence[Message]) -> None: ...
 
     def ping(self) -> None:
         """Raise unless messages can be delivered now."""
@@ -28,7 +40,7 @@ class Dispatcher(Protocol):
 class NullDispatcher:
     """Sends nothing; the sweeper will find the steps. For tools that only write state."""
 
-    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
         return None
 
     def ping(self) -> None:

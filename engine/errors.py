@@ -35,6 +35,12 @@ class Conflict(AutomationsError):
     code = "validation_error"
 
 
+class Contended(AutomationsError):
+    """Another request changed the same thing at the same moment. Maps to HTTP 409."""
+
+    code = "conflict"
+
+
 class StepFailure(AutomationsError):
     """A step cannot succeed with the data it has; retrying would not help."""
 

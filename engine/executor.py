@@ -7,25 +7,27 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
 from engine.errors import StepFailure, TransientStepFailure
+from engine.failures import record_unexpected_failure
 from engine.logs import step_context
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped
-from engine.progress import StepRef, record_outcome
+from engine.progress import StepRef, cancel_step, record_outcome
 from engine.runtime import Runtime
 from engine.steps.contacts import run_add_to_segment, run_contact_delete, run_contact_update
 from engine.steps.context import StepRun
 from engine.steps.email import PreparedEmail, deliver, prepare_email
 from engine.steps.flow import run_condition, run_delay, run_trigger
 from engine.steps.wait import run_wait_for_event
+from engine.store import claims
 from engine.store import outbox as outbox_store
 from engine.store import runs as run_store
-from models.enums import OutboxStatus, RunStatus, SkipReason, StepStatus, StepType
+from models.enums import OutboxStatus, RunStatus, SkipReason, StepType
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,28 @@ HANDLERS: dict[StepType, Handler] = {
 def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
     """Run one step if it is due and unclaimed; the steps to enqueue once this returns."""
     with step_context(run_id=str(run_id), step_key=step_key):
-        # Re-running is safe: a step whose claim committed is not claimable a second time.
-        return retry_on_disconnect(lambda: _execute(rt, run_id, step_key))
+        tried_at = rt.clock.now()
+        held = _Held()
+        try:
+            # Re-running is safe: a step whose claim committed is not claimable a second time.
+            return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, held))
+        except Exception as exc:
+            return record_unexpected_failure(
+                rt, run_id, step_key, exc, tried_at=tried_at, owned_attempt=held.attempt
+            )
 
 
-def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
+@dataclass
+class _Held:
+    """The claim this worker holds once a claim has committed (a send in progress)."""
+
+    attempt: int | None = None
+
+
+def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        found = run_store.claim_with_context(
+        found = claims.claim_with_context(
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )
         if found is None:
@@ -62,7 +78,7 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
         claimed, run = found
         ref = StepRef(run_id, step_key, StepType(claimed.step_type))
         if run.run.status != RunStatus.RUNNING:
-            _cancel_step(session, ref, now)
+            cancel_step(session, ref, now)
             return []
         graph = rt.graph(session, run.run.version_id)
         if run.contact is None:
@@ -70,19 +86,22 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
             return record_outcome(session, rt, graph, ref, gone, now=now, contact_gone=True)
         sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now)
         if ref.step_type != StepType.SEND_EMAIL:
+            rt.checkpoint(f"{ref.step_type}.handler")
             outcome = HANDLERS[ref.step_type](sr)
             deleted = ref.step_type == StepType.CONTACT_DELETE and isinstance(outcome, Completed)
             return record_outcome(session, rt, graph, ref, outcome, now=now, contact_gone=deleted)
+        rt.checkpoint("send_email.handler")
         prepared = prepare_email(sr)
         if not isinstance(prepared, PreparedEmail):
             return record_outcome(session, rt, graph, ref, prepared, now=now)
         run_store.update_step(session, run_id, step_key, started_if_unset=now)
+    held.attempt = claimed.attempt
     # The outbox row is committed: a crash from here on is recovered by re-running the step,
     # which finds the row and sends with the same email id (Message-ID, Idempotency-Key).
     rt.checkpoint("send_email.before_send")
     result = deliver(rt, prepared)
     rt.checkpoint("send_email.after_send")
-    return _record_email(rt, ref, claimed.attempt, prepared, result)
+    return _record_email(rt, ref, claimed.attempt, prepared, result, tried_at=now)
 
 
 # Pauses between attempts to record a send whose database went away meanwhile.
@@ -90,7 +109,13 @@ RECORD_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 4.0)
 
 
 def _record_email(
-    rt: Runtime, ref: StepRef, attempt: int, prepared: PreparedEmail, result: str | StepFailure
+    rt: Runtime,
+    ref: StepRef,
+    attempt: int,
+    prepared: PreparedEmail,
+    result: str | StepFailure,
+    *,
+    tried_at: dt.datetime,
 ) -> list[Dispatch]:
     """Record the send, trying again for a few seconds if the database is unreachable.
 
@@ -100,21 +125,26 @@ def _record_email(
     """
     for delay in RECORD_RETRY_DELAYS:
         try:
-            return _finish_email(rt, ref, attempt, prepared, result)
+            return _finish_email(rt, ref, attempt, prepared, result, tried_at)
         except (OperationalError, InterfaceError):
             log.warning("could not record the send; retrying in %.1f s", delay, exc_info=True)
             time.sleep(delay)
-    return _finish_email(rt, ref, attempt, prepared, result)
+    return _finish_email(rt, ref, attempt, prepared, result, tried_at)
 
 
 def _finish_email(
-    rt: Runtime, ref: StepRef, attempt: int, prepared: PreparedEmail, result: str | StepFailure
+    rt: Runtime,
+    ref: StepRef,
+    attempt: int,
+    prepared: PreparedEmail,
+    result: str | StepFailure,
+    tried_at: dt.datetime,
 ) -> list[Dispatch]:
     now = rt.clock.now()
     email_id = uuid.UUID(prepared.message.email_id)
     outcome: Outcome
     with transaction(rt.sessions) as session:
-        owned = run_store.owns_step(session, ref.run_id, ref.step_key, attempt)
+        owned = claims.owns_step(session, ref.run_id, ref.step_key, attempt)
         if isinstance(result, str):
             # It went out, whoever holds the step now: the outbox must say so.
             outbox_store.record_attempt(
@@ -127,43 +157,34 @@ def _finish_email(
             outbox_store.record_attempt(
                 session, email_id, status=status, now=now, error=result.message
             )
-            outcome = _failure_outcome(rt, result, attempt, now, prepared)
+            failures = claims.count_failed_attempt(session, ref.run_id, ref.step_key)
+            outcome = _failure_outcome(rt, result, failures, now, prepared)
         if not owned:
             # Our lease ran out and another worker took the step over; it records its own
             # attempts, and a failure of ours must not overwrite its success.
             return []
-        run = run_store.lock_run_context(session, ref.run_id)
+        run = claims.lock_run_context(session, ref.run_id)
         if run is None:
             return []
         graph = rt.graph(session, run.run.version_id)
         if run.run.status != RunStatus.RUNNING:
             # A step already sending finishes, but a cancelled run takes no further step.
             if isinstance(outcome, Retry):
-                _cancel_step(session, ref, now)
+                cancel_step(session, ref, now)
                 return []
             record_outcome(session, rt, graph, ref, outcome, now=now, advance=False)
             return []
-        return record_outcome(session, rt, graph, ref, outcome, now=now)
+        return record_outcome(session, rt, graph, ref, outcome, now=now, tried_at=tried_at)
 
 
 def _failure_outcome(
-    rt: Runtime, failure: StepFailure, attempt: int, now: dt.datetime, prepared: PreparedEmail
+    rt: Runtime, failure: StepFailure, failures: int, now: dt.datetime, prepared: PreparedEmail
 ) -> Outcome:
+    """After the step's `failures`-th failed try: fail it, or try again later."""
     if not isinstance(failure, TransientStepFailure):
         return Failed(failure.message, failure.code, output=prepared.output)
-    retry_at = rt.retry_policy.next_attempt_at(attempt, now)
+    retry_at = rt.retry_policy.next_attempt_at(failures, now)
     if retry_at is None:
-        message = f"{failure.message} (gave up after {attempt} attempts)"
+        message = f"{failure.message} (gave up after {failures} attempts)"
         return Failed(message, failure.code, output=prepared.output)
     return Retry(due_at=retry_at, message=failure.message, code=failure.code)
-
-
-def _cancel_step(session: Session, ref: StepRef, now: dt.datetime) -> None:
-    run_store.update_step(
-        session,
-        ref.run_id,
-        ref.step_key,
-        status=StepStatus.CANCELLED,
-        completed_at=now,
-        lease_expires_at=None,
-    )

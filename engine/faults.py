@@ -2,7 +2,8 @@
 
 `AUTOMATIONS_FAULT_INJECTION="send_email.before_send=kill@/tmp/marker"` makes the process kill
 itself with SIGKILL the first time it reaches that checkpoint: the marker file, created
-exclusively, makes it happen once across restarts.
+exclusively, makes it happen once across restarts. `condition.handler=raise` raises an
+unexpected exception every time the checkpoint is reached (a step handler with a bug).
 """
 
 from __future__ import annotations
@@ -23,15 +24,31 @@ def _kill_once(marker: str) -> Callable[[], None]:
     return fire
 
 
+class InjectedFault(RuntimeError):
+    """The exception a `raise` fault throws: stands for any bug in a step."""
+
+
+def _raise(point: str) -> Callable[[], None]:
+    def fire() -> None:
+        raise InjectedFault(f"fault injected at {point}")
+
+    return fire
+
+
 def checkpoint_from_setting(value: str) -> Callable[[str], None]:
-    """A checkpoint callable from `point=kill@marker[,point=kill@marker...]`."""
+    """A checkpoint callable from `point=kill@marker` and `point=raise` items, comma-separated."""
     actions: dict[str, Callable[[], None]] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         point, _, action = item.partition("=")
         kind, _, marker = action.partition("@")
-        if kind != "kill" or not marker:
-            raise ValueError(f"unknown fault {item!r}: expected point=kill@/path/to/marker")
-        actions[point] = _kill_once(marker)
+        if kind == "kill" and marker:
+            actions[point] = _kill_once(marker)
+        elif kind == "raise" and not marker:
+            actions[point] = _raise(point)
+        else:
+            raise ValueError(
+                f"unknown fault {item!r}: expected point=kill@/path/to/marker or point=raise"
+            )
 
     def checkpoint(name: str) -> None:
         action = actions.get(name)

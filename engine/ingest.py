@@ -14,7 +14,7 @@ from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.event_schema import check_payload
 from engine.outcomes import Completed
-from engine.progress import StepRef, record_outcome
+from engine.progress import RunStart, StepRef, record_outcome, start_run
 from engine.runtime import Runtime
 from engine.steps.wait import event_output, matches_filter
 from engine.store import automations as automation_store
@@ -23,8 +23,7 @@ from engine.store import content as content_store
 from engine.store import events as event_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
-from engine.store.runs import new_step_row
-from models.enums import ConnectionType, RunStatus, StepStatus, StepType
+from models.enums import ConnectionType, RunStatus, StepType
 
 
 @dataclass
@@ -224,47 +223,30 @@ def _start_runs(
     session: Session, rt: Runtime, stored: list[tuple[_Pending, ContactRow]], now: dt.datetime
 ) -> None:
     listeners: dict[str, Sequence[tuple[uuid.UUID, uuid.UUID]]] = {}
-    runs: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    finished: list[uuid.UUID] = []
+    starts: list[RunStart] = []
     for item, contact in stored:
         result = item.result
         assert result is not None and result.event_id is not None
         if item.name not in listeners:
             listeners[item.name] = automation_store.listeners(session, item.name)
         for automation_id, version_id in listeners[item.name]:
-            graph = rt.graph(session, version_id)
-            run_id = uuid.uuid4()
-            runs.append(
-                run_store.new_run_row(
-                    run_id, automation_id, version_id, contact.id, result.event_id, now
-                )
+            start = start_run(
+                rt.graph(session, version_id),
+                run_id=uuid.uuid4(),
+                automation_id=automation_id,
+                version_id=version_id,
+                contact_id=contact.id,
+                event_id=result.event_id,
+                now=now,
             )
-            result.run_ids.append(run_id)
-            trigger = graph.trigger
-            # The trigger step is the ingestion itself: it completes here, in this transaction.
-            steps.append(
-                new_step_row(
-                    run_id,
-                    trigger.key,
-                    trigger.type,
-                    now,
-                    status=StepStatus.COMPLETED,
-                    output={"event_id": str(result.event_id)},
-                    branch=ConnectionType.DEFAULT,
-                )
-            )
-            targets = graph.next_steps(trigger.key, ConnectionType.DEFAULT)
-            for key in targets:
-                step = graph.step(key)
-                steps.append(new_step_row(run_id, key, step.type, now))
-                result.dispatches.append(Dispatch(run_id, key, step.type))
-            if not targets:
-                finished.append(run_id)
-    run_store.insert_runs(session, runs)
-    run_store.insert_steps(session, steps)
-    for run_id in finished:
-        run_store.finish_run(session, run_id, RunStatus.COMPLETED, now)
+            starts.append(start)
+            result.run_ids.append(start.run["id"])
+            result.dispatches.extend(start.dispatches)
+    run_store.insert_runs(session, [start.run for start in starts])
+    run_store.insert_steps(session, [step for start in starts for step in start.steps])
+    for start in starts:
+        if start.ended:
+            run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
 
 
 def _resume_waits(

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.clock import utc
+from engine.clock import parse_timestamp, utc
 from engine.errors import InvalidInput
 from engine.graph import Graph
 from engine.reports import require_automation
@@ -106,21 +106,6 @@ class Metrics:
     emails_skipped_unsubscribed: int
 
 
-def _parse_time(value: str, name: str) -> dt.datetime:
-    try:
-        # Years 1 and 9999 are left out: a bucket or a time zone shift could leave datetime's range.
-        parsed = utc(dt.datetime.fromisoformat(value.strip()))
-        if not 1 < parsed.year < 9999:
-            raise ValueError(value)
-    except (ValueError, OverflowError):
-        raise InvalidInput(
-            f"`{name}` must be an ISO 8601 timestamp such as 2026-10-01T12:00:00Z",
-            field=name,
-            code="invalid_parameter",
-        ) from None
-    return parsed
-
-
 def parse_window(
     start: str | None, end: str | None, granularity: str | None, *, now: dt.datetime
 ) -> Window:
@@ -131,8 +116,8 @@ def parse_window(
         raise InvalidInput(
             "`granularity` must be `hour` or `day`", field="granularity", code="invalid_parameter"
         ) from None
-    until = _parse_time(end, "end") if end is not None else utc(now)
-    since = _parse_time(start, "start") if start is not None else until - DEFAULT_SPAN
+    until = parse_timestamp(end, "end") if end is not None else utc(now)
+    since = parse_timestamp(start, "start") if start is not None else until - DEFAULT_SPAN
     if until <= since:
         raise InvalidInput("`end` must be later than `start`", field="end")
     if until - since > MAX_SPAN:

@@ -14,6 +14,7 @@ from engine.dispatch import Dispatch
 from engine.graph import Graph, dead_steps
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
 from engine.runtime import Runtime
+from engine.store import attempts as attempt_store
 from engine.store import runs as run_store
 from engine.store.runs import new_step_row
 from engine.transitions import final_run_status
@@ -38,6 +39,54 @@ class StepRef:
     step_type: StepType
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """A new run's rows, and the messages for the steps after its trigger."""
+
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    dispatches: list[Dispatch]
+    # The trigger is the whole graph: the run is over as soon as it starts.
+    ended: bool
+
+
+def start_run(
+    graph: Graph,
+    *,
+    run_id: uuid.UUID,
+    automation_id: uuid.UUID,
+    version_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    event_id: uuid.UUID,
+    now: dt.datetime,
+    replay_of: uuid.UUID | None = None,
+) -> RunStart:
+    """A run of `graph` for this event and contact, its trigger step already completed.
+
+    The trigger step is the ingestion itself: it completes in the transaction that stores the
+    run, and the steps after it are created pending.
+    """
+    run = run_store.new_run_row(
+        run_id, automation_id, version_id, contact_id, event_id, now, replay_of=replay_of
+    )
+    trigger = graph.trigger
+    steps = [
+        new_step_row(
+            run_id,
+            trigger.key,
+            trigger.type,
+            now,
+            status=StepStatus.COMPLETED,
+            output={"event_id": str(event_id)},
+            branch=ConnectionType.DEFAULT,
+        )
+    ]
+    following = [graph.step(key) for key in graph.next_steps(trigger.key, ConnectionType.DEFAULT)]
+    steps.extend(new_step_row(run_id, step.key, step.type, now) for step in following)
+    dispatches = [Dispatch(run_id, step.key, step.type) for step in following]
+    return RunStart(run, steps, dispatches, ended=not following)
+
+
 def record_outcome(
     session: Session,
     rt: Runtime,
@@ -48,11 +97,24 @@ def record_outcome(
     now: dt.datetime,
     contact_gone: bool = False,
     advance: bool = True,
+    tried_at: dt.datetime | None = None,
 ) -> list[Dispatch]:
     """Write the outcome, create the next steps, end the run if nothing is left.
 
     With `advance=False` only the step's own result is written (its run was cancelled meanwhile).
+    `tried_at` is when the try that led to a Retry began (default `now`), for its audit.
     """
+    if isinstance(outcome, Retry):
+        error = {"message": outcome.message, "code": outcome.code}
+        attempt_store.archive_attempt(
+            session,
+            step.run_id,
+            step.step_key,
+            status=StepStatus.FAILED,
+            started_at=tried_at or now,
+            completed_at=now,
+            error=error,
+        )
     if isinstance(outcome, Waiting | Retry):
         return _park(session, rt, step, outcome, now)
     branch = _branch(outcome)
@@ -68,6 +130,18 @@ def record_outcome(
         return [Dispatch(step.run_id, s.key, s.type) for s in following]
     _end_run(session, graph, step.run_id, now, contact_gone=contact_gone)
     return []
+
+
+def cancel_step(session: Session, step: StepRef, now: dt.datetime) -> None:
+    """End a step of a cancelled run: it takes no further part."""
+    run_store.update_step(
+        session,
+        step.run_id,
+        step.step_key,
+        status=StepStatus.CANCELLED,
+        completed_at=now,
+        lease_expires_at=None,
+    )
 
 
 def _branch(outcome: Completed | Failed | Skipped) -> ConnectionType | None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine.errors import InvalidInput, NotFound
 from engine.graph import Graph
+from engine.store import attempts as attempt_store
 from engine.store import automations as automation_store
+from engine.store import recovery as recovery_store
 from engine.store import reports as report_store
 from engine.store.paging import Page
 from engine.store.reports import RunSummary
-from models.enums import AutomationStatus, RunStatus
-from models.tables import Automation, Event, Run, RunStep
+from models.enums import STEP_ACTIVE, AutomationStatus, RunStatus, StepStatus
+from models.tables import Automation, Event, Run, RunStep, StepAttempt
 
 PAGE_SIZE = 20
 # Omitting `limit` lists every run (Resend's behaviour) up to this many; `has_more` tells the rest.
@@ -29,10 +32,24 @@ class AutomationDetail:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One try of a step, as the run's audit shows it."""
+
+    number: int
+    status: str
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class RunDetail:
     run: Run
     event: Event | None
     steps: list[RunStep]
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    # The runs that replay this one.
+    replayed_by: list[uuid.UUID] = field(default_factory=list)
 
 
 def require_automation(session: Session, automation_id: uuid.UUID) -> Automation:
@@ -117,7 +134,34 @@ def get_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> Ru
     run, event = found
     data = automation_store.version_graph(session, run.version_id)
     order = Graph.from_dict(data).order() if data is not None else []
-    return RunDetail(run, event, in_graph_order(report_store.run_steps(session, run_id), order))
+    steps = in_graph_order(report_store.run_steps(session, run_id), order)
+    archived = attempt_store.attempts_by_step(session, run_id)
+    return RunDetail(
+        run,
+        event,
+        steps,
+        attempts={
+            step.step_key: step_attempts(step, archived.get(step.step_key, [])) for step in steps
+        },
+        replayed_by=recovery_store.replays_of(session, run_id),
+    )
+
+
+def step_attempts(step: RunStep, archived: list[StepAttempt]) -> list[Attempt]:
+    """The step's earlier tries, then its current one (if it was ever tried)."""
+    tries = [Attempt(a.number, a.status, a.started_at, a.completed_at, a.error) for a in archived]
+    if not archived and step.started_at is None and step.status != StepStatus.RUNNING:
+        return []  # never tried: a branch not taken, or a step still to come
+    started = step.started_at
+    if archived and step.status == StepStatus.PENDING:
+        started = None  # the next try is due, not begun
+    elif archived and (started is None or started < archived[-1].completed_at):
+        # A step tried again keeps its first start; its current try began at its last claim.
+        started = step.claimed_at
+    completed = step.completed_at if step.status not in STEP_ACTIVE else None
+    error = step.error if step.status == StepStatus.FAILED else None
+    tries.append(Attempt(len(tries) + 1, step.status, started, completed, error))
+    return tries
 
 
 def in_graph_order(steps: list[RunStep], order: list[str]) -> list[RunStep]:

@@ -6,7 +6,8 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from engine.dispatch import Dispatch
+from engine.bulk import kick_stale
+from engine.dispatch import Dispatch, Message
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -22,8 +23,9 @@ def redispatch_policy(settings: Settings) -> RedispatchPolicy:
     )
 
 
-def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Dispatch]:
-    """One tick: the steps to enqueue, each marked as dispatched in this transaction."""
+def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
+    """One tick: the steps to enqueue, each marked as dispatched in this transaction, and the
+    bulk operations whose message was lost."""
     settings = rt.settings
     policy = redispatch_policy(settings)
     promoted = sweeps.steps_to_promote(
@@ -53,7 +55,8 @@ def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Dispatch]:
         ),
     ]
     sweeps.mark_dispatched(session, marks, now)
-    return [_dispatch(step, now) for step in [*promoted, *abandoned, *overdue]]
+    bulks = kick_stale(session, idle_before=now - policy.stale_after, now=now)
+    return [*(_dispatch(step, now) for step in [*promoted, *abandoned, *overdue]), *bulks]
 
 
 def _steps_to_resend(

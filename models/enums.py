@@ -39,6 +39,27 @@ STEP_TERMINAL = frozenset(
 )
 
 
+class BulkAction(StrEnum):
+    """What a bulk operation does to each run it matched."""
+
+    RETRY = "retry"
+    REPLAY = "replay"
+
+
+class BulkStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class BulkItemStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    # The run was no longer retryable when its turn came (retried meanwhile, or its contact
+    # deleted): nothing was done to it, and the reason is recorded.
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 class SkipReason(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BRANCH_NOT_TAKEN = "branch_not_taken"

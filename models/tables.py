@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -23,6 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from models.enums import (
     AutomationStatus,
+    BulkItemStatus,
+    BulkStatus,
     DomainStatus,
     OutboxStatus,
     RunStatus,
@@ -195,6 +198,12 @@ class Run(Base):
         Index("ix_runs_automation_recent", "automation_id", "created_at", "id"),
         Index("ix_runs_automation_status_recent", "automation_id", "status", "created_at", "id"),
         Index("ix_runs_contact_status", "contact_id", "status"),
+        Index(
+            "ix_runs_replay_of",
+            "replay_of",
+            postgresql_where=text("replay_of IS NOT NULL"),
+            sqlite_where=text("replay_of IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -208,6 +217,11 @@ class Run(Base):
     started_at: Mapped[dt.datetime]
     completed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
+    # The run this one replays (a new run of the current version, same event and contact).
+    replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # Times an operator retried the run from its failed (or cancelled) step, and the last time.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_retried_at: Mapped[dt.datetime | None]
 
 
 class RunStep(Base):
@@ -249,9 +263,18 @@ class RunStep(Base):
     branch: Mapped[str | None] = mapped_column(String(20))
     # The event name a waiting wait_for_event step listens for, so ingestion finds it by index.
     wait_event: Mapped[str | None] = mapped_column(String(255))
+    # Claims of this step, ever: a worker's claim is its attempt number, and a worker whose
+    # lease ran out recognises by it that another one took the step over.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Failed tries since the step was reached (or retried by an operator): what the retry
+    # policy counts. Written in the transaction that records the failure, so a failure whose
+    # own transaction rolled back (an unexpected exception) counts too.
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     due_at: Mapped[dt.datetime | None]
     dispatched_at: Mapped[dt.datetime | None]
+    # When a worker last claimed the step: the start of its current try, and with
+    # dispatched_at, how long its message waited in the queue.
+    claimed_at: Mapped[dt.datetime | None]
     # Times the sweeper sent the step again since it was last dispatched normally; each re-send
     # waits longer (engine/redispatch.py). Created as 0, and reset by a timer's promotion.
     redispatch_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
@@ -261,6 +284,85 @@ class RunStep(Base):
     created_at: Mapped[dt.datetime]
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class StepAttempt(Base):
+    """A try of a step that did not end it: a transient failure retried later, an unexpected
+    error, or a failure an operator retried. The step row holds the current try."""
+
+    __tablename__ = "step_attempts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step_key"], ["run_steps.run_id", "run_steps.step_key"], ondelete="CASCADE"
+        ),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    step_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # 1 for the step's first try; the step row's current try comes after the last one here.
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime]
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class BulkOperation(Base):
+    """A retry or replay of the runs an operator's filter matched, done by workers in chunks."""
+
+    __tablename__ = "bulk_operations"
+    __table_args__ = (
+        Index("ix_bulk_operations_automation", "automation_id", "created_at"),
+        Index(
+            "ix_bulk_operations_running",
+            "updated_at",
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _id()
+    automation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("automations.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = _status(BulkStatus.RUNNING)
+    # The filter as given, and its hash: an identical request while this one runs gets it back.
+    filter: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    filter_hash: Mapped[str] = mapped_column(String(64))
+    matched: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime]
+    # Last progress; a running operation idle for long lost its message (the sweeper resends).
+    updated_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+
+
+class BulkItem(Base):
+    """One run of a bulk operation, matched when the operation was created."""
+
+    __tablename__ = "bulk_items"
+    __table_args__ = (
+        Index(
+            "ix_bulk_items_pending",
+            "bulk_id",
+            "run_id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    bulk_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bulk_operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = _status(BulkItemStatus.PENDING)
+    # The run a replay created.
+    new_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[dt.datetime | None]
 
 
 class OutboxEmail(Base):

@@ -12,8 +12,9 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from engine.bulk import work_chunk
 from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Dispatch
+from engine.dispatch import Message
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.logs import configure_logging
@@ -22,7 +23,13 @@ from engine.settings import Settings
 from engine.sweeper import sweep
 from models.enums import StepType
 from tasks.broker import TRANSPORT
-from tasks.dispatcher import STEP_QUEUE, SWEEPER_QUEUE, CeleryDispatcher, step_task_name
+from tasks.dispatcher import (
+    BULK_TASK,
+    STEP_QUEUE,
+    SWEEPER_QUEUE,
+    CeleryDispatcher,
+    step_task_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     def sweeper_tick() -> int:
         rt = holder.get()
 
-        def tick() -> list[Dispatch]:
+        def tick() -> list[Message]:
             with transaction(rt.sessions) as session:
                 return sweep(session, rt, now=rt.clock.now())
 
@@ -149,6 +156,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
             )
         dispatcher.dispatch(result.dispatches)
         return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
+
+    # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.
+    @app.task(name=BULK_TASK, shared=False)
+    def bulk_chunk(bulk_id: str) -> None:
+        rt = holder.get()
+        dispatcher.dispatch(retry_on_disconnect(lambda: work_chunk(rt, uuid.UUID(bulk_id))))
 
     app.runtime_holder = holder
     return app

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from engine.dispatch import Dispatch
+from engine.dispatch import BulkWork, Message
 from models.enums import StepType
 
 STEP_QUEUE = "automations"
 SWEEPER_QUEUE = "automations.sweeper"
+BULK_TASK = "automations.runs.bulk"
 
 
 def step_task_name(step_type: StepType) -> str:
@@ -21,12 +22,20 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
         if not dispatches:
             return
         # One producer (and broker connection) for the lot, not one from the pool per message.
         with self.app.producer_or_acquire() as producer:
             for item in dispatches:
+                if isinstance(item, BulkWork):
+                    self.app.send_task(
+                        BULK_TASK,
+                        kwargs={"bulk_id": str(item.bulk_id)},
+                        queue=STEP_QUEUE,
+                        producer=producer,
+                    )
+                    continue
                 self.app.send_task(
                     step_task_name(item.step_type),
                     kwargs={"run_id": str(item.run_id), "step_key": item.step_key},

@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Sequence
 
+from engine.bulk import work_chunk
 from engine.db import transaction
-from engine.dispatch import Dispatch
+from engine.dispatch import BulkWork, Dispatch, Message
 from engine.executor import execute_step
 from engine.runtime import Runtime
 from engine.sweeper import sweep
@@ -31,16 +32,16 @@ class LocalExecutor:
     def __init__(self, rt: Runtime, *, threads: int = 2) -> None:
         self.rt = rt
         self.threads = threads
-        self._ready: queue.Queue[Dispatch] = queue.Queue()
+        self._ready: queue.Queue[Message] = queue.Queue()
         self._timers: list[tuple[float, int, Dispatch]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
 
-    def dispatch(self, dispatches: Sequence[Dispatch]) -> None:
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
         for item in dispatches:
-            if item.countdown > 0:
+            if isinstance(item, Dispatch) and item.countdown > 0:
                 with self._lock:
                     ready_at = time.monotonic() + item.countdown
                     heapq.heappush(self._timers, (ready_at, next(self._order), item))
@@ -74,10 +75,13 @@ class LocalExecutor:
             except queue.Empty:
                 continue
             try:
-                self.dispatch(execute_step(self.rt, item.run_id, item.step_key))
+                if isinstance(item, BulkWork):
+                    self.dispatch(work_chunk(self.rt, item.bulk_id))
+                else:
+                    self.dispatch(execute_step(self.rt, item.run_id, item.step_key))
             except Exception:
-                # The step's transaction rolled back; the sweeper will offer it again.
-                log.exception("step failed to execute", extra=_ids(item))
+                # The transaction rolled back; the sweeper will offer the work again.
+                log.exception("work failed", extra=_ids(item))
 
     def _schedule(self) -> None:
         interval = self.rt.settings.sweeper_interval_seconds
@@ -104,5 +108,7 @@ class LocalExecutor:
         return len(due)
 
 
-def _ids(item: Dispatch) -> dict[str, str]:
+def _ids(item: Message) -> dict[str, str]:
+    if isinstance(item, BulkWork):
+        return {"bulk_id": str(item.bulk_id)}
     return {"run_id": str(item.run_id), "step_key": item.step_key}

@@ -8,6 +8,7 @@ from api.routes import (
     event_definitions,
     events,
     public,
+    recovery,
     runs,
     segments,
     templates,
@@ -19,6 +20,8 @@ ROUTERS = [
     events.router,
     event_definitions.router,
     automations.router,
+    # Before runs: `/runs/retry` and `/runs/retries/{id}` are not run ids.
+    recovery.router,
     runs.router,
     contacts.router,
     segments.router,

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from engine.graph import Graph, Step
 from engine.runtime import Runtime
 from engine.store import runs as run_store
+from engine.store.claims import ClaimedStep, RunContext
 from engine.store.contacts import contact_view
-from engine.store.runs import ClaimedStep, RunContext
 
 
 @dataclass

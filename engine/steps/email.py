@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from engine.errors import StepFailure
+from engine.failures import classify
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
 from engine.runtime import Runtime
@@ -21,6 +23,8 @@ from engine.templates import placeholder_names, render
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
 from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
+
+log = logging.getLogger(__name__)
 
 _CONTEXT_ROOTS = ("event.", "contact.", "wait_events.")
 
@@ -151,3 +155,8 @@ def deliver(rt: Runtime, prepared: PreparedEmail) -> str | StepFailure:
         return rt.transport.send(prepared.message)
     except StepFailure as failure:
         return failure
+    except Exception as exc:
+        # A transport that breaks in an unforeseen way must not leave the step running: the
+        # failure is recorded and retried (or failed at once when it cannot change).
+        log.error("the transport raised an unexpected error", exc_info=exc)
+        return classify(exc).as_step_failure()

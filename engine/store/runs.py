@@ -11,41 +11,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.store.contacts import ContactRow
-from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
+from engine.store.core import RUNS, STEPS, execute
 from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
-
-
-@dataclass(frozen=True)
-class ClaimedStep:
-    run_id: uuid.UUID
-    step_key: str
-    step_type: str
-    attempt: int
-    started_at: dt.datetime | None
-    created_at: dt.datetime
-    due_at: dt.datetime | None
-    output: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """The run as its steps see it."""
-
-    id: uuid.UUID
-    automation_id: uuid.UUID
-    version_id: uuid.UUID
-    event_id: uuid.UUID | None
-    status: str
-
-
-@dataclass(frozen=True)
-class RunContext:
-    run: RunRow
-    event_payload: dict[str, Any]
-    contact: ContactRow | None
 
 
 @dataclass(frozen=True)
@@ -59,128 +28,6 @@ class StepState:
 
 _NOW = bindparam("now", type_=UTCDateTime())
 _THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
-
-_CLAIM = (
-    update(STEPS)
-    .where(
-        _THIS_STEP,
-        or_(
-            and_(
-                STEPS.c.status.in_(sorted(STEP_CLAIMABLE)),
-                or_(STEPS.c.due_at.is_(None), STEPS.c.due_at <= _NOW),
-            ),
-            # Abandoned: a worker claimed it and its lease ran out.
-            and_(STEPS.c.status == StepStatus.RUNNING, STEPS.c.lease_expires_at < _NOW),
-        ),
-    )
-    .values(
-        status=StepStatus.RUNNING,
-        attempt=STEPS.c.attempt + 1,
-        lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
-    )
-    .returning(
-        STEPS.c.step_type,
-        STEPS.c.attempt,
-        STEPS.c.started_at,
-        STEPS.c.created_at,
-        STEPS.c.due_at,
-        STEPS.c.output,
-    )
-)
-
-
-def claim_step(
-    session: Session,
-    run_id: uuid.UUID,
-    step_key: str,
-    *,
-    now: dt.datetime,
-    lease_until: dt.datetime,
-) -> ClaimedStep | None:
-    """Compare-and-set a due step to running; None means a duplicate or stale message."""
-    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
-    row = execute(session, _CLAIM, params).first()
-    if row is None:
-        return None
-    return ClaimedStep(run_id, step_key, *tuple(row))
-
-
-_RUN_CONTEXT = (
-    select(
-        RUNS.c.id,
-        RUNS.c.automation_id,
-        RUNS.c.version_id,
-        RUNS.c.event_id,
-        RUNS.c.status,
-        EVENTS.c.payload,
-        CONTACTS.c.id.label("contact_id"),
-        CONTACTS.c.email,
-        CONTACTS.c.first_name,
-        CONTACTS.c.last_name,
-        CONTACTS.c.unsubscribed,
-        CONTACTS.c.properties,
-    )
-    .select_from(
-        RUNS.outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id).outerjoin(
-            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
-        )
-    )
-    .where(RUNS.c.id == bindparam("rid"))
-    .with_for_update(of=RUNS)
-)
-
-
-def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
-    """The run (locked for this transaction), its trigger event's payload and its contact."""
-    row = execute(session, _RUN_CONTEXT, {"rid": run_id}).first()
-    return _context(tuple(row)) if row is not None else None
-
-
-def _context(values: tuple[Any, ...]) -> RunContext:
-    """A RunContext from the columns of _RUN_CONTEXT, in order."""
-    run = RunRow(*values[:5])
-    payload, contact_id = values[5], values[6]
-    contact = ContactRow(*values[6:]) if contact_id is not None else None
-    return RunContext(run=run, event_payload=payload or {}, contact=contact)
-
-
-_CLAIMED = _CLAIM.cte("claimed")
-# PostgreSQL: the claim and the run's context in one round trip. The step row is claimed (and
-# locked) by the CTE before the run row is locked: the executor's lock order, step then run.
-_CLAIM_WITH_CONTEXT = (
-    select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns)
-    .select_from(
-        _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
-        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
-        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
-    )
-    .with_for_update(of=RUNS)
-)
-
-
-def claim_with_context(
-    session: Session,
-    run_id: uuid.UUID,
-    step_key: str,
-    *,
-    now: dt.datetime,
-    lease_until: dt.datetime,
-) -> tuple[ClaimedStep, RunContext] | None:
-    """`claim_step`, then `lock_run_context`; None if the step was not claimable.
-
-    One statement on PostgreSQL. A claimed step always has its run (steps are deleted with it).
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        claimed = claim_step(session, run_id, step_key, now=now, lease_until=lease_until)
-        context = lock_run_context(session, run_id) if claimed is not None else None
-        return (claimed, context) if claimed is not None and context is not None else None
-    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
-    row = execute(session, _CLAIM_WITH_CONTEXT, params).first()
-    if row is None:
-        return None
-    values = tuple(row)
-    claimed_width = len(_CLAIMED.c)
-    return ClaimedStep(run_id, step_key, *values[:claimed_width]), _context(values[claimed_width:])
 
 
 def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
@@ -197,6 +44,8 @@ def new_run_row(
     contact_id: uuid.UUID,
     event_id: uuid.UUID,
     now: dt.datetime,
+    *,
+    replay_of: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     """A run as created; every row has the same keys so that runs insert in one batch."""
     return {
@@ -209,6 +58,7 @@ def new_run_row(
         "started_at": now,
         "completed_at": None,
         "created_at": now,
+        "replay_of": replay_of,
     }
 
 
@@ -237,6 +87,8 @@ def new_step_row(
         "status": status,
         "skip_reason": skip_reason,
         "attempt": 0,
+        "failed_attempts": 0,
+        "claimed_at": None,
         "due_at": now if pending else None,
         "dispatched_at": now if pending else None,
         "redispatch_count": 0,
@@ -472,24 +324,10 @@ def resume_wait(session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.d
             RunStep.status == StepStatus.WAITING,
             or_(RunStep.due_at.is_(None), RunStep.due_at > now),
         )
-        .values(status=StepStatus.RUNNING, attempt=RunStep.attempt + 1)
+        .values(status=StepStatus.RUNNING, attempt=RunStep.attempt + 1, claimed_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-_OWNED_STATUS = (
-    select(STEPS.c.status)
-    .where(_THIS_STEP, STEPS.c.attempt == bindparam("owned_attempt"))
-    .with_for_update()
-)
-
-
-def owns_step(session: Session, run_id: uuid.UUID, step_key: str, attempt: int) -> bool:
-    """Whether the step is still running under this attempt (no one re-claimed it), locked."""
-    params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
-    status = execute(session, _OWNED_STATUS, params).scalar()
-    return status == StepStatus.RUNNING
 
 
 def get_run(session: Session, run_id: uuid.UUID) -> Run | None:

@@ -18,7 +18,7 @@ from engine.db import transaction
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.runtime import Runtime, create_runtime
-from engine.store import runs as run_store
+from engine.store import claims
 from engine.sweeper import sweep
 from models.tables import RunStep
 from tests.integration.factories import chain, make_automation, unique_email
@@ -93,7 +93,7 @@ def step_row(rt: Runtime, step: StepId) -> RunStep:
 def claim(rt: Runtime, step: StepId) -> bool:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        claimed = run_store.claim_step(session, *step, now=now, lease_until=now + LEASE)
+        claimed = claims.claim_step(session, *step, now=now, lease_until=now + LEASE)
     return claimed is not None
 
 

@@ -169,8 +169,14 @@ def test_run_detail_lists_steps_in_graph_order(api: httpx.Client, rt_stack: Stac
         "automation_id",
         "contact_id",
         "event",
+        "retries",
+        "last_retried_at",
+        "replay_of",
+        "replayed_by",
     }
     assert run["object"] == "automation_run" and run["id"] == run_id
+    assert (run["retries"], run["last_retried_at"], run["replay_of"]) == (0, None, None)
+    assert run["replayed_by"] == []
     assert run["status"] == "completed" and run["automation_id"] == automation_id
     for name in ("started_at", "completed_at", "created_at"):
         assert TIME.match(run[name])
@@ -199,9 +205,15 @@ def test_run_detail_lists_steps_in_graph_order(api: httpx.Client, rt_stack: Stac
             "output",
             "error",
             "created_at",
+            "attempts",
         }
         assert step["error"] is None
         assert TIME.match(step["created_at"]) and TIME.match(step["completed_at"])
+    # A step that ran has one attempt; a branch not taken never ran.
+    (tried,) = run["steps"][3]["attempts"]
+    assert tried["attempt"] == 1 and tried["status"] == "completed" and tried["error"] is None
+    assert tried["started_at"] == run["steps"][3]["started_at"]
+    assert run["steps"][2]["attempts"] == []
     assert run["steps"][2]["started_at"] is None
     assert TIME.match(run["steps"][3]["started_at"])
     assert run["steps"][1]["output"] is not None

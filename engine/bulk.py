@@ -1,0 +1,263 @@
+"""Bulk retries and replays: the runs a filter matches, frozen when asked, worked in chunks.
+
+The matched runs are written as items when the operation is created, so the set does not move
+while it is worked. Workers take a chunk at a time, each chunk one transaction that retries or
+replays its runs and marks their items done, then enqueue the next chunk behind whatever else
+is queued: a bulk operation never holds a long transaction and never starves new runs. A chunk
+lost with a worker is found by the sweeper (an operation without progress for a while).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from engine.clock import parse_timestamp
+from engine.db import transaction
+from engine.dispatch import BulkWork, Message
+from engine.errors import AutomationsError, InvalidInput, NotFound
+from engine.failures import classify
+from engine.recovery import (
+    RunNotReplayable,
+    RunNotRetryable,
+    parse_from,
+    replay_run,
+    retry_locked,
+)
+from engine.reports import require_automation
+from engine.runtime import Runtime
+from engine.store import recovery as recovery_store
+from engine.store.recovery import RunMatch
+from models.enums import BulkAction, BulkItemStatus, BulkStatus, RunStatus, StepStatus
+from models.tables import BulkItem, BulkOperation, Run
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 50
+# Runs one operation may take; a wider filter is refused with a hint to narrow it.
+MAX_RUNS = 100_000
+SAMPLE_SIZE = 10
+_FIELDS = frozenset(
+    {"status", "error_code", "step_key", "created_after", "created_before", "dry_run", "from"}
+)
+# The run statuses each action may take, and its default.
+_ALLOWED = {
+    BulkAction.RETRY: frozenset({RunStatus.FAILED, RunStatus.CANCELLED}),
+    BulkAction.REPLAY: frozenset(
+        {RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED, RunStatus.SKIPPED}
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    action: BulkAction
+    match: RunMatch
+    dry_run: bool
+    from_cancelled: bool
+    # The filter as the caller gave it (dry_run left out), stored and shown back.
+    filter: dict[str, Any]
+
+    @property
+    def filter_hash(self) -> str:
+        text = json.dumps(self.filter, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.action}\n{text}".encode()).hexdigest()
+
+
+def parse_request(automation_id: uuid.UUID, action: BulkAction, body: object) -> BulkRequest:
+    """A bulk request from its JSON body; InvalidInput naming the field otherwise."""
+    if not isinstance(body, dict):
+        raise InvalidInput("The body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown field `{unknown[0]}`", field=unknown[0])
+    from_cancelled = parse_from(body.get("from"))
+    statuses = _statuses(body.get("status"), action)
+    if RunStatus.CANCELLED in statuses and action == BulkAction.RETRY and not from_cancelled:
+        raise InvalidInput(
+            'Retrying cancelled runs needs `"from": "cancelled_step"`', field="status"
+        )
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidInput("`dry_run` must be true or false", field="dry_run")
+    match = RunMatch(
+        automation_id=automation_id,
+        statuses=statuses,
+        step_statuses=(StepStatus.FAILED, StepStatus.CANCELLED),
+        error_code=_text(body, "error_code"),
+        step_key=_text(body, "step_key"),
+        created_after=_time(body, "created_after"),
+        created_before=_time(body, "created_before"),
+        not_replayed=action == BulkAction.REPLAY,
+    )
+    kept = {key: value for key, value in body.items() if key != "dry_run"}
+    kept["status"] = sorted(statuses)
+    return BulkRequest(action, match, dry_run, from_cancelled, kept)
+
+
+def _statuses(value: object, action: BulkAction) -> frozenset[RunStatus]:
+    allowed = _ALLOWED[action]
+    if value is None:
+        return frozenset({RunStatus.FAILED})
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InvalidInput(
+            "`status` must be a run status or a list of them (a comma-separated string too)",
+            field="status",
+        )
+    chosen = {name.strip() for name in names}
+    wrong = sorted(chosen - set(allowed))
+    if wrong:
+        raise InvalidInput(
+            f"`status` `{wrong[0]}` is not allowed for a bulk {action}: use any of "
+            f"{', '.join(sorted(allowed))}",
+            field="status",
+        )
+    return frozenset(RunStatus(name) for name in chosen)
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 100:
+        raise InvalidInput(f"`{name}` must be a string of 1 to 100 characters", field=name)
+    return value
+
+
+def _time(body: dict[str, Any], name: str) -> dt.datetime | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"`{name}` must be an ISO 8601 timestamp", field=name)
+    return parse_timestamp(value, name)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a dry run answers: how many runs would be taken, and the newest of them."""
+
+    matched: int
+    sample: list[Run]
+
+
+@dataclass(frozen=True)
+class Started:
+    bulk: BulkOperation
+    messages: list[Message]
+
+
+def preview(session: Session, request: BulkRequest) -> Preview:
+    require_automation(session, request.match.automation_id)
+    matched = recovery_store.count_matching(session, request.match)
+    return Preview(matched, recovery_store.sample_matching(session, request.match, SAMPLE_SIZE))
+
+
+def start_bulk(session: Session, request: BulkRequest, *, now: dt.datetime) -> Started:
+    """Create the operation with its items, or find the same one still running."""
+    automation_id = request.match.automation_id
+    require_automation(session, automation_id)
+    same = recovery_store.running_bulk(session, automation_id, request.action, request.filter_hash)
+    if same is not None:
+        return Started(same, [])
+    matched = recovery_store.count_matching(session, request.match)
+    if matched > MAX_RUNS:
+        raise InvalidInput(
+            f"The filter matches {matched} runs, more than {MAX_RUNS} at once: narrow it with "
+            "`created_after` and `created_before`",
+            field="created_after",
+        )
+    bulk = recovery_store.create_bulk(
+        session,
+        automation_id=automation_id,
+        action=request.action,
+        filter_body=request.filter,
+        filter_hash=request.filter_hash,
+        match=request.match,
+        now=now,
+    )
+    messages: list[Message] = [BulkWork(bulk.id)] if bulk.status == BulkStatus.RUNNING else []
+    return Started(bulk, messages)
+
+
+def get_bulk(
+    session: Session, automation_id: uuid.UUID, bulk_id: uuid.UUID
+) -> tuple[BulkOperation, list[BulkItem]]:
+    """The operation and a sample of its items, the ones that did not go through first."""
+    require_automation(session, automation_id)
+    bulk = recovery_store.get_bulk(session, bulk_id)
+    if bulk is None or bulk.automation_id != automation_id:
+        raise NotFound("Bulk operation not found")
+    return bulk, recovery_store.bulk_items(session, bulk_id, limit=SAMPLE_SIZE * 10)
+
+
+def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> list[Message]:
+    """Retry or replay the next chunk of the operation's runs in one transaction; what to
+    enqueue after it commits (the chunk's steps, and the next chunk while runs remain)."""
+    with transaction(rt.sessions) as session:
+        now = rt.clock.now()
+        bulk = recovery_store.get_bulk(session, bulk_id, lock=True)
+        if bulk is None or bulk.status != BulkStatus.RUNNING:
+            return []
+        messages: list[Message] = []
+        run_ids = recovery_store.pending_items(session, bulk_id, size)
+        for run_id in run_ids:
+            messages.extend(_work_item(session, rt, bulk, run_id, now))
+        bulk.updated_at = now
+        if len(run_ids) < size:
+            bulk.status, bulk.completed_at = BulkStatus.COMPLETED, now
+            log.info("bulk %s completed: %d done, %d skipped", bulk.action, bulk.done, bulk.skipped)
+        else:
+            messages.append(BulkWork(bulk_id))
+        return messages
+
+
+def _work_item(
+    session: Session, rt: Runtime, bulk: BulkOperation, run_id: uuid.UUID, now: dt.datetime
+) -> list[Message]:
+    """One run of the operation, in a savepoint: a run that fails leaves the others alone."""
+    status, error, new_run_id = BulkItemStatus.DONE, None, None
+    messages: list[Message] = []
+    try:
+        with session.begin_nested():
+            if bulk.action == BulkAction.RETRY:
+                from_cancelled = bulk.filter.get("from") == "cancelled_step"
+                result = retry_locked(session, rt, run_id, from_cancelled=from_cancelled, now=now)
+            else:
+                result = replay_run(session, rt, bulk.automation_id, run_id, now=now)
+                new_run_id = result.run_id
+            messages.extend(result.dispatches)
+    except (RunNotRetryable, RunNotReplayable, NotFound) as reason:
+        status, error = BulkItemStatus.SKIPPED, reason.message
+    except AutomationsError as failure:
+        status, error = BulkItemStatus.FAILED, failure.message
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        log.error("bulk %s of run %s failed", bulk.action, run_id, exc_info=exc)
+        status, error = BulkItemStatus.FAILED, classify(exc).message
+    recovery_store.finish_item(
+        session, bulk.id, run_id, status=status, now=now, error=error, new_run_id=new_run_id
+    )
+    if status == BulkItemStatus.DONE:
+        bulk.done += 1
+    elif status == BulkItemStatus.SKIPPED:
+        bulk.skipped += 1
+    else:
+        bulk.failed += 1
+    return messages
+
+
+def kick_stale(session: Session, *, idle_before: dt.datetime, now: dt.datetime) -> list[Message]:
+    """Running operations that made no progress for a while lost their message: send anew."""
+    stale = recovery_store.stale_bulks(session, idle_before=idle_before, now=now)
+    return [BulkWork(bulk_id) for bulk_id in stale]

@@ -1,0 +1,234 @@
+"""A worker's hold on a step: the compare-and-set claim, its ownership, the run's context.
+
+The executor's lock order is step row, then run row: every statement here keeps it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine.store.contacts import ContactRow
+from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
+from models.enums import STEP_CLAIMABLE, StepStatus
+from models.types import UTCDateTime
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    run_id: uuid.UUID
+    step_key: str
+    step_type: str
+    attempt: int
+    started_at: dt.datetime | None
+    created_at: dt.datetime
+    due_at: dt.datetime | None
+    output: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The run as its steps see it."""
+
+    id: uuid.UUID
+    automation_id: uuid.UUID
+    version_id: uuid.UUID
+    event_id: uuid.UUID | None
+    status: str
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run: RunRow
+    event_payload: dict[str, Any]
+    contact: ContactRow | None
+
+
+_CLAIM = (
+    update(STEPS)
+    .where(
+        _THIS_STEP,
+        or_(
+            and_(
+                STEPS.c.status.in_(sorted(STEP_CLAIMABLE)),
+                or_(STEPS.c.due_at.is_(None), STEPS.c.due_at <= _NOW),
+            ),
+            # Abandoned: a worker claimed it and its lease ran out.
+            and_(STEPS.c.status == StepStatus.RUNNING, STEPS.c.lease_expires_at < _NOW),
+        ),
+    )
+    .values(
+        status=StepStatus.RUNNING,
+        attempt=STEPS.c.attempt + 1,
+        claimed_at=_NOW,
+        lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
+    )
+    .returning(
+        STEPS.c.step_type,
+        STEPS.c.attempt,
+        STEPS.c.started_at,
+        STEPS.c.created_at,
+        STEPS.c.due_at,
+        STEPS.c.output,
+    )
+)
+
+
+def claim_step(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+) -> ClaimedStep | None:
+    """Compare-and-set a due step to running; None means a duplicate or stale message."""
+    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
+    row = execute(session, _CLAIM, params).first()
+    if row is None:
+        return None
+    return ClaimedStep(run_id, step_key, *tuple(row))
+
+
+_RUN_CONTEXT = (
+    select(
+        RUNS.c.id,
+        RUNS.c.automation_id,
+        RUNS.c.version_id,
+        RUNS.c.event_id,
+        RUNS.c.status,
+        EVENTS.c.payload,
+        CONTACTS.c.id.label("contact_id"),
+        CONTACTS.c.email,
+        CONTACTS.c.first_name,
+        CONTACTS.c.last_name,
+        CONTACTS.c.unsubscribed,
+        CONTACTS.c.properties,
+    )
+    .select_from(
+        RUNS.outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id).outerjoin(
+            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
+        )
+    )
+    .where(RUNS.c.id == bindparam("rid"))
+    .with_for_update(of=RUNS)
+)
+
+
+def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
+    """The run (locked for this transaction), its trigger event's payload and its contact."""
+    row = execute(session, _RUN_CONTEXT, {"rid": run_id}).first()
+    return _context(tuple(row)) if row is not None else None
+
+
+def _context(values: tuple[Any, ...]) -> RunContext:
+    """A RunContext from the columns of _RUN_CONTEXT, in order."""
+    run = RunRow(*values[:5])
+    payload, contact_id = values[5], values[6]
+    contact = ContactRow(*values[6:]) if contact_id is not None else None
+    return RunContext(run=run, event_payload=payload or {}, contact=contact)
+
+
+_CLAIMED = _CLAIM.cte("claimed")
+# PostgreSQL: the claim and the run's context in one round trip. The step row is claimed (and
+# locked) by the CTE before the run row is locked: the executor's lock order, step then run.
+_CLAIM_WITH_CONTEXT = (
+    select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns)
+    .select_from(
+        _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
+        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+    )
+    .with_for_update(of=RUNS)
+)
+
+
+def claim_with_context(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+) -> tuple[ClaimedStep, RunContext] | None:
+    """`claim_step`, then `lock_run_context`; None if the step was not claimable.
+
+    One statement on PostgreSQL. A claimed step always has its run (steps are deleted with it).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        claimed = claim_step(session, run_id, step_key, now=now, lease_until=lease_until)
+        context = lock_run_context(session, run_id) if claimed is not None else None
+        return (claimed, context) if claimed is not None and context is not None else None
+    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
+    row = execute(session, _CLAIM_WITH_CONTEXT, params).first()
+    if row is None:
+        return None
+    values = tuple(row)
+    claimed_width = len(_CLAIMED.c)
+    return ClaimedStep(run_id, step_key, *values[:claimed_width]), _context(values[claimed_width:])
+
+
+_OWNED_STATUS = (
+    select(STEPS.c.status)
+    .where(_THIS_STEP, STEPS.c.attempt == bindparam("owned_attempt"))
+    .with_for_update()
+)
+
+
+def owns_step(session: Session, run_id: uuid.UUID, step_key: str, attempt: int) -> bool:
+    """Whether the step is still running under this attempt (no one re-claimed it), locked."""
+    params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
+    status = execute(session, _OWNED_STATUS, params).scalar()
+    return status == StepStatus.RUNNING
+
+
+_COUNT_FAILURE = (
+    update(STEPS)
+    .where(_THIS_STEP)
+    .values(failed_attempts=STEPS.c.failed_attempts + 1)
+    .returning(STEPS.c.failed_attempts)
+)
+
+
+def count_failed_attempt(session: Session, run_id: uuid.UUID, step_key: str) -> int:
+    """One more failed try of the step; how many it has had since it was reached or retried."""
+    counted = execute(session, _COUNT_FAILURE, {"rid": run_id, "key": step_key}).scalar()
+    return int(counted or 0)
+
+
+_OWNED_STEP = (
+    select(
+        STEPS.c.step_type,
+        STEPS.c.attempt,
+        STEPS.c.started_at,
+        STEPS.c.created_at,
+        STEPS.c.due_at,
+        STEPS.c.output,
+    )
+    .where(
+        _THIS_STEP,
+        STEPS.c.attempt == bindparam("owned_attempt"),
+        STEPS.c.status == StepStatus.RUNNING,
+    )
+    .with_for_update()
+)
+
+
+def owned_with_context(
+    session: Session, run_id: uuid.UUID, step_key: str, attempt: int
+) -> tuple[ClaimedStep, RunContext] | None:
+    """The step, if it still runs under this claim (locked), and its run's context (locked)."""
+    params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
+    row = execute(session, _OWNED_STEP, params).first()
+    context = lock_run_context(session, run_id) if row is not None else None
+    if row is None or context is None:
+        return None
+    return ClaimedStep(run_id, step_key, *tuple(row)), context

@@ -1,0 +1,269 @@
+"""Retries and replays of runs: the run's retry gate, step resets, replays, bulk operations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session, aliased
+
+from models.enums import BulkItemStatus, BulkStatus, RunStatus, StepStatus
+from models.tables import BulkItem, BulkOperation, Run, RunStep
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What deciding on a retry or replay reads of a run."""
+
+    id: uuid.UUID
+    automation_id: uuid.UUID
+    version_id: uuid.UUID
+    contact_id: uuid.UUID | None
+    event_id: uuid.UUID | None
+    status: str
+    retries: int
+
+
+_RUN_STATE = select(
+    Run.id,
+    Run.automation_id,
+    Run.version_id,
+    Run.contact_id,
+    Run.event_id,
+    Run.status,
+    Run.retries,
+)
+
+
+def run_state(session: Session, run_id: uuid.UUID, *, lock: bool = False) -> RunState | None:
+    stmt = _RUN_STATE.where(Run.id == run_id)
+    row = session.execute(stmt.with_for_update() if lock else stmt).first()
+    return RunState(*row) if row is not None else None
+
+
+def begin_retry(
+    session: Session, run_id: uuid.UUID, *, status: str, retries: int, now: dt.datetime
+) -> bool:
+    """Compare-and-set the run back to running, if nobody retried or changed it since it was
+    read with this status and retry count; False otherwise."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == status, Run.retries == retries)
+        .values(
+            status=RunStatus.RUNNING,
+            completed_at=None,
+            retries=Run.retries + 1,
+            last_retried_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def step_rows(session: Session, run_id: uuid.UUID) -> list[RunStep]:
+    """Every step row of the run (locked: the retry rewrites some of them)."""
+    return list(session.scalars(select(RunStep).where(RunStep.run_id == run_id).with_for_update()))
+
+
+def reset_steps(session: Session, run_id: uuid.UUID, keys: Sequence[str], now: dt.datetime) -> None:
+    """Make these steps pending and due now, as if reached for the first time."""
+    session.execute(
+        update(RunStep)
+        .where(RunStep.run_id == run_id, RunStep.step_key.in_(list(keys)))
+        .values(
+            status=StepStatus.PENDING,
+            skip_reason=None,
+            branch=None,
+            wait_event=None,
+            due_at=now,
+            dispatched_at=now,
+            redispatch_count=0,
+            lease_expires_at=None,
+            started_at=None,
+            completed_at=None,
+            output=None,
+            error=None,
+            failed_attempts=0,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def replays_of(session: Session, run_id: uuid.UUID) -> list[uuid.UUID]:
+    """The runs that replay this one, oldest first."""
+    stmt = select(Run.id).where(Run.replay_of == run_id).order_by(Run.created_at, Run.id)
+    return list(session.scalars(stmt))
+
+
+# -- bulk operations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunMatch:
+    """Which runs of an automation a bulk operation takes."""
+
+    automation_id: uuid.UUID
+    statuses: Collection[str]
+    step_statuses: Collection[str]
+    error_code: str | None = None
+    step_key: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    # Replays leave out runs already replayed: repeating a request replays nothing twice.
+    not_replayed: bool = False
+
+
+def _matching(match: RunMatch) -> Select[Any]:
+    stmt = select(Run.id).where(
+        Run.automation_id == match.automation_id, Run.status.in_(sorted(match.statuses))
+    )
+    if match.created_after is not None:
+        stmt = stmt.where(Run.created_at > match.created_after)
+    if match.created_before is not None:
+        stmt = stmt.where(Run.created_at < match.created_before)
+    if match.error_code is not None or match.step_key is not None:
+        conditions = [RunStep.run_id == Run.id, RunStep.status.in_(sorted(match.step_statuses))]
+        if match.step_key is not None:
+            conditions.append(RunStep.step_key == match.step_key)
+        if match.error_code is not None:
+            conditions.append(RunStep.error["code"].as_string() == match.error_code)
+        stmt = stmt.where(exists().where(and_(*conditions)))
+    if match.not_replayed:
+        replay = aliased(Run)
+        stmt = stmt.where(~exists().where(replay.replay_of == Run.id))
+    return stmt
+
+
+def count_matching(session: Session, match: RunMatch) -> int:
+    return int(session.scalar(select(func.count()).select_from(_matching(match).subquery())) or 0)
+
+
+def sample_matching(session: Session, match: RunMatch, limit: int) -> list[Run]:
+    """The newest matching runs."""
+    ids = _matching(match).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+    stmt = select(Run).where(Run.id.in_(ids.scalar_subquery()))
+    return list(session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc())))
+
+
+def running_bulk(
+    session: Session, automation_id: uuid.UUID, action: str, filter_hash: str
+) -> BulkOperation | None:
+    """A running operation of the same action and filter on this automation."""
+    stmt = select(BulkOperation).where(
+        BulkOperation.automation_id == automation_id,
+        BulkOperation.action == action,
+        BulkOperation.filter_hash == filter_hash,
+        BulkOperation.status == BulkStatus.RUNNING,
+    )
+    return session.scalars(stmt.limit(1)).first()
+
+
+def create_bulk(
+    session: Session,
+    *,
+    automation_id: uuid.UUID,
+    action: str,
+    filter_body: dict[str, Any],
+    filter_hash: str,
+    match: RunMatch,
+    now: dt.datetime,
+) -> BulkOperation:
+    """The operation and one pending item per matching run, set-based."""
+    bulk = BulkOperation(
+        id=uuid.uuid4(),
+        automation_id=automation_id,
+        action=action,
+        status=BulkStatus.RUNNING,
+        filter=filter_body,
+        filter_hash=filter_hash,
+        matched=0,
+        done=0,
+        skipped=0,
+        failed=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(bulk)
+    session.flush()
+    runs = _matching(match).subquery()
+    session.execute(
+        insert(BulkItem).from_select(
+            ["bulk_id", "run_id", "status"],
+            select(literal(bulk.id), runs.c.id, literal(BulkItemStatus.PENDING.value)),
+        )
+    )
+    bulk.matched = int(session.scalar(select(func.count()).where(BulkItem.bulk_id == bulk.id)) or 0)
+    if bulk.matched == 0:
+        bulk.status, bulk.completed_at = BulkStatus.COMPLETED, now
+    session.flush()
+    return bulk
+
+
+def get_bulk(session: Session, bulk_id: uuid.UUID, *, lock: bool = False) -> BulkOperation | None:
+    stmt = select(BulkOperation).where(BulkOperation.id == bulk_id)
+    return session.scalars(stmt.with_for_update() if lock else stmt).first()
+
+
+def pending_items(session: Session, bulk_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+    stmt = (
+        select(BulkItem.run_id)
+        .where(BulkItem.bulk_id == bulk_id, BulkItem.status == BulkItemStatus.PENDING)
+        .order_by(BulkItem.run_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def finish_item(
+    session: Session,
+    bulk_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    status: BulkItemStatus,
+    now: dt.datetime,
+    error: str | None = None,
+    new_run_id: uuid.UUID | None = None,
+) -> None:
+    session.execute(
+        update(BulkItem)
+        .where(BulkItem.bulk_id == bulk_id, BulkItem.run_id == run_id)
+        .values(status=status, error=error, new_run_id=new_run_id, completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def stale_bulks(session: Session, *, idle_before: dt.datetime, now: dt.datetime) -> list[uuid.UUID]:
+    """Running operations without progress since `idle_before` (their message was lost),
+    touched so that the next tick does not send them again at once."""
+    stmt = (
+        select(BulkOperation.id)
+        .where(BulkOperation.status == BulkStatus.RUNNING, BulkOperation.updated_at < idle_before)
+        .order_by(BulkOperation.updated_at)
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(stmt))
+    if ids:
+        session.execute(
+            update(BulkOperation)
+            .where(BulkOperation.id.in_(ids))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def bulk_items(session: Session, bulk_id: uuid.UUID, *, limit: int) -> list[BulkItem]:
+    """Items that ended other than done (skipped or failed) first, then the rest."""
+    unusual = BulkItem.status.in_([BulkItemStatus.SKIPPED, BulkItemStatus.FAILED])
+    stmt = (
+        select(BulkItem)
+        .where(BulkItem.bulk_id == bulk_id)
+        .order_by(unusual.desc(), BulkItem.run_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
