@@ -130,6 +130,11 @@ def metrics(result: Metrics) -> dict[str, Any]:
             "sent": result.emails_sent,
             "skipped_unsubscribed": result.emails_skipped_unsubscribed,
         },
+        "recovery": {
+            "retried_runs": result.recovery.retried_runs,
+            "retries": result.recovery.retries,
+            "replays": result.recovery.replays,
+        },
         "series": [
             {
                 "start": wire_time(bucket.start),

@@ -218,6 +218,7 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
             log.info("bulk %s completed: %d done, %d skipped", bulk.action, bulk.done, bulk.skipped)
         else:
             messages.append(BulkWork(bulk_id))
+        rt.checkpoint("bulk.before_commit")
         return messages
 
 

@@ -18,7 +18,7 @@ from engine.graph import Graph
 from engine.reports import require_automation
 from engine.store import automations as automation_store
 from engine.store import metrics as metrics_store
-from engine.store.metrics import StepCount
+from engine.store.metrics import RecoveryCounts, StepCount
 from models.enums import RunStatus, SkipReason, StepStatus
 
 DEFAULT_SPAN = dt.timedelta(days=7)
@@ -104,6 +104,7 @@ class Metrics:
     steps: list[StepMetrics]
     emails_sent: int
     emails_skipped_unsubscribed: int
+    recovery: RecoveryCounts = field(default_factory=lambda: RecoveryCounts(0, 0, 0))
 
 
 def parse_window(
@@ -240,6 +241,7 @@ def window_metrics(session: Session, automation_id: uuid.UUID, window: Window) -
         steps=step_metrics(counts, graphs),
         emails_sent=metrics_store.emails_sent(session, automation_id, since, until),
         emails_skipped_unsubscribed=_unsubscribed(counts),
+        recovery=metrics_store.recovery_counts(session, automation_id, since, until),
     )
 
 

@@ -84,6 +84,7 @@ def retry_run(
     with transaction(rt.sessions) as session:
         seen = _run_of(session, automation_id, run_id)
         check_retryable(seen, from_cancelled=from_cancelled)
+    rt.checkpoint("retry.read")
     with transaction(rt.sessions) as session:
         now = rt.clock.now()
         if not recovery_store.begin_retry(

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt, Sender
@@ -42,7 +42,7 @@ class BulkFilter(BaseModel):
     step_key: str | None = Field(default=None, description="The key of the step that failed")
     created_after: str | None = Field(default=None, description="ISO 8601; runs created after")
     created_before: str | None = Field(default=None, description="ISO 8601; runs created before")
-    dry_run: bool = Field(default=False, description="Only count the runs and show a sample")
+    dry_run: StrictBool = Field(default=False, description="Only count the runs and show a sample")
     start_from: Literal["failed_step", "cancelled_step"] | None = Field(
         default=None, alias="from", description="Retry only: `cancelled_step` for cancelled runs"
     )

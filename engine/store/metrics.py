@@ -155,3 +155,25 @@ def emails_sent(
         )
     )
     return int(session.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True)
+class RecoveryCounts:
+    """How the window's runs were recovered by operators."""
+
+    retried_runs: int
+    retries: int
+    replays: int
+
+
+def recovery_counts(
+    session: Session, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
+) -> RecoveryCounts:
+    """Runs retried at least once, retries in all, and runs that replay another."""
+    stmt = select(
+        func.count().filter(Run.retries > 0),
+        func.coalesce(func.sum(Run.retries), 0),
+        func.count().filter(Run.replay_of.is_not(None)),
+    ).where(_window(automation_id, since, until))
+    row = session.execute(stmt).one()
+    return RecoveryCounts(int(row[0]), int(row[1]), int(row[2]))
