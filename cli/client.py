@@ -338,10 +338,15 @@ def register(app: typer.Typer) -> None:
     app.command("stop", epilog=epilog)(stop)
     app.command("apply", epilog=epilog)(apply)
 
-    runs = typer.Typer(help="An automation's runs: list, show, cancel.", no_args_is_help=True)
+    from cli import recovery  # it builds on this module's options
+
+    runs = typer.Typer(
+        help="An automation's runs: list, show, cancel, retry, replay.", no_args_is_help=True
+    )
     runs.command("list", epilog=epilog)(list_runs)
     runs.command("get", epilog=epilog)(get_run)
     runs.command("cancel", epilog=epilog)(cancel_run)
+    recovery.register(runs)
     app.add_typer(runs, name="runs")
 
     events = typer.Typer(help="Send events for contacts.", no_args_is_help=True)

@@ -1,0 +1,194 @@
+"""Client commands that recover runs: retry or replay one run, or every run a filter matches."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from cli import render
+from cli.client import (
+    ApiKey,
+    ApiUrl,
+    AsJson,
+    AutomationId,
+    _api,
+    _print_json,
+    _show,
+)
+from cli.http import DEFAULT_API_URL, EXIT_CODES_HELP, Api, ExitCode, fail, path
+
+OptionalRunId = Annotated[
+    str | None,
+    typer.Argument(help="The run's id; leave it out to take every run the filter matches."),
+]
+Status = Annotated[
+    str | None,
+    typer.Option(help="Runs in these statuses (comma list); default failed."),
+]
+ErrorCode = Annotated[
+    str | None, typer.Option("--error-code", help="Runs whose failed step has this error code.")
+]
+StepKey = Annotated[str | None, typer.Option("--step-key", help="Runs that failed at this step.")]
+CreatedAfter = Annotated[
+    str | None, typer.Option("--created-after", help="Runs created after (ISO 8601).")
+]
+CreatedBefore = Annotated[
+    str | None, typer.Option("--created-before", help="Runs created before (ISO 8601).")
+]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Only count the matching runs and show the newest.")
+]
+Wait = Annotated[
+    bool, typer.Option("--wait", help="Follow a bulk operation until every run is done.")
+]
+FromCancelled = Annotated[
+    bool,
+    typer.Option(
+        "--from-cancelled", help="Retry cancelled runs from the step they were cancelled at."
+    ),
+]
+
+POLL_SECONDS = 0.5
+PAST = {"retry": "retried", "replay": "replayed"}
+
+
+def _filter(
+    status: str | None,
+    error_code: str | None,
+    step_key: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    given = {
+        "status": status,
+        "error_code": error_code,
+        "step_key": step_key,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    body = {name: value for name, value in given.items() if value is not None}
+    return {**body, "dry_run": True} if dry_run else body
+
+
+def _single(
+    api: Api, action: str, automation_id: str, run_id: str, body: dict[str, Any] | None
+) -> Any:
+    return api.call(
+        "POST",
+        path("automations", automation_id, "runs", run_id, action),
+        body=body,
+        subject=f"run {run_id} of automation {automation_id}",
+    )
+
+
+def _bulk(
+    api: Api, action: str, automation_id: str, body: dict[str, Any], *, wait: bool, as_json: bool
+) -> None:
+    answer = api.call(
+        "POST",
+        path("automations", automation_id, "runs", action),
+        body=body,
+        subject=f"automation {automation_id}",
+    )
+    if answer.get("dry_run"):
+        if as_json:
+            return _print_json(answer)
+        typer.echo(f"{answer['matched']} runs would be {PAST[action]} (dry run)")
+        if answer.get("sample"):
+            _show(render.runs_table(answer["sample"]))
+        return None
+    if wait:
+        answer = _follow(api, automation_id, answer)
+    if as_json:
+        return _print_json(answer)
+    typer.echo(_progress(answer))
+    if answer.get("failed"):
+        raise typer.Exit(int(ExitCode.REFUSED))
+    return None
+
+
+def _follow(api: Api, automation_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    where = path("automations", automation_id, "runs", "retries", str(answer["id"]))
+    while answer.get("status") != "completed":
+        time.sleep(POLL_SECONDS)
+        answer = api.call("GET", where, subject=f"bulk operation {answer['id']}")
+    return answer
+
+
+def _progress(answer: dict[str, Any]) -> str:
+    return (
+        f"bulk {answer['action']} {answer['id']}: {answer['status']}, matched "
+        f"{answer['matched']}, done {answer['done']}, skipped {answer['skipped']}, "
+        f"failed {answer['failed']}"
+    )
+
+
+def retry(
+    automation_id: AutomationId,
+    run_id: OptionalRunId = None,
+    status: Status = None,
+    error_code: ErrorCode = None,
+    step_key: StepKey = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
+    from_cancelled: FromCancelled = False,
+    dry_run: DryRun = False,
+    wait: Wait = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Retry a failed run from its failed step, or every run a filter matches.
+
+    Steps that completed are not run again and an email already sent is not sent again.
+    """
+    api = _api(api_url, api_key)
+    start = {"from": "cancelled_step"} if from_cancelled else {}
+    filters = _filter(status, error_code, step_key, created_after, created_before, dry_run)
+    if run_id is None:
+        return _bulk(api, "retry", automation_id, {**filters, **start}, wait=wait, as_json=as_json)
+    if filters:
+        fail("filters apply to many runs: give a run id or filters, not both", ExitCode.BAD_INPUT)
+    run = _single(api, "retry", automation_id, run_id, start or None)
+    if as_json:
+        return _print_json(run)
+    typer.echo(f"retried run {run['id']}: {run['status']}")
+    return None
+
+
+def replay(
+    automation_id: AutomationId,
+    run_id: OptionalRunId = None,
+    status: Status = None,
+    error_code: ErrorCode = None,
+    step_key: StepKey = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
+    dry_run: DryRun = False,
+    wait: Wait = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Replay a run as a new run of the automation's current version (same event and contact),
+    or every run a filter matches that was not replayed yet."""
+    api = _api(api_url, api_key)
+    filters = _filter(status, error_code, step_key, created_after, created_before, dry_run)
+    if run_id is None:
+        return _bulk(api, "replay", automation_id, filters, wait=wait, as_json=as_json)
+    if filters:
+        fail("filters apply to many runs: give a run id or filters, not both", ExitCode.BAD_INPUT)
+    answer = _single(api, "replay", automation_id, run_id, None)
+    if as_json:
+        return _print_json(answer)
+    typer.echo(f"replayed run {answer['replay_of']} as run {answer['id']}")
+    return None
+
+
+def register(runs: typer.Typer) -> None:
+    """Add the recovery commands to the `runs` group."""
+    runs.command("retry", epilog=EXIT_CODES_HELP)(retry)
+    runs.command("replay", epilog=EXIT_CODES_HELP)(replay)

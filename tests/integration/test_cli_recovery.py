@@ -1,0 +1,107 @@
+"""`automations runs retry` and `runs replay` as an operator runs them, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import httpx
+import pytest
+
+from tests.integration.factories import chain, make_automation, unique_email
+from tests.integration.harness import Stack
+from tests.integration.test_cli_client import UUID, Cli, cli, error_line, wait_runs
+
+pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+__all__ = ["cli"]  # the fixture, shared with the client commands' tests
+
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+# A condition on a field the events leave out: every run fails at `check`.
+STEPS = [
+    TRIGGER,
+    {
+        "key": "check",
+        "type": "condition",
+        "config": {"rule": {"field": "event.plan", "operator": "eq", "value": "pro"}},
+    },
+    {"key": "pro", "type": "contact_update", "config": {"last_name": "Pro"}},
+]
+CONNECTIONS = [
+    {"from": "start", "to": "check"},
+    {"from": "check", "to": "pro", "type": "condition_met"},
+]
+
+
+def failed_runs(api: httpx.Client, stack: Stack, count: int) -> str:
+    automation_id = str(make_automation(stack, STEPS, CONNECTIONS))
+    for _ in range(count):
+        body = {"event": "user.created", "email": unique_email("cli")}
+        assert api.post("/events/send", json=body).status_code == 202
+    wait_runs(stack, api, automation_id, failed=count)
+    return automation_id
+
+
+def test_retry_and_replay_one_run(cli: Cli, api: httpx.Client, rt_stack: Stack) -> None:
+    automation_id = failed_runs(api, rt_stack, 1)
+    (run,) = api.get(f"/automations/{automation_id}/runs").json()["data"]
+
+    retried = cli("runs", "retry", automation_id, run["id"])
+    assert retried.stdout == f"retried run {run['id']}: running\n"
+    wait_runs(rt_stack, api, automation_id, failed=1)
+
+    replayed = cli("runs", "replay", automation_id, run["id"], "--json")
+    answer = json.loads(replayed.stdout)
+    assert answer["object"] == "automation_run" and answer["replay_of"] == run["id"]
+    wait_runs(rt_stack, api, automation_id, failed=2)
+
+
+def test_bulk_retry_dry_run_then_wait(cli: Cli, api: httpx.Client, rt_stack: Stack) -> None:
+    automation_id = failed_runs(api, rt_stack, 3)
+    dry = cli(
+        "runs",
+        "retry",
+        automation_id,
+        "--status",
+        "failed",
+        "--error-code",
+        "missing_field",
+        "--dry-run",
+    )
+    assert dry.stdout.startswith("3 runs would be retried (dry run)\n")
+    assert len(re.findall(UUID, dry.stdout)) == 3
+
+    done = cli("runs", "retry", automation_id, "--step-key", "check", "--wait")
+    assert re.fullmatch(
+        rf"bulk retry ({UUID}): completed, matched 3, done 3, skipped 0, failed 0\n", done.stdout
+    ), done.stdout
+    wait_runs(rt_stack, api, automation_id, failed=3)
+    runs = api.get(f"/automations/{automation_id}/runs").json()["data"]
+    for run in runs:
+        detail = api.get(f"/automations/{automation_id}/runs/{run['id']}").json()
+        assert detail["retries"] == 1
+
+    replay = cli("runs", "replay", automation_id, "--wait", "--json")
+    assert json.loads(replay.stdout)["done"] == 3
+
+
+def test_recovery_commands_fail_in_one_line(cli: Cli, api: httpx.Client, rt_stack: Stack) -> None:
+    steps = [TRIGGER, {"key": "tag", "type": "contact_update", "config": {"last_name": "T"}}]
+    automation_id = str(make_automation(rt_stack, steps, chain("start", "tag")))
+    assert (
+        api.post(
+            "/events/send", json={"event": "user.created", "email": unique_email("ok")}
+        ).status_code
+        == 202
+    )
+    wait_runs(rt_stack, api, automation_id, completed=1)
+    (run,) = api.get(f"/automations/{automation_id}/runs").json()["data"]
+
+    completed = error_line(cli("runs", "retry", automation_id, run["id"], expect=1))
+    assert "Run is completed" in completed and "run_not_retryable, HTTP 422" in completed
+    both = error_line(cli("runs", "retry", automation_id, run["id"], "--dry-run", expect=2))
+    assert "not both" in both
+    bad = error_line(cli("runs", "retry", automation_id, "--status", "running", expect=1))
+    assert "`status`" in bad
+    unknown = error_line(cli("runs", "replay", str(uuid.uuid4()), expect=1))
+    assert "Automation not found" in unknown
