@@ -39,8 +39,7 @@ def greeting(stack: Stack) -> uuid.UUID:
 def nothing_for_the_attacker(stack: Stack) -> bool:
     """No envelope and no header block, of any email the sink received, names evil.test."""
     return not any(
-        b"evil.test" in e.raw.split(b"\r\n\r\n", 1)[0]
-        or any("evil.test" in r for r in e.rcpt_tos)
+        b"evil.test" in e.raw.split(b"\r\n\r\n", 1)[0] or any("evil.test" in r for r in e.rcpt_tos)
         for e in stack.sink.envelopes
     )
 

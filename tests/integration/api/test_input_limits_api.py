@@ -226,7 +226,9 @@ def test_a_payload_stored_before_the_limits_can_still_be_read(
     automation_id = make_automation(rt_stack, steps, chain("start", "copy"))
     deep = nested(300)
     # As the API stored it before the door had limits.
-    monkeypatch.setattr(rt_stack.runtime, "json_limits", JsonLimits(max_depth=10_000))
+    monkeypatch.setattr(
+        rt_stack.runtime, "json_limits", JsonLimits(max_depth=10_000), raising=False
+    )
     result = rt_stack.send("deep.stored", unique_email(), {"v": deep})
     (run_id,) = result.run_ids
     rt_stack.wait_run(run_id)
