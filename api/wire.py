@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends
+from fastapi.responses import JSONResponse
 
 from engine.errors import InvalidInput
 
@@ -20,6 +22,23 @@ def wire_time(value: dt.datetime | None) -> str | None:
         value = value.astimezone(dt.UTC)
     # isoformat is C code, several times faster than strftime on a page of a thousand runs.
     return value.isoformat(" ", "microseconds")[:-3]
+
+
+class StoredJson(JSONResponse):
+    """An answer holding stored free JSON (payloads, outputs, configs, properties).
+
+    FastAPI would serialise a returned dict through pydantic, which refuses values nested
+    255 levels deep: a payload stored before the limits at the door would answer 500 forever.
+    The json module's limit is the one the value was parsed with when it came in.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:
+            # NaN or Infinity, which SQLite kept before the door refused them: null, as JSON has.
+            cleaned = json.loads(json.dumps(content), parse_constant=lambda _: None)
+            return super().render(cleaned)
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

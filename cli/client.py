@@ -15,6 +15,7 @@ from rich.console import Console, RenderableType
 
 from cli import render
 from cli.http import DEFAULT_API_URL, EXIT_CODES_HELP, Api, ExitCode, fail, path
+from engine.addresses import AddressError, canonical_email
 
 ApiUrl = Annotated[
     str,
@@ -206,6 +207,11 @@ def send_event(
     """Send an event for a contact (give exactly one of --email and --contact-id)."""
     if (email is None) == (contact_id is None):
         fail("give exactly one of --email and --contact-id", ExitCode.BAD_INPUT)
+    if email is not None:
+        try:
+            email = canonical_email(email)
+        except AddressError as error:
+            fail(f"--email {error.rule}; got {email!r}", ExitCode.BAD_INPUT)
     body: dict[str, Any] = {"event": name}
     body.update({"email": email} if email is not None else {"contact_id": contact_id})
     if payload is not None:

@@ -224,12 +224,17 @@ def _summary(runs: dict[str, dict[str, Any]], url: str, data_dir: Path, key: str
         runs.get(f"{name}@example.com", {}).get("status") == status
         for name, status in EXPECTED.items()
     )
-    emails = sorted((data_dir / "outbox").glob("*.eml"))
+    # One file per send attempt, `<email id>.<attempt>.eml`: a second attempt is a second file.
+    files = sorted((data_dir / "outbox").glob("*.eml"))
+    emails = {path.name.split(".", 1)[0] for path in files}
+    resent = f"; {len(files) - len(emails)} resent" if len(files) > len(emails) else ""
     out.print(
         f"\n{'All runs finished' if finished else 'Runs still going'}: "
         + ", ".join(f"{e.split('@')[0]} {r['status']}" for e, r in runs.items())
     )
     out.print(f"Dashboard: {url}/dashboard  (sign in with the API key {key})")
     out.print(f"API:       {url}  (Authorization: Bearer {key})")
-    out.print(f"Emails:    {len(emails)} written to {data_dir / 'outbox'}")
+    out.print(
+        f"Emails:    {len(emails)} written to {data_dir / 'outbox'} (a file per attempt{resent})"
+    )
     return finished and expected

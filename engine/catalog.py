@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.addresses import check_mailbox
 from engine.errors import InvalidInput, NotFound
+from engine.headers import check_header_text
 from engine.store import content as content_store
 from engine.store.paging import Page
 from models.enums import DomainStatus, TemplateStatus
@@ -71,11 +73,6 @@ def _check_variables(variables: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return checked
 
 
-def _check_address(value: str, field: str) -> None:
-    if "@" not in value:
-        raise InvalidInput(f"`{field}` must be an email address, got {value!r}", field=field)
-
-
 def _template_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The given template fields checked and shaped as columns."""
     columns = dict(fields)
@@ -86,12 +83,14 @@ def _template_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     if alias is not None and not _ALIAS.fullmatch(alias):
         raise InvalidInput("`alias` must not contain whitespace or `/`", field="alias")
     if columns.get("sender") is not None:
-        _check_address(columns["sender"], "from")
+        check_mailbox(columns["sender"], field="from")
+    if columns.get("subject") is not None:
+        check_header_text(columns["subject"], "subject")
     if "reply_to" in columns:
         reply_to = columns["reply_to"]
         reply_to = [reply_to] if isinstance(reply_to, str) else reply_to
         for index, address in enumerate(reply_to or []):
-            _check_address(address, f"reply_to[{index}]")
+            check_mailbox(address, field=f"reply_to[{index}]")
         columns["reply_to"] = reply_to
     if "variables" in columns:
         columns["variables"] = _check_variables(columns["variables"] or [])

@@ -10,13 +10,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.addresses import check_address
 from engine.errors import InvalidInput, NotFound
+from engine.json_limits import JsonLimits
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
 from engine.store.paging import Page
 from models.tables import Contact, Segment
 
-_EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
 # Conditions and templates reach a property as `contact.<key>`: a key is one path segment.
 _PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
 
@@ -28,15 +29,8 @@ def _as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
-def _check_email(email: str, field: str = "email") -> str:
-    address = contact_store.normalize_email(email)
-    if not _EMAIL.fullmatch(address):
-        raise InvalidInput(f"`{field}` must be an email address, got {email!r}", field=field)
-    return address
-
-
-def _check_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Keys that conditions can reach, values that are flat scalars (or null)."""
+def _check_properties(properties: Mapping[str, Any], limits: JsonLimits) -> dict[str, Any]:
+    """Keys that conditions can reach, values that are flat scalars (or null), within limits."""
     for key, value in properties.items():
         where = f"properties.{key}"
         if not _PROPERTY_KEY.fullmatch(key):
@@ -50,6 +44,7 @@ def _check_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
                 f"`{where}` must be a string, number, boolean or null, got {type(value).__name__}",
                 field=where,
             )
+    limits.check(dict(properties), field="properties")
     return dict(properties)
 
 
@@ -95,10 +90,11 @@ def create_contact(
     unsubscribed: bool = False,
     properties: Mapping[str, Any] | None = None,
     segment_refs: Sequence[str] = (),
+    limits: JsonLimits,
 ) -> Contact:
     """A new contact, in the given segments; an email already in use is refused."""
-    address = _check_email(email)
-    values = _check_properties(properties or {})
+    address = check_address(email, field="email")
+    values = _check_properties(properties or {}, limits)
     segment_ids = _segment_ids(session, segment_refs)
     contact = content_store.unique_write(
         session,
@@ -125,7 +121,8 @@ def _check_identifiers(contact: Contact, changes: dict[str, Any]) -> None:
     if given_id is not None and _as_uuid(given_id) != contact.id:
         raise InvalidInput("`id` does not match the contact being updated.", field="id")
     given_email = changes.pop("email", None)
-    if given_email is not None and _check_email(given_email) != contact.email:
+    if given_email is not None and contact_store.normalize_email(given_email) != contact.email:
+        check_address(given_email, field="email")  # a malformed one is told so first
         raise InvalidInput(
             "`email` does not match the contact being updated; a contact's email cannot change.",
             field="email",
@@ -133,16 +130,24 @@ def _check_identifiers(contact: Contact, changes: dict[str, Any]) -> None:
 
 
 def update_contact(
-    session: Session, ref: str, changes: Mapping[str, Any], *, now: dt.datetime
+    session: Session,
+    ref: str,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    limits: JsonLimits,
 ) -> Contact:
-    """Apply the given fields; `properties` is merged key by key."""
+    """Apply the given fields; `properties` is merged key by key (the result within limits)."""
     contact = find_contact(session, ref, for_update=True)
     fields = dict(changes)
     _check_identifiers(contact, fields)
     if "unsubscribed" in fields and fields["unsubscribed"] is None:
         raise InvalidInput("`unsubscribed` must be true or false, not null", field="unsubscribed")
     if fields.get("properties") is not None:
-        fields["properties"] = _check_properties(fields["properties"])
+        given = _check_properties(fields["properties"], limits)
+        # Updates add keys: it is the merged whole that is stored, and must come back out.
+        limits.check({**(contact.properties or {}), **given}, field="properties")
+        fields["properties"] = given
     else:
         fields.pop("properties", None)
     contact_store.update_contact(session, contact, fields, now)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, StepFailure, TransientStepFailure
+from engine.headers import INVALID_HEADER_VALUE
 from engine.outcomes import Failed, Retry
 from engine.progress import StepRef, cancel_step, record_outcome
 from engine.retry import RetryPolicy
@@ -28,7 +29,6 @@ from models.enums import RunStatus, StepType
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
-INVALID_HEADER_VALUE = "invalid_header_value"
 # What Python's email package says of a header value with a line break in it.
 _HEADER_LINE_BREAK = "linefeed or carriage return"
 

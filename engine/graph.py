@@ -10,10 +10,12 @@ from functools import cached_property
 from typing import Any, Self
 
 from engine.errors import InvalidInput
+from engine.json_limits import JsonLimits
 from engine.step_configs import check_config, only_keys
 from models.enums import CONNECTION_TYPES_BY_STEP, STEP_TYPE_ALIASES, ConnectionType, StepType
 
 MAX_STEPS = 150
+STEP_CONFIG_LIMITS = JsonLimits()
 MAX_KEY_LENGTH = 100
 _STEP_FIELDS = frozenset({"key", "type", "config"})
 _CONNECTION_FIELDS = frozenset({"from", "to", "type"})
@@ -231,6 +233,8 @@ def _checked_config(step: Step, index: int) -> Step:
     """The step with its config validated and normalised; errors are prefixed with the step."""
     at = f"steps[{index}].config"
     try:
+        # A condition's `value` is free JSON: bounded like an event's payload, so it comes back.
+        STEP_CONFIG_LIMITS.check(step.config, field=at)
         config = check_config(step.type, step.config, at)
     except InvalidInput as error:
         raise InvalidInput(

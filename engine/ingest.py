@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.addresses import check_address
 from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.event_schema import check_payload
+from engine.json_limits import JsonLimits
 from engine.outcomes import Completed
 from engine.progress import RunStart, StepRef, record_outcome, start_run
 from engine.runtime import Runtime
@@ -36,22 +38,28 @@ class Ingested:
     dispatches: list[Dispatch] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Checked:
+    payload: dict[str, Any]
+    email: str | None
+
+
 def _check_request(
-    event: object, email: object, contact_id: object, payload: object
-) -> dict[str, Any]:
+    event: object, email: object, contact_id: object, payload: object, limits: JsonLimits
+) -> _Checked:
     if not isinstance(event, str) or not event.strip():
         raise InvalidInput("`event` must be a non-empty string", field="event")
     if len(event) > 255:
         raise InvalidInput("`event` must be at most 255 characters", field="event")
     if (email is None) == (contact_id is None):
         raise InvalidInput("Give exactly one of `contact_id` or `email`", field="contact_id")
-    if email is not None and (not isinstance(email, str) or "@" not in email):
-        raise InvalidInput("`email` must be an email address", field="email")
+    address = None if email is None else check_address(email, field="email")
     if payload is None:
-        return {}
+        return _Checked({}, address)
     if not isinstance(payload, dict):
         raise InvalidInput("`payload` must be an object", field="payload")
-    return payload
+    limits.check(payload, field="payload")
+    return _Checked(payload, address)
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
-    pending = _check_all(session, requests)
+    pending = _check_all(session, requests, rt.json_limits)
     seen = event_store.events_by_idempotency_keys(
         session, [p.idempotency_key for p in pending if p.idempotency_key]
     )
@@ -130,23 +138,28 @@ def ingest_events(
     return [item.result for item in pending if item.result is not None]
 
 
-def _check_all(session: Session, requests: Sequence[EventRequest]) -> list[_Pending]:
+def _check_all(
+    session: Session, requests: Sequence[EventRequest], limits: JsonLimits
+) -> list[_Pending]:
     schemas: dict[str, dict[str, Any] | None] = {}
     checked = []
     for index, request in enumerate(requests):
         try:
-            body = _check_request(request.event, request.email, request.contact_id, request.payload)
+            body = _check_request(
+                request.event, request.email, request.contact_id, request.payload, limits
+            )
             name = str(request.event)
             if name not in schemas:
                 schemas[name] = content_store.event_schema(session, name)
             schema = schemas[name]
             if schema:
-                check_payload(schema, body)
+                check_payload(schema, body.payload)
             contact_key = None if request.contact_id is None else _uuid(request.contact_id)
         except AutomationsError as error:
             raise RejectedEvent(index, error) from error
-        email = contact_store.normalize_email(request.email) if request.email else None
-        checked.append(_Pending(index, name, body, email, contact_key, request.idempotency_key))
+        checked.append(
+            _Pending(index, name, body.payload, body.email, contact_key, request.idempotency_key)
+        )
     return checked
 
 

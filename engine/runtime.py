@@ -13,6 +13,7 @@ from engine.db import create_db_engine, create_session_factory
 from engine.errors import NotFound
 from engine.faults import checkpoint_from_setting
 from engine.graph import Graph
+from engine.json_limits import JsonLimits
 from engine.mail import Transport, transport_from_url
 from engine.retry import RetryPolicy
 from engine.settings import Settings
@@ -50,6 +51,7 @@ class Runtime:
         )
         self.horizon = dt.timedelta(seconds=settings.countdown_horizon_seconds)
         self.lease = dt.timedelta(seconds=settings.step_lease_seconds)
+        self.json_limits = JsonLimits(settings.max_payload_depth, settings.max_payload_bytes)
         self._graphs: dict[uuid.UUID, Graph] = {}
 
     @property

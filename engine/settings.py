@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.json_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, HIGHEST_MAX_DEPTH
+
 PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - a marker, refused outside dev
 
 
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
     # A first API key, accepted besides the keys stored in the database (bootstrap, scripts).
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # Free JSON (an event's payload, a contact's properties): how deep and how large, as JSON.
+    max_payload_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=1, le=HIGHEST_MAX_DEPTH)
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
     # Requests per second per API key; 0 turns the limit off. Counted in Redis.
     rate_limit_per_second: int = Field(default=0, ge=0)
     rate_limit_redis_url: str | None = None

@@ -4,17 +4,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from engine.addresses import check_mailbox
 from engine.conditions import validate_rule
 from engine.durations import parse_duration
 from engine.errors import InvalidInput
+from engine.headers import check_header_text
 from engine.variables import validate_value
 from models.enums import StepType
 
 MAX_EVENT_NAME_LENGTH = 255
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ADDRESS = r"[^\s@<>]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-_SENDER = re.compile(rf"(?:[^<>]*<{_ADDRESS}>|{_ADDRESS})")
+MAX_REPLY_TO = 50
 _CONTACT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "first_name": ((str, type(None)), "a string or null"),
     "last_name": ((str, type(None)), "a string or null"),
@@ -96,15 +97,29 @@ def _send_email_config(config: dict[str, Any], at: str) -> dict[str, Any]:
                 "variables given twice, inside and beside template", field=f"{at}.variables"
             )
         result["template"]["variables"] = _variables(result.pop("variables"), f"{at}.variables")
-    sender = result.get("from")
-    if "from" in result and not (isinstance(sender, str) and _SENDER.fullmatch(sender.strip())):
-        raise InvalidInput('from must be "addr@domain" or "Name <addr@domain>"', field=f"{at}.from")
+    if "from" in result:
+        check_mailbox(result["from"], field=f"{at}.from", label="from")
     if "subject" in result:
-        _text(result["subject"], f"{at}.subject", "subject")
-    reply_to = result.get("reply_to", "")
-    if not isinstance(reply_to, str | list) or not all(isinstance(r, str) for r in reply_to):
-        raise InvalidInput("reply_to must be a string or a list of strings", field=f"{at}.reply_to")
+        check_header_text(
+            _text(result["subject"], f"{at}.subject", "subject"), f"{at}.subject", label="subject"
+        )
+    if "reply_to" in result:
+        _check_reply_to(result["reply_to"], f"{at}.reply_to")
     return result
+
+
+def _check_reply_to(value: object, at: str) -> None:
+    """One sender-shaped address, or a list of them; an empty string means none."""
+    if isinstance(value, str):
+        if value:
+            check_mailbox(value, field=at, label="reply_to")
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidInput("reply_to must be a string or a list of strings", field=at)
+    if len(value) > MAX_REPLY_TO:
+        raise InvalidInput(f"reply_to holds at most {MAX_REPLY_TO} addresses", field=at)
+    for index, item in enumerate(value):
+        check_mailbox(item, field=f"{at}[{index}]", label=f"reply_to[{index}]")
 
 
 def _delay_config(config: dict[str, Any], at: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from engine.bulk import work_chunk
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Message
+from engine.errors import InvalidInput, NotFound
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.logs import configure_logging
@@ -143,17 +144,22 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         # Without the producer's key, the message's own id makes a retry after a commit whose
         # outcome was unknown ingest once: Celery retries keep the task id.
         key = idempotency_key or f"celery-task:{task.request.id}"
-        with transaction(rt.sessions) as session:
-            result = ingest_event(
-                session,
-                rt,
-                event=event,
-                email=email,
-                contact_id=contact_id,
-                payload=payload,
-                idempotency_key=key,
-                now=rt.clock.now(),
-            )
+        try:
+            with transaction(rt.sessions) as session:
+                result = ingest_event(
+                    session,
+                    rt,
+                    event=event,
+                    email=email,
+                    contact_id=contact_id,
+                    payload=payload,
+                    idempotency_key=key,
+                    now=rt.clock.now(),
+                )
+        except (InvalidInput, NotFound) as refused:
+            # What /events/send answers 422 or 404: retrying cannot help. One line, no trace.
+            log.warning("event %r refused (task %s): %s", event, task.request.id, refused.message)
+            return {"refused": {"code": refused.code, "message": refused.message}}
         dispatcher.dispatch(result.dispatches)
         return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
 

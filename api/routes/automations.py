@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import PageQuery, list_body, parse_id
+from api.wire import PageQuery, StoredJson, list_body, parse_id
 from engine import lifecycle, reports
 from engine.db import transaction
 from models.schemas.automations import CreateAutomation, StopAutomation, UpdateAutomation
@@ -48,13 +48,15 @@ def list_automations(
     return list_body([wire_automations.automation_item(a) for a in page.items], page.has_more)
 
 
-@router.get("/automations/{automation_id}", summary="Retrieve an automation")
-def get(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+@router.get(
+    "/automations/{automation_id}", summary="Retrieve an automation", response_model=dict[str, Any]
+)
+def get(automation_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     """The automation with the steps and connections of its current version."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         detail = reports.get_automation(session, key)
-    return wire_automations.automation_detail(detail)
+    return StoredJson(wire_automations.automation_detail(detail))
 
 
 @router.patch("/automations/{automation_id}", summary="Update an automation")

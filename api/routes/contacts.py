@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import PageQuery, parse_id
+from api.wire import PageQuery, StoredJson, parse_id
 from engine import contacts
 from engine.db import transaction
 from models.schemas.contacts import CreateContact, UpdateContact
@@ -29,17 +29,18 @@ def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
             properties=body.properties,
             segment_refs=[segment.id for segment in body.segments or []],
             now=rt.clock.now(),
+            limits=rt.json_limits,
         )
     return wire.created("contact", contact.id)
 
 
-@router.get("/contacts", summary="List contacts")
+@router.get("/contacts", summary="List contacts", response_model=dict[str, Any])
 def list_contacts(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
     segment_id: str | None = None,
-) -> dict[str, Any]:
+) -> StoredJson:
     """Newest first; `segment_id` keeps the members of one segment."""
     segment = parse_id(segment_id, "segment_id") if segment_id is not None else None
     with transaction(rt.sessions) as session:
@@ -50,14 +51,18 @@ def list_contacts(
             before=cursor.before,
             segment_id=segment,
         )
-    return wire.page_body(page, wire.contact_item)
+    return StoredJson(wire.page_body(page, wire.contact_item))
 
 
-@router.get("/contacts/{contact_id}", summary="Retrieve a contact by id or email")
-def get(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+@router.get(
+    "/contacts/{contact_id}",
+    summary="Retrieve a contact by id or email",
+    response_model=dict[str, Any],
+)
+def get(contact_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     with transaction(rt.sessions) as session:
         contact = contacts.find_contact(session, contact_id)
-    return wire.contact(contact)
+    return StoredJson(wire.contact(contact))
 
 
 @router.patch("/contacts/{contact_id}", summary="Update a contact by id or email")
@@ -65,7 +70,11 @@ def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> di
     """Change the given fields; `properties` is merged key by key."""
     with transaction(rt.sessions) as session:
         contact = contacts.update_contact(
-            session, contact_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
+            session,
+            contact_id,
+            body.model_dump(exclude_unset=True),
+            now=rt.clock.now(),
+            limits=rt.json_limits,
         )
     return wire.created("contact", contact.id)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import RunsPageQuery, list_body, parse_id
+from api.wire import RunsPageQuery, StoredJson, list_body, parse_id
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
 
@@ -40,13 +40,17 @@ def list_runs(
     return JSONResponse(list_body(items, page.has_more))
 
 
-@router.get("/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run")
-def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+@router.get(
+    "/automations/{automation_id}/runs/{run_id}",
+    summary="Retrieve a run",
+    response_model=dict[str, Any],
+)
+def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return wire_automations.run_detail(detail)
+    return StoredJson(wire_automations.run_detail(detail))
 
 
 @router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import email.policy
+import glob
 import os
 import sys
 import tempfile
@@ -12,14 +12,17 @@ from typing import TextIO
 
 from engine.errors import StepFailure, TransientStepFailure
 from engine.mail.base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE
-from engine.mail.message import OutgoingEmail, message_id, to_mime
+from engine.mail.message import POLICY, OutgoingEmail, checked_recipient, message_id, to_mime
 
 # RFC 5322 lines end in CRLF, which is also what mail clients expect of an .eml file.
-EML_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+EML_POLICY = POLICY.clone(linesep="\r\n")
+# Far more attempts than any retry policy makes; past it something is looping.
+MAX_ATTEMPT_FILES = 1000
 
 
 class FileTransport:
-    """Writes each email to `<directory>/<email_id>.eml`; a resend replaces the same file."""
+    """Writes each send of an email to `<directory>/<email_id>.<attempt>.eml`, attempts counted
+    from 1 and never overwritten, so that a second send of one email shows as a second file."""
 
     name = "file"
 
@@ -32,12 +35,13 @@ class FileTransport:
             text = f"email id {email.email_id!r} cannot be a file name"
             raise StepFailure(text, code=PROVIDER_REJECTED)
         data = to_mime(email).as_bytes(policy=EML_POLICY)
-        target = self.directory / f"{email.email_id}.eml"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, data)
+            _write_new_file(self.directory, email.email_id, data)
         except OSError as exc:
-            text = f"could not write {target}: {exc.strerror or exc}"
+            text = (
+                f"could not write {email.email_id}.eml to {self.directory}: {exc.strerror or exc}"
+            )
             raise TransientStepFailure(text, code=PROVIDER_UNAVAILABLE) from exc
         return message_id(email)
 
@@ -57,11 +61,12 @@ class ConsoleTransport:
 
     def send(self, email: OutgoingEmail) -> str:
         """Print the summary and return the email's Message-ID."""
+        recipient = checked_recipient(email)
         mid = message_id(email)
         summary = (
             f"email {mid}\n"
             f"  From:    {email.sender}\n"
-            f"  To:      {', '.join(email.to)}\n"
+            f"  To:      {recipient}\n"
             f"  Subject: {email.subject}\n"
         )
         # Looked up per send so that a replaced sys.stdout (pytest's capture) is honoured.
@@ -75,15 +80,37 @@ class ConsoleTransport:
         """Nothing to release; the stream belongs to the caller."""
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write to a temporary file beside the target, then rename it over the target."""
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+def attempt_number(path: Path) -> int:
+    """The attempt a file of the outbox holds: 2 for `<email_id>.2.eml` (0 if not one)."""
+    _, _, number = path.name.removesuffix(".eml").rpartition(".")
+    return int(number) if number.isdigit() else 0
+
+
+def _attempt_files(email_id: str) -> str:
+    return f"{glob.escape(email_id)}.*.eml"
+
+
+def _write_new_file(directory: Path, email_id: str, data: bytes) -> Path:
+    """Write to a temporary file, then link it under the first free `<email_id>.<n>.eml`.
+
+    A hard link never replaces an existing name, so two workers sending the same email at
+    once (a lease taken over) each get a file of their own, and a reader never sees half a file.
+    """
+    handle, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{email_id}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
+        written = directory.glob(_attempt_files(email_id))
+        start = 1 + max((attempt_number(path) for path in written), default=0)
+        for attempt in range(start, start + MAX_ATTEMPT_FILES):
+            target = directory / f"{email_id}.{attempt}.eml"
+            try:
+                os.link(tmp_name, target)
+            except FileExistsError:
+                continue
+            return target
+        raise OSError(f"more than {MAX_ATTEMPT_FILES} files for one email")
+    finally:
         Path(tmp_name).unlink(missing_ok=True)
-        raise

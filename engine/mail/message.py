@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
+from engine.addresses import AddressError, parse_address
 from engine.clock import SystemClock
+from engine.errors import StepFailure
+from engine.headers import INVALID_HEADER_VALUE, control_character
 
-# Non-ASCII or long lines go out quoted-printable, so no server has to accept 8-bit data.
-POLICY = email.policy.default.clone(cte_type="7bit")
 MAX_LINE = 78
+INVALID_ADDRESS = "invalid_address"
+# RFC 5322 field names: printable ASCII but the colon.
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
+# RFC 5322 2.1.1: no line of a message may be longer, folded or not.
+MAX_LINE_HARD = 998
+# Mail clients read these raw (RFC 2369, RFC 8058): never as encoded words, folded at spaces only.
+RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 
 # Headers the transport derives itself; letting extras replace them would break stable ids.
 RESERVED_HEADERS = frozenset(
@@ -59,6 +68,52 @@ class OutgoingEmail:
             raise ValueError(f"email {self.email_id} may not set header(s) {', '.join(reserved)}")
 
 
+class _WirePolicy(email.policy.EmailPolicy):
+    """The default policy, but RAW_HEADERS go out as their ASCII text, folded at spaces only.
+
+    The library folds a header past 78 characters, and a value without a space to fold at
+    (a long unsubscribe URL) becomes an RFC 2047 encoded word `=?utf-8?q?=3Chttps...?=`, which
+    Gmail and Yahoo do not decode there: their one-click unsubscribe would not be seen.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in RAW_HEADERS:
+            return fold_raw(name, str(value), self.linesep)
+        folded: str = super().fold(name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in RAW_HEADERS:
+            return fold_raw(name, str(value), self.linesep).encode("ascii")
+        folded: bytes = super().fold_binary(name, value)
+        return folded
+
+
+# Non-ASCII or long lines go out quoted-printable, so no server has to accept 8-bit data.
+POLICY = _WirePolicy(cte_type="7bit")
+
+
+def fold_raw(name: str, value: str, linesep: str = "\r\n") -> str:
+    """`Name: value` as ASCII, broken into lines of up to 78 characters only where it has a
+    space (RFC 5322 folding); a word is never split. StepFailure when it cannot go out so."""
+    if not value.isascii() or control_character(value) is not None:
+        raise StepFailure(
+            f"The {name} header must be printable ASCII: {value[:60]!r}", code=INVALID_HEADER_VALUE
+        )
+    lines = [f"{name}:"]
+    for index, word in enumerate(value.split(" ")):
+        # The first word stays beside the name, where clients look for it.
+        if index and len(lines[-1]) + 1 + len(word) > MAX_LINE:
+            lines.append("")
+        lines[-1] += f" {word}"
+    if max(len(line) for line in lines) > MAX_LINE_HARD:
+        raise StepFailure(
+            f"The {name} header has a word longer than {MAX_LINE_HARD - len(name) - 2} characters",
+            code=INVALID_HEADER_VALUE,
+        )
+    return linesep.join(lines) + linesep
+
+
 def sender_address(email: OutgoingEmail) -> str:
     """The bare address of the sender, without its display name."""
     return parseaddr(email.sender)[1]
@@ -84,11 +139,41 @@ def added_headers(email: OutgoingEmail) -> dict[str, str]:
     return headers | dict(email.headers)
 
 
+def checked_recipient(email: OutgoingEmail) -> str:
+    """The one address the email goes to, once every header value is found fit to send.
+
+    Every transport asks, whatever its caller checked: a recipient is exactly one address,
+    and no header value holds a line break (StepFailure, never a partial send).
+    """
+    headers = [("From", email.sender), ("Subject", email.subject)]
+    headers += [("To", address) for address in email.to]
+    headers += [("Reply-To", address) for address in email.reply_to]
+    for name, value in [*headers, *added_headers(email).items()]:
+        if not _HEADER_NAME.fullmatch(name):
+            raise StepFailure(f"{name!r} is not a header name", code=INVALID_HEADER_VALUE)
+        problem = control_character(value)
+        if problem is not None:
+            text = f"The {name} header would hold {problem}; nothing was sent"
+            raise StepFailure(text, code=INVALID_HEADER_VALUE)
+    if len(email.to) != 1:
+        text = (
+            f"An email goes to exactly one address, and email {email.email_id} has {len(email.to)}"
+        )
+        raise StepFailure(text, code=INVALID_ADDRESS)
+    try:
+        return parse_address(email.to[0])
+    except AddressError as error:
+        raise StepFailure(
+            f"The To address {email.to[0]!r} {error.rule}", code=INVALID_ADDRESS
+        ) from None
+
+
 def to_mime(email: OutgoingEmail, *, date: dt.datetime | None = None) -> EmailMessage:
     """Render an email as a MIME message with a stable Message-ID."""
+    recipient = checked_recipient(email)
     message = EmailMessage(policy=POLICY)
     message["From"] = email.sender
-    message["To"] = ", ".join(email.to)
+    message["To"] = recipient
     message["Subject"] = email.subject
     if email.reply_to:
         message["Reply-To"] = ", ".join(email.reply_to)

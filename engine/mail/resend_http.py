@@ -9,7 +9,7 @@ import httpx
 
 from engine.errors import StepFailure, TransientStepFailure
 from engine.mail.base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE
-from engine.mail.message import OutgoingEmail, added_headers
+from engine.mail.message import OutgoingEmail, added_headers, checked_recipient
 
 DEFAULT_BASE_URL = "https://api.resend.com"
 DEFAULT_TIMEOUT = 10.0
@@ -93,7 +93,8 @@ class ResendHttpTransport:
 
 def request_body(email: OutgoingEmail) -> dict[str, Any]:
     """The JSON body of `POST /emails` for an email, absent fields omitted."""
-    body: dict[str, Any] = {"from": email.sender, "to": list(email.to), "subject": email.subject}
+    recipient = checked_recipient(email)
+    body: dict[str, Any] = {"from": email.sender, "to": [recipient], "subject": email.subject}
     if email.html is not None:
         body["html"] = email.html
     if email.text is not None:

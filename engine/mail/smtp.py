@@ -12,7 +12,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.errors import StepFailure, TransientStepFailure
 from engine.mail.base import SMTP_REJECTED, SMTP_UNAVAILABLE
-from engine.mail.message import OutgoingEmail, message_id, to_mime
+from engine.mail.message import (
+    OutgoingEmail,
+    checked_recipient,
+    message_id,
+    sender_address,
+    to_mime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +93,11 @@ class SmtpTransport:
     def send(self, email: OutgoingEmail) -> str:
         """Send one email and return its Message-ID."""
         message = to_mime(email)
+        # The envelope is given, not read from the headers: one RCPT TO, whatever they say.
+        envelope = (sender_address(email), [checked_recipient(email)])
         with self._lock:
             try:
-                refused = self._deliver(message)
+                refused = self._deliver(message, *envelope)
             except (smtplib.SMTPException, OSError) as exc:
                 # After any failure the dialogue state is unknown: start the next send afresh.
                 self._discard()
@@ -119,11 +127,13 @@ class SmtpTransport:
             finally:
                 connection.close()
 
-    def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    def _deliver(
+        self, message: EmailMessage, sender: str, recipients: list[str]
+    ) -> dict[str, tuple[int, bytes]]:
         reused = self._connection is not None
         connection = self._connection or self._connect()
         try:
-            return connection.send_message(message)
+            return connection.send_message(message, sender, recipients)
         except smtplib.SMTPServerDisconnected as exc:
             # A slow server is not a dropped one; resending could deliver the email twice.
             if not reused or _timed_out(exc):
@@ -133,7 +143,7 @@ class SmtpTransport:
                 raise
         # A kept connection went stale (idle timeout, server restart): reconnect once.
         self._discard()
-        return self._connect().send_message(message)
+        return self._connect().send_message(message, sender, recipients)
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings

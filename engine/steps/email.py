@@ -6,20 +6,21 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Row
 
+from engine.addresses import AddressError, Mailbox, parse_address, parse_mailbox
 from engine.errors import StepFailure
 from engine.failures import classify
+from engine.headers import INVALID_HEADER_VALUE, control_character
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
 from engine.runtime import Runtime
 from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
-from engine.templates import placeholder_names, render
+from engine.templates import format_value, placeholder_names, render
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
 from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
@@ -79,16 +80,88 @@ def _template(sr: StepRun) -> Row[Any]:
     return template
 
 
-def _sender(sr: StepRun, template: Row[Any]) -> str:
+def _sender(sr: StepRun, template: Row[Any]) -> Mailbox:
     sender = sr.step.config.get("from") or template.sender
     if not sender:
         raise StepFailure(
             "No sender: set `from` on the step or on the template", code="missing_sender"
         )
-    domain = parseaddr(sender)[1].rpartition("@")[2].lower()
+    mailbox = _mailbox(sender, "From")
+    domain = mailbox.address.rpartition("@")[2]
     if content_store.domain_status(sr.session, domain) != DomainStatus.VERIFIED:
         raise StepFailure(f"Sender domain `{domain}` is not verified", code="domain_not_verified")
-    return str(sender)
+    return mailbox
+
+
+def _mailbox(value: object, header: str) -> Mailbox:
+    """A stored from / reply-to, checked again: it may predate the checks at the door."""
+    try:
+        return parse_mailbox(value)
+    except AddressError as error:
+        raise _address_failure(header, value, error) from None
+
+
+def _recipient(address: str) -> str:
+    """The contact's address as the one recipient, checked again for the same reason."""
+    try:
+        return parse_address(address)
+    except AddressError as error:
+        raise _address_failure("To", address, error) from None
+
+
+def _address_failure(header: str, value: object, error: AddressError) -> StepFailure:
+    if isinstance(value, str) and control_character(value) is not None:
+        return _header_failure(header, value)
+    return StepFailure(
+        f"The {header} address {value!r} {error.rule}; correct it where it is stored"
+        f" ({'the contact' if header == 'To' else 'the step or the template'})",
+        code="invalid_address",
+    )
+
+
+def _header_failure(header: str, text: str, origin: str = "") -> StepFailure:
+    """`invalid_header_value`: the header, what is wrong, and where the value came from."""
+    return StepFailure(
+        f"The {header} header would hold {control_character(text)}{origin}: a header is one"
+        " line without control characters, so nothing was sent. Remove line breaks and control"
+        " characters from that value, or use it only in the email's body",
+        code=INVALID_HEADER_VALUE,
+    )
+
+
+def _checked_subject(subject: str, source: str, values: dict[str, Any], refs: Any) -> str:
+    """The rendered subject, or the failure naming the variable that brought a control character."""
+    if control_character(subject) is None:
+        return subject
+    for name in sorted(placeholder_names(source)):
+        if name in values and control_character(format_value(values[name])) is not None:
+            ref = refs.get(name) if isinstance(refs, dict) else None
+            where = f" ({ref['var']})" if isinstance(ref, dict) and "var" in ref else ""
+            raise _header_failure("Subject", subject, f", from the variable `{name}`{where}")
+    raise _header_failure("Subject", subject, ", in the subject's own text")
+
+
+def _values(
+    sr: StepRun, template: Row[Any], sources: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The variables the step gives (stored with the email) and every value the texts use."""
+    config = sr.step.config
+    context = sr.variables()
+    fallbacks = {
+        v["key"]: v["fallback_value"]
+        for v in template.variables
+        if v.get("fallback_value") is not None
+    }
+    resolved = resolve_variables(config["template"].get("variables", {}), context, fallbacks)
+    # A field that exists but is empty (a contact without a first name) takes the fallback too.
+    given = {k: fallbacks[k] if v is None and k in fallbacks else v for k, v in resolved.items()}
+    values = {**fallbacks, **given}
+    for name in set().union(*(placeholder_names(text) for text in sources)):
+        if name not in values and name.startswith(_CONTEXT_ROOTS):
+            # A missing one is reported by render() unless the placeholder has a fallback.
+            with contextlib.suppress(MissingField):
+                values[name] = resolve_path(context, name)
+    return given, values
 
 
 def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEmail:
@@ -100,50 +173,48 @@ def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEm
         raise StepFailure(
             "No subject: set `subject` on the step or on the template", code="missing_subject"
         )
-    context = sr.variables()
-    fallbacks = {
-        v["key"]: v["fallback_value"]
-        for v in template.variables
-        if v.get("fallback_value") is not None
-    }
-    resolved = resolve_variables(config["template"].get("variables", {}), context, fallbacks)
-    # A field that exists but is empty (a contact without a first name) takes the fallback too.
-    given = {k: fallbacks[k] if v is None and k in fallbacks else v for k, v in resolved.items()}
-    values = {**fallbacks, **given}
     sources = (subject_source, template.html or "", template.text_body or "")
-    for name in set().union(*(placeholder_names(text) for text in sources)):
-        if name not in values and name.startswith(_CONTEXT_ROOTS):
-            # A missing one is reported by render() unless the placeholder has a fallback.
-            with contextlib.suppress(MissingField):
-                values[name] = resolve_path(context, name)
+    given, values = _values(sr, template, sources)
     link = unsubscribe_url(sr.rt.settings.public_url, contact_id, sr.rt.secret())
-    rendered_values = {**values, "RESEND_UNSUBSCRIBE_URL": link}
-    subject = render(subject_source, rendered_values, html=False)
-    html = render(template.html, rendered_values, html=True) if template.html else None
-    text = render(template.text_body, rendered_values, html=False) if template.text_body else None
+    values["RESEND_UNSUBSCRIBE_URL"] = link
+    # Every header is checked before the outbox row is written: a value that cannot go out
+    # fails the step now, and is never retried or half-sent.
+    subject = _checked_subject(
+        render(subject_source, values, html=False),
+        subject_source,
+        values,
+        config["template"].get("variables"),
+    )
+    recipient = _recipient(to)
+    reply_to = config.get("reply_to") or template.reply_to or ()
+    replies = [
+        _mailbox(item, "Reply-To")
+        for item in ([reply_to] if isinstance(reply_to, str) else reply_to)
+    ]
+    html = render(template.html, values, html=True) if template.html else None
+    text = render(template.text_body, values, html=False) if template.text_body else None
     row = outbox_store.write_outbox(
         sr.session,
         values={
             "run_id": sr.claimed.run_id,
             "step_key": sr.step.key,
-            "to_address": to,
-            "sender": sender,
+            "to_address": recipient,
+            "sender": str(sender),
             "subject": subject,
             "template_id": template.id,
             "variables": given,
             "created_at": sr.now,
         },
     )
-    reply_to = config.get("reply_to") or template.reply_to or ()
     message = OutgoingEmail(
         email_id=str(row.id),
         idempotency_key=f"automations-{row.id}",
-        sender=sender,
-        to=(to,),
+        sender=str(sender),
+        to=(recipient,),
         subject=subject,
         html=html,
         text=text,
-        reply_to=(reply_to,) if isinstance(reply_to, str) else tuple(reply_to),
+        reply_to=tuple(str(box) for box in replies),
         unsubscribe_url=link,
     )
     return PreparedEmail(message=message, output=email_output(row))

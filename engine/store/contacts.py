@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.addresses import AddressError, canonical_email
 from engine.store.core import CONTACTS, execute
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate
@@ -30,7 +31,12 @@ class ContactRow:
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """The stored form of an address (see engine.addresses); a value that is not one, trimmed
+    and lower-cased, so that a lookup by it simply finds nothing."""
+    try:
+        return canonical_email(email)
+    except AddressError:
+        return email.strip().lower()
 
 
 _LOCK_CONTACT = (

@@ -42,11 +42,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Envelope:
+    rcpt_tos: list[str]
+    raw: bytes
+
+
 class SmtpSink:
     """An in-process SMTP server that keeps every message it accepts."""
 
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
+        # What came over the wire: the RCPT TO addresses and the bytes of DATA, unparsed.
+        self.envelopes: list[Envelope] = []
         self._lock = threading.Lock()
         # recipient -> (SMTP reply, how many more times to give it instead of accepting)
         self._refusals: dict[str, tuple[str, int]] = {}
@@ -67,6 +75,7 @@ class SmtpSink:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
+            self.envelopes.append(Envelope(list(envelope.rcpt_tos), bytes(envelope.content)))
         return "250 OK"
 
     def start(self) -> None:
@@ -82,6 +91,12 @@ class SmtpSink:
     def to(self, address: str) -> list[email.message.EmailMessage]:
         with self._lock:
             return [m for m in self.messages if address in str(m["To"])]
+
+    def envelopes_for(self, address: str) -> list[Envelope]:
+        """Every delivery whose envelope or raw headers name the address."""
+        needle = address.encode()
+        with self._lock:
+            return [e for e in self.envelopes if address in e.rcpt_tos or needle in e.raw]
 
 
 @dataclass

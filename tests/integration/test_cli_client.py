@@ -320,6 +320,26 @@ def test_event_needs_exactly_one_contact(cli: Cli) -> None:
         assert "exactly one of --email and --contact-id" in line
 
 
+@pytest.mark.parametrize(
+    ("email", "rule"),
+    [
+        ("a@example.test, attacker@evil.test", "not a list"),
+        ("@example.test", "needs a name before the @"),
+        ("a b@example.test", "must not contain spaces"),
+    ],
+)
+def test_one_address_per_contact_is_checked_locally(cli: Cli, email: str, rule: str) -> None:
+    line = error_line(cli("events", "send", "user.created", "--email", email, expect=2))
+    assert line.startswith("error: --email ") and rule in line
+
+
+def test_a_payload_over_the_limits_is_refused_by_the_api(cli: Cli) -> None:
+    deep = json.dumps({"a": json.loads("[" * 40 + "]" * 40)})
+    args = ("events", "send", "user.created", "--email", "a@example.test", "--payload", deep)
+    line = error_line(cli(*args, expect=1))
+    assert "more than 32 levels deep" in line and "HTTP 422" in line
+
+
 def test_bad_files_for_apply(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "folder.yaml").mkdir()
     cases = {

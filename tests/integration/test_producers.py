@@ -8,7 +8,7 @@ import sys
 from sqlalchemy import func, select
 
 from engine.db import transaction
-from models.tables import Event, Run
+from models.tables import Contact, Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import ROOT, Stack
 from tests.integration.markers import CELERY_BACKENDS
@@ -69,3 +69,42 @@ def test_producer_process_enqueues_triggers_and_a_repeated_key_is_ingested_once(
 def runs(stack: Stack) -> list[Run]:
     with transaction(stack.runtime.sessions) as session:
         return list(session.scalars(select(Run)))
+
+
+@CELERY_BACKENDS
+def test_a_producer_event_that_breaks_the_rules_is_refused_with_one_log_line(
+    rt_stack: Stack,
+) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(40):
+        deep = {"a": deep}
+    refused = {
+        "list": {"email": "victim@example.test, attacker@evil.test"},
+        "blank": {"email": "@example.test"},
+        "deep": {"email": unique_email("deep"), "payload": deep},
+    }
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    start = log.stat().st_size
+    task_ids = {
+        name: rt_stack.app.send_task(
+            "automations.events.send",
+            kwargs={"event": "user.created", **kwargs},
+            queue="automations",
+        ).id
+        for name, kwargs in refused.items()
+    }
+
+    def logged(task_id: str) -> list[str]:
+        return [line for line in log.read_text().splitlines() if f"(task {task_id})" in line]
+
+    for name, task_id in task_ids.items():
+        rt_stack.wait_for(lambda t=task_id: bool(logged(t)), what=f"the {name} event refused")
+    [listed] = logged(task_ids["list"])
+    assert "must be exactly one address, not a list" in listed
+    [deeper] = logged(task_ids["deep"])
+    assert "more than 32 levels deep" in deeper
+    with log.open("rb") as lines:
+        lines.seek(start)
+        assert b"Traceback" not in lines.read()  # one line each, no stack trace
+    assert count(rt_stack, Event) == 0
+    assert count(rt_stack, Contact) == 0

@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -25,6 +26,7 @@ from engine.mail import OutgoingEmail, transport_from_url
 from engine.mail.files import ConsoleTransport, FileTransport
 from engine.mail.resend_http import ResendHttpTransport
 from engine.mail.smtp import SmtpTransport
+from engine.unsubscribe import unsubscribe_url
 
 API_KEY = "re_test_secret_0123456789"
 SMTP_PASSWORD = "hunter2-smtp-secret"
@@ -68,6 +70,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes
 
 
 @dataclass
@@ -87,8 +90,9 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.data_reply is not None:
             return self.data_reply
-        message = parse(envelope.original_content)
-        self.received.append(Received(session.peer, envelope.mail_from, envelope.rcpt_tos, message))
+        raw = envelope.original_content
+        received = Received(session.peer, envelope.mail_from, envelope.rcpt_tos, parse(raw), raw)
+        self.received.append(received)
         return "250 Message accepted for delivery"
 
 
@@ -236,6 +240,39 @@ def test_smtp_login_and_wrong_password(smtp_server: SmtpServer) -> None:
     assert SMTP_PASSWORD not in repr(good.settings)
 
 
+# A public URL of 120 characters and a real token (engine/unsubscribe.py): well past 78.
+LONG_PUBLIC_URL = "https://mail-preferences.customer-engagement.example.com/" + "p" * 63
+LONG_LINK = unsubscribe_url(LONG_PUBLIC_URL, uuid.uuid4(), "a-server-secret-of-some-length")
+
+
+def test_smtp_list_unsubscribe_is_raw_on_the_wire(
+    smtp: SmtpTransport, smtp_server: SmtpServer
+) -> None:
+    assert len(LONG_PUBLIC_URL) == 120
+    smtp.send(make_email(unsubscribe_url=LONG_LINK))
+
+    [got] = smtp_server.handler.received
+    head = got.raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    # The bytes the server received, not Python's reading of them (which decodes =?utf-8?...).
+    assert f"List-Unsubscribe: <{LONG_LINK}>".encode() in head
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in head
+    assert not [line for line in head if b"=?" in line and b"Subject" not in line]
+
+
+def test_smtp_one_rcpt_to_per_email(smtp: SmtpTransport, smtp_server: SmtpServer) -> None:
+    smtp.send(make_email(to=("ada@example.test",)))
+    for to in [("ada@example.test", "eve@evil.test"), ("ada@example.test, eve@evil.test",)]:
+        with pytest.raises(StepFailure) as refused:
+            smtp.send(make_email(to=to))
+        assert refused.value.code == "invalid_address"
+    # Headers never widen the envelope: a Bcc slipped into a header value is refused.
+    with pytest.raises(StepFailure) as injected:
+        smtp.send(make_email(subject="Hi\r\nBcc: eve@evil.test"))
+    assert injected.value.code == "invalid_header_value"
+    [got] = smtp_server.handler.received
+    assert got.rcpt_tos == ["ada@example.test"]
+
+
 # --- Resend HTTP API ----------------------------------------------------------------------
 
 
@@ -245,6 +282,7 @@ class FakeResendApi(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), FakeResendHandler)
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.raw_bodies: list[bytes] = []
         self.replies: list[tuple[int, Any]] = []
         self.delay = 0.0
 
@@ -260,8 +298,9 @@ class FakeResendHandler(BaseHTTPRequestHandler):
     server: FakeResendApi
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append((self.path, dict(self.headers.items()), body))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.raw_bodies.append(raw)
+        self.server.requests.append((self.path, dict(self.headers.items()), json.loads(raw)))
         status, reply = self.server.replies.pop(0) if self.server.replies else (200, {"id": "re-1"})
         time.sleep(self.server.delay)
         data = json.dumps(reply).encode()
@@ -314,6 +353,18 @@ def test_resend_posts_the_email(resend: ResendHttpTransport, api: FakeResendApi)
             "X-Entity-Ref-ID": "42",
         },
     }
+
+
+def test_resend_list_unsubscribe_headers_are_raw(
+    resend: ResendHttpTransport, api: FakeResendApi
+) -> None:
+    resend.send(make_email(unsubscribe_url=LONG_LINK))
+    [raw] = api.raw_bodies
+    headers = json.loads(raw)["headers"]
+    assert headers["List-Unsubscribe"] == f"<{LONG_LINK}>"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert b"=?" not in raw and b"\\r" not in raw and b"\\n" not in raw
+    assert json.loads(raw)["to"] == ["ada@example.test"]
 
 
 def test_resend_omits_absent_fields(resend: ResendHttpTransport, api: FakeResendApi) -> None:
@@ -388,7 +439,7 @@ def test_resend_network_failures_are_transient(api: FakeResendApi) -> None:
 # --- Files and console ----------------------------------------------------------------------
 
 
-def test_file_transport_writes_one_file_per_email(tmp_path: Path) -> None:
+def test_file_transport_keeps_every_attempt(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"  # absent: the transport creates it
     transport = FileTransport(outbox)
     assert transport.send(make_email()) == "<3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11@acme.test>"
@@ -396,14 +447,29 @@ def test_file_transport_writes_one_file_per_email(tmp_path: Path) -> None:
     transport.send(make_email(email_id="other", html=None))
 
     assert sorted(p.name for p in outbox.iterdir()) == [
-        "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.eml",
-        "other.eml",
+        "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.1.eml",
+        "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.2.eml",
+        "other.1.eml",
     ]
-    message = parse((outbox / "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.eml").read_bytes())
-    assert message["Subject"] == "Welcome again"
-    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text_only = parse((outbox / "other.eml").read_bytes())
+    first = parse((outbox / "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.1.eml").read_bytes())
+    second = parse((outbox / "3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.2.eml").read_bytes())
+    assert (first["Subject"], second["Subject"]) == ("Welcome, Ada", "Welcome again")
+    assert first["Message-ID"] == second["Message-ID"]  # one email, sent twice: visible here
+    assert second["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text_only = parse((outbox / "other.1.eml").read_bytes())
     assert text_only.get_content_type() == "text/plain"
+
+
+def test_file_transport_never_overwrites_under_concurrent_sends(tmp_path: Path) -> None:
+    transport = FileTransport(tmp_path)
+    threads = [threading.Thread(target=transport.send, args=(make_email(),)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"3f1c8a52-0d5e-4c1b-9a0e-8f1f4b7e2d11.{n}.eml" for n in range(1, 9))
+    assert all(parse(p.read_bytes())["Subject"] == "Welcome, Ada" for p in tmp_path.iterdir())
 
 
 def test_console_transport_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -458,3 +524,40 @@ def test_transport_from_url_errors() -> None:
     assert "topsecret" not in str(unknown.value)
     with pytest.raises(ValueError, match="unknown option"):
         transport_from_url("smtp://mail.test?tls=yes")
+
+
+# --- one recipient, every transport ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["smtp", "resend", "file", "console"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        ("ada@example.test", "eve@evil.test"),
+        ("ada@example.test, eve@evil.test",),
+        ("ada@example.test\r\nBcc: eve@evil.test",),
+        ("@example.test",),
+    ],
+)
+def test_every_transport_refuses_anything_but_one_address(
+    kind: str,
+    to: tuple[str, ...],
+    smtp_server: SmtpServer,
+    api: FakeResendApi,
+    tmp_path: Path,
+) -> None:
+    transport: Any = {
+        "smtp": lambda: SmtpTransport(smtp_server.url()),
+        "resend": lambda: ResendHttpTransport(API_KEY, base_url=api.url),
+        "file": lambda: FileTransport(tmp_path),
+        "console": lambda: ConsoleTransport(io.StringIO()),
+    }[kind]()
+    try:
+        with pytest.raises(StepFailure) as refused:
+            transport.send(make_email(to=to))
+    finally:
+        transport.close()
+    assert refused.value.code in {"invalid_address", "invalid_header_value"}
+    assert not isinstance(refused.value, TransientStepFailure)
+    assert smtp_server.handler.received == [] and api.requests == []
+    assert list(tmp_path.iterdir()) == []

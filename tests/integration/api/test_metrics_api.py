@@ -101,6 +101,9 @@ def known_runs(api: httpx.Client, stack: Stack) -> tuple[str, dt.datetime]:
     stack.clock.advance(dt.timedelta(days=1))
     send(api, unique_email(), "slow")
     settle(api, stack, automation_id, completed=3, skipped=1, failed=1, running=1)
+    # A run is `running` from the moment it is sent: wait for its steps, not only its status.
+    (waiting,) = [r["id"] for r in runs(api, automation_id) if r["status"] == "running"]
+    stack.wait_step(uuid.UUID(waiting), "pause", "waiting")
     return automation_id, began
 
 
