@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import Depends
 
 from engine.errors import InvalidInput
 
 
+@overload
+def wire_time(value: dt.datetime) -> str: ...
+@overload
+def wire_time(value: dt.datetime | None) -> str | None: ...
 def wire_time(value: dt.datetime | None) -> str | None:
     """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`."""
     if value is None:

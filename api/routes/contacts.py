@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
+from api.schemas.contacts import (
+    Contact,
+    ContactDeleted,
+    ContactList,
+    ContactRef,
+    CreateContact,
+    UpdateContact,
+)
 from api.wire import PageQuery, parse_id
 from engine import contacts
 from engine.db import transaction
-from models.schemas.contacts import CreateContact, UpdateContact
 
 router = APIRouter(tags=["contacts"])
 
 
 @router.post("/contacts", status_code=201, summary="Create a contact")
-def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateContact, rt: Rt, _: Authenticated) -> ContactRef:
     """A new contact, optionally in segments; an email already in use is a 422."""
     with transaction(rt.sessions) as session:
         contact = contacts.create_contact(
@@ -30,7 +35,7 @@ def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
             segment_refs=[segment.id for segment in body.segments or []],
             now=rt.clock.now(),
         )
-    return wire.created("contact", contact.id)
+    return ContactRef(id=str(contact.id))
 
 
 @router.get("/contacts", summary="List contacts")
@@ -39,7 +44,7 @@ def list_contacts(
     _: Authenticated,
     cursor: PageQuery,
     segment_id: str | None = None,
-) -> dict[str, Any]:
+) -> ContactList:
     """Newest first; `segment_id` keeps the members of one segment."""
     segment = parse_id(segment_id, "segment_id") if segment_id is not None else None
     with transaction(rt.sessions) as session:
@@ -50,29 +55,29 @@ def list_contacts(
             before=cursor.before,
             segment_id=segment,
         )
-    return wire.page_body(page, wire.contact_item)
+    return wire.page_body(ContactList, page, wire.contact_item)
 
 
 @router.get("/contacts/{contact_id}", summary="Retrieve a contact by id or email")
-def get(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get(contact_id: str, rt: Rt, _: Authenticated) -> Contact:
     with transaction(rt.sessions) as session:
         contact = contacts.find_contact(session, contact_id)
     return wire.contact(contact)
 
 
 @router.patch("/contacts/{contact_id}", summary="Update a contact by id or email")
-def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> ContactRef:
     """Change the given fields; `properties` is merged key by key."""
     with transaction(rt.sessions) as session:
         contact = contacts.update_contact(
             session, contact_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
-    return wire.created("contact", contact.id)
+    return ContactRef(id=str(contact.id))
 
 
 @router.delete("/contacts/{contact_id}", summary="Delete a contact by id or email")
-def delete(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(contact_id: str, rt: Rt, _: Authenticated) -> ContactDeleted:
     """`contact` repeats the id: Resend's older answers carry it there."""
     with transaction(rt.sessions) as session:
         key = contacts.delete_contact(session, contact_id)
-    return wire.deleted("contact", key, contact=str(key))
+    return ContactDeleted(id=str(key), contact=str(key))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
+from api.schemas.metrics import AutomationMetrics
+from api.schemas.runs import Run, RunCancelled, RunList
 from api.wire import RunsPageQuery, list_body, parse_id
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
@@ -16,7 +16,12 @@ from engine.db import transaction
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/automations/{automation_id}/runs", summary="List an automation's runs")
+@router.get(
+    "/automations/{automation_id}/runs",
+    summary="List an automation's runs",
+    # Documented only: the answer is built as plain JSON types, see below.
+    responses={200: {"model": RunList, "description": "Newest first"}},
+)
 def list_runs(
     automation_id: str,
     rt: Rt,
@@ -41,7 +46,7 @@ def list_runs(
 
 
 @router.get("/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run")
-def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> Run:
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
@@ -50,12 +55,12 @@ def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[s
 
 
 @router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")
-def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> RunCancelled:
     """Stop the run before its next step; cancelling a cancelled run answers the same."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         lifecycle.cancel_run(session, key, run_key, now=rt.clock.now())
-    return {"object": "automation_run", "id": str(run_key), "status": "cancelled"}
+    return RunCancelled(id=str(run_key))
 
 
 @router.get("/automations/{automation_id}/metrics", summary="An automation's metrics")
@@ -66,7 +71,7 @@ def automation_metrics(
     start: str | None = None,
     end: str | None = None,
     granularity: str | None = None,
-) -> dict[str, Any]:
+) -> AutomationMetrics:
     """Runs by status, per-step counts, durations, emails and a series over [start, end)."""
     key = parse_id(automation_id, "automation_id")
     with transaction(rt.sessions) as session:
