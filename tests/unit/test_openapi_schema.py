@@ -88,6 +88,15 @@ def test_every_answer_model_names_its_fields_and_requires_them(openapi: dict[str
     assert problems == []
 
 
+def test_routes_with_a_key_declare_the_bearer_scheme(openapi: dict[str, Any]) -> None:
+    scheme = openapi["components"]["securitySchemes"]["ApiKey"]
+    assert scheme == {"type": "http", "scheme": "bearer", "description": "An API key"}
+    public = {"/health", "/ready", "/metrics", "/unsubscribe/{token}"}
+    for method, path, operation in operations(openapi):
+        expected = None if path in public else [{"ApiKey": []}]
+        assert operation.get("security") == expected, f"{method} {path}"
+
+
 def test_the_error_shape_stays_declared_on_every_route(openapi: dict[str, Any]) -> None:
     for method, path, operation in operations(openapi):
         for code in ("401", "422", "429", "500"):
