@@ -32,7 +32,8 @@ def offline(page: Any, base_url: str) -> list[str]:
             route.abort()
         elif url.split("?")[0] == f"{base_url}/docs":
             answer = route.fetch()
-            route.fulfill(response=answer, headers={**answer.headers, "content-security-policy": CSP})
+            headers = {**answer.headers, "content-security-policy": CSP}
+            route.fulfill(response=answer, headers=headers)
         else:
             route.continue_()
 
