@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.deps import KeyCache
+from api.docs import mount_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit, RateLimiter
 from api.middleware import IdempotencyMiddleware
@@ -38,7 +39,8 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # FastAPI's own pages load Swagger UI from a CDN: api/docs.py serves them locally.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.runtime = rt
@@ -54,5 +56,6 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+    mount_docs(app)
     app.mount("/dashboard", dashboard_app(rt))
     return app

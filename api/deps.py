@@ -6,7 +6,8 @@ import threading
 import time
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from engine.api_keys import Caller, authenticate, hash_secret
@@ -52,7 +53,12 @@ class KeyCache:
             self._entries[digest] = (caller, time.monotonic() + self.ttl)
 
 
-def caller(request: Request, response: Response) -> Caller:
+# Declares the scheme in the OpenAPI (Swagger UI's Authorize, generated clients); `caller` parses.
+bearer_key = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="An API key")
+Declared = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_key)]
+
+
+def caller(request: Request, response: Response, _bearer: Declared) -> Caller:
     """The authenticated caller; 401 without a valid `Authorization: Bearer` key."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")

@@ -5,25 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from api.wire import list_body, wire_time
+from api.schemas.contacts import Contact, ContactItem
+from api.schemas.domains import Domain, DomainItem
+from api.schemas.events import EventDefinition, EventDefinitionItem
+from api.schemas.segments import Membership, MembershipRemoved, Segment, SegmentItem
+from api.schemas.shapes import ListOf
+from api.schemas.templates import Template, TemplateItem, TemplateVariable
+from api.wire import wire_time
 from engine.store.paging import Page
-from models.tables import Contact, Domain, EventDefinition, Segment, Template
+from models import tables
+from models.enums import DomainStatus, TemplateStatus
 
-T = TypeVar("T")
+Row = TypeVar("Row")
+Item = TypeVar("Item")
+Envelope = TypeVar("Envelope", bound=ListOf[Any])
 
 
-def page_body(page: Page[T], item: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+def page_body(envelope: type[Envelope], page: Page[Row], item: Callable[[Row], Item]) -> Envelope:
     """A list envelope of one page, each item serialised by `item`."""
-    return list_body([item(row) for row in page.items], page.has_more)
+    return envelope(has_more=page.has_more, data=[item(row) for row in page.items])
 
 
-def _without_object(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "object"}
-
-
-def contact(row: Contact) -> dict[str, Any]:
+def _contact_fields(row: tables.Contact) -> dict[str, Any]:
     return {
-        "object": "contact",
         "id": str(row.id),
         "email": row.email,
         "first_name": row.first_name,
@@ -34,80 +38,75 @@ def contact(row: Contact) -> dict[str, Any]:
     }
 
 
-def contact_item(row: Contact) -> dict[str, Any]:
-    return _without_object(contact(row))
+def contact(row: tables.Contact) -> Contact:
+    return Contact(**_contact_fields(row))
 
 
-def segment(row: Segment) -> dict[str, Any]:
-    return {
-        "object": "segment",
-        "id": str(row.id),
-        "name": row.name,
-        "created_at": wire_time(row.created_at),
-    }
+def contact_item(row: tables.Contact) -> ContactItem:
+    return ContactItem(**_contact_fields(row))
 
 
-def segment_item(row: Segment) -> dict[str, Any]:
-    return _without_object(segment(row))
+def segment(row: tables.Segment) -> Segment:
+    return Segment(id=str(row.id), name=row.name, created_at=wire_time(row.created_at))
 
 
-def membership(contact_row: Contact, segment_id: str, **extra: Any) -> dict[str, Any]:
+def segment_item(row: tables.Segment) -> SegmentItem:
+    return SegmentItem(id=str(row.id), name=row.name, created_at=wire_time(row.created_at))
+
+
+def membership(contact_row: tables.Contact, segment_id: str) -> Membership:
     """The SDK reads `id` (the segment's); Resend's docs name both ids."""
-    return {
-        "object": "contact_segment",
-        "id": segment_id,
-        "contact_id": str(contact_row.id),
-        "segment_id": segment_id,
-        **extra,
-    }
+    return Membership(id=segment_id, contact_id=str(contact_row.id), segment_id=segment_id)
 
 
-def template(row: Template) -> dict[str, Any]:
-    return {
-        "object": "template",
-        "id": str(row.id),
-        "name": row.name,
-        "alias": row.alias,
-        "status": row.status,
-        "from": row.sender,
-        "subject": row.subject,
-        "reply_to": row.reply_to,
-        "html": row.html,
-        "text": row.text_body,
-        "variables": _variables(row.variables),
-        "created_at": wire_time(row.created_at),
-        "updated_at": wire_time(row.updated_at),
-        "published_at": wire_time(row.published_at),
-    }
+def membership_removed(contact_row: tables.Contact, segment_id: str) -> MembershipRemoved:
+    return MembershipRemoved(id=segment_id, contact_id=str(contact_row.id), segment_id=segment_id)
 
 
-def _variables(variables: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def template(row: tables.Template) -> Template:
+    return Template(
+        id=str(row.id),
+        name=row.name,
+        alias=row.alias,
+        status=TemplateStatus(row.status),
+        sender=row.sender,
+        subject=row.subject,
+        reply_to=row.reply_to,
+        html=row.html,
+        text_body=row.text_body,
+        variables=_variables(row.variables),
+        created_at=wire_time(row.created_at),
+        updated_at=wire_time(row.updated_at),
+        published_at=wire_time(row.published_at),
+    )
+
+
+def _variables(variables: Iterable[dict[str, Any]] | None) -> list[TemplateVariable]:
     return [
-        {"key": v["key"], "type": v["type"], "fallback_value": v.get("fallback_value")}
+        TemplateVariable(key=v["key"], type=v["type"], fallback_value=v.get("fallback_value"))
         for v in variables or []
     ]
 
 
-def template_item(row: Template) -> dict[str, Any]:
+def template_item(row: tables.Template) -> TemplateItem:
     """The subset of a template that Resend's list answers carry."""
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "alias": row.alias,
-        "status": row.status,
-        "published_at": wire_time(row.published_at),
-        "created_at": wire_time(row.created_at),
-        "updated_at": wire_time(row.updated_at),
-    }
+    return TemplateItem(
+        id=str(row.id),
+        name=row.name,
+        alias=row.alias,
+        status=TemplateStatus(row.status),
+        published_at=wire_time(row.published_at),
+        created_at=wire_time(row.created_at),
+        updated_at=wire_time(row.updated_at),
+    )
 
 
-def domain(row: Domain) -> dict[str, Any]:
+def _domain_fields(row: tables.Domain) -> dict[str, Any]:
     # No DNS is looked up here (an operator verifies a domain), so there are no records to show.
     return {
-        "object": "domain",
         "id": str(row.id),
         "name": row.name,
-        "status": row.status,
+        "status": DomainStatus(row.status),
         "created_at": wire_time(row.created_at),
         "region": row.region,
         "records": [],
@@ -119,30 +118,27 @@ def domain(row: Domain) -> dict[str, Any]:
     }
 
 
-def domain_item(row: Domain) -> dict[str, Any]:
-    return _without_object(domain(row))
+def domain(row: tables.Domain) -> Domain:
+    return Domain(**_domain_fields(row))
 
 
-def event_definition(row: EventDefinition) -> dict[str, Any]:
+def domain_item(row: tables.Domain) -> DomainItem:
+    return DomainItem(**_domain_fields(row))
+
+
+def _event_definition_fields(row: tables.EventDefinition) -> dict[str, Any]:
     return {
-        "object": "event",
         "id": str(row.id),
         "name": row.name,
-        "schema": row.schema,
+        "event_schema": row.schema,
         "created_at": wire_time(row.created_at),
         "updated_at": wire_time(row.updated_at),
     }
 
 
-def event_definition_item(row: EventDefinition) -> dict[str, Any]:
-    return _without_object(event_definition(row))
+def event_definition(row: tables.EventDefinition) -> EventDefinition:
+    return EventDefinition(**_event_definition_fields(row))
 
 
-def deleted(kind: str, ident: object, **extra: Any) -> dict[str, Any]:
-    """Resend's answer to a delete: `{object, id, deleted: true}`."""
-    return {"object": kind, "id": str(ident), **extra, "deleted": True}
-
-
-def created(kind: str, ident: object, **extra: Any) -> dict[str, Any]:
-    """Resend's answer to a create or an update: `{object, id}`."""
-    return {"object": kind, "id": str(ident), **extra}
+def event_definition_item(row: tables.EventDefinition) -> EventDefinitionItem:
+    return EventDefinitionItem(**_event_definition_fields(row))

@@ -6,14 +6,20 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, overload
 
 from fastapi import Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from engine.errors import InvalidInput
 
 
+@overload
+def wire_time(value: dt.datetime) -> str: ...
+@overload
+def wire_time(value: dt.datetime | None) -> str | None: ...
 def wire_time(value: dt.datetime | None) -> str | None:
     """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`."""
     if value is None:
@@ -39,6 +45,28 @@ class StoredJson(JSONResponse):
             # NaN or Infinity, which SQLite kept before the door refused them: null, as JSON has.
             cleaned = json.loads(json.dumps(content), parse_constant=lambda _: None)
             return super().render(cleaned)
+
+
+def stored_json(answer: BaseModel) -> StoredJson:
+    """A typed answer holding stored free JSON, sent as StoredJson: its fields are taken as
+    they are, so pydantic never walks the free JSON (payloads, outputs, configs, properties)."""
+    return StoredJson(_plain(answer))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields.items()
+        return {
+            field.serialization_alias or field.alias or name: _plain(getattr(value, name))
+            for name, field in fields
+        }
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict) and any(isinstance(item, BaseModel) for item in value.values()):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Enum):
+        return value.value
+    return value
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""Tables, enums and schemas. Importing this package does no I/O."""
+"""Tables and enums. Importing this package does no I/O."""

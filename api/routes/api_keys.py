@@ -2,45 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from api.deps import Authenticated, Rt
-from api.wire import list_body, parse_id, wire_time
+from api.schemas.api_keys import (
+    ApiKeyCreated,
+    ApiKeyDeleted,
+    ApiKeyItem,
+    ApiKeyList,
+    CreateApiKey,
+)
+from api.wire import parse_id, wire_time
 from engine.api_keys import create_api_key
 from engine.db import transaction
 from engine.errors import NotFound
 from engine.store import api_keys as key_store
-from models.schemas.api_keys import CreateApiKey
 
 router = APIRouter(tags=["api-keys"])
 
 
 @router.post("/api-keys", status_code=201, summary="Create an API key")
-def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> ApiKeyCreated:
     with transaction(rt.sessions) as session:
         key, secret = create_api_key(
             session, name=body.name, permission=body.permission, now=rt.clock.now()
         )
-    return {"id": str(key.id), "token": secret}
+    return ApiKeyCreated(id=str(key.id), token=secret)
 
 
 @router.get("/api-keys", summary="List API keys")
-def list_keys(rt: Rt, _: Authenticated) -> dict[str, Any]:
+def list_keys(rt: Rt, _: Authenticated) -> ApiKeyList:
     with transaction(rt.sessions) as session:
         keys = key_store.list_api_keys(session)
         data = [
-            {"id": str(k.id), "name": k.name, "created_at": wire_time(k.created_at)} for k in keys
+            ApiKeyItem(id=str(k.id), name=k.name, created_at=wire_time(k.created_at)) for k in keys
         ]
-    return list_body(data, has_more=False)
+    return ApiKeyList(has_more=False, data=data)
 
 
 @router.delete("/api-keys/{api_key_id}", summary="Delete an API key")
-def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKeyDeleted:
     key_id = parse_id(api_key_id, "api_key_id")
     with transaction(rt.sessions) as session:
         if not key_store.delete_api_key(session, key_id):
             raise NotFound("API key not found")
     request.app.state.key_cache.clear()
-    return {"object": "api_key", "id": str(key_id), "deleted": True}
+    return ApiKeyDeleted(id=str(key_id))

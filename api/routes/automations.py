@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import PageQuery, StoredJson, list_body, parse_id
+from api.schemas.automations import (
+    Automation,
+    AutomationDeleted,
+    AutomationList,
+    AutomationRef,
+    AutomationStopped,
+    CreateAutomation,
+    StopAutomation,
+    UpdateAutomation,
+)
+from api.wire import PageQuery, StoredJson, parse_id, stored_json
 from engine import lifecycle, reports
 from engine.db import transaction
-from models.schemas.automations import CreateAutomation, StopAutomation, UpdateAutomation
 
 router = APIRouter(tags=["automations"])
 
@@ -19,7 +28,7 @@ ID = "automation_id"
 
 
 @router.post("/automations", status_code=201, summary="Create an automation")
-def create(body: CreateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateAutomation, rt: Rt, _: Authenticated) -> AutomationRef:
     """Validate the graph and store it as the automation's first version."""
     with transaction(rt.sessions) as session:
         automation = lifecycle.create_automation(
@@ -30,7 +39,7 @@ def create(body: CreateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
             connections=body.connections,
             now=rt.clock.now(),
         )
-    return wire_automations.automation_ref(automation.id)
+    return AutomationRef(id=str(automation.id))
 
 
 @router.get("/automations", summary="List automations")
@@ -39,55 +48,58 @@ def list_automations(
     _: Authenticated,
     cursor: PageQuery,
     status: str | None = None,
-) -> dict[str, Any]:
+) -> AutomationList:
     """Newest first; deleted automations never appear."""
     with transaction(rt.sessions) as session:
         page = reports.list_automations(
             session, status=status, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return list_body([wire_automations.automation_item(a) for a in page.items], page.has_more)
+    return AutomationList(
+        has_more=page.has_more,
+        data=[wire_automations.automation_item(a) for a in page.items],
+    )
 
 
 @router.get(
-    "/automations/{automation_id}", summary="Retrieve an automation", response_model=dict[str, Any]
+    "/automations/{automation_id}", summary="Retrieve an automation", response_model=Automation
 )
 def get(automation_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     """The automation with the steps and connections of its current version."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         detail = reports.get_automation(session, key)
-    return StoredJson(wire_automations.automation_detail(detail))
+    return stored_json(wire_automations.automation_detail(detail))
 
 
 @router.patch("/automations/{automation_id}", summary="Update an automation")
-def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated) -> AutomationRef:
     """Rename, enable or disable, or replace the graph of a disabled automation."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         lifecycle.update_automation(
             session, key, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
-    return wire_automations.automation_ref(key)
+    return AutomationRef(id=str(key))
 
 
 @router.delete("/automations/{automation_id}", summary="Delete an automation")
-def delete(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(automation_id: str, rt: Rt, _: Authenticated) -> AutomationDeleted:
     """Remove it from every list; its unfinished runs are cancelled."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         lifecycle.delete_automation(session, key, now=rt.clock.now())
-    return {**wire_automations.automation_ref(key), "deleted": True}
+    return AutomationDeleted(id=str(key))
 
 
 @router.post(
     "/automations/{automation_id}/duplicate", status_code=201, summary="Duplicate an automation"
 )
-def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> AutomationRef:
     """A disabled copy with the same graph, named "<name> (Copy)"."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         copy = lifecycle.duplicate_automation(session, key, now=rt.clock.now())
-    return wire_automations.automation_ref(copy.id)
+    return AutomationRef(id=str(copy.id))
 
 
 @router.post("/automations/{automation_id}/stop", summary="Stop an automation")
@@ -96,10 +108,10 @@ def stop(
     rt: Rt,
     _: Authenticated,
     body: Annotated[StopAutomation | None, Body()] = None,
-) -> dict[str, Any]:
+) -> AutomationStopped:
     """Disable it: no new runs; with `cancel_runs`, unfinished runs are cancelled too."""
     key = parse_id(automation_id, ID)
     cancel_runs = body.cancel_runs if body is not None else False
     with transaction(rt.sessions) as session:
         lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
-    return {**wire_automations.automation_ref(key), "status": "disabled"}
+    return AutomationStopped(id=str(key))

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
-from api.wire import PageQuery, StoredJson, parse_id
+from api.schemas.contacts import (
+    Contact,
+    ContactDeleted,
+    ContactList,
+    ContactRef,
+    CreateContact,
+    UpdateContact,
+)
+from api.wire import PageQuery, StoredJson, parse_id, stored_json
 from engine import contacts
 from engine.db import transaction
-from models.schemas.contacts import CreateContact, UpdateContact
 
 router = APIRouter(tags=["contacts"])
 
 
 @router.post("/contacts", status_code=201, summary="Create a contact")
-def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateContact, rt: Rt, _: Authenticated) -> ContactRef:
     """A new contact, optionally in segments; an email already in use is a 422."""
     with transaction(rt.sessions) as session:
         contact = contacts.create_contact(
@@ -31,10 +36,10 @@ def create(body: CreateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
             now=rt.clock.now(),
             limits=rt.json_limits,
         )
-    return wire.created("contact", contact.id)
+    return ContactRef(id=str(contact.id))
 
 
-@router.get("/contacts", summary="List contacts", response_model=dict[str, Any])
+@router.get("/contacts", summary="List contacts", response_model=ContactList)
 def list_contacts(
     rt: Rt,
     _: Authenticated,
@@ -51,22 +56,20 @@ def list_contacts(
             before=cursor.before,
             segment_id=segment,
         )
-    return StoredJson(wire.page_body(page, wire.contact_item))
+    return stored_json(wire.page_body(ContactList, page, wire.contact_item))
 
 
 @router.get(
-    "/contacts/{contact_id}",
-    summary="Retrieve a contact by id or email",
-    response_model=dict[str, Any],
+    "/contacts/{contact_id}", summary="Retrieve a contact by id or email", response_model=Contact
 )
 def get(contact_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     with transaction(rt.sessions) as session:
         contact = contacts.find_contact(session, contact_id)
-    return StoredJson(wire.contact(contact))
+    return stored_json(wire.contact(contact))
 
 
 @router.patch("/contacts/{contact_id}", summary="Update a contact by id or email")
-def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> ContactRef:
     """Change the given fields; `properties` is merged key by key."""
     with transaction(rt.sessions) as session:
         contact = contacts.update_contact(
@@ -76,12 +79,12 @@ def update(contact_id: str, body: UpdateContact, rt: Rt, _: Authenticated) -> di
             now=rt.clock.now(),
             limits=rt.json_limits,
         )
-    return wire.created("contact", contact.id)
+    return ContactRef(id=str(contact.id))
 
 
 @router.delete("/contacts/{contact_id}", summary="Delete a contact by id or email")
-def delete(contact_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(contact_id: str, rt: Rt, _: Authenticated) -> ContactDeleted:
     """`contact` repeats the id: Resend's older answers carry it there."""
     with transaction(rt.sessions) as session:
         key = contacts.delete_contact(session, contact_id)
-    return wire.deleted("contact", key, contact=str(key))
+    return ContactDeleted(id=str(key), contact=str(key))

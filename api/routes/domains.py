@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
+from api.schemas.domains import CreateDomain, Domain, DomainDeleted, DomainList, UpdateDomain
 from api.wire import PageQuery, parse_id
 from engine import catalog
 from engine.db import transaction
-from models.schemas.catalog import CreateDomain, UpdateDomain
 
 router = APIRouter(tags=["domains"])
 
@@ -19,7 +17,7 @@ ID = "domain_id"
 
 
 @router.post("/domains", status_code=201, summary="Create a domain")
-def create(body: CreateDomain, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateDomain, rt: Rt, _: Authenticated) -> Domain:
     """The domain object, `not_started`; no DNS is looked up."""
     with transaction(rt.sessions) as session:
         domain = catalog.create_domain(
@@ -36,16 +34,16 @@ def list_domains(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> dict[str, Any]:
+) -> DomainList:
     with transaction(rt.sessions) as session:
         page = catalog.list_domains(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(page, wire.domain_item)
+    return wire.page_body(DomainList, page, wire.domain_item)
 
 
 @router.get("/domains/{domain_id}", summary="Retrieve a domain")
-def get(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
         domain = catalog.find_domain(session, key)
@@ -53,7 +51,7 @@ def get(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
 
 
 @router.patch("/domains/{domain_id}", summary="Update a domain's tracking and TLS settings")
-def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Domain:
     """The whole domain object: a superset of Resend's `{object, id}`, as the SDK types it."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
@@ -62,15 +60,15 @@ def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> dict
 
 
 @router.delete("/domains/{domain_id}", summary="Delete a domain")
-def delete(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(domain_id: str, rt: Rt, _: Authenticated) -> DomainDeleted:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
         catalog.delete_domain(session, key)
-    return wire.deleted("domain", key)
+    return DomainDeleted(id=str(key))
 
 
 @router.post("/domains/{domain_id}/verify", summary="Mark a domain verified")
-def verify(domain_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def verify(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
     """No DNS is looked up: verifying is the operator's word, and the domain becomes `verified`."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:

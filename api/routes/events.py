@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from api.deps import Authenticated, Rt, Sender
+from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
 from engine.errors import InvalidInput
 from engine.ingest import EventRequest, Ingested, RejectedEvent, ingest_event, ingest_events
-from models.schemas.events import SendEvent
 
 router = APIRouter(tags=["events"])
 
@@ -30,12 +30,12 @@ def _ingest(session: Any, rt: Rt, body: SendEvent) -> Ingested:
 
 
 @router.post("/events/send", status_code=202, summary="Send an event for a contact")
-def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Authenticated) -> dict[str, Any]:
+def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Authenticated) -> EventSent:
     """Start a run for every enabled automation listening for the event; resume waits."""
     with transaction(rt.sessions) as session:
         result = _ingest(session, rt, body)
     sender.dispatch(result.dispatches)
-    return {"object": "event", "event": body.event}
+    return EventSent(event=body.event)
 
 
 @router.post("/events/batch", status_code=202, summary="Send up to 100 events at once")
@@ -44,7 +44,7 @@ def send_events(
     rt: Rt,
     sender: Sender,
     _: Authenticated,
-) -> dict[str, Any]:
+) -> EventsSent:
     """All or nothing: one invalid event refuses the batch and nothing is stored."""
     requests = [
         EventRequest(item.event, item.email, item.contact_id, item.payload) for item in body
@@ -57,7 +57,4 @@ def send_events(
         where = f"[{rejected.index}].{field}" if field else f"[{rejected.index}]"
         raise InvalidInput(f"events{where}: {rejected.message}", field=where) from rejected
     sender.dispatch([d for result in results for d in result.dispatches])
-    return {
-        "object": "list",
-        "data": [{"object": "event", "event": item.event} for item in body],
-    }
+    return EventsSent(data=[EventSent(event=item.event) for item in body])

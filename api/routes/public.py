@@ -6,12 +6,13 @@ import html
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from api.deps import Rt
+from api.schemas.operations import Health, Readiness
 from engine.db import transaction
 from engine.observability import Snapshot, snapshot
 from engine.store import health as health_store
@@ -21,12 +22,16 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", summary="Liveness")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health() -> Health:
+    return Health()
 
 
-@router.get("/ready", summary="Readiness: database and broker reachable")
-def ready(request: Request, rt: Rt) -> JSONResponse:
+@router.get(
+    "/ready",
+    summary="Readiness: database and broker reachable",
+    responses={503: {"model": Readiness, "description": "A check failed"}},
+)
+def ready(request: Request, response: Response, rt: Rt) -> Readiness:
     checks: dict[str, str] = {}
     try:
         with transaction(rt.sessions) as session:
@@ -40,7 +45,8 @@ def ready(request: Request, rt: Rt) -> JSONResponse:
     except Exception as exc:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
     ok = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, 200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return Readiness(status="ok" if ok else "unavailable", **checks)
 
 
 class _SnapshotCollector:
@@ -82,7 +88,12 @@ class _SnapshotCollector:
         yield step_quantiles
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(rt: Rt) -> Response:
     with transaction(rt.sessions) as session:
         data = snapshot(session, now=rt.clock.now())
@@ -105,7 +116,21 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 _NOT_FOUND = ("Link not valid", "<p>This unsubscribe link is not valid.</p>")
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe page")
+# These answer people, not programs: a bad link gets an HTML page too.
+_HTML_PAGES: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "The link is not valid; nothing changed",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="Unsubscribe page",
+    responses=_HTML_PAGES,
+)
 def unsubscribe_page(token: str, rt: Rt) -> HTMLResponse:
     with transaction(rt.sessions) as session:
         contact = contact_for_token(session, token, rt.secret())
@@ -121,7 +146,12 @@ def unsubscribe_page(token: str, rt: Rt) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse, summary="One-click unsubscribe")
+@router.post(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="One-click unsubscribe",
+    responses=_HTML_PAGES,
+)
 def unsubscribe(token: str, rt: Rt) -> HTMLResponse:
     """RFC 8058 one-click: a POST to the List-Unsubscribe URL unsubscribes the contact."""
     with transaction(rt.sessions) as session:

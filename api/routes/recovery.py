@@ -2,55 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt, Sender
-from api.wire import parse_id, wire_time
+from api.schemas.runs import (
+    BulkFilter,
+    BulkItem,
+    BulkRetry,
+    BulkRetryPreview,
+    BulkRetryProgress,
+    RetryRun,
+    Run,
+    RunItem,
+    RunReplayed,
+)
+from api.wire import StoredJson, parse_id, stored_json, wire_time
 from engine import bulk, recovery, reports
 from engine.db import transaction
-from engine.dispatch import Message
-from models.enums import BulkAction
-from models.tables import BulkItem, BulkOperation, Run
+from models.enums import BulkAction, RunStatus
+from models.tables import BulkItem as BulkItemRow
+from models.tables import BulkOperation
+from models.tables import Run as RunRow
 
 router = APIRouter(tags=["runs"])
-
-
-class RetryRun(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    start_from: Literal["failed_step", "cancelled_step"] = Field(
-        default="failed_step",
-        alias="from",
-        description="`cancelled_step` resumes a cancelled run from the step it was cancelled at",
-    )
-
-
-class BulkFilter(BaseModel):
-    """Which runs of the automation to take; every field narrows the match."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    status: str | list[str] | None = Field(
-        default=None, description="Run statuses, a list or comma-separated (default `failed`)"
-    )
-    error_code: str | None = Field(default=None, description="The failed step's error code")
-    step_key: str | None = Field(default=None, description="The key of the step that failed")
-    created_after: str | None = Field(default=None, description="ISO 8601; runs created after")
-    created_before: str | None = Field(default=None, description="ISO 8601; runs created before")
-    dry_run: StrictBool = Field(default=False, description="Only count the runs and show a sample")
-    start_from: Literal["failed_step", "cancelled_step"] | None = Field(
-        default=None, alias="from", description="Retry only: `cancelled_step` for cancelled runs"
-    )
+T = TypeVar("T", bound=BulkRetry)
 
 
 @router.post(
     "/automations/{automation_id}/runs/{run_id}/retry",
     summary="Retry a failed run from its failed step",
+    response_model=Run,
 )
 def retry_run(
     automation_id: str,
@@ -59,7 +44,7 @@ def retry_run(
     sender: Sender,
     _: Authenticated,
     body: Annotated[RetryRun | None, Body()] = None,
-) -> dict[str, Any]:
+) -> StoredJson:
     """The run goes on from the step that failed (or was cancelled): same version, event and
     contact; completed steps and sent emails are not repeated. Answers the run."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
@@ -68,7 +53,7 @@ def retry_run(
     sender.dispatch(retried.dispatches)
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return wire_automations.run_detail(detail)
+    return stored_json(wire_automations.run_detail(detail))
 
 
 @router.post(
@@ -78,13 +63,19 @@ def retry_run(
 )
 def replay_run(
     automation_id: str, run_id: str, rt: Rt, sender: Sender, _: Authenticated
-) -> dict[str, Any]:
+) -> RunReplayed:
     """A new run of the current version with the same trigger event and contact."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         replayed = recovery.replay_run(session, rt, key, run_key, now=rt.clock.now())
     sender.dispatch(replayed.dispatches)
-    return {"object": "automation_run", "id": str(replayed.run_id), "replay_of": str(run_key)}
+    return RunReplayed(id=str(replayed.run_id), replay_of=str(run_key))
+
+
+_BULK_ANSWERS: dict[int | str, dict[str, object]] = {
+    200: {"model": BulkRetryPreview, "description": "A dry run: the count and a sample"},
+    202: {"model": BulkRetry, "description": "Started (or the same one, still running)"},
+}
 
 
 def _bulk(
@@ -96,27 +87,23 @@ def _bulk(
     if request.dry_run:
         with transaction(rt.sessions) as session:
             found = bulk.preview(session, request)
-        answer = {
-            "object": "bulk_retry",
-            "id": None,
-            "action": str(action),
-            "dry_run": True,
-            "matched": found.matched,
-            "sample": [_sample(run) for run in found.sample],
-        }
-        return JSONResponse(answer)
+        preview = BulkRetryPreview.model_validate(
+            {"action": action, "matched": found.matched, "sample": [_item(r) for r in found.sample]}
+        )
+        return JSONResponse(preview.model_dump(mode="json"))
     with transaction(rt.sessions) as session:
         started = bulk.start_bulk(session, request, now=rt.clock.now())
-        answer = _bulk_body(started.bulk)
-    messages: list[Message] = started.messages
-    sender.dispatch(messages)
-    return JSONResponse(answer, status_code=202)
+        answer = _bulk_answer(started.bulk, BulkRetry)
+    sender.dispatch(started.messages)
+    return JSONResponse(answer.model_dump(mode="json"), status_code=202)
 
 
 @router.post(
     "/automations/{automation_id}/runs/retry",
     status_code=202,
     summary="Retry the runs a filter matches",
+    responses=_BULK_ANSWERS,
+    response_model=None,
 )
 def retry_runs(
     automation_id: str,
@@ -133,6 +120,8 @@ def retry_runs(
     "/automations/{automation_id}/runs/replay",
     status_code=202,
     summary="Replay the runs a filter matches",
+    responses=_BULK_ANSWERS,
+    response_model=None,
 )
 def replay_runs(
     automation_id: str,
@@ -149,42 +138,48 @@ def replay_runs(
     "/automations/{automation_id}/runs/retries/{bulk_id}",
     summary="Follow a bulk retry or replay",
 )
-def get_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> BulkRetryProgress:
     """How many runs it matched and how many are done, skipped or failed so far."""
     key, bulk_key = parse_id(automation_id, "automation_id"), parse_id(bulk_id, "bulk_id")
     with transaction(rt.sessions) as session:
         operation, items = bulk.get_bulk(session, key, bulk_key)
-        answer = _bulk_body(operation)
-        answer["items"] = [_item(item) for item in items]
+        answer = _bulk_answer(operation, BulkRetryProgress, items=[_bulk_item(i) for i in items])
     return answer
 
 
-def _bulk_body(operation: BulkOperation) -> dict[str, Any]:
-    return {
-        "object": "bulk_retry",
-        "id": str(operation.id),
-        "action": operation.action,
-        "dry_run": False,
-        "status": operation.status,
-        "filter": operation.filter,
-        "matched": operation.matched,
-        "done": operation.done,
-        "skipped": operation.skipped,
-        "failed": operation.failed,
-        "created_at": wire_time(operation.created_at),
-        "completed_at": wire_time(operation.completed_at),
-    }
+def _bulk_answer(operation: BulkOperation, kind: type[T], **extra: object) -> T:
+    return kind.model_validate(
+        {
+            "id": str(operation.id),
+            "action": operation.action,
+            "status": operation.status,
+            "filter": operation.filter,
+            "matched": operation.matched,
+            "done": operation.done,
+            "skipped": operation.skipped,
+            "failed": operation.failed,
+            "created_at": wire_time(operation.created_at),
+            "completed_at": wire_time(operation.completed_at),
+            **extra,
+        }
+    )
 
 
-def _item(item: BulkItem) -> dict[str, Any]:
-    return {
-        "run_id": str(item.run_id),
-        "status": item.status,
-        "new_run_id": str(item.new_run_id) if item.new_run_id else None,
-        "error": item.error,
-        "completed_at": wire_time(item.completed_at),
-    }
+def _bulk_item(item: BulkItemRow) -> BulkItem:
+    return BulkItem(
+        run_id=str(item.run_id),
+        status=item.status,  # type: ignore[arg-type]
+        new_run_id=str(item.new_run_id) if item.new_run_id else None,
+        error=item.error,
+        completed_at=wire_time(item.completed_at),
+    )
 
 
-def _sample(run: Run) -> dict[str, Any]:
-    return wire_automations.run_item(run)
+def _item(run: RunRow) -> RunItem:
+    return RunItem(
+        id=str(run.id),
+        status=RunStatus(run.status),
+        started_at=wire_time(run.started_at),
+        completed_at=wire_time(run.completed_at),
+        created_at=wire_time(run.created_at),
+    )

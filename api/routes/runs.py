@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api import serialize_automations as wire_automations
 from api.deps import Authenticated, Rt
-from api.wire import RunsPageQuery, StoredJson, list_body, parse_id
+from api.schemas.metrics import AutomationMetrics
+from api.schemas.runs import Run, RunCancelled, RunList
+from api.wire import RunsPageQuery, StoredJson, list_body, parse_id, stored_json
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
 
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/automations/{automation_id}/runs", summary="List an automation's runs")
+@router.get(
+    "/automations/{automation_id}/runs",
+    summary="List an automation's runs",
+    # Documented only: the answer is built as plain JSON types, see below.
+    responses={200: {"model": RunList, "description": "Newest first"}},
+)
 def list_runs(
     automation_id: str,
     rt: Rt,
@@ -41,25 +46,23 @@ def list_runs(
 
 
 @router.get(
-    "/automations/{automation_id}/runs/{run_id}",
-    summary="Retrieve a run",
-    response_model=dict[str, Any],
+    "/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run", response_model=Run
 )
 def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return StoredJson(wire_automations.run_detail(detail))
+    return stored_json(wire_automations.run_detail(detail))
 
 
 @router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")
-def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> RunCancelled:
     """Stop the run before its next step; cancelling a cancelled run answers the same."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         lifecycle.cancel_run(session, key, run_key, now=rt.clock.now())
-    return {"object": "automation_run", "id": str(run_key), "status": "cancelled"}
+    return RunCancelled(id=str(run_key))
 
 
 @router.get("/automations/{automation_id}/metrics", summary="An automation's metrics")
@@ -70,7 +73,7 @@ def automation_metrics(
     start: str | None = None,
     end: str | None = None,
     granularity: str | None = None,
-) -> dict[str, Any]:
+) -> AutomationMetrics:
     """Runs by status, per-step counts, durations, emails and a series over [start, end)."""
     key = parse_id(automation_id, "automation_id")
     with transaction(rt.sessions) as session:

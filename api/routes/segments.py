@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
+from api.schemas.contacts import ContactList
+from api.schemas.segments import (
+    CreateSegment,
+    Membership,
+    MembershipRemoved,
+    Segment,
+    SegmentCreated,
+    SegmentDeleted,
+    SegmentList,
+    SegmentRef,
+    UpdateSegment,
+)
 from api.wire import PageQuery, parse_id
 from engine import contacts
 from engine.db import transaction
-from models.schemas.contacts import CreateSegment, UpdateSegment
 
 router = APIRouter(tags=["segments"])
 
@@ -19,10 +28,10 @@ ID = "segment_id"
 
 
 @router.post("/segments", status_code=201, summary="Create a segment")
-def create(body: CreateSegment, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateSegment, rt: Rt, _: Authenticated) -> SegmentCreated:
     with transaction(rt.sessions) as session:
         segment = contacts.create_segment(session, name=body.name, now=rt.clock.now())
-    return wire.created("segment", segment.id, name=segment.name)
+    return SegmentCreated(id=str(segment.id), name=segment.name)
 
 
 @router.get("/segments", summary="List segments")
@@ -30,16 +39,16 @@ def list_segments(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> dict[str, Any]:
+) -> SegmentList:
     with transaction(rt.sessions) as session:
         page = contacts.list_segments(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(page, wire.segment_item)
+    return wire.page_body(SegmentList, page, wire.segment_item)
 
 
 @router.get("/segments/{segment_id}", summary="Retrieve a segment")
-def get(segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get(segment_id: str, rt: Rt, _: Authenticated) -> Segment:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         segment = contacts.find_segment(session, key)
@@ -47,20 +56,20 @@ def get(segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
 
 
 @router.patch("/segments/{segment_id}", summary="Rename a segment")
-def update(segment_id: str, body: UpdateSegment, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(segment_id: str, body: UpdateSegment, rt: Rt, _: Authenticated) -> SegmentRef:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contacts.rename_segment(session, key, name=body.name)
-    return wire.created("segment", key)
+    return SegmentRef(id=str(key))
 
 
 @router.delete("/segments/{segment_id}", summary="Delete a segment")
-def delete(segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(segment_id: str, rt: Rt, _: Authenticated) -> SegmentDeleted:
     """Its contacts stay; only their memberships go."""
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contacts.delete_segment(session, key)
-    return wire.deleted("segment", key)
+    return SegmentDeleted(id=str(key))
 
 
 @router.get("/segments/{segment_id}/contacts", summary="List a segment's contacts")
@@ -69,13 +78,13 @@ def list_members(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> dict[str, Any]:
+) -> ContactList:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         page = contacts.list_contacts(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
         )
-    return wire.page_body(page, wire.contact_item)
+    return wire.page_body(ContactList, page, wire.contact_item)
 
 
 @router.get("/contacts/{contact_id}/segments", summary="List a contact's segments")
@@ -84,7 +93,7 @@ def list_contact_segments(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> dict[str, Any]:
+) -> SegmentList:
     """The contact is named by id or email."""
     with transaction(rt.sessions) as session:
         page = contacts.list_segments(
@@ -94,11 +103,11 @@ def list_contact_segments(
             before=cursor.before,
             contact_ref=contact_id,
         )
-    return wire.page_body(page, wire.segment_item)
+    return wire.page_body(SegmentList, page, wire.segment_item)
 
 
 @router.post("/contacts/{contact_id}/segments/{segment_id}", summary="Add a contact to a segment")
-def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> Membership:
     """Adding a member again answers the same; the path decides (the SDK repeats it in a body)."""
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
@@ -109,8 +118,8 @@ def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> di
 @router.delete(
     "/contacts/{contact_id}/segments/{segment_id}", summary="Remove a contact from a segment"
 )
-def remove_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def remove_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> MembershipRemoved:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contact = contacts.remove_from_segment(session, contact_id, key)
-    return wire.membership(contact, str(key), deleted=True)
+    return wire.membership_removed(contact, str(key))

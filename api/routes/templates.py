@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api import serialize_catalog as wire
 from api.deps import Authenticated, Rt
+from api.schemas.templates import (
+    CreateTemplate,
+    Template,
+    TemplateDeleted,
+    TemplateList,
+    TemplateRef,
+    UpdateTemplate,
+)
 from api.wire import PageQuery
 from engine import catalog
 from engine.db import transaction
-from models.schemas.catalog import CreateTemplate, UpdateTemplate
 
 router = APIRouter(tags=["templates"])
 
 
 @router.post("/templates", status_code=201, summary="Create a template")
-def create(body: CreateTemplate, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def create(body: CreateTemplate, rt: Rt, _: Authenticated) -> TemplateRef:
     """A new draft; publish it before a send_email step can use it."""
     with transaction(rt.sessions) as session:
         template = catalog.create_template(
             session, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
-    return wire.created("template", template.id)
+    return TemplateRef(id=str(template.id))
 
 
 @router.get("/templates", summary="List templates")
@@ -31,48 +36,48 @@ def list_templates(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> dict[str, Any]:
+) -> TemplateList:
     with transaction(rt.sessions) as session:
         page = catalog.list_templates(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(page, wire.template_item)
+    return wire.page_body(TemplateList, page, wire.template_item)
 
 
 @router.get("/templates/{template_id}", summary="Retrieve a template by id or alias")
-def get(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def get(template_id: str, rt: Rt, _: Authenticated) -> Template:
     with transaction(rt.sessions) as session:
         template = catalog.find_template(session, template_id)
     return wire.template(template)
 
 
 @router.patch("/templates/{template_id}", summary="Update a template by id or alias")
-def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> TemplateRef:
     with transaction(rt.sessions) as session:
         template = catalog.update_template(
             session, template_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
-    return wire.created("template", template.id)
+    return TemplateRef(id=str(template.id))
 
 
 @router.delete("/templates/{template_id}", summary="Delete a template by id or alias")
-def delete(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def delete(template_id: str, rt: Rt, _: Authenticated) -> TemplateDeleted:
     with transaction(rt.sessions) as session:
         key = catalog.delete_template(session, template_id)
-    return wire.deleted("template", key)
+    return TemplateDeleted(id=str(key))
 
 
 @router.post("/templates/{template_id}/publish", summary="Publish a template")
-def publish(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def publish(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
     """Status becomes `published`, with `published_at` now."""
     with transaction(rt.sessions) as session:
         template = catalog.publish_template(session, template_id, now=rt.clock.now())
-    return wire.created("template", template.id)
+    return TemplateRef(id=str(template.id))
 
 
 @router.post("/templates/{template_id}/duplicate", status_code=201, summary="Duplicate a template")
-def duplicate(template_id: str, rt: Rt, _: Authenticated) -> dict[str, Any]:
+def duplicate(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
     """A draft copy, without the alias."""
     with transaction(rt.sessions) as session:
         template = catalog.duplicate_template(session, template_id, now=rt.clock.now())
-    return wire.created("template", template.id)
+    return TemplateRef(id=str(template.id))

@@ -1,0 +1,38 @@
+"""Bodies and answers of the API key endpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.shapes import Answer, Id, ListOf, Timestamp
+
+
+class CreateApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=50)
+    permission: Literal["full_access", "sending_access"] = "full_access"
+    domain_id: str | None = None
+
+
+class ApiKeyCreated(Answer):
+    id: Id
+    token: str = Field(description="The secret: shown this once, stored only as a hash")
+
+
+class ApiKeyItem(Answer):
+    id: Id
+    name: str
+    created_at: Timestamp
+
+
+class ApiKeyList(ListOf[ApiKeyItem]):
+    pass
+
+
+class ApiKeyDeleted(Answer):
+    object: Literal["api_key"] = "api_key"
+    id: Id
+    deleted: Literal[True] = True

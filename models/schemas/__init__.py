@@ -1,1 +1,0 @@
-"""Pydantic request bodies of the HTTP API, one module per resource."""

@@ -1,0 +1,139 @@
+"""Every success answer of every route is declared in the OpenAPI, as a named, typed schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from api.app import create_app
+from api.schemas import contacts, domains, events, runs, segments
+from api.serialize_automations import run_item
+from engine.dispatch import NullDispatcher
+from engine.settings import Settings
+from engine.store.reports import RunSummary
+
+Operation = tuple[str, str, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def openapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder: Path = tmp_path_factory.mktemp("openapi")
+    app: FastAPI = create_app(
+        Settings(database_url=f"sqlite:///{folder / 'unused.sqlite3'}"),
+        dispatcher=NullDispatcher(),
+    )
+    return app.openapi()
+
+
+def operations(schema: dict[str, Any]) -> Iterator[Operation]:
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            yield method.upper(), path, operation
+
+
+def successes(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {code: r for code, r in operation["responses"].items() if code.startswith("2")}
+
+
+def component(schema: dict[str, Any], ref: str) -> dict[str, Any]:
+    prefix = "#/components/schemas/"
+    assert ref.startswith(prefix), ref
+    found: dict[str, Any] = schema["components"]["schemas"][ref.removeprefix(prefix)]
+    return found
+
+
+def test_every_route_declares_a_typed_success_answer(openapi: dict[str, Any]) -> None:
+    """A JSON answer is a named model with properties; a page or a text body is a string."""
+    problems = []
+    for method, path, operation in operations(openapi):
+        answers = successes(operation)
+        if not answers:
+            problems.append(f"{method} {path}: no success answer declared")
+        for code, answer in answers.items():
+            content = answer.get("content") or {}
+            if not content:
+                problems.append(f"{method} {path} {code}: no body declared")
+            for media, declared in content.items():
+                body = declared.get("schema") or {}
+                if media == "application/json":
+                    ref = body.get("$ref")
+                    if ref is None or not component(openapi, ref).get("properties"):
+                        problems.append(f"{method} {path} {code}: untyped JSON {body}")
+                elif body.get("type") != "string":
+                    problems.append(f"{method} {path} {code}: {media} without a string schema")
+    assert problems == []
+
+
+def test_every_answer_model_names_its_fields_and_requires_them(openapi: dict[str, Any]) -> None:
+    """Generated clients get non-optional fields: an answer always carries every key."""
+    problems = []
+    for method, path, operation in operations(openapi):
+        for code, answer in successes(operation).items():
+            ref = (answer.get("content", {}).get("application/json", {}).get("schema") or {}).get(
+                "$ref"
+            )
+            if ref is None:
+                continue
+            model = component(openapi, ref)
+            missing = set(model["properties"]) - set(model.get("required", []))
+            if missing:
+                problems.append(f"{method} {path} {code}: optional {sorted(missing)}")
+    assert problems == []
+
+
+def test_routes_with_a_key_declare_the_bearer_scheme(openapi: dict[str, Any]) -> None:
+    scheme = openapi["components"]["securitySchemes"]["ApiKey"]
+    assert scheme == {"type": "http", "scheme": "bearer", "description": "An API key"}
+    public = {"/health", "/ready", "/metrics", "/unsubscribe/{token}"}
+    for method, path, operation in operations(openapi):
+        expected = None if path in public else [{"ApiKey": []}]
+        assert operation.get("security") == expected, f"{method} {path}"
+
+
+def test_the_error_shape_stays_declared_on_every_route(openapi: dict[str, Any]) -> None:
+    for method, path, operation in operations(openapi):
+        for code in ("401", "422", "429", "500"):
+            assert code in operation["responses"], f"{method} {path} {code}"
+
+
+@pytest.mark.parametrize(
+    ("full", "item"),
+    [
+        (contacts.Contact, contacts.ContactItem),
+        (segments.Segment, segments.SegmentItem),
+        (domains.Domain, domains.DomainItem),
+        (events.EventDefinition, events.EventDefinitionItem),
+        (runs.Run, runs.RunItem),
+    ],
+)
+def test_a_full_object_is_its_list_item_with_object_first(
+    full: type[BaseModel], item: type[BaseModel]
+) -> None:
+    fields = list(full.model_fields)
+    assert fields[0] == "object"
+    assert fields[1 : len(item.model_fields) + 1] == list(item.model_fields)
+
+
+def test_the_runs_list_fast_path_writes_exactly_a_run_item() -> None:
+    """The runs list bypasses the model (speed); its dicts must be what RunList declares."""
+    now = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
+    summary = RunSummary(
+        id=uuid.uuid4(),
+        automation_id=uuid.uuid4(),
+        contact_id=None,
+        status="running",
+        started_at=now,
+        completed_at=None,
+        created_at=now,
+    )
+    item = run_item(summary)
+    assert list(item) == list(runs.RunItem.model_fields)
+    assert runs.RunItem.model_validate(item).model_dump(mode="json") == item
+    assert item["created_at"] == "2026-10-01 12:00:00.000000+00"
