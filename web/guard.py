@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from engine import dashboard
+from engine import dashboard, dashboard_sessions
 from engine.db import transaction
 from engine.runtime import Runtime
 from web import session as cookies
@@ -86,11 +86,14 @@ async def checked_form(request: Request) -> dict[str, str]:
 
 @contextmanager
 def reading(rt: Runtime, user: cookies.DashboardSession) -> Iterator[Session]:
-    """One transaction whose first read checks that the session's key is still valid."""
+    """One transaction whose first reads check that the session is still open (not signed out,
+    not expired) and its key still valid."""
     assert user.key_id is not None
     signed = dashboard.SignedIn(user.key_id, user.fingerprint)
     with transaction(rt.sessions) as session:
-        if not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):
+        if not dashboard_sessions.session_is_open(
+            session, user.session_id, user.key_id, now=rt.clock.now()
+        ) or not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):
             raise SignInRequired
         yield session
 

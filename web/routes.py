@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine import dashboard, lifecycle
+from engine import dashboard, dashboard_sessions, lifecycle
 from engine.db import transaction
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
+SESSION_LIFETIME = dt.timedelta(seconds=cookies.LIFETIME_SECONDS)
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -74,17 +76,24 @@ def login_form(
 def login(request: Request, rt: Rt, form: Form) -> Response:
     """Check the API key; on success a new session (a new CSRF token) holds the key's id."""
     target = links.safe_next(form.get("next"), root(request))
+    now = rt.clock.now()
     try:
         with transaction(rt.sessions) as session:
             signed = dashboard.sign_in(
                 session, form.get("api_key", ""), settings_key=settings_key(rt)
+            )
+            session_id = dashboard_sessions.open_session(
+                session, signed.key_id, now=now, lifetime=SESSION_LIFETIME
             )
     except AutomationsError as error:
         return page(
             request, "login.html", status_code=401, next=target, notice=None, error=error.message
         )
     fresh = cookies.new_session(
-        rt.clock.now().timestamp(), key_id=signed.key_id, fingerprint=signed.fingerprint
+        now.timestamp(),
+        key_id=signed.key_id,
+        fingerprint=signed.fingerprint,
+        session_id=session_id,
     )
     answer = redirect(target)
     cookies.set_cookie(
@@ -95,7 +104,11 @@ def login(request: Request, rt: Rt, form: Form) -> Response:
 
 @router.post("/logout")
 def logout(request: Request, rt: Rt, _: Form) -> Response:
-    """Forget the session: the cookie is cleared and the next page asks for a key again."""
+    """End the session on the server, then clear the cookie: a copy of it no longer works."""
+    found = current_session(request)
+    if found is not None and found.session_id:
+        with transaction(rt.sessions) as session:
+            dashboard_sessions.close_session(session, found.session_id)
     answer = redirect(f"{root(request)}/login?notice=signed_out")
     cookies.clear_cookie(answer, secure=secure_cookies(request, rt))
     return answer
