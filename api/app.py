@@ -63,7 +63,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    app.mount("/dashboard", dashboard_app(rt))
+    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter))
     return app
 
 

@@ -51,16 +51,23 @@ def _lookup(rt: Runtime, secret: str) -> Caller | None:
 def any_key(request: Request) -> Caller:
     """The caller behind `Authorization: Bearer`, within its rate limit; else 401 or 429.
 
-    Requests without a valid key are limited by client address, so guessing keys is too."""
+    Requests without a valid key are counted by client address; an address over its allowance
+    gets 429 for any key not verified lately, before it is looked up: guessing is limited too."""
     limiter: RateLimiter = request.app.state.rate_limiter
+    address = client_address(request)
     secret = _bearer(request)
     found = None
     if secret is not None:
         cache: KeyCache = request.app.state.key_cache
         rt = runtime(request)
-        found = cache.resolve(hash_secret(secret), lambda: _lookup(rt, secret))
+
+        def lookup() -> Caller | None:
+            limiter.peek_address(address).enforce()
+            return _lookup(rt, secret)
+
+        found = cache.resolve(hash_secret(secret), lookup)
     if found is None:
-        headers = limiter.check_address(client_address(request))
+        headers = limiter.count_address(address).enforce()
         if secret is None:
             raise ApiError(
                 401, "missing_api_key", "Missing API key in the authorization header", headers

@@ -34,14 +34,16 @@ class KeyCache:
             return found
         with self._lock:
             pending = self._lookups.setdefault(digest, threading.Lock())
-        with pending:
-            found = self._fresh(digest)
-            if found is None:
-                found = lookup()
-                if found is not None:
-                    self._put(digest, found)
-        with self._lock:
-            self._lookups.pop(digest, None)
+        try:
+            with pending:
+                found = self._fresh(digest)
+                if found is None:
+                    found = lookup()
+                    if found is not None:
+                        self._put(digest, found)
+        finally:
+            with self._lock:
+                self._lookups.pop(digest, None)
         return found
 
     def clear(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -64,9 +65,10 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-# A sliding window log, atomic in Redis: the caller's requests of the last window are a sorted
+# A sliding window log, atomic in Redis: the bucket's requests of the last window are a sorted
 # set of their times (Redis's own clock, so that servers agree); one more is admitted only while
 # fewer than the limit remain. Refused requests are not recorded: waiting is enough to get in.
+# ARGV[4] = "0" only looks: whether one more would be admitted, recording nothing.
 _SLIDING_WINDOW = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
@@ -76,11 +78,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local admitted = 0
 if count < limit then
-  redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
-  count = count + 1
   admitted = 1
+  if ARGV[4] == '1' then
+    redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+    count = count + 1
+  end
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] or now
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2] or now
 return {admitted, count, tonumber(oldest) + window - now, tonumber(newest) + window - now}
@@ -88,10 +92,26 @@ return {admitted, count, tonumber(oldest) + window - now, tonumber(newest) + win
 WINDOW_MICROSECONDS = 1_000_000
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A rate limit decision: the headers to answer with, and how long to wait if refused."""
+
+    headers: dict[str, str]
+    retry_after: int | None = None
+
+    def enforce(self) -> dict[str, str]:
+        """The headers to answer with; ApiError 429 if refused."""
+        if self.retry_after is not None:
+            raise ApiError(429, "rate_limit_exceeded", "Too many requests, slow down", self.headers)
+        return self.headers
+
+
 class RateLimiter:
     """At most `per_second` requests in any one-second window per bucket, across servers.
 
-    A bucket is an API key, or the client's address for requests without a valid key."""
+    A bucket is an API key, or the client's address for requests without a valid key: those
+    are counted when they fail, and while an address is over its allowance no key it presents
+    is looked up, so a right guess is refused like a wrong one."""
 
     def __init__(self, per_second: int, redis_url: str | None) -> None:
         self.per_second = per_second
@@ -99,35 +119,44 @@ class RateLimiter:
         self._script = self._redis.register_script(_SLIDING_WINDOW) if self._redis else None
 
     def check_key(self, key_id: object) -> dict[str, str]:
-        """The `ratelimit-*` headers for this key's request; ApiError 429 when over the limit."""
-        return self._check(f"automations:ratelimit:key:{key_id}")
+        """Count one request of this key: its `ratelimit-*` headers, or ApiError 429."""
+        return self._run(f"automations:ratelimit:key:{key_id}", record=True).enforce()
 
-    def check_address(self, address: str) -> dict[str, str]:
-        """The same, for a request without a valid key, counted by the client's address."""
-        return self._check(f"automations:ratelimit:address:{address}")
+    def count_address(self, address: str) -> Verdict:
+        """Count one failed request (no key, a wrong one) from this address."""
+        return self._run(f"automations:ratelimit:address:{address}", record=True)
 
-    def _check(self, bucket: str) -> dict[str, str]:
+    def peek_address(self, address: str) -> Verdict:
+        """Whether this address is already over its allowance of failed requests."""
+        return self._run(f"automations:ratelimit:address:{address}", record=False)
+
+    def _run(self, bucket: str, *, record: bool) -> Verdict:
         if self._script is None:
-            return {}
+            return Verdict({})
         try:
             admitted, count, free_at, empty_at = self._script(
                 keys=[bucket],
-                args=[self.per_second, WINDOW_MICROSECONDS, secrets.token_hex(4)],
+                args=[
+                    self.per_second,
+                    WINDOW_MICROSECONDS,
+                    secrets.token_hex(4),
+                    "1" if record else "0",
+                ],
             )
         except redis.RedisError:
             log.warning("rate limit store unreachable; request allowed")
-            return {}
+            return Verdict({})
         headers = {
             "ratelimit-limit": str(self.per_second),
             "ratelimit-remaining": str(max(self.per_second - int(count), 0)),
             # When the whole quota is back: the newest counted request leaves the window.
             "ratelimit-reset": str(_seconds(empty_at)),
         }
-        if not admitted:
-            # When one more fits: the oldest counted request leaves the window.
-            headers["retry-after"] = str(_seconds(free_at))
-            raise ApiError(429, "rate_limit_exceeded", "Too many requests, slow down", headers)
-        return headers
+        if admitted:
+            return Verdict(headers)
+        # When one more fits: the oldest counted request leaves the window.
+        wait = _seconds(free_at)
+        return Verdict({**headers, "retry-after": str(wait)}, retry_after=wait)
 
 
 def _seconds(microseconds: int) -> int:

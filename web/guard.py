@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
@@ -29,6 +29,23 @@ class FormRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Throttle(Protocol):
+    @property
+    def retry_after(self) -> int | None: ...
+
+
+class SignInLimit(Protocol):
+    """The API's rate limit on failed attempts by address (api.limits.RateLimiter)."""
+
+    def peek_address(self, address: str) -> Throttle: ...
+
+    def count_address(self, address: str) -> Throttle: ...
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def runtime(request: Request) -> Runtime:

@@ -22,8 +22,10 @@ from web.guard import (
     Form,
     FormRefused,
     Rt,
+    SignInLimit,
     SignInRequired,
     User,
+    client_address,
     current_session,
     reading,
     secure_cookies,
@@ -74,8 +76,15 @@ def login_form(
 
 @router.post("/login")
 def login(request: Request, rt: Rt, form: Form) -> Response:
-    """Check the API key; on success a new session (a new CSRF token) holds the key's id."""
+    """Check the API key; on success a new session (a new CSRF token) holds the key's id.
+
+    Failed attempts count against the address's allowance, as failed API requests do: over
+    it, no key is checked at all until the window frees."""
     target = links.safe_next(form.get("next"), root(request))
+    limit: SignInLimit = request.app.state.sign_in_limit
+    address = client_address(request)
+    if wait := limit.peek_address(address).retry_after:
+        return _too_many_attempts(request, target, wait)
     now = rt.clock.now()
     try:
         with transaction(rt.sessions) as session:
@@ -86,6 +95,8 @@ def login(request: Request, rt: Rt, form: Form) -> Response:
                 session, signed.key_id, now=now, lifetime=SESSION_LIFETIME
             )
     except AutomationsError as error:
+        if wait := limit.count_address(address).retry_after:
+            return _too_many_attempts(request, target, wait)
         return page(
             request, "login.html", status_code=401, next=target, notice=None, error=error.message
         )
@@ -99,6 +110,13 @@ def login(request: Request, rt: Rt, form: Form) -> Response:
     cookies.set_cookie(
         answer, cookies.encode(fresh, rt.secret()), secure=secure_cookies(request, rt)
     )
+    return answer
+
+
+def _too_many_attempts(request: Request, target: str, wait: int) -> Response:
+    text = f"Too many failed sign-ins from your address: try again in {wait} s."
+    answer = page(request, "login.html", status_code=429, next=target, notice=None, error=text)
+    answer.headers["Retry-After"] = str(wait)
     return answer
 
 
@@ -213,10 +231,11 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "Server error", text)
 
 
-def dashboard_app(rt: Runtime) -> FastAPI:
+def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit) -> FastAPI:
     """The dashboard as an app to mount at /dashboard, absent from the API's OpenAPI schema."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = rt
+    app.state.sign_in_limit = sign_in_limit
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(pages.router)

@@ -68,3 +68,16 @@ def test_unknown_keys_are_not_remembered() -> None:
     assert cache.resolve("wrong", lookup) is None
     assert cache.resolve("wrong", lookup) is None
     assert len(lookups) == 2
+
+
+def test_a_refused_lookup_leaves_the_cache_usable() -> None:
+    cache = KeyCache()
+
+    def refused() -> Caller | None:
+        raise RuntimeError("over the limit")
+
+    try:
+        cache.resolve("digest", refused)
+    except RuntimeError:
+        pass
+    assert cache.resolve("digest", lambda: CALLER) == CALLER

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from engine.db import transaction
 from models.tables import Event, IdempotencyRecord
-from tests.integration.harness import ApiServer, Stack
+from tests.integration.harness import API_KEY, ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -71,19 +71,46 @@ def test_never_more_than_the_limit_in_any_second_across_a_boundary(
 def test_requests_without_a_valid_key_are_limited_by_address(
     api: httpx.Client, limited: ApiServer
 ) -> None:
+    in_use, guessed_right = new_key(api), new_key(api)
     time.sleep(1)  # the address's window is empty
     names = []
-    with limited.client(api_key="re_guessed_key") as guessing:
+    with (
+        limited.client(api_key=in_use) as working,
+        limited.client(api_key="re_guessed_key") as guessing,
+    ):
+        assert working.get("/automations").status_code == 200  # verified, so remembered
         for _ in range(LIMIT + 3):
             names.append(guessing.get("/automations").json()["name"])
-    assert names[:LIMIT] == ["invalid_api_key"] * LIMIT
-    assert set(names[LIMIT:]) == {"rate_limit_exceeded"}
+        assert names[:LIMIT] == ["invalid_api_key"] * LIMIT
+        assert set(names[LIMIT:]) == {"rate_limit_exceeded"}
+        # A key in use from the same address goes on working, on its own allowance.
+        assert working.get("/automations").status_code == 200
     with limited.client(api_key=None) as anonymous:
         answer = anonymous.get("/automations")
     assert answer.status_code == 429 and "retry-after" in answer.headers
-    # A valid key from the same address has its own allowance.
-    with limited.client(api_key=new_key(api)) as valid:
-        assert valid.get("/automations").status_code == 200
+    # Meanwhile a right guess is not even looked up: it cannot be told from a wrong one.
+    with limited.client(api_key=guessed_right) as lucky:
+        blocked = lucky.get("/automations")
+        assert blocked.status_code == 429
+        time.sleep(int(blocked.headers["retry-after"]))
+        assert lucky.get("/automations").status_code == 200
+
+
+def test_failed_dashboard_sign_ins_are_limited_by_address(limited: ApiServer) -> None:
+    time.sleep(1)  # the address's window is empty
+    with httpx.Client(base_url=limited.base_url, timeout=10) as browser:
+        form = browser.get("/dashboard/login").text
+        csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+        def sign_in(key: str) -> httpx.Response:
+            return browser.post("/dashboard/login", data={"csrf_token": csrf, "api_key": key})
+
+        statuses = [sign_in("re_guessed_key").status_code for _ in range(LIMIT + 1)]
+        assert statuses == [401] * LIMIT + [429]
+        blocked = sign_in(API_KEY)
+        assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text
+        time.sleep(int(blocked.headers["retry-after"]))
+        assert sign_in(API_KEY).status_code == 303
 
 
 def test_a_request_refused_429_runs_once_retry_after_has_passed(
