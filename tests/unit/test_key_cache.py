@@ -7,6 +7,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from api.key_cache import KEY_CACHE_SECONDS, KeyCache
 from engine.api_keys import Caller
 
@@ -76,8 +78,6 @@ def test_a_refused_lookup_leaves_the_cache_usable() -> None:
     def refused() -> Caller | None:
         raise RuntimeError("over the limit")
 
-    try:
+    with pytest.raises(RuntimeError):
         cache.resolve("digest", refused)
-    except RuntimeError:
-        pass
     assert cache.resolve("digest", lambda: CALLER) == CALLER
