@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from pydantic import SecretStr
 
-from api.deps import KeyCache
-from api.docs import mount_docs
+from api.docs import DOCS_URL, mount_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
-from api.limits import BodySizeLimit, RateLimiter
-from api.middleware import IdempotencyMiddleware
+from api.key_cache import KeyCache
+from api.limits import BodySizeLimit, RateLimiter, RateLimitHeaders
+from api.middleware import install_idempotency
+from api.operator_access import Guarded, OperatorAccess
 from api.routes import ROUTERS
+from api.security_headers import SecurityHeaders
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
@@ -17,6 +20,8 @@ from web.routes import dashboard_app
 
 DESCRIPTION = """A durable automation runtime that speaks Resend's API: automations, runs,
 events, contacts, segments, templates and domains. Authenticate with `Authorization: Bearer <key>`.
+A `sending_access` key may only send events; every other route answers it 401
+`restricted_api_key`.
 """
 
 
@@ -34,12 +39,13 @@ def create_app(
         from tasks.dispatcher import CeleryDispatcher
 
         dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
+    docs = settings.docs_enabled
     app = FastAPI(
         title="Automations API",
         version="1.0.0",
         description=DESCRIPTION,
-        openapi_url="/openapi.json",
-        # FastAPI's own pages load Swagger UI from a CDN: api/docs.py serves them locally.
+        openapi_url="/openapi.json" if docs else None,
+        # FastAPI's own pages load Swagger UI from a CDN: api/docs.py serves it locally.
         docs_url=None,
         redoc_url=None,
     )
@@ -52,10 +58,35 @@ def create_app(
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, redis_url)
     install_error_handlers(app)
-    app.add_middleware(IdempotencyMiddleware, runtime=rt)
+    install_idempotency(app, rt)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OperatorAccess, guarded=_guarded(app, settings))
+    app.add_middleware(SecurityHeaders)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    mount_docs(app)
-    app.mount("/dashboard", dashboard_app(rt))
+    if docs:
+        mount_docs(app)
+    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter))
     return app
+
+
+def _guarded(app: FastAPI, settings: Settings) -> list[Guarded]:
+    def token(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value else ""
+
+    docs = (app.openapi_url, DOCS_URL) if app.openapi_url else ()
+    return [
+        Guarded(
+            ("/metrics",),
+            token(settings.metrics_token),
+            "AUTOMATIONS_METRICS_TOKEN",
+            'Bearer realm="metrics"',
+        ),
+        Guarded(
+            docs,
+            token(settings.docs_token),
+            "AUTOMATIONS_DOCS_TOKEN",
+            'Basic realm="API documentation", charset="UTF-8"',
+        ),
+    ]

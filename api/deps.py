@@ -1,16 +1,22 @@
-"""Dependencies shared by the routes: the runtime, the caller, the rate limit."""
+"""Dependencies shared by the routes: the runtime, and who calls with what permission.
+
+Every route that needs a key takes `Authenticated` (full access) or `Sending` (any key, for the
+routes that send); a sending key gets 401 `restricted_api_key` everywhere else. Both count the
+request against the rate limit and open its Idempotency-Key record, in that order, so that a
+refused request (no key, a wrong or restricted key, over the limit) leaves no record behind."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated
 
-from fastapi import Depends, Request, Response, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from engine.api_keys import Caller, authenticate, hash_secret
+from api.key_cache import KeyCache
+from api.limits import RateLimiter
+from api.middleware import claim_idempotency_key
+from engine.api_keys import Caller, authenticate, hash_secret, require_full_access
 from engine.db import transaction
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime
@@ -26,60 +32,71 @@ def dispatcher(request: Request) -> Dispatcher:
     return sender
 
 
-class KeyCache:
-    """Verified keys for a few seconds, so that a burst of requests costs one lookup."""
-
-    def __init__(self, ttl: float = 30.0) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[Caller, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> Caller | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-        if entry is None or entry[1] < time.monotonic():
-            return None
-        return entry[0]
-
-    def clear(self) -> None:
-        """Forget every key at once, after one is deleted."""
-        with self._lock:
-            self._entries.clear()
-
-    def put(self, digest: str, caller: Caller) -> None:
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = (caller, time.monotonic() + self.ttl)
+def client_address(request: Request) -> str:
+    """The peer's address (uvicorn puts a trusted proxy's X-Forwarded-For there)."""
+    return request.client.host if request.client else "unknown"
 
 
-# Declares the scheme in the OpenAPI (Swagger UI's Authorize, generated clients); `caller` parses.
+def _bearer(request: Request) -> str | None:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    return secret if scheme.lower() == "bearer" and secret else None
+
+
+def _lookup(rt: Runtime, secret: str) -> Caller | None:
+    settings_key = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
+    with transaction(rt.sessions) as session:
+        return authenticate(session, secret, settings_key=settings_key)
+
+
+# Declares the scheme in the OpenAPI (Swagger UI's Authorize, generated clients); `any_key` parses.
 bearer_key = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="An API key")
 Declared = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_key)]
 
 
-def caller(request: Request, response: Response, _bearer: Declared) -> Caller:
-    """The authenticated caller; 401 without a valid `Authorization: Bearer` key."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise ApiError(401, "missing_api_key", "Missing API key in the authorization header")
-    secret = secret.strip()
-    rt = runtime(request)
-    cache: KeyCache = request.app.state.key_cache
-    digest = hash_secret(secret)
-    found = cache.get(digest)
+def any_key(request: Request, _declared: Declared) -> Caller:
+    """The caller behind `Authorization: Bearer`, within its rate limit; else 401 or 429.
+
+    Requests without a valid key are counted by client address; an address over its allowance
+    gets 429 for any key not verified lately, before it is looked up: guessing is limited too."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    address = client_address(request)
+    secret = _bearer(request)
+    found = None
+    if secret is not None:
+        cache: KeyCache = request.app.state.key_cache
+        rt = runtime(request)
+
+        def lookup() -> Caller | None:
+            limiter.peek_address(address).enforce()
+            return _lookup(rt, secret)
+
+        found = cache.resolve(hash_secret(secret), lookup)
     if found is None:
-        settings_key = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
-        with transaction(rt.sessions) as session:
-            found = authenticate(session, secret, settings_key=settings_key)
-        if found is None:
-            raise ApiError(401, "invalid_api_key", "API key is invalid")
-        cache.put(digest, found)
-    request.app.state.rate_limiter.check(found, response)
+        headers = limiter.count_address(address).enforce()
+        if secret is None:
+            raise ApiError(
+                401, "missing_api_key", "Missing API key in the authorization header", headers
+            )
+        raise ApiError(401, "invalid_api_key", "API key is invalid", headers)
+    request.state.ratelimit_headers = limiter.check_key(found.key_id)  # state[HEADERS_STATE]
     return found
 
 
+async def sending_key(request: Request, caller: Annotated[Caller, Depends(any_key)]) -> Caller:
+    """Any valid key: for the routes that send (events), which is all a sending key may do."""
+    await claim_idempotency_key(request, caller)
+    return caller
+
+
+async def full_access_key(request: Request, caller: Annotated[Caller, Depends(any_key)]) -> Caller:
+    """A full-access key; a sending key gets 401 `restricted_api_key`, as from Resend."""
+    require_full_access(caller)
+    await claim_idempotency_key(request, caller)
+    return caller
+
+
 Rt = Annotated[Runtime, Depends(runtime)]
-Authenticated = Annotated[Caller, Depends(caller)]
+Authenticated = Annotated[Caller, Depends(full_access_key)]
+Sending = Annotated[Caller, Depends(sending_key)]
 Sender = Annotated[Dispatcher, Depends(dispatcher)]

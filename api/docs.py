@@ -17,8 +17,9 @@ from fastapi.staticfiles import StaticFiles
 
 VENDOR = Path(fastapi_offline.__file__).resolve().parent / "static"
 OWN = Path(__file__).resolve().parent / "static"
-VENDOR_URL = "/docs/vendor"
-OWN_URL = "/docs/static"
+DOCS_URL = "/docs"
+VENDOR_URL = f"{DOCS_URL}/vendor"
+OWN_URL = f"{DOCS_URL}/static"
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -51,4 +52,4 @@ def mount_docs(app: FastAPI) -> None:
     """Serve /docs and its files; the app must be built with docs_url=None."""
     app.mount(VENDOR_URL, StaticFiles(directory=VENDOR), name="docs-vendor")
     app.mount(OWN_URL, StaticFiles(directory=OWN), name="docs-static")
-    app.add_api_route("/docs", swagger_ui, include_in_schema=False, response_class=HTMLResponse)
+    app.add_api_route(DOCS_URL, swagger_ui, include_in_schema=False, response_class=HTMLResponse)

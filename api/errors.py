@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import AutomationsError, Conflict, Contended, InvalidInput, NotFound
+from engine.errors import AutomationsError, Conflict, Contended, Forbidden, InvalidInput, NotFound
 from engine.idempotency import IdempotencyConflict
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ def _described(text: str) -> dict[str, Any]:
 
 # Declared on every route, so that /openapi.json tells the truth about error answers.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _described("Missing or invalid API key"),
+    401: _described(
+        "Missing or invalid API key, or a sending key on a route other than sending "
+        "(`restricted_api_key`)"
+    ),
     404: _described("Not found"),
     409: _described("Idempotency-Key conflict, or a concurrent change of the same thing"),
     413: _described("Request body too large"),
@@ -74,6 +77,8 @@ def _engine_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AutomationsError)
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Forbidden):  # Resend answers a restricted key 401, not 403
+        return error_response(401, exc.code, exc.message)
     if isinstance(exc, IdempotencyConflict | Contended):
         return error_response(409, exc.code, exc.message)
     if isinstance(exc, InvalidInput | Conflict):

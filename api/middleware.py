@@ -1,45 +1,97 @@
-"""Idempotency-Key on POST: the first answer is stored and replayed for 24 hours."""
+"""Idempotency-Key on POST: the first answer is stored and replayed for 24 hours.
+
+The record is opened by the route's key dependency (api.deps), once the caller is known and
+within its rate limit, and scoped to the caller's key id; the middleware below keeps the answer
+when the route is done. A request refused before that opens no record."""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
 from engine import idempotency
+from engine.api_keys import Caller
 from engine.db import transaction
-from engine.errors import AutomationsError
 from engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HEADER = "idempotency-key"
+# Where the opened record's key waits, in the request's state, for the middleware to close it.
+_OPENED = "idempotency_scope_key"
+
+
+class Replayed(Exception):
+    """The key's first answer, to send again instead of running the route."""
+
+    def __init__(self, replay: idempotency.Replay) -> None:
+        super().__init__("replayed")
+        self.replay = replay
+
+
+async def claim_idempotency_key(request: Request, caller: Caller) -> None:
+    """Open the record of this POST's Idempotency-Key, or raise Replayed or a 409 conflict."""
+    key = request.headers.get(HEADER)
+    if request.method != "POST" or key is None:
+        return
+    rt: Runtime = request.app.state.runtime
+    scope_key = idempotency.scope_key(str(caller.key_id), key)
+    fingerprint = idempotency.request_hash(
+        request.method, request.scope["path"], await request.body()
+    )
+
+    # Database work runs in the thread pool: the event loop never waits on a query.
+    def begin() -> idempotency.Replay | None:
+        with transaction(rt.sessions) as session:
+            return idempotency.begin(session, scope_key, fingerprint, now=rt.clock.now())
+
+    replay = await run_in_threadpool(begin)
+    if replay is not None:
+        raise Replayed(replay)
+    request.state.idempotency_scope_key = scope_key  # read back below as state[_OPENED]
+
+
+def _replayed(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replayed)
+    return Response(
+        exc.replay.body,
+        status_code=exc.replay.status_code,
+        media_type="application/json",
+        headers={"idempotent-replayed": "true"},
+    )
 
 
 class IdempotencyMiddleware:
+    """Keeps the answer of a request whose Idempotency-Key record a dependency opened."""
+
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app, self.rt = app, runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers", []))
-        key = headers.get(b"idempotency-key")
-        auth = headers.get(b"authorization")
-        if scope["type"] != "http" or scope["method"] != "POST" or key is None or auth is None:
+        keyed = HEADER.encode() in dict(scope.get("headers", []))
+        if scope["type"] != "http" or scope["method"] != "POST" or not keyed:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        # Keys are scoped to the caller: the same key from two API keys never collides.
-        caller = hashlib.sha256(auth).hexdigest()
-        try:
-            scope_key = idempotency.scope_key(caller, key.decode("utf-8", "replace"))
-            fingerprint = idempotency.request_hash(scope["method"], scope["path"], body)
-            replay = await run_in_threadpool(self._begin, scope_key, fingerprint)
-        except AutomationsError as exc:
-            status = 409 if isinstance(exc, idempotency.IdempotencyConflict) else 422
-            await error_response(status, exc.code, exc.message)(scope, receive, send)
-            return
-        if replay is not None:
-            await _send_replay(send, replay)
-            return
-        status, chunks = 500, []
+        state = scope.setdefault("state", {})
+        status, finished = 500, False
+        chunks: list[bytes] = []
+
+        async def finish() -> None:
+            nonlocal finished
+            opened = state.get(_OPENED)
+            if opened is None or finished:
+                return
+            finished = True
+            try:
+                await run_in_threadpool(self._finish, opened, status, b"".join(chunks))
+            except Exception:
+                # The answer still goes out; the record, left in progress, is taken over by a
+                # retry after idempotency.ABANDONED_AFTER.
+                log.exception("could not keep the answer of an Idempotency-Key request")
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -47,51 +99,24 @@ class IdempotencyMiddleware:
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    # Kept before the client has the answer: a retry it sends on receipt
+                    # gets the replay, not a 409 for a request still "in progress".
+                    await finish()
             await send(message)
 
         try:
-            await self.app(scope, _replay_body(body), capture)
+            await self.app(scope, receive, capture)
         finally:
-            await run_in_threadpool(self._finish, scope_key, status, b"".join(chunks))
-
-    # Database work runs in the thread pool: the event loop never waits on a query.
-    def _begin(self, scope_key: str, fingerprint: str) -> idempotency.Replay | None:
-        with transaction(self.rt.sessions) as session:
-            return idempotency.begin(session, scope_key, fingerprint, now=self.rt.clock.now())
+            # An exception escaping the app is a 500: the record is dropped, a retry runs.
+            await finish()
 
     def _finish(self, scope_key: str, status: int, body: bytes) -> None:
         with transaction(self.rt.sessions) as session:
             idempotency.finish(session, scope_key, status, body)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(parts)
-
-
-def _replay_body(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-async def _send_replay(send: Send, replay: idempotency.Replay) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": replay.status_code,
-            "headers": [(b"content-type", b"application/json"), (b"idempotent-replayed", b"true")],
-        }
-    )
-    await send({"type": "http.response.body", "body": replay.body})
+def install_idempotency(app: FastAPI, runtime: Runtime) -> None:
+    """The middleware that keeps answers, and the handler that replays them."""
+    app.add_exception_handler(Replayed, _replayed)
+    app.add_middleware(IdempotencyMiddleware, runtime=runtime)

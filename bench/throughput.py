@@ -34,6 +34,8 @@ RAW_QUEUES = "bench.raw"
 OUR_QUEUES = "automations,automations.sweeper"
 GIVE_UP_SECONDS = 900
 TITLE = "Durable steps per second vs raw self-chaining Celery tasks"
+# Outside development every process wants a real secret (engine.settings.MIN_SECRET_BYTES).
+BENCH_SECRET = "bench-secret-key-not-for-production-0123456789"  # noqa: S105
 # bench/latency.py starts its worker with worker_argv, start_worker, wait_ready and stop.
 
 
@@ -183,6 +185,7 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
         broker_url=args.redis_url,
         email_transport_url=smtp_url,
         env="test",
+        secret_key=BENCH_SECRET,  # type: ignore[arg-type]
     )
     rt = create_runtime(settings)
     prepare_durable(rt)
@@ -193,6 +196,7 @@ def measure_durable(args: argparse.Namespace, log: Path, smtp_url: str) -> dict[
         "AUTOMATIONS_BROKER_URL": args.redis_url,
         "AUTOMATIONS_EMAIL_TRANSPORT_URL": smtp_url,
         "AUTOMATIONS_ENV": "test",
+        "AUTOMATIONS_SECRET_KEY": BENCH_SECRET,
     }
     worker = start_worker(
         worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency),

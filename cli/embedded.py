@@ -20,14 +20,16 @@ from tasks.local import LocalExecutor
 
 
 def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for one process that keeps everything under `data_dir`."""
+    """Settings for one process that keeps everything under `data_dir`.
+
+    AUTOMATIONS_ENV is honoured: in production the secret key is checked as for any server."""
+    Settings(**overrides).check_production_ready()  # before anything is written
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "api-key"
     if not key_file.exists():
         key_file.write_text("re_dev_" + secrets.token_urlsafe(24))
         key_file.chmod(0o600)
     values: dict[str, Any] = {
-        "env": "development",
         "database_url": f"sqlite:///{(data_dir / 'automations.sqlite3').resolve()}",
         "email_transport_url": f"file://{(data_dir / 'outbox').resolve()}",
         "api_key": key_file.read_text().strip(),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from engine.logs import configure_logging
-from engine.settings import Settings
+from engine.settings import ConfigurationError, Settings
 
 err = Console(stderr=True)
 out = Console()
@@ -29,12 +32,25 @@ def settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def refusing_bad_configuration() -> Iterator[None]:
+    """A server or worker that must not start says why in one line and exits 2."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def celery_app() -> object:
     from tasks.app import create_celery_app
 
     current = settings()
+    with refusing_bad_configuration():
+        current.check_production_ready()
     configure_logging(json_lines=current.log_json, level=current.log_level)
-    return create_celery_app(current)
+    with refusing_bad_configuration():
+        return create_celery_app(current)
 
 
 def api(
@@ -46,12 +62,9 @@ def api(
     import uvicorn
 
     current = settings()
-    configure_logging(json_lines=current.log_json, level=current.log_level)
-    try:
+    with refusing_bad_configuration():
         current.check_production_ready()
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
         "api.asgi:create", factory=True, host=host, port=port, workers=workers, log_config=None
     )
@@ -159,8 +172,9 @@ def dev(
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
     from cli.embedded import EmbeddedServer, embedded_settings, wait_for_stop_signal
 
+    with refusing_bad_configuration():
+        current = embedded_settings(data_dir)
     configure_logging()
-    current = embedded_settings(data_dir)
     server = EmbeddedServer(current, host=host, port=port, threads=threads)
     key = current.api_key.get_secret_value() if current.api_key else ""
     with server.running():
@@ -185,13 +199,14 @@ def demo(
     """Load a sample welcome series, send events, and watch the runs advance live."""
     from cli.demo import run_demo
 
-    run_demo(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        day_seconds=day_seconds,
-        exit_when_done=exit_when_done,
-    )
+    with refusing_bad_configuration():
+        run_demo(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            day_seconds=day_seconds,
+            exit_when_done=exit_when_done,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine.errors import InvalidInput
+from engine.errors import Forbidden, InvalidInput
 from engine.store import api_keys as key_store
 from models.tables import ApiKey
 
-PERMISSIONS = ("full_access", "sending_access")
+FULL_ACCESS = "full_access"
+SENDING_ACCESS = "sending_access"
+PERMISSIONS = (FULL_ACCESS, SENDING_ACCESS)
 # The key configured in settings (AUTOMATIONS_API_KEY) authenticates as this id.
 SETTINGS_KEY_ID = uuid.UUID(int=0)
 
@@ -32,7 +34,7 @@ def hash_secret(secret: str) -> str:
 
 
 def create_api_key(
-    session: Session, *, name: object, permission: object = "full_access", now: dt.datetime
+    session: Session, *, name: object, permission: object = FULL_ACCESS, now: dt.datetime
 ) -> tuple[ApiKey, str]:
     """A new key and its secret; the secret is not stored and cannot be shown again."""
     if not isinstance(name, str) or not name.strip() or len(name) > 50:
@@ -59,8 +61,14 @@ def authenticate(session: Session, secret: str, *, settings_key: str | None) -> 
     """The caller a bearer secret belongs to, or None."""
     digest = hash_secret(secret)
     if settings_key and hmac.compare_digest(digest, hash_secret(settings_key)):
-        return Caller(SETTINGS_KEY_ID, "full_access")
+        return Caller(SETTINGS_KEY_ID, FULL_ACCESS)
     key = key_store.api_key_by_hash(session, digest)
     if key is None or not hmac.compare_digest(key.token_hash, digest):
         return None
     return Caller(key.id, key.permission)
+
+
+def require_full_access(caller: Caller) -> None:
+    """Refuse a sending key anything but sending, with Resend's error and message."""
+    if caller.permission != FULL_ACCESS:
+        raise Forbidden("This API key is restricted to only send emails")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from engine import metrics, reports
-from engine.api_keys import SETTINGS_KEY_ID, authenticate, hash_secret
+from engine.api_keys import FULL_ACCESS, SETTINGS_KEY_ID, authenticate, hash_secret
 from engine.errors import InvalidInput
 from engine.graph import Graph
 from engine.store import contacts as contact_store
@@ -27,7 +27,6 @@ AUTOMATIONS_PAGE = 50
 RUNS_PAGE = 25
 # An hourly chart over more than a month has too many bars to read.
 MAX_BUCKETS = 24 * 31
-FULL_ACCESS = "full_access"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,12 @@ class NotFound(AutomationsError):
     code = "not_found"
 
 
+class Forbidden(AutomationsError):
+    """The caller's key does not allow this. Maps to HTTP 401, as Resend answers it."""
+
+    code = "restricted_api_key"
+
+
 class Conflict(AutomationsError):
     """The request is valid but the current state forbids it (e.g. cancel a completed run)."""
 

@@ -13,6 +13,9 @@ from engine.errors import AutomationsError, InvalidInput
 from engine.store import idempotency as record_store
 
 TTL = dt.timedelta(hours=24)
+# Answers about the request's circumstances, not its content: a retry must run again, so they
+# are never kept. 401 and 403 (the key, not the request, was wrong), 429 (retry after the wait).
+NOT_KEPT = frozenset({401, 403, 429})
 # A record still in progress after this long belongs to a request that died mid-way.
 ABANDONED_AFTER = dt.timedelta(minutes=1)
 
@@ -28,6 +31,7 @@ class Replay:
 
 
 def scope_key(caller: str, key: str) -> str:
+    """The record's key: the caller (an API key's id, never its secret) and its Idempotency-Key."""
     if not 1 <= len(key) <= 256:
         raise InvalidInput(
             "The `Idempotency-Key` header must be 1 to 256 characters", field="Idempotency-Key"
@@ -63,9 +67,14 @@ def begin(session: Session, scope: str, fingerprint: str, *, now: dt.datetime) -
     return Replay(record.status_code, record.response_body or b"")
 
 
+def kept(status_code: int) -> bool:
+    """Whether an answer is replayed: not a server error, nor one in NOT_KEPT."""
+    return status_code < 500 and status_code not in NOT_KEPT
+
+
 def finish(session: Session, scope: str, status_code: int, body: bytes) -> None:
-    """Keep the answer for replay; a server error is forgotten so that a retry runs again."""
-    if status_code >= 500:
+    """Keep the answer for replay; one that is not `kept` is forgotten so that a retry runs."""
+    if not kept(status_code):
         record_store.delete_record(session, scope)
     else:
         record_store.complete_record(session, scope, status_code, body)

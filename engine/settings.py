@@ -10,6 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine.json_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, HIGHEST_MAX_DEPTH
 
 PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - a marker, refused outside dev
+# HMAC-SHA256 keys shorter than its 32-byte output weaken every signature made with them.
+MIN_SECRET_BYTES = 32
+
+
+class ConfigurationError(ValueError):
+    """Settings a process must not run with; the message is one line naming the variable."""
 
 
 class Settings(BaseSettings):
@@ -32,6 +38,11 @@ class Settings(BaseSettings):
     # Requests per second per API key; 0 turns the limit off. Counted in Redis.
     rate_limit_per_second: int = Field(default=0, ge=0)
     rate_limit_redis_url: str | None = None
+    # Bearer tokens for the operator endpoints; unset, they are open (see docs/security.md).
+    metrics_token: SecretStr | None = None
+    docs_token: SecretStr | None = None
+    # Serve the API's documentation (/docs) and schema (/openapi.json) at all.
+    docs_enabled: bool = True
 
     email_transport_url: str = "file:data/outbox"
     email_api_key: SecretStr | None = None
@@ -69,10 +80,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def check_production_ready(self) -> None:
-        """Refuse to serve outside development with a missing or placeholder secret key."""
+        """Refuse to run outside development with a missing, short or placeholder secret key."""
+        if self.env == "development":
+            return
         secret = self.secret_key.get_secret_value()
-        if self.env != "development" and (not secret or secret == PLACEHOLDER_SECRET):
-            raise ValueError(
-                "AUTOMATIONS_SECRET_KEY is missing or the development placeholder: set a long "
-                "random value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        if secret == PLACEHOLDER_SECRET or len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"AUTOMATIONS_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes and not the "
+                f"development placeholder when AUTOMATIONS_ENV={self.env}: set a long random "
+                "value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )

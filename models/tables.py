@@ -402,6 +402,20 @@ class ApiKey(Base):
     last_used_at: Mapped[dt.datetime | None]
 
 
+class DashboardSessionRecord(Base):
+    """A signed-in dashboard session: its cookie is honoured only while this row exists, so
+    signing out (which deletes it) ends the session on the server, not just in the browser."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_expires", "expires_at"),)
+
+    # SHA-256 of the session id the cookie carries: reading this table yields no cookie.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
 class IdempotencyRecord(Base):
     """The first answer to a POST with an Idempotency-Key, replayed for 24 hours."""
 

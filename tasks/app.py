@@ -20,7 +20,7 @@ from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
-from engine.settings import Settings
+from engine.settings import ConfigurationError, Settings
 from engine.sweeper import sweep
 from models.enums import StepType
 from tasks.broker import TRANSPORT
@@ -58,7 +58,7 @@ class RuntimeHolder:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Our Celery settings; bench/raw_celery.py runs its baseline with the same ones."""
     if settings.countdown_horizon_seconds >= settings.visibility_timeout_seconds:
-        raise ValueError(
+        raise ConfigurationError(
             "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS must be below "
             "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS, or Redis redelivers waiting countdowns"
         )
@@ -93,6 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     """A Celery app bound to these settings, with every task registered under a stable name."""
+    # Every Celery process (worker, beat, flower) builds its app here: one check covers them.
+    settings.check_production_ready()
     app = Celery("automations", set_as_current=False)
     app.conf.update(celery_config(settings))
     holder = RuntimeHolder(settings, runtime)

@@ -3,7 +3,14 @@
 The one place that builds the app at import time, because the celery CLI imports an app by name.
 """
 
-from engine.settings import Settings
+import sys
+
+from engine.settings import ConfigurationError, Settings
 from tasks.app import create_celery_app
 
-app = create_celery_app(Settings())
+try:
+    app = create_celery_app(Settings())
+except ConfigurationError as refused:
+    # One line and no traceback: the celery command would print the import's whole stack.
+    print(f"error: {refused}", file=sys.stderr)
+    raise SystemExit(2) from None

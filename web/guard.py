@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from engine import dashboard
+from engine import dashboard, dashboard_sessions
 from engine.db import transaction
 from engine.runtime import Runtime
 from web import session as cookies
@@ -29,6 +29,23 @@ class FormRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Throttle(Protocol):
+    @property
+    def retry_after(self) -> int | None: ...
+
+
+class SignInLimit(Protocol):
+    """The API's rate limit on failed attempts by address (api.limits.RateLimiter)."""
+
+    def peek_address(self, address: str) -> Throttle: ...
+
+    def count_address(self, address: str) -> Throttle: ...
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def runtime(request: Request) -> Runtime:
@@ -86,11 +103,14 @@ async def checked_form(request: Request) -> dict[str, str]:
 
 @contextmanager
 def reading(rt: Runtime, user: cookies.DashboardSession) -> Iterator[Session]:
-    """One transaction whose first read checks that the session's key is still valid."""
+    """One transaction whose first reads check that the session is still open (not signed out,
+    not expired) and its key still valid."""
     assert user.key_id is not None
     signed = dashboard.SignedIn(user.key_id, user.fingerprint)
     with transaction(rt.sessions) as session:
-        if not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):
+        if not dashboard_sessions.session_is_open(
+            session, user.session_id, user.key_id, now=rt.clock.now()
+        ) or not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):
             raise SignInRequired
         yield session
 

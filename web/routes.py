@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine import dashboard, lifecycle
+from engine import dashboard, dashboard_sessions, lifecycle
 from engine.db import transaction
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
@@ -21,8 +22,10 @@ from web.guard import (
     Form,
     FormRefused,
     Rt,
+    SignInLimit,
     SignInRequired,
     User,
+    client_address,
     current_session,
     reading,
     secure_cookies,
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter(include_in_schema=False)
+SESSION_LIFETIME = dt.timedelta(seconds=cookies.LIFETIME_SECONDS)
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -72,19 +76,35 @@ def login_form(
 
 @router.post("/login")
 def login(request: Request, rt: Rt, form: Form) -> Response:
-    """Check the API key; on success a new session (a new CSRF token) holds the key's id."""
+    """Check the API key; on success a new session (a new CSRF token) holds the key's id.
+
+    Failed attempts count against the address's allowance, as failed API requests do: over
+    it, no key is checked at all until the window frees."""
     target = links.safe_next(form.get("next"), root(request))
+    limit: SignInLimit = request.app.state.sign_in_limit
+    address = client_address(request)
+    if wait := limit.peek_address(address).retry_after:
+        return _too_many_attempts(request, target, wait)
+    now = rt.clock.now()
     try:
         with transaction(rt.sessions) as session:
             signed = dashboard.sign_in(
                 session, form.get("api_key", ""), settings_key=settings_key(rt)
             )
+            session_id = dashboard_sessions.open_session(
+                session, signed.key_id, now=now, lifetime=SESSION_LIFETIME
+            )
     except AutomationsError as error:
+        if wait := limit.count_address(address).retry_after:
+            return _too_many_attempts(request, target, wait)
         return page(
             request, "login.html", status_code=401, next=target, notice=None, error=error.message
         )
     fresh = cookies.new_session(
-        rt.clock.now().timestamp(), key_id=signed.key_id, fingerprint=signed.fingerprint
+        now.timestamp(),
+        key_id=signed.key_id,
+        fingerprint=signed.fingerprint,
+        session_id=session_id,
     )
     answer = redirect(target)
     cookies.set_cookie(
@@ -93,9 +113,20 @@ def login(request: Request, rt: Rt, form: Form) -> Response:
     return answer
 
 
+def _too_many_attempts(request: Request, target: str, wait: int) -> Response:
+    text = f"Too many failed sign-ins from your address: try again in {wait} s."
+    answer = page(request, "login.html", status_code=429, next=target, notice=None, error=text)
+    answer.headers["Retry-After"] = str(wait)
+    return answer
+
+
 @router.post("/logout")
 def logout(request: Request, rt: Rt, _: Form) -> Response:
-    """Forget the session: the cookie is cleared and the next page asks for a key again."""
+    """End the session on the server, then clear the cookie: a copy of it no longer works."""
+    found = current_session(request)
+    if found is not None and found.session_id:
+        with transaction(rt.sessions) as session:
+            dashboard_sessions.close_session(session, found.session_id)
     answer = redirect(f"{root(request)}/login?notice=signed_out")
     cookies.clear_cookie(answer, secure=secure_cookies(request, rt))
     return answer
@@ -200,10 +231,11 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "Server error", text)
 
 
-def dashboard_app(rt: Runtime) -> FastAPI:
+def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit) -> FastAPI:
     """The dashboard as an app to mount at /dashboard, absent from the API's OpenAPI schema."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = rt
+    app.state.sign_in_limit = sign_in_limit
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(pages.router)

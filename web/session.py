@@ -1,4 +1,7 @@
-"""The dashboard's session: an HMAC-signed cookie with the key, a CSRF token and an expiry."""
+"""The dashboard's session: an HMAC-signed cookie with the key, a CSRF token and an expiry.
+
+A signed-in cookie also names a session kept on the server (engine.dashboard_sessions), which
+signing out closes: a copy of the cookie made before then signs nobody in afterwards."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ class DashboardSession:
     expires_at: int
     key_id: uuid.UUID | None = None
     fingerprint: str = ""
+    session_id: str = ""
 
     @property
     def signed_in(self) -> bool:
@@ -36,7 +40,7 @@ class DashboardSession:
 
 
 def new_session(
-    now: float, *, key_id: uuid.UUID | None = None, fingerprint: str = ""
+    now: float, *, key_id: uuid.UUID | None = None, fingerprint: str = "", session_id: str = ""
 ) -> DashboardSession:
     """A fresh session with a new CSRF token, valid for LIFETIME_SECONDS."""
     return DashboardSession(
@@ -44,6 +48,7 @@ def new_session(
         expires_at=int(now) + LIFETIME_SECONDS,
         key_id=key_id,
         fingerprint=fingerprint,
+        session_id=session_id,
     )
 
 
@@ -67,6 +72,7 @@ def encode(session: DashboardSession, secret: str) -> str:
         "e": session.expires_at,
         "k": str(session.key_id) if session.key_id else None,
         "f": session.fingerprint,
+        "s": session.session_id,
     }
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     return f"{payload}.{_b64(_mac(secret, payload))}"
@@ -86,6 +92,7 @@ def decode(value: str | None, secret: str, *, now: float) -> DashboardSession | 
             expires_at=int(body["e"]),
             key_id=uuid.UUID(body["k"]) if body.get("k") else None,
             fingerprint=str(body.get("f") or ""),
+            session_id=str(body.get("s") or ""),
         )
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from api.deps import Authenticated, Rt, Sender
+from api.deps import Rt, Sender, Sending
 from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
 from engine.errors import InvalidInput
@@ -30,7 +30,7 @@ def _ingest(session: Any, rt: Rt, body: SendEvent) -> Ingested:
 
 
 @router.post("/events/send", status_code=202, summary="Send an event for a contact")
-def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Authenticated) -> EventSent:
+def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Sending) -> EventSent:
     """Start a run for every enabled automation listening for the event; resume waits."""
     with transaction(rt.sessions) as session:
         result = _ingest(session, rt, body)
@@ -43,7 +43,7 @@ def send_events(
     body: Annotated[list[SendEvent], Body(min_length=1, max_length=MAX_BATCH)],
     rt: Rt,
     sender: Sender,
-    _: Authenticated,
+    _: Sending,
 ) -> EventsSent:
     """All or nothing: one invalid event refuses the batch and nothing is stored."""
     requests = [

@@ -110,7 +110,9 @@ button{{font-size:1rem;padding:.5rem 1rem}}</style></head>
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status)
+    # A contact's address is on the page: no cache keeps it. CSP and the rest: api.security_headers.
+    page = _PAGE.format(title=html.escape(title), body=body)
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 _NOT_FOUND = ("Link not valid", "<p>This unsubscribe link is not valid.</p>")

@@ -11,7 +11,8 @@ import pytest
 
 from tests.e2e.conftest import screenshot, sign_in
 from tests.e2e.test_dashboard import create_automation
-from tests.integration.harness import API_KEY, Stack
+from tests.integration.harness import API_KEY, ApiServer, Stack
+from web.session import COOKIE
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -74,3 +75,41 @@ def test_a_session_ends_with_its_key(page: Any, api: httpx.Client, rt_stack: Sta
     page.goto("/dashboard/")
     assert "/dashboard/login" in page.url
     sign_in(page, API_KEY)
+
+
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(
+    page: Any, api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    automation_id = create_automation(api, rt_stack)
+    sign_in(page)
+    page.goto(f"/dashboard/automations/{automation_id}")
+    copied = {c["name"]: c["value"] for c in page.context.cookies()}
+    csrf = page.get_attribute("input[name=csrf_token]", "value")
+    assert COOKIE in copied and csrf
+
+    def with_the_copy() -> httpx.Client:
+        return httpx.Client(
+            base_url=api_server.base_url, cookies={COOKIE: copied[COOKIE]}, timeout=10
+        )
+
+    with with_the_copy() as copy:
+        assert copy.get("/dashboard/").status_code == 200
+
+    page.goto("/dashboard/")
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/dashboard/login"))
+
+    with with_the_copy() as copy:
+        answer = copy.get("/dashboard/")
+        assert answer.status_code == 303
+        assert "/dashboard/login" in answer.headers["location"]
+        # Nor does a form posted with the copy and its (valid) CSRF token do anything.
+        stop = copy.post(
+            f"/dashboard/automations/{automation_id}/stop",
+            data={"csrf_token": csrf, "cancel_runs": "yes"},
+        )
+        assert stop.status_code == 303 and "/dashboard/login" in stop.headers["location"]
+    assert api.get(f"/automations/{automation_id}").json()["status"] == "enabled"
+    # Signing in again opens a new session.
+    sign_in(page)
+    assert page.locator("h1").inner_text() == "Automations"

@@ -46,7 +46,7 @@ def schema_differences(url: str) -> list[object]:
 def test_upgrade_empty_postgres_to_head_matches_the_models(empty_postgres: str) -> None:
     assert current(empty_postgres) is None
     upgrade(empty_postgres)
-    assert current(empty_postgres) == "0003"
+    assert current(empty_postgres) == "0004"
     assert schema_differences(empty_postgres) == []
 
 

@@ -1,23 +1,37 @@
-"""Settings refuse to run a production server with a placeholder secret."""
+"""Settings refuse to run a server outside development with a missing, short or placeholder
+secret."""
 
 from __future__ import annotations
 
 import pytest
 
 from api.app import create_app
-from engine.settings import PLACEHOLDER_SECRET, Settings
+from engine.settings import MIN_SECRET_BYTES, PLACEHOLDER_SECRET, ConfigurationError, Settings
+from tasks.app import create_celery_app
+
+REFUSED = ["", "short", "x" * (MIN_SECRET_BYTES - 1), "é" * 15 + "x", PLACEHOLDER_SECRET]
 
 
-@pytest.mark.parametrize("secret", ["", PLACEHOLDER_SECRET])
-def test_production_refuses_missing_or_placeholder_secret(secret: str) -> None:
-    settings = Settings(env="production", secret_key=secret)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="AUTOMATIONS_SECRET_KEY"):
+@pytest.mark.parametrize("secret", REFUSED)
+@pytest.mark.parametrize("env", ["production", "test"])
+def test_outside_development_refuses_a_weak_secret(secret: str, env: str) -> None:
+    settings = Settings(env=env, secret_key=secret)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="AUTOMATIONS_SECRET_KEY") as refused:
+        settings.check_production_ready()
+    assert "\n" not in str(refused.value)
+    if secret != PLACEHOLDER_SECRET:
+        assert secret not in str(refused.value) or not secret
+    # Every process builds its app with a factory that checks: the API and every Celery one.
+    with pytest.raises(ConfigurationError):
         create_app(settings)
+    with pytest.raises(ConfigurationError):
+        create_celery_app(settings)
 
 
 def test_development_accepts_the_placeholder() -> None:
     Settings(env="development").check_production_ready()
 
 
-def test_production_accepts_a_real_secret() -> None:
-    Settings(env="production", secret_key="x" * 48).check_production_ready()  # type: ignore[arg-type]
+@pytest.mark.parametrize("secret", ["x" * MIN_SECRET_BYTES, "é" * 16, "x" * 48])
+def test_production_accepts_a_secret_of_32_bytes_or_more(secret: str) -> None:
+    Settings(env="production", secret_key=secret).check_production_ready()  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""A deleted API key stops working in every API process within about a second."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from api.key_cache import KEY_CACHE_SECONDS
+from tests.integration.harness import ApiServer, Stack
+
+pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+
+
+@pytest.fixture
+def second_server(stack: Stack) -> Iterator[ApiServer]:
+    """Another API process on the same database, as behind a load balancer."""
+    server = ApiServer(stack)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_key_deleted_through_another_process_stops_working(
+    api: httpx.Client, api_server: ApiServer, second_server: ApiServer
+) -> None:
+    created = api.post("/api-keys", json={"name": "short-lived"}).json()
+    with (
+        api_server.client(api_key=created["token"]) as here,
+        second_server.client(api_key=created["token"]) as there,
+        second_server.client() as operator_there,
+    ):
+        # Both processes have verified (and cached) the key.
+        assert here.get("/automations").status_code == 200
+        assert there.get("/automations").status_code == 200
+        deleted = operator_there.delete(f"/api-keys/{created['id']}")
+        assert deleted.status_code == 200
+        assert there.get("/automations").status_code == 401
+        time.sleep(KEY_CACHE_SECONDS + 0.5)
+        answer = here.get("/automations")
+        assert answer.status_code == 401 and answer.json()["name"] == "invalid_api_key"

@@ -1,0 +1,105 @@
+"""Every route of the OpenAPI, called with a sending key and with a full key: a sending key may
+only send. A route added without deciding who may call it fails here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from tests.integration.harness import ApiServer, Stack
+
+pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+
+# Open to anyone: probes, Prometheus, and the unsubscribe link in every email.
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/unsubscribe/{token}"),
+    ("POST", "/unsubscribe/{token}"),
+}
+# What a sending key may do (Resend: "only send emails"; here, events start the emails).
+SENDING = {("POST", "/events/send"), ("POST", "/events/batch")}
+RESTRICTED = {
+    "statusCode": 401,
+    "name": "restricted_api_key",
+    "message": "This API key is restricted to only send emails",
+}
+SEND_BODIES: dict[str, Any] = {
+    "/events/send": {"event": "perm.check", "email": "perm@example.test"},
+    "/events/batch": [{"event": "perm.check", "email": "perm@example.test"}],
+}
+
+
+def operations(stack: Stack) -> list[tuple[str, str]]:
+    """(METHOD, path) of every operation in the app's OpenAPI schema."""
+    app = create_app(stack.settings, runtime=stack.runtime, dispatcher=stack.dispatcher)
+    paths: dict[str, dict[str, Any]] = app.openapi()["paths"]
+    return sorted((method.upper(), path) for path, ops in paths.items() for method in ops)
+
+
+def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+    url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+    body = SEND_BODIES.get(path, {}) if method in ("POST", "PATCH", "PUT") else None
+    return client.request(method, url, json=body)
+
+
+@pytest.fixture
+def sending_client(api: httpx.Client, api_server: ApiServer) -> httpx.Client:
+    created = api.post("/api-keys", json={"name": "mailer", "permission": "sending_access"})
+    assert created.status_code == 201
+    return api_server.client(api_key=created.json()["token"])
+
+
+def test_the_lists_name_real_routes(rt_stack: Stack) -> None:
+    found = set(operations(rt_stack))
+    missing = (PUBLIC | SENDING) - found
+    assert not missing, missing
+
+
+def test_a_sending_key_may_only_send(
+    api: httpx.Client, sending_client: httpx.Client, rt_stack: Stack
+) -> None:
+    keys_before = api.get("/api-keys").json()["data"]
+    wrong = {}
+    with sending_client:
+        for method, path in operations(rt_stack):
+            answer = call(sending_client, method, path)
+            if (method, path) in SENDING:
+                ok = answer.status_code == 202
+            elif (method, path) in PUBLIC:
+                ok = answer.status_code != 401
+            else:
+                ok = answer.status_code == 401 and answer.json() == RESTRICTED
+            if not ok:
+                wrong[f"{method} {path}"] = (answer.status_code, answer.text[:200])
+    assert not wrong, wrong
+    # In particular it cannot mint itself a full key, nor see or delete the others.
+    assert api.get("/api-keys").json()["data"] == keys_before
+
+
+def test_a_full_key_is_never_restricted(api: httpx.Client, rt_stack: Stack) -> None:
+    wrong = {}
+    for method, path in operations(rt_stack):
+        answer = call(api, method, path)
+        if answer.status_code in (401, 500):
+            wrong[f"{method} {path}"] = (answer.status_code, answer.text[:200])
+    assert not wrong, wrong
+
+
+def test_without_a_key_only_the_public_routes_answer(
+    api_server: ApiServer, rt_stack: Stack
+) -> None:
+    wrong = {}
+    with api_server.client(api_key=None) as anonymous:
+        for method, path in operations(rt_stack):
+            answer = call(anonymous, method, path)
+            refused = answer.status_code == 401 and answer.json()["name"] == "missing_api_key"
+            if refused == ((method, path) in PUBLIC):
+                wrong[f"{method} {path}"] = (answer.status_code, answer.text[:200])
+    assert not wrong, wrong

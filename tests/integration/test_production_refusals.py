@@ -1,0 +1,70 @@
+"""In production, every process refuses a short or placeholder secret key before it starts: the
+API (uvicorn, `automations api`), the worker and the scheduler (celery, `automations worker`,
+`automations scheduler`), Flower, and the embedded `automations dev` and `demo`. One line on
+stderr, exit status 2, no traceback, and nothing reached: the broker URL points nowhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.settings import MIN_SECRET_BYTES, PLACEHOLDER_SECRET
+from tests.integration.harness import ROOT, free_port
+
+BIN = Path(sys.executable).parent
+
+
+def commands(tmp: Path) -> dict[str, list[str]]:
+    port = str(free_port())
+    data = ["--data-dir", str(tmp / "data")]
+    return {
+        "uvicorn": [str(BIN / "uvicorn"), "--factory", "api.asgi:create", "--port", port],
+        "celery worker": [str(BIN / "celery"), "-A", "tasks.celery_main", "worker"],
+        "celery beat": [str(BIN / "celery"), "-A", "tasks.celery_main", "beat"],
+        "automations api": [str(BIN / "automations"), "api", "--port", port],
+        "automations worker": [str(BIN / "automations"), "worker"],
+        "automations scheduler": [str(BIN / "automations"), "scheduler"],
+        "automations flower": [str(BIN / "automations"), "flower", "--port", port],
+        "automations dev": [str(BIN / "automations"), "dev", "--port", port, *data],
+        "automations demo": [str(BIN / "automations"), "demo", "--port", port, *data],
+    }
+
+
+SHORT = "s" * (MIN_SECRET_BYTES - 1)
+CASES = [(process, SHORT) for process in commands(Path("/tmp"))] + [
+    # The placeholder, where it was once let through: the worker started with it.
+    (process, PLACEHOLDER_SECRET)
+    for process in ("uvicorn", "celery worker", "celery beat", "automations worker")
+]
+
+
+@pytest.mark.parametrize(("process", "secret"), CASES)
+def test_a_weak_secret_stops_the_process_with_one_line(
+    process: str, secret: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+    env |= {
+        "AUTOMATIONS_ENV": "production",
+        "AUTOMATIONS_SECRET_KEY": secret,
+        "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
+        "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    result = subprocess.run(
+        commands(tmp_path)[process],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert len(lines) == 1 and "AUTOMATIONS_SECRET_KEY" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert SHORT not in result.stdout + result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "never.sqlite3").exists()
