@@ -13,6 +13,10 @@ from engine.db import transaction
 from engine.errors import AutomationsError
 from engine.runtime import Runtime
 
+# POSTs that write nothing: a repeat answers the same without a stored replay, and a
+# simulation must leave the database exactly as it found it.
+WITHOUT_REPLAY = frozenset({"/automations/simulate"})
+
 
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
@@ -22,7 +26,13 @@ class IdempotencyMiddleware:
         headers = dict(scope.get("headers", []))
         key = headers.get(b"idempotency-key")
         auth = headers.get(b"authorization")
-        if scope["type"] != "http" or scope["method"] != "POST" or key is None or auth is None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or key is None
+            or auth is None
+            or scope["path"] in WITHOUT_REPLAY
+        ):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)

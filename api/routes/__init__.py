@@ -10,14 +10,17 @@ from api.routes import (
     public,
     runs,
     segments,
+    simulation,
     templates,
 )
 
-# Order matters where paths overlap: `/events/send` before `/events/{id}`.
+# Order matters where paths overlap: `/events/send` before `/events/{id}`, and
+# `/automations/simulate` before `/automations/{id}`.
 ROUTERS = [
     public.router,
     events.router,
     event_definitions.router,
+    simulation.router,
     automations.router,
     runs.router,
     contacts.router,
