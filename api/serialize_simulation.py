@@ -19,6 +19,7 @@ def simulation_body(simulation: Simulation) -> dict[str, Any]:
                 "key": step.key,
                 "type": step.type,
                 "status": step.status,
+                "skip_reason": step.skip_reason,
                 "at": format_offset(step.at),
                 "output": step.output,
                 "error": step.error,

@@ -35,6 +35,10 @@ from models.enums import RUN_TERMINAL, StepStatus, StepType
 from models.tables import RunStep
 
 WAITING = "waiting"  # the answer's status for a run still going when the simulation stops
+# Virtual time moves this much before each step and each event, as real time would: what
+# happened first is earlier, so "an event received after the wait began" means the same as in
+# a real run. Answers show whole seconds, so the ticks never show.
+TICK = dt.timedelta(milliseconds=1)
 
 
 class Runaway(AutomationsError):
@@ -49,6 +53,7 @@ class SimulatedStep:
     at: dt.timedelta  # when the step reached its status, from the start
     output: dict[str, Any] | None
     error: dict[str, Any] | None
+    skip_reason: str | None = None  # unsubscribed, branch_not_taken or contact_deleted
 
 
 @dataclass(frozen=True)
@@ -155,8 +160,9 @@ class _Play:
                 self._advance_to(until)
                 break
             self._advance_to(moment)
-            # On a tie the event goes first: a real wait starts a moment after its run does,
-            # so its timeout falls a moment after an event sent at the same offset.
+            # Later events are timed from the trigger, due steps from ticked executions after
+            # it: an event at a step's nominal time ("paid after 2 days" against a 2-day
+            # timeout) arrives just before it, as it would in a real run.
             if event_at is not None and (due_at is None or event_at <= due_at):
                 self._arrive(later.popleft(), run_id)
             else:
@@ -184,6 +190,7 @@ class _Play:
         return run_id
 
     def _arrive(self, event: LaterEvent, run_id: uuid.UUID) -> None:
+        self.box.clock.advance(TICK)
         with self.box.session() as session, within(event.field):
             result = ingest_event(
                 session,
@@ -206,6 +213,7 @@ class _Play:
             self.budget -= 1
             if self.budget < 0:
                 raise Runaway("The simulated run did not settle; this is a bug in the engine")
+            self.box.clock.advance(TICK)
             self.ready.extend(execute_step(self.box.runtime, dispatch.run_id, dispatch.step_key))
 
     def _advance_to(self, moment: dt.datetime) -> None:
@@ -241,7 +249,7 @@ class _Play:
         )
         return Simulation(
             status=run.status if ended else WAITING,
-            duration=finished - start,
+            duration=_seconds(finished - start),
             steps=steps,
             emails=self._emails(steps),
             events=self.arrived,
@@ -268,10 +276,16 @@ def _step(row: RunStep, start: dt.datetime) -> SimulatedStep:
         key=row.step_key,
         type=row.step_type,
         status=row.status,
-        at=moment - start,
+        at=_seconds(moment - start),
         output=row.output,
         error=row.error,
+        skip_reason=row.skip_reason,
     )
+
+
+def _seconds(value: dt.timedelta) -> dt.timedelta:
+    """Whole seconds: what is left are the ticks, which are not the run's time."""
+    return dt.timedelta(seconds=int(value.total_seconds()))
 
 
 def _email(email: OutgoingEmail, step: SimulatedStep) -> SimulatedEmail:
