@@ -30,11 +30,9 @@ from engine.mail.recording import RecordingTransport
 from engine.runtime import Runtime
 from engine.scenario import ContactSpec, within
 from engine.settings import Settings
-from engine.store import automations as automation_store
-from engine.store import content as content_store
 from engine.store import sandbox as sandbox_store
 from engine.store.core import CONTACTS, DOMAINS, EVENT_DEFINITIONS, TEMPLATES
-from models.enums import AutomationStatus, StepType
+from models.enums import StepType
 from models.tables import Segment
 
 SEGMENTS = cast(Table, Segment.__table__)
@@ -62,16 +60,14 @@ def read_catalogue(
 ) -> Catalogue:
     """Copy what the graph's steps will look up: its templates (by id or alias, as a send does),
     every domain, its segments, the events' definitions and the stored contact asked for."""
-    templates: dict[Any, dict[str, Any]] = {}
-    segment_ids = set()
+    ids, aliases, segment_ids = set(), set(), set()
     for step in graph.steps:
         if step.type == StepType.SEND_EMAIL:
             ref = step.config["template"]
-            row = content_store.find_template(
-                session, template_id=ref.get("id"), alias=ref.get("alias")
-            )
-            if row is not None:
-                templates[row.id] = dict(row._mapping)
+            if ref.get("id") is not None:
+                ids.add(str(ref["id"]))
+            else:
+                aliases.add(str(ref["alias"]))
         elif step.type == StepType.ADD_TO_SEGMENT:
             segment_ids.add(uuid.UUID(step.config["segment_id"]))
     contact = None
@@ -83,7 +79,7 @@ def read_catalogue(
             )
         contact = found[0]
     return Catalogue(
-        templates=list(templates.values()),
+        templates=sandbox_store.templates_named(session, ids, aliases),
         domains=sandbox_store.all_rows(session, DOMAINS),
         segments=sandbox_store.rows_where(session, SEGMENTS, "id", segment_ids),
         event_definitions=sandbox_store.rows_where(
@@ -123,6 +119,12 @@ def _sandbox_engine() -> Engine:
     return create_db_engine("sqlite://", poolclass=NullPool, creator=_copy_of_empty_database)
 
 
+@dataclass(frozen=True)
+class Seeded:
+    email: str  # the contact's, normalized
+    automation_id: uuid.UUID
+
+
 class Sandbox:
     """A runtime whose database, clock and transport belong to one simulation."""
 
@@ -147,42 +149,30 @@ class Sandbox:
         """A transaction on the sandbox's database (commit on success)."""
         return transaction(self.runtime.sessions)
 
-    def load(self, catalogue: Catalogue) -> None:
-        with self.session() as session:
-            sandbox_store.insert_rows(session, TEMPLATES, catalogue.templates)
-            sandbox_store.insert_rows(session, DOMAINS, catalogue.domains)
-            sandbox_store.insert_rows(session, SEGMENTS, catalogue.segments)
-            sandbox_store.insert_rows(session, EVENT_DEFINITIONS, catalogue.event_definitions)
-
-    def add_contact(self, spec: ContactSpec, stored: dict[str, Any] | None) -> str:
-        """Insert the contact (a stored one with the given fields over it); its email."""
-        values = {**_CONTACT_DEFAULTS, **(stored or {}), **spec.fields}
+    def seed(self, catalogue: Catalogue, contact: ContactSpec, graph: Graph) -> Seeded:
+        """The copied rows, the contact (a stored one with the given fields over it) and the
+        automation, enabled, with the graph as its current version."""
+        values = {**_CONTACT_DEFAULTS, **(catalogue.contact or {}), **contact.fields}
         with within("contact"):
             values["email"] = check_email(str(values["email"]))
             values["properties"] = check_properties(values["properties"] or {})
         now = self.clock.now()
         row = {
             **values,
-            "id": spec.stored_id or uuid.uuid4(),
+            "id": contact.stored_id or uuid.uuid4(),
             "created_at": values.get("created_at", now),
             "updated_at": now,
         }
         with self.session() as session:
+            sandbox_store.insert_rows(session, TEMPLATES, catalogue.templates)
+            sandbox_store.insert_rows(session, DOMAINS, catalogue.domains)
+            sandbox_store.insert_rows(session, SEGMENTS, catalogue.segments)
+            sandbox_store.insert_rows(session, EVENT_DEFINITIONS, catalogue.event_definitions)
             sandbox_store.insert_rows(session, CONTACTS, [row])
-        return str(row["email"])
-
-    def add_automation(self, graph: Graph) -> uuid.UUID:
-        """The automation, enabled, with the graph as its current version."""
-        with self.session() as session:
-            automation = automation_store.create_automation(
-                session,
-                name="simulation",
-                status=AutomationStatus.ENABLED,
-                graph=graph.to_dict(),
-                trigger_event=graph.event_name,
-                now=self.clock.now(),
+            automation_id = sandbox_store.insert_automation(
+                session, graph=graph.to_dict(), trigger_event=graph.event_name, now=now
             )
-            return automation.id
+        return Seeded(email=str(row["email"]), automation_id=automation_id)
 
     def close(self) -> None:
         self._connection.close()

@@ -20,7 +20,6 @@ from engine.errors import AutomationsError, InvalidInput
 from engine.executor import execute_step
 from engine.graph import Graph
 from engine.ingest import ingest_event
-from engine.lifecycle import stop_automation
 from engine.logs import quiet
 from engine.mail.message import OutgoingEmail, added_headers, message_id
 from engine.reports import in_graph_order
@@ -31,7 +30,7 @@ from engine.store import automations as automation_store
 from engine.store import reports as report_store
 from engine.store import runs as run_store
 from engine.store import sandbox as sandbox_store
-from models.enums import RUN_TERMINAL, StepStatus, StepType
+from models.enums import RUN_TERMINAL, AutomationStatus, StepStatus, StepType
 from models.tables import RunStep
 
 WAITING = "waiting"  # the answer's status for a run still going when the simulation stops
@@ -94,18 +93,13 @@ def simulate(rt: Runtime, scenario: Scenario) -> Simulation:
         names = {trigger, *(event.name for event in scenario.events)}
         catalogue = read_catalogue(session, graph, names, scenario.contact.stored_id)
     with quiet(), open_sandbox(rt.settings, start) as box:
-        box.load(catalogue)
-        email = box.add_contact(scenario.contact, catalogue.contact)
-        automation_id = box.add_automation(graph)
-        return _Play(box, scenario, graph, email, automation_id).run(trigger)
+        seeded = box.seed(catalogue, scenario.contact, graph)
+        return _Play(box, scenario, graph, seeded.email, seeded.automation_id).run(trigger)
 
 
 def _stored_graph(session: Any, automation_id: uuid.UUID | None) -> Graph:
     assert automation_id is not None
-    automation = automation_store.get_automation(session, automation_id)
-    data = None
-    if automation is not None and automation.current_version_id is not None:
-        data = automation_store.version_graph(session, automation.current_version_id)
+    data = sandbox_store.current_graph(session, automation_id)
     if data is None:
         raise InvalidInput(
             f"`automation_id`: no automation has the id {automation_id}", field="automation_id"
@@ -149,8 +143,9 @@ class _Play:
         until = self.box.start + self.scenario.until if self.scenario.until else None
         while True:
             self._drain()
-            ended = self._run_status(run_id) in RUN_TERMINAL
-            due_at, due = (None, []) if ended else self._next_due(run_id)
+            # An ended run has no step left to wait for a time; a running one always has one
+            # (every delay and wait has a due time), so this also says whether it ended.
+            due_at, due = self._next_due(run_id)
             event_at = self.box.start + later[0].after if later else None
             upcoming = [t for t in (due_at, event_at) if t is not None]
             if not upcoming:
@@ -184,7 +179,9 @@ class _Play:
             )
             # Later events reach the run being simulated; one named like the trigger would
             # start a second run in production, which is another simulation's business.
-            stop_automation(session, self.automation_id, cancel_runs=False, now=rt.clock.now())
+            automation_store.set_status(
+                session, self.automation_id, AutomationStatus.DISABLED, rt.clock.now()
+            )
         self.ready.extend(result.dispatches)
         (run_id,) = result.run_ids
         return run_id
@@ -225,12 +222,6 @@ class _Play:
         with self.box.session() as session:
             return sandbox_store.next_due(session, run_id)
 
-    def _run_status(self, run_id: uuid.UUID) -> str:
-        with self.box.session() as session:
-            run = run_store.get_run(session, run_id)
-            assert run is not None
-            return run.status
-
     # -- the answer ----------------------------------------------------------------------------
 
     def _answer(self, run_id: uuid.UUID) -> Simulation:
@@ -241,12 +232,10 @@ class _Play:
             rows = in_graph_order(report_store.run_steps(session, run_id), self.graph.order())
         ended = run.status in RUN_TERMINAL
         finished = run.completed_at if ended and run.completed_at else self.box.clock.now()
-        # As a timeline: by when each step got its status; at one instant, the step reached
-        # first (frozen time stands still while a chain of instant steps runs), then graph order.
-        rank = {row.step_key: (row.created_at, index) for index, row in enumerate(rows)}
-        steps = sorted(
-            (_step(row, start) for row in rows), key=lambda step: (step.at, rank[step.key])
-        )
+        # As a timeline: by when each step got its status (to the tick, finer than the answer
+        # shows), then by when it was reached, then in graph order.
+        order = sorted(range(len(rows)), key=lambda i: (_moment(rows[i]), rows[i].created_at, i))
+        steps = [_step(rows[i], start) for i in order]
         return Simulation(
             status=run.status if ended else WAITING,
             duration=_seconds(finished - start),
@@ -269,9 +258,14 @@ class _Play:
         return emails
 
 
-def _step(row: RunStep, start: dt.datetime) -> SimulatedStep:
+def _moment(row: RunStep) -> dt.datetime:
+    """When the step got its present status: finished, or started (parked), or reached."""
     done = row.status not in (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
-    moment = (row.completed_at if done else None) or row.started_at or row.created_at
+    return (row.completed_at if done else None) or row.started_at or row.created_at
+
+
+def _step(row: RunStep, start: dt.datetime) -> SimulatedStep:
+    moment = _moment(row)
     return SimulatedStep(
         key=row.step_key,
         type=row.step_type,

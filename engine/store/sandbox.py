@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.store.core import STEPS, execute
-from models.enums import STEP_CLAIMABLE
+from engine.store.core import AUTOMATIONS, STEPS, TEMPLATES, execute
+from models.enums import STEP_CLAIMABLE, AutomationStatus
+from models.tables import AutomationVersion
+
+VERSIONS = cast(Table, AutomationVersion.__table__)
 
 
 def read_only(session: Session) -> None:
@@ -31,6 +34,70 @@ def rows_where(
         return []
     stmt = select(table).where(table.c[column].in_(sorted(values, key=str)))
     return [dict(row._mapping) for row in execute(session, stmt)]
+
+
+_CURRENT_GRAPH = (
+    select(VERSIONS.c.graph)
+    .join(AUTOMATIONS, AUTOMATIONS.c.current_version_id == VERSIONS.c.id)
+    .where(AUTOMATIONS.c.id == bindparam("automation_id"), AUTOMATIONS.c.deleted_at.is_(None))
+)
+
+
+def current_graph(session: Session, automation_id: uuid.UUID) -> dict[str, Any] | None:
+    """The graph of the automation's current version; None if it does not exist (or is deleted)."""
+    graph: dict[str, Any] | None = execute(
+        session, _CURRENT_GRAPH, {"automation_id": automation_id}
+    ).scalar()
+    return graph
+
+
+def templates_named(
+    session: Session, ids: Collection[str], aliases: Collection[str]
+) -> list[dict[str, Any]]:
+    """The templates with these ids (text that is not a UUID names none) or these aliases."""
+    keys = []
+    for text_id in ids:
+        try:
+            keys.append(uuid.UUID(text_id))
+        except ValueError:
+            continue
+    if not keys and not aliases:
+        return []
+    stmt = select(TEMPLATES).where(
+        or_(TEMPLATES.c.id.in_(keys), TEMPLATES.c.alias.in_(sorted(aliases)))
+    )
+    return [dict(row._mapping) for row in execute(session, stmt)]
+
+
+def insert_automation(
+    session: Session, *, graph: dict[str, Any], trigger_event: str, now: dt.datetime
+) -> uuid.UUID:
+    """An enabled automation whose first version is `graph` (already validated); its id."""
+    automation_id, version_id = uuid.uuid4(), uuid.uuid4()
+    execute(
+        session,
+        insert(AUTOMATIONS).values(
+            id=automation_id,
+            name="simulation",
+            status=AutomationStatus.ENABLED,
+            trigger_event=trigger_event,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    execute(
+        session,
+        insert(VERSIONS).values(
+            id=version_id, automation_id=automation_id, number=1, graph=graph, created_at=now
+        ),
+    )
+    execute(
+        session,
+        update(AUTOMATIONS)
+        .where(AUTOMATIONS.c.id == automation_id)
+        .values(current_version_id=version_id),
+    )
+    return automation_id
 
 
 def all_rows(session: Session, table: Table) -> list[dict[str, Any]]:
