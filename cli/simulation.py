@@ -40,7 +40,8 @@ def _automation(target: str) -> dict[str, Any]:
 
 
 def _contact(value: str) -> dict[str, Any]:
-    """--contact: a file of contact fields, an email address, or a stored contact's id."""
+    """--contact: a file of contact fields, an email address (the stored contact with it, if
+    there is one), or a stored contact's id."""
     file = Path(value)
     if file.is_file() or file.suffix.lower() in (".json", ".yaml", ".yml"):
         document = read_document(file)
@@ -107,7 +108,10 @@ def simulate(
     ],
     contact: Annotated[
         str | None,
-        typer.Option(help="A YAML or JSON file of contact fields, an email, or a contact id."),
+        typer.Option(
+            help="A YAML or JSON file of contact fields, an email (the stored contact, if any), "
+            "or a contact id."
+        ),
     ] = None,
     event: Annotated[
         str | None, typer.Option(help="The trigger event's name (checked against the trigger).")

@@ -31,6 +31,7 @@ from engine.runtime import Runtime
 from engine.scenario import ContactSpec, within
 from engine.settings import Settings
 from engine.store import sandbox as sandbox_store
+from engine.store.contacts import normalize_email
 from engine.store.core import CONTACTS, DOMAINS, EVENT_DEFINITIONS, TEMPLATES
 from models.enums import StepType
 from models.tables import Segment
@@ -56,10 +57,11 @@ class Catalogue:
 
 
 def read_catalogue(
-    session: Session, graph: Graph, event_names: Iterable[str], contact_id: uuid.UUID | None
+    session: Session, graph: Graph, event_names: Iterable[str], contact: ContactSpec
 ) -> Catalogue:
     """Copy what the graph's steps will look up: its templates (by id or alias, as a send does),
-    every domain, its segments, the events' definitions and the stored contact asked for."""
+    every domain, its segments, the events' definitions, and the stored contact: by its id, or
+    the one with the given email if there is one (an event for that email would reach it)."""
     ids, aliases, segment_ids = set(), set(), set()
     for step in graph.steps:
         if step.type == StepType.SEND_EMAIL:
@@ -70,14 +72,6 @@ def read_catalogue(
                 aliases.add(str(ref["alias"]))
         elif step.type == StepType.ADD_TO_SEGMENT:
             segment_ids.add(uuid.UUID(step.config["segment_id"]))
-    contact = None
-    if contact_id is not None:
-        found = sandbox_store.rows_where(session, CONTACTS, "id", [contact_id])
-        if not found:
-            raise InvalidInput(
-                f"`contact.id`: no contact has the id {contact_id}", field="contact.id"
-            )
-        contact = found[0]
     return Catalogue(
         templates=sandbox_store.templates_named(session, ids, aliases),
         domains=sandbox_store.all_rows(session, DOMAINS),
@@ -85,8 +79,23 @@ def read_catalogue(
         event_definitions=sandbox_store.rows_where(
             session, EVENT_DEFINITIONS, "name", set(event_names)
         ),
-        contact=contact,
+        contact=_stored_contact(session, contact),
     )
+
+
+def _stored_contact(session: Session, contact: ContactSpec) -> dict[str, Any] | None:
+    if contact.stored_id is None:
+        email = contact.fields.get("email")
+        if not isinstance(email, str):
+            return None
+        found = sandbox_store.rows_where(session, CONTACTS, "email", [normalize_email(email)])
+        return found[0] if found else None
+    found = sandbox_store.rows_where(session, CONTACTS, "id", [contact.stored_id])
+    if not found:
+        raise InvalidInput(
+            f"`contact.id`: no contact has the id {contact.stored_id}", field="contact.id"
+        )
+    return found[0]
 
 
 @functools.cache
@@ -159,7 +168,7 @@ class Sandbox:
         now = self.clock.now()
         row = {
             **values,
-            "id": contact.stored_id or uuid.uuid4(),
+            "id": (catalogue.contact or {}).get("id") or uuid.uuid4(),
             "created_at": values.get("created_at", now),
             "updated_at": now,
         }

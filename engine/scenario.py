@@ -33,7 +33,8 @@ _LATER = re.compile(
 
 @dataclass(frozen=True)
 class ContactSpec:
-    """The contact as given; with `stored_id`, a stored contact that the given fields override."""
+    """The contact: a stored one (by `stored_id`, or by its email) with the given fields over
+    it, or a new one with the given fields."""
 
     stored_id: uuid.UUID | None
     fields: dict[str, Any]

@@ -91,7 +91,7 @@ def simulate(rt: Runtime, scenario: Scenario) -> Simulation:
         graph = scenario.graph or _stored_graph(session, scenario.automation_id)
         trigger = _trigger_event(graph, scenario)
         names = {trigger, *(event.name for event in scenario.events)}
-        catalogue = read_catalogue(session, graph, names, scenario.contact.stored_id)
+        catalogue = read_catalogue(session, graph, names, scenario.contact)
     with quiet(), open_sandbox(rt.settings, start) as box:
         seeded = box.seed(catalogue, scenario.contact, graph)
         return _Play(box, scenario, graph, seeded.email, seeded.automation_id).run(trigger)

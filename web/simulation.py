@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from engine import contacts, dashboard
-from engine.errors import InvalidInput, NotFound
+from engine.errors import InvalidInput
 from engine.scenario import parse_later_event, parse_scenario
 from engine.simulation import SimulatedEmail, SimulatedStep, Simulation, simulate
 from web import links
@@ -49,38 +49,43 @@ def _base(request: Request, automation_id: uuid.UUID) -> str:
 def simulate_form(request: Request, automation_id: str, rt: Rt, user: User) -> Response:
     """The form: a contact, the trigger event's payload, later events."""
     key = links.parse_uuid(automation_id)
+    shown = _shown(rt, user, key)
     form = {name: "" for name in FIELDS} | {"payload": "{}", "properties": "{}"}
-    return _answer(request, rt, user, key, form, result=None, error=None)
+    return _answer(request, key, shown, form, result=None, error=None)
 
 
 @router.post("/automations/{automation_id}/simulate")
 def simulate_run(request: Request, automation_id: str, rt: Rt, user: User, form: Form) -> Response:
     """Simulate with the form's inputs and show the result under the form."""
     key = links.parse_uuid(automation_id)
+    shown = _shown(rt, user, key)  # first: a revoked key or an unknown automation stop here
     values = {name: form.get(name, "") for name in FIELDS}
     result, error = None, None
     try:
-        with reading(rt, user) as session:
-            stored = _stored_contact(session, values["contact"])
-        result = simulate(rt, parse_scenario(_request(key, values, stored)))
+        result = simulate(rt, parse_scenario(_request(key, values)))
     except InvalidInput as problem:
         error = problem.message
-    return _answer(request, rt, user, key, values, result=result, error=error)
+    return _answer(request, key, shown, values, result=result, error=error)
+
+
+def _shown(rt: Rt, user: User, key: uuid.UUID) -> tuple[dashboard.AutomationView, list[str]]:
+    """The automation's header, and recent contacts' emails to pick from."""
+    with reading(rt, user) as session:
+        view = dashboard.automation_view(session, key)
+        known = [c.email for c in contacts.list_contacts(session, limit=KNOWN_CONTACTS).items]
+    return view, known
 
 
 def _answer(
     request: Request,
-    rt: Rt,
-    user: User,
     key: uuid.UUID,
+    shown: tuple[dashboard.AutomationView, list[str]],
     form: dict[str, str],
     *,
     result: Simulation | None,
     error: str | None,
 ) -> Response:
-    with reading(rt, user) as session:
-        view = dashboard.automation_view(session, key)
-        known = [c.email for c in contacts.list_contacts(session, limit=KNOWN_CONTACTS).items]
+    view, known = shown
     answer = page(
         request,
         "automation_simulate.html",
@@ -98,14 +103,12 @@ def _answer(
     return answer
 
 
-def _stored_contact(session: Any, ref: str) -> uuid.UUID | None:
-    """The stored contact the form names by email or id, if there is one."""
-    if not ref.strip():
-        return None
+def _is_uuid(text: str) -> bool:
     try:
-        return contacts.find_contact(session, ref.strip()).id
-    except NotFound:
-        return None
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _json_object(text: str, label: str) -> dict[str, Any]:
@@ -120,10 +123,11 @@ def _json_object(text: str, label: str) -> dict[str, Any]:
     return value
 
 
-def _request(key: uuid.UUID, form: dict[str, str], stored: uuid.UUID | None) -> dict[str, Any]:
-    """The simulation request the form describes: a stored contact with the form's fields
-    over it, or a new one; later events one per line, `NAME after DURATION [JSON]`."""
-    contact: dict[str, Any] = {"id": str(stored)} if stored else {"email": form["contact"].strip()}
+def _request(key: uuid.UUID, form: dict[str, str]) -> dict[str, Any]:
+    """The simulation request the form describes: the contact by id or email (a stored one,
+    with the form's fields over it, or a new one); later events one per line."""
+    ref = form["contact"].strip()
+    contact: dict[str, Any] = {"id": ref} if _is_uuid(ref) else {"email": ref}
     for name in ("first_name", "last_name"):
         if form[name].strip():
             contact[name] = form[name].strip()

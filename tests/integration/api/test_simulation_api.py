@@ -127,6 +127,22 @@ def test_until_stops_a_run_that_is_still_waiting(api: httpx.Client, rt_stack: St
     assert [(s["key"], s["status"]) for s in result["steps"]][-1] == ("pause", "waiting")
 
 
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_a_stored_contact_is_found_by_email_and_overridden(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    graph = journey(rt_stack)
+    make_contact(rt_stack, "dee@example.test", first_name="Dee", unsubscribed=True)
+    body = {"automation": graph, "contact": {"email": " Dee@Example.test "}}
+    stored = api.post("/automations/simulate", json=body).json()
+    assert stored["status"] == "skipped" and stored["emails"] == []
+    body["contact"]["unsubscribed"] = False
+    resubscribed = api.post("/automations/simulate", json=body).json()
+    assert resubscribed["status"] == "completed"
+    assert resubscribed["emails"][0]["subject"] == "Welcome, Dee!"
+    assert api.get("/contacts/dee@example.test").json()["unsubscribed"] is True
+
+
 def checksums(stack: Stack) -> dict[str, tuple[int, str]]:
     """Row count and a digest of every row of every table."""
     found = {}
