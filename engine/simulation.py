@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from engine.db import transaction
 from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, InvalidInput
@@ -97,7 +99,7 @@ def simulate(rt: Runtime, scenario: Scenario) -> Simulation:
         return _Play(box, scenario, graph, seeded.email, seeded.automation_id).run(trigger)
 
 
-def _stored_graph(session: Any, automation_id: uuid.UUID | None) -> Graph:
+def _stored_graph(session: Session, automation_id: uuid.UUID | None) -> Graph:
     assert automation_id is not None
     data = sandbox_store.current_graph(session, automation_id)
     if data is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from tests.integration.factories import (
     send_email_step,
     unique_email,
 )
-from tests.integration.harness import Stack
+from tests.integration.harness import ApiServer, Stack
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 
@@ -141,6 +142,31 @@ def test_a_stored_contact_is_found_by_email_and_overridden(
     assert resubscribed["status"] == "completed"
     assert resubscribed["emails"][0]["subject"] == "Welcome, Dee!"
     assert api.get("/contacts/dee@example.test").json()["unsubscribed"] is True
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_simulations_side_by_side_do_not_mix(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    """Each simulation has its own in-memory database: eight at once, eight answers."""
+    graph = journey(rt_stack)
+
+    def one(n: int) -> dict[str, Any]:
+        body = {
+            "automation": graph,
+            "contact": {"email": f"p{n}@example.test", "first_name": f"P{n}"},
+            "events": [{"name": "user.paid", "after": f"{3 * 24 + n} hours"}] if n % 2 else [],
+        }
+        with api_server.client() as client:
+            return dict(client.post("/automations/simulate", json=body).json())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(one, range(8)))
+    for n, answer in enumerate(answers):
+        assert answer["emails"][0]["subject"] == f"Welcome, P{n}!"
+        assert answer["emails"][0]["to"] == f"p{n}@example.test"
+        last = "receipt" if n % 2 else "forget"
+        assert [s["key"] for s in answer["steps"] if s["status"] == "completed"][-1] == last
 
 
 def checksums(stack: Stack) -> dict[str, tuple[int, str]]:
