@@ -28,15 +28,14 @@ def _as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
-def check_email(email: str, field: str = "email") -> str:
-    """The address normalized (trimmed, lower case), or InvalidInput naming `field`."""
+def _check_email(email: str, field: str = "email") -> str:
     address = contact_store.normalize_email(email)
     if not _EMAIL.fullmatch(address):
         raise InvalidInput(f"`{field}` must be an email address, got {email!r}", field=field)
     return address
 
 
-def check_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+def _check_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     """Keys that conditions can reach, values that are flat scalars (or null)."""
     for key, value in properties.items():
         where = f"properties.{key}"
@@ -98,8 +97,8 @@ def create_contact(
     segment_refs: Sequence[str] = (),
 ) -> Contact:
     """A new contact, in the given segments; an email already in use is refused."""
-    address = check_email(email)
-    values = check_properties(properties or {})
+    address = _check_email(email)
+    values = _check_properties(properties or {})
     segment_ids = _segment_ids(session, segment_refs)
     contact = content_store.unique_write(
         session,
@@ -126,7 +125,7 @@ def _check_identifiers(contact: Contact, changes: dict[str, Any]) -> None:
     if given_id is not None and _as_uuid(given_id) != contact.id:
         raise InvalidInput("`id` does not match the contact being updated.", field="id")
     given_email = changes.pop("email", None)
-    if given_email is not None and check_email(given_email) != contact.email:
+    if given_email is not None and _check_email(given_email) != contact.email:
         raise InvalidInput(
             "`email` does not match the contact being updated; a contact's email cannot change.",
             field="email",
@@ -143,7 +142,7 @@ def update_contact(
     if "unsubscribed" in fields and fields["unsubscribed"] is None:
         raise InvalidInput("`unsubscribed` must be true or false, not null", field="unsubscribed")
     if fields.get("properties") is not None:
-        fields["properties"] = check_properties(fields["properties"])
+        fields["properties"] = _check_properties(fields["properties"])
     else:
         fields.pop("properties", None)
     contact_store.update_contact(session, contact, fields, now)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, StaticPool
 
 from engine.clock import FrozenClock
-from engine.contacts import check_email, check_properties
+from engine.contacts import create_contact
 from engine.db import create_db_engine, create_schema, create_session_factory, transaction
 from engine.errors import InvalidInput
 from engine.graph import Graph
@@ -161,27 +161,34 @@ class Sandbox:
     def seed(self, catalogue: Catalogue, contact: ContactSpec, graph: Graph) -> Seeded:
         """The copied rows, the contact (a stored one with the given fields over it) and the
         automation, enabled, with the graph as its current version."""
-        values = {**_CONTACT_DEFAULTS, **(catalogue.contact or {}), **contact.fields}
-        with within("contact"):
-            values["email"] = check_email(str(values["email"]))
-            values["properties"] = check_properties(values["properties"] or {})
+        stored = catalogue.contact or {}
+        values = {**_CONTACT_DEFAULTS, **stored, **contact.fields}
         now = self.clock.now()
-        row = {
-            **values,
-            "id": (catalogue.contact or {}).get("id") or uuid.uuid4(),
-            "created_at": values.get("created_at", now),
-            "updated_at": now,
-        }
         with self.session() as session:
             sandbox_store.insert_rows(session, TEMPLATES, catalogue.templates)
             sandbox_store.insert_rows(session, DOMAINS, catalogue.domains)
             sandbox_store.insert_rows(session, SEGMENTS, catalogue.segments)
             sandbox_store.insert_rows(session, EVENT_DEFINITIONS, catalogue.event_definitions)
-            sandbox_store.insert_rows(session, CONTACTS, [row])
+            # Created as the API creates a contact, so it is checked by the same rules.
+            with within("contact"):
+                created = create_contact(
+                    session,
+                    email=str(values["email"]),
+                    first_name=values["first_name"],
+                    last_name=values["last_name"],
+                    unsubscribed=values["unsubscribed"],
+                    properties=values["properties"] or {},
+                    now=now,
+                )
+            if stored:
+                # The stored contact's id, which its unsubscribe link and `contact.id` carry.
+                sandbox_store.rekey_contact(
+                    session, created.id, new_id=stored["id"], created_at=stored["created_at"]
+                )
             automation_id = sandbox_store.insert_automation(
                 session, graph=graph.to_dict(), trigger_event=graph.event_name, now=now
             )
-        return Seeded(email=str(row["email"]), automation_id=automation_id)
+        return Seeded(email=created.email, automation_id=automation_id)
 
     def close(self) -> None:
         self._connection.close()

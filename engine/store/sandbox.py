@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.store.core import AUTOMATIONS, STEPS, TEMPLATES, execute
+from engine.store.core import AUTOMATIONS, CONTACTS, STEPS, TEMPLATES, execute
 from models.enums import STEP_CLAIMABLE, AutomationStatus
 from models.tables import AutomationVersion
 
@@ -98,6 +98,18 @@ def insert_automation(
         .values(current_version_id=version_id),
     )
     return automation_id
+
+
+def rekey_contact(
+    session: Session, contact_id: uuid.UUID, *, new_id: uuid.UUID, created_at: dt.datetime
+) -> None:
+    """Give a contact another id and creation time (nothing refers to it yet)."""
+    execute(
+        session,
+        update(CONTACTS)
+        .where(CONTACTS.c.id == contact_id)
+        .values(id=new_id, created_at=created_at),
+    )
 
 
 def all_rows(session: Session, table: Table) -> list[dict[str, Any]]:
