@@ -21,6 +21,9 @@ from engine.runtime import Runtime
 log = logging.getLogger(__name__)
 
 HEADER = "idempotency-key"
+# POSTs that write nothing: a repeat answers the same without a stored replay, and a
+# simulation must leave the database exactly as it found it.
+WITHOUT_REPLAY = frozenset({"/automations/simulate"})
 # Where the opened record's key waits, in the request's state, for the middleware to close it.
 _OPENED = "idempotency_scope_key"
 
@@ -36,7 +39,7 @@ class Replayed(Exception):
 async def claim_idempotency_key(request: Request, caller: Caller) -> None:
     """Open the record of this POST's Idempotency-Key, or raise Replayed or a 409 conflict."""
     key = request.headers.get(HEADER)
-    if request.method != "POST" or key is None:
+    if request.method != "POST" or key is None or request.scope["path"] in WITHOUT_REPLAY:
         return
     rt: Runtime = request.app.state.runtime
     scope_key = idempotency.scope_key(str(caller.key_id), key)

@@ -53,6 +53,7 @@ BENCHES = (
     Bench("waiting", quick=(("--runs", "5000"),)),
     Bench("dashboard", quick=(("--runs", "5000"), ("--requests", "10"))),
     Bench("api_reads", quick=(("--runs", "20000"), ("--requests", "50"), ("--warmup", "5"))),
+    Bench("simulate", quick=(("--simulations", "50"),)),
     Bench(
         "faults",
         quick=(("--runs", "30"), ("--minutes", "0")),

@@ -65,7 +65,7 @@ def _one_cursor(after: str | None, before: str | None) -> None:
         fail("give --after or --before, not both", ExitCode.BAD_INPUT)
 
 
-def _plain_json(value: Any, what: str) -> Any:
+def plain_json(value: Any, what: str) -> Any:
     """`value` as strict JSON data (YAML dates become ISO text); anything else is bad input."""
 
     def iso(item: Any) -> str:
@@ -222,15 +222,15 @@ def send_event(
             fail(f"--payload is not valid JSON: {message}", ExitCode.BAD_INPUT)
         if not isinstance(data, dict):
             fail('--payload must be a JSON object, e.g. \'{"plan": "pro"}\'', ExitCode.BAD_INPUT)
-        body["payload"] = _plain_json(data, "--payload")
+        body["payload"] = plain_json(data, "--payload")
     answer = _api(api_url, api_key).call("POST", "/events/send", body=body)
     if as_json:
         return _print_json(answer)
     typer.echo(f"sent {name} for {email if email is not None else contact_id}")
 
 
-def _load_file(file: Path) -> dict[str, Any]:
-    """The automation a JSON or YAML file describes, checked for shape; bad input exits 2."""
+def read_document(file: Path) -> Any:
+    """The data of a .json, .yaml or .yml file; an unreadable or malformed one exits 2."""
     suffix = file.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         fail(f"{file}: use a .json, .yaml or .yml file", ExitCode.BAD_INPUT)
@@ -250,6 +250,12 @@ def _load_file(file: Path) -> dict[str, Any]:
             f"{file} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}",
             ExitCode.BAD_INPUT,
         )
+    return document
+
+
+def _load_file(file: Path) -> dict[str, Any]:
+    """The automation a JSON or YAML file describes, checked for shape; bad input exits 2."""
+    document = read_document(file)
     if not isinstance(document, dict):
         fail(f"{file} must hold a mapping: name, status, steps, connections", ExitCode.BAD_INPUT)
     unknown = sorted(str(key) for key in document if key not in FILE_FIELDS)
@@ -258,7 +264,7 @@ def _load_file(file: Path) -> dict[str, Any]:
         fail(f"{file}: unknown field {unknown[0]!r} (expected {expected})", ExitCode.BAD_INPUT)
     if document.get("id") is None and not isinstance(document.get("name"), str):
         fail(f"{file} needs a `name` (or the `id` of the automation to update)", ExitCode.BAD_INPUT)
-    plain: dict[str, Any] = _plain_json(document, str(file))
+    plain: dict[str, Any] = plain_json(document, str(file))
     return plain
 
 

@@ -78,43 +78,48 @@ def welcome_series(welcome_id: str, nudge_id: str, segment_id: str) -> dict[str,
     return {"steps": steps, "connections": connections}
 
 
+def load_catalogue(session: Any, now: Any) -> tuple[str, str, str]:
+    """The verified domain example.com, the `welcome` and `nudge` templates and a segment;
+    (welcome id, nudge id, segment id). examples/welcome-series.yaml uses them too."""
+    content_store.create_domain(session, name="example.com", now=now, status=DomainStatus.VERIFIED)
+    common = {
+        "sender": "Acme <hello@example.com>",
+        "status": TemplateStatus.PUBLISHED,
+        "now": now,
+    }
+    fallbacks = [
+        {"key": "FIRST_NAME", "type": "string", "fallback_value": "there"},
+        {"key": "PLAN", "type": "string", "fallback_value": "free"},
+    ]
+    welcome = content_store.create_template(
+        session,
+        name="Welcome",
+        alias="welcome",
+        subject="Welcome, {{{FIRST_NAME}}}!",
+        html="<p>Hi {{{FIRST_NAME}}}, you are on the {{{PLAN}}} plan.</p>"
+        '<p><a href="{{{RESEND_UNSUBSCRIBE_URL}}}">Unsubscribe</a></p>',
+        variables=fallbacks,
+        **common,
+    )
+    nudge = content_store.create_template(
+        session,
+        name="Nudge",
+        alias="nudge",
+        subject="{{{FIRST_NAME}}}, ready to upgrade?",
+        html="<p>Pro is waiting for you, {{{FIRST_NAME}}}.</p>",
+        variables=fallbacks,
+        **common,
+    )
+    segment = contact_store.create_segment(session, name="Pro users", now=now)
+    return str(welcome.id), str(nudge.id), str(segment.id)
+
+
 def load_sample(server: Any) -> str:
     """Domain, templates, segment, contacts and the automation; the automation's id."""
     rt = server.runtime
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        content_store.create_domain(
-            session, name="example.com", now=now, status=DomainStatus.VERIFIED
-        )
-        common = {
-            "sender": "Acme <hello@example.com>",
-            "status": TemplateStatus.PUBLISHED,
-            "now": now,
-        }
-        fallbacks = [
-            {"key": "FIRST_NAME", "type": "string", "fallback_value": "there"},
-            {"key": "PLAN", "type": "string", "fallback_value": "free"},
-        ]
-        welcome = content_store.create_template(
-            session,
-            name="Welcome",
-            alias="welcome",
-            subject="Welcome, {{{FIRST_NAME}}}!",
-            html="<p>Hi {{{FIRST_NAME}}}, you are on the {{{PLAN}}} plan.</p>"
-            '<p><a href="{{{RESEND_UNSUBSCRIBE_URL}}}">Unsubscribe</a></p>',
-            variables=fallbacks,
-            **common,
-        )
-        nudge = content_store.create_template(
-            session,
-            name="Nudge",
-            alias="nudge",
-            subject="{{{FIRST_NAME}}}, ready to upgrade?",
-            html="<p>Pro is waiting for you, {{{FIRST_NAME}}}.</p>",
-            variables=fallbacks,
-            **common,
-        )
-        segment = contact_store.create_segment(session, name="Pro users", now=now)
+        welcome_id, nudge_id, segment_id = load_catalogue(session, now)
         for email, first_name, _, unsubscribed, _ in CONTACTS:
             contact_store.create_contact(
                 session, email=email, first_name=first_name, unsubscribed=unsubscribed, now=now
@@ -124,7 +129,7 @@ def load_sample(server: Any) -> str:
             name="Welcome series",
             status="enabled",
             now=now,
-            **welcome_series(str(welcome.id), str(nudge.id), str(segment.id)),
+            **welcome_series(welcome_id, nudge_id, segment_id),
         )
         return str(automation.id)
 

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     REFUSED = 1  # the API answered 4xx
     BAD_INPUT = 2  # found locally before any request (and typer's own usage errors)
     UNREACHABLE = 3  # no answer, a 5xx, or an answer that is not the API's JSON
+    FAILED = 4  # simulate: the simulated run would fail, or an expectation is not met
 
 
 EXIT_CODES_HELP = (

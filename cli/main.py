@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import client, server
+from cli import client, server, simulation
 
 app = typer.Typer(
     name="automations",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 server.register(app)
 client.register(app)
+simulation.register(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.text import Text
 
 NONE = "-"
 STATUS_STYLES = {
+    "still waiting": "yellow",
     "enabled": "green",
     "disabled": "dim",
     "completed": "green",
@@ -161,3 +163,66 @@ def more_hint(page: Mapping[str, Any], *, backwards: bool = False) -> Text | Non
         return None
     flag, edge = ("--before", data[0]) if backwards else ("--after", data[-1])
     return Text(f"more: repeat with {flag} {edge.get('id')}", style="dim")
+
+
+_OFFSET_UNITS = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
+_OFFSET_PART = re.compile(r"(\d+) (day|hour|minute|second)s?")
+
+
+def offset_seconds(text: str | None) -> int:
+    """Seconds in the API's humanised offset, `+3 days 2 hours` (0 if it cannot be read)."""
+    return sum(
+        int(amount) * _OFFSET_UNITS[unit] for amount, unit in _OFFSET_PART.findall(text or "")
+    )
+
+
+def _step_detail(step: Mapping[str, Any], emails: Mapping[str, Mapping[str, Any]]) -> Text:
+    error = step.get("error")
+    if error:
+        return Text(f"{_error_message(error)} ({error.get('code')})", style="red")
+    email = emails.get(str(step.get("key")))
+    if email is not None:
+        return Text(f"“{email.get('subject')}” to {email.get('to')}")
+    raw = step.get("output")
+    output: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    reason = (
+        step.get("skip_reason")
+        or output.get("branch")
+        or ("timed out" if output.get("timed_out") else None)
+    )
+    return Text(str(reason).replace("_", " ") if reason else "", style="dim")
+
+
+def simulation_view(answer: Mapping[str, Any]) -> RenderableType:
+    """The simulated run as a timeline: each step and later event at its offset from the start,
+    with each email's subject and each error."""
+    status = str(answer.get("status"))
+    head = Text("simulated run ", style="bold")
+    head.append_text(status_text("still waiting" if status == "waiting" else status))
+    head.append(f" after {answer.get('duration')}")
+    emails = {str(e.get("step_key")): e for e in answer.get("emails") or []}
+    rows: list[tuple[int, int, tuple[RenderableType, ...]]] = []
+    for order, event in enumerate(answer.get("events") or []):
+        resumed = event.get("resumed_step")
+        detail = f"resumed {resumed}" if resumed else "no wait resumed"
+        cells: tuple[RenderableType, ...] = (
+            str(event.get("at")),
+            f"← {event.get('name')}",
+            "event",
+            "",
+            Text(detail, "dim"),
+        )
+        rows.append((offset_seconds(event.get("at")), order, cells))
+    for order, step in enumerate(answer.get("steps") or [], start=len(rows)):
+        cells = (
+            str(step.get("at")),
+            str(step.get("key")),
+            str(step.get("type")),
+            status_text(step.get("status")),
+            _step_detail(step, emails),
+        )
+        rows.append((offset_seconds(step.get("at")), order, cells))
+    table = _table("at", "step", "type", "status", "detail")
+    for _, _, cells in sorted(rows, key=lambda row: (row[0], row[1])):
+        table.add_row(*cells)
+    return Group(head, table)

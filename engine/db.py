@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,8 +55,9 @@ def _serialize_sqlite_writers(db_engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_session_factory(db_engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(db_engine, expire_on_commit=False, autoflush=False)
+def create_session_factory(bind: Engine | Connection) -> sessionmaker[Session]:
+    """Sessions on an engine, or all on one connection (a simulation's in-memory database)."""
+    return sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

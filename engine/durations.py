@@ -20,8 +20,10 @@ _DURATION = re.compile(r"([0-9]+) +(minute|hour|day|week)s?", re.IGNORECASE)
 _HINT = 'use a whole number and a unit, e.g. "30 minutes", "1 hour", "3 days", "1 week"'
 
 
-def parse_duration(text: object, *, field: str = "duration") -> timedelta:
-    """Parse "<positive integer> <unit>" into a timedelta of at most MAX_DURATION."""
+def parse_duration(
+    text: object, *, field: str = "duration", maximum: timedelta = MAX_DURATION
+) -> timedelta:
+    """Parse "<positive integer> <unit>" into a timedelta of at most `maximum` (30 days)."""
     if not isinstance(text, str):
         raise InvalidInput(f"{text!r} is not a duration: {_HINT}", field=field)
     match = _DURATION.fullmatch(text.strip())
@@ -32,6 +34,31 @@ def parse_duration(text: object, *, field: str = "duration") -> timedelta:
         raise InvalidInput(f"{text!r} is not a duration: the number must be positive", field=field)
     # Compare before multiplying so a huge number cannot overflow timedelta.
     unit = _UNITS[match.group(2).lower()]
-    if amount > MAX_DURATION // unit:
-        raise InvalidInput(f"{text!r} is longer than the maximum of 30 days", field=field)
+    if amount > maximum // unit:
+        longest = format_duration(maximum)
+        raise InvalidInput(f"{text!r} is longer than the maximum of {longest}", field=field)
     return amount * unit
+
+
+_SHOWN: tuple[tuple[str, timedelta], ...] = (
+    ("day", timedelta(days=1)),
+    ("hour", timedelta(hours=1)),
+    ("minute", timedelta(minutes=1)),
+    ("second", timedelta(seconds=1)),
+)
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as people write it, largest unit first: "3 days 2 hours", "0 minutes"."""
+    rest = max(value, timedelta(0))
+    parts = []
+    for name, unit in _SHOWN:
+        amount, rest = divmod(rest, unit)
+        if amount:
+            parts.append(f"{amount} {name}{'' if amount == 1 else 's'}")
+    return " ".join(parts) or "0 minutes"
+
+
+def format_offset(value: timedelta) -> str:
+    """A point in time counted from a start: "+1 day", "+0 minutes"."""
+    return "+" + format_duration(value)

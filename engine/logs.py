@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 _step: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("step", default=None)
 _FIELDS = ("run_id", "step_key", "step_type", "attempt")
+# Inside a simulation: its steps are not the runtime's, so their routine lines are not logged.
+_quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("quiet", default=False)
 
 
 @contextlib.contextmanager
@@ -23,10 +25,23 @@ def step_context(**fields: str) -> Iterator[None]:
         _step.reset(token)
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Below WARNING, nothing logged inside reaches the runtime's log (see StepContextFilter)."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
+
+
 class StepContextFilter(logging.Filter):
-    """Copies the current step's ids onto each record, unless the call gave its own."""
+    """Copies the current step's ids onto each record, unless the call gave its own; drops
+    routine records logged inside `quiet()`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _quiet.get() and record.levelno < logging.WARNING:
+            return False
         for key, value in (_step.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from engine.durations import format_duration, format_offset
 from web import formats, links
 
 # Only our own files: no inline script, no CDN, no external font, no framing.
@@ -52,6 +53,8 @@ def _environment() -> Environment:
         pretty_json=formats.pretty_json,
         count=formats.count_text,
         status_label=lambda status: STATUS_LABELS.get(str(status), str(status)),
+        offset=format_offset,
+        span=format_duration,
     )
     env.globals["elapsed"] = formats.elapsed
     return env

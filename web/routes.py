@@ -16,7 +16,7 @@ from engine import dashboard, dashboard_sessions, lifecycle
 from engine.db import transaction
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
-from web import links, pages
+from web import links, pages, simulation
 from web import session as cookies
 from web.guard import (
     Form,
@@ -239,6 +239,7 @@ def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(simulation.router)
     app.add_exception_handler(SignInRequired, _sign_in_first)
     app.add_exception_handler(FormRefused, _refused)
     app.add_exception_handler(AutomationsError, _engine_error)

@@ -11,14 +11,17 @@ from api.routes import (
     recovery,
     runs,
     segments,
+    simulation,
     templates,
 )
 
-# Order matters where paths overlap: `/events/send` before `/events/{id}`.
+# Order matters where paths overlap: `/events/send` before `/events/{id}`, and
+# `/automations/simulate` before `/automations/{id}`.
 ROUTERS = [
     public.router,
     events.router,
     event_definitions.router,
+    simulation.router,
     automations.router,
     # Before runs: `/runs/retry` and `/runs/retries/{id}` are not run ids.
     recovery.router,

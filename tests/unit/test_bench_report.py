@@ -122,6 +122,7 @@ def test_the_runner_runs_all_but_faults_by_default() -> None:
         "waiting",
         "dashboard",
         "api_reads",
+        "simulate",
     ]
 
 
