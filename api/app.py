@@ -54,5 +54,5 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    app.mount("/dashboard", dashboard_app(rt))
+    app.mount("/dashboard", dashboard_app(rt, dispatcher=dispatcher))
     return app

@@ -81,6 +81,9 @@ def automation_runs(
         found = dashboard.runs(
             session, key, statuses=wanted, after=cursor_after, before=cursor_before
         )
+        offer = dashboard.recovery_offer(
+            session, key, failed_shown=not wanted or RunStatus.FAILED in wanted
+        )
     base = _base(request, key)
     keep = [("status", name) for name in wanted]
     return page(
@@ -92,6 +95,7 @@ def automation_runs(
         rows=found.items,
         statuses=[str(s) for s in RunStatus],
         wanted=wanted,
+        offer=offer,
         now=rt.clock.now(),
         pager=links.pager(
             base + "/runs",
@@ -159,6 +163,8 @@ def run_page(request: Request, automation_id: str, run_id: str, rt: Rt, user: Us
         run=found.detail.run,
         event=found.detail.event,
         steps=found.detail.steps,
+        attempts=found.detail.attempts,
+        replayed_by=found.detail.replayed_by,
         contact=found.contact,
         now=rt.clock.now(),
         notice=links.NOTICES.get(request.query_params.get("notice", "")),

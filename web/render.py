@@ -34,6 +34,7 @@ STATUS_LABELS = {
     "waiting": "Waiting",
     "enabled": "Enabled",
     "disabled": "Disabled",
+    "done": "Done",
 }
 
 

@@ -13,9 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import dashboard, lifecycle
 from engine.db import transaction
+from engine.dispatch import Dispatcher
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
-from web import links, pages
+from web import links, pages, recovery
 from web import session as cookies
 from web.guard import (
     Form,
@@ -200,12 +201,15 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "Server error", text)
 
 
-def dashboard_app(rt: Runtime) -> FastAPI:
+def dashboard_app(rt: Runtime, *, dispatcher: Dispatcher) -> FastAPI:
     """The dashboard as an app to mount at /dashboard, absent from the API's OpenAPI schema."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = rt
+    app.state.dispatcher = dispatcher
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
+    # Before the pages: its /runs/retry and /runs/replay would otherwise be read as run ids.
+    app.include_router(recovery.router)
     app.include_router(pages.router)
     app.add_exception_handler(SignInRequired, _sign_in_first)
     app.add_exception_handler(FormRefused, _refused)
