@@ -24,13 +24,14 @@ from models.enums import BulkAction, RunStatus
 from models.tables import Automation, BulkOperation, Contact, Run
 
 RECENT = dt.timedelta(hours=24)
+# The bulk operations the Runs tab lists, and the error codes a bulk action offers to narrow to.
+RECENT_BULKS = 5
+ERROR_CODES = 20
 AUTOMATIONS_PAGE = 50
 RUNS_PAGE = 25
 # An hourly chart over more than a month has too many bars to read.
 MAX_BUCKETS = 24 * 31
 FULL_ACCESS = "full_access"
-RECENT_BULKS = 5
-ERROR_CODES = 20
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ from fastapi.responses import Response
 from engine import dashboard, reports
 from engine.errors import InvalidInput
 from models.enums import RunStatus
-from web import graph_layout, links, metric_charts
+from web import graph_layout, links, metric_charts, recovery
 from web.guard import Rt, User, reading
 from web.render import page, trusted_svg
 
 router = APIRouter(include_in_schema=False)
+# Recovery's routes first: its /runs/retry and /runs/replay pages are not run ids.
+router.include_router(recovery.router)
 SPANS = {1: "24 hours", 7: "7 days", 30: "30 days", 90: "90 days"}
 DEFAULT_SPAN = 1
 

@@ -16,7 +16,7 @@ from engine.db import transaction
 from engine.dispatch import Dispatcher
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
-from web import links, pages, recovery
+from web import links, pages
 from web import session as cookies
 from web.guard import (
     Form,
@@ -208,8 +208,6 @@ def dashboard_app(rt: Runtime, *, dispatcher: Dispatcher) -> FastAPI:
     app.state.dispatcher = dispatcher
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
-    # Before the pages: its /runs/retry and /runs/replay would otherwise be read as run ids.
-    app.include_router(recovery.router)
     app.include_router(pages.router)
     app.add_exception_handler(SignInRequired, _sign_in_first)
     app.add_exception_handler(FormRefused, _refused)
