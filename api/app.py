@@ -67,7 +67,7 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     if docs:
         mount_docs(app)
-    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter))
+    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher))
     return app
 
 

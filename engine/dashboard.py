@@ -10,19 +10,23 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine import metrics, reports
+from engine import bulk, metrics, reports
 from engine.api_keys import FULL_ACCESS, SETTINGS_KEY_ID, authenticate, hash_secret
 from engine.errors import InvalidInput
 from engine.graph import Graph
 from engine.store import contacts as contact_store
 from engine.store import dashboard as dashboard_store
 from engine.store import metrics as metrics_store
+from engine.store import recovery as recovery_store
 from engine.store.paging import Page
 from engine.store.reports import RunSummary
-from models.enums import RunStatus
-from models.tables import Automation, Contact
+from models.enums import BulkAction, RunStatus
+from models.tables import Automation, BulkOperation, Contact, Run
 
 RECENT = dt.timedelta(hours=24)
+# The bulk operations the Runs tab lists, and the error codes a bulk action offers to narrow to.
+RECENT_BULKS = 5
+ERROR_CODES = 20
 AUTOMATIONS_PAGE = 50
 RUNS_PAGE = 25
 # An hourly chart over more than a month has too many bars to read.
@@ -74,6 +78,28 @@ class MetricsView:
     steps: list[metrics.StepMetrics]
     emails_sent: int
     emails_skipped_unsubscribed: int
+    recovery: metrics_store.RecoveryCounts
+
+
+@dataclass(frozen=True)
+class RecoveryOffer:
+    """What the Runs tab offers: how many failed runs a bulk retry or replay would take now,
+    and the latest bulk operations, to follow them."""
+
+    retryable: int
+    replayable: int
+    recent: list[BulkOperation]
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """A dry run of a bulk retry or replay of failed runs, shown before it is confirmed."""
+
+    request: bulk.BulkRequest
+    matched: int
+    sample: list[RunRow]
+    # Error codes of every failed run the action could take, to narrow it to one.
+    error_codes: list[tuple[str | None, int]]
 
 
 def key_fingerprint(token_hash: str) -> str:
@@ -211,4 +237,61 @@ def metrics_view(
         steps=found.steps,
         emails_sent=found.emails_sent,
         emails_skipped_unsubscribed=found.emails_skipped_unsubscribed,
+        recovery=found.recovery,
+    )
+
+
+def failed_runs(
+    automation_id: uuid.UUID, action: BulkAction, *, error_code: str | None
+) -> bulk.BulkRequest:
+    """A bulk request for the automation's failed runs, of one error code if given."""
+    body = {"status": str(RunStatus.FAILED)}
+    if error_code:
+        body["error_code"] = error_code
+    return bulk.parse_request(automation_id, action, body)
+
+
+def recovery_offer(
+    session: Session, automation_id: uuid.UUID, *, failed_shown: bool
+) -> RecoveryOffer:
+    """The Runs tab's bulk actions: counted only when its filter shows failed runs."""
+    recent = recovery_store.recent_bulks(session, automation_id, RECENT_BULKS)
+    if not failed_shown:
+        return RecoveryOffer(0, 0, recent)
+    retry = failed_runs(automation_id, BulkAction.RETRY, error_code=None)
+    replay = failed_runs(automation_id, BulkAction.REPLAY, error_code=None)
+    return RecoveryOffer(
+        recovery_store.count_matching(session, retry.match),
+        recovery_store.count_matching(session, replay.match),
+        recent,
+    )
+
+
+def bulk_plan(
+    session: Session, automation_id: uuid.UUID, action: BulkAction, *, error_code: str | None
+) -> BulkPlan:
+    """How many failed runs (of one error code, if given) the action would take, the newest
+    of them with their contacts, and the error codes it could be narrowed to."""
+    request = failed_runs(automation_id, action, error_code=error_code)
+    found = bulk.preview(session, request)
+    every = failed_runs(automation_id, action, error_code=None)
+    codes = recovery_store.error_codes(session, every.match, ERROR_CODES)
+    wanted = {run.contact_id for run in found.sample if run.contact_id is not None}
+    contacts = dashboard_store.contacts_by_id(session, wanted)
+    rows = [
+        RunRow(_summary(run), contacts.get(run.contact_id) if run.contact_id else None)
+        for run in found.sample
+    ]
+    return BulkPlan(request, found.matched, rows, codes)
+
+
+def _summary(run: Run) -> RunSummary:
+    return RunSummary(
+        run.id,
+        run.automation_id,
+        run.contact_id,
+        run.status,
+        run.started_at,
+        run.completed_at,
+        run.created_at,
     )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from engine import dashboard, dashboard_sessions
 from engine.db import transaction
+from engine.dispatch import Dispatcher
 from engine.runtime import Runtime
 from web import session as cookies
 
@@ -51,6 +52,12 @@ def client_address(request: Request) -> str:
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+def dispatcher(request: Request) -> Dispatcher:
+    """Where the engine's messages go once an action's transaction has committed."""
+    sender: Dispatcher = request.app.state.dispatcher
+    return sender
 
 
 def settings_key(rt: Runtime) -> str | None:
@@ -118,3 +125,4 @@ def reading(rt: Runtime, user: cookies.DashboardSession) -> Iterator[Session]:
 Rt = Annotated[Runtime, Depends(runtime)]
 User = Annotated[cookies.DashboardSession, Depends(signed_in)]
 Form = Annotated[dict[str, str], Depends(checked_form)]
+Sender = Annotated[Dispatcher, Depends(dispatcher)]

@@ -16,6 +16,10 @@ NOTICES = {
     "stopped": "The automation is stopped: no new runs start; runs in flight go on to completion.",
     "stopped_cancelled": "The automation is stopped and its runs in flight were cancelled.",
     "cancelled": "The run is cancelled: it stops before its next step.",
+    "retried": "The run is running again from the step where it failed.",
+    "resumed": "The run is running again from the step where it was cancelled.",
+    "replayed": "This new run replays the earlier one on the automation's current version.",
+    "bulk_started": "The workers are on it, a chunk of runs at a time; this page follows them.",
     "signed_out": "You are signed out.",
 }
 

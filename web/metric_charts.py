@@ -131,4 +131,5 @@ def charts_for(view: MetricsView) -> dict[str, Any]:
         "finished_runs": view.finished_runs,
         "quantiles": view.percentiles,
         "emails_sent": view.emails_sent,
+        "recovery": view.recovery,
     }

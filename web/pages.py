@@ -12,11 +12,13 @@ from fastapi.responses import Response
 from engine import dashboard, reports
 from engine.errors import InvalidInput
 from models.enums import RunStatus
-from web import graph_layout, links, metric_charts
+from web import graph_layout, links, metric_charts, recovery
 from web.guard import Rt, User, reading
 from web.render import page, trusted_svg
 
 router = APIRouter(include_in_schema=False)
+# Recovery's routes first: its /runs/retry and /runs/replay pages are not run ids.
+router.include_router(recovery.router)
 SPANS = {1: "24 hours", 7: "7 days", 30: "30 days", 90: "90 days"}
 DEFAULT_SPAN = 1
 
@@ -81,6 +83,9 @@ def automation_runs(
         found = dashboard.runs(
             session, key, statuses=wanted, after=cursor_after, before=cursor_before
         )
+        offer = dashboard.recovery_offer(
+            session, key, failed_shown=not wanted or RunStatus.FAILED in wanted
+        )
     base = _base(request, key)
     keep = [("status", name) for name in wanted]
     return page(
@@ -92,6 +97,7 @@ def automation_runs(
         rows=found.items,
         statuses=[str(s) for s in RunStatus],
         wanted=wanted,
+        offer=offer,
         now=rt.clock.now(),
         pager=links.pager(
             base + "/runs",
@@ -159,6 +165,8 @@ def run_page(request: Request, automation_id: str, run_id: str, rt: Rt, user: Us
         run=found.detail.run,
         event=found.detail.event,
         steps=found.detail.steps,
+        attempts=found.detail.attempts,
+        replayed_by=found.detail.replayed_by,
         contact=found.contact,
         now=rt.clock.now(),
         notice=links.NOTICES.get(request.query_params.get("notice", "")),

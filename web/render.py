@@ -35,6 +35,7 @@ STATUS_LABELS = {
     "waiting": "Waiting",
     "enabled": "Enabled",
     "disabled": "Disabled",
+    "done": "Done",
 }
 
 

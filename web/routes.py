@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import dashboard, dashboard_sessions, lifecycle
 from engine.db import transaction
+from engine.dispatch import Dispatcher
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
 from web import links, pages, simulation
@@ -231,11 +232,12 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "Server error", text)
 
 
-def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit) -> FastAPI:
+def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispatcher) -> FastAPI:
     """The dashboard as an app to mount at /dashboard, absent from the API's OpenAPI schema."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = rt
     app.state.sign_in_limit = sign_in_limit
+    app.state.dispatcher = dispatcher
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(pages.router)

@@ -149,6 +149,23 @@ def sample_matching(session: Session, match: RunMatch, limit: int) -> list[Run]:
     return list(session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc())))
 
 
+def error_codes(session: Session, match: RunMatch, limit: int) -> list[tuple[str | None, int]]:
+    """The error codes of the matching runs' stopped steps, each with how many runs, most first."""
+    runs = _matching(match).subquery()
+    code = RunStep.error["code"].as_string()
+    count = func.count(func.distinct(RunStep.run_id))
+    stmt = (
+        select(code, count)
+        .select_from(RunStep)
+        .join(runs, runs.c.id == RunStep.run_id)
+        .where(RunStep.status.in_(sorted(match.step_statuses)))
+        .group_by(code)
+        .order_by(count.desc(), code)
+        .limit(limit)
+    )
+    return [(row[0], int(row[1])) for row in session.execute(stmt)]
+
+
 def running_bulk(
     session: Session, automation_id: uuid.UUID, action: str, filter_hash: str
 ) -> BulkOperation | None:
@@ -264,6 +281,17 @@ def bulk_items(session: Session, bulk_id: uuid.UUID, *, limit: int) -> list[Bulk
         select(BulkItem)
         .where(BulkItem.bulk_id == bulk_id)
         .order_by(unusual.desc(), BulkItem.run_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def recent_bulks(session: Session, automation_id: uuid.UUID, limit: int) -> list[BulkOperation]:
+    """The automation's bulk operations, newest first."""
+    stmt = (
+        select(BulkOperation)
+        .where(BulkOperation.automation_id == automation_id)
+        .order_by(BulkOperation.created_at.desc(), BulkOperation.id.desc())
         .limit(limit)
     )
     return list(session.scalars(stmt))

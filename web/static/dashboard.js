@@ -85,9 +85,21 @@
     });
   }
 
+  // Two confirmation panels open at once would lie on top of each other.
+  function oneConfirmAtATime() {
+    document.addEventListener("toggle", function (event) {
+      var opened = event.target;
+      if (!opened.matches || !opened.matches("details.confirm") || !opened.open) { return; }
+      document.querySelectorAll("details.confirm[open]").forEach(function (other) {
+        if (other !== opened) { other.open = false; }
+      });
+    }, true);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     readServerNow(document);
     busyButtons();
+    oneConfirmAtATime();
     tick();
     window.setInterval(tick, 1000);
     document.querySelectorAll("[data-refresh][id]").forEach(function (el) {
