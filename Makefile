@@ -60,5 +60,5 @@ lock:
 		"$(LOCK_VENV)/bin/python" -m pip freeze --all --exclude automations; \
 	} > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
-	rm -rf "$(LOCK_VENV)"
+	rm -rf "$(LOCK_VENV)" build/lib
 	@echo "wrote $(LOCK); run make test, then commit it"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,3 +38,20 @@ def current(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         db_engine.dispose()
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head() -> str | None:
+    """The revision this version of the code migrates to."""
+    return _scripts().get_current_head()
+
+
+def known(revision: str) -> bool:
+    """Whether `revision` is one of this package's migrations."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
