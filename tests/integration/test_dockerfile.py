@@ -29,7 +29,7 @@ from tests.integration.test_compose import (
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -199,23 +199,23 @@ def test_compose_commands_run_on_this_entrypoint() -> None:
     assert_real_commands([service["command"] for service in ours.values()])
 
 
-def test_readme_deploys_with_compose_and_the_same_commands() -> None:
-    readme = README.read_text()
-    assert "docker compose up -d" in readme
-    assert re.search(r"docker compose up -d --scale worker=\d+", readme)
+def test_the_docs_deploy_with_compose_and_the_same_commands() -> None:
+    page = OPERATIONS.read_text()
+    assert "docker compose up -d" in page
+    assert re.search(r"docker compose up -d --scale worker=\d+", page)
     for name, service in services().items():
         if built_here(service):
             line = " ".join(["automations", *service["command"]])
-            assert line in readme, f"the README does not show `{line}` ({name})"
+            assert line in page, f"docs/operations.md does not show `{line}` ({name})"
     # `docker compose run --rm <service> <args>` go after the ENTRYPOINT: real commands too.
-    runs = re.findall(r"docker compose run --rm (\w+) ([^`\n]+)", readme)
-    assert runs, "the README shows how to run a one-off command (the first API key)"
+    runs = re.findall(r"docker compose run --rm (\w+) ([^`\n]+)", page)
+    assert runs, "docs/operations.md shows how to run a one-off command (the first API key)"
     for service, args in runs:
         assert built_here(services()[service])
         words = shlex.split(args)
         assert_real_commands([cli_words(words)])
     assert any(words.startswith("keys create") for _, words in runs)
-    assert "AUTOMATIONS_SECRET_KEY" in readme and "FLOWER_BASIC_AUTH" in readme
+    assert "AUTOMATIONS_SECRET_KEY" in page and "FLOWER_BASIC_AUTH" in page
 
 
 # -- what the install step installs ------------------------------------------------------------
