@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from cli.failures import ExitCode, fail, fail_settings
+from cli.failures import ExitCode, fail
 from cli.http import DEFAULT_API_URL
 from cli.local_keys import DEMO_DATA_DIR, DEV_DATA_DIR, key_file
 from cli.ports import require_free_port
+from cli.settings import check_broker, check_transport, read_settings
 from engine.logs import configure_logging
-from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -28,18 +27,11 @@ domains_app = typer.Typer(help="Sending domains.", no_args_is_help=True)
 DataDir = Annotated[Path, typer.Option(help="Where state, emails and the dev API key are kept.")]
 
 
-def settings() -> Settings:
-    """The settings from the environment; an invalid one is a one-line exit 4."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        fail_settings(exc)
-
-
 def celery_app() -> object:
     from tasks.app import create_celery_app
 
-    current = settings()
+    current = read_settings()
+    check_broker(current)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     return create_celery_app(current)
 
@@ -54,11 +46,12 @@ def api(
 
     from cli.database import require_schema
 
-    current = settings()
+    current = read_settings()
     try:
         current.check_production_ready()
     except ValueError as exc:
         fail(str(exc), ExitCode.BAD_SETTINGS)
+    check_transport(current)
     require_free_port(host, port)
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
@@ -77,11 +70,12 @@ def worker(
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
     from cli.database import require_schema
 
-    require_schema(settings().database_url)
+    check_transport(read_settings())
+    require_schema(read_settings().database_url)
     app = celery_app()
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
-    argv += ["--loglevel", settings().log_level]
-    processes = concurrency or settings().worker_concurrency
+    argv += ["--loglevel", read_settings().log_level]
+    processes = concurrency or read_settings().worker_concurrency
     if processes:
         argv += ["--concurrency", str(processes)]
     app.worker_main(argv)  # type: ignore[attr-defined]
@@ -93,7 +87,7 @@ def scheduler(
     ),
 ) -> None:
     """Run the sweeper on its beat schedule. Exactly one per deployment."""
-    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", settings().log_level]
+    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", read_settings().log_level]
     celery_app().start(argv)  # type: ignore[attr-defined]
 
 
@@ -115,11 +109,12 @@ def operator_runtime() -> Runtime:
     from cli.database import require_schema
     from engine.runtime import create_runtime
 
-    current = settings()
+    current = read_settings()
+    check_transport(current)
     require_schema(current.database_url)
     try:
         return create_runtime(current)
-    except ValueError as exc:  # a transport URL the runtime cannot use
+    except ValueError as exc:  # e.g. an AUTOMATIONS_CLOCK it cannot read
         fail(str(exc), ExitCode.BAD_SETTINGS)
 
 
@@ -131,7 +126,7 @@ def db_upgrade(revision: str = "head") -> None:
     from cli.database import check_reachable, reaching, sqlite_file
     from migrations import current, upgrade
 
-    url = settings().database_url
+    url = read_settings().database_url
     # A SQLite file is created by the upgrade; a server must answer first.
     if sqlite_file(url) is None:
         check_reachable(url)

@@ -170,6 +170,25 @@ def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
     assert "9999_nowhere" in failed(done, ExitCode.BAD_INPUT)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "args"),
+    [
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "bogus://mail", ("keys", "create", "ops")),
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "bogus://mail", ("api", "--port", "0")),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("worker",)),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("scheduler",)),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("flower", "--port", "0")),
+    ],
+)
+def test_an_unusable_url_is_named_before_anything_starts(
+    tmp_path: Path, variable: str, value: str, args: tuple[str, ...]
+) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///x.sqlite3", variable: value}
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert line.startswith(f"error: {variable}: ") and value.split(":")[0] in line
+
+
 def test_api_refuses_production_without_a_secret(tmp_path: Path) -> None:
     env = {"AUTOMATIONS_ENV": "production"}
     line = failed(

@@ -1,5 +1,7 @@
 """The README's quick start, pasted as a newcomer pastes it: its own code blocks, run by bash.
 
+(And docs/api.md's tour with curl, which says it runs as it is.)
+
 In a folder of its own (a fresh clone's files the blocks use: the Makefile, the lock, the example)
 whose `.venv` is this test run's venv, on a free port instead of 8000. The first terminal runs the
 first two blocks (the venv, then `automations dev`, left running); the second terminal runs the
@@ -164,3 +166,30 @@ def test_the_quick_start_ends_with_a_completed_run_and_an_email(
     )
     assert again.stdout == f"unchanged {automation['id']}\n", again.stdout + again.stderr
     assert re.fullmatch(UUID, str(run["id"]))
+
+
+def test_the_api_tour_with_curl_runs_as_it_is(
+    clone: Path, first_terminal: tuple[subprocess.Popen[str], int]
+) -> None:
+    process, port = first_terminal
+    wait_until_ready(process, port)
+    page = (ROOT / "docs" / "api.md").read_text()
+    (tour,) = code_blocks(section(page, "A tour with curl"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", on_port(tour.body, port)],
+        cwd=clone,
+        env=shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert '"status":"completed"' in last or '"status":"running"' in last, last
+    key = (clone / "data" / "api-key").read_text().strip()
+    (automation,) = httpx.get(
+        f"http://127.0.0.1:{port}/automations", headers={"Authorization": f"Bearer {key}"}
+    ).json()["data"]
+    assert len(completed_runs(f"http://127.0.0.1:{port}", key, str(automation["id"]))) == 1
+    assert len(list((clone / "data" / "outbox").glob("*.eml"))) == 1
