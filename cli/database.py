@@ -52,7 +52,7 @@ def _reason(exc: BaseException) -> str:
 
 @contextmanager
 def reaching(url: str) -> Iterator[None]:
-    """Turn a failure to connect or open inside the block into one line (exit 5, or 4)."""
+    """A failure to connect or open inside the block, as one line: DATABASE_UNREACHABLE."""
     try:
         yield
     except (ArgumentError, ImportError) as exc:

@@ -93,7 +93,7 @@ class EmbeddedServer:
 def serving(
     settings: Settings, *, host: str, port: int, threads: int = 2
 ) -> Iterator[EmbeddedServer]:
-    """An embedded server running for the block; a failure to start is one line (exit 7)."""
+    """An embedded server running for the block; a failure to start is one line (PORT_IN_USE)."""
     server = EmbeddedServer(settings, host=host, port=port, threads=threads)
     try:
         with server.running():

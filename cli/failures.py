@@ -16,10 +16,11 @@ class ExitCode(IntEnum):
     REFUSED = 1  # the API answered 4xx, or an operator command's target does not exist
     BAD_INPUT = 2  # found locally before any request (and typer's own usage errors)
     UNREACHABLE = 3  # no answer from the API, a 5xx, or an answer that is not the API's JSON
-    BAD_SETTINGS = 4  # an AUTOMATIONS_* variable is invalid, or unfit for production
-    DATABASE_UNREACHABLE = 5  # the database cannot be connected to (or opened)
-    NO_SCHEMA = 6  # the database has no schema, or an older one: `automations db upgrade`
-    PORT_IN_USE = 7  # the server's port is taken
+    FAILED = 4  # simulate: the simulated run would fail, or an expectation is not met
+    BAD_SETTINGS = 5  # an AUTOMATIONS_* variable is invalid, or unfit for production
+    DATABASE_UNREACHABLE = 6  # the database cannot be connected to (or opened)
+    NO_SCHEMA = 7  # the database has no schema, or an older one: `automations db upgrade`
+    PORT_IN_USE = 8  # the server's port is taken
 
 
 EXIT_CODES_HELP = (
@@ -28,8 +29,8 @@ EXIT_CODES_HELP = (
 )
 ALL_EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 refused (API 4xx, unknown domain); 2 bad input; "
-    "3 API unreachable; 4 bad settings; 5 database unreachable; "
-    "6 no schema (run automations db upgrade); 7 port in use."
+    "3 API unreachable; 4 simulated run failed; 5 bad settings; 6 database unreachable; "
+    "7 no schema (run automations db upgrade); 8 port in use."
 )
 
 

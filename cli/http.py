@@ -9,7 +9,10 @@ from urllib.parse import quote
 
 import httpx
 
-from cli.failures import ExitCode, fail
+from cli.failures import EXIT_CODES_HELP, ExitCode, fail
+
+# The client commands' names for these have always come from here.
+__all__ = ["DEFAULT_API_URL", "EXIT_CODES_HELP", "Api", "ExitCode", "fail", "path"]
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 30.0

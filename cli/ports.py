@@ -27,7 +27,7 @@ def port_taken(host: str, port: int) -> str | None:
 
 
 def require_free_port(host: str, port: int, *, client_hint: bool = False) -> None:
-    """Leave with one line (exit 7) suggesting --port when `host:port` is taken."""
+    """Leave with one line (ExitCode.PORT_IN_USE) suggesting --port when `host:port` is taken."""
     reason = port_taken(host, port)
     if reason is None:
         return

@@ -1,7 +1,7 @@
 """The settings a server command runs with: read from the environment, checked before it starts.
 
-Each problem is one line naming the AUTOMATIONS_ variable (exit 4), never a traceback from deep
-inside uvicorn or Celery once they have started.
+Each problem is one line naming the AUTOMATIONS_ variable (ExitCode.BAD_SETTINGS), never a
+traceback from deep inside uvicorn or Celery once they have started.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from engine.settings import Settings
 
 
 def read_settings() -> Settings:
-    """The settings from the environment; an invalid one is a one-line exit 4."""
+    """The settings from the environment; an invalid one is one line, ExitCode.BAD_SETTINGS."""
     try:
         return Settings()
     except ValidationError as exc:

@@ -571,7 +571,7 @@ def test_api_refuses_to_start_without_a_secret_key(deployment: Deployment) -> No
         timeout=30,
         check=False,
     )
-    assert refused.returncode == 4, "bad settings (cli/README.md's exit codes)"
+    assert refused.returncode == 5, "bad settings (cli/README.md's exit codes)"
     assert "AUTOMATIONS_SECRET_KEY" in refused.stderr and "Traceback" not in refused.stderr
 
 
