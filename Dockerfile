@@ -1,7 +1,8 @@
 # One image for every role: the command picks it (api, worker, scheduler, flower, db upgrade, ...).
 #   docker build -t automations .
 #   docker run --rm automations --help
-FROM python:3.11-slim
+# Pinned to a patch release: two builds of the same commit get the same interpreter.
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -14,9 +15,11 @@ RUN groupadd --system --gid 10001 automations \
 WORKDIR /build
 
 # Dependencies first, read from pyproject.toml, so that a code change does not reinstall them.
-COPY pyproject.toml ./
+# constraints.txt pins every one of them, direct and transitive, and pip itself (`make lock`).
+COPY pyproject.toml constraints.txt ./
+RUN pip install --no-cache-dir -c constraints.txt pip
 RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
+    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
 
 # Then the project itself, which installs the `automations` console script.
 COPY README.md ./
@@ -27,7 +30,7 @@ COPY migrations ./migrations
 COPY models ./models
 COPY tasks ./tasks
 COPY web ./web
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps --build-constraint constraints.txt . \
     && pip check \
     && rm -rf /build
 

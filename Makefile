@@ -4,19 +4,24 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# Touched after a successful install, so the venv is reinstalled only when pyproject.toml changes.
+# Every dependency, direct and transitive, pinned: the venv, CI and the image install from it.
+LOCK := constraints.txt
+# Touched after a successful install, so the venv is reinstalled only when its inputs change.
 STAMP := $(VENV)/.installed
+# Where `make lock` resolves afresh, away from the venv in use.
+LOCK_VENV := build/lock-venv
 
-.PHONY: venv demo dev test lint fmt
+.PHONY: venv demo dev test lint fmt lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@if [ ! -x "$(BIN)/python" ]; then \
 		echo "creating $(VENV)"; \
-		$(PYTHON) -m venv "$(VENV)" && "$(BIN)/python" -m pip install --quiet --upgrade pip; \
+		$(PYTHON) -m venv "$(VENV)"; \
 	fi
-	"$(BIN)/python" -m pip install -e '.[dev]'
+	"$(BIN)/python" -m pip install --quiet -c $(LOCK) pip
+	"$(BIN)/python" -m pip install -c $(LOCK) --build-constraint $(LOCK) -e '.[dev]'
 	@touch "$@"
 
 # The main job on the embedded default: SQLite, no broker, no servers to install.
@@ -26,8 +31,9 @@ demo: venv
 dev: venv
 	"$(BIN)/automations" dev
 
+# --durations: the slowest tests in every log, so that a slow one is seen before it grows.
 test: venv
-	"$(BIN)/pytest" -q
+	"$(BIN)/pytest" -q --durations=20
 
 lint: venv
 	"$(BIN)/ruff" check .
@@ -37,3 +43,22 @@ lint: venv
 fmt: venv
 	"$(BIN)/ruff" format .
 	"$(BIN)/ruff" check --fix .
+
+# Resolves pyproject.toml's dependencies (with the dev and bench extras) to their newest allowed
+# versions in a throwaway venv and pins what was installed. Run it to take upgrades, then commit
+# constraints.txt once `make test` passes on it.
+lock:
+	rm -rf "$(LOCK_VENV)"
+	$(PYTHON) -m venv "$(LOCK_VENV)"
+	"$(LOCK_VENV)/bin/python" -m pip install --quiet --upgrade pip setuptools
+	"$(LOCK_VENV)/bin/python" -m pip install --quiet '.[dev,bench]'
+	{ \
+		echo "# Pinned versions of every dependency of automations, direct and transitive, with the"; \
+		echo "# dev and bench extras, resolved on Python $$("$(LOCK_VENV)/bin/python" -c 'import platform; print(platform.python_version())'). Used as a constraints file"; \
+		echo "# (pip install -c constraints.txt) by make venv, .ci/run and the Dockerfile."; \
+		echo "# Do not edit by hand: \`make lock\` rewrites it from pyproject.toml."; \
+		"$(LOCK_VENV)/bin/python" -m pip freeze --all --exclude automations; \
+	} > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf "$(LOCK_VENV)" build/lib
+	@echo "wrote $(LOCK); run make test, then commit it"

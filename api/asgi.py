@@ -5,7 +5,7 @@ import sys
 from fastapi import FastAPI
 
 from api.app import create_app
-from engine.settings import ConfigurationError, Settings
+from engine.settings import BAD_SETTINGS_EXIT, ConfigurationError, Settings
 
 
 def create() -> FastAPI:
@@ -15,4 +15,4 @@ def create() -> FastAPI:
     except ConfigurationError as refused:
         # One line and no traceback, as from `automations api`.
         print(f"error: {refused}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(BAD_SETTINGS_EXIT) from None

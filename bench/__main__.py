@@ -1,14 +1,14 @@
 """Every benchmark, one after another, on this machine, in one run: JSON, Markdown and a chart.
 
     python -m bench [--only throughput,latency,...] [--quick] [--out bench/results]
-                    [--database-url URL] [--redis-url URL] [--no-readme]
+                    [--database-url URL] [--redis-url URL] [--no-docs]
 
 Runs the benchmarks in this process, in the order of BENCHES, each with the same database and
 Redis URLs. A benchmark that fails is recorded as `{"name", "error"}` and the
 others still run; each one stops its own servers and workers, failed or not. Writes
 `latest.json` (results, machine, start and end, command line), `latest.md`, `latest.png` and
 `history/<UTC time>.json` under --out; a full run (no --only, no --quick) also puts the table
-into README.md between its bench markers. `faults` (the long fault-injection form, minutes)
+into docs/benchmarks.md between its bench markers. `faults` (the long fault-injection form, minutes)
 only runs when --only names it.
 """
 
@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import importlib
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -31,9 +32,9 @@ from typing import Any
 from bench import report
 from bench.procs import ROOT
 
-README = ROOT / "README.md"
-README_START = "<!-- bench:latest:start -->"
-README_END = "<!-- bench:latest:end -->"
+PAGE = ROOT / "docs" / "benchmarks.md"
+PAGE_START = "<!-- bench:latest:start -->"
+PAGE_END = "<!-- bench:latest:end -->"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument(
-        "--no-readme", action="store_true", help="leave README.md alone after a full run"
+        "--no-docs", action="store_true", help="leave docs/benchmarks.md alone after a full run"
     )
     return parser.parse_args(argv)
 
@@ -217,24 +218,24 @@ def write(document: dict[str, Any], out: Path, started: dt.datetime) -> list[Pat
     return written
 
 
-def update_readme(path: Path, table: str) -> bool:
-    """The table between the README's bench markers; False if the markers are not there."""
+def update_page(path: Path, table: str) -> bool:
+    """The table between the page's bench markers; False if the markers are not there."""
     text = path.read_text()
-    head, start, rest = text.partition(README_START)
-    _, end, tail = rest.partition(README_END)
+    head, start, rest = text.partition(PAGE_START)
+    _, end, tail = rest.partition(PAGE_END)
     if not start or not end:
         return False
     path.write_text(f"{head}{start}\n{table.strip()}\n{end}{tail}")
     return True
 
 
-def readme_block(document: dict[str, Any], written: Sequence[Path]) -> str:
-    """The Markdown of the run, and its chart when it lies under the README's folder."""
+def page_block(document: dict[str, Any], written: Sequence[Path], page: Path = PAGE) -> str:
+    """The Markdown of the run, and its chart when it lies in the repository, linked from `page`."""
     block = report.markdown(document)
     for path in written:
-        if path.suffix == ".png" and path.resolve().is_relative_to(README.parent):
-            block += "\n![The same results, ours against each baseline]"
-            block += f"({path.resolve().relative_to(README.parent)})\n"
+        if path.suffix == ".png" and path.resolve().is_relative_to(ROOT):
+            link = Path(os.path.relpath(path.resolve(), page.resolve().parent)).as_posix()
+            block += f"\n![The same results, ours against each baseline]({link})\n"
     return block
 
 
@@ -265,11 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = write(document, options.out, started)
     for path in written:
         say(f"wrote {path}")
-    if not (options.quick or options.only or options.no_readme):
-        if update_readme(README, readme_block(document, written)):
-            say(f"wrote {README}")
+    if not (options.quick or options.only or options.no_docs):
+        if update_page(PAGE, page_block(document, written)):
+            say(f"wrote {PAGE}")
         else:
-            say(f"README.md has no {README_START} marker: left alone")
+            say(f"{PAGE} has no {PAGE_START} marker: left alone")
     print(report.markdown(document))
     return 1 if any("error" in one for one in results) else 0
 

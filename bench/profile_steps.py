@@ -5,7 +5,7 @@
 Ingests `--runs` runs of the throughput benchmark's 5-step automation, then executes every step
 in this process, one after another, as a worker would (claim, execute, record, next). Reports
 milliseconds and SQL statements per step, by step type; `--profile` adds a cProfile listing of
-the slowest functions (cumulative), which is what the README's profile notes are read from.
+the slowest functions (cumulative), which is what docs/benchmarks.md's profile notes are read from.
 """
 
 from __future__ import annotations

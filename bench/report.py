@@ -52,7 +52,7 @@ class Failure(TypedDict):
     traceback: NotRequired[str]
 
 
-# Distribution name -> how the README and the table call it.
+# Distribution name -> how docs/benchmarks.md and the table call it.
 PACKAGES = {
     "celery": "celery",
     "kombu": "kombu",

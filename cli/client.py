@@ -14,7 +14,9 @@ import yaml
 from rich.console import Console, RenderableType
 
 from cli import render
-from cli.http import DEFAULT_API_URL, EXIT_CODES_HELP, Api, ExitCode, fail, path
+from cli.failures import EXIT_CODES_HELP, ExitCode, fail
+from cli.http import DEFAULT_API_URL, Api, path
+from cli.local_keys import local_keys
 from engine.addresses import AddressError, canonical_email
 
 ApiUrl = Annotated[
@@ -24,7 +26,9 @@ ApiUrl = Annotated[
 ApiKey = Annotated[
     str | None,
     typer.Option(
-        "--api-key", envvar="AUTOMATIONS_API_KEY", help="API key, sent as a Bearer token."
+        "--api-key",
+        envvar="AUTOMATIONS_API_KEY",
+        help="API key, sent as a Bearer token (default: the one `dev` or `demo` wrote in data/).",
     ),
 ]
 AsJson = Annotated[
@@ -45,7 +49,9 @@ class AutomationStatus(StrEnum):
 
 
 def _api(url: str, key: str | None) -> Api:
-    return Api(url.rstrip("/") or DEFAULT_API_URL, key or None)
+    # Without a key, the ones `automations dev` and `demo` wrote in this folder are tried.
+    found = () if key else tuple((str(path), secret) for path, secret in local_keys())
+    return Api(url.rstrip("/") or DEFAULT_API_URL, key or None, found)
 
 
 def _print_json(body: Any) -> None:
@@ -300,8 +306,11 @@ def _graph(steps: Any, connections: Any) -> Any:
 
 
 def _changes(current: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    """The PATCH body; an unchanged graph is left out (an enabled automation's may not be sent)."""
-    changes = {k: v for k, v in fields.items() if k in ("name", "status")}
+    """The PATCH body: only what differs from what is stored, so an identical file sends nothing.
+
+    An unchanged graph is left out too (an enabled automation's graph may not be sent at all).
+    """
+    changes = {k: v for k, v in fields.items() if k in ("name", "status") and current.get(k) != v}
     if "steps" in fields or "connections" in fields:
         wanted = _graph(fields.get("steps"), fields.get("connections"))
         stored = _graph(current.get("steps"), current.get("connections"))

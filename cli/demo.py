@@ -183,13 +183,12 @@ def run_demo(
     *, host: str, port: int, data_dir: Path, day_seconds: float, exit_when_done: bool
 ) -> None:
     """Load a sample welcome series, send events, and watch the runs advance live."""
-    from cli.embedded import EmbeddedServer, embedded_settings, wait_for_stop_signal
+    from cli.embedded import embedded_settings, serving, wait_for_stop_signal
 
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = embedded_settings(data_dir, time_scale=day_seconds / 86400)
-    server = EmbeddedServer(settings, host=host, port=port)
     key = settings.api_key.get_secret_value() if settings.api_key else ""
-    with server.running():
+    with serving(settings, host=host, port=port) as server:
         automation_id = load_sample(server)
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr, ValidationError
 
 from api.app import create_app
+from cli.failures import ExitCode, fail, fail_settings
+from cli.local_keys import key_file
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 from migrations import upgrade
@@ -22,21 +25,35 @@ from tasks.local import LocalExecutor
 def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for one process that keeps everything under `data_dir`.
 
-    AUTOMATIONS_ENV is honoured: in production the secret key is checked as for any server."""
-    Settings(**overrides).check_production_ready()  # before anything is written
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key_file = data_dir / "api-key"
-    if not key_file.exists():
-        key_file.write_text("re_dev_" + secrets.token_urlsafe(24))
-        key_file.chmod(0o600)
+    The API key is written to `data_dir/api-key` once, where the client commands look for it;
+    nothing is written when the settings are refused. AUTOMATIONS_ENV is honoured: in
+    production the secret key is checked as for any server (ConfigurationError).
+    """
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{(data_dir / 'automations.sqlite3').resolve()}",
         "email_transport_url": f"file://{(data_dir / 'outbox').resolve()}",
-        "api_key": key_file.read_text().strip(),
         "sweeper_interval_seconds": 1,
         **overrides,
     }
-    return Settings(**values)
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        fail_settings(exc)
+    settings.check_production_ready()  # before anything is written
+    path = key_file(data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text("re_dev_" + secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        key = path.read_text().strip()
+    except OSError as exc:
+        fail(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
+    return settings.model_copy(update={"api_key": SecretStr(key)})
+
+
+class ApiDidNotStart(RuntimeError):
+    """uvicorn gave up before serving (it logged why: most often, the port was taken)."""
 
 
 class EmbeddedServer:
@@ -62,7 +79,7 @@ class EmbeddedServer:
             while not self.server.started and thread.is_alive():
                 thread.join(0.05)
             if not thread.is_alive():
-                raise RuntimeError(f"the API could not start on {self.url}")
+                raise ApiDidNotStart(f"the API could not start on {self.url}")
             # With port 0 the OS picked one: tell the caller which.
             host, port = self.server.servers[0].sockets[0].getsockname()[:2]
             self.url = f"http://{host}:{port}"
@@ -71,6 +88,20 @@ class EmbeddedServer:
             self.server.should_exit = True
             thread.join(10)
             self.executor.stop()
+
+
+@contextmanager
+def serving(
+    settings: Settings, *, host: str, port: int, threads: int = 2
+) -> Iterator[EmbeddedServer]:
+    """An embedded server running for the block; a failure to start is one line (PORT_IN_USE)."""
+    server = EmbeddedServer(settings, host=host, port=port, threads=threads)
+    try:
+        with server.running():
+            yield server
+    except ApiDidNotStart as exc:
+        hint = "pass --port with another one (--port 0 for any free port)"
+        fail(f"{exc}: {hint}", ExitCode.PORT_IN_USE)
 
 
 def wait_for_stop_signal() -> None:

@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-import typer
+
+from cli.failures import EXIT_CODES_HELP, ExitCode, fail
+
+# The client commands' names for these have always come from here.
+__all__ = ["DEFAULT_API_URL", "EXIT_CODES_HELP", "Api", "ExitCode", "fail", "path"]
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 30.0
-
-
-class ExitCode(IntEnum):
-    """What a script may rely on; documented in cli/README.md and in every command's help."""
-
-    OK = 0
-    REFUSED = 1  # the API answered 4xx
-    BAD_INPUT = 2  # found locally before any request (and typer's own usage errors)
-    UNREACHABLE = 3  # no answer, a 5xx, or an answer that is not the API's JSON
-    FAILED = 4  # simulate: the simulated run would fail, or an expectation is not met
-
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 the API refused the request (4xx); "
-    "2 bad input found locally; 3 API unreachable or failing (5xx)."
-)
-
-
-def fail(message: str, code: ExitCode) -> NoReturn:
-    """Print one `error:` line on stderr and leave with `code`."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(int(code))
 
 
 def path(*segments: str) -> str:
@@ -66,6 +47,8 @@ class Api:
 
     url: str
     key: str | None
+    # (file, key) that `dev` and `demo` wrote, tried in turn when no key was given.
+    local_keys: tuple[tuple[str, str], ...] = ()
 
     def call(
         self,
@@ -80,19 +63,13 @@ class Api:
 
         `subject` (e.g. "automation <id>") prefixes a refusal, so the message names what was asked.
         """
-        headers = {"User-Agent": "automations-cli"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        try:
-            with httpx.Client(
-                base_url=self.url, headers=headers, timeout=TIMEOUT_SECONDS
-            ) as client:
-                response = client.request(method, where, params=query, json=body)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            fail(f"--api-url {self.url!r} is not a usable URL: {exc}", ExitCode.BAD_INPUT)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the API at {self.url}: {_reason(exc)}", ExitCode.UNREACHABLE)
+        keys: list[str | None] = [self.key] if self.key else [k for _, k in self.local_keys]
+        for key in keys or [None]:
+            response = self._send(method, where, key, params=query, body=body)
+            # A refused local key is the other embedded server's: nothing was done, try the next.
+            if response.status_code != 401:
+                break
         if response.is_success:
             try:
                 return response.json()
@@ -108,6 +85,29 @@ class Api:
             failure = f"the API at {self.url} failed: {message} ({name}, HTTP {status})"
             fail(failure, ExitCode.UNREACHABLE)
         if status == 401 and not self.key:
-            message += "; pass --api-key or set AUTOMATIONS_API_KEY"
+            message += "; " + self._key_hint()
         prefix = f"{subject}: " if subject else ""
         fail(f"{prefix}{message} ({name}, HTTP {status})", ExitCode.REFUSED)
+
+    def _send(
+        self, method: str, where: str, key: str | None, *, params: dict[str, Any], body: Any
+    ) -> httpx.Response:
+        headers = {"User-Agent": "automations-cli"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            with httpx.Client(
+                base_url=self.url, headers=headers, timeout=TIMEOUT_SECONDS
+            ) as client:
+                return client.request(method, where, params=params, json=body)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            fail(f"--api-url {self.url!r} is not a usable URL: {exc}", ExitCode.BAD_INPUT)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the API at {self.url}: {_reason(exc)}", ExitCode.UNREACHABLE)
+
+    def _key_hint(self) -> str:
+        if self.local_keys:
+            files = " and ".join(path for path, _ in self.local_keys)
+            keys = "keys" if len(self.local_keys) > 1 else "key"
+            return f"tried the {keys} in {files}: pass --api-key or set AUTOMATIONS_API_KEY"
+        return "pass --api-key or set AUTOMATIONS_API_KEY"

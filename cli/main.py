@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from cli import client, server, simulation
+from cli.failures import ALL_EXIT_CODES_HELP
 
 app = typer.Typer(
     name="automations",
@@ -12,7 +16,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=ALL_EXIT_CODES_HELP,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"automations {version('automations')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """A durable automation runtime: Resend Automations, self-hosted."""
+
+
 server.register(app)
 client.register(app)
 simulation.register(app)

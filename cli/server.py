@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from cli.failures import ExitCode, fail
+from cli.http import DEFAULT_API_URL
+from cli.local_keys import DEMO_DATA_DIR, DEV_DATA_DIR, key_file
+from cli.ports import require_free_port
+from cli.settings import (
+    check_broker,
+    check_transport,
+    read_settings,
+    refusing_bad_configuration,
+)
 from engine.logs import configure_logging
-from engine.settings import ConfigurationError, Settings
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
+
 out = Console()
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -24,28 +32,11 @@ domains_app = typer.Typer(help="Sending domains.", no_args_is_help=True)
 DataDir = Annotated[Path, typer.Option(help="Where state, emails and the dev API key are kept.")]
 
 
-def settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic's message names the variable and the rule
-        err.print(f"[red]error:[/] invalid configuration: {exc}")
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def refusing_bad_configuration() -> Iterator[None]:
-    """A server or worker that must not start says why in one line and exits 2."""
-    try:
-        yield
-    except ConfigurationError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
 def celery_app() -> object:
     from tasks.app import create_celery_app
 
-    current = settings()
+    current = read_settings()
+    check_broker(current)
     with refusing_bad_configuration():
         current.check_production_ready()
     configure_logging(json_lines=current.log_json, level=current.log_level)
@@ -61,9 +52,14 @@ def api(
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
     import uvicorn
 
-    current = settings()
+    from cli.database import require_schema
+
+    current = read_settings()
     with refusing_bad_configuration():
         current.check_production_ready()
+    check_transport(current)
+    require_free_port(host, port)
+    require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
         "api.asgi:create", factory=True, host=host, port=port, workers=workers, log_config=None
@@ -78,10 +74,17 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool.")] = "prefork",
 ) -> None:
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
+    from cli.database import require_schema
+
+    current = read_settings()
+    with refusing_bad_configuration():  # first: a process refused for them touches nothing
+        current.check_production_ready()
+    check_transport(current)
+    require_schema(current.database_url)
     app = celery_app()
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
-    argv += ["--loglevel", settings().log_level]
-    processes = concurrency or settings().worker_concurrency
+    argv += ["--loglevel", read_settings().log_level]
+    processes = concurrency or read_settings().worker_concurrency
     if processes:
         argv += ["--concurrency", str(processes)]
     app.worker_main(argv)  # type: ignore[attr-defined]
@@ -93,7 +96,7 @@ def scheduler(
     ),
 ) -> None:
     """Run the sweeper on its beat schedule. Exactly one per deployment."""
-    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", settings().log_level]
+    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", read_settings().log_level]
     celery_app().start(argv)  # type: ignore[attr-defined]
 
 
@@ -110,14 +113,39 @@ def flower(
     celery_app().start(argv)  # type: ignore[attr-defined]
 
 
+def operator_runtime() -> Runtime:
+    """The runtime for a one-off command on the database, once its schema is known to be there."""
+    from cli.database import require_schema
+    from engine.runtime import create_runtime
+
+    current = read_settings()
+    check_transport(current)
+    require_schema(current.database_url)
+    try:
+        return create_runtime(current)
+    except ValueError as exc:  # e.g. an AUTOMATIONS_CLOCK it cannot read
+        fail(str(exc), ExitCode.BAD_SETTINGS)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema to `revision` (default: the latest)."""
+    from alembic.util import CommandError
+
+    from cli.database import check_reachable, reaching, sqlite_file
     from migrations import current, upgrade
 
-    url = settings().database_url
-    upgrade(url, revision)
-    out.print(f"database at revision {current(url)}")
+    url = read_settings().database_url
+    # A SQLite file is created by the upgrade; a server must answer first.
+    if sqlite_file(url) is None:
+        check_reachable(url)
+    try:
+        with reaching(url):
+            upgrade(url, revision)
+            reached = current(url)
+    except CommandError as exc:  # an unknown --revision
+        fail(f"cannot upgrade to {revision!r}: {exc}", ExitCode.BAD_INPUT)
+    out.print(f"database at revision {reached}")
 
 
 @keys_app.command("create")
@@ -126,20 +154,19 @@ def keys_create(
     permission: Annotated[str, typer.Option(help="full_access or sending_access")] = "full_access",
 ) -> None:
     """Create an API key; its secret is printed once and stored only as a hash."""
+    from cli.database import reaching
     from engine.api_keys import create_api_key
     from engine.db import transaction
     from engine.errors import InvalidInput
-    from engine.runtime import create_runtime
 
-    rt = create_runtime(settings())
+    rt = operator_runtime()
     try:
-        with transaction(rt.sessions) as session:
+        with reaching(rt.settings.database_url), transaction(rt.sessions) as session:
             key, secret = create_api_key(
                 session, name=name, permission=permission, now=rt.clock.now()
             )
     except InvalidInput as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        raise typer.Exit(2) from None
+        fail(exc.message, ExitCode.BAD_INPUT)
     out.print(f"created key {key.id} ({key.name}); the secret is shown only now:")
     print(secret)
 
@@ -147,40 +174,41 @@ def keys_create(
 @domains_app.command("verify")
 def domains_verify(domain: Annotated[str, typer.Argument(help="Domain id or name.")]) -> None:
     """Mark a sending domain verified (no DNS is looked up: this is the operator's word)."""
+    from cli.database import reaching
     from engine import catalog
     from engine.db import transaction
     from engine.errors import NotFound
-    from engine.runtime import create_runtime
 
-    rt = create_runtime(settings())
+    rt = operator_runtime()
     try:
-        with transaction(rt.sessions) as session:
+        with reaching(rt.settings.database_url), transaction(rt.sessions) as session:
             found = catalog.verify_domain(session, catalog.find_domain_by_ref(session, domain).id)
             name = found.name
     except NotFound as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        raise typer.Exit(1) from None
+        fail(f"{exc.message}; create it first (POST /domains)", ExitCode.REFUSED)
     out.print(f"domain {name} is verified")
 
 
 def dev(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = DEV_DATA_DIR,
     threads: Annotated[int, typer.Option(help="Step executor threads.")] = 2,
 ) -> None:
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
-    from cli.embedded import EmbeddedServer, embedded_settings, wait_for_stop_signal
+    from cli.embedded import embedded_settings, serving, wait_for_stop_signal
 
+    require_free_port(host, port, client_hint=True)
     with refusing_bad_configuration():
         current = embedded_settings(data_dir)
     configure_logging()
-    server = EmbeddedServer(current, host=host, port=port, threads=threads)
     key = current.api_key.get_secret_value() if current.api_key else ""
-    with server.running():
+    with serving(current, host=host, port=port, threads=threads) as server:
         out.print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
-        out.print(f"API key: {key}  (kept in {data_dir / 'api-key'})")
+        out.print(f"API key: {key}  (kept in {key_file(data_dir)}, where the CLI finds it)")
         out.print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")
+        if server.url != DEFAULT_API_URL:
+            out.print(f"client commands: export AUTOMATIONS_API_URL={server.url}")
         out.print("Ctrl-C stops.")
         wait_for_stop_signal()
 
@@ -188,10 +216,12 @@ def dev(
 def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    data_dir: Annotated[Path, typer.Option(help="Wiped and refilled on each demo.")] = Path(
-        "data/demo"
-    ),
-    day_seconds: Annotated[float, typer.Option(help="How long '1 day' lasts in the demo.")] = 3.0,
+    data_dir: Annotated[
+        Path, typer.Option(help="Wiped and refilled on each demo.")
+    ] = DEMO_DATA_DIR,
+    day_seconds: Annotated[
+        float, typer.Option(min=0.01, help="How long '1 day' lasts in the demo.")
+    ] = 3.0,
     exit_when_done: Annotated[
         bool, typer.Option("--exit", help="Stop once every run ended (exit 1 if one went wrong).")
     ] = False,
@@ -199,6 +229,7 @@ def demo(
     """Load a sample welcome series, send events, and watch the runs advance live."""
     from cli.demo import run_demo
 
+    require_free_port(host, port, client_hint=True)
     with refusing_bad_configuration():
         run_demo(
             host=host,

@@ -18,6 +18,10 @@ class ConfigurationError(ValueError):
     """Settings a process must not run with; the message is one line naming the variable."""
 
 
+# The exit status of every process refusing its settings (the CLI's ExitCode.BAD_SETTINGS).
+BAD_SETTINGS_EXIT = 5
+
+
 class Settings(BaseSettings):
     """Every knob of the runtime; passed into factories, never read at import time."""
 

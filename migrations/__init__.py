@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,6 +26,12 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def stamp(database_url: str, revision: str = "head") -> None:
+    """Record the database as at `revision`, without running anything (a schema made another
+    way: the test stacks create it from the models)."""
+    command.stamp(alembic_config(database_url), revision, purge=True)
+
+
 def current(database_url: str) -> str | None:
     """The revision the database is at, or None for an empty one."""
     from alembic.runtime.migration import MigrationContext
@@ -36,3 +44,20 @@ def current(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         db_engine.dispose()
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head() -> str | None:
+    """The revision this version of the code migrates to."""
+    return _scripts().get_current_head()
+
+
+def known(revision: str) -> bool:
+    """Whether `revision` is one of this package's migrations."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False

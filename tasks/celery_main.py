@@ -5,7 +5,7 @@ The one place that builds the app at import time, because the celery CLI imports
 
 import sys
 
-from engine.settings import ConfigurationError, Settings
+from engine.settings import BAD_SETTINGS_EXIT, ConfigurationError, Settings
 from tasks.app import create_celery_app
 
 try:
@@ -13,4 +13,4 @@ try:
 except ConfigurationError as refused:
     # One line and no traceback: the celery command would print the import's whole stack.
     print(f"error: {refused}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(BAD_SETTINGS_EXIT) from None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import urlsplit
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get(
@@ -38,6 +42,56 @@ def require_url(name: str, url: str) -> None:
     address = urlsplit(url.replace("+psycopg", ""))
     default = 5432 if address.scheme.startswith("postgres") else 6379
     require_service(name, address.hostname or "127.0.0.1", address.port or default)
+
+
+# -- tiers -------------------------------------------------------------------------------------
+
+HERE = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e", "faults")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test gets the marker of its folder's tier (registered in pyproject.toml)."""
+    for item in items:
+        tier = Path(str(item.path)).resolve().relative_to(HERE).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
+            )
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+# -- the sandbox -------------------------------------------------------------------------------
+
+
+def sentinel_url(url: str) -> str:
+    """The same Redis server, another database: 15, or 14 when the tests use 15."""
+    address = urlsplit(url)
+    ours = int(address.path.strip("/") or 0)
+    return urlunsplit(address._replace(path=f"/{14 if ours == 15 else 15}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def other_redis_databases_untouched() -> Iterator[None]:
+    """A key planted in another Redis database survives the session: tests flush only their own."""
+    address = urlsplit(REDIS_URL)
+    if not service_up(address.hostname or "127.0.0.1", address.port or 6379):
+        yield  # no Redis, nothing of it to guard (the tests that need it skip or fail)
+        return
+    client = redis.Redis.from_url(sentinel_url(REDIS_URL))
+    key, token = f"automations:test-sentinel:{uuid.uuid4()}", uuid.uuid4().hex
+    try:
+        client.set(key, token, ex=24 * 3600)
+        yield
+        survived = client.get(key) == token.encode()
+        client.delete(key)
+        if not survived:
+            pytest.fail(
+                f"the sentinel key in {sentinel_url(REDIS_URL)} is gone: a test flushed a Redis "
+                f"database other than its own {REDIS_URL} (FLUSHALL?)"
+            )
+    finally:
+        client.close()
 
 
 # The shared stacks (PostgreSQL, SQLite, embedded; the API server). Imported here, at the root of

@@ -37,6 +37,10 @@ def stack(
     built.start_worker()
     yield built
     built.stop_worker()
+    # The embedded executor sends through this process's transport, which keeps its SMTP
+    # connection to the sink open; Celery's worker_process_init keeps the runtime alive to the
+    # end, so unclosed, the socket would be reported after the summary.
+    built.runtime.transport.close()
     built.runtime.sessions.kw["bind"].dispose()
 
 

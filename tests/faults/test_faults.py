@@ -14,8 +14,6 @@ from bench.faultlab.report import Result
 from bench.faultlab.scenarios import SCENARIOS, SHORT_FORM, drive, evaluate, run_scenario
 from bench.faultlab.sinks import Delivery
 
-pytestmark = pytest.mark.integration
-
 SEED = 20260501
 RUNS = 40
 MAX_FAULTS = 5  # per injector: enough to hit every phase, few enough to stay quick

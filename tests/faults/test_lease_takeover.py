@@ -29,7 +29,6 @@ from engine.store import content as content_store
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import OutboxEmail, RunStep
 
-pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
@@ -18,7 +17,6 @@ from bench.faultlab.load import SIGNUP, define_automation
 from engine.db import transaction
 from models.tables import Contact, Run
 
-pytestmark = pytest.mark.integration
 ADDRESS = "producer@example.test"
 
 

@@ -145,7 +145,14 @@ def test_apply_yaml_creates_then_updates(cli: Cli, api: httpx.Client, tmp_path: 
     assert stored["steps"][2]["config"] == {"duration": "2 hours"}
     assert len(api.get("/automations").json()["data"]) == 1
 
-    # The same file again: the unchanged graph is not sent, so an enabled automation accepts it.
+    # The same file again: nothing is sent, so an enabled automation accepts it, untouched.
+    before = api.get(f"/automations/{automation_id}").json()
+    assert applied(cli("apply", str(file)), "unchanged") == automation_id
+    assert api.get(f"/automations/{automation_id}").json() == before
+    # A new status alone is sent alone: the graph of an enabled automation is left out.
+    write_yaml(file, status="disabled", duration="2 hours")
+    assert applied(cli("apply", str(file)), "updated") == automation_id
+    write_yaml(file, status="enabled", duration="2 hours")
     assert applied(cli("apply", str(file)), "updated") == automation_id
     write_yaml(file, status="enabled", duration="3 hours")
     refused = error_line(cli("apply", str(file), expect=1))
@@ -391,6 +398,31 @@ def test_unreachable_server(cli: Cli, tmp_path: Path) -> None:
         assert error_line(cli(*args, url=closed, expect=3)) == expected
         assert error_line(cli(*args, "--api-url", closed, expect=3)) == expected
     assert "is not a usable URL" in error_line(cli("list", url="ftp://example.test", expect=2))
+
+
+def test_the_key_dev_or_demo_wrote_is_used_without_one(
+    cli: Cli, api: httpx.Client, tmp_path: Path
+) -> None:
+    automation_id = create(api)
+    dev_key, demo_key = tmp_path / "data" / "api-key", tmp_path / "data" / "demo" / "api-key"
+    demo_key.parent.mkdir(parents=True)
+    dev_key.write_text(API_KEY + "\n")
+    assert automation_id in cli("list", key=None).stdout
+
+    # Both embedded servers wrote one: the one this API refuses is passed over for the other.
+    dev_key.write_text("re_dev_of_another_server")
+    demo_key.write_text(API_KEY)
+    assert automation_id in cli("list", key=None).stdout
+    assert cli("events", "send", "user.created", "--email", "a@example.test", key=None)
+    assert len(runs(api, automation_id)) == 1, "the event was sent once"
+
+    demo_key.write_text("re_demo_of_another_server")
+    line = error_line(cli("list", key=None, expect=1))
+    assert "(invalid_api_key, HTTP 401)" in line
+    assert "tried the keys in data/api-key and data/demo/api-key: pass --api-key" in line
+    # A key given on the command line or in the environment wins over the files.
+    assert "(invalid_api_key, HTTP 401)" in error_line(cli("list", key="re_wrong", expect=1))
+    assert automation_id in cli("list", "--api-key", API_KEY, key=None).stdout
 
 
 def test_api_key_missing_or_wrong(cli: Cli) -> None:

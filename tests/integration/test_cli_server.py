@@ -116,5 +116,6 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
 def test_bad_configuration_is_one_line_not_a_traceback(sqlite_env: dict[str, str]) -> None:
     env = {**sqlite_env, "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "-1"}
     result = run("db", "upgrade", env=env)
-    assert result.returncode == 2
-    assert "invalid configuration" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 5
+    assert result.stderr.startswith("error: invalid configuration")
+    assert len(result.stderr.splitlines()) == 1

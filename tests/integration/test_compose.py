@@ -38,6 +38,10 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES = {"postgres", "redis", "migrate", "api", "worker", "scheduler", "flower", "mailpit"}
 OURS = {"migrate", "api", "worker", "scheduler", "flower"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+# A server's image names a release (`redis:7.4.2-alpine`, `mailpit:v1.22.3`, `postgres:16.6-alpine`:
+# PostgreSQL's minor is its patch release) or a digest, so that `docker compose pull` gets the same
+# image, never whatever `:latest` or a bare major points to that day.
+PINNED_IMAGE = re.compile(r"[\w./-]+(?::v?\d+\.\d+(?:\.\d+)?(?:-[\w.]+)?|@sha256:[0-9a-f]{64})")
 # What the compose variables are set to for the native runs (an operator's .env file).
 VARIABLES = {
     "AUTOMATIONS_SECRET_KEY": "compose-test-secret-0123456789abcdefghijklmnopqrstuvwxyz",
@@ -157,7 +161,16 @@ def test_every_service_is_there_and_ours_run_one_image() -> None:
     assert len({found[name].get("image") for name in OURS}) == 1, "one image for every role"
     assert (ROOT / "Dockerfile").is_file()
     for name in SERVICES - OURS:
-        assert ":" in found[name]["image"], f"{name}: the image has a tag"
+        assert PINNED_IMAGE.fullmatch(found[name]["image"]), (
+            f"{name}: {found[name]['image']} is not pinned to a release (no :latest, no bare major)"
+        )
+
+
+def test_the_pin_check_refuses_floating_tags() -> None:
+    for floating in ("axllent/mailpit:latest", "redis:7-alpine", "postgres:16", "postgres"):
+        assert not PINNED_IMAGE.fullmatch(floating), floating
+    for pinned in ("axllent/mailpit:v1.22.3", "redis:7.4.2-alpine", "postgres@sha256:" + "0" * 64):
+        assert PINNED_IMAGE.fullmatch(pinned), pinned
 
 
 def test_each_command_of_ours_is_a_real_cli_command() -> None:
@@ -558,7 +571,7 @@ def test_api_refuses_to_start_without_a_secret_key(deployment: Deployment) -> No
         timeout=30,
         check=False,
     )
-    assert refused.returncode == 2
+    assert refused.returncode == 5, "bad settings (cli/README.md's exit codes)"
     assert "AUTOMATIONS_SECRET_KEY" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -29,7 +29,7 @@ from tests.integration.test_compose import (
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -107,8 +107,8 @@ def dockerignore() -> list[str]:
 def test_base_image_is_a_slim_python_that_pyproject_allows() -> None:
     froms = [args for keyword, args in instructions() if keyword == "FROM"]
     assert len(froms) == 1, "one stage, one image for every role"
-    found = re.fullmatch(r"python:(\d+)\.(\d+)(?:\.\d+)?-slim(?:-\w+)?", froms[0])
-    assert found, f"not a slim Python image: {froms[0]}"
+    found = re.fullmatch(r"python:(\d+)\.(\d+)\.\d+-slim(?:-\w+)?", froms[0])
+    assert found, f"not a slim Python image pinned to a patch release: {froms[0]}"
     minimum = re.fullmatch(r">=\s*(\d+)\.(\d+)", pyproject()["project"]["requires-python"])
     assert minimum
     version = (int(found[1]), int(found[2]))
@@ -143,7 +143,7 @@ def test_environment_workdir_and_ports() -> None:
 def test_copies_the_packages_and_only_what_is_in_the_build_context() -> None:
     sources = copied_sources()
     readme = pyproject()["project"]["readme"]
-    assert {"pyproject.toml", readme, *packages()} <= set(sources)
+    assert {"pyproject.toml", "constraints.txt", readme, *packages()} <= set(sources)
     patterns = dockerignore()
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
@@ -156,6 +156,8 @@ def test_installs_the_dependencies_pyproject_declares_then_the_project() -> None
     runs = [args for keyword, args in instructions() if keyword == "RUN"]
     installs = [run for run in runs if "pip install" in run]
     assert all("--no-cache-dir" in run for run in installs)
+    # pip first, at the version the lock pins, before anything else is installed with it.
+    assert re.fullmatch(r"pip install --no-cache-dir -c constraints\.txt pip", installs[0])
     # The dependencies, read from pyproject.toml: run that very command on ours.
     (deps_step,) = [run for run in installs if "pyproject.toml" in run]
     command = deps_step.split("&&")[0].split(">")[0].strip()
@@ -165,10 +167,15 @@ def test_installs_the_dependencies_pyproject_declares_then_the_project() -> None
         [sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert listed.stdout.split() == pyproject()["project"]["dependencies"]
-    assert re.search(r"pip install --no-cache-dir -r requirements\.txt", deps_step)
-    # Then the project itself, from the working directory the COPY lines filled.
+    # Every one of them, and what they pull in, at the version constraints.txt pins.
+    assert re.search(
+        r"pip install --no-cache-dir -c constraints\.txt -r requirements\.txt", deps_step
+    )
+    # Then the project itself, from the working directory the COPY lines filled, built with the
+    # pinned setuptools.
     (project_step,) = [run for run in installs if re.search(r"pip install [^&]*\s\.(\s|$)", run)]
     assert "-e" not in shlex.split(project_step), "a real install, not an editable one"
+    assert re.search(r"--no-deps --build-constraint constraints\.txt \.", project_step)
 
 
 def test_entrypoint_is_the_console_script_and_the_default_command_is_real() -> None:
@@ -192,23 +199,23 @@ def test_compose_commands_run_on_this_entrypoint() -> None:
     assert_real_commands([service["command"] for service in ours.values()])
 
 
-def test_readme_deploys_with_compose_and_the_same_commands() -> None:
-    readme = README.read_text()
-    assert "docker compose up -d" in readme
-    assert re.search(r"docker compose up -d --scale worker=\d+", readme)
+def test_the_docs_deploy_with_compose_and_the_same_commands() -> None:
+    page = OPERATIONS.read_text()
+    assert "docker compose up -d" in page
+    assert re.search(r"docker compose up -d --scale worker=\d+", page)
     for name, service in services().items():
         if built_here(service):
             line = " ".join(["automations", *service["command"]])
-            assert line in readme, f"the README does not show `{line}` ({name})"
+            assert line in page, f"docs/operations.md does not show `{line}` ({name})"
     # `docker compose run --rm <service> <args>` go after the ENTRYPOINT: real commands too.
-    runs = re.findall(r"docker compose run --rm (\w+) ([^`\n]+)", readme)
-    assert runs, "the README shows how to run a one-off command (the first API key)"
+    runs = re.findall(r"docker compose run --rm (\w+) ([^`\n]+)", page)
+    assert runs, "docs/operations.md shows how to run a one-off command (the first API key)"
     for service, args in runs:
         assert built_here(services()[service])
         words = shlex.split(args)
         assert_real_commands([cli_words(words)])
     assert any(words.startswith("keys create") for _, words in runs)
-    assert "AUTOMATIONS_SECRET_KEY" in readme and "FLOWER_BASIC_AUTH" in readme
+    assert "AUTOMATIONS_SECRET_KEY" in page and "FLOWER_BASIC_AUTH" in page
 
 
 # -- what the install step installs ------------------------------------------------------------

@@ -1,7 +1,8 @@
 """In production, every process refuses a short or placeholder secret key before it starts: the
 API (uvicorn, `automations api`), the worker and the scheduler (celery, `automations worker`,
 `automations scheduler`), Flower, and the embedded `automations dev` and `demo`. One line on
-stderr, exit status 2, no traceback, and nothing reached: the broker URL points nowhere."""
+stderr, exit status 5 (bad settings), no traceback, and nothing reached: the broker URL points
+nowhere."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_a_weak_secret_stops_the_process_with_one_line(
         check=False,
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.returncode == 5, (result.stdout, result.stderr)  # ExitCode.BAD_SETTINGS
     assert len(lines) == 1 and "AUTOMATIONS_SECRET_KEY" in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert SHORT not in result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""The two races DESIGN.md names, with the interleaving forced by checkpoints (PostgreSQL).
+"""The two races of wait_for_event (docs/architecture.md), forced by checkpoints (PostgreSQL).
 
 SQLite runs one write transaction at a time (BEGIN IMMEDIATE), so neither interleaving can
 happen there; on PostgreSQL the contact row lock and the compare-and-set on the waiting row

@@ -11,14 +11,19 @@ import pytest
 from bench import report
 from bench.__main__ import (
     BENCHES,
+    PAGE,
+    PAGE_END,
+    PAGE_START,
     Bench,
     Refused,
     bench_argv,
+    page_block,
     parse_args,
     run_one,
     selected,
-    update_readme,
+    update_page,
 )
+from bench.procs import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MACHINE = {
@@ -185,16 +190,24 @@ def test_a_missing_benchmark_module_is_recorded_and_skipped() -> None:
     }
 
 
-def test_the_readme_table_goes_between_its_markers(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- bench:latest:start -->\nold\n<!-- bench:latest:end -->\nend\n")
-    assert update_readme(readme, "| new |")
-    assert readme.read_text() == (
+def test_the_table_goes_between_the_pages_markers(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# x\n<!-- bench:latest:start -->\nold\n<!-- bench:latest:end -->\nend\n")
+    assert update_page(page, "| new |")
+    assert page.read_text() == (
         "# x\n<!-- bench:latest:start -->\n| new |\n<!-- bench:latest:end -->\nend\n"
     )
-    readme.write_text("no markers\n")
-    assert not update_readme(readme, "| new |")
-    assert readme.read_text() == "no markers\n"
+    page.write_text("no markers\n")
+    assert not update_page(page, "| new |")
+    assert page.read_text() == "no markers\n"
+
+
+def test_the_benchmarks_page_has_its_markers_and_links_the_chart() -> None:
+    text = PAGE.read_text()
+    assert PAGE_START in text and PAGE_END in text
+    chart = ROOT / "bench" / "results" / "latest.png"
+    block = page_block({"results": [], "machine": {}}, [chart], PAGE)
+    assert block.endswith("(../bench/results/latest.png)\n")
 
 
 def test_the_raw_celery_baseline_has_our_settings_but_the_beat_and_queue() -> None:

@@ -1,4 +1,4 @@
-"""The Celery app carries the durability settings of DESIGN.md (no broker is contacted)."""
+"""The Celery app carries the durability settings of docs/durability.md (no broker is contacted)."""
 
 from __future__ import annotations
 

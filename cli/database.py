@@ -1,0 +1,119 @@
+"""The database as the operator commands meet it: reachable, and at this version's schema.
+
+Each check fails in one line that names the URL used (password hidden) and what to do, before a
+command touches anything: a missing SQLite file is reported, never created.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import NullPool
+
+import migrations
+from cli.failures import ExitCode, fail
+
+CONNECT_TIMEOUT_SECONDS = 10
+UPGRADE_HINT = "run automations db upgrade with the same AUTOMATIONS_DATABASE_URL"
+
+
+def shown(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database, an in-memory one or a bad URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message, e.g. `connection refused`."""
+    origin = getattr(exc, "orig", None) or exc
+    text = str(origin).strip().splitlines()[0] if str(origin).strip() else type(origin).__name__
+    text = re.sub(r"^connection failed:\s*", "", text)
+    return text[0].lower() + text[1:] if text else type(origin).__name__
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """A failure to connect or open inside the block, as one line: DATABASE_UNREACHABLE."""
+    try:
+        yield
+    except (ArgumentError, ImportError) as exc:
+        fail(
+            f"AUTOMATIONS_DATABASE_URL {shown(url)} cannot be used: {_reason(exc)} (PostgreSQL "
+            "is postgresql+psycopg://user:password@host/name, SQLite sqlite:///path)",
+            ExitCode.BAD_SETTINGS,
+        )
+    except (DBAPIError, OSError) as exc:
+        fail(
+            f"cannot connect to the database at {shown(url)}: {_reason(exc)}; check "
+            "AUTOMATIONS_DATABASE_URL and that the server is up",
+            ExitCode.DATABASE_UNREACHABLE,
+        )
+
+
+def check_reachable(url: str) -> None:
+    """Connect once, with a timeout, or leave with one line."""
+    with reaching(url):
+        is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        connect_args = {} if is_sqlite else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        db_engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        try:
+            with db_engine.connect():
+                pass
+        finally:
+            db_engine.dispose()
+
+
+def _demo_hint(url: str) -> str:
+    """Point at the demo's database when the default one is missing and the demo's is there."""
+    demo = Path("data/demo/automations.sqlite3")
+    if sqlite_file(url) == Path("data/automations.sqlite3") and demo.exists():
+        return f"; the demo's database is AUTOMATIONS_DATABASE_URL=sqlite:///{demo}"
+    return ""
+
+
+def require_schema(url: str) -> None:
+    """Leave with one line unless the database is reachable and at this version's schema."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        fail(
+            f"no database at {shown(url)} (no such file): {UPGRADE_HINT}{_demo_hint(url)}",
+            ExitCode.NO_SCHEMA,
+        )
+    check_reachable(url)
+    with reaching(url):
+        revision = migrations.current(url)
+    wanted = migrations.head()
+    if revision == wanted:
+        return
+    if revision is None:
+        fail(f"the database at {shown(url)} has no schema: {UPGRADE_HINT}", ExitCode.NO_SCHEMA)
+    if migrations.known(revision):
+        fail(
+            f"the database at {shown(url)} is at schema revision {revision}, this version "
+            f"needs {wanted}: {UPGRADE_HINT}",
+            ExitCode.NO_SCHEMA,
+        )
+    fail(
+        f"the database at {shown(url)} is at schema revision {revision}, which this version "
+        f"does not know (it needs {wanted}): upgrade automations to the version that wrote it",
+        ExitCode.NO_SCHEMA,
+    )

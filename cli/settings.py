@@ -1,0 +1,58 @@
+"""The settings a server command runs with: read from the environment, checked before it starts.
+
+Each problem is one line naming the AUTOMATIONS_ variable (ExitCode.BAD_SETTINGS), never a
+traceback from deep inside uvicorn or Celery once they have started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import ValidationError
+
+from cli.failures import ExitCode, fail, fail_settings
+from engine.settings import ConfigurationError, Settings
+
+
+def read_settings() -> Settings:
+    """The settings from the environment; an invalid one is one line, ExitCode.BAD_SETTINGS."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail_settings(exc)
+
+
+@contextmanager
+def refusing_bad_configuration() -> Iterator[None]:
+    """Settings a process must not run with (production without a real secret key, say):
+    one line naming the variable, ExitCode.BAD_SETTINGS."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.BAD_SETTINGS)
+
+
+def check_transport(settings: Settings) -> None:
+    """AUTOMATIONS_EMAIL_TRANSPORT_URL (and its API key) name a transport we have."""
+    from engine.runtime import transport_from_settings
+
+    try:
+        transport_from_settings(settings)
+    except ValueError as exc:
+        fail(f"AUTOMATIONS_EMAIL_TRANSPORT_URL: {exc}", ExitCode.BAD_SETTINGS)
+
+
+def check_broker(settings: Settings) -> None:
+    """AUTOMATIONS_BROKER_URL names a transport kombu has (nothing is connected to)."""
+    from kombu.transport import resolve_transport
+
+    scheme = settings.broker_url.partition("://")[0] or "(none)"
+    try:
+        resolve_transport(scheme.partition("+")[0])  # `sqla+postgresql://`: kombu's `sqla`
+    except (KeyError, ValueError, ImportError):
+        fail(
+            f"AUTOMATIONS_BROKER_URL: unknown broker transport {scheme!r} "
+            "(expected e.g. redis://host:6379/0)",
+            ExitCode.BAD_SETTINGS,
+        )

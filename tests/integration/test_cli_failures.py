@@ -1,0 +1,206 @@
+"""Every way the server and operator commands fail: one line on stderr, a hint, its exit code.
+
+The installed `automations` script runs in a folder of its own, as a newcomer runs it, with no
+AUTOMATIONS_* variable but those a test sets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+import migrations
+from cli.failures import ExitCode
+from tests.integration.harness import free_port
+from tests.integration.test_cli_server import automations
+
+DEFAULT_URL = "sqlite:///data/automations.sqlite3"
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+    return subprocess.run(
+        [automations(), *args],
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def failed(done: subprocess.CompletedProcess[str], code: ExitCode) -> str:
+    """The one `error:` line of a command that failed with `code`, and nothing else."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert done.stdout == "", done.stdout
+    return lines[0]
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other program listens on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+# -- no schema ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("domains", "verify", "example.com"), ("keys", "create", "ops")])
+def test_no_database_says_run_db_upgrade_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    line = failed(run(*args, cwd=tmp_path), ExitCode.NO_SCHEMA)
+    assert DEFAULT_URL in line and "run automations db upgrade" in line
+    assert files(tmp_path) == [], "nothing is created, not even data/"
+
+
+def test_no_database_points_at_the_demos_when_it_is_there(tmp_path: Path) -> None:
+    demo = tmp_path / "data" / "demo" / "automations.sqlite3"
+    demo.parent.mkdir(parents=True)
+    demo.touch()
+    line = failed(run("domains", "verify", "example.com", cwd=tmp_path), ExitCode.NO_SCHEMA)
+    assert "AUTOMATIONS_DATABASE_URL=sqlite:///data/demo/automations.sqlite3" in line
+
+
+@pytest.mark.parametrize("args", [("keys", "create", "ops"), ("api",), ("worker",)])
+def test_an_empty_database_has_no_schema(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (tmp_path / "empty.sqlite3").touch()
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///empty.sqlite3"}
+    if args == ("api",):
+        args = ("api", "--port", str(free_port()))
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
+    assert "sqlite:///empty.sqlite3 has no schema: run automations db upgrade" in line
+
+
+def test_an_older_schema_asks_for_the_upgrade(tmp_path: Path) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///old.sqlite3"}
+    assert run("db", "upgrade", "--revision", "0001", cwd=tmp_path, env=env).returncode == 0
+    line = failed(run("keys", "create", "ops", cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
+    assert f"at schema revision 0001, this version needs {migrations.head()}" in line
+    assert "run automations db upgrade" in line
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    assert run("keys", "create", "ops", cwd=tmp_path, env=env).returncode == 0
+
+
+# -- unreachable database ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("keys", "create", "ops"), ("domains", "verify", "example.com")]
+)
+def test_an_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    closed = free_port()
+    url = f"postgresql+psycopg://ops:hunter2@127.0.0.1:{closed}/automations"
+    env = {"AUTOMATIONS_DATABASE_URL": url}
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.DATABASE_UNREACHABLE)
+    assert (
+        f"cannot connect to the database at postgresql+psycopg://ops:***@127.0.0.1:{closed}" in line
+    )
+    assert "hunter2" not in line and "AUTOMATIONS_DATABASE_URL" in line
+
+
+def test_a_sqlite_file_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///file/automations.sqlite3"}
+    failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.DATABASE_UNREACHABLE)
+
+
+def test_a_database_url_without_its_driver_is_a_bad_setting(tmp_path: Path) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "mysql://ops@127.0.0.1/automations"}
+    line = failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert "postgresql+psycopg://" in line
+
+
+# -- port in use -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["dev", "demo", "api"])
+def test_a_taken_port_suggests_another(tmp_path: Path, taken_port: int, command: str) -> None:
+    args = [command, "--port", str(taken_port)]
+    args += ["--host", "127.0.0.1"] if command == "api" else ["--data-dir", "state"]
+    env = {"AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}"}
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.PORT_IN_USE)
+    assert f"cannot listen on 127.0.0.1:{taken_port}: address already in use" in line
+    assert "--port" in line
+    assert not (tmp_path / "state").exists() and not (tmp_path / "never.sqlite3").exists()
+
+
+# -- bad settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("keys", "create", "ops"), ("dev", "--data-dir", "state")]
+)
+def test_bad_settings_name_the_variable_and_the_rule(tmp_path: Path, args: tuple[str, ...]) -> None:
+    env = {"AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "-1", "AUTOMATIONS_ENV": "prod"}
+    if args[0] == "dev":
+        args = (*args, "--port", str(free_port()))
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert line.startswith("error: invalid configuration: ")
+    assert "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS: Input should be greater than 0" in line
+    if args[0] == "dev":  # which sets AUTOMATIONS_ENV itself, and writes nothing before
+        assert files(tmp_path) == []
+    else:
+        assert "AUTOMATIONS_ENV: Input should be 'development', 'production' or 'test'" in line
+
+
+def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///new.sqlite3"}
+    done = run("db", "upgrade", "--revision", "9999_nowhere", cwd=tmp_path, env=env)
+    assert "9999_nowhere" in failed(done, ExitCode.BAD_INPUT)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "args"),
+    [
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "bogus://mail", ("keys", "create", "ops")),
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "bogus://mail", ("api", "--port", "0")),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("worker",)),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("scheduler",)),
+        ("AUTOMATIONS_BROKER_URL", "nope://broker", ("flower", "--port", "0")),
+    ],
+)
+def test_an_unusable_url_is_named_before_anything_starts(
+    tmp_path: Path, variable: str, value: str, args: tuple[str, ...]
+) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///x.sqlite3", variable: value}
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert line.startswith(f"error: {variable}: ") and value.split(":")[0] in line
+
+
+def test_api_refuses_production_without_a_secret(tmp_path: Path) -> None:
+    env = {"AUTOMATIONS_ENV": "production"}
+    line = failed(
+        run("api", "--port", str(free_port()), cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS
+    )
+    assert "AUTOMATIONS_SECRET_KEY" in line
+
+
+# -- version -----------------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    done = run("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == f"automations {version('automations')}\n"

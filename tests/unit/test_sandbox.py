@@ -1,0 +1,36 @@
+"""The tests' own rules: a tier per folder, a marker per tier, and the Redis sentinel's database."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from tests.conftest import HERE, TIERS, sentinel_url
+
+
+def test_every_tier_is_a_folder_and_a_registered_marker() -> None:
+    options = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["tool"]["pytest"]
+    registered = {line.split(":")[0] for line in options["ini_options"]["markers"]}
+    assert registered == set(TIERS)
+    folders = {path.name for path in HERE.iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert folders == set(TIERS), "a new folder of tests is a new tier: register its marker"
+
+
+def test_this_test_carries_its_tier(request: pytest.FixtureRequest) -> None:
+    assert request.node.get_closest_marker("unit") is not None
+    assert request.node.get_closest_marker("integration") is None
+
+
+@pytest.mark.parametrize(
+    ("configured", "sentinel"),
+    [
+        ("redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/15"),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/15"),
+        ("redis://:secret@10.0.0.1:6380/15", "redis://:secret@10.0.0.1:6380/14"),
+    ],
+)
+def test_the_sentinel_lives_in_another_database_of_the_same_server(
+    configured: str, sentinel: str
+) -> None:
+    assert sentinel_url(configured) == sentinel
