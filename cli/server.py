@@ -79,7 +79,11 @@ def worker(
 ) -> None:
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
     app = celery_app()
-    argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
+    argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool]
+    # Heartbeats stay on (Celery's default): they keep the event dispatcher alive, so Flower
+    # can turn task events on remotely when they are off (AUTOMATIONS_TASK_EVENTS).
+    if settings().task_events:
+        argv.append("--task-events")
     argv += ["--loglevel", settings().log_level]
     processes = concurrency or settings().worker_concurrency
     if processes:
