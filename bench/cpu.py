@@ -64,13 +64,13 @@ class CpuSnapshot:
 
 
 def snapshot(
-    worker_pid: int | None = None,
+    worker_pids: list[int] | None = None,
     *,
     database_url: str | None = None,
     extra: dict[str, int] | None = None,
 ) -> CpuSnapshot:
-    """CPU so far of the worker's parent and children, the database's backends, Redis, and any
-    `extra` process by label (a load generator, an API server)."""
+    """CPU so far of the workers' main processes and their pool children, the database's
+    backends, Redis, and any `extra` process by label (a load generator, an API server)."""
     processes = _processes()
 
     def of(pids: Iterable[int]) -> dict[int, float]:
@@ -81,10 +81,10 @@ def snapshot(
     }
     if database_url is not None:
         groups["postgres"] = of(database_backends(database_url))
-    if worker_pid is not None:
-        groups["worker_parent"] = of([worker_pid])
+    if worker_pids is not None:
+        groups["worker_main"] = of(worker_pids)
         groups["worker_children"] = of(
-            pid for pid, (_, parent, _) in processes.items() if parent == worker_pid
+            pid for pid, (_, parent, _) in processes.items() if parent in worker_pids
         )
     for label, pid in (extra or {}).items():
         groups[label] = of([pid])

@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, api_env, empty_database, free_port, serve_api, stop
-from bench.throughput import start_worker, wait_ready, worker_argv
+from bench.procs import ROOT, api_env, empty_database, free_port, serve_api
+from bench.workers import start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 EVENT_NAME = "bench.latency"
@@ -458,15 +458,21 @@ def run(args: argparse.Namespace) -> report.Result:
     env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}")
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = worker_argv("tasks.celery_main", "automations,automations.sweeper", args.concurrency)
-    worker = start_worker(argv, env, log)
+    workers = start_workers(
+        "tasks.celery_main",
+        "automations,automations.sweeper",
+        concurrency=args.concurrency,
+        pool="prefork",
+        env=env,
+        log=log,
+    )
     try:
         settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
         wait_ready(create_celery_app(settings))
         with serve_api(env) as base_url:
             load = asyncio.run(drive(args, base_url, sink))
     finally:
-        stop(worker)
+        workers.stop()
         controller.stop()
     figures = analyse(load, sink, args.warmup)
     figures["stages_ms"] = stage_split(load, sink, args.database_url, args.warmup)

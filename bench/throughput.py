@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -33,9 +32,10 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
-from bench import cpu, report
-from bench.procs import ROOT, free_port, stop
+from bench import report
+from bench.procs import free_port
 from bench.raw_celery import DONE_KEY, NOT_SHARED
+from bench.workers import POOLS, start_workers, wait_ready, worker_argv
 
 STEPS_PER_RUN = 4
 # The reference automation's five steps, as a chain of no-op tasks.
@@ -46,71 +46,21 @@ GIVE_UP_SECONDS = 900
 TITLE = "Durable steps per second vs raw self-chaining Celery tasks"
 # Outside development every process wants a real secret (engine.settings.MIN_SECRET_BYTES).
 BENCH_SECRET = "bench-secret-key-not-for-production-0123456789"  # noqa: S105
-# bench/latency.py starts its worker with worker_argv, start_worker, wait_ready and stop.
-
-
-def worker_argv(app: str, queues: str, concurrency: int) -> list[str]:
-    """One command line for both sides, so the baseline and ours run the same worker shape."""
-    level = os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        app,
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        level,
-    ]
-
-
-def start_worker(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-        argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
-    time.sleep(0.5)
-    return process
-
-
-def wait_ready(app: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError("worker did not start")
-
-
-def check_alive(worker: subprocess.Popen[bytes], since: float) -> None:
-    """Fail rather than wait forever: the runner goes on with the next benchmark."""
-    if worker.poll() is not None:
-        raise RuntimeError(f"the worker exited with {worker.returncode}; see its log")
-    if time.perf_counter() - since > GIVE_UP_SECONDS:
-        raise TimeoutError(f"not done after {GIVE_UP_SECONDS} s")
 
 
 def measure_raw(args: argparse.Namespace, log: Path, *, canvas: bool) -> dict[str, Any]:
     """Chains of RAW_CHAIN no-op tasks: Celery canvas chains, or tasks that send the next."""
     env = {**os.environ, "BENCH_BROKER_URL": args.redis_url}
-    worker = start_worker(
-        worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency),
-        env,
-        log,
-    )
+    workers = start_workers("bench.raw_celery", RAW_QUEUES, **shape(args), env=env, log=log)
     try:
         os.environ["BENCH_BROKER_URL"] = args.redis_url
         from bench import raw_celery
 
         raw_celery.app.conf.broker_url = args.redis_url
-        wait_ready(raw_celery.app)
+        wait_ready(raw_celery.app, len(workers.pids))
         store = redis.Redis.from_url(args.redis_url)
         store.delete(DONE_KEY)
-        before = cpu.snapshot(worker.pid, database_url=args.database_url)
+        before = workers.cpu(args.database_url)
         start = time.perf_counter()
         for n in range(args.runs):
             if canvas:
@@ -120,12 +70,12 @@ def measure_raw(args: argparse.Namespace, log: Path, *, canvas: bool) -> dict[st
                     "bench.raw.step", args=[str(n), RAW_CHAIN], queue="bench.raw"
                 )
         while int(store.get(DONE_KEY) or 0) < args.runs:
-            check_alive(worker, start)
+            workers.check_alive(start, GIVE_UP_SECONDS)
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
-        spent = cpu.snapshot(worker.pid, database_url=args.database_url).minus(before)
+        spent = workers.cpu(args.database_url).minus(before)
     finally:
-        stop(worker)
+        workers.stop()
     tasks = args.runs * RAW_CHAIN
     return {
         "kind": "canvas chain" if canvas else "self-chaining tasks",
@@ -136,6 +86,10 @@ def measure_raw(args: argparse.Namespace, log: Path, *, canvas: bool) -> dict[st
         "tasks_per_s": round(tasks / elapsed, 1),
         "cpu_ms_per_task": per_unit(spent, tasks),
     }
+
+
+def shape(args: argparse.Namespace) -> dict[str, Any]:
+    return {"concurrency": args.concurrency, "pool": args.pool}
 
 
 def per_unit(spent: dict[str, float], units: int) -> dict[str, float]:
@@ -227,13 +181,9 @@ def measure_durable(
         "AUTOMATIONS_SECRET_KEY": BENCH_SECRET,
         "AUTOMATIONS_INLINE_STEPS": str(inline),
     }
-    worker = start_worker(
-        worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency),
-        env,
-        log,
-    )
+    workers = start_workers("tasks.celery_main", OUR_QUEUES, **shape(args), env=env, log=log)
     try:
-        wait_ready(celery_app)
+        wait_ready(celery_app, len(workers.pids))
         dispatcher = CeleryDispatcher(celery_app)
         dispatches = []
         with transaction(rt.sessions) as session:
@@ -246,7 +196,7 @@ def measure_durable(
                     payload={"n": n},
                     now=rt.clock.now(),
                 ).dispatches
-        before = cpu.snapshot(worker.pid, database_url=args.database_url)
+        before = workers.cpu(args.database_url)
         start = time.perf_counter()
         dispatcher.dispatch(dispatches)
         while True:
@@ -256,12 +206,12 @@ def measure_durable(
                 )
             if done >= args.runs:
                 break
-            check_alive(worker, start)
+            workers.check_alive(start, GIVE_UP_SECONDS)
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
-        spent = cpu.snapshot(worker.pid, database_url=args.database_url).minus(before)
+        spent = workers.cpu(args.database_url).minus(before)
     finally:
-        stop(worker)
+        workers.stop()
         rt.sessions.kw["bind"].dispose()
     steps = args.runs * STEPS_PER_RUN
     return {
@@ -277,7 +227,13 @@ def measure_durable(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2, help="pool processes in all")
+    parser.add_argument(
+        "--pool",
+        choices=POOLS,
+        default="prefork",
+        help="prefork: one worker with --concurrency children; solo: that many solo workers",
+    )
     parser.add_argument(
         "--inline-steps", type=int, default=8, help="AUTOMATIONS_INLINE_STEPS of the first run"
     )
@@ -308,8 +264,13 @@ def celery_settings(args: argparse.Namespace) -> dict[str, Any]:
         "shared": shared_config(args.redis_url),
         "ours_only": {key: ours[key] for key in NOT_SHARED},
         "worker_command": {
-            "raw": worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency)[1:],
-            "ours": worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency)[1:],
+            "raw": worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency, pool=args.pool)[
+                1:
+            ],
+            "ours": worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency, pool=args.pool)[
+                1:
+            ],
+            "processes": args.concurrency if args.pool == "solo" else 1,
         },
     }
 
@@ -384,7 +345,7 @@ def cpu_rows(raw: dict[str, Any], durable: dict[str, Any]) -> list[report.Row]:
             baseline=theirs.get(group, 0.0),
             baseline_label="per raw task",
         )
-        for group in ("worker_children", "worker_parent", "postgres", "redis")
+        for group in ("worker_children", "worker_main", "postgres", "redis")
     ]
 
 
