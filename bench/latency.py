@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, api_env, empty_database, free_port, serve_api, stop
-from bench.throughput import start_worker, wait_ready, worker_argv
+from bench.procs import ROOT, api_env, empty_database, free_port, serve_api
+from bench.workers import start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 EVENT_NAME = "bench.latency"
@@ -97,11 +97,21 @@ def base_env(database_url: str, redis_url: str, transport_url: str) -> dict[str,
 
 
 class Sink:
-    """An SMTP server that notes when each message arrived, keyed by the `seq` in its subject."""
+    """An SMTP server that notes when each message arrived, keyed by the `seq` in its subject,
+    and when its SMTP transaction began (MAIL FROM), to split the SMTP time from the rest."""
 
     def __init__(self) -> None:
         self.arrivals: dict[int, float] = {}
+        self.mail_from: dict[int, float] = {}
         self.unparsed = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        session.bench_mail_at = time.perf_counter()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         arrived = time.perf_counter()  # first thing: parsing is not part of the latency
@@ -112,7 +122,9 @@ class Sink:
         if found is None:
             self.unparsed += 1
         else:
-            self.arrivals.setdefault(int(found.group(1)), arrived)
+            seq = int(found.group(1))
+            self.arrivals.setdefault(seq, arrived)
+            self.mail_from.setdefault(seq, getattr(session, "bench_mail_at", arrived))
         return "250 OK"
 
 
@@ -318,6 +330,61 @@ def analyse(load: LoadResult, sink: Sink, warmup: float) -> dict[str, Any]:
     }
 
 
+# perf_counter() readings as wall-clock (epoch) seconds, to compare with the database's stamps.
+WALL_OFFSET = time.time() - time.perf_counter()
+
+
+def stage_split(load: LoadResult, sink: Sink, database_url: str, warmup: float) -> dict[str, Any]:
+    """Where an event's time goes, by stage, from the database's stamps and the sink's:
+    API (request to 202), queue (ingestion to the worker's claim of the email step), prepare
+    (claim to the SMTP transaction: render, outbox row, commit, connect), SMTP (MAIL FROM to
+    the message accepted)."""
+    from sqlalchemy import create_engine, text
+
+    timed = {
+        item.seq: item
+        for item in load.sent
+        if item.scheduled >= load.load_began + warmup and item.seq in sink.arrivals
+    }
+    query = text(
+        "SELECT (e.payload->>'seq')::int, e.received_at, s.claimed_at FROM events e "
+        "JOIN runs r ON r.event_id = e.id JOIN run_steps s ON s.run_id = r.id "
+        "AND s.step_key = 'mail' WHERE e.name = :name"
+    )
+    db_engine = create_engine(database_url)
+    try:
+        with db_engine.connect() as conn:
+            rows = conn.execute(query, {"name": EVENT_NAME}).all()
+    finally:
+        db_engine.dispose()
+    stages: dict[str, list[float]] = {"api": [], "queue": [], "prepare": [], "smtp": []}
+    for seq, received, claimed in rows:
+        item = timed.get(seq)
+        if item is None or claimed is None:
+            continue
+        mail_at = sink.mail_from[seq] + WALL_OFFSET
+        stages["api"].append((item.accepted - item.sent) * 1000)
+        stages["queue"].append((claimed.timestamp() - received.timestamp()) * 1000)
+        stages["prepare"].append((mail_at - claimed.timestamp()) * 1000)
+        stages["smtp"].append((sink.arrivals[seq] - sink.mail_from[seq]) * 1000)
+    return {name: summarize(values) for name, values in stages.items()}
+
+
+def stage_rows(stages: dict[str, Any]) -> list[report.Row]:
+    described = {
+        "api": "request → 202 (ingestion committed, step published)",
+        "queue": "ingestion begins → worker claims the email step",
+        "prepare": "claim → SMTP transaction begins (render, outbox row, commit)",
+        "smtp": "SMTP transaction (MAIL FROM → message accepted)",
+    }
+    return [
+        report.row(f"stage {name}: {described[name]}, {quantile}", figures[quantile], "ms")
+        for name, figures in stages.items()
+        if figures["count"]
+        for quantile in ("p50", "p99")
+    ]
+
+
 def rows_of(figures: dict[str, Any], health: dict[str, float]) -> list[report.Row]:
     total, after, http = (
         figures["sent_to_sink_ms"],
@@ -391,17 +458,24 @@ def run(args: argparse.Namespace) -> report.Result:
     env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}")
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = worker_argv("tasks.celery_main", "automations,automations.sweeper", args.concurrency)
-    worker = start_worker(argv, env, log)
+    workers = start_workers(
+        "tasks.celery_main",
+        "automations,automations.sweeper",
+        concurrency=args.concurrency,
+        pool="prefork",
+        env=env,
+        log=log,
+    )
     try:
         settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
         wait_ready(create_celery_app(settings))
         with serve_api(env) as base_url:
             load = asyncio.run(drive(args, base_url, sink))
     finally:
-        stop(worker)
+        workers.stop()
         controller.stop()
     figures = analyse(load, sink, args.warmup)
+    figures["stages_ms"] = stage_split(load, sink, args.database_url, args.warmup)
     health = summarize(load.health_ms)
     details = {
         "config": vars(args),
@@ -412,7 +486,8 @@ def run(args: argparse.Namespace) -> report.Result:
         "sink_messages_without_seq": sink.unparsed,
         **figures,
     }
-    return report.result("latency", TITLE, rows_of(figures, health), details)
+    rows = rows_of(figures, health) + stage_rows(figures["stages_ms"])
+    return report.result("latency", TITLE, rows, details)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import os
 from functools import cache
 from typing import Any
 
+import celery
 import redis
 from celery import Celery
 
@@ -50,3 +51,19 @@ def step(chain_id: str, left: int) -> None:
         app.send_task("bench.raw.step", args=[chain_id, left - 1], queue=QUEUE)
     else:
         counter().incr(DONE_KEY)
+
+
+@app.task(name="bench.raw.noop")
+def noop(chain_id: str) -> None:
+    """A step of a plain Celery chain (canvas): Celery itself sends the next one."""
+
+
+@app.task(name="bench.raw.last")
+def last(chain_id: str) -> None:
+    counter().incr(DONE_KEY)
+
+
+def plain_chain(chain_id: str, length: int) -> Any:
+    """`length` no-op tasks as one Celery canvas chain, the last one counting the chain done."""
+    links = [noop.si(chain_id).set(queue=QUEUE) for _ in range(length - 1)]
+    return celery.chain(*links, last.si(chain_id).set(queue=QUEUE))

@@ -82,9 +82,13 @@ def worker(
     check_transport(current)
     require_schema(current.database_url)
     app = celery_app()
-    argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool, "-E"]
-    argv += ["--loglevel", read_settings().log_level]
-    processes = concurrency or read_settings().worker_concurrency
+    argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool]
+    # Heartbeats stay on (Celery's default): they keep the event dispatcher alive, so Flower
+    # can turn task events on remotely when they are off (AUTOMATIONS_TASK_EVENTS).
+    if current.task_events:
+        argv.append("--task-events")
+    argv += ["--loglevel", current.log_level]
+    processes = concurrency or current.worker_concurrency
     if processes:
         argv += ["--concurrency", str(processes)]
     app.worker_main(argv)  # type: ignore[attr-defined]

@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     # ...), up to this: a step stuck behind a long queue gets a few extra messages, not one a tick.
     redispatch_backoff_max_seconds: float = Field(default=600, gt=0)
 
+    # Task events (received, started, succeeded) from every worker from the start. Off, a worker
+    # sends them once Flower asks (Flower does every 5 s while it runs): about a sixth of a
+    # step's CPU is saved while nobody watches. See docs/operations.md "Flower".
+    task_events: bool = False
+    # Instant steps (condition, contact changes) a worker executes right after the step that made
+    # them ready, each with its own claim and commit, instead of a message each; 0 sends a
+    # message for every step. Fewer tasks show in Flower; see README "Inline steps".
+    inline_steps: int = Field(default=8, ge=0, le=100)
+
     retry_max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=10, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)

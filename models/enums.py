@@ -77,6 +77,18 @@ class StepType(StrEnum):
     ADD_TO_SEGMENT = "add_to_segment"
 
 
+# Steps that only touch the database: a worker may execute one inline, right after the step
+# that made it ready, instead of sending a message for it (AUTOMATIONS_INLINE_STEPS).
+INSTANT_STEPS = frozenset(
+    {
+        StepType.TRIGGER,
+        StepType.CONDITION,
+        StepType.CONTACT_UPDATE,
+        StepType.CONTACT_DELETE,
+        StepType.ADD_TO_SEGMENT,
+    }
+)
+
 # Accepted on input, stored under the canonical name.
 STEP_TYPE_ALIASES = {"update_contact": StepType.CONTACT_UPDATE}
 

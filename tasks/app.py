@@ -76,7 +76,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "task_ignore_result": True,
         "task_default_queue": STEP_QUEUE,
-        "worker_send_task_events": True,
+        # Off by default: Flower's periodic enable_events turns them on while it watches.
+        "worker_send_task_events": settings.task_events,
         # No "task-sent" event per message: it doubles what every publish costs, and Flower
         # follows tasks from the workers' events (received, started, succeeded) anyway.
         "task_send_sent_event": False,
@@ -180,4 +181,7 @@ def _register_step_task(
 ) -> None:
     @app.task(name=step_task_name(step_type), shared=False)
     def run_step(run_id: str, step_key: str) -> None:
-        dispatcher.dispatch(execute_step(holder.get(), uuid.UUID(run_id), step_key))
+        rt = holder.get()
+        following = execute_step(rt, uuid.UUID(run_id), step_key)
+        rt.checkpoint("dispatch.before_publish")
+        dispatcher.dispatch(following)

@@ -47,7 +47,7 @@ def require_url(name: str, url: str) -> None:
 # -- tiers -------------------------------------------------------------------------------------
 
 HERE = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "e2e", "faults")
+TIERS = ("unit", "engine", "integration", "e2e", "faults")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

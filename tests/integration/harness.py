@@ -195,6 +195,15 @@ class Stack:
         self.stop_worker()
         self.start_worker(**extra_env)
 
+    def use_inline_steps(self, count: int) -> None:
+        """Run with AUTOMATIONS_INLINE_STEPS=count from now on (0: one message per step)."""
+        if count == self.settings.inline_steps:
+            return
+        self.settings = self.settings.model_copy(update={"inline_steps": count})
+        self.runtime.settings = self.settings  # the embedded executor reads it from here
+        if not self.embedded:
+            self.restart_worker()
+
     # -- state -------------------------------------------------------------------------------
 
     def reset_database(self) -> None:

@@ -1,4 +1,7 @@
-"""Flower, started by our CLI against the test broker, sees the worker and a step task by name."""
+"""Flower, started by our CLI against the test broker, sees the worker and a step task by name.
+
+The worker is started as an operator starts it (`automations worker`), with task events off by
+default: Flower turns them on remotely, and only then does it hear of the step tasks."""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ import ast
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack, free_port
@@ -21,14 +26,38 @@ USER, PASSWORD = "ops", "flower-test-password"
 TASK = "automations.steps.contact_update"
 
 
-def test_flower_lists_the_worker_and_a_step_task_that_succeeded(rt_stack: Stack) -> None:
+@pytest.fixture
+def cli_worker(rt_stack: Stack) -> Iterator[set[str]]:
+    """`automations worker` in place of the stack's worker; the names that answer a ping."""
+    assert rt_stack.settings.task_events is False
+    rt_stack.stop_worker()
+    log = (rt_stack.workdir / "cli-worker.log").open("wb")
+    worker = subprocess.Popen(
+        [automations(), "worker", "--concurrency", "1"],
+        cwd=rt_stack.workdir,
+        env=rt_stack.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        rt_stack.wait_for(lambda: bool(rt_stack.app.control.ping(timeout=0.5)), timeout=30)
+        yield {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
+    finally:
+        stop(worker)
+        log.close()
+        rt_stack.start_worker()
+
+
+def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
+    rt_stack: Stack, cli_worker: set[str]
+) -> None:
     steps = [
         {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
         {"key": "tag", "type": "contact_update", "config": {"properties": {"seen": True}}},
     ]
     make_automation(rt_stack, steps, chain("start", "tag"))
-    workers_pinged = {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
-    assert workers_pinged, "the stack's worker answers a ping"
+    workers_pinged = cli_worker
+    assert workers_pinged, "the worker answers a ping"
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -47,10 +76,12 @@ def test_flower_lists_the_worker_and_a_step_task_that_succeeded(rt_stack: Stack)
             wait_for_http(flower, client, log.name)
             assert httpx.get(url + "/api/workers", timeout=5).status_code == 401
 
-            # Flower hears only events sent after its receiver is connected: send events until
-            # one of the step tasks they start shows up (the first one usually does).
+            # Flower hears only events sent after its receiver is connected and after it has
+            # turned task events on (every 5 s): send events until a step task shows up.
             task, run_id = find_step_task(rt_stack, client, flower, deadline=time.monotonic() + 30)
             assert task["name"] == TASK and task["state"] == "SUCCESS", task
+            worker_log = (rt_stack.workdir / "cli-worker.log").read_text(errors="replace")
+            assert "Events of group {task} enabled by remote" in worker_log
             worker_name = task["worker"]
             assert worker_name in workers_pinged
             assert ast.literal_eval(task["kwargs"]) == {"run_id": str(run_id), "step_key": "tag"}

@@ -1,12 +1,17 @@
-"""Every step type and run outcome, through a real Celery worker, on PostgreSQL and SQLite."""
+"""Every step type and run outcome, through a real Celery worker, on PostgreSQL and SQLite;
+each scenario with instant steps run inline (the default) and with one message per step."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from engine.db import transaction
 from engine.lifecycle import cancel_run, stop_automation, update_automation
+from engine.settings import Settings
 from engine.store import contacts as contact_store
 from models.enums import TemplateStatus
 from tests.integration.factories import (
@@ -19,6 +24,17 @@ from tests.integration.factories import (
     unique_email,
 )
 from tests.integration.harness import Stack
+
+pytestmark = pytest.mark.usefixtures("messages_per_step")
+
+
+@pytest.fixture(scope="module", params=["inline", "message-per-step"])
+def messages_per_step(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
+    default = Settings.model_fields["inline_steps"].default
+    stack.use_inline_steps(default if request.param == "inline" else 0)
+    yield
+    stack.use_inline_steps(default)
+
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 

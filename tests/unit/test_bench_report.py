@@ -218,4 +218,4 @@ def test_the_raw_celery_baseline_has_our_settings_but_the_beat_and_queue() -> No
     ours = celery_config(Settings(broker_url="redis://127.0.0.1:1/0"))
     raw = shared_config("redis://127.0.0.1:1/0")
     assert raw == {key: value for key, value in ours.items() if key not in NOT_SHARED}
-    assert raw["worker_send_task_events"] is True and raw["task_send_sent_event"] is False
+    assert raw["worker_send_task_events"] is False and raw["task_send_sent_event"] is False

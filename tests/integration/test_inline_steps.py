@@ -1,0 +1,169 @@
+"""Instant steps executed inline: each with its own claim, commit and log line, within the
+bound; a worker killed between two of them, during one, or while publishing what follows
+loses nothing and sends nothing twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from engine.clock import FrozenClock
+from engine.db import transaction
+from engine.dispatch import Dispatch
+from engine.executor import execute_step
+from engine.ingest import ingest_event
+from engine.logs import StepContextFilter
+from engine.runtime import Runtime, create_runtime
+from tests.integration.factories import (
+    chain,
+    make_automation,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
+from tests.integration.harness import Stack
+from tests.integration.markers import CELERY_BACKENDS
+
+T0 = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+
+
+def tag(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "type": "contact_update", "config": {"properties": {key: value}}}
+
+
+def five_instant_steps(stack: Stack) -> uuid.UUID:
+    rule = {"field": "event.plan", "operator": "exists"}
+    steps = [
+        TRIGGER,
+        {"key": "check", "type": "condition", "config": {"rule": rule}},
+        tag("a", "1"),
+        tag("b", "2"),
+        tag("c", "3"),
+        tag("d", "4"),
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "a", "type": "condition_met"},
+        *chain("a", "b", "c", "d"),
+    ]
+    return make_automation(stack, steps, connections)
+
+
+@pytest.fixture
+def runtime(rt_stack: Stack) -> Iterator[Callable[[int], Runtime]]:
+    """Runtimes in this process on the stack's database, closed after the test."""
+    made: list[Runtime] = []
+
+    def make(inline: int) -> Runtime:
+        tuned = rt_stack.settings.model_copy(update={"inline_steps": inline})
+        made.append(create_runtime(tuned, clock=FrozenClock(T0)))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        rt.sessions.kw["bind"].dispose()
+
+
+def first_dispatch(rt: Runtime, email: str) -> Dispatch:
+    with transaction(rt.sessions) as session:
+        result = ingest_event(
+            session, rt, event="user.created", email=email, payload={"plan": "pro"}, now=T0
+        )
+    (first,) = result.dispatches
+    return first
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+@pytest.mark.parametrize(("inline", "left_to_send"), [(8, None), (2, "c"), (0, "a")])
+def test_instant_steps_run_inline_up_to_the_bound(
+    rt_stack: Stack,
+    runtime: Callable[[int], Runtime],
+    caplog: pytest.LogCaptureFixture,
+    inline: int,
+    left_to_send: str | None,
+) -> None:
+    five_instant_steps(rt_stack)
+    rt = runtime(inline)
+    caplog.handler.addFilter(StepContextFilter())
+    first = first_dispatch(rt, unique_email("inline"))
+    with caplog.at_level(logging.INFO, logger="engine.progress"):
+        following = execute_step(rt, first.run_id, first.step_key)
+
+    assert [d.step_key for d in following] == ([left_to_send] if left_to_send else [])
+    steps = rt_stack.steps(first.run_id)
+    done = ["check", "a", "b", "c", "d"][: 1 + inline]
+    for key in done:
+        # Each executed step was claimed once and committed on its own.
+        assert steps[key].status == "completed" and steps[key].attempt == 1, key
+    logged = {r.step_key for r in caplog.records if r.getMessage().startswith("step completed")}
+    assert logged == set(done)
+    if left_to_send is not None:
+        assert steps[left_to_send].status == "pending"
+    else:
+        assert rt_stack.run(first.run_id).status == "completed"
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+def test_an_email_step_is_never_run_inline(
+    rt_stack: Stack, runtime: Callable[[int], Runtime]
+) -> None:
+    make_domain(rt_stack)
+    steps = [
+        TRIGGER,
+        tag("a", "1"),
+        send_email_step("mail", make_template(rt_stack)),
+        tag("z", "9"),
+    ]
+    make_automation(rt_stack, steps, chain("start", "a", "mail", "z"))
+    rt = runtime(8)
+    first = first_dispatch(rt, unique_email("mail"))
+    following = execute_step(rt, first.run_id, first.step_key)
+    assert [(d.step_key, d.step_type) for d in following] == [("mail", "send_email")]
+
+
+@CELERY_BACKENDS
+@pytest.mark.parametrize(
+    "point", ["inline.before_step", "contact_update.handler", "dispatch.before_publish"]
+)
+def test_a_worker_killed_around_inline_steps_loses_nothing(rt_stack: Stack, point: str) -> None:
+    make_domain(rt_stack)
+    # The condition arrives by message; `a` and `b` follow it inline.
+    rule = {"field": "event.plan", "operator": "exists"}
+    steps = [
+        TRIGGER,
+        {"key": "check", "type": "condition", "config": {"rule": rule}},
+        tag("a", "1"),
+        tag("b", "2"),
+        send_email_step("mail", make_template(rt_stack)),
+        tag("c", "3"),
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "a", "type": "condition_not_met"},
+        *chain("a", "b", "mail", "c"),
+    ]
+    make_automation(rt_stack, steps, connections)
+    marker = rt_stack.workdir / f"killed-{point}"
+    marker.unlink(missing_ok=True)
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"{point}=kill@{marker}")
+    try:
+        address = unique_email("killed")
+        (run_id,) = rt_stack.send("user.created", address).run_ids
+        rt_stack.wait_for(marker.exists, what=f"the worker to die at {point}")
+        # The sweeper finds whatever was left ready or running, as it finds a lost message.
+        rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
+        run = rt_stack.wait_run(run_id, timeout=60)
+    finally:
+        rt_stack.restart_worker()
+    assert run.status == "completed"
+    assert len(rt_stack.sink.to(address)) == 1
+    assert {key: s.status for key, s in rt_stack.steps(run_id).items()} == dict.fromkeys(
+        ["start", "check", "a", "b", "mail", "c"], "completed"
+    )
