@@ -11,6 +11,7 @@ from engine.dispatch import Dispatch, Message
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
+from engine.store import idempotency as idempotency_store
 from engine.store import sweeps
 from engine.store.sweeps import DispatchMark, DueStep
 from models.enums import StepType
@@ -55,6 +56,8 @@ def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
         ),
     ]
     sweeps.mark_dispatched(session, marks, now)
+    # Idempotency-Key answers are kept 24 hours; each tick forgets a batch of older ones.
+    idempotency_store.delete_expired(session, now)
     bulks = kick_stale(session, idle_before=now - policy.stale_after, now=now)
     return [*(_dispatch(step, now) for step in [*promoted, *abandoned, *overdue]), *bulks]
 

@@ -66,6 +66,17 @@ def delete_record(session: Session, scope_key: str) -> None:
     session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.scope_key == scope_key))
 
 
-def delete_expired(session: Session, now: dt.datetime) -> int:
-    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+def delete_expired(session: Session, now: dt.datetime, *, limit: int = 1000) -> int:
+    """Forget up to `limit` records past their 24 hours, oldest first (by the expiry index)."""
+    expired = (
+        select(IdempotencyRecord.scope_key)
+        .where(IdempotencyRecord.expires_at < now)
+        .order_by(IdempotencyRecord.expires_at)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.scope_key.in_(expired.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
     return int(result.rowcount)  # type: ignore[attr-defined]
