@@ -125,7 +125,10 @@ def record_outcome(
     if not advance:
         return []
     if following:
-        if step.step_type in BRANCHING:
+        # Only a branch not taken can leave steps dead; a condition with one branch has none.
+        if step.step_type in BRANCHING and any(
+            c.type != branch for c in graph.outgoing(step.step_key)
+        ):
             _skip_dead_branches(session, graph, step.run_id, now)
         return [Dispatch(step.run_id, s.key, s.type) for s in following]
     _end_run(session, graph, step.run_id, now, contact_gone=contact_gone)
