@@ -42,6 +42,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--profile", help="write a cProfile listing here")
+    parser.add_argument(
+        "--sort", default="cumulative", help="pstats order: cumulative, or tottime (own time)"
+    )
     args = parser.parse_args()
 
     from engine.db import transaction
@@ -116,7 +119,7 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if profiler and args.profile:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(60)
         with open(args.profile, "w") as handle:
             handle.write(out.getvalue())
     return 0
