@@ -189,7 +189,8 @@ class Driver:
         def timeout() -> None:
             start.wait()
             time.sleep(head_start)
-            dispatches = retrying(lambda: execute_step(frozen(rt, due_at), run_id, AWAIT))
+            claimer = frozen(rt, due_at, one_step=True)
+            dispatches = retrying(lambda: execute_step(claimer, run_id, AWAIT))
             contact.race_timed_out = bool(dispatches)
             self.lab.publish(dispatches)
 

@@ -68,11 +68,14 @@ def retrying(action: Callable[[], T], *, attempts: int = 40, pause: float = 0.25
     raise AssertionError("unreachable")
 
 
-def frozen(rt: Runtime, now: dt.datetime) -> Runtime:
-    """The same sessions and transport, with the clock stopped at `now`."""
-    return Runtime(
-        rt.settings, sessions=rt.sessions, clock=FrozenClock(now), transport=rt.transport
-    )
+def frozen(rt: Runtime, now: dt.datetime, *, one_step: bool = False) -> Runtime:
+    """The same sessions and transport, with the clock stopped at `now`.
+
+    `one_step`: no instant step runs inline after the one executed, so that what
+    `execute_step` returns tells whether it claimed that step (the steps it readied).
+    """
+    settings = rt.settings.model_copy(update={"inline_steps": 0}) if one_step else rt.settings
+    return Runtime(settings, sessions=rt.sessions, clock=FrozenClock(now), transport=rt.transport)
 
 
 def ingest(rt: Runtime, event: str, email: str, key: str) -> Ingested:

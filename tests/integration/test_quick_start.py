@@ -51,9 +51,12 @@ def on_port(script: str, port: int) -> str:
 
 
 def shell_env(**extra: str) -> dict[str, str]:
-    """A shell as a newcomer has it: no AUTOMATIONS_* setting, no venv on the PATH yet."""
+    """A shell as a newcomer has it: no AUTOMATIONS_* setting, no venv on the PATH yet, and not
+    inside `make` (under `make test VENV=.venv-ci`, MAKEFLAGS would pass VENV on to the clone's
+    own `make`)."""
     venv_bin = str(Path(sys.prefix) / "bin")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATIONS_", "VIRTUAL"))}
+    inherited = ("AUTOMATIONS_", "VIRTUAL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
     return {**env, **extra}
 
@@ -65,7 +68,7 @@ def clone(tmp_path: Path) -> Path:
         shutil.copy2(ROOT / name, tmp_path / name)  # keeps the times `make` compares
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     (tmp_path / ".venv").symlink_to(sys.prefix, target_is_directory=True)
-    up_to_date = subprocess.run(["make", "-q", "venv"], cwd=tmp_path, check=False)
+    up_to_date = subprocess.run(["make", "-q", "venv"], cwd=tmp_path, env=shell_env(), check=False)
     if up_to_date.returncode != 0:
         pytest.fail(f"{sys.prefix} is not installed from this checkout's lock: run `make venv`")
     return tmp_path
