@@ -16,9 +16,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, event, select
+from sqlalchemy import Insert, Table, bindparam, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -211,13 +212,20 @@ def write(session: Session, notes: _Notes) -> None:
     durations: _Deltas = {}
     for (run_id, bucket), delta in notes.durations.items():
         owner, created = keys[run_id]
-        durations.setdefault((owner, created, bucket, shard), Counter())["runs"] += delta
+        # Unsharded: runs ending in the same hour mostly land in different buckets, and a
+        # long window reads every (hour, bucket) row.
+        durations.setdefault((owner, created, bucket, 0), Counter())["runs"] += delta
     _upsert(session, RUN_ROLLUPS, runs)
     _upsert(session, STEP_ROLLUPS, steps)
     _upsert(session, DURATION_ROLLUPS, durations)
 
 
 _Deltas = dict[tuple[Any, ...], Counter[str]]
+
+
+_RUN_KEYS = select(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at).where(
+    RUNS.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def _run_keys(session: Session, notes: _Notes) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
@@ -227,27 +235,36 @@ def _run_keys(session: Session, notes: _Notes) -> dict[uuid.UUID, tuple[uuid.UUI
     keys = dict(notes.known)
     missing = sorted(wanted - keys.keys())
     if missing:
-        columns = (RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at)
-        rows = execute(session, select(*columns).where(RUNS.c.id.in_(missing))).all()
+        rows = execute(session, _RUN_KEYS, {"ids": missing}).all()
         for run_id, owner, created in (tuple(row) for row in rows):
             keys[run_id] = (owner, hour_of(created))
     return keys
 
 
 def _upsert(session: Session, table: Table, deltas: _Deltas) -> None:
-    keys = [column.name for column in table.primary_key.columns]
-    counters = [column.name for column in table.columns if column.name not in keys]
+    if not deltas:
+        return
+    keys, counters = _columns(table)
     rows = [
         {**dict(zip(keys, key, strict=True)), **{name: counts[name] for name in counters}}
         for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
         if any(counts.values())
     ]
-    if not rows:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+    if rows:
+        execute(session, _upsert_statement(session.get_bind().dialect.name, table), rows)
+
+
+def _columns(table: Table) -> tuple[list[str], list[str]]:
+    keys = [column.name for column in table.primary_key.columns]
+    return keys, [column.name for column in table.columns if column.name not in keys]
+
+
+@cache
+def _upsert_statement(dialect: str, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, built once; rows as parameters."""
+    keys, counters = _columns(table)
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    upsert: Insert = stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
     )
-    execute(session, stmt)
+    return upsert
