@@ -263,8 +263,8 @@ def count_rollup(db_engine: Engine) -> None:
     with db_engine.begin() as conn:
         rebuild(conn)
         for table, key in (
-            ("run_rollups", "automation_id, hour"),
-            ("step_rollups", "automation_id, hour, step_key, step_type"),
+            ("run_rollups", "automation_id, span, hour"),
+            ("step_rollups", "automation_id, span, hour, step_key, step_type"),
         ):
             conn.execute(
                 text(

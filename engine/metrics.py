@@ -188,7 +188,8 @@ def run_series(
 ) -> list[Bucket]:
     """The window's runs by status per bucket: created in it, or (`finished`) ended in it."""
     hours = hours_of(window)
-    rows = metrics_store.runs_by_hour(session, automation_id, hours, ended=finished)
+    hourly = window.granularity == Granularity.HOUR
+    rows = metrics_store.runs_by_hour(session, automation_id, hours, ended=finished, hourly=hourly)
     from_hours = ((bucket_index(window, _hour_start(h)), s, n) for h, s, n in rows)
     return series(window, from_hours)
 

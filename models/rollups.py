@@ -3,7 +3,9 @@
 Maintained in the transaction of each state change (engine/store/rollup.py), never by a batch
 job. `hour` is whole hours since the Unix epoch (UTC): the same integer on every database.
 `shard` spreads one hour's counters over a few rows, so that concurrent transactions do not all
-wait for the same row lock; readers sum over shards.
+wait for the same row lock; readers sum over shards. Every counter is kept twice: per hour
+(`span` 1) and per UTC day (`span` 24, `hour` the day's first hour), so that a 90-day window
+reads 90 rows where it can, not 2,160.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def _key_int() -> Mapped[int]:
     return mapped_column(Integer, primary_key=True)
 
 
+def _key_span() -> Mapped[int]:
+    return mapped_column(SmallInteger, primary_key=True)
+
+
 def _counter() -> Mapped[int]:
     return mapped_column(BigInteger, default=0, server_default=text("0"), nullable=False)
 
@@ -35,6 +41,7 @@ class RunRollup(Base):
     __tablename__ = "run_rollups"
 
     automation_id: Mapped[uuid.UUID] = _key_uuid()
+    span: Mapped[int] = _key_span()
     hour: Mapped[int] = _key_int()
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     running: Mapped[int] = _counter()
@@ -59,6 +66,7 @@ class StepRollup(Base):
     __tablename__ = "step_rollups"
 
     automation_id: Mapped[uuid.UUID] = _key_uuid()
+    span: Mapped[int] = _key_span()
     hour: Mapped[int] = _key_int()
     step_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     step_type: Mapped[str] = mapped_column(String(20), primary_key=True)
@@ -73,12 +81,14 @@ class StepRollup(Base):
 
 
 class DurationRollup(Base):
-    """How many of the hour's runs that ended by themselves took a time in each bucket of
-    engine/percentiles.py's fixed log scale (runs created in the hour)."""
+    """How many of the runs created in the hour (span 1) or in the UTC day starting at `hour`
+    (span 24) that ended by themselves took a time in each bucket of engine/percentiles.py's
+    fixed log scale. Day rows let a 90-day window read 90 rows per bucket, not 2,160."""
 
     __tablename__ = "duration_rollups"
 
     automation_id: Mapped[uuid.UUID] = _key_uuid()
+    span: Mapped[int] = _key_span()
     hour: Mapped[int] = _key_int()
     bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

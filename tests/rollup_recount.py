@@ -46,28 +46,35 @@ def recount(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
 
 
 def rollup(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
-    """The rollup tables' counters, summed over shards, zeros left out."""
-    runs: Counter[tuple[Any, ...]] = Counter()
-    run_columns = [c.name for c in RunRollup.__table__.columns if c.name not in _RUN_KEY]
-    for row in session.scalars(select(RunRollup)):
-        for name in run_columns:
-            runs[(row.automation_id, row.hour, name)] += getattr(row, name)
-    steps: Counter[tuple[Any, ...]] = Counter()
-    step_columns = [c.name for c in StepRollup.__table__.columns if c.name not in _STEP_KEY]
-    for step in session.scalars(select(StepRollup)):
-        key = (step.automation_id, step.hour, step.step_key, step.step_type)
-        for name in step_columns:
-            steps[(*key, name)] += getattr(step, name)
-    durations: Counter[tuple[Any, ...]] = Counter()
-    for found in session.scalars(select(DurationRollup)):
-        durations[(found.automation_id, found.hour, found.bucket)] += found.runs
-    return _nonzero(runs=runs, steps=steps, durations=durations)
+    """The rollup tables' hour counters, summed over shards, zeros left out; the day counters
+    minus the sum of their hours, where they differ (any such entry is a mismatch)."""
+    found: dict[str, Counter[tuple[Any, ...]]] = {}
+    for name, model, extra in (
+        ("runs", RunRollup, ()),
+        ("steps", StepRollup, ("step_key", "step_type")),
+        ("durations", DurationRollup, ("bucket",)),
+    ):
+        key_names = {"automation_id", "span", "hour", "shard", *extra}
+        counters = [c.name for c in model.__table__.columns if c.name not in key_names]
+        hours: Counter[tuple[Any, ...]] = Counter()
+        days: Counter[tuple[Any, ...]] = Counter()
+        for row in session.scalars(select(model)):
+            rest = tuple(getattr(row, k) for k in extra)
+            for column in counters:
+                value = getattr(row, column)
+                day = (row.automation_id, row.hour - row.hour % 24, *rest, column, "day")
+                if row.span == 1:
+                    hours[(row.automation_id, row.hour, *rest, column)] += value
+                    days[day] -= value
+                else:
+                    days[day] += value
+        if name == "durations":  # one counter: keyed without its name, as the recount is
+            hours = Counter({k[:-1]: v for k, v in hours.items()})
+        hours.update(days)
+        found[name] = hours
+    return _nonzero(**found)
 
 
 def _nonzero(**tables: Counter[tuple[Any, ...]]) -> dict[str, Counter[tuple[Any, ...]]]:
     """Zeros left out (a count that went up and down again), negatives kept: they are bugs."""
     return {name: Counter({k: v for k, v in c.items() if v}) for name, c in tables.items()}
-
-
-_RUN_KEY = {"automation_id", "hour", "shard"}
-_STEP_KEY = {"automation_id", "hour", "step_key", "step_type", "shard"}

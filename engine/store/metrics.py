@@ -59,23 +59,39 @@ def _sum(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), 0)
 
 
-def _runs_of(automation_id: uuid.UUID, hours: Hours) -> ColumnElement[bool]:
+def _window(model: Any, hours: Hours, *, hourly: bool = False) -> ColumnElement[bool]:
+    """The model's rows covering these hours: day rows (span 24) for the whole UTC days among
+    them, hour rows (span 1) for the rest; hour rows only if `hourly`."""
+    first_day = -(-hours.first // 24) * 24
+    end_day = hours.end - hours.end % 24
+    if hourly or first_day >= end_day:
+        return _span(model, 1, hours.first, hours.end)
     return (
-        (RunRollup.automation_id == automation_id)
-        & (RunRollup.hour >= hours.first)
-        & (RunRollup.hour < hours.end)
+        _span(model, 1, hours.first, first_day)
+        | _span(model, 24, first_day, end_day)
+        | _span(model, 1, end_day, hours.end)
     )
 
 
+def _span(model: Any, span: int, first: int, end: int) -> ColumnElement[bool]:
+    rows: ColumnElement[bool] = (model.span == span) & (model.hour >= first) & (model.hour < end)
+    return rows
+
+
+def _runs_of(automation_id: uuid.UUID, hours: Hours, *, hourly: bool = False) -> Any:
+    return (RunRollup.automation_id == automation_id) & _window(RunRollup, hours, hourly=hourly)
+
+
 def runs_by_hour(
-    session: Session, automation_id: uuid.UUID, hours: Hours, *, ended: bool
+    session: Session, automation_id: uuid.UUID, hours: Hours, *, ended: bool, hourly: bool
 ) -> list[tuple[int, str, int]]:
-    """(hour, status, runs) of the runs created in these hours, or (`ended`) that ended in them."""
+    """(hour, status, runs) of the runs created in these hours, or (`ended`) that ended in them;
+    whole days come as one row at their first hour unless `hourly`."""
     names = ENDED if ended else RUN_STATUSES
     columns = [RunRollup.__table__.c[("ended_" if ended else "") + name] for name in names]
     stmt = (
         select(RunRollup.hour, *(_sum(column) for column in columns))
-        .where(_runs_of(automation_id, hours))
+        .where(_runs_of(automation_id, hours, hourly=hourly))
         .group_by(RunRollup.hour)
     )
     return [
@@ -101,7 +117,7 @@ def duration_buckets(
     """How many timed runs created in these hours took a time in each bucket; every
     automation's runs when `automation_id` is None."""
     stmt = select(DurationRollup.bucket, _sum(DurationRollup.runs)).where(
-        DurationRollup.hour >= hours.first, DurationRollup.hour < hours.end
+        _window(DurationRollup, hours)
     )
     if automation_id is not None:
         stmt = stmt.where(DurationRollup.automation_id == automation_id)
@@ -124,20 +140,18 @@ def step_totals(session: Session, automation_id: uuid.UUID, hours: Hours) -> lis
     """Step rows of the runs created in these hours, per step key and type."""
     stmt = (
         select(StepRollup.step_key, StepRollup.step_type, *map(_sum, _STEP_COUNTERS))
-        .where(
-            StepRollup.automation_id == automation_id,
-            StepRollup.hour >= hours.first,
-            StepRollup.hour < hours.end,
-        )
+        .where(StepRollup.automation_id == automation_id, _window(StepRollup, hours))
         .group_by(StepRollup.step_key, StepRollup.step_type)
     )
     return [StepTotals(row[0], row[1], *map(int, row[2:])) for row in session.execute(stmt)]
 
 
 def runs_by_status(session: Session) -> dict[str, int]:
-    """Every run there is, by its status."""
+    """Every run there is, by its status (from the day rows)."""
     row = session.execute(
-        select(*(_sum(RunRollup.__table__.c[name]) for name in RUN_STATUSES))
+        select(*(_sum(RunRollup.__table__.c[name]) for name in RUN_STATUSES)).where(
+            RunRollup.span == 24
+        )
     ).one()
     return {status: int(count) for status, count in zip(RUN_STATUSES, row, strict=True)}
 

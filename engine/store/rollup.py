@@ -197,27 +197,40 @@ def _after_rollback(session: Session, previous: SessionTransaction) -> None:
 
 
 def write(session: Session, notes: _Notes) -> None:
-    """Add the notes to the rollup tables: one upsert per table, rows in key order."""
+    """Add the notes to the rollup tables, per hour and per day: one upsert per table, rows in
+    key order."""
     keys = _run_keys(session, notes)
     shard = random.randrange(SHARDS)
     runs: _Deltas = {}
     for (run_id, hour, column), delta in notes.runs.items():
         owner, created = keys[run_id]
-        row = (owner, created if hour is None else hour, shard)
-        runs.setdefault(row, Counter())[column] += delta
+        _add(runs, owner, created if hour is None else hour, (shard,), column, delta)
     steps: _Deltas = {}
     for (run_id, step_key, step_type, column), delta in notes.steps.items():
         owner, created = keys[run_id]
-        steps.setdefault((owner, created, step_key, step_type, shard), Counter())[column] += delta
+        _add(steps, owner, created, (step_key, step_type, shard), column, delta)
     durations: _Deltas = {}
     for (run_id, bucket), delta in notes.durations.items():
         owner, created = keys[run_id]
         # Unsharded: runs ending in the same hour mostly land in different buckets, and a
         # long window reads every (hour, bucket) row.
-        durations.setdefault((owner, created, bucket, 0), Counter())["runs"] += delta
+        _add(durations, owner, created, (bucket, 0), "runs", delta)
     _upsert(session, RUN_ROLLUPS, runs)
     _upsert(session, STEP_ROLLUPS, steps)
     _upsert(session, DURATION_ROLLUPS, durations)
+
+
+def _add(
+    deltas: _Deltas,
+    owner: uuid.UUID,
+    hour: int,
+    rest: tuple[Any, ...],
+    column: str,
+    delta: int,
+) -> None:
+    """The delta in the hour's row (span 1) and in its UTC day's row (span 24)."""
+    deltas.setdefault((owner, 1, hour, *rest), Counter())[column] += delta
+    deltas.setdefault((owner, 24, hour - hour % 24, *rest), Counter())[column] += delta
 
 
 _Deltas = dict[tuple[Any, ...], Counter[str]]

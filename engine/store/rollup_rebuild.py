@@ -77,8 +77,8 @@ def _run_rows(dialect: str) -> str:
 def _insert_runs(dialect: str) -> str:
     sums = ", ".join(f"sum({name})" for name in _RUN_COUNTERS)
     return f"""
-    INSERT INTO run_rollups (automation_id, hour, shard, {", ".join(_RUN_COUNTERS)})
-    SELECT automation_id, hour, 0, {sums}
+    INSERT INTO run_rollups (automation_id, span, hour, shard, {", ".join(_RUN_COUNTERS)})
+    SELECT automation_id, 1, hour, 0, {sums}
     FROM ({_run_rows(dialect)}) AS x
     GROUP BY automation_id, hour"""  # noqa: S608 - composed of constants
 
@@ -96,10 +96,10 @@ def _insert_steps(dialect: str) -> str:
     counts = ["count(*)", *(f"sum({_flag(condition)})" for condition in conditions)]
     hour = _hour("r.created_at", dialect)
     return f"""
-    INSERT INTO step_rollups (automation_id, hour, step_key, step_type, shard, steps, completed,
-        failed, cancelled, skipped_unsubscribed, skipped_branch_not_taken,
+    INSERT INTO step_rollups (automation_id, span, hour, step_key, step_type, shard, steps,
+        completed, failed, cancelled, skipped_unsubscribed, skipped_branch_not_taken,
         skipped_contact_deleted)
-    SELECT r.automation_id, {hour}, s.step_key, s.step_type, 0, {", ".join(counts)}
+    SELECT r.automation_id, 1, {hour}, s.step_key, s.step_type, 0, {", ".join(counts)}
     FROM run_steps AS s JOIN runs AS r ON r.id = s.run_id
     GROUP BY r.automation_id, {hour}, s.step_key, s.step_type"""  # noqa: S608 - constants
 
@@ -107,8 +107,8 @@ def _insert_steps(dialect: str) -> str:
 def _insert_durations(dialect: str) -> str:
     bucket = _bucket(_seconds("started_at", "completed_at", dialect), dialect)
     return f"""
-    INSERT INTO duration_rollups (automation_id, hour, bucket, shard, runs)
-    SELECT automation_id, hour, bucket, 0, count(*)
+    INSERT INTO duration_rollups (automation_id, span, hour, bucket, shard, runs)
+    SELECT automation_id, 1, hour, bucket, 0, count(*)
     FROM (SELECT automation_id, {_hour("created_at", dialect)} AS hour, {bucket} AS bucket
           FROM runs
           WHERE status IN ('completed', 'failed', 'skipped')
@@ -125,3 +125,35 @@ def rebuild(conn: Connection) -> None:
     conn.execute(text(_insert_steps(dialect)))
     bounds = list(BOUNDS) if dialect == "postgresql" else json.dumps(list(BOUNDS))
     conn.execute(text(_insert_durations(dialect)), {"bounds": bounds})
+    for table, key, counters in _DAY_ROWS:
+        conn.execute(text(_days(table, key, counters)))
+
+
+# Each table's key after (automation, span, hour), and its counters.
+_DAY_ROWS = (
+    ("run_rollups", ("shard",), _RUN_COUNTERS),
+    (
+        "step_rollups",
+        ("step_key", "step_type", "shard"),
+        (
+            "steps",
+            "completed",
+            "failed",
+            "cancelled",
+            "skipped_unsubscribed",
+            "skipped_branch_not_taken",
+            "skipped_contact_deleted",
+        ),
+    ),
+    ("duration_rollups", ("bucket", "shard"), ("runs",)),
+)
+
+
+def _days(table: str, key: tuple[str, ...], counters: tuple[str, ...]) -> str:
+    """The day rows (span 24) of a table: its hour rows summed by UTC day."""
+    keys, sums = ", ".join(key), ", ".join(f"sum({name})" for name in counters)
+    return f"""
+    INSERT INTO {table} (automation_id, span, hour, {keys}, {", ".join(counters)})
+    SELECT automation_id, 24, hour - hour % 24, {keys}, {sums}
+    FROM {table} WHERE span = 1
+    GROUP BY automation_id, hour - hour % 24, {keys}"""  # noqa: S608 - composed of constants

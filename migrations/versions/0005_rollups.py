@@ -29,6 +29,7 @@ def _counters(*names: str) -> list[sa.Column]:  # type: ignore[type-arg]
 def _key() -> list[sa.Column]:  # type: ignore[type-arg]
     return [
         sa.Column("automation_id", sa.Uuid(), nullable=False),
+        sa.Column("span", sa.SmallInteger(), nullable=False),
         sa.Column("hour", sa.Integer(), nullable=False),
     ]
 
@@ -52,7 +53,9 @@ def upgrade() -> None:
             "retries",
             "replays",
         ),
-        sa.PrimaryKeyConstraint("automation_id", "hour", "shard", name=op.f("pk_run_rollups")),
+        sa.PrimaryKeyConstraint(
+            "automation_id", "span", "hour", "shard", name=op.f("pk_run_rollups")
+        ),
     )
     op.create_table(
         "step_rollups",
@@ -70,7 +73,13 @@ def upgrade() -> None:
             "skipped_contact_deleted",
         ),
         sa.PrimaryKeyConstraint(
-            "automation_id", "hour", "step_key", "step_type", "shard", name=op.f("pk_step_rollups")
+            "automation_id",
+            "span",
+            "hour",
+            "step_key",
+            "step_type",
+            "shard",
+            name=op.f("pk_step_rollups"),
         ),
     )
     op.create_table(
@@ -80,7 +89,12 @@ def upgrade() -> None:
         sa.Column("shard", sa.SmallInteger(), nullable=False),
         *_counters("runs"),
         sa.PrimaryKeyConstraint(
-            "automation_id", "hour", "bucket", "shard", name=op.f("pk_duration_rollups")
+            "automation_id",
+            "span",
+            "hour",
+            "bucket",
+            "shard",
+            name=op.f("pk_duration_rollups"),
         ),
     )
     # Set-based, in this migration's transaction: the rollup starts equal to a recount.
