@@ -157,8 +157,12 @@ def runs_by_status(session: Session) -> dict[str, int]:
 
 
 def steps_by_type(session: Session) -> dict[str, dict[str, int]]:
-    """Every step row there is, by type: how many, and how many ended each way."""
-    stmt = select(StepRollup.step_type, *map(_sum, _STEP_COUNTERS)).group_by(StepRollup.step_type)
+    """Every step row there is, by type: how many, and how many ended each way (day rows)."""
+    stmt = (
+        select(StepRollup.step_type, *map(_sum, _STEP_COUNTERS))
+        .where(StepRollup.span == 24)
+        .group_by(StepRollup.step_type)
+    )
     names = [column.key for column in _STEP_COUNTERS]
     found: dict[str, dict[str, int]] = defaultdict(dict)
     for row in session.execute(stmt):
