@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from models.enums import StepType
-
 
 @dataclass(frozen=True)
 class Dispatch:
@@ -16,7 +14,7 @@ class Dispatch:
 
     run_id: uuid.UUID
     step_key: str
-    step_type: StepType
+    step_type: str
     countdown: float = 0.0
 
 

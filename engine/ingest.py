@@ -18,7 +18,7 @@ from engine.json_limits import JsonLimits
 from engine.outcomes import Completed
 from engine.progress import RunStart, StepRef, record_outcome, start_run
 from engine.runtime import Runtime
-from engine.steps.wait import event_output, matches_filter
+from engine.steps.wait_for_event import event_output, matches_filter
 from engine.store import automations as automation_store
 from engine.store import contacts as contact_store
 from engine.store import content as content_store

@@ -14,7 +14,6 @@ from engine.settings import Settings
 from engine.store import idempotency as idempotency_store
 from engine.store import sweeps
 from engine.store.sweeps import DispatchMark, DueStep
-from models.enums import StepType
 
 
 def redispatch_policy(settings: Settings) -> RedispatchPolicy:
@@ -83,4 +82,4 @@ def _steps_to_resend(
 
 def _dispatch(step: DueStep, now: dt.datetime) -> Dispatch:
     countdown = max((step.due_at - now).total_seconds(), 0.0) if step.due_at else 0.0
-    return Dispatch(step.run_id, step.step_key, StepType(step.step_type), countdown=countdown)
+    return Dispatch(step.run_id, step.step_key, step.step_type, countdown=countdown)

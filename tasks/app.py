@@ -21,8 +21,8 @@ from engine.ingest import ingest_event
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import ConfigurationError, Settings
+from engine.step_types import all_specs
 from engine.sweeper import sweep
-from models.enums import StepType
 from tasks.broker import TRANSPORT
 from tasks.dispatcher import (
     BULK_TASK,
@@ -109,8 +109,8 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
     setup_logging.connect(_logging, weak=False)
     dispatcher = CeleryDispatcher(app)
-    for step_type in StepType:
-        _register_step_task(app, holder, dispatcher, step_type)
+    for spec in all_specs():
+        _register_step_task(app, holder, dispatcher, spec.name)
 
     @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
@@ -177,7 +177,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
 
 def _register_step_task(
-    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: StepType
+    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: str
 ) -> None:
     @app.task(name=step_task_name(step_type), shared=False)
     def run_step(run_id: str, step_key: str) -> None:
