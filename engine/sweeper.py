@@ -7,7 +7,8 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from engine.bulk import kick_stale
-from engine.dispatch import Dispatch, Message
+from engine.db import retry_on_disconnect, transaction
+from engine.dispatch import Dispatch, Dispatcher, Message
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -21,6 +22,19 @@ def redispatch_policy(settings: Settings) -> RedispatchPolicy:
         stale_after=dt.timedelta(seconds=settings.stale_after_seconds),
         max_backoff=dt.timedelta(seconds=settings.redispatch_backoff_max_seconds),
     )
+
+
+def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
+    """One sweeper tick in its own transaction, once more on a connection found dead (after a
+    database restart); what it found is dispatched after the commit. The number dispatched."""
+
+    def swept() -> list[Message]:
+        with transaction(rt.sessions) as session:
+            return sweep(session, rt, now=rt.clock.now())
+
+    due = retry_on_disconnect(swept)
+    dispatcher.dispatch(due)
+    return len(due)
 
 
 def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:

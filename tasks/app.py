@@ -12,9 +12,9 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from engine import sweeper
 from engine.bulk import work_chunk
 from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Message
 from engine.errors import InvalidInput, NotFound
 from engine.executor import execute_step
 from engine.ingest import ingest_event
@@ -22,7 +22,6 @@ from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import ConfigurationError, Settings
 from engine.step_types import all_specs
-from engine.sweeper import sweep
 from tasks.broker import TRANSPORT
 from tasks.dispatcher import (
     BULK_TASK,
@@ -114,15 +113,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
     @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
-        rt = holder.get()
-
-        def tick() -> list[Message]:
-            with transaction(rt.sessions) as session:
-                return sweep(session, rt, now=rt.clock.now())
-
-        dispatches = retry_on_disconnect(tick)
-        dispatcher.dispatch(dispatches)
-        return len(dispatches)
+        return sweeper.tick(holder.get(), dispatcher)
 
     # The message is the event's only copy until ingestion commits: a database that is away
     # must not lose it. A retry is a new message with a countdown; the original is then acked.

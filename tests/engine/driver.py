@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
+from engine import sweeper
 from engine.bulk import work_chunk
 from engine.clock import FrozenClock
 from engine.db import transaction
@@ -20,7 +22,6 @@ from engine.lifecycle import create_automation
 from engine.mail.recording import RecordingTransport
 from engine.runtime import Runtime
 from engine.store import content as content_store
-from engine.sweeper import sweep
 from models.enums import STEP_CLAIMABLE, DomainStatus, TemplateStatus
 from models.tables import Run, RunStep
 
@@ -113,8 +114,15 @@ class Driver:
 
     def tick(self) -> None:
         """One sweeper tick at the clock's time."""
-        with transaction(self.rt.sessions) as session:
-            self.queue.extend(sweep(session, self.rt, now=self.clock.now()))
+        sweeper.tick(self.rt, self)
+
+    # -- the Dispatcher that the engine hands messages to ----------------------------------
+
+    def dispatch(self, messages: Sequence[Message]) -> None:
+        self.queue.extend(messages)
+
+    def ping(self) -> None:
+        return None
 
     def _drain(self) -> None:
         while self.queue:

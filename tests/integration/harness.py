@@ -20,13 +20,13 @@ import httpx
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text
 
+from engine import sweeper
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
 from engine.dispatch import Dispatcher
 from engine.ingest import Ingested, ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
-from engine.sweeper import sweep
 from migrations import stamp
 from models.enums import RUN_TERMINAL
 from models.tables import Base, OutboxEmail, Run, RunStep
@@ -232,10 +232,7 @@ class Stack:
         return result
 
     def sweep(self) -> int:
-        with transaction(self.runtime.sessions) as session:
-            dispatches = sweep(session, self.runtime, now=self.clock.now())
-        self.dispatcher.dispatch(dispatches)
-        return len(dispatches)
+        return sweeper.tick(self.runtime, self.dispatcher)
 
     def advance(self, delta: dt.timedelta) -> None:
         """Move the shared clock forward and let the sweeper promote what became due."""
