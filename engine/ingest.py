@@ -63,6 +63,17 @@ def _check_request(
 
 
 @dataclass(frozen=True)
+class Batch:
+    """The events of one batch, ingested in one transaction."""
+
+    results: list[Ingested]
+
+    @property
+    def dispatches(self) -> list[Dispatch]:
+        return [d for result in self.results for d in result.dispatches]
+
+
+@dataclass(frozen=True)
 class EventRequest:
     """One event as a producer sends it (one of email or contact_id)."""
 

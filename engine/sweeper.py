@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from engine.bulk import kick_stale
 from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Dispatch, Dispatcher, Message
+from engine.dispatch import Dispatch, Dispatcher, Message, commit_then_dispatch
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -28,13 +29,19 @@ def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
     """One sweeper tick in its own transaction, once more on a connection found dead (after a
     database restart); what it found is dispatched after the commit. The number dispatched."""
 
-    def swept() -> list[Message]:
-        with transaction(rt.sessions) as session:
-            return sweep(session, rt, now=rt.clock.now())
+    def swept() -> Swept:
+        return commit_then_dispatch(
+            transaction(rt.sessions),
+            dispatcher,
+            lambda session: Swept(sweep(session, rt, now=rt.clock.now())),
+        )
 
-    due = retry_on_disconnect(swept)
-    dispatcher.dispatch(due)
-    return len(due)
+    return len(retry_on_disconnect(swept).dispatches)
+
+
+@dataclass(frozen=True)
+class Swept:
+    dispatches: list[Message]
 
 
 def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:

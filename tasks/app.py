@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from engine import sweeper
 from engine.bulk import work_chunk
 from engine.db import retry_on_disconnect, transaction
+from engine.dispatch import commit_then_dispatch
 from engine.errors import InvalidInput, NotFound
 from engine.executor import execute_step
 from engine.ingest import ingest_event
@@ -139,8 +140,10 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         # outcome was unknown ingest once: Celery retries keep the task id.
         key = idempotency_key or f"celery-task:{task.request.id}"
         try:
-            with transaction(rt.sessions) as session:
-                result = ingest_event(
+            result = commit_then_dispatch(
+                transaction(rt.sessions),
+                dispatcher,
+                lambda session: ingest_event(
                     session,
                     rt,
                     event=event,
@@ -149,12 +152,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
                     payload=payload,
                     idempotency_key=key,
                     now=rt.clock.now(),
-                )
+                ),
+            )
         except (InvalidInput, NotFound) as refused:
             # What /events/send answers 422 or 404: retrying cannot help. One line, no trace.
             log.warning("event %r refused (task %s): %s", event, task.request.id, refused.message)
             return {"refused": {"code": refused.code, "message": refused.message}}
-        dispatcher.dispatch(result.dispatches)
         return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
 
     # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.

@@ -15,7 +15,7 @@ from engine import sweeper
 from engine.bulk import work_chunk
 from engine.clock import FrozenClock
 from engine.db import transaction
-from engine.dispatch import BulkWork, Dispatch, Message
+from engine.dispatch import BulkWork, Dispatch, Message, commit_then_dispatch
 from engine.executor import execute_step
 from engine.ingest import Ingested, ingest_event
 from engine.lifecycle import create_automation
@@ -85,12 +85,13 @@ class Driver:
     # -- playing -----------------------------------------------------------------------------
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
-        with transaction(self.rt.sessions) as session:
-            result = ingest_event(
+        return commit_then_dispatch(
+            transaction(self.rt.sessions),
+            self,
+            lambda session: ingest_event(
                 session, self.rt, event=event, email=email, payload=payload, now=self.clock.now()
-            )
-        self.queue.extend(result.dispatches)
-        return result
+            ),
+        )
 
     def enqueue(self, messages: list[Message]) -> None:
         self.queue.extend(messages)

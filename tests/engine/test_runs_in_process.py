@@ -109,7 +109,7 @@ def test_failed_runs_are_retried_in_bulk_once_the_template_is_published(driver: 
     )
     with transaction(driver.rt.sessions) as session:
         started = start_bulk(session, request, now=driver.clock.now())
-    driver.enqueue(started.messages)
+    driver.enqueue(started.dispatches)
     driver.settle()
     assert {driver.run(run_id).status for run_id in runs} == {"completed"}
     assert len(driver.sent) == 3

@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 from engine import sweeper
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
-from engine.dispatch import Dispatcher
+from engine.dispatch import Dispatcher, commit_then_dispatch
 from engine.ingest import Ingested, ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
@@ -219,17 +219,18 @@ class Stack:
                     conn.execute(text(f"DELETE FROM {name}"))
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
-        with transaction(self.runtime.sessions) as session:
-            result = ingest_event(
+        return commit_then_dispatch(
+            transaction(self.runtime.sessions),
+            self.dispatcher,
+            lambda session: ingest_event(
                 session,
                 self.runtime,
                 event=event,
                 email=email,
                 payload=payload,
                 now=self.clock.now(),
-            )
-        self.dispatcher.dispatch(result.dispatches)
-        return result
+            ),
+        )
 
     def sweep(self) -> int:
         return sweeper.tick(self.runtime, self.dispatcher)

@@ -85,7 +85,7 @@ def test_the_offer_the_dry_run_and_the_recent_operations(rt_stack: Stack) -> Non
     with transaction(sessions) as session:
         started = bulk.start_bulk(session, wanted, now=rt_stack.clock.now())
         bulk_id = started.bulk.id
-    rt_stack.dispatcher.dispatch(started.messages)
+    rt_stack.dispatcher.dispatch(started.dispatches)
     rt_stack.wait_for(
         lambda: statuses(rt_stack, automation_id) == Counter(completed=4, failed=2),
         timeout=60,

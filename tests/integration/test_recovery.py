@@ -80,7 +80,7 @@ def start(stack: Stack, automation_id: uuid.UUID, *, send: bool = True) -> BulkO
     with transaction(stack.runtime.sessions) as session:
         started = start_bulk(session, request, now=stack.clock.now())
     if send:
-        stack.dispatcher.dispatch(started.messages)
+        stack.dispatcher.dispatch(started.dispatches)
     return started.bulk
 
 
