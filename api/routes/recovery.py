@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from api import serialize_automations as wire_automations
+from api import serialize_automations
 from api.deps import Authenticated, Rt, Sender
 from api.schemas.runs import (
     BulkFilter,
@@ -56,7 +56,7 @@ def retry_run(
     sender.dispatch(retried.dispatches)
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return stored_json(wire_automations.run_detail(detail))
+    return stored_json(serialize_automations.run_detail(detail))
 
 
 @router.post(
