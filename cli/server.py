@@ -62,7 +62,7 @@ def api(
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
-        "api.asgi:create", factory=True, host=host, port=port, workers=workers, log_config=None
+        "wiring.server:create", factory=True, host=host, port=port, workers=workers, log_config=None
     )
 
 
