@@ -30,6 +30,7 @@ COPY migrations ./migrations
 COPY models ./models
 COPY tasks ./tasks
 COPY web ./web
+COPY wiring ./wiring
 RUN pip install --no-cache-dir --no-deps --build-constraint constraints.txt . \
     && pip check \
     && rm -rf /build

@@ -18,7 +18,7 @@ from engine.json_limits import JsonLimits
 from engine.outcomes import Completed
 from engine.progress import RunStart, StepRef, record_outcome, start_run
 from engine.runtime import Runtime
-from engine.steps.wait import event_output, matches_filter
+from engine.steps.wait_for_event import event_output, matches_filter
 from engine.store import automations as automation_store
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
@@ -60,6 +60,17 @@ def _check_request(
         raise InvalidInput("`payload` must be an object", field="payload")
     limits.check(payload, field="payload")
     return _Checked(payload, address)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The events of one batch, ingested in one transaction."""
+
+    results: list[Ingested]
+
+    @property
+    def dispatches(self) -> list[Dispatch]:
+        return [d for result in self.results for d in result.dispatches]
 
 
 @dataclass(frozen=True)

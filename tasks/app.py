@@ -12,17 +12,17 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from engine import sweeper
 from engine.bulk import work_chunk
 from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Message
+from engine.dispatch import commit_then_dispatch
 from engine.errors import InvalidInput, NotFound
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import ConfigurationError, Settings
-from engine.sweeper import sweep
-from models.enums import StepType
+from engine.step_types import all_specs
 from tasks.broker import TRANSPORT
 from tasks.dispatcher import (
     BULK_TASK,
@@ -109,20 +109,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
     setup_logging.connect(_logging, weak=False)
     dispatcher = CeleryDispatcher(app)
-    for step_type in StepType:
-        _register_step_task(app, holder, dispatcher, step_type)
+    for spec in all_specs():
+        _register_step_task(app, holder, dispatcher, spec.name)
 
     @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
-        rt = holder.get()
-
-        def tick() -> list[Message]:
-            with transaction(rt.sessions) as session:
-                return sweep(session, rt, now=rt.clock.now())
-
-        dispatches = retry_on_disconnect(tick)
-        dispatcher.dispatch(dispatches)
-        return len(dispatches)
+        return sweeper.tick(holder.get(), dispatcher)
 
     # The message is the event's only copy until ingestion commits: a database that is away
     # must not lose it. A retry is a new message with a countdown; the original is then acked.
@@ -148,8 +140,10 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
         # outcome was unknown ingest once: Celery retries keep the task id.
         key = idempotency_key or f"celery-task:{task.request.id}"
         try:
-            with transaction(rt.sessions) as session:
-                result = ingest_event(
+            result = commit_then_dispatch(
+                transaction(rt.sessions),
+                dispatcher,
+                lambda session: ingest_event(
                     session,
                     rt,
                     event=event,
@@ -158,12 +152,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
                     payload=payload,
                     idempotency_key=key,
                     now=rt.clock.now(),
-                )
+                ),
+            )
         except (InvalidInput, NotFound) as refused:
             # What /events/send answers 422 or 404: retrying cannot help. One line, no trace.
             log.warning("event %r refused (task %s): %s", event, task.request.id, refused.message)
             return {"refused": {"code": refused.code, "message": refused.message}}
-        dispatcher.dispatch(result.dispatches)
         return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
 
     # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.
@@ -177,7 +171,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
 
 def _register_step_task(
-    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: StepType
+    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: str
 ) -> None:
     @app.task(name=step_task_name(step_type), shared=False)
     def run_step(run_id: str, step_key: str) -> None:

@@ -7,15 +7,14 @@ from collections.abc import Sequence
 from celery import Celery
 
 from engine.dispatch import BulkWork, Message
-from models.enums import StepType
 
 STEP_QUEUE = "automations"
 SWEEPER_QUEUE = "automations.sweeper"
 BULK_TASK = "automations.runs.bulk"
 
 
-def step_task_name(step_type: StepType) -> str:
-    return f"automations.steps.{step_type.value}"
+def step_task_name(step_type: str) -> str:
+    return f"automations.steps.{step_type}"
 
 
 class CeleryDispatcher:

@@ -9,8 +9,16 @@ from fastapi import APIRouter, Body
 from api.deps import Rt, Sender, Sending
 from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
+from engine.dispatch import commit_then_dispatch
 from engine.errors import InvalidInput
-from engine.ingest import EventRequest, Ingested, RejectedEvent, ingest_event, ingest_events
+from engine.ingest import (
+    Batch,
+    EventRequest,
+    Ingested,
+    RejectedEvent,
+    ingest_event,
+    ingest_events,
+)
 
 router = APIRouter(tags=["events"])
 
@@ -32,9 +40,7 @@ def _ingest(session: Any, rt: Rt, body: SendEvent) -> Ingested:
 @router.post("/events/send", status_code=202, summary="Send an event for a contact")
 def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Sending) -> EventSent:
     """Start a run for every enabled automation listening for the event; resume waits."""
-    with transaction(rt.sessions) as session:
-        result = _ingest(session, rt, body)
-    sender.dispatch(result.dispatches)
+    commit_then_dispatch(transaction(rt.sessions), sender, lambda s: _ingest(s, rt, body))
     return EventSent(event=body.event)
 
 
@@ -50,11 +56,13 @@ def send_events(
         EventRequest(item.event, item.email, item.contact_id, item.payload) for item in body
     ]
     try:
-        with transaction(rt.sessions) as session:
-            results = ingest_events(session, rt, requests, now=rt.clock.now())
+        commit_then_dispatch(
+            transaction(rt.sessions),
+            sender,
+            lambda s: Batch(ingest_events(s, rt, requests, now=rt.clock.now())),
+        )
     except RejectedEvent as rejected:
         field = getattr(rejected.error, "field", None)
         where = f"[{rejected.index}].{field}" if field else f"[{rejected.index}]"
         raise InvalidInput(f"events{where}: {rejected.message}", field=where) from rejected
-    sender.dispatch([d for result in results for d in result.dispatches])
     return EventsSent(data=[EventSent(event=item.event) for item in body])
