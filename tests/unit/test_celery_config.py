@@ -27,6 +27,7 @@ def test_every_task_has_a_stable_name() -> None:
         *(f"automations.steps.{t.value}" for t in StepType),
         "automations.sweeper.tick",
         "automations.events.send",
+        "automations.events.send_batch",
         "automations.runs.bulk",
     }
 
