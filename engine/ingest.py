@@ -199,36 +199,32 @@ def _store_events(
 ) -> list[tuple[_Pending, ContactRow]]:
     """Insert the events; those whose idempotency key a concurrent producer stored first
     become duplicates. The stored ones, with their contacts."""
-    stored = []
-    plain = []
+    rows = []
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
-        event_id: uuid.UUID | None
-        if item.idempotency_key is None:
-            event_id = uuid.uuid4()
-            plain.append(
-                {
-                    "id": event_id,
-                    "name": item.name,
-                    "contact_id": contact.id,
-                    "payload": item.payload,
-                    "idempotency_key": None,
-                    "received_at": now,
-                }
-            )
+        item.result = Ingested(uuid.uuid4(), contact.id)
+        rows.append(
+            {
+                "id": item.result.event_id,
+                "name": item.name,
+                "contact_id": contact.id,
+                "payload": item.payload,
+                "idempotency_key": item.idempotency_key,
+                "received_at": now,
+            }
+        )
+    event_store.insert_events(session, [row for row in rows if row["idempotency_key"] is None])
+    keyed = event_store.insert_keyed_events(
+        session, [row for row in rows if row["idempotency_key"]]
+    )
+    stored = []
+    for item in items:
+        result = item.result
+        assert result is not None
+        if item.idempotency_key is not None and result.event_id not in keyed:
+            result.event_id, result.duplicate = None, True
         else:
-            event_id = event_store.insert_event(
-                session,
-                name=item.name,
-                contact_id=contact.id,
-                payload=item.payload,
-                idempotency_key=item.idempotency_key,
-                now=now,
-            )
-        item.result = Ingested(event_id, contact.id, duplicate=event_id is None)
-        if event_id is not None:
-            stored.append((item, contact))
-    event_store.insert_events(session, plain)
+            stored.append((item, contacts[item.contact_key or item.email or ""]))
     return stored
 
 

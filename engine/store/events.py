@@ -20,37 +20,21 @@ _BY_KEYS = select(EVENTS.c.idempotency_key, EVENTS.c.id, EVENTS.c.contact_id).wh
 )
 
 
-def insert_event(
-    session: Session,
-    *,
-    name: str,
-    contact_id: uuid.UUID,
-    payload: dict[str, Any],
-    idempotency_key: str | None,
-    now: dt.datetime,
-) -> uuid.UUID | None:
-    """Store the event; None when an event with this idempotency key was already stored."""
-    event_id = uuid.uuid4()
-    row = {
-        "id": event_id,
-        "name": name,
-        "contact_id": contact_id,
-        "payload": payload,
-        "idempotency_key": idempotency_key,
-        "received_at": now,
-    }
-    if idempotency_key is None:
-        execute(session, _INSERT, row)
-        return event_id
-    # RETURNING, not rowcount: psycopg reports no rowcount for INSERT ... ON CONFLICT.
-    inserted = execute(session, insert_or_ignore(session, EVENTS, "id"), row).first()
-    return event_id if inserted is not None else None
-
-
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Store events without idempotency keys, in one round trip; every row has the same keys."""
     if rows:
         execute(session, _INSERT, list(rows))
+
+
+def insert_keyed_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Store events with idempotency keys in one statement; the ids of those stored (an event
+    whose key is already taken, by a stored event or an earlier row, is skipped)."""
+    if not rows:
+        return set()
+    # One order of unique-key inserts for every transaction: two batches cannot wait in a cycle.
+    ordered = sorted(rows, key=lambda row: str(row["idempotency_key"]))
+    inserted = execute(session, insert_or_ignore(session, EVENTS, "id"), ordered)
+    return {row.id for row in inserted}
 
 
 def events_by_idempotency_keys(session: Session, keys: Sequence[str]) -> dict[str, Row[Any]]:
