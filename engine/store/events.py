@@ -5,19 +5,77 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import (
+    BindParameter,
+    Row,
+    bindparam,
+    insert,
+    literal,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from engine.store.core import EVENTS, execute
+from engine.store.core import AUTOMATIONS, EVENT_DEFINITIONS, EVENTS, execute
 from engine.store.dialect import insert_or_ignore
+from models.enums import AutomationStatus
 from models.tables import Event
 
 _INSERT = insert(EVENTS)
 _BY_KEYS = select(EVENTS.c.idempotency_key, EVENTS.c.id, EVENTS.c.contact_id).where(
     EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True))
 )
+
+
+@dataclass
+class EventRoute:
+    """Where events of one name go: the schema their payload must fit, and the (automation id,
+    current version id) of every enabled automation they trigger."""
+
+    schema: dict[str, Any] | None = None
+    listeners: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+
+
+_NAMES: BindParameter[Any] = bindparam("names", expanding=True)
+# Both in one round trip: an event's ingestion asks them of every event name it carries.
+_ROUTES = union_all(
+    select(
+        literal("listener").label("kind"),
+        AUTOMATIONS.c.trigger_event.label("name"),
+        AUTOMATIONS.c.id,
+        AUTOMATIONS.c.current_version_id,
+        type_coerce(null(), EVENT_DEFINITIONS.c.schema.type).label("schema"),
+    ).where(
+        AUTOMATIONS.c.trigger_event.in_(_NAMES),
+        AUTOMATIONS.c.status == AutomationStatus.ENABLED,
+        AUTOMATIONS.c.deleted_at.is_(None),
+        AUTOMATIONS.c.current_version_id.is_not(None),
+    ),
+    select(
+        literal("schema"),
+        EVENT_DEFINITIONS.c.name,
+        type_coerce(null(), AUTOMATIONS.c.id.type),
+        type_coerce(null(), AUTOMATIONS.c.current_version_id.type),
+        EVENT_DEFINITIONS.c.schema,
+    ).where(EVENT_DEFINITIONS.c.name.in_(_NAMES)),
+)
+
+
+def event_routes(session: Session, names: Sequence[str]) -> dict[str, EventRoute]:
+    """The route of each of these event names (an unknown name: no schema, no listener)."""
+    routes = {name: EventRoute() for name in names}
+    for row in execute(session, _ROUTES, {"names": sorted(routes)}):
+        route = routes[row.name]
+        if row.kind == "schema":
+            route.schema = row.schema
+        else:
+            route.listeners.append((row.id, row.current_version_id))
+    return routes
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
