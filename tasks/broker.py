@@ -11,8 +11,9 @@ sends the same commands over the same connections.
 
 And it reads an exchange's bindings from Redis (SMEMBERS) for every message it publishes, a
 round trip that even a pipelined batch of publishes waits for, message after message. Our
-exchanges are bound once, to queues of their own name, and never rebound: the bindings are
-kept for BINDINGS_SECONDS per channel (an exchange with none is asked again each time).
+step exchanges are bound once, to queues of their own name, and never rebound: their bindings
+are kept for BINDINGS_SECONDS per channel. Other exchanges (Celery's control replies, whose
+queues come and go with each client) are asked every time, as kombu does.
 
 Selected by `broker_transport` for `redis://` broker URLs (tasks/app.py).
 """
@@ -26,8 +27,11 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
+from tasks.dispatcher import STEP_QUEUE, SWEEPER_QUEUE
+
 TRANSPORT = "tasks.broker:Transport"
 BINDINGS_SECONDS = 1.0
+KEPT_BINDINGS = frozenset({STEP_QUEUE, SWEEPER_QUEUE})
 
 
 class Channel(kombu_redis.Channel):
@@ -44,6 +48,8 @@ class Channel(kombu_redis.Channel):
         yield shared
 
     def get_table(self, exchange: str) -> list[tuple[str, ...]]:
+        if exchange not in KEPT_BINDINGS:
+            return super().get_table(exchange)  # type: ignore[no-any-return,no-untyped-call]
         tables = self.__dict__.setdefault("_tables", {})
         kept = tables.get(exchange)
         now = time.monotonic()
