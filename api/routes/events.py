@@ -51,6 +51,7 @@ def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Sending) -> Response:
     """Start a run for every enabled automation listening for the event; resume waits."""
     with transaction(rt.sessions) as session:
         result = _ingest(session, rt, body)
+    rt.checkpoint("events.before_publish")  # a fault test kills the API here
     sender.dispatch(result.dispatches)
     return _accepted(_sent(body.event))
 
