@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench import ingest_broker, loadgen, report
+from bench import cpu, ingest_broker, loadgen, report
 from bench.procs import ROOT, api_env, empty_database, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
@@ -89,21 +89,50 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def measure_http(args: argparse.Namespace, base_url: str) -> dict[str, loadgen.Load]:
-    run = uuid.uuid4().hex[:8]
+def api_server_pid(base_url: str) -> int:
+    """The uvicorn parent serving this URL (its worker processes are its children)."""
+    port = base_url.rsplit(":", 1)[1].encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"api.asgi:create" in argv and port in argv:
+            return int(entry.name)
+    raise RuntimeError(f"no uvicorn process found for {base_url}")
 
-    def fire(path: str, mode: str, **shot: Any) -> loadgen.Load:
+
+def cpu_per(spent: dict[str, float], count: int) -> dict[str, float]:
+    """ms of CPU per request or event: the API's (or worker's) processes, PostgreSQL, Redis."""
+    own = spent.get("worker_main", 0.0) + spent.get("worker_children", 0.0)
+    totals = {"ours": own, "postgres": spent.get("postgres", 0.0), "redis": spent["redis"]}
+    return {name: round(seconds * 1000 / max(count, 1), 3) for name, seconds in totals.items()}
+
+
+def measure_http(
+    args: argparse.Namespace, base_url: str, costs: dict[str, dict[str, float]]
+) -> dict[str, loadgen.Load]:
+    """wrk's figures per phase; the CPU each request or event cost goes into `costs`."""
+    run = uuid.uuid4().hex[:8]
+    server = [api_server_pid(base_url)]
+
+    def fire(path: str, mode: str, record: bool = False, **shot: Any) -> loadgen.Load:
         options = {"seconds": args.duration, "connections": args.connections, **shot}
         options.setdefault("threads", args.threads)
         one = loadgen.Shot(base_url + path, mode, batch=args.batch, **options)
-        return loadgen.fire(one, api_key=API_KEY, run_id=run)
+        before = cpu.snapshot(server, database_url=args.database_url)
+        load = loadgen.fire(one, api_key=API_KEY, run_id=run)
+        spent = cpu.snapshot(server, database_url=args.database_url).minus(before)
+        if record:
+            costs[mode] = cpu_per(spent, load.requests * (args.batch if mode == "batch" else 1))
+        return load
 
     fire("/health", "health", seconds=1)  # warm-up: connections, each worker's first requests
     fire("/events/send", "send", seconds=1)
     loads = {
-        "health": fire("/health", "health"),
-        "events_send": fire("/events/send", "send"),
-        "events_batch": fire("/events/batch", "batch"),
+        "health": fire("/health", "health", record=True),
+        "events_send": fire("/events/send", "send", record=True),
+        "events_batch": fire("/events/batch", "batch", record=True),
     }
     loads["accept_latency"] = half_rate(fire, loads["events_send"].per_second, args)
     return loads
@@ -122,19 +151,26 @@ def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Lo
     return fire("/events/send", "send", connections=connections)  # type: ignore[no-any-return]
 
 
-def measure_broker(args: argparse.Namespace) -> dict[str, ingest_broker.Drained]:
+def measure_broker(
+    args: argparse.Namespace, costs: dict[str, dict[str, float]]
+) -> dict[str, ingest_broker.Drained]:
     prepare(args.database_url)  # fresh tables: the worker starts from what a deployment has
     ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)
     env = server_env(args)
-    with ingest_broker.one_worker(env, args.log, args.redis_url) as client:
-        single = ingest_broker.drain(
-            client, args.database_url, events=args.task_events, per_message=1
-        )
-        batched = ingest_broker.drain(
-            client, args.database_url, events=args.batch_task_events, per_message=args.batch
-        )
+    drained = {}
+    with ingest_broker.one_worker(env, args.log, args.redis_url) as (client, pids):
+        for name, events, per_message in (
+            ("task_send", args.task_events, 1),
+            ("task_send_batch", args.batch_task_events, args.batch),
+        ):
+            before = cpu.snapshot(pids, database_url=args.database_url)
+            drained[name] = ingest_broker.drain(
+                client, args.database_url, events=events, per_message=per_message
+            )
+            spent = cpu.snapshot(pids, database_url=args.database_url).minus(before)
+            costs[name] = cpu_per(spent, events)
     ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)
-    return {"task_send": single, "task_send_batch": batched}
+    return drained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,17 +199,45 @@ def run(args: argparse.Namespace) -> report.Result:
     ensure_database(args.database_url)
     prepare(args.database_url)
     ingest_broker.purge(args.redis_url, *STEP_QUEUES)
+    costs: dict[str, dict[str, float]] = {}
     with serve_api(server_env(args), workers=args.api_workers) as base_url:
-        loads = measure_http(args, base_url)
-    drained = measure_broker(args)
+        loads = measure_http(args, base_url, costs)
+    drained = measure_broker(args, costs)
     details = {
+        # Less sensitive to other load on the machine than rates: CPU ms per request or event.
+        "cpu_ms": costs,
         "config": vars(args) | {"log": str(args.log), "wrk2": bool(loadgen.wrk2_binary())},
         "http": {name: figures_of(load) for name, load in loads.items()},
         "broker": {
             name: vars(one) | {"per_second": one.per_second} for name, one in drained.items()
         },
     }
-    return report.result("ingest", TITLE, rows_of(loads, drained, args.batch), details)
+    rows = rows_of(loads, drained, args.batch) + cost_rows(costs)
+    return report.result("ingest", TITLE, rows, details)
+
+
+def cost_rows(costs: dict[str, dict[str, float]]) -> list[report.Row]:
+    """CPU per event (ours + PostgreSQL + Redis) against CPU per GET /health request."""
+    base = round(sum(costs["health"].values()), 3)
+    rows = []
+    for mode, label in (
+        ("send", "POST /events/send"),
+        ("batch", "POST /events/batch"),
+        ("task_send", "automations.events.send"),
+        ("task_send_batch", "automations.events.send_batch"),
+    ):
+        one = costs[mode]
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in one.items())
+        rows.append(
+            report.row(
+                f"CPU per event, {label} ({parts})",
+                round(sum(one.values()), 3),
+                "ms",
+                baseline=base,
+                baseline_label="CPU per GET /health request",
+            )
+        )
+    return rows
 
 
 def figures_of(load: loadgen.Load) -> dict[str, Any]:

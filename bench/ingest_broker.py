@@ -47,8 +47,11 @@ def purge(redis_url: str, *queues: str) -> None:
 
 
 @contextmanager
-def one_worker(env: dict[str, str], log: Path, broker_url: str) -> Iterator[Celery]:
-    """One single-process worker on the bench's queue; yields a client app to steer it."""
+def one_worker(
+    env: dict[str, str], log: Path, broker_url: str
+) -> Iterator[tuple[Celery, list[int]]]:
+    """One single-process worker on the bench's queue; yields a client app to steer it, and
+    the worker's pid."""
     client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_serializer = "json"
     workers = start_workers(
@@ -56,7 +59,7 @@ def one_worker(env: dict[str, str], log: Path, broker_url: str) -> Iterator[Cele
     )
     try:
         wait_ready(client)
-        yield client
+        yield client, workers.pids
     finally:
         workers.stop()
         client.close()
