@@ -47,7 +47,10 @@ def celery_app() -> object:
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="uvicorn worker processes (default: AUTOMATIONS_API_WORKERS, else 1)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
     import uvicorn
@@ -62,7 +65,12 @@ def api(
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
-        "wiring.server:create", factory=True, host=host, port=port, workers=workers, log_config=None
+        "wiring.server:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or current.api_workers,
+        log_config=None,
     )
 
 

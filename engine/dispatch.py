@@ -63,11 +63,16 @@ def commit_then_dispatch(
     opened: AbstractContextManager[Session],
     dispatcher: Dispatcher,
     work: Callable[[Session], Result],
+    *,
+    committed: Callable[[], None] | None = None,
 ) -> Result:
     """`work` in the transaction `opened`; once that has committed, and only then, the messages
     its result carries go to the dispatcher. A transaction that rolls back sends nothing, and a
-    crash between the commit and the send is healed by the sweeper."""
+    crash between the commit and the send is healed by the sweeper. `committed` runs between
+    the two (a checkpoint the fault tests kill a process at)."""
     with opened as session:
         result = work(session)
+    if committed is not None:
+        committed()
     dispatcher.dispatch(result.dispatches)
     return result

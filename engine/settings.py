@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # Testing only: see engine/faults.py.
     fault_injection: str = ""
     worker_concurrency: int | None = None
+    # uvicorn worker processes of `automations api`: one per core in production.
+    api_workers: int = Field(default=1, ge=1)
     log_json: bool = False
     # Level of the runtime's logs in the processes the CLI starts (INFO: a line per step).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

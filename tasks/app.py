@@ -10,15 +10,11 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine import sweeper
 from engine.bulk import work_chunk
-from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import commit_then_dispatch
-from engine.errors import InvalidInput, NotFound
+from engine.db import retry_on_disconnect
 from engine.executor import execute_step
-from engine.ingest import ingest_event
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import ConfigurationError, Settings
@@ -31,6 +27,7 @@ from tasks.dispatcher import (
     CeleryDispatcher,
     step_task_name,
 )
+from tasks.events import register_event_tasks
 
 log = logging.getLogger(__name__)
 
@@ -116,49 +113,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     def sweeper_tick() -> int:
         return sweeper.tick(holder.get(), dispatcher)
 
-    # The message is the event's only copy until ingestion commits: a database that is away
-    # must not lose it. A retry is a new message with a countdown; the original is then acked.
-    @app.task(
-        name="automations.events.send",
-        shared=False,
-        autoretry_for=(OperationalError, InterfaceError),
-        retry_backoff=True,
-        retry_backoff_max=60,
-        max_retries=30,
-        bind=True,
-    )
-    def send_event(
-        task: Any,
-        event: str,
-        email: str | None = None,
-        contact_id: str | None = None,
-        payload: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        rt = holder.get()
-        # Without the producer's key, the message's own id makes a retry after a commit whose
-        # outcome was unknown ingest once: Celery retries keep the task id.
-        key = idempotency_key or f"celery-task:{task.request.id}"
-        try:
-            result = commit_then_dispatch(
-                transaction(rt.sessions),
-                dispatcher,
-                lambda session: ingest_event(
-                    session,
-                    rt,
-                    event=event,
-                    email=email,
-                    contact_id=contact_id,
-                    payload=payload,
-                    idempotency_key=key,
-                    now=rt.clock.now(),
-                ),
-            )
-        except (InvalidInput, NotFound) as refused:
-            # What /events/send answers 422 or 404: retrying cannot help. One line, no trace.
-            log.warning("event %r refused (task %s): %s", event, task.request.id, refused.message)
-            return {"refused": {"code": refused.code, "message": refused.message}}
-        return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
+    register_event_tasks(app, holder, dispatcher)
 
     # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.
     @app.task(name=BULK_TASK, shared=False)

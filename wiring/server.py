@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from engine.dispatch import Dispatcher
+from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import BAD_SETTINGS_EXIT, ConfigurationError, Settings
 from tasks.app import create_celery_app
@@ -32,7 +33,11 @@ def create_server(
 def create() -> FastAPI:
     """For uvicorn, `uvicorn --factory wiring.server:create`: configured from AUTOMATIONS_*."""
     try:
-        return create_server(Settings())
+        settings = Settings()
+        # Under several workers (AUTOMATIONS_API_WORKERS) each is a new interpreter that
+        # inherits no logging set-up from `automations api`: without this its logs are lost.
+        configure_logging(json_lines=settings.log_json, level=settings.log_level)
+        return create_server(settings)
     except ConfigurationError as refused:
         # One line and no traceback, as from `automations api`.
         print(f"error: {refused}", file=sys.stderr)
