@@ -4,9 +4,12 @@
 # Pinned to a patch release: two builds of the same commit get the same interpreter.
 FROM python:3.11.11-slim-bookworm
 
+# AUTOMATIONS_API_WORKERS: the default command (`api`) serves with several uvicorn processes,
+# as production should; set it to the cores the container may use.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    AUTOMATIONS_API_WORKERS=2
 
 RUN groupadd --system --gid 10001 automations \
     && useradd --system --uid 10001 --gid automations --create-home --home-dir /home/automations \
@@ -30,6 +33,7 @@ COPY migrations ./migrations
 COPY models ./models
 COPY tasks ./tasks
 COPY web ./web
+COPY wiring ./wiring
 RUN pip install --no-cache-dir --no-deps --build-constraint constraints.txt . \
     && pip check \
     && rm -rf /build

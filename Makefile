@@ -32,8 +32,11 @@ dev: venv
 	"$(BIN)/automations" dev
 
 # --durations: the slowest tests in every log, so that a slow one is seen before it grows.
+# Two pytest processes (pytest-xdist), each with its own database and Redis database
+# (tests/conftest.py); the fault lab's tests stay together in one of them.
+TEST_WORKERS ?= 2
 test: venv
-	"$(BIN)/pytest" -q --durations=20
+	"$(BIN)/pytest" -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 lint: venv
 	"$(BIN)/ruff" check .

@@ -16,7 +16,6 @@ from api.security_headers import SecurityHeaders
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
-from web.routes import dashboard_app
 
 DESCRIPTION = """A durable automation runtime that speaks Resend's API: automations, runs,
 events, contacts, segments, templates and domains. Authenticate with `Authorization: Bearer <key>`.
@@ -26,19 +25,14 @@ A `sending_access` key may only send events; every other route answers it 401
 
 
 def create_app(
-    settings: Settings,
-    *,
-    runtime: Runtime | None = None,
-    dispatcher: Dispatcher | None = None,
+    settings: Settings, *, dispatcher: Dispatcher, runtime: Runtime | None = None
 ) -> FastAPI:
-    """The HTTP API bound to these settings; the runtime and dispatcher may be injected."""
+    """The HTTP API bound to these settings, sending its messages through `dispatcher`.
+
+    wiring/server.py gives it the Celery dispatcher and mounts the dashboard beside it.
+    """
     settings.check_production_ready()
     rt = runtime or create_runtime(settings)
-    if dispatcher is None:
-        from tasks.app import create_celery_app
-        from tasks.dispatcher import CeleryDispatcher
-
-        dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
     docs = settings.docs_enabled
     app = FastAPI(
         title="Automations API",
@@ -67,7 +61,6 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     if docs:
         mount_docs(app)
-    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher))
     return app
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.key_cache import KeyCache
@@ -22,12 +23,14 @@ from engine.dispatch import Dispatcher
 from engine.runtime import Runtime
 
 
-def runtime(request: Request) -> Runtime:
+# The dependencies are coroutines: FastAPI runs a plain function in the thread pool, a hop
+# that cost more than what these do. Only the work that may wait on I/O goes to a thread.
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def dispatcher(request: Request) -> Dispatcher:
+async def dispatcher(request: Request) -> Dispatcher:
     sender: Dispatcher = request.app.state.dispatcher
     return sender
 
@@ -54,32 +57,37 @@ bearer_key = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="An 
 Declared = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_key)]
 
 
-def any_key(request: Request, _declared: Declared) -> Caller:
+async def any_key(request: Request, _declared: Declared) -> Caller:
     """The caller behind `Authorization: Bearer`, within its rate limit; else 401 or 429.
 
     Requests without a valid key are counted by client address; an address over its allowance
-    gets 429 for any key not verified lately, before it is looked up: guessing is limited too."""
+    gets 429 for any key not verified lately, before it is looked up: guessing is limited too.
+    A key verified in the last second is answered from the cache without leaving the loop."""
     limiter: RateLimiter = request.app.state.rate_limiter
     address = client_address(request)
     secret = _bearer(request)
     found = None
     if secret is not None:
         cache: KeyCache = request.app.state.key_cache
-        rt = runtime(request)
+        digest = hash_secret(secret)
+        found = cache.fresh(digest)
+        if found is None:
+            rt: Runtime = request.app.state.runtime
 
-        def lookup() -> Caller | None:
-            limiter.peek_address(address).enforce()
-            return _lookup(rt, secret)
+            def lookup() -> Caller | None:
+                limiter.peek_address(address).enforce()
+                return _lookup(rt, secret)
 
-        found = cache.resolve(hash_secret(secret), lookup)
+            found = await run_in_threadpool(cache.resolve, digest, lookup)
     if found is None:
-        headers = limiter.count_address(address).enforce()
+        headers = await run_in_threadpool(lambda: limiter.count_address(address).enforce())
         if secret is None:
             raise ApiError(
                 401, "missing_api_key", "Missing API key in the authorization header", headers
             )
         raise ApiError(401, "invalid_api_key", "API key is invalid", headers)
-    request.state.ratelimit_headers = limiter.check_key(found.key_id)  # state[HEADERS_STATE]
+    if limiter.active:  # state[HEADERS_STATE]
+        request.state.ratelimit_headers = await run_in_threadpool(limiter.check_key, found.key_id)
     return found
 
 

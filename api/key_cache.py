@@ -46,6 +46,10 @@ class KeyCache:
                 self._lookups.pop(digest, None)
         return found
 
+    def fresh(self, digest: str) -> Caller | None:
+        """The cached caller if still fresh; no lookup, no waiting on one (for the event loop)."""
+        return self._fresh(digest)
+
     def clear(self) -> None:
         """Forget every key at once, after one is deleted through this process."""
         with self._lock:

@@ -118,6 +118,11 @@ class RateLimiter:
         self._redis: Any = redis.Redis.from_url(redis_url) if per_second and redis_url else None
         self._script = self._redis.register_script(_SLIDING_WINDOW) if self._redis else None
 
+    @property
+    def active(self) -> bool:
+        """Whether requests are counted at all (a limit is set and Redis is configured)."""
+        return self._script is not None
+
     def check_key(self, key_id: object) -> dict[str, str]:
         """Count one request of this key: its `ratelimit-*` headers, or ApiError 429."""
         return self._run(f"automations:ratelimit:key:{key_id}", record=True).enforce()

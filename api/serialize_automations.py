@@ -1,4 +1,4 @@
-"""Automations, runs and metrics as Resend's wire objects."""
+"""Automations, runs and metrics as Resend's JSON objects."""
 
 from __future__ import annotations
 

@@ -1,35 +1,65 @@
-"""Events accepted per second by POST /events/send and /events/batch, against GET /health.
+"""Events accepted per second, over HTTP and through the broker, against GET /health.
 
-    python -m bench.ingest [--database-url URL] [--redis-url URL] [--seconds 10] [--workers 1]
+    python -m bench.ingest [--duration 10] [--database-url URL] [--redis-url URL]
 
-Starts the API with uvicorn as an operator would (PostgreSQL and Redis by default), creates one
-enabled automation listening for the event so that every accepted event also starts a run, then
-drives each endpoint for the same time with the same client concurrency. Prints JSON and a
-Markdown table. The ratio to /health on the same server in the same run is the number to trust
-(for /events/batch it compares events with requests: how far batching gets past one request).
+Set-up: `apt-get install -y wrk` (the load generator; the bench says so if it is missing), and a
+PostgreSQL database of its own (created if absent; its schema is dropped and created anew) and
+a Redis database whose `automations` queue it may purge.
+
+Starts the API as production runs it (uvicorn, several worker processes, PostgreSQL, Redis as
+broker) with one enabled automation listening for the event, so that every accepted event is a
+committed transaction that starts a run and publishes its next step. Then drives it with `wrk`
+for the same time and connections: `GET /health`, `POST /events/send` and `POST /events/batch`
+(every event for a new contact), and measures the accept latency at about half the maximum
+rate. Then one worker process drains `automations.events.send` messages and
+`automations.events.send_batch` messages enqueued beforehand. The load generator's CPU is read
+from /proc: a run where it used more than half a core fails, since the client may then be what
+was measured. Prints JSON and a table; writes bench/results/ingest.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
+import os
+import secrets
 import sys
-import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from bench import report
-from bench.procs import api_env, empty_database, serve_api
+from bench import cpu, ingest_broker, loadgen, report
+from bench.procs import ROOT, api_env, empty_database, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
-TITLE = "Events accepted per second (POST /events/send, /events/batch) vs GET /health"
+TITLE = "Events accepted per second (HTTP and broker) vs GET /health, same server, same run"
+RESULTS = ROOT / "bench" / "results" / "ingest.json"
+STEP_QUEUES = ("automations", "automations.sweeper")
+
+
+def ensure_database(database_url: str) -> None:
+    """Create the bench's PostgreSQL database if it does not exist yet."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgresql") or not url.database:
+        return
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    finally:
+        server.dispose()
 
 
 def prepare(database_url: str) -> None:
-    """An empty schema with one enabled automation triggered by `bench.event`."""
+    """An empty schema with one enabled automation: `bench.event` starts a run whose next step
+    (a day's delay) is published after the commit."""
     from engine.lifecycle import create_automation
 
     with empty_database(database_url) as session:
@@ -46,111 +76,250 @@ def prepare(database_url: str) -> None:
         )
 
 
-async def drive(
-    client: httpx.AsyncClient, method: str, path: str, body: Any, seconds: float, concurrency: int
-) -> tuple[int, float, int]:
-    """(requests completed, elapsed seconds, non-2xx answers) for `seconds` of load."""
-    deadline = time.perf_counter() + seconds
-    done = errors = 0
-
-    async def one_client() -> None:
-        nonlocal done, errors
-        while time.perf_counter() < deadline:
-            payload = body() if callable(body) else body
-            answer = await client.request(method, path, json=payload)
-            done += 1
-            errors += answer.status_code >= 300
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one_client() for _ in range(concurrency)))
-    return done, time.perf_counter() - start, errors
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """Production's settings: AUTOMATIONS_ENV=production, a real secret, the console mailer."""
+    env = api_env(args.database_url, args.redis_url, API_KEY)
+    env.update(
+        {
+            "AUTOMATIONS_ENV": "production",
+            "AUTOMATIONS_SECRET_KEY": secrets.token_urlsafe(48),
+            "AUTOMATIONS_LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
 
 
-def event() -> dict[str, Any]:
-    return {"event": "bench.event", "email": f"{uuid.uuid4().hex}@bench.test", "payload": {"n": 1}}
+def api_server_pid(base_url: str) -> int:
+    """The uvicorn parent serving this URL (its worker processes are its children)."""
+    port = base_url.rsplit(":", 1)[1].encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"api.asgi:create" in argv and port in argv:
+            return int(entry.name)
+    raise RuntimeError(f"no uvicorn process found for {base_url}")
 
 
-async def measure(base_url: str, seconds: float, concurrency: int, batch: int) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, limits=limits, timeout=60
-    ) as client:
-        await drive(client, "GET", "/health", None, 1, concurrency)  # warm up
-        results = {}
-        for name, method, path, body, per_request in (
-            ("health", "GET", "/health", None, 1),
-            ("events_send", "POST", "/events/send", event, 1),
-            (
-                "events_batch",
-                "POST",
-                "/events/batch",
-                lambda: [event() for _ in range(batch)],
-                batch,
-            ),
+def cpu_per(spent: dict[str, float], count: int) -> dict[str, float]:
+    """ms of CPU per request or event: the API's (or worker's) processes, PostgreSQL, Redis."""
+    own = spent.get("worker_main", 0.0) + spent.get("worker_children", 0.0)
+    totals = {"ours": own, "postgres": spent.get("postgres", 0.0), "redis": spent["redis"]}
+    return {name: round(seconds * 1000 / max(count, 1), 3) for name, seconds in totals.items()}
+
+
+def measure_http(
+    args: argparse.Namespace, base_url: str, costs: dict[str, dict[str, float]]
+) -> dict[str, loadgen.Load]:
+    """wrk's figures per phase; the CPU each request or event cost goes into `costs`."""
+    run = uuid.uuid4().hex[:8]
+    server = [api_server_pid(base_url)]
+
+    def fire(path: str, mode: str, record: bool = False, **shot: Any) -> loadgen.Load:
+        options = {"seconds": args.duration, "connections": args.connections, **shot}
+        options.setdefault("threads", args.threads)
+        one = loadgen.Shot(base_url + path, mode, batch=args.batch, **options)
+        before = cpu.snapshot(server, database_url=args.database_url)
+        load = loadgen.fire(one, api_key=API_KEY, run_id=run)
+        spent = cpu.snapshot(server, database_url=args.database_url).minus(before)
+        if record:
+            costs[mode] = cpu_per(spent, load.requests * (args.batch if mode == "batch" else 1))
+        return load
+
+    fire("/health", "health", seconds=1)  # warm-up: connections, each worker's first requests
+    fire("/events/send", "send", seconds=1)
+    loads = {
+        "health": fire("/health", "health", record=True),
+        "events_send": fire("/events/send", "send", record=True),
+        "events_batch": fire("/events/batch", "batch", record=True),
+    }
+    loads["accept_latency"] = half_rate(fire, loads["events_send"].per_second, args)
+    return loads
+
+
+def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Load:
+    """/events/send at about half its maximum rate: wrk2's -R if installed; else wrk, which
+    has no rate limit, with as few connections as give about half (each connection sends its
+    next request when the last is answered, so the rate follows the connections)."""
+    if loadgen.wrk2_binary():
+        return fire("/events/send", "send", rate=max(int(maximum / 2), 1))  # type: ignore[no-any-return]
+    one = fire("/events/send", "send", connections=1, threads=1, seconds=min(args.duration, 3))
+    connections = max(1, min(round(maximum / 2 / one.per_second), args.connections))
+    if connections == 1:
+        return one  # type: ignore[no-any-return]
+    return fire("/events/send", "send", connections=connections)  # type: ignore[no-any-return]
+
+
+def measure_broker(
+    args: argparse.Namespace, costs: dict[str, dict[str, float]]
+) -> dict[str, ingest_broker.Drained]:
+    prepare(args.database_url)  # fresh tables: the worker starts from what a deployment has
+    ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)
+    env = server_env(args)
+    drained = {}
+    with ingest_broker.one_worker(env, args.log, args.redis_url) as (client, pids):
+        for name, events, per_message in (
+            ("task_send", args.task_events, 1),
+            ("task_send_batch", args.batch_task_events, args.batch),
         ):
-            done, elapsed, errors = await drive(client, method, path, body, seconds, concurrency)
-            results[name] = {
-                "requests_per_s": round(done / elapsed, 1),
-                "events_per_s": round(done * per_request / elapsed, 1)
-                if name != "health"
-                else None,
-                "requests": done,
-                "errors": errors,
-            }
-    base = results["health"]["requests_per_s"]
-    for name in ("events_send", "events_batch"):
-        results[name]["requests_vs_health"] = round(results[name]["requests_per_s"] / base, 3)
-    return results
+            before = cpu.snapshot(pids, database_url=args.database_url)
+            drained[name] = ingest_broker.drain(
+                client, args.database_url, events=events, per_message=per_message
+            )
+            spent = cpu.snapshot(pids, database_url=args.database_url).minus(before)
+            costs[name] = cpu_per(spent, events)
+    ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)
+    return drained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument(
+        "--database-url", default="postgresql+psycopg://postgres@127.0.0.1/bench_ingest"
+    )
     parser.add_argument(
         "--redis-url", "--broker-url", dest="redis_url", default="redis://127.0.0.1:6379/0"
     )
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--duration", "--seconds", dest="duration", type=float, default=10, help="s per wrk run"
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--batch", type=int, default=100, help="events per batch request")
+    parser.add_argument(
+        "--api-workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
+    )
+    parser.add_argument("--task-events", type=int, default=5000)
+    parser.add_argument("--batch-task-events", type=int, default=20000)
+    parser.add_argument("--log", type=Path, default=Path("/tmp/bench-ingest-worker.log"))  # noqa: S108
 
 
 def run(args: argparse.Namespace) -> report.Result:
+    loadgen.wrk_binary()  # before anything is started: say how to install it
+    ensure_database(args.database_url)
     prepare(args.database_url)
-    env = api_env(args.database_url, args.redis_url, API_KEY)
-    with serve_api(env, workers=args.workers) as base_url:
-        results = asyncio.run(measure(base_url, args.seconds, args.concurrency, args.batch))
-    details = {"config": vars(args), **results}
-    return report.result("ingest", TITLE, rows_of(results, args.batch), details)
+    ingest_broker.purge(args.redis_url, *STEP_QUEUES)
+    costs: dict[str, dict[str, float]] = {}
+    with serve_api(server_env(args), workers=args.api_workers) as base_url:
+        loads = measure_http(args, base_url, costs)
+    drained = measure_broker(args, costs)
+    details = {
+        # Less sensitive to other load on the machine than rates: CPU ms per request or event.
+        "cpu_ms": costs,
+        "config": vars(args) | {"log": str(args.log), "wrk2": bool(loadgen.wrk2_binary())},
+        "http": {name: figures_of(load) for name, load in loads.items()},
+        "broker": {
+            name: vars(one) | {"per_second": one.per_second} for name, one in drained.items()
+        },
+    }
+    rows = rows_of(loads, drained, args.batch) + cost_rows(costs)
+    return report.result("ingest", TITLE, rows, details)
 
 
-def rows_of(results: dict[str, Any], batch: int) -> list[report.Row]:
-    health = results["health"]["requests_per_s"]
+def cost_rows(costs: dict[str, dict[str, float]]) -> list[report.Row]:
+    """CPU per event (ours + PostgreSQL + Redis) against CPU per GET /health request."""
+    base = round(sum(costs["health"].values()), 3)
     rows = []
-    for name, metric, target in (
-        ("events_send", "POST /events/send, one event per request", 2000),
-        ("events_batch", f"POST /events/batch, {batch} events per request", 10_000),
+    for mode, label in (
+        ("send", "POST /events/send"),
+        ("batch", "POST /events/batch"),
+        ("task_send", "automations.events.send"),
+        ("task_send_batch", "automations.events.send_batch"),
     ):
-        figures = results[name]
-        # Refused requests are fast: a rate with errors in it is not a rate of accepted events.
-        if figures["errors"]:
-            metric += f" ({figures['errors']} non-2xx answers)"
+        one = costs[mode]
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in one.items())
         rows.append(
             report.row(
-                metric,
-                figures["events_per_s"],
-                "events/s",
-                baseline=health,
-                baseline_label="GET /health requests/s, same server",
-                target=f"≥ {target:,} events/s",
-                met=figures["events_per_s"] >= target and not figures["errors"],
+                f"CPU per event, {label} ({parts})",
+                round(sum(one.values()), 3),
+                "ms",
+                baseline=base,
+                baseline_label="CPU per GET /health request",
             )
         )
     return rows
 
 
+def figures_of(load: loadgen.Load) -> dict[str, Any]:
+    return vars(load) | {"per_second": load.per_second, "client_cores": load.client_cores}
+
+
+def rows_of(
+    loads: dict[str, loadgen.Load], drained: dict[str, ingest_broker.Drained], batch: int
+) -> list[report.Row]:
+    health = round(loads["health"].per_second, 1)
+    same = "GET /health requests/s, same server"
+
+    def versus(metric: str, events: float, target: float, errors: int = 0) -> report.Row:
+        # Refused requests are fast: a rate with errors in it is not a rate of accepted events.
+        if errors:
+            metric += f" ({errors} errors)"
+        return report.row(
+            metric,
+            round(events, 1),
+            "events/s",
+            baseline=health,
+            baseline_label=same,
+            target=f"≥ {target:,.0f} events/s",
+            met=events >= target and not errors,
+        )
+
+    send, batched, latency = loads["events_send"], loads["events_batch"], loads["accept_latency"]
+    rows = [
+        report.row("GET /health", health, "requests/s", target=None, met=None),
+        versus(
+            "POST /events/send, one event per request", send.per_second, health / 2, send.errors
+        ),
+        versus(
+            f"POST /events/batch, {batch} events per request",
+            batched.per_second * batch,
+            10_000,
+            batched.errors,
+        ),
+        versus("automations.events.send, one worker", drained["task_send"].per_second, 2000),
+        versus(
+            f"automations.events.send_batch ({batch} per message), one worker",
+            drained["task_send_batch"].per_second,
+            10_000,
+        ),
+    ]
+    at = f"at {latency.per_second:,.0f} req/s ({latency.per_second / send.per_second:.2f}x max)"
+    rows.append(
+        report.row(
+            f"accept latency p50 {at}",
+            round(latency.p50_ms, 2),
+            "ms",
+            target="≤ 3 ms",
+            met=latency.p50_ms <= 3,
+        )
+    )
+    rows.append(
+        report.row(
+            f"accept latency p99 {at}",
+            round(latency.p99_ms, 2),
+            "ms",
+            target="≤ 15 ms",
+            met=latency.p99_ms <= 15,
+        )
+    )
+    cores = max(load.client_cores for load in loads.values())
+    rows.append(
+        report.row(
+            "wrk CPU, the busiest run",
+            round(cores, 3),
+            "cores",
+            target=f"< {loadgen.MAX_CLIENT_CORES} core",
+            met=True,
+        )
+    )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    report.standalone(__doc__, add_arguments, run, argv)
+    measured = report.standalone(__doc__, add_arguments, run, argv)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report.to_json(measured) + "\n")
+    print(f"\nwritten: {RESULTS.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -459,7 +459,7 @@ def run(args: argparse.Namespace) -> report.Result:
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     workers = start_workers(
-        "tasks.celery_main",
+        "wiring.worker",
         "automations,automations.sweeper",
         concurrency=args.concurrency,
         pool="prefork",

@@ -56,7 +56,7 @@ def api_env(
 def serve_api(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
     """The API under uvicorn, as an operator runs it; yields its base URL once /health answers."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "wiring.server:create"]
     command += ["--port", str(port), "--workers", str(workers)]
     command += ["--log-level", "warning", "--no-access-log"]
     server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter

@@ -181,7 +181,7 @@ def measure_durable(
         "AUTOMATIONS_SECRET_KEY": BENCH_SECRET,
         "AUTOMATIONS_INLINE_STEPS": str(inline),
     }
-    workers = start_workers("tasks.celery_main", OUR_QUEUES, **shape(args), env=env, log=log)
+    workers = start_workers("wiring.worker", OUR_QUEUES, **shape(args), env=env, log=log)
     try:
         wait_ready(celery_app, len(workers.pids))
         dispatcher = CeleryDispatcher(celery_app)
@@ -267,9 +267,7 @@ def celery_settings(args: argparse.Namespace) -> dict[str, Any]:
             "raw": worker_argv("bench.raw_celery", RAW_QUEUES, args.concurrency, pool=args.pool)[
                 1:
             ],
-            "ours": worker_argv("tasks.celery_main", OUR_QUEUES, args.concurrency, pool=args.pool)[
-                1:
-            ],
+            "ours": worker_argv("wiring.worker", OUR_QUEUES, args.concurrency, pool=args.pool)[1:],
             "processes": args.concurrency if args.pool == "solo" else 1,
         },
     }

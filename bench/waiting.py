@@ -212,7 +212,7 @@ def start_worker(args: argparse.Namespace) -> subprocess.Popen[bytes]:
         "AUTOMATIONS_BROKER_URL": args.redis_url,
         "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
     }
-    command = [sys.executable, "-m", "celery", "-A", "tasks.celery_main", "worker"]
+    command = [sys.executable, "-m", "celery", "-A", "wiring.worker", "worker"]
     command += ["-Q", "automations,automations.sweeper", "-c", "2", "-l", "WARNING"]
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

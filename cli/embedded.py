@@ -1,4 +1,5 @@
-"""The embedded default: API, dashboard and steps in one process over SQLite, no servers."""
+"""The embedded default on the command line: its settings, and one line when it cannot start
+(the server itself is assembled in wiring/embedded.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from pydantic import SecretStr, ValidationError
 
-from api.app import create_app
 from cli.failures import ExitCode, fail, fail_settings
 from cli.local_keys import key_file
-from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
-from migrations import upgrade
-from tasks.local import LocalExecutor
+from wiring.embedded import ApiDidNotStart, EmbeddedServer
 
 
 def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -50,44 +47,6 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
     except OSError as exc:
         fail(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
     return settings.model_copy(update={"api_key": SecretStr(key)})
-
-
-class ApiDidNotStart(RuntimeError):
-    """uvicorn gave up before serving (it logged why: most often, the port was taken)."""
-
-
-class EmbeddedServer:
-    """uvicorn serving the app on a thread, the executor on its own threads."""
-
-    def __init__(self, settings: Settings, *, host: str, port: int, threads: int = 2) -> None:
-        upgrade(settings.database_url)
-        self.settings = settings
-        self.runtime: Runtime = create_runtime(settings)
-        self.executor = LocalExecutor(self.runtime, threads=threads)
-        app = create_app(settings, runtime=self.runtime, dispatcher=self.executor)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.url = f"http://{host}:{port}"
-
-    @contextmanager
-    def running(self) -> Iterator[EmbeddedServer]:
-        """Serve in the background for the duration of the block."""
-        self.executor.start()
-        thread = threading.Thread(target=self.server.run, name="api", daemon=True)
-        thread.start()
-        try:
-            while not self.server.started and thread.is_alive():
-                thread.join(0.05)
-            if not thread.is_alive():
-                raise ApiDidNotStart(f"the API could not start on {self.url}")
-            # With port 0 the OS picked one: tell the caller which.
-            host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-            self.url = f"http://{host}:{port}"
-            yield self
-        finally:
-            self.server.should_exit = True
-            thread.join(10)
-            self.executor.stop()
 
 
 @contextmanager

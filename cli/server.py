@@ -47,7 +47,10 @@ def celery_app() -> object:
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="uvicorn worker processes (default: AUTOMATIONS_API_WORKERS, else 1)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
     import uvicorn
@@ -62,7 +65,12 @@ def api(
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
-        "api.asgi:create", factory=True, host=host, port=port, workers=workers, log_config=None
+        "wiring.server:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or current.api_workers,
+        log_config=None,
     )
 
 
@@ -179,14 +187,14 @@ def keys_create(
 def domains_verify(domain: Annotated[str, typer.Argument(help="Domain id or name.")]) -> None:
     """Mark a sending domain verified (no DNS is looked up: this is the operator's word)."""
     from cli.database import reaching
-    from engine import catalog
+    from engine import content
     from engine.db import transaction
     from engine.errors import NotFound
 
     rt = operator_runtime()
     try:
         with reaching(rt.settings.database_url), transaction(rt.sessions) as session:
-            found = catalog.verify_domain(session, catalog.find_domain_by_ref(session, domain).id)
+            found = content.verify_domain(session, content.find_domain_by_ref(session, domain).id)
             name = found.name
     except NotFound as exc:
         fail(f"{exc.message}; create it first (POST /domains)", ExitCode.REFUSED)

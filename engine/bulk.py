@@ -153,7 +153,7 @@ class Preview:
 @dataclass(frozen=True)
 class Started:
     bulk: BulkOperation
-    messages: list[Message]
+    dispatches: list[Message]
 
 
 def preview(session: Session, request: BulkRequest) -> Preview:

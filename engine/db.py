@@ -18,6 +18,9 @@ from models.tables import Base
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Connections kept per process, and opened beyond them at a peak (closed after use).
+POOL_SIZE = 16
+POOL_OVERFLOW = 8
 
 
 def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
@@ -28,6 +31,11 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        # SQLAlchemy's default pool keeps 5 connections: an API process serving more requests
+        # at once opened and closed a connection per request beyond them (a fork of a backend
+        # each). Connections are only opened as concurrency needs them.
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
         return create_engine(url, pool_pre_ping=pre_ping, **kwargs)
     database = parsed.database
     if database and database != ":memory:":

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from models.enums import StepType
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class Dispatch:
 
     run_id: uuid.UUID
     step_key: str
-    step_type: StepType
+    step_type: str
     countdown: float = 0.0
 
 
@@ -45,3 +47,32 @@ class NullDispatcher:
 
     def ping(self) -> None:
         return None
+
+
+class Dispatching(Protocol):
+    """A result that carries the messages to send once its transaction has committed."""
+
+    @property
+    def dispatches(self) -> Sequence[Message]: ...
+
+
+Result = TypeVar("Result", bound=Dispatching)
+
+
+def commit_then_dispatch(
+    opened: AbstractContextManager[Session],
+    dispatcher: Dispatcher,
+    work: Callable[[Session], Result],
+    *,
+    committed: Callable[[], None] | None = None,
+) -> Result:
+    """`work` in the transaction `opened`; once that has committed, and only then, the messages
+    its result carries go to the dispatcher. A transaction that rolls back sends nothing, and a
+    crash between the commit and the send is healed by the sweeper. `committed` runs between
+    the two (a checkpoint the fault tests kill a process at)."""
+    with opened as session:
+        result = work(session)
+    if committed is not None:
+        committed()
+    dispatcher.dispatch(result.dispatches)
+    return result

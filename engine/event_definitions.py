@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.catalog import as_uuid
+from engine.content import as_uuid
 from engine.errors import InvalidInput, NotFound
 from engine.event_schema import validate_schema
 from engine.store import content as content_store

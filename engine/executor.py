@@ -6,42 +6,25 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
-from engine.errors import StepFailure, TransientStepFailure
 from engine.failures import record_unexpected_failure
 from engine.logs import step_context
-from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped
+from engine.outcomes import Completed, Outcome, Retry, Skipped
 from engine.progress import StepRef, cancel_step, record_outcome
 from engine.runtime import Runtime
-from engine.steps.contacts import run_add_to_segment, run_contact_delete, run_contact_update
+from engine.step_types import Delivery, StepTypeSpec, is_instant, spec_for
 from engine.steps.context import StepRun
-from engine.steps.email import PreparedEmail, deliver, prepare_email
-from engine.steps.flow import run_condition, run_delay, run_trigger
-from engine.steps.wait import run_wait_for_event
 from engine.store import claims
-from engine.store import outbox as outbox_store
 from engine.store import runs as run_store
-from models.enums import INSTANT_STEPS, OutboxStatus, RunStatus, SkipReason, StepType
+from models.enums import RunStatus, SkipReason
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[StepRun], Outcome]
-
-HANDLERS: dict[StepType, Handler] = {
-    StepType.TRIGGER: run_trigger,
-    StepType.DELAY: run_delay,
-    StepType.CONDITION: run_condition,
-    StepType.WAIT_FOR_EVENT: run_wait_for_event,
-    StepType.CONTACT_UPDATE: run_contact_update,
-    StepType.CONTACT_DELETE: run_contact_delete,
-    StepType.ADD_TO_SEGMENT: run_add_to_segment,
-}
 
 
 def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
@@ -64,7 +47,7 @@ def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch
 
 
 def _inline(dispatch: Dispatch) -> bool:
-    return dispatch.countdown == 0 and dispatch.step_type in INSTANT_STEPS
+    return dispatch.countdown == 0 and is_instant(dispatch.step_type)
 
 
 def _execute_one(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
@@ -98,7 +81,8 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
             return []
         rt.checkpoint("step.claimed")
         claimed, run = found
-        ref = StepRef(run_id, step_key, StepType(claimed.step_type))
+        spec = spec_for(claimed.step_type)
+        ref = StepRef(run_id, step_key, spec.name)
         if run.run.status != RunStatus.RUNNING:
             cancel_step(session, ref, now)
             return []
@@ -107,35 +91,50 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
             gone = Skipped(SkipReason.CONTACT_DELETED, branch=None)
             return record_outcome(session, rt, graph, ref, gone, now=now, contact_gone=True)
         sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now)
-        if ref.step_type != StepType.SEND_EMAIL:
-            rt.checkpoint(f"{ref.step_type}.handler")
-            outcome = HANDLERS[ref.step_type](sr)
-            deleted = ref.step_type == StepType.CONTACT_DELETE and isinstance(outcome, Completed)
+        rt.checkpoint(f"{spec.name}.handler")
+        if spec.delivery is None:
+            assert spec.handler is not None
+            outcome = spec.handler(sr)
+            deleted = spec.deletes_contact and isinstance(outcome, Completed)
             return record_outcome(session, rt, graph, ref, outcome, now=now, contact_gone=deleted)
-        rt.checkpoint("send_email.handler")
-        prepared = prepare_email(sr)
-        if not isinstance(prepared, PreparedEmail):
+        prepared = spec.delivery.prepare(sr)
+        if isinstance(prepared, Outcome):
             return record_outcome(session, rt, graph, ref, prepared, now=now)
         run_store.update_step(session, run_id, step_key, started_if_unset=now)
     held.attempt = claimed.attempt
-    # The outbox row is committed: a crash from here on is recovered by re-running the step,
-    # which finds the row and sends with the same email id (Message-ID, Idempotency-Key).
-    rt.checkpoint("send_email.before_send")
-    result = deliver(rt, prepared)
-    rt.checkpoint("send_email.after_send")
-    return _record_email(rt, ref, claimed.attempt, prepared, result, tried_at=now)
+    return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
+
+
+def _deliver(
+    rt: Runtime,
+    spec: StepTypeSpec,
+    ref: StepRef,
+    attempt: int,
+    prepared: object,
+    *,
+    tried_at: dt.datetime,
+) -> list[Dispatch]:
+    """The side effect of a delivery step, with no transaction open, then its record."""
+    assert spec.delivery is not None
+    # What to deliver is committed: a crash from here on is recovered by re-running the step,
+    # which finds it and delivers with the same id (an email's Message-ID, Idempotency-Key).
+    rt.checkpoint(f"{spec.name}.before_send")
+    result = spec.delivery.deliver(rt, prepared)
+    rt.checkpoint(f"{spec.name}.after_send")
+    return _record_delivery(rt, spec.delivery, ref, attempt, prepared, result, tried_at=tried_at)
 
 
 # Pauses between attempts to record a send whose database went away meanwhile.
 RECORD_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 4.0)
 
 
-def _record_email(
+def _record_delivery(
     rt: Runtime,
+    delivery: Delivery[Any],
     ref: StepRef,
     attempt: int,
-    prepared: PreparedEmail,
-    result: str | StepFailure,
+    prepared: object,
+    result: object,
     *,
     tried_at: dt.datetime,
 ) -> list[Dispatch]:
@@ -147,41 +146,27 @@ def _record_email(
     """
     for delay in RECORD_RETRY_DELAYS:
         try:
-            return _finish_email(rt, ref, attempt, prepared, result, tried_at)
+            return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at)
         except (OperationalError, InterfaceError):
             log.warning("could not record the send; retrying in %.1f s", delay, exc_info=True)
             time.sleep(delay)
-    return _finish_email(rt, ref, attempt, prepared, result, tried_at)
+    return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at)
 
 
-def _finish_email(
+def _finish_delivery(
     rt: Runtime,
+    delivery: Delivery[Any],
     ref: StepRef,
     attempt: int,
-    prepared: PreparedEmail,
-    result: str | StepFailure,
+    prepared: object,
+    result: object,
     tried_at: dt.datetime,
 ) -> list[Dispatch]:
     now = rt.clock.now()
-    email_id = uuid.UUID(prepared.message.email_id)
-    outcome: Outcome
     with transaction(rt.sessions) as session:
         owned = claims.owns_step(session, ref.run_id, ref.step_key, attempt)
-        if isinstance(result, str):
-            # It went out, whoever holds the step now: the outbox must say so.
-            outbox_store.record_attempt(
-                session, email_id, status=OutboxStatus.SENT, now=now, provider_message_id=result
-            )
-            outcome = Completed(output=prepared.output)
-        elif owned:
-            permanent = not isinstance(result, TransientStepFailure)
-            status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
-            outbox_store.record_attempt(
-                session, email_id, status=status, now=now, error=result.message
-            )
-            failures = claims.count_failed_attempt(session, ref.run_id, ref.step_key)
-            outcome = _failure_outcome(rt, result, failures, now, prepared)
-        if not owned:
+        outcome = delivery.record(session, rt, ref, prepared, result, owned, now)
+        if not owned or outcome is None:
             # Our lease ran out and another worker took the step over; it records its own
             # attempts, and a failure of ours must not overwrite its success.
             return []
@@ -197,16 +182,3 @@ def _finish_email(
             record_outcome(session, rt, graph, ref, outcome, now=now, advance=False)
             return []
         return record_outcome(session, rt, graph, ref, outcome, now=now, tried_at=tried_at)
-
-
-def _failure_outcome(
-    rt: Runtime, failure: StepFailure, failures: int, now: dt.datetime, prepared: PreparedEmail
-) -> Outcome:
-    """After the step's `failures`-th failed try: fail it, or try again later."""
-    if not isinstance(failure, TransientStepFailure):
-        return Failed(failure.message, failure.code, output=prepared.output)
-    retry_at = rt.retry_policy.next_attempt_at(failures, now)
-    if retry_at is None:
-        message = f"{failure.message} (gave up after {failures} attempts)"
-        return Failed(message, failure.code, output=prepared.output)
-    return Retry(due_at=retry_at, message=failure.message, code=failure.code)

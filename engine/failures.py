@@ -24,7 +24,7 @@ from engine.progress import StepRef, cancel_step, record_outcome
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from engine.store import claims
-from models.enums import RunStatus, StepType
+from models.enums import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _record(
             log.info("step is in another worker's hands; this failure is not counted")
             return []
         claimed, run = found
-        ref = StepRef(run_id, step_key, StepType(claimed.step_type))
+        ref = StepRef(run_id, step_key, claimed.step_type)
         if run.run.status != RunStatus.RUNNING:
             cancel_step(session, ref, now)
             return []

@@ -12,7 +12,8 @@ from typing import Any, Self
 from engine.errors import InvalidInput
 from engine.json_limits import JsonLimits
 from engine.step_configs import check_config, only_keys
-from models.enums import CONNECTION_TYPES_BY_STEP, STEP_TYPE_ALIASES, ConnectionType, StepType
+from engine.step_types import all_specs, find, spec_for
+from models.enums import ConnectionType, StepType
 
 MAX_STEPS = 150
 STEP_CONFIG_LIMITS = JsonLimits()
@@ -20,13 +21,13 @@ MAX_KEY_LENGTH = 100
 _STEP_FIELDS = frozenset({"key", "type", "config"})
 _CONNECTION_FIELDS = frozenset({"from", "to", "type"})
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
-_STEP_TYPES: dict[str, StepType] = {t.value: t for t in StepType} | STEP_TYPE_ALIASES
 
 
 @dataclass(frozen=True)
 class Step:
     key: str
-    type: StepType
+    # A registered step type's name (engine/step_types.py).
+    type: str
     config: dict[str, Any]
 
 
@@ -118,7 +119,7 @@ class Graph:
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a graph from to_dict output, trusting that it was validated."""
         return cls(
-            tuple(Step(s["key"], StepType(s["type"]), s["config"]) for s in data["steps"]),
+            tuple(Step(s["key"], s["type"], s["config"]) for s in data["steps"]),
             tuple(
                 Connection(c["from"], c["to"], ConnectionType(c.get("type", "default")))
                 for c in data["connections"]
@@ -204,16 +205,16 @@ def _parse_step(item: object, index: int) -> Step:
     label = _label(key, index)
     only_keys(item, _STEP_FIELDS, at, label)
     raw_type = item.get("type")
-    if not isinstance(raw_type, str) or raw_type not in _STEP_TYPES:
+    spec = find(raw_type) if isinstance(raw_type, str) else None
+    if spec is None:
+        names = ", ".join(s.name for s in all_specs())
         raise InvalidInput(
-            f"{label}: unknown step type {raw_type!r}; use one of {', '.join(StepType)}",
-            field=f"{at}.type",
+            f"{label}: unknown step type {raw_type!r}; use one of {names}", field=f"{at}.type"
         )
-    step_type = _STEP_TYPES[raw_type]
-    config = item.get("config", {} if step_type == StepType.CONTACT_DELETE else None)
+    config = item.get("config", None if spec.config_required else {})
     if not isinstance(config, dict):
         raise InvalidInput(f'{label}: "config" must be an object', field=f"{at}.config")
-    return Step(key, step_type, config)
+    return Step(key, spec.name, config)
 
 
 def _check_one_trigger(steps: list[Step]) -> None:
@@ -297,7 +298,7 @@ def _parse_connection(item: object, at: str, steps: Mapping[str, Step]) -> Conne
         raise InvalidInput(
             f'{at}: nothing may connect into trigger "{target.key}"', field=f"{at}.to"
         )
-    fits = CONNECTION_TYPES_BY_STEP[source.type]
+    fits = spec_for(source.type).connection_types
     if kind not in fits:
         hint = "use " + " or ".join(f'"{t}"' for t in sorted(fits)) if fits else "it ends the run"
         raise InvalidInput(

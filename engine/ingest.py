@@ -18,10 +18,8 @@ from engine.json_limits import JsonLimits
 from engine.outcomes import Completed
 from engine.progress import RunStart, StepRef, record_outcome, start_run
 from engine.runtime import Runtime
-from engine.steps.wait import event_output, matches_filter
-from engine.store import automations as automation_store
+from engine.steps.wait_for_event import event_output, matches_filter
 from engine.store import contacts as contact_store
-from engine.store import content as content_store
 from engine.store import events as event_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
@@ -60,6 +58,17 @@ def _check_request(
         raise InvalidInput("`payload` must be an object", field="payload")
     limits.check(payload, field="payload")
     return _Checked(payload, address)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The events of one batch, ingested in one transaction."""
+
+    results: list[Ingested]
+
+    @property
+    def dispatches(self) -> list[Dispatch]:
+        return [d for result in self.results for d in result.dispatches]
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,9 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
-    pending = _check_all(session, requests, rt.json_limits)
+    names = {request.event for request in requests if isinstance(request.event, str)}
+    routes = event_store.event_routes(session, sorted(names))
+    pending = _check_all(requests, routes, rt.json_limits)
     seen = event_store.events_by_idempotency_keys(
         session, [p.idempotency_key for p in pending if p.idempotency_key]
     )
@@ -133,15 +144,16 @@ def ingest_events(
     # The contacts' row locks order this against wait_for_event steps registering themselves.
     rt.checkpoint("ingest.contact_locked")
     stored = _store_events(session, fresh, contacts, now)
-    _start_runs(session, rt, stored, now)
+    _start_runs(session, rt, stored, routes, now)
     _resume_waits(session, rt, stored, contacts, now)
     return [item.result for item in pending if item.result is not None]
 
 
 def _check_all(
-    session: Session, requests: Sequence[EventRequest], limits: JsonLimits
+    requests: Sequence[EventRequest],
+    routes: dict[str, event_store.EventRoute],
+    limits: JsonLimits,
 ) -> list[_Pending]:
-    schemas: dict[str, dict[str, Any] | None] = {}
     checked = []
     for index, request in enumerate(requests):
         try:
@@ -149,9 +161,7 @@ def _check_all(
                 request.event, request.email, request.contact_id, request.payload, limits
             )
             name = str(request.event)
-            if name not in schemas:
-                schemas[name] = content_store.event_schema(session, name)
-            schema = schemas[name]
+            schema = routes[name].schema
             if schema:
                 check_payload(schema, body.payload)
             contact_key = None if request.contact_id is None else _uuid(request.contact_id)
@@ -199,50 +209,47 @@ def _store_events(
 ) -> list[tuple[_Pending, ContactRow]]:
     """Insert the events; those whose idempotency key a concurrent producer stored first
     become duplicates. The stored ones, with their contacts."""
-    stored = []
-    plain = []
+    rows = []
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
-        event_id: uuid.UUID | None
-        if item.idempotency_key is None:
-            event_id = uuid.uuid4()
-            plain.append(
-                {
-                    "id": event_id,
-                    "name": item.name,
-                    "contact_id": contact.id,
-                    "payload": item.payload,
-                    "idempotency_key": None,
-                    "received_at": now,
-                }
-            )
+        item.result = Ingested(uuid.uuid4(), contact.id)
+        rows.append(
+            {
+                "id": item.result.event_id,
+                "name": item.name,
+                "contact_id": contact.id,
+                "payload": item.payload,
+                "idempotency_key": item.idempotency_key,
+                "received_at": now,
+            }
+        )
+    event_store.insert_events(session, [row for row in rows if row["idempotency_key"] is None])
+    keyed = event_store.insert_keyed_events(
+        session, [row for row in rows if row["idempotency_key"]]
+    )
+    stored = []
+    for item in items:
+        result = item.result
+        assert result is not None
+        if item.idempotency_key is not None and result.event_id not in keyed:
+            result.event_id, result.duplicate = None, True
         else:
-            event_id = event_store.insert_event(
-                session,
-                name=item.name,
-                contact_id=contact.id,
-                payload=item.payload,
-                idempotency_key=item.idempotency_key,
-                now=now,
-            )
-        item.result = Ingested(event_id, contact.id, duplicate=event_id is None)
-        if event_id is not None:
-            stored.append((item, contact))
-    event_store.insert_events(session, plain)
+            stored.append((item, contacts[item.contact_key or item.email or ""]))
     return stored
 
 
 def _start_runs(
-    session: Session, rt: Runtime, stored: list[tuple[_Pending, ContactRow]], now: dt.datetime
+    session: Session,
+    rt: Runtime,
+    stored: list[tuple[_Pending, ContactRow]],
+    routes: dict[str, event_store.EventRoute],
+    now: dt.datetime,
 ) -> None:
-    listeners: dict[str, Sequence[tuple[uuid.UUID, uuid.UUID]]] = {}
     starts: list[RunStart] = []
     for item, contact in stored:
         result = item.result
         assert result is not None and result.event_id is not None
-        if item.name not in listeners:
-            listeners[item.name] = automation_store.listeners(session, item.name)
-        for automation_id, version_id in listeners[item.name]:
+        for automation_id, version_id in routes[item.name].listeners:
             start = start_run(
                 rt.graph(session, version_id),
                 run_id=uuid.uuid4(),

@@ -14,6 +14,7 @@ from engine.dispatch import Dispatch
 from engine.graph import Graph, dead_steps
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
 from engine.runtime import Runtime
+from engine.step_types import spec_for
 from engine.store import attempts as attempt_store
 from engine.store import runs as run_store
 from engine.store.runs import new_step_row
@@ -24,19 +25,16 @@ from models.enums import (
     RunStatus,
     SkipReason,
     StepStatus,
-    StepType,
 )
 
 log = logging.getLogger(__name__)
-
-BRANCHING = frozenset({StepType.CONDITION, StepType.WAIT_FOR_EVENT})
 
 
 @dataclass(frozen=True)
 class StepRef:
     run_id: uuid.UUID
     step_key: str
-    step_type: StepType
+    step_type: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def record_outcome(
         return []
     if following:
         # Only a branch not taken can leave steps dead; a condition with one branch has none.
-        if step.step_type in BRANCHING and any(
+        if spec_for(step.step_type).branching and any(
             c.type != branch for c in graph.outgoing(step.step_key)
         ):
             _skip_dead_branches(session, graph, step.run_id, now)
@@ -248,7 +246,7 @@ def _end_run(
         return
     summary = [
         (
-            StepType(s.step_type),
+            s.step_type,
             StepStatus(s.status),
             SkipReason(s.skip_reason) if s.skip_reason else None,
         )

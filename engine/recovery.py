@@ -27,7 +27,7 @@ from engine.store import recovery as recovery_store
 from engine.store import runs as run_store
 from engine.store.recovery import RunState
 from engine.store.runs import new_step_row
-from models.enums import ConnectionType, RunStatus, StepStatus, StepType
+from models.enums import ConnectionType, RunStatus, StepStatus
 from models.tables import RunStep
 
 
@@ -147,7 +147,7 @@ def resume(session: Session, rt: Runtime, run: RunState, *, now: dt.datetime) ->
         session, [new_step_row(run.id, key, graph.step(key).type, now) for key in missing]
     )
     keys = [row.step_key for row in again] + missing
-    return [Dispatch(run.id, key, StepType(graph.step(key).type)) for key in keys]
+    return [Dispatch(run.id, key, graph.step(key).type) for key in keys]
 
 
 def missing_steps(graph: Graph, rows: Iterable[RunStep]) -> list[str]:

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     task_events: bool = False
     # Instant steps (condition, contact changes) a worker executes right after the step that made
     # them ready, each with its own claim and commit, instead of a message each; 0 sends a
-    # message for every step. Fewer tasks show in Flower; see README "Inline steps".
+    # message for every step. Fewer tasks show in Flower; see docs/architecture.md.
     inline_steps: int = Field(default=8, ge=0, le=100)
 
     retry_max_attempts: int = Field(default=8, ge=1)
@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # Testing only: see engine/faults.py.
     fault_injection: str = ""
     worker_concurrency: int | None = None
+    # uvicorn worker processes of `automations api`: one per core in production.
+    api_workers: int = Field(default=1, ge=1)
     log_json: bool = False
     # Level of the runtime's logs in the processes the CLI starts (INFO: a line per step).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -163,7 +163,7 @@ class _Play:
             if event_at is not None and (due_at is None or event_at <= due_at):
                 self._arrive(later.popleft(), run_id)
             else:
-                self.ready.extend(Dispatch(run_id, key, StepType(kind)) for key, kind in due)
+                self.ready.extend(Dispatch(run_id, key, kind) for key, kind in due)
         return self._answer(run_id)
 
     # -- moving the run ------------------------------------------------------------------------

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from engine.bulk import kick_stale
-from engine.dispatch import Dispatch, Message
+from engine.db import retry_on_disconnect, transaction
+from engine.dispatch import Dispatch, Dispatcher, Message, commit_then_dispatch
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store import idempotency as idempotency_store
 from engine.store import sweeps
 from engine.store.sweeps import DispatchMark, DueStep
-from models.enums import StepType
 
 
 def redispatch_policy(settings: Settings) -> RedispatchPolicy:
@@ -22,6 +23,25 @@ def redispatch_policy(settings: Settings) -> RedispatchPolicy:
         stale_after=dt.timedelta(seconds=settings.stale_after_seconds),
         max_backoff=dt.timedelta(seconds=settings.redispatch_backoff_max_seconds),
     )
+
+
+def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
+    """One sweeper tick in its own transaction, once more on a connection found dead (after a
+    database restart); what it found is dispatched after the commit. The number dispatched."""
+
+    def swept() -> Swept:
+        return commit_then_dispatch(
+            transaction(rt.sessions),
+            dispatcher,
+            lambda session: Swept(sweep(session, rt, now=rt.clock.now())),
+        )
+
+    return len(retry_on_disconnect(swept).dispatches)
+
+
+@dataclass(frozen=True)
+class Swept:
+    dispatches: list[Message]
 
 
 def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
@@ -83,4 +103,4 @@ def _steps_to_resend(
 
 def _dispatch(step: DueStep, now: dt.datetime) -> Dispatch:
     countdown = max((step.due_at - now).total_seconds(), 0.0) if step.due_at else 0.0
-    return Dispatch(step.run_id, step.step_key, StepType(step.step_type), countdown=countdown)
+    return Dispatch(step.run_id, step.step_key, step.step_type, countdown=countdown)

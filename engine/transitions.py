@@ -55,7 +55,7 @@ def can_move_run(a: RunStatus, b: RunStatus) -> bool:
 
 
 def final_run_status(
-    steps: Iterable[tuple[StepType, StepStatus, SkipReason | None]],
+    steps: Iterable[tuple[str, StepStatus, SkipReason | None]],
 ) -> RunStatus:
     """The status a finished run ends in: cancelled > failed > skipped > completed."""
     statuses: set[StepStatus] = set()

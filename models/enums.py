@@ -67,6 +67,9 @@ class SkipReason(StrEnum):
 
 
 class StepType(StrEnum):
+    """The built-in step types' names. The registry (engine/step_types.py) says which names are
+    valid: a step type added there needs no member here."""
+
     TRIGGER = "trigger"
     SEND_EMAIL = "send_email"
     DELAY = "delay"
@@ -77,46 +80,12 @@ class StepType(StrEnum):
     ADD_TO_SEGMENT = "add_to_segment"
 
 
-# Steps that only touch the database: a worker may execute one inline, right after the step
-# that made it ready, instead of sending a message for it (AUTOMATIONS_INLINE_STEPS).
-INSTANT_STEPS = frozenset(
-    {
-        StepType.TRIGGER,
-        StepType.CONDITION,
-        StepType.CONTACT_UPDATE,
-        StepType.CONTACT_DELETE,
-        StepType.ADD_TO_SEGMENT,
-    }
-)
-
-# Accepted on input, stored under the canonical name.
-STEP_TYPE_ALIASES = {"update_contact": StepType.CONTACT_UPDATE}
-
-
 class ConnectionType(StrEnum):
     DEFAULT = "default"
     CONDITION_MET = "condition_met"
     CONDITION_NOT_MET = "condition_not_met"
     EVENT_RECEIVED = "event_received"
     TIMEOUT = "timeout"
-
-
-# Which connection types may leave a step of each type.
-CONNECTION_TYPES_BY_STEP: dict[StepType, frozenset[ConnectionType]] = {
-    StepType.CONDITION: frozenset({ConnectionType.CONDITION_MET, ConnectionType.CONDITION_NOT_MET}),
-    StepType.WAIT_FOR_EVENT: frozenset({ConnectionType.EVENT_RECEIVED, ConnectionType.TIMEOUT}),
-    StepType.CONTACT_DELETE: frozenset({ConnectionType.DEFAULT}),
-    **{
-        t: frozenset({ConnectionType.DEFAULT})
-        for t in (
-            StepType.TRIGGER,
-            StepType.SEND_EMAIL,
-            StepType.DELAY,
-            StepType.CONTACT_UPDATE,
-            StepType.ADD_TO_SEGMENT,
-        )
-    },
-}
 
 
 class TemplateStatus(StrEnum):

@@ -10,19 +10,15 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
-from sqlalchemy.exc import InterfaceError, OperationalError
 
+from engine import sweeper
 from engine.bulk import work_chunk
-from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Message
-from engine.errors import InvalidInput, NotFound
+from engine.db import retry_on_disconnect
 from engine.executor import execute_step
-from engine.ingest import ingest_event
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
 from engine.settings import ConfigurationError, Settings
-from engine.sweeper import sweep
-from models.enums import StepType
+from engine.step_types import all_specs
 from tasks.broker import TRANSPORT
 from tasks.dispatcher import (
     BULK_TASK,
@@ -31,6 +27,7 @@ from tasks.dispatcher import (
     CeleryDispatcher,
     step_task_name,
 )
+from tasks.events import register_event_tasks
 
 log = logging.getLogger(__name__)
 
@@ -109,62 +106,14 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
     setup_logging.connect(_logging, weak=False)
     dispatcher = CeleryDispatcher(app)
-    for step_type in StepType:
-        _register_step_task(app, holder, dispatcher, step_type)
+    for spec in all_specs():
+        _register_step_task(app, holder, dispatcher, spec.name)
 
     @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
-        rt = holder.get()
+        return sweeper.tick(holder.get(), dispatcher)
 
-        def tick() -> list[Message]:
-            with transaction(rt.sessions) as session:
-                return sweep(session, rt, now=rt.clock.now())
-
-        dispatches = retry_on_disconnect(tick)
-        dispatcher.dispatch(dispatches)
-        return len(dispatches)
-
-    # The message is the event's only copy until ingestion commits: a database that is away
-    # must not lose it. A retry is a new message with a countdown; the original is then acked.
-    @app.task(
-        name="automations.events.send",
-        shared=False,
-        autoretry_for=(OperationalError, InterfaceError),
-        retry_backoff=True,
-        retry_backoff_max=60,
-        max_retries=30,
-        bind=True,
-    )
-    def send_event(
-        task: Any,
-        event: str,
-        email: str | None = None,
-        contact_id: str | None = None,
-        payload: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        rt = holder.get()
-        # Without the producer's key, the message's own id makes a retry after a commit whose
-        # outcome was unknown ingest once: Celery retries keep the task id.
-        key = idempotency_key or f"celery-task:{task.request.id}"
-        try:
-            with transaction(rt.sessions) as session:
-                result = ingest_event(
-                    session,
-                    rt,
-                    event=event,
-                    email=email,
-                    contact_id=contact_id,
-                    payload=payload,
-                    idempotency_key=key,
-                    now=rt.clock.now(),
-                )
-        except (InvalidInput, NotFound) as refused:
-            # What /events/send answers 422 or 404: retrying cannot help. One line, no trace.
-            log.warning("event %r refused (task %s): %s", event, task.request.id, refused.message)
-            return {"refused": {"code": refused.code, "message": refused.message}}
-        dispatcher.dispatch(result.dispatches)
-        return {"event_id": str(result.event_id), "runs": [str(r) for r in result.run_ids]}
+    register_event_tasks(app, holder, dispatcher)
 
     # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.
     @app.task(name=BULK_TASK, shared=False)
@@ -177,7 +126,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
 
 def _register_step_task(
-    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: StepType
+    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: str
 ) -> None:
     @app.task(name=step_task_name(step_type), shared=False)
     def run_step(run_id: str, step_key: str) -> None:

@@ -16,12 +16,11 @@ import threading
 import time
 from collections.abc import Sequence
 
+from engine import sweeper
 from engine.bulk import work_chunk
-from engine.db import transaction
 from engine.dispatch import BulkWork, Dispatch, Message
 from engine.executor import execute_step
 from engine.runtime import Runtime
-from engine.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +98,11 @@ class LocalExecutor:
     def sweep_once(self) -> int:
         """One sweeper tick; the number of steps it dispatched."""
         try:
-            with transaction(self.rt.sessions) as session:
-                due = sweep(session, self.rt, now=self.rt.clock.now())
+            return sweeper.tick(self.rt, self)
         except Exception:
+            # The next tick tries again: the database still says what is due.
             log.exception("sweeper tick failed")
             return 0
-        self.dispatch(due)
-        return len(due)
 
 
 def _ids(item: Message) -> dict[str, str]:

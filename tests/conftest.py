@@ -13,10 +13,29 @@ import pytest
 import redis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-POSTGRES_URL = os.environ.get(
+# Under pytest-xdist (`make test` runs two processes), worker N > 0 gets a database and a Redis
+# database of its own beside the configured ones: `test_gw1`, Redis db + 1.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+CONFIGURED_POSTGRES_URL = os.environ.get(
     "AUTOMATIONS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("AUTOMATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CONFIGURED_REDIS_URL = os.environ.get("AUTOMATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def for_worker(postgres_url: str, redis_url: str, worker: int) -> tuple[str, str]:
+    """The database and Redis URLs of xdist worker `worker` (0: the configured ones)."""
+    if worker == 0:
+        return postgres_url, redis_url
+    postgres = urlsplit(postgres_url)
+    redis_address = urlsplit(redis_url)
+    redis_db = int(redis_address.path.strip("/") or 0) + worker
+    return (
+        urlunsplit(postgres._replace(path=f"{postgres.path}_gw{worker}")),
+        urlunsplit(redis_address._replace(path=f"/{redis_db}")),
+    )
+
+
+POSTGRES_URL, REDIS_URL = for_worker(CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL, WORKER)
 
 
 def service_up(host: str, port: int) -> bool:
@@ -59,16 +78,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
             )
         item.add_marker(getattr(pytest.mark, tier))
+        if tier == "faults":
+            # One fault lab (its database, its Redis, its workers) for the tier: one xdist worker.
+            item.add_marker(pytest.mark.xdist_group("faults"))
 
 
 # -- the sandbox -------------------------------------------------------------------------------
 
 
 def sentinel_url(url: str) -> str:
-    """The same Redis server, another database: 15, or 14 when the tests use 15."""
+    """The same Redis server, another database: 15, or 13 when the tests use 14 or 15."""
     address = urlsplit(url)
     ours = int(address.path.strip("/") or 0)
-    return urlunsplit(address._replace(path=f"/{14 if ours == 15 else 15}"))
+    return urlunsplit(address._replace(path=f"/{13 if ours >= 14 else 15}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_database() -> None:
+    """An xdist worker's own PostgreSQL database, created beside the configured one if missing."""
+    if POSTGRES_URL == CONFIGURED_POSTGRES_URL:
+        return
+    address = urlsplit(POSTGRES_URL.replace("+psycopg", ""))
+    if not service_up(address.hostname or "127.0.0.1", address.port or 5432):
+        return  # the tests that need it skip or fail with the reason
+    import psycopg
+
+    name = address.path.strip("/")
+    with psycopg.connect(CONFIGURED_POSTGRES_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,9 +6,9 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
-from engine.graph import Graph, Step, condition_rule
+from engine.graph import Graph, Step
+from engine.step_types import find
 
 BOX_W, BOX_H = 232, 92
 # The width a connection takes on a level it passes over.
@@ -28,6 +28,7 @@ BRANCH_LABELS = {
 class Box:
     key: str
     type: str
+    label: str
     detail: str
     x: float
     y: float
@@ -144,32 +145,17 @@ def _path(points: list[tuple[float, float]]) -> str:
     return " ".join(parts)
 
 
-def _rule_text(rule: Mapping[str, Any]) -> str:
-    if "rules" in rule:
-        inner = rule.get("rules") or []
-        return f"{rule.get('type', 'and')} of {len(inner)} rules"
-    value = rule.get("value")
-    return f"{rule.get('field', '?')} {rule.get('operator', '?')} {'' if value is None else value}"
-
-
 def step_detail(step: Step) -> str:
     """A short summary of a step's config: its event, duration, template or rule."""
-    config = step.config
-    if step.type in ("trigger", "wait_for_event"):
-        timeout = config.get("timeout")
-        return str(config.get("event_name", "")) + (f", timeout {timeout}" if timeout else "")
-    if step.type == "delay":
-        return str(config.get("duration", ""))
-    if step.type == "send_email":
-        template = config.get("template") or {}
-        return "template " + str(template.get("alias") or template.get("id", ""))[:13]
-    if step.type == "condition":
-        return _rule_text(condition_rule(config))
-    if step.type == "contact_update":
-        return "sets " + ", ".join(sorted(config)) if config else ""
-    if step.type == "add_to_segment":
-        return "segment " + str(config.get("segment_id", ""))[:13]
-    return ""
+    spec = find(step.type)
+    return spec.summary(step.config) if spec is not None else ""
+
+
+def step_label(step_type: str) -> str:
+    """The name a box shows for its step's type."""
+    spec = find(step_type)
+    # A stored graph may name a type no longer registered: it still draws.
+    return spec.label if spec is not None else step_type.replace("_", " ")
 
 
 def layout(graph: Graph) -> Layout:
@@ -183,7 +169,8 @@ def layout(graph: Graph) -> Layout:
     boxes = {
         key: Box(
             key,
-            str(graph.step(key).type),
+            graph.step(key).type,
+            step_label(graph.step(key).type),
             step_detail(graph.step(key)),
             width / 2 + centres[key] - BOX_W / 2,
             top[key],
@@ -248,7 +235,7 @@ def _box_svg(box: Box, counts: Counts) -> str:
         f'<text class="step-key" x="{box.x + 12:.1f}" y="{box.y + 22:.1f}">'
         f"{_e(_clip(box.key, 26))}</text>"
         f'<text class="step-type" x="{box.x + 12:.1f}" y="{box.y + 40:.1f}">'
-        f"{_e(_clip(box.type.replace('_', ' ') + (' · ' + box.detail if box.detail else ''), 34))}"
+        f"{_e(_clip(box.label + (' · ' + box.detail if box.detail else ''), 34))}"
         f'</text><text class="step-reached" x="{box.x + 12:.1f}" y="{box.y + 62:.1f}">'
         f"{counts.reached:,} reached</text>"
         f'<text class="step-tally" x="{box.x + 12:.1f}" y="{box.y + 80:.1f}">{_e(tally)}</text></g>'

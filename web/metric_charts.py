@@ -11,6 +11,7 @@ from engine.errors import InvalidInput
 from engine.metrics import Bucket
 from web import charts
 from web.formats import human_duration
+from web.graph_layout import step_label
 from web.render import trusted_svg
 
 STARTED = ("running", "completed", "failed", "cancelled", "skipped")
@@ -110,9 +111,7 @@ def charts_for(view: MetricsView) -> dict[str, Any]:
         charts.Bar("skipped (unsubscribed)", skipped, "s-skipped", f"{skipped:,}"),
     ]
     funnel = [
-        charts.FunnelStep(
-            s.key, s.type.replace("_", " "), s.reached, s.completed, s.failed, s.skipped
-        )
+        charts.FunnelStep(s.key, step_label(s.type), s.reached, s.completed, s.failed, s.skipped)
         for s in view.steps
     ]
     svg = {

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from engine import bulk, dashboard, recovery
+from engine.dispatch import commit_then_dispatch
 from engine.errors import AutomationsError
 from engine.recovery import RetryConflict, RunNotReplayable, RunNotRetryable
 from engine.runtime import Runtime
@@ -75,11 +76,13 @@ def replay_run(
     key, run_key = links.parse_uuid(automation_id), links.parse_uuid(run_id)
     base = _base(request, key)
     try:
-        with reading(rt, user) as session:
-            replayed = recovery.replay_run(session, rt, key, run_key, now=rt.clock.now())
+        replayed = commit_then_dispatch(
+            reading(rt, user),
+            sender,
+            lambda s: recovery.replay_run(s, rt, key, run_key, now=rt.clock.now()),
+        )
     except RunNotReplayable as refused:
         return _not_done(request, "The run was not replayed", refused, f"{base}/runs/{run_key}")
-    sender.dispatch(replayed.dispatches)
     return _redirect(f"{base}/runs/{replayed.run_id}?notice=replayed")
 
 
@@ -120,11 +123,10 @@ def _start_bulk(
 ) -> Response:
     key = links.parse_uuid(automation_id)
     wanted = dashboard.failed_runs(key, action, error_code=form.get("error_code") or None)
-    with reading(rt, user) as session:
-        started = bulk.start_bulk(session, wanted, now=rt.clock.now())
-        bulk_id = started.bulk.id
-    sender.dispatch(started.messages)
-    return _redirect(f"{_base(request, key)}/runs/retries/{bulk_id}?notice=bulk_started")
+    started = commit_then_dispatch(
+        reading(rt, user), sender, lambda s: bulk.start_bulk(s, wanted, now=rt.clock.now())
+    )
+    return _redirect(f"{_base(request, key)}/runs/retries/{started.bulk.id}?notice=bulk_started")
 
 
 @router.get("/automations/{automation_id}/runs/retry")

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from engine.durations import format_duration, format_offset
 from web import formats, links
+from web.graph_layout import step_label
 
 # Only our own files: no inline script, no CDN, no external font, no framing.
 CSP = (
@@ -56,6 +57,7 @@ def _environment() -> Environment:
         status_label=lambda status: STATUS_LABELS.get(str(status), str(status)),
         offset=format_offset,
         span=format_duration,
+        step_label=step_label,
     )
     env.globals["elapsed"] = formats.elapsed
     return env

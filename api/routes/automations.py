@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from api import serialize_automations as wire_automations
+from api import serialize_automations
 from api.deps import Authenticated, Rt
 from api.schemas.automations import (
     Automation,
@@ -56,7 +56,7 @@ def list_automations(
         )
     return AutomationList(
         has_more=page.has_more,
-        data=[wire_automations.automation_item(a) for a in page.items],
+        data=[serialize_automations.automation_item(a) for a in page.items],
     )
 
 
@@ -68,7 +68,7 @@ def get(automation_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
         detail = reports.get_automation(session, key)
-    return stored_json(wire_automations.automation_detail(detail))
+    return stored_json(serialize_automations.automation_detail(detail))
 
 
 @router.patch("/automations/{automation_id}", summary="Update an automation")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import serialize_catalog as wire
+from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.contacts import (
     Contact,
@@ -56,7 +56,7 @@ def list_contacts(
             before=cursor.before,
             segment_id=segment,
         )
-    return stored_json(wire.page_body(ContactList, page, wire.contact_item))
+    return stored_json(serialize.page_body(ContactList, page, serialize.contact_item))
 
 
 @router.get(
@@ -65,7 +65,7 @@ def list_contacts(
 def get(contact_id: str, rt: Rt, _: Authenticated) -> StoredJson:
     with transaction(rt.sessions) as session:
         contact = contacts.find_contact(session, contact_id)
-    return stored_json(wire.contact(contact))
+    return stored_json(serialize.contact(contact))
 
 
 @router.patch("/contacts/{contact_id}", summary="Update a contact by id or email")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import serialize_catalog as wire
+from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.domains import CreateDomain, Domain, DomainDeleted, DomainList, UpdateDomain
 from api.wire import PageQuery, parse_id
-from engine import catalog
+from engine import content
 from engine.db import transaction
 
 router = APIRouter(tags=["domains"])
@@ -20,13 +20,13 @@ ID = "domain_id"
 def create(body: CreateDomain, rt: Rt, _: Authenticated) -> Domain:
     """The domain object, `not_started`; no DNS is looked up."""
     with transaction(rt.sessions) as session:
-        domain = catalog.create_domain(
+        domain = content.create_domain(
             session,
             name=body.name,
             settings=body.model_dump(exclude={"name"}, exclude_none=True),
             now=rt.clock.now(),
         )
-    return wire.domain(domain)
+    return serialize.domain(domain)
 
 
 @router.get("/domains", summary="List domains")
@@ -36,18 +36,18 @@ def list_domains(
     cursor: PageQuery,
 ) -> DomainList:
     with transaction(rt.sessions) as session:
-        page = catalog.list_domains(
+        page = content.list_domains(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(DomainList, page, wire.domain_item)
+    return serialize.page_body(DomainList, page, serialize.domain_item)
 
 
 @router.get("/domains/{domain_id}", summary="Retrieve a domain")
 def get(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        domain = catalog.find_domain(session, key)
-    return wire.domain(domain)
+        domain = content.find_domain(session, key)
+    return serialize.domain(domain)
 
 
 @router.patch("/domains/{domain_id}", summary="Update a domain's tracking and TLS settings")
@@ -55,15 +55,15 @@ def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Doma
     """The whole domain object: a superset of Resend's `{object, id}`, as the SDK types it."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        domain = catalog.update_domain(session, key, body.model_dump(exclude_unset=True))
-    return wire.domain(domain)
+        domain = content.update_domain(session, key, body.model_dump(exclude_unset=True))
+    return serialize.domain(domain)
 
 
 @router.delete("/domains/{domain_id}", summary="Delete a domain")
 def delete(domain_id: str, rt: Rt, _: Authenticated) -> DomainDeleted:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        catalog.delete_domain(session, key)
+        content.delete_domain(session, key)
     return DomainDeleted(id=str(key))
 
 
@@ -72,5 +72,5 @@ def verify(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
     """No DNS is looked up: verifying is the operator's word, and the domain becomes `verified`."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        domain = catalog.verify_domain(session, key)
-    return wire.domain(domain)
+        domain = content.verify_domain(session, key)
+    return serialize.domain(domain)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import serialize_catalog as wire
+from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.events import (
     CreateEventDefinition,
@@ -41,14 +41,14 @@ def list_definitions(
         page = event_definitions.list_event_definitions(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(EventDefinitionList, page, wire.event_definition_item)
+    return serialize.page_body(EventDefinitionList, page, serialize.event_definition_item)
 
 
 @router.get("/events/{event_id}", summary="Retrieve an event definition by id or name")
 def get(event_id: str, rt: Rt, _: Authenticated) -> EventDefinition:
     with transaction(rt.sessions) as session:
         definition = event_definitions.find_event_definition(session, event_id)
-    return wire.event_definition(definition)
+    return serialize.event_definition(definition)
 
 
 @router.patch("/events/{event_id}", summary="Replace an event definition's schema")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from api import serialize_automations as wire_automations
+from api import serialize_automations
 from api.deps import Authenticated, Rt, Sender
 from api.schemas.runs import (
     BulkFilter,
@@ -23,6 +25,7 @@ from api.schemas.runs import (
 from api.wire import StoredJson, parse_id, stored_json, wire_time
 from engine import bulk, recovery, reports
 from engine.db import transaction
+from engine.dispatch import Message, commit_then_dispatch
 from models.enums import BulkAction, RunStatus
 from models.tables import BulkItem as BulkItemRow
 from models.tables import BulkOperation
@@ -53,7 +56,7 @@ def retry_run(
     sender.dispatch(retried.dispatches)
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return stored_json(wire_automations.run_detail(detail))
+    return stored_json(serialize_automations.run_detail(detail))
 
 
 @router.post(
@@ -66,10 +69,18 @@ def replay_run(
 ) -> RunReplayed:
     """A new run of the current version with the same trigger event and contact."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
-    with transaction(rt.sessions) as session:
-        replayed = recovery.replay_run(session, rt, key, run_key, now=rt.clock.now())
-    sender.dispatch(replayed.dispatches)
+    replayed = commit_then_dispatch(
+        transaction(rt.sessions),
+        sender,
+        lambda s: recovery.replay_run(s, rt, key, run_key, now=rt.clock.now()),
+    )
     return RunReplayed(id=str(replayed.run_id), replay_of=str(run_key))
+
+
+@dataclass(frozen=True)
+class _Started:
+    answer: BulkRetry
+    dispatches: list[Message]
 
 
 _BULK_ANSWERS: dict[int | str, dict[str, object]] = {
@@ -91,10 +102,13 @@ def _bulk(
             {"action": action, "matched": found.matched, "sample": [_item(r) for r in found.sample]}
         )
         return JSONResponse(preview.model_dump(mode="json"))
-    with transaction(rt.sessions) as session:
+
+    def start(session: Session) -> _Started:
         started = bulk.start_bulk(session, request, now=rt.clock.now())
-        answer = _bulk_answer(started.bulk, BulkRetry)
-    sender.dispatch(started.messages)
+        # Answered from the row as the transaction sees it, before the commit.
+        return _Started(_bulk_answer(started.bulk, BulkRetry), started.dispatches)
+
+    answer = commit_then_dispatch(transaction(rt.sessions), sender, start).answer
     return JSONResponse(answer.model_dump(mode="json"), status_code=202)
 
 

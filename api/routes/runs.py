@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api import serialize_automations as wire_automations
+from api import serialize_automations
 from api.deps import Authenticated, Rt
 from api.schemas.metrics import AutomationMetrics
 from api.schemas.runs import Run, RunCancelled, RunList
@@ -40,7 +40,7 @@ def list_runs(
             after=cursor.after,
             before=cursor.before,
         )
-    items = [wire_automations.run_item(run) for run in page.items]
+    items = [serialize_automations.run_item(run) for run in page.items]
     # Already JSON types: answered as is, without FastAPI's encoder walking a thousand items.
     return JSONResponse(list_body(items, page.has_more))
 
@@ -53,7 +53,7 @@ def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> Stored
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
         detail = reports.get_run(session, key, run_key)
-    return stored_json(wire_automations.run_detail(detail))
+    return stored_json(serialize_automations.run_detail(detail))
 
 
 @router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")
@@ -80,4 +80,4 @@ def automation_metrics(
         result = metrics.automation_metrics(
             session, key, start=start, end=end, granularity=granularity, now=rt.clock.now()
         )
-    return wire_automations.metrics(result)
+    return serialize_automations.metrics(result)

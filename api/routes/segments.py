@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import serialize_catalog as wire
+from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.contacts import ContactList
 from api.schemas.segments import (
@@ -44,7 +44,7 @@ def list_segments(
         page = contacts.list_segments(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(SegmentList, page, wire.segment_item)
+    return serialize.page_body(SegmentList, page, serialize.segment_item)
 
 
 @router.get("/segments/{segment_id}", summary="Retrieve a segment")
@@ -52,7 +52,7 @@ def get(segment_id: str, rt: Rt, _: Authenticated) -> Segment:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         segment = contacts.find_segment(session, key)
-    return wire.segment(segment)
+    return serialize.segment(segment)
 
 
 @router.patch("/segments/{segment_id}", summary="Rename a segment")
@@ -84,7 +84,7 @@ def list_members(
         page = contacts.list_contacts(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
         )
-    return wire.page_body(ContactList, page, wire.contact_item)
+    return serialize.page_body(ContactList, page, serialize.contact_item)
 
 
 @router.get("/contacts/{contact_id}/segments", summary="List a contact's segments")
@@ -103,7 +103,7 @@ def list_contact_segments(
             before=cursor.before,
             contact_ref=contact_id,
         )
-    return wire.page_body(SegmentList, page, wire.segment_item)
+    return serialize.page_body(SegmentList, page, serialize.segment_item)
 
 
 @router.post("/contacts/{contact_id}/segments/{segment_id}", summary="Add a contact to a segment")
@@ -112,7 +112,7 @@ def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> Me
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contact = contacts.add_to_segment(session, contact_id, key, now=rt.clock.now())
-    return wire.membership(contact, str(key))
+    return serialize.membership(contact, str(key))
 
 
 @router.delete(
@@ -122,4 +122,4 @@ def remove_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) ->
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contact = contacts.remove_from_segment(session, contact_id, key)
-    return wire.membership_removed(contact, str(key))
+    return serialize.membership_removed(contact, str(key))

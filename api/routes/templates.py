@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import serialize_catalog as wire
+from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.templates import (
     CreateTemplate,
@@ -15,7 +15,7 @@ from api.schemas.templates import (
     UpdateTemplate,
 )
 from api.wire import PageQuery
-from engine import catalog
+from engine import content
 from engine.db import transaction
 
 router = APIRouter(tags=["templates"])
@@ -25,7 +25,7 @@ router = APIRouter(tags=["templates"])
 def create(body: CreateTemplate, rt: Rt, _: Authenticated) -> TemplateRef:
     """A new draft; publish it before a send_email step can use it."""
     with transaction(rt.sessions) as session:
-        template = catalog.create_template(
+        template = content.create_template(
             session, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
     return TemplateRef(id=str(template.id))
@@ -38,23 +38,23 @@ def list_templates(
     cursor: PageQuery,
 ) -> TemplateList:
     with transaction(rt.sessions) as session:
-        page = catalog.list_templates(
+        page = content.list_templates(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
-    return wire.page_body(TemplateList, page, wire.template_item)
+    return serialize.page_body(TemplateList, page, serialize.template_item)
 
 
 @router.get("/templates/{template_id}", summary="Retrieve a template by id or alias")
 def get(template_id: str, rt: Rt, _: Authenticated) -> Template:
     with transaction(rt.sessions) as session:
-        template = catalog.find_template(session, template_id)
-    return wire.template(template)
+        template = content.find_template(session, template_id)
+    return serialize.template(template)
 
 
 @router.patch("/templates/{template_id}", summary="Update a template by id or alias")
 def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> TemplateRef:
     with transaction(rt.sessions) as session:
-        template = catalog.update_template(
+        template = content.update_template(
             session, template_id, body.model_dump(exclude_unset=True), now=rt.clock.now()
         )
     return TemplateRef(id=str(template.id))
@@ -63,7 +63,7 @@ def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> 
 @router.delete("/templates/{template_id}", summary="Delete a template by id or alias")
 def delete(template_id: str, rt: Rt, _: Authenticated) -> TemplateDeleted:
     with transaction(rt.sessions) as session:
-        key = catalog.delete_template(session, template_id)
+        key = content.delete_template(session, template_id)
     return TemplateDeleted(id=str(key))
 
 
@@ -71,7 +71,7 @@ def delete(template_id: str, rt: Rt, _: Authenticated) -> TemplateDeleted:
 def publish(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
     """Status becomes `published`, with `published_at` now."""
     with transaction(rt.sessions) as session:
-        template = catalog.publish_template(session, template_id, now=rt.clock.now())
+        template = content.publish_template(session, template_id, now=rt.clock.now())
     return TemplateRef(id=str(template.id))
 
 
@@ -79,5 +79,5 @@ def publish(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
 def duplicate(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
     """A draft copy, without the alias."""
     with transaction(rt.sessions) as session:
-        template = catalog.duplicate_template(session, template_id, now=rt.clock.now())
+        template = content.duplicate_template(session, template_id, now=rt.clock.now())
     return TemplateRef(id=str(template.id))

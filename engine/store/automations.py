@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.store.core import AUTOMATIONS, execute
 from models.enums import AutomationStatus
 from models.tables import Automation, AutomationVersion
 
@@ -78,19 +76,6 @@ def get_automation(
 
 def version_graph(session: Session, version_id: uuid.UUID) -> dict[str, Any] | None:
     return session.scalar(select(AutomationVersion.graph).where(AutomationVersion.id == version_id))
-
-
-_LISTENERS = select(AUTOMATIONS.c.id, AUTOMATIONS.c.current_version_id).where(
-    AUTOMATIONS.c.trigger_event == bindparam("event_name"),
-    AUTOMATIONS.c.status == AutomationStatus.ENABLED,
-    AUTOMATIONS.c.deleted_at.is_(None),
-)
-
-
-def listeners(session: Session, event_name: str) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
-    """(automation id, current version id) of every enabled automation triggered by the event."""
-    rows = execute(session, _LISTENERS, {"event_name": event_name}).all()
-    return [(row.id, row.current_version_id) for row in rows if row.current_version_id]
 
 
 def set_status(

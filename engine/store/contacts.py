@@ -108,9 +108,18 @@ def ensure_contacts(
             {"id": uuid.uuid4(), "email": a, **new, "created_at": now, "updated_at": now}
             for a in addresses
         ]
-        execute(session, insert_or_ignore(session, CONTACTS), rows)
-    params = {"emails": addresses, "ids": sorted(set(ids))}
-    return [ContactRow(*tuple(row)) for row in execute(session, _LOCK_MANY, params)]
+        # A new contact is locked by its insert: only those that existed are selected after.
+        returning = tuple(column.name for column in _LOCK_CONTACT.selected_columns)
+        created = execute(session, insert_or_ignore(session, CONTACTS, *returning), rows)
+        found = [ContactRow(*tuple(row)) for row in created]
+    else:
+        found = []
+    existing = sorted(set(addresses) - {row.email for row in found})
+    wanted = sorted(set(ids) - {row.id for row in found})
+    if existing or wanted:
+        params = {"emails": existing, "ids": wanted}
+        found += [ContactRow(*tuple(row)) for row in execute(session, _LOCK_MANY, params)]
+    return found
 
 
 def create_contact(

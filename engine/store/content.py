@@ -11,7 +11,7 @@ from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.store.core import DOMAINS, EVENT_DEFINITIONS, TEMPLATES, execute
+from engine.store.core import DOMAINS, TEMPLATES, execute
 from engine.store.paging import Page, paginate
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Base, Domain, EventDefinition, Template
@@ -90,16 +90,6 @@ def create_domain(
     session.add(domain)
     session.flush()
     return domain
-
-
-_EVENT_SCHEMA = select(EVENT_DEFINITIONS.c.schema).where(
-    EVENT_DEFINITIONS.c.name == bindparam("name")
-)
-
-
-def event_schema(session: Session, name: str) -> dict[str, Any] | None:
-    schema: dict[str, Any] | None = execute(session, _EVENT_SCHEMA, {"name": name}).scalar()
-    return schema
 
 
 def create_event_definition(

@@ -6,21 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
+from engine import sweeper
 from engine.bulk import work_chunk
 from engine.clock import FrozenClock
 from engine.db import transaction
-from engine.dispatch import BulkWork, Dispatch, Message
+from engine.dispatch import BulkWork, Dispatch, Message, commit_then_dispatch
 from engine.executor import execute_step
 from engine.ingest import Ingested, ingest_event
 from engine.lifecycle import create_automation
 from engine.mail.recording import RecordingTransport
 from engine.runtime import Runtime
 from engine.store import content as content_store
-from engine.sweeper import sweep
 from models.enums import STEP_CLAIMABLE, DomainStatus, TemplateStatus
 from models.tables import Run, RunStep
 
@@ -84,12 +85,13 @@ class Driver:
     # -- playing -----------------------------------------------------------------------------
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
-        with transaction(self.rt.sessions) as session:
-            result = ingest_event(
+        return commit_then_dispatch(
+            transaction(self.rt.sessions),
+            self,
+            lambda session: ingest_event(
                 session, self.rt, event=event, email=email, payload=payload, now=self.clock.now()
-            )
-        self.queue.extend(result.dispatches)
-        return result
+            ),
+        )
 
     def enqueue(self, messages: list[Message]) -> None:
         self.queue.extend(messages)
@@ -113,8 +115,15 @@ class Driver:
 
     def tick(self) -> None:
         """One sweeper tick at the clock's time."""
-        with transaction(self.rt.sessions) as session:
-            self.queue.extend(sweep(session, self.rt, now=self.clock.now()))
+        sweeper.tick(self.rt, self)
+
+    # -- the Dispatcher that the engine hands messages to ----------------------------------
+
+    def dispatch(self, messages: Sequence[Message]) -> None:
+        self.queue.extend(messages)
+
+    def ping(self) -> None:
+        return None
 
     def _drain(self) -> None:
         while self.queue:

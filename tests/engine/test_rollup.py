@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from engine import catalog, lifecycle
+from engine import content, lifecycle
 from engine.bulk import parse_request, start_bulk
 from engine.contacts import create_contact
 from engine.db import transaction
@@ -65,7 +65,7 @@ def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
     with transaction(driver.rt.sessions) as session:
         now = driver.clock.now()
         lifecycle.cancel_run(session, automation_id, waiting[0].run_ids[0], now=now)
-        catalog.publish_template(session, template, now=now)
+        content.publish_template(session, template, now=now)
         create_contact(
             session, email="gone@x.test", now=now, unsubscribed=True, limits=JsonLimits()
         )
@@ -73,7 +73,7 @@ def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
         automation_id, BulkAction.RETRY, {"error_code": "template_not_published"}
     )
     with transaction(driver.rt.sessions) as session:
-        driver.enqueue(start_bulk(session, request, now=driver.clock.now()).messages)
+        driver.enqueue(start_bulk(session, request, now=driver.clock.now()).dispatches)
     driver.enqueue(retry_run(driver.rt, automation_id, broken).dispatches)  # fails again
     driver.send("user.created", "gone@x.test", {"kind": "mail"})
     driver.settle(until=driver.clock.now())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine import catalog
+from engine import content
 from engine.bulk import parse_request, start_bulk
 from engine.db import transaction
 from engine.recovery import RunNotRetryable, retry_run
@@ -103,13 +103,13 @@ def test_failed_runs_are_retried_in_bulk_once_the_template_is_published(driver: 
     assert {driver.run(run_id).status for run_id in runs} == {"failed"}
 
     with transaction(driver.rt.sessions) as session:
-        catalog.publish_template(session, template, now=driver.clock.now())
+        content.publish_template(session, template, now=driver.clock.now())
     request = parse_request(
         automation_id, BulkAction.RETRY, {"error_code": "template_not_published"}
     )
     with transaction(driver.rt.sessions) as session:
         started = start_bulk(session, request, now=driver.clock.now())
-    driver.enqueue(started.messages)
+    driver.enqueue(started.dispatches)
     driver.settle()
     assert {driver.run(run_id).status for run_id in runs} == {"completed"}
     assert len(driver.sent) == 3

@@ -20,13 +20,13 @@ import httpx
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, text
 
+from engine import sweeper
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
-from engine.dispatch import Dispatcher
+from engine.dispatch import Dispatcher, commit_then_dispatch
 from engine.ingest import Ingested, ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
-from engine.sweeper import sweep
 from migrations import stamp
 from models.enums import RUN_TERMINAL
 from models.tables import Base, OutboxEmail, Run, RunStep
@@ -148,7 +148,7 @@ class Stack:
                 "-m",
                 "celery",
                 "-A",
-                "tasks.celery_main",
+                "wiring.worker",
                 "worker",
                 "-Q",
                 "automations,automations.sweeper",
@@ -219,23 +219,21 @@ class Stack:
                     conn.execute(text(f"DELETE FROM {name}"))
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
-        with transaction(self.runtime.sessions) as session:
-            result = ingest_event(
+        return commit_then_dispatch(
+            transaction(self.runtime.sessions),
+            self.dispatcher,
+            lambda session: ingest_event(
                 session,
                 self.runtime,
                 event=event,
                 email=email,
                 payload=payload,
                 now=self.clock.now(),
-            )
-        self.dispatcher.dispatch(result.dispatches)
-        return result
+            ),
+        )
 
     def sweep(self) -> int:
-        with transaction(self.runtime.sessions) as session:
-            dispatches = sweep(session, self.runtime, now=self.clock.now())
-        self.dispatcher.dispatch(dispatches)
-        return len(dispatches)
+        return sweeper.tick(self.runtime, self.dispatcher)
 
     def advance(self, delta: dt.timedelta) -> None:
         """Move the shared clock forward and let the sweeper promote what became due."""
@@ -333,7 +331,7 @@ class ApiServer:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "api.asgi:create",
+                "wiring.server:create",
                 "--host",
                 "127.0.0.1",
                 "--port",

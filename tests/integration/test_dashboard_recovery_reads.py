@@ -8,7 +8,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from engine import bulk, catalog, dashboard, recovery
+from engine import bulk, content, dashboard, recovery
 from engine.db import transaction
 from models.enums import BulkAction, BulkStatus, TemplateStatus
 from models.tables import Run
@@ -78,14 +78,14 @@ def test_the_offer_the_dry_run_and_the_recent_operations(rt_stack: Stack) -> Non
     assert statuses(rt_stack, automation_id) == Counter(failed=5, completed=1)  # dry runs
 
     with transaction(sessions) as session:
-        catalog.publish_template(session, template_id, now=rt_stack.clock.now())
+        content.publish_template(session, template_id, now=rt_stack.clock.now())
     wanted = dashboard.failed_runs(
         automation_id, BulkAction.RETRY, error_code="template_not_published"
     )
     with transaction(sessions) as session:
         started = bulk.start_bulk(session, wanted, now=rt_stack.clock.now())
         bulk_id = started.bulk.id
-    rt_stack.dispatcher.dispatch(started.messages)
+    rt_stack.dispatcher.dispatch(started.dispatches)
     rt_stack.wait_for(
         lambda: statuses(rt_stack, automation_id) == Counter(completed=4, failed=2),
         timeout=60,

@@ -108,3 +108,67 @@ def test_a_producer_event_that_breaks_the_rules_is_refused_with_one_log_line(
         assert b"Traceback" not in lines.read()  # one line each, no stack trace
     assert count(rt_stack, Event) == 0
     assert count(rt_stack, Contact) == 0
+
+
+@CELERY_BACKENDS
+def test_producer_process_enqueues_a_batch_in_one_message(rt_stack: Stack) -> None:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"from": "batch"}}},
+    ]
+    make_automation(rt_stack, steps, chain("start", "tag"))
+    emails = [unique_email(f"batch{n}") for n in range(3)]
+    # The example's batch form, from an interpreter that imports only Celery.
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "produce_events.py"),
+            "--batch",
+            rt_stack.settings.broker_url,
+            "user.created",
+            *emails,
+            '{"plan": "pro"}',
+        ],
+        check=True,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
+    rt_stack.wait_for(lambda: count(rt_stack, Run) == 3, what="a run per event of the batch")
+    rt_stack.wait_for(
+        lambda: all(r.status == "completed" for r in runs(rt_stack)), what="runs to complete"
+    )
+    with transaction(rt_stack.runtime.sessions) as session:
+        stored = {e.payload["plan"] for e in session.scalars(select(Event))}
+    assert stored == {"pro"} and count(rt_stack, Contact) == 3
+
+
+@CELERY_BACKENDS
+def test_a_batch_is_all_or_nothing_and_its_keys_ingest_once(rt_stack: Stack) -> None:
+    steps = [{"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}]
+    make_automation(rt_stack, steps, [])
+    good = {"event": "user.created", "email": unique_email("good")}
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    bad_batch = [good, {"event": "user.created", "email": "not an address"}]
+    refused = rt_stack.app.send_task(
+        "automations.events.send_batch", kwargs={"events": bad_batch}, queue="automations"
+    ).id
+    rt_stack.wait_for(lambda: f"(task {refused})" in log.read_text(), what="the batch refused")
+    line = next(x for x in log.read_text().splitlines() if f"(task {refused})" in x)
+    assert "event 1 refused" in line
+    assert count(rt_stack, Event) == 0 and count(rt_stack, Contact) == 0
+
+    keyed = [
+        {**good, "idempotency_key": "order-1"},
+        {"event": "user.created", "email": unique_email("second"), "idempotency_key": "order-2"},
+    ]
+    sent = [  # a producer's retry: the same keys again, nothing new stored
+        rt_stack.app.send_task(
+            "automations.events.send_batch", kwargs={"events": keyed}, queue="automations"
+        ).id
+        for _ in range(2)
+    ]
+    for task_id in sent:
+        done = f"send_batch[{task_id}] succeeded"
+        rt_stack.wait_for(lambda d=done: d in log.read_text(), what="both batches ingested")
+    assert count(rt_stack, Event) == 2 and count(rt_stack, Run) == 2

@@ -23,9 +23,9 @@ def commands(tmp: Path) -> dict[str, list[str]]:
     port = str(free_port())
     data = ["--data-dir", str(tmp / "data")]
     return {
-        "uvicorn": [str(BIN / "uvicorn"), "--factory", "api.asgi:create", "--port", port],
-        "celery worker": [str(BIN / "celery"), "-A", "tasks.celery_main", "worker"],
-        "celery beat": [str(BIN / "celery"), "-A", "tasks.celery_main", "beat"],
+        "uvicorn": [str(BIN / "uvicorn"), "--factory", "wiring.server:create", "--port", port],
+        "celery worker": [str(BIN / "celery"), "-A", "wiring.worker", "worker"],
+        "celery beat": [str(BIN / "celery"), "-A", "wiring.worker", "beat"],
         "automations api": [str(BIN / "automations"), "api", "--port", port],
         "automations worker": [str(BIN / "automations"), "worker"],
         "automations scheduler": [str(BIN / "automations"), "scheduler"],

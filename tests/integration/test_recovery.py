@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from engine import catalog
+from engine import content
 from engine.bulk import parse_request, start_bulk
 from engine.clock import FrozenClock
 from engine.db import transaction
@@ -72,7 +72,7 @@ def fail_runs(stack: Stack, automation_id: uuid.UUID, count: int) -> list[str]:
 
 def publish(stack: Stack, template_id: str) -> None:
     with transaction(stack.runtime.sessions) as session:
-        catalog.publish_template(session, template_id, now=stack.clock.now())
+        content.publish_template(session, template_id, now=stack.clock.now())
 
 
 def start(stack: Stack, automation_id: uuid.UUID, *, send: bool = True) -> BulkOperation:
@@ -80,7 +80,7 @@ def start(stack: Stack, automation_id: uuid.UUID, *, send: bool = True) -> BulkO
     with transaction(stack.runtime.sessions) as session:
         started = start_bulk(session, request, now=stack.clock.now())
     if send:
-        stack.dispatcher.dispatch(started.messages)
+        stack.dispatcher.dispatch(started.dispatches)
     return started.bulk
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from api.prometheus import exposition
-from engine import catalog, lifecycle
+from engine import content, lifecycle
 from engine.bulk import parse_request, start_bulk
 from engine.db import transaction
 from engine.metrics import snapshot
@@ -93,12 +93,12 @@ def test_rollup_equals_a_recount_after_a_mixed_workload_with_faults(rt_stack: St
     with transaction(rt_stack.runtime.sessions) as session:
         now = rt_stack.clock.now()
         lifecycle.cancel_run(session, automation_id, waiting[0], now=now)
-        catalog.publish_template(session, template, now=now)
+        content.publish_template(session, template, now=now)
         request = parse_request(
             automation_id, BulkAction.RETRY, {"error_code": "template_not_published"}
         )
         bulk = start_bulk(session, request, now=now)
-    rt_stack.dispatcher.dispatch(bulk.messages)
+    rt_stack.dispatcher.dispatch(bulk.dispatches)
     rt_stack.dispatcher.dispatch(retry_run(rt_stack.runtime, automation_id, broken[0]).dispatches)
     # The retried run fails again.
     rt_stack.wait_step(broken[0], "check", "failed")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
+
 import pytest
 
 from engine.settings import Settings
 from models.enums import StepType
+from tasks import step_messages
 from tasks.app import create_celery_app
 
 
@@ -27,6 +32,7 @@ def test_every_task_has_a_stable_name() -> None:
         *(f"automations.steps.{t.value}" for t in StepType),
         "automations.sweeper.tick",
         "automations.events.send",
+        "automations.events.send_batch",
         "automations.runs.bulk",
     }
 
@@ -35,3 +41,23 @@ def test_countdown_horizon_must_stay_under_visibility_timeout() -> None:
     settings = Settings(countdown_horizon_seconds=7200, visibility_timeout_seconds=3600)
     with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
         create_celery_app(settings)
+
+
+def test_a_step_message_written_directly_is_the_one_celery_would_write() -> None:
+    app = create_celery_app(Settings(broker_url="redis://127.0.0.1:1/0"))
+    kwargs = {"run_id": "8d3f0c2e-0000-4000-8000-000000000000", "step_key": "mail"}
+    celery = app.amqp.as_task_v2("the-id", "automations.steps.send_email", kwargs=kwargs)
+    entry = json.loads(
+        step_messages.encode(
+            "automations.steps.send_email", kwargs, queue="automations", origin="o", countdown=5
+        )
+    )
+    headers = entry["headers"]
+    assert set(headers) == set(celery.headers)
+    for same in ("lang", "task", "shadow", "expires", "retries", "timelimit", "kwargsrepr"):
+        assert headers[same] == celery.headers[same], same
+    assert headers["root_id"] == headers["id"] == entry["properties"]["correlation_id"]
+    assert dt.datetime.fromisoformat(headers["eta"]) > dt.datetime.now(dt.UTC)
+    body = json.loads(base64.b64decode(entry["body"]))
+    assert body == [list(celery.body[0]), celery.body[1], celery.body[2]]
+    assert entry["properties"]["delivery_info"] == {"exchange": "", "routing_key": "automations"}

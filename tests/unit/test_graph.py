@@ -13,7 +13,8 @@ from engine.graph import (
     dead_steps,
     validate_graph,
 )
-from models.enums import CONNECTION_TYPES_BY_STEP, ConnectionType, StepType
+from engine.step_types import spec_for
+from models.enums import ConnectionType, StepType
 
 C = ConnectionType
 TEMPLATE_ID = "0b9a4ad1-37a2-4d7b-9f1e-3c5a7f2e8d10"
@@ -634,7 +635,7 @@ def test_connection_types_follow_the_table(step_type: StepType) -> None:
         connections = [] if step_type == StepType.TRIGGER else [link("start", "src")]
         connections.append(link(source, "end", connection_type))
         steps.append(email("end"))
-        if connection_type in CONNECTION_TYPES_BY_STEP[step_type]:
+        if connection_type in spec_for(step_type).connection_types:
             validate_graph(steps, connections)
         else:
             error = invalid(steps, connections)

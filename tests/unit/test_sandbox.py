@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import HERE, TIERS, sentinel_url
+from tests.conftest import HERE, TIERS, for_worker, sentinel_url
 
 
 def test_every_tier_is_a_folder_and_a_registered_marker() -> None:
@@ -27,10 +27,20 @@ def test_this_test_carries_its_tier(request: pytest.FixtureRequest) -> None:
     [
         ("redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/15"),
         ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/15"),
-        ("redis://:secret@10.0.0.1:6380/15", "redis://:secret@10.0.0.1:6380/14"),
+        ("redis://:secret@10.0.0.1:6380/15", "redis://:secret@10.0.0.1:6380/13"),
+        ("redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/13"),
     ],
 )
 def test_the_sentinel_lives_in_another_database_of_the_same_server(
     configured: str, sentinel: str
 ) -> None:
     assert sentinel_url(configured) == sentinel
+
+
+def test_each_xdist_worker_has_its_own_databases() -> None:
+    pg, rd = "postgresql+psycopg://postgres@127.0.0.1:5432/test", "redis://127.0.0.1:6379/3"
+    assert for_worker(pg, rd, 0) == (pg, rd)
+    assert for_worker(pg, rd, 1) == (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test_gw1",
+        "redis://127.0.0.1:6379/4",
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.app import create_app
 from engine.settings import MIN_SECRET_BYTES, PLACEHOLDER_SECRET, ConfigurationError, Settings
 from tasks.app import create_celery_app
+from wiring.server import create_server
 
 REFUSED = ["", "short", "x" * (MIN_SECRET_BYTES - 1), "é" * 15 + "x", PLACEHOLDER_SECRET]
 
@@ -23,7 +23,7 @@ def test_outside_development_refuses_a_weak_secret(secret: str, env: str) -> Non
         assert secret not in str(refused.value) or not secret
     # Every process builds its app with a factory that checks: the API and every Celery one.
     with pytest.raises(ConfigurationError):
-        create_app(settings)
+        create_server(settings)
     with pytest.raises(ConfigurationError):
         create_celery_app(settings)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import httpx
@@ -11,9 +12,9 @@ from sqlalchemy import func, select
 from engine.db import transaction
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
-from models.tables import Event
+from models.tables import Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
-from tests.integration.harness import Stack
+from tests.integration.harness import ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -130,3 +131,28 @@ def test_unknown_contact_id_is_404_and_malformed_is_422(api: httpx.Client) -> No
     assert malformed.json()["message"] == "The `contact_id` must be a valid UUID."
     both = api.post("/events/send", json={"event": "x", "contact_id": "a", "email": "a@b.test"})
     assert both.status_code == 422
+
+
+def test_an_api_killed_between_commit_and_publish_loses_nothing(rt_stack: Stack) -> None:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"seen": True}}},
+    ]
+    make_automation(rt_stack, steps, chain("start", "tag"))
+    marker = rt_stack.workdir / "killed-events.before_publish"
+    marker.unlink(missing_ok=True)
+    server = ApiServer(rt_stack)
+    server.start(AUTOMATIONS_FAULT_INJECTION=f"events.before_publish=kill@{marker}")
+    try:
+        with server.client() as client, pytest.raises(httpx.TransportError):
+            client.post("/events/send", json={"event": "user.created", "email": unique_email("k")})
+    finally:
+        server.stop()
+    assert marker.exists(), "the API was not killed at the checkpoint"
+    with transaction(rt_stack.runtime.sessions) as session:
+        (run,) = session.scalars(select(Run))
+    # Committed, never published: the sweeper takes the step as lost and sends it.
+    assert rt_stack.steps(run.id)["tag"].status == "pending"
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))  # sweeps
+    assert rt_stack.steps(run.id)["tag"].redispatch_count == 1
+    assert rt_stack.wait_run(run.id).status == "completed"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
 from tests.integration.harness import ApiServer, Stack
+from wiring.server import create_server
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -38,7 +38,7 @@ SEND_BODIES: dict[str, Any] = {
 
 def operations(stack: Stack) -> list[tuple[str, str]]:
     """(METHOD, path) of every operation in the app's OpenAPI schema."""
-    app = create_app(stack.settings, runtime=stack.runtime, dispatcher=stack.dispatcher)
+    app = create_server(stack.settings, runtime=stack.runtime, dispatcher=stack.dispatcher)
     paths: dict[str, dict[str, Any]] = app.openapi()["paths"]
     return sorted((method.upper(), path) for path, ops in paths.items() for method in ops)
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from api.app import create_app
 from engine.unsubscribe import make_token
 from tests.integration.factories import make_automation, make_contact, unique_email
 from tests.integration.harness import API_KEY, ApiServer, Stack
+from wiring.server import create_server
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -86,7 +86,7 @@ def test_every_html_page_is_protected(api_server: ApiServer, rt_stack: Stack) ->
         "automation_id": str(automation_id),
         "run_id": str(run_id),
     }
-    app = create_app(rt_stack.settings, runtime=rt_stack.runtime, dispatcher=rt_stack.dispatcher)
+    app = create_server(rt_stack.settings, runtime=rt_stack.runtime, dispatcher=rt_stack.dispatcher)
     problems: dict[str, list[str]] = {}
     html_pages = set()
     with (

@@ -1,6 +1,6 @@
-"""Entry point for the `celery` command: `celery -A tasks.celery_main worker`.
+"""The Celery app for the `celery` command: `celery -A wiring.worker worker` (or beat, flower).
 
-The one place that builds the app at import time, because the celery CLI imports an app by name.
+The one place that builds an app at import time, because the celery CLI imports an app by name.
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""Contacts, segments, templates, domains and event definitions as Resend's wire objects."""
+"""Contacts, segments, templates, domains and event definitions as Resend's JSON objects."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""send_email: check, render and write the outbox row (claim transaction), then send."""
+"""A send_email step's email: check, render and write the outbox row (claim transaction); send."""
 
 from __future__ import annotations
 

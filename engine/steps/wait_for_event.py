@@ -6,14 +6,27 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from engine.conditions import evaluate
+from engine.conditions import evaluate, validate_rule
 from engine.durations import MAX_DURATION, parse_duration
 from engine.errors import StepFailure
 from engine.outcomes import Completed, Failed, Outcome, Waiting
+from engine.step_configs import event_name_config, only_keys
+from engine.step_types import StepTypeSpec
 from engine.steps.context import StepRun
+from engine.steps.trigger import event_summary
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
-from models.enums import ConnectionType
+from models.enums import ConnectionType, StepType
+
+
+def check_wait_for_event(config: dict[str, Any], at: str) -> dict[str, Any]:
+    only_keys(config, {"event_name", "timeout", "filter_rule"}, at, "wait_for_event config")
+    event_name_config(config, at)
+    if "timeout" in config:
+        parse_duration(config["timeout"], field=f"{at}.timeout")
+    if "filter_rule" in config:
+        validate_rule(config["filter_rule"], field=f"{at}.filter_rule")
+    return config
 
 
 def event_output(
@@ -84,3 +97,14 @@ def _time_out(sr: StepRun) -> Outcome:
     return Failed(
         f"Timed out after {waited} waiting for event `{name}`", "wait_timeout", output=output
     )
+
+
+SPEC = StepTypeSpec(
+    name=StepType.WAIT_FOR_EVENT,
+    check_config=check_wait_for_event,
+    handler=run_wait_for_event,
+    connection_types=frozenset({ConnectionType.EVENT_RECEIVED, ConnectionType.TIMEOUT}),
+    label="wait for event",
+    instant=False,
+    summary=event_summary,
+)

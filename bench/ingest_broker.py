@@ -1,0 +1,109 @@
+"""The broker side of bench/ingest.py: events enqueued as `automations.events.send` (one per
+message) or `automations.events.send_batch` (many per message), then drained by one worker.
+
+The messages are all enqueued while the worker's consumer is paused, then the clock starts when
+it resumes and stops when the last event is committed: the figure is the worker's, not the
+producer's. They go to a queue of their own, so that the worker does nothing but ingest (the
+step messages ingestion publishes wait in the step queue, which the bench purges)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine, create_engine, text
+
+from bench.workers import start_workers, wait_ready
+
+QUEUE = "bench.events"
+SEND = "automations.events.send"
+SEND_BATCH = "automations.events.send_batch"
+
+
+@dataclass(frozen=True)
+class Drained:
+    events: int
+    messages: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds
+
+
+def purge(redis_url: str, *queues: str) -> None:
+    """Empty these queues of the bench's Redis database (only their keys, nothing else)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(*queues)
+    finally:
+        client.close()
+
+
+@contextmanager
+def one_worker(
+    env: dict[str, str], log: Path, broker_url: str
+) -> Iterator[tuple[Celery, list[int]]]:
+    """One single-process worker on the bench's queue; yields a client app to steer it, and
+    the worker's pid."""
+    client = Celery(broker=broker_url, set_as_current=False)
+    client.conf.task_serializer = "json"
+    workers = start_workers(
+        "tasks.celery_main", QUEUE, concurrency=1, pool="solo", env=env, log=log
+    )
+    try:
+        wait_ready(client)
+        yield client, workers.pids
+    finally:
+        workers.stop()
+        client.close()
+
+
+def drain(
+    client: Celery, database_url: str, *, events: int, per_message: int, timeout: float = 300
+) -> Drained:
+    """Enqueue `events` events, `per_message` to a message, with the consumer paused; the time
+    one worker takes to commit them all once it consumes again."""
+    run = uuid.uuid4().hex[:8]
+    client.control.cancel_consumer(QUEUE, reply=True, timeout=5)
+    messages = _enqueue(client, run, events, per_message)
+    db_engine = create_engine(database_url)
+    try:
+        before = _stored(db_engine)
+        began = time.perf_counter()
+        client.control.add_consumer(QUEUE, reply=True, timeout=5)
+        while _stored(db_engine) - before < events:
+            if time.perf_counter() - began > timeout:
+                raise TimeoutError(f"{events} events not ingested after {timeout} s")
+            time.sleep(0.02)
+        return Drained(events, messages, time.perf_counter() - began)
+    finally:
+        db_engine.dispose()
+
+
+def _enqueue(client: Celery, run: str, events: int, per_message: int) -> int:
+    def event(n: int) -> dict[str, object]:
+        return {"event": "bench.event", "email": f"{run}-{n}@bench.test", "payload": {"n": n}}
+
+    sent = 0
+    with client.producer_or_acquire() as producer:
+        for start in range(0, events, per_message):
+            numbers = range(start, min(start + per_message, events))
+            if per_message == 1:
+                name, kwargs = SEND, event(start)
+            else:
+                name, kwargs = SEND_BATCH, {"events": [event(n) for n in numbers]}
+            client.send_task(name, kwargs=kwargs, queue=QUEUE, producer=producer)
+            sent += 1
+    return sent
+
+
+def _stored(db_engine: Engine) -> int:
+    with db_engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM events")).scalar_one())

@@ -1,0 +1,93 @@
+"""contact_update (alias update_contact): set the contact's names, unsubscribed flag and
+properties, from literals or variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import InvalidInput, StepFailure
+from engine.outcomes import Completed, Failed, Outcome
+from engine.step_configs import only_keys
+from engine.step_types import DEFAULT_ONLY, StepTypeSpec
+from engine.steps.context import StepRun
+from engine.store import contacts as contact_store
+from engine.variables import resolve_value, validate_value
+from models.enums import StepType
+
+_TEXT_FIELDS = ("first_name", "last_name")
+_CONTACT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "first_name": ((str, type(None)), "a string or null"),
+    "last_name": ((str, type(None)), "a string or null"),
+    "unsubscribed": ((bool,), "a boolean"),
+}
+
+
+def check_contact_update(config: dict[str, Any], at: str) -> dict[str, Any]:
+    keys = {*_CONTACT_FIELDS, "properties"}
+    only_keys(config, keys, at, "contact_update config")
+    if not config:
+        raise InvalidInput(f"needs at least one of {', '.join(sorted(keys))}", field=at)
+    for name, (literals, what) in _CONTACT_FIELDS.items():
+        if name in config:
+            validate_value(config[name], field=f"{at}.{name}", literals=literals, what=what)
+    properties = config.get("properties", {})
+    if not isinstance(properties, dict):
+        raise InvalidInput("properties must be an object", field=f"{at}.properties")
+    for name, value in properties.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("property names must be non-empty strings", field=f"{at}.properties")
+        validate_value(value, field=f"{at}.properties.{name}")
+    return config
+
+
+def _resolve_changes(config: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        if name in config:
+            value = resolve_value(config[name], variables)
+            if value is not None and not isinstance(value, str):
+                value = str(value)
+            changes[name] = value
+    if "unsubscribed" in config:
+        value = resolve_value(config["unsubscribed"], variables)
+        if not isinstance(value, bool):
+            raise StepFailure(
+                f"`unsubscribed` must be true or false, got {type(value).__name__}",
+                code="type_mismatch",
+            )
+        changes["unsubscribed"] = value
+    if "properties" in config:
+        changes["properties"] = {
+            key: resolve_value(value, variables) for key, value in config["properties"].items()
+        }
+    return changes
+
+
+def run_contact_update(sr: StepRun) -> Outcome:
+    contact = sr.run.contact
+    assert contact is not None
+    try:
+        changes = _resolve_changes(sr.step.config, sr.variables())
+    except StepFailure as failure:
+        return Failed(failure.message, failure.code)
+    locked = contact_store.lock_contact(sr.session, contact.id)
+    assert locked is not None
+    contact_store.update_contact_row(sr.session, locked, changes, sr.now)
+    return Completed(output={"contact_id": str(contact.id), "updated": changes})
+
+
+def _summary(config: Mapping[str, Any]) -> str:
+    return "sets " + ", ".join(sorted(config)) if config else ""
+
+
+SPEC = StepTypeSpec(
+    name=StepType.CONTACT_UPDATE,
+    check_config=check_contact_update,
+    handler=run_contact_update,
+    connection_types=DEFAULT_ONLY,
+    label="contact update",
+    instant=True,
+    summary=_summary,
+    aliases=("update_contact",),
+)

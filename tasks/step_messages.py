@@ -1,0 +1,75 @@
+"""Step messages written straight to a Redis queue, byte for byte what Celery would write.
+
+`app.send_task` costs ~0.3 ms of CPU per message even pipelined (routing and options, a
+`saferepr` of the arguments, kombu's envelope), half of what a batch of events costs the API. A
+step message is always the same: task protocol 2 (headers, then a body of `[args, kwargs,
+embed]`) inside kombu's Redis envelope (the body base64-encoded, a delivery tag), pushed on the
+queue's list. Built here from a template, it costs a tenth. Only for our Redis transport, whose
+queues are lists named after them; any other broker goes through `send_task`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def encode(
+    task: str,
+    kwargs: dict[str, str],
+    *,
+    queue: str,
+    origin: str,
+    countdown: float = 0.0,
+    now: dt.datetime | None = None,
+) -> str:
+    """The queue entry of one task message, as kombu's Redis channel would push it."""
+    task_id = str(uuid.uuid4())
+    eta = None
+    if countdown:
+        eta = ((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=countdown)).isoformat()
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": task,
+        "id": task_id,
+        "shadow": None,
+        "eta": eta,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": "()",
+        "kwargsrepr": repr(kwargs),
+        "origin": origin,
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    body = json.dumps([[], kwargs, _EMBED]).encode()
+    return json.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": "",
+                "delivery_mode": 2,
+                # The default exchange, as Celery routes a task sent with a queue name.
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )

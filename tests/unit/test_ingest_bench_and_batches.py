@@ -1,0 +1,68 @@
+"""The ingest benchmark's reading of wrk, and the broker batch's checks (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import loadgen
+from engine.errors import InvalidInput
+from engine.ingest import RejectedEvent
+from tasks.events import MAX_BATCH, batch_requests
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000/events/send
+  2 threads and 32 connections
+Requests/sec:   1000.00
+BENCH_RESULT {"requests":5000,"duration_us":5000000,"status_errors":2,"socket_errors":1,\
+"timeouts":0,"p50_us":2500,"p90_us":6000,"p99_us":12000,"max_us":30000}
+"""
+
+
+def test_the_result_line_gives_rates_latencies_errors_and_the_clients_cores() -> None:
+    load = loadgen._parse(WRK_OUTPUT, cpu_seconds=0.5)
+    assert load.per_second == 1000
+    assert (load.p50_ms, load.p99_ms, load.max_ms) == (2.5, 12, 30)
+    assert load.errors == 3
+    assert load.client_cores == pytest.approx(0.1)
+
+
+def test_output_without_the_result_line_fails_loudly() -> None:
+    with pytest.raises(RuntimeError, match="no result line"):
+        loadgen._parse("wrk: invalid URL\n", cpu_seconds=0)
+
+
+def test_a_missing_wrk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loadgen.shutil, "which", lambda _: None)
+    with pytest.raises(loadgen.LoadGeneratorMissing, match="apt-get install -y wrk"):
+        loadgen.wrk_binary()
+
+
+def test_batch_events_get_the_producers_key_or_one_from_the_task_and_index() -> None:
+    requests = batch_requests(
+        [
+            {"event": "a", "email": "x@example.test", "idempotency_key": "mine"},
+            {"event": "a", "contact_id": "c0ffee00-0000-4000-8000-000000000000"},
+        ],
+        "task-1",
+    )
+    assert [r.idempotency_key for r in requests] == ["mine", "celery-task:task-1:1"]
+
+
+@pytest.mark.parametrize(
+    ("events", "index", "message"),
+    [
+        ([], 0, "1 to 100 events"),
+        ([{"event": "a"}] * (MAX_BATCH + 1), 0, "1 to 100 events"),
+        ("not a list", 0, "1 to 100 events"),
+        ([{"event": "a"}, {"event": "a", "colour": "red"}], 1, "unknown fields ['colour']"),
+        ([{"event": "a"}, "text"], 1, "unknown fields"),
+        ([{"email": "x@example.test"}], 0, "Missing `event` field."),
+    ],
+)
+def test_a_malformed_batch_is_refused_with_the_index_of_its_first_bad_event(
+    events: object, index: int, message: str
+) -> None:
+    with pytest.raises(RejectedEvent) as refused:
+        batch_requests(events, "task-1")
+    assert refused.value.index == index
+    assert isinstance(refused.value.error, InvalidInput)
+    assert message in refused.value.message
