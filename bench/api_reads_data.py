@@ -1,8 +1,11 @@
 """The data bench/api_reads.py reads: N runs seeded with set-based SQL on PostgreSQL.
 
-Automations, contacts, one trigger event and one run per event, three step rows per run in the
-shapes the engine writes (trigger -> contact_update -> send_email; about 5% of runs failed at
-the email with an error, the others completed, skipped or, among the newest, still running).
+Automations, contacts, one trigger event and one run per event over the last 90 days, three
+step rows per run in the shapes the engine writes (trigger -> contact_update -> send_email; about
+5% of runs failed at the email with an error, the others completed, skipped or, among the newest,
+still running), run times spread exponentially around 90 s. The hourly rollup is then counted
+from those rows, set-based, as migration 0005 does, and (the worst case for its readers) every
+hour's run and step counters are spread over every shard.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 
 from engine.reports import RUNS_CAP
 
-HISTORY = dt.timedelta(days=30)
+HISTORY = dt.timedelta(days=90)
 # Share of runs still running: only among the newest runs (a retry pending on the email step).
 RUNNING_AMONG_NEWEST = 0.05
 GRAPH_CONNECTIONS = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "mail"}]
@@ -41,6 +44,10 @@ RUN_STATUS = f"""CASE
 
 CONTACT_NO = "((n::bigint * 7919) % :contacts)"
 AT = "(CAST(:start AS timestamptz) + n * CAST(:step AS interval))"  # run n's creation time
+# How long run n took: exponential, mean 90 s, from a second hash of n (whole milliseconds).
+TOOK = (
+    "(interval '1 millisecond' * round(-ln(((hashint4(n + 7919) & 65535) + 1) / 65537.0) * 90000))"
+)
 
 SEED_CONTACTS = """
 INSERT INTO contacts (id, email, first_name, last_name, unsubscribed, properties,
@@ -65,7 +72,7 @@ SELECT md5('run-' || n)::uuid,
        (CAST(:version_ids AS uuid[]))[1 + n % :automations],
        md5('contact-' || {CONTACT_NO})::uuid, md5('event-' || n)::uuid, s.status, {AT},
        CASE WHEN s.status = 'running' THEN NULL
-            ELSE {AT} + interval '45 milliseconds' END,
+            ELSE {AT} + {TOOK} END,
        {AT}, NULL, NULL
 FROM generate_series(0, :runs - 1) AS n
 CROSS JOIN LATERAL (SELECT {RUN_STATUS} AS status) AS s
@@ -204,9 +211,12 @@ def seed(db_engine: Engine, runs: int, automations: int, contacts: int) -> dict[
     timings["schema"] = round(time.perf_counter() - began, 1)
     timings.update(insert_rows(db_engine, params))
     phase = time.perf_counter()
+    count_rollup(db_engine)
+    timings["rollup"] = round(time.perf_counter() - phase, 1)
+    phase = time.perf_counter()
     # Autovacuum would have visited an insert-only table by now: visibility map and statistics.
     with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in ("contacts", "events", "runs", "run_steps"):
+        for table in ("contacts", "events", "runs", "run_steps", *ROLLUPS):
             conn.execute(text(f"VACUUM ANALYZE {table}"))
     timings["vacuum_analyze"] = round(time.perf_counter() - phase, 1)
     timings["total"] = round(time.perf_counter() - began, 1)
@@ -241,6 +251,30 @@ def insert_rows(db_engine: Engine, params: dict[str, Any]) -> dict[str, float]:
     return timings
 
 
+ROLLUPS = ("run_rollups", "step_rollups", "duration_rollups")
+
+
+def count_rollup(db_engine: Engine) -> None:
+    """The rollup of the seeded rows (as migration 0005 backfills it), then each run and step
+    counter row copied, zeroed, into every other shard: as many rows as a busy system's."""
+    from engine.store.rollup import SHARDS
+    from engine.store.rollup_rebuild import rebuild
+
+    with db_engine.begin() as conn:
+        rebuild(conn)
+        for table, key in (
+            ("run_rollups", "automation_id, span, hour"),
+            ("step_rollups", "automation_id, span, hour, step_key, step_type"),
+        ):
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} ({key}, shard) SELECT {key}, s FROM {table} "  # noqa: S608
+                    "CROSS JOIN generate_series(1, :shards - 1) AS s"
+                ),
+                {"shards": SHARDS},
+            )
+
+
 # Two seeding shortcuts that leave the same tables behind: secondary indexes are built once at
 # the end (one sorted build instead of a million random inserts each), and foreign keys are not
 # checked row by row, since every row references rows inserted just before it by construction.
@@ -273,7 +307,7 @@ def table_counts(db_engine: Engine) -> dict[str, Any]:
         )
         sizes = {
             table: conn.scalar(text(f"SELECT pg_size_pretty(pg_total_relation_size('{table}'))"))
-            for table in ("runs", "run_steps", "events")
+            for table in ("runs", "run_steps", "events", *ROLLUPS)
         }
         steps = conn.scalar(text("SELECT count(*) FROM run_steps"))
     return {"runs_by_status": statuses, "run_steps": steps, "sizes": sizes}

@@ -27,11 +27,11 @@ API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Dashboard pages, p50 of one request at a time, vs GET /health"
 
 
-def sign_in(client: httpx.Client) -> None:
+def sign_in(client: httpx.Client, api_key: str = API_KEY) -> None:
     """Through the dashboard's own form: the anonymous session's CSRF token, then the key."""
     page = client.get("/dashboard/login").text
     token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    answer = client.post("/dashboard/login", data={"csrf_token": token, "api_key": API_KEY})
+    answer = client.post("/dashboard/login", data={"csrf_token": token, "api_key": api_key})
     assert answer.status_code == 303, answer.text
 
 

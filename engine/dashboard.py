@@ -172,8 +172,8 @@ def step_counts(
     until: dt.datetime,
 ) -> dict[str, metrics.StepMetrics]:
     """Runs that reached, completed, failed and skipped each step, for runs created in a window."""
-    counts = metrics_store.step_counts(session, automation_id, since, until)
-    found = metrics.step_metrics(counts, [graph] if graph is not None else [])
+    window = metrics.Window(since, until, metrics.Granularity.HOUR)
+    found = metrics.step_counts(session, automation_id, window, graph)
     return {item.key: item for item in found}
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.store import rollup
 from models.tables import Base
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,13 @@ def _serialize_sqlite_writers(db_engine: Engine) -> None:
 
 
 def create_session_factory(bind: Engine | Connection) -> sessionmaker[Session]:
-    """Sessions on an engine, or all on one connection (a simulation's in-memory database)."""
-    return sessionmaker(bind, expire_on_commit=False, autoflush=False)
+    """Sessions on an engine, or all on one connection (a simulation's in-memory database).
+
+    Each transaction writes its rollup counters just before it commits (engine/store/rollup.py).
+    """
+    sessions = sessionmaker(bind, expire_on_commit=False, autoflush=False)
+    rollup.track(sessions)
+    return sessions
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""An automation's numbers over a time window: runs by status, steps, durations, emails, series."""
+"""Every metric, from the hourly rollup: an automation's numbers over a window (the API and the
+dashboard) and the runtime's totals (Prometheus). Windows are counted in whole UTC hours: a
+window's numbers are those of the runs created in the hours that overlap it."""
 
 from __future__ import annotations
 
@@ -15,19 +17,19 @@ from sqlalchemy.orm import Session
 from engine.clock import parse_timestamp, utc
 from engine.errors import InvalidInput
 from engine.graph import Graph
+from engine.percentiles import percentiles
 from engine.reports import require_automation
 from engine.store import automations as automation_store
+from engine.store import health as health_store
 from engine.store import metrics as metrics_store
-from engine.store.metrics import RecoveryCounts, StepCount
-from models.enums import RunStatus, SkipReason, StepStatus
+from engine.store.metrics import Hours, RecoveryCounts, StepTotals
+from engine.store.rollup import hour_of
+from models.enums import RunStatus, StepType
 
 DEFAULT_SPAN = dt.timedelta(days=7)
 MAX_SPAN = dt.timedelta(days=366)
-PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
-# Runs that ended by themselves; a cancelled run's length says how long until someone stopped it.
-TIMED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SKIPPED})
-# A skipped row for these reasons is a step the run never arrived at.
-NOT_REACHED = frozenset({SkipReason.BRANCH_NOT_TAKEN, SkipReason.CONTACT_DELETED})
+# Prometheus's run duration percentiles cover the runs created in the last day.
+RECENT_HOURS = 24
 
 
 def _zeros() -> dict[str, int]:
@@ -85,15 +87,14 @@ def series(window: Window, rows: Iterable[tuple[int, str, int]]) -> list[Bucket]
     return buckets
 
 
-def tally(started: list[Bucket], durations: Iterable[float]) -> RunTally:
-    """Counts by status from the series of runs started; percentiles of the finished runs' times."""
+def tally(started: list[Bucket], durations: dict[int, int]) -> RunTally:
+    """Counts by status from the series of runs started; percentiles of the timed runs'
+    durations, counted per bucket of engine/percentiles.py."""
     by_status = _zeros()
     for bucket in started:
         for status, count in bucket.by_status.items():
             by_status[status] = by_status.get(status, 0) + count
-    ordered = sorted(durations)
-    quantiles = {name: percentile(ordered, q) for name, q in PERCENTILES.items()}
-    return RunTally(by_status, started, len(ordered), quantiles)
+    return RunTally(by_status, started, sum(durations.values()), percentiles(durations))
 
 
 @dataclass(frozen=True)
@@ -150,17 +151,12 @@ def bucket_index(window: Window, moment: dt.datetime) -> int:
     return int((utc(moment) - first) // _width(window.granularity))
 
 
-def percentile(ordered: Sequence[float], q: float) -> float | None:
-    """The q-quantile of sorted values, interpolated as percentile_cont; None if empty."""
-    if not ordered:
-        return None
-    rank = (len(ordered) - 1) * q
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (rank - low), 6)
+def hours_of(window: Window) -> Hours:
+    """The whole UTC hours that overlap the window."""
+    return Hours(hour_of(window.start), -(-int(window.end.timestamp()) // 3600))
 
 
-def step_metrics(counts: Iterable[StepCount], graphs: Sequence[Graph]) -> list[StepMetrics]:
+def step_metrics(totals: Iterable[StepTotals], graphs: Sequence[Graph]) -> list[StepMetrics]:
     """Per-step counts in graph order: every step of graphs[0], then counted steps of older ones."""
     rank: dict[str, int] = {}
     types: dict[str, str] = {}
@@ -170,78 +166,77 @@ def step_metrics(counts: Iterable[StepCount], graphs: Sequence[Graph]) -> list[S
             types.setdefault(key, str(graph.step(key).type))
     current = graphs[0].order() if graphs else []
     result = {key: StepMetrics(key, types[key]) for key in current}
-    for row in counts:
+    for row in totals:
         if row.step_key not in result:
             result[row.step_key] = StepMetrics(row.step_key, types.get(row.step_key, row.step_type))
         _count(result[row.step_key], row)
     return sorted(result.values(), key=lambda item: rank.get(item.key, len(rank)))
 
 
-def _count(item: StepMetrics, row: StepCount) -> None:
-    if row.status != StepStatus.SKIPPED or row.skip_reason not in NOT_REACHED:
-        item.reached += row.count
-    if row.status == StepStatus.COMPLETED:
-        item.completed += row.count
-    elif row.status == StepStatus.FAILED:
-        item.failed += row.count
-    elif row.status == StepStatus.SKIPPED:
-        item.skipped += row.count
-
-
-def _unsubscribed(counts: Iterable[StepCount]) -> int:
-    return sum(
-        row.count
-        for row in counts
-        if row.status == StepStatus.SKIPPED and row.skip_reason == SkipReason.UNSUBSCRIBED
+def _count(item: StepMetrics, row: StepTotals) -> None:
+    # A step skipped on a branch not taken, or after its contact was deleted, was never reached.
+    item.reached += row.steps - row.skipped_branch_not_taken - row.skipped_contact_deleted
+    item.completed += row.completed
+    item.failed += row.failed
+    item.skipped += (
+        row.skipped_unsubscribed + row.skipped_branch_not_taken + row.skipped_contact_deleted
     )
 
 
 def run_series(
     session: Session, automation_id: uuid.UUID, window: Window, *, finished: bool
 ) -> list[Bucket]:
-    """The window's runs by status per bucket, of their creation or (if finished) of their end."""
-    rows = metrics_store.run_buckets(
-        session,
-        automation_id,
-        window.start,
-        window.end,
-        origin=_floor(window.start, window.granularity),
-        width=_width(window.granularity),
-        finished=finished,
-    )
-    return series(window, rows)
+    """The window's runs by status per bucket: created in it, or (`finished`) ended in it."""
+    hours = hours_of(window)
+    hourly = window.granularity == Granularity.HOUR
+    rows = metrics_store.runs_by_hour(session, automation_id, hours, ended=finished, hourly=hourly)
+    from_hours = ((bucket_index(window, _hour_start(h)), s, n) for h, s, n in rows)
+    return series(window, from_hours)
+
+
+def _hour_start(hour: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC)
 
 
 def _graphs(
     session: Session, automation_id: uuid.UUID, current_version_id: uuid.UUID | None, window: Window
 ) -> list[Graph]:
-    """The current graph, then those of older versions the window's runs were pinned to."""
+    """The current graph, then those of older versions the window's runs may have followed."""
     current = None
     if current_version_id is not None:
         current = automation_store.version_graph(session, current_version_id)
     older: list[dict[str, Any]] = []
     # With a single version, the runs were pinned to the current graph: no need to look.
     if current is None or metrics_store.version_count(session, automation_id) > 1:
-        older = metrics_store.window_graphs(session, automation_id, window.start, window.end)
+        older = metrics_store.older_graphs(session, automation_id, window.end)
     return [Graph.from_dict(data) for data in [current, *older] if data is not None]
 
 
+def step_counts(
+    session: Session, automation_id: uuid.UUID, window: Window, graph: Graph | None
+) -> list[StepMetrics]:
+    """Runs that reached, completed, failed and skipped each step of `graph` (and any other
+    step the window's runs had), in graph order."""
+    totals = metrics_store.step_totals(session, automation_id, hours_of(window))
+    return step_metrics(totals, [graph] if graph is not None else [])
+
+
 def window_metrics(session: Session, automation_id: uuid.UUID, window: Window) -> Metrics:
-    """Numbers about the runs created in the window, aggregated by the database."""
+    """Numbers about the runs created in the window's hours, summed from the rollup."""
     automation = require_automation(session, automation_id)
-    since, until = window.start, window.end
+    hours = hours_of(window)
     started = run_series(session, automation_id, window, finished=False)
-    durations = metrics_store.run_durations(session, automation_id, since, until, statuses=TIMED)
-    counts = metrics_store.step_counts(session, automation_id, since, until)
+    durations = metrics_store.duration_buckets(session, automation_id, hours)
+    totals = metrics_store.step_totals(session, automation_id, hours)
     graphs = _graphs(session, automation_id, automation.current_version_id, window)
     return Metrics(
         automation_id=automation_id,
         window=window,
         runs=tally(started, durations),
-        steps=step_metrics(counts, graphs),
-        emails_sent=metrics_store.emails_sent(session, automation_id, since, until),
-        emails_skipped_unsubscribed=_unsubscribed(counts),
-        recovery=metrics_store.recovery_counts(session, automation_id, since, until),
+        steps=step_metrics(totals, graphs),
+        emails_sent=sum(t.completed for t in totals if t.step_type == StepType.SEND_EMAIL),
+        emails_skipped_unsubscribed=sum(t.skipped_unsubscribed for t in totals),
+        recovery=metrics_store.recovery_counts(session, automation_id, hours),
     )
 
 
@@ -257,3 +252,32 @@ def automation_metrics(
     """Numbers about the runs created in [start, end) (by default the last 7 days)."""
     window = parse_window(start, end, granularity, now=now)
     return window_metrics(session, automation_id, window)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The runtime's totals for Prometheus."""
+
+    runs_by_status: dict[str, int]
+    emails_by_status: dict[str, int]
+    queue_lag_seconds: float
+    # step type -> {"steps": rows, "completed": n, "failed": n, "cancelled": n, "skipped_...": n}
+    steps_by_type: dict[str, dict[str, int]]
+    # p50/p90/p99 of the runs created in the last RECENT_HOURS hours, all automations
+    recent_run_durations: dict[str, float | None]
+    recent_timed_runs: int
+
+
+def snapshot(session: Session, *, now: dt.datetime) -> Snapshot:
+    """Every run and step counted (from the rollup), the queue's lag, recent run durations."""
+    oldest = health_store.oldest_due(session, now)
+    recent = Hours(hour_of(now) - RECENT_HOURS + 1, hour_of(now) + 1)
+    durations = metrics_store.duration_buckets(session, None, recent)
+    return Snapshot(
+        runs_by_status=metrics_store.runs_by_status(session),
+        emails_by_status=health_store.emails_by_status(session),
+        queue_lag_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        steps_by_type=metrics_store.steps_by_type(session),
+        recent_run_durations=percentiles(durations),
+        recent_timed_runs=sum(durations.values()),
+    )

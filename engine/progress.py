@@ -135,14 +135,7 @@ def record_outcome(
 
 def cancel_step(session: Session, step: StepRef, now: dt.datetime) -> None:
     """End a step of a cancelled run: it takes no further part."""
-    run_store.update_step(
-        session,
-        step.run_id,
-        step.step_key,
-        status=StepStatus.CANCELLED,
-        completed_at=now,
-        lease_expires_at=None,
-    )
+    run_store.cancel_step(session, step.run_id, step.step_key, step.step_type, now)
 
 
 def _branch(outcome: Completed | Failed | Skipped) -> ConnectionType | None:
@@ -202,6 +195,7 @@ def _finish_step(
         session,
         step.run_id,
         step.step_key,
+        step_type=step.step_type,
         status=status,
         now=now,
         output=outcome.output,

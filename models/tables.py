@@ -429,3 +429,7 @@ class IdempotencyRecord(Base):
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+
+
+# The rollup tables live in their own module; importing it here puts them in Base.metadata.
+from models import rollups as _rollups  # noqa: E402, F401

@@ -8,13 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
-from prometheus_client.exposition import generate_latest
 
 from api.deps import Rt
+from api.prometheus import exposition
 from api.schemas.operations import Health, Readiness
 from engine.db import transaction
-from engine.observability import Snapshot, snapshot
+from engine.metrics import snapshot
 from engine.store import health as health_store
 from engine.unsubscribe import contact_for_token, unsubscribe_by_token
 
@@ -49,45 +48,6 @@ def ready(request: Request, response: Response, rt: Rt) -> Readiness:
     return Readiness(status="ok" if ok else "unavailable", **checks)
 
 
-class _SnapshotCollector:
-    def __init__(self, data: Snapshot) -> None:
-        self.data = data
-
-    def collect(self) -> Any:
-        runs = GaugeMetricFamily("automations_runs", "Runs by status", labels=["status"])
-        for status, count in sorted(self.data.runs_by_status.items()):
-            runs.add_metric([status], count)
-        yield runs
-        emails = GaugeMetricFamily(
-            "automations_emails", "Outbox emails by status", labels=["status"]
-        )
-        for status, count in sorted(self.data.emails_by_status.items()):
-            emails.add_metric([status], count)
-        yield emails
-        yield GaugeMetricFamily(
-            "automations_queue_lag_seconds",
-            "How long the oldest due step has been waiting for a worker",
-            value=self.data.queue_lag_seconds,
-        )
-        finished = GaugeMetricFamily(
-            "automations_steps_finished_recent",
-            "Steps finished in the last 15 minutes",
-            labels=["step_type"],
-        )
-        for kind, count in sorted(self.data.step_counts.items()):
-            finished.add_metric([kind], count)
-        yield finished
-        step_quantiles = GaugeMetricFamily(
-            "automations_step_duration_quantile_seconds",
-            "Step duration quantiles over the last 15 minutes",
-            labels=["step_type", "quantile"],
-        )
-        for kind, quantiles in sorted(self.data.step_duration_quantiles.items()):
-            for q, seconds in quantiles.items():
-                step_quantiles.add_metric([kind, str(q)], seconds)
-        yield step_quantiles
-
-
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
@@ -97,9 +57,7 @@ class _SnapshotCollector:
 def metrics(rt: Rt) -> Response:
     with transaction(rt.sessions) as session:
         data = snapshot(session, now=rt.clock.now())
-    registry = CollectorRegistry()
-    registry.register(_SnapshotCollector(data))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(data), media_type=CONTENT_TYPE_LATEST)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.store import rollup
 from engine.store.contacts import ContactRow
 from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
 from models.enums import STEP_CLAIMABLE, StepStatus
@@ -43,6 +44,7 @@ class RunRow:
     version_id: uuid.UUID
     event_id: uuid.UUID | None
     status: str
+    created_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ _RUN_CONTEXT = (
         RUNS.c.version_id,
         RUNS.c.event_id,
         RUNS.c.status,
+        RUNS.c.created_at,
         EVENTS.c.payload,
         CONTACTS.c.id.label("contact_id"),
         CONTACTS.c.email,
@@ -126,14 +129,15 @@ _RUN_CONTEXT = (
 def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
     """The run (locked for this transaction), its trigger event's payload and its contact."""
     row = execute(session, _RUN_CONTEXT, {"rid": run_id}).first()
-    return _context(tuple(row)) if row is not None else None
+    return _context(session, tuple(row)) if row is not None else None
 
 
-def _context(values: tuple[Any, ...]) -> RunContext:
-    """A RunContext from the columns of _RUN_CONTEXT, in order."""
-    run = RunRow(*values[:5])
-    payload, contact_id = values[5], values[6]
-    contact = ContactRow(*values[6:]) if contact_id is not None else None
+def _context(session: Session, values: tuple[Any, ...]) -> RunContext:
+    """A RunContext from the columns of _RUN_CONTEXT, in order; the run's rollup key noted."""
+    run = RunRow(*values[:6])
+    payload, contact_id = values[6], values[7]
+    contact = ContactRow(*values[7:]) if contact_id is not None else None
+    rollup.note_run_known(session, run.id, run.automation_id, run.created_at)
     return RunContext(run=run, event_payload=payload or {}, contact=contact)
 
 
@@ -173,7 +177,8 @@ def claim_with_context(
         return None
     values = tuple(row)
     claimed_width = len(_CLAIMED.c)
-    return ClaimedStep(run_id, step_key, *values[:claimed_width]), _context(values[claimed_width:])
+    claimed = ClaimedStep(run_id, step_key, *values[:claimed_width])
+    return claimed, _context(session, values[claimed_width:])
 
 
 _OWNED_STATUS = (

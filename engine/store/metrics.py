@@ -1,160 +1,49 @@
-"""Aggregates behind an automation's metrics, counted in the database for a window of runs."""
+"""Reads of the hourly rollup (models/rollups.py): what every metric is computed from.
+
+Each read costs the rollup rows of the hours asked for (a few per automation and hour), never
+the runs or steps themselves.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Collection
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Integer, cast, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from models.enums import OutboxStatus
-from models.tables import AutomationVersion, OutboxEmail, Run, RunStep
+from models.enums import RunStatus
+from models.rollups import DurationRollup, RunRollup, StepRollup
+from models.tables import AutomationVersion
 
-# Up to this many runs, their step and outbox rows are fetched by index; beyond it one pass over
-# those tables (a hash join) is cheaper. PostgreSQL's estimates pick the hash join for both.
-PROBE_LIMIT = 5000
+RUN_STATUSES = [str(status) for status in RunStatus]
+ENDED = [status for status in RUN_STATUSES if status != RunStatus.RUNNING]
 
 
 @dataclass(frozen=True)
-class StepCount:
+class Hours:
+    """Whole UTC hours [first, end), as hours since the Unix epoch."""
+
+    first: int
+    end: int
+
+
+@dataclass(frozen=True)
+class StepTotals:
+    """A step key's rows in the rollup, summed: how many exist and how they ended."""
+
     step_key: str
     step_type: str
-    status: str
-    skip_reason: str | None
-    count: int
-
-
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _plan_for_these_values(session: Session) -> bool:
-    """On PostgreSQL, plan the rest of this transaction's queries for their own bounds."""
-    # psycopg prepares a statement run often; PostgreSQL's generic plan for it ignores how many
-    # runs the window holds, and was measured 3 to 4 times slower on 100,000 runs.
-    if not _postgres(session):
-        return False
-    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    return True
-
-
-def _window(automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime) -> Any:
-    return (
-        (Run.automation_id == automation_id) & (Run.created_at >= since) & (Run.created_at < until)
-    )
-
-
-def _bucket(session: Session, column: Any, origin: dt.datetime, width: dt.timedelta) -> Any:
-    """The index of the time bucket of `column`, counted from `origin` in steps of `width`."""
-    seconds = width.total_seconds()
-    if _postgres(session):
-        return func.floor((func.extract("epoch", column) - origin.timestamp()) / seconds)
-    # SQLite keeps naive UTC text, which strftime('%s') reads as UTC.
-    epoch = cast(func.strftime("%s", column), Integer)
-    return cast((epoch - int(origin.timestamp())) / seconds, Integer)
-
-
-def version_count(session: Session, automation_id: uuid.UUID) -> int:
-    """How many graph versions the automation has had."""
-    stmt = select(func.count()).where(AutomationVersion.automation_id == automation_id)
-    return int(session.scalar(stmt) or 0)
-
-
-def window_graphs(
-    session: Session, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
-) -> list[dict[str, Any]]:
-    """Graphs of the versions the window's runs were pinned to, newest version first."""
-    versions = select(Run.version_id).where(_window(automation_id, since, until)).distinct()
-    stmt = (
-        select(AutomationVersion.graph)
-        .where(AutomationVersion.id.in_(versions))
-        .order_by(AutomationVersion.number.desc())
-    )
-    return list(session.scalars(stmt))
-
-
-def run_buckets(
-    session: Session,
-    automation_id: uuid.UUID,
-    since: dt.datetime,
-    until: dt.datetime,
-    *,
-    origin: dt.datetime,
-    width: dt.timedelta,
-    finished: bool,
-) -> list[tuple[int, str, int]]:
-    """(bucket, status, runs) of the runs created in the window, by creation or by end time."""
-    _plan_for_these_values(session)
-    column = Run.completed_at if finished else Run.created_at
-    bucket = _bucket(session, column, origin, width)
-    stmt = select(bucket, Run.status, func.count()).where(_window(automation_id, since, until))
-    if finished:
-        stmt = stmt.where(Run.completed_at >= since, Run.completed_at < until)
-    rows = session.execute(stmt.group_by(bucket, Run.status))
-    return [(int(index), status, count) for index, status, count in rows]
-
-
-def run_durations(
-    session: Session,
-    automation_id: uuid.UUID,
-    since: dt.datetime,
-    until: dt.datetime,
-    *,
-    statuses: Collection[str],
-) -> list[float]:
-    """Seconds from start to end of the window's runs of these statuses that started and ended."""
-    where = _window(automation_id, since, until) & Run.status.in_(sorted(statuses))
-    where = where & Run.started_at.is_not(None) & Run.completed_at.is_not(None)
-    if _plan_for_these_values(session):
-        seconds = cast(func.extract("epoch", Run.completed_at - Run.started_at), Float)
-        return [float(value) for value in session.scalars(select(seconds).where(where))]
-    # SQLite's date functions round to milliseconds: subtract in Python, to the microsecond.
-    rows = session.execute(select(Run.started_at, Run.completed_at).where(where))
-    return [(end - began).total_seconds() for began, end in rows if began and end]
-
-
-def _runs_of_window(
-    session: Session, column: Any, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
-) -> Any:
-    """`column` (a run id) is one of the window's runs, spelt for the planner to pick well."""
-    runs = select(Run.id).where(_window(automation_id, since, until))
-    if _plan_for_these_values(session):
-        probe = select(func.count()).select_from(runs.limit(PROBE_LIMIT + 1).subquery())
-        if (session.scalar(probe) or 0) <= PROBE_LIMIT:
-            return column == func.any(func.array(runs.scalar_subquery()))
-    return column.in_(runs)
-
-
-def step_counts(
-    session: Session, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
-) -> list[StepCount]:
-    """Step rows of the window's runs, counted by key, type, status and skip reason."""
-    columns = (RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason)
-    stmt = (
-        select(*columns, func.count())
-        .where(_runs_of_window(session, RunStep.run_id, automation_id, since, until))
-        .group_by(*columns)
-    )
-    return [StepCount(*row) for row in session.execute(stmt)]
-
-
-def emails_sent(
-    session: Session, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
-) -> int:
-    """Outbox emails marked sent for the window's runs."""
-    stmt = (
-        select(func.count())
-        .select_from(OutboxEmail)
-        .where(
-            _runs_of_window(session, OutboxEmail.run_id, automation_id, since, until),
-            OutboxEmail.status == OutboxStatus.SENT,
-        )
-    )
-    return int(session.scalar(stmt) or 0)
+    steps: int
+    completed: int
+    failed: int
+    cancelled: int
+    skipped_unsubscribed: int
+    skipped_branch_not_taken: int
+    skipped_contact_deleted: int
 
 
 @dataclass(frozen=True)
@@ -166,14 +55,135 @@ class RecoveryCounts:
     replays: int
 
 
-def recovery_counts(
-    session: Session, automation_id: uuid.UUID, since: dt.datetime, until: dt.datetime
-) -> RecoveryCounts:
+def _sum(column: Any) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(column), 0)
+
+
+def _window(model: Any, hours: Hours, *, hourly: bool = False) -> ColumnElement[bool]:
+    """The model's rows covering these hours: day rows (span 24) for the whole UTC days among
+    them, hour rows (span 1) for the rest; hour rows only if `hourly`."""
+    first_day = -(-hours.first // 24) * 24
+    end_day = hours.end - hours.end % 24
+    if hourly or first_day >= end_day:
+        return _span(model, 1, hours.first, hours.end)
+    return (
+        _span(model, 1, hours.first, first_day)
+        | _span(model, 24, first_day, end_day)
+        | _span(model, 1, end_day, hours.end)
+    )
+
+
+def _span(model: Any, span: int, first: int, end: int) -> ColumnElement[bool]:
+    rows: ColumnElement[bool] = (model.span == span) & (model.hour >= first) & (model.hour < end)
+    return rows
+
+
+def _runs_of(automation_id: uuid.UUID, hours: Hours, *, hourly: bool = False) -> Any:
+    return (RunRollup.automation_id == automation_id) & _window(RunRollup, hours, hourly=hourly)
+
+
+def runs_by_hour(
+    session: Session, automation_id: uuid.UUID, hours: Hours, *, ended: bool, hourly: bool
+) -> list[tuple[int, str, int]]:
+    """(hour, status, runs) of the runs created in these hours, or (`ended`) that ended in them;
+    whole days come as one row at their first hour unless `hourly`."""
+    names = ENDED if ended else RUN_STATUSES
+    columns = [RunRollup.__table__.c[("ended_" if ended else "") + name] for name in names]
+    stmt = (
+        select(RunRollup.hour, *(_sum(column) for column in columns))
+        .where(_runs_of(automation_id, hours, hourly=hourly))
+        .group_by(RunRollup.hour)
+    )
+    return [
+        (int(row[0]), status, int(count))
+        for row in session.execute(stmt)
+        for status, count in zip(names, row[1:], strict=True)
+        if count
+    ]
+
+
+def recovery_counts(session: Session, automation_id: uuid.UUID, hours: Hours) -> RecoveryCounts:
     """Runs retried at least once, retries in all, and runs that replay another."""
     stmt = select(
-        func.count().filter(Run.retries > 0),
-        func.coalesce(func.sum(Run.retries), 0),
-        func.count().filter(Run.replay_of.is_not(None)),
-    ).where(_window(automation_id, since, until))
+        _sum(RunRollup.retried_runs), _sum(RunRollup.retries), _sum(RunRollup.replays)
+    ).where(_runs_of(automation_id, hours))
     row = session.execute(stmt).one()
     return RecoveryCounts(int(row[0]), int(row[1]), int(row[2]))
+
+
+def duration_buckets(
+    session: Session, automation_id: uuid.UUID | None, hours: Hours
+) -> dict[int, int]:
+    """How many timed runs created in these hours took a time in each bucket; every
+    automation's runs when `automation_id` is None."""
+    stmt = select(DurationRollup.bucket, _sum(DurationRollup.runs)).where(
+        _window(DurationRollup, hours)
+    )
+    if automation_id is not None:
+        stmt = stmt.where(DurationRollup.automation_id == automation_id)
+    rows = session.execute(stmt.group_by(DurationRollup.bucket))
+    return {int(bucket): int(count) for bucket, count in rows if count}
+
+
+_STEP_COUNTERS = (
+    StepRollup.steps,
+    StepRollup.completed,
+    StepRollup.failed,
+    StepRollup.cancelled,
+    StepRollup.skipped_unsubscribed,
+    StepRollup.skipped_branch_not_taken,
+    StepRollup.skipped_contact_deleted,
+)
+
+
+def step_totals(session: Session, automation_id: uuid.UUID, hours: Hours) -> list[StepTotals]:
+    """Step rows of the runs created in these hours, per step key and type."""
+    stmt = (
+        select(StepRollup.step_key, StepRollup.step_type, *map(_sum, _STEP_COUNTERS))
+        .where(StepRollup.automation_id == automation_id, _window(StepRollup, hours))
+        .group_by(StepRollup.step_key, StepRollup.step_type)
+    )
+    return [StepTotals(row[0], row[1], *map(int, row[2:])) for row in session.execute(stmt)]
+
+
+def runs_by_status(session: Session) -> dict[str, int]:
+    """Every run there is, by its status (from the day rows)."""
+    row = session.execute(
+        select(*(_sum(RunRollup.__table__.c[name]) for name in RUN_STATUSES)).where(
+            RunRollup.span == 24
+        )
+    ).one()
+    return {status: int(count) for status, count in zip(RUN_STATUSES, row, strict=True)}
+
+
+def steps_by_type(session: Session) -> dict[str, dict[str, int]]:
+    """Every step row there is, by type: how many, and how many ended each way (day rows)."""
+    stmt = (
+        select(StepRollup.step_type, *map(_sum, _STEP_COUNTERS))
+        .where(StepRollup.span == 24)
+        .group_by(StepRollup.step_type)
+    )
+    names = [column.key for column in _STEP_COUNTERS]
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in session.execute(stmt):
+        found[row[0]] = {name: int(count) for name, count in zip(names, row[1:], strict=True)}
+    return dict(found)
+
+
+def version_count(session: Session, automation_id: uuid.UUID) -> int:
+    """How many graph versions the automation has had."""
+    stmt = select(func.count()).where(AutomationVersion.automation_id == automation_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def older_graphs(
+    session: Session, automation_id: uuid.UUID, until: dt.datetime
+) -> list[dict[str, Any]]:
+    """Graphs of the versions made before `until`, newest first: the ones runs could follow."""
+    stmt = (
+        select(AutomationVersion.graph)
+        .where(AutomationVersion.automation_id == automation_id)
+        .where(AutomationVersion.created_at < until)
+        .order_by(AutomationVersion.number.desc())
+    )
+    return list(session.scalars(stmt))

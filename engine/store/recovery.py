@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
+from engine.store import rollup
 from models.enums import BulkItemStatus, BulkStatus, RunStatus, StepStatus
 from models.tables import BulkItem, BulkOperation, Run, RunStep
 
@@ -50,9 +51,18 @@ def begin_retry(
 ) -> bool:
     """Compare-and-set the run back to running, if nobody retried or changed it since it was
     read with this status and retry count; False otherwise."""
+    same = (Run.id == run_id, Run.status == status, Run.retries == retries)
+    # Locked first: the rollup takes the run off the end it is leaving, which it reads here.
+    before = session.execute(
+        select(Run.automation_id, Run.created_at, Run.started_at, Run.completed_at)
+        .where(*same)
+        .with_for_update()
+    ).first()
+    if before is None:
+        return False
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == status, Run.retries == retries)
+        .where(*same)
         .values(
             status=RunStatus.RUNNING,
             completed_at=None,
@@ -61,7 +71,15 @@ def begin_retry(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    automation_id, created_at, started_at, completed_at = before
+    rollup.note_run_known(session, run_id, automation_id, created_at)
+    rollup.note_run_ended(
+        session, run_id, status, started_at=started_at, ended_at=completed_at, undo=True
+    )
+    rollup.note_retry(session, run_id, first=retries == 0)
+    return True
 
 
 def step_rows(session: Session, run_id: uuid.UUID) -> list[RunStep]:
@@ -71,6 +89,13 @@ def step_rows(session: Session, run_id: uuid.UUID) -> list[RunStep]:
 
 def reset_steps(session: Session, run_id: uuid.UUID, keys: Sequence[str], now: dt.datetime) -> None:
     """Make these steps pending and due now, as if reached for the first time."""
+    ended = session.execute(
+        select(RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason)
+        .where(RunStep.run_id == run_id, RunStep.step_key.in_(list(keys)))
+        .with_for_update()
+    )
+    for step_key, step_type, status, skip_reason in ended:
+        rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason, undo=True)
     session.execute(
         update(RunStep)
         .where(RunStep.run_id == run_id, RunStep.step_key.in_(list(keys)))

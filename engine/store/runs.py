@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from engine.store import rollup
 from engine.store.core import RUNS, STEPS, execute
 from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
@@ -65,6 +66,7 @@ def new_run_row(
 def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         execute(session, _INSERT_RUN, list(rows))
+        rollup.note_runs_created(session, rows)
 
 
 def new_step_row(
@@ -111,6 +113,7 @@ def insert_steps(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Create step rows; every row must carry the same keys."""
     if rows:
         execute(session, _INSERT_STEPS, list(rows))
+        rollup.note_steps_created(session, rows)
 
 
 def update_step(
@@ -155,6 +158,7 @@ def finish_step(
     run_id: uuid.UUID,
     step_key: str,
     *,
+    step_type: str,
     status: StepStatus,
     now: dt.datetime,
     output: dict[str, Any] | None,
@@ -166,8 +170,10 @@ def finish_step(
     """Write a step's end: its status, output or error, the branch taken and its timing; then
     create the steps in `then_insert` (rows as `insert_steps` takes them).
 
-    On PostgreSQL, a step followed by one step (the usual case) is one statement.
+    On PostgreSQL, a step followed by one step (the usual case) is one statement. The step
+    was in flight (its worker holds it): the rollup counts it as ended now.
     """
+    rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason)
     params = {
         "rid": run_id,
         "key": step_key,
@@ -181,6 +187,7 @@ def finish_step(
     if len(then_insert) == 1 and session.get_bind().dialect.name == "postgresql":
         (row,) = then_insert
         execute(session, _FINISH_AND_START, {**params, **{_NEXT + k: v for k, v in row.items()}})
+        rollup.note_steps_created(session, then_insert)
         return
     execute(session, _FINISH_STEP, params)
     insert_steps(session, then_insert)
@@ -228,23 +235,47 @@ def wait_outputs(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
 
 _FINISH_RUN = (
     update(RUNS)
-    .where(RUNS.c.id == bindparam("rid"))
+    .where(RUNS.c.id == bindparam("rid"), RUNS.c.status == RunStatus.RUNNING)
     .values(status=bindparam("new_status"), completed_at=_NOW)
+    .returning(RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
 )
 
 
 def finish_run(session: Session, run_id: uuid.UUID, status: RunStatus, now: dt.datetime) -> None:
-    execute(session, _FINISH_RUN, {"rid": run_id, "new_status": status, "now": now})
+    """End a running run (its caller holds it locked and saw it running)."""
+    params = {"rid": run_id, "new_status": status, "now": now}
+    for row in execute(session, _FINISH_RUN, params).all():
+        automation_id, created_at, started_at = tuple(row)
+        rollup.note_run_known(session, run_id, automation_id, created_at)
+        rollup.note_run_ended(session, run_id, status, started_at=started_at, ended_at=now)
+
+
+def cancel_step(
+    session: Session, run_id: uuid.UUID, step_key: str, step_type: str, now: dt.datetime
+) -> None:
+    """End a claimed step of a cancelled run: it takes no further part."""
+    update_step(
+        session,
+        run_id,
+        step_key,
+        status=StepStatus.CANCELLED,
+        completed_at=now,
+        lease_expires_at=None,
+    )
+    rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
 def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.datetime) -> None:
     """Cancel steps not in a worker's hands; a running step finishes and sees the run cancelled."""
-    session.execute(
+    cancelled = session.execute(
         update(RunStep)
         .where(RunStep.run_id.in_(list(run_ids)), RunStep.status.in_(STEP_CLAIMABLE))
         .values(status=StepStatus.CANCELLED, completed_at=now, lease_expires_at=None)
+        .returning(RunStep.run_id, RunStep.step_key, RunStep.step_type)
         .execution_options(synchronize_session=False)
     )
+    for run_id, step_key, step_type in cancelled:
+        rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
 def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
@@ -262,12 +293,18 @@ def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime
     if not run_ids:
         return
     cancel_idle_steps(session, run_ids, now)
-    session.execute(
+    cancelled = session.execute(
         update(Run)
         .where(Run.id.in_(list(run_ids)), Run.status == RunStatus.RUNNING)
         .values(status=RunStatus.CANCELLED, completed_at=now)
+        .returning(Run.id, Run.automation_id, Run.created_at, Run.started_at)
         .execution_options(synchronize_session=False)
     )
+    for run_id, automation_id, created_at, started_at in cancelled:
+        rollup.note_run_known(session, run_id, automation_id, created_at)
+        rollup.note_run_ended(
+            session, run_id, RunStatus.CANCELLED, started_at=started_at, ended_at=now
+        )
 
 
 @dataclass(frozen=True)

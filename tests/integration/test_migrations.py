@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from engine.db import create_db_engine
+from bench.dashboard_data import insert_history
+from engine.db import create_db_engine, create_session_factory, transaction
 from migrations import alembic_config, current, upgrade
 from models.tables import Base
 from tests.conftest import POSTGRES_URL, require_url
+from tests.rollup_recount import recount, rollup
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def schema_differences(url: str) -> list[object]:
 def test_upgrade_empty_postgres_to_head_matches_the_models(empty_postgres: str) -> None:
     assert current(empty_postgres) is None
     upgrade(empty_postgres)
-    assert current(empty_postgres) == "0004"
+    assert current(empty_postgres) == "0005"
     assert schema_differences(empty_postgres) == []
 
 
@@ -61,3 +64,29 @@ def test_upgrade_empty_sqlite_to_head_matches_the_models(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     upgrade(url)
     assert schema_differences(url) == []
+
+
+def test_the_rollup_migration_backfills_a_recount(empty_postgres: str) -> None:
+    """Runs and steps written before 0005 (every outcome, retried and replayed runs, over 30
+    days): once upgraded, the rollup holds exactly what a recount of them finds."""
+    command.upgrade(alembic_config(empty_postgres), "0004")
+    db_engine = create_db_engine(empty_postgres)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        insert_history(db_engine, 3000, now, contacts=200)
+        with db_engine.begin() as conn:
+            conn.execute(text("UPDATE runs SET retries = 2 WHERE status = 'failed'"))
+            conn.execute(
+                text(
+                    "UPDATE runs SET replay_of = (SELECT id FROM runs r ORDER BY created_at "
+                    "LIMIT 1) WHERE id IN (SELECT id FROM runs ORDER BY id LIMIT 7)"
+                )
+            )
+        upgrade(empty_postgres)
+        assert current(empty_postgres) == "0005"
+        with transaction(create_session_factory(db_engine)) as session:
+            kept, truth = rollup(session), recount(session)
+        assert sum(n for k, n in truth["runs"].items() if k[2] == "completed") > 2000
+        assert kept == truth
+    finally:
+        db_engine.dispose()

@@ -15,13 +15,13 @@ from engine.metrics import (
     bucket_index,
     bucket_starts,
     parse_window,
-    percentile,
     series,
     step_metrics,
     tally,
 )
+from engine.percentiles import bucket_of
 from engine.reports import in_graph_order, parse_run_statuses
-from engine.store.metrics import StepCount
+from engine.store.metrics import StepTotals
 from models.enums import RunStatus
 from models.tables import RunStep
 
@@ -110,16 +110,6 @@ def test_buckets_are_aligned_utc_hours_and_days() -> None:
     assert bucket_index(days, dt.datetime(2026, 10, 2, 1, 0, tzinfo=paris)) == 0
 
 
-def test_percentile_interpolates_like_percentile_cont() -> None:
-    assert percentile([], 0.5) is None
-    assert percentile([7.0], 0.99) == 7.0
-    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.9) == pytest.approx(90.1)
-    assert percentile(values, 0.99) == pytest.approx(99.01)
-    assert percentile([0.0, 0.0, 0.0, 0.0, 3600.0], 0.9) == pytest.approx(2160.0)
-
-
 def test_series_covers_the_window_and_tally_sums_it() -> None:
     start = dt.datetime(2026, 10, 1, tzinfo=UTC)
     window = Window(start, start + dt.timedelta(days=2), Granularity.DAY)
@@ -129,7 +119,8 @@ def test_series_covers_the_window_and_tally_sums_it() -> None:
     assert [b.start for b in started] == [start, start + dt.timedelta(days=1)]
     assert [b.runs_started for b in started] == [2, 3]
     assert started[1].by_status["cancelled"] == 1
-    result = tally(started, [600.0, 60.0, 1200.0])
+    durations = {bucket_of(600.0): 1, bucket_of(60.0): 1, bucket_of(1200.0): 1}
+    result = tally(started, durations)
     assert result.by_status == {
         "running": 1,
         "completed": 1,
@@ -138,8 +129,11 @@ def test_series_covers_the_window_and_tally_sums_it() -> None:
         "skipped": 1,
     }
     assert result.finished_runs == 3
-    assert result.percentiles == {"p50": 600.0, "p90": 1080.0, "p99": 1188.0}
-    empty = tally([Bucket(start)], [])
+    # Nearest rank, within a bucket's 4.4 %: the 2nd of 3 for p50, the 3rd for p90 and p99.
+    assert result.percentiles["p50"] == pytest.approx(600.0, rel=0.045)
+    assert result.percentiles["p90"] == pytest.approx(1200.0, rel=0.045)
+    assert result.percentiles["p99"] == pytest.approx(1200.0, rel=0.045)
+    empty = tally([Bucket(start)], {})
     assert empty.finished_runs == 0
     assert empty.percentiles == {"p50": None, "p90": None, "p99": None}
     assert sum(empty.by_status.values()) == 0
@@ -156,13 +150,12 @@ def test_step_metrics_follow_graph_order_then_older_versions() -> None:
         return validate_graph(steps, connections)
 
     current, older = graph("b", "new"), graph("b", "gone", "old")
+    #         key, type, steps, completed, failed, cancelled, skipped: unsub., branch, deleted
     counts = [
-        StepCount("start", "trigger", "completed", None, 3),
-        StepCount("old", "contact_update", "completed", None, 1),
-        StepCount("gone", "contact_update", "failed", None, 1),
-        StepCount("b", "contact_update", "completed", None, 2),
-        StepCount("b", "contact_update", "skipped", "unsubscribed", 1),
-        StepCount("b", "contact_update", "skipped", "branch_not_taken", 4),
+        StepTotals("start", "trigger", 3, 3, 0, 0, 0, 0, 0),
+        StepTotals("old", "contact_update", 1, 1, 0, 0, 0, 0, 0),
+        StepTotals("gone", "contact_update", 1, 0, 1, 0, 0, 0, 0),
+        StepTotals("b", "contact_update", 7, 2, 0, 0, 1, 4, 0),
     ]
     result = step_metrics(counts, [current, older])
     assert [(m.key, m.reached, m.completed, m.failed, m.skipped) for m in result] == [

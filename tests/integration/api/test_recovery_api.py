@@ -314,6 +314,8 @@ def test_only_failed_or_cancelled_runs_can_be_retried(api: httpx.Client, rt_stac
         for run in api.get(runs_path(automation_id)).json()["data"]
         if run["status"] == "running"
     )
+    # Parked before the clock moves, or its delay would be due an hour after the move.
+    rt_stack.wait_step(uuid.UUID(skipped_id), "pause", "waiting")
     rt_stack.advance(dt.timedelta(hours=1, seconds=1))
     assert rt_stack.wait_run(uuid.UUID(skipped_id)).status == "skipped"
     skipped = api.post(f"{runs_path(automation_id)}/{skipped_id}/retry")

@@ -1,0 +1,283 @@
+"""The hourly rollup, kept in the transaction of every run and step state change.
+
+The statements that change a run's or a step's status note what changed here (`note_*`); the
+notes are summed per rollup row and written just before the transaction commits, by one
+upsert per table (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), in key order.
+So the rollup commits or rolls back with the change it counts (a savepoint rolled back takes
+its notes with it), and a hot row (one automation, one hour) is locked only for the last
+statements of a transaction, always in the same order: no deadlock between two writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Insert, Table, bindparam, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from engine.percentiles import bucket_of
+from engine.store.core import RUNS, execute
+from models.enums import RunStatus, SkipReason, StepStatus
+from models.rollups import DurationRollup, RunRollup, StepRollup
+
+# Rows per (automation, hour): concurrent transactions pick one at random, so that writers
+# finishing steps of one busy automation rarely wait for each other's commit; readers sum them.
+SHARDS = 4
+# Runs whose time counts towards the duration percentiles: they ended by themselves.
+TIMED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SKIPPED})
+
+RUN_ROLLUPS: Table = RunRollup.__table__  # type: ignore[assignment]
+STEP_ROLLUPS: Table = StepRollup.__table__  # type: ignore[assignment]
+DURATION_ROLLUPS: Table = DurationRollup.__table__  # type: ignore[assignment]
+
+
+def hour_of(moment: dt.datetime) -> int:
+    """Whole hours since the Unix epoch (UTC): a rollup row's `hour`."""
+    return int(moment.timestamp() // 3600)
+
+
+def hour_start(hour: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC)
+
+
+def step_column(status: str, skip_reason: str | None) -> str | None:
+    """The step_rollups counter of a step that ended so; None for a step still in flight."""
+    if status == StepStatus.SKIPPED:
+        return f"skipped_{skip_reason or SkipReason.BRANCH_NOT_TAKEN}"
+    if status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED):
+        return str(status)
+    return None
+
+
+@dataclass
+class _Notes:
+    """Changes noted in one transaction (or savepoint), by run, not yet written."""
+
+    # (run id, hour or None for the run's own hour, column) -> delta
+    runs: Counter[tuple[uuid.UUID, int | None, str]] = field(default_factory=Counter)
+    # (run id, step key, step type, column) -> delta
+    steps: Counter[tuple[uuid.UUID, str, str, str]] = field(default_factory=Counter)
+    # (run id, bucket) -> delta
+    durations: Counter[tuple[uuid.UUID, int]] = field(default_factory=Counter)
+    # run id -> (automation id, hour created), for the runs this transaction already knows
+    known: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+
+    def merge(self, other: _Notes) -> None:
+        self.runs.update(other.runs)
+        self.steps.update(other.steps)
+        self.durations.update(other.durations)
+        self.known.update(other.known)
+
+
+_LAYERS = "rollup_notes"
+
+
+def _notes(session: Session) -> _Notes:
+    """The notes of the innermost open transaction (a savepoint has its own)."""
+    layers: dict[SessionTransaction, _Notes] = session.info.setdefault(_LAYERS, {})
+    current = session.get_nested_transaction() or session.get_transaction()
+    assert current is not None, "rollup notes are taken inside a transaction"
+    return layers.setdefault(current, _Notes())
+
+
+# --- what the store's writers note ---------------------------------------------------------
+
+
+def note_runs_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """New runs (rows as runs.insert_runs takes them), counted by their status."""
+    notes = _notes(session)
+    for row in rows:
+        run_id, hour = row["id"], hour_of(row["created_at"])
+        notes.known[run_id] = (row["automation_id"], hour)
+        notes.runs[(run_id, None, str(row["status"]))] += 1
+        if row.get("replay_of") is not None:
+            notes.runs[(run_id, None, "replays")] += 1
+
+
+def note_run_known(
+    session: Session, run_id: uuid.UUID, automation_id: uuid.UUID, created_at: dt.datetime
+) -> None:
+    """The rollup key of a run, so that the flush need not read it."""
+    _notes(session).known[run_id] = (automation_id, hour_of(created_at))
+
+
+def note_run_ended(
+    session: Session,
+    run_id: uuid.UUID,
+    status: str,
+    *,
+    started_at: dt.datetime | None,
+    ended_at: dt.datetime | None,
+    undo: bool = False,
+) -> None:
+    """A running run ended (or, with `undo`, an ended run went back to running)."""
+    sign = -1 if undo else 1
+    notes = _notes(session)
+    notes.runs[(run_id, None, str(RunStatus.RUNNING))] -= sign
+    notes.runs[(run_id, None, str(status))] += sign
+    if ended_at is None:
+        return
+    notes.runs[(run_id, hour_of(ended_at), f"ended_{status}")] += sign
+    if status in TIMED and started_at is not None:
+        notes.durations[(run_id, bucket_of((ended_at - started_at).total_seconds()))] += sign
+
+
+def note_retry(session: Session, run_id: uuid.UUID, *, first: bool) -> None:
+    notes = _notes(session)
+    notes.runs[(run_id, None, "retries")] += 1
+    if first:
+        notes.runs[(run_id, None, "retried_runs")] += 1
+
+
+def note_steps_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """New step rows (as runs.insert_steps takes them): one more step, and how it ended."""
+    notes = _notes(session)
+    for row in rows:
+        key = (row["run_id"], row["step_key"], str(row["step_type"]))
+        notes.steps[(*key, "steps")] += 1
+        column = step_column(row["status"], row.get("skip_reason"))
+        if column is not None:
+            notes.steps[(*key, column)] += 1
+
+
+def note_step_ended(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    step_type: str,
+    status: str,
+    skip_reason: str | None = None,
+    *,
+    undo: bool = False,
+) -> None:
+    """A step in flight ended so (or, with `undo`, a step that had ended is in flight again)."""
+    column = step_column(status, skip_reason)
+    if column is not None:
+        _notes(session).steps[(run_id, step_key, str(step_type), column)] += -1 if undo else 1
+
+
+# --- written before the commit -------------------------------------------------------------
+
+
+def track(sessions: sessionmaker[Session]) -> None:
+    """Write the rollup notes of every transaction of these sessions before it commits."""
+    event.listen(sessions, "before_commit", _before_commit)
+    event.listen(sessions, "after_soft_rollback", _after_rollback)
+
+
+def _before_commit(session: Session) -> None:
+    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    nested = session.get_nested_transaction()
+    if nested is not None:  # a savepoint released: its notes join its parent's
+        notes = layers.pop(nested, None)
+        if notes is not None and nested.parent is not None:
+            layers.setdefault(nested.parent, _Notes()).merge(notes)
+        return
+    merged = _Notes()
+    for notes in layers.values():
+        merged.merge(notes)
+    layers.clear()
+    write(session, merged)
+
+
+def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    if previous.nested:
+        layers.pop(previous, None)
+    else:
+        layers.clear()
+
+
+def write(session: Session, notes: _Notes) -> None:
+    """Add the notes to the rollup tables, per hour and per day: one upsert per table, rows in
+    key order."""
+    keys = _run_keys(session, notes)
+    shard = random.randrange(SHARDS)
+    runs: _Deltas = {}
+    for (run_id, hour, column), delta in notes.runs.items():
+        owner, created = keys[run_id]
+        _add(runs, owner, created if hour is None else hour, (shard,), column, delta)
+    steps: _Deltas = {}
+    for (run_id, step_key, step_type, column), delta in notes.steps.items():
+        owner, created = keys[run_id]
+        _add(steps, owner, created, (step_key, step_type, shard), column, delta)
+    durations: _Deltas = {}
+    for (run_id, bucket), delta in notes.durations.items():
+        owner, created = keys[run_id]
+        # Unsharded: runs ending in the same hour mostly land in different buckets, and a
+        # long window reads every (hour, bucket) row.
+        _add(durations, owner, created, (bucket, 0), "runs", delta)
+    _upsert(session, RUN_ROLLUPS, runs)
+    _upsert(session, STEP_ROLLUPS, steps)
+    _upsert(session, DURATION_ROLLUPS, durations)
+
+
+def _add(
+    deltas: _Deltas,
+    owner: uuid.UUID,
+    hour: int,
+    rest: tuple[Any, ...],
+    column: str,
+    delta: int,
+) -> None:
+    """The delta in the hour's row (span 1) and in its UTC day's row (span 24)."""
+    deltas.setdefault((owner, 1, hour, *rest), Counter())[column] += delta
+    deltas.setdefault((owner, 24, hour - hour % 24, *rest), Counter())[column] += delta
+
+
+_Deltas = dict[tuple[Any, ...], Counter[str]]
+
+
+_RUN_KEYS = select(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at).where(
+    RUNS.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def _run_keys(session: Session, notes: _Notes) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """(automation, hour created) of every run noted; read for those the notes do not know."""
+    wanted = {key[0] for key in notes.runs} | {key[0] for key in notes.steps}
+    wanted |= {key[0] for key in notes.durations}
+    keys = dict(notes.known)
+    missing = sorted(wanted - keys.keys())
+    if missing:
+        rows = execute(session, _RUN_KEYS, {"ids": missing}).all()
+        for run_id, owner, created in (tuple(row) for row in rows):
+            keys[run_id] = (owner, hour_of(created))
+    return keys
+
+
+def _upsert(session: Session, table: Table, deltas: _Deltas) -> None:
+    if not deltas:
+        return
+    keys, counters = _columns(table)
+    rows = [
+        {**dict(zip(keys, key, strict=True)), **{name: counts[name] for name in counters}}
+        for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
+        if any(counts.values())
+    ]
+    if rows:
+        execute(session, _upsert_statement(session.get_bind().dialect.name, table), rows)
+
+
+def _columns(table: Table) -> tuple[list[str], list[str]]:
+    keys = [column.name for column in table.primary_key.columns]
+    return keys, [column.name for column in table.columns if column.name not in keys]
+
+
+@cache
+def _upsert_statement(dialect: str, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, built once; rows as parameters."""
+    keys, counters = _columns(table)
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    upsert: Insert = stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
+    )
+    return upsert

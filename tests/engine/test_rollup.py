@@ -1,0 +1,113 @@
+"""The hourly rollup equals a recount of the runs and steps after a mixed workload: runs that
+complete, fail, skip, wait, are cancelled, retried one by one and in bulk, and replayed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from engine import content, lifecycle
+from engine.bulk import parse_request, start_bulk
+from engine.contacts import create_contact
+from engine.db import transaction
+from engine.json_limits import JsonLimits
+from engine.recovery import replay_run, retry_run
+from engine.store.rollup import hour_of
+from engine.store.rollup_rebuild import rebuild
+from models.enums import BulkAction
+from tests.engine.driver import Driver
+from tests.rollup_recount import recount, rollup
+
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+
+
+def branching(template: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """kind=mail sends an email; another kind waits an hour; no kind fails the condition."""
+    steps = [
+        TRIGGER,
+        {
+            "key": "check",
+            "type": "condition",
+            "config": {"rule": {"field": "event.kind", "operator": "eq", "value": "mail"}},
+        },
+        {"key": "mail", "type": "send_email", "config": {"template": {"id": template}}},
+        {"key": "pause", "type": "delay", "config": {"duration": "1 hour"}},
+        {"key": "after", "type": "contact_update", "config": {"first_name": "After"}},
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "mail", "type": "condition_met"},
+        {"from": "check", "to": "pause", "type": "condition_not_met"},
+        {"from": "pause", "to": "after"},
+    ]
+    return steps, connections
+
+
+def assert_rollup_is_a_recount(driver: Driver) -> None:
+    with transaction(driver.rt.sessions) as session:
+        kept, truth = rollup(session), recount(session)
+    assert kept == truth
+
+
+def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
+    template = driver.template(published=False)
+    automation_id = driver.automation(*branching(template))
+    slow = driver.automation(
+        [TRIGGER, {"key": "later", "type": "delay", "config": {"duration": "3 days"}}],
+        [{"from": "start", "to": "later"}],
+    )
+    mailed = [driver.send("user.created", f"m{n}@x.test", {"kind": "mail"}) for n in range(3)]
+    broken = driver.send("user.created", "broken@x.test").run_ids[0]
+    waiting = [driver.send("user.created", f"w{n}@x.test", {"kind": "wait"}) for n in range(3)]
+    driver.settle(until=driver.clock.now())
+    assert_rollup_is_a_recount(driver)
+
+    with transaction(driver.rt.sessions) as session:
+        now = driver.clock.now()
+        lifecycle.cancel_run(session, automation_id, waiting[0].run_ids[0], now=now)
+        content.publish_template(session, template, now=now)
+        create_contact(
+            session, email="gone@x.test", now=now, unsubscribed=True, limits=JsonLimits()
+        )
+    request = parse_request(
+        automation_id, BulkAction.RETRY, {"error_code": "template_not_published"}
+    )
+    with transaction(driver.rt.sessions) as session:
+        driver.enqueue(start_bulk(session, request, now=driver.clock.now()).dispatches)
+    driver.enqueue(retry_run(driver.rt, automation_id, broken).dispatches)  # fails again
+    driver.send("user.created", "gone@x.test", {"kind": "mail"})
+    driver.settle(until=driver.clock.now())
+    assert_rollup_is_a_recount(driver)
+
+    driver.clock.advance(dt.timedelta(minutes=90))
+    with transaction(driver.rt.sessions) as session:
+        replayed = replay_run(
+            session, driver.rt, automation_id, mailed[0].run_ids[0], now=driver.clock.now()
+        )
+        lifecycle.stop_automation(session, slow, cancel_runs=True, now=driver.clock.now())
+    driver.enqueue(replayed.dispatches)
+    # The cancelled wait resumed from its cancelled step, an hour and a half later.
+    driver.enqueue(
+        retry_run(driver.rt, automation_id, waiting[0].run_ids[0], from_cancelled=True).dispatches
+    )
+    driver.settle()
+    assert_rollup_is_a_recount(driver)
+    with transaction(driver.rt.sessions) as session:
+        statuses = {str(key[2]) for key, count in recount(session)["runs"].items() if count}
+    assert {"completed", "failed", "skipped", "cancelled", "retries", "replays"} <= statuses
+
+
+def test_the_rebuild_counts_what_the_transactions_kept(driver: Driver) -> None:
+    template = driver.template()
+    automation_id = driver.automation(*branching(template))
+    for n, kind in enumerate(["mail", "mail", None, "wait", "wait"]):
+        driver.send("user.created", f"r{n}@x.test", {"kind": kind} if kind else None)
+    driver.settle(until=driver.clock.now())
+    driver.clock.advance(dt.timedelta(minutes=30))
+    driver.settle()
+    with transaction(driver.rt.sessions) as session:
+        kept = rollup(session)
+        rebuild(session.connection())
+    with transaction(driver.rt.sessions) as session:
+        assert rollup(session) == kept == recount(session)
+    assert kept["runs"][(automation_id, hour_of(driver.clock.now()), "ended_completed")] >= 2

@@ -1,0 +1,161 @@
+"""On PostgreSQL with a real worker: after a mixed workload with faults (duplicate messages, a
+worker killed mid-send), the rollup equals a recount of every run and step, and /metrics
+counts every step."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from api.prometheus import exposition
+from engine import content, lifecycle
+from engine.bulk import parse_request, start_bulk
+from engine.db import transaction
+from engine.metrics import snapshot
+from engine.recovery import replay_run, retry_run
+from models.enums import BulkAction, TemplateStatus
+from models.tables import Run, RunStep
+from tests.integration.factories import (
+    make_automation,
+    make_contact,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
+from tests.integration.harness import Stack
+from tests.integration.markers import POSTGRES_ONLY
+from tests.rollup_recount import recount, rollup
+
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+
+
+def branching(stack: Stack, template: str) -> uuid.UUID:
+    """kind=mail sends an email; another kind waits a minute; no kind fails the condition."""
+    steps = [
+        TRIGGER,
+        {
+            "key": "check",
+            "type": "condition",
+            "config": {"rule": {"field": "event.kind", "operator": "eq", "value": "mail"}},
+        },
+        send_email_step("mail", template),
+        {"key": "pause", "type": "delay", "config": {"duration": "1 minute"}},
+        {"key": "after", "type": "contact_update", "config": {"first_name": "After"}},
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "mail", "type": "condition_met"},
+        {"from": "check", "to": "pause", "type": "condition_not_met"},
+        {"from": "pause", "to": "after"},
+    ]
+    return make_automation(stack, steps, connections)
+
+
+def settle(stack: Stack, run_ids: list[uuid.UUID], **expected: int) -> None:
+    def done() -> bool:
+        return Counter(stack.run(run_id).status for run_id in run_ids) == Counter(expected)
+
+    stack.wait_for(done, timeout=60, what=f"runs {expected}")
+
+
+def assert_rollup_is_a_recount(stack: Stack) -> None:
+    with transaction(stack.runtime.sessions) as session:
+        kept, truth = rollup(session), recount(session)
+    assert kept == truth
+
+
+def send(stack: Stack, kind: str | None, email: str | None = None) -> uuid.UUID:
+    result = stack.send("user.created", email or unique_email(), {"kind": kind} if kind else None)
+    stack.dispatcher.dispatch(result.dispatches)  # each message delivered twice
+    return result.run_ids[0]
+
+
+@POSTGRES_ONLY
+def test_rollup_equals_a_recount_after_a_mixed_workload_with_faults(rt_stack: Stack) -> None:
+    make_domain(rt_stack)
+    template = make_template(rt_stack, status=TemplateStatus.DRAFT)
+    automation_id = branching(rt_stack, template)
+    mailed = [send(rt_stack, "mail") for _ in range(4)]  # fail: the template is a draft
+    broken = [send(rt_stack, None) for _ in range(2)]  # fail: no `kind`
+    waiting = [send(rt_stack, "wait") for _ in range(4)]
+    for run_id in waiting:
+        rt_stack.wait_step(run_id, "pause", "waiting")
+    settle(rt_stack, mailed + broken, failed=6)
+    assert_rollup_is_a_recount(rt_stack)
+
+    gone = unique_email("gone")
+    make_contact(rt_stack, gone, unsubscribed=True)
+    skipped = send(rt_stack, "mail", gone)
+    with transaction(rt_stack.runtime.sessions) as session:
+        now = rt_stack.clock.now()
+        lifecycle.cancel_run(session, automation_id, waiting[0], now=now)
+        content.publish_template(session, template, now=now)
+        request = parse_request(
+            automation_id, BulkAction.RETRY, {"error_code": "template_not_published"}
+        )
+        bulk = start_bulk(session, request, now=now)
+    rt_stack.dispatcher.dispatch(bulk.dispatches)
+    rt_stack.dispatcher.dispatch(retry_run(rt_stack.runtime, automation_id, broken[0]).dispatches)
+    # The retried run fails again.
+    rt_stack.wait_step(broken[0], "check", "failed")
+    settle(rt_stack, [*mailed, *broken, skipped], completed=4, failed=2, skipped=1)
+
+    # A worker killed after the outbox row, before the send: the sweeper hands the step on.
+    marker = rt_stack.workdir / "rollup-killed"
+    marker.unlink(missing_ok=True)
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"send_email.before_send=kill@{marker}")
+    try:
+        killed = send(rt_stack, "mail")
+        rt_stack.wait_for(marker.exists, what="the worker to die mid-send")
+        rt_stack.wait_step(killed, "mail", "running")
+    finally:
+        rt_stack.restart_worker()
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
+    assert rt_stack.wait_run(killed).status == "completed"
+
+    with transaction(rt_stack.runtime.sessions) as session:
+        replayed = replay_run(
+            session, rt_stack.runtime, automation_id, mailed[0], now=rt_stack.clock.now()
+        )
+    rt_stack.dispatcher.dispatch(replayed.dispatches)
+    rt_stack.dispatcher.dispatch(
+        retry_run(rt_stack.runtime, automation_id, waiting[0], from_cancelled=True).dispatches
+    )
+    rt_stack.wait_step(waiting[0], "pause", "waiting")
+    rt_stack.advance(dt.timedelta(minutes=2))
+    settle(rt_stack, [*waiting, replayed.run_id, killed], completed=6)
+    with transaction(rt_stack.runtime.sessions) as session:
+        lifecycle.stop_automation(
+            session, automation_id, cancel_runs=True, now=rt_stack.clock.now()
+        )
+    assert_rollup_is_a_recount(rt_stack)
+
+
+@POSTGRES_ONLY
+def test_prometheus_counts_every_step(rt_stack: Stack) -> None:
+    steps = [TRIGGER, {"key": "tag", "type": "contact_update", "config": {"first_name": "T"}}]
+    make_automation(rt_stack, steps, [{"from": "start", "to": "tag"}])
+    runs = [send(rt_stack, None) for _ in range(30)]
+    settle(rt_stack, runs, completed=30)
+    with transaction(rt_stack.runtime.sessions) as session:
+        text = exposition(snapshot(session, now=rt_stack.clock.now())).decode()
+        truth = dict(
+            session.execute(
+                select(RunStep.step_type, func.count()).group_by(RunStep.step_type)
+            ).all()
+        )
+        runs_total = session.scalar(select(func.count()).select_from(Run))
+    assert truth == {"trigger": 30, "contact_update": 30}
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    for kind, count in truth.items():
+        for status in ("reached", "completed"):
+            name = f'automations_steps{{status="{status}",step_type="{kind}"}}'
+            assert (name, float(samples[name])) == (name, count)
+    assert float(samples['automations_runs{status="completed"}']) == runs_total
+    assert 'automations_run_duration_quantile_seconds{quantile="0.5"}' in samples
