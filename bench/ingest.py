@@ -97,7 +97,7 @@ def api_server_pid(base_url: str) -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"api.asgi:create" in argv and port in argv:
+        if b"wiring.server:create" in argv and port in argv:
             return int(entry.name)
     raise RuntimeError(f"no uvicorn process found for {base_url}")
 

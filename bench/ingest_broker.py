@@ -54,9 +54,7 @@ def one_worker(
     the worker's pid."""
     client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_serializer = "json"
-    workers = start_workers(
-        "tasks.celery_main", QUEUE, concurrency=1, pool="solo", env=env, log=log
-    )
+    workers = start_workers("wiring.worker", QUEUE, concurrency=1, pool="solo", env=env, log=log)
     try:
         wait_ready(client)
         yield client, workers.pids
