@@ -31,6 +31,8 @@ from models.rollups import DurationRollup, RunRollup, StepRollup
 # Rows per (automation, hour): concurrent transactions pick one at random, so that writers
 # finishing steps of one busy automation rarely wait for each other's commit; readers sum them.
 SHARDS = 4
+# Its own generator: the shard pick must not draw from (or disturb) the process's global one.
+_PICK_SHARD = random.Random()
 # Runs whose time counts towards the duration percentiles: they ended by themselves.
 TIMED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SKIPPED})
 
@@ -200,7 +202,7 @@ def write(session: Session, notes: _Notes) -> None:
     """Add the notes to the rollup tables, per hour and per day: one upsert per table, rows in
     key order."""
     keys = _run_keys(session, notes)
-    shard = random.randrange(SHARDS)
+    shard = _PICK_SHARD.randrange(SHARDS)
     runs: _Deltas = {}
     for (run_id, hour, column), delta in notes.runs.items():
         owner, created = keys[run_id]

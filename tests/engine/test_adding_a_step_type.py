@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -126,7 +127,10 @@ def post_automation(driver: Driver, steps: list[dict[str, Any]]) -> httpx.Respon
         ) as client:
             return await client.post("/automations", json=body)
 
-    return asyncio.run(post())
+    # A loop of its own in another thread: this test may share its process (pytest-xdist) with
+    # browser tests whose Playwright loop runs in this thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, post()).result()
 
 
 @pytest.mark.usefixtures("tag_contact")
