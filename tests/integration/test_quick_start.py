@@ -52,11 +52,13 @@ def on_port(script: str, port: int) -> str:
 
 def shell_env(**extra: str) -> dict[str, str]:
     """A shell as a newcomer has it: no AUTOMATIONS_* setting, no venv on the PATH yet, and not
-    inside `make` (under `make test VENV=.venv-ci`, MAKEFLAGS would pass VENV on to the clone's
+    inside `make` (under `make test VENV=.venv-ci`, VENV and MAKEFLAGS would reach the clone's
     own `make`)."""
     venv_bin = str(Path(sys.prefix) / "bin")
     inherited = ("AUTOMATIONS_", "VIRTUAL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
+    # make also exports its command line's variables to what it runs (VENV=.venv-ci).
+    ours = {"VENV", "PYTHON", "TEST_WORKERS"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(inherited) and k not in ours}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
     return {**env, **extra}
 
