@@ -7,6 +7,7 @@ from pydantic import SecretStr
 
 from api.docs import DOCS_URL, mount_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.event_groups import EventGroups
 from api.key_cache import KeyCache
 from api.limits import BodySizeLimit, RateLimiter, RateLimitHeaders
 from api.middleware import install_idempotency
@@ -46,6 +47,8 @@ def create_app(
     app.state.runtime = rt
     app.state.dispatcher = dispatcher
     app.state.key_cache = KeyCache()
+    # POST /events/send: events arriving together share a transaction (api/event_groups.py).
+    app.state.event_groups = EventGroups(rt, dispatcher)
     app.state.ping_broker = dispatcher.ping
     redis_url = settings.rate_limit_redis_url or (
         settings.broker_url if settings.broker_url.startswith("redis") else None

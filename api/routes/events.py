@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
-from api.deps import Rt, Sender, Sending
+from api.deps import Groups, Rt, Sender, Sending
 from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
 from engine.dispatch import commit_then_dispatch
@@ -15,9 +15,7 @@ from engine.errors import InvalidInput
 from engine.ingest import (
     Batch,
     EventRequest,
-    Ingested,
     RejectedEvent,
-    ingest_event,
     ingest_events,
 )
 
@@ -25,18 +23,6 @@ router = APIRouter(tags=["events"])
 
 MAX_BATCH = 100
 JSON = "application/json"
-
-
-def _ingest(session: Any, rt: Rt, body: SendEvent) -> Ingested:
-    return ingest_event(
-        session,
-        rt,
-        event=body.event,
-        email=body.email,
-        contact_id=body.contact_id,
-        payload=body.payload,
-        now=rt.clock.now(),
-    )
 
 
 def _accepted(content: dict[str, Any] | list[Any]) -> Response:
@@ -55,14 +41,11 @@ def _sent(event: str) -> dict[str, str]:
     response_model=EventSent,
     summary="Send an event for a contact",
 )
-def send_event(body: SendEvent, rt: Rt, sender: Sender, _: Sending) -> Response:
-    """Start a run for every enabled automation listening for the event; resume waits."""
-    commit_then_dispatch(
-        transaction(rt.sessions),
-        sender,
-        lambda s: _ingest(s, rt, body),
-        committed=lambda: rt.checkpoint("events.before_publish"),  # a fault test kills here
-    )
+async def send_event(body: SendEvent, groups: Groups, _: Sending) -> Response:
+    """Start a run for every enabled automation listening for the event; resume waits.
+
+    Committed before the answer; events that arrive together share the transaction."""
+    await groups.ingest(EventRequest(body.event, body.email, body.contact_id, body.payload))
     return _accepted(_sent(body.event))
 
 
