@@ -19,7 +19,8 @@ from engine.group_commit import MAX_GROUP, commit_group
 from engine.ingest import EventRequest, Ingested
 from engine.runtime import Runtime
 
-# Groups written at once: while one waits on the database, the next is being built.
+# Groups written at once per process. Measured with two API processes on two cores under wrk:
+# one writer each gave 660-700 events/s, two each 470 (smaller groups, more CPU per event).
 MAX_WRITERS = 1
 
 _Waiting = tuple[EventRequest, "asyncio.Future[Ingested]"]
@@ -43,45 +44,57 @@ class EventGroups:
         self._max_group = max_group
         self._max_writers = max_writers
         self._waiting: list[_Waiting] = []
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writing = 0  # counted here, not by the tasks: a finished task leaves the set late
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def ingest(self, request: EventRequest) -> Ingested:
         """The event stored, its runs started and committed, its messages published; or its
         own error (InvalidInput, NotFound...) raised, as `ingest_event` does."""
         answer: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
         self._waiting.append((request, answer))
-        if len(self._writers) < self._max_writers:
+        if self._writing < self._max_writers:
+            self._writing += 1
             writer = asyncio.create_task(self._write())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writers.discard)
+            self._tasks.add(writer)  # a reference until it ends, or it could be collected
+            writer.add_done_callback(self._tasks.discard)
         return await answer
 
     async def _write(self) -> None:
-        while self._waiting:
-            group = self._waiting[: self._max_group]
-            del self._waiting[: self._max_group]
-            try:
-                outcomes = await run_in_threadpool(
-                    commit_group,
-                    self._rt,
-                    self._dispatcher,
-                    [request for request, _ in group],
-                    committed=self._committed,
-                )
-            except BaseException as failed:  # the database or the broker: each caller sees it
-                for _, answer in group:
-                    if not answer.done():
-                        answer.set_exception(failed)
-                if not isinstance(failed, Exception):
-                    raise
+        try:
+            while self._waiting:  # checked and left with no await between: no event is left behind
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                await self._commit(group)
+        except BaseException:  # cancelled (the server stops): so are the requests still waiting
+            for _, answer in self._waiting:
+                answer.cancel()
+            raise
+        finally:
+            self._writing -= 1
+
+    async def _commit(self, group: list[_Waiting]) -> None:
+        try:
+            outcomes = await run_in_threadpool(
+                commit_group,
+                self._rt,
+                self._dispatcher,
+                [request for request, _ in group],
+                committed=self._committed,
+            )
+        except BaseException as failed:  # the database or the broker: each caller sees it
+            for _, answer in group:
+                if not answer.done():
+                    answer.set_exception(failed)
+            if not isinstance(failed, Exception):
+                raise
+            return
+        for (_, answer), outcome in zip(group, outcomes, strict=True):
+            if answer.done():  # its caller went away; the event stands
                 continue
-            for (_, answer), outcome in zip(group, outcomes, strict=True):
-                if answer.done():  # its caller went away; the event stands
-                    continue
-                if isinstance(outcome, Ingested):
-                    answer.set_result(outcome)
-                else:
-                    answer.set_exception(outcome)
+            if isinstance(outcome, Ingested):
+                answer.set_result(outcome)
+            else:
+                answer.set_exception(outcome)
 
     def _committed(self) -> None:
         self._rt.checkpoint("events.before_publish")  # a fault test kills the process here

@@ -4,6 +4,7 @@ caller still gets its own answer only once its event has committed (or its own e
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -127,6 +128,24 @@ def test_events_that_arrive_during_a_commit_share_the_next_one(
     assert [len(call) for call in recorder.calls] == [1, 20]
     assert len({answer.event_id for answer in answers}) == 21
     assert count(stack, Event) == count(stack, Run) == 21
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_no_event_is_left_waiting_whenever_it_arrives(listening: Stack) -> None:
+    """Requests arriving just as a writer finds nothing more to write still get written."""
+    groups = EventGroups(listening.runtime, Recorder())
+    pauses = random.Random(7)
+
+    async def arrive(delay: float) -> Ingested:
+        await asyncio.sleep(delay)
+        return await groups.ingest(EventRequest("signed.up", email=unique_email()))
+
+    async def scenario() -> list[Ingested]:
+        arrivals = [arrive(pauses.choice([0, 0, 0.001, 0.003, 0.01])) for _ in range(150)]
+        return await asyncio.wait_for(asyncio.gather(*arrivals), timeout=60)
+
+    assert len({answer.event_id for answer in asyncio.run(scenario())}) == 150
+    assert count(listening, Event) == 150
 
 
 @pytest.mark.parametrize("stack", ["postgres"], indirect=True)
