@@ -164,13 +164,12 @@ def _finish_delivery(
 ) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        owned = claims.owns_step(session, ref.run_id, ref.step_key, attempt)
+        owned, run = claims.owns_with_context(session, ref.run_id, ref.step_key, attempt)
         outcome = delivery.record(session, rt, ref, prepared, result, owned, now)
         if not owned or outcome is None:
             # Our lease ran out and another worker took the step over; it records its own
             # attempts, and a failure of ours must not overwrite its success.
             return []
-        run = claims.lock_run_context(session, ref.run_id)
         if run is None:
             return []
         graph = rt.graph(session, run.run.version_id)
