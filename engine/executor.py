@@ -100,7 +100,7 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
         prepared = spec.delivery.prepare(sr)
         if isinstance(prepared, Outcome):
             return record_outcome(session, rt, graph, ref, prepared, now=now)
-        run_store.update_step(session, run_id, step_key, started_if_unset=now)
+        run_store.mark_started(session, run_id, step_key, now)
     held.attempt = claimed.attempt
     return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
 

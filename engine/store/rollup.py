@@ -4,10 +4,10 @@ The statements that change a run's or a step's status note what changed here (`n
 notes are summed per rollup row and written just before the transaction commits, by an upsert
 per table (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), tables in one order and
 rows in key order. On PostgreSQL the upserts are one statement, each table's rows read in
-order from one JSON array, each upsert run after the one before it. So the rollup commits or rolls back
-with the change it counts (a savepoint rolled back takes its notes with it), and a hot row
-(one automation, one hour) is locked only for the last statement of a transaction, always in
-the same order: no deadlock between two writers.
+order from one JSON array, each upsert run after the one before it. So the rollup commits or
+rolls back with the change it counts (a savepoint rolled back takes its notes with it), and a
+hot row (one automation, one hour) is locked only for the last statement of a transaction,
+always in the same order: no deadlock between two writers.
 """
 
 from __future__ import annotations

@@ -120,18 +120,24 @@ def update_step(
     session: Session,
     run_id: uuid.UUID,
     step_key: str,
-    *,
-    started_if_unset: dt.datetime | None = None,
     **values: Any,
 ) -> None:
-    if started_if_unset is not None:
-        values["started_at"] = func.coalesce(STEPS.c.started_at, started_if_unset)
     execute(
         session,
         update(STEPS)
         .where(STEPS.c.run_id == run_id, STEPS.c.step_key == step_key)
         .values(**values),
     )
+
+
+_MARK_STARTED = (
+    update(STEPS).where(_THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
+)
+
+
+def mark_started(session: Session, run_id: uuid.UUID, step_key: str, now: dt.datetime) -> None:
+    """The step's start, unless it started before (an earlier attempt)."""
+    execute(session, _MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
 
 
 _FINISH_STEP = (
