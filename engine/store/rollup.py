@@ -295,9 +295,11 @@ def _rows(table: Table, deltas: _Deltas) -> list[dict[str, Any]]:
     ]
 
 
-def _columns(table: Table) -> tuple[list[str], list[str]]:
-    keys = [column.name for column in table.primary_key.columns]
-    return keys, [column.name for column in table.columns if column.name not in keys]
+@cache
+def _columns(table: Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The table's key columns and its counters, by name."""
+    keys = tuple(column.name for column in table.primary_key.columns)
+    return keys, tuple(column.name for column in table.columns if column.name not in keys)
 
 
 @cache
