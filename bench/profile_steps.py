@@ -4,8 +4,10 @@
 
 Ingests `--runs` runs of the throughput benchmark's 5-step automation, then executes every step
 in this process, one after another, as a worker would (claim, execute, record, next). Reports
-milliseconds and SQL statements per step, by step type; `--profile` adds a cProfile listing of
-the slowest functions (cumulative), which is what docs/benchmarks.md's profile notes are read from.
+milliseconds (wall clock, and CPU of this process) and SQL statements per step, by step type,
+and the CPU of the database's backends per step: the CPU figures hold on a busy machine, where
+the wall clock does not. `--profile` adds a cProfile listing of the slowest functions
+(cumulative), which is what docs/benchmarks.md's profile notes are read from.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from bench import cpu
 from bench.throughput import prepare_durable
 
 
@@ -85,13 +88,15 @@ def main() -> int:
     recorder = Recorder()
     event.listen(rt.sessions.kw["bind"], "before_cursor_execute", recorder)
     seconds: dict[str, float] = collections.defaultdict(float)
+    cpu_seconds: dict[str, float] = collections.defaultdict(float)
     statements: dict[str, int] = collections.defaultdict(int)
     counts: dict[str, int] = collections.defaultdict(int)
     profiler = cProfile.Profile() if args.profile else None
-    started = time.perf_counter()
+    database_before = cpu.snapshot(database_url=args.database_url)
+    started, started_cpu = time.perf_counter(), time.process_time()
     while pending:
         item = pending.popleft()
-        before, t0 = recorder.statements, time.perf_counter()
+        before, t0, c0 = recorder.statements, time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
         pending.extend(execute_step(rt, item.run_id, item.step_key))
@@ -99,18 +104,23 @@ def main() -> int:
             profiler.disable()
         kind = str(item.step_type)
         seconds[kind] += time.perf_counter() - t0
+        cpu_seconds[kind] += time.process_time() - c0
         statements[kind] += recorder.statements - before
         counts[kind] += 1
-    elapsed = time.perf_counter() - started
+    elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    database = cpu.snapshot(database_url=args.database_url).minus(database_before)["postgres"]
     total = sum(counts.values())
     report = {
         "steps": total,
         "ms_per_step": round(elapsed / total * 1000, 3),
+        "cpu_ms_per_step": round(elapsed_cpu / total * 1000, 3),
+        "postgres_cpu_ms_per_step": round(database / total * 1000, 3),
         "statements_per_step": round(recorder.statements / total, 2),
         "by_type": {
             kind: {
                 "steps": counts[kind],
                 "ms": round(seconds[kind] / counts[kind] * 1000, 3),
+                "cpu_ms": round(cpu_seconds[kind] / counts[kind] * 1000, 3),
                 "statements": round(statements[kind] / counts[kind], 2),
             }
             for kind in sorted(counts)

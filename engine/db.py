@@ -64,6 +64,11 @@ def _serialize_sqlite_writers(db_engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def import_driver(url: str) -> None:
+    """Import the database driver of this URL now (a process about to fork its workers)."""
+    make_url(url).get_dialect().import_dbapi()
+
+
 def create_session_factory(bind: Engine | Connection) -> sessionmaker[Session]:
     """Sessions on an engine, or all on one connection (a simulation's in-memory database).
 

@@ -100,7 +100,7 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
         prepared = spec.delivery.prepare(sr)
         if isinstance(prepared, Outcome):
             return record_outcome(session, rt, graph, ref, prepared, now=now)
-        run_store.update_step(session, run_id, step_key, started_if_unset=now)
+        run_store.mark_started(session, run_id, step_key, now)
     held.attempt = claimed.attempt
     return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
 
@@ -164,13 +164,12 @@ def _finish_delivery(
 ) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        owned = claims.owns_step(session, ref.run_id, ref.step_key, attempt)
+        owned, run = claims.owns_with_context(session, ref.run_id, ref.step_key, attempt)
         outcome = delivery.record(session, rt, ref, prepared, result, owned, now)
         if not owned or outcome is None:
             # Our lease ran out and another worker took the step over; it records its own
             # attempts, and a failure of ours must not overwrite its success.
             return []
-        run = claims.lock_run_context(session, ref.run_id)
         if run is None:
             return []
         graph = rt.graph(session, run.run.version_id)

@@ -1,6 +1,7 @@
 """Validate automation graphs and walk them: graph order, branches, steps no longer reachable."""
 
 import copy
+import json
 import re
 from collections import deque
 from collections.abc import Mapping
@@ -29,6 +30,11 @@ class Step:
     # A registered step type's name (engine/step_types.py).
     type: str
     config: dict[str, Any]
+
+    @cached_property
+    def reads_wait_events(self) -> bool:
+        """Whether the config mentions `wait_events` (only such a step pays for reading them)."""
+        return "wait_events" in json.dumps(self.config)
 
 
 @dataclass(frozen=True)

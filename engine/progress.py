@@ -17,7 +17,7 @@ from engine.runtime import Runtime
 from engine.step_types import spec_for
 from engine.store import attempts as attempt_store
 from engine.store import runs as run_store
-from engine.store.runs import new_step_row
+from engine.store.runs import StepState, new_step_row
 from engine.transitions import final_run_status
 from models.enums import (
     STEP_ACTIVE,
@@ -119,7 +119,8 @@ def record_outcome(
     targets = graph.next_steps(step.step_key, branch) if advance and branch is not None else []
     following = [graph.step(key) for key in targets] if not contact_gone else []
     rows = [new_step_row(step.run_id, s.key, s.type, now) for s in following]
-    _finish_step(session, step, outcome, now, then_insert=rows)
+    last = advance and not following
+    states = _finish_step(session, step, outcome, now, then_insert=rows, read_states=last)
     if not advance:
         return []
     if following:
@@ -129,7 +130,7 @@ def record_outcome(
         ):
             _skip_dead_branches(session, graph, step.run_id, now)
         return [Dispatch(step.run_id, s.key, s.type) for s in following]
-    _end_run(session, graph, step.run_id, now, contact_gone=contact_gone)
+    _end_run(session, graph, step.run_id, states, now, contact_gone=contact_gone)
     return []
 
 
@@ -181,7 +182,8 @@ def _finish_step(
     now: dt.datetime,
     *,
     then_insert: list[dict[str, Any]],
-) -> None:
+    read_states: bool,
+) -> list[StepState]:
     error = None
     skip_reason = None
     if isinstance(outcome, Completed):
@@ -191,7 +193,7 @@ def _finish_step(
     else:
         status = StepStatus.FAILED
         error = {"message": outcome.message, "code": outcome.code}
-    run_store.finish_step(
+    states = run_store.finish_step(
         session,
         step.run_id,
         step.step_key,
@@ -203,8 +205,10 @@ def _finish_step(
         skip_reason=skip_reason,
         branch=_branch(outcome),
         then_insert=then_insert,
+        read_states=read_states,
     )
     log.info("step %s%s", status, f": {error['message']}" if error else "")
+    return states
 
 
 def _skip_steps(
@@ -239,9 +243,15 @@ def _skip_dead_branches(
 
 
 def _end_run(
-    session: Session, graph: Graph, run_id: uuid.UUID, now: dt.datetime, *, contact_gone: bool
+    session: Session,
+    graph: Graph,
+    run_id: uuid.UUID,
+    states: list[StepState],
+    now: dt.datetime,
+    *,
+    contact_gone: bool,
 ) -> None:
-    states = run_store.step_states(session, run_id)
+    """End the run if none of its steps (`states`, read after the last one ended) is active."""
     if any(s.status in STEP_ACTIVE for s in states):
         return
     summary = [

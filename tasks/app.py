@@ -9,11 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 
 from engine import sweeper
 from engine.bulk import work_chunk
-from engine.db import retry_on_disconnect
+from engine.db import import_driver, retry_on_disconnect
 from engine.executor import execute_step
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime
@@ -50,6 +50,16 @@ class RuntimeHolder:
         if self._runtime is not None:
             # Connections inherited from the parent belong to it: drop them without closing.
             self._runtime.sessions.kw["bind"].dispose(close=False)
+        # Built before the first task rather than by it (the database driver's import, the
+        # engine, the transport): the first step does not wait for them. No connection yet.
+        try:
+            self.get()
+        except Exception:
+            log.exception("could not build the runtime; the first task will try again")
+
+    def before_fork(self, **_: Any) -> None:
+        """Import the database driver once in the worker's parent, for every child it forks."""
+        import_driver(self.settings.database_url)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -96,6 +106,7 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     app = Celery("automations", set_as_current=False)
     app.conf.update(celery_config(settings))
     holder = RuntimeHolder(settings, runtime)
+    worker_init.connect(holder.before_fork, weak=False)
     worker_process_init.connect(holder.after_fork, weak=False)
 
     def _logging(loglevel: int | str | None = None, **_: Any) -> None:

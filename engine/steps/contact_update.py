@@ -71,9 +71,8 @@ def run_contact_update(sr: StepRun) -> Outcome:
         changes = _resolve_changes(sr.step.config, sr.variables())
     except StepFailure as failure:
         return Failed(failure.message, failure.code)
-    locked = contact_store.lock_contact(sr.session, contact.id)
-    assert locked is not None
-    contact_store.update_contact_row(sr.session, locked, changes, sr.now)
+    changed = contact_store.change_contact(sr.session, contact.id, changes, sr.now)
+    assert changed
     return Completed(output={"contact_id": str(contact.id), "updated": changes})
 
 

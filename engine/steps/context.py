@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +43,7 @@ class StepRun:
         return self._variables
 
     def _wait_events(self) -> dict[str, Any]:
-        # Only a step that mentions wait_events pays for reading them.
-        if "wait_events" not in json.dumps(self.step.config):
+        if not self.step.reads_wait_events:
             return {}
         outputs = run_store.wait_outputs(self.session, self.claimed.run_id)
         return {out["event"]: out.get("payload", {}) for out in outputs if "event" in out}

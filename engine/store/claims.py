@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -193,6 +193,39 @@ def owns_step(session: Session, run_id: uuid.UUID, step_key: str, attempt: int) 
     params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
     status = execute(session, _OWNED_STATUS, params).scalar()
     return status == StepStatus.RUNNING
+
+
+_OWNED_CTE = _OWNED_STATUS.cte("owned")
+# PostgreSQL: `owns_step` and the run's context in one round trip; the step row is locked (in
+# the CTE) before the run row, the executor's lock order.
+_OWNS_WITH_CONTEXT = (
+    select(_OWNED_CTE.c.status, *_RUN_CONTEXT.selected_columns)
+    .select_from(
+        RUNS.outerjoin(_OWNED_CTE, true())
+        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+    )
+    .where(RUNS.c.id == bindparam("rid"))
+    .with_for_update(of=RUNS)
+)
+
+
+def owns_with_context(
+    session: Session, run_id: uuid.UUID, step_key: str, attempt: int
+) -> tuple[bool, RunContext | None]:
+    """`owns_step`, and the run's context (locked) as `lock_run_context` reads it.
+
+    One statement on PostgreSQL, where the run is locked whether or not the step is owned.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        owned = owns_step(session, run_id, step_key, attempt)
+        return owned, lock_run_context(session, run_id) if owned else None
+    params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
+    row = execute(session, _OWNS_WITH_CONTEXT, params).first()
+    if row is None:  # the run is gone
+        return owns_step(session, run_id, step_key, attempt), None
+    status, *context = tuple(row)
+    return status == StepStatus.RUNNING, _context(session, tuple(context))
 
 
 _COUNT_FAILURE = (

@@ -6,9 +6,11 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import Update, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
@@ -163,6 +165,39 @@ def update_contact_row(
     """`update_contact` for a locked ContactRow, in one statement."""
     values = {**merged_changes(contact.properties, changes), "updated_at": now}
     execute(session, update(CONTACTS).where(CONTACTS.c.id == contact.id).values(**values))
+
+
+def change_contact(
+    session: Session, contact_id: uuid.UUID, changes: dict[str, Any], now: dt.datetime
+) -> bool:
+    """`update_contact` by id, the contact locked meanwhile; False if it is gone.
+
+    On PostgreSQL one statement: the UPDATE locks the row and merges `properties` into the
+    row's current ones (jsonb ||, key by key at the top level, as `merged_changes`).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        locked = lock_contact(session, contact_id)
+        if locked is not None:
+            update_contact_row(session, locked, changes, now)
+        return locked is not None
+    params = {**changes, "contact_id": contact_id, "now": now}
+    changed = execute(session, _change_contact(frozenset(changes)), params)
+    return bool(changed.rowcount == 1)
+
+
+@cache
+def _change_contact(names: frozenset[str]) -> Update:
+    """PostgreSQL: UPDATE contacts SET these fields (properties merged), built once per set."""
+    values: dict[str, Any] = {name: bindparam(name, type_=CONTACTS.c[name].type) for name in names}
+    if "properties" in names:
+        none = literal_column("'{}'::jsonb", type_=postgresql.JSONB)
+        current = func.coalesce(CONTACTS.c.properties, none)
+        values["properties"] = current.op("||")(bindparam("properties", type_=postgresql.JSONB))
+    return (
+        update(CONTACTS)
+        .where(CONTACTS.c.id == bindparam("contact_id"))
+        .values(**values, updated_at=bindparam("now", type_=CONTACTS.c.updated_at.type))
+    )
 
 
 def merged_changes(properties: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:

@@ -1,16 +1,19 @@
 """The hourly rollup, kept in the transaction of every run and step state change.
 
 The statements that change a run's or a step's status note what changed here (`note_*`); the
-notes are summed per rollup row and written just before the transaction commits, by one
-upsert per table (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), in key order.
-So the rollup commits or rolls back with the change it counts (a savepoint rolled back takes
-its notes with it), and a hot row (one automation, one hour) is locked only for the last
-statements of a transaction, always in the same order: no deadlock between two writers.
+notes are summed per rollup row and written just before the transaction commits, by an upsert
+per table (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), tables in one order and
+rows in key order. On PostgreSQL the upserts are one statement, each table's rows read in
+order from one JSON array, each upsert run after the one before it. So the rollup commits or
+rolls back with the change it counts (a savepoint rolled back takes its notes with it), and a
+hot row (one automation, one hour) is locked only for the last statement of a transaction,
+always in the same order: no deadlock between two writers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 from collections import Counter
@@ -19,7 +22,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, event, select
+from sqlalchemy import (
+    Executable,
+    Insert,
+    String,
+    Table,
+    bindparam,
+    cast,
+    event,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -199,8 +214,8 @@ def _after_rollback(session: Session, previous: SessionTransaction) -> None:
 
 
 def write(session: Session, notes: _Notes) -> None:
-    """Add the notes to the rollup tables, per hour and per day: one upsert per table, rows in
-    key order."""
+    """Add the notes to the rollup tables, per hour and per day: an upsert per table, rows in
+    key order; one statement on PostgreSQL."""
     keys = _run_keys(session, notes)
     shard = _PICK_SHARD.randrange(SHARDS)
     runs: _Deltas = {}
@@ -217,9 +232,23 @@ def write(session: Session, notes: _Notes) -> None:
         # Unsharded: runs ending in the same hour mostly land in different buckets, and a
         # long window reads every (hour, bucket) row.
         _add(durations, owner, created, (bucket, 0), "runs", delta)
-    _upsert(session, RUN_ROLLUPS, runs)
-    _upsert(session, STEP_ROLLUPS, steps)
-    _upsert(session, DURATION_ROLLUPS, durations)
+    written = [
+        (table, rows)
+        for table, deltas in (
+            (RUN_ROLLUPS, runs),
+            (STEP_ROLLUPS, steps),
+            (DURATION_ROLLUPS, durations),
+        )
+        if (rows := _rows(table, deltas))
+    ]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and written:
+        tables = tuple(table for table, _ in written)
+        params = {_rows_name(table): json.dumps(rows, default=str) for table, rows in written}
+        execute(session, _upsert_all(tables), params)
+        return
+    for table, rows in written:
+        execute(session, _upsert_statement(dialect, table), rows)
 
 
 def _add(
@@ -256,22 +285,21 @@ def _run_keys(session: Session, notes: _Notes) -> dict[uuid.UUID, tuple[uuid.UUI
     return keys
 
 
-def _upsert(session: Session, table: Table, deltas: _Deltas) -> None:
-    if not deltas:
-        return
+def _rows(table: Table, deltas: _Deltas) -> list[dict[str, Any]]:
+    """The table's rows to add, in key order, those whose deltas all cancel out left out."""
     keys, counters = _columns(table)
-    rows = [
+    return [
         {**dict(zip(keys, key, strict=True)), **{name: counts[name] for name in counters}}
         for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
         if any(counts.values())
     ]
-    if rows:
-        execute(session, _upsert_statement(session.get_bind().dialect.name, table), rows)
 
 
-def _columns(table: Table) -> tuple[list[str], list[str]]:
-    keys = [column.name for column in table.primary_key.columns]
-    return keys, [column.name for column in table.columns if column.name not in keys]
+@cache
+def _columns(table: Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The table's key columns and its counters, by name."""
+    keys = tuple(column.name for column in table.primary_key.columns)
+    return keys, tuple(column.name for column in table.columns if column.name not in keys)
 
 
 @cache
@@ -279,6 +307,44 @@ def _upsert_statement(dialect: str, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, built once; rows as parameters."""
     keys, counters = _columns(table)
     stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    upsert: Insert = stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
+    )
+    return upsert
+
+
+def _rows_name(table: Table) -> str:
+    return f"{table.name}_rows"
+
+
+@cache
+def _upsert_all(tables: tuple[Table, ...]) -> Executable:
+    """PostgreSQL: the upserts of these tables as one statement, built once per set of tables.
+
+    Each table's rows come as one JSON array, read in order: the rows are written in key
+    order. With more than one table, each upsert is a data-modifying CTE, and the main query
+    counts their rows one after the other (UNION ALL runs its branches in order, and a CTE
+    runs to completion when first read): the tables are locked in the order given, as they
+    would be by one statement each.
+    """
+    if len(tables) == 1:
+        return _upsert_from_json(tables[0])
+    written = [
+        _upsert_from_json(table).returning(literal_column("1")).cte(f"{table.name}_written")
+        for table in tables
+    ]
+    return union_all(*(select(func.count()).select_from(cte) for cte in written))
+
+
+def _upsert_from_json(table: Table) -> Insert:
+    keys, counters = _columns(table)
+    names = keys + counters
+    # The rows as records of the table's own row type: no column list to keep in step.
+    rows = func.json_populate_recordset(
+        literal_column(f"NULL::{table.name}"),
+        cast(bindparam(_rows_name(table), type_=String()), postgresql.JSON),
+    ).table_valued(*names)
+    stmt = postgresql.insert(table).from_select(names, select(*(rows.c[name] for name in names)))
     upsert: Insert = stmt.on_conflict_do_update(
         index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -120,18 +120,24 @@ def update_step(
     session: Session,
     run_id: uuid.UUID,
     step_key: str,
-    *,
-    started_if_unset: dt.datetime | None = None,
     **values: Any,
 ) -> None:
-    if started_if_unset is not None:
-        values["started_at"] = func.coalesce(STEPS.c.started_at, started_if_unset)
     execute(
         session,
         update(STEPS)
         .where(STEPS.c.run_id == run_id, STEPS.c.step_key == step_key)
         .values(**values),
     )
+
+
+_MARK_STARTED = (
+    update(STEPS).where(_THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
+)
+
+
+def mark_started(session: Session, run_id: uuid.UUID, step_key: str, now: dt.datetime) -> None:
+    """The step's start, unless it started before (an earlier attempt)."""
+    execute(session, _MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
 
 
 _FINISH_STEP = (
@@ -166,12 +172,15 @@ def finish_step(
     skip_reason: str | None = None,
     branch: str | None = None,
     then_insert: Sequence[dict[str, Any]] = (),
-) -> None:
+    read_states: bool = False,
+) -> list[StepState]:
     """Write a step's end: its status, output or error, the branch taken and its timing; then
-    create the steps in `then_insert` (rows as `insert_steps` takes them).
+    create the steps in `then_insert` (rows as `insert_steps` takes them). With `read_states`,
+    the states of the run's steps once this one ended (as `step_states`), else [].
 
-    On PostgreSQL, a step followed by one step (the usual case) is one statement. The step
-    was in flight (its worker holds it): the rollup counts it as ended now.
+    On PostgreSQL, a step followed by one step (the usual case) is one statement, and so is
+    the last step of a run with its run's states. The step was in flight (its worker holds
+    it): the rollup counts it as ended now.
     """
     rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason)
     params = {
@@ -184,13 +193,18 @@ def finish_step(
         "new_error": error,
         "now": now,
     }
-    if len(then_insert) == 1 and session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if read_states and not then_insert and postgresql:
+        rows = execute(session, _FINISH_AND_READ_STATES, params).all()
+        return [StepState(*tuple(row)) for row in rows]
+    if len(then_insert) == 1 and postgresql:
         (row,) = then_insert
         execute(session, _FINISH_AND_START, {**params, **{_NEXT + k: v for k, v in row.items()}})
         rollup.note_steps_created(session, then_insert)
-        return
+        return []
     execute(session, _FINISH_STEP, params)
     insert_steps(session, then_insert)
+    return step_states(session, run_id) if read_states else []
 
 
 # The next step's columns as parameters of their own: named after the columns, they would
@@ -208,9 +222,25 @@ _FINISH_AND_START = (
     .add_cte(_FINISH_STEP.cte("finished"))
 )
 
-_STEP_STATES = select(
-    STEPS.c.step_key, STEPS.c.step_type, STEPS.c.status, STEPS.c.skip_reason, STEPS.c.branch
-).where(STEPS.c.run_id == bindparam("rid"))
+_STATE_COLUMNS = (
+    STEPS.c.step_key,
+    STEPS.c.step_type,
+    STEPS.c.status,
+    STEPS.c.skip_reason,
+    STEPS.c.branch,
+)
+_STEP_STATES = select(*_STATE_COLUMNS).where(STEPS.c.run_id == bindparam("rid"))
+
+_FINISHED = _FINISH_STEP.returning(*_STATE_COLUMNS).cte("finished")
+# PostgreSQL: the step's end and the states of its run's steps in one round trip. The SELECT
+# sees the rows as they were when the statement began: this step's state comes from the
+# UPDATE's RETURNING, the others' from the table.
+_FINISH_AND_READ_STATES = union_all(
+    select(*_FINISHED.c),
+    select(*_STATE_COLUMNS).where(
+        STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key != bindparam("key")
+    ),
+)
 
 
 def step_states(session: Session, run_id: uuid.UUID) -> list[StepState]:
