@@ -152,13 +152,16 @@ def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Lo
 
 
 def measure_broker(
-    args: argparse.Namespace, costs: dict[str, dict[str, float]]
+    args: argparse.Namespace,
+    costs: dict[str, dict[str, float]],
+    root: Path = ROOT,
+    pool: str = "solo",
 ) -> dict[str, ingest_broker.Drained]:
     prepare(args.database_url)  # fresh tables: the worker starts from what a deployment has
     ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)
     env = server_env(args)
     drained = {}
-    with ingest_broker.one_worker(env, args.log, args.redis_url) as (client, pids):
+    with ingest_broker.one_worker(env, args.log, args.redis_url, root, pool) as (client, pids):
         for name, events, per_message in (
             ("task_send", args.task_events, 1),
             ("task_send_batch", args.batch_task_events, args.batch),

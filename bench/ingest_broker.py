@@ -8,6 +8,8 @@ step messages ingestion publishes wait in the step queue, which the bench purges
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 
+from bench.procs import ROOT
 from bench.workers import start_workers, wait_ready
 
 QUEUE = "bench.events"
@@ -48,13 +51,16 @@ def purge(redis_url: str, *queues: str) -> None:
 
 @contextmanager
 def one_worker(
-    env: dict[str, str], log: Path, broker_url: str
+    env: dict[str, str], log: Path, broker_url: str, root: Path = ROOT, pool: str = "solo"
 ) -> Iterator[tuple[Celery, list[int]]]:
-    """One single-process worker on the bench's queue; yields a client app to steer it, and
-    the worker's pid."""
+    """One worker on the bench's queue, a single process (or prefork with one pool process),
+    running the code of the checkout at `root`; yields a client app to steer it, and the
+    worker's pid."""
     client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_serializer = "json"
-    workers = start_workers("wiring.worker", QUEUE, concurrency=1, pool="solo", env=env, log=log)
+    workers = start_workers(
+        "wiring.worker", QUEUE, concurrency=1, pool=pool, env=env, log=log, root=root
+    )
     try:
         wait_ready(client)
         yield client, workers.pids
@@ -69,13 +75,13 @@ def drain(
     """Enqueue `events` events, `per_message` to a message, with the consumer paused; the time
     one worker takes to commit them all once it consumes again."""
     run = uuid.uuid4().hex[:8]
-    client.control.cancel_consumer(QUEUE, reply=True, timeout=5)
+    client.control.cancel_consumer(QUEUE, reply=True, timeout=5, limit=1)
     messages = _enqueue(client, run, events, per_message)
     db_engine = create_engine(database_url)
     try:
         before = _stored(db_engine)
         began = time.perf_counter()
-        client.control.add_consumer(QUEUE, reply=True, timeout=5)
+        client.control.add_consumer(QUEUE, reply=True, timeout=5, limit=1)
         while _stored(db_engine) - before < events:
             if time.perf_counter() - began > timeout:
                 raise TimeoutError(f"{events} events not ingested after {timeout} s")
@@ -105,3 +111,34 @@ def _enqueue(client: Celery, run: str, events: int, per_message: int) -> int:
 def _stored(db_engine: Engine) -> int:
     with db_engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM events")).scalar_one())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only the broker side of bench.ingest: ours, and first a baseline checkout if given."""
+    from bench import ingest  # it imports this module
+
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest_broker", description=__doc__)
+    ingest.add_arguments(parser)
+    parser.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="worker pool")
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="another checkout (e.g. a worktree of main) whose worker runs first, same run",
+    )
+    args = parser.parse_args(argv)
+    ingest.ensure_database(args.database_url)
+    sides = [("baseline", args.baseline_root)] if args.baseline_root else []
+    for side, root in [*sides, ("this checkout", ROOT)]:
+        costs: dict[str, dict[str, float]] = {}
+        drained = ingest.measure_broker(args, costs, root=root, pool=args.pool)
+        for name, one in drained.items():
+            cpu_ms = ", ".join(f"{part} {ms:.3f}" for part, ms in costs[name].items())
+            print(
+                f"{side:>14}  {name:<16} {one.per_second:>9,.0f} events/s  "
+                f"({one.messages} messages, {one.seconds:.2f} s; CPU ms/event: {cpu_ms})"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,7 +71,14 @@ class Workers:
 
 
 def start_workers(
-    app: str, queues: str, *, concurrency: int, pool: str, env: dict[str, str], log: Path
+    app: str,
+    queues: str,
+    *,
+    concurrency: int,
+    pool: str,
+    env: dict[str, str],
+    log: Path,
+    root: Path = ROOT,
 ) -> Workers:
     """`concurrency` pool processes under one prefork worker, or as many solo workers."""
     if pool == "solo":
@@ -82,7 +89,7 @@ def start_workers(
         argvs = [worker_argv(app, queues, concurrency, pool=pool)]
     processes = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+            argv, cwd=root, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
         )
         for argv in argvs
     ]

@@ -73,7 +73,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         # Only plain redis:// (rediss:// keeps kombu's own, which sets up TLS from the scheme).
         "broker_transport": TRANSPORT if urlsplit(settings.broker_url).scheme == "redis" else None,
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            # A message a dead worker held (an event's only copy) is looked for every
+            # interval, not every tenth (kombu's default): back within timeout + 10 s.
+            "unacked_restore_interval": min(10, settings.visibility_timeout_seconds),
+            "unacked_restore_throttle": 1,
+        },
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

@@ -18,8 +18,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from engine.db import transaction
 from engine.dispatch import Dispatcher, commit_then_dispatch
 from engine.errors import InvalidInput, NotFound
-from engine.ingest import Batch, EventRequest, RejectedEvent, ingest_events
+from engine.group_commit import commit_group
+from engine.ingest import Batch, EventRequest, Ingested, RejectedEvent, ingest_events
 from engine.runtime import Runtime
+from tasks.event_groups import grouped_base
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ SEND = "automations.events.send"
 SEND_BATCH = "automations.events.send_batch"
 MAX_BATCH = 100
 EVENT_FIELDS = frozenset({"event", "email", "contact_id", "payload", "idempotency_key"})
+# A fault test kills the worker here, between a group's commit and its publish and acks.
+GROUP_COMMITTED = "events.group_committed"
 # The database being away is worth waiting for; a refused event is not (see _refused).
 RETRIED = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -43,7 +47,27 @@ class Holder(Protocol):
 def register_event_tasks(app: Celery, holder: Holder, dispatcher: Dispatcher) -> None:
     """The two producer tasks, under their stable names."""
 
-    @app.task(name=SEND, shared=False, bind=True, **RETRIED)
+    def ingest_group(messages: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any] | None]:
+        """`send_event` for many messages, in one transaction: each one's answer, None for a
+        malformed one (it goes alone, and fails as the task's call would)."""
+        rt = holder.get()
+        wellformed = [
+            (index, task_id, kwargs)
+            for index, (task_id, kwargs) in enumerate(messages)
+            if "event" in kwargs and kwargs.keys() <= EVENT_FIELDS
+        ]
+        outcomes = commit_group(
+            rt,
+            dispatcher,
+            [send_request(kwargs, task_id) for _, task_id, kwargs in wellformed],
+            committed=lambda: rt.checkpoint(GROUP_COMMITTED),
+        )
+        answers: list[dict[str, Any] | None] = [None] * len(messages)
+        for (index, task_id, _), outcome in zip(wellformed, outcomes, strict=True):
+            answers[index] = _answer(outcome, task_id)
+        return answers
+
+    @app.task(name=SEND, shared=False, bind=True, base=grouped_base(ingest_group), **RETRIED)
     def send_event(
         task: Any,
         event: str,
@@ -52,8 +76,8 @@ def register_event_tasks(app: Celery, holder: Holder, dispatcher: Dispatcher) ->
         payload: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        key = idempotency_key or f"celery-task:{task.request.id}"
-        request = EventRequest(event, email, contact_id, payload, key)
+        kwargs = {"event": event, "email": email, "contact_id": contact_id, "payload": payload}
+        request = send_request({**kwargs, "idempotency_key": idempotency_key}, task.request.id)
         answer = _ingest(holder.get(), dispatcher, [request], task.request.id)
         return answer if "refused" in answer else answer["events"][0]
 
@@ -64,6 +88,17 @@ def register_event_tasks(app: Celery, holder: Holder, dispatcher: Dispatcher) ->
         except RejectedEvent as rejected:
             return _refused(rejected, task.request.id)
         return _ingest(holder.get(), dispatcher, requests, task.request.id)
+
+
+def send_request(kwargs: dict[str, Any], task_id: str) -> EventRequest:
+    """The event of a send message; without the producer's key, the task id stands in."""
+    return EventRequest(
+        kwargs["event"],
+        kwargs.get("email"),
+        kwargs.get("contact_id"),
+        kwargs.get("payload"),
+        kwargs.get("idempotency_key") or f"celery-task:{task_id}",
+    )
 
 
 def batch_requests(events: object, task_id: str) -> list[EventRequest]:
@@ -106,6 +141,15 @@ def _ingest(
             for one in batch.results
         ]
     }
+
+
+def _answer(outcome: Ingested | Exception, task_id: str) -> dict[str, Any] | None:
+    """What `send_event` returns for this outcome of a group; None for an error it raises."""
+    if isinstance(outcome, Ingested):
+        return {"event_id": str(outcome.event_id), "runs": [str(r) for r in outcome.run_ids]}
+    if isinstance(outcome, InvalidInput | NotFound):
+        return _refused(RejectedEvent(0, outcome), task_id)
+    return None
 
 
 def _refused(rejected: RejectedEvent, task_id: str) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""Consecutive `automations.events.send` messages are ingested in shared transactions
+(tasks/event_groups.py), with each message's guarantees: acked after its commit, a refused one
+answered alone, nothing lost and nothing ingested twice when the worker is killed mid-group."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import redis
+from sqlalchemy import func, select
+
+from engine.db import transaction
+from models.tables import Event, Run
+from tests.integration.factories import chain, make_automation, unique_email
+from tests.integration.harness import Stack
+from tests.integration.markers import POSTGRES_ONLY
+
+SEND = "automations.events.send"
+MESSAGES = 150
+
+
+def automation(stack: Stack) -> None:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"from": "group"}}},
+    ]
+    make_automation(stack, steps, chain("start", "tag"))
+
+
+def enqueue(stack: Stack, emails: list[str]) -> None:
+    with stack.app.producer_or_acquire() as producer:
+        for email in emails:
+            stack.app.send_task(
+                SEND,
+                kwargs={"event": "user.created", "email": email, "payload": {"n": 1}},
+                queue="automations",
+                producer=producer,
+            )
+
+
+def tally(stack: Stack) -> tuple[int, int, int]:
+    """Events, their distinct received_at (one per transaction), runs."""
+    with transaction(stack.runtime.sessions) as session:
+        events = int(session.scalar(select(func.count()).select_from(Event)) or 0)
+        groups = int(session.scalar(select(func.count(func.distinct(Event.received_at)))) or 0)
+        runs = int(session.scalar(select(func.count()).select_from(Run)) or 0)
+        return events, groups, runs
+
+
+def all_acked(stack: Stack) -> bool:
+    """No message waiting, none delivered and unacknowledged (kombu's Redis bookkeeping)."""
+    client = redis.Redis.from_url(stack.settings.broker_url)
+    try:
+        return client.llen("automations") == 0 and client.hlen("unacked") == 0
+    finally:
+        client.close()
+
+
+def one_event_per_email(stack: Stack, emails: list[str]) -> None:
+    with transaction(stack.runtime.sessions) as session:
+        rows = session.execute(
+            select(Event.idempotency_key, func.count()).group_by(Event.idempotency_key)
+        ).all()
+    assert all(n == 1 for _, n in rows)
+    assert len(rows) == len(emails)
+
+
+@POSTGRES_ONLY
+def test_waiting_send_messages_are_ingested_in_groups_and_a_refused_one_alone(
+    rt_stack: Stack,
+) -> None:
+    automation(rt_stack)
+    emails = [unique_email("grouped") for _ in range(MESSAGES)]
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    rt_stack.stop_worker()
+    try:
+        enqueue(rt_stack, emails[: MESSAGES // 2])
+        refused = rt_stack.app.send_task(
+            SEND,
+            kwargs={"event": "user.created", "contact_id": str(uuid.uuid4())},
+            queue="automations",
+        ).id
+        enqueue(rt_stack, emails[MESSAGES // 2 :])
+    finally:
+        rt_stack.start_worker()
+    rt_stack.wait_for(lambda: tally(rt_stack)[0] == MESSAGES, what="every event ingested")
+    rt_stack.wait_for(
+        lambda: f"refused (task {refused})" in log.read_text(), what="the refused event logged"
+    )
+    events, transactions, runs = tally(rt_stack)
+    assert (events, runs) == (MESSAGES, MESSAGES)
+    # One received_at per transaction: far fewer transactions than messages.
+    assert transactions <= MESSAGES // 10, transactions
+    one_event_per_email(rt_stack, emails)
+    rt_stack.wait_for(
+        lambda: all(r.status == "completed" for r in runs_of(rt_stack)), what="runs to complete"
+    )
+
+
+def runs_of(stack: Stack) -> list[Run]:
+    with transaction(stack.runtime.sessions) as session:
+        return list(session.scalars(select(Run)))
+
+
+def killed_mid_group_then_restarted(stack: Stack, pool: str, marker: Path) -> None:
+    """Messages for a worker that SIGKILLs itself after its first group's commit (before the
+    publish and the acks); then a worker that takes back what was held."""
+    automation(stack)
+    emails = [unique_email(f"killed-{pool}") for _ in range(MESSAGES)]
+    short = {
+        # What a dead worker held comes back after the visibility timeout.
+        "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS": "4",
+        "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "2",
+    }
+    try:
+        stack.restart_worker(
+            pool=pool, AUTOMATIONS_FAULT_INJECTION=f"events.group_committed=kill@{marker}", **short
+        )
+        enqueue(stack, emails)
+        stack.wait_for(marker.exists, what="the worker killed after a group's commit")
+        if pool == "solo":  # the whole worker died: another one takes the messages back
+            assert stack.worker is not None
+            stack.worker.wait(timeout=10)
+            stack.worker = None
+            stack.start_worker(**short)
+        stack.wait_for(lambda: tally(stack)[0] == MESSAGES, timeout=60, what="every event")
+        # What the dead worker held comes back, is found ingested already, and is acked.
+        stack.wait_for(lambda: all_acked(stack), timeout=60, what="every message acked")
+        one_event_per_email(stack, emails)
+
+        def completed() -> bool:
+            stack.sweep()  # the killed group's step messages were never published
+            return all(r.status == "completed" for r in runs_of(stack))
+
+        stack.wait_for(completed, timeout=40, what="every run to complete")
+        assert tally(stack)[2] == MESSAGES
+    finally:
+        stack.restart_worker()
+
+
+@POSTGRES_ONLY
+def test_a_worker_killed_mid_group_loses_nothing_and_ingests_nothing_twice(
+    rt_stack: Stack, tmp_path: Path
+) -> None:
+    killed_mid_group_then_restarted(rt_stack, "solo", tmp_path / "killed")
+
+
+@POSTGRES_ONLY
+def test_a_pool_process_killed_mid_group_loses_nothing_and_ingests_nothing_twice(
+    rt_stack: Stack, tmp_path: Path
+) -> None:
+    killed_mid_group_then_restarted(rt_stack, "prefork", tmp_path / "killed")
