@@ -7,22 +7,59 @@ message costs. The clients share the channel's connection pool either way, so on
 per channel, rebuilt whenever kombu replaces the pool (after a fork or a lost connection),
 sends the same commands over the same connections.
 
+It can also send many acks in one round trip (`Channel.acks_together`): the worker acks a
+group of event messages at once (tasks/event_groups.py), where kombu sends one transaction per
+ack.
+
 Selected by `broker_transport` for `redis://` broker URLs (tasks/app.py).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+log = logging.getLogger(__name__)
 
 TRANSPORT = "tasks.broker:Transport"
 
 
+class QoS(kombu_redis.QoS):
+    acks: Any = None  # the pipeline of `Channel.acks_together`, while it is open
+
+    def ack(self, delivery_tag: Any) -> None:
+        if self.acks is None:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+            return
+        self._remove_from_indices(delivery_tag, self.acks)  # type: ignore[no-untyped-call]
+        virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
     _shared_client: Any = None
+
+    @contextmanager
+    def acks_together(self) -> Iterator[None]:
+        """The acks made inside reach Redis in one round trip, at the end. Should it fail, the
+        messages stay in the unacked index and come back after the visibility timeout."""
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline()
+        qos = self.qos
+        qos.acks = pipe
+        try:
+            yield
+        finally:
+            qos.acks = None
+            try:
+                pipe.execute()
+            except self.connection.connection_errors as lost:
+                log.warning("acks not recorded (%r): those messages will be delivered again", lost)
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ class _Held:
     callbacks: Any
     task_id: str
     kwargs: dict[str, Any]
+
+
+def _acks_together(channels: set[Any]) -> AbstractContextManager[Any]:
+    """One round trip for the acks of a group, where the channel can (tasks/broker.py)."""
+    [channel] = channels if len(channels) == 1 else [None]
+    together = getattr(channel, "acks_together", None)
+    return together() if together is not None else nullcontext()
 
 
 def grouped_strategy(task: GroupedTask, app: Celery, consumer: Any, **options: Any) -> Any:
@@ -159,14 +167,18 @@ class _Groups:
     def _settle(self, group: list[_Held], answers: list[Any], began: float) -> None:
         """After the group's commit: ack what it settled, hand the others to the default path."""
         runtime = time.monotonic() - began
+        settled = [
+            (one, answer) for one, answer in zip(group, answers, strict=True) if answer is not None
+        ]
+        with _acks_together({one.message.channel for one, _ in settled}):
+            for one, answer in settled:
+                one.message.ack_log_error(log, self.consumer.connection_errors)
+                self._event("task-succeeded", one.task_id, result=repr(answer), runtime=runtime)
         alone = 0
         for one, answer in zip(group, answers, strict=True):
             if answer is None:
                 alone += 1
                 self.single(one.message, None, one.ack, one.reject, one.callbacks)
-            else:
-                one.ack(log, self.consumer.connection_errors)
-                self._event("task-succeeded", one.task_id, result=repr(answer), runtime=runtime)
         log.info(
             "%d %s messages ingested in one transaction in %.3f s%s",
             len(group) - alone,
