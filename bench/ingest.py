@@ -155,7 +155,7 @@ def measure_broker(
     args: argparse.Namespace,
     costs: dict[str, dict[str, float]],
     root: Path = ROOT,
-    pool: str = "solo",
+    pool: str = "prefork",
 ) -> dict[str, ingest_broker.Drained]:
     prepare(args.database_url)  # fresh tables: the worker starts from what a deployment has
     ingest_broker.purge(args.redis_url, ingest_broker.QUEUE, *STEP_QUEUES)

@@ -51,11 +51,11 @@ def purge(redis_url: str, *queues: str) -> None:
 
 @contextmanager
 def one_worker(
-    env: dict[str, str], log: Path, broker_url: str, root: Path = ROOT, pool: str = "solo"
+    env: dict[str, str], log: Path, broker_url: str, root: Path = ROOT, pool: str = "prefork"
 ) -> Iterator[tuple[Celery, list[int]]]:
-    """One worker on the bench's queue, a single process (or prefork with one pool process),
-    running the code of the checkout at `root`; yields a client app to steer it, and the
-    worker's pid."""
+    """One worker on the bench's queue, as production runs it (prefork) with one pool process,
+    or a single process (solo), running the code of the checkout at `root`; yields a client app
+    to steer it, and the worker's pid."""
     client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_serializer = "json"
     workers = start_workers(
@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_broker", description=__doc__)
     ingest.add_arguments(parser)
-    parser.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="worker pool")
+    parser.add_argument(
+        "--pool", choices=("prefork", "solo"), default="prefork", help="worker pool (-c 1)"
+    )
     parser.add_argument(
         "--baseline-root",
         type=Path,

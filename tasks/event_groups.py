@@ -18,8 +18,8 @@ group being written per pool process and the next one filling, whatever the step
 share the queue hold.
 
 Messages with an ETA (a retry's countdown) or an expiry, revoked ones, and every message on a
-worker without an event loop or with another pool than prefork or solo take the default
-strategy, one task execution each.
+worker without an event loop or with another pool than prefork take the default strategy, one
+task execution each.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.concurrency.solo import TaskPool as SoloPool
 from celery.worker.strategy import default as default_strategy
 
 from engine.group_commit import MAX_GROUP
@@ -89,8 +88,11 @@ def _acks_together(channels: set[Any]) -> AbstractContextManager[Any]:
 def grouped_strategy(task: GroupedTask, app: Celery, consumer: Any, **options: Any) -> Any:
     """Celery's strategy hook: the message handler of this task in this consumer."""
     single = default_strategy(task, app, consumer, **options)
-    if consumer.hub is None or not isinstance(consumer.pool, PreforkPool | SoloPool):
-        return single  # callbacks would come from other threads: one message at a time
+    if consumer.hub is None or not isinstance(consumer.pool, PreforkPool):
+        # Other pools would run a group in the consumer's thread (solo) or call back from other
+        # threads. Solo: while it writes, the consumer's next BRPOP is outstanding, and the
+        # message Redis pops for it would die with the process if it were killed then.
+        return single
     return _Groups(task, consumer, single).on_message
 
 

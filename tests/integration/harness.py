@@ -137,7 +137,7 @@ class Stack:
         env.update(extra)
         return env
 
-    def start_worker(self, pool: str = "prefork", **extra_env: str) -> None:
+    def start_worker(self, **extra_env: str) -> None:
         if self.local is not None:
             self.local.start()
             return
@@ -155,7 +155,7 @@ class Stack:
                 "-c",
                 "2",
                 "--pool",
-                pool,
+                "prefork",
                 "-n",
                 f"test-{self.backend}-{uuid.uuid4().hex[:6]}@%h",
                 "--loglevel",

@@ -4,6 +4,8 @@ answered alone, nothing lost and nothing ingested twice when the worker is kille
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -103,51 +105,71 @@ def runs_of(stack: Stack) -> list[Run]:
         return list(session.scalars(select(Run)))
 
 
-def killed_mid_group_then_restarted(stack: Stack, pool: str, marker: Path) -> None:
-    """Messages for a worker that SIGKILLs itself after its first group's commit (before the
-    publish and the acks); then a worker that takes back what was held."""
-    automation(stack)
-    emails = [unique_email(f"killed-{pool}") for _ in range(MESSAGES)]
-    short = {
-        # What a dead worker held comes back after the visibility timeout.
-        "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS": "4",
-        "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "2",
-    }
+SHORT_VISIBILITY = {
+    # What a dead worker held comes back after the visibility timeout.
+    "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS": "4",
+    "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "2",
+}
+
+
+def every_event_once_then_every_run_completes(stack: Stack, emails: list[str]) -> None:
+    stack.wait_for(lambda: tally(stack)[0] == len(emails), timeout=60, what="every event")
+    # What the dead worker held comes back, is found ingested already, and is acked.
+    stack.wait_for(lambda: all_acked(stack), timeout=60, what="every message acked")
+    one_event_per_email(stack, emails)
+
+    def completed() -> bool:
+        stack.sweep()  # the killed group's step messages were never published
+        return all(r.status == "completed" for r in runs_of(stack))
+
+    stack.wait_for(completed, timeout=40, what="every run to complete")
+    assert tally(stack)[2] == len(emails)
+
+
+def kill_with_pool(pid: int) -> None:
+    """SIGKILL a prefork worker and its pool processes, all at once."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for one in [pid, *map(int, children)]:
+        os.kill(one, signal.SIGKILL)
+
+
+@POSTGRES_ONLY
+def test_a_worker_killed_while_groups_are_in_flight_loses_nothing_and_ingests_nothing_twice(
+    rt_stack: Stack,
+) -> None:
+    automation(rt_stack)
+    emails = [unique_email("killed") for _ in range(4 * MESSAGES)]
+    rt_stack.stop_worker()
+    enqueue(rt_stack, emails)
     try:
-        stack.restart_worker(
-            pool=pool, AUTOMATIONS_FAULT_INJECTION=f"events.group_committed=kill@{marker}", **short
-        )
-        enqueue(stack, emails)
-        stack.wait_for(marker.exists, what="the worker killed after a group's commit")
-        if pool == "solo":  # the whole worker died: another one takes the messages back
-            assert stack.worker is not None
-            stack.worker.wait(timeout=10)
-            stack.worker = None
-            stack.start_worker(**short)
-        stack.wait_for(lambda: tally(stack)[0] == MESSAGES, timeout=60, what="every event")
-        # What the dead worker held comes back, is found ingested already, and is acked.
-        stack.wait_for(lambda: all_acked(stack), timeout=60, what="every message acked")
-        one_event_per_email(stack, emails)
-
-        def completed() -> bool:
-            stack.sweep()  # the killed group's step messages were never published
-            return all(r.status == "completed" for r in runs_of(stack))
-
-        stack.wait_for(completed, timeout=40, what="every run to complete")
-        assert tally(stack)[2] == MESSAGES
+        rt_stack.start_worker(**SHORT_VISIBILITY)
+        rt_stack.wait_for(lambda: tally(rt_stack)[0] > 0, what="a first group committed")
+        assert rt_stack.worker is not None
+        kill_with_pool(rt_stack.worker.pid)
+        rt_stack.worker.wait(timeout=10)
+        assert tally(rt_stack)[0] < len(emails), "killed too late: nothing was in flight"
+        rt_stack.worker = None
+        rt_stack.start_worker(**SHORT_VISIBILITY)
+        every_event_once_then_every_run_completes(rt_stack, emails)
     finally:
-        stack.restart_worker()
+        rt_stack.restart_worker()
 
 
 @POSTGRES_ONLY
-def test_a_worker_killed_mid_group_loses_nothing_and_ingests_nothing_twice(
+def test_a_pool_process_killed_between_a_groups_commit_and_its_acks_loses_nothing(
     rt_stack: Stack, tmp_path: Path
 ) -> None:
-    killed_mid_group_then_restarted(rt_stack, "solo", tmp_path / "killed")
-
-
-@POSTGRES_ONLY
-def test_a_pool_process_killed_mid_group_loses_nothing_and_ingests_nothing_twice(
-    rt_stack: Stack, tmp_path: Path
-) -> None:
-    killed_mid_group_then_restarted(rt_stack, "prefork", tmp_path / "killed")
+    automation(rt_stack)
+    emails = [unique_email("killed") for _ in range(MESSAGES)]
+    marker = tmp_path / "killed"
+    try:
+        # The pool process that reaches the checkpoint first SIGKILLs itself, once.
+        rt_stack.restart_worker(
+            AUTOMATIONS_FAULT_INJECTION=f"events.group_committed=kill@{marker}",
+            **SHORT_VISIBILITY,
+        )
+        enqueue(rt_stack, emails)
+        rt_stack.wait_for(marker.exists, what="a pool process killed after a group's commit")
+        every_event_once_then_every_run_completes(rt_stack, emails)
+    finally:
+        rt_stack.restart_worker()
