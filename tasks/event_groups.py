@@ -76,6 +76,7 @@ class _Held:
     callbacks: Any
     task_id: str
     kwargs: dict[str, Any]
+    raised: Any  # the consumer's QoS, raised by one for this message; None if not
 
 
 def _acks_together(channels: set[Any]) -> AbstractContextManager[Any]:
@@ -105,7 +106,6 @@ class _Groups:
         self.single = single
         self.held: list[_Held] = []
         self.holding = 0  # held here or in a group not yet settled
-        self.raised = 0  # prefetch added for them
         self.limit = MAX_GROUP * ((getattr(consumer.pool, "limit", None) or 1) + 1)
         self.last = 0.0
         self.timer: Any = None
@@ -128,11 +128,12 @@ class _Groups:
         if args or not isinstance(kwargs, dict):
             return self.single(message, body, ack, reject, callbacks)
         self._event("task-received", task_id, name=self.task.name, kwargs=repr(kwargs))
-        self.held.append(_Held(message, ack, reject, callbacks, task_id, kwargs))
+        raised = None
+        if self.holding < self.limit:
+            raised = self.consumer.qos
+            raised.increment_eventually()
+        self.held.append(_Held(message, ack, reject, callbacks, task_id, kwargs, raised))
         self.holding += 1
-        if self.holding <= self.limit:
-            self.consumer.qos.increment_eventually()
-            self.raised += 1
         self.last = time.monotonic()
         if len(self.held) >= MAX_GROUP:
             self._flush()
@@ -189,10 +190,10 @@ class _Groups:
             f" ({alone} went alone)" if alone else "",
         )
         self.holding -= len(group)
-        release = max(0, self.raised - self.holding)
+        # After a reconnection the consumer has a new QoS, which these never raised.
+        release = sum(1 for one in group if one.raised is self.consumer.qos)
         if release:
             self.consumer.qos.decrement_eventually(release)
-            self.raised -= release
 
     def _event(self, kind: str, task_id: str, **fields: Any) -> None:
         eventer = self.consumer.event_dispatcher
