@@ -2,7 +2,7 @@
 with N runs in the table, vs GET /health.
 
     python -m bench.api_reads [--runs 100000] [--requests 500] [--database-url URL]
-                              [--redis-url URL]
+                              [--redis-url URL] [--reuse]
 
 Fills an empty PostgreSQL schema with set-based SQL (bench/api_reads_data.py: INSERT ... SELECT):
 automations, contacts, one trigger event and one run per event, three step rows per run in the
@@ -12,8 +12,9 @@ running with a retry pending). Then VACUUM ANALYZE, start the API with uvicorn a
 one request at a time: GET /automations/{id}/runs?status=failed (the default page, which for runs
 is every run up to the server cap, and limit=20), several statuses at once, a page further down
 with `after`, and GET /automations/{id}/runs/{run_id} on random runs. GET /health on the same
-server is the baseline. The SQL behind each read is captured and EXPLAIN ANALYZEd into `details`.
-Prints JSON, then a Markdown table.
+server is the baseline. The SQL behind each read is captured and EXPLAIN ANALYZEd into
+`details`. Prints JSON, then a Markdown table. `--reuse` keeps the data of an earlier run with
+as many runs and automations instead of seeding again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import httpx
 from sqlalchemy import Engine, event
 
 from bench import report
-from bench.api_reads_data import failed_cursors, hashed_id, seed
+from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
 from bench.dashboard import sign_in
 from bench.latency import API_KEY, base_env, summarize
 from bench.procs import serve_api
@@ -64,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=500, help="timed requests per read")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per read first")
     parser.add_argument("--no-explain", action="store_true", help="skip EXPLAIN ANALYZE")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the data of an earlier run with as many runs and automations (seeding "
+        "1,000,000 runs takes minutes); its windows have moved on by the time since",
+    )
 
 
 def reads(
@@ -242,7 +249,9 @@ def run(args: argparse.Namespace) -> report.Result:
     contacts = args.contacts or max(1, args.runs // 10)
     db_engine = create_db_engine(args.database_url)
     try:
-        seeded = seed(db_engine, args.runs, args.automations, contacts)
+        seeded = (args.reuse and reuse(db_engine, args.runs, args.automations)) or seed(
+            db_engine, args.runs, args.automations, contacts
+        )
         automation_ids = seeded["automation_ids"]
         cursors = failed_cursors(db_engine, automation_ids[0], 100)
         plans = (
