@@ -139,7 +139,9 @@ def run_page_json(
     # The row beyond the page (it says there are more) is the last one in the scan's order.
     scan = (page.c.created_at, page.c.id) if before is not None else _newest_first(page.c)
     numbered = select(page, func.row_number().over(order_by=scan).label("n")).subquery("paged")
-    written = aggregate_order_by(literal_column("','"), *_newest_first(numbered.c))
+    written: ColumnElement[Any] = aggregate_order_by(
+        literal_column("','"), *_newest_first(numbered.c)
+    )
     stmt = select(
         func.string_agg(literal_column(_RUN_ITEM), written).filter(numbered.c.n <= limit),
         func.count(),
