@@ -153,4 +153,4 @@ def test_the_items_postgresql_writes_are_the_bytes_python_encodes(rt_stack: Stac
                 continue
             assert written is not None
             assert written_list(written.items, written.has_more).body == encoded, shape
-            assert json.loads(encoded)["data"], shape  # no shape is an empty page
+            assert json.loads(bytes(encoded))["data"], shape  # no shape is an empty page
