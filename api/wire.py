@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Annotated, Any, overload
 
 from fastapi import Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from engine.errors import InvalidInput
@@ -21,7 +21,10 @@ def wire_time(value: dt.datetime) -> str: ...
 @overload
 def wire_time(value: dt.datetime | None) -> str | None: ...
 def wire_time(value: dt.datetime | None) -> str | None:
-    """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`."""
+    """PostgreSQL's text form in UTC with microseconds: `2026-10-01 12:00:00.000000+00`.
+
+    engine/store/reports.py writes the same in SQL for the runs list (tests check they agree).
+    """
     if value is None:
         return None
     # Stored times come back in dt.UTC itself: an identity test, not a timedelta per call.
@@ -72,6 +75,14 @@ def _plain(value: Any) -> Any:
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     return {"object": "list", "has_more": has_more, "data": data}
+
+
+def written_list(items: str, has_more: bool) -> Response:
+    """A list whose items are JSON text already (comma-separated), sent as they are: the same
+    bytes as JSONResponse(list_body(...)) of those items."""
+    more = b"true" if has_more else b"false"
+    body = b'{"object":"list","has_more":%s,"data":[%s]}' % (more, items.encode())
+    return Response(body, media_type="application/json")
 
 
 def parse_id(value: str, name: str) -> uuid.UUID:

@@ -2,7 +2,7 @@
 with N runs in the table, vs GET /health.
 
     python -m bench.api_reads [--runs 100000] [--requests 500] [--database-url URL]
-                              [--redis-url URL]
+                              [--redis-url URL] [--reuse]
 
 Fills an empty PostgreSQL schema with set-based SQL (bench/api_reads_data.py: INSERT ... SELECT):
 automations, contacts, one trigger event and one run per event, three step rows per run in the
@@ -12,8 +12,9 @@ running with a retry pending). Then VACUUM ANALYZE, start the API with uvicorn a
 one request at a time: GET /automations/{id}/runs?status=failed (the default page, which for runs
 is every run up to the server cap, and limit=20), several statuses at once, a page further down
 with `after`, and GET /automations/{id}/runs/{run_id} on random runs. GET /health on the same
-server is the baseline. The SQL behind each read is captured and EXPLAIN ANALYZEd into `details`.
-Prints JSON, then a Markdown table.
+server is the baseline. The SQL behind each read is captured and EXPLAIN ANALYZEd into
+`details`. Prints JSON, then a Markdown table; writes bench/results/api_reads.json. `--reuse`
+keeps the data of an earlier run with as many runs and automations instead of seeding again.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ import httpx
 from sqlalchemy import Engine, event
 
 from bench import report
-from bench.api_reads_data import failed_cursors, hashed_id, seed
+from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
 from bench.dashboard import sign_in
 from bench.latency import API_KEY, base_env, summarize
-from bench.procs import serve_api
+from bench.procs import ROOT, serve_api
 from engine.reports import RUNS_CAP
 
 TARGET_P99_MS = 20.0
@@ -48,6 +49,7 @@ TARGETS = {
     "runs ?limit=100": 10.0,
     "runs ?limit=20": 10.0,
 }
+RESULTS = ROOT / "bench" / "results" / "api_reads.json"
 SPANS = {"24 hours": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 
 
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=500, help="timed requests per read")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per read first")
     parser.add_argument("--no-explain", action="store_true", help="skip EXPLAIN ANALYZE")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the data of an earlier run with as many runs and automations (seeding "
+        "1,000,000 runs takes minutes); its windows have moved on by the time since",
+    )
 
 
 def reads(
@@ -168,22 +176,22 @@ def explain(
     run_owner = uuid.UUID(automation_ids[run_number % len(automation_ids)])
     ninety = (dt.datetime.now(dt.UTC) - dt.timedelta(days=90)).isoformat()
     cases: dict[str, Callable[[Any], object]] = {
-        "runs (default page)": lambda s: reports.list_runs(
+        "runs (default page)": lambda s: reports.list_runs_written(
             s, key, status=None, limit=None, after=None, before=None
         ),
-        "runs ?limit=100": lambda s: reports.list_runs(
+        "runs ?limit=100": lambda s: reports.list_runs_written(
             s, key, status=None, limit=100, after=None, before=None
         ),
         "metrics 90 days": lambda s: metrics.automation_metrics(
             s, key, start=ninety, end=None, granularity="day", now=dt.datetime.now(dt.UTC)
         ),
-        "runs ?status=failed (default page)": lambda s: reports.list_runs(
+        "runs ?status=failed (default page)": lambda s: reports.list_runs_written(
             s, key, status="failed", limit=None, after=None, before=None
         ),
-        "runs ?status=failed,skipped,running (default page)": lambda s: reports.list_runs(
+        "runs ?status=failed,skipped,running (default page)": lambda s: reports.list_runs_written(
             s, key, status="failed,skipped,running", limit=None, after=None, before=None
         ),
-        "runs ?status=failed&after=<cursor>": lambda s: reports.list_runs(
+        "runs ?status=failed&after=<cursor>": lambda s: reports.list_runs_written(
             s, key, status="failed", limit=None, after=uuid.UUID(cursor), before=None
         ),
         "run detail": lambda s: reports.get_run(s, run_owner, hashed_id("run", run_number)),
@@ -242,7 +250,9 @@ def run(args: argparse.Namespace) -> report.Result:
     contacts = args.contacts or max(1, args.runs // 10)
     db_engine = create_db_engine(args.database_url)
     try:
-        seeded = seed(db_engine, args.runs, args.automations, contacts)
+        seeded = (args.reuse and reuse(db_engine, args.runs, args.automations)) or seed(
+            db_engine, args.runs, args.automations, contacts
+        )
         automation_ids = seeded["automation_ids"]
         cursors = failed_cursors(db_engine, automation_ids[0], 100)
         plans = (
@@ -277,7 +287,10 @@ def run(args: argparse.Namespace) -> report.Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    report.standalone(__doc__, add_arguments, run, argv)
+    measured = report.standalone(__doc__, add_arguments, run, argv)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report.to_json(measured) + "\n")
+    print(f"\nwritten: {RESULTS.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

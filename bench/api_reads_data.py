@@ -227,6 +227,28 @@ def seed(db_engine: Engine, runs: int, automations: int, contacts: int) -> dict[
     }
 
 
+def reuse(db_engine: Engine, runs: int, automations: int) -> dict[str, Any] | None:
+    """What `seed` left in this database, if it holds `runs` runs over `automations` automations."""
+    with db_engine.connect() as conn:
+        if not conn.scalar(text("SELECT to_regclass('runs') IS NOT NULL")):
+            return None
+        found = conn.scalars(
+            text(
+                "SELECT id FROM automations WHERE name LIKE 'Automation %' "
+                "ORDER BY CAST(substr(name, 12) AS integer)"
+            )
+        ).all()
+        if len(found) != automations or conn.scalar(text("SELECT count(*) FROM runs")) != runs:
+            return None
+        newest = conn.scalar(text("SELECT max(created_at) FROM runs"))
+    return {
+        "reused": True,
+        "newest_run": str(newest),
+        "automation_ids": [str(a) for a in found],
+        "counts": table_counts(db_engine),
+    }
+
+
 def insert_rows(db_engine: Engine, params: dict[str, Any]) -> dict[str, float]:
     """Contacts, events, runs and steps in one transaction; seconds per table."""
     timings: dict[str, float] = {}

@@ -190,12 +190,10 @@ def run_series(
     hours = hours_of(window)
     hourly = window.granularity == Granularity.HOUR
     rows = metrics_store.runs_by_hour(session, automation_id, hours, ended=finished, hourly=hourly)
-    from_hours = ((bucket_index(window, _hour_start(h)), s, n) for h, s, n in rows)
-    return series(window, from_hours)
-
-
-def _hour_start(hour: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC)
+    # bucket_index of each hour's start, in whole hours: buckets start on whole UTC hours.
+    first = hour_of(_floor(window.start, window.granularity))
+    width = 1 if hourly else 24
+    return series(window, (((hour - first) // width, s, n) for hour, s, n in rows))
 
 
 def _graphs(

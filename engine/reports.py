@@ -16,13 +16,16 @@ from engine.store import automations as automation_store
 from engine.store import recovery as recovery_store
 from engine.store import reports as report_store
 from engine.store.paging import Page
-from engine.store.reports import RunSummary
+from engine.store.reports import JsonPage, RunSummary
 from models.enums import STEP_ACTIVE, AutomationStatus, RunStatus, StepStatus
 from models.tables import Automation, Event, Run, RunStep, StepAttempt
 
 PAGE_SIZE = 20
 # Omitting `limit` lists every run (Resend's behaviour) up to this many; `has_more` tells the rest.
 RUNS_CAP = 1000
+# Pages of up to this many runs are cheaper as rows (about 10 µs a run in Python) than written
+# as JSON by PostgreSQL (a statement that takes about 1 ms longer to build and run).
+WRITTEN_BEYOND = 100
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,32 @@ def list_runs(
         limit=RUNS_CAP if limit is None else limit,
         after=after,
         before=before,
+    )
+
+
+def list_runs_written(
+    session: Session,
+    automation_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int | None,
+    after: uuid.UUID | None,
+    before: uuid.UUID | None,
+) -> JsonPage | Page[RunSummary]:
+    """list_runs's page; a page longer than WRITTEN_BEYOND runs (the default page of up to a
+    thousand) with its items written as JSON by the database where it can (PostgreSQL), so
+    that it costs no Python per run; the rows otherwise."""
+    statuses = parse_run_statuses(status)
+    require_automation(session, automation_id)
+    size = RUNS_CAP if limit is None else limit
+    if size > WRITTEN_BEYOND:
+        written = report_store.run_page_json(
+            session, automation_id, statuses=statuses, limit=size, after=after, before=before
+        )
+        if written is not None:
+            return written
+    return report_store.run_page(
+        session, automation_id, statuses=statuses, limit=size, after=after, before=before
     )
 
 

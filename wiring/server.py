@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from fastapi import FastAPI
@@ -37,8 +38,13 @@ def create() -> FastAPI:
         # Under several workers (AUTOMATIONS_API_WORKERS) each is a new interpreter that
         # inherits no logging set-up from `automations api`: without this its logs are lost.
         configure_logging(json_lines=settings.log_json, level=settings.log_level)
-        return create_server(settings)
+        app = create_server(settings)
     except ConfigurationError as refused:
         # One line and no traceback, as from `automations api`.
         print(f"error: {refused}", file=sys.stderr)
         raise SystemExit(BAD_SETTINGS_EXIT) from None
+    # The modules, routes and models built so far live as long as the process: out of the
+    # collector's sight, a full collection no longer walks them (about 90 ms on a busy 2-core
+    # machine, triggered by any request that allocates a lot, such as a page of 1,000 runs).
+    gc.freeze()
+    return app

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api import serialize_automations
 from api.deps import Authenticated, Rt
 from api.schemas.metrics import AutomationMetrics
 from api.schemas.runs import Run, RunCancelled, RunList
-from api.wire import RunsPageQuery, StoredJson, list_body, parse_id, stored_json
+from api.wire import RunsPageQuery, StoredJson, list_body, parse_id, stored_json, written_list
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
+from engine.store.reports import JsonPage
 
 router = APIRouter(tags=["runs"])
 
@@ -28,11 +29,11 @@ def list_runs(
     _: Authenticated,
     cursor: RunsPageQuery,
     status: str | None = None,
-) -> JSONResponse:
+) -> Response:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
     with transaction(rt.sessions) as session:
-        page = reports.list_runs(
+        page = reports.list_runs_written(
             session,
             key,
             status=status,
@@ -40,6 +41,9 @@ def list_runs(
             after=cursor.after,
             before=cursor.before,
         )
+    if isinstance(page, JsonPage):
+        # PostgreSQL wrote the items: no Python object per run, the bytes go as they come.
+        return written_list(page.items, page.has_more)
     items = [serialize_automations.run_item(run) for run in page.items]
     # Already JSON types: answered as is, without FastAPI's encoder walking a thousand items.
     return JSONResponse(list_body(items, page.has_more))

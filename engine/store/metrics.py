@@ -10,9 +10,10 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models.enums import RunStatus
@@ -59,27 +60,58 @@ def _sum(column: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), 0)
 
 
-def _window(model: Any, hours: Hours, *, hourly: bool = False) -> ColumnElement[bool]:
-    """The model's rows covering these hours: day rows (span 24) for the whole UTC days among
-    them, hour rows (span 1) for the rest; hour rows only if `hourly`."""
+# Each read's statement is built once per shape and run with the window's bounds as parameters:
+# building it anew each time cost more than PostgreSQL's answer.
+
+
+def _bounds(hours: Hours, *, hourly: bool = False) -> tuple[bool, dict[str, int]]:
+    """Whether these hours hold whole UTC days (read as day rows, hours at the edges, unless
+    `hourly`), and the parameters of `_window`'s bounds."""
     first_day = -(-hours.first // 24) * 24
     end_day = hours.end - hours.end % 24
     if hourly or first_day >= end_day:
-        return _span(model, 1, hours.first, hours.end)
+        return False, {"first": hours.first, "end": hours.end}
+    return True, {
+        "first": hours.first,
+        "first_day": first_day,
+        "end_day": end_day,
+        "end": hours.end,
+    }
+
+
+def _window(model: Any, by_day: bool) -> ColumnElement[bool]:
+    """The model's rows covering the bound hours: day rows (span 24) for the whole UTC days
+    among them and hour rows (span 1) for the rest if `by_day`, else hour rows only."""
+    if not by_day:
+        return _span(model, 1, "first", "end")
     return (
-        _span(model, 1, hours.first, first_day)
-        | _span(model, 24, first_day, end_day)
-        | _span(model, 1, end_day, hours.end)
+        _span(model, 1, "first", "first_day")
+        | _span(model, 24, "first_day", "end_day")
+        | _span(model, 1, "end_day", "end")
     )
 
 
-def _span(model: Any, span: int, first: int, end: int) -> ColumnElement[bool]:
-    rows: ColumnElement[bool] = (model.span == span) & (model.hour >= first) & (model.hour < end)
+def _span(model: Any, span: int, first: str, end: str) -> ColumnElement[bool]:
+    rows: ColumnElement[bool] = (
+        (model.span == span) & (model.hour >= bindparam(first)) & (model.hour < bindparam(end))
+    )
     return rows
 
 
-def _runs_of(automation_id: uuid.UUID, hours: Hours, *, hourly: bool = False) -> Any:
-    return (RunRollup.automation_id == automation_id) & _window(RunRollup, hours, hourly=hourly)
+def _runs_of(by_day: bool) -> ColumnElement[bool]:
+    automation: ColumnElement[bool] = RunRollup.automation_id == bindparam("automation_id")
+    return automation & _window(RunRollup, by_day)
+
+
+@cache
+def _runs_by_hour(ended: bool, by_day: bool) -> Select[Any]:
+    names = ENDED if ended else RUN_STATUSES
+    columns = [RunRollup.__table__.c[("ended_" if ended else "") + name] for name in names]
+    return (
+        select(RunRollup.hour, *(_sum(column) for column in columns))
+        .where(_runs_of(by_day))
+        .group_by(RunRollup.hour)
+    )
 
 
 def runs_by_hour(
@@ -88,27 +120,37 @@ def runs_by_hour(
     """(hour, status, runs) of the runs created in these hours, or (`ended`) that ended in them;
     whole days come as one row at their first hour unless `hourly`."""
     names = ENDED if ended else RUN_STATUSES
-    columns = [RunRollup.__table__.c[("ended_" if ended else "") + name] for name in names]
-    stmt = (
-        select(RunRollup.hour, *(_sum(column) for column in columns))
-        .where(_runs_of(automation_id, hours, hourly=hourly))
-        .group_by(RunRollup.hour)
-    )
+    by_day, bounds = _bounds(hours, hourly=hourly)
+    rows = session.execute(_runs_by_hour(ended, by_day), {"automation_id": automation_id, **bounds})
     return [
         (int(row[0]), status, int(count))
-        for row in session.execute(stmt)
+        for row in rows
         for status, count in zip(names, row[1:], strict=True)
         if count
     ]
 
 
+@cache
+def _recovery(by_day: bool) -> Select[Any]:
+    sums = (_sum(RunRollup.retried_runs), _sum(RunRollup.retries), _sum(RunRollup.replays))
+    return select(*sums).where(_runs_of(by_day))
+
+
 def recovery_counts(session: Session, automation_id: uuid.UUID, hours: Hours) -> RecoveryCounts:
     """Runs retried at least once, retries in all, and runs that replay another."""
-    stmt = select(
-        _sum(RunRollup.retried_runs), _sum(RunRollup.retries), _sum(RunRollup.replays)
-    ).where(_runs_of(automation_id, hours))
-    row = session.execute(stmt).one()
+    by_day, bounds = _bounds(hours)
+    row = session.execute(_recovery(by_day), {"automation_id": automation_id, **bounds}).one()
     return RecoveryCounts(int(row[0]), int(row[1]), int(row[2]))
+
+
+@cache
+def _durations(by_day: bool, of_one_automation: bool) -> Select[Any]:
+    stmt = select(DurationRollup.bucket, _sum(DurationRollup.runs)).where(
+        _window(DurationRollup, by_day)
+    )
+    if of_one_automation:
+        stmt = stmt.where(DurationRollup.automation_id == bindparam("automation_id"))
+    return stmt.group_by(DurationRollup.bucket)
 
 
 def duration_buckets(
@@ -116,12 +158,11 @@ def duration_buckets(
 ) -> dict[int, int]:
     """How many timed runs created in these hours took a time in each bucket; every
     automation's runs when `automation_id` is None."""
-    stmt = select(DurationRollup.bucket, _sum(DurationRollup.runs)).where(
-        _window(DurationRollup, hours)
-    )
+    by_day, bounds = _bounds(hours)
+    params: dict[str, Any] = dict(bounds)
     if automation_id is not None:
-        stmt = stmt.where(DurationRollup.automation_id == automation_id)
-    rows = session.execute(stmt.group_by(DurationRollup.bucket))
+        params["automation_id"] = automation_id
+    rows = session.execute(_durations(by_day, automation_id is not None), params)
     return {int(bucket): int(count) for bucket, count in rows if count}
 
 
@@ -136,14 +177,20 @@ _STEP_COUNTERS = (
 )
 
 
-def step_totals(session: Session, automation_id: uuid.UUID, hours: Hours) -> list[StepTotals]:
-    """Step rows of the runs created in these hours, per step key and type."""
-    stmt = (
+@cache
+def _step_totals(by_day: bool) -> Select[Any]:
+    return (
         select(StepRollup.step_key, StepRollup.step_type, *map(_sum, _STEP_COUNTERS))
-        .where(StepRollup.automation_id == automation_id, _window(StepRollup, hours))
+        .where(StepRollup.automation_id == bindparam("automation_id"), _window(StepRollup, by_day))
         .group_by(StepRollup.step_key, StepRollup.step_type)
     )
-    return [StepTotals(row[0], row[1], *map(int, row[2:])) for row in session.execute(stmt)]
+
+
+def step_totals(session: Session, automation_id: uuid.UUID, hours: Hours) -> list[StepTotals]:
+    """Step rows of the runs created in these hours, per step key and type."""
+    by_day, bounds = _bounds(hours)
+    rows = session.execute(_step_totals(by_day), {"automation_id": automation_id, **bounds})
+    return [StepTotals(row[0], row[1], *map(int, row[2:])) for row in rows]
 
 
 def runs_by_status(session: Session) -> dict[str, int]:

@@ -59,6 +59,32 @@ def paginate_union(
     by several statuses costs the rows returned, however rare the statuses, where one scan
     with `status IN (...)` would read past every row of the other statuses.
     """
+    stmt = union_page_query(
+        session,
+        scope,
+        branches,
+        created=created,
+        ident=ident,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+    return _page(list(session.execute(stmt).all()), limit, before is not None)
+
+
+def union_page_query(
+    session: Session,
+    scope: Select[Any],
+    branches: Sequence[Select[Any]],
+    *,
+    created: Column,
+    ident: Column,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+) -> Select[Any]:
+    """The query behind paginate_union (the cursor is looked up first): up to `limit` + 1
+    rows, in the order of the scan: newest first, or oldest first with `before`."""
     bound = _cursor_bound(session, scope, created, ident, after, before)
     ascending = before is not None
     parts = [
@@ -68,13 +94,11 @@ def paginate_union(
         for branch in branches
     ]
     if len(parts) == 1:
-        rows = list(session.execute(parts[0]).all())
-    else:
-        # Each branch wrapped as a subquery: SQLite refuses ORDER BY/LIMIT on a bare branch.
-        merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
-        order = _order(merged.c[_name(created)], merged.c[_name(ident)], ascending)
-        rows = list(session.execute(select(merged).order_by(*order).limit(limit + 1)).all())
-    return _page(rows, limit, ascending)
+        return parts[0]
+    # Each branch wrapped as a subquery: SQLite refuses ORDER BY/LIMIT on a bare branch.
+    merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
+    order = _order(merged.c[_name(created)], merged.c[_name(ident)], ascending)
+    return select(merged).order_by(*order).limit(limit + 1)
 
 
 def _cursor_bound(
