@@ -4,9 +4,7 @@ has to change."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -31,6 +29,7 @@ from engine.store import contacts as contact_store
 from tasks.app import create_celery_app
 from tests.engine.conftest import MakeDriver
 from tests.engine.driver import Driver
+from tests.loops import run_loop
 from web.graph_layout import render
 
 API_KEY = "re_engine_tier_key_for_the_toy_step"
@@ -127,10 +126,7 @@ def post_automation(driver: Driver, steps: list[dict[str, Any]]) -> httpx.Respon
         ) as client:
             return await client.post("/automations", json=body)
 
-    # A loop of its own in another thread: this test may share its process (pytest-xdist) with
-    # browser tests whose Playwright loop runs in this thread.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, post()).result()
+    return run_loop(post())
 
 
 @pytest.mark.usefixtures("tag_contact")

@@ -22,6 +22,7 @@ from engine.ingest import EventRequest, Ingested
 from models.tables import Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import ApiServer, Stack
+from tests.loops import run_loop
 
 STEPS = [
     {"key": "start", "type": "trigger", "config": {"event_name": "signed.up"}},
@@ -122,7 +123,7 @@ def test_events_that_arrive_during_a_commit_share_the_next_one(
         gate.set()
         return [await first, *[await task for task in rest]]
 
-    answers = asyncio.run(scenario())
+    answers = run_loop(scenario())
 
     assert len(passed) == 2  # two transactions for 21 events
     assert [len(call) for call in recorder.calls] == [1, 20]
@@ -144,7 +145,7 @@ def test_no_event_is_left_waiting_whenever_it_arrives(listening: Stack) -> None:
         arrivals = [arrive(pauses.choice([0, 0, 0.001, 0.003, 0.01])) for _ in range(150)]
         return await asyncio.wait_for(asyncio.gather(*arrivals), timeout=60)
 
-    assert len({answer.event_id for answer in asyncio.run(scenario())}) == 150
+    assert len({answer.event_id for answer in run_loop(scenario())}) == 150
     assert count(listening, Event) == 150
 
 
@@ -158,7 +159,7 @@ def test_a_group_the_broker_refuses_fails_every_caller_and_keeps_the_events(
         sends = [groups.ingest(EventRequest("signed.up", email=unique_email())) for _ in range(5)]
         return await asyncio.gather(*sends, return_exceptions=True)
 
-    answers = asyncio.run(scenario())
+    answers = run_loop(scenario())
 
     assert all(isinstance(answer, ConnectionError) for answer in answers)
     # Committed before the publish failed: the sweeper sends what was committed.
