@@ -9,6 +9,7 @@ step messages ingestion publishes wait in the step queue, which the bench purges
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -53,13 +54,14 @@ def purge(redis_url: str, *queues: str) -> None:
 def one_worker(
     env: dict[str, str], log: Path, broker_url: str, root: Path = ROOT, pool: str = "prefork"
 ) -> Iterator[tuple[Celery, list[int]]]:
-    """One worker on the bench's queue, as production runs it (prefork) with one pool process,
-    or a single process (solo), running the code of the checkout at `root`; yields a client app
-    to steer it, and the worker's pid."""
+    """One worker on the bench's queue, as `automations worker` runs it by default (prefork, a
+    pool process per core), or a single process (solo), running the code of the checkout at
+    `root`; yields a client app to steer it, and the worker's pid."""
     client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_serializer = "json"
+    processes = 1 if pool == "solo" else os.cpu_count() or 1
     workers = start_workers(
-        "wiring.worker", QUEUE, concurrency=1, pool=pool, env=env, log=log, root=root
+        "wiring.worker", QUEUE, concurrency=processes, pool=pool, env=env, log=log, root=root
     )
     try:
         wait_ready(client)
@@ -120,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_broker", description=__doc__)
     ingest.add_arguments(parser)
     parser.add_argument(
-        "--pool", choices=("prefork", "solo"), default="prefork", help="worker pool (-c 1)"
+        "--pool",
+        choices=("prefork", "solo"),
+        default="prefork",
+        help="worker pool (prefork: a process per core; solo: one)",
     )
     parser.add_argument(
         "--baseline-root",
