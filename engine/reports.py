@@ -106,6 +106,15 @@ def parse_run_statuses(text: str | None) -> frozenset[RunStatus] | None:
     return frozenset(RunStatus(name) for name in names)
 
 
+def _run_page_asked(
+    session: Session, automation_id: uuid.UUID, status: str | None, limit: int | None
+) -> tuple[frozenset[RunStatus] | None, int]:
+    """The statuses and page size asked for, once the automation is known to exist."""
+    statuses = parse_run_statuses(status)
+    require_automation(session, automation_id)
+    return statuses, RUNS_CAP if limit is None else limit
+
+
 def list_runs(
     session: Session,
     automation_id: uuid.UUID,
@@ -116,15 +125,9 @@ def list_runs(
     before: uuid.UUID | None,
 ) -> Page[RunSummary]:
     """The automation's runs newest first; without `limit`, all of them up to RUNS_CAP."""
-    statuses = parse_run_statuses(status)
-    require_automation(session, automation_id)
+    statuses, size = _run_page_asked(session, automation_id, status, limit)
     return report_store.run_page(
-        session,
-        automation_id,
-        statuses=statuses,
-        limit=RUNS_CAP if limit is None else limit,
-        after=after,
-        before=before,
+        session, automation_id, statuses=statuses, limit=size, after=after, before=before
     )
 
 
@@ -140,9 +143,7 @@ def list_runs_written(
     """list_runs's page; a page longer than WRITTEN_BEYOND runs (the default page of up to a
     thousand) with its items written as JSON by the database where it can (PostgreSQL), so
     that it costs no Python per run; the rows otherwise."""
-    statuses = parse_run_statuses(status)
-    require_automation(session, automation_id)
-    size = RUNS_CAP if limit is None else limit
+    statuses, size = _run_page_asked(session, automation_id, status, limit)
     if size > WRITTEN_BEYOND:
         written = report_store.run_page_json(
             session, automation_id, statuses=statuses, limit=size, after=after, before=before
