@@ -89,17 +89,28 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
         graph = rt.graph(session, run.run.version_id)
         if run.contact is None:
             gone = Skipped(SkipReason.CONTACT_DELETED, branch=None)
-            return record_outcome(session, rt, graph, ref, gone, now=now, contact_gone=True)
+            return record_outcome(
+                session, rt, graph, ref, gone, now=now, contact_gone=True, ends_transaction=True
+            )
         sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now)
         rt.checkpoint(f"{spec.name}.handler")
         if spec.delivery is None:
             assert spec.handler is not None
             outcome = spec.handler(sr)
             deleted = spec.deletes_contact and isinstance(outcome, Completed)
-            return record_outcome(session, rt, graph, ref, outcome, now=now, contact_gone=deleted)
+            return record_outcome(
+                session,
+                rt,
+                graph,
+                ref,
+                outcome,
+                now=now,
+                contact_gone=deleted,
+                ends_transaction=True,
+            )
         prepared = spec.delivery.prepare(sr)
         if isinstance(prepared, Outcome):
-            return record_outcome(session, rt, graph, ref, prepared, now=now)
+            return record_outcome(session, rt, graph, ref, prepared, now=now, ends_transaction=True)
         run_store.mark_started(session, run_id, step_key, now)
     held.attempt = claimed.attempt
     return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
@@ -180,4 +191,6 @@ def _finish_delivery(
                 return []
             record_outcome(session, rt, graph, ref, outcome, now=now, advance=False)
             return []
-        return record_outcome(session, rt, graph, ref, outcome, now=now, tried_at=tried_at)
+        return record_outcome(
+            session, rt, graph, ref, outcome, now=now, tried_at=tried_at, ends_transaction=True
+        )

@@ -133,4 +133,6 @@ def _record(
         failures = claims.count_failed_attempt(session, run_id, step_key)
         outcome = decide(failure, failures, rt.retry_policy, now)
         graph = rt.graph(session, run.run.version_id)
-        return record_outcome(session, rt, graph, ref, outcome, now=now, tried_at=tried_at)
+        return record_outcome(
+            session, rt, graph, ref, outcome, now=now, tried_at=tried_at, ends_transaction=True
+        )

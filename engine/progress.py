@@ -96,11 +96,14 @@ def record_outcome(
     contact_gone: bool = False,
     advance: bool = True,
     tried_at: dt.datetime | None = None,
+    ends_transaction: bool = False,
 ) -> list[Dispatch]:
     """Write the outcome, create the next steps, end the run if nothing is left.
 
     With `advance=False` only the step's own result is written (its run was cancelled meanwhile).
     `tried_at` is when the try that led to a Retry began (default `now`), for its audit.
+    `ends_transaction`: the caller commits next and writes nothing more, so the last statement
+    written here may carry the transaction's rollup upsert.
     """
     if isinstance(outcome, Retry):
         error = {"message": outcome.message, "code": outcome.code}
@@ -120,18 +123,31 @@ def record_outcome(
     following = [graph.step(key) for key in targets] if not contact_gone else []
     rows = [new_step_row(step.run_id, s.key, s.type, now) for s in following]
     last = advance and not following
-    states = _finish_step(session, step, outcome, now, then_insert=rows, read_states=last)
+    # Only a branch not taken can leave steps dead; a condition with one branch has none.
+    skips = bool(following) and _leaves_dead_steps(graph, step, branch)
+    states = _finish_step(
+        session,
+        step,
+        outcome,
+        now,
+        then_insert=rows,
+        read_states=last,
+        last_write=ends_transaction and advance and bool(following) and not skips,
+    )
     if not advance:
         return []
     if following:
-        # Only a branch not taken can leave steps dead; a condition with one branch has none.
-        if spec_for(step.step_type).branching and any(
-            c.type != branch for c in graph.outgoing(step.step_key)
-        ):
+        if skips:
             _skip_dead_branches(session, graph, step.run_id, now)
         return [Dispatch(step.run_id, s.key, s.type) for s in following]
     _end_run(session, graph, step.run_id, states, now, contact_gone=contact_gone)
     return []
+
+
+def _leaves_dead_steps(graph: Graph, step: StepRef, branch: ConnectionType | None) -> bool:
+    return spec_for(step.step_type).branching and any(
+        c.type != branch for c in graph.outgoing(step.step_key)
+    )
 
 
 def cancel_step(session: Session, step: StepRef, now: dt.datetime) -> None:
@@ -183,6 +199,7 @@ def _finish_step(
     *,
     then_insert: list[dict[str, Any]],
     read_states: bool,
+    last_write: bool,
 ) -> list[StepState]:
     error = None
     skip_reason = None
@@ -206,6 +223,7 @@ def _finish_step(
         branch=_branch(outcome),
         then_insert=then_insert,
         read_states=read_states,
+        last_write=last_write,
     )
     log.info("step %s%s", status, f": {error['message']}" if error else "")
     return states

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from engine.clock import FrozenClock
 from engine.db import transaction
@@ -29,6 +30,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS
+from tests.rollup_recount import recount, rollup
 
 T0 = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -108,6 +110,38 @@ def test_instant_steps_run_inline_up_to_the_bound(
         assert steps[left_to_send].status == "pending"
     else:
         assert rt_stack.run(first.run_id).status == "completed"
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+def test_a_step_followed_by_one_step_counts_itself_in_its_finish_statement(
+    rt_stack: Stack, runtime: Callable[[int], Runtime]
+) -> None:
+    five_instant_steps(rt_stack)
+    rt = runtime(8)
+    first = first_dispatch(rt, unique_email("counted"))
+    statements: list[str] = []
+    db_engine = rt.sessions.kw["bind"]
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql)
+
+    event.listen(db_engine, "before_cursor_execute", record)
+    try:
+        execute_step(rt, first.run_id, first.step_key)
+    finally:
+        event.remove(db_engine, "before_cursor_execute", record)
+
+    assert rt_stack.run(first.run_id).status == "completed"
+    upserts = [sql for sql in statements if "step_rollups" in sql]
+    if db_engine.dialect.name == "postgresql":
+        # check, a, b and c count themselves (and the step they start) as they finish; the
+        # last step's transaction also ends its run, and writes the rollup before its commit.
+        carried = [sql for sql in upserts if sql.lstrip().startswith("WITH finished")]
+        assert (len(carried), len(upserts)) == (4, 5)
+    else:
+        assert len(upserts) == 5
+    with transaction(rt.sessions) as session:
+        assert rollup(session) == recount(session)
 
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
