@@ -21,6 +21,7 @@ from engine.runtime import Runtime
 from engine.steps.wait_for_event import event_output, matches_filter
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
+from engine.store import intake as intake_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
 from models.enums import ConnectionType, RunStatus, StepType
@@ -143,9 +144,8 @@ def ingest_events(
     contacts = _lock_contacts(session, fresh, now)
     # The contacts' row locks order this against wait_for_event steps registering themselves.
     rt.checkpoint("ingest.contact_locked")
-    stored = _store_events(session, fresh, contacts, now)
-    _start_runs(session, rt, stored, routes, now)
-    _resume_waits(session, rt, stored, contacts, now)
+    stored, waits = _store(session, rt, fresh, contacts, routes, now)
+    _resume_waits(session, rt, stored, waits, now)
     return [item.result for item in pending if item.result is not None]
 
 
@@ -201,21 +201,29 @@ def _lock_contacts(
     return found
 
 
-def _store_events(
+def _store(
     session: Session,
+    rt: Runtime,
     items: list[_Pending],
     contacts: dict[uuid.UUID | str, ContactRow],
+    routes: dict[str, event_store.EventRoute],
     now: dt.datetime,
-) -> list[tuple[_Pending, ContactRow]]:
-    """Insert the events; those whose idempotency key a concurrent producer stored first
-    become duplicates. The stored ones, with their contacts."""
-    rows = []
+) -> tuple[list[tuple[_Pending, ContactRow]], list[run_store.WaitingStep]]:
+    """Insert the events, a run per listener of each and its first steps, and read the waits
+    they may resume (one statement on PostgreSQL). An event whose idempotency key a concurrent
+    producer stored first becomes a duplicate, and starts no run. The stored events, with
+    their contacts; the waits."""
+    if not items:
+        return [], []
+    events: list[dict[str, Any]] = []
+    starts: list[tuple[_Pending, RunStart]] = []
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
-        item.result = Ingested(uuid.uuid4(), contact.id)
-        rows.append(
+        event_id = uuid.uuid4()
+        item.result = Ingested(event_id, contact.id)
+        events.append(
             {
-                "id": item.result.event_id,
+                "id": event_id,
                 "name": item.name,
                 "contact_id": contact.id,
                 "payload": item.payload,
@@ -223,32 +231,6 @@ def _store_events(
                 "received_at": now,
             }
         )
-    event_store.insert_events(session, [row for row in rows if row["idempotency_key"] is None])
-    keyed = event_store.insert_keyed_events(
-        session, [row for row in rows if row["idempotency_key"]]
-    )
-    stored = []
-    for item in items:
-        result = item.result
-        assert result is not None
-        if item.idempotency_key is not None and result.event_id not in keyed:
-            result.event_id, result.duplicate = None, True
-        else:
-            stored.append((item, contacts[item.contact_key or item.email or ""]))
-    return stored
-
-
-def _start_runs(
-    session: Session,
-    rt: Runtime,
-    stored: list[tuple[_Pending, ContactRow]],
-    routes: dict[str, event_store.EventRoute],
-    now: dt.datetime,
-) -> None:
-    starts: list[RunStart] = []
-    for item, contact in stored:
-        result = item.result
-        assert result is not None and result.event_id is not None
         for automation_id, version_id in routes[item.name].listeners:
             start = start_run(
                 rt.graph(session, version_id),
@@ -256,34 +238,48 @@ def _start_runs(
                 automation_id=automation_id,
                 version_id=version_id,
                 contact_id=contact.id,
-                event_id=result.event_id,
+                event_id=event_id,
                 now=now,
             )
-            starts.append(start)
-            result.run_ids.append(start.run["id"])
-            result.dispatches.extend(start.dispatches)
-    run_store.insert_runs(session, [start.run for start in starts])
-    run_store.insert_steps(session, [step for start in starts for step in start.steps])
-    for start in starts:
+            starts.append((item, start))
+    # One order of unique-key inserts for every transaction: two cannot wait in a cycle.
+    events.sort(key=lambda row: (row["idempotency_key"] is not None, str(row["idempotency_key"])))
+    written = intake_store.store_ingested(
+        session,
+        events=events,
+        runs=[start.run for _, start in starts],
+        steps=[step for _, start in starts for step in start.steps],
+        contact_ids=[contacts[item.contact_key or item.email or ""].id for item in items],
+        event_names=[item.name for item in items],
+        now=now,
+    )
+    stored = []
+    for item in items:
+        result = item.result
+        assert result is not None
+        if item.idempotency_key is not None and result.event_id not in written.keyed:
+            result.event_id, result.duplicate = None, True
+        else:
+            stored.append((item, contacts[item.contact_key or item.email or ""]))
+    for item, start in starts:
+        result = item.result
+        assert result is not None
+        if result.duplicate:
+            continue
+        result.run_ids.append(start.run["id"])
+        result.dispatches.extend(start.dispatches)
         if start.ended:
             run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
+    return stored, written.waits
 
 
 def _resume_waits(
     session: Session,
     rt: Runtime,
     stored: list[tuple[_Pending, ContactRow]],
-    contacts: dict[uuid.UUID | str, ContactRow],
+    waits: list[run_store.WaitingStep],
     now: dt.datetime,
 ) -> None:
-    if not stored:
-        return
-    waits = run_store.waits_for(
-        session,
-        contact_ids=[contact.id for _, contact in stored],
-        event_names=[item.name for item, _ in stored],
-        now=now,
-    )
     resumed: set[tuple[uuid.UUID, str]] = set()
     for item, contact in stored:
         view = contact_store.contact_view(contact)
