@@ -155,14 +155,21 @@ def _in_one_statement(
 
 
 def _json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_encode, separators=(",", ":"))
+    # The rows of one ingestion share their timestamps (`now`): each is rendered once.
+    times: dict[dt.datetime, str] = {}
 
+    def encode(value: object) -> str:
+        if type(value) is uuid.UUID:
+            return str(value)
+        if isinstance(value, dt.datetime):
+            text = times.get(value)
+            if text is None:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given to a UTC column")
+                text = times[value] = value.isoformat()
+            return text
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-def _encode(value: object) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return json.dumps(rows, default=encode, separators=(",", ":"))
