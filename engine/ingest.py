@@ -130,8 +130,16 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
-    names = {request.event for request in requests if isinstance(request.event, str)}
-    routes = event_store.event_routes(session, sorted(names))
+    names = sorted({request.event for request in requests if isinstance(request.event, str)})
+    contacts_of = _contacts_of(requests)
+    locked: list[ContactRow] | None = None
+    if contacts_of is None:
+        routes = event_store.event_routes(session, names)
+    else:  # one round trip for both; the contacts of a refused event roll back with it
+        emails, ids = contacts_of
+        routes, locked = intake_store.routes_and_contacts(
+            session, names=names, emails=emails, ids=ids, now=now
+        )
     pending = _check_all(requests, routes, rt.json_limits)
     seen = event_store.events_by_idempotency_keys(
         session, [p.idempotency_key for p in pending if p.idempotency_key]
@@ -141,7 +149,7 @@ def ingest_events(
         if duplicate is not None:
             item.result = Ingested(duplicate.id, duplicate.contact_id, duplicate=True)
     fresh = [item for item in pending if item.result is None]
-    contacts = _lock_contacts(session, fresh, now)
+    contacts = _lock_contacts(session, fresh, now, locked)
     # The contacts' row locks order this against wait_for_event steps registering themselves.
     rt.checkpoint("ingest.contact_locked")
     stored, waits = _store(session, rt, fresh, contacts, routes, now)
@@ -180,18 +188,42 @@ def _uuid(value: object) -> uuid.UUID:
         raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
 
 
+def _contacts_of(requests: Sequence[EventRequest]) -> tuple[list[str], list[uuid.UUID]] | None:
+    """The (normalized) emails and the ids of the events' contacts, to be ensured with the
+    routes' lookup; None if that cannot be: an event is keyed (its contact is only ensured if
+    it is not a duplicate) or not well formed (refused before any contact is written)."""
+    emails: list[str] = []
+    ids: list[uuid.UUID] = []
+    for request in requests:
+        if request.idempotency_key is not None:
+            return None
+        try:
+            if request.email is not None and request.contact_id is None:
+                emails.append(check_address(request.email, field="email"))
+            elif request.contact_id is not None and request.email is None:
+                ids.append(_uuid(request.contact_id))
+            else:
+                return None
+        except AutomationsError:
+            return None
+    return emails, ids
+
+
 def _lock_contacts(
-    session: Session, items: list[_Pending], now: dt.datetime
+    session: Session, items: list[_Pending], now: dt.datetime, locked: list[ContactRow] | None
 ) -> dict[uuid.UUID | str, ContactRow]:
-    """Each event's contact, by id and by email: created for an email, locked either way."""
+    """Each event's contact, by id and by email: created for an email, locked either way
+    (already, if `locked` is given)."""
     if not items:
         return {}
-    rows = contact_store.ensure_contacts(
-        session,
-        emails=[item.email for item in items if item.email],
-        ids=[item.contact_key for item in items if item.contact_key],
-        now=now,
-    )
+    rows = locked
+    if rows is None:
+        rows = contact_store.ensure_contacts(
+            session,
+            emails=[item.email for item in items if item.email],
+            ids=[item.contact_key for item in items if item.contact_key],
+            now=now,
+        )
     found: dict[uuid.UUID | str, ContactRow] = {}
     for row in rows:
         found[row.id] = found[row.email] = row

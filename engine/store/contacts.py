@@ -129,17 +129,17 @@ def ensure_contacts(
 # The same two statements with the values as arrays: their text does not grow with the number
 # of contacts, so psycopg prepares each once per connection; a VALUES list per contact was
 # rendered and parsed anew for each group (24 KB of SQL for 100 new contacts).
-_CONTACT_COLUMNS = "id, email, first_name, last_name, unsubscribed, properties"
-_CREATE_CONTACTS = f"""
-INSERT INTO contacts ({_CONTACT_COLUMNS}, created_at, updated_at)
+CONTACT_COLUMNS = "id, email, first_name, last_name, unsubscribed, properties"
+CREATE_CONTACTS = f"""
+INSERT INTO contacts ({CONTACT_COLUMNS}, created_at, updated_at)
 SELECT id, email, NULL, NULL, false, '{{}}'::jsonb, %(now)s, %(now)s
-FROM unnest(%(ids)s::uuid[], %(emails)s::text[]) WITH ORDINALITY AS new(id, email, n)
+FROM unnest(%(new_ids)s::uuid[], %(emails)s::text[]) WITH ORDINALITY AS new(id, email, n)
 ORDER BY n
 ON CONFLICT DO NOTHING
-RETURNING {_CONTACT_COLUMNS}
+RETURNING {CONTACT_COLUMNS}
 """  # noqa: S608 - composed of constants
-_LOCK_CONTACTS = f"""
-SELECT {_CONTACT_COLUMNS} FROM contacts
+LOCK_CONTACTS = f"""
+SELECT {CONTACT_COLUMNS} FROM contacts
 WHERE email = ANY(%(emails)s::text[]) OR id = ANY(%(ids)s::uuid[])
 ORDER BY id
 FOR UPDATE
@@ -149,18 +149,26 @@ FOR UPDATE
 def _ensure_contacts_postgres(
     session: Session, addresses: list[str], ids: list[uuid.UUID], now: dt.datetime
 ) -> list[ContactRow]:
-    connection = session.connection()
     found: list[ContactRow] = []
     if addresses:
-        params = {"ids": [uuid.uuid4() for _ in addresses], "emails": addresses, "now": now}
+        params = {"new_ids": [uuid.uuid4() for _ in addresses], "emails": addresses, "now": now}
         # A new contact is locked by its insert: only those that existed are selected after.
-        found = [ContactRow(*row) for row in connection.exec_driver_sql(_CREATE_CONTACTS, params)]
+        rows = session.connection().exec_driver_sql(CREATE_CONTACTS, params)
+        found = [ContactRow(*row) for row in rows]
+    return found + lock_missing(session, addresses, ids, found)
+
+
+def lock_missing(
+    session: Session, addresses: list[str], ids: list[uuid.UUID], found: list[ContactRow]
+) -> list[ContactRow]:
+    """Those of these contacts not in `found`, locked (those that exist), on PostgreSQL."""
     existing = sorted(set(addresses) - {row.email for row in found})
     wanted = sorted(set(ids) - {row.id for row in found})
-    if existing or wanted:
-        params = {"emails": existing, "ids": wanted}
-        found += [ContactRow(*row) for row in connection.exec_driver_sql(_LOCK_CONTACTS, params)]
-    return found
+    if not existing and not wanted:
+        return []
+    params = {"emails": existing, "ids": wanted}
+    rows = session.connection().exec_driver_sql(LOCK_CONTACTS, params)
+    return [ContactRow(*row) for row in rows]
 
 
 def create_contact(

@@ -25,10 +25,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.store import contacts as contact_store
 from engine.store import events as event_store
 from engine.store import rollup
 from engine.store import runs as run_store
+from engine.store.contacts import ContactRow
 from engine.store.runs import WaitingStep
+from models.enums import AutomationStatus
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,64 @@ def store_ingested(
     run_store.insert_steps(session, [row for row in steps if row["run_id"] in started])
     waits = run_store.waits_for(session, contact_ids=contact_ids, event_names=event_names, now=now)
     return Stored(keyed, waits)
+
+
+# The first statement of an ingestion without idempotency keys: its event names' routes, and
+# its contacts created (new emails) and locked (the others), as ensure_contacts does: inserts
+# in email order first, then the locks in id order. A contact that a concurrent transaction
+# created meanwhile is not in this statement's snapshot: `lock_missing` takes it after.
+_ROUTES_AND_CONTACTS = f"""
+WITH new AS ({contact_store.CREATE_CONTACTS}), locked AS ({contact_store.LOCK_CONTACTS})
+SELECT 0 AS kind, trigger_event AS name, id, current_version_id AS version_id,
+    NULL::jsonb AS schema, NULL AS email, NULL AS first_name, NULL AS last_name,
+    NULL::boolean AS unsubscribed, NULL::jsonb AS properties
+FROM automations
+WHERE trigger_event = ANY(%(names)s::text[])
+    AND status = '{AutomationStatus.ENABLED.value}'
+    AND deleted_at IS NULL
+    AND current_version_id IS NOT NULL
+UNION ALL
+SELECT 1, name, NULL, NULL, schema, NULL, NULL, NULL, NULL, NULL
+FROM event_definitions WHERE name = ANY(%(names)s::text[])
+UNION ALL
+SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM new
+UNION ALL
+SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM locked
+"""  # noqa: S608 - composed of constants
+
+
+def routes_and_contacts(
+    session: Session,
+    *,
+    names: Sequence[str],
+    emails: Sequence[str],
+    ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> tuple[dict[str, event_store.EventRoute], list[ContactRow]]:
+    """`event_routes` of these names and `ensure_contacts` of these (normalized) emails and
+    ids, in one round trip on PostgreSQL. For an ingestion that skips no duplicate: the
+    contacts of an event later refused are rolled back with it."""
+    if session.get_bind().dialect.name != "postgresql":
+        routes = event_store.event_routes(session, names)
+        return routes, contact_store.ensure_contacts(session, emails=emails, ids=ids, now=now)
+    addresses, wanted = sorted(set(emails)), sorted(set(ids))
+    params = {
+        "names": sorted(set(names)),
+        "new_ids": [uuid.uuid4() for _ in addresses],
+        "emails": addresses,
+        "ids": wanted,
+        "now": now,
+    }
+    routes = {name: event_store.EventRoute() for name in names}
+    found: list[ContactRow] = []
+    for kind, name, *row in session.connection().exec_driver_sql(_ROUTES_AND_CONTACTS, params):
+        if kind == 0:
+            routes[name].listeners.append((row[0], row[1]))
+        elif kind == 1:
+            routes[name].schema = row[2]
+        else:
+            found.append(ContactRow(row[0], *row[3:]))
+    return routes, found + contact_store.lock_missing(session, addresses, wanted, found)
 
 
 def _columns(rows: Sequence[dict[str, Any]], key: str) -> str:
