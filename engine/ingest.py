@@ -21,6 +21,7 @@ from engine.runtime import Runtime
 from engine.steps.wait_for_event import event_output, matches_filter
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
+from engine.store import intake as intake_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
 from models.enums import ConnectionType, RunStatus, StepType
@@ -129,8 +130,16 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
-    names = {request.event for request in requests if isinstance(request.event, str)}
-    routes = event_store.event_routes(session, sorted(names))
+    names = sorted({request.event for request in requests if isinstance(request.event, str)})
+    contacts_of = _contacts_of(requests)
+    locked: list[ContactRow] | None = None
+    if contacts_of is None:
+        routes = event_store.event_routes(session, names)
+    else:  # one round trip for both; the contacts of a refused event roll back with it
+        emails, ids = contacts_of
+        routes, locked = intake_store.routes_and_contacts(
+            session, names=names, emails=emails, ids=ids, now=now
+        )
     pending = _check_all(requests, routes, rt.json_limits)
     seen = event_store.events_by_idempotency_keys(
         session, [p.idempotency_key for p in pending if p.idempotency_key]
@@ -140,12 +149,11 @@ def ingest_events(
         if duplicate is not None:
             item.result = Ingested(duplicate.id, duplicate.contact_id, duplicate=True)
     fresh = [item for item in pending if item.result is None]
-    contacts = _lock_contacts(session, fresh, now)
+    contacts = _lock_contacts(session, fresh, now, locked)
     # The contacts' row locks order this against wait_for_event steps registering themselves.
     rt.checkpoint("ingest.contact_locked")
-    stored = _store_events(session, fresh, contacts, now)
-    _start_runs(session, rt, stored, routes, now)
-    _resume_waits(session, rt, stored, contacts, now)
+    stored, waits = _store(session, rt, fresh, contacts, routes, now)
+    _resume_waits(session, rt, stored, waits, now)
     return [item.result for item in pending if item.result is not None]
 
 
@@ -180,18 +188,42 @@ def _uuid(value: object) -> uuid.UUID:
         raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
 
 
+def _contacts_of(requests: Sequence[EventRequest]) -> tuple[list[str], list[uuid.UUID]] | None:
+    """The (normalized) emails and the ids of the events' contacts, to be ensured with the
+    routes' lookup; None if that cannot be: an event is keyed (its contact is only ensured if
+    it is not a duplicate) or not well formed (refused before any contact is written)."""
+    emails: list[str] = []
+    ids: list[uuid.UUID] = []
+    for request in requests:
+        if request.idempotency_key is not None:
+            return None
+        try:
+            if request.email is not None and request.contact_id is None:
+                emails.append(check_address(request.email, field="email"))
+            elif request.contact_id is not None and request.email is None:
+                ids.append(_uuid(request.contact_id))
+            else:
+                return None
+        except AutomationsError:
+            return None
+    return emails, ids
+
+
 def _lock_contacts(
-    session: Session, items: list[_Pending], now: dt.datetime
+    session: Session, items: list[_Pending], now: dt.datetime, locked: list[ContactRow] | None
 ) -> dict[uuid.UUID | str, ContactRow]:
-    """Each event's contact, by id and by email: created for an email, locked either way."""
+    """Each event's contact, by id and by email: created for an email, locked either way
+    (already, if `locked` is given)."""
     if not items:
         return {}
-    rows = contact_store.ensure_contacts(
-        session,
-        emails=[item.email for item in items if item.email],
-        ids=[item.contact_key for item in items if item.contact_key],
-        now=now,
-    )
+    rows = locked
+    if rows is None:
+        rows = contact_store.ensure_contacts(
+            session,
+            emails=[item.email for item in items if item.email],
+            ids=[item.contact_key for item in items if item.contact_key],
+            now=now,
+        )
     found: dict[uuid.UUID | str, ContactRow] = {}
     for row in rows:
         found[row.id] = found[row.email] = row
@@ -201,21 +233,29 @@ def _lock_contacts(
     return found
 
 
-def _store_events(
+def _store(
     session: Session,
+    rt: Runtime,
     items: list[_Pending],
     contacts: dict[uuid.UUID | str, ContactRow],
+    routes: dict[str, event_store.EventRoute],
     now: dt.datetime,
-) -> list[tuple[_Pending, ContactRow]]:
-    """Insert the events; those whose idempotency key a concurrent producer stored first
-    become duplicates. The stored ones, with their contacts."""
-    rows = []
+) -> tuple[list[tuple[_Pending, ContactRow]], list[run_store.WaitingStep]]:
+    """Insert the events, a run per listener of each and its first steps, and read the waits
+    they may resume (one statement on PostgreSQL). An event whose idempotency key a concurrent
+    producer stored first becomes a duplicate, and starts no run. The stored events, with
+    their contacts; the waits."""
+    if not items:
+        return [], []
+    events: list[dict[str, Any]] = []
+    starts: list[tuple[_Pending, RunStart]] = []
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
-        item.result = Ingested(uuid.uuid4(), contact.id)
-        rows.append(
+        event_id = uuid.uuid4()
+        item.result = Ingested(event_id, contact.id)
+        events.append(
             {
-                "id": item.result.event_id,
+                "id": event_id,
                 "name": item.name,
                 "contact_id": contact.id,
                 "payload": item.payload,
@@ -223,32 +263,6 @@ def _store_events(
                 "received_at": now,
             }
         )
-    event_store.insert_events(session, [row for row in rows if row["idempotency_key"] is None])
-    keyed = event_store.insert_keyed_events(
-        session, [row for row in rows if row["idempotency_key"]]
-    )
-    stored = []
-    for item in items:
-        result = item.result
-        assert result is not None
-        if item.idempotency_key is not None and result.event_id not in keyed:
-            result.event_id, result.duplicate = None, True
-        else:
-            stored.append((item, contacts[item.contact_key or item.email or ""]))
-    return stored
-
-
-def _start_runs(
-    session: Session,
-    rt: Runtime,
-    stored: list[tuple[_Pending, ContactRow]],
-    routes: dict[str, event_store.EventRoute],
-    now: dt.datetime,
-) -> None:
-    starts: list[RunStart] = []
-    for item, contact in stored:
-        result = item.result
-        assert result is not None and result.event_id is not None
         for automation_id, version_id in routes[item.name].listeners:
             start = start_run(
                 rt.graph(session, version_id),
@@ -256,34 +270,48 @@ def _start_runs(
                 automation_id=automation_id,
                 version_id=version_id,
                 contact_id=contact.id,
-                event_id=result.event_id,
+                event_id=event_id,
                 now=now,
             )
-            starts.append(start)
-            result.run_ids.append(start.run["id"])
-            result.dispatches.extend(start.dispatches)
-    run_store.insert_runs(session, [start.run for start in starts])
-    run_store.insert_steps(session, [step for start in starts for step in start.steps])
-    for start in starts:
+            starts.append((item, start))
+    # One order of unique-key inserts for every transaction: two cannot wait in a cycle.
+    events.sort(key=lambda row: (row["idempotency_key"] is not None, str(row["idempotency_key"])))
+    written = intake_store.store_ingested(
+        session,
+        events=events,
+        runs=[start.run for _, start in starts],
+        steps=[step for _, start in starts for step in start.steps],
+        contact_ids=[contacts[item.contact_key or item.email or ""].id for item in items],
+        event_names=[item.name for item in items],
+        now=now,
+    )
+    stored = []
+    for item in items:
+        result = item.result
+        assert result is not None
+        if item.idempotency_key is not None and result.event_id not in written.keyed:
+            result.event_id, result.duplicate = None, True
+        else:
+            stored.append((item, contacts[item.contact_key or item.email or ""]))
+    for item, start in starts:
+        result = item.result
+        assert result is not None
+        if result.duplicate:
+            continue
+        result.run_ids.append(start.run["id"])
+        result.dispatches.extend(start.dispatches)
         if start.ended:
             run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
+    return stored, written.waits
 
 
 def _resume_waits(
     session: Session,
     rt: Runtime,
     stored: list[tuple[_Pending, ContactRow]],
-    contacts: dict[uuid.UUID | str, ContactRow],
+    waits: list[run_store.WaitingStep],
     now: dt.datetime,
 ) -> None:
-    if not stored:
-        return
-    waits = run_store.waits_for(
-        session,
-        contact_ids=[contact.id for _, contact in stored],
-        event_names=[item.name for item, _ in stored],
-        now=now,
-    )
     resumed: set[tuple[uuid.UUID, str]] = set()
     for item, contact in stored:
         view = contact_store.contact_view(contact)

@@ -99,6 +99,8 @@ def ensure_contacts(
     """The contacts with these (normalized) emails, created if absent, and those with these
     ids if they exist; all locked for this transaction."""
     addresses = sorted(set(emails))  # inserted in one order too: unique-key waits cannot cycle
+    if session.get_bind().dialect.name == "postgresql":
+        return _ensure_contacts_postgres(session, addresses, sorted(set(ids)), now)
     if addresses:
         new: dict[str, Any] = {
             "first_name": None,
@@ -122,6 +124,51 @@ def ensure_contacts(
         params = {"emails": existing, "ids": wanted}
         found += [ContactRow(*tuple(row)) for row in execute(session, _LOCK_MANY, params)]
     return found
+
+
+# The same two statements with the values as arrays: their text does not grow with the number
+# of contacts, so psycopg prepares each once per connection; a VALUES list per contact was
+# rendered and parsed anew for each group (24 KB of SQL for 100 new contacts).
+CONTACT_COLUMNS = "id, email, first_name, last_name, unsubscribed, properties"
+CREATE_CONTACTS = f"""
+INSERT INTO contacts ({CONTACT_COLUMNS}, created_at, updated_at)
+SELECT id, email, NULL, NULL, false, '{{}}'::jsonb, %(now)s, %(now)s
+FROM unnest(%(new_ids)s::uuid[], %(emails)s::text[]) WITH ORDINALITY AS new(id, email, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+RETURNING {CONTACT_COLUMNS}
+"""  # noqa: S608 - composed of constants
+LOCK_CONTACTS = f"""
+SELECT {CONTACT_COLUMNS} FROM contacts
+WHERE email = ANY(%(emails)s::text[]) OR id = ANY(%(ids)s::uuid[])
+ORDER BY id
+FOR UPDATE
+"""  # noqa: S608 - composed of constants
+
+
+def _ensure_contacts_postgres(
+    session: Session, addresses: list[str], ids: list[uuid.UUID], now: dt.datetime
+) -> list[ContactRow]:
+    found: list[ContactRow] = []
+    if addresses:
+        params = {"new_ids": [uuid.uuid4() for _ in addresses], "emails": addresses, "now": now}
+        # A new contact is locked by its insert: only those that existed are selected after.
+        rows = session.connection().exec_driver_sql(CREATE_CONTACTS, params)
+        found = [ContactRow(*row) for row in rows]
+    return found + lock_missing(session, addresses, ids, found)
+
+
+def lock_missing(
+    session: Session, addresses: list[str], ids: list[uuid.UUID], found: list[ContactRow]
+) -> list[ContactRow]:
+    """Those of these contacts not in `found`, locked (those that exist), on PostgreSQL."""
+    existing = sorted(set(addresses) - {row.email for row in found})
+    wanted = sorted(set(ids) - {row.id for row in found})
+    if not existing and not wanted:
+        return []
+    params = {"emails": existing, "ids": wanted}
+    rows = session.connection().exec_driver_sql(LOCK_CONTACTS, params)
+    return [ContactRow(*row) for row in rows]
 
 
 def create_contact(

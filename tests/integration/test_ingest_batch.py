@@ -11,6 +11,7 @@ from engine.db import transaction
 from engine.errors import NotFound
 from engine.executor import execute_step
 from engine.ingest import EventRequest, RejectedEvent, ingest_events
+from engine.store import content as content_store
 from models.enums import StepStatus
 from models.tables import Contact, Event, Run, RunStep
 from tests.integration.factories import chain, make_automation, make_contact, unique_email
@@ -122,3 +123,55 @@ def test_the_first_matching_event_of_a_batch_resumes_a_wait_once(rt_stack: Stack
         assert step.status == StepStatus.COMPLETED
         assert step.output is not None and step.output["payload"] == {"n": 1}
         assert step.output["event_id"] == str(paid[0].event_id)
+
+
+def test_a_duplicate_of_a_batch_starts_no_run(rt_stack: Stack) -> None:
+    """The runs and steps of a keyed event go in with it, or not at all (one statement on
+    PostgreSQL): the duplicate, within the batch or of a stored event, starts nothing."""
+    make_automation(
+        rt_stack,
+        [
+            {"key": "start", "type": "trigger", "config": {"event_name": "signed.up"}},
+            {"key": "later", "type": "delay", "config": {"duration": "1 day"}},
+        ],
+        chain("start", "later"),
+    )
+    email = unique_email()
+    (first,) = ingest(rt_stack, [EventRequest("signed.up", email=email, idempotency_key="k1")])
+    results = ingest(
+        rt_stack,
+        [
+            EventRequest("signed.up", email=email, idempotency_key="k1"),
+            EventRequest("signed.up", email=email, idempotency_key="k2"),
+            EventRequest("signed.up", email=email, idempotency_key="k2"),
+            EventRequest("signed.up", email=email),
+        ],
+    )
+    assert [r.duplicate for r in results] == [True, False, True, False]
+    assert results[0].event_id == first.event_id and results[2].event_id is None
+    assert [len(r.run_ids) for r in results] == [0, 1, 0, 1]
+    assert [len(r.dispatches) for r in results] == [0, 1, 0, 1]
+    assert count(rt_stack, Event) == count(rt_stack, Run) == 3
+    assert count(rt_stack, RunStep) == 6
+
+
+def test_an_event_refused_after_its_contact_was_written_leaves_nothing(rt_stack: Stack) -> None:
+    """Without keys, the contacts are written with the routes' lookup, before the payloads
+    are checked against their schemas: a refusal rolls them back, and names its own index."""
+    with transaction(rt_stack.runtime.sessions) as session:
+        content_store.create_event_definition(
+            session, name="order.paid", schema={"amount": "number"}, now=rt_stack.clock.now()
+        )
+    known_id = make_contact(rt_stack, unique_email("known"))
+    with pytest.raises(RejectedEvent) as rejected:
+        ingest(
+            rt_stack,
+            [
+                EventRequest("order.paid", email=unique_email(), payload={"amount": 1}),
+                EventRequest("order.paid", contact_id=str(known_id), payload={"amount": "x"}),
+                EventRequest("order.paid", contact_id=str(uuid.uuid4())),
+            ],
+        )
+    assert rejected.value.index == 1
+    assert count(rt_stack, Contact) == 1
+    assert count(rt_stack, Event) == 0

@@ -1,0 +1,236 @@
+"""An ingestion's events, runs and steps written, and the waits its events may resume read.
+
+On PostgreSQL all of it is one statement whose text never changes: the rows travel as three JSON
+documents, expanded by jsonb_populate_recordset into data-modifying CTEs, and the waits are
+the statement's final SELECT. Against a statement per kind of row, that saves three round trips
+a transaction, and psycopg prepares the statement once per connection (a multi-row VALUES list
+grows with the group, is rendered anew each time and, past 4 KB, parsed anew by psycopg too).
+
+The final SELECT reads the waits with the statement's snapshot, taken when it starts: after the
+contacts were locked by an earlier statement, so a wait_for_event step that registered before
+the lock was granted is seen (the order DESIGN.md relies on). It does not see the runs this
+statement creates, whose steps are pending anyway.
+
+SQLite takes the same rows through a statement per kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.store import contacts as contact_store
+from engine.store import events as event_store
+from engine.store import rollup
+from engine.store import runs as run_store
+from engine.store.contacts import ContactRow
+from engine.store.runs import WaitingStep
+from models.enums import AutomationStatus
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What was written: the keyed events stored (the others were duplicates), the waits."""
+
+    keyed: set[uuid.UUID]
+    waits: list[WaitingStep]
+
+
+def store_ingested(
+    session: Session,
+    *,
+    events: Sequence[dict[str, Any]],
+    runs: Sequence[dict[str, Any]],
+    steps: Sequence[dict[str, Any]],
+    contact_ids: Sequence[uuid.UUID],
+    event_names: Sequence[str],
+    now: dt.datetime,
+) -> Stored:
+    """Insert the events (a keyed one is skipped if its key is taken, by a stored event or an
+    earlier row), the runs of the events stored and those runs' steps; and read the contacts'
+    waits for these event names, oldest first. Rows of a kind all carry the same keys."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _in_one_statement(session, events, runs, steps, contact_ids, event_names, now)
+    event_store.insert_events(session, [row for row in events if row["idempotency_key"] is None])
+    keyed_rows = [row for row in events if row["idempotency_key"] is not None]
+    keyed = event_store.insert_keyed_events(session, keyed_rows)
+    stored = {row["id"] for row in events if row["idempotency_key"] is None} | keyed
+    runs = [row for row in runs if row["event_id"] in stored]
+    started = {row["id"] for row in runs}
+    run_store.insert_runs(session, runs)
+    run_store.insert_steps(session, [row for row in steps if row["run_id"] in started])
+    waits = run_store.waits_for(session, contact_ids=contact_ids, event_names=event_names, now=now)
+    return Stored(keyed, waits)
+
+
+# The first statement of an ingestion without idempotency keys: its event names' routes, and
+# its contacts created (new emails) and locked (the others), as ensure_contacts does: inserts
+# in email order first, then the locks in id order. A contact that a concurrent transaction
+# created meanwhile is not in this statement's snapshot: `lock_missing` takes it after.
+_ROUTES_AND_CONTACTS = f"""
+WITH new AS ({contact_store.CREATE_CONTACTS}), locked AS ({contact_store.LOCK_CONTACTS})
+SELECT 0 AS kind, trigger_event AS name, id, current_version_id AS version_id,
+    NULL::jsonb AS schema, NULL AS email, NULL AS first_name, NULL AS last_name,
+    NULL::boolean AS unsubscribed, NULL::jsonb AS properties
+FROM automations
+WHERE trigger_event = ANY(%(names)s::text[])
+    AND status = '{AutomationStatus.ENABLED.value}'
+    AND deleted_at IS NULL
+    AND current_version_id IS NOT NULL
+UNION ALL
+SELECT 1, name, NULL, NULL, schema, NULL, NULL, NULL, NULL, NULL
+FROM event_definitions WHERE name = ANY(%(names)s::text[])
+UNION ALL
+SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM new
+UNION ALL
+SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM locked
+"""  # noqa: S608 - composed of constants
+
+
+def routes_and_contacts(
+    session: Session,
+    *,
+    names: Sequence[str],
+    emails: Sequence[str],
+    ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> tuple[dict[str, event_store.EventRoute], list[ContactRow]]:
+    """`event_routes` of these names and `ensure_contacts` of these (normalized) emails and
+    ids, in one round trip on PostgreSQL. For an ingestion that skips no duplicate: the
+    contacts of an event later refused are rolled back with it."""
+    if session.get_bind().dialect.name != "postgresql":
+        routes = event_store.event_routes(session, names)
+        return routes, contact_store.ensure_contacts(session, emails=emails, ids=ids, now=now)
+    addresses, wanted = sorted(set(emails)), sorted(set(ids))
+    params = {
+        "names": sorted(set(names)),
+        "new_ids": [uuid.uuid4() for _ in addresses],
+        "emails": addresses,
+        "ids": wanted,
+        "now": now,
+    }
+    routes = {name: event_store.EventRoute() for name in names}
+    found: list[ContactRow] = []
+    for kind, name, *row in session.connection().exec_driver_sql(_ROUTES_AND_CONTACTS, params):
+        if kind == 0:
+            routes[name].listeners.append((row[0], row[1]))
+        elif kind == 1:
+            routes[name].schema = row[2]
+        else:
+            found.append(ContactRow(row[0], *row[3:]))
+    return routes, found + contact_store.lock_missing(session, addresses, wanted, found)
+
+
+def _columns(rows: Sequence[dict[str, Any]], key: str) -> str:
+    """The columns the rows set; with no rows, a column of the table (nothing is inserted)."""
+    return ", ".join(rows[0]) if rows else key
+
+
+def _statement(event_columns: str, run_columns: str, step_columns: str) -> str:
+    # Keyed events go in the order given (sorted by key): two transactions inserting the same
+    # keys wait for each other in one order, never in a cycle. Unkeyed ones cannot conflict.
+    return f"""
+WITH given AS (
+    SELECT * FROM jsonb_populate_recordset(NULL::events, %(events)s::jsonb) WITH ORDINALITY
+), plain AS (
+    INSERT INTO events ({event_columns})
+    SELECT {event_columns} FROM given WHERE idempotency_key IS NULL
+    RETURNING id
+), keyed AS (
+    INSERT INTO events ({event_columns})
+    SELECT {event_columns} FROM given WHERE idempotency_key IS NOT NULL ORDER BY ordinality
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), started AS (
+    INSERT INTO runs ({run_columns})
+    SELECT {run_columns} FROM jsonb_populate_recordset(NULL::runs, %(runs)s::jsonb)
+    WHERE event_id IN (SELECT id FROM plain UNION ALL SELECT id FROM keyed)
+    RETURNING id
+), created AS (
+    INSERT INTO run_steps ({step_columns})
+    SELECT {step_columns} FROM jsonb_populate_recordset(NULL::run_steps, %(steps)s::jsonb)
+    WHERE run_id IN (SELECT id FROM started)
+)
+SELECT 0 AS kind, id AS run_id, NULL AS step_key, NULL::uuid AS version_id,
+    NULL::timestamptz AS created_at, NULL::uuid AS contact_id, NULL AS wait_event
+FROM keyed
+UNION ALL
+SELECT 1, s.run_id, s.step_key, r.version_id, s.created_at, r.contact_id, s.wait_event
+FROM run_steps s JOIN runs r ON r.id = s.run_id
+WHERE r.contact_id = ANY(%(contact_ids)s::uuid[])
+    AND r.status = 'running'
+    AND s.status = 'waiting'
+    AND s.wait_event = ANY(%(event_names)s::text[])
+    AND (s.due_at IS NULL OR s.due_at > %(now)s)
+ORDER BY kind, created_at, run_id, step_key
+"""  # noqa: S608 - the column names are the row dicts' keys, which this code writes
+
+
+_STATEMENTS: dict[tuple[str, str, str], str] = {}
+
+
+def _in_one_statement(
+    session: Session,
+    events: Sequence[dict[str, Any]],
+    runs: Sequence[dict[str, Any]],
+    steps: Sequence[dict[str, Any]],
+    contact_ids: Sequence[uuid.UUID],
+    event_names: Sequence[str],
+    now: dt.datetime,
+) -> Stored:
+    shape = (_columns(events, "id"), _columns(runs, "id"), _columns(steps, "run_id"))
+    sql = _STATEMENTS.get(shape)
+    if sql is None:
+        sql = _STATEMENTS[shape] = _statement(*shape)
+    params = {
+        "events": _json(events),
+        "runs": _json(runs),
+        "steps": _json(steps),
+        "contact_ids": sorted(set(contact_ids)),
+        "event_names": sorted(set(event_names)),
+        "now": now,
+    }
+    keyed: set[uuid.UUID] = set()
+    waits: list[WaitingStep] = []
+    for kind, *row in session.connection().exec_driver_sql(sql, params):
+        if kind == 0:
+            keyed.add(row[0])
+        else:
+            run_id, step_key, version_id, created_at, contact_id, wait_event = row
+            created_at = created_at.astimezone(dt.UTC)
+            waits.append(
+                WaitingStep(run_id, step_key, version_id, created_at, contact_id, wait_event)
+            )
+    stored = {row["id"] for row in events if row["idempotency_key"] is None} | keyed
+    runs = [row for row in runs if row["event_id"] in stored]
+    started = {row["id"] for row in runs}
+    rollup.note_runs_created(session, runs)
+    rollup.note_steps_created(session, [row for row in steps if row["run_id"] in started])
+    return Stored(keyed, waits)
+
+
+def _json(rows: Sequence[dict[str, Any]]) -> str:
+    # The rows of one ingestion share their timestamps (`now`): each is rendered once.
+    times: dict[dt.datetime, str] = {}
+
+    def encode(value: object) -> str:
+        if type(value) is uuid.UUID:
+            return str(value)
+        if isinstance(value, dt.datetime):
+            text = times.get(value)
+            if text is None:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given to a UTC column")
+                text = times[value] = value.isoformat()
+            return text
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    return json.dumps(rows, default=encode, separators=(",", ":"))
