@@ -140,15 +140,28 @@ def measure_http(
 
 def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Load:
     """/events/send at about half its maximum rate: wrk2's -R if installed; else wrk, which
-    has no rate limit, with as few connections as give about half (each connection sends its
-    next request when the last is answered, so the rate follows the connections)."""
+    has no rate limit, with the fewest connections (1, 2, 4...) whose rate reaches half (each
+    connection sends its next request when the last is answered). The rate does not follow the
+    connections in proportion: two requests on one API process may be written one group after
+    the other, so the connections are tried rather than computed from one connection's rate."""
     if loadgen.wrk2_binary():
         return fire("/events/send", "send", rate=max(int(maximum / 2), 1))  # type: ignore[no-any-return]
-    one = fire("/events/send", "send", connections=1, threads=1, seconds=min(args.duration, 3))
-    connections = max(1, min(round(maximum / 2 / one.per_second), args.connections))
-    if connections == 1:
-        return one  # type: ignore[no-any-return]
-    return fire("/events/send", "send", connections=connections)  # type: ignore[no-any-return]
+    connections = 1
+    while connections < args.connections:
+        probe = fire(
+            "/events/send",
+            "send",
+            connections=connections,
+            threads=min(connections, args.threads),
+            seconds=min(args.duration, 3),
+        )
+        if probe.per_second >= maximum / 2:
+            break
+        connections *= 2
+    connections = min(connections, args.connections)
+    return fire(  # type: ignore[no-any-return]
+        "/events/send", "send", connections=connections, threads=min(connections, args.threads)
+    )
 
 
 def measure_broker(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import types
+
 import pytest
 
-from bench import loadgen
+from bench import ingest, loadgen
 from engine.errors import InvalidInput
 from engine.ingest import RejectedEvent
 from tasks.events import MAX_BATCH, batch_requests
@@ -66,3 +69,24 @@ def test_a_malformed_batch_is_refused_with_the_index_of_its_first_bad_event(
     assert refused.value.index == index
     assert isinstance(refused.value.error, InvalidInput)
     assert message in refused.value.message
+
+
+def test_the_latency_load_takes_the_fewest_connections_that_reach_half_the_maximum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loadgen, "wrk2_binary", lambda: None)
+    # One API process writes one group at a time: two connections barely beat one.
+    rates = {1: 90.0, 2: 100.0, 4: 170.0, 8: 320.0, 16: 500.0, 32: 600.0}
+    fired: list[tuple[int, int]] = []
+
+    def fire(path: str, mode: str, **shot: int) -> types.SimpleNamespace:
+        fired.append((shot["connections"], shot["threads"]))
+        return types.SimpleNamespace(per_second=rates[shot["connections"]])
+
+    args = argparse.Namespace(duration=8, connections=32, threads=2)
+    load = ingest.half_rate(fire, 600.0, args)
+    assert load.per_second == 320.0
+    assert fired == [(1, 1), (2, 2), (4, 2), (8, 2), (8, 2)]
+    fired.clear()
+    assert ingest.half_rate(fire, 5000.0, args).per_second == 600.0  # never over --connections
+    assert fired[-1] == (32, 2)
