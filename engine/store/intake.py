@@ -60,11 +60,9 @@ def store_ingested(
     event_store.insert_events(session, [row for row in events if row["idempotency_key"] is None])
     keyed_rows = [row for row in events if row["idempotency_key"] is not None]
     keyed = event_store.insert_keyed_events(session, keyed_rows)
-    stored = {row["id"] for row in events if row["idempotency_key"] is None} | keyed
-    runs = [row for row in runs if row["event_id"] in stored]
-    started = {row["id"] for row in runs}
+    runs, steps = _of_stored_events(events, runs, steps, keyed)
     run_store.insert_runs(session, runs)
-    run_store.insert_steps(session, [row for row in steps if row["run_id"] in started])
+    run_store.insert_steps(session, steps)
     waits = run_store.waits_for(session, contact_ids=contact_ids, event_names=event_names, now=now)
     return Stored(keyed, waits)
 
@@ -207,12 +205,24 @@ def _in_one_statement(
             waits.append(
                 WaitingStep(run_id, step_key, version_id, created_at, contact_id, wait_event)
             )
-    stored = {row["id"] for row in events if row["idempotency_key"] is None} | keyed
-    runs = [row for row in runs if row["event_id"] in stored]
-    started = {row["id"] for row in runs}
+    # The statement skipped a duplicate's run and steps itself; the rollup counts what it wrote.
+    runs, steps = _of_stored_events(events, runs, steps, keyed)
     rollup.note_runs_created(session, runs)
-    rollup.note_steps_created(session, [row for row in steps if row["run_id"] in started])
+    rollup.note_steps_created(session, steps)
     return Stored(keyed, waits)
+
+
+def _of_stored_events(
+    events: Sequence[dict[str, Any]],
+    runs: Sequence[dict[str, Any]],
+    steps: Sequence[dict[str, Any]],
+    keyed: set[uuid.UUID],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs and steps of the events stored: every unkeyed one, the keyed ones in `keyed`."""
+    stored = {row["id"] for row in events if row["idempotency_key"] is None} | keyed
+    kept = [row for row in runs if row["event_id"] in stored]
+    started = {row["id"] for row in kept}
+    return kept, [row for row in steps if row["run_id"] in started]
 
 
 def _json(rows: Sequence[dict[str, Any]]) -> str:
