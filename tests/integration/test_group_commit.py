@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,15 +32,18 @@ STEPS = [
 
 
 class Recorder:
-    """A dispatcher that keeps what it was given, one list per call."""
+    """A dispatcher that keeps what it was given, one list per call; `pause` makes each publish
+    (and so each group's commit, as its writer sees it) take that many seconds."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, pause: float = 0) -> None:
         self.calls: list[list[Message]] = []
         self.fail = fail
+        self.pause = pause
 
     def dispatch(self, dispatches: Sequence[Message]) -> None:
         if self.fail:
             raise ConnectionError("broker unreachable")
+        time.sleep(self.pause)
         self.calls.append(list(dispatches))
 
     def ping(self) -> None:
@@ -147,6 +151,52 @@ def test_no_event_is_left_waiting_whenever_it_arrives(listening: Stack) -> None:
 
     assert len({answer.event_id for answer in run_loop(scenario())}) == 150
     assert count(listening, Event) == 150
+
+
+async def cohort(groups: EventGroups, size: int, spread: float) -> None:
+    """`size` callers, the first at once and the others one by one over `spread` seconds, as
+    the callers of a group come back once answered."""
+
+    async def arrive(delay: float) -> Ingested:
+        await asyncio.sleep(delay)
+        return await groups.ingest(EventRequest("signed.up", email=unique_email()))
+
+    await asyncio.gather(*(arrive(spread * n / size) for n in range(size)))
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_the_callers_of_a_group_coming_back_one_by_one_are_written_together(
+    listening: Stack,
+) -> None:
+    # Each commit takes 0.3 s as the writer sees it: up to half of that (here at most 0.5 s)
+    # is waited for the rest of the last group, which arrives over 0.05 s.
+    recorder = Recorder(pause=0.3)
+    groups = EventGroups(listening.runtime, recorder, max_gather=0.5)
+
+    async def scenario() -> None:
+        await cohort(groups, 8, spread=0)
+        await cohort(groups, 8, spread=0.05)
+
+    run_loop(scenario())
+
+    # Without gathering, the first caller back would have been written alone: [8, 1, 7].
+    assert [len(call) for call in recorder.calls] == [8, 8]
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_an_event_after_a_pause_is_written_at_once(listening: Stack) -> None:
+    recorder = Recorder(pause=0.1)
+    groups = EventGroups(listening.runtime, recorder, max_gather=5.0)
+
+    async def scenario() -> None:
+        await cohort(groups, 8, spread=0)
+        await asyncio.sleep(0.3)  # longer than the last commit took: the load is gone
+        await cohort(groups, 4, spread=0.05)
+
+    run_loop(scenario())
+
+    # The first of the four did not wait for the others (it would have for up to 0.05 s).
+    assert [len(call) for call in recorder.calls] == [8, 1, 3]
 
 
 @pytest.mark.parametrize("stack", ["postgres"], indirect=True)
