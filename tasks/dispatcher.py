@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from typing import cast
 
@@ -18,6 +20,13 @@ BULK_TASK = "automations.runs.bulk"
 
 def step_task_name(step_type: str) -> str:
     return f"automations.steps.{step_type}"
+
+
+@functools.cache
+def _origin(pid: int) -> str:
+    """Celery's `origin` header for this process (the host name and the pid): asked of the
+    system once per process, not once per publish."""
+    return anon_nodename()
 
 
 class CeleryDispatcher:
@@ -56,7 +65,7 @@ class CeleryDispatcher:
 
     def _push(self, dispatches: Sequence[Dispatch]) -> None:
         """The step messages, built from a template, in one pipelined round trip."""
-        origin = anon_nodename()
+        origin = _origin(os.getpid())
         entries = [
             step_messages.encode(
                 step_task_name(item.step_type),
