@@ -143,14 +143,15 @@ def update_step(
     )
 
 
-_MARK_STARTED = (
+# A step's start, unless it started before (an earlier attempt): the first time it began.
+MARK_STARTED = (
     update(STEPS).where(_THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
 )
 
 
 def mark_started(session: Session, run_id: uuid.UUID, step_key: str, now: dt.datetime) -> None:
     """The step's start, unless it started before (an earlier attempt)."""
-    execute(session, _MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
+    execute(session, MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
 
 
 _FINISH_STEP = (
