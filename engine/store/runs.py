@@ -296,21 +296,13 @@ def wait_outputs(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
     ]
 
 
-_FINISH_RUN = (
+_END_RUN = (
     update(RUNS)
     .where(RUNS.c.id == bindparam("rid"), RUNS.c.status == RunStatus.RUNNING)
     .values(status=bindparam("new_status"), completed_at=_NOW)
-    .returning(RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
 )
-
-
-_RUN_ENDED = (
-    update(RUNS)
-    .where(RUNS.c.id == bindparam("rid"), RUNS.c.status == RunStatus.RUNNING)
-    .values(status=bindparam("new_status"), completed_at=_NOW)
-    .returning(literal_column("1"))
-    .cte("run_ended")
-)
+_FINISH_RUN = _END_RUN.returning(RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
+_RUN_ENDED = _END_RUN.returning(literal_column("1")).cte("run_ended")
 
 
 def finish_run(
