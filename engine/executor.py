@@ -111,7 +111,8 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
         prepared = spec.delivery.prepare(sr)
         if isinstance(prepared, Outcome):
             return record_outcome(session, rt, graph, ref, prepared, now=now, ends_transaction=True)
-        run_store.mark_started(session, run_id, step_key, now)
+        if not sr.start_stamped:
+            run_store.mark_started(session, run_id, step_key, now)
     held.attempt = claimed.attempt
     return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
 

@@ -140,7 +140,15 @@ def record_outcome(
         if skips:
             _skip_dead_branches(session, graph, step.run_id, now)
         return [Dispatch(step.run_id, s.key, s.type) for s in following]
-    _end_run(session, graph, step.run_id, states, now, contact_gone=contact_gone)
+    _end_run(
+        session,
+        graph,
+        step.run_id,
+        states,
+        now,
+        contact_gone=contact_gone,
+        last_write=ends_transaction,
+    )
     return []
 
 
@@ -268,8 +276,10 @@ def _end_run(
     now: dt.datetime,
     *,
     contact_gone: bool,
+    last_write: bool,
 ) -> None:
-    """End the run if none of its steps (`states`, read after the last one ended) is active."""
+    """End the run if none of its steps (`states`, read after the last one ended) is active;
+    `last_write`: the caller commits next (see runs.finish_run)."""
     if any(s.status in STEP_ACTIVE for s in states):
         return
     summary = [
@@ -287,5 +297,5 @@ def _end_run(
         rest = [key for key in graph.order() if key not in recorded]
         reason = SkipReason.CONTACT_DELETED if contact_gone else SkipReason.BRANCH_NOT_TAKEN
         _skip_steps(session, graph, run_id, rest, reason, now)
-    run_store.finish_run(session, run_id, status, now)
+    run_store.finish_run(session, run_id, status, now, last_write=last_write)
     log.info("run %s", status, extra={"run_id": str(run_id)})

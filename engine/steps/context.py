@@ -24,6 +24,9 @@ class StepRun:
     claimed: ClaimedStep
     run: RunContext
     now: dt.datetime
+    # A statement of the step's own stamped its start (what runs.mark_started does), so the
+    # executor need not: a delivery's prepare may carry it in its write.
+    start_stamped: bool = False
     _variables: dict[str, Any] | None = field(default=None, repr=False)
 
     @property

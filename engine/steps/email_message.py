@@ -20,6 +20,7 @@ from engine.runtime import Runtime
 from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
+from engine.store.outbox import Email, SendReads
 from engine.templates import format_value, placeholder_names, render
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
@@ -36,14 +37,14 @@ class PreparedEmail:
     output: dict[str, Any]
 
 
-def email_output(row: Row[Any]) -> dict[str, Any]:
+def email_output(email: Email) -> dict[str, Any]:
     """The step output API.md specifies: to, email_id, template id and variables."""
     return {
-        "to": row.to_address,
-        "email_id": str(row.id),
+        "to": email.to_address,
+        "email_id": str(email.id),
         "template": {
-            "id": str(row.template_id) if row.template_id else None,
-            "variables": row.variables,
+            "id": str(email.template_id) if email.template_id else None,
+            "variables": email.variables,
         },
     }
 
@@ -54,21 +55,27 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
     assert contact is not None
     if contact.unsubscribed:
         return Skipped(SkipReason.UNSUBSCRIBED, output={"to": contact.email})
-    sent = outbox_store.get_outbox(sr.session, sr.claimed.run_id, sr.step.key)
-    if sent is not None and sent.status == OutboxStatus.SENT:
-        return Completed(output=email_output(sent))  # sent before a crash; never send twice
+    ref = sr.step.config["template"]
+    reads = outbox_store.read_for_send(
+        sr.session,
+        sr.claimed.run_id,
+        sr.step.key,
+        template_id=ref.get("id"),
+        alias=ref.get("alias"),
+        sender=sr.step.config.get("from") or None,
+    )
+    if reads.email is not None and reads.email.status == OutboxStatus.SENT:
+        return Completed(output=email_output(reads.email))  # sent before a crash; never send twice
     try:
-        return _render_and_write(sr, contact.email, contact.id)
+        return _render_and_write(sr, reads, contact.email, contact.id)
     except StepFailure as failure:
         return Failed(failure.message, failure.code)
 
 
-def _template(sr: StepRun) -> Row[Any]:
-    ref = sr.step.config["template"]
-    template = content_store.find_template(
-        sr.session, template_id=ref.get("id"), alias=ref.get("alias")
-    )
+def _template(sr: StepRun, reads: SendReads) -> Row[Any]:
+    template = reads.template
     if template is None:
+        ref = sr.step.config["template"]
         raise StepFailure(
             f"Template `{ref.get('id') or ref.get('alias')}` not found", code="template_not_found"
         )
@@ -80,7 +87,7 @@ def _template(sr: StepRun) -> Row[Any]:
     return template
 
 
-def _sender(sr: StepRun, template: Row[Any]) -> Mailbox:
+def _sender(sr: StepRun, template: Row[Any], reads: SendReads) -> Mailbox:
     sender = sr.step.config.get("from") or template.sender
     if not sender:
         raise StepFailure(
@@ -88,7 +95,11 @@ def _sender(sr: StepRun, template: Row[Any]) -> Mailbox:
         )
     mailbox = _mailbox(sender, "From")
     domain = mailbox.address.rpartition("@")[2]
-    if content_store.domain_status(sr.session, domain) != DomainStatus.VERIFIED:
+    if reads.sender_domain == domain.lower():
+        status = reads.sender_domain_status
+    else:  # an address whose domain the statement did not find as this parse does
+        status = content_store.domain_status(sr.session, domain)
+    if status != DomainStatus.VERIFIED:
         raise StepFailure(f"Sender domain `{domain}` is not verified", code="domain_not_verified")
     return mailbox
 
@@ -164,10 +175,12 @@ def _values(
     return given, values
 
 
-def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEmail:
+def _render_and_write(
+    sr: StepRun, reads: SendReads, to: str, contact_id: uuid.UUID
+) -> PreparedEmail:
     config = sr.step.config
-    template = _template(sr)
-    sender = _sender(sr, template)
+    template = _template(sr, reads)
+    sender = _sender(sr, template, reads)
     subject_source = config.get("subject") or template.subject
     if not subject_source:
         raise StepFailure(
@@ -193,22 +206,11 @@ def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEm
     ]
     html = render(template.html, values, html=True) if template.html else None
     text = render(template.text_body, values, html=False) if template.text_body else None
-    row = outbox_store.write_outbox(
-        sr.session,
-        values={
-            "run_id": sr.claimed.run_id,
-            "step_key": sr.step.key,
-            "to_address": recipient,
-            "sender": str(sender),
-            "subject": subject,
-            "template_id": template.id,
-            "variables": given,
-            "created_at": sr.now,
-        },
-    )
+    # An earlier try wrote the row and did not send: this one sends under the same id.
+    email = reads.email or _write(sr, recipient, sender, subject, template.id, given)
     message = OutgoingEmail(
-        email_id=str(row.id),
-        idempotency_key=f"automations-{row.id}",
+        email_id=str(email.id),
+        idempotency_key=f"automations-{email.id}",
         sender=str(sender),
         to=(recipient,),
         subject=subject,
@@ -217,7 +219,34 @@ def _render_and_write(sr: StepRun, to: str, contact_id: uuid.UUID) -> PreparedEm
         reply_to=tuple(str(box) for box in replies),
         unsubscribe_url=link,
     )
-    return PreparedEmail(message=message, output=email_output(row))
+    return PreparedEmail(message=message, output=email_output(email))
+
+
+def _write(
+    sr: StepRun,
+    recipient: str,
+    sender: Mailbox,
+    subject: str,
+    template_id: uuid.UUID,
+    given: dict[str, Any],
+) -> Email:
+    """The outbox row of a first try, the step's start stamped with it (one statement fewer)."""
+    email = outbox_store.write_outbox(
+        sr.session,
+        values={
+            "run_id": sr.claimed.run_id,
+            "step_key": sr.step.key,
+            "to_address": recipient,
+            "sender": str(sender),
+            "subject": subject,
+            "template_id": template_id,
+            "variables": given,
+            "created_at": sr.now,
+        },
+        started=sr.now,
+    )
+    sr.start_stamped = True
+    return email
 
 
 def deliver(rt: Runtime, prepared: PreparedEmail) -> str | StepFailure:

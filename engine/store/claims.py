@@ -45,6 +45,7 @@ class RunRow:
     event_id: uuid.UUID | None
     status: str
     created_at: dt.datetime
+    started_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ _RUN_CONTEXT = (
         RUNS.c.event_id,
         RUNS.c.status,
         RUNS.c.created_at,
+        RUNS.c.started_at,
         EVENTS.c.payload,
         CONTACTS.c.id.label("contact_id"),
         CONTACTS.c.email,
@@ -133,11 +135,14 @@ def lock_run_context(session: Session, run_id: uuid.UUID) -> RunContext | None:
 
 
 def _context(session: Session, values: tuple[Any, ...]) -> RunContext:
-    """A RunContext from the columns of _RUN_CONTEXT, in order; the run's rollup key noted."""
-    run = RunRow(*values[:6])
-    payload, contact_id = values[6], values[7]
-    contact = ContactRow(*values[7:]) if contact_id is not None else None
-    rollup.note_run_known(session, run.id, run.automation_id, run.created_at)
+    """A RunContext from the columns of _RUN_CONTEXT, in order; the run's rollup key noted,
+    and its start (the row is locked: it stays so until the commit)."""
+    run = RunRow(*values[:7])
+    payload, contact_id = values[7], values[8]
+    contact = ContactRow(*values[8:]) if contact_id is not None else None
+    rollup.note_run_known(
+        session, run.id, run.automation_id, run.created_at, locked_started_at=run.started_at
+    )
     return RunContext(run=run, event_payload=payload or {}, contact=contact)
 
 

@@ -1,15 +1,30 @@
-"""The email outbox: one row per (run, send_email step), written before sending."""
+"""The email outbox: one row per (run, send_email step), written before sending; and what a
+send reads before it renders (its outbox row, its template, its sender domain's status)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    Select,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from engine.store.core import OUTBOX, execute
+from engine.store import runs as run_store
+from engine.store.core import DOMAINS, OUTBOX, TEMPLATES, execute
 from engine.store.dialect import insert_or_ignore
 from models.enums import OutboxStatus
 
@@ -23,14 +38,134 @@ def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> Row[Any] |
     return execute(session, _BY_STEP, {"run_id": run_id, "step_key": step_key}).first()
 
 
-def write_outbox(session: Session, *, values: dict[str, Any]) -> Row[Any]:
-    """The outbox row of this (run, step): inserted now, or the one an earlier attempt wrote."""
+@dataclass(frozen=True)
+class Email:
+    """An outbox row as a send reads it."""
+
+    id: uuid.UUID
+    status: str
+    to_address: str
+    template_id: uuid.UUID | None
+    variables: dict[str, Any]
+
+
+_EMAIL_COLUMNS = ("id", "status", "to_address", "template_id", "variables")
+
+
+def _email(row: Row[Any], prefix: str = "") -> Email:
+    return Email(*(getattr(row, prefix + name) for name in _EMAIL_COLUMNS))
+
+
+@dataclass(frozen=True)
+class SendReads:
+    """What a send_email step reads before it renders, one statement on either dialect."""
+
+    # The email this (run, step) wrote on an earlier try, if any.
+    email: Email | None
+    # The template's row (columns as attributes), None if there is no such template.
+    template: Row[Any] | None
+    # The domain of the sender (the step's, else the template's) as the statement read it from
+    # the address, lowercased, and that domain's status. A guess from the text: the caller
+    # compares it with the domain it parses and reads the status itself when they differ.
+    sender_domain: str | None
+    sender_domain_status: str | None
+
+
+_OUTBOX_LABEL = "outbox_"
+
+
+def read_for_send(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    *,
+    template_id: str | None,
+    alias: str | None,
+    sender: str | None,
+) -> SendReads:
+    """This (run, step)'s outbox row, the template by id or alias, and the status of the
+    domain of `sender` (or of the template's sender, when `sender` is None)."""
+    by_id = template_id is not None
+    key: Any = alias
+    if by_id:
+        try:
+            key = uuid.UUID(template_id)
+        except ValueError:
+            key = None  # no template has that id
+    dialect = session.get_bind().dialect.name
+    params = {"rid": run_id, "key": step_key, "template": key, "sender": sender}
+    row = execute(session, _read_for_send(dialect, by_id), params).one()
+    return SendReads(
+        email=_email(row, _OUTBOX_LABEL) if row.outbox_id is not None else None,
+        template=row if row.id is not None else None,
+        sender_domain=row.sender_domain,
+        sender_domain_status=row.sender_domain_status,
+    )
+
+
+@cache
+def _read_for_send(dialect: str, by_id: bool) -> Select[Any]:
+    """One row whatever exists: the template's columns under their names, the outbox row's
+    with a prefix, the sender's domain and its status; NULLs for what is missing."""
+    sender = func.coalesce(bindparam("sender", type_=TEMPLATES.c.sender.type), TEMPLATES.c.sender)
+    domain = _domain_of(dialect, sender)
+    template_key = TEMPLATES.c.id if by_id else TEMPLATES.c.alias
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        *TEMPLATES.c,
+        *(OUTBOX.c[name].label(_OUTBOX_LABEL + name) for name in _EMAIL_COLUMNS),
+        domain.label("sender_domain"),
+        DOMAINS.c.status.label("sender_domain_status"),
+    ).select_from(
+        one.outerjoin(
+            OUTBOX,
+            (OUTBOX.c.run_id == bindparam("rid")) & (OUTBOX.c.step_key == bindparam("key")),
+        )
+        .outerjoin(TEMPLATES, template_key == bindparam("template"))
+        .outerjoin(DOMAINS, DOMAINS.c.name == domain)
+    )
+
+
+def _domain_of(dialect: str, sender: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The text after the address's @ in `name@domain` or `Name <name@domain>`, lowercased
+    (as domains are stored). SQLite has no regular expressions: after the first @."""
+    if dialect == "postgresql":
+        return func.lower(func.substring(sender, r"@([^@<>\s]+)>?\s*$"))
+    after = func.substr(sender, func.instr(sender, "@") + 1)
+    return func.lower(func.rtrim(after, "> "))
+
+
+def write_outbox(session: Session, *, values: dict[str, Any], started: dt.datetime) -> Email:
+    """The outbox row of this (run, step): inserted now, or the one an earlier attempt wrote;
+    and the step's start stamped (`runs.mark_started`), in the same statement on PostgreSQL."""
     row = {"id": uuid.uuid4(), "status": OutboxStatus.SENDING, "attempts": 0, **values}
-    returning = tuple(column.name for column in OUTBOX.c)
-    inserted = execute(session, insert_or_ignore(session, OUTBOX, *returning), row).first()
-    found = inserted or get_outbox(session, values["run_id"], values["step_key"])
+    run_id, step_key = values["run_id"], values["step_key"]
+    if session.get_bind().dialect.name == "postgresql":
+        params = {_OUTBOX_LABEL + name: value for name, value in row.items()}
+        params.update(rid=run_id, key=step_key, now=started)
+        inserted = execute(session, _insert_and_mark_started(tuple(sorted(row))), params).first()
+    else:
+        returning = tuple(column.name for column in OUTBOX.c)
+        inserted = execute(session, insert_or_ignore(session, OUTBOX, *returning), row).first()
+        run_store.mark_started(session, run_id, step_key, started)
+    found = inserted or get_outbox(session, run_id, step_key)
     assert found is not None
-    return found
+    return _email(found)
+
+
+@cache
+def _insert_and_mark_started(columns: tuple[str, ...]) -> Insert:
+    """PostgreSQL: the outbox insert (ON CONFLICT DO NOTHING) with the step's start stamped in
+    a CTE, which runs whether or not the row is inserted. The values come as parameters of
+    their own: named after columns, they would also be taken as SET values of the UPDATE."""
+    values = {name: bindparam(_OUTBOX_LABEL + name, type_=OUTBOX.c[name].type) for name in columns}
+    return (
+        postgresql.insert(OUTBOX)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(*(OUTBOX.c[name] for name in _EMAIL_COLUMNS))
+        .add_cte(run_store.MARK_STARTED.cte("started"))
+    )
 
 
 _THIS_EMAIL = OUTBOX.c.id == bindparam("email_id")

@@ -9,7 +9,8 @@ rolls back with the change it counts (a savepoint rolled back takes its notes wi
 hot row (one automation, one hour) is locked only for the last statement of a transaction,
 always in the same order: no deadlock between two writers. A statement that its caller knows
 to be the transaction's last write may carry the upsert instead (`take_for_statement`): an
-executed step followed by one step counts both in its finish statement, one round trip fewer.
+executed step followed by one step counts both in its finish statement, one round trip fewer;
+and a step that ends its run counts everything in the run's UPDATE (`take_with_run_end`).
 """
 
 from __future__ import annotations
@@ -89,12 +90,15 @@ class _Notes:
     durations: Counter[tuple[uuid.UUID, int]] = field(default_factory=Counter)
     # run id -> (automation id, hour created), for the runs this transaction already knows
     known: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    # run id -> when it started, for the runs this transaction holds locked (read under lock)
+    started: dict[uuid.UUID, dt.datetime] = field(default_factory=dict)
 
     def merge(self, other: _Notes) -> None:
         self.runs.update(other.runs)
         self.steps.update(other.steps)
         self.durations.update(other.durations)
         self.known.update(other.known)
+        self.started.update(other.started)
 
 
 _LAYERS = "rollup_notes"
@@ -123,10 +127,19 @@ def note_runs_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> No
 
 
 def note_run_known(
-    session: Session, run_id: uuid.UUID, automation_id: uuid.UUID, created_at: dt.datetime
+    session: Session,
+    run_id: uuid.UUID,
+    automation_id: uuid.UUID,
+    created_at: dt.datetime,
+    *,
+    locked_started_at: dt.datetime | None = None,
 ) -> None:
-    """The rollup key of a run, so that the flush need not read it."""
-    _notes(session).known[run_id] = (automation_id, hour_of(created_at))
+    """The rollup key of a run, so that the flush need not read it; and, from a caller that
+    read it with the run row locked, when it started (`take_with_run_end` needs it)."""
+    notes = _notes(session)
+    notes.known[run_id] = (automation_id, hour_of(created_at))
+    if locked_started_at is not None:
+        notes.started[run_id] = locked_started_at
 
 
 def note_run_ended(
@@ -238,24 +251,60 @@ def take_for_statement(session: Session) -> tuple[Table, dict[str, str]] | None:
     without the statement), or when a run's rollup key would take a read. The caller writes
     nothing after that statement, so the rollup rows are still the last rows it locks.
     """
-    if session.get_nested_transaction() is not None:
-        return None
-    current = session.get_transaction()
-    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
-    if current is None or not layers:
-        return None
-    merged = _Notes()
-    for notes in layers.values():
-        merged.merge(notes)
-    if not _noted_runs(merged) <= merged.known.keys():
+    merged = _mergeable(session)
+    if merged is None:
         return None
     written = _written(merged, merged.known)
     if len(written) != 1:
         return None
-    layers.clear()
-    layers[current] = _Notes(known=merged.known)
+    _taken(session, merged)
     table, _ = written[0]
     return table, _json_params(written)
+
+
+def take_with_run_end(
+    session: Session, run_id: uuid.UUID, status: str, ended_at: dt.datetime
+) -> tuple[tuple[Table, ...], dict[str, str]] | None:
+    """PostgreSQL: `note_run_ended` for a running run that this transaction holds locked, and
+    the transaction's notes, in every table, for the statement that ends the run and writes
+    nothing after it to upsert in CTEs after its own (`upsert_all_after`).
+
+    None, and nothing noted, when `take_for_statement` would refuse for a reason other than
+    the number of tables, or when the run's start was not read under its lock (note_run_known).
+    The run row is locked already: the rollup rows are still the last rows the caller locks.
+    """
+    merged = _mergeable(session)
+    started_at = merged.started.get(run_id) if merged is not None else None
+    if merged is None or started_at is None:
+        return None
+    note_run_ended(session, run_id, status, started_at=started_at, ended_at=ended_at)
+    merged = _mergeable(session)
+    assert merged is not None
+    written = _written(merged, merged.known)
+    _taken(session, merged)
+    return tuple(table for table, _ in written), _json_params(written)
+
+
+def _mergeable(session: Session) -> _Notes | None:
+    """The transaction's notes merged, if a statement may take them (see take_for_statement)."""
+    if session.get_nested_transaction() is not None:
+        return None
+    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    if session.get_transaction() is None or not layers:
+        return None
+    merged = _Notes()
+    for notes in layers.values():
+        merged.merge(notes)
+    return merged if _noted_runs(merged) <= merged.known.keys() else None
+
+
+def _taken(session: Session, merged: _Notes) -> None:
+    """The notes are a statement's now: only what the transaction knows of its runs stays."""
+    layers: dict[SessionTransaction, _Notes] = session.info[_LAYERS]
+    current = session.get_transaction()
+    assert current is not None
+    layers.clear()
+    layers[current] = _Notes(known=merged.known, started=merged.started)
 
 
 @cache
@@ -379,11 +428,24 @@ def _upsert_all(tables: tuple[Table, ...]) -> Executable:
     """
     if len(tables) == 1:
         return _upsert_from_json(tables[0])
-    written = [
-        _upsert_from_json(table).returning(literal_column("1")).cte(f"{table.name}_written")
-        for table in tables
-    ]
-    return union_all(*(select(func.count()).select_from(cte) for cte in written))
+    return _in_order(tuple(_counted_upsert(table) for table in tables))
+
+
+@cache
+def upsert_all_after(first: CTE, tables: tuple[Table, ...]) -> Executable:
+    """`first` (a data-modifying CTE returning a row per row it changed), then the upserts of
+    `take_with_run_end`'s tables in their order: one count per CTE, `first`'s in the first row."""
+    return _in_order((first, *(_counted_upsert(table) for table in tables)))
+
+
+def _counted_upsert(table: Table) -> CTE:
+    return _upsert_from_json(table).returning(literal_column("1")).cte(f"{table.name}_written")
+
+
+def _in_order(ctes: tuple[CTE, ...]) -> Executable:
+    """The rows each CTE returned, counted one CTE after the other (UNION ALL runs its branches
+    in order, and a CTE runs to completion when first read)."""
+    return union_all(*(select(func.count()).select_from(cte) for cte in ctes))
 
 
 def _upsert_from_json(table: Table) -> Insert:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal_column,
     or_,
     select,
     union_all,
@@ -143,14 +144,15 @@ def update_step(
     )
 
 
-_MARK_STARTED = (
+# A step's start, unless it started before (an earlier attempt): the first time it began.
+MARK_STARTED = (
     update(STEPS).where(_THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
 )
 
 
 def mark_started(session: Session, run_id: uuid.UUID, step_key: str, now: dt.datetime) -> None:
     """The step's start, unless it started before (an earlier attempt)."""
-    execute(session, _MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
+    execute(session, MARK_STARTED, {"rid": run_id, "key": step_key, "now": now})
 
 
 _FINISH_STEP = (
@@ -294,17 +296,44 @@ def wait_outputs(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
     ]
 
 
-_FINISH_RUN = (
+_END_RUN = (
     update(RUNS)
     .where(RUNS.c.id == bindparam("rid"), RUNS.c.status == RunStatus.RUNNING)
     .values(status=bindparam("new_status"), completed_at=_NOW)
-    .returning(RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
 )
+_FINISH_RUN = _END_RUN.returning(RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
+_RUN_ENDED = _END_RUN.returning(literal_column("1")).cte("run_ended")
 
 
-def finish_run(session: Session, run_id: uuid.UUID, status: RunStatus, now: dt.datetime) -> None:
-    """End a running run (its caller holds it locked and saw it running)."""
+def finish_run(
+    session: Session,
+    run_id: uuid.UUID,
+    status: RunStatus,
+    now: dt.datetime,
+    *,
+    last_write: bool = False,
+) -> None:
+    """End a running run (its caller holds it locked and saw it running).
+
+    With `last_write` (the caller writes nothing more in this transaction), on PostgreSQL, the
+    run's end carries the transaction's rollup upsert (rollup.take_with_run_end): one round
+    trip fewer before the commit. The run row, locked when the caller read it, takes no new
+    lock: the rollup rows, in their order, are the only rows this statement locks anew.
+    """
     params = {"rid": run_id, "new_status": status, "now": now}
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    counted = (
+        rollup.take_with_run_end(session, run_id, status, now)
+        if last_write and postgresql
+        else None
+    )
+    if counted is not None:
+        tables, counts = counted
+        statement = rollup.upsert_all_after(_RUN_ENDED, tables)
+        ended = execute(session, statement, {**params, **counts}).scalars().first()
+        if ended != 1:  # counted as ended: it must have been running, as the caller saw it
+            raise RuntimeError(f"run {run_id} was not running when it was ended")
+        return
     for row in execute(session, _FINISH_RUN, params).all():
         automation_id, created_at, started_at = tuple(row)
         rollup.note_run_known(session, run_id, automation_id, created_at)

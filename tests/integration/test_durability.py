@@ -136,6 +136,9 @@ def test_transient_smtp_failure_retries_with_backoff_then_sends_once(rt_stack: S
     step = rt_stack.steps(run_id)["mail"]
     assert step.error["code"] == "smtp_unavailable"
     assert step.due_at is not None and step.due_at > rt_stack.clock.now()
+    # Stamped when the first try wrote the email, kept by the next: when the step began.
+    first_started = step.started_at
+    assert first_started is not None and first_started == step.claimed_at
     rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.retry_base_seconds + 1))
     assert rt_stack.wait_run(run_id).status == "completed"
 
@@ -144,6 +147,7 @@ def test_transient_smtp_failure_retries_with_backoff_then_sends_once(rt_stack: S
     assert len(rt_stack.sink.to(address)) == 1
     step = rt_stack.steps(run_id)["mail"]
     assert step.attempt == 2 and step.error is None
+    assert step.started_at == first_started < step.claimed_at
 
 
 def test_transient_failures_give_up_after_max_attempts(rt_stack: Stack) -> None:
