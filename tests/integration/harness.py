@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from engine import sweeper
 from engine.clock import OffsetFileClock
@@ -208,15 +210,24 @@ class Stack:
 
     def reset_database(self) -> None:
         db_engine = self.runtime.sessions.kw["bind"]
+        names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        if db_engine.dialect.name == "postgresql":
+            # The worker may be in a transaction (a sweep) that locks these tables in another
+            # order: PostgreSQL then picks one of the two to fail. The TRUNCATE rolled back
+            # whole, so it is tried again.
+            for attempt in range(5):
+                try:
+                    with db_engine.begin() as conn:
+                        conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+                    return
+                except OperationalError as exc:
+                    if not isinstance(exc.orig, DeadlockDetected) or attempt == 4:
+                        raise
         with db_engine.begin() as conn:
-            names = [t.name for t in reversed(Base.metadata.sorted_tables)]
-            if db_engine.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
-            else:
-                # automations <-> automation_versions reference each other: check at commit.
-                conn.execute(text("PRAGMA defer_foreign_keys = ON"))
-                for name in names:
-                    conn.execute(text(f"DELETE FROM {name}"))
+            # automations <-> automation_versions reference each other: check at commit.
+            conn.execute(text("PRAGMA defer_foreign_keys = ON"))
+            for name in names:
+                conn.execute(text(f"DELETE FROM {name}"))
 
     def send(self, event: str, email: str, payload: dict[str, Any] | None = None) -> Ingested:
         return commit_then_dispatch(
