@@ -26,7 +26,7 @@ def step_task_name(step_type: str) -> str:
 def _origin(pid: int) -> str:
     """Celery's `origin` header for this process (the host name and the pid): asked of the
     system once per process, not once per publish."""
-    return anon_nodename()
+    return str(anon_nodename())
 
 
 class CeleryDispatcher:
