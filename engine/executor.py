@@ -177,7 +177,11 @@ def _finish_delivery(
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         owned, run = claims.owns_with_context(session, ref.run_id, ref.step_key, attempt)
-        outcome = delivery.record(session, rt, ref, prepared, result, owned, now)
+        outcome, carried = delivery.record(session, rt, ref, prepared, result, owned, now)
+        running = run is not None and run.run.status == RunStatus.RUNNING
+        if carried is not None and not (owned and outcome is not None and running):
+            carried.run(session)  # no step's end of ours to carry it: made alone, now
+            carried = None
         if not owned or outcome is None:
             # Our lease ran out and another worker took the step over; it records its own
             # attempts, and a failure of ours must not overwrite its success.
@@ -185,7 +189,7 @@ def _finish_delivery(
         if run is None:
             return []
         graph = rt.graph(session, run.run.version_id)
-        if run.run.status != RunStatus.RUNNING:
+        if not running:
             # A step already sending finishes, but a cancelled run takes no further step.
             if isinstance(outcome, Retry):
                 cancel_step(session, ref, now)
@@ -193,5 +197,13 @@ def _finish_delivery(
             record_outcome(session, rt, graph, ref, outcome, now=now, advance=False)
             return []
         return record_outcome(
-            session, rt, graph, ref, outcome, now=now, tried_at=tried_at, ends_transaction=True
+            session,
+            rt,
+            graph,
+            ref,
+            outcome,
+            now=now,
+            tried_at=tried_at,
+            ends_transaction=True,
+            carried=carried,
         )

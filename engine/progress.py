@@ -17,6 +17,7 @@ from engine.runtime import Runtime
 from engine.step_types import spec_for
 from engine.store import attempts as attempt_store
 from engine.store import runs as run_store
+from engine.store.core import Carried
 from engine.store.runs import StepState, new_step_row
 from engine.transitions import final_run_status
 from models.enums import (
@@ -97,6 +98,7 @@ def record_outcome(
     advance: bool = True,
     tried_at: dt.datetime | None = None,
     ends_transaction: bool = False,
+    carried: Carried | None = None,
 ) -> list[Dispatch]:
     """Write the outcome, create the next steps, end the run if nothing is left.
 
@@ -104,7 +106,12 @@ def record_outcome(
     `tried_at` is when the try that led to a Retry began (default `now`), for its audit.
     `ends_transaction`: the caller commits next and writes nothing more, so the last statement
     written here may carry the transaction's rollup upsert.
+    `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
+    the statement that writes the step's end where it can be, else alone just before it.
     """
+    if carried is not None and isinstance(outcome, Waiting | Retry):
+        carried.run(session)
+        carried = None
     if isinstance(outcome, Retry):
         error = {"message": outcome.message, "code": outcome.code}
         attempt_store.archive_attempt(
@@ -133,6 +140,7 @@ def record_outcome(
         then_insert=rows,
         read_states=last,
         last_write=ends_transaction and advance and bool(following) and not skips,
+        carried=carried,
     )
     if not advance:
         return []
@@ -208,6 +216,7 @@ def _finish_step(
     then_insert: list[dict[str, Any]],
     read_states: bool,
     last_write: bool,
+    carried: Carried | None,
 ) -> list[StepState]:
     error = None
     skip_reason = None
@@ -232,6 +241,7 @@ def _finish_step(
         then_insert=then_insert,
         read_states=read_states,
         last_write=last_write,
+        carried=carried,
     )
     log.info("step %s%s", status, f": {error['message']}" if error else "")
     return states

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engine.progress import StepRef
     from engine.runtime import Runtime
     from engine.steps.context import StepRun
+    from engine.store.core import Carried
 
 # The built-in step types, in the order error messages list them. Each module holds a `SPEC`.
 BUILTIN_MODULES = (
@@ -53,13 +54,16 @@ class Delivery(Generic[Prepared]):
     `prepare` runs in the claim transaction and returns an outcome (nothing to send) or what to
     send, written durably first; `deliver` runs with no transaction open and returns its result;
     `record` writes that result in a new transaction and returns the step's outcome, or None
-    when the worker no longer owns the step (`owned` is False) and there is nothing to decide.
+    when the worker no longer owns the step (`owned` is False) and there is nothing to decide;
+    and a write it leaves to the caller, who makes it in that transaction before anything
+    else, alone or carried by the statement that records the outcome (progress.record_outcome).
     """
 
     prepare: Callable[[StepRun], Outcome | Prepared]
     deliver: Callable[[Runtime, Prepared], object]
     record: Callable[
-        [Session, Runtime, StepRef, Prepared, object, bool, dt.datetime], Outcome | None
+        [Session, Runtime, StepRef, Prepared, object, bool, dt.datetime],
+        tuple[Outcome | None, Carried | None],
     ]
 
 

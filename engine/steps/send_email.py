@@ -24,6 +24,7 @@ from engine.step_types import DEFAULT_ONLY, Delivery, StepTypeSpec
 from engine.steps.email_message import PreparedEmail, deliver, prepare_email
 from engine.store import claims
 from engine.store import outbox as outbox_store
+from engine.store.core import Carried
 from engine.variables import validate_value
 from models.enums import OutboxStatus, StepType
 
@@ -108,23 +109,27 @@ def record_send(
     result: object,
     owned: bool,
     now: dt.datetime,
-) -> Outcome | None:
-    """Mark the outbox row with the send's result; the step's outcome, None if not `owned`."""
+) -> tuple[Outcome | None, Carried | None]:
+    """Mark the outbox row with the send's result; the step's outcome, None if not `owned`.
+
+    A sent email's mark is left to the caller (Delivery.record), which has it carried by
+    the statement that finishes the step on PostgreSQL: one round trip fewer.
+    """
     email_id = uuid.UUID(prepared.message.email_id)
     if isinstance(result, str):
-        # It went out, whoever holds the step now: the outbox must say so.
-        outbox_store.record_attempt(
-            session, email_id, status=OutboxStatus.SENT, now=now, provider_message_id=result
-        )
-        return Completed(output=prepared.output)
+        sent = outbox_store.mark_sent(email_id, now=now, provider_message_id=result)
+        if not owned:
+            sent.run(session)  # it went out, whoever holds the step now: the outbox says so
+            return None, None
+        return Completed(output=prepared.output), sent
     if not owned:
-        return None
+        return None, None
     assert isinstance(result, StepFailure)
     permanent = not isinstance(result, TransientStepFailure)
     status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
-    outbox_store.record_attempt(session, email_id, status=status, now=now, error=result.message)
+    outbox_store.record_failed(session, email_id, status=status, error=result.message)
     failures = claims.count_failed_attempt(session, ref.run_id, ref.step_key)
-    return _failure_outcome(rt, result, failures, now, prepared)
+    return _failure_outcome(rt, result, failures, now, prepared), None
 
 
 def _failure_outcome(

@@ -8,9 +8,10 @@ statement built per call through the ORM (bench/profile_steps.py measures it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table
+from sqlalchemy import CTE, CursorResult, Executable, Table
 from sqlalchemy.orm import Session
 
 from models.tables import (
@@ -43,3 +44,17 @@ def execute(
 ) -> CursorResult[Any]:
     """Execute a Core statement in the session's transaction, bypassing the ORM layer."""
     return session.connection().execute(statement, params)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A write that a later statement of the same transaction may carry as a data-modifying
+    CTE (`cte`, a row per row it changed) on PostgreSQL, else runs alone (`statement`)."""
+
+    statement: Executable
+    cte: CTE
+    params: dict[str, Any]
+
+    def run(self, session: Session) -> None:
+        """Write it now, alone."""
+        execute(session, self.statement, self.params)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     select,
     update,
 )
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.store import runs as run_store
-from engine.store.core import DOMAINS, OUTBOX, TEMPLATES, execute
+from engine.store.core import DOMAINS, OUTBOX, TEMPLATES, Carried, execute
 from engine.store.dialect import insert_or_ignore
 from models.enums import OutboxStatus
 
@@ -169,13 +170,15 @@ def _insert_and_mark_started(columns: tuple[str, ...]) -> Insert:
 
 
 _THIS_EMAIL = OUTBOX.c.id == bindparam("email_id")
-_ONE_MORE_ATTEMPT = {"status": bindparam("new_status"), "attempts": OUTBOX.c.attempts + 1}
+# Parameters named apart from run_steps' columns and the finish statement's parameters: a
+# statement that carries the mark (`mark_sent`) binds them beside its own.
+_ONE_MORE_ATTEMPT = {"status": bindparam("email_status"), "attempts": OUTBOX.c.attempts + 1}
 _RECORD_SENT = (
     update(OUTBOX)
     .where(_THIS_EMAIL)
     .values(
         **_ONE_MORE_ATTEMPT,
-        sent_at=bindparam("sent_at", type_=OUTBOX.c.sent_at.type),
+        sent_at=bindparam("email_sent_at", type_=OUTBOX.c.sent_at.type),
         provider_message_id=bindparam("provider_message_id"),
         last_error=None,
     )
@@ -184,22 +187,26 @@ _RECORD_FAILED = (
     update(OUTBOX)
     # A sent email stays sent.
     .where(_THIS_EMAIL, OUTBOX.c.status != OutboxStatus.SENT)
-    .values(**_ONE_MORE_ATTEMPT, last_error=bindparam("error"))
+    .values(**_ONE_MORE_ATTEMPT, last_error=bindparam("email_error"))
 )
+_SENT_CTE = _RECORD_SENT.returning(literal_column("1")).cte("email_sent")
 
 
-def record_attempt(
-    session: Session,
-    email_id: uuid.UUID,
-    *,
-    status: OutboxStatus,
-    now: dt.datetime,
-    provider_message_id: str | None = None,
-    error: str | None = None,
+def mark_sent(email_id: uuid.UUID, *, now: dt.datetime, provider_message_id: str) -> Carried:
+    """The email went out: one more attempt, sent now, with the provider's id; a write that
+    the caller runs, or that a later statement of the transaction carries."""
+    params = {
+        "email_id": email_id,
+        "email_status": OutboxStatus.SENT,
+        "email_sent_at": now,
+        "provider_message_id": provider_message_id,
+    }
+    return Carried(_RECORD_SENT, _SENT_CTE, params)
+
+
+def record_failed(
+    session: Session, email_id: uuid.UUID, *, status: OutboxStatus, error: str
 ) -> None:
-    params: dict[str, Any] = {"email_id": email_id, "new_status": status}
-    if status == OutboxStatus.SENT:
-        params.update(sent_at=now, provider_message_id=provider_message_id)
-        execute(session, _RECORD_SENT, params)
-    else:
-        execute(session, _RECORD_FAILED, {**params, "error": error})
+    """A try that did not send: one more attempt and its error (a sent email stays sent)."""
+    params = {"email_id": email_id, "email_status": status, "email_error": error}
+    execute(session, _RECORD_FAILED, params)

@@ -432,10 +432,11 @@ def _upsert_all(tables: tuple[Table, ...]) -> Executable:
 
 
 @cache
-def upsert_all_after(first: CTE, tables: tuple[Table, ...]) -> Executable:
-    """`first` (a data-modifying CTE returning a row per row it changed), then the upserts of
-    `take_with_run_end`'s tables in their order: one count per CTE, `first`'s in the first row."""
-    return _in_order((first, *(_counted_upsert(table) for table in tables)))
+def upsert_all_after(first: tuple[CTE, ...], tables: tuple[Table, ...]) -> Executable:
+    """The CTEs of `first` (data-modifying, each returning a row per row it changed) in their
+    order, then the upserts of these tables (`take_with_run_end`'s, or `take_for_statement`'s
+    one) in theirs: one count per CTE, in that order."""
+    return _in_order((*first, *(_counted_upsert(table) for table in tables)))
 
 
 def _counted_upsert(table: Table) -> CTE:

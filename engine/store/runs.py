@@ -10,6 +10,8 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
+    Executable,
     Insert,
     Table,
     and_,
@@ -26,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
-from engine.store.core import RUNS, STEPS, execute
+from engine.store.core import RUNS, STEPS, Carried, execute
 from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
@@ -189,6 +191,7 @@ def finish_step(
     then_insert: Sequence[dict[str, Any]] = (),
     read_states: bool = False,
     last_write: bool = False,
+    carried: Carried | None = None,
 ) -> list[StepState]:
     """Write a step's end: its status, output or error, the branch taken and its timing; then
     create the steps in `then_insert` (rows as `insert_steps` takes them). With `read_states`,
@@ -199,8 +202,14 @@ def finish_step(
     it): the rollup counts it as ended now. With `last_write` (the caller writes nothing more
     in this transaction), the step followed by one step also carries the transaction's
     rollup upsert (rollup.take_for_statement): one round trip fewer before the commit.
+    `carried`, a write of this transaction not yet made, is made by that statement when it is
+    one (`_finish_start_carried`, before the rollup upsert), else alone before the step's end.
     """
     rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if carried is not None and not (len(then_insert) == 1 and postgresql):
+        carried.run(session)
+        carried = None
     params = {
         "rid": run_id,
         "key": step_key,
@@ -211,7 +220,6 @@ def finish_step(
         "new_error": error,
         "now": now,
     }
-    postgresql = session.get_bind().dialect.name == "postgresql"
     if read_states and not then_insert and postgresql:
         rows = execute(session, _FINISH_AND_READ_STATES, params).all()
         return [StepState(*tuple(row)) for row in rows]
@@ -220,7 +228,11 @@ def finish_step(
         params.update({_NEXT + k: v for k, v in row.items()})
         rollup.note_steps_created(session, then_insert)
         counted = rollup.take_for_statement(session) if last_write else None
-        if counted is None:
+        if carried is not None:
+            table, counts = counted if counted is not None else (None, {})
+            statement = _finish_start_carried(carried.cte, table)
+            execute(session, statement, {**params, **carried.params, **counts})
+        elif counted is None:
             execute(session, _FINISH_AND_START, params)
         else:
             table, counts = counted
@@ -234,17 +246,28 @@ def finish_step(
 # The next step's columns as parameters of their own: named after the columns, they would
 # also be taken as SET values of the UPDATE in the CTE.
 _NEXT = "next_"
-_FINISH_AND_START = (
-    insert(STEPS)
-    .values(
-        {
-            column.name: bindparam(_NEXT + column.name, type_=column.type)
-            for column in STEPS.c
-            if column.name in NEW_STEP_COLUMNS
-        }
-    )
-    .add_cte(_FINISH_STEP.cte("finished"))
+_START_NEXT = insert(STEPS).values(
+    {
+        column.name: bindparam(_NEXT + column.name, type_=column.type)
+        for column in STEPS.c
+        if column.name in NEW_STEP_COLUMNS
+    }
 )
+_FINISH_AND_START = _START_NEXT.add_cte(_FINISH_STEP.cte("finished"))
+
+
+@cache
+def _finish_start_carried(carried: CTE, table: Table | None) -> Executable:
+    """PostgreSQL: `_FINISH_AND_START`, then the carried write, then the upsert of the
+    transaction's rollup rows in `table` (if any), each a CTE run in that order (see
+    rollup.upsert_all_after: UNION ALL reads its branches in order, and a data-modifying CTE
+    runs to completion when first read). The step row is locked already (claimed, then
+    owned) and the next step's row is new: the carried write's rows (an outbox row) are
+    locked next, after the step and run rows as when it ran alone, and the rollup rows last."""
+    finished = _FINISH_STEP.returning(literal_column("1")).cte("finished")
+    started = _START_NEXT.returning(literal_column("1")).cte("started")
+    tables = (table,) if table is not None else ()
+    return rollup.upsert_all_after((finished, started, carried), tables)
 
 
 @cache
@@ -329,7 +352,7 @@ def finish_run(
     )
     if counted is not None:
         tables, counts = counted
-        statement = rollup.upsert_all_after(_RUN_ENDED, tables)
+        statement = rollup.upsert_all_after((_RUN_ENDED,), tables)
         ended = execute(session, statement, {**params, **counts}).scalars().first()
         if ended != 1:  # counted as ended: it must have been running, as the caller saw it
             raise RuntimeError(f"run {run_id} was not running when it was ended")

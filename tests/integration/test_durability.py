@@ -171,3 +171,55 @@ def test_transient_failures_give_up_after_max_attempts(rt_stack: Stack) -> None:
     assert step.error["code"] == "smtp_unavailable"
     assert f"gave up after {attempts} attempts" in step.error["message"]
     assert rt_stack.sink.to(address) == []
+
+
+def test_outbox_row_records_every_try_sent_transient_and_permanent(rt_stack: Stack) -> None:
+    """Each outcome of a try leaves the outbox row so: status, attempts, error, send time and
+    the provider's id (the sent mark is carried by the step's finish on PostgreSQL)."""
+    mail_then_update(rt_stack)
+
+    at_once = unique_email("at-once")
+    (sent_run,) = rt_stack.send("user.created", at_once).run_ids
+    assert rt_stack.wait_run(sent_run).status == "completed"
+    (row,) = rt_stack.outbox(sent_run)
+    mail = rt_stack.steps(sent_run)["mail"]
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+    assert row.provider_message_id == f"<{row.id}@acme.test>"
+    # Written in the transaction that ended the step, with its `now`.
+    assert row.sent_at is not None and row.sent_at == mail.completed_at
+
+    flaky = unique_email("flaky-row")
+    rt_stack.sink.refuse(flaky, "451 4.3.0 Try again later", times=1)
+    (retried_run,) = rt_stack.send("user.created", flaky).run_ids
+    rt_stack.wait_for(lambda: mail_retrying(rt_stack, retried_run, 1), what="a failed try")
+    (row,) = rt_stack.outbox(retried_run)
+    assert (row.status, row.attempts, row.sent_at, row.provider_message_id) == (
+        "sending",
+        1,
+        None,
+        None,
+    )
+    assert row.last_error is not None and "451" in row.last_error
+    assert row.last_error == rt_stack.steps(retried_run)["mail"].error["message"]
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.retry_base_seconds + 1))
+    assert rt_stack.wait_run(retried_run).status == "completed"
+    (row,) = rt_stack.outbox(retried_run)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
+    assert row.provider_message_id == f"<{row.id}@acme.test>"
+    assert row.sent_at == rt_stack.steps(retried_run)["mail"].completed_at
+
+    refused = unique_email("refused")
+    rt_stack.sink.refuse(refused, "550 5.1.1 No such user", times=1)
+    (failed_run,) = rt_stack.send("user.created", refused).run_ids
+    assert rt_stack.wait_run(failed_run).status == "failed"
+    (row,) = rt_stack.outbox(failed_run)
+    mail = rt_stack.steps(failed_run)["mail"]
+    assert (row.status, row.attempts, row.sent_at, row.provider_message_id) == (
+        "failed",
+        1,
+        None,
+        None,
+    )
+    assert row.last_error is not None and "550" in row.last_error
+    assert row.last_error == mail.error["message"]
+    assert rt_stack.sink.to(refused) == []
