@@ -427,6 +427,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         database_url = base.set(database=name).render_as_string(hide_password=False)
 
+        # The sink first: it binds a free port of its own at once. Started after the probe below,
+        # it was once given the port the probe had just let go, before redis-server took it.
+        sink = SmtpSink()
+        sink.start()
+        cleanup.callback(sink.stop)
+
         # The compose redis command, on a free port: a broker of our own, whatever else runs.
         redis_port = free_port()
         redis_log = cleanup.enter_context((workdir / "redis.log").open("wb"))
@@ -439,9 +445,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             stderr=subprocess.STDOUT,
         )
         cleanup.callback(stop, redis_server)
-        sink = SmtpSink()
-        sink.start()
-        cleanup.callback(sink.stop)
 
         deadline = time.monotonic() + 10
         client = redis.Redis(port=redis_port)
