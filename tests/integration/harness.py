@@ -39,10 +39,22 @@ from tasks.local import LocalExecutor
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports this process has handed out. The kernel may give a port just let go to the next
+# bind(("127.0.0.1", 0)): two callers that probe before either binds could get the same one.
+_HANDED_OUT: set[int] = set()
+_HANDING = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, and not handed out before by this process."""
+    with _HANDING:
+        while True:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from engine.mail.files import ConsoleTransport, FileTransport
 from engine.mail.resend_http import ResendHttpTransport
 from engine.mail.smtp import SmtpTransport
 from engine.unsubscribe import unsubscribe_url
+from tests.integration.harness import free_port
 
 API_KEY = "re_test_secret_0123456789"
 SMTP_PASSWORD = "hunter2-smtp-secret"
@@ -46,13 +47,6 @@ def make_email(**changes: Any) -> OutgoingEmail:
         "headers": {"X-Entity-Ref-ID": "42"},
     }
     return OutgoingEmail(**(fields | changes))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def parse(raw: bytes) -> EmailMessage:
