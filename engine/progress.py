@@ -109,21 +109,20 @@ def record_outcome(
     `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
     the statement that writes the step's end where it can be, else alone just before it.
     """
-    if carried is not None and isinstance(outcome, Waiting | Retry):
-        carried.run(session)
-        carried = None
-    if isinstance(outcome, Retry):
-        error = {"message": outcome.message, "code": outcome.code}
-        attempt_store.archive_attempt(
-            session,
-            step.run_id,
-            step.step_key,
-            status=StepStatus.FAILED,
-            started_at=tried_at or now,
-            completed_at=now,
-            error=error,
-        )
     if isinstance(outcome, Waiting | Retry):
+        if carried is not None:
+            carried.run(session)  # a parked step's end has no statement to carry it
+        if isinstance(outcome, Retry):
+            error = {"message": outcome.message, "code": outcome.code}
+            attempt_store.archive_attempt(
+                session,
+                step.run_id,
+                step.step_key,
+                status=StepStatus.FAILED,
+                started_at=tried_at or now,
+                completed_at=now,
+                error=error,
+            )
         return _park(session, rt, step, outcome, now)
     branch = _branch(outcome)
     targets = graph.next_steps(step.step_key, branch) if advance and branch is not None else []
