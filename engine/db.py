@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import json_text
 from engine.store import rollup
 from models.tables import Base
 
@@ -24,12 +25,14 @@ POOL_OVERFLOW = 8
 
 
 def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
-    """An engine with the per-dialect settings the runtime relies on.
+    """An engine with the per-dialect settings the runtime relies on; JSON columns written
+    through engine/json_text.py.
 
     `pre_ping` tests each connection as it leaves the pool (one round trip per transaction).
     Callers that retry on a dropped connection (`retry_on_disconnect`) can do without it.
     """
     parsed = make_url(url)
+    kwargs.setdefault("json_serializer", json_text.dumps)
     if parsed.get_backend_name() != "sqlite":
         # SQLAlchemy's default pool keeps 5 connections: an API process serving more requests
         # at once opened and closed a connection per request beyond them (a fork of a backend

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterator
+
+from engine import json_text
 
 _step: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("step", default=None)
 _FIELDS = ("run_id", "step_key", "step_type", "attempt")
@@ -61,7 +62,7 @@ class JsonFormatter(logging.Formatter):
                 line[key] = getattr(record, key)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return json_text.dumps(line, str)
 
 
 class TextFormatter(logging.Formatter):

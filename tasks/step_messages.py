@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import uuid
 from typing import Any
+
+from engine import json_text
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -54,8 +55,8 @@ def encode(
         "stamped_headers": None,
         "stamps": {},
     }
-    body = json.dumps([[], kwargs, _EMBED]).encode()
-    return json.dumps(
+    body = json_text.dumps([[], kwargs, _EMBED]).encode()
+    return json_text.dumps(
         {
             "body": base64.b64encode(body).decode(),
             "content-encoding": "utf-8",

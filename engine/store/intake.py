@@ -17,7 +17,6 @@ SQLite takes the same rows through a statement per kind.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine import json_text
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
 from engine.store import rollup
@@ -230,8 +230,6 @@ def _json(rows: Sequence[dict[str, Any]]) -> str:
     times: dict[dt.datetime, str] = {}
 
     def encode(value: object) -> str:
-        if type(value) is uuid.UUID:
-            return str(value)
         if isinstance(value, dt.datetime):
             text = times.get(value)
             if text is None:
@@ -239,8 +237,8 @@ def _json(rows: Sequence[dict[str, Any]]) -> str:
                     raise ValueError("naive datetime given to a UTC column")
                 text = times[value] = value.isoformat()
             return text
-        if isinstance(value, uuid.UUID):
+        if isinstance(value, uuid.UUID):  # orjson writes them itself; the json module does not
             return str(value)
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    return json.dumps(rows, default=encode, separators=(",", ":"))
+    return json_text.dumps(rows, encode)

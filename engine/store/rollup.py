@@ -16,7 +16,6 @@ and a step that ends its run counts everything in the run's UPDATE (`take_with_r
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import uuid
 from collections import Counter
@@ -42,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from engine import json_text
 from engine.percentiles import bucket_of
 from engine.store.core import RUNS, execute
 from models.enums import RunStatus, SkipReason, StepStatus
@@ -344,7 +344,7 @@ def _written(
 
 
 def _json_params(written: list[tuple[Table, list[dict[str, Any]]]]) -> dict[str, str]:
-    return {_rows_name(table): json.dumps(rows, default=str) for table, rows in written}
+    return {_rows_name(table): json_text.dumps(rows, str) for table, rows in written}
 
 
 def _add(

@@ -175,3 +175,21 @@ def test_an_event_refused_after_its_contact_was_written_leaves_nothing(rt_stack:
     assert rejected.value.index == 1
     assert count(rt_stack, Contact) == 1
     assert count(rt_stack, Event) == 0
+
+
+def test_a_payload_orjson_refuses_is_stored_as_given(rt_stack: Stack) -> None:
+    # Integers beyond 64 bits are valid JSON that orjson will not write: engine/json_text.py
+    # falls back to the json module, and the event's payload and the run start as any other.
+    make_automation(
+        rt_stack,
+        [
+            {"key": "start", "type": "trigger", "config": {"event_name": "big.number"}},
+            {"key": "tag", "type": "contact_update", "config": {"first_name": "B"}},
+        ],
+        chain("start", "tag"),
+    )
+    payload = {"order": 2**70, "name": "café ☕", "nested": [{"n": -(2**65)}]}
+    results = ingest(rt_stack, [EventRequest("big.number", email=unique_email(), payload=payload)])
+    assert len(results[0].run_ids) == 1
+    with transaction(rt_stack.runtime.sessions) as session:
+        assert session.scalar(select(Event.payload)) == payload
