@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import json_text
@@ -22,14 +23,18 @@ T = TypeVar("T")
 # Connections kept per process, and opened beyond them at a peak (closed after use).
 POOL_SIZE = 16
 POOL_OVERFLOW = 8
+# A pooled connection idle for longer than this (seconds) is tested before it is handed out.
+PING_AFTER_IDLE = 1.0
+_IDLE_SINCE = "automations_idle_since"
 
 
 def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
     """An engine with the per-dialect settings the runtime relies on; JSON columns written
     through engine/json_text.py.
 
-    `pre_ping` tests each connection as it leaves the pool (one round trip per transaction).
-    Callers that retry on a dropped connection (`retry_on_disconnect`) can do without it.
+    `pre_ping` tests a connection as it leaves the pool if it sat there for `PING_AFTER_IDLE`
+    (one round trip); callers that retry on a dropped connection (`retry_on_disconnect`) can
+    do without it.
     """
     parsed = make_url(url)
     kwargs.setdefault("json_serializer", json_text.dumps)
@@ -39,13 +44,38 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
         # each). Connections are only opened as concurrency needs them.
         kwargs.setdefault("pool_size", POOL_SIZE)
         kwargs.setdefault("max_overflow", POOL_OVERFLOW)
-        return create_engine(url, pool_pre_ping=pre_ping, **kwargs)
+        db_engine = create_engine(url, **kwargs)
+        if pre_ping:
+            _ping_when_idle(db_engine)
+        return db_engine
     database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     db_engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
     _serialize_sqlite_writers(db_engine)
     return db_engine
+
+
+def _ping_when_idle(db_engine: Engine) -> None:
+    # SQLAlchemy's pool_pre_ping tests every connection it hands out: a round trip per
+    # transaction, a sixth of a lone event's. A connection back in use within a second was
+    # alive then; one that sat idle longer (through a database restart, say) is tested, and
+    # the pool replaced if it is dead. A restart in the middle of busy traffic fails the
+    # transactions under way, as it would anyway, and SQLAlchemy then drops every connection
+    # opened before it.
+    @event.listens_for(db_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(db_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return  # a new connection, or one in use a moment ago
+        try:
+            db_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool retries with a new connection, all older ones dropped
+            raise InvalidatePoolError(str(exc)) from exc
 
 
 def _serialize_sqlite_writers(db_engine: Engine) -> None:
