@@ -8,7 +8,9 @@ a Redis database whose `automations` queue it may purge.
 
 Starts the API as production runs it (uvicorn, several worker processes, PostgreSQL, Redis as
 broker) with one enabled automation listening for the event, so that every accepted event is a
-committed transaction that starts a run and publishes its next step. Then drives it with `wrk`
+committed transaction that starts a run and publishes its next step. After a warm-up (seconds
+of POST /events/batch, `--warm-seconds`) the tables are analyzed, as autovacuum keeps a
+deployment's (bench/procs.py's `analyze_tables` says why). Then drives it with `wrk`
 for the same time and connections: `GET /health`, `POST /events/send` and `POST /events/batch`
 (every event for a new contact), and measures the accept latency at about half the maximum
 rate. Then one worker process drains `automations.events.send` messages and
@@ -32,7 +34,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import cpu, ingest_broker, loadgen, report
-from bench.procs import ROOT, api_env, empty_database, serve_api
+from bench.procs import ROOT, analyze_tables, api_env, empty_database, serve_api
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Events accepted per second (HTTP and broker) vs GET /health, same server, same run"
@@ -129,6 +131,8 @@ def measure_http(
 
     fire("/health", "health", seconds=1)  # warm-up: connections, each worker's first requests
     fire("/events/send", "send", seconds=1)
+    fire("/events/batch", "batch", seconds=args.warm_seconds)
+    analyze_tables(args.database_url)
     loads = {
         "health": fire("/health", "health", record=True),
         "events_send": fire("/events/send", "send", record=True),
@@ -175,6 +179,10 @@ def measure_broker(
     env = server_env(args)
     drained = {}
     with ingest_broker.one_worker(env, args.log, args.redis_url, root, pool) as (client, pids):
+        # Tables of some thousand rows, analyzed, as the HTTP phases had (`analyze_tables`).
+        events = args.warm_seconds * 2000
+        ingest_broker.drain(client, args.database_url, events=events, per_message=args.batch)
+        analyze_tables(args.database_url)
         for name, events, per_message in (
             ("task_send", args.task_events, 1),
             ("task_send_batch", args.batch_task_events, args.batch),
@@ -204,6 +212,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per batch request")
     parser.add_argument(
         "--api-workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
+    )
+    parser.add_argument(
+        "--warm-seconds",
+        type=int,
+        default=5,
+        help="s of POST /events/batch (2,000 events per s through the broker) before the"
+        " database is analyzed and the measures start",
     )
     parser.add_argument("--task-events", type=int, default=5000)
     parser.add_argument("--batch-task-events", type=int, default=20000)

@@ -7,7 +7,8 @@ One enabled automation: trigger (`bench.latency`) -> send_email, whose subject c
 `seq`. The API runs under uvicorn and one Celery worker executes the send_email step against an
 in-process aiosmtpd sink that timestamps each message by that `seq`. Events arrive open-loop at a
 fixed rate, by default half the maximum throughput (given by --max-steps-per-s, or measured first
-with a burst of events); the first seconds are a warm-up and are discarded. Latency is the sink's
+with a burst of events; the tables are then analyzed, as autovacuum keeps a deployment's); the
+first seconds are a warm-up and are discarded. Latency is the sink's
 clock minus the moment just before the request was sent; the baseline is a GET /health round trip
 on the same server in the same run. Prints JSON, then a Markdown table.
 """
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import ROOT, api_env, empty_database, free_port, serve_api
+from bench.procs import ROOT, analyze_tables, api_env, empty_database, free_port, serve_api
 from bench.workers import start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
@@ -299,6 +300,7 @@ async def drive(args: argparse.Namespace, base_url: str, sink: Sink) -> LoadResu
         if not args.rate and not args.max_steps_per_s:
             burst = await measure_max(client, sink, args.burst, args.grace)
         rate, source = choose_rate(args, burst)
+        await asyncio.to_thread(analyze_tables, args.database_url)
         load_began = time.perf_counter()
         sent = await open_loop(client, rate, args.warmup + args.seconds)
         accepted = [item.seq for item in sent if 200 <= item.status < 300]

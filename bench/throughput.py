@@ -14,7 +14,9 @@ a) runs/s with instant steps inline (the default) against a plain Celery canvas 
 b) steps/s with one message per step (AUTOMATIONS_INLINE_STEPS=0) against raw self-chaining
    no-op tasks: what one durable step costs against one Celery task.
 
-CPU per step and per task is read from /proc for the worker's parent, its pool children,
+The runs are started (ingested) before the clock starts, and the tables then analyzed, as
+autovacuum keeps a deployment's (bench/procs.py's `analyze_tables`). CPU per step and per task is
+read from /proc for the worker's parent, its pool children,
 PostgreSQL and Redis (bench/cpu.py). Prints JSON and a Markdown table; the ratios are the figures.
 """
 
@@ -33,7 +35,7 @@ import redis
 from sqlalchemy import func, select
 
 from bench import report
-from bench.procs import free_port
+from bench.procs import analyze_tables, free_port
 from bench.raw_celery import DONE_KEY, NOT_SHARED
 from bench.workers import POOLS, start_workers, wait_ready, worker_argv
 
@@ -196,6 +198,7 @@ def measure_durable(
                     payload={"n": n},
                     now=rt.clock.now(),
                 ).dispatches
+        analyze_tables(args.database_url)
         before = workers.cpu(args.database_url)
         start = time.perf_counter()
         dispatcher.dispatch(dispatches)
