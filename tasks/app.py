@@ -16,7 +16,7 @@ from engine.bulk import work_chunk
 from engine.db import import_driver, retry_on_disconnect
 from engine.executor import execute_step
 from engine.logs import configure_logging
-from engine.runtime import Runtime, create_runtime
+from engine.runtime import Runtime, create_runtime, settle_process
 from engine.settings import ConfigurationError, Settings
 from engine.step_types import all_specs
 from tasks.broker import TRANSPORT
@@ -56,10 +56,13 @@ class RuntimeHolder:
             self.get()
         except Exception:
             log.exception("could not build the runtime; the first task will try again")
+        settle_process()
 
     def before_fork(self, **_: Any) -> None:
-        """Import the database driver once in the worker's parent, for every child it forks."""
+        """Import the database driver once in the worker's parent, for every child it forks;
+        what the parent built is frozen before the children share it."""
         import_driver(self.settings.database_url)
+        settle_process()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

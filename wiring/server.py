@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 from fastapi import FastAPI
@@ -10,7 +9,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from engine.dispatch import Dispatcher
 from engine.logs import configure_logging
-from engine.runtime import Runtime, create_runtime
+from engine.runtime import Runtime, create_runtime, settle_process
 from engine.settings import BAD_SETTINGS_EXIT, ConfigurationError, Settings
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
@@ -43,8 +42,5 @@ def create() -> FastAPI:
         # One line and no traceback, as from `automations api`.
         print(f"error: {refused}", file=sys.stderr)
         raise SystemExit(BAD_SETTINGS_EXIT) from None
-    # The modules, routes and models built so far live as long as the process: out of the
-    # collector's sight, a full collection no longer walks them (about 90 ms on a busy 2-core
-    # machine, triggered by any request that allocates a lot, such as a page of 1,000 runs).
-    gc.freeze()
+    settle_process()
     return app
