@@ -318,20 +318,23 @@ def _written(
 ) -> list[tuple[Table, list[dict[str, Any]]]]:
     """The rows to add to each rollup table (tables in their lock order), rows in key order."""
     shard = _PICK_SHARD.randrange(SHARDS)
-    runs: _Deltas = {}
+    # Summed by rollup key first: the runs of one ingestion (a hundred notes each) mostly share
+    # one automation and hour, and each key is then spread over its hour and day once.
+    by_run: Counter[tuple[Any, ...]] = Counter()
     for (run_id, hour, column), delta in notes.runs.items():
         owner, created = keys[run_id]
-        _add(runs, owner, created if hour is None else hour, (shard,), column, delta)
-    steps: _Deltas = {}
+        by_run[owner, created if hour is None else hour, (shard,), column] += delta
+    by_step: Counter[tuple[Any, ...]] = Counter()
     for (run_id, step_key, step_type, column), delta in notes.steps.items():
         owner, created = keys[run_id]
-        _add(steps, owner, created, (step_key, step_type, shard), column, delta)
-    durations: _Deltas = {}
+        by_step[owner, created, (step_key, step_type, shard), column] += delta
+    by_duration: Counter[tuple[Any, ...]] = Counter()
     for (run_id, bucket), delta in notes.durations.items():
         owner, created = keys[run_id]
         # Unsharded: runs ending in the same hour mostly land in different buckets, and a
         # long window reads every (hour, bucket) row.
-        _add(durations, owner, created, (bucket, 0), "runs", delta)
+        by_duration[owner, created, (bucket, 0), "runs"] += delta
+    runs, steps, durations = _spread(by_run), _spread(by_step), _spread(by_duration)
     return [
         (table, rows)
         for table, deltas in (
@@ -345,6 +348,13 @@ def _written(
 
 def _json_params(written: list[tuple[Table, list[dict[str, Any]]]]) -> dict[str, str]:
     return {_rows_name(table): json_text.dumps(rows, str) for table, rows in written}
+
+
+def _spread(summed: Counter[tuple[Any, ...]]) -> _Deltas:
+    deltas: _Deltas = {}
+    for (owner, hour, rest, column), delta in summed.items():
+        _add(deltas, owner, hour, rest, column, delta)
+    return deltas
 
 
 def _add(
