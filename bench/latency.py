@@ -6,11 +6,10 @@
 One enabled automation: trigger (`bench.latency`) -> send_email, whose subject carries the event's
 `seq`. The API runs under uvicorn and one Celery worker executes the send_email step against an
 in-process aiosmtpd sink that timestamps each message by that `seq`. Events arrive open-loop at a
-fixed rate, by default half the maximum throughput (given by --max-steps-per-s, or measured first
-with a burst of events; the tables are then analyzed, as autovacuum keeps a deployment's); the
-first seconds are a warm-up and are discarded. Latency is the sink's
-clock minus the moment just before the request was sent; the baseline is a GET /health round trip
-on the same server in the same run. Prints JSON, then a Markdown table.
+fixed rate, by default half the maximum throughput (--max-steps-per-s, or a burst of events sent
+first; the tables are analyzed then, as autovacuum keeps a deployment's); the first seconds are a
+warm-up, discarded. Latency is the sink's clock minus the moment just before the request was sent;
+the baseline: a GET /health round trip on the same server in the same run. Prints JSON and a table.
 """
 
 from __future__ import annotations
