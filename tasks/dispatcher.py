@@ -64,7 +64,7 @@ class CeleryDispatcher:
                 )
 
     def _push(self, dispatches: Sequence[Dispatch]) -> None:
-        """The step messages, built from a template, in one pipelined round trip."""
+        """The step messages, built from a template, in one round trip."""
         origin = _origin(os.getpid())
         entries = [
             step_messages.encode(
@@ -80,10 +80,10 @@ class CeleryDispatcher:
             self.app.producer_or_acquire() as producer,
             producer.channel.conn_or_acquire() as client,
         ):
-            pipeline = client.pipeline(transaction=False)
-            for entry in entries:
-                pipeline.lpush(STEP_QUEUE, entry)
-            pipeline.execute()
+            # One LPUSH of them all: each goes to the head in turn, as one LPUSH each would put
+            # it, so the consumer's BRPOP takes them in this order; one command to pack and to
+            # run, not one per message.
+            client.lpush(STEP_QUEUE, *entries)
 
     def ping(self) -> None:
         with self.app.connection_for_write() as connection:
