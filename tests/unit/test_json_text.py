@@ -12,7 +12,7 @@ from engine import json_text
 
 
 def test_the_text_reads_back_as_the_json_module_would_write_it() -> None:
-    value = {"id": uuid.UUID(int=7), "n": [1, 2.5, 1e16, None, True], "text": "café\n\"☕\""}
+    value = {"id": uuid.UUID(int=7), "n": [1, 2.5, 1e16, None, True], "text": 'café\n"☕"'}
     text = json_text.dumps(value, str)
     assert json.loads(text) == {**value, "id": str(value["id"])}
     assert ", " not in text and ": " not in text  # compact, as the rows' documents were
