@@ -13,8 +13,9 @@ of POST /events/batch, `--warm-seconds`) the tables are analyzed, as autovacuum 
 deployment's (bench/procs.py's `analyze_tables` says why). Then drives it with `wrk`
 for the same time and connections: `GET /health`, `POST /events/send` and `POST /events/batch`
 (every event for a new contact), and measures the accept latency at about half the maximum
-rate. Then one worker process drains `automations.events.send` messages and
-`automations.events.send_batch` messages enqueued beforehand. The load generator's CPU is read
+rate (as many connections, each pausing at random between requests: `half_rate`). Then one
+worker process drains `automations.events.send` messages and `automations.events.send_batch`
+messages enqueued beforehand. The load generator's CPU is read
 from /proc: a run where it used more than half a core fails, since the client may then be what
 was measured. Prints JSON and a table; writes bench/results/ingest.json.
 """
@@ -143,28 +144,30 @@ def measure_http(
 
 
 def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Load:
-    """/events/send at about half its maximum rate: wrk2's -R if installed; else wrk, which
-    has no rate limit, with the fewest connections (1, 2, 4...) whose rate reaches half (each
-    connection sends its next request when the last is answered). The rate does not follow the
-    connections in proportion: two requests on one API process may be written one group after
-    the other, so the connections are tried rather than computed from one connection's rate."""
-    if loadgen.wrk2_binary():
-        return fire("/events/send", "send", rate=max(int(maximum / 2), 1))  # type: ignore[no-any-return]
-    connections = 1
-    while connections < args.connections:
-        probe = fire(
-            "/events/send",
-            "send",
-            connections=connections,
-            threads=min(connections, args.threads),
-            seconds=min(args.duration, 3),
-        )
-        if probe.per_second >= maximum / 2:
-            break
-        connections *= 2
-    connections = min(connections, args.connections)
+    """/events/send at about half its maximum rate, from `--connections` callers that each wait
+    a random time between an answer and their next request (wrk_events.lua's pace).
+
+    Not fewer connections sending back to back: each would send its next request the moment it
+    is answered, so the rate would be connections / latency and the latency, by Little's law,
+    connections / rate; never a server's latency under a given load. A connection's rate is
+    1 / (latency + pace): a short probe at the pace the target rate would need with no latency
+    measures the latency under load, and the run takes it off the pace."""
+    target = max(maximum / 2, 1.0)
+    connections = args.connections
+    threads = min(connections, args.threads)
+    pace = connections * 1000 / target  # ms between a connection's requests, latency included
+    probe = fire(
+        "/events/send",
+        "send",
+        connections=connections,
+        threads=threads,
+        seconds=min(args.duration, 3),
+        pace_ms=pace,
+    )
+    cycle = connections * 1000 / max(probe.per_second, 1.0)  # latency + pace, as measured
+    pace = max(2 * pace - cycle, 0.0)
     return fire(  # type: ignore[no-any-return]
-        "/events/send", "send", connections=connections, threads=min(connections, args.threads)
+        "/events/send", "send", connections=connections, threads=threads, pace_ms=pace
     )
 
 
@@ -237,7 +240,7 @@ def run(args: argparse.Namespace) -> report.Result:
     details = {
         # Less sensitive to other load on the machine than rates: CPU ms per request or event.
         "cpu_ms": costs,
-        "config": vars(args) | {"log": str(args.log), "wrk2": bool(loadgen.wrk2_binary())},
+        "config": vars(args) | {"log": str(args.log)},
         "http": {name: figures_of(load) for name, load in loads.items()},
         "broker": {
             name: vars(one) | {"per_second": one.per_second} for name, one in drained.items()

@@ -1,5 +1,5 @@
-"""The native load generator of bench/ingest.py: `wrk` (or `wrk2` for a fixed rate), its
-figures, and the CPU it used, so that a result says the client was not the bottleneck.
+"""The native load generator of bench/ingest.py: `wrk`, its figures, and the CPU it used, so
+that a result says the client was not the bottleneck.
 
 Set-up: `apt-get install -y wrk` (Debian and Ubuntu; `brew install wrk` on macOS)."""
 
@@ -36,11 +36,6 @@ def wrk_binary() -> str:
             f"bench.ingest drives the server with wrk, which is not installed: run `{INSTALL}`"
         )
     return found
-
-
-def wrk2_binary() -> str | None:
-    """wrk2 (wrk with -R, a fixed request rate), if installed under that name."""
-    return shutil.which("wrk2")
 
 
 @dataclass(frozen=True)
@@ -82,23 +77,22 @@ class Shot:
     connections: int
     threads: int = 2
     batch: int = 100
-    rate: int | None = None  # requests/s, with wrk2 only
+    # Mean ms each connection waits after an answer (wrk_events.lua): a rate below the maximum.
+    pace_ms: float | None = None
 
 
 def fire(shot: Shot, *, api_key: str, run_id: str) -> Load:
     """Run wrk for this shot; its figures and CPU. Raises ClientBound past MAX_CLIENT_CORES."""
-    binary = wrk2_binary() if shot.rate else wrk_binary()
-    assert binary is not None, "a rate needs wrk2"
-    argv = [binary, "-t", str(min(shot.threads, shot.connections)), "-c", str(shot.connections)]
+    threads = min(shot.threads, shot.connections)
+    argv = [wrk_binary(), "-t", str(threads), "-c", str(shot.connections)]
     argv += ["-d", f"{max(shot.seconds, 1):.0f}s", "--timeout", "10s", "-s", str(SCRIPT)]
-    if shot.rate:
-        argv += ["-R", str(shot.rate)]
     env = {
         **os.environ,
         "BENCH_MODE": shot.mode,
         "BENCH_BATCH": str(shot.batch),
         "BENCH_RUN": f"{run_id}-{shot.mode}-{shot.connections}",
         "BENCH_API_KEY": api_key,
+        "BENCH_PACE_MS": str(shot.pace_ms or 0),
     }
     process = subprocess.Popen(  # noqa: S603 - wrk from PATH, our own arguments
         [*argv, shot.url], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -3,12 +3,17 @@
 -- sign-up does), and one line of JSON at the end for the bench to read.
 --
 -- Read from the environment: BENCH_MODE (health, send or batch), BENCH_BATCH (events per
--- batch request), BENCH_RUN (a prefix unique to the run), BENCH_API_KEY.
+-- batch request), BENCH_RUN (a prefix unique to the run), BENCH_API_KEY, and BENCH_PACE_MS:
+-- if set, each connection waits a random time of that mean (exponential) after an answer
+-- before its next request, so that many connections send at a chosen rate, arriving at random
+-- as independent callers do (wrk measures a request's latency from when it is written, so
+-- the wait is not counted). Unset: each connection sends its next request at once.
 
 local mode = os.getenv("BENCH_MODE") or "health"
 local batch = tonumber(os.getenv("BENCH_BATCH") or "100")
 local run = os.getenv("BENCH_RUN") or "run"
 local key = os.getenv("BENCH_API_KEY") or ""
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
 
 local threads = {}
 local counter = 0
@@ -21,6 +26,7 @@ end
 
 function init(args)
   prefix = run .. "-" .. thread_number .. "-"
+  math.randomseed(os.time() * 100 + thread_number)
   wrk.headers["Authorization"] = "Bearer " .. key
   if mode ~= "health" then
     wrk.method = "POST"
@@ -46,6 +52,12 @@ elseif mode == "batch" then
       events[i] = event()
     end
     return wrk.format(nil, nil, nil, "[" .. table.concat(events, ",") .. "]")
+  end
+end
+
+if pace > 0 then
+  function delay()
+    return -pace * math.log(1 - math.random())  -- ms; wrk takes whole milliseconds
   end
 end
 

@@ -71,22 +71,24 @@ def test_a_malformed_batch_is_refused_with_the_index_of_its_first_bad_event(
     assert message in refused.value.message
 
 
-def test_the_latency_load_takes_the_fewest_connections_that_reach_half_the_maximum(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(loadgen, "wrk2_binary", lambda: None)
-    # One API process writes one group at a time: two connections barely beat one.
-    rates = {1: 90.0, 2: 100.0, 4: 170.0, 8: 320.0, 16: 500.0, 32: 600.0}
-    fired: list[tuple[int, int]] = []
+def test_the_latency_load_paces_every_connection_to_reach_half_the_maximum() -> None:
+    # The server answers in `latency` ms whatever the load: a connection's cycle is its pace
+    # plus that, and the rate --connections / cycle.
+    fired: list[dict[str, float]] = []
+    latency = 4.0
 
-    def fire(path: str, mode: str, **shot: int) -> types.SimpleNamespace:
-        fired.append((shot["connections"], shot["threads"]))
-        return types.SimpleNamespace(per_second=rates[shot["connections"]])
+    def fire(path: str, mode: str, **shot: float) -> types.SimpleNamespace:
+        fired.append(shot)
+        return types.SimpleNamespace(per_second=32 * 1000 / (shot["pace_ms"] + latency))
 
     args = argparse.Namespace(duration=8, connections=32, threads=2)
-    load = ingest.half_rate(fire, 600.0, args)
-    assert load.per_second == 320.0
-    assert fired == [(1, 1), (2, 2), (4, 2), (8, 2), (8, 2)]
+    load = ingest.half_rate(fire, 1000.0, args)
+    assert [shot["connections"] for shot in fired] == [32, 32]
+    assert fired[0]["pace_ms"] == pytest.approx(64)  # 32 connections at 500/s with no latency
+    assert fired[1]["pace_ms"] == pytest.approx(60)  # the 4 ms it measured taken off
+    assert load.per_second == pytest.approx(500)
+    # Answers slower than the pace the rate needs: back to back, never a negative pace.
     fired.clear()
-    assert ingest.half_rate(fire, 5000.0, args).per_second == 600.0  # never over --connections
-    assert fired[-1] == (32, 2)
+    latency = 30.0
+    ingest.half_rate(fire, 3000.0, args)
+    assert fired[1]["pace_ms"] == 0
