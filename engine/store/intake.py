@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from engine import json_text
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
-from engine.store import rollup
+from engine.store import rollup, rollup_upserts
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
 from engine.store.runs import WaitingStep
@@ -130,10 +131,29 @@ def _columns(rows: Sequence[dict[str, Any]], key: str) -> str:
     return ", ".join(rows[0]) if rows else key
 
 
-def _statement(event_columns: str, run_columns: str, step_columns: str) -> str:
+def _statement(
+    event_columns: str, run_columns: str, step_columns: str, upserts: tuple[tuple[str, str], ...]
+) -> str:
     # Keyed events go in the order given (sorted by key): two transactions inserting the same
     # keys wait for each other in one order, never in a cycle. Unkeyed ones cannot conflict.
-    return f"""
+    # The rollup's upserts, if any, are read last and in their order (as rollup_upserts reads
+    # its CTEs): their rows are the last the transaction locks.
+    ctes = "".join(f", {name} AS ({sql})" for name, sql in upserts)
+    counted = "".join(
+        f"\nUNION ALL\nSELECT 2, NULL, NULL, NULL, NULL, NULL, NULL"  # noqa: S608 - our CTEs' names
+        f" FROM (SELECT count(*) AS n FROM {name}) AS counted WHERE n < 0"
+        for name, _ in upserts
+    )
+    return _TEMPLATE.format(
+        event_columns=event_columns,
+        run_columns=run_columns,
+        step_columns=step_columns,
+        upserts=ctes,
+        written=counted,
+    )
+
+
+_TEMPLATE = """
 WITH given AS (
     SELECT * FROM jsonb_populate_recordset(NULL::events, %(events)s::jsonb) WITH ORDINALITY
 ), plain AS (
@@ -154,23 +174,26 @@ WITH given AS (
     INSERT INTO run_steps ({step_columns})
     SELECT {step_columns} FROM jsonb_populate_recordset(NULL::run_steps, %(steps)s::jsonb)
     WHERE run_id IN (SELECT id FROM started)
-)
+), waits AS (
+    SELECT 1 AS kind, s.run_id, s.step_key, r.version_id, s.created_at, r.contact_id,
+        s.wait_event
+    FROM run_steps s JOIN runs r ON r.id = s.run_id
+    WHERE r.contact_id = ANY(%(contact_ids)s::uuid[])
+        AND r.status = 'running'
+        AND s.status = 'waiting'
+        AND s.wait_event = ANY(%(event_names)s::text[])
+        AND (s.due_at IS NULL OR s.due_at > %(now)s)
+){upserts}
 SELECT 0 AS kind, id AS run_id, NULL AS step_key, NULL::uuid AS version_id,
     NULL::timestamptz AS created_at, NULL::uuid AS contact_id, NULL AS wait_event
 FROM keyed
 UNION ALL
-SELECT 1, s.run_id, s.step_key, r.version_id, s.created_at, r.contact_id, s.wait_event
-FROM run_steps s JOIN runs r ON r.id = s.run_id
-WHERE r.contact_id = ANY(%(contact_ids)s::uuid[])
-    AND r.status = 'running'
-    AND s.status = 'waiting'
-    AND s.wait_event = ANY(%(event_names)s::text[])
-    AND (s.due_at IS NULL OR s.due_at > %(now)s)
+SELECT * FROM waits{written}
 ORDER BY kind, created_at, run_id, step_key
-"""  # noqa: S608 - the column names are the row dicts' keys, which this code writes
+"""
 
 
-_STATEMENTS: dict[tuple[str, str, str], str] = {}
+_STATEMENTS: dict[tuple[str, str, str, tuple[Table, ...]], str] = {}
 
 
 def _in_one_statement(
@@ -182,10 +205,22 @@ def _in_one_statement(
     event_names: Sequence[str],
     now: dt.datetime,
 ) -> Stored:
-    shape = (_columns(events, "id"), _columns(runs, "id"), _columns(steps, "run_id"))
+    offered = None
+    if all(row["idempotency_key"] is None for row in events):
+        # No event can turn out a duplicate: the rows written, and their rollup notes, are
+        # known now, and the statement upserts those unless it finds waits to resume (whose
+        # steps are then locked after it: the rollup waits for the commit, to be locked last).
+        rollup.note_runs_created(session, runs)
+        rollup.note_steps_created(session, steps)
+        offered = rollup.offer(session)
+    tables = offered.tables if offered is not None else ()
+    shape = (_columns(events, "id"), _columns(runs, "id"), _columns(steps, "run_id"), tables)
     sql = _STATEMENTS.get(shape)
     if sql is None:
-        sql = _STATEMENTS[shape] = _statement(*shape)
+        upserts = rollup_upserts.conditional_upserts(
+            tables, session.get_bind().dialect, "NOT EXISTS (SELECT 1 FROM waits)"
+        )
+        sql = _STATEMENTS[shape] = _statement(*shape[:3], upserts)
     params = {
         "events": _json(events),
         "runs": _json(runs),
@@ -193,6 +228,7 @@ def _in_one_statement(
         "contact_ids": sorted(set(contact_ids)),
         "event_names": sorted(set(event_names)),
         "now": now,
+        **(offered.params if offered is not None else {}),
     }
     keyed: set[uuid.UUID] = set()
     waits: list[WaitingStep] = []
@@ -205,6 +241,10 @@ def _in_one_statement(
             waits.append(
                 WaitingStep(run_id, step_key, version_id, created_at, contact_id, wait_event)
             )
+    if offered is not None:
+        if not waits:
+            rollup.accepted(session, offered)
+        return Stored(keyed, waits)
     # The statement skipped a duplicate's run and steps itself; the rollup counts what it wrote.
     runs, steps = _of_stored_events(events, runs, steps, keyed)
     rollup.note_runs_created(session, runs)

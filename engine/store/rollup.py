@@ -11,6 +11,7 @@ always in the same order: no deadlock between two writers. A statement that its 
 to be the transaction's last write may carry the upsert instead (`take_for_statement`): an
 executed step followed by one step counts both in its finish statement, one round trip fewer;
 and a step that ends its run counts everything in the run's UPDATE (`take_with_run_end`).
+An ingestion's statement upserts its notes unless it finds waits to resume (`offer`).
 """
 
 from __future__ import annotations
@@ -21,29 +22,25 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
-    Executable,
-    Insert,
-    String,
     Table,
     bindparam,
-    cast,
     event,
-    func,
-    literal_column,
     select,
-    union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from engine import json_text
 from engine.percentiles import bucket_of
 from engine.store.core import RUNS, execute
+from engine.store.rollup_upserts import (
+    columns,
+    rows_name,
+    upsert_all,
+    upsert_statement,
+)
 from models.enums import RunStatus, SkipReason, StepStatus
 from models.rollups import DurationRollup, RunRollup, StepRollup
 
@@ -236,10 +233,10 @@ def write(session: Session, notes: _Notes) -> None:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and written:
         tables = tuple(table for table, _ in written)
-        execute(session, _upsert_all(tables), _json_params(written))
+        execute(session, upsert_all(tables), _json_params(written))
         return
     for table, rows in written:
-        execute(session, _upsert_statement(dialect, table), rows)
+        execute(session, upsert_statement(dialect, table), rows)
 
 
 def take_for_statement(session: Session) -> tuple[Table, dict[str, str]] | None:
@@ -285,6 +282,35 @@ def take_with_run_end(
     return tuple(table for table, _ in written), _json_params(written)
 
 
+@dataclass(frozen=True)
+class Offer:
+    """The transaction's notes as rows of their tables, for a statement that may upsert them."""
+
+    tables: tuple[Table, ...]
+    params: dict[str, str]
+    notes: _Notes
+
+
+def offer(session: Session) -> Offer | None:
+    """PostgreSQL: the notes for a statement that upserts them (rollup_upserts's
+    `conditional_upserts`) only when it turns out to be the transaction's last write;
+    `accepted` once it has. Until then they stay for the commit. None as `take_for_statement`,
+    whatever the number of tables."""
+    merged = _mergeable(session)
+    if merged is None:
+        return None
+    written = _written(merged, merged.known)
+    if not written:
+        return None
+    return Offer(tuple(table for table, _ in written), _json_params(written), merged)
+
+
+def accepted(session: Session, offered: Offer) -> None:
+    """The statement upserted the offer's notes: the commit writes them no more. Called right
+    after it, before anything else is noted."""
+    _taken(session, offered.notes)
+
+
 def _mergeable(session: Session) -> _Notes | None:
     """The transaction's notes merged, if a statement may take them (see take_for_statement)."""
     if session.get_nested_transaction() is not None:
@@ -305,12 +331,6 @@ def _taken(session: Session, merged: _Notes) -> None:
     assert current is not None
     layers.clear()
     layers[current] = _Notes(known=merged.known, started=merged.started)
-
-
-@cache
-def upsert_cte(table: Table) -> CTE:
-    """The upsert of `take_for_statement`'s rows, as a CTE to add to that statement."""
-    return _upsert_from_json(table).cte(f"{table.name}_written")
 
 
 def _written(
@@ -347,7 +367,7 @@ def _written(
 
 
 def _json_params(written: list[tuple[Table, list[dict[str, Any]]]]) -> dict[str, str]:
-    return {_rows_name(table): json_text.dumps(rows, str) for table, rows in written}
+    return {rows_name(table): json_text.dumps(rows, str) for table, rows in written}
 
 
 def _spread(summed: Counter[tuple[Any, ...]]) -> _Deltas:
@@ -396,79 +416,9 @@ def _noted_runs(notes: _Notes) -> set[uuid.UUID]:
 
 def _rows(table: Table, deltas: _Deltas) -> list[dict[str, Any]]:
     """The table's rows to add, in key order, those whose deltas all cancel out left out."""
-    keys, counters = _columns(table)
+    keys, counters = columns(table)
     return [
         {**dict(zip(keys, key, strict=True)), **{name: counts[name] for name in counters}}
         for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
         if any(counts.values())
     ]
-
-
-@cache
-def _columns(table: Table) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The table's key columns and its counters, by name."""
-    keys = tuple(column.name for column in table.primary_key.columns)
-    return keys, tuple(column.name for column in table.columns if column.name not in keys)
-
-
-@cache
-def _upsert_statement(dialect: str, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n, built once; rows as parameters."""
-    keys, counters = _columns(table)
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-    upsert: Insert = stmt.on_conflict_do_update(
-        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
-    )
-    return upsert
-
-
-def _rows_name(table: Table) -> str:
-    return f"{table.name}_rows"
-
-
-@cache
-def _upsert_all(tables: tuple[Table, ...]) -> Executable:
-    """PostgreSQL: the upserts of these tables as one statement, built once per set of tables.
-
-    Each table's rows come as one JSON array, read in order: the rows are written in key
-    order. With more than one table, each upsert is a data-modifying CTE, and the main query
-    counts their rows one after the other (UNION ALL runs its branches in order, and a CTE
-    runs to completion when first read): the tables are locked in the order given, as they
-    would be by one statement each.
-    """
-    if len(tables) == 1:
-        return _upsert_from_json(tables[0])
-    return _in_order(tuple(_counted_upsert(table) for table in tables))
-
-
-@cache
-def upsert_all_after(first: tuple[CTE, ...], tables: tuple[Table, ...]) -> Executable:
-    """The CTEs of `first` (data-modifying, each returning a row per row it changed) in their
-    order, then the upserts of these tables (`take_with_run_end`'s, or `take_for_statement`'s
-    one) in theirs: one count per CTE, in that order."""
-    return _in_order((*first, *(_counted_upsert(table) for table in tables)))
-
-
-def _counted_upsert(table: Table) -> CTE:
-    return _upsert_from_json(table).returning(literal_column("1")).cte(f"{table.name}_written")
-
-
-def _in_order(ctes: tuple[CTE, ...]) -> Executable:
-    """The rows each CTE returned, counted one CTE after the other (UNION ALL runs its branches
-    in order, and a CTE runs to completion when first read)."""
-    return union_all(*(select(func.count()).select_from(cte) for cte in ctes))
-
-
-def _upsert_from_json(table: Table) -> Insert:
-    keys, counters = _columns(table)
-    names = keys + counters
-    # The rows as records of the table's own row type: no column list to keep in step.
-    rows = func.json_populate_recordset(
-        literal_column(f"NULL::{table.name}"),
-        cast(bindparam(_rows_name(table), type_=String()), postgresql.JSON),
-    ).table_valued(*names)
-    stmt = postgresql.insert(table).from_select(names, select(*(rows.c[name] for name in names)))
-    upsert: Insert = stmt.on_conflict_do_update(
-        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in counters}
-    )
-    return upsert

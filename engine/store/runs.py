@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from engine.store import rollup
+from engine.store import rollup, rollup_upserts
 from engine.store.core import RUNS, STEPS, Carried, execute
 from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
@@ -260,14 +260,14 @@ _FINISH_AND_START = _START_NEXT.add_cte(_FINISH_STEP.cte("finished"))
 def _finish_start_carried(carried: CTE, table: Table | None) -> Executable:
     """PostgreSQL: `_FINISH_AND_START`, then the carried write, then the upsert of the
     transaction's rollup rows in `table` (if any), each a CTE run in that order (see
-    rollup.upsert_all_after: UNION ALL reads its branches in order, and a data-modifying CTE
+    rollup_upserts.upsert_all_after: UNION ALL reads its branches in order, and a data-modifying CTE
     runs to completion when first read). The step row is locked already (claimed, then
     owned) and the next step's row is new: the carried write's rows (an outbox row) are
     locked next, after the step and run rows as when it ran alone, and the rollup rows last."""
     finished = _FINISH_STEP.returning(literal_column("1")).cte("finished")
     started = _START_NEXT.returning(literal_column("1")).cte("started")
     tables = (table,) if table is not None else ()
-    return rollup.upsert_all_after((finished, started, carried), tables)
+    return rollup_upserts.upsert_all_after((finished, started, carried), tables)
 
 
 @cache
@@ -275,7 +275,7 @@ def _finish_start_and_count(table: Table) -> Insert:
     """`_FINISH_AND_START` with the upsert of the transaction's rollup rows in `table`. The
     step and run rows are locked already (claimed, and locked with the run's context): the
     rollup rows, upserted in key order, are the only rows this statement locks anew."""
-    return _FINISH_AND_START.add_cte(rollup.upsert_cte(table))
+    return _FINISH_AND_START.add_cte(rollup_upserts.upsert_cte(table))
 
 
 _STATE_COLUMNS = (
@@ -352,7 +352,7 @@ def finish_run(
     )
     if counted is not None:
         tables, counts = counted
-        statement = rollup.upsert_all_after((_RUN_ENDED,), tables)
+        statement = rollup_upserts.upsert_all_after((_RUN_ENDED,), tables)
         ended = execute(session, statement, {**params, **counts}).scalars().first()
         if ended != 1:  # counted as ended: it must have been running, as the caller saw it
             raise RuntimeError(f"run {run_id} was not running when it was ended")

@@ -5,10 +5,11 @@ counts every step."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from api.prometheus import exposition
 from engine import content, lifecycle
@@ -159,3 +160,55 @@ def test_prometheus_counts_every_step(rt_stack: Stack) -> None:
             assert (name, float(samples[name])) == (name, count)
     assert float(samples['automations_runs{status="completed"}']) == runs_total
     assert 'automations_run_duration_quantile_seconds{quantile="0.5"}' in samples
+
+
+@POSTGRES_ONLY
+def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
+    rt_stack: Stack,
+) -> None:
+    waiting = {"event_name": "order.paid", "timeout": "2 days"}
+    make_automation(
+        rt_stack,
+        [
+            TRIGGER,
+            {"key": "await", "type": "wait_for_event", "config": waiting},
+            {"key": "thank", "type": "contact_update", "config": {"first_name": "Paid"}},
+        ],
+        [
+            {"from": "start", "to": "await"},
+            {"from": "await", "to": "thank", "type": "event_received"},
+        ],
+    )
+    # order.paid starts runs too: the event that resumes a wait also counts runs of its own.
+    paid = {"key": "start", "type": "trigger", "config": {"event_name": "order.paid"}}
+    tag = {"key": "tag", "type": "contact_update", "config": {"last_name": "Payer"}}
+    make_automation(rt_stack, [paid, tag], [{"from": "start", "to": "tag"}])
+    statements: list[str] = []
+    this_thread = threading.get_ident()
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.get_ident() == this_thread:
+            statements.append(statement)
+
+    engine = rt_stack.runtime.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        first = send(rt_stack, None)  # the automation's graph, read once per process
+        statements.clear()
+        email = unique_email()
+        run_id = send(rt_stack, None, email=email)
+        # No wait to resume: the contacts and the listeners, then one statement for the rest,
+        # the rollup's counts included; nothing written at the commit.
+        assert len(statements) == 2, [" ".join(sql.split())[:60] for sql in statements]
+        rt_stack.wait_step(run_id, "await", "waiting")
+        statements.clear()
+        resumed = rt_stack.send("order.paid", email)
+        assert resumed.resumed == [(run_id, "await")]
+        # A wait resumed: its step is locked after the store statement, the counts after it.
+        assert len(statements) > 2
+        rt_stack.dispatcher.dispatch(resumed.dispatches)
+        rt_stack.wait_step(first, "await", "waiting")
+        settle(rt_stack, [run_id, *resumed.run_ids], completed=2)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert_rollup_is_a_recount(rt_stack)
