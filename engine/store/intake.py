@@ -153,6 +153,8 @@ def _statement(
     )
 
 
+# Filled in by `_statement` with the column names of the rows this module builds and the
+# rollup's CTEs (rollup_upserts), never with input.
 _TEMPLATE = """
 WITH given AS (
     SELECT * FROM jsonb_populate_recordset(NULL::events, %(events)s::jsonb) WITH ORDINALITY
