@@ -302,6 +302,18 @@ class Stack:
         )
         return self.run(run_id)
 
+    def sweep_until_ended(self, run_id: uuid.UUID, *, timeout: float = 60) -> Run:
+        """Tick the sweeper until the run ends, as its beat would. One tick is not enough after
+        a process was killed inside a transaction: the tick skips the rows it still locks
+        (SKIP LOCKED) until PostgreSQL has seen the connection drop and rolled it back."""
+
+        def ended() -> bool:
+            self.sweep()
+            return self.run(run_id).status in RUN_TERMINAL
+
+        self.wait_for(ended, timeout=timeout, what="run to end")
+        return self.run(run_id)
+
 
 def build_stack(
     backend: str, database_url: str, broker_url: str, workdir: Path, sink: SmtpSink

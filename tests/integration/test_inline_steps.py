@@ -193,7 +193,7 @@ def test_a_worker_killed_around_inline_steps_loses_nothing(rt_stack: Stack, poin
         rt_stack.wait_for(marker.exists, what=f"the worker to die at {point}")
         # The sweeper finds whatever was left ready or running, as it finds a lost message.
         rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
-        run = rt_stack.wait_run(run_id, timeout=60)
+        run = rt_stack.sweep_until_ended(run_id)
     finally:
         rt_stack.restart_worker()
     assert run.status == "completed"
