@@ -195,6 +195,8 @@ ORDER BY kind, created_at, run_id, step_key
 """
 
 
+# When the store statement's rollup upserts run: every keyed event was new, no wait was found.
+_LAST = "(SELECT count(*) FROM keyed) = :keyed_events AND NOT EXISTS (SELECT 1 FROM waits)"
 _STATEMENTS: dict[tuple[str, str, str, tuple[Table, ...]], str] = {}
 
 
@@ -207,22 +209,17 @@ def _in_one_statement(
     event_names: Sequence[str],
     now: dt.datetime,
 ) -> Stored:
-    offered = None
-    if all(row["idempotency_key"] is None for row in events):
-        # No event can turn out a duplicate: the rows written, and their rollup notes, are
-        # known now, and the statement upserts those unless it finds waits to resume (whose
-        # steps are then locked after it: the rollup waits for the commit, to be locked last).
-        rollup.note_runs_created(session, runs)
-        rollup.note_steps_created(session, steps)
-        offered = rollup.offer(session)
+    # The rollup's counts of these rows, upserted by the statement if it writes every row (no
+    # idempotency key turns out taken) and finds no wait to resume (whose steps are then locked
+    # after it, so the counts wait for the commit, to be locked last).
+    offered = rollup.offer(session, runs=runs, steps=steps)
     tables = offered.tables if offered is not None else ()
     shape = (_columns(events, "id"), _columns(runs, "id"), _columns(steps, "run_id"), tables)
     sql = _STATEMENTS.get(shape)
     if sql is None:
-        upserts = rollup_upserts.conditional_upserts(
-            tables, session.get_bind().dialect, "NOT EXISTS (SELECT 1 FROM waits)"
-        )
+        upserts = rollup_upserts.conditional_upserts(tables, session.get_bind().dialect, _LAST)
         sql = _STATEMENTS[shape] = _statement(*shape[:3], upserts)
+    keyed_events = sum(row["idempotency_key"] is not None for row in events)
     params = {
         "events": _json(events),
         "runs": _json(runs),
@@ -230,6 +227,7 @@ def _in_one_statement(
         "contact_ids": sorted(set(contact_ids)),
         "event_names": sorted(set(event_names)),
         "now": now,
+        "keyed_events": keyed_events,
         **(offered.params if offered is not None else {}),
     }
     keyed: set[uuid.UUID] = set()
@@ -243,9 +241,8 @@ def _in_one_statement(
             waits.append(
                 WaitingStep(run_id, step_key, version_id, created_at, contact_id, wait_event)
             )
-    if offered is not None:
-        if not waits:
-            rollup.accepted(session, offered)
+    if offered is not None and not waits and len(keyed) == keyed_events:
+        rollup.accepted(session, offered)
         return Stored(keyed, waits)
     # The statement skipped a duplicate's run and steps itself; the rollup counts what it wrote.
     runs, steps = _of_stored_events(events, runs, steps, keyed)

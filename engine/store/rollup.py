@@ -11,7 +11,8 @@ always in the same order: no deadlock between two writers. A statement that its 
 to be the transaction's last write may carry the upsert instead (`take_for_statement`): an
 executed step followed by one step counts both in its finish statement, one round trip fewer;
 and a step that ends its run counts everything in the run's UPDATE (`take_with_run_end`).
-An ingestion's statement upserts its notes unless it finds waits to resume (`offer`).
+An ingestion's store statement upserts the counts of what it writes, unless it finds waits
+to resume or an idempotency key taken (`offer`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ def _notes(session: Session) -> _Notes:
 
 def note_runs_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """New runs (rows as runs.insert_runs takes them), counted by their status."""
-    notes = _notes(session)
+    _count_runs(_notes(session), rows)
+
+
+def _count_runs(notes: _Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         run_id, hour = row["id"], hour_of(row["created_at"])
         notes.known[run_id] = (row["automation_id"], hour)
@@ -169,7 +173,10 @@ def note_retry(session: Session, run_id: uuid.UUID, *, first: bool) -> None:
 
 def note_steps_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """New step rows (as runs.insert_steps takes them): one more step, and how it ended."""
-    notes = _notes(session)
+    _count_steps(_notes(session), rows)
+
+
+def _count_steps(notes: _Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         key = (row["run_id"], row["step_key"], str(row["step_type"]))
         notes.steps[(*key, "steps")] += 1
@@ -291,12 +298,19 @@ class Offer:
     notes: _Notes
 
 
-def offer(session: Session) -> Offer | None:
-    """PostgreSQL: the notes for a statement that upserts them (rollup_upserts's
-    `conditional_upserts`) only when it turns out to be the transaction's last write;
-    `accepted` once it has. Until then they stay for the commit. None as `take_for_statement`,
-    whatever the number of tables."""
-    merged = _mergeable(session)
+def offer(
+    session: Session, *, runs: Iterable[Mapping[str, Any]], steps: Iterable[Mapping[str, Any]]
+) -> Offer | None:
+    """PostgreSQL: the transaction's notes with those of these new runs and steps (rows as
+    `note_runs_created` and `note_steps_created` take them), for a statement that upserts them
+    only if it wrote every one of these rows and turns out to be the transaction's last write
+    (rollup_upserts's `conditional_upserts`); `accepted` once it has. Nothing is noted here:
+    if the statement did not upsert, its caller notes what it wrote, for the commit. None as
+    `take_for_statement`, whatever the number of tables."""
+    extra = _Notes()
+    _count_runs(extra, runs)
+    _count_steps(extra, steps)
+    merged = _mergeable(session, extra)
     if merged is None:
         return None
     written = _written(merged, merged.known)
@@ -311,22 +325,25 @@ def accepted(session: Session, offered: Offer) -> None:
     _taken(session, offered.notes)
 
 
-def _mergeable(session: Session) -> _Notes | None:
-    """The transaction's notes merged, if a statement may take them (see take_for_statement)."""
+def _mergeable(session: Session, extra: _Notes | None = None) -> _Notes | None:
+    """The transaction's notes merged (and `extra`), if a statement may take them (see
+    take_for_statement)."""
     if session.get_nested_transaction() is not None:
         return None
     layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
-    if session.get_transaction() is None or not layers:
+    if session.get_transaction() is None or (not layers and extra is None):
         return None
     merged = _Notes()
     for notes in layers.values():
         merged.merge(notes)
+    if extra is not None:
+        merged.merge(extra)
     return merged if _noted_runs(merged) <= merged.known.keys() else None
 
 
 def _taken(session: Session, merged: _Notes) -> None:
     """The notes are a statement's now: only what the transaction knows of its runs stays."""
-    layers: dict[SessionTransaction, _Notes] = session.info[_LAYERS]
+    layers: dict[SessionTransaction, _Notes] = session.info.setdefault(_LAYERS, {})
     current = session.get_transaction()
     assert current is not None
     layers.clear()

@@ -13,16 +13,17 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
-    ColumnElement,
     Executable,
     Insert,
     String,
     Table,
+    TextClause,
     bindparam,
     cast,
     func,
     literal_column,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -79,7 +80,7 @@ def _counted_upsert(table: Table) -> CTE:
     return _counted(table).cte(f"{table.name}_written")
 
 
-def _counted(table: Table, only_if: ColumnElement[bool] | None = None) -> ReturningInsert[Any]:
+def _counted(table: Table, only_if: TextClause | None = None) -> ReturningInsert[Any]:
     """The upsert of the table's rows, returning a row per row written."""
     return _upsert_from_json(table, only_if).returning(literal_column("1"))
 
@@ -90,7 +91,7 @@ def _in_order(ctes: tuple[CTE, ...]) -> Executable:
     return union_all(*(select(func.count()).select_from(cte) for cte in ctes))
 
 
-def _upsert_from_json(table: Table, only_if: ColumnElement[bool] | None = None) -> Insert:
+def _upsert_from_json(table: Table, only_if: TextClause | None = None) -> Insert:
     keys, counters = columns(table)
     names = keys + counters
     # The rows as records of the table's own row type: no column list to keep in step.
@@ -119,9 +120,10 @@ def conditional_upserts(
     tables: tuple[Table, ...], dialect: Dialect, condition: str
 ) -> tuple[tuple[str, str], ...]:
     """(name, SQL) of a data-modifying CTE per table that upserts an `offer`'s rows if the SQL
-    `condition` holds, returning a row per row written; the caller reads them in this order
-    (as `_in_order` does), so that the tables are locked in it."""
-    only_if: ColumnElement[bool] = literal_column(condition)
+    `condition` holds (bound parameters written `:name`), returning a row per row written; the
+    caller reads them in this order (as `_in_order` does), so that the tables are locked in it.
+    """
+    only_if = text(condition)
     return tuple(
         (f"{table.name}_written", str(_counted(table, only_if).compile(dialect=dialect)))
         for table in tables

@@ -15,6 +15,9 @@ from api.prometheus import exposition
 from engine import content, lifecycle
 from engine.bulk import parse_request, start_bulk
 from engine.db import transaction
+from engine.errors import AutomationsError
+from engine.group_commit import commit_group
+from engine.ingest import EventRequest, Ingested
 from engine.metrics import snapshot
 from engine.recovery import replay_run, retry_run
 from models.enums import BulkAction, TemplateStatus
@@ -211,4 +214,41 @@ def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
         settle(rt_stack, [run_id, *resumed.run_ids], completed=2)
     finally:
         event.remove(engine, "before_cursor_execute", record)
+    assert_rollup_is_a_recount(rt_stack)
+
+
+@POSTGRES_ONLY
+def test_keyed_events_count_in_the_store_statement_unless_a_key_is_taken(rt_stack: Stack) -> None:
+    steps = [TRIGGER, {"key": "tag", "type": "contact_update", "config": {"first_name": "K"}}]
+    make_automation(rt_stack, steps, [{"from": "start", "to": "tag"}])
+    statements: list[str] = []
+    this_thread = threading.get_ident()
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.get_ident() == this_thread:
+            statements.append(statement)
+
+    def ingest(*keys: str) -> list[Ingested | AutomationsError]:
+        requests = [EventRequest("user.created", unique_email(), None, None, key) for key in keys]
+        return commit_group(rt_stack.runtime, rt_stack.dispatcher, requests)
+
+    ingest("warm")  # the automation's graph, read once per process
+    engine = rt_stack.runtime.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        (fresh,) = ingest("fresh")
+        # New keys: the listeners, the keys, the contacts, then one statement for the rest.
+        assert len(statements) == 4, [" ".join(sql.split())[:60] for sql in statements]
+        statements.clear()
+        # A key given twice: the statement skips the second event, so it does not count; the
+        # counts of what it wrote are upserted before the commit, one statement more.
+        again = ingest("twice", "twice", "other")
+        assert len(statements) == 5, [" ".join(sql.split())[:60] for sql in statements]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert isinstance(fresh, Ingested)
+    assert [isinstance(outcome, Ingested) for outcome in again] == [True, True, True]
+    runs = [run for o in (fresh, *again) if isinstance(o, Ingested) for run in o.run_ids]
+    assert len(runs) == 3  # the second "twice" is a duplicate of the first
+    settle(rt_stack, runs, completed=3)
     assert_rollup_is_a_recount(rt_stack)
