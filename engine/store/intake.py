@@ -9,7 +9,9 @@ grows with the group, is rendered anew each time and, past 4 KB, parsed anew by 
 The final SELECT reads the waits with the statement's snapshot, taken when it starts: after the
 contacts were locked by an earlier statement, so a wait_for_event step that registered before
 the lock was granted is seen (the order DESIGN.md relies on). It does not see the runs this
-statement creates, whose steps are pending anyway.
+statement creates, whose steps are pending anyway. The same statement upserts the rollup's
+counts of its rows if it wrote them all and found no wait (`rollup.offer`): one statement, and
+one round trip, fewer than writing them at the commit.
 
 SQLite takes the same rows through a statement per kind.
 """
