@@ -133,17 +133,16 @@ def ingest_events(
     names = sorted({request.event for request in requests if isinstance(request.event, str)})
     contacts_of = _contacts_of(requests)
     locked: list[ContactRow] | None = None
-    if contacts_of is None:
-        routes = event_store.event_routes(session, names)
+    seen: dict[str, intake_store.StoredKey] = {}
+    if contacts_of is None:  # keyed (or malformed): the keys' events, not yet the contacts
+        keys = [request.idempotency_key for request in requests if request.idempotency_key]
+        routes, seen = intake_store.routes_and_keys(session, names=names, keys=keys)
     else:  # one round trip for both; the contacts of a refused event roll back with it
         emails, ids = contacts_of
         routes, locked = intake_store.routes_and_contacts(
             session, names=names, emails=emails, ids=ids, now=now
         )
     pending = _check_all(requests, routes, rt.json_limits)
-    seen = event_store.events_by_idempotency_keys(
-        session, [p.idempotency_key for p in pending if p.idempotency_key]
-    )
     for item in pending:
         duplicate = seen.get(item.idempotency_key or "")
         if duplicate is not None:

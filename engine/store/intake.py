@@ -22,7 +22,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
@@ -70,28 +70,78 @@ def store_ingested(
     return Stored(keyed, waits)
 
 
-# The first statement of an ingestion without idempotency keys: its event names' routes, and
-# its contacts created (new emails) and locked (the others), as ensure_contacts does: inserts
-# in email order first, then the locks in id order. A contact that a concurrent transaction
-# created meanwhile is not in this statement's snapshot: `lock_missing` takes it after.
-_ROUTES_AND_CONTACTS = f"""
-WITH new AS ({contact_store.CREATE_CONTACTS}), locked AS ({contact_store.LOCK_CONTACTS})
+# An ingestion's first rows: the event names' listeners (kind 0) and schemas (kind 1); `{nulls}`
+# are the columns of the rows that follow, NULL here.
+_ROUTES = f"""
 SELECT 0 AS kind, trigger_event AS name, id, current_version_id AS version_id,
-    NULL::jsonb AS schema, NULL AS email, NULL AS first_name, NULL AS last_name,
-    NULL::boolean AS unsubscribed, NULL::jsonb AS properties
+    NULL::jsonb AS schema{{nulls}}
 FROM automations
 WHERE trigger_event = ANY(%(names)s::text[])
     AND status = '{AutomationStatus.ENABLED.value}'
     AND deleted_at IS NULL
     AND current_version_id IS NOT NULL
 UNION ALL
-SELECT 1, name, NULL, NULL, schema, NULL, NULL, NULL, NULL, NULL
+SELECT 1, name, NULL, NULL, schema{{nulls}}
 FROM event_definitions WHERE name = ANY(%(names)s::text[])
+"""  # noqa: S608 - composed of constants
+
+# The first statement of an ingestion without idempotency keys: its event names' routes, and
+# its contacts created (new emails) and locked (the others), as ensure_contacts does: inserts
+# in email order first, then the locks in id order. A contact that a concurrent transaction
+# created meanwhile is not in this statement's snapshot: `lock_missing` takes it after.
+_CONTACT_COLUMNS = (
+    ", NULL AS email, NULL AS first_name, NULL AS last_name, NULL::boolean AS unsubscribed,"
+    " NULL::jsonb AS properties"
+)
+_ROUTES_AND_CONTACTS = f"""
+WITH new AS ({contact_store.CREATE_CONTACTS}), locked AS ({contact_store.LOCK_CONTACTS})
+{_ROUTES.format(nulls=_CONTACT_COLUMNS)}
 UNION ALL
 SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM new
 UNION ALL
 SELECT 2, NULL, id, NULL, NULL, email, first_name, last_name, unsubscribed, properties FROM locked
 """  # noqa: S608 - composed of constants
+
+# The first statement of an ingestion with idempotency keys: its routes, and the events already
+# stored under its keys (kind 2: the key, the event's id, its contact's id).
+_ROUTES_AND_KEYS = f"""
+{_ROUTES.format(nulls="")}
+UNION ALL
+SELECT 2, idempotency_key, id, contact_id, NULL
+FROM events WHERE idempotency_key = ANY(%(keys)s::text[])
+"""  # noqa: S608 - composed of constants
+
+
+class StoredKey(NamedTuple):
+    """An event already stored under an idempotency key."""
+
+    idempotency_key: str
+    id: uuid.UUID
+    contact_id: uuid.UUID
+
+
+def routes_and_keys(
+    session: Session, *, names: Sequence[str], keys: Sequence[str]
+) -> tuple[dict[str, event_store.EventRoute], dict[str, StoredKey]]:
+    """`event_routes` of these names and the events stored under these idempotency keys, by
+    key; in one round trip on PostgreSQL."""
+    if session.get_bind().dialect.name != "postgresql":
+        routes = event_store.event_routes(session, names)
+        stored = event_store.events_by_idempotency_keys(session, keys)
+        return routes, {key: StoredKey(key, row.id, row.contact_id) for key, row in stored.items()}
+    params = {"names": sorted(set(names)), "keys": sorted(set(keys))}
+    routes = {name: event_store.EventRoute() for name in names}
+    seen: dict[str, StoredKey] = {}
+    for kind, name, row_id, version_id, schema in session.connection().exec_driver_sql(
+        _ROUTES_AND_KEYS, params
+    ):
+        if kind == 0:
+            routes[name].listeners.append((row_id, version_id))
+        elif kind == 1:
+            routes[name].schema = schema
+        else:  # the key, the event, and (in the version's column) the contact
+            seen[name] = StoredKey(name, row_id, version_id)
+    return routes, seen
 
 
 def routes_and_contacts(
