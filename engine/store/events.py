@@ -31,14 +31,9 @@ _BY_KEYS = select(EVENTS.c.idempotency_key, EVENTS.c.id, EVENTS.c.contact_id).wh
     EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True))
 )
 
+
 # The keys as one array: the statement's text is the same for any number of keys (prepared
 # once per connection), where an IN list grows with the batch.
-_BY_KEYS_ARRAY = (
-    "SELECT idempotency_key, id, contact_id FROM events"
-    " WHERE idempotency_key = ANY(%(keys)s::text[])"
-)
-
-
 @dataclass
 class EventRoute:
     """Where events of one name go: the schema their payload must fit, and the (automation id,
@@ -106,10 +101,7 @@ def events_by_idempotency_keys(session: Session, keys: Sequence[str]) -> dict[st
     """The events already stored under these idempotency keys (id and contact_id), by key."""
     if not keys:
         return {}
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.connection().exec_driver_sql(_BY_KEYS_ARRAY, {"keys": list(keys)})
-    else:
-        rows = execute(session, _BY_KEYS, {"keys": list(keys)})
+    rows = execute(session, _BY_KEYS, {"keys": list(keys)})
     return {row.idempotency_key: row for row in rows}
 
 

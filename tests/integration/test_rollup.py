@@ -8,6 +8,8 @@ import datetime as dt
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import event, func, select
 
@@ -165,6 +167,24 @@ def test_prometheus_counts_every_step(rt_stack: Stack) -> None:
     assert 'automations_run_duration_quantile_seconds{quantile="0.5"}' in samples
 
 
+@contextmanager
+def statements_of_this_thread(stack: Stack) -> Iterator[list[str]]:
+    """The SQL statements this thread executes meanwhile (not the worker's, nor a sweeper's)."""
+    statements: list[str] = []
+    this_thread = threading.get_ident()
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.get_ident() == this_thread:
+            statements.append(statement)
+
+    engine = stack.runtime.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 @POSTGRES_ONLY
 def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
     rt_stack: Stack,
@@ -186,16 +206,7 @@ def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
     paid = {"key": "start", "type": "trigger", "config": {"event_name": "order.paid"}}
     tag = {"key": "tag", "type": "contact_update", "config": {"last_name": "Payer"}}
     make_automation(rt_stack, [paid, tag], [{"from": "start", "to": "tag"}])
-    statements: list[str] = []
-    this_thread = threading.get_ident()
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if threading.get_ident() == this_thread:
-            statements.append(statement)
-
-    engine = rt_stack.runtime.sessions.kw["bind"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_of_this_thread(rt_stack) as statements:
         first = send(rt_stack, None)  # the automation's graph, read once per process
         statements.clear()
         email = unique_email()
@@ -212,8 +223,6 @@ def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
         rt_stack.dispatcher.dispatch(resumed.dispatches)
         rt_stack.wait_step(first, "await", "waiting")
         settle(rt_stack, [run_id, *resumed.run_ids], completed=2)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert_rollup_is_a_recount(rt_stack)
 
 
@@ -221,21 +230,13 @@ def test_an_ingestion_counts_in_its_store_statement_unless_it_resumes_a_wait(
 def test_keyed_events_count_in_the_store_statement_unless_a_key_is_taken(rt_stack: Stack) -> None:
     steps = [TRIGGER, {"key": "tag", "type": "contact_update", "config": {"first_name": "K"}}]
     make_automation(rt_stack, steps, [{"from": "start", "to": "tag"}])
-    statements: list[str] = []
-    this_thread = threading.get_ident()
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if threading.get_ident() == this_thread:
-            statements.append(statement)
 
     def ingest(*keys: str) -> list[Ingested | AutomationsError]:
         requests = [EventRequest("user.created", unique_email(), None, None, key) for key in keys]
         return commit_group(rt_stack.runtime, rt_stack.dispatcher, requests)
 
     ingest("warm")  # the automation's graph, read once per process
-    engine = rt_stack.runtime.sessions.kw["bind"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_of_this_thread(rt_stack) as statements:
         (fresh,) = ingest("fresh")
         # New keys: the listeners with the keys, the contacts, then one statement for the rest.
         assert len(statements) == 3, [" ".join(sql.split())[:60] for sql in statements]
@@ -244,8 +245,6 @@ def test_keyed_events_count_in_the_store_statement_unless_a_key_is_taken(rt_stac
         # counts of what it wrote are upserted before the commit, one statement more.
         again = ingest("twice", "twice", "other")
         assert len(statements) == 4, [" ".join(sql.split())[:60] for sql in statements]
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert isinstance(fresh, Ingested)
     assert [isinstance(outcome, Ingested) for outcome in again] == [True, True, True]
     runs = [run for o in (fresh, *again) if isinstance(o, Ingested) for run in o.run_ids]
