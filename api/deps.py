@@ -14,7 +14,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.event_groups import EventGroups
 from api.key_cache import KeyCache
 from api.limits import RateLimiter
 from api.middleware import claim_idempotency_key
@@ -34,11 +33,6 @@ async def runtime(request: Request) -> Runtime:
 async def dispatcher(request: Request) -> Dispatcher:
     sender: Dispatcher = request.app.state.dispatcher
     return sender
-
-
-async def event_groups(request: Request) -> EventGroups:
-    groups: EventGroups = request.app.state.event_groups
-    return groups
 
 
 def client_address(request: Request) -> str:
@@ -114,4 +108,3 @@ Rt = Annotated[Runtime, Depends(runtime)]
 Authenticated = Annotated[Caller, Depends(full_access_key)]
 Sending = Annotated[Caller, Depends(sending_key)]
 Sender = Annotated[Dispatcher, Depends(dispatcher)]
-Groups = Annotated[EventGroups, Depends(event_groups)]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
-from api.deps import Groups, Rt, Sender, Sending
+from api.deps import Rt, Sender, Sending, any_key, sending_key
+from api.event_groups import EventGroups
+from api.plain_body import documented_body, json_body, validated
 from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
 from engine.dispatch import commit_then_dispatch
@@ -40,11 +42,17 @@ def _sent(event: str) -> dict[str, str]:
     status_code=202,
     response_model=EventSent,
     summary="Send an event for a contact",
+    openapi_extra=documented_body(SendEvent),
 )
-async def send_event(body: SendEvent, groups: Groups, _: Sending) -> Response:
+async def send_event(request: Request) -> Response:
     """Start a run for every enabled automation listening for the event; resume waits.
 
     Committed before the answer; events that arrive together share the transaction."""
+    # No parameters for FastAPI to solve (api/plain_body.py); its order, its errors.
+    raw = await json_body(request)
+    await sending_key(request, await any_key(request, None))
+    body = validated(SendEvent, raw)
+    groups: EventGroups = request.app.state.event_groups
     await groups.ingest(EventRequest(body.event, body.email, body.contact_id, body.payload))
     return _accepted(_sent(body.event))
 
