@@ -1,4 +1,5 @@
-"""The pool tests a connection that sat idle before handing it out, and only such a one."""
+"""The pool tests a connection that sat idle before handing it out, and only such a one; and
+psycopg keeps the conversion of our longest statements."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ def test_a_connection_back_in_use_at_once_is_not_tested(
         backend(pooled)
     assert failed.value.connection_invalidated
     assert backend(pooled) != first
+
+
+def test_a_statement_longer_than_psycopgs_default_bound_is_converted_once(pooled: Engine) -> None:
+    # The ingestion's store statement is over psycopg's 4 KB; engine/db.py raises the bound.
+    from psycopg import _queries
+
+    padding = " " * 5000
+    statement = f"SELECT %(n)s::int AS n{padding}"
+    with pooled.connect() as conn:
+        conn.exec_driver_sql(statement, {"n": 1}).all()
+        before = _queries._query2pg.cache_info()
+        assert conn.exec_driver_sql(statement, {"n": 2}).scalar_one() == 2
+        after = _queries._query2pg.cache_info()
+    assert len(statement) > 4096
+    assert after.hits == before.hits + 1, "psycopg converted the long statement again"
