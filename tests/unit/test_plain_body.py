@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -12,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from api.errors import install_error_handlers
 from api.plain_body import json_body, validated
 from api.schemas.events import SendEvent
+from tests.loops import run_loop
 
 
 def _app() -> FastAPI:
@@ -71,5 +71,5 @@ def test_the_plain_route_answers_as_the_declared_one(body: bytes, headers: dict[
             answers = [await client.post(path, content=body, headers=headers) for path in PATHS]
         return [(answer.status_code, answer.json()) for answer in answers]
 
-    declared, plain = asyncio.run(both())
+    declared, plain = run_loop(both())
     assert plain == declared
