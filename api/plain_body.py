@@ -76,11 +76,11 @@ def _is_json(content_type: str | None) -> bool:
     return subtype == "json" or subtype.endswith("+json")
 
 
-def documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The route's `openapi_extra`: its JSON body as `model` and its bearer key, as FastAPI
-    writes them for declared parameters."""
+def documented_body(model: type[BaseModel], *, key_scheme: str) -> dict[str, Any]:
+    """The route's `openapi_extra`: its JSON body as `model` and the security scheme of its
+    key, as FastAPI writes them for declared parameters."""
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {
         "requestBody": {"content": {"application/json": {"schema": schema}}, "required": True},
-        "security": [{"ApiKey": []}],
+        "security": [{key_scheme: []}],
     }

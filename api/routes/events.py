@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from api.deps import Rt, Sender, Sending, any_key, sending_key
+from api.deps import Rt, Sender, Sending, any_key, bearer_key, sending_key
 from api.event_groups import EventGroups
 from api.plain_body import documented_body, json_body, validated
 from api.schemas.events import EventSent, EventsSent, SendEvent
@@ -42,7 +42,7 @@ def _sent(event: str) -> dict[str, str]:
     status_code=202,
     response_model=EventSent,
     summary="Send an event for a contact",
-    openapi_extra=documented_body(SendEvent),
+    openapi_extra=documented_body(SendEvent, key_scheme=bearer_key.scheme_name),
 )
 async def send_event(request: Request) -> Response:
     """Start a run for every enabled automation listening for the event; resume waits.
