@@ -50,7 +50,14 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
         # each). Connections are only opened as concurrency needs them.
         kwargs.setdefault("pool_size", POOL_SIZE)
         kwargs.setdefault("max_overflow", POOL_OVERFLOW)
-        _cache_long_statements()
+        if parsed.get_driver_name() == "psycopg":
+            _cache_long_statements()
+            from engine.pg_cursor import LazyDescriptionCursor
+
+            kwargs["connect_args"] = {
+                "cursor_factory": LazyDescriptionCursor,
+                **kwargs.get("connect_args", {}),
+            }
         db_engine = create_engine(url, **kwargs)
         if pre_ping:
             _ping_when_idle(db_engine)

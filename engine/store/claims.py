@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.store import rollup
 from engine.store.contacts import ContactRow
-from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute
+from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute, one_of
 from models.enums import STEP_CLAIMABLE, StepStatus
 from models.types import UTCDateTime
 
@@ -61,7 +61,7 @@ _CLAIM = (
         _THIS_STEP,
         or_(
             and_(
-                STEPS.c.status.in_(sorted(STEP_CLAIMABLE)),
+                one_of(STEPS.c.status, STEP_CLAIMABLE),
                 or_(STEPS.c.due_at.is_(None), STEPS.c.due_at <= _NOW),
             ),
             # Abandoned: a worker claimed it and its lease ran out.

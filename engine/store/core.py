@@ -7,11 +7,11 @@ statement built per call through the ORM (bench/profile_steps.py measures it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CTE, CursorResult, Executable, Table
+from sqlalchemy import CTE, ColumnElement, CursorResult, Executable, Table, literal
 from sqlalchemy.orm import Session
 
 from models.tables import (
@@ -44,6 +44,16 @@ def execute(
 ) -> CursorResult[Any]:
     """Execute a Core statement in the session's transaction, bypassing the ORM layer."""
     return session.connection().execute(statement, params)
+
+
+def one_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (...)` over values fixed when the statement is built.
+
+    `column.in_(a_list)` binds one "expanding" parameter, which SQLAlchemy renders into the
+    statement's text again at every execution (a regular expression over the whole SQL); a
+    parameter per value is rendered once, with the statement.
+    """
+    return column.in_([literal(value, column.type) for value in sorted(values)])
 
 
 @dataclass(frozen=True)

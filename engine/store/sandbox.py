@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.store.core import AUTOMATIONS, CONTACTS, STEPS, TEMPLATES, execute
+from engine.store.core import AUTOMATIONS, CONTACTS, STEPS, TEMPLATES, execute, one_of
 from models.enums import STEP_CLAIMABLE, AutomationStatus
 from models.tables import AutomationVersion
 
@@ -125,7 +125,7 @@ _PARKED = (
     select(STEPS.c.step_key, STEPS.c.step_type, STEPS.c.due_at)
     .where(
         STEPS.c.run_id == bindparam("run_id"),
-        STEPS.c.status.in_(sorted(STEP_CLAIMABLE)),
+        one_of(STEPS.c.status, STEP_CLAIMABLE),
         STEPS.c.due_at.is_not(None),
     )
     .order_by(STEPS.c.due_at, STEPS.c.created_at, STEPS.c.step_key)
