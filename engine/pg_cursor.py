@@ -8,8 +8,10 @@ claim returns 20 columns, so that was about a tenth of its Python time.
 
 `LazyDescriptionCursor.description` answers None or not at once, as psycopg does, and builds the
 columns on first use from the result it was taken from, so a description read after the cursor
-moved on still describes its own result. tests/integration/test_pg_cursor.py compares it with
-psycopg's own for every kind of result, which also catches an upgrade that changes `Column`.
+moved on still describes its own result. Until its columns are built, a description holds that
+result (rows included) in memory: SQLAlchemy keeps none beyond the result it read it for.
+tests/integration/test_pg_cursor.py compares it with psycopg's own for every kind of result,
+which also catches an upgrade that changes `Column`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class _Columns(Sequence[psycopg.Column]):
     __slots__ = ("_built", "_count", "_result")
 
     def __init__(self, cursor: psycopg.Cursor[Any], count: int) -> None:
-        self._result = _ResultOf(cursor)
+        self._result: _ResultOf | None = _ResultOf(cursor)
         self._count = count
         self._built: list[psycopg.Column] | None = None
 
@@ -46,6 +48,7 @@ class _Columns(Sequence[psycopg.Column]):
         if self._built is None:
             result: Any = self._result
             self._built = [psycopg.Column(result, index) for index in range(self._count)]
+            self._result = None  # the result and its rows are not held past this
         return self._built
 
     def __len__(self) -> int:
