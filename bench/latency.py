@@ -10,6 +10,8 @@ fixed rate, by default half the maximum throughput (--max-steps-per-s, or a burs
 first; the tables are analyzed then, as autovacuum keeps a deployment's); the first seconds are a
 warm-up, discarded. Latency is the sink's clock minus the moment just before the request was sent;
 the baseline: a GET /health round trip on the same server in the same run. Prints JSON and a table.
+The step queues of the bench's Redis database are emptied first: messages another run left there
+(for runs of another database) would hold the worker up and pass for the burst's own slowness.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any
 import httpx
 
 from bench import report
+from bench.ingest import STEP_QUEUES
+from bench.ingest_broker import purge
 from bench.procs import ROOT, analyze_tables, api_env, empty_database, free_port, serve_api
 from bench.workers import start_workers, wait_ready
 
@@ -452,6 +456,7 @@ def run(args: argparse.Namespace) -> report.Result:
     from tasks.app import create_celery_app
 
     prepare(args.database_url)
+    purge(args.redis_url, *STEP_QUEUES)
     sink = Sink()
     smtp_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
