@@ -3,23 +3,13 @@ psycopg keeps the conversion of our longest statements."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from engine import db
-from tests.conftest import POSTGRES_URL, require_url
-
-
-@pytest.fixture
-def pooled() -> Iterator[Engine]:
-    require_url("PostgreSQL", POSTGRES_URL)
-    engine = db.create_db_engine(POSTGRES_URL, pool_size=1, max_overflow=0)
-    yield engine
-    engine.dispose()
+from tests.conftest import POSTGRES_URL
 
 
 def backend(engine: Engine) -> int:

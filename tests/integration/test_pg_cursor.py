@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from engine import db
 from engine.pg_cursor import LazyDescriptionCursor
 from tests.conftest import POSTGRES_URL, require_url
 
@@ -83,19 +82,11 @@ def test_a_description_kept_past_the_next_statement_still_describes_its_own_resu
         assert [plain(column) for column in kept] == described(eager)
 
 
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    require_url("PostgreSQL", POSTGRES_URL)
-    made = db.create_db_engine(POSTGRES_URL, pool_size=1, max_overflow=0)
-    yield made
-    made.dispose()
-
-
 def test_the_runtimes_engine_uses_it_and_sqlalchemy_reads_results_through_it(
-    engine: Engine,
+    pooled: Engine,
 ) -> None:
     key = uuid.uuid4()
-    with engine.connect() as conn:
+    with pooled.connect() as conn:
         assert isinstance(conn.connection.driver_connection.cursor(), LazyDescriptionCursor)  # type: ignore[union-attr]
         row = conn.execute(
             text("SELECT CAST(:key AS uuid) AS key, now() AS at, 7 AS n"), {"key": key}
