@@ -41,6 +41,9 @@ API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Events accepted per second (HTTP and broker) vs GET /health, same server, same run"
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 STEP_QUEUES = ("automations", "automations.sweeper")
+# half_rate's calibration: at most this many probes, done once one is this close to the target.
+PROBES = 3
+PACE_TOLERANCE = 0.1
 
 
 def ensure_database(database_url: str) -> None:
@@ -114,20 +117,27 @@ def cpu_per(spent: dict[str, float], count: int) -> dict[str, float]:
 
 def measure_http(
     args: argparse.Namespace, base_url: str, costs: dict[str, dict[str, float]]
-) -> dict[str, loadgen.Load]:
-    """wrk's figures per phase; the CPU each request or event cost goes into `costs`."""
+) -> tuple[dict[str, loadgen.Load], dict[str, list[loadgen.Load]]]:
+    """Each endpoint's best run over the sweep of `--connections`, and every run of the sweep;
+    the CPU each request or event of a best run cost goes into `costs`."""
     run = uuid.uuid4().hex[:8]
     server = [api_server_pid(base_url)]
+    sweep: dict[str, list[loadgen.Load]] = {}
 
-    def fire(path: str, mode: str, record: bool = False, **shot: Any) -> loadgen.Load:
-        options = {"seconds": args.duration, "connections": args.connections, **shot}
+    def fire(path: str, mode: str, **shot: Any) -> tuple[loadgen.Load, dict[str, float]]:
+        options = {"seconds": args.duration, "connections": args.connections[0], **shot}
         options.setdefault("threads", args.threads)
         one = loadgen.Shot(base_url + path, mode, batch=args.batch, **options)
         before = cpu.snapshot(server, database_url=args.database_url)
         load = loadgen.fire(one, api_key=API_KEY, run_id=run)
         spent = cpu.snapshot(server, database_url=args.database_url).minus(before)
-        if record:
-            costs[mode] = cpu_per(spent, load.requests * (args.batch if mode == "batch" else 1))
+        return load, cpu_per(spent, load.requests * (args.batch if mode == "batch" else 1))
+
+    def best(path: str, mode: str) -> loadgen.Load:
+        measured = [fire(path, mode, connections=n) for n in args.connections]
+        sweep[mode] = [load for load, _ in measured]
+        load, cost = max(measured, key=lambda one: fastest(one[0]))
+        costs[mode] = cost
         return load
 
     fire("/health", "health", seconds=1)  # warm-up: connections, each worker's first requests
@@ -135,37 +145,57 @@ def measure_http(
     fire("/events/batch", "batch", seconds=args.warm_seconds)
     analyze_tables(args.database_url)
     loads = {
-        "health": fire("/health", "health", record=True),
-        "events_send": fire("/events/send", "send", record=True),
-        "events_batch": fire("/events/batch", "batch", record=True),
+        "health": best("/health", "health"),
+        "events_send": best("/events/send", "send"),
+        "events_batch": best("/events/batch", "batch"),
     }
-    loads["accept_latency"] = half_rate(fire, loads["events_send"].per_second, args)
-    return loads
+    loads["accept_latency"] = half_rate(
+        lambda path, mode, **shot: fire(path, mode, **shot)[0],
+        loads["events_send"].per_second,
+        connections=max(args.connections),
+        threads=args.threads,
+        seconds=args.duration,
+    )
+    return loads, sweep
 
 
-def half_rate(fire: Any, maximum: float, args: argparse.Namespace) -> loadgen.Load:
-    """/events/send at about half its maximum rate, from `--connections` callers that each wait
-    a random time between an answer and their next request (wrk_events.lua's pace).
+def fastest(load: loadgen.Load) -> tuple[bool, float]:
+    """How a sweep's runs rank: without errors first (refusals are fast), then by rate."""
+    return (load.errors == 0, load.per_second)
+
+
+def half_rate(
+    fire: Any, maximum: float, *, connections: int, threads: int, seconds: float
+) -> loadgen.Load:
+    """/events/send at about half its maximum rate, from `connections` callers that each wait
+    a random time between an answer and their next request (wrk_events.lua's pace): the most
+    of the sweep, so that the callers arrive at random more than they wait for each other.
 
     Not fewer connections sending back to back: each would send its next request the moment it
     is answered, so the rate would be connections / latency and the latency, by Little's law,
     connections / rate; never a server's latency under a given load. A connection's rate is
-    1 / (latency + pace): a short probe at the pace the target rate would need with no latency
-    measures the latency under load, and the run takes it off the pace."""
+    1 / (latency + pace): a short probe at a pace measures the latency under that load, and the
+    next pace takes it off the period the target rate needs. The latency grows with the rate,
+    so one correction can overshoot: up to PROBES probes, until one lands within PACE_TOLERANCE
+    of the target."""
     target = max(maximum / 2, 1.0)
-    connections = args.connections
-    threads = min(connections, args.threads)
-    pace = connections * 1000 / target  # ms between a connection's requests, latency included
-    probe = fire(
-        "/events/send",
-        "send",
-        connections=connections,
-        threads=threads,
-        seconds=min(args.duration, 3),
-        pace_ms=pace,
-    )
-    cycle = connections * 1000 / max(probe.per_second, 1.0)  # latency + pace, as measured
-    pace = max(2 * pace - cycle, 0.0)
+    threads = min(connections, threads)
+    period = connections * 1000 / target  # ms between a connection's requests, latency included
+    pace = period
+    for _ in range(PROBES):
+        probe = fire(
+            "/events/send",
+            "send",
+            connections=connections,
+            threads=threads,
+            seconds=min(seconds, 3),
+            pace_ms=pace,
+        )
+        rate = max(probe.per_second, 1.0)
+        latency = max(connections * 1000 / rate - pace, 0.0)  # the cycle measured, less the pace
+        pace = max(period - latency, 0.0)
+        if abs(rate / target - 1) <= PACE_TOLERANCE:
+            break
     return fire(  # type: ignore[no-any-return]
         "/events/send", "send", connections=connections, threads=threads, pace_ms=pace
     )
@@ -200,6 +230,17 @@ def measure_broker(
     return drained
 
 
+def connection_counts(text: str) -> tuple[int, ...]:
+    """`--connections`: one count or several, comma-separated, each at least 1."""
+    try:
+        counts = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("connections are at least 1")
+    return counts
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", default="postgresql+psycopg://postgres@127.0.0.1/bench_ingest"
@@ -210,7 +251,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", "--seconds", dest="duration", type=float, default=10, help="s per wrk run"
     )
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections",
+        type=connection_counts,
+        default=(8, 32, 128),
+        help="wrk connections, comma-separated: each endpoint is measured at each, and its"
+        " best rate is its maximum (default 8,32,128)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--batch", type=int, default=100, help="events per batch request")
     parser.add_argument(
@@ -235,13 +282,15 @@ def run(args: argparse.Namespace) -> report.Result:
     ingest_broker.purge(args.redis_url, *STEP_QUEUES)
     costs: dict[str, dict[str, float]] = {}
     with serve_api(server_env(args), workers=args.api_workers) as base_url:
-        loads = measure_http(args, base_url, costs)
+        loads, sweep = measure_http(args, base_url, costs)
     drained = measure_broker(args, costs)
     details = {
         # Less sensitive to other load on the machine than rates: CPU ms per request or event.
         "cpu_ms": costs,
         "config": vars(args) | {"log": str(args.log)},
         "http": {name: figures_of(load) for name, load in loads.items()},
+        # Every run of the sweep, by endpoint: where each one's maximum lies.
+        "sweep": {mode: [figures_of(load) for load in runs] for mode, runs in sweep.items()},
         "broker": {
             name: vars(one) | {"per_second": one.per_second} for name, one in drained.items()
         },
@@ -300,12 +349,17 @@ def rows_of(
 
     send, batched, latency = loads["events_send"], loads["events_batch"], loads["accept_latency"]
     rows = [
-        report.row("GET /health", health, "requests/s", target=None, met=None),
-        versus(
-            "POST /events/send, one event per request", send.per_second, health / 2, send.errors
+        report.row(
+            f"GET /health{at_most(loads['health'])}", health, "requests/s", target=None, met=None
         ),
         versus(
-            f"POST /events/batch, {batch} events per request",
+            f"POST /events/send, one event per request{at_most(send)}",
+            send.per_second,
+            health / 2,
+            send.errors,
+        ),
+        versus(
+            f"POST /events/batch, {batch} events per request{at_most(batched)}",
             batched.per_second * batch,
             10_000,
             batched.errors,
@@ -317,7 +371,10 @@ def rows_of(
             10_000,
         ),
     ]
-    at = f"at {latency.per_second:,.0f} req/s ({latency.per_second / send.per_second:.2f}x max)"
+    at = (
+        f"at {latency.per_second:,.0f} req/s ({latency.per_second / send.per_second:.2f}x max,"
+        f" {latency.connections} callers)"
+    )
     rows.append(
         report.row(
             f"accept latency p50 {at}",
@@ -347,6 +404,11 @@ def rows_of(
         )
     )
     return rows
+
+
+def at_most(load: loadgen.Load) -> str:
+    """Where an endpoint's best rate of the sweep was reached."""
+    return f" (maximum, at {load.connections} connections)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ Set-up: `apt-get install -y wrk` (Debian and Ubuntu; `brew install wrk` on macOS
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -18,6 +20,8 @@ INSTALL = "apt-get install -y wrk"
 # Above this share of one core the client may be what limits the figures: the run fails.
 MAX_CLIENT_CORES = 0.5
 TICKS = os.sysconf("SC_CLK_TCK")
+# Each shot's events are for addresses of their own: a shot never sends for another's contacts.
+_SHOTS = itertools.count()
 
 
 class LoadGeneratorMissing(RuntimeError):
@@ -52,6 +56,7 @@ class Load:
     p99_ms: float
     max_ms: float
     client_cpu_seconds: float
+    connections: int = 0  # wrk's, filled in by `fire`
 
     @property
     def per_second(self) -> float:
@@ -90,7 +95,7 @@ def fire(shot: Shot, *, api_key: str, run_id: str) -> Load:
         **os.environ,
         "BENCH_MODE": shot.mode,
         "BENCH_BATCH": str(shot.batch),
-        "BENCH_RUN": f"{run_id}-{shot.mode}-{shot.connections}",
+        "BENCH_RUN": f"{run_id}-{shot.mode}-{shot.connections}-{next(_SHOTS)}",
         "BENCH_API_KEY": api_key,
         "BENCH_PACE_MS": str(shot.pace_ms or 0),
     }
@@ -101,7 +106,7 @@ def fire(shot: Shot, *, api_key: str, run_id: str) -> Load:
     output = process.communicate()[0]
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {output.strip()}")
-    load = _parse(output, cpu)
+    load = dataclasses.replace(_parse(output, cpu), connections=shot.connections)
     if load.client_cores > MAX_CLIENT_CORES:
         raise ClientBound(
             f"wrk used {load.client_cores:.2f} of a core on {shot.mode} (limit "

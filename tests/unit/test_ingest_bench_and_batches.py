@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import types
 
 import pytest
@@ -81,8 +82,7 @@ def test_the_latency_load_paces_every_connection_to_reach_half_the_maximum() -> 
         fired.append(shot)
         return types.SimpleNamespace(per_second=32 * 1000 / (shot["pace_ms"] + latency))
 
-    args = argparse.Namespace(duration=8, connections=32, threads=2)
-    load = ingest.half_rate(fire, 1000.0, args)
+    load = ingest.half_rate(fire, 1000.0, connections=32, threads=2, seconds=8)
     assert [shot["connections"] for shot in fired] == [32, 32]
     assert fired[0]["pace_ms"] == pytest.approx(64)  # 32 connections at 500/s with no latency
     assert fired[1]["pace_ms"] == pytest.approx(60)  # the 4 ms it measured taken off
@@ -90,5 +90,35 @@ def test_the_latency_load_paces_every_connection_to_reach_half_the_maximum() -> 
     # Answers slower than the pace the rate needs: back to back, never a negative pace.
     fired.clear()
     latency = 30.0
-    ingest.half_rate(fire, 3000.0, args)
+    ingest.half_rate(fire, 3000.0, connections=32, threads=2, seconds=8)
     assert fired[1]["pace_ms"] == 0
+
+
+def test_connections_are_one_count_or_several_and_the_best_run_is_the_fastest_clean_one() -> None:
+    assert ingest.connection_counts("32") == (32,)
+    assert ingest.connection_counts("128,8,32,8") == (8, 32, 128)
+    for bad in ("", "eight", "0,32"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            ingest.connection_counts(bad)
+
+    def load(requests: int, errors: int = 0) -> loadgen.Load:
+        return loadgen.Load(requests, 5.0, errors, 0, 0, 1.0, 2.0, 3.0, 4.0, 0.1)
+
+    clean, slower, refused = load(5000), load(4000), load(9000, errors=3)
+    assert max([refused, slower, clean], key=ingest.fastest) is clean
+
+
+def test_the_latency_load_probes_again_when_the_latency_grows_with_the_rate() -> None:
+    # Latency 2 ms plus 0.02 ms per request/s: the first correction undershoots the target.
+    paces: list[float] = []
+
+    def fire(path: str, mode: str, **shot: float) -> types.SimpleNamespace:
+        paces.append(shot["pace_ms"])
+        fixed, slope, connections = 2 + shot["pace_ms"], 0.02, 32 * 1000
+        rate = (-fixed + math.sqrt(fixed**2 + 4 * slope * connections)) / (2 * slope)
+        return types.SimpleNamespace(per_second=rate)
+
+    load = ingest.half_rate(fire, 1000.0, connections=32, threads=2, seconds=8)
+    assert len(paces) == 3  # two probes, then the run
+    assert paces[0] > paces[1] > paces[2]
+    assert load.per_second == pytest.approx(500, rel=0.01)
