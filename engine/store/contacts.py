@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
-from engine.store.core import CONTACTS, execute
+from engine.store.core import CONTACTS, driver_rows, execute
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate
 from models.tables import Contact, Segment, SegmentMembership
@@ -153,8 +153,7 @@ def _ensure_contacts_postgres(
     if addresses:
         params = {"new_ids": [uuid.uuid4() for _ in addresses], "emails": addresses, "now": now}
         # A new contact is locked by its insert: only those that existed are selected after.
-        rows = session.connection().exec_driver_sql(CREATE_CONTACTS, params)
-        found = [ContactRow(*row) for row in rows]
+        found = [ContactRow(*row) for row in driver_rows(session, CREATE_CONTACTS, params)]
     return found + lock_missing(session, addresses, ids, found)
 
 
@@ -167,8 +166,7 @@ def lock_missing(
     if not existing and not wanted:
         return []
     params = {"emails": existing, "ids": wanted}
-    rows = session.connection().exec_driver_sql(LOCK_CONTACTS, params)
-    return [ContactRow(*row) for row in rows]
+    return [ContactRow(*row) for row in driver_rows(session, LOCK_CONTACTS, params)]
 
 
 def create_contact(

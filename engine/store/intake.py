@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from engine import json_text
 from engine.store import contacts as contact_store
+from engine.store import core, rollup, rollup_upserts
 from engine.store import events as event_store
-from engine.store import rollup, rollup_upserts
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
 from engine.store.runs import WaitingStep
@@ -132,8 +132,8 @@ def routes_and_keys(
     params = {"names": sorted(set(names)), "keys": sorted(set(keys))}
     routes = {name: event_store.EventRoute() for name in names}
     seen: dict[str, StoredKey] = {}
-    for kind, name, row_id, version_id, schema in session.connection().exec_driver_sql(
-        _ROUTES_AND_KEYS, params
+    for kind, name, row_id, version_id, schema in core.driver_rows(
+        session, _ROUTES_AND_KEYS, params
     ):
         if kind == 0:
             routes[name].listeners.append((row_id, version_id))
@@ -168,7 +168,7 @@ def routes_and_contacts(
     }
     routes = {name: event_store.EventRoute() for name in names}
     found: list[ContactRow] = []
-    for kind, name, *row in session.connection().exec_driver_sql(_ROUTES_AND_CONTACTS, params):
+    for kind, name, *row in core.driver_rows(session, _ROUTES_AND_CONTACTS, params):
         if kind == 0:
             routes[name].listeners.append((row[0], row[1]))
         elif kind == 1:
@@ -284,7 +284,7 @@ def _in_one_statement(
     }
     keyed: set[uuid.UUID] = set()
     waits: list[WaitingStep] = []
-    for kind, *row in session.connection().exec_driver_sql(sql, params):
+    for kind, *row in core.driver_rows(session, sql, params):
         if kind == 0:
             keyed.add(row[0])
         else:
