@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,12 +80,20 @@ def worker(
         int | None,
         typer.Option(help="Processes (default: AUTOMATIONS_WORKER_CONCURRENCY, else CPUs)."),
     ] = None,
-    pool: Annotated[str, typer.Option(help="Celery pool.")] = "prefork",
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="prefork: one process that forks --concurrency children; solo: this process "
+            "alone (run one per core: less CPU per step, see docs/operations.md)."
+        ),
+    ] = "prefork",
 ) -> None:
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
     from cli.database import require_schema
 
     current = read_settings()
+    processes = concurrency or current.worker_concurrency
+    check_pool(pool, processes)
     with refusing_bad_configuration():  # first: a process refused for them touches nothing
         current.check_production_ready()
     check_transport(current)
@@ -96,10 +105,31 @@ def worker(
     if current.task_events:
         argv.append("--task-events")
     argv += ["--loglevel", current.log_level]
-    processes = concurrency or current.worker_concurrency
-    if processes:
+    if processes and pool == "prefork":
         argv += ["--concurrency", str(processes)]
+    if pool == "solo":
+        # Several solo workers share a host: each needs a node name of its own for Flower and
+        # for remote control (Celery's default, celery@host, would be the same for all).
+        argv += ["--hostname", f"solo-{os.getpid()}@%h"]
     app.worker_main(argv)  # type: ignore[attr-defined]
+
+
+# The pools the workers are tested and measured with (tests/integration/test_flower.py runs
+# both; bench/throughput.py --pool measures both).
+POOLS = ("prefork", "solo")
+
+
+def check_pool(pool: str, processes: int | None) -> None:
+    """Refuse a pool we do not run, and a solo worker asked for several processes (Celery
+    would start one and say nothing)."""
+    if pool not in POOLS:
+        fail(f"--pool {pool}: the pool is prefork or solo", ExitCode.BAD_INPUT)
+    if pool == "solo" and processes is not None and processes > 1:
+        fail(
+            f"--pool solo runs one process, not {processes} (--concurrency or "
+            "AUTOMATIONS_WORKER_CONCURRENCY): start one solo worker per core instead",
+            ExitCode.BAD_INPUT,
+        )
 
 
 def scheduler(

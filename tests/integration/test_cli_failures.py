@@ -100,6 +100,22 @@ def test_an_older_schema_asks_for_the_upgrade(tmp_path: Path) -> None:
     assert run("keys", "create", "ops", cwd=tmp_path, env=env).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (("worker", "--pool", "threads"), {}, "--pool threads: the pool is prefork or solo"),
+        (("worker", "--pool", "solo", "--concurrency", "2"), {}, "runs one process, not 2"),
+        (("worker", "--pool", "solo"), {"AUTOMATIONS_WORKER_CONCURRENCY": "4"}, "not 4"),
+    ],
+)
+def test_a_worker_pool_we_do_not_run_is_refused_before_anything_starts(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], said: str
+) -> None:
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_INPUT)
+    assert said in line
+    assert files(tmp_path) == [], "nothing is created, not even data/"
+
+
 # -- unreachable database ----------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Flower, started by our CLI against the test broker, sees the worker and a step task by name.
 
-The worker is started as an operator starts it (`automations worker`), with task events off by
-default: Flower turns them on remotely, and only then does it hear of the step tasks."""
+The worker is started as an operator starts it (`automations worker`, prefork or solo), with task
+events off by default: Flower turns them on remotely, and only then does it hear of the step
+tasks."""
 
 from __future__ import annotations
 
@@ -26,14 +27,20 @@ USER, PASSWORD = "ops", "flower-test-password"
 TASK = "automations.steps.contact_update"
 
 
-@pytest.fixture
-def cli_worker(rt_stack: Stack) -> Iterator[set[str]]:
-    """`automations worker` in place of the stack's worker; the names that answer a ping."""
+# Both pools an operator may run (cli/server.py POOLS): one prefork child, or one solo process,
+# whose control commands (Flower's enable_events) are heard between tasks.
+POOL_ARGS = {"prefork": ("--concurrency", "1"), "solo": ("--pool", "solo")}
+
+
+@pytest.fixture(params=sorted(POOL_ARGS))
+def cli_worker(rt_stack: Stack, request: pytest.FixtureRequest) -> Iterator[tuple[str, set[str]]]:
+    """`automations worker` in place of the stack's worker: its pool, the names that answer a
+    ping."""
     assert rt_stack.settings.task_events is False
     rt_stack.stop_worker()
     log = (rt_stack.workdir / "cli-worker.log").open("wb")
     worker = subprocess.Popen(
-        [automations(), "worker", "--concurrency", "1"],
+        [automations(), "worker", *POOL_ARGS[request.param]],
         cwd=rt_stack.workdir,
         env=rt_stack.env(),
         stdout=log,
@@ -41,7 +48,8 @@ def cli_worker(rt_stack: Stack) -> Iterator[set[str]]:
     )
     try:
         rt_stack.wait_for(lambda: bool(rt_stack.app.control.ping(timeout=0.5)), timeout=30)
-        yield {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
+        names = {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
+        yield request.param, names
     finally:
         stop(worker)
         log.close()
@@ -49,14 +57,14 @@ def cli_worker(rt_stack: Stack) -> Iterator[set[str]]:
 
 
 def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
-    rt_stack: Stack, cli_worker: set[str]
+    rt_stack: Stack, cli_worker: tuple[str, set[str]]
 ) -> None:
     steps = [
         {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
         {"key": "tag", "type": "contact_update", "config": {"properties": {"seen": True}}},
     ]
     make_automation(rt_stack, steps, chain("start", "tag"))
-    workers_pinged = cli_worker
+    pool, workers_pinged = cli_worker
     assert workers_pinged, "the worker answers a ping"
 
     port = free_port()
@@ -84,6 +92,8 @@ def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
             assert "Events of group {task} enabled by remote" in worker_log
             worker_name = task["worker"]
             assert worker_name in workers_pinged
+            if pool == "solo":  # a name of its own beside other solo workers
+                assert worker_name.startswith("solo-"), worker_name
             assert ast.literal_eval(task["kwargs"]) == {"run_id": str(run_id), "step_key": "tag"}
 
             workers = client.get("/api/workers", params={"refresh": "1"})
