@@ -1,10 +1,11 @@
 """Latency from an event accepted by POST /events/send to its email at an SMTP sink, vs GET /health.
 
     python -m bench.latency [--rate R | --max-steps-per-s M] [--seconds 20] [--concurrency 2]
-                            [--database-url URL] [--redis-url URL]
+                            [--pool solo|prefork] [--database-url URL] [--redis-url URL]
 
 One enabled automation: trigger (`bench.latency`) -> send_email, whose subject carries the event's
-`seq`. The API runs under uvicorn and one Celery worker executes the send_email step against an
+`seq`. The API runs under uvicorn and Celery workers in the production shape (one solo worker per
+`--concurrency`, as docker-compose.yml runs them) execute the send_email step against an
 in-process aiosmtpd sink that timestamps each message by that `seq`. Events arrive open-loop at a
 fixed rate, by default half the maximum throughput (--max-steps-per-s, or a burst of events sent
 first; the tables are analyzed then, as autovacuum keeps a deployment's); the first seconds are a
@@ -38,7 +39,7 @@ from bench.ingest import STEP_QUEUES
 from bench.ingest_broker import purge
 from bench.latency_rows import rows_of, stage_rows
 from bench.procs import ROOT, analyze_tables, api_env, empty_database, free_port, serve_api
-from bench.workers import start_workers, wait_ready
+from bench.workers import POOLS, start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 EVENT_NAME = "bench.latency"
@@ -63,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of load discarded first")
     parser.add_argument("--grace", type=float, default=10, help="seconds to wait for late emails")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--pool",
+        choices=POOLS,
+        default="solo",
+        help="solo: --concurrency single-process workers, as docker-compose.yml runs them; "
+        "prefork: one worker with --concurrency children",
+    )
     parser.add_argument("--health-requests", type=int, default=500)
     parser.add_argument("--log", default=str(ROOT / "bench" / "results" / "latency-workers.log"))
 
@@ -393,13 +401,13 @@ def run(args: argparse.Namespace) -> report.Result:
         "wiring.worker",
         "automations,automations.sweeper",
         concurrency=args.concurrency,
-        pool="prefork",
+        pool=args.pool,
         env=env,
         log=log,
     )
     try:
         settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
-        wait_ready(create_celery_app(settings))
+        wait_ready(create_celery_app(settings), len(workers.pids))
         with serve_api(env) as base_url:
             load = asyncio.run(drive(args, base_url, sink))
     finally:
