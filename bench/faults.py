@@ -4,10 +4,10 @@
                            [--seed 1] [--workers 3] [--postgres-url URL] [--database faults]
 
 Starts its own redis-server on a free port, uses its own database on the PostgreSQL server of
---postgres-url, three `celery worker -c 1` processes, an SMTP sink and a Resend API stub. Runs
-every fault scenario of bench/faultlab/scenarios.py with --runs runs, then again with new seeds
-while --minutes last (at least once), and prints JSON and a Markdown table (the detailed
-table per fault goes to stderr). Exits 1 if a run or an email was lost or an email was
+--postgres-url, three Celery workers (the first solo, the others prefork `-c 1`), an SMTP sink and
+a Resend API stub. Runs every fault scenario of bench/faultlab/scenarios.py with --runs runs, then
+again with new seeds while --minutes last (at least once), and prints JSON and a Markdown table
+(the detailed table per fault goes to stderr). Exits 1 if a run or an email was lost or an email was
 duplicated under another id.
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.faultlab.lab import Lab, Timing
+from bench.faultlab.lab import Lab, Timing, worker_shapes
 from bench.faultlab.report import Result, merge, table
 from bench.faultlab.scenarios import SCENARIOS, run_scenario
 from bench.faultlab.services import ensure_database
@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=3, help="the first solo, the others prefork -c 1"
+    )
     parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     parser.add_argument("--database", default="faults")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> report.Result:
     rows: dict[str, list[Result]] = {name: [] for name in names}
     workdir = Path(tempfile.mkdtemp(prefix="faults-"))
     timing = Timing(lease_seconds=args.lease_seconds, stale_seconds=args.stale_seconds)
-    lab = Lab(workdir, args.postgres_url, args.database, workers=args.workers, timing=timing)
+    shapes = worker_shapes(args.workers)
+    lab = Lab(workdir, args.postgres_url, args.database, workers=shapes, timing=timing)
     patience = max(90.0, args.runs * 0.6)
     deadline = time.monotonic() + args.minutes * 60
     try:

@@ -30,6 +30,16 @@ API_KEY = "re_faults_" + "0" * 24
 CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
 
 
+def worker_shapes(count: int) -> tuple[str, ...]:
+    """Both shapes an operator runs (docs/operations.md, "Sizing the workers"): the first worker
+    solo, the others prefork, so that every scenario kills and pauses both. The checkpoint
+    scenarios arm the first two slots: a solo and a prefork worker kill themselves at a send."""
+    return tuple("solo" if slot == 0 else "prefork" for slot in range(count))
+
+
+WORKER_SHAPES = worker_shapes(3)
+
+
 @dataclass(frozen=True)
 class Timing:
     """Small leases and staleness, so that recovery takes seconds, not minutes."""
@@ -52,7 +62,7 @@ class Lab:
         postgres_url: str,
         database: str,
         *,
-        workers: int = 3,
+        workers: Sequence[str] = WORKER_SHAPES,
         timing: Timing | None = None,
     ) -> None:
         self.workdir = workdir

@@ -1,4 +1,5 @@
-"""Several Celery worker processes, each `-c 1` (a main process and one pool child)."""
+"""Several Celery worker processes, each prefork `-c 1` (a main process and one pool child) or
+solo (one process that executes what it consumes), as a slot's shape says."""
 
 from __future__ import annotations
 
@@ -11,21 +12,36 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 READY = b" ready."
+SHAPES = ("prefork", "solo")
 
 
 @dataclass
 class Worker:
     slot: int
     name: str
+    shape: str  # prefork or solo
     process: subprocess.Popen[bytes]
     log: Path
     offset: int  # where this process's lines start in the slot's log
+    booted: bool = False  # READY seen in its log: a solo worker's sign that it consumes
+
+    def executors(self) -> list[int]:
+        """The processes that execute its steps, once it has started: a prefork worker's pool
+        child (none while booting), a solo worker itself once it logged that it is ready."""
+        if self.shape == "prefork":
+            return children(self.process.pid)
+        if not self.booted and self.process.poll() is None:
+            with self.log.open("rb") as lines:
+                lines.seek(self.offset)
+                self.booted = READY in lines.read()
+        return [self.process.pid] if self.booted and self.process.poll() is None else []
 
 
 def children(pid: int) -> list[int]:
@@ -58,12 +74,16 @@ def signal_ours(pid: int, sig: int = signal.SIGKILL) -> bool:
 
 
 class WorkerPool:
-    """Starts, kills and restarts `count` workers with the same environment."""
+    """Starts, kills and restarts workers with the same environment, one per slot, each of the
+    shape of its slot in `shapes`."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], count: int) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], shapes: Sequence[str]) -> None:
+        if not shapes or not set(shapes) <= set(SHAPES):
+            raise ValueError(f"worker shapes are {SHAPES}, got {shapes}")
         self.workdir = workdir
         self.env = env
-        self.count = count
+        self.shapes = tuple(shapes)
+        self.count = len(self.shapes)
         self.workers: dict[int, Worker] = {}
         self._lock = threading.Lock()
         self._orphans: list[int] = []
@@ -76,14 +96,15 @@ class WorkerPool:
         log = self.workdir / f"worker-{slot}.log"
         offset = log.stat().st_size if log.exists() else 0
         argv = [sys.executable, "-m", "celery", "-A", "bench.faultlab.worker_app", "worker"]
-        argv += ["-Q", "automations", "-c", "1", "--pool", "prefork", "-n", name]
+        shape = self.shapes[slot]
+        argv += ["-Q", "automations", "-c", "1", "--pool", shape, "-n", name]
         argv += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
         argv += ["--without-heartbeat"]
         env = {**self.env, **self.armed_env.get(slot, {})}
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
             argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
         )
-        return Worker(slot, name, process, log, offset)
+        return Worker(slot, name, shape, process, log, offset)
 
     def _wait_ready(self, worker: Worker, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -93,6 +114,7 @@ class WorkerPool:
             with worker.log.open("rb") as log:
                 log.seek(worker.offset)
                 if READY in log.read():
+                    worker.booted = True
                     return
             time.sleep(0.1)
         raise RuntimeError(f"worker {worker.name} not ready in {timeout:g} s, see {worker.log}")
@@ -111,18 +133,19 @@ class WorkerPool:
             self._wait_ready(worker)
 
     def kill(self, rng: random.Random) -> str | None:
-        """SIGKILL a ready worker's pool child (its main forks another) or the whole worker."""
+        """SIGKILL a ready prefork worker's pool child (its main forks another), or a whole
+        worker: a prefork one, main and child, or a solo one."""
         # A killed worker is started again at once, not waited for, so that kills can come
         # faster than workers boot; a worker still booting (no pool child yet) is spared.
         with self._lock:
-            ready = {
-                w.slot: kids for w in self.workers.values() if (kids := children(w.process.pid))
-            }
+            ready = self._ready()
             if not ready:
                 return None
             slot = rng.choice(sorted(ready))
             worker, kids = self.workers[slot], ready[slot]
-            if rng.random() < 0.5 and signal_ours(rng.choice(kids)):
+            if worker.shape == "solo":
+                kids = []  # the worker itself: killed below
+            elif rng.random() < 0.5 and signal_ours(rng.choice(kids)):
                 return "child"
             # A crash of the machine: main and child die together, the broker keeps the
             # unacknowledged message until its visibility timeout, only the database knows.
@@ -131,20 +154,18 @@ class WorkerPool:
                 signal_ours(pid)
             worker.process.wait()
             self.workers[slot] = self._spawn(slot)
-        return "worker"
+        return "solo worker" if worker.shape == "solo" else "worker"
 
     def pause(self, rng: random.Random, seconds: float) -> str | None:
         """SIGSTOP a ready worker (main and child) for `seconds`, then SIGCONT: a hung worker."""
         # Unlike a kill, its connections stay open: a transaction it holds keeps its row locks,
         # and a step it claimed outlives its lease, so another worker takes it over meanwhile.
         with self._lock:
-            ready = {
-                w.slot: kids for w in self.workers.values() if (kids := children(w.process.pid))
-            }
+            ready = self._ready()
             if not ready:
                 return None
             slot = rng.choice(sorted(ready))
-            pids = [self.workers[slot].process.pid, *ready[slot]]
+            pids = sorted({self.workers[slot].process.pid, *ready[slot]})
         # Another injector may kill one of them meanwhile: the others must be continued anyway.
         stopped = [pid for pid in pids if signal_ours(pid, signal.SIGSTOP)]
         try:
@@ -153,6 +174,10 @@ class WorkerPool:
             for pid in stopped:
                 signal_ours(pid, signal.SIGCONT)
         return "pause"
+
+    def _ready(self) -> dict[int, list[int]]:
+        """Slot -> the processes executing its steps, for the workers that have started."""
+        return {w.slot: pids for w in self.workers.values() if (pids := w.executors())}
 
     def revive(self) -> int:
         """Start again, without waiting, every slot whose worker exited: a supervisor's job."""

@@ -1,4 +1,5 @@
-"""The fault lab: our own Redis server, our own database, three workers; built once."""
+"""The fault lab: our own Redis server, our own database, three workers (one solo, two prefork);
+built once."""
 
 from __future__ import annotations
 
