@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from celery.signals import task_postrun
 
+from engine.dispatch import Dispatch
 from engine.settings import Settings
 from tasks.app import create_celery_app
-from tasks.dispatcher import STEP_QUEUE
+from tasks.dispatcher import STEP_QUEUE, CeleryDispatcher
 
 app = create_celery_app(Settings())
 _publish = app.send_task
@@ -47,6 +50,23 @@ def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 app.send_task = send_task  # type: ignore[method-assign]
+
+# Step messages on our Redis transport skip `send_task`: they are pushed on the queue's list
+# (tasks/dispatcher.py). Their copies, the same way: a second push of each, reversed, each
+# copy due up to a second later.
+_push = CeleryDispatcher._push
+
+
+def _push_twice(dispatcher: CeleryDispatcher, dispatches: Sequence[Dispatch]) -> None:
+    _push(dispatcher, dispatches)
+    if _chaos_on() and dispatches:
+        late = [replace(d, countdown=d.countdown + _rng.uniform(0, 1)) for d in dispatches]
+        _push(dispatcher, late[::-1])
+        for _ in late:
+            _count()
+
+
+CeleryDispatcher._push = _push_twice  # type: ignore[method-assign]
 
 
 @task_postrun.connect
