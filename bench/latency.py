@@ -1,16 +1,17 @@
 """Latency from an event accepted by POST /events/send to its email at an SMTP sink, vs GET /health.
 
     python -m bench.latency [--rate R | --max-steps-per-s M] [--seconds 20] [--concurrency 2]
-                            [--pool solo|prefork] [--database-url URL] [--redis-url URL]
+                            [--pool prefork|solo] [--database-url URL] [--redis-url URL]
 
 One enabled automation: trigger (`bench.latency`) -> send_email, whose subject carries the event's
-`seq`. The API runs under uvicorn and Celery workers in the production shape (one solo worker per
-`--concurrency`, as docker-compose.yml runs them) execute the send_email step against an
-in-process aiosmtpd sink that timestamps each message by that `seq`. Events arrive open-loop at a
-fixed rate, by default half the maximum throughput (--max-steps-per-s, or a burst of events sent
-first; the tables are analyzed then, as autovacuum keeps a deployment's); the first seconds are a
-warm-up, discarded. Latency is the sink's clock minus the moment just before the request was sent;
-the baseline: a GET /health round trip on the same server in the same run. Prints JSON and a table.
+`seq`. The API runs under uvicorn and a Celery worker as docker-compose.yml runs it (prefork, a
+pool process per `--concurrency`; `--pool solo` for that many solo workers) executes the
+send_email step against an in-process aiosmtpd sink that timestamps each message by that `seq`.
+Events arrive open-loop at a fixed rate, by default half the maximum throughput
+(--max-steps-per-s, or a burst of events sent first; the tables are analyzed then, as autovacuum
+keeps a deployment's); the first seconds are a warm-up, discarded. Latency is the sink's clock
+minus the moment just before the request was sent; the baseline: a GET /health round trip on the
+same server in the same run. Prints JSON and a table.
 The step queues of the bench's Redis database are emptied first: messages another run left there
 (for runs of another database) would hold the worker up and pass for the burst's own slowness.
 """
@@ -67,9 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool",
         choices=POOLS,
-        default="solo",
-        help="solo: --concurrency single-process workers, as docker-compose.yml runs them; "
-        "prefork: one worker with --concurrency children",
+        default="prefork",
+        help="prefork: one worker with --concurrency children, as docker-compose.yml runs it; "
+        "solo: --concurrency single-process workers",
     )
     parser.add_argument("--health-requests", type=int, default=500)
     parser.add_argument("--log", default=str(ROOT / "bench" / "results" / "latency-workers.log"))
