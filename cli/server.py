@@ -83,8 +83,9 @@ def worker(
     pool: Annotated[
         str,
         typer.Option(
-            help="prefork: one process that forks --concurrency children; solo: this process "
-            "alone (run one per core: less CPU per step, see docs/operations.md)."
+            help="prefork: one process that forks --concurrency children, and writes event "
+            "messages in groups; solo: this process alone, one per core, less CPU per step but "
+            "one event message per transaction (docs/operations.md, Sizing the workers)."
         ),
     ] = "prefork",
 ) -> None:
