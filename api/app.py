@@ -14,7 +14,7 @@ from api.middleware import install_idempotency
 from api.operator_access import Guarded, OperatorAccess
 from api.routes import ROUTERS
 from api.security_headers import SecurityHeaders
-from engine.dispatch import Dispatcher
+from engine.dispatch import Dispatcher, after_commit
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 
@@ -45,6 +45,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = rt
+    # A request is answered by its commit: a send that fails after it is logged and left to
+    # the sweeper, not answered 500 to a caller who would send the request again.
+    dispatcher = after_commit(dispatcher)
     app.state.dispatcher = dispatcher
     app.state.key_cache = KeyCache()
     # POST /events/send: events arriving together share a transaction (api/event_groups.py).

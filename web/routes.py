@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import dashboard, dashboard_sessions, lifecycle
 from engine.db import transaction
-from engine.dispatch import Dispatcher
+from engine.dispatch import Dispatcher, after_commit
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
 from web import links, pages, simulation
@@ -237,7 +237,7 @@ def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispat
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.runtime = rt
     app.state.sign_in_limit = sign_in_limit
-    app.state.dispatcher = dispatcher
+    app.state.dispatcher = after_commit(dispatcher)  # answered by the commit, as the API is
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.include_router(pages.router)

@@ -125,7 +125,9 @@ def test_events_that_arrive_during_a_commit_share_the_next_one(
         await asyncio.sleep(0.05)
         assert not any(task.done() for task in rest)  # no answer before their commit
         gate.set()
-        return [await first, *[await task for task in rest]]
+        answered = [await first, *[await task for task in rest]]
+        await published(recorder, 21)
+        return answered
 
     answers = run_loop(scenario())
 
@@ -164,6 +166,14 @@ async def cohort(groups: EventGroups, size: int, spread: float) -> None:
     await asyncio.gather(*(arrive(spread * n / size) for n in range(size)))
 
 
+async def published(recorder: Recorder, events: int) -> None:
+    """Until `events` events' messages are published: callers are answered before that."""
+    for _ in range(1000):
+        if sum(len(call) for call in recorder.calls) >= events:
+            return
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 def test_the_callers_of_a_group_coming_back_one_by_one_are_written_together(
     listening: Stack,
@@ -176,6 +186,7 @@ def test_the_callers_of_a_group_coming_back_one_by_one_are_written_together(
     async def scenario() -> None:
         await cohort(groups, 8, spread=0)
         await cohort(groups, 8, spread=0.05)
+        await published(recorder, 16)
 
     run_loop(scenario())
 
@@ -192,6 +203,7 @@ def test_an_event_after_a_pause_is_written_at_once(listening: Stack) -> None:
         await cohort(groups, 8, spread=0)
         await asyncio.sleep(0.3)  # longer than the last commit took: the load is gone
         await cohort(groups, 4, spread=0.05)
+        await published(recorder, 12)
 
     run_loop(scenario())
 
@@ -200,8 +212,8 @@ def test_an_event_after_a_pause_is_written_at_once(listening: Stack) -> None:
 
 
 @pytest.mark.parametrize("stack", ["postgres"], indirect=True)
-def test_a_group_the_broker_refuses_fails_every_caller_and_keeps_the_events(
-    listening: Stack,
+def test_a_group_the_broker_refuses_is_answered_by_its_commit(
+    listening: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     groups = EventGroups(listening.runtime, Recorder(fail=True))
 
@@ -211,9 +223,50 @@ def test_a_group_the_broker_refuses_fails_every_caller_and_keeps_the_events(
 
     answers = run_loop(scenario())
 
-    assert all(isinstance(answer, ConnectionError) for answer in answers)
-    # Committed before the publish failed: the sweeper sends what was committed.
-    assert count(listening, Event) == 5
+    # Committed before the publish failed: accepted, and the sweeper sends what was committed.
+    # An error here would have the callers send their events again, starting their runs twice.
+    assert all(isinstance(answer, Ingested) for answer in answers)
+    assert count(listening, Event) == count(listening, Run) == 5
+    assert "not sent; the sweeper sends them" in caplog.text
+
+
+class Gate(Recorder):
+    """A dispatcher whose publish waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publishing = threading.Event()
+        self.open = threading.Event()
+
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
+        self.publishing.set()
+        if not self.open.wait(10):
+            raise TimeoutError("the gate was never opened")
+        super().dispatch(dispatches)
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_callers_are_answered_once_committed_before_the_publish(listening: Stack) -> None:
+    gate = Gate()
+    groups = EventGroups(listening.runtime, gate)
+
+    async def scenario() -> list[Ingested]:
+        sends = [groups.ingest(EventRequest("signed.up", email=unique_email())) for _ in range(3)]
+        # Answered while the publish waits at the gate (or this times out).
+        answered = await asyncio.wait_for(asyncio.gather(*sends), 10)
+        assert gate.publishing.is_set() and not gate.calls
+        gate.open.set()
+        await published(gate, 3)  # then the messages go out
+        return answered
+
+    try:
+        answers = run_loop(scenario())
+    finally:
+        gate.open.set()
+
+    assert [len(call) for call in gate.calls] == [3]
+    assert len(answers) == 3 and all(answer.event_id is not None for answer in answers)
+    assert count(listening, Event) == 3
 
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
