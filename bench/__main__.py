@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.procs import ROOT
 
 PAGE = ROOT / "docs" / "benchmarks.md"
@@ -92,8 +92,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results", help="default: bench/results"
     )
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument(
         "--no-docs", action="store_true", help="leave docs/benchmarks.md alone after a full run"
     )

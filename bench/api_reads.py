@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import httpx
 from sqlalchemy import Engine, event
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
 from bench.dashboard import sign_in
 from bench.latency import API_KEY, base_env, summarize
@@ -58,8 +58,8 @@ def target_of(name: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--runs", type=int, default=100_000, help="runs in the table")
     parser.add_argument("--automations", type=int, default=10, help="the runs are spread over")
     parser.add_argument("--contacts", type=int, default=None, help="default: runs / 10")

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.dashboard_data import fill
 from bench.procs import api_env, serve_api
 
@@ -70,11 +70,9 @@ def time_pages(base_url: str, pages: dict[str, str], requests: int) -> dict[str,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test_h"
+        "--database-url", default=BENCH_DATABASE_URL.replace("/bench", "/bench_dashboard")
     )
-    parser.add_argument(
-        "--redis-url", "--broker-url", dest="redis_url", default="redis://127.0.0.1:6379/10"
-    )
+    parser.add_argument("--redis-url", "--broker-url", dest="redis_url", default=BENCH_REDIS_URL)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
 

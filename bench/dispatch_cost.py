@@ -22,13 +22,14 @@ from collections.abc import Callable
 
 import redis
 
+from bench import BENCH_REDIS_URL
 from engine.dispatch import Dispatch
 from engine.settings import Settings
 from tasks import dispatcher as dispatching
 from tasks import step_messages
 from tasks.app import create_celery_app
 
-DEFAULT_URL = "redis://127.0.0.1:6379/3"
+DEFAULT_URL = BENCH_REDIS_URL
 
 
 def main(argv: list[str] | None = None) -> int:

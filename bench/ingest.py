@@ -31,11 +31,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-from bench import cpu, ingest_broker, loadgen, report
-from bench.procs import ROOT, analyze_tables, api_env, empty_database, serve_api
+from bench import BENCH_REDIS_URL, cpu, ingest_broker, loadgen, report
+from bench.procs import (
+    ROOT,
+    analyze_tables,
+    api_env,
+    empty_database,
+    ensure_database,
+    serve_api,
+)
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 TITLE = "Events accepted per second (HTTP and broker) vs GET /health, same server, same run"
@@ -44,23 +48,6 @@ STEP_QUEUES = ("automations", "automations.sweeper")
 # half_rate's calibration: at most this many probes, done once one is this close to the target.
 PROBES = 3
 PACE_TOLERANCE = 0.1
-
-
-def ensure_database(database_url: str) -> None:
-    """Create the bench's PostgreSQL database if it does not exist yet."""
-    url = make_url(database_url)
-    if not url.drivername.startswith("postgresql") or not url.database:
-        return
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with server.connect() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
-            ).first()
-            if exists is None:
-                conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-    finally:
-        server.dispose()
 
 
 def prepare(database_url: str) -> None:
@@ -245,9 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", default="postgresql+psycopg://postgres@127.0.0.1/bench_ingest"
     )
-    parser.add_argument(
-        "--redis-url", "--broker-url", dest="redis_url", default="redis://127.0.0.1:6379/0"
-    )
+    parser.add_argument("--redis-url", "--broker-url", dest="redis_url", default=BENCH_REDIS_URL)
     parser.add_argument(
         "--duration", "--seconds", dest="duration", type=float, default=10, help="s per wrk run"
     )

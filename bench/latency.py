@@ -35,11 +35,18 @@ from typing import Any
 
 import httpx
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.ingest import STEP_QUEUES
 from bench.ingest_broker import purge
 from bench.latency_rows import rows_of, stage_rows
-from bench.procs import ROOT, analyze_tables, api_env, empty_database, free_port, serve_api
+from bench.procs import (
+    ROOT,
+    analyze_tables,
+    api_env,
+    empty_database,
+    free_port,
+    serve_api,
+)
 from bench.workers import POOLS, start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
@@ -51,8 +58,8 @@ TITLE = "Event accepted → email at the SMTP sink (one Celery step), open loop"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--rate", type=float, default=None, help="events/s (default: max / 2)")
     parser.add_argument(
         "--max-steps-per-s",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from engine.db import create_db_engine, create_schema, create_session_factory, drop_schema
@@ -27,9 +28,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ensure_database(database_url: str) -> None:
+    """Create the bench's PostgreSQL database if it does not exist yet."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgresql") or not url.database:
+        return
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    finally:
+        server.dispose()
+
+
 @contextmanager
 def empty_database(database_url: str) -> Iterator[Session]:
-    """A transaction on a schema dropped and created anew: what a benchmark sets up first."""
+    """A transaction on a schema dropped and created anew: what a benchmark sets up first
+    (the database created if it does not exist yet)."""
+    ensure_database(database_url)
     db_engine = create_db_engine(database_url)
     try:
         drop_schema(db_engine)

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench.ingest import ensure_database, prepare
+from bench.ingest import prepare
+from bench.procs import ensure_database
 from engine.dispatch import Message
 from engine.group_commit import commit_group
 from engine.ingest import EventRequest

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench import cpu
+from bench import BENCH_DATABASE_URL, cpu
 from bench.throughput import prepare_durable
 
 
@@ -43,7 +43,7 @@ class Recorder:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--profile", help="write a cProfile listing here")
     parser.add_argument(
         "--sort", default="cumulative", help="pstats order: cumulative, or tottime (own time)"

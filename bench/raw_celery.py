@@ -17,6 +17,7 @@ import celery
 import redis
 from celery import Celery
 
+from bench import BENCH_REDIS_URL
 from engine.settings import Settings
 from tasks.app import celery_config
 
@@ -34,7 +35,7 @@ def shared_config(broker_url: str) -> dict[str, Any]:
 
 app = Celery("bench_raw")
 app.conf.update(
-    shared_config(os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")),
+    shared_config(os.environ.get("BENCH_BROKER_URL", BENCH_REDIS_URL)),
     task_default_queue=QUEUE,
 )
 

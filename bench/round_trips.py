@@ -27,7 +27,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.ingest import ensure_database
+from bench.procs import ensure_database
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1/bench_ingest"
 FIRST = "INSERT INTO round_trip_a (id, v) VALUES (%(id)s, %(v)s) RETURNING id"

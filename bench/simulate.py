@@ -23,7 +23,7 @@ import httpx
 import redis
 from sqlalchemy import func, select
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.latency import summarize
 from bench.procs import api_env, empty_database, serve_api
 from engine.clock import SystemClock
@@ -182,10 +182,8 @@ def footprint(database_url: str, redis_url: str) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument(
-        "--redis-url", "--broker-url", dest="redis_url", default="redis://127.0.0.1:6379/0"
-    )
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", "--broker-url", dest="redis_url", default=BENCH_REDIS_URL)
     parser.add_argument("--simulations", type=int, default=300)
 
 

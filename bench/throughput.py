@@ -34,7 +34,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.procs import analyze_tables, free_port
 from bench.raw_celery import DONE_KEY, NOT_SHARED
 from bench.workers import POOLS, start_workers, wait_ready, worker_argv
@@ -240,8 +240,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inline-steps", type=int, default=8, help="AUTOMATIONS_INLINE_STEPS of the first run"
     )
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--log", default="bench/results/throughput-workers.log")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 
-from bench import report
+from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.procs import ROOT, stop
 from engine.clock import SystemClock
 from engine.db import create_schema, drop_schema, transaction
@@ -201,8 +201,8 @@ def rss_kib(pid: int) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
 
 
 def start_worker(args: argparse.Namespace) -> subprocess.Popen[bytes]:
