@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
 
 from api.docs import DOCS_URL, mount_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -14,9 +18,13 @@ from api.middleware import install_idempotency
 from api.operator_access import Guarded, OperatorAccess
 from api.routes import ROUTERS
 from api.security_headers import SecurityHeaders
-from engine.dispatch import Dispatcher, after_commit
+from engine.after_commit import after_commit
+from engine.dispatch import Dispatcher
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
+
+# At shutdown, the longest the API waits for its queued messages to be sent.
+SHUTDOWN_FLUSH_SECONDS = 5.0
 
 DESCRIPTION = """A durable automation runtime that speaks Resend's API: automations, runs,
 events, contacts, segments, templates and domains. Authenticate with `Authorization: Bearer <key>`.
@@ -34,8 +42,20 @@ def create_app(
     """
     settings.check_production_ready()
     rt = runtime or create_runtime(settings)
+    # A request is answered by its commit; its messages are sent by a thread of their own, and
+    # one that fails is logged and left to the sweeper, not answered 500 to a caller who would
+    # send the request again (engine/after_commit.py).
+    sender = after_commit(dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Stopping: what is queued goes out now rather than in `stale_after_seconds`.
+        await run_in_threadpool(sender.flush, SHUTDOWN_FLUSH_SECONDS)
+
     docs = settings.docs_enabled
     app = FastAPI(
+        lifespan=lifespan,
         title="Automations API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -45,14 +65,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = rt
-    # A request is answered by its commit: a send that fails after it is logged and left to
-    # the sweeper, not answered 500 to a caller who would send the request again.
-    dispatcher = after_commit(dispatcher)
-    app.state.dispatcher = dispatcher
+    app.state.dispatcher = sender
     app.state.key_cache = KeyCache()
     # POST /events/send: events arriving together share a transaction (api/event_groups.py).
-    app.state.event_groups = EventGroups(rt, dispatcher)
-    app.state.ping_broker = dispatcher.ping
+    app.state.event_groups = EventGroups(rt, sender)
+    app.state.ping_broker = sender.ping
     redis_url = settings.rate_limit_redis_url or (
         settings.broker_url if settings.broker_url.startswith("redis") else None
     )

@@ -2,11 +2,11 @@
 
 A request's event waits in a list; if fewer than `max_writers` groups are being written, a
 writer starts. A writer takes what waits (up to `max_group` events), has it committed in a
-worker thread as one transaction (engine/group_commit.py), answers each request as soon as the
-commit is done, publishes the group's messages, and takes the next group until none waits. A
-request alone is written at once (an idle server answers as fast as before); under load, the
-events that arrived during one commit share the next. Requests wait on the event loop, not in
-threads: no thread hop per request.
+worker thread as one transaction (engine/group_commit.py), hands its messages to the process's
+sender (engine/after_commit.py: no wait for the broker), answers each request, and takes the
+next group until none waits. A request alone is written at once (an idle server answers as fast
+as before); under load, the events that arrived during one commit share the next. Requests wait
+on the event loop, not in threads: no thread hop per request.
 
 Under load, callers come back as soon as they are answered. Had the writer stopped when none
 was waiting, the first caller back would have been written alone, and the rest of its cohort a
@@ -23,8 +23,9 @@ import contextlib
 
 from starlette.concurrency import run_in_threadpool
 
-from engine.dispatch import Dispatcher, after_commit
-from engine.group_commit import MAX_GROUP, Outcome, commit_group
+from engine.after_commit import after_commit
+from engine.dispatch import Dispatcher
+from engine.group_commit import MAX_GROUP, commit_group
 from engine.ingest import EventRequest, Ingested
 from engine.runtime import Runtime
 
@@ -55,8 +56,8 @@ class EventGroups:
         if max_group < 1 or max_writers < 1:
             raise ValueError("a group holds at least one event, and one group is written at once")
         self._rt = rt
-        # Callers are answered once their events have committed: a failed publish is the
-        # sweeper's to heal, not theirs to retry (engine/dispatch.py's AfterCommit).
+        # Callers are answered once their events have committed: a publish is not waited for,
+        # and one that fails is the sweeper's to heal, not theirs to retry (engine/after_commit.py).
         self._dispatcher = after_commit(dispatcher)
         self._max_group = max_group
         self._max_writers = max_writers
@@ -115,12 +116,6 @@ class EventGroups:
             self._enough = None
 
     async def _commit(self, group: list[_Waiting]) -> None:
-        loop = asyncio.get_running_loop()
-
-        def accepted(outcomes: list[Outcome]) -> None:  # in the writer's thread, once committed
-            with contextlib.suppress(RuntimeError):  # the loop closed: no one left to answer
-                loop.call_soon_threadsafe(_answer, group, outcomes)
-
         try:
             outcomes = await run_in_threadpool(
                 commit_group,
@@ -128,26 +123,21 @@ class EventGroups:
                 self._dispatcher,
                 [request for request, _ in group],
                 committed=self._committed,
-                accepted=accepted,
             )
-        except BaseException as failed:  # the database: each caller not yet answered sees it
+        except BaseException as failed:  # the database: each caller sees it
             for _, answer in group:
                 if not answer.done():
                     answer.set_exception(failed)
             if not isinstance(failed, Exception):
                 raise
             return
-        _answer(group, outcomes)  # those the commit did not answer: every event refused
+        for (_, answer), outcome in zip(group, outcomes, strict=True):
+            if answer.done():  # its caller went away; the event stands
+                continue
+            if isinstance(outcome, Ingested):
+                answer.set_result(outcome)
+            else:
+                answer.set_exception(outcome)
 
     def _committed(self) -> None:
         self._rt.checkpoint("events.before_publish")  # a fault test kills the process here
-
-
-def _answer(group: list[_Waiting], outcomes: list[Outcome]) -> None:
-    for (_, answer), outcome in zip(group, outcomes, strict=True):
-        if answer.done():  # answered already, or its caller went away (the event stands)
-            continue
-        if isinstance(outcome, Ingested):
-            answer.set_result(outcome)
-        else:
-            answer.set_exception(outcome)

@@ -25,43 +25,28 @@ from engine.runtime import Runtime
 MAX_GROUP = 100
 
 
-Outcome = Ingested | AutomationsError
-
-
 def commit_group(
     rt: Runtime,
     dispatcher: Dispatcher,
     requests: Sequence[EventRequest],
     *,
     committed: Callable[[], None] | None = None,
-    accepted: Callable[[list[Outcome]], None] | None = None,
-) -> list[Outcome]:
+) -> list[Ingested | AutomationsError]:
     """Each event's outcome, in order: ingested (committed, its messages published) or the
-    error that refused it. Raises what stopped the whole group (the database, the broker).
-    `accepted` is given the outcomes once the group has committed, before its publish (so that
-    callers can be answered then); `committed` runs between the commit and the publish (a
-    checkpoint the fault tests kill at).
+    error that refused it. Raises what stopped the whole group (the database, the broker);
+    `committed` runs between the commit and the publish (a checkpoint the fault tests kill at).
     """
-    outcomes: list[Outcome | None] = [None] * len(requests)
+    outcomes: list[Ingested | AutomationsError | None] = [None] * len(requests)
     left = list(range(len(requests)))
-
-    def settled(batch: Batch) -> None:
-        for index, result in zip(left, batch.results, strict=True):
-            outcomes[index] = result
-        if accepted is not None:
-            accepted(_known(outcomes))
-
     while left:
         try:
-            _commit(rt, dispatcher, [requests[index] for index in left], committed, settled)
+            batch = _commit(rt, dispatcher, [requests[index] for index in left], committed)
         except RejectedEvent as rejected:
             outcomes[left.pop(rejected.index)] = rejected.error
             continue  # rolled back: the others again, without it
+        for index, result in zip(left, batch.results, strict=True):
+            outcomes[index] = result
         break
-    return _known(outcomes)
-
-
-def _known(outcomes: list[Outcome | None]) -> list[Outcome]:
     return [outcome for outcome in outcomes if outcome is not None]
 
 
@@ -70,12 +55,10 @@ def _commit(
     dispatcher: Dispatcher,
     requests: list[EventRequest],
     committed: Callable[[], None] | None,
-    accepted: Callable[[Batch], None],
 ) -> Batch:
     return commit_then_dispatch(
         transaction(rt.sessions),
         dispatcher,
         lambda session: Batch(ingest_events(session, rt, requests, now=rt.clock.now())),
         committed=committed,
-        accepted=accepted,
     )

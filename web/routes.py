@@ -13,8 +13,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import dashboard, dashboard_sessions, lifecycle
+from engine.after_commit import after_commit
 from engine.db import transaction
-from engine.dispatch import Dispatcher, after_commit
+from engine.dispatch import Dispatcher
 from engine.errors import AutomationsError, NotFound
 from engine.runtime import Runtime
 from web import links, pages, simulation

@@ -7,6 +7,7 @@ import sys
 from fastapi import FastAPI
 
 from api.app import create_app
+from engine.after_commit import after_commit
 from engine.dispatch import Dispatcher
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime, settle_process
@@ -25,6 +26,7 @@ def create_server(
     rt = runtime or create_runtime(settings)
     if dispatcher is None:
         dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
+    dispatcher = after_commit(dispatcher)  # one sending thread for the API and the dashboard
     app = create_app(settings, runtime=rt, dispatcher=dispatcher)
     app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher))
     return app

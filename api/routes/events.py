@@ -6,13 +6,13 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
-from starlette.background import BackgroundTask
 
 from api.deps import Rt, Sender, Sending, any_key, bearer_key, sending_key
 from api.event_groups import EventGroups
 from api.plain_body import documented_body, json_body, validated
 from api.schemas.events import EventSent, EventsSent, SendEvent
 from engine.db import transaction
+from engine.dispatch import commit_then_dispatch
 from engine.errors import InvalidInput
 from engine.ingest import (
     Batch,
@@ -27,13 +27,10 @@ MAX_BATCH = 100
 JSON = "application/json"
 
 
-def _accepted(
-    content: dict[str, Any] | list[Any], background: BackgroundTask | None = None
-) -> Response:
+def _accepted(content: dict[str, Any] | list[Any]) -> Response:
     # Rendered here, not by FastAPI through the response model: validating and serialising
     # our own two-field answer through pydantic cost more than ingesting some events.
-    body = json.dumps(content, separators=(",", ":"))
-    return Response(body, 202, media_type=JSON, background=background)
+    return Response(json.dumps(content, separators=(",", ":")), 202, media_type=JSON)
 
 
 def _sent(event: str) -> dict[str, str]:
@@ -72,21 +69,18 @@ def send_events(
     sender: Sender,
     _: Sending,
 ) -> Response:
-    """All or nothing: one invalid event refuses the batch and nothing is stored.
-
-    Answered once committed; the messages go out after the answer (a crash between the two is
-    the sweeper's to heal, as after any commit)."""
+    """All or nothing: one invalid event refuses the batch and nothing is stored."""
     requests = [
         EventRequest(item.event, item.email, item.contact_id, item.payload) for item in body
     ]
     try:
-        with transaction(rt.sessions) as session:
-            batch = Batch(ingest_events(session, rt, requests, now=rt.clock.now()))
+        commit_then_dispatch(
+            transaction(rt.sessions),
+            sender,
+            lambda s: Batch(ingest_events(s, rt, requests, now=rt.clock.now())),
+        )
     except RejectedEvent as rejected:
         field = getattr(rejected.error, "field", None)
         where = f"[{rejected.index}].{field}" if field else f"[{rejected.index}]"
         raise InvalidInput(f"events{where}: {rejected.message}", field=where) from rejected
-    return _accepted(
-        {"object": "list", "data": [_sent(item.event) for item in body]},
-        background=BackgroundTask(sender.dispatch, batch.dispatches),
-    )
+    return _accepted({"object": "list", "data": [_sent(item.event) for item in body]})

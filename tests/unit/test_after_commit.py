@@ -1,109 +1,209 @@
-"""AfterCommit: messages of a committed transaction whose send fails are logged, not raised."""
+"""AfterCommit: messages of committed transactions, sent by a thread of their own; a failed
+send is logged and the broker's return awaited by ping, never raised to the caller."""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any, cast
 
 import pytest
 
-from engine.dispatch import (
-    AfterCommit,
-    Dispatch,
-    Message,
-    after_commit,
-    commit_then_dispatch,
-)
+from engine.after_commit import AfterCommit, after_commit
+from engine.dispatch import Dispatch, Message
 
-MESSAGES = [Dispatch(uuid.uuid4(), "tag", "contact_update"), Dispatch(uuid.uuid4(), "a", "trigger")]
+
+def messages(count: int) -> list[Message]:
+    return [Dispatch(uuid.uuid4(), f"step{n}", "contact_update") for n in range(count)]
 
 
 class Broker:
-    def __init__(self, down: bool = False) -> None:
-        self.down = down
+    """Records what it is sent; `down` makes sends and pings fail, `gate` holds each send."""
+
+    def __init__(self) -> None:
         self.sent: list[list[Message]] = []
-        self.pinged = 0
+        self.down = False
+        self.pings = 0
+        self.gate: threading.Event | None = None
+        self.sending = threading.Event()
 
     def dispatch(self, dispatches: Sequence[Message]) -> None:
+        self.sending.set()
+        if self.gate is not None:
+            self.gate.wait(10)
         if self.down:
             raise ConnectionError("broker unreachable")
         self.sent.append(list(dispatches))
 
     def ping(self) -> None:
-        self.pinged += 1
+        self.pings += 1
         if self.down:
             raise ConnectionError("broker unreachable")
 
 
-def test_a_failed_send_is_logged_with_its_count_and_not_raised(
+class Pauses:
+    """AfterCommit's sleep: records each pause, and brings the broker back after `until`."""
+
+    def __init__(self, broker: Broker, until: int) -> None:
+        self.broker, self.until = broker, until
+        self.taken: list[float] = []
+        self.back = threading.Event()
+
+    def __call__(self, seconds: float) -> None:
+        self.taken.append(seconds)
+        if len(self.taken) >= self.until:
+            self.broker.down = False
+            self.back.set()
+
+
+def test_messages_are_sent_by_the_thread_in_order() -> None:
+    broker = Broker()
+    sender = AfterCommit(broker)
+    first, second = messages(2), messages(3)
+
+    sender.dispatch(first)
+    sender.dispatch(second)
+
+    assert sender.flush(5)
+    assert [m for sent in broker.sent for m in sent] == first + second
+
+
+def test_what_queues_while_a_send_is_on_its_way_goes_out_in_one_send() -> None:
+    broker, gate = Broker(), threading.Event()
+    broker.gate = gate
+    sender = AfterCommit(broker)
+    sender.dispatch(messages(1))
+    assert broker.sending.wait(5)  # the first send is held at the gate
+
+    for _ in range(5):
+        sender.dispatch(messages(2))  # returns at once: nobody waits for the broker
+    gate.set()
+
+    assert sender.flush(5)
+    assert [len(sent) for sent in broker.sent] == [1, 10]
+
+
+def test_a_failed_send_is_logged_and_the_broker_awaited_by_ping(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    AfterCommit(Broker(down=True)).dispatch(MESSAGES)
-
-    (record,) = caplog.records
-    assert record.levelname == "ERROR"
-    assert record.getMessage() == (
-        "2 message(s) of a committed transaction not sent; the sweeper sends them"
-    )
-    assert record.exc_info is not None  # the broker's own error, for the operator
-
-
-def test_a_send_that_works_goes_through() -> None:
     broker = Broker()
-    AfterCommit(broker).dispatch(MESSAGES)
-    assert broker.sent == [MESSAGES]
+    broker.down = True
+    pauses = Pauses(broker, until=3)
+    sender = AfterCommit(broker, sleep=pauses)
+
+    with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
+        sender.dispatch(messages(2))  # fails: the sweeper's
+        assert sender.flush(5)
+        assert pauses.back.wait(5)
+        for _ in range(200):  # the thread notes that the broker is back
+            if "were left to the sweeper" in caplog.text:
+                break
+            threading.Event().wait(0.01)
+        sender.dispatch(messages(1))
+        assert sender.flush(5)
+
+    assert pauses.taken == [0.5, 1.0, 2.0]  # doubling
+    assert broker.pings == 3
+    assert [len(sent) for sent in broker.sent] == [1]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "2 message(s) of committed transactions not sent" in errors[0].getMessage()
+    assert "2 message(s) were left to the sweeper" in caplog.text
 
 
-def test_ping_still_says_the_broker_is_down() -> None:
-    # /ready must keep telling a load balancer, even though requests are answered.
-    with pytest.raises(ConnectionError):
-        AfterCommit(Broker(down=True)).ping()
+def test_while_the_broker_is_down_messages_are_counted_not_queued(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = Broker()
+    broker.down = True
+    held = threading.Event()
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            held.wait(5)  # the first pause lasts until the test has sent more
+        broker.down = False
+
+    sender = AfterCommit(broker, sleep=sleep)
+    with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
+        sender.dispatch(messages(1))
+        for _ in range(500):
+            if pauses:
+                break
+            threading.Event().wait(0.01)
+        sender.dispatch(messages(4))  # down: left to the sweeper at once
+        held.set()
+        for _ in range(500):
+            if "were left to the sweeper" in caplog.text:
+                break
+            threading.Event().wait(0.01)
+
+    assert broker.sent == []
+    assert "5 message(s) were left to the sweeper" in caplog.text
+
+
+def test_a_full_queue_leaves_new_messages_to_the_sweeper(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker, gate = Broker(), threading.Event()
+    broker.gate = gate
+    sender = AfterCommit(broker, max_queued=3)
+    sender.dispatch(messages(1))
+    assert broker.sending.wait(5)
+
+    with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
+        sender.dispatch(messages(2))
+        sender.dispatch(messages(2))  # one fits
+        sender.dispatch(messages(2))  # none fits: said once, not per call
+    gate.set()
+
+    assert sender.flush(5)
+    assert [len(sent) for sent in broker.sent] == [1, 3]
+    assert caplog.text.count("new ones are left to the sweeper") == 1
+
+
+def test_flush_says_when_it_could_not_wait_long_enough() -> None:
+    broker, gate = Broker(), threading.Event()
+    broker.gate = gate
+    sender = AfterCommit(broker)
+    sender.dispatch(messages(1))
+    assert not sender.flush(0.05)
+    gate.set()
+    assert sender.flush(5)
+
+
+def test_a_forked_child_sends_with_a_thread_of_its_own_and_not_its_parents_queue() -> None:
+    broker, gate = Broker(), threading.Event()
+    broker.gate = gate
+    sender = AfterCommit(broker)
+    sender.dispatch(messages(1))
+    sender.dispatch(messages(2))  # queued in the parent behind the held send
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        broker.gate, broker.sent = None, []
+        sender.dispatch(messages(1))
+        ok = sender.flush(5) and [len(sent) for sent in broker.sent] == [1]
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(child, 0)
+    gate.set()
+    assert answer == b"1"
+    assert sender.flush(5)
+
+
+def test_ping_is_the_brokers() -> None:
+    broker = Broker()
+    broker.down = True
+    with pytest.raises(ConnectionError):  # /ready still says the broker is down
+        AfterCommit(broker).ping()
 
 
 def test_wrapping_twice_wraps_once() -> None:
     once = after_commit(Broker())
     assert after_commit(once) is once
-
-
-@dataclass
-class Done:
-    dispatches: list[Message] = field(default_factory=lambda: list(MESSAGES))
-
-
-def test_accepted_sees_the_result_after_the_commit_and_before_the_send() -> None:
-    order: list[str] = []
-
-    class Recording(Broker):
-        def dispatch(self, dispatches: Sequence[Message]) -> None:
-            order.append("sent")
-
-    class Opened(AbstractContextManager[Any]):
-        def __enter__(self) -> Any:
-            return None
-
-        def __exit__(self, *exc: object) -> None:
-            order.append("committed")
-
-    result = commit_then_dispatch(
-        cast(Any, Opened()),
-        Recording(),
-        lambda _: order.append("worked") or Done(),
-        accepted=lambda done: order.append(f"accepted {len(done.dispatches)}"),
-        committed=lambda: order.append("checkpoint"),
-    )
-    assert order == ["worked", "committed", "accepted 2", "checkpoint", "sent"]
-    assert result.dispatches == MESSAGES
-
-
-def test_nothing_is_accepted_or_sent_when_the_work_fails() -> None:
-    broker, accepted = Broker(), []
-
-    def work(_: object) -> Done:
-        raise ValueError("refused")
-
-    with pytest.raises(ValueError):
-        commit_then_dispatch(cast(Any, nullcontext()), broker, work, accepted=accepted.append)
-    assert (broker.sent, accepted) == ([], [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import httpx
@@ -187,6 +188,7 @@ def test_events_committed_while_the_broker_is_down_are_accepted(rt_stack: Stack)
     make_automation(rt_stack, STEPS, chain("start", "tag"))
     server = ApiServer(rt_stack)
     server.start(AUTOMATIONS_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing there
+    log = rt_stack.workdir / "api.log"
     try:
         with server.client() as client:
             one = client.post("/events/send", json={"event": "user.created", "email": "a@x.test"})
@@ -194,12 +196,19 @@ def test_events_committed_while_the_broker_is_down_are_accepted(rt_stack: Stack)
                 "/events/batch",
                 json=[{"event": "user.created", "email": f"b{n}@x.test"} for n in range(3)],
             )
+            deadline = time.monotonic() + 30  # the first send waits out the broker's retries
+            while "the sweeper sends them" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # Known down now: no request waits for it, and the process still answers.
+            later = client.post("/events/send", json={"event": "user.created", "email": "c@x.test"})
+            health = client.get("/health")
+            ready = client.get("/ready")
     finally:
         server.stop()
-    assert (one.status_code, batch.status_code) == (202, 202)
+    assert [one.status_code, batch.status_code, later.status_code] == [202, 202, 202]
+    assert (health.status_code, ready.status_code) == (200, 503)
     with transaction(rt_stack.runtime.sessions) as session:
         runs = list(session.scalars(select(Run)))
-    assert len(runs) == 4
+    assert len(runs) == 5
     assert all(rt_stack.steps(run.id)["tag"].status == "pending" for run in runs)
-    log = (rt_stack.workdir / "api.log").read_text()
-    assert "of a committed transaction not sent; the sweeper sends them" in log
+    assert "of committed transactions not sent; the sweeper sends them" in log.read_text()

@@ -1,0 +1,172 @@
+"""Messages of committed transactions, sent by a thread of their own: for callers answered by
+the commit (the API's and the dashboard's requests).
+
+What such a caller asked for is committed before its messages go out, and the sweeper sends
+the steps of a committed transaction that were never published (after `stale_after_seconds`;
+bulk work after its own check). So nothing a caller waits for depends on the broker:
+
+- A send that fails is logged, never raised. Raising would tell an HTTP caller that a request
+  which took effect had failed, and a caller who sent it again, without an idempotency key,
+  would start its runs twice.
+- No request, and no group of events being written, waits for the broker. With Redis down, a
+  send waits out the broker's connection retries (seconds): had it been made in the request's
+  thread, `POST /events/send` stopped accepting events altogether (its one writer per process
+  blocked), and the batches' sends filled the thread pool, `GET /health` with it.
+- Once a send has failed, messages are left to the sweeper (and counted) until the broker
+  answers a ping again, tried after a pause of 0.5 s, doubling up to 30 s: the count is logged
+  in one line when it is back, not a line per message.
+
+Messages queued together go out together, in one round trip. A process that dies with messages
+queued loses only doorbells: the sweeper sends their steps, as after a crash between a commit
+and its publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from engine.dispatch import Dispatcher, Message
+
+log = logging.getLogger(__name__)
+
+# Messages in one send: as many as a group of events or a batch makes, a few times over.
+MAX_SEND = 1000
+# Queued messages past which new ones are left to the sweeper (the broker slower than the API).
+MAX_QUEUED = 100_000
+FIRST_PAUSE = 0.5
+MAX_PAUSE = 30.0
+
+
+class AfterCommit:
+    """A dispatcher whose `dispatch` queues and returns; one thread per process sends."""
+
+    def __init__(
+        self,
+        inner: Dispatcher,
+        *,
+        max_queued: int = MAX_QUEUED,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inner = inner
+        self._max_queued = max_queued
+        self._sleep = sleep
+        self._queue: deque[Message] = deque()
+        self._changed = threading.Condition()
+        self._sending = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._down = False  # since a send failed, until a ping answers
+        self._left = 0  # messages left to the sweeper: the broker down, or the queue full
+        self._full_said = -MAX_PAUSE
+
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
+        if not dispatches:
+            return
+        with self._changed:
+            self._start()
+            if self._down:  # counted, for the line that says the broker is back
+                self._left += len(dispatches)
+                return
+            room = max(self._max_queued - len(self._queue), 0)
+            if room < len(dispatches):
+                self._left += len(dispatches) - room
+                if time.monotonic() - self._full_said >= MAX_PAUSE:
+                    self._full_said = time.monotonic()
+                    log.warning(
+                        "%d messages queued for the broker: new ones are left to the sweeper",
+                        len(self._queue),
+                    )
+            self._queue.extend(dispatches[:room])
+            self._changed.notify_all()
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until what is queued now has been sent (or left to the sweeper); False if that
+        took longer than `timeout`. Used at shutdown, and by tests."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._queue or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _start(self) -> None:
+        """The sending thread of this process (a forked child starts its own)."""
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        self._queue.clear()  # a parent's queue is the parent's to send
+        self._sending, self._down, self._left = False, False, 0
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="after-commit", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_SEND))]
+                self._sending = True
+            try:
+                sent = self._send(batch)
+            finally:
+                with self._changed:
+                    self._sending = False
+                    self._changed.notify_all()
+            if not sent:
+                self._wait_for_broker()
+
+    def _send(self, batch: list[Message]) -> bool:
+        try:
+            self.inner.dispatch(batch)
+        except Exception:
+            with self._changed:
+                self._down = True
+                self._left += len(batch) + len(self._queue)
+                self._queue.clear()
+            log.error(
+                "%d message(s) of committed transactions not sent; the sweeper sends them, and "
+                "new ones until the broker answers again",
+                len(batch),
+                exc_info=True,
+            )
+            return False
+        return True
+
+    def _wait_for_broker(self) -> None:
+        """Ping after a pause (doubling up to MAX_PAUSE) until the broker answers."""
+        pause, down_for = FIRST_PAUSE, 0.0
+        while True:
+            self._sleep(pause)
+            down_for += pause
+            try:
+                self.inner.ping()
+            except Exception as failed:
+                pause = min(pause * 2, MAX_PAUSE)
+                log.warning(
+                    "the broker is still unreachable (%s); next try in %.1f s", failed, pause
+                )
+                continue
+            break
+        with self._changed:
+            left, self._left, self._down = self._left, 0, False
+        log.warning(
+            "the broker answers again, after %.0f s or more; %d message(s) were left to the "
+            "sweeper",
+            down_for,
+            left,
+        )
+
+
+def after_commit(dispatcher: Dispatcher) -> AfterCommit:
+    """`dispatcher` for callers answered by the commit; one that already is stays as it is."""
+    return dispatcher if isinstance(dispatcher, AfterCommit) else AfterCommit(dispatcher)
