@@ -43,7 +43,7 @@ class Bench:
     # Options and values for --quick: small sizes, the whole run in a few minutes.
     quick: tuple[tuple[str, str], ...] = ()
     by_default: bool = True
-    # Starts a redis-server of its own, so it takes no --redis-url.
+    # Starts a redis-server of its own, or points at one where nothing listens: no --redis-url.
     own_redis: bool = False
 
 
@@ -51,6 +51,7 @@ BENCHES = (
     Bench("throughput", quick=(("--runs", "100"),)),
     Bench("latency", quick=(("--seconds", "5"), ("--health-requests", "100"), ("--grace", "5"))),
     Bench("ingest", quick=(("--seconds", "3"),)),
+    Bench("broker_down", quick=(("--duration", "2"),), own_redis=True),
     Bench("waiting", quick=(("--runs", "5000"),)),
     Bench("dashboard", quick=(("--runs", "5000"), ("--requests", "10"))),
     Bench("api_reads", quick=(("--runs", "20000"), ("--requests", "50"), ("--warmup", "5"))),

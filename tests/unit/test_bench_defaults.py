@@ -16,6 +16,8 @@ from tests.conftest import CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL
 
 WITH_ARGUMENTS = ["api_reads", "dashboard", "ingest", "latency", "simulate", "throughput"]
 WITH_ARGUMENTS += ["waiting"]
+# The broker_down bench has no Redis of its own to wipe: its broker is a port nothing answers.
+WITHOUT_REDIS = ["broker_down"]
 # Redis databases the tests may take: the configured one plus one per xdist worker.
 TEST_REDIS_DBS = range(int(urlsplit(CONFIGURED_REDIS_URL).path.strip("/") or 0), 8)
 
@@ -45,6 +47,13 @@ def test_each_benchmark_defaults_to_its_own(module: str) -> None:
     args = defaults(module)
     assert database(args.database_url).startswith("bench")
     assert args.redis_url == BENCH_REDIS_URL
+
+
+@pytest.mark.parametrize("module", WITHOUT_REDIS)
+def test_a_benchmark_without_redis_defaults_to_its_own_database(module: str) -> None:
+    args = defaults(module)
+    assert database(args.database_url).startswith("bench")
+    assert not hasattr(args, "redis_url")
 
 
 def test_the_full_run_defaults_to_its_own() -> None:

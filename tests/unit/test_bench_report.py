@@ -124,6 +124,7 @@ def test_the_runner_runs_all_but_faults_by_default() -> None:
         "throughput",
         "latency",
         "ingest",
+        "broker_down",
         "waiting",
         "dashboard",
         "api_reads",
