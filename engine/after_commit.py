@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -55,14 +56,19 @@ class AfterCommit:
         self.inner = inner
         self._max_queued = max_queued
         self._sleep = sleep
-        self._queue: deque[Message] = deque()
+        self._full_said = -MAX_PAUSE
+        self._reset()
+        _INSTANCES.add(self)
+
+    def _reset(self) -> None:
+        """A new state, with no thread: at start, and in a forked child (whose copy of the
+        lock may have been held by a parent's thread that the child does not have)."""
+        self._queue: deque[Message] = deque()  # a parent's queue is the parent's to send
         self._changed = threading.Condition()
         self._sending = False
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._down = False  # since a send failed, until a ping answers
         self._left = 0  # messages left to the sweeper: the broker down, or the queue full
-        self._full_said = -MAX_PAUSE
 
     def dispatch(self, dispatches: Sequence[Message]) -> None:
         if not dispatches:
@@ -100,12 +106,9 @@ class AfterCommit:
         return True
 
     def _start(self) -> None:
-        """The sending thread of this process (a forked child starts its own)."""
-        if self._thread is not None and self._pid == os.getpid():
+        """The sending thread of this process, started at its first message."""
+        if self._thread is not None:
             return
-        self._queue.clear()  # a parent's queue is the parent's to send
-        self._sending, self._down, self._left = False, False, 0
-        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="after-commit", daemon=True)
         self._thread.start()
 
@@ -165,6 +168,17 @@ class AfterCommit:
             down_for,
             left,
         )
+
+
+_INSTANCES: weakref.WeakSet[AfterCommit] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for sender in list(_INSTANCES):
+        sender._reset()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def after_commit(dispatcher: Dispatcher) -> AfterCommit:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
 import threading
 import uuid
 from collections.abc import Sequence
@@ -195,6 +197,42 @@ def test_a_forked_child_sends_with_a_thread_of_its_own_and_not_its_parents_queue
     gate.set()
     assert answer == b"1"
     assert sender.flush(5)
+
+
+def test_a_child_forked_while_another_thread_holds_the_lock_can_send() -> None:
+    broker = Broker()
+    sender = AfterCommit(broker)
+    sender.dispatch(messages(1))
+    assert sender.flush(5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sender._changed:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        broker.sent = []
+        sender.dispatch(messages(2))  # a lock inherited held would hang here
+        ok = sender.flush(5) and [len(sent) for sent in broker.sent] == [2]
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 10)
+        answer = os.read(read, 1) if ready else b"hung"
+    finally:
+        release.set()
+        holder.join()
+        if answer == b"hung":
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert answer == b"1"
 
 
 def test_ping_is_the_brokers() -> None:
