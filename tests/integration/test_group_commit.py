@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.event_groups import EventGroups
+from engine.after_commit import AfterCommit
 from engine.db import transaction
 from engine.dispatch import Dispatch, Message
 from engine.errors import InvalidInput, NotFound
@@ -215,13 +216,15 @@ def test_an_event_after_a_pause_is_written_at_once(listening: Stack) -> None:
 def test_a_group_the_broker_refuses_is_answered_by_its_commit(
     listening: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    groups = EventGroups(listening.runtime, Recorder(fail=True))
+    sender = AfterCommit(Recorder(fail=True))
+    groups = EventGroups(listening.runtime, sender)
 
     async def scenario() -> list[BaseException | Ingested]:
         sends = [groups.ingest(EventRequest("signed.up", email=unique_email())) for _ in range(5)]
         return await asyncio.gather(*sends, return_exceptions=True)
 
     answers = run_loop(scenario())
+    assert sender.flush(5)  # the sending thread has tried, and logged its failure
 
     # Committed before the publish failed: accepted, and the sweeper sends what was committed.
     # An error here would have the callers send their events again, starting their runs twice.
@@ -254,7 +257,9 @@ def test_callers_are_answered_once_committed_before_the_publish(listening: Stack
         sends = [groups.ingest(EventRequest("signed.up", email=unique_email())) for _ in range(3)]
         # Answered while the publish waits at the gate (or this times out).
         answered = await asyncio.wait_for(asyncio.gather(*sends), 10)
-        assert gate.publishing.is_set() and not gate.calls
+        # The sending thread takes the messages when it gets to them, and holds at the gate.
+        assert await asyncio.to_thread(gate.publishing.wait, 5)
+        assert not gate.calls
         gate.open.set()
         await published(gate, 3)  # then the messages go out
         return answered
