@@ -42,9 +42,9 @@ def create_app(
     """
     settings.check_production_ready()
     rt = runtime or create_runtime(settings)
-    # A request is answered by its commit; its messages are sent by a thread of their own, and
-    # one that fails is logged and left to the sweeper, not answered 500 to a caller who would
-    # send the request again (engine/after_commit.py).
+    # A request is answered by its commit: a send that fails is logged and left to the
+    # sweeper, not answered 500 to a caller who would send the request again, and no request
+    # waits behind another's send or for a broker known to be down (engine/after_commit.py).
     sender = after_commit(dispatcher)
 
     @asynccontextmanager

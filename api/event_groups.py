@@ -2,11 +2,11 @@
 
 A request's event waits in a list; if fewer than `max_writers` groups are being written, a
 writer starts. A writer takes what waits (up to `max_group` events), has it committed in a
-worker thread as one transaction (engine/group_commit.py), hands its messages to the process's
-sender (engine/after_commit.py: no wait for the broker), answers each request, and takes the
-next group until none waits. A request alone is written at once (an idle server answers as fast
-as before); under load, the events that arrived during one commit share the next. Requests wait
-on the event loop, not in threads: no thread hop per request.
+worker thread as one transaction (engine/group_commit.py), has its messages sent (never
+waiting for a broker known to be down: engine/after_commit.py), answers each request, and
+takes the next group until none waits. A request alone is written at once (an idle server
+answers as fast as before); under load, the events that arrived during one commit share the
+next. Requests wait on the event loop, not in threads: no thread hop per request.
 
 Under load, callers come back as soon as they are answered. Had the writer stopped when none
 was waiting, the first caller back would have been written alone, and the rest of its cohort a
@@ -56,8 +56,8 @@ class EventGroups:
         if max_group < 1 or max_writers < 1:
             raise ValueError("a group holds at least one event, and one group is written at once")
         self._rt = rt
-        # Callers are answered once their events have committed: a publish is not waited for,
-        # and one that fails is the sweeper's to heal, not theirs to retry (engine/after_commit.py).
+        # Callers are answered once their events have committed: a publish that fails is the
+        # sweeper's to heal, not theirs to retry (engine/after_commit.py).
         self._dispatcher = after_commit(dispatcher)
         self._max_group = max_group
         self._max_writers = max_writers

@@ -3,11 +3,13 @@
     python -m bench.broker_down [--duration 5] [--connections 8] [--database-url URL]
 
 Starts the API as bench.ingest does (production settings, one enabled automation, a uvicorn
-worker process per core), but with a broker URL where nothing listens. Drives `GET /health`,
+worker process per core), but with a broker URL where nothing listens. After a warm-up of
+`POST /events/send` (WARM_SECONDS: each process's first send waits out the broker's connection
+retries, about 6 s, and its events with it; not measured), drives `GET /health`,
 then `POST /events/send` and `POST /events/batch` (10 events per request), with wrk; while the
 events go in, a thread asks `GET /health` every half second. Each accepted event is committed
 with its run, and its step message is left to the sweeper (engine/after_commit.py: the API
-sends from a thread of its own, so no request waits out the broker's connection retries).
+stops sending once a send has failed).
 The baseline is `GET /health` on the same server in the same run; `bench.ingest` measures the
 same endpoints with the broker up. Prints JSON and a table.
 """
@@ -28,6 +30,8 @@ from bench.ingest import API_KEY, prepare, server_env
 from bench.procs import free_port, serve_api
 
 TITLE = "Events accepted with the broker down vs GET /health, same server, same run"
+# Longer than the broker's connection retries, which the first send of each process waits out.
+WARM_SECONDS = 10
 BATCH = 10
 PROBE_EVERY = 0.5
 
@@ -78,11 +82,12 @@ def run(args: argparse.Namespace) -> report.Result:
     env = server_env(argparse.Namespace(database_url=args.database_url, redis_url=nowhere))
     tag = uuid.uuid4().hex[:8]
 
-    def fire(url: str, mode: str) -> loadgen.Load:
-        shot = loadgen.Shot(url, mode, args.duration, args.connections, batch=BATCH)
+    def fire(url: str, mode: str, seconds: float = args.duration) -> loadgen.Load:
+        shot = loadgen.Shot(url, mode, seconds, args.connections, batch=BATCH)
         return loadgen.fire(shot, api_key=API_KEY, run_id=tag)
 
     with serve_api(env, workers=args.api_workers) as base_url:
+        fire(base_url + "/events/send", "send", WARM_SECONDS)  # each process's first send fails
         health = fire(base_url + "/health", "health")
         with HealthProbe(base_url + "/health") as probe:
             send = fire(base_url + "/events/send", "send")

@@ -13,7 +13,7 @@ TARGET_P99_MS = 50.0
 
 def stage_rows(stages: dict[str, Any]) -> list[report.Row]:
     described = {
-        "api": "request → 202 (ingestion committed; its step is published after)",
+        "api": "request → 202 (ingestion committed, step published)",
         "queue": "ingestion begins → worker claims the email step",
         "prepare": "claim → SMTP transaction begins (render, outbox row, commit)",
         "smtp": "SMTP transaction (MAIL FROM → message accepted)",

@@ -26,7 +26,7 @@ def create_server(
     rt = runtime or create_runtime(settings)
     if dispatcher is None:
         dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
-    dispatcher = after_commit(dispatcher)  # one sending thread for the API and the dashboard
+    dispatcher = after_commit(dispatcher)  # one sender for the API and the dashboard
     app = create_app(settings, runtime=rt, dispatcher=dispatcher)
     app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher))
     return app

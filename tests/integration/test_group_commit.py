@@ -233,47 +233,6 @@ def test_a_group_the_broker_refuses_is_answered_by_its_commit(
     assert "not sent; the sweeper sends them" in caplog.text
 
 
-class Gate(Recorder):
-    """A dispatcher whose publish waits until the test opens the gate."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.publishing = threading.Event()
-        self.open = threading.Event()
-
-    def dispatch(self, dispatches: Sequence[Message]) -> None:
-        self.publishing.set()
-        if not self.open.wait(10):
-            raise TimeoutError("the gate was never opened")
-        super().dispatch(dispatches)
-
-
-@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
-def test_callers_are_answered_once_committed_before_the_publish(listening: Stack) -> None:
-    gate = Gate()
-    groups = EventGroups(listening.runtime, gate)
-
-    async def scenario() -> list[Ingested]:
-        sends = [groups.ingest(EventRequest("signed.up", email=unique_email())) for _ in range(3)]
-        # Answered while the publish waits at the gate (or this times out).
-        answered = await asyncio.wait_for(asyncio.gather(*sends), 10)
-        # The sending thread takes the messages when it gets to them, and holds at the gate.
-        assert await asyncio.to_thread(gate.publishing.wait, 5)
-        assert not gate.calls
-        gate.open.set()
-        await published(gate, 3)  # then the messages go out
-        return answered
-
-    try:
-        answers = run_loop(scenario())
-    finally:
-        gate.open.set()
-
-    assert [len(call) for call in gate.calls] == [3]
-    assert len(answers) == 3 and all(answer.event_id is not None for answer in answers)
-    assert count(listening, Event) == 3
-
-
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
 def test_concurrent_requests_each_get_their_answer(listening: Stack, api_server: ApiServer) -> None:
     unknown = str(uuid.uuid4())

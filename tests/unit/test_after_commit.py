@@ -1,5 +1,6 @@
-"""AfterCommit: messages of committed transactions, sent by a thread of their own; a failed
-send is logged and the broker's return awaited by ping, never raised to the caller."""
+"""AfterCommit: a caller sends at once unless another send is on its way (then the process's
+thread sends for it); a failed send is logged, never raised, and the broker's return awaited by
+ping while messages are left to the sweeper."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import select
 import signal
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -30,8 +31,10 @@ class Broker:
         self.pings = 0
         self.gate: threading.Event | None = None
         self.sending = threading.Event()
+        self.entered = 0  # sends begun
 
     def dispatch(self, dispatches: Sequence[Message]) -> None:
+        self.entered += 1
         self.sending.set()
         if self.gate is not None:
             self.gate.wait(10)
@@ -60,31 +63,52 @@ class Pauses:
             self.back.set()
 
 
-def test_messages_are_sent_by_the_thread_in_order() -> None:
+def held_send(sender: AfterCommit, broker: Broker) -> tuple[threading.Event, threading.Thread]:
+    """A first send made from another thread and held at the broker's gate: the gate, and the
+    thread (joined once the gate is open)."""
+    gate = threading.Event()
+    broker.gate = gate
+    caller = threading.Thread(target=sender.dispatch, args=(messages(1),))
+    caller.start()
+    assert broker.sending.wait(5)
+    return gate, caller
+
+
+def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("never came true")
+
+
+def test_a_caller_alone_sends_at_once_in_its_own_thread() -> None:
     broker = Broker()
     sender = AfterCommit(broker)
     first, second = messages(2), messages(3)
 
     sender.dispatch(first)
+    assert broker.sent == [first]  # sent before dispatch returned
     sender.dispatch(second)
 
-    assert sender.flush(5)
-    assert [m for sent in broker.sent for m in sent] == first + second
+    assert broker.sent == [first, second]
+    assert sender._thread is None  # no thread needed
 
 
-def test_what_queues_while_a_send_is_on_its_way_goes_out_in_one_send() -> None:
-    broker, gate = Broker(), threading.Event()
-    broker.gate = gate
+def test_what_comes_while_a_send_is_on_its_way_goes_out_after_it_in_one_send() -> None:
+    broker = Broker()
     sender = AfterCommit(broker)
-    sender.dispatch(messages(1))
-    assert broker.sending.wait(5)  # the first send is held at the gate
+    gate, caller = held_send(sender, broker)
 
-    for _ in range(5):
-        sender.dispatch(messages(2))  # returns at once: nobody waits for the broker
+    sender.dispatch(messages(2))  # returns at once: the thread sends it (held too)
+    until(lambda: broker.entered == 2)
+    for _ in range(4):
+        sender.dispatch(messages(2))  # queued behind the thread's send
     gate.set()
+    caller.join()
 
     assert sender.flush(5)
-    assert [len(sent) for sent in broker.sent] == [1, 10]
+    assert sorted(len(sent) for sent in broker.sent) == [1, 2, 8]
 
 
 def test_a_failed_send_is_logged_and_the_broker_awaited_by_ping(
@@ -150,38 +174,39 @@ def test_while_the_broker_is_down_messages_are_counted_not_queued(
 def test_a_full_queue_leaves_new_messages_to_the_sweeper(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    broker, gate = Broker(), threading.Event()
-    broker.gate = gate
+    broker = Broker()
     sender = AfterCommit(broker, max_queued=3)
-    sender.dispatch(messages(1))
-    assert broker.sending.wait(5)
+    gate, caller = held_send(sender, broker)
 
     with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
+        sender.dispatch(messages(2))  # the thread takes it, and is held
+        until(lambda: broker.entered == 2)
         sender.dispatch(messages(2))
         sender.dispatch(messages(2))  # one fits
         sender.dispatch(messages(2))  # none fits: said once, not per call
     gate.set()
+    caller.join()
 
     assert sender.flush(5)
-    assert [len(sent) for sent in broker.sent] == [1, 3]
+    assert sorted(len(sent) for sent in broker.sent) == [1, 2, 3]
     assert caplog.text.count("new ones are left to the sweeper") == 1
 
 
 def test_flush_says_when_it_could_not_wait_long_enough() -> None:
-    broker, gate = Broker(), threading.Event()
-    broker.gate = gate
+    broker = Broker()
     sender = AfterCommit(broker)
+    gate, caller = held_send(sender, broker)
     sender.dispatch(messages(1))
     assert not sender.flush(0.05)
     gate.set()
+    caller.join()
     assert sender.flush(5)
 
 
-def test_a_forked_child_sends_with_a_thread_of_its_own_and_not_its_parents_queue() -> None:
-    broker, gate = Broker(), threading.Event()
-    broker.gate = gate
+def test_a_forked_child_sends_on_its_own_and_not_its_parents_queue() -> None:
+    broker = Broker()
     sender = AfterCommit(broker)
-    sender.dispatch(messages(1))
+    gate, caller = held_send(sender, broker)
     sender.dispatch(messages(2))  # queued in the parent behind the held send
     read, write = os.pipe()
     child = os.fork()
@@ -195,6 +220,7 @@ def test_a_forked_child_sends_with_a_thread_of_its_own_and_not_its_parents_queue
     answer = os.read(read, 1)
     os.waitpid(child, 0)
     gate.set()
+    caller.join()
     assert answer == b"1"
     assert sender.flush(5)
 

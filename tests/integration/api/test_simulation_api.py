@@ -228,7 +228,7 @@ def test_a_simulation_leaves_the_database_and_the_broker_unchanged(
     assert redis_contents() == broker
     assert stack.sink.to(address) == []
     # The checks can see a change: a real event writes rows and publishes its first step
-    # (just after the answer: the API's sending thread publishes it).
+    # (polled: a publish may be left to the API's sending thread).
     assert api.post("/events/send", json={"event": "user.created", "email": address}).is_success
     assert checksums(stack) != database
     if not stack.embedded:
