@@ -128,7 +128,9 @@ class AfterCommit:
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._queue and not self._probe:
+                # After the send on its way, if any: should it fail, what is queued is left to
+                # the sweeper rather than tried against a broker that just failed.
+                while (not self._queue or self._sending) and not self._probe:
                     self._changed.wait()
                 if self._probe:
                     self._probe = False

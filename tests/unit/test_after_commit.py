@@ -100,15 +100,13 @@ def test_what_comes_while_a_send_is_on_its_way_goes_out_after_it_in_one_send() -
     sender = AfterCommit(broker)
     gate, caller = held_send(sender, broker)
 
-    sender.dispatch(messages(2))  # returns at once: the thread sends it (held too)
-    until(lambda: broker.entered == 2)
-    for _ in range(4):
-        sender.dispatch(messages(2))  # queued behind the thread's send
+    for _ in range(5):
+        sender.dispatch(messages(2))  # returns at once: not behind the held send
     gate.set()
     caller.join()
 
     assert sender.flush(5)
-    assert sorted(len(sent) for sent in broker.sent) == [1, 2, 8]
+    assert [len(sent) for sent in broker.sent] == [1, 10]
 
 
 def test_a_failed_send_is_logged_and_the_broker_awaited_by_ping(
@@ -179,8 +177,6 @@ def test_a_full_queue_leaves_new_messages_to_the_sweeper(
     gate, caller = held_send(sender, broker)
 
     with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
-        sender.dispatch(messages(2))  # the thread takes it, and is held
-        until(lambda: broker.entered == 2)
         sender.dispatch(messages(2))
         sender.dispatch(messages(2))  # one fits
         sender.dispatch(messages(2))  # none fits: said once, not per call
@@ -188,8 +184,27 @@ def test_a_full_queue_leaves_new_messages_to_the_sweeper(
     caller.join()
 
     assert sender.flush(5)
-    assert sorted(len(sent) for sent in broker.sent) == [1, 2, 3]
+    assert [len(sent) for sent in broker.sent] == [1, 3]
     assert caplog.text.count("new ones are left to the sweeper") == 1
+
+
+def test_what_waits_behind_a_send_that_fails_is_left_to_the_sweeper(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = Broker()
+    pauses = Pauses(broker, until=1)
+    sender = AfterCommit(broker, sleep=pauses)
+    gate, caller = held_send(sender, broker)
+    sender.dispatch(messages(3))  # queued behind the held send
+    broker.down = True
+    with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
+        gate.set()
+        caller.join()
+        assert pauses.back.wait(5)
+        until(lambda: "were left to the sweeper" in caplog.text)
+
+    assert broker.entered == 1  # one send tried against the broker, not two
+    assert "4 message(s) were left to the sweeper" in caplog.text
 
 
 def test_flush_says_when_it_could_not_wait_long_enough() -> None:
