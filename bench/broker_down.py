@@ -82,12 +82,13 @@ def run(args: argparse.Namespace) -> report.Result:
     env = server_env(argparse.Namespace(database_url=args.database_url, redis_url=nowhere))
     tag = uuid.uuid4().hex[:8]
 
-    def fire(url: str, mode: str, seconds: float = args.duration) -> loadgen.Load:
-        shot = loadgen.Shot(url, mode, seconds, args.connections, batch=BATCH)
+    def fire(url: str, mode: str, seconds: float = args.duration, callers: int = 0) -> loadgen.Load:
+        shot = loadgen.Shot(url, mode, seconds, callers or args.connections, batch=BATCH)
         return loadgen.fire(shot, api_key=API_KEY, run_id=tag)
 
     with serve_api(env, workers=args.api_workers) as base_url:
-        fire(base_url + "/events/send", "send", WARM_SECONDS)  # each process's first send fails
+        # Each process's first send fails: enough connections that every process gets some.
+        fire(base_url + "/events/send", "send", WARM_SECONDS, callers=16 * args.api_workers)
         health = fire(base_url + "/health", "health")
         with HealthProbe(base_url + "/health") as probe:
             send = fire(base_url + "/events/send", "send")
