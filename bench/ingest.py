@@ -37,7 +37,6 @@ from bench.procs import (
     analyze_tables,
     api_env,
     empty_database,
-    ensure_database,
     serve_api,
 )
 
@@ -262,8 +261,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> report.Result:
     loadgen.wrk_binary()  # before anything is started: say how to install it
-    ensure_database(args.database_url)
-    prepare(args.database_url)
+    prepare(args.database_url)  # the database created if absent (bench/procs.py)
     ingest_broker.purge(args.redis_url, *STEP_QUEUES)
     costs: dict[str, dict[str, float]] = {}
     with serve_api(server_env(args), workers=args.api_workers) as base_url:

@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 
-from bench.procs import ROOT, ensure_database
+from bench.procs import ROOT
 from bench.workers import start_workers, wait_ready
 
 QUEUE = "bench.events"
@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         help="another checkout (e.g. a worktree of main) whose worker runs first, same run",
     )
     args = parser.parse_args(argv)
-    ensure_database(args.database_url)
     sides = [("baseline", args.baseline_root)] if args.baseline_root else []
     for side, root in [*sides, ("this checkout", ROOT)]:
         costs: dict[str, dict[str, float]] = {}

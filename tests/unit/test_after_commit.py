@@ -121,10 +121,7 @@ def test_a_failed_send_is_logged_and_the_broker_awaited_by_ping(
         sender.dispatch(messages(2))  # fails: the sweeper's
         assert sender.flush(5)
         assert pauses.back.wait(5)
-        for _ in range(200):  # the thread notes that the broker is back
-            if "were left to the sweeper" in caplog.text:
-                break
-            threading.Event().wait(0.01)
+        until(lambda: "were left to the sweeper" in caplog.text)  # the thread notes it
         sender.dispatch(messages(1))
         assert sender.flush(5)
 
@@ -154,16 +151,10 @@ def test_while_the_broker_is_down_messages_are_counted_not_queued(
     sender = AfterCommit(broker, sleep=sleep)
     with caplog.at_level(logging.WARNING, logger="engine.after_commit"):
         sender.dispatch(messages(1))
-        for _ in range(500):
-            if pauses:
-                break
-            threading.Event().wait(0.01)
+        until(lambda: bool(pauses))
         sender.dispatch(messages(4))  # down: left to the sweeper at once
         held.set()
-        for _ in range(500):
-            if "were left to the sweeper" in caplog.text:
-                break
-            threading.Event().wait(0.01)
+        until(lambda: "were left to the sweeper" in caplog.text)
 
     assert broker.sent == []
     assert "5 message(s) were left to the sweeper" in caplog.text
