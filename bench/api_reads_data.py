@@ -184,14 +184,13 @@ def create_automations(
 
 def seed(db_engine: Engine, runs: int, automations: int, contacts: int) -> dict[str, Any]:
     """An empty schema filled with `runs` runs; seconds per phase."""
-    from engine.db import create_schema, drop_schema
+    from bench.procs import fresh_schema
 
     if db_engine.dialect.name != "postgresql":
         raise SystemExit("bench.api_reads seeds with PostgreSQL's generate_series: use PostgreSQL")
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    drop_schema(db_engine)
-    create_schema(db_engine)
+    fresh_schema(db_engine)
     now = dt.datetime.now(dt.UTC)
     start = now - HISTORY
     automation_ids, version_ids, template_id = create_automations(

@@ -13,13 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
-from engine.db import (
-    create_db_engine,
-    create_schema,
-    create_session_factory,
-    drop_schema,
-    transaction,
-)
+from bench.procs import fresh_schema
+from engine.db import create_db_engine, create_session_factory, transaction
 from engine.lifecycle import create_automation
 from models.tables import Contact, Event, OutboxEmail, Run, RunStep
 
@@ -146,8 +141,7 @@ def synthetic_run(
 def fill(database_url: str, total: int, now: dt.datetime) -> dict[str, Any]:
     """An empty schema, then automations with `total` runs; returns ids the pages are timed on."""
     db_engine = create_db_engine(database_url)
-    drop_schema(db_engine)
-    create_schema(db_engine)
+    fresh_schema(db_engine)
     sample = insert_history(db_engine, total, now, contacts=10_000)
     if db_engine.dialect.name == "postgresql":
         with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from engine.db import create_db_engine, create_schema, create_session_factory, drop_schema
@@ -45,15 +45,21 @@ def ensure_database(database_url: str) -> None:
         server.dispose()
 
 
+def fresh_schema(db_engine: Engine) -> None:
+    """The schema dropped and created anew, in a database created first if it does not exist
+    yet: every benchmark starts from its own empty tables, on a fresh machine too."""
+    ensure_database(db_engine.url.render_as_string(hide_password=False))
+    drop_schema(db_engine)
+    create_schema(db_engine)
+
+
 @contextmanager
 def empty_database(database_url: str) -> Iterator[Session]:
     """A transaction on a schema dropped and created anew: what a benchmark sets up first
     (the database created if it does not exist yet)."""
-    ensure_database(database_url)
     db_engine = create_db_engine(database_url)
     try:
-        drop_schema(db_engine)
-        create_schema(db_engine)
+        fresh_schema(db_engine)
         with db_transaction(create_session_factory(db_engine)) as session:
             yield session
     finally:

@@ -100,14 +100,13 @@ def per_unit(spent: dict[str, float], units: int) -> dict[str, float]:
 
 
 def prepare_durable(rt: Any) -> None:
-    from engine.db import create_schema, drop_schema, transaction
+    from bench.procs import fresh_schema
+    from engine.db import transaction
     from engine.lifecycle import create_automation
     from engine.store import content
     from models.enums import DomainStatus, TemplateStatus
 
-    db_engine = rt.sessions.kw["bind"]
-    drop_schema(db_engine)
-    create_schema(db_engine)
+    fresh_schema(rt.sessions.kw["bind"])
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         content.create_domain(session, name="bench.test", now=now, status=DomainStatus.VERIFIED)

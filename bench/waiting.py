@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
-from bench.procs import ROOT, stop
+from bench.procs import ROOT, fresh_schema, stop
 from engine.clock import SystemClock
-from engine.db import create_schema, drop_schema, transaction
+from engine.db import transaction
 from engine.dispatch import NullDispatcher
 from engine.lifecycle import create_automation
 from engine.runtime import Runtime, create_runtime
@@ -267,8 +267,7 @@ def run(args: argparse.Namespace) -> report.Result:
         env="test",
     )
     rt = create_runtime(settings)
-    drop_schema(rt.sessions.kw["bind"])
-    create_schema(rt.sessions.kw["bind"])
+    fresh_schema(rt.sessions.kw["bind"])
     worker = start_worker(args)
     try:
         figures = measure(rt, worker, args.runs)
