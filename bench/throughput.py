@@ -35,7 +35,7 @@ import redis
 from sqlalchemy import func, select
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
-from bench.procs import analyze_tables, free_port
+from bench.procs import analyze_tables, ensure_database, free_port
 from bench.raw_celery import DONE_KEY, NOT_SHARED
 from bench.workers import POOLS, start_workers, wait_ready, worker_argv
 
@@ -284,6 +284,7 @@ def run(args: argparse.Namespace) -> report.Result:
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     smtp = f"smtp://127.0.0.1:{controller.port}"
+    ensure_database(args.database_url)  # the raw baselines read its backends' CPU too
     try:
         redis.Redis.from_url(args.redis_url).flushdb()
         # Interleaved, so that a change in the machine's load hits both sides of each ratio.
