@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,6 +62,30 @@ def require_url(name: str, url: str) -> None:
     address = urlsplit(url.replace("+psycopg", ""))
     default = 5432 if address.scheme.startswith("postgres") else 6379
     require_service(name, address.hostname or "127.0.0.1", address.port or default)
+
+
+@contextmanager
+def scratch_postgres(suffix: str, *, create: bool = True) -> Iterator[str]:
+    """The URL of a PostgreSQL database of the test's own, `<configured name>_<suffix>`,
+    dropped before and after the test; created empty, or left missing if not `create`."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    require_url("PostgreSQL", POSTGRES_URL)
+    base = make_url(POSTGRES_URL)
+    name = f"{base.database}_{suffix}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    drop = text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        with admin.connect() as conn:
+            conn.execute(drop)
+            if create:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield base.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(drop)
+    finally:
+        admin.dispose()
 
 
 # -- tiers -------------------------------------------------------------------------------------

@@ -10,30 +10,20 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
 from migrations import alembic_config, current, upgrade
 from models.tables import Base
-from tests.conftest import POSTGRES_URL, require_url
+from tests.conftest import scratch_postgres
 from tests.rollup_recount import recount, rollup
 
 
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
-    require_url("PostgreSQL", POSTGRES_URL)
-    base = make_url(POSTGRES_URL)
-    name = f"{base.database}_migrations"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres("migrations") as url:
+        yield url
 
 
 def schema_differences(url: str) -> list[object]:
