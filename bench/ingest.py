@@ -17,7 +17,8 @@ rate (as many connections, each pausing at random between requests: `half_rate`)
 worker process drains `automations.events.send` messages and `automations.events.send_batch`
 messages enqueued beforehand. The load generator's CPU is read
 from /proc: a run where it used more than half a core fails, since the client may then be what
-was measured. Prints JSON and a table; writes bench/results/ingest.json.
+was measured. Prints JSON and a table; `--results PATH` also writes the result there, as the
+committed record bench/results/ingest.json is written: a run only to look leaves it alone.
 """
 
 from __future__ import annotations
@@ -257,6 +258,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-events", type=int, default=5000)
     parser.add_argument("--batch-task-events", type=int, default=20000)
     parser.add_argument("--log", type=Path, default=Path("/tmp/bench-ingest-worker.log"))  # noqa: S108
+    parser.add_argument(
+        "--results", type=Path, help=f"also write the result here, e.g. {RESULTS.relative_to(ROOT)}"
+    )
 
 
 def run(args: argparse.Namespace) -> report.Result:
@@ -270,7 +274,7 @@ def run(args: argparse.Namespace) -> report.Result:
     details = {
         # Less sensitive to other load on the machine than rates: CPU ms per request or event.
         "cpu_ms": costs,
-        "config": vars(args) | {"log": str(args.log)},
+        "config": vars(args) | {"log": str(args.log), "results": str(args.results or "")},
         "http": {name: figures_of(load) for name, load in loads.items()},
         # Every run of the sweep, by endpoint: where each one's maximum lies.
         "sweep": {mode: [figures_of(load) for load in runs] for mode, runs in sweep.items()},
@@ -279,7 +283,12 @@ def run(args: argparse.Namespace) -> report.Result:
         },
     }
     rows = rows_of(loads, drained, args.batch) + cost_rows(costs)
-    return report.result("ingest", TITLE, rows, details)
+    result = report.result("ingest", TITLE, rows, details)
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(report.to_json(result) + "\n")
+        print(f"written: {args.results}", file=sys.stderr)
+    return result
 
 
 def cost_rows(costs: dict[str, dict[str, float]]) -> list[report.Row]:
@@ -395,10 +404,7 @@ def at_most(load: loadgen.Load) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    measured = report.standalone(__doc__, add_arguments, run, argv)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report.to_json(measured) + "\n")
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    report.standalone(__doc__, add_arguments, run, argv)
     return 0
 
 

@@ -122,3 +122,11 @@ def test_the_latency_load_probes_again_when_the_latency_grows_with_the_rate() ->
     assert len(paces) == 3  # two probes, then the run
     assert paces[0] > paces[1] > paces[2]
     assert load.per_second == pytest.approx(500, rel=0.01)
+
+
+def test_a_run_writes_the_committed_record_only_when_asked() -> None:
+    parser = argparse.ArgumentParser()
+    ingest.add_arguments(parser)
+    assert parser.parse_args([]).results is None
+    asked = parser.parse_args(["--results", "bench/results/ingest.json"]).results
+    assert asked is not None and asked.name == ingest.RESULTS.name
