@@ -17,8 +17,8 @@ rate (as many connections, each pausing at random between requests: `half_rate`)
 worker process drains `automations.events.send` messages and `automations.events.send_batch`
 messages enqueued beforehand. The load generator's CPU is read
 from /proc: a run where it used more than half a core fails, since the client may then be what
-was measured. Prints JSON and a table; `--results PATH` also writes the result there, as the
-committed record bench/results/ingest.json is written: a run only to look leaves it alone.
+was measured. Prints JSON and a table, and writes the result only where `--results PATH`
+says (bench/results/ingest.json is the committed record).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> report.Result:
     details = {
         # Less sensitive to other load on the machine than rates: CPU ms per request or event.
         "cpu_ms": costs,
-        "config": vars(args) | {"log": str(args.log), "results": str(args.results or "")},
+        "config": vars(args) | {"log": str(args.log)},
         "http": {name: figures_of(load) for name, load in loads.items()},
         # Every run of the sweep, by endpoint: where each one's maximum lies.
         "sweep": {mode: [figures_of(load) for load in runs] for mode, runs in sweep.items()},
