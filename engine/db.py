@@ -144,6 +144,22 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def snapshot(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One read-only transaction that sees the database as it was at its first statement, for
+    reads that must agree with each other while writers go on (PostgreSQL's REPEATABLE READ;
+    a SQLite transaction holds the only write lock, so nothing changes under it)."""
+    with sessions() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        yield session
+
+
 def retry_on_disconnect(operation: Callable[[], T]) -> T:
     """Run `operation`, once more if the database connection it used turned out to be dead.
 

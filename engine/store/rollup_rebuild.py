@@ -1,16 +1,25 @@
-"""The rollup recounted from the runs and steps themselves, set-based: the migration that adds
-it backfills with this, and a database seeded behind the engine's back (a benchmark) too.
+"""The rollup recounted from the runs and steps themselves, set-based.
 
-The running system never calls it: the rollup is kept in each transaction (rollup.py).
+`rebuild` replaces the rollup with the recount: the migration that adds it backfills with it,
+and so does a database seeded behind the engine's back (a benchmark). `differences` compares
+the two and `correct` adds what a counter lacks: an operator's check and repair of a live
+system (engine/rollup_check.py). The running system never calls any of them: the rollup is
+kept in each transaction (rollup.py).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 
 from engine.percentiles import BOUNDS
+from engine.store.rollup_upserts import upsert_statement
+from models.tables import Base
 
 # A run's columns by status, counted where `status` is the run's status.
 _STATUSES = ("running", "completed", "failed", "cancelled", "skipped")
@@ -74,16 +83,26 @@ def _run_rows(dialect: str) -> str:
     FROM runs WHERE status <> 'running' AND completed_at IS NOT NULL"""  # noqa: S608
 
 
-def _insert_runs(dialect: str) -> str:
-    sums = ", ".join(f"sum({name})" for name in _RUN_COUNTERS)
+def _recount_runs(dialect: str) -> str:
+    sums = ", ".join(f"sum({name}) AS {name}" for name in _RUN_COUNTERS)
     return f"""
-    INSERT INTO run_rollups (automation_id, span, hour, shard, {", ".join(_RUN_COUNTERS)})
-    SELECT automation_id, 1, hour, 0, {sums}
+    SELECT automation_id, hour, {sums}
     FROM ({_run_rows(dialect)}) AS x
     GROUP BY automation_id, hour"""  # noqa: S608 - composed of constants
 
 
-def _insert_steps(dialect: str) -> str:
+_STEP_COUNTERS = (
+    "steps",
+    "completed",
+    "failed",
+    "cancelled",
+    "skipped_unsubscribed",
+    "skipped_branch_not_taken",
+    "skipped_contact_deleted",
+)
+
+
+def _recount_steps(dialect: str) -> str:
     skipped = "s.status = 'skipped' AND "
     conditions = [
         "s.status = 'completed'",
@@ -94,21 +113,20 @@ def _insert_steps(dialect: str) -> str:
         skipped + "s.skip_reason = 'contact_deleted'",
     ]
     counts = ["count(*)", *(f"sum({_flag(condition)})" for condition in conditions)]
+    named = ", ".join(
+        f"{count} AS {name}" for count, name in zip(counts, _STEP_COUNTERS, strict=True)
+    )
     hour = _hour("r.created_at", dialect)
     return f"""
-    INSERT INTO step_rollups (automation_id, span, hour, step_key, step_type, shard, steps,
-        completed, failed, cancelled, skipped_unsubscribed, skipped_branch_not_taken,
-        skipped_contact_deleted)
-    SELECT r.automation_id, 1, {hour}, s.step_key, s.step_type, 0, {", ".join(counts)}
+    SELECT r.automation_id, {hour} AS hour, s.step_key, s.step_type, {named}
     FROM run_steps AS s JOIN runs AS r ON r.id = s.run_id
     GROUP BY r.automation_id, {hour}, s.step_key, s.step_type"""  # noqa: S608 - constants
 
 
-def _insert_durations(dialect: str) -> str:
+def _recount_durations(dialect: str) -> str:
     bucket = _bucket(_seconds("started_at", "completed_at", dialect), dialect)
     return f"""
-    INSERT INTO duration_rollups (automation_id, span, hour, bucket, shard, runs)
-    SELECT automation_id, 1, hour, bucket, 0, count(*)
+    SELECT automation_id, hour, bucket, count(*) AS runs
     FROM (SELECT automation_id, {_hour("created_at", dialect)} AS hour, {bucket} AS bucket
           FROM runs
           WHERE status IN ('completed', 'failed', 'skipped')
@@ -116,37 +134,47 @@ def _insert_durations(dialect: str) -> str:
     GROUP BY automation_id, hour, bucket"""  # noqa: S608 - composed of constants
 
 
-def rebuild(conn: Connection) -> None:
-    """Empty the rollup tables and count every run and step into them again."""
-    dialect = conn.dialect.name
-    for table in ("run_rollups", "step_rollups", "duration_rollups"):
-        conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - a constant name
-    conn.execute(text(_insert_runs(dialect)))
-    conn.execute(text(_insert_steps(dialect)))
-    bounds = list(BOUNDS) if dialect == "postgresql" else json.dumps(list(BOUNDS))
-    conn.execute(text(_insert_durations(dialect)), {"bounds": bounds})
-    for table, key, counters in _DAY_ROWS:
-        conn.execute(text(_days(table, key, counters)))
+@dataclass(frozen=True)
+class _Table:
+    """A rollup table: its key between (automation_id, span, hour) and the shard, its
+    counters, and the statement that recounts its hour rows from the runs and steps."""
+
+    name: str
+    key: tuple[str, ...]
+    counters: tuple[str, ...]
+    recount: Callable[[str], str]
 
 
-# Each table's key after (automation, span, hour), and its counters.
-_DAY_ROWS = (
-    ("run_rollups", ("shard",), _RUN_COUNTERS),
-    (
-        "step_rollups",
-        ("step_key", "step_type", "shard"),
-        (
-            "steps",
-            "completed",
-            "failed",
-            "cancelled",
-            "skipped_unsubscribed",
-            "skipped_branch_not_taken",
-            "skipped_contact_deleted",
-        ),
-    ),
-    ("duration_rollups", ("bucket", "shard"), ("runs",)),
+_TABLES = (
+    _Table("run_rollups", (), _RUN_COUNTERS, _recount_runs),
+    _Table("step_rollups", ("step_key", "step_type"), _STEP_COUNTERS, _recount_steps),
+    _Table("duration_rollups", ("bucket",), ("runs",), _recount_durations),
 )
+
+
+def _parameters(dialect: str) -> dict[str, object]:
+    """The duration buckets' bounds, as each dialect reads an array."""
+    return {"bounds": list(BOUNDS) if dialect == "postgresql" else json.dumps(list(BOUNDS))}
+
+
+def rebuild(conn: Connection) -> None:
+    """Empty the rollup tables and count every run and step into them again. Not for a live
+    system, whose writers would add to counts it is replacing: `correct` mends that one."""
+    dialect = conn.dialect.name
+    for table in _TABLES:
+        conn.execute(text(f"DELETE FROM {table.name}"))  # noqa: S608 - a constant name
+    for table in _TABLES:
+        conn.execute(text(_insert(table, dialect)), _parameters(dialect))
+    for table in _TABLES:
+        conn.execute(text(_days(table.name, (*table.key, "shard"), table.counters)))
+
+
+def _insert(table: _Table, dialect: str) -> str:
+    """The hour rows (span 1) of a table, recounted, all in shard 0."""
+    columns = ", ".join(("automation_id", "hour", *table.key, *table.counters))
+    return f"""
+    INSERT INTO {table.name} (span, shard, {columns})
+    SELECT 1, 0, {columns} FROM ({table.recount(dialect)}) AS counted"""  # noqa: S608
 
 
 def _days(table: str, key: tuple[str, ...], counters: tuple[str, ...]) -> str:
@@ -157,3 +185,101 @@ def _days(table: str, key: tuple[str, ...], counters: tuple[str, ...]) -> str:
     SELECT automation_id, 24, hour - hour % 24, {keys}, {sums}
     FROM {table} WHERE span = 1
     GROUP BY automation_id, hour - hour % 24, {keys}"""  # noqa: S608 - composed of constants
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One counter of one rollup row that is not what a recount gives."""
+
+    table: str
+    automation_id: uuid.UUID
+    span: int  # 1: an hour; 24: the UTC day starting at `hour`
+    hour: int
+    key: tuple[object, ...]  # a step's (key, type), a duration's bucket; () for runs
+    counter: str
+    kept: int
+    recounted: int
+
+
+def differences(conn: Connection) -> list[Difference]:
+    """Every counter the rollup tables keep (summed over shards) that differs from a recount of
+    the runs and steps, hour rows and day rows alike. Read the two in one snapshot: on a live
+    PostgreSQL, a REPEATABLE READ transaction."""
+    found: list[Difference] = []
+    for table in _TABLES:
+        truth, kept = _recounted(conn, table), _summed(conn, table)
+        zeros = [0] * len(table.counters)
+        for row_key in sorted(truth.keys() | kept.keys(), key=str):
+            automation_id, span, hour, *rest = row_key
+            found.extend(
+                Difference(
+                    table.name,
+                    uuid.UUID(str(automation_id)),
+                    span,
+                    hour,
+                    tuple(rest),
+                    counter,
+                    mine,
+                    recounted,
+                )
+                for counter, mine, recounted in zip(
+                    table.counters, kept.get(row_key, zeros), truth.get(row_key, zeros), strict=True
+                )
+                if mine != recounted
+            )
+    return found
+
+
+def _recounted(conn: Connection, table: _Table) -> dict[tuple[Any, ...], list[int]]:
+    """A table's rows as a recount gives them: each hour's, and each day's as its hours' sum."""
+    dialect = conn.dialect.name
+    rows: dict[tuple[Any, ...], list[int]] = {}
+    width = len(table.key)
+    for automation_id, hour, *rest in conn.execute(
+        text(table.recount(dialect)), _parameters(dialect)
+    ):
+        key, counts = rest[:width], rest[width:]
+        for span, start in ((1, int(hour)), (24, int(hour) - int(hour) % 24)):
+            totals = rows.setdefault((automation_id, span, start, *key), [0] * len(counts))
+            for index, count in enumerate(counts):
+                totals[index] += int(count or 0)
+    return rows
+
+
+def _summed(conn: Connection, table: _Table) -> dict[tuple[Any, ...], list[int]]:
+    """A table's rows as kept, summed over their shards."""
+    key = ", ".join(("automation_id", "span", "hour", *table.key))
+    sums = ", ".join(f"sum({name})" for name in table.counters)
+    query = f"SELECT {key}, {sums} FROM {table.name} GROUP BY {key}"  # noqa: S608 - constants
+    width = 3 + len(table.key)
+    return {
+        (row[0], int(row[1]), int(row[2]), *row[3:width]): [int(n or 0) for n in row[width:]]
+        for row in conn.execute(text(query))
+    }
+
+
+def correct(conn: Connection, found: list[Difference]) -> None:
+    """Add to each counter what `differences` found it lacks, in shard 0, as the transactions
+    add theirs. What committed since the differences were read is counted already, in the
+    rollup and in the rows alike, so the difference is still the right correction."""
+    dialect = conn.dialect.name
+    for table in _TABLES:
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for item in (d for d in found if d.table == table.name):
+            key = (item.automation_id, item.span, item.hour, *item.key, 0)  # shard 0
+            row = rows.setdefault(
+                key,
+                {
+                    "automation_id": item.automation_id,
+                    "span": item.span,
+                    "hour": item.hour,
+                    **dict(zip(table.key, item.key, strict=True)),
+                    "shard": 0,
+                    **dict.fromkeys(table.counters, 0),
+                },
+            )
+            row[item.counter] = item.recounted - item.kept
+        if rows:
+            # In the order the transactions write theirs (store/rollup.py): no deadlock.
+            ordered = [rows[key] for key in sorted(rows, key=str)]
+            conn.execute(upsert_statement(dialect, Base.metadata.tables[table.name]), ordered)

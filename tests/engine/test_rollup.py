@@ -12,9 +12,11 @@ from engine.contacts import create_contact
 from engine.db import transaction
 from engine.json_limits import JsonLimits
 from engine.recovery import replay_run, retry_run
+from engine.rollup_check import check_rollup, describe, repair_rollup
 from engine.store.rollup import hour_of
-from engine.store.rollup_rebuild import rebuild
+from engine.store.rollup_rebuild import Difference, rebuild
 from models.enums import BulkAction
+from models.rollups import RunRollup, StepRollup
 from tests.engine.driver import Driver
 from tests.rollup_recount import recount, rollup
 
@@ -47,6 +49,8 @@ def assert_rollup_is_a_recount(driver: Driver) -> None:
     with transaction(driver.rt.sessions) as session:
         kept, truth = rollup(session), recount(session)
     assert kept == truth
+    # The operator's check (set-based, in SQL) agrees with this one (row by row, in Python).
+    assert check_rollup(driver.rt) == []
 
 
 def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
@@ -111,3 +115,48 @@ def test_the_rebuild_counts_what_the_transactions_kept(driver: Driver) -> None:
     with transaction(driver.rt.sessions) as session:
         assert rollup(session) == kept == recount(session)
     assert kept["runs"][(automation_id, hour_of(driver.clock.now()), "ended_completed")] >= 2
+
+
+def test_the_check_names_each_counter_that_drifted_and_the_repair_mends_it(
+    driver: Driver,
+) -> None:
+    automation_id = driver.automation(*branching(driver.template()))
+    for n in range(3):
+        driver.send("user.created", f"d{n}@x.test", {"kind": "mail"})
+    driver.settle()
+    assert check_rollup(driver.rt) == []
+    hour = hour_of(driver.clock.now())
+    day = hour - hour % 24
+    with transaction(driver.rt.sessions) as session:
+        assert recount(session)["runs"][(automation_id, hour, "completed")] == 3
+        # Written behind the engine's back: two runs too many in the hour, a failed send in
+        # the day that never happened.
+        session.add(
+            RunRollup(automation_id=automation_id, span=1, hour=hour, shard=99, completed=2)
+        )
+        session.add(
+            StepRollup(
+                automation_id=automation_id,
+                span=24,
+                hour=day,
+                step_key="mail",
+                step_type="send_email",
+                shard=99,
+                failed=1,
+            )
+        )
+
+    found = check_rollup(driver.rt)
+
+    assert found == [
+        Difference("run_rollups", automation_id, 1, hour, (), "completed", 5, 3),
+        Difference("step_rollups", automation_id, 24, day, ("mail", "send_email"), "failed", 1, 0),
+    ]
+    assert describe(found[0]) == (
+        f"run_rollups automation {automation_id} hour "
+        f"{driver.clock.now():%Y-%m-%d %H}:00 UTC: completed kept 5, recounted 3"
+    )
+    assert describe(found[1]).endswith(" UTC mail send_email: failed kept 1, recounted 0")
+    assert repair_rollup(driver.rt) == found
+    assert_rollup_is_a_recount(driver)
+    assert repair_rollup(driver.rt) == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -79,6 +82,40 @@ def test_db_upgrade_then_keys_and_domains(sqlite_env: dict[str, str]) -> None:
     assert "Domain `nowhere.test` not found" in missing.stderr
     bad_name = run("keys", "create", "", env=sqlite_env)
     assert bad_name.returncode == 2 and "name" in bad_name.stderr
+
+
+def test_db_check_rollup_names_a_drift_and_repairs_it(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    assert run("db", "upgrade", env=sqlite_env).returncode == 0
+    clean = run("db", "check-rollup", env=sqlite_env)
+    assert clean.returncode == 0, clean.stderr
+    assert "the rollup equals a recount of every run and step" in clean.stdout
+    automation, hour = uuid.uuid4(), 490_000
+    database = sqlite3.connect(tmp_path / "cli.sqlite3")
+    with database:  # three completed runs the runs table never had
+        database.execute(
+            "INSERT INTO run_rollups (automation_id, span, hour, shard, completed) "
+            "VALUES (?, 1, ?, 2, 3)",
+            (automation.hex, hour),
+        )
+    database.close()
+
+    drifted = run("db", "check-rollup", env=sqlite_env)
+
+    assert drifted.returncode == 4
+    start = dt.datetime.fromtimestamp(hour * 3600, dt.UTC)
+    assert drifted.stdout.splitlines() == [
+        f"run_rollups automation {automation} hour {start:%Y-%m-%d %H}:00 UTC: "
+        "completed kept 3, recounted 0"
+    ]
+    assert drifted.stderr.startswith("error: 1 rollup counter(s) differ from a recount;")
+    repaired = run("db", "check-rollup", "--repair", env=sqlite_env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "repaired 1 rollup counter(s) to their recount" in repaired.stdout
+    again = run("db", "check-rollup", env=sqlite_env)
+    assert again.returncode == 0 and "equals a recount" in again.stdout
+    assert "Traceback" not in drifted.stderr + repaired.stderr
 
 
 def test_dev_serves_the_api_with_its_key_until_stopped(

@@ -22,7 +22,10 @@ from engine.group_commit import commit_group
 from engine.ingest import EventRequest, Ingested
 from engine.metrics import snapshot
 from engine.recovery import replay_run, retry_run
+from engine.rollup_check import check_rollup, repair_rollup
+from engine.store.rollup import hour_of
 from models.enums import BulkAction, TemplateStatus
+from models.rollups import RunRollup
 from models.tables import Run, RunStep
 from tests.integration.factories import (
     make_automation,
@@ -72,6 +75,7 @@ def assert_rollup_is_a_recount(stack: Stack) -> None:
     with transaction(stack.runtime.sessions) as session:
         kept, truth = rollup(session), recount(session)
     assert kept == truth
+    assert check_rollup(stack.runtime) == []
 
 
 def send(stack: Stack, kind: str | None, email: str | None = None) -> uuid.UUID:
@@ -138,6 +142,36 @@ def test_rollup_equals_a_recount_after_a_mixed_workload_with_faults(rt_stack: St
         lifecycle.stop_automation(
             session, automation_id, cancel_runs=True, now=rt_stack.clock.now()
         )
+    assert_rollup_is_a_recount(rt_stack)
+
+
+@POSTGRES_ONLY
+def test_a_repair_while_steps_run_mends_the_drift_and_loses_no_count(rt_stack: Stack) -> None:
+    make_domain(rt_stack)
+    automation_id = branching(rt_stack, make_template(rt_stack))
+    first = [send(rt_stack, "mail") for _ in range(3)]
+    settle(rt_stack, first, completed=3)
+    hour = hour_of(rt_stack.clock.now())
+    with transaction(rt_stack.runtime.sessions) as session:  # a drift: 4 runs that never were
+        session.add(RunRollup(automation_id=automation_id, span=1, hour=hour, shard=99, failed=4))
+    repaired: list[int] = []
+    stop = threading.Event()
+
+    def repair_while_running() -> None:
+        while not stop.is_set():
+            repaired.append(len(repair_rollup(rt_stack.runtime)))
+
+    repairer = threading.Thread(target=repair_while_running)
+    repairer.start()
+    try:
+        # The worker writes counts meanwhile: completed sends, failed conditions.
+        more = [send(rt_stack, "mail" if n % 2 else None) for n in range(20)]
+        settle(rt_stack, more, completed=10, failed=10)
+    finally:
+        stop.set()
+        repairer.join()
+
+    assert repaired[0] == 1 and sum(repaired) == 1, repaired  # the drift, once
     assert_rollup_is_a_recount(rt_stack)
 
 
