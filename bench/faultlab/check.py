@@ -1,4 +1,5 @@
-"""The consistency checker: run and step records against the graph, email against the sinks."""
+"""The consistency checker: run and step records against the graph, email against the sinks,
+the metrics' rollup against a recount."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from bench.faultlab.load import AWAIT, LATE, PAUSE, RECEIPT, SENDS, SUBJECTS, WELCOME, Contact
 from bench.faultlab.sinks import Delivery
+from engine.rollup_check import describe
+from engine.store.rollup_rebuild import differences
 from models.enums import RUN_TERMINAL, STEP_ACTIVE
 from models.tables import Contact as ContactRow
 from models.tables import OutboxEmail, Run, RunStep
@@ -65,6 +68,9 @@ def check(session: Session, contacts: list[Contact], deliveries: list[Delivery])
         for run in mine:
             _check_run(found, contact, run, steps[run.id], outbox, copies)
     _check_deliveries(found, deliveries, outbox)
+    # The metrics' rollup, kept in each transaction, survived the faults: it equals a recount.
+    for difference in differences(session.connection()):
+        found.problems.append(f"rollup differs from a recount: {describe(difference)}")
     return found
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import delete
 
 from bench.faultlab.lab import Lab
 from bench.faultlab.report import Result
 from bench.faultlab.scenarios import SCENARIOS, SHORT_FORM, drive, evaluate, run_scenario
 from bench.faultlab.sinks import Delivery
+from engine.db import transaction
+from models.rollups import RunRollup
 
 SEED = 20260501
 RUNS = 40
@@ -20,7 +23,7 @@ MAX_FAULTS = 5  # per injector: enough to hit every phase, few enough to stay qu
 TEMPO = 2.0  # faults twice as often as in the long form: the load is short
 
 
-def test_the_checker_sees_a_lost_email_a_silent_copy_and_a_resend(lab: Lab) -> None:
+def test_the_checker_sees_a_lost_email_a_silent_copy_a_resend_and_a_rollup_drift(lab: Lab) -> None:
     outcome = drive(lab, SCENARIOS["baseline"], runs=6, seed=SEED, patience=40)
     clean = evaluate(lab, outcome)
     assert (clean.lost, clean.duplicated, clean.resends, clean.problems) == (0, 0, 0, [])
@@ -30,6 +33,19 @@ def test_the_checker_sees_a_lost_email_a_silent_copy_and_a_resend(lab: Lab) -> N
     outcome.deliveries = [again, again, impostor, *rest]
     broken = evaluate(lab, outcome)
     assert (broken.lost, broken.duplicated, broken.resends) == (1, 1, 1)
+
+    drift = RunRollup(automation_id=uuid.uuid4(), span=1, hour=1, shard=99, completed=1)
+    with transaction(lab.runtime.sessions) as session:
+        session.add(drift)
+    try:
+        drifted = evaluate(lab, outcome)
+    finally:
+        with transaction(lab.runtime.sessions) as session:
+            session.execute(delete(RunRollup).where(RunRollup.automation_id == drift.automation_id))
+    assert [p for p in drifted.problems if p.startswith("rollup differs")] == [
+        f"rollup differs from a recount: run_rollups automation {drift.automation_id} "
+        "hour 1970-01-01 01:00 UTC: completed kept 1, recounted 0"
+    ]
 
 
 @pytest.mark.parametrize("fault", SHORT_FORM)
