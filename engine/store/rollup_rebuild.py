@@ -203,59 +203,63 @@ class Difference:
 
 def differences(conn: Connection) -> list[Difference]:
     """Every counter the rollup tables keep (summed over shards) that differs from a recount of
-    the runs and steps, hour rows and day rows alike. Read the two in one snapshot: on a live
-    PostgreSQL, a REPEATABLE READ transaction."""
+    the runs and steps, hour rows and day rows alike; compared in the database, which sends
+    only what differs. Read it in one snapshot: on a live PostgreSQL, a REPEATABLE READ
+    transaction."""
+    dialect = conn.dialect.name
     found: list[Difference] = []
     for table in _TABLES:
-        truth, kept = _recounted(conn, table), _summed(conn, table)
-        zeros = [0] * len(table.counters)
-        for row_key in sorted(truth.keys() | kept.keys(), key=str):
-            automation_id, span, hour, *rest = row_key
+        width = 3 + len(table.key)
+        for row in conn.execute(text(_differing(table, dialect)), _parameters(dialect)):
+            automation_id, span, hour, *key = row[:width]
+            counts = row[width:]
             found.extend(
                 Difference(
                     table.name,
                     uuid.UUID(str(automation_id)),
-                    span,
-                    hour,
-                    tuple(rest),
+                    int(span),
+                    int(hour),
+                    tuple(key),
                     counter,
-                    mine,
-                    recounted,
+                    int(counts[2 * index]),
+                    int(counts[2 * index + 1]),
                 )
-                for counter, mine, recounted in zip(
-                    table.counters, kept.get(row_key, zeros), truth.get(row_key, zeros), strict=True
-                )
-                if mine != recounted
+                for index, counter in enumerate(table.counters)
+                if counts[2 * index] != counts[2 * index + 1]
             )
     return found
 
 
-def _recounted(conn: Connection, table: _Table) -> dict[tuple[Any, ...], list[int]]:
-    """A table's rows as a recount gives them: each hour's, and each day's as its hours' sum."""
-    dialect = conn.dialect.name
-    rows: dict[tuple[Any, ...], list[int]] = {}
-    width = len(table.key)
-    for automation_id, hour, *rest in conn.execute(
-        text(table.recount(dialect)), _parameters(dialect)
-    ):
-        key, counts = rest[:width], rest[width:]
-        for span, start in ((1, int(hour)), (24, int(hour) - int(hour) % 24)):
-            totals = rows.setdefault((automation_id, span, start, *key), [0] * len(counts))
-            for index, count in enumerate(counts):
-                totals[index] += int(count or 0)
-    return rows
+def _differing(table: _Table, dialect: str) -> str:
+    """The rows of a table whose counters differ from the recount's: each counter kept (summed
+    over shards) and recounted, side by side. The recount's hour rows are also its day rows,
+    relabelled (span 24, the day's first hour) and summed by the same GROUP BY."""
+    zeros = ["0"] * len(table.counters)
+    # Every branch's columns: k0.. the row's key, then c0.. the kept counters and the recount's.
+    kept = ["automation_id", "span", "hour", *table.key, *table.counters, *zeros]
+    named = ", ".join(
+        f"{column} AS {alias}" for column, alias in zip(kept, _aliases(table), strict=True)
+    )
+    recount = [*table.key, *zeros, *table.counters]
+    hours = ", ".join(["automation_id", "1", "hour", *recount])
+    days = ", ".join(["automation_id", "24", "hour - hour % 24", *recount])
+    keys = ", ".join(f"k{index}" for index in range(3 + len(table.key)))
+    width = len(table.counters)
+    sides = ", ".join(f"sum(c{n}), sum(c{n + width})" for n in range(width))
+    differ = " OR ".join(f"sum(c{n}) <> sum(c{n + width})" for n in range(width))
+    return f"""
+    WITH recounted AS ({table.recount(dialect)})
+    SELECT {keys}, {sides}
+    FROM (SELECT {named} FROM {table.name}
+          UNION ALL SELECT {hours} FROM recounted
+          UNION ALL SELECT {days} FROM recounted) AS both_sides
+    GROUP BY {keys}
+    HAVING {differ}"""  # noqa: S608 - composed of constants
 
 
-def _summed(conn: Connection, table: _Table) -> dict[tuple[Any, ...], list[int]]:
-    """A table's rows as kept, summed over their shards."""
-    key = ", ".join(("automation_id", "span", "hour", *table.key))
-    sums = ", ".join(f"sum({name})" for name in table.counters)
-    query = f"SELECT {key}, {sums} FROM {table.name} GROUP BY {key}"  # noqa: S608 - constants
-    width = 3 + len(table.key)
-    return {
-        (row[0], int(row[1]), int(row[2]), *row[3:width]): [int(n or 0) for n in row[width:]]
-        for row in conn.execute(text(query))
-    }
+def _aliases(table: _Table) -> list[str]:
+    keys = [f"k{index}" for index in range(3 + len(table.key))]
+    return keys + [f"c{index}" for index in range(2 * len(table.counters))]
 
 
 def correct(conn: Connection, found: list[Difference]) -> None:
