@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import update
+
 from engine import content, lifecycle
 from engine.bulk import parse_request, start_bulk
 from engine.contacts import create_contact
@@ -14,7 +16,7 @@ from engine.json_limits import JsonLimits
 from engine.recovery import replay_run, retry_run
 from engine.rollup_check import check_rollup, describe, repair_rollup
 from engine.store.rollup import hour_of
-from engine.store.rollup_rebuild import Difference, rebuild
+from engine.store.rollup_rebuild import Difference, correct, rebuild
 from models.enums import BulkAction
 from models.rollups import RunRollup, StepRollup
 from tests.engine.driver import Driver
@@ -160,3 +162,26 @@ def test_the_check_names_each_counter_that_drifted_and_the_repair_mends_it(
     assert repair_rollup(driver.rt) == found
     assert_rollup_is_a_recount(driver)
     assert repair_rollup(driver.rt) == []
+
+
+def test_a_correction_read_before_more_runs_is_still_right_after_them(driver: Driver) -> None:
+    automation_id = driver.automation(*branching(driver.template()))
+    driver.send("user.created", "before@x.test", {"kind": "mail"})
+    driver.settle()
+    with transaction(driver.rt.sessions) as session:  # the day's completed run, lost
+        session.execute(
+            update(RunRollup)
+            .where(RunRollup.automation_id == automation_id, RunRollup.span == 24)
+            .values(completed=0)
+        )
+    found = check_rollup(driver.rt)
+    assert [(d.span, d.counter, d.kept, d.recounted) for d in found] == [(24, "completed", 0, 1)]
+
+    # Runs complete in the same hour and day between the check and the repair.
+    for n in range(3):
+        driver.send("user.created", f"after{n}@x.test", {"kind": "mail"})
+    driver.settle()
+    with transaction(driver.rt.sessions) as session:
+        correct(session.connection(), found)
+
+    assert_rollup_is_a_recount(driver)
