@@ -2,7 +2,7 @@
 with N runs in the table, vs GET /health.
 
     python -m bench.api_reads [--runs 100000] [--requests 500] [--database-url URL]
-                              [--redis-url URL] [--reuse]
+                              [--redis-url URL] [--reuse] [--rollup-checks 3] [--results PATH]
 
 Fills an empty PostgreSQL schema with set-based SQL (bench/api_reads_data.py: INSERT ... SELECT):
 automations, contacts, one trigger event and one run per event, three step rows per run in the
@@ -13,8 +13,11 @@ one request at a time: GET /automations/{id}/runs?status=failed (the default pag
 is every run up to the server cap, and limit=20), several statuses at once, a page further down
 with `after`, and GET /automations/{id}/runs/{run_id} on random runs. GET /health on the same
 server is the baseline. The SQL behind each read is captured and EXPLAIN ANALYZEd into
-`details`. Prints JSON, then a Markdown table; writes bench/results/api_reads.json. `--reuse`
-keeps the data of an earlier run with as many runs and automations instead of seeding again.
+`details`. Also times `automations db check-rollup`'s comparison of the rollup with a recount of
+every run and step, which must find nothing. Prints JSON, then a Markdown table; writes the
+result only where `--results PATH` says (bench/results/api_reads.json is the committed record).
+`--reuse` keeps the data of an earlier run with as many runs and automations instead of seeding
+again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -71,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the data of an earlier run with as many runs and automations (seeding "
         "1,000,000 runs takes minutes); its windows have moved on by the time since",
+    )
+    parser.add_argument(
+        "--rollup-checks", type=int, default=3, help="timed rollup checks (median kept; 0: none)"
+    )
+    parser.add_argument(
+        "--results", type=Path, help=f"also write the result here, e.g. {RESULTS.relative_to(ROOT)}"
     )
 
 
@@ -262,6 +272,7 @@ def run(args: argparse.Namespace) -> report.Result:
         )
     finally:
         db_engine.dispose()
+    checks = time_rollup_checks(args.database_url, args.rollup_checks)
     env = base_env(args.database_url, args.redis_url, "console://")
     results: dict[str, dict[str, Any]] = {}
     with (
@@ -280,17 +291,46 @@ def run(args: argparse.Namespace) -> report.Result:
         "config": {**vars(args), "contacts": contacts},
         "seeding": seeded,
         "latency_ms": results,
+        "rollup_check_seconds": checks,
         "plans": plans,
     }
     title = f"Runs list, run detail, metrics and dashboard pages with {args.runs:,} runs"
-    return report.result("api_reads", title, rows_of(results), details)
+    rows = rows_of(results) + rollup_rows(checks, args.runs)
+    measured = report.result("api_reads", title, rows, details)
+    report.write_result(args.results, measured)
+    return measured
+
+
+def time_rollup_checks(database_url: str, times: int) -> list[float]:
+    """Seconds of each rollup check (what `automations db check-rollup` runs) on the seeded
+    rows; a difference fails the bench, as the seeding counts the rollup as migration 0005."""
+    from engine.rollup_check import check_rollup, describe
+    from engine.runtime import create_runtime
+    from engine.settings import Settings
+
+    rt = create_runtime(Settings(database_url=database_url, env="test"))
+    seconds = []
+    try:
+        for _ in range(times):
+            began = time.perf_counter()
+            found = check_rollup(rt)
+            seconds.append(round(time.perf_counter() - began, 2))
+            if found:
+                raise RuntimeError(f"the rollup differs from a recount: {describe(found[0])}")
+    finally:
+        rt.sessions.kw["bind"].dispose()
+    return seconds
+
+
+def rollup_rows(seconds: list[float], runs: int) -> list[report.Row]:
+    if not seconds:
+        return []
+    median = sorted(seconds)[len(seconds) // 2]
+    return [report.row(f"rollup check against a recount of {runs:,} runs, median", median, "s")]
 
 
 def main(argv: list[str] | None = None) -> int:
-    measured = report.standalone(__doc__, add_arguments, run, argv)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report.to_json(measured) + "\n")
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    report.standalone(__doc__, add_arguments, run, argv)
     return 0
 
 

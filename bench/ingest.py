@@ -284,10 +284,7 @@ def run(args: argparse.Namespace) -> report.Result:
     }
     rows = rows_of(loads, drained, args.batch) + cost_rows(costs)
     result = report.result("ingest", TITLE, rows, details)
-    if args.results is not None:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(report.to_json(result) + "\n")
-        print(f"written: {args.results}", file=sys.stderr)
+    report.write_result(args.results, result)
     return result
 
 

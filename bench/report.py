@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -95,6 +96,16 @@ def row(
 
 def result(name: str, title: str, rows: list[Row], details: dict[str, Any]) -> Result:
     return Result(name=name, title=title, rows=rows, details=details)
+
+
+def write_result(path: Path | None, measured: Result) -> None:
+    """A benchmark's result where `--results PATH` asked for it (the committed record under
+    bench/results is rewritten only on purpose); nothing without the option."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(measured) + "\n")
+    print(f"written: {path}", file=sys.stderr)
 
 
 def failure(name: str, error: BaseException | str, traceback: str | None = None) -> Failure:

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from bench import ingest, loadgen
+from bench import api_reads, ingest, loadgen
 from engine.errors import InvalidInput
 from engine.ingest import RejectedEvent
 from tasks.events import MAX_BATCH, batch_requests
@@ -124,9 +124,10 @@ def test_the_latency_load_probes_again_when_the_latency_grows_with_the_rate() ->
     assert load.per_second == pytest.approx(500, rel=0.01)
 
 
-def test_a_run_writes_the_committed_record_only_when_asked() -> None:
+@pytest.mark.parametrize("bench", [ingest, api_reads], ids=["ingest", "api_reads"])
+def test_a_run_writes_the_committed_record_only_when_asked(bench: types.ModuleType) -> None:
     parser = argparse.ArgumentParser()
-    ingest.add_arguments(parser)
+    bench.add_arguments(parser)
     assert parser.parse_args([]).results is None
-    asked = parser.parse_args(["--results", "bench/results/ingest.json"]).results
-    assert asked is not None and asked.name == ingest.RESULTS.name
+    asked = parser.parse_args(["--results", f"bench/results/{bench.RESULTS.name}"]).results
+    assert asked is not None and asked.name == bench.RESULTS.name
