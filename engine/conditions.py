@@ -42,6 +42,8 @@ def _validate_node(rule: object, field: str, depth: int) -> None:
     if not isinstance(rule, dict):
         raise InvalidInput("a rule must be an object", field=field)
     kind = rule.get("type", "rule")
+    if not isinstance(kind, str):
+        raise InvalidInput('a rule type must be "rule", "and" or "or"', field=f"{field}.type")
     if kind in _GROUP_TYPES:
         _validate_group(rule, field, depth)
     elif kind == "rule":
@@ -159,15 +161,17 @@ def _equal(actual: object, expected: object) -> bool:
 
 
 def _parse_datetime(value: str) -> dt.datetime | None:
-    """An ISO-8601 date or datetime as an aware UTC datetime, or None if it is not one."""
+    """An ISO-8601 date or datetime, aware, or None if it is not one."""
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    # Naive values are taken as UTC so that naive and aware ones can be compared.
+    # Naive values are taken as UTC so that naive and aware ones can be compared. Aware ones
+    # keep their offset: aware datetimes compare as instants, and converting 9999-12-31 at
+    # -05:00 to UTC would leave the range of dates.
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    return parsed
 
 
 def _orderable(field: str, operator: str, actual: object, expected: object) -> tuple[Any, Any]:

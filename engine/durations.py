@@ -29,15 +29,17 @@ def parse_duration(
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidInput(f"{text!r} is not a duration: {_HINT}", field=field)
-    amount = int(match.group(1))
-    if amount <= 0:
+    digits, unit = match.group(1).lstrip("0"), _UNITS[match.group(2).lower()]
+    if not digits:
         raise InvalidInput(f"{text!r} is not a duration: the number must be positive", field=field)
-    # Compare before multiplying so a huge number cannot overflow timedelta.
-    unit = _UNITS[match.group(2).lower()]
-    if amount > maximum // unit:
+    # Compared before converting and multiplying: a number of thousands of digits is neither
+    # an int Python converts nor one a timedelta holds.
+    most = maximum // unit
+    if len(digits) > len(str(most)) or int(digits) > most:
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-16:]}"
         longest = format_duration(maximum)
-        raise InvalidInput(f"{text!r} is longer than the maximum of {longest}", field=field)
-    return amount * unit
+        raise InvalidInput(f"{shown!r} is longer than the maximum of {longest}", field=field)
+    return int(digits) * unit
 
 
 _SHOWN: tuple[tuple[str, timedelta], ...] = (

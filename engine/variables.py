@@ -62,9 +62,11 @@ def _step(node: Any, segment: str, path: str) -> Any:
             return node[segment]
         raise MissingField(path)
     if isinstance(node, list) and segment.isascii() and segment.isdigit():
-        index = int(segment)
-        if index < len(node):
-            return node[index]
+        # More digits than the list's length has cannot be an index in it (and thousands of
+        # digits are more than int() converts).
+        digits = segment.lstrip("0") or "0"
+        if len(digits) <= len(str(len(node))) and int(digits) < len(node):
+            return node[int(digits)]
     raise MissingField(path)
 
 

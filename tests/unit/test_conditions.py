@@ -106,6 +106,31 @@ def test_dates_compare_as_instants_not_text() -> None:
 
 
 @pytest.mark.parametrize(
+    ("moment", "operator", "expected"),
+    [
+        # In UTC these lie beyond year 9999 and before year 1: they compare all the same.
+        ("9999-12-31T20:00:00-08:00", "lt", False),
+        ("9999-12-31T20:00:00-08:00", "gt", True),
+        ("0001-01-01T00:00:00+01:00", "gte", False),
+        ("0001-01-01T00:00:00+01:00", "lt", True),
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_compare(
+    moment: str, operator: str, expected: bool
+) -> None:
+    context = {"event": {"at": moment}, "contact": {}, "wait_events": {}}
+    assert evaluate(rule("event.at", operator, "2030-01-01"), context) is expected
+
+
+def test_a_list_index_of_thousands_of_digits_is_a_missing_field() -> None:
+    field = "event.tags." + "9" * 4301
+    assert check(rule(field, "exists")) is False
+    with pytest.raises(MissingField):
+        check(rule(field, "eq", "beta"))
+    assert check(rule("event.tags.01", "eq", "vip")) is True  # leading zeros still index
+
+
+@pytest.mark.parametrize(
     ("field", "expected"),
     [
         ("event.plan", True),
@@ -260,6 +285,9 @@ def test_nesting_deeper_than_ten_is_refused() -> None:
         ("event.plan == 'pro'", "c", "must be an object"),
         (None, "c", "must be an object"),
         ({"type": "xor", "rules": []}, "c.type", "unknown rule type"),
+        ({"type": ["and"], "rules": []}, "c.type", 'must be "rule", "and" or "or"'),
+        ({"type": {"x": 1}}, "c.type", 'must be "rule", "and" or "or"'),
+        ({"type": None, "field": "event.a", "operator": "exists"}, "c.type", "must be"),
         ({"type": "and"}, "c.rules", 'non-empty "rules" list'),
         ({"type": "or", "rules": []}, "c.rules", 'non-empty "rules" list'),
         ({"type": "and", "rules": "x"}, "c.rules", 'non-empty "rules" list'),

@@ -85,3 +85,19 @@ def test_longer_than_thirty_days_is_refused(text: str) -> None:
 
 def test_max_duration_is_thirty_days() -> None:
     assert timedelta(days=30) == MAX_DURATION
+
+
+@pytest.mark.parametrize("unit", ["minutes", "days"])
+def test_a_number_of_thousands_of_digits_is_longer_than_the_maximum(unit: str) -> None:
+    text = "9" * 4301 + " " + unit
+    with pytest.raises(InvalidInput) as caught:
+        parse_duration(text, field="d")
+    assert caught.value.field == "d"
+    assert "longer than the maximum of 30 days" in caught.value.message
+    assert len(caught.value.message) < 120  # the number is shortened, not echoed whole
+
+
+def test_leading_zeros_are_the_same_number() -> None:
+    assert parse_duration("0030 minutes") == timedelta(minutes=30)
+    with pytest.raises(InvalidInput):
+        parse_duration("000 days")

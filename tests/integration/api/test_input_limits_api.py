@@ -46,6 +46,12 @@ def count(stack: Stack, table: type) -> int:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
 
 
+def runs_of(stack: Stack, email: str) -> list[uuid.UUID]:
+    with transaction(stack.runtime.sessions) as session:
+        query = select(Run.id).join(Contact, Contact.id == Run.contact_id)
+        return list(session.scalars(query.where(Contact.email == email)))
+
+
 def refused(answer: httpx.Response, *words: str) -> str:
     assert answer.status_code == 422, answer.text
     body = answer.json()
@@ -206,6 +212,51 @@ def test_a_condition_value_is_bounded_like_a_payload(api: httpx.Client) -> None:
         "connections": [],
     }
     refused(api.post("/automations", json=body), "steps[1].config", "more than 32 levels")
+
+
+def test_numbers_and_types_python_refuses_answer_422(api: httpx.Client) -> None:
+    """Found by an audit: a duration of 4,301 digits and a rule `type` that is a list answered
+    500 (int() refuses such a string; a list is not hashable)."""
+    start = {"key": "start", "type": "trigger", "config": {"event_name": "x"}}
+
+    def automation(step: dict[str, Any]) -> dict[str, Any]:
+        return {"name": "a", "steps": [start, step], "connections": [{"from": "start", "to": "s"}]}
+
+    huge = "9" * 4301
+    too_long = {"key": "s", "type": "delay", "config": {"duration": f"{huge} days"}}
+    refused(api.post("/automations", json=automation(too_long)), "longer than the maximum")
+    timeout = {"event_name": "y", "timeout": f"{huge} minutes"}
+    waits = {"key": "s", "type": "wait_for_event", "config": timeout}
+    refused(api.post("/automations", json=automation(waits)), "longer than the maximum")
+    listed = {"type": ["and"], "rules": []}
+    check = {"key": "s", "type": "condition", "config": {"rule": listed}}
+    refused(api.post("/automations", json=automation(check)), 'must be "rule", "and" or "or"')
+
+
+def test_a_date_beyond_the_calendar_in_utc_reaches_a_waiting_filter(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    """It answered 500 once a wait with a date filter was waiting: 9999-12-31 at -05:00 is
+    year 10000 in UTC, which Python's datetime cannot hold."""
+    paid = {"field": "event.paid_at", "operator": "gte", "value": "2020-01-01"}
+    wait = {"event_name": "late.paid", "timeout": "30 minutes", "filter_rule": paid}
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "late.start"}},
+        {"key": "w", "type": "wait_for_event", "config": wait},
+    ]
+    make_automation(rt_stack, steps, chain("start", "w"))
+    email = unique_email()
+    assert api.post("/events/send", json={"event": "late.start", "email": email}).status_code == 202
+    (run,) = runs_of(rt_stack, email)
+    rt_stack.wait_step(run, "w", "waiting")
+
+    late = {
+        "event": "late.paid",
+        "email": email,
+        "payload": {"paid_at": "9999-12-31T23:00:00-05:00"},
+    }
+    assert api.post("/events/batch", json=[late]).status_code == 202
+    assert rt_stack.wait_step(run, "w", "completed").branch == "event_received"
 
 
 # --- what is stored can be shown ------------------------------------------------------------

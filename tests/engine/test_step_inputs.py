@@ -1,0 +1,49 @@
+"""Inputs a run meets at run time, which no check at the door could see: each ends the step at
+once, with a result or an error naming the value, never an internal error retried for minutes."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.db import transaction
+from models.tables import Contact
+from tests.engine.driver import Driver
+
+
+def chain(*keys: str) -> list[dict[str, str]]:
+    return [{"from": a, "to": b} for a, b in itertools.pairwise(keys)]
+
+
+def trigger(event: str) -> dict[str, Any]:
+    return {"key": "start", "type": "trigger", "config": {"event_name": event}}
+
+
+def contact(driver: Driver, email: str) -> Contact:
+    with transaction(driver.rt.sessions) as session:
+        found = session.scalar(select(Contact).where(Contact.email == email))
+        assert found is not None
+        return found
+
+
+def test_a_date_beyond_the_calendar_in_utc_is_compared_not_raised(driver: Driver) -> None:
+    rule = {"field": "event.trial_ends", "operator": "lt", "value": "2030-01-01"}
+    steps = [
+        trigger("trial.started"),
+        {"key": "check", "type": "condition", "config": {"rule": rule}},
+        {"key": "soon", "type": "contact_update", "config": {"last_name": "Soon"}},
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "soon", "type": "condition_met"},
+    ]
+    driver.automation(steps, connections)
+    payload = {"trial_ends": "9999-12-31T20:00:00-08:00"}  # year 10000 in UTC
+    (run_id,) = driver.send("trial.started", "late@example.test", payload).run_ids
+    driver.settle()
+
+    check = driver.steps(run_id)["check"]
+    assert (check.status, check.branch, check.attempt) == ("completed", "condition_not_met", 1)
+    assert driver.run(run_id).status == "completed"
