@@ -75,6 +75,10 @@ def _register(sr: StepRun) -> Outcome:
     for event in event_store.events_since(
         sr.session, contact_id=contact.id, name=name, since=since
     ):
+        # The run's first steps are created at the instant its trigger event is received: that
+        # event started the run, and is not one it waits for (a wait for the next order).
+        if event.id == sr.run.run.event_id:
+            continue
         if matches_filter(config, event.payload, view):
             output = event_output(event.id, event.name, event.payload, event.received_at)
             return Completed(branch=ConnectionType.EVENT_RECEIVED, output=output)

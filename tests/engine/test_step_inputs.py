@@ -3,6 +3,7 @@ once, with a result or an error naming the value, never an internal error retrie
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from typing import Any
 
@@ -47,3 +48,36 @@ def test_a_date_beyond_the_calendar_in_utc_is_compared_not_raised(driver: Driver
     check = driver.steps(run_id)["check"]
     assert (check.status, check.branch, check.attempt) == ("completed", "condition_not_met", 1)
     assert driver.run(run_id).status == "completed"
+
+
+def test_a_wait_for_the_trigger_s_own_event_waits_for_the_next_one(driver: Driver) -> None:
+    steps = [
+        trigger("order.placed"),
+        {
+            "key": "next",
+            "type": "wait_for_event",
+            "config": {"event_name": "order.placed", "timeout": "1 day"},
+        },
+        {"key": "repeat", "type": "contact_update", "config": {"properties": {"repeat": True}}},
+    ]
+    connections = [
+        {"from": "start", "to": "next"},
+        {"from": "next", "to": "repeat", "type": "event_received"},
+    ]
+    driver.automation(steps, connections)
+    first = driver.send("order.placed", "buyer@example.test", {"order": 1})
+    driver.settle(until=driver.clock.now())
+    (run_id,) = first.run_ids
+    assert driver.steps(run_id)["next"].status == "waiting"
+
+    driver.clock.advance(dt.timedelta(minutes=5))
+    second = driver.send("order.placed", "buyer@example.test", {"order": 2})
+    driver.settle(until=driver.clock.now())
+
+    waited = driver.steps(run_id)["next"]
+    assert waited.status == "completed" and waited.branch == "event_received"
+    assert waited.output["event_id"] == str(second.event_id)
+    assert driver.run(run_id).status == "completed"
+    # The second order started a run of its own, which waits for a third.
+    (later,) = second.run_ids
+    assert driver.steps(later)["next"].status == "waiting"
