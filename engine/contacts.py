@@ -20,6 +20,8 @@ from models.tables import Contact, Segment
 
 # Conditions and templates reach a property as `contact.<key>`: a key is one path segment.
 _PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
+# contacts.first_name and last_name hold this many characters (the API's bodies say the same).
+MAX_NAME = 255
 
 
 def _as_uuid(ref: str) -> uuid.UUID | None:
@@ -29,16 +31,41 @@ def _as_uuid(ref: str) -> uuid.UUID | None:
         return None
 
 
+def check_property_key(key: object, where: str) -> None:
+    """A key that conditions and templates can reach as `contact.<key>`."""
+    if not isinstance(key, str) or not _PROPERTY_KEY.fullmatch(key):
+        raise InvalidInput(
+            f"`{where}`: a property key has 1 to 50 letters, digits or underscores"
+            " and does not start with a digit",
+            field=where,
+        )
+
+
+def check_name(name: str, value: object) -> None:
+    """A first_name or last_name that the contact's column holds."""
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        raise InvalidInput(
+            f"`{name}` holds at most {MAX_NAME} characters, got {len(value)}", field=name
+        )
+
+
+def check_changes(
+    changes: Mapping[str, Any], current: Mapping[str, Any] | None, limits: JsonLimits
+) -> None:
+    """What a step would write to a contact, held to the rules of the contact endpoints:
+    names that fit, flat properties with reachable keys, the merged whole within limits."""
+    for name in ("first_name", "last_name"):
+        check_name(name, changes.get(name))
+    if changes.get("properties") is not None:
+        given = _check_properties(changes["properties"], limits)
+        limits.check({**(current or {}), **given}, field="properties")
+
+
 def _check_properties(properties: Mapping[str, Any], limits: JsonLimits) -> dict[str, Any]:
     """Keys that conditions can reach, values that are flat scalars (or null), within limits."""
     for key, value in properties.items():
         where = f"properties.{key}"
-        if not _PROPERTY_KEY.fullmatch(key):
-            raise InvalidInput(
-                f"`{where}`: a property key has 1 to 50 letters, digits or underscores"
-                " and does not start with a digit",
-                field=where,
-            )
+        check_property_key(key, where)
         if value is not None and not isinstance(value, str | int | float | bool):
             raise InvalidInput(
                 f"`{where}` must be a string, number, boolean or null, got {type(value).__name__}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine.contacts import check_changes, check_name, check_property_key
 from engine.errors import InvalidInput, StepFailure
 from engine.outcomes import Completed, Failed, Outcome
 from engine.step_configs import only_keys
@@ -31,12 +32,13 @@ def check_contact_update(config: dict[str, Any], at: str) -> dict[str, Any]:
     for name, (literals, what) in _CONTACT_FIELDS.items():
         if name in config:
             validate_value(config[name], field=f"{at}.{name}", literals=literals, what=what)
+    for name in _TEXT_FIELDS:
+        check_name(f"{at}.{name}", config.get(name))
     properties = config.get("properties", {})
     if not isinstance(properties, dict):
         raise InvalidInput("properties must be an object", field=f"{at}.properties")
     for name, value in properties.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidInput("property names must be non-empty strings", field=f"{at}.properties")
+        check_property_key(name, f"{at}.properties.{name}")
         validate_value(value, field=f"{at}.properties.{name}")
     return config
 
@@ -46,6 +48,11 @@ def _resolve_changes(config: dict[str, Any], variables: dict[str, Any]) -> dict[
     for name in _TEXT_FIELDS:
         if name in config:
             value = resolve_value(config[name], variables)
+            if isinstance(value, dict | list):
+                raise StepFailure(
+                    f"`{name}` must be text, got {type(value).__name__} from the variable",
+                    code="type_mismatch",
+                )
             if value is not None and not isinstance(value, str):
                 value = str(value)
             changes[name] = value
@@ -69,8 +76,11 @@ def run_contact_update(sr: StepRun) -> Outcome:
     assert contact is not None
     try:
         changes = _resolve_changes(sr.step.config, sr.variables())
+        check_changes(changes, contact.properties, sr.rt.json_limits)
     except StepFailure as failure:
         return Failed(failure.message, failure.code)
+    except InvalidInput as refused:  # what the contact endpoints would refuse too
+        return Failed(f"{refused.message}; the contact is unchanged", "invalid_contact_value")
     changed = contact_store.change_contact(sr.session, contact.id, changes, sr.now)
     assert changed
     return Completed(output={"contact_id": str(contact.id), "updated": changes})

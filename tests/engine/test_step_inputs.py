@@ -81,3 +81,49 @@ def test_a_wait_for_the_trigger_s_own_event_waits_for_the_next_one(driver: Drive
     # The second order started a run of its own, which waits for a third.
     (later,) = second.run_ids
     assert driver.steps(later)["next"].status == "waiting"
+
+
+def test_a_contact_update_is_held_to_the_contact_endpoints_rules(driver: Driver) -> None:
+    steps = [
+        trigger("profile.changed"),
+        {
+            "key": "copy",
+            "type": "contact_update",
+            "config": {
+                "last_name": {"var": "event.name"},
+                "properties": {"address": {"var": "event.address"}},
+            },
+        },
+    ]
+    driver.automation(steps, chain("start", "copy"))
+    cases = {
+        "long@example.test": ({"name": "x" * 256, "address": "1 Main St"}, "at most 255"),
+        "nested@example.test": (
+            {"name": "Lovelace", "address": {"street": "Main"}},
+            "must be a string, number, boolean or null",
+        ),
+    }
+    for email, (payload, words) in cases.items():
+        (run_id,) = driver.send("profile.changed", email, payload).run_ids
+        driver.settle()
+        step = driver.steps(run_id)["copy"]
+        assert (step.status, step.attempt) == ("failed", 1), email
+        assert step.error["code"] == "invalid_contact_value"
+        assert (
+            words in step.error["message"] and "the contact is unchanged" in step.error["message"]
+        )
+        assert driver.run(run_id).status == "failed"
+        assert contact(driver, email).last_name is None  # nothing of the step was written
+
+    (run_id,) = driver.send("profile.changed", "object@example.test", {"name": {"a": 1}}).run_ids
+    driver.settle()
+    step = driver.steps(run_id)["copy"]
+    assert (step.status, step.error["code"]) == ("failed", "type_mismatch")
+    assert contact(driver, "object@example.test").last_name is None
+
+    fine = {"name": "Lovelace", "address": "1 Main St"}
+    (run_id,) = driver.send("profile.changed", "fine@example.test", fine).run_ids
+    driver.settle()
+    assert driver.run(run_id).status == "completed"
+    stored = contact(driver, "fine@example.test")
+    assert (stored.last_name, stored.properties) == ("Lovelace", {"address": "1 Main St"})

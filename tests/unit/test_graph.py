@@ -445,7 +445,13 @@ BAD_CONFIGS = [
     (step("u", "contact_update", {"unsubscribed": None}), "unsubscribed", "boolean"),
     (step("u", "contact_update", {"properties": []}), "properties", "must be an object"),
     (step("u", "contact_update", {"properties": {"a": [1]}}), "properties.a", "literal"),
-    (step("u", "contact_update", {"properties": {"": 1}}), "properties", "non-empty"),
+    (step("u", "contact_update", {"properties": {"": 1}}), "properties.", "property key has"),
+    (
+        step("u", "contact_update", {"properties": {"has space!": 1}}),
+        "properties.has space!",
+        "1 to 50 letters, digits or underscores",
+    ),
+    (step("u", "contact_update", {"last_name": "x" * 256}), "last_name", "at most 255"),
     # contact_delete
     (step("x", "contact_delete", {"hard": True}), "hard", "unknown key 'hard'"),
     # add_to_segment
