@@ -21,6 +21,7 @@ from engine.headers import CONTROL
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 253  # RFC 1035, written without the final dot
 MAX_ADDRESS = 254  # RFC 5321's 256-octet path, less its angle brackets
+MAX_SENDER = 320  # a sender with its display name, as templates and outbox rows store it
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from engine.addresses import AddressError, Mailbox, parse_address, parse_mailbox
+from engine.addresses import MAX_SENDER, AddressError, Mailbox, parse_address, parse_mailbox
 from engine.errors import StepFailure
 from engine.failures import classify
 from engine.headers import INVALID_HEADER_VALUE, control_character
@@ -94,6 +94,12 @@ def _sender(sr: StepRun, template: Row[Any], reads: SendReads) -> Mailbox:
             "No sender: set `from` on the step or on the template", code="missing_sender"
         )
     mailbox = _mailbox(sender, "From")
+    if len(str(mailbox)) > MAX_SENDER:  # a step saved before its `from` was held to this
+        raise StepFailure(
+            f"The From header would hold {len(str(mailbox))} characters, more than the"
+            f" {MAX_SENDER} an email's sender is stored in; shorten the step's `from`",
+            code="invalid_address",
+        )
     domain = mailbox.address.rpartition("@")[2]
     if reads.sender_domain == domain.lower():
         status = reads.sender_domain_status

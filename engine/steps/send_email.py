@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.addresses import check_mailbox
+from engine.addresses import MAX_SENDER, check_mailbox
 from engine.errors import InvalidInput, StepFailure, TransientStepFailure
 from engine.headers import check_header_text
 from engine.outcomes import Completed, Failed, Outcome, Retry
@@ -54,6 +54,12 @@ def check_send_email(config: dict[str, Any], at: str) -> dict[str, Any]:
         result["template"]["variables"] = _variables(result.pop("variables"), f"{at}.variables")
     if "from" in result:
         check_mailbox(result["from"], field=f"{at}.from", label="from")
+        if len(result["from"]) > MAX_SENDER:
+            raise InvalidInput(
+                f"`from` holds at most {MAX_SENDER} characters, as a template's does;"
+                f" got {len(result['from'])}",
+                field=f"{at}.from",
+            )
     if "subject" in result:
         subject = required_text(result["subject"], f"{at}.subject", "subject")
         check_header_text(subject, f"{at}.subject", label="subject")

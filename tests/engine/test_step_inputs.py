@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from engine.db import transaction
@@ -127,3 +128,23 @@ def test_a_contact_update_is_held_to_the_contact_endpoints_rules(driver: Driver)
     assert driver.run(run_id).status == "completed"
     stored = contact(driver, "fine@example.test")
     assert (stored.last_name, stored.properties) == ("Lovelace", {"address": "1 Main St"})
+
+
+def test_a_sender_longer_than_its_column_fails_the_send_at_once(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step saved before `from` was held to 320 characters: PostgreSQL refuses the outbox
+    row, which failed every attempt as internal_error. It fails at once, naming the cause."""
+    template = driver.template()
+    sender = "N" * 200 + " <hi@acme.test>"
+    config = {"template": {"id": template}, "from": sender}
+    steps = [trigger("user.created"), {"key": "mail", "type": "send_email", "config": config}]
+    driver.automation(steps, chain("start", "mail"))
+    monkeypatch.setattr("engine.steps.email_message.MAX_SENDER", 100)  # as if saved longer
+    (run_id,) = driver.send("user.created", "long.from@example.test").run_ids
+    driver.settle()
+
+    step = driver.steps(run_id)["mail"]
+    assert (step.status, step.attempt, step.error["code"]) == ("failed", 1, "invalid_address")
+    assert "shorten the step's `from`" in step.error["message"]
+    assert driver.sent == []

@@ -396,6 +396,7 @@ BAD_CONFIGS = [
     (email("s", **{"from": "Acme <a@acme.test>\r\nBcc: b@evil.test"}), "from", "line breaks"),
     (email("s", subject="Hi\r\nBcc: b@evil.test"), "subject", "carriage return"),
     (email("s", reply_to="a@acme.test, b@evil.test"), "reply_to", "not a list"),
+    (email("s", **{"from": "N" * 320 + " <a@acme.test>"}), "from", "at most 320 characters"),
     (email("s", reply_to=["a@acme.test", "b@"]), "reply_to[1]", "domain"),
     (email("s", subject=""), "subject", "non-empty string"),
     (email("s", subject=None), "subject", "non-empty string"),

@@ -233,6 +233,21 @@ def test_numbers_and_types_python_refuses_answer_422(api: httpx.Client) -> None:
     refused(api.post("/automations", json=automation(check)), 'must be "rule", "and" or "or"')
 
 
+def test_a_step_sender_longer_than_its_column_is_refused(api: httpx.Client) -> None:
+    """On PostgreSQL the email's outbox row keeps its sender in 320 characters, as a template
+    does: a longer `from` on a step was accepted, then failed every send as internal_error."""
+    template = {"id": str(uuid.uuid4())}
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "x"}},
+        {"key": "s", "type": "send_email", "config": {"template": template}},
+    ]
+    body = {"name": "a", "steps": steps, "connections": [{"from": "start", "to": "s"}]}
+    steps[1]["config"]["from"] = "N" * 320 + " <hi@example.com>"
+    refused(api.post("/automations", json=body), "`from` holds at most 320 characters")
+    steps[1]["config"]["from"] = "N" * 300 + " <hi@example.com>"  # 317: fits
+    assert api.post("/automations", json=body).status_code == 201
+
+
 def test_a_date_beyond_the_calendar_in_utc_reaches_a_waiting_filter(
     api: httpx.Client, rt_stack: Stack
 ) -> None:
