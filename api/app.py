@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
 from api.docs import DOCS_URL, mount_docs
-from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.errors import ERROR_RESPONSES, AnswerUnexpected, install_error_handlers
 from api.event_groups import EventGroups
 from api.key_cache import KeyCache
 from api.limits import BodySizeLimit, RateLimiter, RateLimitHeaders
@@ -79,6 +79,7 @@ def create_app(
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(OperatorAccess, guarded=_guarded(app, settings))
+    app.add_middleware(AnswerUnexpected)  # inside SecurityHeaders: its 500 gets them too
     app.add_middleware(SecurityHeaders)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.errors import AutomationsError, Conflict, Contended, Forbidden, InvalidInput, NotFound
 from engine.idempotency import IdempotencyConflict
@@ -130,6 +131,37 @@ def _unstorable(_: Request, exc: Exception) -> JSONResponse:
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "application_error", "Internal server error")
+
+
+class AnswerUnexpected:
+    """An exception no handler maps, answered 500 here and kept here.
+
+    Left to Starlette's outermost layer (the `Exception` handler), it is answered the same, then
+    raised on to the server, which logs it a second time and closes the client's keep-alive
+    connection: the client's next request on it fails too. A response already under way when
+    the exception came cannot be finished: that one still goes up, and its connection closes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            await _unexpected(Request(scope), exc)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,83 @@
+"""A bug in a route answers 500 in the API's shape, and the client's connection stays usable:
+found by an audit, where each 500 also reset the keep-alive connection it came on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from engine.dispatch import NullDispatcher
+from engine.settings import Settings
+from tests.integration.harness import free_port
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[int]:
+    app: FastAPI = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}"),
+        dispatcher=NullDispatcher(),
+    )
+
+    def boom() -> None:
+        raise RuntimeError("a bug in a route")
+
+    app.add_api_route("/boom", boom)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert running.started
+    yield port
+    running.should_exit = True
+    thread.join(timeout=10)
+
+
+def exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on a kept-alive connection, and its whole answer."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection"
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def test_a_500_keeps_the_connection_and_the_api_s_shape(
+    server: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as connection:
+        status, headers, body = exchange(connection, "/boom")
+        assert status == 500
+        assert json.loads(body) == {
+            "statusCode": 500,
+            "name": "application_error",
+            "message": "Internal server error",
+        }
+        assert headers["x-content-type-options"] == "nosniff"  # security headers, still
+        assert "a bug in a route" not in body.decode()
+        # The same connection answers the next request.
+        status, _, _ = exchange(connection, "/health")
+        assert status == 200
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
