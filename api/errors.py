@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from api.asgi import HttpMiddleware
 from engine.errors import AutomationsError, Conflict, Contended, Forbidden, InvalidInput, NotFound
 from engine.idempotency import IdempotencyConflict
 
@@ -133,7 +134,7 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "application_error", "Internal server error")
 
 
-class AnswerUnexpected:
+class AnswerUnexpected(HttpMiddleware):
     """An exception no handler maps, answered 500 here and kept here.
 
     Left to Starlette's outermost layer (the `Exception` handler), it is answered the same, then
@@ -142,13 +143,7 @@ class AnswerUnexpected:
     the exception came cannot be finished: that one still goes up, and its connection closes.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def sending(message: Message) -> None:

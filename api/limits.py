@@ -12,21 +12,20 @@ import redis
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.asgi import HttpMiddleware
 from api.errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """Refuses a request body over `max_bytes` with 413, whether or not it declared a length."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+        super().__init__(app)
+        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit():
             # The server reads exactly the declared length: checking the number is enough.
@@ -173,17 +172,11 @@ def _seconds(microseconds: int) -> int:
 HEADERS_STATE = "ratelimit_headers"
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(HttpMiddleware):
     """Puts the `ratelimit-*` headers of a counted request on its answer, whatever the answer
     (the route's, a validation error, a replay)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
 
         async def with_headers(message: Message) -> None:

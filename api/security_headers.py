@@ -8,7 +8,9 @@ import hashlib
 import re
 
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from api.asgi import HttpMiddleware
 
 # Own files only: no CDN, no framing, no plugin, no <base>. Inline <script> and <style> blocks
 # (the unsubscribe page's style, Swagger UI's start-up script) are allowed by their hash alone.
@@ -40,14 +42,8 @@ def content_security_policy(html: bytes) -> str:
     return POLICY.format(scripts=hashes(_INLINE_SCRIPT), styles=hashes(_INLINE_STYLE))
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeaders(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         held: Message | None = None
         body: list[bytes] = []
 
