@@ -13,6 +13,7 @@ from engine.step_configs import only_keys
 from engine.step_types import DEFAULT_ONLY, StepTypeSpec
 from engine.steps.context import StepRun
 from engine.store import contacts as contact_store
+from engine.templates import format_value
 from engine.variables import resolve_value, validate_value
 from models.enums import StepType
 
@@ -54,7 +55,7 @@ def _resolve_changes(config: dict[str, Any], variables: dict[str, Any]) -> dict[
                     code="type_mismatch",
                 )
             if value is not None and not isinstance(value, str):
-                value = str(value)
+                value = format_value(value)  # as an email would show it: `true`, not `True`
             changes[name] = value
     if "unsubscribed" in config:
         value = resolve_value(config["unsubscribed"], variables)

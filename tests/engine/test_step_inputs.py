@@ -130,6 +130,24 @@ def test_a_contact_update_is_held_to_the_contact_endpoints_rules(driver: Driver)
     assert (stored.last_name, stored.properties) == ("Lovelace", {"address": "1 Main St"})
 
 
+def test_a_name_from_a_number_or_boolean_reads_as_an_email_shows_it(driver: Driver) -> None:
+    steps = [
+        trigger("profile.changed"),
+        {
+            "key": "copy",
+            "type": "contact_update",
+            "config": {"first_name": {"var": "event.vip"}, "last_name": {"var": "event.tier"}},
+        },
+    ]
+    driver.automation(steps, chain("start", "copy"))
+    (run_id,) = driver.send("profile.changed", "vip@example.test", {"vip": True, "tier": 2}).run_ids
+    driver.settle()
+
+    assert driver.run(run_id).status == "completed"
+    stored = contact(driver, "vip@example.test")
+    assert (stored.first_name, stored.last_name) == ("true", "2")  # not Python's "True"
+
+
 def test_a_sender_longer_than_its_column_fails_the_send_at_once(
     driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
