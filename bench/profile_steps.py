@@ -7,7 +7,7 @@ in this process, one after another, as a worker would (claim, execute, record, n
 milliseconds (wall clock, and CPU of this process) and SQL statements per step, by step type,
 and the CPU of the database's backends per step: the CPU figures hold on a busy machine, where
 the wall clock does not. `--profile` adds a cProfile listing of the slowest functions
-(cumulative), which is what docs/benchmarks.md's profile notes are read from.
+(cumulative), which is what docs/benchmarks-log.md's profile notes are read from.
 """
 
 from __future__ import annotations
