@@ -34,9 +34,17 @@ def hash_secret(secret: str) -> str:
 
 
 def create_api_key(
-    session: Session, *, name: object, permission: object = FULL_ACCESS, now: dt.datetime
+    session: Session,
+    *,
+    name: object,
+    permission: object = FULL_ACCESS,
+    domain_id: object = None,
+    now: dt.datetime,
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret; the secret is not stored and cannot be shown again."""
+    """A new key and its secret; the secret is not stored and cannot be shown again.
+
+    Resend's `domain_id` (a sending key that may send only from one domain) is refused rather
+    than ignored: a key is never given more than it was asked to be restricted to."""
     if not isinstance(name, str) or not name.strip() or len(name) > 50:
         raise InvalidInput(
             "`name` must be a non-empty string of at most 50 characters", field="name"
@@ -44,6 +52,13 @@ def create_api_key(
     if permission not in PERMISSIONS:
         raise InvalidInput(
             f"`permission` must be one of {', '.join(PERMISSIONS)}", field="permission"
+        )
+    if domain_id is not None:
+        raise InvalidInput(
+            "`domain_id` is not supported: a key cannot be restricted to one domain here, since"
+            " keys send events and each automation's step or template names the sender (on a"
+            " verified domain). Create the key without `domain_id`.",
+            field="domain_id",
         )
     secret = "re_" + secrets.token_urlsafe(32)
     key = key_store.insert_api_key(

@@ -25,7 +25,11 @@ router = APIRouter(tags=["api-keys"])
 def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> ApiKeyCreated:
     with transaction(rt.sessions) as session:
         key, secret = create_api_key(
-            session, name=body.name, permission=body.permission, now=rt.clock.now()
+            session,
+            name=body.name,
+            permission=body.permission,
+            domain_id=body.domain_id,
+            now=rt.clock.now(),
         )
     return ApiKeyCreated(id=str(key.id), token=secret)
 

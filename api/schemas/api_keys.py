@@ -14,7 +14,11 @@ class CreateApiKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=50)
     permission: Literal["full_access", "sending_access"] = "full_access"
-    domain_id: str | None = None
+    domain_id: str | None = Field(
+        default=None,
+        description="Resend's restriction of a sending key to one domain: not supported, and"
+        " refused with 422 rather than ignored (keys send events; the automation names the sender)",
+    )
 
 
 class ApiKeyCreated(Answer):

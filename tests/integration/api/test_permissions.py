@@ -103,3 +103,19 @@ def test_without_a_key_only_the_public_routes_answer(
             if refused == ((method, path) in PUBLIC):
                 wrong[f"{method} {path}"] = (answer.status_code, answer.text[:200])
     assert not wrong, wrong
+
+
+def test_a_domain_restriction_that_would_not_hold_is_refused(api: httpx.Client) -> None:
+    """Resend's `domain_id` restricts a sending key to one domain. Nothing here could keep
+    that promise (a key sends events; the automation names the sender), so a key asked for
+    with it is refused, not created without the restriction."""
+    keys_before = api.get("/api-keys").json()["data"]
+    domain = api.post("/domains", json={"name": "only-this.example"}).json()["id"]
+    for permission in ("sending_access", "full_access"):
+        body = {"name": "scoped", "permission": permission, "domain_id": domain}
+        refused = api.post("/api-keys", json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["name"] == "validation_error"
+        assert "`domain_id` is not supported" in refused.json()["message"]
+        assert "token" not in refused.json()
+    assert api.get("/api-keys").json()["data"] == keys_before
