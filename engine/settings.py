@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def check_production_ready(self) -> None:
-        """Refuse to run outside development with a missing, short or placeholder secret key."""
+        """Refuse to run outside development with a missing, short or placeholder secret key,
+        or a short bootstrap API key."""
         if self.env == "development":
             return
         secret = self.secret_key.get_secret_value()
@@ -104,4 +105,14 @@ class Settings(BaseSettings):
                 f"AUTOMATIONS_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes and not the "
                 f"development placeholder when AUTOMATIONS_ENV={self.env}: set a long random "
                 "value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        # The bootstrap key opens every route and the dashboard, and is the one key a person
+        # chooses: held to the secret's length, so it cannot be guessed like a password.
+        api_key = self.api_key.get_secret_value() if self.api_key else ""
+        if api_key and len(api_key.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"AUTOMATIONS_API_KEY must be at least {MIN_SECRET_BYTES} bytes, or unset, when "
+                f"AUTOMATIONS_ENV={self.env}: it has full access. Set a long random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or unset it "
+                "and create keys with `automations keys create`"
             )

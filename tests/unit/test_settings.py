@@ -35,3 +35,25 @@ def test_development_accepts_the_placeholder() -> None:
 @pytest.mark.parametrize("secret", ["x" * MIN_SECRET_BYTES, "é" * 16, "x" * 48])
 def test_production_accepts_a_secret_of_32_bytes_or_more(secret: str) -> None:
     Settings(env="production", secret_key=secret).check_production_ready()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", ["admin", "x" * (MIN_SECRET_BYTES - 1), "é" * 15 + "x"])
+@pytest.mark.parametrize("env", ["production", "test"])
+def test_outside_development_refuses_a_short_bootstrap_api_key(key: str, env: str) -> None:
+    """AUTOMATIONS_API_KEY has full access, API and dashboard: a short one could be guessed
+    (the rate limit is off by default), so it is refused like a short secret key."""
+    settings = Settings(env=env, secret_key="s" * 48, api_key=key)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="AUTOMATIONS_API_KEY") as refused:
+        settings.check_production_ready()
+    assert "\n" not in str(refused.value) and key not in str(refused.value)
+    with pytest.raises(ConfigurationError):
+        create_server(settings)
+    with pytest.raises(ConfigurationError):
+        create_celery_app(settings)
+
+
+@pytest.mark.parametrize("key", [None, "", "k" * MIN_SECRET_BYTES])
+def test_a_long_or_absent_bootstrap_api_key_is_accepted(key: str | None) -> None:
+    # docker-compose.yml passes an unset AUTOMATIONS_API_KEY as an empty string: no key.
+    Settings(env="production", secret_key="s" * 48, api_key=key).check_production_ready()  # type: ignore[arg-type]
+    Settings(env="development", api_key="dev").check_production_ready()  # type: ignore[arg-type]
