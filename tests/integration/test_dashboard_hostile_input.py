@@ -1,0 +1,164 @@
+"""The dashboard against hostile input, without a browser: every form it serves refuses a post
+without the session's CSRF token, and markup stored in names, payloads and step errors is shown
+as text on every page. (tests/e2e covers the same in a browser, when CI=true.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Mount, Route
+
+from tests.integration.factories import make_domain, make_template
+from tests.integration.harness import API_KEY, ApiServer, Stack
+from wiring.server import create_server
+
+pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+
+HOSTILE = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>"
+RAW = ("<script>alert", "<img src=x")
+
+
+def csrf_token(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+@contextmanager
+def signed_in(server: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        token = csrf_token(client.get("/dashboard/login").text)
+        answer = client.post("/dashboard/login", data={"csrf_token": token, "api_key": API_KEY})
+        assert answer.status_code == 303
+        yield client
+
+
+def dashboard_posts(stack: Stack) -> list[str]:
+    """The path of every POST route of the mounted dashboard, included routers and all."""
+    app = create_server(stack.settings, runtime=stack.runtime, dispatcher=stack.dispatcher)
+    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/dashboard")
+
+    def walk(routes: list[Any], prefix: str) -> Iterator[str]:
+        for route in routes:
+            if hasattr(route, "original_router"):  # a router included lazily by FastAPI
+                inner = prefix + route.include_context.prefix
+                yield from walk(route.original_router.routes, inner)
+            elif isinstance(route, Route) and "POST" in (route.methods or ()):
+                yield prefix + route.path
+
+    return list(walk(mount.routes, "/dashboard"))
+
+
+def seed(api: httpx.Client, stack: Stack) -> tuple[str, list[uuid.UUID]]:
+    """An automation named with markup, and two runs of it: one completed with a hostile
+    payload, one failed on a step whose error names markup."""
+    make_domain(stack)
+    template = make_template(stack, subject="Hi {{{FIRST_NAME}}}", html="<p>{{{FIRST_NAME}}}</p>")
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "hostile"}},
+        {
+            "key": "check",
+            "type": "condition",
+            "config": {"type": "rule", "field": "event.a", "operator": "eq", "value": HOSTILE},
+        },
+        {
+            "key": "mail",
+            "type": "send_email",
+            "config": {
+                "template": {"id": template, "variables": {"FIRST_NAME": {"var": "event.a"}}}
+            },
+        },
+        {"key": "broken", "type": "send_email", "config": {"template": {"alias": "x" + HOSTILE}}},
+    ]
+    connections = [
+        {"from": "start", "to": "check", "type": "default"},
+        {"from": "check", "to": "mail", "type": "condition_met"},
+        {"from": "check", "to": "broken", "type": "condition_not_met"},
+    ]
+    created = api.post(
+        "/automations",
+        json={"name": HOSTILE, "status": "enabled", "steps": steps, "connections": connections},
+    )
+    assert created.status_code == 201, created.text
+    runs = []
+    for payload in ({"a": HOSTILE, HOSTILE: HOSTILE}, {"a": "other"}):
+        for run_id in stack.send("hostile", "hostile@example.test", payload).run_ids:
+            runs.append(run_id)
+            stack.sweep_until_ended(run_id)
+    assert {stack.run(run_id).status for run_id in runs} == {"completed", "failed"}
+    return created.json()["id"], runs
+
+
+def test_every_form_refuses_a_post_without_the_sessions_csrf_token(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    automation, runs = seed(api, rt_stack)
+    posts = [
+        path.replace("{automation_id}", automation).replace("{run_id}", str(runs[0]))
+        for path in dashboard_posts(rt_stack)
+    ]
+    assert "/dashboard/logout" in posts and "/dashboard/login" in posts
+    with signed_in(api_server) as browser:
+        token = csrf_token(browser.get(f"/dashboard/automations/{automation}/simulate").text)
+        wrong = {}
+        for path in posts:
+            fields = {"status": "disabled", "cancel_runs": "yes"}
+            for attempt in (
+                browser.post(path, data=fields),
+                browser.post(path, data={**fields, "csrf_token": "forged"}),
+                browser.post(path, json={**fields, "csrf_token": token}),
+                browser.post(
+                    path,
+                    content=f"csrf_token={token}&status=disabled",
+                    headers={"content-type": "text/plain"},
+                ),
+            ):
+                if attempt.status_code != 403:
+                    wrong[path] = (attempt.status_code, attempt.text[:200])
+        assert not wrong, wrong
+        # Nothing was done, and the session is still open.
+        assert api.get(f"/automations/{automation}").json()["status"] == "enabled"
+        assert {api.get(f"/automations/{automation}/runs/{r}").json()["status"] for r in runs} == {
+            "completed",
+            "failed",
+        }
+        assert browser.get("/dashboard/").status_code == 200
+
+
+def test_stored_markup_is_shown_as_text_on_every_page(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    automation, runs = seed(api, rt_stack)
+    base = f"/dashboard/automations/{automation}"
+    pages = ["/dashboard/", base, *(f"{base}/{tab}" for tab in ("runs", "metrics", "simulate"))]
+    pages += [f"{base}/runs/retry", f"{base}/runs/replay", *(f"{base}/runs/{r}" for r in runs)]
+    with signed_in(api_server) as browser:
+        for path in pages:
+            answer = browser.get(path)
+            assert answer.status_code == 200, path
+            assert not any(raw in answer.text for raw in RAW), path
+            assert "&lt;script&gt;" in answer.text or "&#34;" in answer.text, path
+        page = browser.get(f"{base}/simulate").text
+        simulated = browser.post(
+            f"{base}/simulate",
+            data={
+                "csrf_token": csrf_token(page),
+                "contact": "sim@example.test",
+                "first_name": HOSTILE,
+                "payload": json.dumps({"a": HOSTILE}),
+                "properties": "{}",
+                "then": "",
+                "until": "",
+                "last_name": "",
+                "unsubscribed": "",
+            },
+        )
+        assert simulated.status_code == 200
+        assert not any(raw in simulated.text for raw in RAW)
