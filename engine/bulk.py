@@ -232,7 +232,9 @@ def _work_item(
         with session.begin_nested():
             if bulk.action == BulkAction.RETRY:
                 from_cancelled = bulk.filter.get("from") == "cancelled_step"
-                result = retry_locked(session, rt, run_id, from_cancelled=from_cancelled, now=now)
+                result = retry_locked(
+                    session, rt, bulk.automation_id, run_id, from_cancelled=from_cancelled, now=now
+                )
             else:
                 result = replay_run(session, rt, bulk.automation_id, run_id, now=now)
                 new_run_id = result.run_id

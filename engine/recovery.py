@@ -23,12 +23,13 @@ from engine.progress import start_run
 from engine.reports import require_automation
 from engine.runtime import Runtime
 from engine.store import attempts as attempt_store
+from engine.store import automations as automation_store
 from engine.store import recovery as recovery_store
 from engine.store import runs as run_store
 from engine.store.recovery import RunState
 from engine.store.runs import new_step_row
 from models.enums import ConnectionType, RunStatus, StepStatus
-from models.tables import RunStep
+from models.tables import Automation, RunStep
 
 
 class RunNotRetryable(Conflict):
@@ -87,6 +88,7 @@ def retry_run(
     rt.checkpoint("retry.read")
     with transaction(rt.sessions) as session:
         now = rt.clock.now()
+        hold_automation(session, automation_id)  # deleted since the read: not found
         if not recovery_store.begin_retry(
             session, run_id, status=seen.status, retries=seen.retries, now=now
         ):
@@ -95,11 +97,18 @@ def retry_run(
 
 
 def retry_locked(
-    session: Session, rt: Runtime, run_id: uuid.UUID, *, from_cancelled: bool, now: dt.datetime
+    session: Session,
+    rt: Runtime,
+    automation_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    from_cancelled: bool,
+    now: dt.datetime,
 ) -> Recovered:
     """`retry_run` inside the caller's transaction, the run locked (bulk retries)."""
+    hold_automation(session, automation_id)
     seen = recovery_store.run_state(session, run_id, lock=True)
-    if seen is None:
+    if seen is None or seen.automation_id != automation_id:
         raise NotFound("Run not found")
     check_retryable(seen, from_cancelled=from_cancelled)
     recovery_store.begin_retry(session, run_id, status=seen.status, retries=seen.retries, now=now)
@@ -168,7 +177,7 @@ def replay_run(
     session: Session, rt: Runtime, automation_id: uuid.UUID, run_id: uuid.UUID, *, now: dt.datetime
 ) -> Recovered:
     """A new run of the automation's current version with the run's trigger event and contact."""
-    automation = require_automation(session, automation_id)
+    automation = hold_automation(session, automation_id)
     old = _run_of(session, automation_id, run_id)
     check_replayable(old)
     version_id = automation.current_version_id
@@ -199,6 +208,15 @@ def check_replayable(run: RunState) -> None:
         raise RunNotReplayable("The run's contact was deleted: the run cannot be replayed")
     if run.event_id is None:
         raise RunNotReplayable("The event that started the run was deleted: it cannot be replayed")
+
+
+def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation:
+    """The automation, held against a deletion until this transaction ends (NotFound if gone):
+    a run retried or replayed is either seen and cancelled by the deletion, or not made."""
+    automation = automation_store.hold_automation(session, automation_id)
+    if automation is None:
+        raise NotFound("Automation not found")
+    return automation
 
 
 def _run_of(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunState:

@@ -74,6 +74,13 @@ def get_automation(
     return session.scalars(stmt).first()
 
 
+def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation | None:
+    """The automation unless deleted, share-locked: a deletion (which locks it for update and
+    cancels its running runs) waits for this transaction, or this waits for it and finds it gone."""
+    stmt = select(Automation).where(Automation.id == automation_id, Automation.deleted_at.is_(None))
+    return session.scalars(stmt.with_for_update(read=True)).first()
+
+
 def version_graph(session: Session, version_id: uuid.UUID) -> dict[str, Any] | None:
     return session.scalar(select(AutomationVersion.graph).where(AutomationVersion.id == version_id))
 

@@ -1,0 +1,100 @@
+"""Recovery at the edges of an automation's life: retries and replays that meet a deletion,
+bulk replays that overlap, in one process on the engine tier."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from engine import content
+from engine.bulk import parse_request, start_bulk
+from engine.db import transaction
+from engine.errors import NotFound
+from engine.lifecycle import delete_automation
+from engine.recovery import retry_run
+from models.enums import BulkAction
+from models.tables import BulkItem, BulkOperation, Run
+from tests.engine.driver import Driver
+from tests.engine.test_runs_in_process import TRIGGER, chain, email_step
+
+
+def failed_runs(driver: Driver, count: int) -> tuple[uuid.UUID, str, list[uuid.UUID]]:
+    """An automation whose email step fails until its template is published, and its runs."""
+    template = driver.template(published=False)
+    automation_id = driver.automation(
+        [TRIGGER, email_step("hello", template)], chain("start", "hello")
+    )
+    runs = [driver.send("user.created", f"e{n}@example.test").run_ids[0] for n in range(count)]
+    driver.settle()
+    assert {driver.run(run_id).status for run_id in runs} == {"failed"}
+    return automation_id, template, runs
+
+
+def publish(driver: Driver, template: str) -> None:
+    with transaction(driver.rt.sessions) as session:
+        content.publish_template(session, template, now=driver.clock.now())
+
+
+def delete(driver: Driver, automation_id: uuid.UUID) -> None:
+    with transaction(driver.rt.sessions) as session:
+        delete_automation(session, automation_id, now=driver.clock.now())
+
+
+def start(
+    driver: Driver, automation_id: uuid.UUID, action: BulkAction, body: dict[str, Any]
+) -> uuid.UUID:
+    request = parse_request(automation_id, action, body)
+    with transaction(driver.rt.sessions) as session:
+        started = start_bulk(session, request, now=driver.clock.now())
+        bulk_id = started.bulk.id
+    driver.enqueue(started.dispatches)
+    return bulk_id
+
+
+def bulk(driver: Driver, bulk_id: uuid.UUID) -> tuple[BulkOperation, list[BulkItem]]:
+    with transaction(driver.rt.sessions) as session:
+        found = session.get(BulkOperation, bulk_id)
+        assert found is not None
+        items = list(session.query(BulkItem).filter(BulkItem.bulk_id == bulk_id))
+        return found, items
+
+
+def replays(driver: Driver, run_id: uuid.UUID) -> int:
+    with transaction(driver.rt.sessions) as session:
+        return session.query(Run).filter(Run.replay_of == run_id).count()
+
+
+def test_a_bulk_retry_does_not_revive_runs_of_an_automation_deleted_meanwhile(
+    driver: Driver,
+) -> None:
+    automation_id, template, runs = failed_runs(driver, 3)
+    publish(driver, template)
+    bulk_id = start(driver, automation_id, BulkAction.RETRY, {})
+    delete(driver, automation_id)  # before a worker takes the operation's first chunk
+    driver.settle()
+
+    assert {driver.run(run_id).status for run_id in runs} == {"failed"}
+    assert driver.sent == []
+    operation, items = bulk(driver, bulk_id)
+    assert (operation.status, operation.done, operation.skipped) == ("completed", 0, 3)
+    assert {item.error for item in items} == {"Automation not found"}
+
+
+def test_a_retry_that_meets_a_deletion_between_its_read_and_its_write_is_not_found(
+    driver: Driver,
+) -> None:
+    automation_id, template, (run_id,) = failed_runs(driver, 1)
+    publish(driver, template)
+
+    def delete_after_reading(name: str) -> None:
+        if name == "retry.read":
+            delete(driver, automation_id)
+
+    driver.rt.checkpoint = delete_after_reading
+    with pytest.raises(NotFound, match="Automation not found"):
+        retry_run(driver.rt, automation_id, run_id)
+    driver.settle()
+    assert driver.run(run_id).status == "failed"
+    assert driver.sent == []
