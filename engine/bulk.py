@@ -236,7 +236,7 @@ def _work_item(
                     session, rt, bulk.automation_id, run_id, from_cancelled=from_cancelled, now=now
                 )
             else:
-                result = replay_run(session, rt, bulk.automation_id, run_id, now=now)
+                result = replay_run(session, rt, bulk.automation_id, run_id, now=now, once=True)
                 new_run_id = result.run_id
             messages.extend(result.dispatches)
     except (RunNotRetryable, RunNotReplayable, NotFound) as reason:

@@ -174,12 +174,26 @@ def missing_steps(graph: Graph, rows: Iterable[RunStep]) -> list[str]:
 
 
 def replay_run(
-    session: Session, rt: Runtime, automation_id: uuid.UUID, run_id: uuid.UUID, *, now: dt.datetime
+    session: Session,
+    rt: Runtime,
+    automation_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    now: dt.datetime,
+    once: bool = False,
 ) -> Recovered:
-    """A new run of the automation's current version with the run's trigger event and contact."""
+    """A new run of the automation's current version with the run's trigger event and contact.
+
+    `once` (bulk replays): a run replayed already, by anyone, is not replayed again. The old
+    run is locked, so of two replays of it at once the second sees the first's.
+    """
     automation = hold_automation(session, automation_id)
-    old = _run_of(session, automation_id, run_id)
+    old = _run_of(session, automation_id, run_id, lock=True)
     check_replayable(old)
+    if once:
+        replayed = recovery_store.replays_of(session, run_id)
+        if replayed:
+            raise RunNotReplayable(f"Run was already replayed (by run {replayed[0]})")
     version_id = automation.current_version_id
     if version_id is None:
         raise NotFound("Automation not found")
@@ -219,9 +233,11 @@ def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation:
     return automation
 
 
-def _run_of(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunState:
+def _run_of(
+    session: Session, automation_id: uuid.UUID, run_id: uuid.UUID, *, lock: bool = False
+) -> RunState:
     require_automation(session, automation_id)
-    run = recovery_store.run_state(session, run_id)
+    run = recovery_store.run_state(session, run_id, lock=lock)
     if run is None or run.automation_id != automation_id:
         raise NotFound("Run not found")
     return run

@@ -13,7 +13,7 @@ from engine.bulk import parse_request, start_bulk
 from engine.db import transaction
 from engine.errors import NotFound
 from engine.lifecycle import delete_automation
-from engine.recovery import retry_run
+from engine.recovery import replay_run, retry_run
 from models.enums import BulkAction
 from models.tables import BulkItem, BulkOperation, Run
 from tests.engine.driver import Driver
@@ -98,3 +98,35 @@ def test_a_retry_that_meets_a_deletion_between_its_read_and_its_write_is_not_fou
     driver.settle()
     assert driver.run(run_id).status == "failed"
     assert driver.sent == []
+
+
+def test_overlapping_bulk_replays_replay_each_run_once(driver: Driver) -> None:
+    automation_id, template, runs = failed_runs(driver, 3)
+    publish(driver, template)
+    # Two filters that match the same runs: two operations, both frozen before either works.
+    first = start(driver, automation_id, BulkAction.REPLAY, {})
+    narrower = {"error_code": "template_not_published"}
+    second = start(driver, automation_id, BulkAction.REPLAY, narrower)
+    driver.settle()
+
+    assert [replays(driver, run_id) for run_id in runs] == [1, 1, 1]
+    assert len(driver.sent) == 3
+    assert bulk(driver, first)[0].done == 3
+    operation, items = bulk(driver, second)
+    assert (operation.done, operation.skipped) == (0, 3)
+    assert all("already replayed" in (item.error or "") for item in items)
+
+
+def test_a_bulk_replay_skips_a_run_replayed_by_hand_meanwhile(driver: Driver) -> None:
+    automation_id, template, runs = failed_runs(driver, 2)
+    publish(driver, template)
+    bulk_id = start(driver, automation_id, BulkAction.REPLAY, {})
+    with transaction(driver.rt.sessions) as session:
+        replayed = replay_run(session, driver.rt, automation_id, runs[0], now=driver.clock.now())
+    driver.enqueue(replayed.dispatches)
+    driver.settle()
+
+    assert [replays(driver, run_id) for run_id in runs] == [1, 1]
+    assert len(driver.sent) == 2
+    operation, _ = bulk(driver, bulk_id)
+    assert (operation.done, operation.skipped) == (1, 1)
