@@ -131,13 +131,18 @@ def check_retryable(run: RunState, *, from_cancelled: bool) -> None:
         raise RunNotRetryable("The run's contact was deleted: the run cannot be retried")
 
 
+_STOPPED_IN_CANCELLED = frozenset({StepStatus.CANCELLED, StepStatus.FAILED})
+
+
 def resume(session: Session, rt: Runtime, run: RunState, *, now: dt.datetime) -> list[Dispatch]:
     """Reset the steps the run stopped at (their try kept as an attempt), create the steps a
     cancellation kept from being created, and return them to enqueue."""
     graph = rt.graph(session, run.version_id)
     rows = recovery_store.step_rows(session, run.id)
-    stopped = StepStatus.CANCELLED if run.status == RunStatus.CANCELLED else StepStatus.FAILED
-    again = [row for row in rows if row.status == stopped]
+    # A cancelled run also stopped at a step that failed: one that was sending when the run
+    # was cancelled finishes, and may fail then.
+    stopped = _STOPPED_IN_CANCELLED if run.status == RunStatus.CANCELLED else {StepStatus.FAILED}
+    again = [row for row in rows if row.status in stopped]
     missing = missing_steps(graph, rows)
     if not again and not missing:
         raise RunNotRetryable("Nothing is left to retry: every step on the run's path has ended")

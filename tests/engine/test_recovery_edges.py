@@ -1,5 +1,5 @@
 """Recovery at the edges of an automation's life: retries and replays that meet a deletion,
-bulk replays that overlap, in one process on the engine tier."""
+bulk replays that overlap, a run cancelled while it sent, in one process on the engine tier."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import pytest
 from engine import content
 from engine.bulk import parse_request, start_bulk
 from engine.db import transaction
-from engine.errors import NotFound
-from engine.lifecycle import delete_automation
+from engine.errors import NotFound, StepFailure
+from engine.lifecycle import cancel_run, delete_automation
+from engine.mail import OutgoingEmail
+from engine.mail.recording import RecordingTransport
 from engine.recovery import replay_run, retry_run
+from engine.runtime import Runtime
 from models.enums import BulkAction
 from models.tables import BulkItem, BulkOperation, Run
 from tests.engine.driver import Driver
@@ -130,3 +133,42 @@ def test_a_bulk_replay_skips_a_run_replayed_by_hand_meanwhile(driver: Driver) ->
     assert len(driver.sent) == 2
     operation, _ = bulk(driver, bulk_id)
     assert (operation.done, operation.skipped) == (1, 1)
+
+
+class RefusingFirst(RecordingTransport):
+    """Refuses the first email for good (an SMTP 5xx), then accepts as RecordingTransport."""
+
+    def send(self, email: OutgoingEmail) -> str:
+        if not self.refused:
+            self.refused = True
+            raise StepFailure("550 mailbox unavailable", code="smtp_rejected")
+        return super().send(email)
+
+    refused = False
+
+
+def test_a_run_cancelled_while_a_send_failed_resumes_from_that_send(driver: Driver) -> None:
+    rt = driver.rt
+    driver = Driver(
+        Runtime(rt.settings, sessions=rt.sessions, clock=rt.clock, transport=RefusingFirst())
+    )
+    template = driver.template()
+    steps = [TRIGGER, email_step("hello", template), email_step("again", template)]
+    automation_id = driver.automation(steps, chain("start", "hello", "again"))
+    (run_id,) = driver.send("user.created", "f@example.test").run_ids
+
+    def cancel_while_sending(name: str) -> None:
+        if name == "send_email.before_send":
+            with transaction(driver.rt.sessions) as session:
+                cancel_run(session, automation_id, run_id, now=driver.clock.now())
+
+    driver.rt.checkpoint = cancel_while_sending
+    driver.settle()
+    driver.rt.checkpoint = lambda name: None
+    assert driver.run(run_id).status == "cancelled"
+    assert driver.steps(run_id)["hello"].status == "failed"  # the send in flight finished
+
+    driver.enqueue(retry_run(driver.rt, automation_id, run_id, from_cancelled=True).dispatches)
+    driver.settle()
+    assert driver.run(run_id).status == "completed"
+    assert [email.to for email in driver.sent] == [("f@example.test",)] * 2
