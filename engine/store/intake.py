@@ -72,14 +72,25 @@ def store_ingested(
 
 # An ingestion's first rows: the event names' listeners (kind 0) and schemas (kind 1); `{nulls}`
 # are the columns of the rows that follow, NULL here.
+#
+# The listeners are key-share locked until the commit, as the runs' foreign keys would lock
+# them later anyway: a stop or a delete (which locks its automation for update, then cancels
+# its runs) waits for this ingestion and sees its runs; or this waits for the stop and, reading
+# the row again once it has committed, finds no listener. Read without the lock, an event could
+# start a run after its automation's stop or deletion had committed, never to be cancelled.
 _ROUTES = f"""
 SELECT 0 AS kind, trigger_event AS name, id, current_version_id AS version_id,
     NULL::jsonb AS schema{{nulls}}
-FROM automations
-WHERE trigger_event = ANY(%(names)s::text[])
-    AND status = '{AutomationStatus.ENABLED.value}'
-    AND deleted_at IS NULL
-    AND current_version_id IS NOT NULL
+FROM (
+    SELECT trigger_event, id, current_version_id
+    FROM automations
+    WHERE trigger_event = ANY(%(names)s::text[])
+        AND status = '{AutomationStatus.ENABLED.value}'
+        AND deleted_at IS NULL
+        AND current_version_id IS NOT NULL
+    ORDER BY id
+    FOR KEY SHARE
+) AS listening
 UNION ALL
 SELECT 1, name, NULL, NULL, schema{{nulls}}
 FROM event_definitions WHERE name = ANY(%(names)s::text[])

@@ -21,6 +21,7 @@ from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.executor import execute_step
 from engine.ingest import Ingested, ingest_event
+from engine.lifecycle import delete_automation, stop_automation
 from engine.runtime import Runtime, create_runtime
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
@@ -99,7 +100,10 @@ def started_run(stack: Stack, email: str) -> uuid.UUID:
 def blocked_on_lock(stack: Stack) -> bool:
     with stack.runtime.sessions() as session:
         waiting = session.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
         ).scalar_one()
         return bool(waiting)
 
@@ -206,3 +210,71 @@ def test_event_resuming_first_wins_over_simultaneous_timeout(
     steps = pg_stack.steps(run_id)
     assert steps["await_paid"].branch == "event_received"
     assert steps["late"].status == "skipped"
+
+
+def listener(stack: Stack, event: str) -> uuid.UUID:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": event}},
+        {"key": "wait", "type": "delay", "config": {"duration": "1 hour"}},
+    ]
+    return make_automation(stack, steps, chain("start", "wait"))
+
+
+def run_statuses(stack: Stack, automation_id: uuid.UUID) -> list[str]:
+    with stack.runtime.sessions() as session:
+        rows = session.execute(
+            text("SELECT status FROM runs WHERE automation_id = :id"), {"id": automation_id}
+        )
+        return [status for (status,) in rows]
+
+
+@pytest.mark.parametrize("change", ["stop", "delete"])
+def test_a_stop_or_delete_waits_for_an_event_being_ingested_and_cancels_its_run(
+    pg_stack: Stack, pool: ThreadPoolExecutor, change: str
+) -> None:
+    automation_id = listener(pg_stack, "signup.done")
+    gate = Gate("ingest.contact_locked")  # the routes are read: the automation is a listener
+    sending = pool.submit(ingest, runtime(pg_stack, T0, gate), "signup.done", unique_email())
+    assert gate.reached.wait(10)
+
+    def stop() -> None:
+        with transaction(pg_stack.runtime.sessions) as session:
+            if change == "stop":
+                stop_automation(session, automation_id, cancel_runs=True, now=T0)
+            else:
+                delete_automation(session, automation_id, now=T0)
+
+    stopping = pool.submit(stop)
+    pg_stack.wait_for(
+        lambda: stopping.done() or blocked_on_lock(pg_stack),
+        timeout=10,
+        what="the stop to end or to wait for the ingestion",
+    )
+    gate.release.set()
+    (run_id,) = sending.result(timeout=10).run_ids
+    stopping.result(timeout=10)
+
+    # Either order would do, but not a run left running after the stop that cancels them.
+    assert run_statuses(pg_stack, automation_id) == ["cancelled"], run_id
+
+
+@pytest.mark.parametrize("change", ["stop", "delete"])
+def test_an_event_ingested_while_a_stop_commits_starts_no_run(
+    pg_stack: Stack, pool: ThreadPoolExecutor, change: str
+) -> None:
+    automation_id = listener(pg_stack, "signup.done")
+    with transaction(pg_stack.runtime.sessions) as session:
+        if change == "stop":
+            stop_automation(session, automation_id, cancel_runs=False, now=T0)
+        else:
+            delete_automation(session, automation_id, now=T0)
+        # Not committed yet: the automation still reads as enabled to anyone else.
+        sending = pool.submit(ingest, runtime(pg_stack, T0), "signup.done", unique_email())
+        pg_stack.wait_for(
+            lambda: sending.done() or blocked_on_lock(pg_stack),
+            timeout=10,
+            what="the ingestion to end or to wait for the stop",
+        )
+
+    assert sending.result(timeout=10).run_ids == []
+    assert run_statuses(pg_stack, automation_id) == []
