@@ -239,9 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connections",
         type=connection_counts,
-        default=(8, 32, 128),
+        default=(4, 8, 32, 128),
         help="wrk connections, comma-separated: each endpoint is measured at each, and its"
-        " best rate is its maximum (default 8,32,128)",
+        " best rate is its maximum (default 4,8,32,128)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--batch", type=int, default=100, help="events per batch request")
