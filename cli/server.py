@@ -148,12 +148,30 @@ def flower(
     basic_auth: Annotated[
         str | None, typer.Option(envvar="FLOWER_BASIC_AUTH", help="user:password")
     ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Serve without a login outside development: only behind a proxy that"
+            " authenticates.",
+        ),
+    ] = False,
 ) -> None:
-    """Flower: live workers, queues and task events (the run history is in the dashboard)."""
+    """Flower: live workers, queues and task events (the run history is in the dashboard).
+
+    Outside development it needs FLOWER_BASIC_AUTH, or --no-auth said out loud."""
+    app = celery_app()  # the settings' own refusals first
+    if not basic_auth and not no_auth and read_settings().env != "development":
+        fail(
+            "Flower shows every worker, queue and task to whoever reaches its port: set"
+            " FLOWER_BASIC_AUTH=user:password, or pass --no-auth if a proxy in front of it"
+            " authenticates",
+            ExitCode.BAD_SETTINGS,
+        )
     argv = ["flower", f"--port={port}"]
     if basic_auth:
         argv.append(f"--basic-auth={basic_auth}")
-    celery_app().start(argv)  # type: ignore[attr-defined]
+    app.start(argv)  # type: ignore[attr-defined]
 
 
 def operator_runtime() -> Runtime:

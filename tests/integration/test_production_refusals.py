@@ -2,7 +2,7 @@
 API (uvicorn, `automations api`), the worker and the scheduler (celery, `automations worker`,
 `automations scheduler`), Flower, and the embedded `automations dev` and `demo`. One line on
 stderr, exit status 5 (bad settings), no traceback, and nothing reached: the broker URL points
-nowhere."""
+nowhere. Flower also refuses to serve without a login."""
 
 from __future__ import annotations
 
@@ -69,3 +69,26 @@ def test_a_weak_secret_stops_the_process_with_one_line(
     assert "Traceback" not in result.stdout + result.stderr
     assert SHORT not in result.stdout + result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "never.sqlite3").exists()
+
+
+def test_flower_without_a_login_is_refused_outside_development(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATIONS_", "FLOWER_"))}
+    env |= {
+        "AUTOMATIONS_ENV": "production",
+        "AUTOMATIONS_SECRET_KEY": "k" * MIN_SECRET_BYTES,
+        "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
+        "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    result = subprocess.run(
+        commands(tmp_path)["automations flower"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 5, (result.stdout, result.stderr)  # ExitCode.BAD_SETTINGS
+    assert len(lines) == 1 and "FLOWER_BASIC_AUTH" in lines[0] and "--no-auth" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
