@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +27,7 @@ from tasks.dispatcher import (
     step_task_name,
 )
 from tasks.events import register_event_tasks
+from tasks.poison import CheckedTask, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     """A Celery app bound to these settings, with every task registered under a stable name."""
     # Every Celery process (worker, beat, flower) builds its app here: one check covers them.
     settings.check_production_ready()
-    app = Celery("automations", set_as_current=False)
+    # Every task's messages are checked before Celery's strategy trusts them (tasks/poison.py).
+    app = Celery("automations", set_as_current=False, task_cls=CheckedTask)
     app.conf.update(celery_config(settings))
     holder = RuntimeHolder(settings, runtime)
     worker_init.connect(holder.before_fork, weak=False)
@@ -138,8 +139,11 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     # A chunk of a bulk retry or replay; the next chunk is a new message behind the queue.
     @app.task(name=BULK_TASK, shared=False)
     def bulk_chunk(bulk_id: str) -> None:
+        parsed = parse_id(BULK_TASK, "bulk_id", bulk_id)
+        if parsed is None:
+            return
         rt = holder.get()
-        dispatcher.dispatch(retry_on_disconnect(lambda: work_chunk(rt, uuid.UUID(bulk_id))))
+        dispatcher.dispatch(retry_on_disconnect(lambda: work_chunk(rt, parsed)))
 
     app.runtime_holder = holder
     return app
@@ -148,9 +152,19 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 def _register_step_task(
     app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: str
 ) -> None:
-    @app.task(name=step_task_name(step_type), shared=False)
+    name = step_task_name(step_type)
+
+    @app.task(name=name, shared=False)
     def run_step(run_id: str, step_key: str) -> None:
+        parsed = parse_id(name, "run_id", run_id)
+        if parsed is None:
+            return
+        if not isinstance(step_key, str):
+            log.error(
+                "message refused (task %s): `step_key` is not a string: %.100r", name, step_key
+            )
+            return
         rt = holder.get()
-        following = execute_step(rt, uuid.UUID(run_id), step_key)
+        following = execute_step(rt, parsed, step_key)
         rt.checkpoint("dispatch.before_publish")
         dispatcher.dispatch(following)

@@ -31,11 +31,12 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.worker.strategy import default as default_strategy
 
 from engine.group_commit import MAX_GROUP
+from tasks.poison import CheckedTask
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,10 @@ GAP = 0.002
 IngestGroup = Callable[[list[tuple[str, dict[str, Any]]]], list[dict[str, Any] | None]]
 
 
-class GroupedTask(Task):  # type: ignore[misc]
-    """The base of a task whose consecutive messages are ingested as groups."""
+class GroupedTask(CheckedTask):
+    """The base of a task whose consecutive messages are ingested as groups (once checked)."""
 
-    Strategy = "tasks.event_groups:grouped_strategy"
+    inner_strategy = "tasks.event_groups:grouped_strategy"
     ingest_group: IngestGroup
 
 

@@ -1,0 +1,110 @@
+"""Messages on our queue that no task can run, pushed the way a foreign producer would: each
+is logged on one line and acked, the worker keeps running, and what queues behind it runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis
+from kombu import Connection, Exchange, Producer
+from sqlalchemy import func, select
+
+from engine.db import transaction
+from models.tables import Event, RunStep
+from tests.integration.factories import chain, make_automation, unique_email
+from tests.integration.harness import Stack
+from tests.integration.markers import CELERY_BACKENDS
+
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+STEP = "automations.steps.contact_update"
+
+
+def publish(stack: Stack, task: str, body: Any, **options: Any) -> str:
+    """A message of `task` with this body, published with kombu alone."""
+    task_id = str(uuid.uuid4())
+    headers = {"task": task, "id": task_id, **options.pop("headers", {})}
+    if "content_type" not in options:
+        options["serializer"] = "json"
+    with Connection(stack.settings.broker_url) as connection:
+        producer = Producer(connection.default_channel, exchange=Exchange(""))
+        producer.publish(body, routing_key="automations", headers=headers, **options)
+    return task_id
+
+
+def hostile_messages(stack: Stack) -> dict[str, str]:
+    run_id = str(uuid.uuid4())
+    raw = {"content_type": "application/json", "content_encoding": "utf-8"}
+    return {
+        # Each of these used to stop the worker, and the next one after its redelivery.
+        "body an object": publish(stack, STEP, {"run_id": run_id}),
+        "body null": publish(stack, STEP, None),
+        "body of two": publish(stack, STEP, [[], {"run_id": run_id, "step_key": "a"}]),
+        "no id": publish(stack, STEP, [[], {}, EMBED], headers={"id": None}),
+        "bad timelimit": publish(
+            stack, STEP, [[], {"run_id": run_id, "step_key": "a"}, EMBED], headers={"timelimit": 5}
+        ),
+        # These ran and failed with a stack trace.
+        "not json": publish(stack, STEP, b"{not json", **raw),
+        "not a uuid": publish(stack, STEP, [[], {"run_id": "nope", "step_key": "a"}, EMBED]),
+        "key not a string": publish(stack, STEP, [[], {"run_id": run_id, "step_key": 5}, EMBED]),
+        "missing key": publish(stack, STEP, [[], {"run_id": run_id}, EMBED]),
+        "extra kwarg": publish(
+            stack, STEP, [[], {"run_id": run_id, "step_key": "a", "x": 1}, EMBED]
+        ),
+        "sweeper kwargs": publish(stack, "automations.sweeper.tick", [[1], {"x": 1}, EMBED]),
+        "bulk not a uuid": publish(stack, "automations.runs.bulk", [[], {"bulk_id": "z"}, EMBED]),
+        "send unknown field": publish(
+            stack, "automations.events.send", [[], {"event": "user.created", "x": 1}, EMBED]
+        ),
+        "send body an object": publish(stack, "automations.events.send", {"event": "e"}),
+        "batch no events": publish(stack, "automations.events.send_batch", [[], {}, EMBED]),
+        # A run that does not exist has no step to claim: nothing to do, nothing written.
+        "no such run": publish(stack, STEP, [[], {"run_id": run_id, "step_key": "a"}, EMBED]),
+    }
+
+
+@CELERY_BACKENDS
+def test_malformed_messages_are_refused_on_one_line_and_the_worker_goes_on(
+    rt_stack: Stack,
+) -> None:
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "tag", "type": "contact_update", "config": {"properties": {"from": "x"}}},
+    ]
+    make_automation(rt_stack, steps, chain("start", "tag"))
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    start = log.stat().st_size
+    refused = hostile_messages(rt_stack)
+    client = redis.Redis.from_url(rt_stack.settings.broker_url)
+    try:
+        # Entries that are no message at all: kombu stopped the worker on them.
+        client.lpush("automations", b"garbage, not json", b'{"body": "no properties"}', b"[1]")
+        (run_id,) = rt_stack.send("user.created", unique_email("behind")).run_ids
+        assert rt_stack.wait_run(run_id).status == "completed"
+        rt_stack.wait_for(
+            lambda: client.llen("automations") == 0 and client.hlen("unacked") == 0,
+            what="every message acked",
+        )
+    finally:
+        client.close()
+    assert rt_stack.worker is not None and rt_stack.worker.poll() is None
+    with log.open("rb") as lines:
+        lines.seek(start)
+        written = lines.read().decode()
+    assert "Traceback" not in written and "Unrecoverable" not in written
+    assert "Connection to broker lost" not in written
+    for name, task_id in refused.items():
+        if name in ("not a uuid", "key not a string", "bulk not a uuid", "no id", "no such run"):
+            continue  # refused by the task, or without an id to name
+        said = [line for line in written.splitlines() if task_id in line]
+        assert len(said) == 1 and "message refused" in said[0], (name, said)
+    assert (
+        "no task id" in written
+        and written.count("is not an id") == 2
+        and "is not a string" in written
+    )
+    assert written.count("dropped an entry of a queue that is not a message") == 3
+    with transaction(rt_stack.runtime.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 1
+        assert session.scalar(select(func.count()).select_from(RunStep)) == 2
