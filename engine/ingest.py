@@ -130,6 +130,7 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
+    _check_keys(requests)
     names = sorted({request.event for request in requests if isinstance(request.event, str)})
     contacts_of = _contacts_of(requests)
     locked: list[ContactRow] | None = None
@@ -154,6 +155,24 @@ def ingest_events(
     stored, waits = _store(session, rt, fresh, contacts, routes, now)
     _resume_waits(session, rt, stored, waits, now)
     return [item.result for item in pending if item.result is not None]
+
+
+# The column's width (models/tables.py Event.idempotency_key).
+MAX_IDEMPOTENCY_KEY = 256
+
+
+def _check_keys(requests: Sequence[EventRequest]) -> None:
+    """Refuse a producer's key the database cannot hold, before any statement looks it up."""
+    for index, request in enumerate(requests):
+        key: object = request.idempotency_key
+        if key is None:
+            continue
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or "\x00" in key:
+            message = (
+                f"`idempotency_key` must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters, "
+                "without NUL"
+            )
+            raise RejectedEvent(index, InvalidInput(message, field="idempotency_key"))
 
 
 def _check_all(

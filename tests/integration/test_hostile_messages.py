@@ -11,7 +11,7 @@ from kombu import Connection, Exchange, Producer
 from sqlalchemy import func, select
 
 from engine.db import transaction
-from models.tables import Event, RunStep
+from models.tables import Contact, Event, RunStep
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS
@@ -108,3 +108,65 @@ def test_malformed_messages_are_refused_on_one_line_and_the_worker_goes_on(
     with transaction(rt_stack.runtime.sessions) as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
         assert session.scalar(select(func.count()).select_from(RunStep)) == 2
+
+
+@CELERY_BACKENDS
+def test_an_idempotency_key_the_database_cannot_hold_is_refused_alone(rt_stack: Stack) -> None:
+    steps = [{"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}]
+    make_automation(rt_stack, steps, [])
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    start = log.stat().st_size
+    bad_keys = {"too long": "k" * 257, "an object": {"a": 1}, "NUL": "a\x00b", "a number": 7}
+    good = [unique_email(f"good{n}") for n in range(3)]
+    with rt_stack.app.producer_or_acquire() as producer:
+
+        def send(task: str, kwargs: dict[str, Any]) -> str:
+            sent = rt_stack.app.send_task(
+                task, kwargs=kwargs, queue="automations", producer=producer
+            )
+            return str(sent.id)
+
+        # Single messages in one group: the bad ones are refused, the good one commits.
+        singles = {
+            name: send(
+                "automations.events.send",
+                {"event": "user.created", "email": unique_email("bad"), "idempotency_key": key},
+            )
+            for name, key in bad_keys.items()
+        }
+        send("automations.events.send", {"event": "user.created", "email": good[0]})
+        batch = send(
+            "automations.events.send_batch",
+            {
+                "events": [
+                    {"event": "user.created", "email": good[1]},
+                    {"event": "user.created", "email": good[2], "idempotency_key": "k" * 300},
+                ]
+            },
+        )
+    text = ""
+
+    def all_logged() -> bool:
+        nonlocal text
+        with log.open("rb") as lines:
+            lines.seek(start)
+            text = lines.read().decode()
+        return all(f"(task {task_id})" in text for task_id in [*singles.values(), batch])
+
+    rt_stack.wait_for(all_logged, what="every bad key refused")
+    assert "Traceback" not in text
+    said = [line for line in text.splitlines() if "refused (task" in line]
+    assert len(said) == len(bad_keys) + 1
+    assert all("`idempotency_key` must be a string of 1 to 256 characters" in x for x in said)
+    assert f"event 1 refused (task {batch})" in text  # the batch names the event, and is refused
+    rt_stack.wait_for(lambda: events(rt_stack) == [good[0]], what="the good single event")
+
+
+def events(stack: Stack) -> list[str]:
+    with transaction(stack.runtime.sessions) as session:
+        return [
+            email
+            for (email,) in session.execute(
+                select(Contact.email).join(Event, Event.contact_id == Contact.id)
+            )
+        ]
