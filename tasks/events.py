@@ -97,8 +97,19 @@ def send_request(kwargs: dict[str, Any], task_id: str) -> EventRequest:
         kwargs.get("email"),
         kwargs.get("contact_id"),
         kwargs.get("payload"),
-        kwargs.get("idempotency_key") or f"celery-task:{task_id}",
+        _key(kwargs.get("idempotency_key"), f"celery-task:{task_id}"),
     )
+
+
+def _key(given: object, otherwise: str) -> object:
+    """The producer's idempotency key, an integer taken as its digits (an order number; stored
+    so before keys were checked); without one, `otherwise`. A key of another type is the
+    ingestion's to refuse."""
+    if given is None or given == "":
+        return otherwise
+    if isinstance(given, int) and not isinstance(given, bool):
+        return str(given)
+    return given
 
 
 def batch_requests(events: object, task_id: str) -> list[EventRequest]:
@@ -115,7 +126,7 @@ def batch_requests(events: object, task_id: str) -> list[EventRequest]:
         if unknown or "event" not in item:
             message = f"unknown fields {unknown}" if unknown else "Missing `event` field."
             raise RejectedEvent(index, InvalidInput(message, field="event"))
-        key = item.get("idempotency_key") or f"celery-task:{task_id}:{index}"
+        key = _key(item.get("idempotency_key"), f"celery-task:{task_id}:{index}")
         requests.append(
             EventRequest(
                 item["event"], item.get("email"), item.get("contact_id"), item.get("payload"), key

@@ -116,8 +116,8 @@ def test_an_idempotency_key_the_database_cannot_hold_is_refused_alone(rt_stack: 
     make_automation(rt_stack, steps, [])
     log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
     start = log.stat().st_size
-    bad_keys = {"too long": "k" * 257, "an object": {"a": 1}, "NUL": "a\x00b", "a number": 7}
-    good = [unique_email(f"good{n}") for n in range(3)]
+    bad_keys = {"too long": "k" * 257, "an object": {"a": 1}, "NUL": "a\x00b", "a bool": True}
+    good = [unique_email(f"good{n}") for n in range(4)]
     with rt_stack.app.producer_or_acquire() as producer:
 
         def send(task: str, kwargs: dict[str, Any]) -> str:
@@ -135,6 +135,9 @@ def test_an_idempotency_key_the_database_cannot_hold_is_refused_alone(rt_stack: 
             for name, key in bad_keys.items()
         }
         send("automations.events.send", {"event": "user.created", "email": good[0]})
+        # An integer key is its digits, as it was stored before keys were checked.
+        numbered = {"event": "user.created", "email": good[3], "idempotency_key": 7}
+        send("automations.events.send", numbered)
         batch = send(
             "automations.events.send_batch",
             {
@@ -159,7 +162,12 @@ def test_an_idempotency_key_the_database_cannot_hold_is_refused_alone(rt_stack: 
     assert len(said) == len(bad_keys) + 1
     assert all("`idempotency_key` must be a string of 1 to 256 characters" in x for x in said)
     assert f"event 1 refused (task {batch})" in text  # the batch names the event, and is refused
-    rt_stack.wait_for(lambda: events(rt_stack) == [good[0]], what="the good single event")
+    rt_stack.wait_for(
+        lambda: sorted(events(rt_stack)) == sorted([good[0], good[3]]), what="the good events"
+    )
+    with transaction(rt_stack.runtime.sessions) as session:
+        keys = session.scalars(select(Event.idempotency_key).where(Event.idempotency_key == "7"))
+        assert list(keys) == ["7"]
 
 
 def events(stack: Stack) -> list[str]:
