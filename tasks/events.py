@@ -101,7 +101,7 @@ def send_request(kwargs: dict[str, Any], task_id: str) -> EventRequest:
     )
 
 
-def _key(given: object, otherwise: str) -> object:
+def _key(given: Any, otherwise: str) -> Any:  # unchecked until the ingestion checks it
     """The producer's idempotency key, an integer taken as its digits (an order number; stored
     so before keys were checked); without one, `otherwise`. A key of another type is the
     ingestion's to refuse."""
