@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from engine.db import transaction
 from engine.lifecycle import create_automation
+from engine.settings import Settings
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
 from models.enums import DomainStatus, TemplateStatus
@@ -183,12 +183,12 @@ def run_demo(
     *, host: str, port: int, data_dir: Path, day_seconds: float, exit_when_done: bool
 ) -> None:
     """Load a sample welcome series, send events, and watch the runs advance live."""
-    from cli.embedded import embedded_settings, serving, wait_for_stop_signal
+    from cli.embedded import owning, serving, wait_for_stop_signal
 
-    shutil.rmtree(data_dir, ignore_errors=True)
-    settings = embedded_settings(data_dir, time_scale=day_seconds / 86400)
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    with serving(settings, host=host, port=port) as server:
+    # The data dir is wiped only once this process holds it (never under a running dev or demo).
+    with owning(data_dir), serving(_fresh(data_dir, day_seconds), host=host, port=port) as server:
+        settings = server.settings
+        key = settings.api_key.get_secret_value() if settings.api_key else ""
         automation_id = load_sample(server)
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
@@ -203,6 +203,14 @@ def run_demo(
             raise typer.Exit(0 if ok else 1)
         out.print("\nServing until Ctrl-C.")
         wait_for_stop_signal()
+
+
+def _fresh(data_dir: Path, day_seconds: float) -> Settings:
+    """The demo's settings, on a data dir emptied of any earlier demo."""
+    from cli.embedded import embedded_settings, wipe
+
+    wipe(data_dir)
+    return embedded_settings(data_dir, time_scale=day_seconds / 86400)
 
 
 def _get(client: httpx.Client, path: str) -> dict[str, Any]:

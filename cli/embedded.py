@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -17,6 +20,47 @@ from cli.failures import ExitCode, fail, fail_settings
 from cli.local_keys import key_file
 from engine.settings import Settings
 from wiring.embedded import ApiDidNotStart, EmbeddedServer
+
+# Held (flock) by the process that serves a data dir; the OS lets go of it however it ends.
+LOCK_FILE_NAME = "lock"
+
+
+@contextmanager
+def owning(data_dir: Path) -> Iterator[None]:
+    """Hold `data_dir` for the block: a second dev or demo on it is refused in one line (two
+    executors and sweepers on one SQLite file, or a demo wiping the state a process serves)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (data_dir / LOCK_FILE_NAME).open("a+")
+    except OSError as exc:
+        fail(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            fail(
+                f"--data-dir {data_dir} is in use by another automations process"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}: stop it, or pass another"
+                " --data-dir",
+                ExitCode.BAD_INPUT,
+            )
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
+
+
+def wipe(data_dir: Path) -> None:
+    """Empty a data dir this process holds (`owning`), all but its lock."""
+    for entry in data_dir.iterdir():
+        if entry.name == LOCK_FILE_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:

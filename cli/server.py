@@ -292,14 +292,14 @@ def dev(
     threads: Annotated[int, typer.Option(help="Step executor threads.")] = 2,
 ) -> None:
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
-    from cli.embedded import embedded_settings, serving, wait_for_stop_signal
+    from cli.embedded import embedded_settings, owning, serving, wait_for_stop_signal
 
     require_free_port(host, port, client_hint=True)
     with refusing_bad_configuration():
         current = embedded_settings(data_dir)
     configure_logging()
     key = current.api_key.get_secret_value() if current.api_key else ""
-    with serving(current, host=host, port=port, threads=threads) as server:
+    with owning(data_dir), serving(current, host=host, port=port, threads=threads) as server:
         out.print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
         out.print(f"API key: {key}  (kept in {key_file(data_dir)}, where the CLI finds it)")
         out.print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")

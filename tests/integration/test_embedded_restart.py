@@ -1,0 +1,145 @@
+"""`automations dev` on its data dir, as an operator runs it: a data dir belongs to one process at
+a time."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import ROOT, free_port
+from tests.integration.test_cli_server import automations
+
+WELCOME = {"template": {"alias": "welcome"}}
+
+
+class Dev:
+    """One `automations dev` process on a data dir."""
+
+    def __init__(self, data: Path, **env: str) -> None:
+        self.data = data
+        self.port = free_port()
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+        command = ["dev", "--threads", "1", "--port", str(self.port), "--data-dir", str(data)]
+        self.process = subprocess.Popen(
+            [automations(), *command],
+            env={**base, **env},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def ready(self) -> Dev:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError(f"dev did not start: {self.stop()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.Client:
+        key = (self.data / "api-key").read_text().strip()
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        output, _ = self.process.communicate(timeout=30)
+        return output
+
+
+@pytest.fixture
+def started() -> Iterator[list[Dev]]:
+    processes: list[Dev] = []
+    yield processes
+    for dev in processes:
+        if dev.process.poll() is None:
+            dev.process.kill()
+        dev.process.communicate(timeout=10)
+
+
+def load_two_welcomes(api: httpx.Client) -> None:
+    """A verified domain, a published template and two automations that send it on one event."""
+    domain = api.post("/domains", json={"name": "example.com"}).raise_for_status().json()["id"]
+    api.post(f"/domains/{domain}/verify").raise_for_status()
+    template = {"name": "W", "alias": "welcome", "from": "Acme <hello@example.com>"}
+    api.post("/templates", json={**template, "subject": "Hi", "html": "<p>hi</p>"})
+    api.post("/templates/welcome/publish").raise_for_status()
+    for name in ("A", "B"):
+        steps = [
+            {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+            {"key": "welcome", "type": "send_email", "config": WELCOME},
+        ]
+        graph = {"steps": steps, "connections": [{"from": "start", "to": "welcome"}]}
+        body = {"name": name, "status": "enabled", **graph}
+        api.post("/automations", json=body).raise_for_status()
+
+
+def run_statuses(data: Path) -> list[str]:
+    with sqlite3.connect(data / "automations.sqlite3") as database:
+        return [row[0] for row in database.execute("SELECT status FROM runs ORDER BY status")]
+
+
+def message_ids(outbox: Path) -> dict[str, list[str]]:
+    """Each email id of the outbox, with the Message-ID of each of its files."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(outbox.glob("*.eml")):
+        header = next(
+            line for line in path.read_text().splitlines() if line.startswith("Message-ID:")
+        )
+        found.setdefault(path.name.split(".", 1)[0], []).append(header)
+    return found
+
+
+def test_a_data_dir_serves_one_process_at_a_time(tmp_path: Path, started: list[Dev]) -> None:
+    """A second dev on a data dir in use is refused in one line, and a demo is refused before
+    it wipes the dir; once the first stops, the dir is free again."""
+    data = tmp_path / "dev"
+    first = Dev(data)
+    started.append(first)
+    with first.ready().client() as api:
+        load_two_welcomes(api)
+    key = (data / "api-key").read_text()
+
+    second = Dev(data)
+    started.append(second)
+    output, _ = second.process.communicate(timeout=30)
+    assert second.process.returncode == 2, output
+    assert output.splitlines() == [
+        f"error: --data-dir {data} is in use by another automations process "
+        f"(pid {first.process.pid}): stop it, or pass another --data-dir"
+    ]
+    demo = subprocess.run(
+        [automations(), "demo", "--exit", "--port", str(free_port()), "--data-dir", str(data)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 2, demo.stdout + demo.stderr
+    assert "is in use by another automations process" in demo.stderr
+    assert (data / "api-key").read_text() == key
+    with first.client() as api:
+        assert len(api.get("/automations").raise_for_status().json()["data"]) == 2
+
+    assert "Traceback" not in first.stop()
+    third = Dev(data)
+    started.append(third)
+    with third.ready().client() as api:
+        assert len(api.get("/automations").raise_for_status().json()["data"]) == 2
