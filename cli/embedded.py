@@ -27,8 +27,9 @@ LOCK_FILE_NAME = "lock"
 
 @contextmanager
 def owning(data_dir: Path) -> Iterator[None]:
-    """Hold `data_dir` for the block: a second dev or demo on it is refused in one line (two
-    executors and sweepers on one SQLite file, or a demo wiping the state a process serves)."""
+    """Hold `data_dir` for the block: a second dev or demo on it is refused in one line, since
+    the holder takes over at its start whatever the database says is running (a kill's leftovers).
+    """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         lock = (data_dir / LOCK_FILE_NAME).open("a+")
@@ -97,8 +98,11 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
 def serving(
     settings: Settings, *, host: str, port: int, threads: int = 2
 ) -> Iterator[EmbeddedServer]:
-    """An embedded server running for the block; a failure to start is one line (PORT_IN_USE)."""
-    server = EmbeddedServer(settings, host=host, port=port, threads=threads)
+    """An embedded server running for the block; a failure to start is one line (PORT_IN_USE).
+
+    For a process that holds the data dir (`owning`): the server is its only executor.
+    """
+    server = EmbeddedServer(settings, host=host, port=port, threads=threads, sole_executor=True)
     try:
         with server.running():
             yield server

@@ -39,6 +39,20 @@ def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
     return len(retry_on_disconnect(swept).dispatches)
 
 
+def take_over(rt: Runtime, dispatcher: Dispatcher) -> int:
+    """Free every step for the first tick, at the start of the only process that executes this
+    database's steps (the embedded mode, which holds its data dir): the worker that held a
+    lease is dead and every message is lost, so waiting out leases and the stale delay would
+    only hold the runs back. Running bulk operations are sent again. The number of steps freed.
+    """
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        freed = sweeps.release_all(session, now)
+        bulks = kick_stale(session, idle_before=now, now=now)
+    dispatcher.dispatch(bulks)
+    return freed
+
+
 @dataclass(frozen=True)
 class Swept:
     dispatches: list[Message]

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from engine import sweeper
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 from migrations import upgrade
@@ -24,11 +25,24 @@ class ApiDidNotStart(RuntimeError):
 
 
 class EmbeddedServer:
-    """uvicorn serving the app on a thread, the executor on its own threads."""
+    """uvicorn serving the app on a thread, the executor on its own threads.
 
-    def __init__(self, settings: Settings, *, host: str, port: int, threads: int = 2) -> None:
+    `sole_executor`: no other process executes this database's steps (the caller holds its
+    data dir), so what a killed predecessor left running or queued is taken over at the start.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str,
+        port: int,
+        threads: int = 2,
+        sole_executor: bool = False,
+    ) -> None:
         upgrade(settings.database_url)
         self.settings = settings
+        self.sole_executor = sole_executor
         self.runtime: Runtime = create_runtime(settings)
         self.executor = LocalExecutor(self.runtime, threads=threads)
         app = create_server(settings, runtime=self.runtime, dispatcher=self.executor)
@@ -39,6 +53,8 @@ class EmbeddedServer:
     @contextmanager
     def running(self) -> Iterator[EmbeddedServer]:
         """Serve in the background for the duration of the block."""
+        if self.sole_executor:
+            sweeper.take_over(self.runtime, self.executor)
         self.executor.start()
         thread = threading.Thread(target=self.server.run, name="api", daemon=True)
         thread.start()

@@ -163,3 +163,24 @@ def mark_dispatched(session: Session, steps: Sequence[DispatchMark], now: dt.dat
             .values(dispatched_at=now, redispatch_count=count)
             .execution_options(synchronize_session=False)
         )
+
+
+def release_all(session: Session, now: dt.datetime) -> int:
+    """Every lease ends `now` and every message sent is forgotten; the number of steps touched.
+
+    For the start of the only process that executes a database's steps: whoever held a lease
+    is dead and every message died with it, so the next tick sends each step again.
+    """
+    leased = session.execute(
+        update(RunStep)
+        .where(RunStep.status == StepStatus.RUNNING, RunStep.lease_expires_at > now)
+        .values(lease_expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    sent = session.execute(
+        update(RunStep)
+        .where(RunStep.status.in_(STEP_CLAIMABLE), RunStep.dispatched_at.is_not(None))
+        .values(dispatched_at=None, redispatch_count=0)
+        .execution_options(synchronize_session=False)
+    )
+    return int(leased.rowcount) + int(sent.rowcount)  # type: ignore[attr-defined]

@@ -1,9 +1,10 @@
-"""`automations dev` on its data dir, as an operator runs it: a data dir belongs to one process at
-a time."""
+"""`automations dev` killed and started again on its data dir, as an operator does it: the runs go
+on at once, and a data dir belongs to one process at a time."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -104,6 +105,40 @@ def message_ids(outbox: Path) -> dict[str, list[str]]:
         )
         found.setdefault(path.name.split(".", 1)[0], []).append(header)
     return found
+
+
+@pytest.mark.parametrize("point", ["send_email.before_send", "send_email.after_send"])
+def test_a_restart_resumes_the_runs_a_kill_left_at_once(
+    tmp_path: Path, started: list[Dev], point: str
+) -> None:
+    """Killed while one run sends and the other's step waits in the in-process queue: on the
+    next start both end within seconds, not after the lease (120 s) or the stale delay (30 s);
+    the email the kill interrupted goes out once, or a second time under its Message-ID when
+    the kill came after the file was written (the SMTP window, docs/durability.md)."""
+    data = tmp_path / "dev"
+    first = Dev(data, AUTOMATIONS_FAULT_INJECTION=f"{point}=kill@{tmp_path / 'killed'}")
+    started.append(first)
+    with first.ready().client() as api:
+        load_two_welcomes(api)
+        # One thread: run A's send kills the process while run B's send is still queued.
+        sent = api.post("/events/send", json={"event": "user.created", "email": "a@example.com"})
+        assert sent.status_code == 202
+    assert first.process.wait(timeout=30) == -signal.SIGKILL
+    assert run_statuses(data) == ["running", "running"]
+
+    second = Dev(data)
+    started.append(second)
+    second.ready()
+    deadline = time.monotonic() + 15
+    while run_statuses(data) != ["completed", "completed"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run_statuses(data) == ["completed", "completed"]
+    emails = message_ids(data / "outbox")
+    assert len(emails) == 2
+    copies = sorted(len(headers) for headers in emails.values())
+    assert copies == ([1, 1] if point.endswith("before_send") else [1, 2])
+    assert all(len(set(headers)) == 1 for headers in emails.values())
+    assert "Traceback" not in second.stop()
 
 
 def test_a_data_dir_serves_one_process_at_a_time(tmp_path: Path, started: list[Dev]) -> None:
