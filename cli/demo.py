@@ -183,10 +183,12 @@ def run_demo(
     *, host: str, port: int, data_dir: Path, day_seconds: float, exit_when_done: bool
 ) -> None:
     """Load a sample welcome series, send events, and watch the runs advance live."""
-    from cli.embedded import owning, serving, wait_for_stop_signal
+    from cli.embedded import checked_settings, owning, serving, wait_for_stop_signal
 
+    time_scale = day_seconds / 86400
+    checked_settings(data_dir, time_scale=time_scale)  # refused before anything is written
     # The data dir is wiped only once this process holds it (never under a running dev or demo).
-    with owning(data_dir), serving(_fresh(data_dir, day_seconds), host=host, port=port) as server:
+    with owning(data_dir), serving(_fresh(data_dir, time_scale), host=host, port=port) as server:
         settings = server.settings
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         automation_id = load_sample(server)
@@ -205,12 +207,12 @@ def run_demo(
         wait_for_stop_signal()
 
 
-def _fresh(data_dir: Path, day_seconds: float) -> Settings:
+def _fresh(data_dir: Path, time_scale: float) -> Settings:
     """The demo's settings, on a data dir emptied of any earlier demo."""
     from cli.embedded import embedded_settings, wipe
 
     wipe(data_dir)
-    return embedded_settings(data_dir, time_scale=day_seconds / 86400)
+    return embedded_settings(data_dir, time_scale=time_scale)
 
 
 def _get(client: httpx.Client, path: str) -> dict[str, Any]:

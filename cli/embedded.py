@@ -64,13 +64,10 @@ def wipe(data_dir: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for one process that keeps everything under `data_dir`.
-
-    The API key is written to `data_dir/api-key` once, where the client commands look for it;
-    nothing is written when the settings are refused. AUTOMATIONS_ENV is honoured: in
-    production the secret key is checked as for any server (ConfigurationError).
-    """
+def checked_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """The settings of one process under `data_dir`, refused as `embedded_settings` refuses
+    them (one line; ConfigurationError in production without a real secret key), with nothing
+    written: to be called before the data dir is created or held."""
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{(data_dir / 'automations.sqlite3').resolve()}",
         "email_transport_url": f"file://{(data_dir / 'outbox').resolve()}",
@@ -81,7 +78,18 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
         settings = Settings(**values)
     except ValidationError as exc:
         fail_settings(exc)
-    settings.check_production_ready()  # before anything is written
+    settings.check_production_ready()
+    return settings
+
+
+def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for one process that keeps everything under `data_dir`.
+
+    The API key is written to `data_dir/api-key` once, where the client commands look for it;
+    nothing is written when the settings are refused. AUTOMATIONS_ENV is honoured: in
+    production the secret key is checked as for any server (ConfigurationError).
+    """
+    settings = checked_settings(data_dir, **overrides)
     path = key_file(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
