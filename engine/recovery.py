@@ -107,9 +107,7 @@ def retry_locked(
 ) -> Recovered:
     """`retry_run` inside the caller's transaction, the run locked (bulk retries)."""
     hold_automation(session, automation_id)
-    seen = recovery_store.run_state(session, run_id, lock=True)
-    if seen is None or seen.automation_id != automation_id:
-        raise NotFound("Run not found")
+    seen = _locked_run(session, automation_id, run_id)
     check_retryable(seen, from_cancelled=from_cancelled)
     recovery_store.begin_retry(session, run_id, status=seen.status, retries=seen.retries, now=now)
     return Recovered(run_id, resume(session, rt, seen, now=now))
@@ -193,7 +191,7 @@ def replay_run(
     run is locked, so of two replays of it at once the second sees the first's.
     """
     automation = hold_automation(session, automation_id)
-    old = _run_of(session, automation_id, run_id, lock=True)
+    old = _locked_run(session, automation_id, run_id)
     check_replayable(old)
     if once:
         replayed = recovery_store.replays_of(session, run_id)
@@ -238,11 +236,17 @@ def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation:
     return automation
 
 
-def _run_of(
-    session: Session, automation_id: uuid.UUID, run_id: uuid.UUID, *, lock: bool = False
-) -> RunState:
+def _run_of(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunState:
     require_automation(session, automation_id)
-    run = recovery_store.run_state(session, run_id, lock=lock)
+    return _found(recovery_store.run_state(session, run_id), automation_id)
+
+
+def _locked_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunState:
+    """The run, locked, once its automation is held (`hold_automation`)."""
+    return _found(recovery_store.run_state(session, run_id, lock=True), automation_id)
+
+
+def _found(run: RunState | None, automation_id: uuid.UUID) -> RunState:
     if run is None or run.automation_id != automation_id:
         raise NotFound("Run not found")
     return run
