@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import refuse_before_body
 from api.docs import DOCS_URL, mount_docs
 from api.errors import ERROR_RESPONSES, AnswerUnexpected, install_error_handlers
 from api.event_groups import EventGroups
@@ -74,7 +75,7 @@ def create_app(
         settings.broker_url if settings.broker_url.startswith("redis") else None
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, redis_url)
-    install_error_handlers(app)
+    install_error_handlers(app, refuse_before_body)
     install_idempotency(app, rt)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -102,6 +104,29 @@ async def full_access_key(request: Request, caller: Annotated[Caller, Depends(an
     require_full_access(caller)
     await claim_idempotency_key(request, caller)
     return caller
+
+
+async def refuse_before_body(request: Request) -> None:
+    """Refuse a request as its route's key would, before its body is judged.
+
+    FastAPI decodes a JSON body before it runs a route's dependencies: without this, a caller
+    with no valid key (or a sending key, off the sending routes) would be told that its body is
+    malformed instead of being refused, and its guesses would go uncounted."""
+    route = request.scope.get("route")
+    guards = _calls(route.dependant) if isinstance(route, APIRoute) else set()
+    if full_access_key in guards:
+        require_full_access(await any_key(request, None))
+    elif sending_key in guards:
+        await any_key(request, None)
+
+
+def _calls(dependant: Dependant) -> set[object]:
+    """Every dependency a route runs, at any depth."""
+    found: set[object] = set()
+    for sub in dependant.dependencies:
+        found.add(sub.call)
+        found |= _calls(sub)
+    return found
 
 
 Rt = Annotated[Runtime, Depends(runtime)]

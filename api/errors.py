@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -94,6 +95,10 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# Raises what a request's route would refuse it with (api/deps.refuse_before_body).
+Guard = Callable[[Request], Awaitable[None]]
+
+
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
@@ -101,16 +106,24 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     kind = first.get("type", "")
     if kind == "missing":
         return error_response(422, "missing_required_field", f"Missing `{field}` field.")
-    if kind == "json_invalid":
-        return error_response(422, "validation_error", "The request body is not valid JSON.")
     message = str(first.get("msg", "is invalid"))
     return error_response(422, "validation_error", f"`{field}`: {message}")
 
 
+async def _undecodable(guard: Guard, request: Request) -> JSONResponse:
+    """A body FastAPI could not decode: 422 to a caller the route lets in, else the route's
+    refusal (FastAPI decodes a body before it runs the route's key check)."""
+    try:
+        await guard(request)
+    except ApiError as refused:
+        return _api_error(request, refused)
+    except AutomationsError as refused:
+        return _engine_error(request, refused)
+    return error_response(422, "validation_error", "The request body is not valid JSON.")
+
+
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400:  # FastAPI's answer to a body it cannot decode
-        return error_response(422, "validation_error", "The request body is not valid JSON.")
     name = _HTTP_NAMES.get(exc.status_code, "application_error")
     message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
     return error_response(exc.status_code, name, message, getattr(exc, "headers", None))
@@ -159,10 +172,22 @@ class AnswerUnexpected(HttpMiddleware):
             await _unexpected(Request(scope), exc)(scope, receive, send)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, guard: Guard) -> None:
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        if exc.errors()[0].get("type") == "json_invalid":
+            return await _undecodable(guard, request)
+        return _validation_error(request, exc)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI's answer to a body it cannot decode
+            return await _undecodable(guard, request)
+        return _http_error(request, exc)
+
     app.add_exception_handler(AutomationsError, _engine_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

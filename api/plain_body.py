@@ -3,9 +3,9 @@
 `POST /events/send` is the front door's busiest route and its work per request is small, so
 FastAPI's parameter machinery (solving the key's dependencies and the body field, with their
 caches and scopes) was a fifth of the event loop's time per request. The route takes the
-`Request` and calls these and the key's dependencies itself, in FastAPI's order: the body is
-read and decoded first (422 if it is not JSON), then the key is checked, then the body is
-validated. The errors are FastAPI's, so api/errors.py answers them as for any other route.
+`Request` and calls these and the key's dependencies itself, in the order every route answers
+in: the key is checked first, then the body is decoded (422 if it is not JSON), then validated.
+The errors are FastAPI's, so api/errors.py answers them as for any other route.
 """
 
 from __future__ import annotations

@@ -48,9 +48,9 @@ async def send_event(request: Request) -> Response:
     """Start a run for every enabled automation listening for the event; resume waits.
 
     Committed before the answer; events that arrive together share the transaction."""
-    # No parameters for FastAPI to solve (api/plain_body.py); its order, its errors.
-    raw = await json_body(request)
+    # No parameters for FastAPI to solve (api/plain_body.py): the key first, then the body.
     await sending_key(request, await any_key(request, None))
+    raw = await json_body(request)
     body = validated(SendEvent, raw)
     groups: EventGroups = request.app.state.event_groups
     await groups.ingest(EventRequest(body.event, body.email, body.contact_id, body.payload))

@@ -46,16 +46,16 @@ def count_events(stack: Stack) -> int:
         return int(session.scalar(select(func.count()).select_from(Event)) or 0)
 
 
-def test_a_key_is_checked_after_the_body_is_decoded_and_before_it_is_validated(
+def test_a_key_is_checked_before_the_body_is_decoded(
     api_server,  # type: ignore[no-untyped-def]
 ) -> None:
-    # FastAPI's order for a declared body, kept by the route that reads its own (plain_body).
+    # Every route's order (api/deps.refuse_before_body), kept by the one that reads its own body.
     with api_server.client(api_key="re_wrong") as wrong:
         not_json = wrong.post(
             "/events/send", content=b"{", headers={"content-type": "application/json"}
         )
         no_event = wrong.post("/events/send", json={"email": "a@b.test"})
-    assert (not_json.status_code, not_json.json()["name"]) == (422, "validation_error")
+    assert (not_json.status_code, not_json.json()["name"]) == (401, "invalid_api_key")
     assert (no_event.status_code, no_event.json()["name"]) == (401, "invalid_api_key")
 
 

@@ -30,6 +30,7 @@ RESTRICTED = {
     "name": "restricted_api_key",
     "message": "This API key is restricted to only send emails",
 }
+RESTRICTED_NAME = (401, "restricted_api_key")
 SEND_BODIES: dict[str, Any] = {
     "/events/send": {"event": "perm.check", "email": "perm@example.test"},
     "/events/batch": [{"event": "perm.check", "email": "perm@example.test"}],
@@ -119,3 +120,35 @@ def test_a_domain_restriction_that_would_not_hold_is_refused(api: httpx.Client) 
         assert "`domain_id` is not supported" in refused.json()["message"]
         assert "token" not in refused.json()
     assert api.get("/api-keys").json()["data"] == keys_before
+
+
+def test_a_malformed_body_is_refused_before_it_is_judged(
+    api: httpx.Client, api_server: ApiServer, sending_client: httpx.Client, rt_stack: Stack
+) -> None:
+    """FastAPI decodes a JSON body before it checks the key: a caller the route would refuse
+    is refused all the same, not told that its body is malformed."""
+    wrong = {}
+    with api_server.client(api_key=None) as anonymous, sending_client:
+        for method, path in operations(rt_stack):
+            if method not in ("POST", "PATCH", "PUT") or (method, path) in PUBLIC:
+                continue
+            url = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+            answers = {
+                who: client.request(
+                    method, url, content=b"{", headers={"content-type": "application/json"}
+                )
+                for who, client in (
+                    ("anonymous", anonymous),
+                    ("sending", sending_client),
+                    ("full", api),
+                )
+            }
+            names = {who: (a.status_code, a.json().get("name")) for who, a in answers.items()}
+            sending = (method, path) in SENDING
+            if (
+                names["anonymous"] != (401, "missing_api_key")
+                or names["sending"] != ((422, "validation_error") if sending else RESTRICTED_NAME)
+                or names["full"][0] in (401, 500)  # 422, or 404 where no body is read
+            ):
+                wrong[f"{method} {path}"] = names
+    assert not wrong, wrong
