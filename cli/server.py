@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -218,17 +219,30 @@ def db_check_rollup(
     repair: Annotated[
         bool, typer.Option("--repair", help="Add to each differing counter what it lacks.")
     ] = False,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Only the hours from this UTC day (YYYY-MM-DD) on: reads only their runs.",
+        ),
+    ] = None,
 ) -> None:
     """Compare the metrics' hourly rollup with a recount of every run and step; --repair
     corrects what differs (safe while the runtime runs: nothing waits for it)."""
     from cli.database import reaching
+    from engine.errors import InvalidInput
     from engine.rollup_check import check_rollup, describe, repair_rollup
 
     rt = operator_runtime()
-    with reaching(rt.settings.database_url):
-        found = repair_rollup(rt) if repair else check_rollup(rt)
+    day = since.date() if since is not None else None
+    try:
+        with reaching(rt.settings.database_url):
+            found = repair_rollup(rt, day) if repair else check_rollup(rt, day)
+    except InvalidInput as exc:
+        fail(f"--since: {exc.message}", ExitCode.BAD_INPUT)
     if not found:
-        out.print("the rollup equals a recount of every run and step")
+        scope = "every run and step" if day is None else f"the runs and steps since {day} UTC"
+        out.print(f"the rollup equals a recount of {scope}")
         return
     for difference in found[:SHOWN_DIFFERENCES]:
         print(describe(difference))

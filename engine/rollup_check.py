@@ -11,23 +11,30 @@ from __future__ import annotations
 import datetime as dt
 
 from engine.db import snapshot, transaction
+from engine.errors import InvalidInput
 from engine.runtime import Runtime
 from engine.store.rollup_rebuild import Difference, correct, differences
 
+_EPOCH = dt.date(1970, 1, 1)
 
-def check_rollup(rt: Runtime) -> list[Difference]:
-    """The counters that differ from a recount, read with the recount in one snapshot."""
+
+def check_rollup(rt: Runtime, since: dt.date | None = None) -> list[Difference]:
+    """The counters that differ from a recount, read with the recount in one snapshot; from
+    the UTC day `since` on, if given (a check of the last days reads only their runs)."""
+    since_day = (since - _EPOCH).days if since is not None else 0
+    if since_day < 0:
+        raise InvalidInput("the day must be 1970-01-01 or later", field="since")
     with snapshot(rt.sessions) as session:
-        return differences(session.connection())
+        return differences(session.connection(), since_day)
 
 
-def repair_rollup(rt: Runtime) -> list[Difference]:
+def repair_rollup(rt: Runtime, since: dt.date | None = None) -> list[Difference]:
     """Find the counters that differ, then add what each lacks; the differences repaired.
 
     Nothing waits for it: the differences are read in one snapshot, and the corrections are
     added as increments afterwards, which the transactions committed meanwhile do not change.
     """
-    found = check_rollup(rt)
+    found = check_rollup(rt, since)
     if found:
         with transaction(rt.sessions) as session:
             correct(session.connection(), found)

@@ -32,6 +32,13 @@ def _hour(column: str, dialect: str) -> str:
     return f"(CAST(strftime('%s', {column}) AS INTEGER) / 3600)"
 
 
+def _from(column: str, dialect: str) -> str:
+    """`column` is in hour :since_hour or later (0: every row), as an index can use it."""
+    if dialect == "postgresql":
+        return f"{column} >= to_timestamp(CAST(:since_hour AS bigint) * 3600)"
+    return f"{_hour(column, dialect)} >= :since_hour"
+
+
 def _seconds(start: str, end: str, dialect: str) -> str:
     """end - start in seconds, as the float Python's timedelta.total_seconds() gives."""
     if dialect == "postgresql":
@@ -77,10 +84,12 @@ def _run_rows(dialect: str) -> str:
     ended += ["0", "0", "0"]
     return f"""
     SELECT automation_id, {_hour("created_at", dialect)} AS hour, {named}
-    FROM runs
+    FROM runs WHERE {_from("created_at", dialect)}
     UNION ALL
     SELECT automation_id, {_hour("completed_at", dialect)}, {", ".join(ended)}
-    FROM runs WHERE status <> 'running' AND completed_at IS NOT NULL"""  # noqa: S608
+    FROM runs
+    WHERE status <> 'running' AND completed_at IS NOT NULL
+      AND {_from("completed_at", dialect)}"""  # noqa: S608
 
 
 def _recount_runs(dialect: str) -> str:
@@ -120,6 +129,7 @@ def _recount_steps(dialect: str) -> str:
     return f"""
     SELECT r.automation_id, {hour} AS hour, s.step_key, s.step_type, {named}
     FROM run_steps AS s JOIN runs AS r ON r.id = s.run_id
+    WHERE {_from("r.created_at", dialect)}
     GROUP BY r.automation_id, {hour}, s.step_key, s.step_type"""  # noqa: S608 - constants
 
 
@@ -130,6 +140,7 @@ def _recount_durations(dialect: str) -> str:
     FROM (SELECT automation_id, {_hour("created_at", dialect)} AS hour, {bucket} AS bucket
           FROM runs
           WHERE status IN ('completed', 'failed', 'skipped')
+            AND {_from("created_at", dialect)}
             AND started_at IS NOT NULL AND completed_at IS NOT NULL) AS timed
     GROUP BY automation_id, hour, bucket"""  # noqa: S608 - composed of constants
 
@@ -152,9 +163,11 @@ _TABLES = (
 )
 
 
-def _parameters(dialect: str) -> dict[str, object]:
-    """The duration buckets' bounds, as each dialect reads an array."""
-    return {"bounds": list(BOUNDS) if dialect == "postgresql" else json.dumps(list(BOUNDS))}
+def _parameters(dialect: str, since_hour: int = 0) -> dict[str, object]:
+    """The duration buckets' bounds, as each dialect reads an array, and the first hour
+    recounted (0: all of them)."""
+    bounds = list(BOUNDS) if dialect == "postgresql" else json.dumps(list(BOUNDS))
+    return {"bounds": bounds, "since_hour": since_hour}
 
 
 def rebuild(conn: Connection) -> None:
@@ -201,16 +214,21 @@ class Difference:
     recounted: int
 
 
-def differences(conn: Connection) -> list[Difference]:
+def differences(conn: Connection, since_day: int = 0) -> list[Difference]:
     """Every counter the rollup tables keep (summed over shards) that differs from a recount of
     the runs and steps, hour rows and day rows alike; compared in the database, which sends
     only what differs. Read it in one snapshot: on a live PostgreSQL, a REPEATABLE READ
-    transaction."""
+    transaction.
+
+    `since_day` (days since 1970-01-01, UTC) limits both sides to the rows of that day and
+    later: a run counts in the hours it was created and ended, never earlier, so the recount of
+    those hours needs only the runs created or ended in them."""
     dialect = conn.dialect.name
+    parameters = _parameters(dialect, since_day * 24)
     found: list[Difference] = []
     for table in _TABLES:
         width = 3 + len(table.key)
-        for row in conn.execute(text(_differing(table, dialect)), _parameters(dialect)):
+        for row in conn.execute(text(_differing(table, dialect)), parameters):
             automation_id, span, hour, *key = row[:width]
             counts = row[width:]
             found.extend(
@@ -250,7 +268,7 @@ def _differing(table: _Table, dialect: str) -> str:
     return f"""
     WITH recounted AS ({table.recount(dialect)})
     SELECT {keys}, {sides}
-    FROM (SELECT {named} FROM {table.name}
+    FROM (SELECT {named} FROM {table.name} WHERE hour >= :since_hour
           UNION ALL SELECT {hours} FROM recounted
           UNION ALL SELECT {days} FROM recounted) AS both_sides
     GROUP BY {keys}

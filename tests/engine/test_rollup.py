@@ -185,3 +185,33 @@ def test_a_correction_read_before_more_runs_is_still_right_after_them(driver: Dr
         correct(session.connection(), found)
 
     assert_rollup_is_a_recount(driver)
+
+
+def test_a_check_since_a_day_reads_that_day_on_and_agrees_with_the_whole_check(
+    driver: Driver,
+) -> None:
+    automation_id = driver.automation(*branching(driver.template()))
+    driver.send("user.created", "early@x.test", {"kind": "mail"})
+    driver.send("user.created", "late-end@x.test", {"kind": "wait"})  # ends on the next day
+    driver.settle(until=driver.clock.now())
+    yesterday = hour_of(driver.clock.now())
+    driver.clock.advance(dt.timedelta(days=1))
+    today = driver.clock.now().date()
+    driver.send("user.created", "today@x.test", {"kind": "mail"})
+    driver.settle()  # the wait of yesterday's run ends today
+    hour = hour_of(driver.clock.now())
+    assert check_rollup(driver.rt, since=today) == check_rollup(driver.rt) == []
+    with transaction(driver.rt.sessions) as session:  # drift on each side of the day
+        for drifted in (yesterday, hour):
+            session.add(
+                RunRollup(automation_id=automation_id, span=1, hour=drifted, shard=99, failed=1)
+            )
+
+    found = check_rollup(driver.rt, since=today)
+
+    assert [(d.span, d.hour, d.counter, d.kept, d.recounted) for d in found] == [
+        (1, hour, "failed", 1, 0)
+    ]
+    assert len(check_rollup(driver.rt)) == 2
+    assert repair_rollup(driver.rt, since=today) == found
+    assert [(d.span, d.hour) for d in check_rollup(driver.rt)] == [(1, yesterday)]

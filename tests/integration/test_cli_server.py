@@ -110,6 +110,19 @@ def test_db_check_rollup_names_a_drift_and_repairs_it(
         "completed kept 3, recounted 0"
     ]
     assert drifted.stderr.startswith("error: 1 rollup counter(s) differ from a recount;")
+    later = run(
+        "db", "check-rollup", "--since", f"{start + dt.timedelta(days=1):%Y-%m-%d}", env=sqlite_env
+    )
+    assert later.returncode == 0, later.stderr
+    assert (
+        f"recount of the runs and steps since {start + dt.timedelta(days=1):%Y-%m-%d} UTC"
+        in later.stdout
+    )
+    assert run("db", "check-rollup", "--since", f"{start:%Y-%m-%d}", env=sqlite_env).returncode == 4
+    for bad, message in (("yesterday", "Invalid value for '--since'"), ("0001-01-01", "1970")):
+        refused = run("db", "check-rollup", "--since", bad, env=sqlite_env)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
     repaired = run("db", "check-rollup", "--repair", env=sqlite_env)
     assert repaired.returncode == 0, repaired.stderr
     assert "repaired 1 rollup counter(s) to their recount" in repaired.stdout

@@ -76,6 +76,7 @@ def assert_rollup_is_a_recount(stack: Stack) -> None:
         kept, truth = rollup(session), recount(session)
     assert kept == truth
     assert check_rollup(stack.runtime) == []
+    assert check_rollup(stack.runtime, since=stack.clock.now().date()) == []
 
 
 def send(stack: Stack, kind: str | None, email: str | None = None) -> uuid.UUID:
@@ -172,6 +173,30 @@ def test_a_repair_while_steps_run_mends_the_drift_and_loses_no_count(rt_stack: S
         repairer.join()
 
     assert repaired[0] == 1 and sum(repaired) == 1, repaired  # the drift, once
+    assert_rollup_is_a_recount(rt_stack)
+
+
+@POSTGRES_ONLY
+def test_a_check_since_a_day_leaves_out_the_days_before(rt_stack: Stack) -> None:
+    make_domain(rt_stack)
+    automation_id = branching(rt_stack, make_template(rt_stack))
+    settle(rt_stack, [send(rt_stack, "mail") for _ in range(2)], completed=2)
+    hour = hour_of(rt_stack.clock.now())
+    earlier = hour - hour % 24 - 1  # the last hour of the day before
+    today = rt_stack.clock.now().date()
+    for drifted in (earlier, hour):
+        with transaction(rt_stack.runtime.sessions) as session:
+            session.add(
+                RunRollup(automation_id=automation_id, span=1, hour=drifted, shard=99, failed=1)
+            )
+        if drifted == earlier:
+            assert check_rollup(rt_stack.runtime, since=today) == []
+
+    assert [(d.hour, d.counter) for d in check_rollup(rt_stack.runtime, since=today)] == [
+        (hour, "failed")
+    ]
+    assert {d.hour for d in check_rollup(rt_stack.runtime)} == {earlier, hour}
+    repair_rollup(rt_stack.runtime)
     assert_rollup_is_a_recount(rt_stack)
 
 
