@@ -16,6 +16,7 @@ from engine.steps.context import StepRun
 from engine.steps.trigger import event_summary
 from engine.store import contacts as contact_store
 from engine.store import events as event_store
+from engine.store import runs as run_store
 from models.enums import ConnectionType, StepType
 
 
@@ -72,12 +73,19 @@ def _register(sr: StepRun) -> Outcome:
     sr.rt.checkpoint("wait_for_event.locked")
     view = contact_store.contact_view(contact)
     since = sr.claimed.created_at
+    taken: set[str] | None = None
     for event in event_store.events_since(
         sr.session, contact_id=contact.id, name=name, since=since
     ):
         # The run's first steps are created at the instant its trigger event is received: that
         # event started the run, and is not one it waits for (a wait for the next order).
         if event.id == sr.run.run.event_id:
+            continue
+        # Likewise a wait's successor is created at the instant its event is received: an
+        # event that ended an earlier wait of the run is not also the one this wait awaits.
+        if taken is None:
+            taken = _events_received(sr)
+        if str(event.id) in taken:
             continue
         if matches_filter(config, event.payload, view):
             output = event_output(event.id, event.name, event.payload, event.received_at)
@@ -89,6 +97,12 @@ def _register(sr: StepRun) -> Outcome:
         wait_event=name,
         output={"event_name": name, "timeout_at": timeout_at.isoformat()},
     )
+
+
+def _events_received(sr: StepRun) -> set[str]:
+    """The ids of the events the run's earlier waits received."""
+    outputs = run_store.wait_outputs(sr.session, sr.claimed.run_id)
+    return {str(output.get("event_id")) for output in outputs}
 
 
 def _time_out(sr: StepRun) -> Outcome:

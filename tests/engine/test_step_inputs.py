@@ -84,6 +84,41 @@ def test_a_wait_for_the_trigger_s_own_event_waits_for_the_next_one(driver: Drive
     assert driver.steps(later)["next"].status == "waiting"
 
 
+def test_one_event_resumes_one_of_two_waits_for_it_in_a_row(driver: Driver) -> None:
+    def wait(key: str) -> dict[str, Any]:
+        config = {"event_name": "user.login", "timeout": "1 day"}
+        return {"key": key, "type": "wait_for_event", "config": config}
+
+    steps = [
+        trigger("user.created"),
+        wait("first_login"),
+        wait("second_login"),
+        {"key": "regular", "type": "contact_update", "config": {"properties": {"regular": True}}},
+    ]
+    connections = [
+        {"from": "start", "to": "first_login"},
+        {"from": "first_login", "to": "second_login", "type": "event_received"},
+        {"from": "second_login", "to": "regular", "type": "event_received"},
+    ]
+    driver.automation(steps, connections)
+    (run_id,) = driver.send("user.created", "twice@example.test").run_ids
+    driver.settle(until=driver.clock.now())
+
+    driver.clock.advance(dt.timedelta(minutes=5))
+    first = driver.send("user.login", "twice@example.test", {"n": 1})
+    driver.settle(until=driver.clock.now())
+    # The login that ended the first wait made the second: it is not the one the second awaits.
+    assert driver.steps(run_id)["first_login"].output["event_id"] == str(first.event_id)
+    assert driver.steps(run_id)["second_login"].status == "waiting"
+
+    driver.clock.advance(dt.timedelta(minutes=5))
+    second = driver.send("user.login", "twice@example.test", {"n": 2})
+    driver.settle(until=driver.clock.now())
+    waited = driver.steps(run_id)["second_login"]
+    assert (waited.status, waited.output["event_id"]) == ("completed", str(second.event_id))
+    assert driver.run(run_id).status == "completed"
+
+
 def test_a_contact_update_is_held_to_the_contact_endpoints_rules(driver: Driver) -> None:
     steps = [
         trigger("profile.changed"),
