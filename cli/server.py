@@ -330,7 +330,7 @@ def demo(
         Path, typer.Option(help="Wiped and refilled on each demo.")
     ] = DEMO_DATA_DIR,
     day_seconds: Annotated[
-        float, typer.Option(min=0.01, help="How long '1 day' lasts in the demo.")
+        float, typer.Option(min=0.01, max=86400, help="How long '1 day' lasts in the demo.")
     ] = 3.0,
     exit_when_done: Annotated[
         bool, typer.Option("--exit", help="Stop once every run ended (exit 1 if one went wrong).")

@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=3600, gt=0)
 
     clock: str = "system"
-    # Multiplies delays and wait timeouts; below 1 only for demos ("1 day" in seconds).
-    time_scale: float = Field(default=1.0, gt=0)
+    # Multiplies delays and wait timeouts; below 1 only for demos ("1 day" in seconds). Never
+    # above 1: a longer day would hold every delay and wait for years, or past the calendar.
+    time_scale: float = Field(default=1.0, gt=0, le=1)
     # Testing only: see engine/faults.py.
     fault_injection: str = ""
     worker_concurrency: int | None = None

@@ -4,6 +4,7 @@ secret."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from engine.settings import MIN_SECRET_BYTES, PLACEHOLDER_SECRET, ConfigurationError, Settings
 from tasks.app import create_celery_app
@@ -57,3 +58,14 @@ def test_a_long_or_absent_bootstrap_api_key_is_accepted(key: str | None) -> None
     # docker-compose.yml passes an unset AUTOMATIONS_API_KEY as an empty string: no key.
     Settings(env="production", secret_key="s" * 48, api_key=key).check_production_ready()  # type: ignore[arg-type]
     Settings(env="development", api_key="dev").check_production_ready()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scale", [1.5, 86400.0, 1e9])
+def test_a_time_scale_that_would_stretch_delays_is_refused(scale: float) -> None:
+    """Above 1, "1 day" lasts longer than a day: at 86400 (a day's seconds, mistaken for how
+    long a day lasts) a 3-day delay ends in 700 years, and a 30-day wait leaves the calendar."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(time_scale=scale)
+    assert [error["loc"] for error in refused.value.errors()] == [("time_scale",)]
+    Settings(time_scale=1.0)
+    Settings(time_scale=3 / 86400)  # the demo's 3-second days
