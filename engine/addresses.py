@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import idna
 
 from engine.errors import InvalidInput
-from engine.headers import CONTROL
+from engine.headers import CONTROL, ENCODED_WORD
 
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 253  # RFC 1035, written without the final dot
@@ -32,6 +32,10 @@ _QUOTED = re.compile(r'"[^"]*"')
 _NAMED = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>")
 
 RULE_ONE_ADDRESS = "must be one email address like name@example.com"
+RULE_NO_ENCODED_WORD = (
+    "must not contain an RFC 2047 encoded word like =?utf-8?q?...?=, which mail software"
+    " decodes into other text (a comma and another address, a line break)"
+)
 
 
 class AddressError(ValueError):
@@ -59,6 +63,8 @@ def parse_address(value: object) -> str:
         raise AddressError(f"{RULE_ONE_ADDRESS}, got {type(value).__name__}")
     if CONTROL.search(value):
         raise AddressError("must not contain line breaks or other control characters")
+    if ENCODED_WORD.search(value):
+        raise AddressError(RULE_NO_ENCODED_WORD)
     text = value.strip()
     if not text:
         raise AddressError(f"{RULE_ONE_ADDRESS}, got an empty value")
@@ -137,6 +143,8 @@ def parse_mailbox(value: object) -> Mailbox:
         )
     if CONTROL.search(value):
         raise AddressError("must not contain line breaks or other control characters")
+    if ENCODED_WORD.search(value):
+        raise AddressError(RULE_NO_ENCODED_WORD)
     text = value.strip()
     unquoted = _QUOTED.sub('""', text)
     if unquoted.count("@") > 1 and any(char in unquoted for char in ",;"):

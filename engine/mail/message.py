@@ -13,7 +13,7 @@ from email.utils import format_datetime, parseaddr
 from engine.addresses import AddressError, parse_address
 from engine.clock import SystemClock
 from engine.errors import StepFailure
-from engine.headers import INVALID_HEADER_VALUE, control_character
+from engine.headers import INVALID_HEADER_VALUE, control_character, header_problem
 
 MAX_LINE = 78
 INVALID_ADDRESS = "invalid_address"
@@ -151,7 +151,7 @@ def checked_recipient(email: OutgoingEmail) -> str:
     for name, value in [*headers, *added_headers(email).items()]:
         if not _HEADER_NAME.fullmatch(name):
             raise StepFailure(f"{name!r} is not a header name", code=INVALID_HEADER_VALUE)
-        problem = control_character(value)
+        problem = header_problem(value)
         if problem is not None:
             text = f"The {name} header would hold {problem}; nothing was sent"
             raise StepFailure(text, code=INVALID_HEADER_VALUE)

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from engine.addresses import MAX_SENDER, AddressError, Mailbox, parse_address, parse_mailbox
 from engine.errors import StepFailure
 from engine.failures import classify
-from engine.headers import INVALID_HEADER_VALUE, control_character
+from engine.headers import INVALID_HEADER_VALUE, header_problem
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
 from engine.runtime import Runtime
@@ -127,7 +127,7 @@ def _recipient(address: str) -> str:
 
 
 def _address_failure(header: str, value: object, error: AddressError) -> StepFailure:
-    if isinstance(value, str) and control_character(value) is not None:
+    if isinstance(value, str) and header_problem(value) is not None:
         return _header_failure(header, value)
     return StepFailure(
         f"The {header} address {value!r} {error.rule}; correct it where it is stored"
@@ -139,7 +139,7 @@ def _address_failure(header: str, value: object, error: AddressError) -> StepFai
 def _header_failure(header: str, text: str, origin: str = "") -> StepFailure:
     """`invalid_header_value`: the header, what is wrong, and where the value came from."""
     return StepFailure(
-        f"The {header} header would hold {control_character(text)}{origin}: a header is one"
+        f"The {header} header would hold {header_problem(text)}{origin}: a header is one"
         " line without control characters, so nothing was sent. Remove line breaks and control"
         " characters from that value, or use it only in the email's body",
         code=INVALID_HEADER_VALUE,
@@ -148,10 +148,10 @@ def _header_failure(header: str, text: str, origin: str = "") -> StepFailure:
 
 def _checked_subject(subject: str, source: str, values: dict[str, Any], refs: Any) -> str:
     """The rendered subject, or the failure naming the variable that brought a control character."""
-    if control_character(subject) is None:
+    if header_problem(subject) is None:
         return subject
     for name in sorted(placeholder_names(source)):
-        if name in values and control_character(format_value(values[name])) is not None:
+        if name in values and header_problem(format_value(values[name])) is not None:
             ref = refs.get(name) if isinstance(refs, dict) else None
             where = f" ({ref['var']})" if isinstance(ref, dict) and "var" in ref else ""
             raise _header_failure("Subject", subject, f", from the variable `{name}`{where}")

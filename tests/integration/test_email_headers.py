@@ -118,3 +118,26 @@ def test_a_stored_address_list_is_never_sent_to(rt_stack: Stack) -> None:
     assert rt_stack.outbox(run_id) == []
     assert rt_stack.sink.envelopes_for(victim) == []
     assert nothing_for_the_attacker(rt_stack)
+
+
+# An RFC 2047 encoded word holding a line break: no control character in the text itself, but
+# the email library decodes it when the header is set, and wrote `Bcc:` on a line of its own.
+ENCODED_INJECTION = "=?utf-8?q?x=0D=0ABcc:_attacker@evil.test?="
+
+
+def test_an_encoded_line_break_in_a_subject_variable_fails_the_step_at_once(
+    rt_stack: Stack,
+) -> None:
+    greeting(rt_stack)
+    address = unique_email("ew")
+    (run_id,) = rt_stack.send("user.created", address, {"name": ENCODED_INJECTION}).run_ids
+
+    assert rt_stack.wait_run(run_id).status == "failed"
+    welcome = rt_stack.steps(run_id)["welcome"]
+    assert welcome.error["code"] == "invalid_header_value"
+    assert "encoded word" in welcome.error["message"]
+    assert "`NAME` (event.name)" in welcome.error["message"]
+    assert welcome.attempt == 1
+    assert rt_stack.outbox(run_id) == []
+    assert rt_stack.sink.envelopes_for(address) == []
+    assert nothing_for_the_attacker(rt_stack)

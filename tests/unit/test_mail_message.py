@@ -92,6 +92,21 @@ def test_fold_raw_refuses_what_cannot_go_out_raw(value: str) -> None:
         ({"headers": {"X-Ref": "1\r\nBcc: eve@evil.test"}}, "invalid_header_value", "X-Ref"),
         ({"headers": {"X Ref": "1"}}, "invalid_header_value", "not a header name"),
         ({"unsubscribe_url": "https://acme.test/u\r\nBcc: x"}, "invalid_header_value", "List"),
+        # Encoded words: the email library decodes them as the header is set, and wrote the
+        # line break out (a Bcc: line of its own), or the comma and a second address.
+        ({"subject": "Hi =?utf-8?q?x=0D=0ABcc:_eve@evil.test?="}, "invalid_header_value", "2047"),
+        ({"subject": "Hi=?UTF-8?B?DQpCY2M6IGV2ZUBldmlsLnRlc3Q=?="}, "invalid_header_value", "2047"),
+        (
+            {"sender": "=?utf-8?q?eve=40evil.test=2C_Acme?= <hello@acme.test>"},
+            "invalid_header_value",
+            "From",
+        ),
+        (
+            {"reply_to": ('"=?utf-8?q?x=0D=0ABcc:_eve@evil.test?=" <a@acme.test>',)},
+            "invalid_header_value",
+            "Reply-To",
+        ),
+        ({"to": ("=?utf-8?q?eve=40evil.test?=@example.test",)}, "invalid_header_value", "To"),
     ],
 )
 def test_every_transport_refuses_what_is_not_one_clean_recipient(

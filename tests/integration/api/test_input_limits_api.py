@@ -133,6 +133,8 @@ def test_contacts_refuse_anything_but_one_address(
         ({"reply_to": "a@acme.test, x@evil.test"}, ["`reply_to[0]`", "not a list"]),
         ({"reply_to": ["a@acme.test", "b@"]}, ["`reply_to[1]`", "domain"]),
         ({"subject": "Hello\r\nBcc: x@evil.test"}, ["`subject`", "carriage return"]),
+        ({"subject": "Hi =?utf-8?q?=0D=0ABcc:_x@evil.test?="}, ["`subject`", "encoded word"]),
+        ({"from": "=?utf-8?q?x=40evil.test=2C?= <hi@acme.test>"}, ["`from`", "encoded word"]),
     ],
 )
 def test_templates_refuse_lists_and_line_breaks_in_headers(
@@ -151,6 +153,7 @@ def test_templates_refuse_lists_and_line_breaks_in_headers(
         ({"from": "Acme <hi@acme.test>, x@evil.test"}, ["steps[1]", "`from`", "not a list"]),
         ({"reply_to": "x@evil.test\nBcc: y@evil.test"}, ["steps[1]", "`reply_to`", "line breaks"]),
         ({"subject": "Hi\nthere"}, ["steps[1]", "`subject`", "line feed"]),
+        ({"subject": "=?utf-8?b?SGkNCkJjYzogeEBldmlsLnRlc3Q=?="}, ["`subject`", "encoded word"]),
     ],
 )
 def test_step_configs_refuse_lists_and_line_breaks_in_headers(
