@@ -72,7 +72,9 @@ class ApiError(Exception):
 def error_response(
     status: int, name: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"statusCode": status, "name": name, "message": message}
+    # A message may quote the request, and a lone surrogate (\ud800) in it has no UTF-8.
+    text = message.encode("utf-8", "backslashreplace").decode()
+    body = {"statusCode": status, "name": name, "message": text}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

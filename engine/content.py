@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 from engine.addresses import check_mailbox
 from engine.errors import InvalidInput, NotFound
 from engine.headers import check_header_text
+from engine.json_limits import JsonLimits
 from engine.store import content as content_store
 from engine.store.paging import Page
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Domain, Template
 
+_FALLBACK_LIMITS = JsonLimits()
 _VARIABLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # An alias addresses a template in a URL path: no whitespace and no slash.
 _ALIAS = re.compile(r"[^\s/]+")
@@ -69,6 +71,8 @@ def _check_variables(variables: Sequence[Mapping[str, Any]]) -> list[dict[str, A
                 f" got {type(fallback).__name__}",
                 field=f"{where}.fallback_value",
             )
+        # Free text, unlike the fields the API types: a NUL or a lone surrogate cannot be stored.
+        _FALLBACK_LIMITS.check(fallback, field=f"{where}.fallback_value")
         checked.append({"key": key, "type": kind, "fallback_value": fallback})
     return checked
 

@@ -12,9 +12,12 @@ from models.enums import AutomationStatus, ConnectionType
 
 
 def _without_nul(value: Any) -> Any:
-    """The value unchanged; PostgreSQL stores no NUL character in text or JSON, so refuse it."""
+    """The value unchanged; PostgreSQL stores no NUL character in text or JSON, nor a lone
+    surrogate, which has no UTF-8, so refuse them."""
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL (\\u0000) characters")
+    if isinstance(value, str) and not _encodable(value):
+        raise ValueError("must not contain a lone surrogate (\\ud800-\\udfff)")
     if isinstance(value, dict):
         for key, item in value.items():
             _without_nul(key)
@@ -23,6 +26,14 @@ def _without_nul(value: Any) -> Any:
         for item in value:
             _without_nul(item)
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _GraphBody(BaseModel):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from engine.db import transaction
 from engine.json_limits import JsonLimits
-from models.tables import Contact, Event, Run
+from models.tables import Automation, Contact, Event, Run, Template
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
 
@@ -317,3 +317,35 @@ def test_a_payload_stored_before_the_limits_can_still_be_read(
     assert contact.json()["properties"]["deep"] == deep
     listed = api.get("/contacts")
     assert listed.status_code == 200, listed.text
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "words"),
+    [
+        # Each answered 500: the value reached the database, or the error message quoting it
+        # could not be written as UTF-8.
+        (
+            "/templates",
+            '{"name": "t", "html": "x", "variables": [{"key": "A", "type": "string",'
+            ' "fallback_value": "a\\ud800"}]}',
+            ["`variables[0].fallback_value`", "lone surrogate"],
+        ),
+        (
+            "/automations",
+            '{"name": "a\\udfff", "connections": [], "steps": [{"key": "start",'
+            ' "type": "trigger", "config": {"event_name": "x"}}]}',
+            ["`name`", "lone surrogate"],
+        ),
+        (
+            "/contacts",
+            '{"email": "lone@example.test", "properties": {"k\\ud800": 1}}',
+            ["`properties.k\\ud800`", "property key"],
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused_with_the_field_named(
+    api: httpx.Client, rt_stack: Stack, path: str, raw: str, words: list[str]
+) -> None:
+    refused(api.post(path, content=raw, headers=JSON), *words)
+    for table in (Template, Automation, Contact):
+        assert count(rt_stack, table) == 0
