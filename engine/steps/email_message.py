@@ -87,8 +87,7 @@ def _template(sr: StepRun, reads: SendReads) -> Row[Any]:
     return template
 
 
-def _sender(sr: StepRun, template: Row[Any], reads: SendReads) -> Mailbox:
-    sender = sr.step.config.get("from") or template.sender
+def _sender(sr: StepRun, sender: str | None, reads: SendReads) -> Mailbox:
     if not sender:
         raise StepFailure(
             "No sender: set `from` on the step or on the template", code="missing_sender"
@@ -186,7 +185,12 @@ def _render_and_write(
 ) -> PreparedEmail:
     config = sr.step.config
     template = _template(sr, reads)
-    sender = _sender(sr, template, reads)
+    # A retry sends the email its row records: to, from and subject as the first try wrote
+    # them, whatever changed since (the contact's address, the template), as its output says.
+    recorded = reads.email
+    sender = _sender(
+        sr, recorded.sender if recorded else config.get("from") or template.sender, reads
+    )
     subject_source = config.get("subject") or template.subject
     if not subject_source:
         raise StepFailure(
@@ -198,13 +202,17 @@ def _render_and_write(
     values["RESEND_UNSUBSCRIBE_URL"] = link
     # Every header is checked before the outbox row is written: a value that cannot go out
     # fails the step now, and is never retried or half-sent.
-    subject = _checked_subject(
-        render(subject_source, values, html=False),
-        subject_source,
-        values,
-        config["template"].get("variables"),
+    subject = (
+        recorded.subject
+        if recorded
+        else _checked_subject(
+            render(subject_source, values, html=False),
+            subject_source,
+            values,
+            config["template"].get("variables"),
+        )
     )
-    recipient = _recipient(to)
+    recipient = _recipient(recorded.to_address if recorded else to)
     reply_to = config.get("reply_to") or template.reply_to or ()
     replies = [
         _mailbox(item, "Reply-To")
@@ -213,13 +221,13 @@ def _render_and_write(
     html = render(template.html, values, html=True) if template.html else None
     text = render(template.text_body, values, html=False) if template.text_body else None
     # An earlier try wrote the row and did not send: this one sends under the same id.
-    email = reads.email or _write(sr, recipient, sender, subject, template.id, given)
+    email = recorded or _write(sr, recipient, sender, subject, template.id, given)
     message = OutgoingEmail(
         email_id=str(email.id),
         idempotency_key=f"automations-{email.id}",
-        sender=str(sender),
-        to=(recipient,),
-        subject=subject,
+        sender=email.sender,
+        to=(email.to_address,),
+        subject=email.subject,
         html=html,
         text=text,
         reply_to=tuple(str(box) for box in replies),

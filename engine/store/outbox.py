@@ -46,11 +46,13 @@ class Email:
     id: uuid.UUID
     status: str
     to_address: str
+    sender: str
+    subject: str
     template_id: uuid.UUID | None
     variables: dict[str, Any]
 
 
-_EMAIL_COLUMNS = ("id", "status", "to_address", "template_id", "variables")
+_EMAIL_COLUMNS = ("id", "status", "to_address", "sender", "subject", "template_id", "variables")
 
 
 def _email(row: Row[Any], prefix: str = "") -> Email:

@@ -6,7 +6,10 @@ import datetime as dt
 
 import pytest
 import redis
+from sqlalchemy import update
 
+from engine.db import transaction
+from models.tables import Contact, Template
 from tests.conftest import REDIS_URL
 from tests.integration.factories import (
     chain,
@@ -148,6 +151,31 @@ def test_transient_smtp_failure_retries_with_backoff_then_sends_once(rt_stack: S
     step = rt_stack.steps(run_id)["mail"]
     assert step.attempt == 2 and step.error is None
     assert step.started_at == first_started < step.claimed_at
+
+
+def test_a_retry_sends_the_email_its_outbox_row_records(rt_stack: Stack) -> None:
+    """Between two tries the contact's address and the template's subject change: the retry
+    is the same email (one id, one Message-ID), so it goes where the row and the step's output
+    say it went, with the subject recorded. It went to the new address, under the old record."""
+    mail_then_update(rt_stack)
+    address, moved = unique_email("before"), unique_email("moved")
+    rt_stack.sink.refuse(address, "451 4.3.0 Try again later", times=1)
+    (run_id,) = rt_stack.send("user.created", address).run_ids
+    rt_stack.wait_for(lambda: mail_retrying(rt_stack, run_id, 1), what="the first attempt to fail")
+    with transaction(rt_stack.runtime.sessions) as session:
+        session.execute(update(Contact).where(Contact.email == address).values(email=moved))
+        session.execute(update(Template).values(subject="Changed, {{{FIRST_NAME}}}"))
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.retry_base_seconds + 1))
+    assert rt_stack.wait_run(run_id).status == "completed"
+
+    (row,) = rt_stack.outbox(run_id)
+    assert rt_stack.steps(run_id)["mail"].output["to"] == row.to_address == address
+    assert rt_stack.sink.envelopes_for(moved) == []
+    [envelope] = rt_stack.sink.envelopes_for(address)
+    assert envelope.rcpt_tos == [address]
+    [message] = rt_stack.sink.to(address)
+    assert message["Subject"] == row.subject
+    assert message["To"] == address
 
 
 def test_transient_failures_give_up_after_max_attempts(rt_stack: Stack) -> None:
