@@ -11,6 +11,9 @@ from engine.errors import StepFailure
 # A regex substitution is the whole engine: nothing in a template can run code or reach
 # an attribute, so a template is sandboxed by construction.
 _PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|\s*([^{}]*?))?\s*\}\}\}")
+# What one rendered text may hold. Each placeholder may bring a whole payload's 64 KB (five
+# times that once escaped), so a template of a few hundred KB could render gigabytes.
+MAX_RENDERED = 5_000_000
 
 
 class MissingVariable(StepFailure):
@@ -21,6 +24,18 @@ class MissingVariable(StepFailure):
     def __init__(self, name: str) -> None:
         super().__init__(f"Template variable `{name}` has no value and no fallback")
         self.name = name
+
+
+class RenderedTooLarge(StepFailure):
+    """A template's text would render past MAX_RENDERED characters."""
+
+    code = "rendered_too_large"
+
+    def __init__(self, part: str) -> None:
+        super().__init__(
+            f"The email's {part} would render to more than {MAX_RENDERED:,} characters; nothing"
+            " was sent. Put fewer or shorter values into its placeholders"
+        )
 
 
 def placeholder_names(text: str) -> set[str]:
@@ -41,10 +56,13 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def render(text: str, variables: Mapping[str, Any], *, html: bool) -> str:
-    """Substitute every placeholder, HTML-escaping values when html is True."""
+def render(text: str, variables: Mapping[str, Any], *, html: bool, part: str = "text") -> str:
+    """Substitute every placeholder, HTML-escaping values when html is True; RenderedTooLarge
+    (naming the `part`) as soon as the result would pass MAX_RENDERED characters."""
+    size = len(text)
 
     def substitute(match: re.Match[str]) -> str:
+        nonlocal size
         name, fallback = match.group(1), match.group(2)
         if name in variables:
             value = format_value(variables[name])
@@ -52,6 +70,10 @@ def render(text: str, variables: Mapping[str, Any], *, html: bool) -> str:
             value = fallback
         else:
             raise MissingVariable(name)
-        return html_lib.escape(value, quote=True) if html else value
+        out = html_lib.escape(value, quote=True) if html else value
+        size += len(out) - len(match.group())
+        if size > MAX_RENDERED:
+            raise RenderedTooLarge(part)
+        return out
 
     return _PLACEHOLDER.sub(substitute, text)

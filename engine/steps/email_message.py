@@ -206,7 +206,7 @@ def _render_and_write(
         recorded.subject
         if recorded
         else _checked_subject(
-            render(subject_source, values, html=False),
+            render(subject_source, values, html=False, part="subject"),
             subject_source,
             values,
             config["template"].get("variables"),
@@ -218,7 +218,7 @@ def _render_and_write(
         _mailbox(item, "Reply-To")
         for item in ([reply_to] if isinstance(reply_to, str) else reply_to)
     ]
-    html = render(template.html, values, html=True) if template.html else None
+    html = render(template.html, values, html=True, part="html") if template.html else None
     text = render(template.text_body, values, html=False) if template.text_body else None
     # An earlier try wrote the row and did not send: this one sends under the same id.
     email = recorded or _write(sr, recipient, sender, subject, template.id, given)

@@ -141,3 +141,25 @@ def test_an_encoded_line_break_in_a_subject_variable_fails_the_step_at_once(
     assert rt_stack.outbox(run_id) == []
     assert rt_stack.sink.envelopes_for(address) == []
     assert nothing_for_the_attacker(rt_stack)
+
+
+def test_a_body_that_would_render_too_large_fails_the_step_before_it_is_built(
+    rt_stack: Stack,
+) -> None:
+    """Each placeholder of a template may bring a payload's 64 KB: a 256 KB template rendered
+    gigabytes in the worker's memory. The rendering stops at its bound instead."""
+    make_domain(rt_stack)
+    template_id = make_template(rt_stack, subject="Hello", html="<p>{{{BLOB}}}</p>" * 120)
+    email = send_email_step("welcome", template_id)
+    email["config"]["template"]["variables"] = {"BLOB": {"var": "event.blob"}}
+    make_automation(rt_stack, [TRIGGER, email], chain("start", "welcome"))
+    address = unique_email("bomb")
+    (run_id,) = rt_stack.send("user.created", address, {"blob": "&" * 60_000}).run_ids
+
+    assert rt_stack.wait_run(run_id).status == "failed"
+    welcome = rt_stack.steps(run_id)["welcome"]
+    assert welcome.error["code"] == "rendered_too_large"
+    assert "html" in welcome.error["message"] and "5,000,000" in welcome.error["message"]
+    assert welcome.attempt == 1
+    assert rt_stack.outbox(run_id) == []
+    assert rt_stack.sink.envelopes_for(address) == []

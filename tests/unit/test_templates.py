@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import StepFailure
-from engine.templates import MissingVariable, placeholder_names, render
+from engine.templates import (
+    MAX_RENDERED,
+    MissingVariable,
+    RenderedTooLarge,
+    placeholder_names,
+    render,
+)
 
 
 def test_missing_variable_is_a_step_failure() -> None:
@@ -132,3 +138,15 @@ def test_no_attribute_access_or_code() -> None:
 def test_text_without_placeholders_renders_unchanged(text: str) -> None:
     assert render(text, {}, html=False) == text
     assert placeholder_names(text) == set()
+
+
+def test_rendering_stops_at_its_bound() -> None:
+    blob = "&" * 60_000  # five times as long escaped
+    text = "<p>{{{V}}}</p>" * 20
+    assert len(render(text, {"V": blob}, html=False)) < MAX_RENDERED
+    with pytest.raises(RenderedTooLarge) as caught:
+        render(text, {"V": blob}, html=True, part="html")
+    assert caught.value.code == "rendered_too_large"
+    assert "The email's html would render to more than 5,000,000 characters" in str(caught.value)
+    with pytest.raises(RenderedTooLarge):
+        render("{{{V|x}}}" * 10, {"V": "y" * (MAX_RENDERED // 10 + 1)}, html=False)
