@@ -16,8 +16,9 @@ from engine.errors import InvalidInput
 # C0 and C1 controls (NUL, TAB, CR, LF, NEL...), DEL, and Unicode's line and paragraph
 # separators, which some mail software also takes for line breaks.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# What Python's header parser takes for an encoded word, even inside a word or quotes.
-ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bq]\?\S*?\?=", re.IGNORECASE)
+# The start of what Python's header parser takes for an encoded word, even inside a word or
+# quotes, with spaces in it, or without its closing `?=` (`=?utf-8?q?=0A` is a line feed).
+ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?", re.IGNORECASE)
 INVALID_HEADER_VALUE = "invalid_header_value"
 
 _NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\t": "a tab", "\x00": "a NUL"}
@@ -40,8 +41,8 @@ def header_problem(text: str) -> str | None:
     found = ENCODED_WORD.search(text)
     if found is None:
         return None
-    word = found.group() if len(found.group()) <= 40 else found.group()[:39] + "…"
-    return f"an RFC 2047 encoded word {word!r}, which mail software decodes into other text"
+    word = text[found.start() : found.start() + 40]
+    return f"an RFC 2047 encoded word ({word!r}), which mail software decodes into other text"
 
 
 def check_header_text(value: str, field: str, *, label: str | None = None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from engine.db import transaction
 from engine.ingest import ingest_event
 from tests.integration.factories import (
@@ -122,15 +124,20 @@ def test_a_stored_address_list_is_never_sent_to(rt_stack: Stack) -> None:
 
 # An RFC 2047 encoded word holding a line break: no control character in the text itself, but
 # the email library decodes it when the header is set, and wrote `Bcc:` on a line of its own.
-ENCODED_INJECTION = "=?utf-8?q?x=0D=0ABcc:_attacker@evil.test?="
+# It needs no closing `?=`, and may hold spaces.
+ENCODED_INJECTIONS = [
+    "=?utf-8?q?x=0D=0ABcc:_attacker@evil.test?=",
+    "=?utf-8?q?x=0D=0ABcc: attacker@evil.test",
+]
 
 
+@pytest.mark.parametrize("injection", ENCODED_INJECTIONS)
 def test_an_encoded_line_break_in_a_subject_variable_fails_the_step_at_once(
-    rt_stack: Stack,
+    rt_stack: Stack, injection: str
 ) -> None:
     greeting(rt_stack)
     address = unique_email("ew")
-    (run_id,) = rt_stack.send("user.created", address, {"name": ENCODED_INJECTION}).run_ids
+    (run_id,) = rt_stack.send("user.created", address, {"name": injection}).run_ids
 
     assert rt_stack.wait_run(run_id).status == "failed"
     welcome = rt_stack.steps(run_id)["welcome"]

@@ -107,6 +107,9 @@ def test_fold_raw_refuses_what_cannot_go_out_raw(value: str) -> None:
             "Reply-To",
         ),
         ({"to": ("=?utf-8?q?eve=40evil.test?=@example.test",)}, "invalid_header_value", "To"),
+        # Without its closing ?=, and with spaces in it, the library still decodes one.
+        ({"subject": "Hi =?utf-8?q?=0D=0ABcc: eve@evil.test"}, "invalid_header_value", "2047"),
+        ({"reply_to": ("=?utf-8?q?=0A <a@acme.test>",)}, "invalid_header_value", "Reply-To"),
     ],
 )
 def test_every_transport_refuses_what_is_not_one_clean_recipient(
