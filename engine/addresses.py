@@ -169,6 +169,12 @@ def _display_name(name: str) -> str | None:
             'has a display name with one of ( ) < > [ ] : ; @ \\ , ": put it in double quotes, '
             'e.g. "Acme, Inc." <hi@example.com>'
         )
+    if name.startswith("."):
+        # Python's address parser fails on it (AttributeError), as the transport sends.
+        raise AddressError(
+            'has a display name that starts with a dot: put it in double quotes, e.g. ".Acme" '
+            "<hi@example.com>"
+        )
     return name
 
 

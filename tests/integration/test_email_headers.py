@@ -170,3 +170,26 @@ def test_a_body_that_would_render_too_large_fails_the_step_before_it_is_built(
     assert welcome.attempt == 1
     assert rt_stack.outbox(run_id) == []
     assert rt_stack.sink.envelopes_for(address) == []
+
+
+def test_a_stored_sender_the_email_library_cannot_read_fails_the_step_at_once(
+    rt_stack: Stack,
+) -> None:
+    """A display name starting with a dot, stored before the door refused it: Python's address
+    parser raised AttributeError in the transport, and the step was retried as an unexpected
+    error. Now the step fails once, naming the From address, before the outbox."""
+    make_domain(rt_stack)
+    template_id = make_template(rt_stack, sender=".Acme <hello@acme.test>")
+    make_automation(
+        rt_stack, [TRIGGER, send_email_step("welcome", template_id)], chain("start", "welcome")
+    )
+    address = unique_email("dot")
+    (run_id,) = rt_stack.send("user.created", address, {"plan": "pro"}).run_ids
+
+    assert rt_stack.wait_run(run_id).status == "failed"
+    welcome = rt_stack.steps(run_id)["welcome"]
+    assert welcome.error["code"] == "invalid_address"
+    assert "From" in welcome.error["message"] and "starts with a dot" in welcome.error["message"]
+    assert welcome.attempt == 1
+    assert rt_stack.outbox(run_id) == []
+    assert rt_stack.sink.envelopes_for(address) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import string
 
 import pytest
@@ -112,6 +113,8 @@ def test_check_address_names_the_field_the_rule_and_the_value() -> None:
         ('"Acme, Inc." <hi@example.com>', Mailbox('"Acme, Inc."', "hi@example.com")),
         ("Zoë Café <zoe@bücher.example>", Mailbox("Zoë Café", "zoe@xn--bcher-kva.example")),
         ("<hi@example.com>", Mailbox(None, "hi@example.com")),
+        ('".Acme" <hi@example.com>', Mailbox('".Acme"', "hi@example.com")),
+        ("J. R. Doe <hi@example.com>", Mailbox("J. R. Doe", "hi@example.com")),
     ],
 )
 def test_senders_may_carry_a_display_name(value: str, mailbox: Mailbox) -> None:
@@ -134,6 +137,8 @@ def test_senders_may_carry_a_display_name(value: str, mailbox: Mailbox) -> None:
         ("Acme <hi>", "exactly one @"),
         ("Acme <hi@localhost>", "two labels"),
         ("=?utf-8?q?x@evil.test=2C_Acme?= <hi@example.com>", "encoded word"),
+        (".Acme <hi@example.com>", "starts with a dot"),
+        (" . <hi@example.com>", "starts with a dot"),
         ('"=?utf-8?q?x=0D=0ABcc:_y@evil.test?=" <hi@example.com>', "encoded word"),
         (["hi@example.com"], "got list"),
     ],
@@ -194,3 +199,21 @@ def test_any_text_is_either_refused_or_one_clean_address(value: str) -> None:
     assert address.count("@") == 1 and local and domain
     assert address.isascii() and address.isprintable() and " " not in address
     assert not set(address) & set(',;<>()"[]\\')
+
+
+names = st.lists(
+    st.sampled_from([*'ab .,:;<>@"\\()_é漢!#', "=?utf-8?q?", "?=", "=0A", "=2C", "x@y.test"]),
+    max_size=12,
+).map("".join)
+
+
+@given(names)
+def test_every_sender_accepted_is_one_mailbox_to_the_email_library(name: str) -> None:
+    """What the transport's header parser reads from an accepted sender: the same one address
+    (not a crash, not a second address decoded from an encoded word)."""
+    try:
+        mailbox = parse_mailbox(f"{name} <hi@example.com>")
+    except AddressError:
+        return
+    header = email.policy.default.header_factory("From", str(mailbox))
+    assert [address.addr_spec for address in header.addresses] == ["hi@example.com"]

@@ -135,6 +135,7 @@ def test_contacts_refuse_anything_but_one_address(
         ({"subject": "Hello\r\nBcc: x@evil.test"}, ["`subject`", "carriage return"]),
         ({"subject": "Hi =?utf-8?q?=0D=0ABcc:_x@evil.test?="}, ["`subject`", "encoded word"]),
         ({"from": "=?utf-8?q?x=40evil.test=2C?= <hi@acme.test>"}, ["`from`", "encoded word"]),
+        ({"reply_to": [".Acme <hi@acme.test>"]}, ["`reply_to[0]`", "starts with a dot"]),
     ],
 )
 def test_templates_refuse_lists_and_line_breaks_in_headers(
