@@ -29,7 +29,6 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # RFC 5322 specials that would make a display name parse as something else (a list, a group).
 _PHRASE_SPECIALS = set('()<>[]:;@\\,"')
 _QUOTED = re.compile(r'"[^"]*"')
-_NAMED = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>")
 
 RULE_ONE_ADDRESS = "must be one email address like name@example.com"
 RULE_NO_ENCODED_WORD = (
@@ -149,12 +148,26 @@ def parse_mailbox(value: object) -> Mailbox:
     unquoted = _QUOTED.sub('""', text)
     if unquoted.count("@") > 1 and any(char in unquoted for char in ",;"):
         raise AddressError("must be exactly one address, not a list")
-    named = _NAMED.fullmatch(text)
+    named = _split_named(text)
     if named is None:
         if "<" in text or ">" in text:
             raise AddressError('must be "Name <name@example.com>": one <address> at the end')
         return Mailbox(None, parse_address(text))
-    return Mailbox(_display_name(named["name"]), parse_address(named["address"]))
+    return Mailbox(_display_name(named[0]), parse_address(named[1]))
+
+
+def _split_named(text: str) -> tuple[str, str] | None:
+    """`Name <address>` as (name, address), None without one <address> at the end. Split at
+    the last `<`, in linear time: a regular expression's lazy name and the spaces before `<`
+    took a second for a value of 40,000 spaces, which a step's `from` may be before its length
+    is checked."""
+    if not text.endswith(">"):
+        return None
+    head, bracket, rest = text.rpartition("<")
+    address = rest[:-1]
+    if not bracket or ">" in address:
+        return None
+    return head.rstrip(), address
 
 
 def _display_name(name: str) -> str | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.policy
+import re
 import string
+import time
 
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from engine.addresses import (
     MAX_ADDRESS,
     AddressError,
     Mailbox,
+    _split_named,
     canonical_email,
     check_address,
     check_mailbox,
@@ -217,3 +220,21 @@ def test_every_sender_accepted_is_one_mailbox_to_the_email_library(name: str) ->
         return
     header = email.policy.default.header_factory("From", str(mailbox))
     assert [address.addr_spec for address in header.addresses] == ["hi@example.com"]
+
+
+# The pattern that split `Name <address>` before, in quadratic time.
+_QUADRATIC = re.compile(r"(?P<name>.*?)\s*<(?P<address>[^<>]*)>")
+
+
+@given(st.text(alphabet=' \ta<>"@.', max_size=30))
+def test_a_named_sender_is_split_as_before(text: str) -> None:
+    old = _QUADRATIC.fullmatch(text)
+    assert _split_named(text) == (None if old is None else (old["name"], old["address"]))
+
+
+@pytest.mark.parametrize("value", ["a" + " " * 40_000 + "<", "a" + " " * 40_000 + "<x@y.test"])
+def test_a_long_sender_is_refused_in_linear_time(value: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(AddressError):
+        parse_mailbox(value)
+    assert time.perf_counter() - started < 0.2
