@@ -15,6 +15,7 @@ from engine.errors import InvalidInput, NotFound
 from engine.json_limits import JsonLimits
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
+from engine.store import runs as run_store
 from engine.store.paging import Page
 from models.tables import Contact, Segment
 
@@ -181,11 +182,21 @@ def update_contact(
     return contact
 
 
-def delete_contact(session: Session, ref: str) -> uuid.UUID:
+def delete_contact(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID:
     """Delete the contact and its memberships; its runs and events keep no link to it."""
-    contact = find_contact(session, ref, for_update=True)
-    contact_store.delete_contact(session, contact.id)
-    return contact.id
+    contact_id = find_contact(session, ref).id
+    wake_runs_of(session, contact_id, now)  # before the contact's lock, as a claim takes them
+    if contact_store.get_contact(session, contact_id, for_update=True) is None:
+        raise NotFound("Contact not found")
+    contact_store.delete_contact(session, contact_id)
+    return contact_id
+
+
+def wake_runs_of(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
+    """Make the contact's runs that wait (a delay, an event) go on now, since it is deleted:
+    each then skips the rest of its steps, as after its contact is deleted, and ends, instead
+    of waiting for a contact that will not come back (up to a wait's timeout, 30 days)."""
+    run_store.wake_waits_of_contact(session, contact_id, now)
 
 
 def list_contacts(

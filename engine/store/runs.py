@@ -391,6 +391,19 @@ def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.da
         rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
+def wake_waits_of_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
+    """The waiting steps (delays, waits for an event) of the contact's running runs, due now
+    and not yet sent: the sweeper sends them at its next tick. A message already sent for one
+    (a short delay's countdown) finds it claimed and does nothing."""
+    runs = select(Run.id).where(Run.contact_id == contact_id, Run.status == RunStatus.RUNNING)
+    session.execute(
+        update(RunStep)
+        .where(RunStep.run_id.in_(runs), RunStep.status == StepStatus.WAITING)
+        .values(due_at=now, dispatched_at=None, redispatch_count=0)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
     return list(
         session.scalars(

@@ -9,6 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.factories import (
+    make_automation,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
+from tests.integration.harness import Stack
+
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00$")
@@ -217,3 +226,37 @@ def test_contact_created_by_an_event_reads_back(api: httpx.Client) -> None:
     body = api.get("/contacts/evt@example.test").json()
     assert body["email"] == "evt@example.test"
     assert_error(api.post("/contacts", json={"email": "evt@example.test"}), 422, "validation_error")
+
+
+def test_deleting_a_contact_ends_its_waiting_runs_now(api: httpx.Client, rt_stack: Stack) -> None:
+    """Its run waiting 30 days for an event ends at the sweeper's next tick, the rest of its
+    steps skipped as after a contact_delete; another contact's run keeps waiting."""
+    make_domain(rt_stack)
+    wait = {"event_name": "user.paid", "timeout": "30 days"}
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        {"key": "wait", "type": "wait_for_event", "config": wait},
+        send_email_step("mail", make_template(rt_stack)),
+    ]
+    connections = [
+        {"from": "start", "to": "wait"},
+        {"from": "wait", "to": "mail", "type": "event_received"},
+    ]
+    make_automation(rt_stack, steps, connections)
+    gone, kept = unique_email("gone"), unique_email("kept")
+    (gone_run,) = rt_stack.send("user.created", gone).run_ids
+    (kept_run,) = rt_stack.send("user.created", kept).run_ids
+    for run_id in (gone_run, kept_run):
+        rt_stack.wait_step(run_id, "wait", "waiting")
+
+    assert api.delete(f"/contacts/{gone}").status_code == 200
+    rt_stack.sweep()
+
+    assert rt_stack.wait_run(gone_run).status == "completed"
+    ended = rt_stack.steps(gone_run)
+    assert {key: (row.status, row.skip_reason) for key, row in ended.items()} == {
+        "start": ("completed", None),
+        "wait": ("skipped", "contact_deleted"),
+        "mail": ("skipped", "contact_deleted"),
+    }
+    assert rt_stack.steps(kept_run)["wait"].status == "waiting"

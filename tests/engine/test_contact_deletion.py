@@ -1,0 +1,86 @@
+"""A deleted contact's runs that wait (a delay, a wait for an event) end at once, their steps
+skipped as after a contact_delete, not at their wait's end, up to 30 days later."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+import pytest
+
+from engine.contacts import delete_contact
+from engine.db import transaction
+from tests.engine.driver import Driver
+
+
+def chain(*keys: str) -> list[dict[str, str]]:
+    return [{"from": a, "to": b} for a, b in itertools.pairwise(keys)]
+
+
+def trigger(event: str) -> dict[str, Any]:
+    return {"key": "start", "type": "trigger", "config": {"event_name": event}}
+
+
+def waiting_automations(driver: Driver) -> None:
+    """On user.created, one run waits 30 days for a payment, another 3 days, then each mails."""
+    mail = {"key": "mail", "type": "send_email", "config": {"template": {"id": driver.template()}}}
+    paid = {"event_name": "user.paid", "timeout": "30 days"}
+    driver.automation(
+        [trigger("user.created"), {"key": "wait", "type": "wait_for_event", "config": paid}, mail],
+        [*chain("start", "wait"), {"from": "wait", "to": "mail", "type": "event_received"}],
+    )
+    pause = {"key": "pause", "type": "delay", "config": {"duration": "3 days"}}
+    driver.automation([trigger("user.created"), pause, mail], chain("start", "pause", "mail"))
+
+
+def erase_by_api(driver: Driver, email: str) -> None:
+    with transaction(driver.rt.sessions) as session:
+        delete_contact(session, email, now=driver.clock.now())
+
+
+def erase_by_step(driver: Driver, email: str) -> None:
+    driver.automation(
+        [trigger("user.closed"), {"key": "erase", "type": "contact_delete"}],
+        chain("start", "erase"),
+    )
+    driver.send("user.closed", email)
+
+
+@pytest.mark.parametrize("erase", [erase_by_api, erase_by_step], ids=["api", "step"])
+def test_the_runs_of_a_deleted_contact_end_now_not_when_their_wait_would(
+    driver: Driver, erase: Any
+) -> None:
+    waiting_automations(driver)
+    run_ids: list[uuid.UUID] = driver.send("user.created", "gone@example.test").run_ids
+    driver.settle(until=driver.clock.now())
+    assert {driver.run(run_id).status for run_id in run_ids} == {"running"}
+    began = driver.clock.now()
+
+    erase(driver, "gone@example.test")
+    driver.settle(until=began)
+
+    assert driver.clock.now() == began
+    for run_id in run_ids:
+        assert driver.run(run_id).status == "completed"
+        steps = driver.steps(run_id)
+        waited = steps.get("wait") or steps["pause"]
+        assert (waited.status, waited.skip_reason) == ("skipped", "contact_deleted")
+        assert (steps["mail"].status, steps["mail"].skip_reason) == ("skipped", "contact_deleted")
+    assert driver.sent == []
+
+
+def test_another_contact_s_runs_keep_waiting(driver: Driver) -> None:
+    waiting_automations(driver)
+    kept = driver.send("user.created", "kept@example.test").run_ids
+    driver.send("user.created", "gone@example.test")
+    driver.settle(until=driver.clock.now())
+
+    erase_by_api(driver, "gone@example.test")
+    driver.settle(until=driver.clock.now())
+
+    assert {driver.run(run_id).status for run_id in kept} == {"running"}
+    assert {step.status for run_id in kept for step in driver.steps(run_id).values()} == {
+        "completed",
+        "waiting",
+    }
