@@ -2,7 +2,8 @@
 
 `AUTOMATIONS_FAULT_INJECTION="send_email.before_send=kill@/tmp/marker"` makes the process kill
 itself with SIGKILL the first time it reaches that checkpoint: the marker file, created
-exclusively, makes it happen once across restarts. `condition.handler=raise` raises an
+exclusively, makes it happen once across restarts; `send_email.before_send=kill`, without a
+marker, every time (a step that kills whatever runs it). `condition.handler=raise` raises an
 unexpected exception every time the checkpoint is reached (a step handler with a bug).
 """
 
@@ -13,13 +14,17 @@ import signal
 from collections.abc import Callable
 
 
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _kill_once(marker: str) -> Callable[[], None]:
     def fire() -> None:
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return
-        os.kill(os.getpid(), signal.SIGKILL)
+        _kill()
 
     return fire
 
@@ -41,13 +46,14 @@ def checkpoint_from_setting(value: str) -> Callable[[str], None]:
     for item in filter(None, (part.strip() for part in value.split(","))):
         point, _, action = item.partition("=")
         kind, _, marker = action.partition("@")
-        if kind == "kill" and marker:
-            actions[point] = _kill_once(marker)
+        if kind == "kill":
+            actions[point] = _kill_once(marker) if marker else _kill
         elif kind == "raise" and not marker:
             actions[point] = _raise(point)
         else:
             raise ValueError(
-                f"unknown fault {item!r}: expected point=kill@/path/to/marker or point=raise"
+                f"unknown fault {item!r}: expected point=kill@/path/to/marker, point=kill "
+                "or point=raise"
             )
 
     def checkpoint(name: str) -> None:
