@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=30, gt=0)
     # A claimed step not finished within its lease is assumed abandoned by a dead worker.
     step_lease_seconds: float = Field(default=120, gt=0)
+    # A step whose worker died this many times while running it (a pool child lost, a lease
+    # taken over) fails with `worker_lost` instead of killing the next worker: see
+    # engine/worker_loss.py and docs/configuration.md.
+    step_max_worker_losses: int = Field(default=3, ge=1)
     # Delayed steps the sweeper promotes per tick.
     sweeper_batch_size: int = Field(default=1000, gt=0)
     # Steps the sweeper sends again per tick (expired leases, then lost messages, oldest first);

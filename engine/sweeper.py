@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from engine import worker_loss
 from engine.bulk import kick_stale
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch, Dispatcher, Message, commit_then_dispatch
@@ -69,6 +70,8 @@ def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
     abandoned, overdue = _steps_to_resend(
         session, policy, now=now, budget=settings.sweeper_max_redispatch_per_tick
     )
+    # Each takeover counts its worker's death; a step past the bound fails instead.
+    abandoned = worker_loss.take_over(session, rt, abandoned, now=now)
     marks = [
         # A timer's promotion is a normal dispatch: its re-send series starts again.
         *(DispatchMark(step.run_id, step.step_key, 0) for step in promoted),

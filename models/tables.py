@@ -270,6 +270,13 @@ class RunStep(Base):
     # policy counts. Written in the transaction that records the failure, so a failure whose
     # own transaction rolled back (an unexpected exception) counts too.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Times a worker died while running the step (a pool child lost, a lease taken over) since
+    # it was reached or retried by an operator; past a bound the step fails (engine/worker_loss.py).
+    # Server default only: rows inserted without the column (most) count none.
+    worker_losses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The claim (attempt) whose loss was last counted: the parent process's report of a lost
+    # child and the sweeper's takeover of the same claim count one death, not two.
+    lost_attempt: Mapped[int | None] = mapped_column(Integer)
     due_at: Mapped[dt.datetime | None]
     dispatched_at: Mapped[dt.datetime | None]
     # When a worker last claimed the step: the start of its current try, and with

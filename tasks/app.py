@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from celery import Celery
@@ -27,9 +28,12 @@ from tasks.dispatcher import (
     step_task_name,
 )
 from tasks.events import register_event_tasks
+from tasks.lost_workers import StepRequest
 from tasks.poison import CheckedTask, parse_id
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RuntimeHolder:
@@ -45,6 +49,15 @@ class RuntimeHolder:
             # (engine.db.retry_on_disconnect), which saves a round trip per transaction.
             self._runtime = create_runtime(self.settings, pre_ping=False)
         return self._runtime
+
+    def in_parent(self, work: Callable[[Runtime], T]) -> T:
+        """`work` in a worker's parent process (a lost child's step counted), which forks
+        children after it: its connections are closed once done, so that none is inherited."""
+        rt = self.get()
+        try:
+            return work(rt)
+        finally:
+            rt.sessions.kw["bind"].dispose()
 
     def after_fork(self, **_: Any) -> None:
         if self._runtime is not None:
@@ -154,7 +167,8 @@ def _register_step_task(
 ) -> None:
     name = step_task_name(step_type)
 
-    @app.task(name=name, shared=False)
+    # A pool child lost while running the step is counted in the parent (tasks/lost_workers.py).
+    @app.task(name=name, shared=False, Request=StepRequest)
     def run_step(run_id: str, step_key: str) -> None:
         parsed = parse_id(name, "run_id", run_id)
         if parsed is None:

@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
 from engine.store.contacts import ContactRow
 from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute, one_of
-from models.enums import STEP_CLAIMABLE, StepStatus
+from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, StepStatus
 from models.types import UTCDateTime
 
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -275,3 +275,50 @@ def owned_with_context(
     if row is None or context is None:
         return None
     return ClaimedStep(run_id, step_key, *tuple(row)), context
+
+
+@dataclass(frozen=True)
+class WorkerLoss:
+    """A step whose worker died running it, once the death is counted."""
+
+    status: str
+    attempt: int
+    losses: int
+
+
+LOSS_LOCK_TIMEOUT_MS = 5000
+
+_COUNT_LOSS = (
+    update(STEPS)
+    .where(
+        _THIS_STEP,
+        one_of(STEPS.c.status, STEP_ACTIVE),
+        # A running step's loss is its claim's: counted once, whoever reports it first.
+        or_(
+            STEPS.c.status != StepStatus.RUNNING,
+            STEPS.c.lost_attempt.is_(None),
+            STEPS.c.lost_attempt != STEPS.c.attempt,
+        ),
+    )
+    .values(
+        worker_losses=STEPS.c.worker_losses + 1,
+        lost_attempt=case(
+            (STEPS.c.status == StepStatus.RUNNING, STEPS.c.attempt), else_=STEPS.c.lost_attempt
+        ),
+    )
+    .returning(STEPS.c.status, STEPS.c.attempt, STEPS.c.worker_losses)
+)
+
+
+def count_worker_loss(session: Session, run_id: uuid.UUID, step_key: str) -> WorkerLoss | None:
+    """One more death of a worker running the step, locked; None if it is not counted: the step
+    has ended (the worker died after it), or its claim's death is counted already.
+
+    For a worker's parent process, which must not stall behind a lock held by a live
+    transaction: on PostgreSQL the wait for the step's row lock is bounded (a dead child's
+    transaction is rolled back as soon as its connection drops).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOSS_LOCK_TIMEOUT_MS}ms'"))
+    row = execute(session, _COUNT_LOSS, {"rid": run_id, "key": step_key}).first()
+    return WorkerLoss(*tuple(row)) if row is not None else None

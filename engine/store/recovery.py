@@ -113,6 +113,7 @@ def reset_steps(session: Session, run_id: uuid.UUID, keys: Sequence[str], now: d
             output=None,
             error=None,
             failed_attempts=0,
+            worker_losses=0,
         )
         .execution_options(synchronize_session=False)
     )

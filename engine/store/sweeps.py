@@ -24,6 +24,10 @@ class DueStep:
     dispatched_at: dt.datetime | None
     lease_expires_at: dt.datetime | None
     redispatch_count: int
+    # The current claim, the worker deaths counted, and the claim whose death was counted last.
+    attempt: int
+    worker_losses: int
+    lost_attempt: int | None
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ def _select_due() -> tuple:  # type: ignore[type-arg]
         RunStep.dispatched_at,
         RunStep.lease_expires_at,
         RunStep.redispatch_count,
+        RunStep.attempt,
+        RunStep.worker_losses,
+        RunStep.lost_attempt,
     )
 
 
@@ -128,6 +135,19 @@ def steps_abandoned(
         .with_for_update(skip_locked=True)
     ).all()
     return [DueStep(*row) for row in rows]
+
+
+def count_lost_claims(session: Session, steps: Sequence[DueStep]) -> None:
+    """Count the death of each step's current claim (the steps are locked by their read)."""
+    if not steps:
+        return
+    keys = [(step.run_id, step.step_key) for step in steps]
+    session.execute(
+        update(RunStep)
+        .where(tuple_(RunStep.run_id, RunStep.step_key).in_(keys))
+        .values(worker_losses=RunStep.worker_losses + 1, lost_attempt=RunStep.attempt)
+        .execution_options(synchronize_session=False)
+    )
 
 
 # PostgreSQL: the steps as three arrays joined on the primary key, one statement however many.

@@ -1,0 +1,175 @@
+"""A step whose execution kills its worker every time fails after a bound, and its run with it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import redis
+from sqlalchemy import update
+
+from engine.db import transaction
+from engine.recovery import retry_run
+from models.tables import RunStep
+from tasks.dispatcher import STEP_QUEUE
+from tests.conftest import REDIS_URL
+from tests.integration.factories import (
+    chain,
+    make_automation,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
+from tests.integration.harness import Stack
+from tests.integration.markers import CELERY_BACKENDS, POSTGRES_ONLY
+
+TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
+UPDATE = {"key": "after", "type": "contact_update", "config": {"first_name": "Updated"}}
+
+
+def mail_then_update(stack: Stack) -> uuid.UUID:
+    make_domain(stack)
+    steps = [TRIGGER, send_email_step("mail", make_template(stack)), UPDATE]
+    return make_automation(stack, steps, chain("start", "mail", "after"))
+
+
+def losses(stack: Stack, run_id: uuid.UUID, key: str) -> int:
+    return stack.steps(run_id)[key].worker_losses
+
+
+def assert_nothing_queued(stack: Stack) -> None:
+    """No message left for the step: none queued, none held by a worker."""
+    broker = redis.Redis.from_url(REDIS_URL)
+    stack.wait_for(
+        lambda: broker.llen(STEP_QUEUE) == 0 and broker.hlen("unacked") == 0,
+        what="the broker to hold no message",
+    )
+
+
+@CELERY_BACKENDS
+def test_a_send_that_kills_every_worker_fails_after_the_bound_and_a_retry_resumes_it(
+    rt_stack: Stack,
+) -> None:
+    automation_id = mail_then_update(rt_stack)
+    bound = rt_stack.settings.step_max_worker_losses
+    address = unique_email("oom")
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION="send_email.before_send=kill")
+    try:
+        (run_id,) = rt_stack.send("user.created", address).run_ids
+        for death in range(1, bound):
+            # The parent counts its child's death; the requeued message finds the step leased.
+            rt_stack.wait_for(lambda n=death: losses(rt_stack, run_id, "mail") == n, what="a loss")
+            # The sweeper takes the lease over (the same death: not counted again) and sends
+            # the step to the next worker.
+            rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
+        run = rt_stack.wait_run(run_id)
+        assert_nothing_queued(rt_stack)
+        time.sleep(1)
+        assert rt_stack.sweep() == 0
+    finally:
+        rt_stack.restart_worker()
+
+    assert run.status == "failed"
+    mail = rt_stack.steps(run_id)["mail"]
+    # One count per claim: the takeovers did not count the deaths the parent had counted.
+    assert (mail.status, mail.worker_losses, mail.attempt) == ("failed", bound, bound)
+    assert mail.error["code"] == "worker_lost"
+    assert mail.error["message"].startswith(f"The worker running this step died {bound} times")
+    assert "after" not in rt_stack.steps(run_id)
+    assert rt_stack.sink.to(address) == []
+
+    # The operator found the cause (the fault is gone): a retry resumes the step, counted anew.
+    rt_stack.dispatcher.dispatch(retry_run(rt_stack.runtime, automation_id, run_id).dispatches)
+    assert rt_stack.wait_run(run_id).status == "completed"
+    mail = rt_stack.steps(run_id)["mail"]
+    assert (mail.status, mail.worker_losses) == ("completed", 0)
+    (message,) = rt_stack.sink.to(address)
+    (row,) = rt_stack.outbox(run_id)
+    assert message["Message-ID"] == f"<{row.id}@acme.test>"
+
+
+@CELERY_BACKENDS
+def test_an_instant_step_that_kills_every_worker_fails_after_the_bound(rt_stack: Stack) -> None:
+    """Its claim dies with the transaction: only the parent process sees these deaths."""
+    make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION="contact_update.handler=kill")
+    try:
+        (run_id,) = rt_stack.send("user.created", unique_email("crash")).run_ids
+        run = rt_stack.wait_run(run_id, timeout=60)
+        assert_nothing_queued(rt_stack)
+    finally:
+        rt_stack.restart_worker()
+    assert run.status == "failed"
+    after = rt_stack.steps(run_id)["after"]
+    bound = rt_stack.settings.step_max_worker_losses
+    assert (after.status, after.error["code"], after.worker_losses) == (
+        "failed",
+        "worker_lost",
+        bound,
+    )
+
+
+@CELERY_BACKENDS
+def test_an_instant_step_killed_once_completes_with_its_loss_counted(rt_stack: Stack) -> None:
+    make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
+    marker = rt_stack.workdir / "killed-once"
+    marker.unlink(missing_ok=True)
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"contact_update.handler=kill@{marker}")
+    try:
+        (run_id,) = rt_stack.send("user.created", unique_email("once")).run_ids
+        run = rt_stack.wait_run(run_id)
+    finally:
+        rt_stack.restart_worker()
+    assert run.status == "completed"
+    after = rt_stack.steps(run_id)["after"]
+    assert (after.status, after.worker_losses) == ("completed", 1)
+
+
+def abandon(stack: Stack, run_id: uuid.UUID, key: str, attempt: int) -> None:
+    """The step as a worker that claimed it (claim `attempt`) and died leaves it."""
+    with transaction(stack.runtime.sessions) as session:
+        session.execute(
+            update(RunStep)
+            .where(RunStep.run_id == run_id, RunStep.step_key == key)
+            .values(
+                status="running",
+                attempt=attempt,
+                lease_expires_at=stack.clock.now() - dt.timedelta(seconds=1),
+                dispatched_at=None,
+            )
+        )
+
+
+@POSTGRES_ONLY
+def test_the_sweeper_counts_each_lease_it_takes_over_once_and_fails_the_step_at_the_bound(
+    rt_stack: Stack,
+) -> None:
+    """A whole worker killed (no parent left to tell): each takeover is the death."""
+    mail_then_update(rt_stack)
+    rt_stack.stop_worker()
+    try:
+        (run_id,) = rt_stack.send("user.created", unique_email("swept")).run_ids
+        bound = rt_stack.settings.step_max_worker_losses
+        for claim in range(1, bound):
+            abandon(rt_stack, run_id, "mail", claim)
+            assert rt_stack.sweep() == 1
+            # A later re-send of the same abandoned claim is not another death.
+            rt_stack.clock.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds))
+            abandon(rt_stack, run_id, "mail", claim)
+            assert rt_stack.sweep() == 1
+            mail = rt_stack.steps(run_id)["mail"]
+            assert (mail.status, mail.worker_losses, mail.lost_attempt) == (
+                "running",
+                claim,
+                claim,
+            )
+        abandon(rt_stack, run_id, "mail", bound)
+        assert rt_stack.sweep() == 0
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete(STEP_QUEUE)
+        rt_stack.start_worker()
+    assert rt_stack.run(run_id).status == "failed"
+    mail = rt_stack.steps(run_id)["mail"]
+    assert (mail.status, mail.error["code"], mail.worker_losses) == ("failed", "worker_lost", bound)

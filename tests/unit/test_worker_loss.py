@@ -1,0 +1,93 @@
+"""Counting the deaths of a step's workers: once per claim, a failure past the bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+
+from engine import faults
+from engine.settings import Settings
+from engine.store.sweeps import DueStep
+from engine.worker_loss import WORKER_LOST, losses_after_takeover, lost
+from models.enums import StepType
+from tasks.app import RuntimeHolder, create_celery_app
+from tasks.lost_workers import StepRequest
+
+T0 = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+
+
+def abandoned(attempt: int, losses: int, lost_attempt: int | None) -> DueStep:
+    return DueStep(uuid.uuid4(), "mail", "send_email", T0, T0, T0, 0, attempt, losses, lost_attempt)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "losses", "lost_attempt", "after"),
+    [
+        (1, 0, None, 1),  # the first claim's death, seen first by the sweeper
+        (2, 1, 1, 2),  # a new claim died: the earlier one was counted, this one not yet
+        (2, 2, 2, 2),  # the parent process counted this claim's death already
+        (3, 2, 2, 3),
+    ],
+)
+def test_a_takeover_counts_the_claims_death_unless_it_was_counted(
+    attempt: int, losses: int, lost_attempt: int | None, after: int
+) -> None:
+    assert losses_after_takeover(abandoned(attempt, losses, lost_attempt)) == after
+
+
+def test_the_failure_names_its_code_and_how_many_times_the_worker_died() -> None:
+    failed = lost(3)
+    assert failed.code == WORKER_LOST == "worker_lost"
+    assert failed.message.startswith("The worker running this step died 3 times while running it")
+
+
+def test_the_bound_is_a_setting_of_at_least_one() -> None:
+    assert Settings().step_max_worker_losses == 3
+    with pytest.raises(ValueError, match="step_max_worker_losses"):
+        Settings(step_max_worker_losses=0)
+
+
+def test_every_step_task_counts_a_lost_child_in_the_parent() -> None:
+    app = create_celery_app(Settings())
+    for step_type in StepType:
+        assert app.tasks[f"automations.steps.{step_type.value}"].Request is StepRequest
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.disposed = 0
+
+    def dispose(self) -> None:
+        self.disposed += 1
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.kw = {"bind": Engine()}
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.sessions = Sessions()
+
+
+def test_the_parent_closes_its_connections_after_counting_so_no_child_inherits_one() -> None:
+    rt: Any = FakeRuntime()
+    holder = RuntimeHolder(Settings(), runtime=rt)
+    assert holder.in_parent(lambda got: got is rt) is True
+    with pytest.raises(RuntimeError):
+        holder.in_parent(lambda _: (_ for _ in ()).throw(RuntimeError("database away")))
+    assert rt.sessions.kw["bind"].disposed == 2
+
+
+def test_a_kill_fault_without_a_marker_kills_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append(sig))
+    checkpoint = faults.checkpoint_from_setting("send_email.before_send=kill")
+    checkpoint("send_email.after_send")
+    checkpoint("send_email.before_send")
+    checkpoint("send_email.before_send")
+    assert killed == [faults.signal.SIGKILL] * 2
