@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, or_, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from models.enums import STEP_CLAIMABLE, StepStatus
@@ -191,10 +191,21 @@ def release_all(session: Session, now: dt.datetime) -> int:
     For the start of the only process that executes a database's steps: whoever held a lease
     is dead and every message died with it, so the next tick sends each step again.
     """
+    # A running step the sweeper sent again after its lease ran out is forgotten too: that
+    # message died with the process, and the step would wait out its backoff.
     leased = session.execute(
         update(RunStep)
-        .where(RunStep.status == StepStatus.RUNNING, RunStep.lease_expires_at > now)
-        .values(lease_expires_at=now)
+        .where(
+            RunStep.status == StepStatus.RUNNING,
+            or_(RunStep.lease_expires_at > now, RunStep.dispatched_at.is_not(None)),
+        )
+        .values(
+            lease_expires_at=case(
+                (RunStep.lease_expires_at > now, now), else_=RunStep.lease_expires_at
+            ),
+            dispatched_at=None,
+            redispatch_count=0,
+        )
         .execution_options(synchronize_session=False)
     )
     sent = session.execute(

@@ -15,11 +15,12 @@ import pytest
 
 from engine.clock import FrozenClock
 from engine.db import transaction
+from engine.dispatch import Message
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.store import claims
-from engine.sweeper import sweep
+from engine.sweeper import sweep, take_over
 from models.tables import RunStep
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
@@ -181,3 +182,29 @@ def test_an_expired_lease_is_recovered_at_once_then_backs_off(rt_stack: Stack, r
     assert tick(rt) == {step}
     assert step_row(rt, step).redispatch_count == 2
     assert claim(rt, step), "a worker can claim it again"
+
+
+class Dropped:
+    """A dispatcher whose messages go nowhere."""
+
+    def dispatch(self, dispatches: list[Message]) -> None:
+        return None
+
+
+def test_a_start_sends_at_once_a_step_whose_lease_ran_out_and_was_sent_again(
+    rt_stack: Stack, rt: Runtime
+) -> None:
+    """The embedded executor died after the sweeper had sent an abandoned step again: that
+    message died with it, so the next start sends the step at once, not after the backoff."""
+    make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
+    step = (start_run(rt), "after")
+    assert claim(rt, step)
+    advance(rt, LEASE + SECOND)
+    assert tick(rt) == {step}
+    advance(rt, SECOND)
+
+    take_over(rt, Dropped())
+    advance(rt, SECOND)
+    assert tick(rt) == {step}
+    row = step_row(rt, step)
+    assert (row.redispatch_count, row.worker_losses) == (1, 1), "one death, counted once"
