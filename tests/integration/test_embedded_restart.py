@@ -178,3 +178,39 @@ def test_a_data_dir_serves_one_process_at_a_time(tmp_path: Path, started: list[D
     started.append(third)
     with third.ready().client() as api:
         assert len(api.get("/automations").raise_for_status().json()["data"]) == 2
+
+
+def test_a_send_that_kills_the_process_at_every_start_fails_after_the_bound(
+    tmp_path: Path, started: list[Dev]
+) -> None:
+    """The embedded executor dies whole: each start's takeover of the lease a dead process held
+    counts that death, and after the bound the step fails instead of killing the next start."""
+    data = tmp_path / "dev"
+    kills = {"AUTOMATIONS_FAULT_INJECTION": "send_email.before_send=kill"}
+    first = Dev(data, **kills)
+    started.append(first)
+    with first.ready().client() as api:
+        load_two_welcomes(api)
+        api.post("/events/send", json={"event": "user.created", "email": "a@example.com"})
+    assert first.process.wait(timeout=30) == -signal.SIGKILL
+
+    # One thread: each start claims one of the two sends and dies on it, so two runs need
+    # six deaths in all; then a start fails both steps and lives.
+    for _ in range(8):
+        dev = Dev(data, **kills)
+        started.append(dev)
+        deadline = time.monotonic() + 30
+        while dev.process.poll() is None and run_statuses(data) != ["failed", "failed"]:
+            assert time.monotonic() < deadline, "neither killed nor ended"
+            time.sleep(0.2)
+        if dev.process.poll() is None:
+            break
+    assert run_statuses(data) == ["failed", "failed"]
+    assert "Traceback" not in dev.stop()
+    with sqlite3.connect(data / "automations.sqlite3") as database:
+        steps = database.execute(
+            "SELECT worker_losses, json_extract(error, '$.code') FROM run_steps "
+            "WHERE step_key = 'welcome'"
+        ).fetchall()
+    assert steps == [(3, "worker_lost"), (3, "worker_lost")]
+    assert list((data / "outbox").glob("*.eml")) == []
