@@ -24,6 +24,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS, POSTGRES_ONLY
+from tests.rollup_recount import recount, rollup
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 UPDATE = {"key": "after", "type": "contact_update", "config": {"first_name": "Updated"}}
@@ -79,6 +80,7 @@ def test_a_send_that_kills_every_worker_fails_after_the_bound_and_a_retry_resume
     assert mail.error["message"].startswith(f"The worker running this step died {bound} times")
     assert "after" not in rt_stack.steps(run_id)
     assert rt_stack.sink.to(address) == []
+    assert_rollup_is_a_recount(rt_stack)
 
     # The operator found the cause (the fault is gone): a retry resumes the step, counted anew.
     rt_stack.dispatcher.dispatch(retry_run(rt_stack.runtime, automation_id, run_id).dispatches)
@@ -109,6 +111,7 @@ def test_an_instant_step_that_kills_every_worker_fails_after_the_bound(rt_stack:
         "worker_lost",
         bound,
     )
+    assert_rollup_is_a_recount(rt_stack)
 
 
 @CELERY_BACKENDS
@@ -125,6 +128,12 @@ def test_an_instant_step_killed_once_completes_with_its_loss_counted(rt_stack: S
     assert run.status == "completed"
     after = rt_stack.steps(run_id)["after"]
     assert (after.status, after.worker_losses) == ("completed", 1)
+
+
+def assert_rollup_is_a_recount(stack: Stack) -> None:
+    """The failure went the way of any other: the rollup counted it as a recount does."""
+    with transaction(stack.runtime.sessions) as session:
+        assert rollup(session) == recount(session)
 
 
 def abandon(stack: Stack, run_id: uuid.UUID, key: str, attempt: int) -> None:
@@ -173,3 +182,4 @@ def test_the_sweeper_counts_each_lease_it_takes_over_once_and_fails_the_step_at_
     assert rt_stack.run(run_id).status == "failed"
     mail = rt_stack.steps(run_id)["mail"]
     assert (mail.status, mail.error["code"], mail.worker_losses) == ("failed", "worker_lost", bound)
+    assert_rollup_is_a_recount(rt_stack)
