@@ -82,7 +82,7 @@ CROSS JOIN LATERAL (SELECT {RUN_STATUS} AS status) AS s
 SEED_STEPS = f"""
 INSERT INTO run_steps (run_id, step_key, step_type, status, skip_reason, branch, wait_event,
                        attempt, due_at, dispatched_at, lease_expires_at, started_at,
-                       completed_at, created_at, output, error, claimed_at)
+                       completed_at, created_at, output, error, claimed_at, lost_attempt)
 SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
        CASE WHEN k.status = 'skipped' THEN 'unsubscribed' END,
        CASE WHEN k.status IN ('completed', 'skipped') THEN 'default' END,
@@ -118,7 +118,8 @@ SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
            WHEN 'pending' THEN '{{"message": "SMTP server unavailable: connection refused",
                                   "code": "smtp_unavailable"}}'::jsonb
        END,
-       CASE WHEN pos > 0 AND k.status <> 'pending' THEN r.at + pos * interval '5 milliseconds' END
+       CASE WHEN pos > 0 AND k.status <> 'pending' THEN r.at + pos * interval '5 milliseconds' END,
+       NULL
 FROM (SELECT x / 3 AS n, (x % 3)::int AS pos FROM generate_series(0, 3 * :runs - 1) AS x) AS i
 CROSS JOIN LATERAL (SELECT {AT} AS at, {RUN_STATUS} AS run_status) AS r
 CROSS JOIN LATERAL (
