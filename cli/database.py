@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -23,20 +24,36 @@ CONNECT_TIMEOUT_SECONDS = 10
 UPGRADE_HINT = "run automations db upgrade with the same AUTOMATIONS_DATABASE_URL"
 
 
+def parsed_url(url: str) -> URL:
+    """The URL as SQLAlchemy reads it; one that cannot be read is a bad setting, said in one line.
+
+    make_url raises ValueError, not ArgumentError, for a port that is not a number."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        unusable(url, "its port is not a number" if isinstance(exc, ValueError) else _reason(exc))
+
+
+def unusable(url: str, reason: str) -> NoReturn:
+    """A database URL no driver can use: a bad setting, not an unreachable server."""
+    fail(
+        f"AUTOMATIONS_DATABASE_URL {shown(url)} cannot be used: {reason} (PostgreSQL "
+        "is postgresql+psycopg://user:password@host/name, SQLite sqlite:///path)",
+        ExitCode.BAD_SETTINGS,
+    )
+
+
 def shown(url: str) -> str:
     """The URL as it may be printed: without its password."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for another database, an in-memory one or a bad URL."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    parsed = parsed_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -56,11 +73,7 @@ def reaching(url: str) -> Iterator[None]:
     try:
         yield
     except (ArgumentError, ImportError) as exc:
-        fail(
-            f"AUTOMATIONS_DATABASE_URL {shown(url)} cannot be used: {_reason(exc)} (PostgreSQL "
-            "is postgresql+psycopg://user:password@host/name, SQLite sqlite:///path)",
-            ExitCode.BAD_SETTINGS,
-        )
+        unusable(url, _reason(exc))
     except (DBAPIError, OSError) as exc:
         fail(
             f"cannot connect to the database at {shown(url)}: {_reason(exc)}; check "
@@ -71,8 +84,8 @@ def reaching(url: str) -> Iterator[None]:
 
 def check_reachable(url: str) -> None:
     """Connect once, with a timeout, or leave with one line."""
+    is_sqlite = parsed_url(url).get_backend_name() == "sqlite"
     with reaching(url):
-        is_sqlite = make_url(url).get_backend_name() == "sqlite"
         connect_args = {} if is_sqlite else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         db_engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
         try:

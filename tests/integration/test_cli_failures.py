@@ -147,6 +147,18 @@ def test_a_database_url_without_its_driver_is_a_bad_setting(tmp_path: Path) -> N
     assert "postgresql+psycopg://" in line
 
 
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("keys", "create", "ops"), ("api", "--port", "0")]
+)
+def test_a_database_url_whose_port_is_not_a_number_is_a_bad_setting(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env = {"AUTOMATIONS_DATABASE_URL": "postgresql+psycopg://ops:hunter2@127.0.0.1:5o32/x"}
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert "AUTOMATIONS_DATABASE_URL" in line and "port is not a number" in line
+    assert "hunter2" not in line
+
+
 # -- port in use -------------------------------------------------------------------------------
 
 
