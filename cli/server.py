@@ -63,6 +63,7 @@ def api(
     with refusing_bad_configuration():
         current.check_production_ready()
     check_transport(current)
+    check_broker(current)  # it may be down (events are kept), never unusable
     require_free_port(host, port)
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)

@@ -6,8 +6,10 @@ traceback from deep inside uvicorn or Celery once they have started.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -44,7 +46,8 @@ def check_transport(settings: Settings) -> None:
 
 
 def check_broker(settings: Settings) -> None:
-    """AUTOMATIONS_BROKER_URL names a transport kombu has (nothing is connected to)."""
+    """AUTOMATIONS_BROKER_URL names a transport kombu has, and a port and a Redis database that
+    are numbers (nothing is connected to): kombu would raise a ValueError inside Celery's start."""
     from kombu.transport import resolve_transport
 
     scheme = settings.broker_url.partition("://")[0] or "(none)"
@@ -53,6 +56,20 @@ def check_broker(settings: Settings) -> None:
     except (KeyError, ValueError, ImportError):
         fail(
             f"AUTOMATIONS_BROKER_URL: unknown broker transport {scheme!r} "
+            "(expected e.g. redis://host:6379/0)",
+            ExitCode.BAD_SETTINGS,
+        )
+    try:
+        parts = urlsplit(settings.broker_url)
+        parts.port  # noqa: B018 - read for the ValueError of a port that is not one
+    except ValueError as exc:  # urllib's: "Port out of range 0-65535", "Invalid IPv6 URL", ...
+        fail(
+            f"AUTOMATIONS_BROKER_URL: {exc} (expected e.g. redis://host:6379/0)",
+            ExitCode.BAD_SETTINGS,
+        )
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", parts.path):
+        fail(
+            "AUTOMATIONS_BROKER_URL: the Redis database, after the port, is a number "
             "(expected e.g. redis://host:6379/0)",
             ExitCode.BAD_SETTINGS,
         )

@@ -206,6 +206,10 @@ def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
         ("AUTOMATIONS_BROKER_URL", "nope://broker", ("worker",)),
         ("AUTOMATIONS_BROKER_URL", "nope://broker", ("scheduler",)),
         ("AUTOMATIONS_BROKER_URL", "nope://broker", ("flower", "--port", "0")),
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:6379o/9", ("worker",)),
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:99999/9", ("scheduler",)),
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:6379/nine", ("flower", "--port", "0")),
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:6379o/9", ("api", "--port", "0")),
     ],
 )
 def test_an_unusable_url_is_named_before_anything_starts(
