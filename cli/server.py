@@ -32,6 +32,8 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 domains_app = typer.Typer(help="Sending domains.", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option(help="Where state, emails and the dev API key are kept.")]
+# A port out of range would be wrapped (70000 listens on 4464) or misread as an unknown host.
+MAX_PORT = 65535
 
 
 def celery_app() -> object:
@@ -48,10 +50,12 @@ def celery_app() -> object:
 
 def api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=MAX_PORT, help="Port to listen on.")] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(help="uvicorn worker processes (default: AUTOMATIONS_API_WORKERS, else 1)."),
+        typer.Option(
+            min=1, help="uvicorn worker processes (default: AUTOMATIONS_API_WORKERS, else 1)."
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
@@ -80,7 +84,7 @@ def api(
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option(help="Processes (default: AUTOMATIONS_WORKER_CONCURRENCY, else CPUs)."),
+        typer.Option(min=1, help="Processes (default: AUTOMATIONS_WORKER_CONCURRENCY, else CPUs)."),
     ] = None,
     pool: Annotated[
         str,
@@ -146,7 +150,7 @@ def scheduler(
 
 
 def flower(
-    port: Annotated[int, typer.Option(help="Port of Flower's web UI.")] = 5555,
+    port: Annotated[int, typer.Option(min=0, max=MAX_PORT, help="Port of Flower's web UI.")] = 5555,
     basic_auth: Annotated[
         str | None, typer.Option(envvar="FLOWER_BASIC_AUTH", help="user:password")
     ] = None,
@@ -302,9 +306,9 @@ def domains_verify(domain: Annotated[str, typer.Argument(help="Domain id or name
 
 def dev(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=MAX_PORT)] = 8000,
     data_dir: DataDir = DEV_DATA_DIR,
-    threads: Annotated[int, typer.Option(help="Step executor threads.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="Step executor threads.")] = 2,
 ) -> None:
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
     from cli.embedded import embedded_settings, owning, serving, wait_for_stop_signal
@@ -326,7 +330,7 @@ def dev(
 
 def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=MAX_PORT)] = 8000,
     data_dir: Annotated[
         Path, typer.Option(help="Wiped and refilled on each demo.")
     ] = DEMO_DATA_DIR,

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     time_scale: float = Field(default=1.0, gt=0, le=1)
     # Testing only: see engine/faults.py.
     fault_injection: str = ""
-    worker_concurrency: int | None = None
+    worker_concurrency: int | None = Field(default=None, ge=1)
     # uvicorn worker processes of `automations api`: one per core in production.
     api_workers: int = Field(default=1, ge=1)
     log_json: bool = False

@@ -116,6 +116,36 @@ def test_a_worker_pool_we_do_not_run_is_refused_before_anything_starts(
     assert files(tmp_path) == [], "nothing is created, not even data/"
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("api", "--port", "70000"), "--port"),  # was served on port 4464
+        (("api", "--port", "-1"), "--port"),  # was "unknown host", exit 8
+        (("api", "--workers", "0"), "--workers"),
+        (("dev", "--port", "65536", "--data-dir", "state"), "--port"),
+        (("demo", "--port", "70000", "--data-dir", "state"), "--port"),
+        (("dev", "--threads", "0", "--data-dir", "state"), "--threads"),  # steps never ran
+        (("flower", "--port", "99999"), "--port"),
+        (("worker", "--concurrency", "-1"), "--concurrency"),  # was Celery's traceback
+        (("worker", "--concurrency", "0"), "--concurrency"),
+    ],
+)
+def test_an_option_out_of_range_is_a_usage_error(
+    tmp_path: Path, args: tuple[str, ...], option: str
+) -> None:
+    done = run(*args, cwd=tmp_path, timeout=20)
+    assert done.returncode == ExitCode.BAD_INPUT, (done.stdout, done.stderr)
+    assert f"Invalid value for '{option}'" in done.stderr and "Traceback" not in done.stderr
+    assert files(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_a_worker_concurrency_below_one_is_a_bad_setting(tmp_path: Path, value: str) -> None:
+    env = {"AUTOMATIONS_WORKER_CONCURRENCY": value}
+    line = failed(run("worker", cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert "AUTOMATIONS_WORKER_CONCURRENCY: Input should be greater than or equal to 1" in line
+
+
 # -- unreachable database ----------------------------------------------------------------------
 
 
