@@ -7,7 +7,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -83,6 +83,15 @@ def plain_json(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, default=iso, allow_nan=False))
     except (TypeError, ValueError) as exc:
         fail(f"{what} holds a value JSON cannot carry: {exc}", ExitCode.BAD_INPUT)
+    except RecursionError:
+        too_deep(what)
+
+
+def too_deep(what: str) -> NoReturn:
+    """Input nested deeper than Python's parsers recurse: bad input, never their traceback.
+
+    (The API takes far less: AUTOMATIONS_MAX_PAYLOAD_DEPTH, docs/input-limits.md.)"""
+    fail(f"{what} is nested too deeply (objects and arrays within each other)", ExitCode.BAD_INPUT)
 
 
 def list_automations(
@@ -226,6 +235,8 @@ def send_event(
         except json.JSONDecodeError as exc:
             message = f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
             fail(f"--payload is not valid JSON: {message}", ExitCode.BAD_INPUT)
+        except RecursionError:
+            too_deep("--payload")
         if not isinstance(data, dict):
             fail('--payload must be a JSON object, e.g. \'{"plan": "pro"}\'', ExitCode.BAD_INPUT)
         body["payload"] = plain_json(data, "--payload")
@@ -256,6 +267,8 @@ def read_document(file: Path) -> Any:
             f"{file} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}",
             ExitCode.BAD_INPUT,
         )
+    except RecursionError:
+        too_deep(str(file))
     return document
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from cli import render
-from cli.client import ApiKey, ApiUrl, AsJson, plain_json, read_document
+from cli.client import ApiKey, ApiUrl, AsJson, plain_json, read_document, too_deep
 from cli.expectations import BadExpectations, Case, read_cases, unmet
 from cli.http import DEFAULT_API_URL, EXIT_CODES_HELP, Api, ExitCode, fail
 from engine.errors import InvalidInput
@@ -61,6 +61,8 @@ def _payload(text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         fail(f"--payload is not valid JSON: {exc.msg} (column {exc.colno})", ExitCode.BAD_INPUT)
+    except RecursionError:
+        too_deep("--payload")
     if not isinstance(data, dict):
         fail('--payload must be a JSON object, e.g. \'{"plan": "pro"}\'', ExitCode.BAD_INPUT)
     return data

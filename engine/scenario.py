@@ -228,6 +228,8 @@ def parse_later_event(text: str) -> dict[str, Any]:
             payload = json.loads(match["payload"])
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"the payload is not valid JSON: {exc.msg}") from None
+        except RecursionError:  # json recurses once per level: a hostile payload ends it
+            raise InvalidInput("the payload is nested too deeply") from None
         if not isinstance(payload, dict):
             raise InvalidInput('the payload must be a JSON object, e.g. {"plan": "pro"}')
         event["payload"] = payload

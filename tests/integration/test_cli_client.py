@@ -314,6 +314,7 @@ def test_malformed_uuid(cli: Cli, api: httpx.Client, tmp_path: Path) -> None:
         ("", "--payload is not valid JSON"),
         ("[1, 2]", "--payload must be a JSON object"),
         ('{"score": NaN}', "--payload holds a value JSON cannot carry"),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "--payload is nested too deeply"),
     ],
 )
 def test_bad_payload_is_refused_locally(cli: Cli, payload: str, message: str) -> None:
@@ -360,6 +361,9 @@ def test_bad_files_for_apply(cli: Cli, tmp_path: Path) -> None:
         "nameless.json": ('{"steps": []}', "nameless.json needs a `name`"),
         "notes.txt": ("name: x\n", "notes.txt: use a .json, .yaml or .yml file"),
         "binary.yaml": (b"\xff\xfe\x00", "cannot read binary.yaml"),
+        # Deeper than Python's parsers recurse: the file's fault, not a RecursionError.
+        "deep.json": ('{"steps": ' + "[" * 5000 + "]" * 5000 + "}", "deep.json is nested too"),
+        "deep.yaml": ("name: x\nsteps: " + "[" * 900 + "]" * 900, "deep.yaml is nested too"),
     }
     for name, (content, message) in cases.items():
         if isinstance(content, bytes):

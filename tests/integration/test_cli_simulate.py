@@ -136,6 +136,22 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str], message: st
     assert message in error_line(cli("simulate", *args, expect=2))
 
 
+def test_input_nested_too_deeply_is_bad_input(cli: Cli, tmp_path: Path) -> None:
+    """Deeper than Python's parsers recurse: one line naming the input, not a RecursionError."""
+    deep = "[" * 5000 + "]" * 5000
+    (tmp_path / "contact.yaml").write_text(f"email: a@b.test\nproperties: {{a: {deep}}}\n")
+    (tmp_path / "expect.yaml").write_text(f"path: {deep}\n")
+    cases = {
+        "--payload": ["--contact", "a@b.test", "--payload", f'{{"a": {deep}}}'],
+        "--then": ["--contact", "a@b.test", "--then", f'user.paid after 1 day {{"a": {deep}}}'],
+        "contact.yaml": ["--contact", "contact.yaml"],
+        "expect.yaml": ["--contact", "a@b.test", "--expect", "expect.yaml"],
+    }
+    for what, args in cases.items():
+        line = error_line(cli("simulate", SERIES, *args, expect=2))
+        assert what in line and "nested too deeply" in line, line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

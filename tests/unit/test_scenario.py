@@ -109,6 +109,7 @@ def test_later_events_written_as_text() -> None:
         ("user.paid after 2 fortnights", "not a duration"),
         ("user.paid after 2 days {nope", "not valid JSON"),
         ("user.paid after 2 days [1]", "must be a JSON object"),
+        ("user.paid after 2 days " + "[" * 5000 + "]" * 5000, "nested too deeply"),
     ],
 )
 def test_later_events_that_cannot_be_read(text: str, message: str) -> None:
