@@ -102,3 +102,13 @@ def test_the_readme_stays_short_and_links_every_page() -> None:
     linked = {(ROOT / target.partition("#")[0]).resolve() for target in links(readme.read_text())}
     for page in documents()[1:]:
         assert page.resolve() in linked, f"README.md does not link {relative(page)}"
+
+
+def test_the_configuration_page_lists_every_setting() -> None:
+    """The README sends readers there for every AUTOMATIONS_* setting; each row is its name."""
+    from engine.settings import Settings
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    rows = set(re.findall(r"^\| `(AUTOMATIONS_[A-Z_]+)` \|", page, flags=re.MULTILINE))
+    missing = {f"AUTOMATIONS_{name.upper()}" for name in Settings.model_fields} - rows
+    assert not missing, f"docs/configuration.md has no row for {sorted(missing)}"
