@@ -146,8 +146,16 @@ class Sandbox:
         self.runtime = Runtime(
             settings.model_copy(
                 # Virtual time runs at the real pace whatever the server's demo scale; nothing
-                # is injected, and no setting may point the sandbox at a real database.
-                update={"time_scale": 1.0, "fault_injection": "", "database_url": "sqlite://"}
+                # is injected, and no setting may point the sandbox at a real database. Each
+                # step is its own execution, on its own tick: inline steps would share the tick
+                # of the step before, and the timeline's order would follow the server's
+                # AUTOMATIONS_INLINE_STEPS instead of the run.
+                update={
+                    "time_scale": 1.0,
+                    "fault_injection": "",
+                    "database_url": "sqlite://",
+                    "inline_steps": 0,
+                }
             ),
             sessions=create_session_factory(self._connection),
             clock=self.clock,
