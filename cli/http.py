@@ -30,15 +30,15 @@ def _reason(exc: httpx.HTTPError) -> str:
     return text[0].lower() + text[1:]
 
 
-def _error_parts(response: httpx.Response) -> tuple[str, str]:
-    """The API's (name, message), or a stand-in when the body is not the API's error JSON."""
+def _error_parts(response: httpx.Response) -> tuple[str, str] | None:
+    """The API's (name, message); None when the body is not the API's error JSON."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body.get("name", "error")), body["message"]
-    return "http_error", response.reason_phrase or "no message"
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,19 @@ class Api:
                     "JSON; is --api-url the automations API?",
                     ExitCode.UNREACHABLE,
                 )
-        name, message = _error_parts(response)
+        parts = _error_parts(response)
         status = response.status_code
         if status >= 500:
+            name, message = parts or ("http_error", response.reason_phrase or "no message")
             failure = f"the API at {self.url} failed: {message} ({name}, HTTP {status})"
             fail(failure, ExitCode.UNREACHABLE)
+        if parts is None:  # every refusal of the API is its JSON: another server answered
+            fail(
+                f"the server at {self.url} answered HTTP {status} without the API's JSON; is "
+                "--api-url the automations API?",
+                ExitCode.UNREACHABLE,
+            )
+        name, message = parts
         if status == 401 and not self.key:
             message += "; " + self._key_hint()
         prefix = f"{subject}: " if subject else ""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -402,6 +405,20 @@ def test_unreachable_server(cli: Cli, tmp_path: Path) -> None:
         assert error_line(cli(*args, url=closed, expect=3)) == expected
         assert error_line(cli(*args, "--api-url", closed, expect=3)) == expected
     assert "is not a usable URL" in error_line(cli("list", url="ftp://example.test", expect=2))
+
+
+def test_another_server_at_the_url_is_not_the_api_refusing(cli: Cli, tmp_path: Path) -> None:
+    """A web server's own 404 page is not the API saying no (exit 1): exit 3, and a hint."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        line = error_line(cli("list", url=url, expect=3))
+        other.shutdown()
+    assert line == (
+        f"error: the server at {url} answered HTTP 404 without the API's JSON; "
+        "is --api-url the automations API?"
+    )
 
 
 def test_the_key_dev_or_demo_wrote_is_used_without_one(
