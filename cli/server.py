@@ -145,6 +145,13 @@ def scheduler(
     ),
 ) -> None:
     """Run the sweeper on its beat schedule. Exactly one per deployment."""
+    # Beat opens the file (shelve adds suffixes) only once started, with a traceback if it can't.
+    folder = schedule_file.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        fail(
+            f"--schedule-file {schedule_file}: {folder} is not a folder this process can write",
+            ExitCode.BAD_INPUT,
+        )
     argv = ["beat", "--schedule", str(schedule_file), "--loglevel", read_settings().log_level]
     celery_app().start(argv)  # type: ignore[attr-defined]
 

@@ -116,6 +116,14 @@ def test_a_worker_pool_we_do_not_run_is_refused_before_anything_starts(
     assert files(tmp_path) == [], "nothing is created, not even data/"
 
 
+def test_a_schedule_file_in_no_folder_is_refused_before_beat_starts(tmp_path: Path) -> None:
+    line = failed(
+        run("scheduler", "--schedule-file", "gone/beat", cwd=tmp_path), ExitCode.BAD_INPUT
+    )
+    assert "--schedule-file gone/beat: gone is not a folder" in line
+    assert files(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [
