@@ -195,10 +195,7 @@ def operator_runtime() -> Runtime:
     current = read_settings()
     check_transport(current)
     require_schema(current.database_url)
-    try:
-        return create_runtime(current)
-    except ValueError as exc:  # e.g. an AUTOMATIONS_CLOCK it cannot read
-        fail(str(exc), ExitCode.BAD_SETTINGS)
+    return create_runtime(current)  # its clock and transport settings are checked by now
 
 
 @db_app.command("upgrade")

@@ -230,6 +230,19 @@ def test_bad_settings_name_the_variable_and_the_rule(tmp_path: Path, args: tuple
         assert "AUTOMATIONS_ENV: Input should be 'development', 'production' or 'test'" in line
 
 
+@pytest.mark.parametrize(
+    "args", [("keys", "create", "ops"), ("api", "--port", "0"), ("worker",), ("scheduler",)]
+)
+def test_an_unknown_clock_is_a_bad_setting_in_every_process(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The api ended in a traceback, and a worker or the scheduler started with it."""
+    closed_broker = f"redis://127.0.0.1:{free_port()}/0"  # should the check fail, no Redis is hit
+    env = {"AUTOMATIONS_CLOCK": "bogus", "AUTOMATIONS_BROKER_URL": closed_broker}
+    line = failed(run(*args, cwd=tmp_path, env=env, timeout=30), ExitCode.BAD_SETTINGS)
+    assert "AUTOMATIONS_CLOCK: String should match pattern" in line
+
+
 def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
     env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///new.sqlite3"}
     done = run("db", "upgrade", "--revision", "9999_nowhere", cwd=tmp_path, env=env)
