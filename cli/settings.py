@@ -59,17 +59,20 @@ def check_broker(settings: Settings) -> None:
             "(expected e.g. redis://host:6379/0)",
             ExitCode.BAD_SETTINGS,
         )
+    check_redis_url("AUTOMATIONS_BROKER_URL", settings.broker_url)
+
+
+def check_redis_url(variable: str, url: str) -> None:
+    """A port and, for Redis, a database that are numbers: redis-py and kombu would raise a
+    ValueError from inside the server once started."""
     try:
-        parts = urlsplit(settings.broker_url)
+        parts = urlsplit(url)
         parts.port  # noqa: B018 - read for the ValueError of a port that is not one
     except ValueError as exc:  # urllib's: "Port out of range 0-65535", "Invalid IPv6 URL", ...
-        fail(
-            f"AUTOMATIONS_BROKER_URL: {exc} (expected e.g. redis://host:6379/0)",
-            ExitCode.BAD_SETTINGS,
-        )
+        fail(f"{variable}: {exc} (expected e.g. redis://host:6379/0)", ExitCode.BAD_SETTINGS)
     if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", parts.path):
         fail(
-            "AUTOMATIONS_BROKER_URL: the Redis database, after the port, is a number "
+            f"{variable}: the Redis database, after the port, is a number "
             "(expected e.g. redis://host:6379/0)",
             ExitCode.BAD_SETTINGS,
         )

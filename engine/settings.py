@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.json_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, HIGHEST_MAX_DEPTH
@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     log_json: bool = False
     # Level of the runtime's logs in the processes the CLI starts (INFO: a line per step).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("fault_injection")
+    @classmethod
+    def _faults_are_known(cls, value: str) -> str:
+        """Read now, so that an unknown fault stops a process at start, naming the variable."""
+        from engine.faults import checkpoint_from_setting
+
+        checkpoint_from_setting(value)
+        return value
 
     def check_production_ready(self) -> None:
         """Refuse to run outside development with a missing, short or placeholder secret key,

@@ -231,6 +231,24 @@ def test_bad_settings_name_the_variable_and_the_rule(tmp_path: Path, args: tuple
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("AUTOMATIONS_FAULT_INJECTION", "bogus", "Value error, unknown fault 'bogus'"),
+        ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379o/9", "could not be cast"),
+    ],
+)
+def test_a_setting_the_api_reads_once_started_is_checked_before(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    """Both ended in a traceback from inside uvicorn's start."""
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///x.sqlite3"}
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    done = run("api", "--port", "0", cwd=tmp_path, env={**env, variable: value})
+    line = failed(done, ExitCode.BAD_SETTINGS)
+    assert variable in line and said in line
+
+
+@pytest.mark.parametrize(
     "args", [("keys", "create", "ops"), ("api", "--port", "0"), ("worker",), ("scheduler",)]
 )
 def test_an_unknown_clock_is_a_bad_setting_in_every_process(
