@@ -8,13 +8,15 @@ from cli.failures import ExitCode, fail
 
 
 def port_taken(host: str, port: int) -> str | None:
-    """Why `host:port` cannot be listened on (e.g. `address already in use`), or None if it can."""
+    """Why `host:port` cannot be listened on (e.g. `address already in use`), or None if it can.
+
+    A host that does not resolve is not a taken port: bad input, said before any --port hint."""
     if port == 0:
         return None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        return f"unknown host ({exc.strerror})"
+        fail(f"--host {host}: unknown host ({exc.strerror})", ExitCode.BAD_INPUT)
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         # The same option uvicorn sets: a port left in TIME_WAIT by a stopped server is free.

@@ -211,6 +211,17 @@ def test_a_taken_port_suggests_another(tmp_path: Path, taken_port: int, command:
     assert not (tmp_path / "state").exists() and not (tmp_path / "never.sqlite3").exists()
 
 
+@pytest.mark.parametrize("command", ["dev", "demo", "api"])
+def test_a_host_that_does_not_resolve_is_bad_input_not_a_taken_port(
+    tmp_path: Path, command: str
+) -> None:
+    args = [command, "--host", "no-such-host.invalid", "--port", str(free_port())]
+    args += [] if command == "api" else ["--data-dir", "state"]
+    line = failed(run(*args, cwd=tmp_path), ExitCode.BAD_INPUT)
+    assert line.startswith("error: --host no-such-host.invalid: unknown host")
+    assert "--port" not in line and files(tmp_path) == []
+
+
 # -- bad settings ------------------------------------------------------------------------------
 
 
