@@ -191,15 +191,19 @@ def package_version(name: str) -> str | None:
 
 
 def database_version(url: str) -> str:
-    """PostgreSQL's `server_version` (or SQLite's library version); the error if unreachable."""
-    from sqlalchemy import create_engine, text
+    """PostgreSQL's `server_version` (or SQLite's library version); the error if unreachable.
+
+    Asked of the server's `postgres` database: the bench's own may not exist yet (a new
+    machine's first run creates it)."""
+    from sqlalchemy import create_engine, make_url, text
     from sqlalchemy.pool import NullPool
 
     if url.startswith("sqlite"):
         import sqlite3
 
         return f"SQLite {sqlite3.sqlite_version}"
-    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    server = make_url(url).set(database="postgres")
+    engine = create_engine(server, poolclass=NullPool, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as conn:
             return str(conn.execute(text("SHOW server_version")).scalar_one())
