@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     REFUSED = 1  # the API answered 4xx, or an operator command's target does not exist
     BAD_INPUT = 2  # found locally before any request (and typer's own usage errors)
     UNREACHABLE = 3  # no answer from the API, a 5xx, or an answer that is not the API's JSON
-    FAILED = 4  # a check failed: a simulated run, an expectation, or db check-rollup
+    FAILED = 4  # a check failed: a simulated run, an expectation, db check-rollup, a stalled --wait
     BAD_SETTINGS = (
         BAD_SETTINGS_EXIT  # an AUTOMATIONS_* variable is invalid, or unfit for production
     )
@@ -33,8 +33,9 @@ EXIT_CODES_HELP = (
 )
 ALL_EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 refused (API 4xx, unknown domain); 2 bad input; "
-    "3 API unreachable; 4 a check failed (simulate, db check-rollup); 5 bad settings; "
-    "6 database unreachable; 7 no schema (run automations db upgrade); 8 port in use."
+    "3 API unreachable; 4 a check failed (simulate, db check-rollup, a stalled --wait); "
+    "5 bad settings; 6 database unreachable; 7 no schema (run automations db upgrade); "
+    "8 port in use."
 )
 
 

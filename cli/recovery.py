@@ -43,6 +43,15 @@ DryRun = Annotated[
 Wait = Annotated[
     bool, typer.Option("--wait", help="Follow a bulk operation until every run is done.")
 ]
+StallSeconds = Annotated[
+    float,
+    typer.Option(
+        "--stall-seconds",
+        min=1,
+        help="With --wait: stop waiting (exit 4) once the operation made no progress this long, "
+        "as when no worker runs; the operation itself goes on.",
+    ),
+]
 FromCancelled = Annotated[
     bool,
     typer.Option(
@@ -85,8 +94,15 @@ def _single(
 
 
 def _bulk(
-    api: Api, action: str, automation_id: str, body: dict[str, Any], *, wait: bool, as_json: bool
+    api: Api,
+    action: str,
+    automation_id: str,
+    body: dict[str, Any],
+    *,
+    wait: float | None,
+    as_json: bool,
 ) -> None:
+    """The bulk operation asked for; followed to its end if `wait` (the stall allowed, in s)."""
     answer = api.call(
         "POST",
         path("automations", automation_id, "runs", action),
@@ -100,8 +116,8 @@ def _bulk(
         if answer.get("sample"):
             _show(render.runs_table(answer["sample"]))
         return None
-    if wait:
-        answer = _follow(api, automation_id, answer)
+    if wait is not None:
+        answer = _follow(api, automation_id, answer, stall=wait)
     if as_json:
         return _print_json(answer)
     typer.echo(_progress(answer))
@@ -110,12 +126,31 @@ def _bulk(
     return None
 
 
-def _follow(api: Api, automation_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+def _follow(
+    api: Api, automation_id: str, answer: dict[str, Any], *, stall: float
+) -> dict[str, Any]:
+    """Poll the operation until it completes; fail once its counts stood still `stall` s.
+
+    Workers carry a bulk operation out: with none running it never moves, and a wait with no
+    end would hang a script. A long queue still moves, so only a stall ends the wait."""
     where = path("automations", automation_id, "runs", "retries", str(answer["id"]))
+    seen, moved = _counts(answer), time.monotonic()
     while answer.get("status") != "completed":
+        if time.monotonic() - moved >= stall:
+            fail(
+                f"{_progress(answer)}: no progress in {stall:g} s; is a worker running? The "
+                f"operation goes on: GET {where} follows it",
+                ExitCode.FAILED,
+            )
         time.sleep(POLL_SECONDS)
         answer = api.call("GET", where, subject=f"bulk operation {answer['id']}")
+        if _counts(answer) != seen:
+            seen, moved = _counts(answer), time.monotonic()
     return answer
+
+
+def _counts(answer: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(answer.get(name) for name in ("status", "done", "skipped", "failed"))
 
 
 def _progress(answer: dict[str, Any]) -> str:
@@ -137,6 +172,7 @@ def retry(
     from_cancelled: FromCancelled = False,
     dry_run: DryRun = False,
     wait: Wait = False,
+    stall_seconds: StallSeconds = 120.0,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -149,7 +185,10 @@ def retry(
     start = {"from": "cancelled_step"} if from_cancelled else {}
     filters = _filter(status, error_code, step_key, created_after, created_before, dry_run)
     if run_id is None:
-        return _bulk(api, "retry", automation_id, {**filters, **start}, wait=wait, as_json=as_json)
+        follow = stall_seconds if wait else None
+        return _bulk(
+            api, "retry", automation_id, {**filters, **start}, wait=follow, as_json=as_json
+        )
     if filters:
         fail("filters apply to many runs: give a run id or filters, not both", ExitCode.BAD_INPUT)
     run = _single(api, "retry", automation_id, run_id, start or None)
@@ -169,6 +208,7 @@ def replay(
     created_before: CreatedBefore = None,
     dry_run: DryRun = False,
     wait: Wait = False,
+    stall_seconds: StallSeconds = 120.0,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -178,7 +218,8 @@ def replay(
     api = _api(api_url, api_key)
     filters = _filter(status, error_code, step_key, created_after, created_before, dry_run)
     if run_id is None:
-        return _bulk(api, "replay", automation_id, filters, wait=wait, as_json=as_json)
+        follow = stall_seconds if wait else None
+        return _bulk(api, "replay", automation_id, filters, wait=follow, as_json=as_json)
     if filters:
         fail("filters apply to many runs: give a run id or filters, not both", ExitCode.BAD_INPUT)
     answer = _single(api, "replay", automation_id, run_id, None)

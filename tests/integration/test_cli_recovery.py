@@ -105,3 +105,31 @@ def test_recovery_commands_fail_in_one_line(cli: Cli, api: httpx.Client, rt_stac
     assert "`status`" in bad
     unknown = error_line(cli("runs", "replay", str(uuid.uuid4()), expect=1))
     assert "Automation not found" in unknown
+
+
+def test_a_wait_on_a_bulk_that_makes_no_progress_ends(
+    cli: Cli, api: httpx.Client, rt_stack: Stack
+) -> None:
+    """No worker runs the bulk operation: --wait stops after --stall-seconds (exit 4) and says
+    so; the operation goes on once a worker is back."""
+    automation_id = failed_runs(api, rt_stack, 2)
+    rt_stack.stop_worker()
+    try:
+        stalled = cli("runs", "retry", automation_id, "--wait", "--stall-seconds", "2", expect=4)
+    finally:
+        rt_stack.start_worker()
+    line = error_line(stalled)
+    assert re.fullmatch(
+        rf"error: bulk retry {UUID}: running, matched 2, done 0, skipped 0, failed 0: no "
+        rf"progress in 2 s; is a worker running\? The operation goes on: GET "
+        rf"/automations/{automation_id}/runs/retries/{UUID} follows it",
+        line,
+    ), line
+    bulk_id = re.findall(UUID, line)[0]
+    rt_stack.wait_for(
+        lambda: (
+            api.get(f"/automations/{automation_id}/runs/retries/{bulk_id}").json()["status"]
+            == "completed"
+        ),
+        what="the bulk operation to end once a worker runs",
+    )
