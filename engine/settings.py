@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,22 @@ class Settings(BaseSettings):
     log_json: bool = False
     # Level of the runtime's logs in the processes the CLI starts (INFO: a line per step).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str) -> str:
+        """Emails carry `{public_url}/unsubscribe/{token}`: a link that is not an absolute
+        http(s) URL would be dead in every email sent, found only by the recipients."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an absolute http(s) URL, e.g. https://automations.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(
+                "must not hold a query or a fragment: links are made by appending a path"
+            )
+        return value
 
     @field_validator("fault_injection")
     @classmethod

@@ -69,3 +69,19 @@ def test_a_time_scale_that_would_stretch_delays_is_refused(scale: float) -> None
     assert [error["loc"] for error in refused.value.errors()] == [("time_scale",)]
     Settings(time_scale=1.0)
     Settings(time_scale=3 / 86400)  # the demo's 3-second days
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "127.0.0.1:8000", "ftp://x.example", "https://", "https://x.example/?a=1"]
+)
+def test_a_public_url_that_would_make_dead_unsubscribe_links_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(public_url=url)
+    assert [error["loc"] for error in refused.value.errors()] == [("public_url",)]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "https://automations.example.com/base/", "http://[::1]:80"]
+)
+def test_an_absolute_public_url_is_accepted(url: str) -> None:
+    assert Settings(public_url=url).public_url == url
