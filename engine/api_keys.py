@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine.errors import Forbidden, InvalidInput
+from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.store import api_keys as key_store
 from models.tables import ApiKey
 
@@ -45,10 +45,7 @@ def create_api_key(
 
     Resend's `domain_id` (a sending key that may send only from one domain) is refused rather
     than ignored: a key is never given more than it was asked to be restricted to."""
-    if not isinstance(name, str) or not name.strip() or len(name) > 50:
-        raise InvalidInput(
-            "`name` must be a non-empty string of at most 50 characters", field="name"
-        )
+    key_name = _check_name(name)
     if permission not in PERMISSIONS:
         raise InvalidInput(
             f"`permission` must be one of {', '.join(PERMISSIONS)}", field="permission"
@@ -63,13 +60,27 @@ def create_api_key(
     secret = "re_" + secrets.token_urlsafe(32)
     key = key_store.insert_api_key(
         session,
-        name=name,
+        name=key_name,
         token_hash=hash_secret(secret),
         token_prefix=secret[:10],
         permission=str(permission),
         now=now,
     )
     return key, secret
+
+
+def rename_api_key(session: Session, key_id: uuid.UUID, *, name: object) -> None:
+    """Give the key another name; its secret and permission stay."""
+    if not key_store.rename_api_key(session, key_id, _check_name(name)):
+        raise NotFound("API key not found")
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 50:
+        raise InvalidInput(
+            "`name` must be a non-empty string of at most 50 characters", field="name"
+        )
+    return name
 
 
 def authenticate(session: Session, secret: str, *, settings_key: str | None) -> Caller | None:

@@ -1,4 +1,4 @@
-"""API keys: create (the secret is shown once), list, delete."""
+"""API keys: create (the secret is shown once), list, rename, delete."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from api.schemas.api_keys import (
     ApiKeyDeleted,
     ApiKeyItem,
     ApiKeyList,
+    ApiKeyRef,
     CreateApiKey,
+    UpdateApiKey,
 )
-from api.wire import parse_id, wire_time
-from engine.api_keys import create_api_key
+from api.serialize_resources import page_body
+from api.wire import PageQuery, parse_id, wire_time
+from engine.api_keys import create_api_key, rename_api_key
 from engine.db import transaction
 from engine.errors import NotFound
 from engine.store import api_keys as key_store
+from models.tables import ApiKey
 
 router = APIRouter(tags=["api-keys"])
 
@@ -35,13 +39,20 @@ def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> ApiKeyCreated:
 
 
 @router.get("/api-keys", summary="List API keys")
-def list_keys(rt: Rt, _: Authenticated) -> ApiKeyList:
+def list_keys(rt: Rt, _: Authenticated, cursor: PageQuery) -> ApiKeyList:
     with transaction(rt.sessions) as session:
-        keys = key_store.list_api_keys(session)
-        data = [
-            ApiKeyItem(id=str(k.id), name=k.name, created_at=wire_time(k.created_at)) for k in keys
-        ]
-    return ApiKeyList(has_more=False, data=data)
+        page = key_store.list_api_keys(
+            session, limit=cursor.limit, after=cursor.after, before=cursor.before
+        )
+        return page_body(ApiKeyList, page, _item)
+
+
+@router.patch("/api-keys/{api_key_id}", summary="Rename an API key")
+def update(api_key_id: str, body: UpdateApiKey, rt: Rt, _: Authenticated) -> ApiKeyRef:
+    key_id = parse_id(api_key_id, "api_key_id")
+    with transaction(rt.sessions) as session:
+        rename_api_key(session, key_id, name=body.name)
+    return ApiKeyRef(id=str(key_id))
 
 
 @router.delete("/api-keys/{api_key_id}", summary="Delete an API key")
@@ -52,3 +63,7 @@ def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKe
             raise NotFound("API key not found")
     request.app.state.key_cache.clear()
     return ApiKeyDeleted(id=str(key_id))
+
+
+def _item(key: ApiKey) -> ApiKeyItem:
+    return ApiKeyItem(id=str(key.id), name=key.name, created_at=wire_time(key.created_at))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.shapes import Answer, Id, ListOf, Timestamp
+from api.schemas.shapes import Answer, Body, Id, ListOf, Timestamp
 
 
 class CreateApiKey(BaseModel):
@@ -19,6 +19,10 @@ class CreateApiKey(BaseModel):
         description="Resend's restriction of a sending key to one domain: not supported, and"
         " refused with 422 rather than ignored (keys send events; the automation names the sender)",
     )
+
+
+class UpdateApiKey(Body):
+    name: str = Field(min_length=1, max_length=50)
 
 
 class ApiKeyCreated(Answer):
@@ -36,7 +40,12 @@ class ApiKeyList(ListOf[ApiKeyItem]):
     pass
 
 
-class ApiKeyDeleted(Answer):
+class ApiKeyRef(Answer):
+    """The answer to a rename."""
+
     object: Literal["api_key"] = "api_key"
     id: Id
+
+
+class ApiKeyDeleted(ApiKeyRef):
     deleted: Literal[True] = True

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from engine.store.paging import Page, paginate
 from models.tables import ApiKey
 
 
@@ -47,10 +47,28 @@ def touch_api_key(session: Session, key_id: uuid.UUID, now: dt.datetime) -> None
     )
 
 
-def list_api_keys(session: Session) -> Sequence[ApiKey]:
-    return session.scalars(
-        select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
-    ).all()
+def list_api_keys(
+    session: Session,
+    *,
+    limit: int,
+    after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
+) -> Page[ApiKey]:
+    """One page of keys, newest first."""
+    return paginate(
+        session,
+        select(ApiKey),
+        created=ApiKey.created_at,
+        ident=ApiKey.id,
+        limit=limit,
+        after=after,
+        before=before,
+    )
+
+
+def rename_api_key(session: Session, key_id: uuid.UUID, name: str) -> bool:
+    result = session.execute(update(ApiKey).where(ApiKey.id == key_id).values(name=name))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def delete_api_key(session: Session, key_id: uuid.UUID) -> bool:

@@ -117,3 +117,28 @@ def test_event_definitions(sdk: Any) -> None:
     assert sent["event"] == "sdk.signed_up"
     assert [item["name"] for item in sdk.Events.list()["data"]] == ["sdk.signed_up"]
     assert sdk.Events.remove("sdk.signed_up")["deleted"] is True
+
+
+def test_api_keys(sdk: Any) -> None:
+    first = sdk.ApiKeys.create({"name": "first"})
+    second = sdk.ApiKeys.create({"name": "second"})
+    page = sdk.ApiKeys.list({"limit": 1})
+    assert [item["id"] for item in page["data"]] == [second["id"]]
+    assert page["has_more"] is True
+    rest = sdk.ApiKeys.list({"limit": 1, "after": second["id"]})
+    assert [item["id"] for item in rest["data"]] == [first["id"]]
+    assert rest["has_more"] is False
+    with pytest.raises(sdk.exceptions.ResendError) as raised:
+        sdk.ApiKeys.list({"limit": 101})
+    assert raised.value.code == 422
+
+    renamed = sdk.ApiKeys.update({"id": first["id"], "name": "renamed"})
+    assert (renamed["object"], renamed["id"]) == ("api_key", first["id"])
+    assert [item["name"] for item in sdk.ApiKeys.list()["data"]] == ["second", "renamed"]
+    with pytest.raises(sdk.exceptions.ResendError) as raised:
+        sdk.ApiKeys.update({"id": first["id"], "name": ""})
+    assert raised.value.code == 422
+    assert sdk.ApiKeys.remove(first["id"])["deleted"] is True
+    with pytest.raises(sdk.exceptions.ResendError) as raised:
+        sdk.ApiKeys.update({"id": first["id"], "name": "gone"})
+    assert raised.value.code == 404
