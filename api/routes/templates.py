@@ -75,9 +75,9 @@ def publish(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
     return TemplateRef(id=str(template.id))
 
 
-@router.post("/templates/{template_id}/duplicate", status_code=201, summary="Duplicate a template")
+@router.post("/templates/{template_id}/duplicate", summary="Duplicate a template")
 def duplicate(template_id: str, rt: Rt, _: Authenticated) -> TemplateRef:
-    """A draft copy, without the alias."""
+    """A draft copy, without the alias; 200 as from Resend (an automation's duplicate is 201)."""
     with transaction(rt.sessions) as session:
         template = content.duplicate_template(session, template_id, now=rt.clock.now())
     return TemplateRef(id=str(template.id))
