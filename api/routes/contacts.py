@@ -32,7 +32,7 @@ def create(body: CreateContact, rt: Rt, _: Authenticated) -> ContactRef:
             last_name=body.last_name,
             unsubscribed=body.unsubscribed,
             properties=body.properties,
-            segment_refs=[segment.id for segment in body.segments or []],
+            segment_refs=body.segment_ids(),
             now=rt.clock.now(),
             limits=rt.json_limits,
         )

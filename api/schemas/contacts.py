@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -18,13 +18,20 @@ class SegmentId(Body):
     id: str = Field(min_length=1, max_length=36)
 
 
+# Resend's spec types a segment as its id, its SDK as `{"id": ...}`: either is taken.
+SegmentRef = SegmentId | Annotated[str, Field(min_length=1, max_length=36)]
+
+
 class CreateContact(Body):
     email: str = Field(min_length=3, max_length=320)
     first_name: str | None = Field(default=None, max_length=255)
     last_name: str | None = Field(default=None, max_length=255)
     unsubscribed: bool = False
     properties: Properties | None = Field(default=None, max_length=100)
-    segments: list[SegmentId] | None = Field(default=None, max_length=100)
+    segments: list[SegmentRef] | None = Field(default=None, max_length=100)
+
+    def segment_ids(self) -> list[str]:
+        return [ref if isinstance(ref, str) else ref.id for ref in self.segments or []]
 
 
 class UpdateContact(Body):

@@ -221,6 +221,20 @@ def test_create_in_segments(api: httpx.Client) -> None:
     assert [item["id"] for item in members["data"]] == [contact_id]
 
 
+def test_create_in_segments_named_by_bare_ids(api: httpx.Client) -> None:
+    """Resend's spec types `segments` as ids, its SDK as `{id}` objects: both are taken."""
+    segment_id = api.post("/segments", json={"name": "VIP"}).json()["id"]
+    contact_id = create(api, email="bare@example.test", segments=[segment_id])
+    listed = api.get(f"/contacts/{contact_id}/segments").json()
+    assert [item["id"] for item in listed["data"]] == [segment_id]
+    assert_error(
+        api.post("/contacts", json={"email": "x@example.test", "segments": [str(uuid.uuid4())]}),
+        422,
+        "validation_error",
+        "`segments[0]",
+    )
+
+
 def test_contact_created_by_an_event_reads_back(api: httpx.Client) -> None:
     api.post("/events/send", json={"event": "signed.up", "email": "evt@example.test"})
     body = api.get("/contacts/evt@example.test").json()
