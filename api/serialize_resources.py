@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from api.schemas.contacts import Contact, ContactItem
-from api.schemas.domains import Domain, DomainItem
+from api.schemas.domains import SENDING_ONLY, Domain, DomainItem
 from api.schemas.events import EventDefinition, EventDefinitionItem
 from api.schemas.segments import Membership, MembershipRemoved, Segment, SegmentItem
 from api.schemas.shapes import ListOf
@@ -115,6 +115,7 @@ def _domain_fields(row: tables.Domain) -> dict[str, Any]:
         "tls": row.tls,
         "custom_return_path": row.custom_return_path,
         "tracking_subdomain": row.tracking_subdomain,
+        "capabilities": SENDING_ONLY,
     }
 
 

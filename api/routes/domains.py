@@ -23,7 +23,7 @@ def create(body: CreateDomain, rt: Rt, _: Authenticated) -> Domain:
         domain = content.create_domain(
             session,
             name=body.name,
-            settings=body.model_dump(exclude={"name"}, exclude_none=True),
+            settings=body.model_dump(exclude={"name", "capabilities"}, exclude_none=True),
             now=rt.clock.now(),
         )
     return serialize.domain(domain)
@@ -55,7 +55,8 @@ def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Doma
     """The whole domain object: a superset of Resend's `{object, id}`, as the SDK types it."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        domain = content.update_domain(session, key, body.model_dump(exclude_unset=True))
+        changes = body.model_dump(exclude={"capabilities"}, exclude_unset=True)
+        domain = content.update_domain(session, key, changes)
     return serialize.domain(domain)
 
 

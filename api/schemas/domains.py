@@ -13,6 +13,16 @@ Region = Literal["us-east-1", "eu-west-1", "sa-east-1", "ap-northeast-1"]
 Tls = Literal["opportunistic", "enforced"]
 
 
+class Capabilities(Body):
+    """Resend's `capabilities`: this server sends mail and receives none, so only that is taken."""
+
+    sending: Literal["enabled"] = "enabled"
+    receiving: Literal["disabled"] = "disabled"
+
+
+SENDING_ONLY = Capabilities()
+
+
 class CreateDomain(Body):
     name: str = Field(min_length=1, max_length=253)
     region: Region = "us-east-1"
@@ -21,6 +31,7 @@ class CreateDomain(Body):
     click_tracking: bool = False
     tls: Tls = "opportunistic"
     tracking_subdomain: str | None = Field(default=None, min_length=1, max_length=63)
+    capabilities: Capabilities | None = None
 
 
 class UpdateDomain(Body):
@@ -30,6 +41,7 @@ class UpdateDomain(Body):
     click_tracking: bool | None = None
     tls: Tls | None = None
     tracking_subdomain: str | None = Field(default=None, min_length=1, max_length=63)
+    capabilities: Capabilities | None = None
 
 
 class DomainDeleted(Answer):
@@ -54,6 +66,7 @@ class DomainItem(Answer):
     tls: Tls
     custom_return_path: str
     tracking_subdomain: str | None
+    capabilities: Capabilities
 
 
 class DomainList(ListOf[DomainItem]):

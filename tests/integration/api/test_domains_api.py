@@ -25,7 +25,9 @@ FIELDS = {
     "tls",
     "custom_return_path",
     "tracking_subdomain",
+    "capabilities",
 }
+SENDING_ONLY = {"sending": "enabled", "receiving": "disabled"}
 
 
 def assert_error(answer: httpx.Response, status: int, name: str, *words: str) -> None:
@@ -58,7 +60,29 @@ def test_create_answers_the_domain_object(api: httpx.Client) -> None:
     assert body["tls"] == "opportunistic"
     assert body["custom_return_path"] == "send"
     assert body["tracking_subdomain"] is None
+    assert body["capabilities"] == SENDING_ONLY
     assert api.get(f"/domains/{body['id']}").json() == body
+
+
+def test_capabilities_are_sending_only(api: httpx.Client) -> None:
+    """Resend's `capabilities`: sending is what this server does, receiving it does not."""
+    body = create(api, "caps.test", capabilities={"sending": "enabled"})
+    assert body["capabilities"] == SENDING_ONLY
+    answer = api.patch(f"/domains/{body['id']}", json={"capabilities": SENDING_ONLY})
+    assert answer.status_code == 200, answer.text
+    receiving = {"capabilities": {"receiving": "enabled"}}
+    assert_error(
+        api.patch(f"/domains/{body['id']}", json=receiving),
+        422,
+        "validation_error",
+        "`capabilities.receiving`",
+    )
+    assert_error(
+        api.post("/domains", json={"name": "in.test", **receiving}),
+        422,
+        "validation_error",
+        "`capabilities.receiving`",
+    )
 
 
 def test_create_with_settings(api: httpx.Client) -> None:
