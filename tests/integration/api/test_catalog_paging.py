@@ -1,4 +1,5 @@
-"""Cursor pagination of every catalog list: contacts, segments, templates, domains, events."""
+"""Cursor pagination of every catalog list: contacts, segments, templates, domains, events,
+API keys."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ def events(api: httpx.Client) -> tuple[str, list[str]]:
     return "/events", [_created(api.post("/events", json={"name": f"e.{i}"})) for i in range(COUNT)]
 
 
+def api_keys(api: httpx.Client) -> tuple[str, list[str]]:
+    return "/api-keys", [
+        _created(api.post("/api-keys", json={"name": f"k{i}"})) for i in range(COUNT)
+    ]
+
+
 def contact_segments(api: httpx.Client) -> tuple[str, list[str]]:
     _created(api.post("/contacts", json={"email": "member@example.test"}))
     _created(api.post("/segments", json={"name": "not a member"}))
@@ -73,6 +80,7 @@ LISTS: dict[str, Callable[[httpx.Client], tuple[str, list[str]]]] = {
     "templates": templates,
     "domains": domains,
     "events": events,
+    "api_keys": api_keys,
     "contact_segments": contact_segments,
     "segment_contacts": segment_contacts,
 }
