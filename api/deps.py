@@ -51,7 +51,7 @@ def _bearer(request: Request) -> str | None:
 def _lookup(rt: Runtime, secret: str) -> Caller | None:
     settings_key = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
     with transaction(rt.sessions) as session:
-        return authenticate(session, secret, settings_key=settings_key)
+        return authenticate(session, secret, settings_key=settings_key, now=rt.clock.now())
 
 
 # Declares the scheme in the OpenAPI (Swagger UI's Authorize, generated clients); `any_key` parses.

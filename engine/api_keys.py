@@ -83,14 +83,22 @@ def _check_name(name: object) -> str:
     return name
 
 
-def authenticate(session: Session, secret: str, *, settings_key: str | None) -> Caller | None:
-    """The caller a bearer secret belongs to, or None."""
+# `last_used_at` is kept to this precision: a key in constant use is written once a minute.
+USED_PRECISION = dt.timedelta(minutes=1)
+
+
+def authenticate(
+    session: Session, secret: str, *, settings_key: str | None, now: dt.datetime | None = None
+) -> Caller | None:
+    """The caller a bearer secret belongs to, or None; a stored key's use noted at `now`."""
     digest = hash_secret(secret)
     if settings_key and hmac.compare_digest(digest, hash_secret(settings_key)):
         return Caller(SETTINGS_KEY_ID, FULL_ACCESS)
     key = key_store.api_key_by_hash(session, digest)
     if key is None or not hmac.compare_digest(key.token_hash, digest):
         return None
+    if now is not None:
+        key_store.note_use(session, key.id, now=now, unless_since=now - USED_PRECISION)
     return Caller(key.id, key.permission)
 
 

@@ -66,4 +66,7 @@ def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKe
 
 
 def _item(key: ApiKey) -> ApiKeyItem:
-    return ApiKeyItem(id=str(key.id), name=key.name, created_at=wire_time(key.created_at))
+    used = wire_time(key.last_used_at) if key.last_used_at else None
+    return ApiKeyItem(
+        id=str(key.id), name=key.name, created_at=wire_time(key.created_at), last_used_at=used
+    )

@@ -34,6 +34,9 @@ class ApiKeyItem(Answer):
     id: Id
     name: str
     created_at: Timestamp
+    last_used_at: Timestamp | None = Field(
+        description="When the key last authenticated a request, to the minute; null if never"
+    )
 
 
 class ApiKeyList(ListOf[ApiKeyItem]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.paging import Page, paginate
@@ -38,10 +38,16 @@ def api_key_by_hash(session: Session, token_hash: str) -> ApiKey | None:
     return session.scalars(select(ApiKey).where(ApiKey.token_hash == token_hash)).first()
 
 
-def touch_api_key(session: Session, key_id: uuid.UUID, now: dt.datetime) -> None:
+def note_use(
+    session: Session, key_id: uuid.UUID, *, now: dt.datetime, unless_since: dt.datetime
+) -> None:
+    """Set the key's `last_used_at` to now, unless it was used since `unless_since`."""
     session.execute(
         update(ApiKey)
-        .where(ApiKey.id == key_id)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < unless_since),
+        )
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )

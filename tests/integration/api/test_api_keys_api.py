@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 
@@ -41,3 +42,28 @@ def test_a_key_deleted_through_another_process_stops_working(
         time.sleep(KEY_CACHE_SECONDS + 0.5)
         answer = here.get("/automations")
         assert answer.status_code == 401 and answer.json()["name"] == "invalid_api_key"
+
+
+def test_a_key_s_last_use_is_listed_to_the_minute(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    """Resend's `last_used_at`: null until the key authenticates a request, then when it did;
+    written at most once a minute for a key in constant use."""
+
+    def listed(key_id: str) -> str | None:
+        (item,) = [k for k in api.get("/api-keys").json()["data"] if k["id"] == key_id]
+        return item["last_used_at"]  # type: ignore[no-any-return]
+
+    created = api.post("/api-keys", json={"name": "mailer"}).json()
+    assert listed(created["id"]) is None
+    with api_server.client(api_key=created["token"]) as mailer:
+        assert mailer.get("/automations").status_code == 200
+        first = listed(created["id"])
+        assert first is not None and first.endswith("+00")
+        time.sleep(KEY_CACHE_SECONDS + 0.2)  # looked up again, within the minute: not written
+        assert mailer.get("/automations").status_code == 200
+        assert listed(created["id"]) == first
+        rt_stack.advance(dt.timedelta(minutes=2))
+        time.sleep(KEY_CACHE_SECONDS + 0.2)
+        assert mailer.get("/automations").status_code == 200
+    assert listed(created["id"]) > first  # type: ignore[operator]
