@@ -16,7 +16,7 @@ from cli.local_keys import DEMO_DATA_DIR, DEV_DATA_DIR, key_file
 from cli.ports import require_free_port
 from cli.settings import (
     check_broker,
-    check_redis_url,
+    check_rate_limit_url,
     check_transport,
     read_settings,
     refusing_bad_configuration,
@@ -70,7 +70,7 @@ def api(
     check_transport(current)
     check_broker(current)  # it may be down (events are kept), never unusable
     if current.rate_limit_redis_url:
-        check_redis_url("AUTOMATIONS_RATE_LIMIT_REDIS_URL", current.rate_limit_redis_url)
+        check_rate_limit_url(current.rate_limit_redis_url)
     require_free_port(host, port)
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)

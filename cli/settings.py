@@ -7,7 +7,7 @@ traceback from deep inside uvicorn or Celery once they have started.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -60,6 +60,38 @@ def check_broker(settings: Settings) -> None:
             ExitCode.BAD_SETTINGS,
         )
     check_redis_url("AUTOMATIONS_BROKER_URL", settings.broker_url)
+    _check_options("AUTOMATIONS_BROKER_URL", settings.broker_url, _kombu_connection)
+
+
+def _kombu_connection(url: str) -> None:
+    from kombu.connection import Connection
+
+    Connection(url)  # type: ignore[no-untyped-call] # reads the query's options; connects not
+
+
+def _redis_connection(url: str) -> None:
+    import redis
+
+    redis.ConnectionPool.from_url(url).make_connection()  # connects to nothing yet
+
+
+def _check_options(variable: str, url: str, build: Callable[[str], None]) -> None:
+    """The options in the URL's query are ones the client takes: each is passed on to it as a
+    keyword, and one it does not know raised a TypeError as the process started."""
+    if not urlsplit(url).query:
+        return
+    try:
+        build(url)
+    except (TypeError, ValueError) as exc:
+        unknown = re.search(r"keyword argument '(\w+)'", str(exc))
+        reason = f"its query holds an unknown option {unknown[1]!r}" if unknown else str(exc)
+        fail(f"{variable}: {reason} (expected e.g. redis://host:6379/0)", ExitCode.BAD_SETTINGS)
+
+
+def check_rate_limit_url(url: str) -> None:
+    """AUTOMATIONS_RATE_LIMIT_REDIS_URL, which redis-py itself reads."""
+    check_redis_url("AUTOMATIONS_RATE_LIMIT_REDIS_URL", url)
+    _check_options("AUTOMATIONS_RATE_LIMIT_REDIS_URL", url, _redis_connection)
 
 
 def check_redis_url(variable: str, url: str) -> None:

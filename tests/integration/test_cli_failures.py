@@ -246,6 +246,7 @@ def test_bad_settings_name_the_variable_and_the_rule(tmp_path: Path, args: tuple
     [
         ("AUTOMATIONS_FAULT_INJECTION", "bogus", "Value error, unknown fault 'bogus'"),
         ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379o/9", "could not be cast"),
+        ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:1/9?x=1", "unknown option 'x'"),
     ],
 )
 def test_a_setting_the_api_reads_once_started_is_checked_before(
@@ -290,6 +291,9 @@ def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
         ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:99999/9", ("scheduler",)),
         ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:6379/nine", ("flower", "--port", "0")),
         ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:6379o/9", ("api", "--port", "0")),
+        # A closed port: should the check miss it, the worker reaches no Redis.
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:1/9?x=1", ("worker",)),
+        ("AUTOMATIONS_BROKER_URL", "redis://127.0.0.1:1/9?x=1", ("api", "--port", "0")),
     ],
 )
 def test_an_unusable_url_is_named_before_anything_starts(
