@@ -209,11 +209,11 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
         if bulk is None or bulk.status != BulkStatus.RUNNING:
             return []
         messages: list[Message] = []
-        run_ids = recovery_store.pending_items(session, bulk_id, size)
-        for run_id in run_ids:
-            messages.extend(_work_item(session, rt, bulk, run_id, now))
+        items = recovery_store.pending_items(session, bulk_id, size)
+        for run_id, retries in items:
+            messages.extend(_work_item(session, rt, bulk, run_id, retries, now))
         bulk.updated_at = now
-        if len(run_ids) < size:
+        if len(items) < size:
             bulk.status, bulk.completed_at = BulkStatus.COMPLETED, now
             log.info("bulk %s completed: %d done, %d skipped", bulk.action, bulk.done, bulk.skipped)
         else:
@@ -223,9 +223,15 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
 
 
 def _work_item(
-    session: Session, rt: Runtime, bulk: BulkOperation, run_id: uuid.UUID, now: dt.datetime
+    session: Session,
+    rt: Runtime,
+    bulk: BulkOperation,
+    run_id: uuid.UUID,
+    retries: int | None,
+    now: dt.datetime,
 ) -> list[Message]:
-    """One run of the operation, in a savepoint: a run that fails leaves the others alone."""
+    """One run of the operation, in a savepoint: a run that fails leaves the others alone.
+    `retries` is the run's retry count when it was matched: retried since, it is skipped."""
     status, error, new_run_id = BulkItemStatus.DONE, None, None
     messages: list[Message] = []
     try:
@@ -233,10 +239,24 @@ def _work_item(
             if bulk.action == BulkAction.RETRY:
                 from_cancelled = bulk.filter.get("from") == "cancelled_step"
                 result = retry_locked(
-                    session, rt, bulk.automation_id, run_id, from_cancelled=from_cancelled, now=now
+                    session,
+                    rt,
+                    bulk.automation_id,
+                    run_id,
+                    from_cancelled=from_cancelled,
+                    matched_retries=retries,
+                    now=now,
                 )
             else:
-                result = replay_run(session, rt, bulk.automation_id, run_id, now=now, once=True)
+                result = replay_run(
+                    session,
+                    rt,
+                    bulk.automation_id,
+                    run_id,
+                    now=now,
+                    once=True,
+                    matched_retries=retries,
+                )
                 new_run_id = result.run_id
             messages.extend(result.dispatches)
     except (RunNotRetryable, RunNotReplayable, NotFound) as reason:

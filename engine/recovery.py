@@ -103,12 +103,15 @@ def retry_locked(
     run_id: uuid.UUID,
     *,
     from_cancelled: bool,
+    matched_retries: int | None,
     now: dt.datetime,
 ) -> Recovered:
-    """`retry_run` inside the caller's transaction, the run locked (bulk retries)."""
+    """`retry_run` inside the caller's transaction, the run locked (bulk retries): a run
+    retried since the operation matched it (`matched_retries`) is not retried again."""
     hold_automation(session, automation_id)
     seen = _locked_run(session, automation_id, run_id)
     check_retryable(seen, from_cancelled=from_cancelled)
+    _check_not_retried_since(seen, matched_retries, RunNotRetryable)
     recovery_store.begin_retry(session, run_id, status=seen.status, retries=seen.retries, now=now)
     return Recovered(run_id, resume(session, rt, seen, now=now))
 
@@ -184,11 +187,13 @@ def replay_run(
     *,
     now: dt.datetime,
     once: bool = False,
+    matched_retries: int | None = None,
 ) -> Recovered:
     """A new run of the automation's current version with the run's trigger event and contact.
 
-    `once` (bulk replays): a run replayed already, by anyone, is not replayed again. The old
-    run is locked, so of two replays of it at once the second sees the first's.
+    `once` (bulk replays): a run replayed already, by anyone, is not replayed again, nor one
+    retried since the operation matched it (`matched_retries`). The old run is locked, so of
+    two replays of it at once the second sees the first's.
     """
     automation = hold_automation(session, automation_id)
     old = _locked_run(session, automation_id, run_id)
@@ -197,6 +202,7 @@ def replay_run(
         replayed = recovery_store.replays_of(session, run_id)
         if replayed:
             raise RunNotReplayable(f"Run was already replayed (by run {replayed[0]})")
+        _check_not_retried_since(old, matched_retries, RunNotReplayable)
     version_id = automation.current_version_id
     if version_id is None:
         raise NotFound("Automation not found")
@@ -216,6 +222,15 @@ def replay_run(
     if start.ended:
         run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
     return Recovered(start.run["id"], start.dispatches)
+
+
+def _check_not_retried_since(
+    run: RunState, matched_retries: int | None, refusal: type[Conflict]
+) -> None:
+    """A bulk operation takes a run as it matched it: retried since (by hand or by another
+    operation), the run is no longer the one the filter chose, and may have sent its emails."""
+    if matched_retries is not None and run.retries != matched_retries:
+        raise refusal(f"Run was retried since the operation matched it; it is {run.status} now")
 
 
 def check_replayable(run: RunState) -> None:

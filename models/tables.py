@@ -366,6 +366,8 @@ class BulkItem(Base):
         ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
     )
     status: Mapped[str] = _status(BulkItemStatus.PENDING)
+    # The run's retry count when matched: a run retried since then is skipped, not taken twice.
+    retries: Mapped[int | None] = mapped_column(Integer)
     # The run a replay created.
     new_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     error: Mapped[str | None] = mapped_column(Text)

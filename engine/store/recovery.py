@@ -232,11 +232,13 @@ def create_bulk(
     )
     session.add(bulk)
     session.flush()
-    runs = _matching(match).subquery()
+    runs = _matching(match).add_columns(Run.retries).subquery()
     session.execute(
         insert(BulkItem).from_select(
-            ["bulk_id", "run_id", "status"],
-            select(literal(bulk.id), runs.c.id, literal(BulkItemStatus.PENDING.value)),
+            ["bulk_id", "run_id", "retries", "status"],
+            select(
+                literal(bulk.id), runs.c.id, runs.c.retries, literal(BulkItemStatus.PENDING.value)
+            ),
         )
     )
     bulk.matched = int(session.scalar(select(func.count()).where(BulkItem.bulk_id == bulk.id)) or 0)
@@ -251,14 +253,17 @@ def get_bulk(session: Session, bulk_id: uuid.UUID, *, lock: bool = False) -> Bul
     return session.scalars(stmt.with_for_update() if lock else stmt).first()
 
 
-def pending_items(session: Session, bulk_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+def pending_items(
+    session: Session, bulk_id: uuid.UUID, limit: int
+) -> list[tuple[uuid.UUID, int | None]]:
+    """The next runs to do, each with its retry count when it was matched."""
     stmt = (
-        select(BulkItem.run_id)
+        select(BulkItem.run_id, BulkItem.retries)
         .where(BulkItem.bulk_id == bulk_id, BulkItem.status == BulkItemStatus.PENDING)
         .order_by(BulkItem.run_id)
         .limit(limit)
     )
-    return list(session.scalars(stmt))
+    return [(run_id, retries) for run_id, retries in session.execute(stmt)]
 
 
 def finish_item(

@@ -172,3 +172,40 @@ def test_a_run_cancelled_while_a_send_failed_resumes_from_that_send(driver: Driv
     driver.settle()
     assert driver.run(run_id).status == "completed"
     assert [email.to for email in driver.sent] == [("f@example.test",)] * 2
+
+
+def test_a_bulk_replay_skips_a_run_retried_by_hand_meanwhile(driver: Driver) -> None:
+    automation_id, template, runs = failed_runs(driver, 2)
+    publish(driver, template)
+    request = parse_request(automation_id, BulkAction.REPLAY, {})
+    with transaction(driver.rt.sessions) as session:
+        started = start_bulk(session, request, now=driver.clock.now())
+    # Retried and completed before a worker takes the operation's chunk: its email went out.
+    driver.enqueue(retry_run(driver.rt, automation_id, runs[0]).dispatches)
+    driver.settle()
+    driver.enqueue(started.dispatches)
+    driver.settle()
+
+    assert [replays(driver, run_id) for run_id in runs] == [0, 1]
+    assert sorted(email.to for email in driver.sent) == [("e0@example.test",), ("e1@example.test",)]
+    operation, items = bulk(driver, started.bulk.id)
+    assert (operation.done, operation.skipped) == (1, 1)
+    (skipped,) = [item for item in items if item.run_id == runs[0]]
+    assert "retried since" in (skipped.error or "")
+
+
+def test_a_bulk_retry_skips_a_run_retried_by_hand_meanwhile(driver: Driver) -> None:
+    automation_id, _, runs = failed_runs(driver, 2)
+    request = parse_request(automation_id, BulkAction.RETRY, {})
+    with transaction(driver.rt.sessions) as session:
+        started = start_bulk(session, request, now=driver.clock.now())
+    # Retried by hand, it fails again (the template is still a draft) before the bulk's turn.
+    driver.enqueue(retry_run(driver.rt, automation_id, runs[0]).dispatches)
+    driver.settle()
+    assert driver.run(runs[0]).status == "failed"
+    driver.enqueue(started.dispatches)
+    driver.settle()
+
+    assert [driver.run(run_id).retries for run_id in runs] == [1, 1]
+    operation, _ = bulk(driver, started.bulk.id)
+    assert (operation.done, operation.skipped) == (1, 1)

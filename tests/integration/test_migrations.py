@@ -39,7 +39,7 @@ def schema_differences(url: str) -> list[object]:
 def test_upgrade_empty_postgres_to_head_matches_the_models(empty_postgres: str) -> None:
     assert current(empty_postgres) is None
     upgrade(empty_postgres)
-    assert current(empty_postgres) == "0006"
+    assert current(empty_postgres) == "0007"
     assert schema_differences(empty_postgres) == []
 
 
@@ -73,7 +73,7 @@ def test_the_rollup_migration_backfills_a_recount(empty_postgres: str) -> None:
                 )
             )
         upgrade(empty_postgres)
-        assert current(empty_postgres) == "0006"
+        assert current(empty_postgres) == "0007"
         with transaction(create_session_factory(db_engine)) as session:
             kept, truth = rollup(session), recount(session)
         assert sum(n for k, n in truth["runs"].items() if k[2] == "completed") > 2000
