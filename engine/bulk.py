@@ -34,6 +34,7 @@ from engine.recovery import (
 )
 from engine.reports import require_automation
 from engine.runtime import Runtime
+from engine.store import automations as automation_store
 from engine.store import recovery as recovery_store
 from engine.store.recovery import RunMatch
 from models.enums import BulkAction, BulkItemStatus, BulkStatus, RunStatus, StepStatus
@@ -165,7 +166,9 @@ def preview(session: Session, request: BulkRequest) -> Preview:
 def start_bulk(session: Session, request: BulkRequest, *, now: dt.datetime) -> Started:
     """Create the operation with its items, or find the same one still running."""
     automation_id = request.match.automation_id
-    require_automation(session, automation_id)
+    # Locked: of two identical requests at once, the second waits and finds the first's.
+    if automation_store.lock_automation(session, automation_id) is None:
+        raise NotFound("Automation not found")
     same = recovery_store.running_bulk(session, automation_id, request.action, request.filter_hash)
     if same is not None:
         return Started(same, [])

@@ -81,6 +81,13 @@ def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation | 
     return session.scalars(stmt.with_for_update(read=True)).first()
 
 
+def lock_automation(session: Session, automation_id: uuid.UUID) -> Automation | None:
+    """The automation unless deleted, locked against its other writers and holders until this
+    transaction ends, not against the runs it starts (FOR NO KEY UPDATE)."""
+    stmt = select(Automation).where(Automation.id == automation_id, Automation.deleted_at.is_(None))
+    return session.scalars(stmt.with_for_update(key_share=True)).first()
+
+
 def version_graph(session: Session, version_id: uuid.UUID) -> dict[str, Any] | None:
     return session.scalar(select(AutomationVersion.graph).where(AutomationVersion.id == version_id))
 

@@ -147,6 +147,30 @@ def test_of_two_retries_racing_one_takes_effect(rt_stack: Stack) -> None:
 
 
 @POSTGRES_ONLY
+def test_the_same_bulk_request_twice_at_once_starts_one_operation(rt_stack: Stack) -> None:
+    automation_id, template_id = failing_automation(rt_stack)
+    fail_runs(rt_stack, automation_id, 3)
+    publish(rt_stack, template_id)
+    request = parse_request(automation_id, BulkAction.RETRY, {})
+
+    def start_again() -> uuid.UUID:
+        with transaction(rt_stack.runtime.sessions) as session:
+            return start_bulk(session, request, now=rt_stack.clock.now()).bulk.id
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with transaction(rt_stack.runtime.sessions) as session:
+            first = start_bulk(session, request, now=rt_stack.clock.now())
+            # The second request arrives while the first has not committed yet.
+            second = pool.submit(start_again)
+            with pytest.raises(TimeoutError):
+                second.result(timeout=1)
+        rt_stack.dispatcher.dispatch(first.dispatches)
+        assert second.result(timeout=10) == first.bulk.id
+    rt_stack.wait_for(lambda: bulk_state(rt_stack, first.bulk.id).status == "completed")
+    assert bulk_state(rt_stack, first.bulk.id).done == 3
+
+
+@POSTGRES_ONLY
 @pytest.mark.timeout(400)
 def test_a_worker_killed_in_a_bulk_retry_of_a_thousand_runs_loses_and_repeats_nothing(
     rt_stack: Stack,
