@@ -80,6 +80,10 @@ def parse_request(automation_id: uuid.UUID, action: BulkAction, body: object) ->
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown field `{unknown[0]}`", field=unknown[0])
+    if action == BulkAction.REPLAY and body.get("from") is not None:
+        raise InvalidInput(
+            "`from` is for retries only: a replay starts a new run from the trigger", field="from"
+        )
     from_cancelled = parse_from(body.get("from"))
     statuses = _statuses(body.get("status"), action)
     if RunStatus.CANCELLED in statuses and action == BulkAction.RETRY and not from_cancelled:

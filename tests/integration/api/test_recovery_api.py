@@ -409,6 +409,11 @@ def test_bulk_requests_are_checked_and_followed(api: httpx.Client, rt_stack: Sta
         assert named in answer.json()["message"], (body, answer.json())
     replay_running = api.post(f"{runs_path(automation_id)}/replay", json={"status": "running"})
     assert replay_running.status_code == 422
+    # A replay starts a new run from the trigger: there is no step to start `from`.
+    replay_from = {"status": "cancelled", "from": "cancelled_step"}
+    replay_from_answer = api.post(f"{runs_path(automation_id)}/replay", json=replay_from)
+    assert replay_from_answer.status_code == 422, replay_from_answer.text
+    assert "`from`" in replay_from_answer.json()["message"]
 
     nothing = api.post(path, json={})
     assert nothing.status_code == 202
