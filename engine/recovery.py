@@ -107,11 +107,15 @@ def retry_locked(
     now: dt.datetime,
 ) -> Recovered:
     """`retry_run` inside the caller's transaction, the run locked (bulk retries): a run
-    retried since the operation matched it (`matched_retries`) is not retried again."""
+    retried since the operation matched it (`matched_retries`) is not retried again, nor one
+    replayed (its emails went out again with the replay)."""
     hold_automation(session, automation_id)
     seen = _locked_run(session, automation_id, run_id)
     check_retryable(seen, from_cancelled=from_cancelled)
     _check_not_retried_since(seen, matched_retries, RunNotRetryable)
+    replayed = recovery_store.replays_of(session, run_id)
+    if replayed:  # since the operation matched it: its replay carries it on
+        raise RunNotRetryable(f"Run was replayed (by run {replayed[0]}): its replay carries it on")
     recovery_store.begin_retry(session, run_id, status=seen.status, retries=seen.retries, now=now)
     return Recovered(run_id, resume(session, rt, seen, now=now))
 

@@ -139,7 +139,7 @@ class RunMatch:
     step_key: str | None = None
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
-    # Replays leave out runs already replayed: repeating a request replays nothing twice.
+    # Leave out runs already replayed (what a bulk operation does: engine/bulk.py).
     not_replayed: bool = False
 
 

@@ -209,3 +209,30 @@ def test_a_bulk_retry_skips_a_run_retried_by_hand_meanwhile(driver: Driver) -> N
     assert [driver.run(run_id).retries for run_id in runs] == [1, 1]
     operation, _ = bulk(driver, started.bulk.id)
     assert (operation.done, operation.skipped) == (1, 1)
+
+
+def test_a_bulk_retry_leaves_out_runs_replayed_before_or_meanwhile(driver: Driver) -> None:
+    """A replay carries a run on: retrying it too would send its emails a second time."""
+    automation_id, template, runs = failed_runs(driver, 3)
+    with transaction(driver.rt.sessions) as session:
+        early = replay_run(session, driver.rt, automation_id, runs[0], now=driver.clock.now())
+    driver.enqueue(early.dispatches)
+    driver.settle()  # the replay fails too: the template is still a draft
+    request = parse_request(automation_id, BulkAction.RETRY, {})
+    with transaction(driver.rt.sessions) as session:
+        started = start_bulk(session, request, now=driver.clock.now())
+        late = replay_run(session, driver.rt, automation_id, runs[1], now=driver.clock.now())
+    publish(driver, template)
+    driver.enqueue(late.dispatches)
+    driver.enqueue(started.dispatches)
+    driver.settle()
+
+    # Matched: the two failed runs not replayed then, and the first replay (itself not
+    # replayed); runs[0] was left out.
+    operation, items = bulk(driver, started.bulk.id)
+    assert (operation.matched, operation.done, operation.skipped) == (3, 2, 1)
+    (skipped,) = [item for item in items if item.status == "skipped"]
+    assert skipped.run_id == runs[1] and f"replayed (by run {late.run_id})" in (skipped.error or "")
+    assert [driver.run(run_id).retries for run_id in runs] == [0, 0, 1]
+    sent = sorted(to for email in driver.sent for to in email.to)
+    assert sent == ["e0@example.test", "e1@example.test", "e2@example.test"]
