@@ -118,6 +118,10 @@ def _json_object(text: str, label: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{label} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:  # json recurses once per level: a hostile form ends it
+        raise InvalidInput(
+            f"{label} is nested too deeply (objects and arrays within each other)"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidInput(f'{label} must be a JSON object, e.g. {{"plan": "pro"}}')
     return value

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.routing import Mount, Route
 
-from tests.integration.factories import make_domain, make_template
+from tests.integration.factories import make_automation, make_domain, make_template
 from tests.integration.harness import API_KEY, ApiServer, Stack
 from wiring.server import create_server
 
@@ -162,3 +162,44 @@ def test_stored_markup_is_shown_as_text_on_every_page(
         )
         assert simulated.status_code == 200
         assert not any(raw in simulated.text for raw in RAW)
+
+
+def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
+    api_server: ApiServer, rt_stack: Stack
+) -> None:
+    """Input that Python's JSON parser cannot nest, or PostgreSQL cannot hold (a NUL), or a date
+    at the calendar's end: a 422 page that says what is wrong, and the connection stays up."""
+    trigger = {"key": "start", "type": "trigger", "config": {"event_name": "hostile"}}
+    automation = make_automation(rt_stack, [trigger], [])
+    base = f"/dashboard/automations/{automation}"
+    deep = "[" * 5000
+    with signed_in(api_server) as browser:
+        token = csrf_token(browser.get(f"{base}/simulate").text)
+        blank = {name: "" for name in ("first_name", "last_name", "unsubscribed", "then", "until")}
+        simulate = {"csrf_token": token, "contact": "sim@example.test", **blank}
+        answers = {
+            "properties": browser.post(
+                f"{base}/simulate", data={**simulate, "properties": deep, "payload": "{}"}
+            ),
+            "payload": browser.post(
+                f"{base}/simulate", data={**simulate, "properties": "{}", "payload": deep}
+            ),
+        }
+        said = {name: (a.status_code, problem(a.text)) for name, a in answers.items()}
+        assert said == {
+            "properties": (
+                422,
+                "Contact properties is nested too deeply (objects and arrays within each other)",
+            ),
+            "payload": (
+                422,
+                "The event payload is nested too deeply (objects and arrays within each other)",
+            ),
+        }, said
+        assert browser.get("/dashboard/").status_code == 200
+
+
+def problem(page: str) -> str:
+    """The reason a dashboard page gives for refusing its input."""
+    found = re.search(r'<p class="(?:error|problem-text)"[^>]*>(.*?)</p>', page, re.S)
+    return found.group(1).strip() if found else page[:300]
