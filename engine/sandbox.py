@@ -21,6 +21,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, StaticPool
 
+from engine.addresses import AddressError, canonical_email
 from engine.clock import FrozenClock
 from engine.contacts import create_contact
 from engine.db import create_db_engine, create_schema, create_session_factory, transaction
@@ -31,7 +32,6 @@ from engine.runtime import Runtime
 from engine.scenario import ContactSpec, within
 from engine.settings import Settings
 from engine.store import sandbox as sandbox_store
-from engine.store.contacts import normalize_email
 from engine.store.core import CONTACTS, DOMAINS, EVENT_DEFINITIONS, TEMPLATES
 from models.enums import StepType
 from models.tables import Segment
@@ -85,10 +85,11 @@ def read_catalogue(
 
 def _stored_contact(session: Session, contact: ContactSpec) -> dict[str, Any] | None:
     if contact.stored_id is None:
-        email = contact.fields.get("email")
-        if not isinstance(email, str):
+        try:
+            email = canonical_email(contact.fields.get("email"))
+        except AddressError:  # no stored contact has it; seeding says what is wrong with it
             return None
-        found = sandbox_store.rows_where(session, CONTACTS, "email", [normalize_email(email)])
+        found = sandbox_store.rows_where(session, CONTACTS, "email", [email])
         return found[0] if found else None
     found = sandbox_store.rows_where(session, CONTACTS, "id", [contact.stored_id])
     if not found:

@@ -184,6 +184,10 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
             "payload": browser.post(
                 f"{base}/simulate", data={**simulate, "properties": "{}", "payload": deep}
             ),
+            "contact": browser.post(
+                f"{base}/simulate",
+                data={**simulate, "contact": "a\x00@example.test", "properties": "{}"},
+            ),
         }
         said = {name: (a.status_code, problem(a.text)) for name, a in answers.items()}
         assert said == {
@@ -194,6 +198,11 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
             "payload": (
                 422,
                 "The event payload is nested too deeply (objects and arrays within each other)",
+            ),
+            "contact": (
+                422,
+                "`contact.email` must not contain line breaks or other control "
+                "characters; got &#39;a\\x00@example.test&#39;",
             ),
         }, said
         assert browser.get("/dashboard/").status_code == 200
