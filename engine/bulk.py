@@ -25,6 +25,7 @@ from engine.db import transaction
 from engine.dispatch import BulkWork, Message
 from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.failures import classify
+from engine.json_limits import JsonLimits
 from engine.recovery import (
     RunNotReplayable,
     RunNotRetryable,
@@ -137,6 +138,7 @@ def _text(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > 100:
         raise InvalidInput(f"`{name}` must be a string of 1 to 100 characters", field=name)
+    JsonLimits().check(value, field=name)  # a NUL or a lone surrogate: PostgreSQL refuses it
     return value
 
 

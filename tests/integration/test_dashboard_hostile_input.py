@@ -188,6 +188,10 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
                 f"{base}/simulate",
                 data={**simulate, "contact": "a\x00@example.test", "properties": "{}"},
             ),
+            "bulk form": browser.get(f"{base}/runs/retry?error_code=%00"),
+            "bulk post": browser.post(
+                f"{base}/runs/retry", data={"csrf_token": token, "error_code": "\x00"}
+            ),
         }
         said = {name: (a.status_code, problem(a.text)) for name, a in answers.items()}
         assert said == {
@@ -204,6 +208,8 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
                 "`contact.email` must not contain line breaks or other control "
                 "characters; got &#39;a\\x00@example.test&#39;",
             ),
+            "bulk form": (422, "`error_code` holds a NUL character, which cannot be stored"),
+            "bulk post": (422, "`error_code` holds a NUL character, which cannot be stored"),
         }, said
         assert browser.get("/dashboard/").status_code == 200
 

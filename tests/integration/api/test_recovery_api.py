@@ -4,6 +4,7 @@ its failed step, replay it on the current version, both in bulk by filter."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 import sys
@@ -401,10 +402,15 @@ def test_bulk_requests_are_checked_and_followed(api: httpx.Client, rt_stack: Sta
         ({"status": 3}, "status"),
         ({"created_after": "yesterday"}, "created_after"),
         ({"error_code": ""}, "error_code"),
+        ({"error_code": "\ud800"}, "error_code"),
+        ({"step_key": "a\x00"}, "step_key"),
         ({"dry_run": "yes"}, "dry_run"),
     ]
     for body, named in cases:
-        answer = api.post(path, json=body)
+        # As ASCII JSON: a lone surrogate travels as its \u escape.
+        answer = api.post(
+            path, content=json.dumps(body), headers={"content-type": "application/json"}
+        )
         assert answer.status_code == 422, (body, answer.text)
         assert named in answer.json()["message"], (body, answer.json())
     replay_running = api.post(f"{runs_path(automation_id)}/replay", json={"status": "running"})
