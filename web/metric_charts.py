@@ -73,6 +73,8 @@ class DateRange:
             raise InvalidInput("Dates must be written like 2026-10-01.", field="start") from None
         if last < first:
             raise InvalidInput("The end date must be on or after the start date.", field="end")
+        if last == dt.date.max:  # the range ends the next midnight, past the calendar's end
+            raise InvalidInput(f"The end date must be before {last.isoformat()}.", field="end")
         return f"{first.isoformat()}T00:00:00+00:00", f"{(last + DAY).isoformat()}T00:00:00+00:00"
 
 

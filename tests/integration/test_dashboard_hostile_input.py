@@ -188,6 +188,7 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
                 f"{base}/simulate",
                 data={**simulate, "contact": "a\x00@example.test", "properties": "{}"},
             ),
+            "metrics": browser.get(f"{base}/metrics?start=9999-12-01&end=9999-12-31"),
             "bulk form": browser.get(f"{base}/runs/retry?error_code=%00"),
             "bulk post": browser.post(
                 f"{base}/runs/retry", data={"csrf_token": token, "error_code": "\x00"}
@@ -208,6 +209,7 @@ def test_hostile_fields_are_refused_with_the_reason_never_a_server_error(
                 "`contact.email` must not contain line breaks or other control "
                 "characters; got &#39;a\\x00@example.test&#39;",
             ),
+            "metrics": (422, "The end date must be before 9999-12-31."),
             "bulk form": (422, "`error_code` holds a NUL character, which cannot be stored"),
             "bulk post": (422, "`error_code` holds a NUL character, which cannot be stored"),
         }, said

@@ -121,6 +121,8 @@ def test_date_range() -> None:
         DateRange.parse(None, "2026-02-30", None, None, now=now).window(now)
     with pytest.raises(InvalidInput, match="on or after"):
         DateRange.parse(None, "2026-10-08", "2026-10-01", None, now=now).window(now)
+    with pytest.raises(InvalidInput, match="before 9999-12-31"):  # the calendar's last day
+        DateRange.parse(None, "9999-12-01", "9999-12-31", None, now=now).window(now)
 
 
 def parse_svg(svg: str) -> ET.Element:
