@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import dashboard, dashboard_sessions, lifecycle
 from engine.after_commit import after_commit
@@ -233,6 +234,32 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return error_page(request, 500, "Server error", text)
 
 
+class AnswerUnexpected:
+    """An exception no handler maps, answered with the error page here and kept here.
+
+    Left to Starlette's outermost layer (the `Exception` handler), it is answered the same, then
+    raised on through the API's app to the server, which logs it twice more and closes the
+    browser's keep-alive connection. A page already under way when it came still goes up."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started or scope["type"] != "http":
+                raise
+            await _unexpected(Request(scope), exc)(scope, receive, send)
+
+
 def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispatcher) -> FastAPI:
     """The dashboard as an app to mount at /dashboard, absent from the API's OpenAPI schema."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -248,4 +275,5 @@ def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispat
     app.add_exception_handler(AutomationsError, _engine_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(AnswerUnexpected)
     return app

@@ -8,29 +8,28 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from starlette.routing import Mount
 
 from api.app import create_app
 from engine.dispatch import NullDispatcher
 from engine.settings import Settings
 from tests.integration.harness import free_port
+from wiring.server import create_server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[int]:
-    app: FastAPI = create_app(
-        Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}"),
-        dispatcher=NullDispatcher(),
-    )
+def boom() -> None:
+    raise RuntimeError("a bug in a route")
 
-    def boom() -> None:
-        raise RuntimeError("a bug in a route")
 
-    app.add_api_route("/boom", boom)
+@contextmanager
+def serving(app: FastAPI) -> Iterator[int]:
+    """The app under uvicorn on a free port, in a thread of this process."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
     running = uvicorn.Server(config)
@@ -43,6 +42,28 @@ def server(tmp_path: Path) -> Iterator[int]:
     yield port
     running.should_exit = True
     thread.join(timeout=10)
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[int]:
+    app: FastAPI = create_app(settings(tmp_path), dispatcher=NullDispatcher())
+    app.add_api_route("/boom", boom)
+    with serving(app) as port:
+        yield port
+
+
+@pytest.fixture
+def dashboard_server(tmp_path: Path) -> Iterator[int]:
+    app = create_server(settings(tmp_path), dispatcher=NullDispatcher())
+    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/dashboard")
+    assert isinstance(mount.app, FastAPI)
+    mount.app.add_api_route("/boom", boom)
+    with serving(app) as port:
+        yield port
 
 
 def exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -81,3 +102,18 @@ def test_a_500_keeps_the_connection_and_the_api_s_shape(
         assert status == 200
     logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_a_dashboard_500_is_its_error_page_and_keeps_the_connection(
+    dashboard_server: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_connection(("127.0.0.1", dashboard_server), timeout=10) as connection:
+        status, headers, body = exchange(connection, "/dashboard/boom")
+        assert status == 500 and headers["content-type"].startswith("text/html")
+        assert "Something went wrong on the server" in body.decode()
+        assert "a bug in a route" not in body.decode()
+        status, _, _ = exchange(connection, "/dashboard/login")
+        assert status == 200
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in logged] == ["dashboard error"]  # once, not by the API again
+    assert logged[0].exc_info is not None
