@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.asgi import HttpMiddleware
 from engine.errors import AutomationsError, Conflict, Contended, Forbidden, InvalidInput, NotFound
@@ -156,7 +157,15 @@ class AnswerUnexpected(HttpMiddleware):
     raised on to the server, which logs it a second time and closes the client's keep-alive
     connection: the client's next request on it fails too. A response already under way when
     the exception came cannot be finished: that one still goes up, and its connection closes.
+    `answer` makes the response (the API's JSON error by default; wiring gives the dashboard's
+    page to the dashboard's app, inside which it must sit, as Starlette's layer is there too).
     """
+
+    def __init__(
+        self, app: ASGIApp, answer: Callable[[Request, Exception], Response] | None = None
+    ) -> None:
+        super().__init__(app)
+        self.answer = answer or _unexpected
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -171,7 +180,7 @@ class AnswerUnexpected(HttpMiddleware):
         except Exception as exc:
             if started:
                 raise
-            await _unexpected(Request(scope), exc)(scope, receive, send)
+            await self.answer(Request(scope), exc)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI, guard: Guard) -> None:

@@ -11,7 +11,6 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import dashboard, dashboard_sessions, lifecycle
 from engine.after_commit import after_commit
@@ -228,36 +227,11 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return error_page(request, exc.status_code, "Page not found", text)
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
+def unexpected_page(request: Request, exc: Exception) -> Response:
+    """The 500 page of an exception nothing else answered (logged here, with its trace)."""
     log.exception("dashboard error", exc_info=exc)
     text = "Something went wrong on the server. The error is logged; try again in a moment."
     return error_page(request, 500, "Server error", text)
-
-
-class AnswerUnexpected:
-    """An exception no handler maps, answered with the error page here and kept here.
-
-    Left to Starlette's outermost layer (the `Exception` handler), it is answered the same, then
-    raised on through the API's app to the server, which logs it twice more and closes the
-    browser's keep-alive connection. A page already under way when it came still goes up."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception as exc:
-            if started or scope["type"] != "http":
-                raise
-            await _unexpected(Request(scope), exc)(scope, receive, send)
 
 
 def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispatcher) -> FastAPI:
@@ -274,6 +248,5 @@ def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispat
     app.add_exception_handler(FormRefused, _refused)
     app.add_exception_handler(AutomationsError, _engine_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(AnswerUnexpected)
+    app.add_exception_handler(Exception, unexpected_page)
     return app

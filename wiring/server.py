@@ -7,6 +7,7 @@ import sys
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.errors import AnswerUnexpected
 from engine.after_commit import after_commit
 from engine.dispatch import Dispatcher
 from engine.logs import configure_logging
@@ -14,7 +15,7 @@ from engine.runtime import Runtime, create_runtime, settle_process
 from engine.settings import BAD_SETTINGS_EXIT, ConfigurationError, Settings
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
-from web.routes import dashboard_app
+from web.routes import dashboard_app, unexpected_page
 
 
 def create_server(
@@ -28,7 +29,9 @@ def create_server(
         dispatcher = CeleryDispatcher(create_celery_app(settings, runtime=rt))
     dispatcher = after_commit(dispatcher)  # one sender for the API and the dashboard
     app = create_app(settings, runtime=rt, dispatcher=dispatcher)
-    app.mount("/dashboard", dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher))
+    dashboard = dashboard_app(rt, app.state.rate_limiter, dispatcher=dispatcher)
+    dashboard.add_middleware(AnswerUnexpected, answer=unexpected_page)
+    app.mount("/dashboard", dashboard)
     return app
 
 
