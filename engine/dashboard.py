@@ -107,10 +107,12 @@ def key_fingerprint(token_hash: str) -> str:
     return token_hash[:16]
 
 
-def sign_in(session: Session, secret: str, *, settings_key: str | None) -> SignedIn:
-    """The full-access key behind a secret typed into the sign-in form."""
+def sign_in(
+    session: Session, secret: str, *, settings_key: str | None, now: dt.datetime
+) -> SignedIn:
+    """The full-access key behind a secret typed into the sign-in form (a use of the key)."""
     secret = secret.strip()
-    caller = authenticate(session, secret, settings_key=settings_key) if secret else None
+    caller = authenticate(session, secret, settings_key=settings_key, now=now) if secret else None
     if caller is None:
         raise InvalidInput("This API key is not valid.", field="api_key")
     if caller.permission != FULL_ACCESS:

@@ -91,7 +91,7 @@ def login(request: Request, rt: Rt, form: Form) -> Response:
     try:
         with transaction(rt.sessions) as session:
             signed = dashboard.sign_in(
-                session, form.get("api_key", ""), settings_key=settings_key(rt)
+                session, form.get("api_key", ""), settings_key=settings_key(rt), now=now
             )
             session_id = dashboard_sessions.open_session(
                 session, signed.key_id, now=now, lifetime=SESSION_LIFETIME

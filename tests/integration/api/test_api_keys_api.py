@@ -67,3 +67,16 @@ def test_a_key_s_last_use_is_listed_to_the_minute(
         time.sleep(KEY_CACHE_SECONDS + 0.2)
         assert mailer.get("/automations").status_code == 200
     assert listed(created["id"]) > first  # type: ignore[operator]
+
+
+def test_signing_in_to_the_dashboard_is_a_use_of_the_key(
+    api: httpx.Client, api_server: ApiServer
+) -> None:
+    created = api.post("/api-keys", json={"name": "operator"}).json()
+    with api_server.client(api_key=None) as browser:
+        form = browser.get("/dashboard/login").text
+        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        body = {"csrf_token": token, "api_key": created["token"]}
+        assert browser.post("/dashboard/login", data=body).status_code == 303
+    (item,) = [k for k in api.get("/api-keys").json()["data"] if k["id"] == created["id"]]
+    assert item["last_used_at"] is not None
