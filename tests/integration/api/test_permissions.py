@@ -50,6 +50,11 @@ def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
     return client.request(method, url, json=body)
 
 
+def key_names(api: httpx.Client) -> list[tuple[str, str]]:
+    """The keys as a sending key could change them (its use changes its `last_used_at`)."""
+    return [(key["id"], key["name"]) for key in api.get("/api-keys").json()["data"]]
+
+
 @pytest.fixture
 def sending_client(api: httpx.Client, api_server: ApiServer) -> httpx.Client:
     created = api.post("/api-keys", json={"name": "mailer", "permission": "sending_access"})
@@ -66,7 +71,7 @@ def test_the_lists_name_real_routes(rt_stack: Stack) -> None:
 def test_a_sending_key_may_only_send(
     api: httpx.Client, sending_client: httpx.Client, rt_stack: Stack
 ) -> None:
-    keys_before = api.get("/api-keys").json()["data"]
+    keys_before = key_names(api)
     wrong = {}
     with sending_client:
         for method, path in operations(rt_stack):
@@ -80,8 +85,8 @@ def test_a_sending_key_may_only_send(
             if not ok:
                 wrong[f"{method} {path}"] = (answer.status_code, answer.text[:200])
     assert not wrong, wrong
-    # In particular it cannot mint itself a full key, nor see or delete the others.
-    assert api.get("/api-keys").json()["data"] == keys_before
+    # In particular it cannot mint itself a full key, nor see, rename or delete the others.
+    assert key_names(api) == keys_before
 
 
 def test_a_full_key_is_never_restricted(api: httpx.Client, rt_stack: Stack) -> None:
