@@ -102,9 +102,6 @@ def parse_request(automation_id: uuid.UUID, action: BulkAction, body: object) ->
         step_key=_text(body, "step_key"),
         created_after=_time(body, "created_after"),
         created_before=_time(body, "created_before"),
-        # Both leave out runs already replayed: a replay carries such a run on, so a retry of
-        # it would send its emails a second time, and a replay of it would repeat the first.
-        not_replayed=True,
     )
     kept = {key: value for key, value in body.items() if key != "dry_run"}
     kept["status"] = sorted(statuses)

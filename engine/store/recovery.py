@@ -130,7 +130,8 @@ def replays_of(session: Session, run_id: uuid.UUID) -> list[uuid.UUID]:
 
 @dataclass(frozen=True)
 class RunMatch:
-    """Which runs of an automation a bulk operation takes."""
+    """Which runs of an automation a bulk operation takes: never one already replayed, which its
+    replay carries on (a retry would send its emails again, a replay repeat the first)."""
 
     automation_id: uuid.UUID
     statuses: Collection[str]
@@ -139,8 +140,6 @@ class RunMatch:
     step_key: str | None = None
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
-    # Leave out runs already replayed (what a bulk operation does: engine/bulk.py).
-    not_replayed: bool = False
 
 
 def _matching(match: RunMatch) -> Select[Any]:
@@ -158,10 +157,8 @@ def _matching(match: RunMatch) -> Select[Any]:
         if match.error_code is not None:
             conditions.append(RunStep.error["code"].as_string() == match.error_code)
         stmt = stmt.where(exists().where(and_(*conditions)))
-    if match.not_replayed:
-        replay = aliased(Run)
-        stmt = stmt.where(~exists().where(replay.replay_of == Run.id))
-    return stmt
+    replay = aliased(Run)
+    return stmt.where(~exists().where(replay.replay_of == Run.id))
 
 
 def count_matching(session: Session, match: RunMatch) -> int:
