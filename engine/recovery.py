@@ -65,6 +65,18 @@ def parse_from(value: object) -> bool:
     )
 
 
+def parse_replays_seen(value: object) -> int | None:
+    """A replay form's count of the run's replays when the page was shown (None: not given)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise InvalidInput(
+            "`replays_seen` must be the number of replays the page showed", field="replays_seen"
+        )
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Recovered:
     """The run a retry or replay put in motion, and what to enqueue once committed."""
@@ -192,20 +204,27 @@ def replay_run(
     now: dt.datetime,
     once: bool = False,
     matched_retries: int | None = None,
+    replays_seen: int | None = None,
 ) -> Recovered:
     """A new run of the automation's current version with the run's trigger event and contact.
 
     `once` (bulk replays): a run replayed already, by anyone, is not replayed again, nor one
-    retried since the operation matched it (`matched_retries`). The old run is locked, so of
-    two replays of it at once the second sees the first's.
+    retried since the operation matched it (`matched_retries`). `replays_seen` (a page's
+    form): the run must have that many replays still, so a form posted twice replays once. The
+    old run is locked, so of two replays of it at once the second sees the first's.
     """
     automation = hold_automation(session, automation_id)
     old = _locked_run(session, automation_id, run_id)
     check_replayable(old)
-    if once:
+    if once or replays_seen is not None:
         replayed = recovery_store.replays_of(session, run_id)
-        if replayed:
+        if once and replayed:
             raise RunNotReplayable(f"Run was already replayed (by run {replayed[0]})")
+        if replays_seen is not None and len(replayed) > replays_seen:
+            raise RunNotReplayable(
+                f"Run was replayed meanwhile (by run {replayed[-1]}); open it again to replay it"
+                " once more"
+            )
         _check_not_retried_since(old, matched_retries, RunNotReplayable)
     version_id = automation.current_version_id
     if version_id is None:

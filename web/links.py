@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from engine.errors import NotFound
+from engine.errors import InvalidInput, NotFound
 
 # What a redirect after an action may announce; only these fixed texts are ever shown.
 NOTICES = {
@@ -70,7 +70,14 @@ def parse_uuid(value: str | None, *, missing: str = "Page not found") -> uuid.UU
         raise NotFound(missing) from None
 
 
-def optional_uuid(value: str | None) -> uuid.UUID | None:
+def page_cursor(after: str | None, before: str | None) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """A list page's cursor: `after` or `before` (the pager's links carry one, never both)."""
+    if after and before:
+        raise InvalidInput("A page link says `after` or `before`, not both.", field="after")
+    return _optional_uuid(after), _optional_uuid(before)
+
+
+def _optional_uuid(value: str | None) -> uuid.UUID | None:
     return None if not value else parse_uuid(value, missing="This page link is not valid")
 
 

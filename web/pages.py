@@ -77,7 +77,7 @@ def automation_runs(
     key = links.parse_uuid(automation_id)
     wanted = sorted({s.strip() for item in status or [] for s in item.split(",") if s.strip()})
     reports.parse_run_statuses(",".join(wanted))
-    cursor_after, cursor_before = links.optional_uuid(after), links.optional_uuid(before)
+    cursor_after, cursor_before = links.page_cursor(after, before)
     with reading(rt, user) as session:
         view = dashboard.automation_view(session, key)
         found = dashboard.runs(

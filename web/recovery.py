@@ -70,16 +70,27 @@ def retry_run(
 
 @router.post("/automations/{automation_id}/runs/{run_id}/replay")
 def replay_run(
-    request: Request, automation_id: str, run_id: str, rt: Rt, user: User, _: Form, sender: Sender
+    request: Request,
+    automation_id: str,
+    run_id: str,
+    rt: Rt,
+    user: User,
+    form: Form,
+    sender: Sender,
 ) -> Response:
-    """A new run of the current version with the run's event and contact; land on it."""
+    """A new run of the current version with the run's event and contact; land on it. The
+    form carries the replays the page showed: posted twice (two tabs, a double submit), it
+    replays once."""
     key, run_key = links.parse_uuid(automation_id), links.parse_uuid(run_id)
     base = _base(request, key)
+    seen = recovery.parse_replays_seen(form.get("replays_seen"))
     try:
         replayed = commit_then_dispatch(
             reading(rt, user),
             sender,
-            lambda s: recovery.replay_run(s, rt, key, run_key, now=rt.clock.now()),
+            lambda s: recovery.replay_run(
+                s, rt, key, run_key, now=rt.clock.now(), replays_seen=seen
+            ),
         )
     except RunNotReplayable as refused:
         return _not_done(request, "The run was not replayed", refused, f"{base}/runs/{run_key}")

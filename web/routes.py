@@ -139,7 +139,7 @@ def automations(
     request: Request, rt: Rt, user: User, after: str | None = None, before: str | None = None
 ) -> Response:
     """Every automation with its status, trigger, last 24 hours of runs and last run."""
-    cursor_after, cursor_before = links.optional_uuid(after), links.optional_uuid(before)
+    cursor_after, cursor_before = links.page_cursor(after, before)
     with reading(rt, user) as session:
         found = dashboard.overview(
             session, after=cursor_after, before=cursor_before, now=rt.clock.now()

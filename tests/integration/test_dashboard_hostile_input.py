@@ -220,3 +220,58 @@ def problem(page: str) -> str:
     """The reason a dashboard page gives for refusing its input."""
     found = re.search(r'<p class="(?:error|problem-text)"[^>]*>(.*?)</p>', page, re.S)
     return found.group(1).strip() if found else page[:300]
+
+
+def test_a_replay_form_posted_twice_replays_once(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    """Two tabs, or a submit the browser repeats: the form says how many replays the page
+    showed, so the second post is refused with the first's run; a fresh page replays again."""
+    automation, runs = seed(api, rt_stack)
+    failed = next(r for r in runs if rt_stack.run(r).status == "failed")
+    path = f"/dashboard/automations/{automation}/runs/{failed}"
+    with signed_in(api_server) as browser:
+        shown = browser.get(path).text
+        form = {"csrf_token": csrf_token(shown), "replays_seen": replays_seen(shown)}
+        assert form["replays_seen"] == "0"
+        first = browser.post(f"{path}/replay", data=form)
+        again = browser.post(f"{path}/replay", data=form)
+        replays = api.get(f"/automations/{automation}/runs/{failed}").json()["replayed_by"]
+        assert first.status_code == 303 and len(replays) == 1
+        assert (again.status_code, problem(again.text)) == (
+            422,
+            f"Run was replayed meanwhile (by run {replays[0]}); open it again to replay it "
+            "once more",
+        )
+        fresh = browser.get(path).text
+        assert replays_seen(fresh) == "1"
+        meant = browser.post(f"{path}/replay", data={**form, "replays_seen": "1"})
+        assert meant.status_code == 303
+        assert len(api.get(f"/automations/{automation}/runs/{failed}").json()["replayed_by"]) == 2
+        bad = browser.post(f"{path}/replay", data={**form, "replays_seen": "-1"})
+        assert (bad.status_code, problem(bad.text)) == (
+            422,
+            "`replays_seen` must be the number of replays the page showed",
+        )
+
+
+def replays_seen(page: str) -> str:
+    found = re.search(r'name="replays_seen" value="([^"]*)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_list_link_with_both_cursors_is_not_a_page(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack
+) -> None:
+    """The pager's links carry `after` or `before`: a link with both is refused, not read as
+    one of them."""
+    automation, runs = seed(api, rt_stack)
+    both = f"after={runs[0]}&before={runs[1]}"
+    with signed_in(api_server) as browser:
+        for path in (f"/dashboard/automations/{automation}/runs?{both}", f"/dashboard/?{both}"):
+            answer = browser.get(path)
+            assert (answer.status_code, problem(answer.text)) == (
+                422,
+                "A page link says `after` or `before`, not both.",
+            ), path
