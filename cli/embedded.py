@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
 
@@ -34,7 +34,7 @@ def owning(data_dir: Path) -> Iterator[None]:
         data_dir.mkdir(parents=True, exist_ok=True)
         lock = (data_dir / LOCK_FILE_NAME).open("a+")
     except OSError as exc:
-        fail(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
+        unusable(data_dir, exc)
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,6 +51,15 @@ def owning(data_dir: Path) -> Iterator[None]:
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         yield
+
+
+def unusable(data_dir: Path, exc: OSError) -> NoReturn:
+    """One line for a data dir the OS refused: a file in its place is named as such."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        reason = "it, or a folder on its path, is a file: give a folder"
+    else:
+        reason = exc.strerror or str(exc)
+    fail(f"cannot use --data-dir {data_dir}: {reason}", ExitCode.BAD_INPUT)
 
 
 def wipe(data_dir: Path) -> None:
@@ -98,7 +107,7 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
             path.chmod(0o600)
         key = path.read_text().strip()
     except OSError as exc:
-        fail(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
+        unusable(data_dir, exc)
     return settings.model_copy(update={"api_key": SecretStr(key)})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated, Any
 
@@ -135,8 +136,11 @@ def _follow(
     end would hang a script. A long queue still moves, so only a stall ends the wait."""
     where = path("automations", automation_id, "runs", "retries", str(answer["id"]))
     seen, moved = _counts(answer), time.monotonic()
+    shown = _Progress()
     while answer.get("status") != "completed":
+        shown.update(answer)
         if time.monotonic() - moved >= stall:
+            shown.end()
             fail(
                 f"{_progress(answer)}: no progress in {stall:g} s; is a worker running? The "
                 f"operation goes on: GET {where} follows it",
@@ -146,7 +150,31 @@ def _follow(
         answer = api.call("GET", where, subject=f"bulk operation {answer['id']}")
         if _counts(answer) != seen:
             seen, moved = _counts(answer), time.monotonic()
+    shown.end()
     return answer
+
+
+class _Progress:
+    """The operation's counts on one line of a terminal's stderr, rewritten as they move; on
+    anything else (a script, a pipe, a log) nothing, so its output stays the final line."""
+
+    def __init__(self) -> None:
+        self.on = sys.stderr.isatty()
+        self.width = 0
+
+    def update(self, answer: dict[str, Any]) -> None:
+        if self.on:
+            text = _progress(answer)
+            sys.stderr.write("\r" + text.ljust(self.width))
+            sys.stderr.flush()
+            self.width = len(text)
+
+    def end(self) -> None:
+        """Clear the line, for what is printed next."""
+        if self.on and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+            self.width = 0
 
 
 def _counts(answer: dict[str, Any]) -> tuple[Any, ...]:

@@ -72,10 +72,13 @@ def _later(text: Any, where: str) -> dict[str, Any]:
     """One later event: `NAME after DURATION [PAYLOAD]`, or already a mapping (from a file)."""
     if isinstance(text, dict):
         return text
+    text = str(text)
     try:
-        return parse_later_event(str(text))
+        return parse_later_event(text)
     except InvalidInput as error:
-        fail(f"{where} {text!r}: {error.message}", ExitCode.BAD_INPUT)
+        # A payload can be megabytes: the line names the text by its ends.
+        shown = repr(text) if len(text) <= 80 else f"{text[:48]!r}...{text[-24:]!r}"
+        fail(f"{where} {shown}: {error.message}", ExitCode.BAD_INPUT)
 
 
 def _request(base: dict[str, Any], defaults: dict[str, Any], case: Case) -> dict[str, Any]:

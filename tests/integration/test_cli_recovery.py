@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import subprocess
 import uuid
 
 import httpx
 import pytest
 
 from tests.integration.factories import chain, make_automation, unique_email
-from tests.integration.harness import Stack
-from tests.integration.test_cli_client import UUID, Cli, cli, error_line, wait_runs
+from tests.integration.harness import API_KEY, Stack
+from tests.integration.test_cli_client import SCRIPT, UUID, Cli, cli, error_line, wait_runs
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 __all__ = ["cli"]  # the fixture, shared with the client commands' tests
@@ -133,3 +136,53 @@ def test_a_wait_on_a_bulk_that_makes_no_progress_ends(
         ),
         what="the bulk operation to end once a worker runs",
     )
+
+
+def test_a_wait_on_a_terminal_shows_the_counts_as_they_move(
+    cli: Cli, api: httpx.Client, rt_stack: Stack
+) -> None:
+    """On a terminal --wait keeps one line of counts on stderr, cleared at the end; stdout
+    holds the final line as in a script (whose stderr stays empty: the tests above)."""
+    automation_id = failed_runs(api, rt_stack, 2)
+    stdout, terminal, code = on_terminal(cli, "runs", "retry", automation_id, "--wait")
+    assert code == 0, (stdout, terminal)
+    assert re.fullmatch(
+        rf"bulk retry {UUID}: completed, matched 2, done 2, skipped 0, failed 0\n", stdout
+    ), stdout
+    shown = [part for part in terminal.split("\r") if part.strip()]
+    assert shown, repr(terminal)
+    assert all(re.fullmatch(rf"bulk retry {UUID}: \w+, matched 2, .* *", p) for p in shown), shown
+    assert terminal.endswith("\r") and not terminal.split("\r")[-2].strip(), repr(terminal)
+
+
+def on_terminal(cli: Cli, *args: str) -> tuple[str, str, int]:
+    """The command with its stderr on a pseudo-terminal: its stdout, what the terminal got,
+    and its exit code."""
+    assert SCRIPT is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+    env.update(AUTOMATIONS_API_URL=cli.base_url, AUTOMATIONS_API_KEY=API_KEY)
+    main, side = pty.openpty()
+    try:
+        done = subprocess.run(
+            [SCRIPT, *args],
+            env=env,
+            cwd=cli.cwd,
+            stdout=subprocess.PIPE,
+            stderr=side,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(side)
+    received = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's other side is closed: all was read
+            break
+        if not chunk:
+            break
+        received.append(chunk)
+    os.close(main)
+    return done.stdout, b"".join(received).decode(), done.returncode

@@ -152,6 +152,17 @@ def test_input_nested_too_deeply_is_bad_input(cli: Cli, tmp_path: Path) -> None:
         assert what in line and "nested too deeply" in line, line
 
 
+def test_a_long_then_is_named_by_its_ends(cli: Cli) -> None:
+    """80 KB of --then (one argument holds at most 128 KB) is refused in a line that shows
+    its two ends, not all of it."""
+    text = "user.paid after 1 day {" + '"a": 1, ' * 10_000 + '"z": }'
+    line = error_line(cli("simulate", SERIES, "--contact", "a@b.test", "--then", text, expect=2))
+    assert len(line) < 300, len(line)
+    assert line.startswith('error: --then \'user.paid after 1 day {"a": 1,'), line
+    assert "'...'" in line and '"z": }\':' in line, line
+    assert "the payload is not valid JSON" in line, line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

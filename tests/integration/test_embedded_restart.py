@@ -180,6 +180,31 @@ def test_a_data_dir_serves_one_process_at_a_time(tmp_path: Path, started: list[D
         assert len(api.get("/automations").raise_for_status().json()["data"]) == 2
 
 
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A file given as --data-dir, or a file on its path, is named as such, not "File exists"."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    for data in (taken, taken / "dev"):
+        for command in (["dev"], ["demo", "--exit"]):
+            done = subprocess.run(
+                [automations(), *command, "--port", str(free_port()), "--data-dir", str(data)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert (done.returncode, done.stdout, done.stderr.splitlines()) == (
+                2,
+                "",
+                [
+                    f"error: cannot use --data-dir {data}: it, or a folder on its path, is a "
+                    "file: give a folder"
+                ],
+            ), (command, data)
+    assert taken.read_text() == "not a folder"
+
+
 def test_a_send_that_kills_the_process_at_every_start_fails_after_the_bound(
     tmp_path: Path, started: list[Dev]
 ) -> None:
