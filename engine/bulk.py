@@ -70,7 +70,22 @@ class BulkRequest:
 
     @property
     def filter_hash(self) -> str:
-        text = json.dumps(self.filter, sort_keys=True, separators=(",", ":"))
+        """The same for requests that take the same runs, however written (a null field or
+        one left out, a status list in another order, one instant in another offset)."""
+        match = self.match
+
+        def instant(value: dt.datetime | None) -> str | None:
+            return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+        canonical = {
+            "status": sorted(match.statuses),
+            "error_code": match.error_code,
+            "step_key": match.step_key,
+            "created_after": instant(match.created_after),
+            "created_before": instant(match.created_before),
+            "from_cancelled": self.from_cancelled,
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(f"{self.action}\n{text}".encode()).hexdigest()
 
 

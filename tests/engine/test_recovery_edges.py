@@ -236,3 +236,27 @@ def test_a_bulk_retry_leaves_out_runs_replayed_before_or_meanwhile(driver: Drive
     assert [driver.run(run_id).retries for run_id in runs] == [0, 0, 1]
     sent = sorted(to for email in driver.sent for to in email.to)
     assert sent == ["e0@example.test", "e1@example.test", "e2@example.test"]
+
+
+def test_a_bulk_request_written_differently_finds_the_running_one(driver: Driver) -> None:
+    """The same filter in other words (a null field, statuses in another order, the same
+    instant in another offset) is the same operation while it runs, not a second that skips
+    every run."""
+    automation_id, _, _ = failed_runs(driver, 2)
+    first = start(
+        driver,
+        automation_id,
+        BulkAction.REPLAY,
+        {"status": ["failed", "completed"], "created_after": "2020-01-01T00:00:00Z"},
+    )
+    same = [
+        {"status": "completed,failed", "created_after": "2020-01-01T01:00:00+01:00"},
+        {
+            "status": ["failed", "completed"],
+            "created_after": "2020-01-01T00:00:00",
+            "step_key": None,
+        },
+    ]
+    assert [start(driver, automation_id, BulkAction.REPLAY, body) for body in same] == [first] * 2
+    other = {"status": ["failed"], "created_after": "2020-01-01T00:00:00Z"}
+    assert start(driver, automation_id, BulkAction.REPLAY, other) != first
