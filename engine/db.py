@@ -112,7 +112,10 @@ def _serialize_sqlite_writers(db_engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk when it returns, power loss included. NORMAL would survive a
+        # killed process but could lose the last commits to a power cut or an OS crash (an
+        # email's `sent` among them, so it would go out again); it saves ~0.3 ms per commit.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()

@@ -3,6 +3,8 @@ psycopg keeps the conversion of our longest statements."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
@@ -64,3 +66,14 @@ def test_a_statement_longer_than_psycopgs_default_bound_is_converted_once(pooled
         after = _queries._query2pg.cache_info()
     assert len(statement) > 4096
     assert after.hits == before.hits + 1, "psycopg converted the long statement again"
+
+
+def test_an_embedded_sqlite_commit_is_on_disk_when_it_returns(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL (2): NORMAL (1) could lose the last commits to a power cut."""
+    sqlite = db.create_db_engine(f"sqlite:///{tmp_path / 'automations.sqlite3'}")
+    try:
+        with sqlite.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2
+    finally:
+        sqlite.dispose()
