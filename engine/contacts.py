@@ -16,6 +16,7 @@ from engine.json_limits import JsonLimits
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
 from engine.store import runs as run_store
+from engine.store.contacts import RowLock
 from engine.store.paging import Page
 from models.tables import Contact, Segment
 
@@ -76,30 +77,36 @@ def _check_properties(properties: Mapping[str, Any], limits: JsonLimits) -> dict
     return dict(properties)
 
 
-def find_contact(session: Session, ref: str, *, for_update: bool = False) -> Contact:
+def find_contact(
+    session: Session, ref: str, *, for_update: bool = False, lock: RowLock | None = None
+) -> Contact:
     """The contact named by its id or, for anything that is not a UUID, its email."""
+    lock = "update" if for_update else lock
     key = _as_uuid(ref)
     if key is not None:
-        contact = contact_store.get_contact(session, key, for_update=for_update)
+        contact = contact_store.get_contact(session, key, lock=lock)
     else:
-        contact = contact_store.get_contact_by_email(session, ref, for_update=for_update)
+        contact = contact_store.get_contact_by_email(session, ref, lock=lock)
     if contact is None:
         raise NotFound("Contact not found")
     return contact
 
 
-def find_segment(session: Session, segment_id: uuid.UUID) -> Segment:
-    segment = contact_store.get_segment(session, segment_id)
+def find_segment(
+    session: Session, segment_id: uuid.UUID, *, lock: RowLock | None = None
+) -> Segment:
+    segment = contact_store.get_segment(session, segment_id, lock=lock)
     if segment is None:
         raise NotFound("Segment not found")
     return segment
 
 
 def _segment_ids(session: Session, refs: Sequence[str]) -> list[uuid.UUID]:
+    """The segments, held until the commit: one being deleted is waited for, then missing."""
     found = []
     for index, ref in enumerate(refs):
         key = _as_uuid(ref)
-        if key is None or contact_store.get_segment(session, key) is None:
+        if key is None or contact_store.get_segment(session, key, lock="key_share") is None:
             raise InvalidInput(
                 f"`segments[{index}].id`: no segment has the id {ref!r}",
                 field=f"segments[{index}].id",
@@ -185,18 +192,21 @@ def update_contact(
 def delete_contact(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID:
     """Delete the contact and its memberships; its runs and events keep no link to it."""
     contact_id = find_contact(session, ref).id
-    wake_runs_of(session, contact_id, now)  # before the contact's lock, as a claim takes them
+    release_runs_of(session, contact_id, now)  # before the contact's lock, as a step takes them
     if contact_store.get_contact(session, contact_id, for_update=True) is None:
         raise NotFound("Contact not found")
     contact_store.delete_contact(session, contact_id)
     return contact_id
 
 
-def wake_runs_of(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
-    """Make the contact's runs that wait (a delay, an event) go on now, since it is deleted:
-    each then skips the rest of its steps, as after its contact is deleted, and ends, instead
-    of waiting for a contact that will not come back (up to a wait's timeout, 30 days)."""
+def release_runs_of(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
+    """Ready the contact's runs for its deletion, in the executor's lock order (step rows, then
+    runs, then the contact). Its runs that wait (a delay, an event) go on now: each then skips
+    the rest of its steps, as after its contact is deleted, and ends, instead of waiting for a
+    contact that will not come back (up to a wait's timeout, 30 days). Its runs are locked:
+    the deletion waits for a step under way (which may write the contact) to commit."""
     run_store.wake_waits_of_contact(session, contact_id, now)
+    contact_store.lock_runs_of(session, contact_id)
 
 
 def list_contacts(
@@ -233,7 +243,7 @@ def rename_segment(session: Session, segment_id: uuid.UUID, *, name: str) -> Seg
 
 def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
     """Delete the segment; its contacts stay."""
-    find_segment(session, segment_id)
+    find_segment(session, segment_id, lock="update")
     contact_store.delete_segment(session, segment_id)
 
 
@@ -255,9 +265,10 @@ def list_segments(
 def add_to_segment(
     session: Session, contact_ref: str, segment_id: uuid.UUID, *, now: dt.datetime
 ) -> Contact:
-    """Put the contact in the segment; adding a member again changes nothing."""
-    contact = find_contact(session, contact_ref)
-    find_segment(session, segment_id)
+    """Put the contact in the segment; adding a member again changes nothing. Both are held
+    until the commit: one being deleted is waited for, then not found."""
+    contact = find_contact(session, contact_ref, lock="key_share")
+    find_segment(session, segment_id, lock="key_share")
     contact_store.add_membership(session, segment_id, contact.id, now)
     return contact
 

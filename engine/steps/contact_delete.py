@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.contacts import wake_runs_of
+from engine.contacts import release_runs_of
 from engine.outcomes import Completed, Outcome
 from engine.step_configs import only_keys
 from engine.step_types import DEFAULT_ONLY, StepTypeSpec
@@ -21,7 +21,7 @@ def check_contact_delete(config: dict[str, Any], at: str) -> dict[str, Any]:
 def run_contact_delete(sr: StepRun) -> Outcome:
     contact = sr.run.contact
     assert contact is not None
-    wake_runs_of(sr.session, contact.id, sr.now)  # the contact's other runs that wait
+    release_runs_of(sr.session, contact.id, sr.now)  # the contact's other runs
     contact_store.delete_contact(sr.session, contact.id)
     return Completed(output={"contact_id": str(contact.id), "deleted": True})
 

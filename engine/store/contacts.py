@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Update, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import Select, Update, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
-from engine.store.core import CONTACTS, driver_rows, execute
+from engine.store.core import CONTACTS, RUNS, driver_rows, execute
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate
 from models.tables import Contact, Segment, SegmentMembership
@@ -61,22 +61,35 @@ def lock_contact(session: Session, contact_id: uuid.UUID) -> ContactRow | None:
     return ContactRow(*tuple(row)) if row is not None else None
 
 
+# How a read locks the row it finds: `update` to change or delete it; `key_share` to write a
+# row that refers to it (a membership), which only its deletion must wait for.
+RowLock = Literal["update", "key_share"]
+
+
+def _locked(stmt: Select[Any], lock: RowLock | None) -> Select[Any]:
+    if lock == "update":
+        return stmt.with_for_update()
+    if lock == "key_share":
+        return stmt.with_for_update(read=True, key_share=True)
+    return stmt
+
+
 def get_contact(
-    session: Session, contact_id: uuid.UUID, *, for_update: bool = False
+    session: Session,
+    contact_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    lock: RowLock | None = None,
 ) -> Contact | None:
     stmt = select(Contact).where(Contact.id == contact_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
+    return session.scalars(_locked(stmt, "update" if for_update else lock)).first()
 
 
 def get_contact_by_email(
-    session: Session, email: str, *, for_update: bool = False
+    session: Session, email: str, *, for_update: bool = False, lock: RowLock | None = None
 ) -> Contact | None:
     stmt = select(Contact).where(Contact.email == normalize_email(email))
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
+    return session.scalars(_locked(stmt, "update" if for_update else lock)).first()
 
 
 _LOCK_MANY = (
@@ -154,19 +167,44 @@ def _ensure_contacts_postgres(
         params = {"new_ids": [uuid.uuid4() for _ in addresses], "emails": addresses, "now": now}
         # A new contact is locked by its insert: only those that existed are selected after.
         found = [ContactRow(*row) for row in driver_rows(session, CREATE_CONTACTS, params)]
-    return found + lock_missing(session, addresses, ids, found)
+    return found + lock_missing(session, addresses, ids, found, now)
+
+
+# How many times an address whose contact was deleted under an ingestion is created anew: a
+# deletion has to fall between the insert and the lock each time to need another.
+RECREATE_TRIES = 3
 
 
 def lock_missing(
-    session: Session, addresses: list[str], ids: list[uuid.UUID], found: list[ContactRow]
+    session: Session,
+    addresses: list[str],
+    ids: list[uuid.UUID],
+    found: list[ContactRow],
+    now: dt.datetime,
 ) -> list[ContactRow]:
-    """Those of these contacts not in `found`, locked (those that exist), on PostgreSQL."""
+    """Those of these contacts not in `found`, locked (those that exist), on PostgreSQL.
+
+    An address whose insert met its existing contact, deleted before the lock could take it,
+    is created anew: as any unknown address is (a contact asked for by id stays missing).
+    """
+    missing: list[ContactRow] = []
     existing = sorted(set(addresses) - {row.email for row in found})
     wanted = sorted(set(ids) - {row.id for row in found})
-    if not existing and not wanted:
-        return []
-    params = {"emails": existing, "ids": wanted}
-    return [ContactRow(*row) for row in driver_rows(session, LOCK_CONTACTS, params)]
+    for _ in range(RECREATE_TRIES):
+        if not existing and not wanted:
+            break
+        params = {"emails": existing, "ids": wanted}
+        locked = [ContactRow(*row) for row in driver_rows(session, LOCK_CONTACTS, params)]
+        missing += locked
+        gone = sorted(set(existing) - {row.email for row in locked})
+        if not gone:
+            break
+        params = {"new_ids": [uuid.uuid4() for _ in gone], "emails": gone, "now": now}
+        created = [ContactRow(*row) for row in driver_rows(session, CREATE_CONTACTS, params)]
+        missing += created
+        existing = sorted(set(gone) - {row.email for row in created})
+        wanted = []
+    return missing
 
 
 def create_contact(
@@ -252,6 +290,17 @@ def merged_changes(properties: dict[str, Any] | None, changes: dict[str, Any]) -
     return {**changes, "properties": {**(properties or {}), **changes["properties"]}}
 
 
+def lock_runs_of(session: Session, contact_id: uuid.UUID) -> None:
+    """Lock the contact's runs, in id order, before the contact is locked to be deleted.
+
+    Deleting the contact writes each of its runs (their contact_id becomes NULL), and a step
+    holds its run's row before it writes the contact (an update, a membership): taken in the
+    other order, a deletion and such a step would each wait for the other.
+    """
+    stmt = select(RUNS.c.id).where(RUNS.c.contact_id == contact_id).order_by(RUNS.c.id)
+    session.execute(stmt.with_for_update())
+
+
 def delete_contact(session: Session, contact_id: uuid.UUID) -> None:
     session.execute(delete(Contact).where(Contact.id == contact_id))
 
@@ -278,7 +327,10 @@ def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
 
 
 def segment_exists(session: Session, segment_id: uuid.UUID) -> bool:
-    return session.scalar(select(Segment.id).where(Segment.id == segment_id)) is not None
+    """Whether the segment exists, which it does until this transaction ends: a deletion
+    under way is waited for (then it does not), a later one waits for this transaction."""
+    stmt = select(Segment.id).where(Segment.id == segment_id)
+    return session.scalar(_locked(stmt, "key_share")) is not None
 
 
 def add_membership(
@@ -330,8 +382,13 @@ def list_contacts(
     )
 
 
-def get_segment(session: Session, segment_id: uuid.UUID) -> Segment | None:
-    return session.get(Segment, segment_id)
+def get_segment(
+    session: Session, segment_id: uuid.UUID, *, lock: RowLock | None = None
+) -> Segment | None:
+    if lock is None:
+        return session.get(Segment, segment_id)
+    stmt = _locked(select(Segment).where(Segment.id == segment_id), lock)
+    return session.scalars(stmt.execution_options(populate_existing=True)).first()
 
 
 def list_segments(
@@ -365,7 +422,8 @@ def rename_segment(session: Session, segment: Segment, name: str) -> None:
 
 
 def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
-    """Delete the segment and its memberships (not its contacts)."""
+    """Delete the segment (locked for update by the caller: a member being added meanwhile
+    waits, then finds it gone) and its memberships, not its contacts."""
     session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
     session.execute(delete(Segment).where(Segment.id == segment_id))
 

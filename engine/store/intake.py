@@ -186,7 +186,7 @@ def routes_and_contacts(
             routes[name].schema = row[2]
         else:
             found.append(ContactRow(row[0], *row[3:]))
-    return routes, found + contact_store.lock_missing(session, addresses, wanted, found)
+    return routes, found + contact_store.lock_missing(session, addresses, wanted, found, now)
 
 
 def _columns(rows: Sequence[dict[str, Any]], key: str) -> str:
