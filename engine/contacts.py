@@ -49,6 +49,13 @@ def check_name(name: str, value: object) -> None:
         raise InvalidInput(
             f"`{name}` holds at most {MAX_NAME} characters, got {len(value)}", field=name
         )
+    _check_text(name, value)
+
+
+def _check_text(name: str, value: object) -> None:
+    """Text that both databases store alike: PostgreSQL cannot hold a NUL, SQLite would."""
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidInput(f"`{name}` must not contain a NUL character", field=name)
 
 
 def check_changes(
@@ -129,6 +136,8 @@ def create_contact(
 ) -> Contact:
     """A new contact, in the given segments; an email already in use is refused."""
     address = check_address(email, field="email")
+    check_name("first_name", first_name)
+    check_name("last_name", last_name)
     values = _check_properties(properties or {}, limits)
     segment_ids = _segment_ids(session, segment_refs)
     contact = content_store.unique_write(
@@ -176,6 +185,8 @@ def update_contact(
     contact = find_contact(session, ref, for_update=True)
     fields = dict(changes)
     _check_identifiers(contact, fields)
+    for name in ("first_name", "last_name"):
+        check_name(name, fields.get(name))
     if "unsubscribed" in fields and fields["unsubscribed"] is None:
         raise InvalidInput("`unsubscribed` must be true or false, not null", field="unsubscribed")
     if fields.get("properties") is not None:
@@ -232,6 +243,7 @@ def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
 def _check_name(name: str) -> str:
     if not name.strip():
         raise InvalidInput("`name` must not be blank", field="name")
+    _check_text("name", name)
     return name
 
 
