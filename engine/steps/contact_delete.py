@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.contacts import release_runs_of
+from engine.contacts import remove_contact
 from engine.outcomes import Completed, Outcome
 from engine.step_configs import only_keys
 from engine.step_types import DEFAULT_ONLY, StepTypeSpec
 from engine.steps.context import StepRun
-from engine.store import contacts as contact_store
 from models.enums import StepType
 
 
@@ -21,8 +20,7 @@ def check_contact_delete(config: dict[str, Any], at: str) -> dict[str, Any]:
 def run_contact_delete(sr: StepRun) -> Outcome:
     contact = sr.run.contact
     assert contact is not None
-    release_runs_of(sr.session, contact.id, sr.now)  # the contact's other runs
-    contact_store.delete_contact(sr.session, contact.id)
+    remove_contact(sr.session, contact.id, sr.now)  # its other runs that wait end too
     return Completed(output={"contact_id": str(contact.id), "deleted": True})
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, Update, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
@@ -299,6 +300,27 @@ def lock_runs_of(session: Session, contact_id: uuid.UUID) -> None:
     """
     stmt = select(RUNS.c.id).where(RUNS.c.contact_id == contact_id).order_by(RUNS.c.id)
     session.execute(stmt.with_for_update())
+
+
+class ContactBusy(Exception):
+    """Another transaction holds the contact's row (see `lock_for_deletion`)."""
+
+
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a NOWAIT lock that is held
+
+
+def lock_for_deletion(session: Session, contact_id: uuid.UUID, *, wait: bool) -> bool:
+    """Lock the contact to delete it; False if it is gone. Without `wait`, ContactBusy if
+    another transaction holds it: an ingestion holds the contact while it goes on to lock the
+    waiting steps and runs that a deletion has locked first, so the deletion must not wait."""
+    stmt = select(CONTACTS.c.id).where(CONTACTS.c.id == contact_id)
+    try:
+        row = execute(session, stmt.with_for_update(nowait=not wait)).first()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise ContactBusy from None
+        raise
+    return row is not None
 
 
 def delete_contact(session: Session, contact_id: uuid.UUID) -> None:
