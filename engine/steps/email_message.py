@@ -53,8 +53,6 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
     """Everything up to the transport, inside the claim transaction."""
     contact = sr.run.contact
     assert contact is not None
-    if contact.unsubscribed:
-        return Skipped(SkipReason.UNSUBSCRIBED, output={"to": contact.email})
     ref = sr.step.config["template"]
     reads = outbox_store.read_for_send(
         sr.session,
@@ -65,7 +63,11 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
         sender=sr.step.config.get("from") or None,
     )
     if reads.email is not None and reads.email.status == OutboxStatus.SENT:
-        return Completed(output=email_output(reads.email))  # sent before a crash; never send twice
+        # Sent before a crash or by a worker whose lease ran out: never send twice, and record
+        # it as sent even if the contact has unsubscribed since (from that very email, maybe).
+        return Completed(output=email_output(reads.email))
+    if contact.unsubscribed:
+        return Skipped(SkipReason.UNSUBSCRIBED, output={"to": contact.email})
     try:
         return _render_and_write(sr, reads, contact.email, contact.id)
     except StepFailure as failure:
