@@ -273,7 +273,7 @@ def _check_name(name: str) -> str:
 
 
 def rename_segment(session: Session, segment_id: uuid.UUID, *, name: str) -> Segment:
-    segment = find_segment(session, segment_id)
+    segment = find_segment(session, segment_id, lock="update")  # a deletion under way: gone
     contact_store.rename_segment(session, segment, _check_name(name))
     return segment
 

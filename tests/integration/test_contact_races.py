@@ -135,6 +135,21 @@ def test_adding_a_member_while_the_contact_is_deleted_is_a_404(
     assert api.get(f"/segments/{segment_id}/contacts").json()["data"] == []
 
 
+def test_renaming_a_segment_while_it_is_deleted_is_a_404(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    segment_id = segment(api)
+
+    answer = while_held(
+        rt_stack,
+        pool,
+        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id)),
+        lambda: request(api_server, "PATCH", f"/segments/{segment_id}", json={"name": "Paid"}),
+    )
+
+    assert_not_found(answer, "Segment not found")
+
+
 def test_an_event_for_an_email_whose_contact_is_being_deleted_makes_a_new_contact(
     api: httpx.Client, api_server: ApiServer, rt_stack: Stack, pool: ThreadPoolExecutor
 ) -> None:
