@@ -125,3 +125,28 @@ def test_bad_cursors_and_limits(api: httpx.Client, kind: str) -> None:
     assert_error(api.get(path, params={"before": "nope"}), "invalid_parameter", "`before`")
     stranger = str(uuid.uuid4())
     assert_error(api.get(path, params={"after": stranger}), "invalid_parameter", "`after`")
+
+
+def test_contacts_deleted_between_pages_neither_repeat_nor_shift(api: httpx.Client) -> None:
+    """docs/api.md: a cursor must still be in the list; other deletions do not disturb paging."""
+    path, ids = contacts(api)
+    segment_id = _created(api.post("/segments", json={"name": "All"}))
+    for contact_id in ids:
+        assert api.post(f"/contacts/{contact_id}/segments/{segment_id}").status_code == 200
+    newest = ids[::-1]
+    members = f"/segments/{segment_id}/contacts"
+    assert page(api, path, limit="2") == (newest[0:2], True)
+    assert page(api, members, limit="2") == (newest[0:2], True)
+
+    assert api.delete(f"/contacts/{newest[2]}").status_code == 200  # the next page's first
+    assert page(api, path, limit="2", after=newest[1]) == (newest[3:5], False)
+    assert page(api, members, limit="2", after=newest[1]) == (newest[3:5], False)
+
+    assert api.delete(f"/contacts/{newest[1]}/segments/{segment_id}").status_code == 200
+    gone = api.get(members, params={"limit": "2", "after": newest[1]})
+    assert_error(gone, "invalid_parameter", "The `after` cursor does not name an item")
+    assert page(api, members, limit="2", after=newest[0]) == (newest[3:5], False)
+    assert page(api, path, limit="2", after=newest[1]) == (newest[3:5], False)
+    assert api.delete(f"/contacts/{newest[1]}").status_code == 200
+    gone = api.get(path, params={"limit": "2", "after": newest[1]})
+    assert_error(gone, "invalid_parameter", "The `after` cursor does not name an item")
