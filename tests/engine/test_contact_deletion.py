@@ -84,3 +84,24 @@ def test_another_contact_s_runs_keep_waiting(driver: Driver) -> None:
         "completed",
         "waiting",
     }
+
+
+def test_a_contact_made_again_with_the_address_does_not_take_over_the_old_runs(
+    driver: Driver,
+) -> None:
+    """The old runs keep no link to the address: the new contact's event resumes none of them,
+    and its own runs start from the trigger."""
+    waiting_automations(driver)
+    old_runs = driver.send("user.created", "back@example.test").run_ids
+    driver.settle(until=driver.clock.now())
+    erase_by_api(driver, "back@example.test")
+
+    paid = driver.send("user.paid", "back@example.test")  # before the sweeper's next tick
+    assert paid.resumed == []
+    assert paid.contact_id is not None
+    driver.settle(until=driver.clock.now())
+
+    for run_id in old_runs:
+        run = driver.run(run_id)
+        assert (run.status, run.contact_id) == ("completed", None)
+    assert driver.sent == []
