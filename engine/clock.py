@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from engine.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -39,6 +46,86 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
+
+
+class ReferenceClock:
+    """Another machine's clock (the database server's) kept in this process.
+
+    Every process of a deployment decides and compares times (a due time, a lease, when an
+    event arrived) against the same clock, whatever its host's says: a worker minutes behind
+    would otherwise see leases run out at once and take over steps still sending. The
+    reference is read on a thread of this process, carried forward by the monotonic clock (so
+    a jump of the host's wall clock changes nothing), and read again every `every` seconds.
+    Until its first reading answers (at most `first_wait` seconds), the system clock stands in.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], dt.datetime],
+        *,
+        every: float = 60.0,
+        first_wait: float = 2.0,
+        fallback: Clock | None = None,
+    ) -> None:
+        self._read = read
+        self._every = every
+        self._first_wait = first_wait
+        self._fallback = fallback or SystemClock()
+        # The reference's time, and this process's monotonic clock when it was read.
+        self._anchor: tuple[dt.datetime, float] | None = None
+        self._read_once = threading.Event()
+        self._reader_pid: int | None = None
+        self._starting = threading.Lock()
+        self._skew_told = False
+
+    def now(self) -> dt.datetime:
+        if self._reader_pid != os.getpid():  # first use, or a forked child: no reader here
+            self._start_reading()
+        anchor = self._anchor
+        if anchor is None:
+            return self._fallback.now()
+        reference, read_at = anchor
+        return reference + dt.timedelta(seconds=time.monotonic() - read_at)
+
+    def read_reference(self) -> bool:
+        """Read the reference clock once; False if it did not answer (the last reading stays)."""
+        before = time.monotonic()
+        try:
+            reference = utc(self._read())
+        except Exception as exc:
+            log.warning("could not read the database server's clock: %s", exc)
+            return False
+        after = time.monotonic()
+        # Taken halfway through the round trip: the reading is off by at most half of it.
+        read_at = (before + after) / 2
+        skew = (reference - self._fallback.now()).total_seconds() + (time.monotonic() - read_at)
+        if abs(skew) >= 1 and not self._skew_told:
+            self._skew_told = True
+            log.warning(
+                "this host's clock is %.1f s %s the database server's; the database's is used",
+                abs(skew),
+                "behind" if skew > 0 else "ahead of",
+            )
+        self._anchor = (reference, read_at)
+        self._read_once.set()
+        return True
+
+    def _start_reading(self) -> None:
+        with self._starting:
+            pid = os.getpid()
+            if self._reader_pid == pid:
+                return
+            self._reader_pid = pid
+            self._read_once = threading.Event()
+            reader = threading.Thread(target=self._keep_reading, name="clock", daemon=True)
+            reader.start()
+        if self._anchor is None and not self._read_once.wait(self._first_wait):
+            log.warning("the database server's clock has not answered: the system clock is used")
+
+    def _keep_reading(self) -> None:
+        while True:
+            self.read_reference()
+            time.sleep(self._every)
 
 
 class FrozenClock:
@@ -80,10 +167,14 @@ class OffsetFileClock:
         tmp.replace(self.path)
 
 
-def clock_from_setting(value: str) -> Clock:
-    """`system`, or `file:/path` for a shared offset clock (tests, demos)."""
+def clock_from_setting(value: str, read_database: Callable[[], dt.datetime] | None = None) -> Clock:
+    """`database` (the database server's clock, read with `read_database`; the system clock
+    when there is none to read: SQLite is on this host), `system`, or `file:/path` for a
+    shared offset clock (tests, demos)."""
+    if value == "database":
+        return ReferenceClock(read_database) if read_database is not None else SystemClock()
     if value == "system":
         return SystemClock()
     if value.startswith("file:"):
         return OffsetFileClock(Path(value.removeprefix("file:")))
-    raise ValueError(f"unknown clock {value!r}: expected 'system' or 'file:/path'")
+    raise ValueError(f"unknown clock {value!r}: expected 'database', 'system' or 'file:/path'")

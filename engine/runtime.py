@@ -7,6 +7,7 @@ import gc
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy import Engine, NullPool, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock, clock_from_setting
@@ -19,6 +20,7 @@ from engine.mail import Transport, transport_from_url
 from engine.retry import RetryPolicy
 from engine.settings import Settings
 from engine.store import automations as automation_store
+from engine.store import health as health_store
 
 Checkpoint = Callable[[str], None]
 
@@ -102,11 +104,34 @@ def create_runtime(
     return Runtime(
         settings,
         sessions=create_session_factory(db_engine),
-        clock=clock or clock_from_setting(settings.clock),
+        clock=clock or _clock(settings, db_engine),
         # Built now so that a bad transport URL stops the process at start, not at first send.
         transport=transport or transport_from_settings(settings),
         checkpoint=checkpoint,
     )
+
+
+def _clock(settings: Settings, db_engine: Engine) -> Clock:
+    reader = _server_clock_reader(db_engine) if settings.clock == "database" else None
+    return clock_from_setting(settings.clock, reader)
+
+
+def _server_clock_reader(db_engine: Engine) -> Callable[[], dt.datetime] | None:
+    """How to read the database server's clock, or None where it is this host's (SQLite).
+
+    Each reading opens a connection of its own and closes it: none is pooled for it, so none
+    can outlive a fork (a Celery worker's parent reads it too).
+    """
+    if db_engine.dialect.name != "postgresql":
+        return None
+    # A connection that cannot be made gives up: the last reading stands meanwhile.
+    reader = create_engine(db_engine.url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+
+    def read() -> dt.datetime:
+        with Session(reader) as session:
+            return health_store.server_now(session)
+
+    return read
 
 
 # Allocations between two collections of the youngest generation (Python's default is 700).

@@ -87,9 +87,10 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=10, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)
 
-    # `system`, or `file:/path` (engine/clock.py): checked here, so that a bad value stops every
-    # process at start, not the first task or request that builds a runtime.
-    clock: str = Field(default="system", pattern=r"^(system|file:.+)$")
+    # `database` (the database server's clock: every process, on any host, keeps the same
+    # time), `system`, or `file:/path` (engine/clock.py): checked here, so that a bad value
+    # stops every process at start, not the first task or request that builds a runtime.
+    clock: str = Field(default="database", pattern=r"^(database|system|file:.+)$")
     # Multiplies delays and wait timeouts; below 1 only for demos ("1 day" in seconds). Never
     # above 1: a longer day would hold every delay and wait for years, or past the calendar.
     time_scale: float = Field(default=1.0, gt=0, le=1)

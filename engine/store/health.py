@@ -15,6 +15,12 @@ def ping(session: Session) -> None:
     session.execute(text("SELECT 1"))
 
 
+def server_now(session: Session) -> dt.datetime:
+    """The database server's clock now (PostgreSQL; not its transaction's start, `now()`)."""
+    value: dt.datetime = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    return value
+
+
 def runs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
     return {status: count for status, count in rows}
