@@ -77,7 +77,12 @@ def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )
         if found is None:
-            log.debug("step not claimable: duplicate or stale message")
+            # Early (a host whose clock is ahead fired its countdown): sent again for its time
+            # by the sweeper's next tick, rather than once it looks lost, past due.
+            if claims.forget_early_message(session, run_id, step_key, now=now):
+                log.info("message before the step's due time: the sweeper sends it again")
+            else:
+                log.debug("step not claimable: duplicate or stale message")
             return []
         rt.checkpoint("step.claimed")
         claimed, run = found

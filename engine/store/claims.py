@@ -101,6 +101,22 @@ def claim_step(
     return ClaimedStep(run_id, step_key, *tuple(row))
 
 
+_FORGET_EARLY = (
+    update(STEPS)
+    .where(_THIS_STEP, one_of(STEPS.c.status, STEP_CLAIMABLE), STEPS.c.due_at > _NOW)
+    .values(dispatched_at=None, redispatch_count=0)
+)
+
+
+def forget_early_message(
+    session: Session, run_id: uuid.UUID, step_key: str, *, now: dt.datetime
+) -> bool:
+    """A message came before the step's due time: it is forgotten, so that the sweeper sends
+    the step again for that time. False if the step is not waiting for a later time."""
+    result = execute(session, _FORGET_EARLY, {"rid": run_id, "key": step_key, "now": now})
+    return bool(result.rowcount == 1)
+
+
 _RUN_CONTEXT = (
     select(
         RUNS.c.id,
