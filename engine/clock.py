@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,9 +53,10 @@ class ReferenceClock:
     Every process of a deployment decides and compares times (a due time, a lease, when an
     event arrived) against the same clock, whatever its host's says: a worker minutes behind
     would otherwise see leases run out at once and take over steps still sending. The
-    reference is read on a thread of this process, carried forward by the monotonic clock (so
-    a jump of the host's wall clock changes nothing), and read again every `every` seconds.
-    Until its first reading answers (at most `first_wait` seconds), the system clock stands in.
+    reference is read when first asked, then carried forward by the monotonic clock (so a jump
+    of the host's wall clock changes nothing), and read again by the first call `every`
+    seconds later (a few milliseconds, once a minute; no thread, so nothing is in flight when
+    a worker forks). A reading that fails keeps the last one, or the system clock before any.
     """
 
     def __init__(
@@ -64,28 +64,39 @@ class ReferenceClock:
         read: Callable[[], dt.datetime],
         *,
         every: float = 60.0,
-        first_wait: float = 2.0,
+        retry_after: float = 5.0,
         fallback: Clock | None = None,
     ) -> None:
         self._read = read
         self._every = every
-        self._first_wait = first_wait
+        self._retry_after = retry_after
         self._fallback = fallback or SystemClock()
         # The reference's time, and this process's monotonic clock when it was read.
         self._anchor: tuple[dt.datetime, float] | None = None
-        self._read_once = threading.Event()
-        self._reader_pid: int | None = None
-        self._starting = threading.Lock()
+        self._next_read = 0.0
+        self._reading = threading.Lock()
         self._skew_told = False
 
     def now(self) -> dt.datetime:
-        if self._reader_pid != os.getpid():  # first use, or a forked child: no reader here
-            self._start_reading()
+        if time.monotonic() >= self._next_read:
+            self._read_if_free()
         anchor = self._anchor
         if anchor is None:
             return self._fallback.now()
         reference, read_at = anchor
         return reference + dt.timedelta(seconds=time.monotonic() - read_at)
+
+    def _read_if_free(self) -> None:
+        # One thread reads; the others go on with the last reading meanwhile.
+        if not self._reading.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() >= self._next_read:
+                answered = self.read_reference()
+                wait = self._every if answered else self._retry_after
+                self._next_read = time.monotonic() + wait
+        finally:
+            self._reading.release()
 
     def read_reference(self) -> bool:
         """Read the reference clock once; False if it did not answer (the last reading stays)."""
@@ -107,25 +118,7 @@ class ReferenceClock:
                 "behind" if skew > 0 else "ahead of",
             )
         self._anchor = (reference, read_at)
-        self._read_once.set()
         return True
-
-    def _start_reading(self) -> None:
-        with self._starting:
-            pid = os.getpid()
-            if self._reader_pid == pid:
-                return
-            self._reader_pid = pid
-            self._read_once = threading.Event()
-            reader = threading.Thread(target=self._keep_reading, name="clock", daemon=True)
-            reader.start()
-        if self._anchor is None and not self._read_once.wait(self._first_wait):
-            log.warning("the database server's clock has not answered: the system clock is used")
-
-    def _keep_reading(self) -> None:
-        while True:
-            self.read_reference()
-            time.sleep(self._every)
 
 
 class FrozenClock:

@@ -27,18 +27,37 @@ def test_the_server_time_is_kept_whatever_the_host_clock_says() -> None:
     assert abs(later - SERVER) < dt.timedelta(seconds=1)
 
 
-def test_a_reading_that_fails_keeps_the_last_one() -> None:
-    readings = [SERVER]
+def test_a_reading_that_fails_keeps_the_last_one_and_is_tried_again_soon() -> None:
+    readings = [SERVER + dt.timedelta(hours=1), OSError("connection refused"), SERVER]
 
     def read() -> dt.datetime:
-        if not readings:
-            raise OSError("connection refused")
-        return readings.pop()
+        reading = readings.pop()
+        if isinstance(reading, Exception):
+            raise reading
+        return reading
 
-    clock = ReferenceClock(read, every=3600, fallback=FrozenClock(SERVER - FIVE_MINUTES))
+    clock = ReferenceClock(
+        read, every=0.05, retry_after=0.05, fallback=FrozenClock(SERVER - FIVE_MINUTES)
+    )
     assert abs(clock.now() - SERVER) < dt.timedelta(seconds=1)
-    assert not clock.read_reference()
-    assert abs(clock.now() - SERVER) < dt.timedelta(seconds=1)
+    time.sleep(0.06)
+    assert abs(clock.now() - SERVER) < dt.timedelta(seconds=1), "the failed reading changed it"
+    time.sleep(0.06)
+    assert abs(clock.now() - SERVER - dt.timedelta(hours=1)) < dt.timedelta(seconds=1)
+    assert not readings
+
+
+def test_the_reference_is_read_again_only_after_its_interval() -> None:
+    reads = []
+
+    def read() -> dt.datetime:
+        reads.append(1)
+        return SERVER
+
+    clock = ReferenceClock(read, every=3600)
+    for _ in range(100):
+        clock.now()
+    assert len(reads) == 1
 
 
 def test_a_server_that_never_answers_leaves_the_host_clock() -> None:
@@ -46,7 +65,7 @@ def test_a_server_that_never_answers_leaves_the_host_clock() -> None:
         raise OSError("connection refused")
 
     host = FrozenClock(SERVER - FIVE_MINUTES)
-    clock = ReferenceClock(read, first_wait=0.05, fallback=host)
+    clock = ReferenceClock(read, fallback=host)
     assert clock.now() == host.now()
 
 
