@@ -269,6 +269,7 @@ def _store(
     starts: list[tuple[_Pending, RunStart]] = []
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
+        received_at = _received_at(item, now)
         event_id = uuid.uuid4()
         item.result = Ingested(event_id, contact.id)
         events.append(
@@ -278,7 +279,7 @@ def _store(
                 "contact_id": contact.id,
                 "payload": item.payload,
                 "idempotency_key": item.idempotency_key,
-                "received_at": now,
+                "received_at": received_at,
             }
         )
         for automation_id, version_id in routes[item.name].listeners:
@@ -289,7 +290,7 @@ def _store(
                 version_id=version_id,
                 contact_id=contact.id,
                 event_id=event_id,
-                now=now,
+                now=received_at,
             )
             starts.append((item, start))
     # One order of unique-key inserts for every transaction: two cannot wait in a cycle.
@@ -319,8 +320,16 @@ def _store(
         result.run_ids.append(start.run["id"])
         result.dispatches.extend(start.dispatches)
         if start.ended:
-            run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
+            ended_at = _received_at(item, now)
+            run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, ended_at)
     return stored, written.waits
+
+
+def _received_at(item: _Pending, now: dt.datetime) -> dt.datetime:
+    """When an event of a transaction's batch was received: a microsecond after the one before
+    it, so that a wait tells the events it follows from those that follow it (one sent before
+    a run's trigger, but written with it, is not one the run waits for)."""
+    return now + dt.timedelta(microseconds=item.index)
 
 
 def _resume_waits(
@@ -338,7 +347,7 @@ def _resume_waits(
                 continue
             if (wait.run_id, wait.step_key) in resumed:
                 continue  # an earlier event of this batch resumed it
-            if _resume(session, rt, item, wait, view, now):
+            if _resume(session, rt, item, wait, view, _received_at(item, now)):
                 resumed.add((wait.run_id, wait.step_key))
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
+from dataclasses import dataclass
 
+from engine.db import transaction
+from engine.dispatch import Message, commit_then_dispatch
 from engine.executor import execute_step
+from engine.ingest import EventRequest, Ingested, ingest_events
 from tests.engine.driver import Driver
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -39,3 +44,50 @@ def test_a_timer_message_that_comes_early_is_sent_again_for_its_due_time(driver:
     steps = driver.steps(run_id)
     assert steps["pause"].completed_at == steps["pause"].due_at
     assert driver.run(run_id).status == "completed"
+
+
+VERIFIED = {
+    "key": "verified",
+    "type": "wait_for_event",
+    "config": {"event_name": "email.verified", "timeout": "1 day"},
+}
+
+
+def send_together(driver: Driver, *events: str) -> list[uuid.UUID]:
+    """Events for one contact written in one transaction, in this order (a batch, or single
+    events the API's group commit wrote together)."""
+    requests = [EventRequest(event, email="together@example.test") for event in events]
+    batch = commit_then_dispatch(
+        transaction(driver.rt.sessions),
+        driver,
+        lambda session: Batch(ingest_events(session, driver.rt, requests, now=driver.clock.now())),
+    )
+    return [run_id for ingested in batch.results for run_id in ingested.run_ids]
+
+
+@dataclass(frozen=True)
+class Batch:
+    results: list[Ingested]
+
+    @property
+    def dispatches(self) -> list[Message]:
+        return [d for ingested in self.results for d in ingested.dispatches]
+
+
+def test_an_event_written_with_the_trigger_but_before_it_does_not_end_the_wait(
+    driver: Driver,
+) -> None:
+    driver.automation([TRIGGER, VERIFIED], chain("start", "verified"))
+    (run_id,) = send_together(driver, "email.verified", "user.created")
+    driver.settle(until=driver.clock.now() + dt.timedelta(hours=1))
+    assert driver.steps(run_id)["verified"].status == "waiting", (
+        "the wait took an event sent before the run started"
+    )
+
+
+def test_an_event_written_with_the_trigger_and_after_it_ends_the_wait(driver: Driver) -> None:
+    driver.automation([TRIGGER, VERIFIED], chain("start", "verified"))
+    (run_id,) = send_together(driver, "user.created", "email.verified")
+    driver.settle(until=driver.clock.now() + dt.timedelta(hours=1))
+    wait = driver.steps(run_id)["verified"]
+    assert (wait.status, wait.branch) == ("completed", "event_received")
