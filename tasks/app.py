@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -78,6 +80,25 @@ class RuntimeHolder:
         settle_process()
 
 
+class TickGate:
+    """One sweeper tick per half interval in this process: the ticks beat queued while no
+    worker took them (workers down, a long tick) are drained without a sweep each."""
+
+    def __init__(self, interval: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._gap = interval / 2
+        self._monotonic = monotonic
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def opens(self) -> bool:
+        with self._lock:
+            now = self._monotonic()
+            if self._last is not None and now - self._last < self._gap:
+                return False
+            self._last = now
+            return True
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Our Celery settings; bench/raw_celery.py runs its baseline with the same ones."""
     if settings.countdown_horizon_seconds >= settings.visibility_timeout_seconds:
@@ -115,7 +136,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "automations-sweeper": {
                 "task": "automations.sweeper.tick",
                 "schedule": dt.timedelta(seconds=settings.sweeper_interval_seconds),
-                "options": {"queue": SWEEPER_QUEUE, "expires": settings.sweeper_interval_seconds},
+                # No `expires`: Celery makes it an absolute time from beat's clock and compares
+                # it with the worker's, so a worker a few seconds ahead would drop every tick.
+                # A backlog of ticks is drained by TickGate instead.
+                "options": {"queue": SWEEPER_QUEUE},
             }
         },
     }
@@ -143,8 +167,12 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     for spec in all_specs():
         _register_step_task(app, holder, dispatcher, spec.name)
 
+    gate = TickGate(settings.sweeper_interval_seconds)
+
     @app.task(name="automations.sweeper.tick", shared=False)
     def sweeper_tick() -> int:
+        if not gate.opens():
+            return 0
         return sweeper.tick(holder.get(), dispatcher)
 
     register_event_tasks(app, holder, dispatcher)

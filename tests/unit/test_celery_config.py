@@ -11,7 +11,7 @@ import pytest
 from engine.settings import Settings
 from models.enums import StepType
 from tasks import step_messages
-from tasks.app import create_celery_app
+from tasks.app import TickGate, celery_config, create_celery_app
 
 
 def test_durable_settings() -> None:
@@ -61,3 +61,17 @@ def test_a_step_message_written_directly_is_the_one_celery_would_write() -> None
     body = json.loads(base64.b64decode(entry["body"]))
     assert body == [list(celery.body[0]), celery.body[1], celery.body[2]]
     assert entry["properties"]["delivery_info"] == {"exchange": "", "routing_key": "automations"}
+
+
+def test_a_backlog_of_ticks_sweeps_once_per_half_interval() -> None:
+    now = [100.0]
+    gate = TickGate(5, monotonic=lambda: now[0])
+    assert [gate.opens() for _ in range(50)] == [True] + [False] * 49
+    now[0] += 2.4
+    assert not gate.opens()
+    now[0] += 0.2
+    assert gate.opens()
+    assert (
+        "expires"
+        not in celery_config(Settings())["beat_schedule"]["automations-sweeper"]["options"]
+    ), "an absolute expiry from beat's clock drops every tick on a worker whose clock is ahead"
