@@ -47,13 +47,22 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
 
+def _boot_time() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+# Seconds on a clock that never jumps: Linux's boot time goes on while the host is suspended
+# (a VM or a laptop put to sleep), where the monotonic clock stops and would fall behind.
+_elapsed: Callable[[], float] = _boot_time if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+
+
 class ReferenceClock:
     """Another machine's clock (the database server's) kept in this process.
 
     Every process of a deployment decides and compares times (a due time, a lease, when an
     event arrived) against the same clock, whatever its host's says: a worker minutes behind
     would otherwise see leases run out at once and take over steps still sending. The
-    reference is read when first asked, then carried forward by the monotonic clock (so a jump
+    reference is read when first asked, then carried forward by the boot-time clock (so a jump
     of the host's wall clock changes nothing), and read again by the first call `every`
     seconds later (a few milliseconds, once a minute; no thread, so nothing is in flight when
     a worker forks). A reading that fails keeps the last one, or the system clock before any.
@@ -71,45 +80,45 @@ class ReferenceClock:
         self._every = every
         self._retry_after = retry_after
         self._fallback = fallback or SystemClock()
-        # The reference's time, and this process's monotonic clock when it was read.
+        # The reference's time, and the boot-time clock when it was read.
         self._anchor: tuple[dt.datetime, float] | None = None
         self._next_read = 0.0
         self._reading = threading.Lock()
         self._skew_told = False
 
     def now(self) -> dt.datetime:
-        if time.monotonic() >= self._next_read:
+        if _elapsed() >= self._next_read:
             self._read_if_free()
         anchor = self._anchor
         if anchor is None:
             return self._fallback.now()
         reference, read_at = anchor
-        return reference + dt.timedelta(seconds=time.monotonic() - read_at)
+        return reference + dt.timedelta(seconds=_elapsed() - read_at)
 
     def _read_if_free(self) -> None:
         # One thread reads; the others go on with the last reading meanwhile.
         if not self._reading.acquire(blocking=False):
             return
         try:
-            if time.monotonic() >= self._next_read:
+            if _elapsed() >= self._next_read:
                 answered = self.read_reference()
                 wait = self._every if answered else self._retry_after
-                self._next_read = time.monotonic() + wait
+                self._next_read = _elapsed() + wait
         finally:
             self._reading.release()
 
     def read_reference(self) -> bool:
         """Read the reference clock once; False if it did not answer (the last reading stays)."""
-        before = time.monotonic()
+        before = _elapsed()
         try:
             reference = utc(self._read())
         except Exception as exc:
             log.warning("could not read the database server's clock: %s", exc)
             return False
-        after = time.monotonic()
+        after = _elapsed()
         # Taken halfway through the round trip: the reading is off by at most half of it.
         read_at = (before + after) / 2
-        skew = (reference - self._fallback.now()).total_seconds() + (time.monotonic() - read_at)
+        skew = (reference - self._fallback.now()).total_seconds() + (_elapsed() - read_at)
         if abs(skew) >= 1 and not self._skew_told:
             self._skew_told = True
             log.warning(
