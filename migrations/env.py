@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from engine.db import create_db_engine
 from models.tables import Base
@@ -28,6 +29,8 @@ def run_online() -> None:
     db_engine = create_db_engine(url)
     try:
         with db_engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                _sqlite_foreign_keys_off(connection)
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
@@ -37,8 +40,26 @@ def run_online() -> None:
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if connection.dialect.name == "sqlite":
+                    _check_sqlite_foreign_keys(connection)
     finally:
         db_engine.dispose()
+
+
+def _sqlite_foreign_keys_off(connection: Connection) -> None:
+    """Batch mode rebuilds a table by copying it and dropping the original: with foreign keys
+    on, SQLite's DROP TABLE first deletes every row, and the ON DELETE CASCADE of the tables
+    that reference it (runs: run_steps, outbox, bulk_items) empties those too. The pragma is
+    ignored inside a transaction, so it is set on the driver's connection before the first."""
+    assert not connection.in_transaction(), "PRAGMA foreign_keys is a no-op in a transaction"
+    connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    """With the keys off, nothing checked them: a migration that broke one fails whole."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration broke foreign keys (table, rowid, parent): {broken[:5]}")
 
 
 if context.is_offline_mode():
