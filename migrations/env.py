@@ -10,6 +10,9 @@ from models.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
+# The advisory lock that makes upgrades of one PostgreSQL database take turns (any bigint
+# nothing else of ours uses): "automations migrations" in ASCII, cut to 63 bits.
+UPGRADE_LOCK = 0x6175746F6D6967
 
 
 def run_offline() -> None:
@@ -39,6 +42,13 @@ def run_online() -> None:
                 compare_type=True,
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Two upgrades at once (a second `db upgrade`, replicas migrating as they
+                    # start) both read the old revision and ran the same DDL: the second
+                    # failed on "already exists". Taken before the revision is read, held to
+                    # the commit: the second waits, then finds the work done. SQLite's BEGIN
+                    # IMMEDIATE serialises them already.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
                 context.run_migrations()
                 if connection.dialect.name == "sqlite":
                     _check_sqlite_foreign_keys(connection)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
@@ -224,3 +225,50 @@ def test_upgrading_a_deployment_with_data_loses_nothing(empty_database: str, sta
             added = {column: new[column] for column in new if column not in old}
             assert added == {column: _server_default(table, column) for column in added}, table
     assert schema_differences(empty_database) == []
+
+
+def _waiting_backends(conn: Connection, database: str) -> int:
+    conn.rollback()  # pg_stat_activity is read once per transaction
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = :name AND wait_event_type = 'Lock'"
+            ),
+            {"name": database},
+        ).scalar_one()
+    )
+
+
+def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
+    """A second `db upgrade` (or replicas migrating as they start) while one runs: both read
+    the old revision, and the second failed on "column already exists". Here both are held
+    at the migration's first DDL by a reader's lock until both are under way."""
+    command.upgrade(alembic_config(empty_postgres), EARLIER[-1])
+    code = "import sys; from migrations import upgrade; upgrade(sys.argv[1])"
+    db_engine = create_db_engine(empty_postgres)
+    reader = db_engine.connect()
+    try:
+        reader.execute(text("SELECT count(*) FROM bulk_items"))  # 0007 alters bulk_items
+        upgrades = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, empty_postgres],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        database = str(db_engine.url.database)
+        with db_engine.connect() as watcher:
+            deadline = time.monotonic() + 30
+            while _waiting_backends(watcher, database) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _waiting_backends(watcher, database) == 2
+        reader.rollback()
+        errors = [process.communicate(timeout=60)[1] for process in upgrades]
+        assert [process.returncode for process in upgrades] == [0, 0], errors
+    finally:
+        reader.close()
+        db_engine.dispose()
+    assert current(empty_postgres) == head()
