@@ -125,8 +125,48 @@ def require_schema(url: str) -> None:
             f"needs {wanted}: {UPGRADE_HINT}",
             ExitCode.NO_SCHEMA,
         )
+    unknown_revision(url, revision)
+
+
+def unknown_revision(url: str, revision: str) -> NoReturn:
+    """A revision none of this version's migrations wrote: a newer version's, or not ours."""
     fail(
         f"the database at {shown(url)} is at schema revision {revision}, which this version "
-        f"does not know (it needs {wanted}): upgrade automations to the version that wrote it",
+        f"does not know (its latest is {migrations.head()}): a newer version of automations "
+        "upgraded it (run that version), or it is another application's database (check "
+        "AUTOMATIONS_DATABASE_URL)",
+        ExitCode.NO_SCHEMA,
+    )
+
+
+def require_upgradable(url: str) -> None:
+    """Leave with one line if `db upgrade` must not touch the database: a newer version's
+    schema, another application's revision, or tables named like ours with no revision."""
+    with reaching(url):
+        revision = migrations.current(url)
+        clashing = migrations.clashing_tables(url) if revision is None else []
+    if revision is not None and not migrations.known(revision):
+        unknown_revision(url, revision)
+    if clashing:
+        shown_tables = ", ".join(clashing[:3]) + (", ..." if len(clashing) > 3 else "")
+        fail(
+            f"the database at {shown(url)} has no automations schema revision but already "
+            f"holds tables of its names ({shown_tables}): it is another application's "
+            "database, or one made without automations db upgrade; point "
+            "AUTOMATIONS_DATABASE_URL at an empty database",
+            ExitCode.NO_SCHEMA,
+        )
+
+
+def upgrade_failed(url: str, exc: BaseException) -> NoReturn:
+    """A migration that failed on a reachable database: what it is at now, and why."""
+    try:
+        revision = migrations.current(url)
+    except (DBAPIError, OSError):
+        revision = "unknown (the database is unreachable now)"
+    fail(
+        f"upgrading the database at {shown(url)} failed: {_reason(exc)}; each migration is "
+        f"all or nothing, and the database is at revision {revision or 'none (empty)'}: fix "
+        "the cause and run automations db upgrade again",
         ExitCode.NO_SCHEMA,
     )

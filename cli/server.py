@@ -205,20 +205,23 @@ def operator_runtime() -> Runtime:
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema to `revision` (default: the latest)."""
     from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
 
-    from cli.database import check_reachable, reaching, sqlite_file
-    from migrations import current, upgrade
+    from cli.database import check_reachable, require_upgradable, sqlite_file, upgrade_failed
+    from migrations import UpgradeFailed, current, upgrade
 
     url = read_settings().database_url
     # A SQLite file is created by the upgrade; a server must answer first.
     if sqlite_file(url) is None:
         check_reachable(url)
+    require_upgradable(url)
     try:
-        with reaching(url):
-            upgrade(url, revision)
-            reached = current(url)
-    except CommandError as exc:  # an unknown --revision
+        upgrade(url, revision)
+        reached = current(url)
+    except CommandError as exc:  # an unknown --revision, or one behind the database's
         fail(f"cannot upgrade to {revision!r}: {exc}", ExitCode.BAD_INPUT)
+    except (DBAPIError, OSError, UpgradeFailed) as exc:
+        upgrade_failed(url, exc)
     out.print(f"database at revision {reached}")
 
 

@@ -12,6 +12,10 @@ from alembic.util import CommandError
 HERE = Path(__file__).resolve().parent
 
 
+class UpgradeFailed(Exception):
+    """A migration left the database in a state it must not commit (env.py's checks)."""
+
+
 def alembic_config(database_url: str) -> Config:
     """An Alembic config for this package's migrations, without an alembic.ini."""
     config = Config()
@@ -44,6 +48,21 @@ def current(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         db_engine.dispose()
+
+
+def clashing_tables(database_url: str) -> list[str]:
+    """The tables of this package's schema that the database holds already, sorted."""
+    from sqlalchemy import inspect
+
+    from engine.db import create_db_engine
+    from models.tables import Base
+
+    db_engine = create_db_engine(database_url)
+    try:
+        present = set(inspect(db_engine).get_table_names())
+    finally:
+        db_engine.dispose()
+    return sorted(present & set(Base.metadata.tables))
 
 
 def _scripts() -> ScriptDirectory:

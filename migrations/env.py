@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from engine.db import create_db_engine
+from migrations import UpgradeFailed
 from models.tables import Base
 
 config = context.config
@@ -69,7 +70,8 @@ def _check_sqlite_foreign_keys(connection: Connection) -> None:
     """With the keys off, nothing checked them: a migration that broke one fails whole."""
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
-        raise RuntimeError(f"the migration broke foreign keys (table, rowid, parent): {broken[:5]}")
+        found = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:3])
+        raise UpgradeFailed(f"the migration would break foreign keys ({found})")
 
 
 if context.is_offline_mode():

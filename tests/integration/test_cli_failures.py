@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
@@ -152,6 +154,57 @@ def test_a_worker_concurrency_below_one_is_a_bad_setting(tmp_path: Path, value: 
     env = {"AUTOMATIONS_WORKER_CONCURRENCY": value}
     line = failed(run("worker", cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
     assert "AUTOMATIONS_WORKER_CONCURRENCY: Input should be greater than or equal to 1" in line
+
+
+def sqlite_tables(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        return [name for (name,) in rows]
+
+
+def test_another_applications_tables_are_refused_untouched(tmp_path: Path) -> None:
+    """A `contacts` table with no revision: the upgrade failed on "already exists", reported
+    as "cannot connect to the database" (exit 6)."""
+    with closing(sqlite3.connect(tmp_path / "shop.sqlite3")) as conn:
+        conn.execute("CREATE TABLE contacts (id INTEGER PRIMARY KEY, phone TEXT)")
+        conn.commit()
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///shop.sqlite3"}
+    line = failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
+    assert "has no automations schema revision but already holds tables" in line
+    assert "(contacts)" in line and "point AUTOMATIONS_DATABASE_URL at an empty database" in line
+    assert sqlite_tables(tmp_path / "shop.sqlite3") == ["contacts"]
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("keys", "create", "ops")])
+def test_a_revision_this_version_does_not_know_is_named(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Another application's Alembic revision, or a newer automations': `db upgrade` said
+    "cannot upgrade to 'head'" with exit 2, as if --revision were wrong."""
+    with closing(sqlite3.connect(tmp_path / "other.sqlite3")) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('a1b2c3d4e5f6')")
+        conn.commit()
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///other.sqlite3"}
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
+    assert "is at schema revision a1b2c3d4e5f6, which this version does not know" in line
+    assert f"its latest is {migrations.head()}" in line
+    assert "a newer version of automations" in line and "another application" in line
+    assert sqlite_tables(tmp_path / "other.sqlite3") == ["alembic_version"]
+
+
+def test_a_migration_that_fails_says_why_and_where_the_database_is(tmp_path: Path) -> None:
+    """A migration's own error (here a column someone added by hand) was reported as
+    "cannot connect to the database" (exit 6); the database keeps its revision."""
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///hand.sqlite3"}
+    assert run("db", "upgrade", "--revision", "0006", cwd=tmp_path, env=env).returncode == 0
+    with closing(sqlite3.connect(tmp_path / "hand.sqlite3")) as conn:
+        conn.execute("ALTER TABLE bulk_items ADD COLUMN retries INTEGER")
+        conn.commit()
+    line = failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
+    assert "upgrading the database at sqlite:///hand.sqlite3 failed: " in line
+    assert "duplicate column name: retries" in line
+    assert "the database is at revision 0006" in line and "cannot connect" not in line
 
 
 # -- unreachable database ----------------------------------------------------------------------
