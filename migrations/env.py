@@ -33,28 +33,40 @@ def run_online() -> None:
     db_engine = create_db_engine(url)
     try:
         with db_engine.connect() as connection:
-            if connection.dialect.name == "sqlite":
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
                 _sqlite_foreign_keys_off(connection)
+            else:
+                _take_turns(connection)
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
                 # SQLite alters tables by copying them; batch mode does that for us.
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
                 compare_type=True,
+                # PostgreSQL: a transaction per migration, so that the locks of one (an ALTER
+                # TABLE's) are not held through a later one's backfill. SQLite: one for the
+                # whole upgrade (its DDL is transactional, which Alembic does not assume), so
+                # that the foreign key check below can undo it, and so that BEGIN IMMEDIATE
+                # makes two upgrades of one file take turns.
+                transaction_per_migration=not sqlite,
+                transactional_ddl=True,
             )
             with context.begin_transaction():
-                if connection.dialect.name == "postgresql":
-                    # Two upgrades at once (a second `db upgrade`, replicas migrating as they
-                    # start) both read the old revision and ran the same DDL: the second
-                    # failed on "already exists". Taken before the revision is read, held to
-                    # the commit: the second waits, then finds the work done. SQLite's BEGIN
-                    # IMMEDIATE serialises them already.
-                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
                 context.run_migrations()
-                if connection.dialect.name == "sqlite":
+                if sqlite:
                     _check_sqlite_foreign_keys(connection)
     finally:
+        # Closing the connection ends the session, and with it the advisory lock.
         db_engine.dispose()
+
+
+def _take_turns(connection: Connection) -> None:
+    """Two upgrades at once (a second `db upgrade`, replicas migrating as they start) both read
+    the old revision and ran the same DDL: the second failed on "already exists". A session
+    lock taken before the revision is read: the second waits, then finds the work done."""
+    connection.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
+    connection.commit()
 
 
 def _sqlite_foreign_keys_off(connection: Connection) -> None:
@@ -67,7 +79,7 @@ def _sqlite_foreign_keys_off(connection: Connection) -> None:
 
 
 def _check_sqlite_foreign_keys(connection: Connection) -> None:
-    """With the keys off, nothing checked them: a migration that broke one fails whole."""
+    """With the keys off, nothing checked them: an upgrade that broke one is undone whole."""
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         found = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:3])

@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
@@ -272,3 +273,31 @@ def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
         reader.close()
         db_engine.dispose()
     assert current(empty_postgres) == head()
+
+
+def test_a_failed_upgrade_keeps_what_each_backend_commits(empty_database: str) -> None:
+    """0004 fails (its table made by hand). PostgreSQL commits migration by migration, so
+    0003 stays, and its locks were not held through the later ones (a backfill over the
+    runs it altered kept them from every reader); on SQLite the upgrade is one transaction,
+    undone whole."""
+    command.upgrade(alembic_config(empty_database), "0002")
+    db_engine = create_db_engine(empty_database)
+    try:
+        with db_engine.begin() as conn:
+            seed(conn)
+            conn.execute(text("CREATE TABLE dashboard_sessions (id_hash VARCHAR(64))"))
+    finally:
+        db_engine.dispose()
+    with pytest.raises(DBAPIError, match="dashboard_sessions"):
+        upgrade(empty_database)
+    kept = "0003" if empty_database.startswith("postgresql") else "0002"
+    assert current(empty_database) == kept
+    upgrade_with = create_db_engine(empty_database)
+    try:
+        with upgrade_with.begin() as conn:
+            conn.execute(text("DROP TABLE dashboard_sessions"))
+    finally:
+        upgrade_with.dispose()
+    upgrade(empty_database)
+    assert current(empty_database) == head()
+    assert schema_differences(empty_database) == []
