@@ -158,6 +158,17 @@ def require_upgradable(url: str) -> None:
         )
 
 
+def upgrade_schema(url: str, revision: str = "head") -> str | None:
+    """Upgrade the database to `revision`, or leave with one line saying why it was not or
+    could not be; the revision it is at. An unknown `revision` raises alembic's CommandError."""
+    require_upgradable(url)
+    try:
+        migrations.upgrade(url, revision)
+        return migrations.current(url)
+    except (DBAPIError, OSError, migrations.UpgradeFailed) as exc:
+        upgrade_failed(url, exc)
+
+
 def upgrade_failed(url: str, exc: BaseException) -> NoReturn:
     """A migration that failed on a reachable database: what it is at now, and why."""
     try:

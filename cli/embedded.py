@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
 
+from cli.database import upgrade_schema
 from cli.failures import ExitCode, fail, fail_settings
 from cli.local_keys import key_file
 from engine.settings import Settings
@@ -119,6 +120,9 @@ def serving(
 
     For a process that holds the data dir (`owning`): the server is its only executor.
     """
+    # The server upgrades its database as it starts; a schema it must not or cannot upgrade
+    # (a newer version's) is said in one line here, not as a traceback from its start.
+    upgrade_schema(settings.database_url)
     server = EmbeddedServer(settings, host=host, port=port, threads=threads, sole_executor=True)
     try:
         with server.running():

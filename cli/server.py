@@ -205,23 +205,17 @@ def operator_runtime() -> Runtime:
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema to `revision` (default: the latest)."""
     from alembic.util import CommandError
-    from sqlalchemy.exc import DBAPIError
 
-    from cli.database import check_reachable, require_upgradable, sqlite_file, upgrade_failed
-    from migrations import UpgradeFailed, current, upgrade
+    from cli.database import check_reachable, sqlite_file, upgrade_schema
 
     url = read_settings().database_url
     # A SQLite file is created by the upgrade; a server must answer first.
     if sqlite_file(url) is None:
         check_reachable(url)
-    require_upgradable(url)
     try:
-        upgrade(url, revision)
-        reached = current(url)
-    except CommandError as exc:  # an unknown --revision, or one behind the database's
+        reached = upgrade_schema(url, revision)
+    except CommandError as exc:  # an unknown --revision
         fail(f"cannot upgrade to {revision!r}: {exc}", ExitCode.BAD_INPUT)
-    except (DBAPIError, OSError, UpgradeFailed) as exc:
-        upgrade_failed(url, exc)
     out.print(f"database at revision {reached}")
 
 

@@ -175,22 +175,39 @@ def test_another_applications_tables_are_refused_untouched(tmp_path: Path) -> No
     assert sqlite_tables(tmp_path / "shop.sqlite3") == ["contacts"]
 
 
-@pytest.mark.parametrize("args", [("db", "upgrade"), ("keys", "create", "ops")])
+def plant_revision(path: Path, revision: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
+        conn.commit()
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("keys", "create", "ops"), ("worker",)])
 def test_a_revision_this_version_does_not_know_is_named(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     """Another application's Alembic revision, or a newer automations': `db upgrade` said
     "cannot upgrade to 'head'" with exit 2, as if --revision were wrong."""
-    with closing(sqlite3.connect(tmp_path / "other.sqlite3")) as conn:
-        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
-        conn.execute("INSERT INTO alembic_version VALUES ('a1b2c3d4e5f6')")
-        conn.commit()
+    plant_revision(tmp_path / "other.sqlite3", "a1b2c3d4e5f6")
     env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///other.sqlite3"}
     line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.NO_SCHEMA)
     assert "is at schema revision a1b2c3d4e5f6, which this version does not know" in line
     assert f"its latest is {migrations.head()}" in line
     assert "a newer version of automations" in line and "another application" in line
     assert sqlite_tables(tmp_path / "other.sqlite3") == ["alembic_version"]
+
+
+def test_a_data_dir_a_newer_version_upgraded_is_one_line(tmp_path: Path) -> None:
+    """dev upgrades its database as it starts: a newer version's revision ended in alembic's
+    traceback. (demo starts each time from an emptied data dir.)"""
+    plant_revision(tmp_path / "state" / "automations.sqlite3", "0999")
+    args = ("dev", "--data-dir", "state", "--port", str(free_port()))
+    done = run(*args, cwd=tmp_path)
+    assert done.returncode == ExitCode.NO_SCHEMA, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]  # after alembic's own log lines, if any
+    assert last.startswith("error: the database at sqlite:///") and "revision 0999" in last
 
 
 def test_a_migration_that_fails_says_why_and_where_the_database_is(tmp_path: Path) -> None:
