@@ -51,6 +51,14 @@ def shown(url: str) -> str:
         return "<unparseable URL>"
 
 
+def require_kept(url: str) -> None:
+    """An in-memory SQLite database is a new, empty one on every connection: an upgrade of it
+    "succeeded" at revision None, and every other command then asked for the upgrade."""
+    parsed = parsed_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        unusable(url, "an in-memory SQLite database keeps nothing from one connection to the next")
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL; None for another database or an in-memory one."""
     parsed = parsed_url(url)
@@ -105,6 +113,7 @@ def _demo_hint(url: str) -> str:
 
 def require_schema(url: str) -> None:
     """Leave with one line unless the database is reachable and at this version's schema."""
+    require_kept(url)
     path = sqlite_file(url)
     if path is not None and not path.exists():
         fail(
@@ -161,6 +170,7 @@ def require_upgradable(url: str) -> None:
 def upgrade_schema(url: str, revision: str = "head") -> str | None:
     """Upgrade the database to `revision`, or leave with one line saying why it was not or
     could not be; the revision it is at. An unknown `revision` raises alembic's CommandError."""
+    require_kept(url)
     require_upgradable(url)
     try:
         migrations.upgrade(url, revision)

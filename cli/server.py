@@ -206,9 +206,10 @@ def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema to `revision` (default: the latest)."""
     from alembic.util import CommandError
 
-    from cli.database import check_reachable, sqlite_file, upgrade_schema
+    from cli.database import check_reachable, require_kept, sqlite_file, upgrade_schema
 
     url = read_settings().database_url
+    require_kept(url)
     # A SQLite file is created by the upgrade; a server must answer first.
     if sqlite_file(url) is None:
         check_reachable(url)

@@ -249,6 +249,19 @@ def test_a_sqlite_file_that_cannot_be_created(tmp_path: Path) -> None:
     failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.DATABASE_UNREACHABLE)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("keys", "create", "ops")])
+def test_an_in_memory_database_is_a_bad_setting(
+    tmp_path: Path, url: str, args: tuple[str, ...]
+) -> None:
+    """`db upgrade` migrated a database gone with its connection, said "database at revision
+    None" and exit 0; every other command then asked for the upgrade."""
+    env = {"AUTOMATIONS_DATABASE_URL": url}
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert "AUTOMATIONS_DATABASE_URL sqlite://" in line
+    assert "cannot be used: an in-memory SQLite database keeps nothing" in line
+
+
 def test_a_database_url_without_its_driver_is_a_bad_setting(tmp_path: Path) -> None:
     env = {"AUTOMATIONS_DATABASE_URL": "mysql://ops@127.0.0.1/automations"}
     line = failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
