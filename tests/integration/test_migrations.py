@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,6 +227,26 @@ def test_upgrading_a_deployment_with_data_loses_nothing(empty_database: str, sta
             added = {column: new[column] for column in new if column not in old}
             assert added == {column: _server_default(table, column) for column in added}, table
     assert schema_differences(empty_database) == []
+    assert reflected_schema(empty_database) == fresh_schema(empty_database)
+
+
+_FRESH: dict[str, dict[str, dict[str, object]]] = {}
+
+
+def fresh_schema(like: str) -> dict[str, dict[str, object]]:
+    """The reflected schema of an empty database of the same backend upgraded to head."""
+    backend = like.split(":", 1)[0]
+    if backend not in _FRESH:
+        if backend == "sqlite":
+            with tempfile.TemporaryDirectory() as folder:
+                url = f"sqlite:///{Path(folder) / 'fresh.sqlite3'}"
+                upgrade(url)
+                _FRESH[backend] = reflected_schema(url)
+        else:
+            with scratch_postgres("fresh") as url:
+                upgrade(url)
+                _FRESH[backend] = reflected_schema(url)
+    return _FRESH[backend]
 
 
 def _waiting_backends(conn: Connection, database: str) -> int:
