@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from engine.db import create_db_engine
 from migrations import UpgradeFailed
@@ -52,12 +53,15 @@ def run_online() -> None:
                 transaction_per_migration=not sqlite,
                 transactional_ddl=True,
             )
-            with context.begin_transaction():
-                context.run_migrations()
-                if sqlite:
-                    _check_sqlite_foreign_keys(connection)
+            try:
+                with context.begin_transaction():
+                    context.run_migrations()
+                    if sqlite:
+                        _check_sqlite_foreign_keys(connection)
+            finally:
+                if not sqlite:
+                    _done(connection)
     finally:
-        # Closing the connection ends the session, and with it the advisory lock.
         db_engine.dispose()
 
 
@@ -67,6 +71,18 @@ def _take_turns(connection: Connection) -> None:
     lock taken before the revision is read: the second waits, then finds the work done."""
     connection.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
     connection.commit()
+
+
+def _done(connection: Connection) -> None:
+    """Let the next upgrade go, now rather than when the connection closes (a pooler in session
+    mode keeps the server's session). A connection lost meanwhile took the lock with it."""
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({UPGRADE_LOCK})")
+        connection.commit()
+    except DBAPIError:
+        pass
 
 
 def _sqlite_foreign_keys_off(connection: Connection) -> None:
