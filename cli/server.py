@@ -208,6 +208,8 @@ def db_upgrade(revision: str = "head") -> None:
 
     from cli.database import check_reachable, require_kept, sqlite_file, upgrade_schema
 
+    if not revision.strip():  # alembic fails an assertion on it, with a traceback
+        fail("--revision is empty: give one, such as head or 0007", ExitCode.BAD_INPUT)
     url = read_settings().database_url
     require_kept(url)
     # A SQLite file is created by the upgrade; a server must answer first.

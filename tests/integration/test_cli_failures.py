@@ -362,6 +362,15 @@ def test_an_unknown_revision_is_bad_input(tmp_path: Path) -> None:
     assert "9999_nowhere" in failed(done, ExitCode.BAD_INPUT)
 
 
+@pytest.mark.parametrize("revision", ["", "  "])
+def test_an_empty_revision_is_bad_input(tmp_path: Path, revision: str) -> None:
+    """An empty --revision ended in an AssertionError deep in alembic, with a traceback."""
+    env = {"AUTOMATIONS_DATABASE_URL": "sqlite:///new.sqlite3"}
+    done = run("db", "upgrade", "--revision", revision, cwd=tmp_path, env=env)
+    assert "--revision is empty" in failed(done, ExitCode.BAD_INPUT)
+    assert files(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "args"),
     [
