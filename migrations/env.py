@@ -90,8 +90,10 @@ def _sqlite_foreign_keys_off(connection: Connection) -> None:
     on, SQLite's DROP TABLE first deletes every row, and the ON DELETE CASCADE of the tables
     that reference it (runs: run_steps, outbox, bulk_items) empties those too. The pragma is
     ignored inside a transaction, so it is set on the driver's connection before the first."""
-    assert not connection.in_transaction(), "PRAGMA foreign_keys is a no-op in a transaction"
-    connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+    if driver.execute("PRAGMA foreign_keys").fetchone() != (0,):  # type: ignore[union-attr]
+        raise UpgradeFailed("SQLite's foreign keys could not be turned off for the upgrade")
 
 
 def _check_sqlite_foreign_keys(connection: Connection) -> None:
