@@ -101,7 +101,7 @@ def _check_sqlite_foreign_keys(connection: Connection) -> None:
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         found = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:3])
-        raise UpgradeFailed(f"the migration would break foreign keys ({found})")
+        raise UpgradeFailed(f"rows would be left without their parent rows ({found})")
 
 
 if context.is_offline_mode():

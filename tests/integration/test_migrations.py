@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
 from engine.store.rollup_rebuild import differences, rebuild
-from migrations import alembic_config, current, head, upgrade
+from migrations import UpgradeFailed, alembic_config, current, head, upgrade
 from models.tables import Base
 from tests.conftest import scratch_postgres
 from tests.integration.harness import ROOT
@@ -322,3 +324,21 @@ def test_a_failed_upgrade_keeps_what_each_backend_commits(empty_database: str) -
     upgrade(empty_database)
     assert current(empty_database) == head()
     assert schema_differences(empty_database) == []
+
+
+def test_a_sqlite_upgrade_that_leaves_an_orphan_is_undone(tmp_path: Path) -> None:
+    """Foreign keys are off while batch mode copies tables, so the upgrade checks them before
+    it commits: a step whose run is gone (written with the keys off) stops it, and nothing of
+    it stays."""
+    url = f"sqlite:///{tmp_path / 'orphan.sqlite3'}"
+    command.upgrade(alembic_config(url), "0002")
+    with closing(sqlite3.connect(tmp_path / "orphan.sqlite3")) as conn:
+        conn.execute(
+            "INSERT INTO run_steps (run_id, step_key, step_type, status, attempt, created_at) "
+            "VALUES ('0123456789abcdef0123456789abcdef', 'a', 'delay', 'waiting', 1, "
+            "'2026-12-01 00:00:00.000000')"
+        )
+        conn.commit()
+    with pytest.raises(UpgradeFailed, match="run_steps row 1 -> runs"):
+        upgrade(url)
+    assert current(url) == "0002"
