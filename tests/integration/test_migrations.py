@@ -1,4 +1,5 @@
-"""Migrations are the schema: upgrading an empty database to head yields exactly the models."""
+"""Migrations are the schema: from nothing or from any revision with data, they give exactly the
+models' schema, lose no row, take turns, and fail whole or migration by migration."""
 
 from __future__ import annotations
 
