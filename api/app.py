@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
+from api.access_log import hide_tokens_in_access_log
 from api.deps import refuse_before_body
 from api.docs import DOCS_URL, mount_docs
 from api.errors import ERROR_RESPONSES, AnswerUnexpected, install_error_handlers
@@ -42,6 +43,7 @@ def create_app(
     wiring/server.py gives it the Celery dispatcher and mounts the dashboard beside it.
     """
     settings.check_production_ready()
+    hide_tokens_in_access_log()
     rt = runtime or create_runtime(settings)
     # A request is answered by its commit: a send that fails is logged and left to the
     # sweeper, not answered 500 to a caller who would send the request again, and no request

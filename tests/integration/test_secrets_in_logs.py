@@ -1,0 +1,130 @@
+"""What the API server prints at DEBUG, on the normal path and on errors, read as an operator
+reads it: no password of a URL, no secret key, no API key, no dashboard cookie or CSRF token,
+no unsubscribe token."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from engine.unsubscribe import make_token
+from tests.integration.factories import make_automation
+from tests.integration.harness import API_KEY, ROOT, Stack, free_port
+from tests.integration.test_cli_server import automations
+
+pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+
+DB_PASSWORD = "db-password-in-the-url-7731"  # noqa: S105 - trust auth: PostgreSQL ignores it
+BROKER_PASSWORD = "broker-password-in-the-url-5519"  # noqa: S105 - Redis refuses it: a failure
+SMTP_PASSWORD = "smtp-password-in-the-url-9043"  # noqa: S105
+
+
+def csrf_token(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found[1]
+
+
+class LoggedServer:
+    """`automations api` at DEBUG, with passwords in every URL, its output kept."""
+
+    def __init__(self, stack: Stack, log: Path) -> None:
+        self.stack, self.log = stack, log
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        database = make_url(stack.settings.database_url).set(password=DB_PASSWORD)
+        self.env = stack.env(
+            AUTOMATIONS_API_KEY=API_KEY,
+            AUTOMATIONS_LOG_LEVEL="DEBUG",
+            AUTOMATIONS_DATABASE_URL=database.render_as_string(hide_password=False),
+            AUTOMATIONS_BROKER_URL=f"redis://:{BROKER_PASSWORD}@127.0.0.1:{free_port()}/0",
+            AUTOMATIONS_EMAIL_TRANSPORT_URL=f"smtp://ops:{SMTP_PASSWORD}@127.0.0.1:{free_port()}",
+        )
+
+    def __enter__(self) -> LoggedServer:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [automations(), "api", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError(f"the API did not start: {self.log.read_text()}")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+    def printed(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def server(rt_stack: Stack, tmp_path: Path) -> Iterator[LoggedServer]:
+    with LoggedServer(rt_stack, tmp_path / "api.log") as started:
+        yield started
+
+
+def test_the_api_prints_no_secret_at_debug(server: LoggedServer, rt_stack: Stack) -> None:
+    secrets = {
+        "database password": DB_PASSWORD,
+        "broker password": BROKER_PASSWORD,
+        "SMTP password": SMTP_PASSWORD,
+        "secret key": rt_stack.settings.secret_key.get_secret_value(),
+        "bootstrap API key": API_KEY,
+    }
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=server.base_url, headers=auth, timeout=10) as api:
+        contact = api.post("/contacts", json={"email": "logs@example.test"}).json()["id"]
+        created = api.post("/api-keys", json={"name": "logged"}).json()["token"]
+        secrets["created API key"] = created
+        wrong = "re_" + uuid.uuid4().hex + uuid.uuid4().hex
+        secrets["wrong API key"] = wrong
+        assert api.get("/automations", headers={"Authorization": f"Bearer {wrong}"}).is_error
+        assert api.get("/automations", headers={"Authorization": f"Bearer {created}"}).is_success
+        # The broker cannot be reached: the event and its run are kept, the failure logged.
+        steps = [
+            {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+            {"key": "wait", "type": "delay", "config": {"duration": "1 hour"}},
+        ]
+        make_automation(rt_stack, steps, [{"from": "start", "to": "wait"}])
+        sent = {"event": "user.created", "email": "logs@example.test"}
+        assert api.post("/events/send", json=sent).status_code == 202
+        assert api.get("/ready").status_code == 503
+        token = make_token(uuid.UUID(contact), rt_stack.settings.secret_key.get_secret_value())
+        secrets["unsubscribe token"] = token
+        assert api.get(f"/unsubscribe/{token}").status_code == 200
+        assert api.post(f"/unsubscribe/{token}").status_code == 200
+    with httpx.Client(base_url=server.base_url, timeout=10) as browser:
+        csrf = csrf_token(browser.get("/dashboard/login").text)
+        secrets["CSRF token"] = csrf
+        refused = browser.post("/dashboard/login", data={"csrf_token": csrf, "api_key": wrong})
+        assert refused.status_code == 401
+        csrf = csrf_token(browser.get("/dashboard/login").text)
+        answer = browser.post("/dashboard/login", data={"csrf_token": csrf, "api_key": created})
+        assert answer.status_code == 303
+        secrets["dashboard cookie"] = browser.cookies["automations_dashboard"]
+        assert browser.get("/dashboard/").status_code == 200
+    time.sleep(0.5)  # the last access lines
+    printed = server.printed()
+    assert "not sent; the sweeper sends them" in printed  # the broker's failure was logged
+    assert "/unsubscribe/***" in printed  # the access log is on, and was read
+    leaked = [name for name, value in secrets.items() if value in printed]
+    assert leaked == [], printed
