@@ -6,6 +6,7 @@ when the route is done. A request refused before that opens no record."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,9 @@ HEADER = "idempotency-key"
 # POSTs that write nothing: a repeat answers the same without a stored replay, and a
 # simulation must leave the database exactly as it found it.
 WITHOUT_REPLAY = frozenset({"/automations/simulate"})
+# POSTs whose answer holds a secret shown once (a new API key's): what is kept for a replay is
+# a refusal naming what was created, so that no secret is stored outside its hash.
+SECRET_ANSWERS = frozenset({"/api-keys"})
 # Where the opened record's key waits, in the request's state, for the middleware to close it.
 _OPENED = "idempotency_scope_key"
 
@@ -89,8 +93,11 @@ class IdempotencyMiddleware:
             if opened is None or finished:
                 return
             finished = True
+            kept_status, kept_body = status, b"".join(chunks)
+            if scope["path"] in SECRET_ANSWERS:
+                kept_status, kept_body = _without_secret(status, kept_body)
             try:
-                await run_in_threadpool(self._finish, opened, status, b"".join(chunks))
+                await run_in_threadpool(self._finish, opened, kept_status, kept_body)
             except Exception:
                 # The answer still goes out; the record, left in progress, is taken over by a
                 # retry after idempotency.ABANDONED_AFTER.
@@ -117,6 +124,22 @@ class IdempotencyMiddleware:
     def _finish(self, scope_key: str, status: int, body: bytes) -> None:
         with transaction(self.rt.sessions) as session:
             idempotency.finish(session, scope_key, status, body)
+
+
+def _without_secret(status: int, body: bytes) -> tuple[int, bytes]:
+    """What a replay of a created API key answers: the key's id, never its secret again."""
+    if status != 201:
+        return status, body
+    try:
+        created = json.loads(body).get("id")
+    except (ValueError, AttributeError):
+        created = None
+    message = (
+        f"This Idempotency-Key already created API key {created}; its secret was shown only in "
+        "that answer and is not kept. Delete the key if its secret was lost, and create another."
+    )
+    refusal = {"statusCode": 409, "name": "invalid_idempotent_request", "message": message}
+    return 409, json.dumps(refusal).encode()
 
 
 def install_idempotency(app: FastAPI, runtime: Runtime) -> None:

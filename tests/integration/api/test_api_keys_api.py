@@ -9,7 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sqlalchemy import select
+
 from api.key_cache import KEY_CACHE_SECONDS
+from engine.db import transaction
+from models.tables import IdempotencyRecord
 from tests.integration.harness import ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
@@ -80,3 +84,28 @@ def test_signing_in_to_the_dashboard_is_a_use_of_the_key(
         assert browser.post("/dashboard/login", data=body).status_code == 303
     (item,) = [k for k in api.get("/api-keys").json()["data"] if k["id"] == created["id"]]
     assert item["last_used_at"] is not None
+
+
+def test_a_created_keys_secret_is_not_kept_for_an_idempotent_replay(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    """The answer kept for an Idempotency-Key held the new key's secret, in clear, for 24 hours
+    (and replayed it): it is now a refusal naming the key, and no second key is made."""
+    headers = {"Idempotency-Key": "create-ops-key"}
+    first = api.post("/api-keys", json={"name": "ops"}, headers=headers)
+    assert first.status_code == 201
+    created = first.json()
+    with transaction(rt_stack.runtime.sessions) as session:
+        kept = session.scalars(select(IdempotencyRecord.response_body)).all()
+    assert kept and not any(created["token"].encode() in (body or b"") for body in kept)
+    replay = api.post("/api-keys", json={"name": "ops"}, headers=headers)
+    assert replay.status_code == 409 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["name"] == "invalid_idempotent_request"
+    assert created["id"] in replay.json()["message"]
+    assert created["token"] not in replay.text
+    names = [key["name"] for key in api.get("/api-keys").json()["data"]]
+    assert names.count("ops") == 1
+    # The key works: only its secret's copy was dropped.
+    with httpx.Client(base_url=str(api.base_url), timeout=10) as other:
+        auth = {"Authorization": f"Bearer {created['token']}"}
+        assert other.get("/automations", headers=auth).status_code == 200
