@@ -22,9 +22,9 @@ from tests.integration.test_cli_server import automations
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
-DB_PASSWORD = "db-password-in-the-url-7731"  # noqa: S105 - trust auth: PostgreSQL ignores it
-BROKER_PASSWORD = "broker-password-in-the-url-5519"  # noqa: S105 - Redis refuses it: a failure
-SMTP_PASSWORD = "smtp-password-in-the-url-9043"  # noqa: S105
+DB_PASSWORD = "db-password-in-the-url-7731"  # PostgreSQL trusts local connections: ignored
+BROKER_PASSWORD = "broker-password-in-the-url-5519"
+SMTP_PASSWORD = "smtp-password-in-the-url-9043"
 
 
 def csrf_token(page: str) -> str:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from sqlalchemy import select
 
 from api.key_cache import KEY_CACHE_SECONDS
