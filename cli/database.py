@@ -21,6 +21,8 @@ import migrations
 from cli.failures import ExitCode, fail
 
 CONNECT_TIMEOUT_SECONDS = 10
+# Query options of a database URL that hold a secret (libpq's names).
+SECRET_OPTIONS = frozenset({"password", "sslpassword"})
 UPGRADE_HINT = "run automations db upgrade with the same AUTOMATIONS_DATABASE_URL"
 
 
@@ -46,9 +48,13 @@ def unusable(url: str, reason: str) -> NoReturn:
 def shown(url: str) -> str:
     """The URL as it may be printed: without its password."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return "<unparseable URL>"
+    # libpq also takes the password as a query option, which hide_password leaves shown.
+    hidden = {name: "***" for name in parsed.query if name.lower() in SECRET_OPTIONS}
+    shown_url = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown_url.replace("=%2A%2A%2A", "=***")
 
 
 def require_kept(url: str) -> None:

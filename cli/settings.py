@@ -101,7 +101,13 @@ def check_redis_url(variable: str, url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for the ValueError of a port that is not one
     except ValueError as exc:  # urllib's: "Port out of range 0-65535", "Invalid IPv6 URL", ...
-        fail(f"{variable}: {exc} (expected e.g. redis://host:6379/0)", ExitCode.BAD_SETTINGS)
+        # urllib quotes what it took for the port: with a `/` in the password, part of it.
+        reason = str(exc) if "could not be cast" not in str(exc) else "the port is not a number"
+        fail(
+            f"{variable}: {reason} (expected e.g. redis://:password@host:6379/0; a password "
+            "holding / # ? @ or : is written percent-encoded, / as %2F)",
+            ExitCode.BAD_SETTINGS,
+        )
     if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", parts.path):
         fail(
             f"{variable}: the Redis database, after the port, is a number "

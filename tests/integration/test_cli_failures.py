@@ -328,7 +328,7 @@ def test_bad_settings_name_the_variable_and_the_rule(tmp_path: Path, args: tuple
     ("variable", "value", "said"),
     [
         ("AUTOMATIONS_FAULT_INJECTION", "bogus", "Value error, unknown fault 'bogus'"),
-        ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379o/9", "could not be cast"),
+        ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379o/9", "port is not a number"),
         ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:1/9?x=1", "unknown option 'x'"),
     ],
 )
@@ -395,6 +395,44 @@ def test_an_unusable_url_is_named_before_anything_starts(
     assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
     line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
     assert line.startswith(f"error: {variable}: ") and value.split(":")[0] in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "args"),
+    [
+        # A `/` in a password ends the host: urllib quoted the rest as the "port".
+        ("AUTOMATIONS_BROKER_URL", "redis://:hun/ter2@127.0.0.1:1/9", ("worker",)),
+        ("AUTOMATIONS_BROKER_URL", "redis://:hun/ter2@127.0.0.1:1/9", ("api", "--port", "0")),
+        ("AUTOMATIONS_RATE_LIMIT_REDIS_URL", "redis://:hun/ter2@127.0.0.1:1/9", ("api",)),
+        # httpx's traceback quoted it; with a well-formed one, httpx sent it as Basic auth.
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "resend+https://ops:hun/ter2@mail.test", ("api",)),
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "resend+https://ops:hunter2@mail.test", ("worker",)),
+        ("AUTOMATIONS_EMAIL_TRANSPORT_URL", "resend+https://mail.test:99999", ("api",)),
+    ],
+)
+def test_a_password_in_an_unusable_url_is_not_repeated(
+    tmp_path: Path, variable: str, value: str, args: tuple[str, ...]
+) -> None:
+    env = {
+        "AUTOMATIONS_DATABASE_URL": "sqlite:///x.sqlite3",
+        "AUTOMATIONS_EMAIL_API_KEY": "re_provider_key",
+        variable: value,
+    }
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    if args == ("api",):
+        args = ("api", "--port", "0")
+    line = failed(run(*args, cwd=tmp_path, env=env, timeout=30), ExitCode.BAD_SETTINGS)
+    assert line.startswith(f"error: {variable}: ")
+    assert "hun" not in line and "ter2" not in line and "re_provider_key" not in line
+
+
+def test_a_password_in_the_database_urls_query_is_hidden(tmp_path: Path) -> None:
+    closed = free_port()
+    url = f"postgresql+psycopg://ops@127.0.0.1:{closed}/automations?password=hunter2"
+    env = {"AUTOMATIONS_DATABASE_URL": url}
+    line = failed(run("db", "upgrade", cwd=tmp_path, env=env), ExitCode.DATABASE_UNREACHABLE)
+    assert f"postgresql+psycopg://ops@127.0.0.1:{closed}/automations?password=***" in line
+    assert "hunter2" not in line
 
 
 def test_api_refuses_production_without_a_secret(tmp_path: Path) -> None:

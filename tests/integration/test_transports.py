@@ -518,6 +518,15 @@ def test_transport_from_url_errors() -> None:
     assert "topsecret" not in str(unknown.value)
     with pytest.raises(ValueError, match="unknown option"):
         transport_from_url("smtp://mail.test?tls=yes")
+    # httpx sent a password in the URL as Basic auth instead of the key, and quoted it.
+    with pytest.raises(ValueError, match="takes no user or password") as userinfo:
+        transport_from_url("resend+https://ops:topsecret@api.resend.com", api_key=API_KEY)
+    assert "top" not in str(userinfo.value)
+    with pytest.raises(ValueError, match="invalid port") as cut:  # `/` ends the host: ":top"
+        transport_from_url("resend+https://ops:top/secret@api.resend.com", api_key=API_KEY)
+    assert "top" not in str(cut.value)
+    with pytest.raises(ValueError, match="invalid port"):
+        transport_from_url("resend+https://api.resend.com:99999", api_key=API_KEY)
 
 
 # --- one recipient, every transport ---------------------------------------------------------
