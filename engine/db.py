@@ -44,6 +44,9 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
     """
     parsed = make_url(url)
     kwargs.setdefault("json_serializer", json_text.dumps)
+    # A failed statement's message goes to logs, tracebacks and Celery's task events (Flower):
+    # without the values it carried (addresses, payloads, emails' text, kept answers).
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() != "sqlite":
         # SQLAlchemy's default pool keeps 5 connections: an API process serving more requests
         # at once opened and closed a connection per request beyond them (a fork of a backend

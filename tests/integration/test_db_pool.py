@@ -77,3 +77,12 @@ def test_an_embedded_sqlite_commit_is_on_disk_when_it_returns(tmp_path: Path) ->
             assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2
     finally:
         sqlite.dispose()
+
+
+def test_a_failed_statement_does_not_repeat_its_parameters(pooled: Engine) -> None:
+    """A statement's error reaches logs, Celery's task events (Flower) and tracebacks: the
+    values it carried (an address, a payload, an email's text) are not in it; the SQL is."""
+    with pooled.connect() as conn, pytest.raises(DBAPIError) as failed:
+        conn.execute(text("SELECT CAST(:who AS text), 1 / 0"), {"who": "ann@example.test"})
+    assert "ann@example.test" not in str(failed.value)
+    assert "division by zero" in str(failed.value) and "SELECT CAST" in str(failed.value)
