@@ -37,6 +37,7 @@ from celery.worker.strategy import default as default_strategy
 
 from engine.group_commit import MAX_GROUP
 from tasks.poison import CheckedTask
+from tasks.redaction import shown_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class _Groups:
         args, kwargs, _ = payload
         if args or not isinstance(kwargs, dict):
             return self.single(message, body, ack, reject, callbacks)
-        self._event("task-received", task_id, name=self.task.name, kwargs=repr(kwargs))
+        self._event("task-received", task_id, name=self.task.name, kwargs=shown_kwargs(kwargs))
         raised = None
         if self.holding < self.limit:
             raised = self.consumer.qos

@@ -67,7 +67,14 @@ def register_event_tasks(app: Celery, holder: Holder, dispatcher: Dispatcher) ->
             answers[index] = _answer(outcome, task_id)
         return answers
 
-    @app.task(name=SEND, shared=False, bind=True, base=grouped_base(ingest_group), **RETRIED)
+    @app.task(
+        name=SEND,
+        shared=False,
+        bind=True,
+        base=grouped_base(ingest_group),
+        personal_kwargs=True,
+        **RETRIED,
+    )
     def send_event(
         task: Any,
         event: str,
@@ -81,7 +88,7 @@ def register_event_tasks(app: Celery, holder: Holder, dispatcher: Dispatcher) ->
         answer = _ingest(holder.get(), dispatcher, [request], task.request.id)
         return answer if "refused" in answer else answer["events"][0]
 
-    @app.task(name=SEND_BATCH, shared=False, bind=True, **RETRIED)
+    @app.task(name=SEND_BATCH, shared=False, bind=True, personal_kwargs=True, **RETRIED)
     def send_batch(task: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
         try:
             requests = batch_requests(events, task.request.id)

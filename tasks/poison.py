@@ -21,6 +21,8 @@ from celery import Celery, Task
 from celery.utils.imports import instantiate
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from tasks.redaction import shown_kwargs
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,8 @@ class CheckedTask(Task):  # type: ignore[misc]
 
     Strategy = "tasks.poison:checked_strategy"
     inner_strategy = "celery.worker.strategy:default"
+    # The arguments name a person (a producer's event): Flower and the log see them masked.
+    personal_kwargs = False
 
 
 def checked_strategy(task: CheckedTask, app: Celery, consumer: Any, **options: Any) -> Any:
@@ -39,6 +43,8 @@ def checked_strategy(task: CheckedTask, app: Celery, consumer: Any, **options: A
     def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any) -> Any:
         problem = None if body is not None else malformed(message, signature)
         if problem is None:  # protocol 1 (`body` decoded) is checked by Celery itself
+            if task.personal_kwargs and body is None:
+                message.headers["kwargsrepr"] = shown_kwargs(_kwargs(message.payload))
             return inner(message, body, ack, reject, callbacks)
         task_id = (message.headers or {}).get("id")
         log.error("message refused (task %s %r): %s; acked, not run", task.name, task_id, problem)
@@ -46,6 +52,11 @@ def checked_strategy(task: CheckedTask, app: Celery, consumer: Any, **options: A
         return None
 
     return on_message
+
+
+def _kwargs(payload: Any) -> Any:
+    """The keyword arguments of a body `malformed` found fit (a "hybrid" one too)."""
+    return payload.get("kwargs", {}) if isinstance(payload, dict) else payload[1]
 
 
 def malformed(message: Any, signature: inspect.Signature) -> str | None:

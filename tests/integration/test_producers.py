@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -11,7 +13,7 @@ from engine.db import transaction
 from models.tables import Contact, Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import ROOT, Stack
-from tests.integration.markers import CELERY_BACKENDS
+from tests.integration.markers import CELERY_BACKENDS, POSTGRES_ONLY
 
 
 def count(stack: Stack, model: type) -> int:
@@ -172,3 +174,44 @@ def test_a_batch_is_all_or_nothing_and_its_keys_ingest_once(rt_stack: Stack) -> 
         done = f"send_batch[{task_id}] succeeded"
         rt_stack.wait_for(lambda d=done: d in log.read_text(), what="both batches ingested")
     assert count(rt_stack, Event) == 2 and count(rt_stack, Run) == 2
+
+
+@POSTGRES_ONLY
+def test_flower_sees_a_producers_event_without_its_address_or_payload(rt_stack: Stack) -> None:
+    """The task events Flower lists showed each message's keyword arguments as the producer
+    wrote them: the contact's address and the payload, to whoever watches Flower."""
+    rt_stack.restart_worker(AUTOMATIONS_TASK_EVENTS="true")
+    received: list[dict[str, Any]] = []
+    with rt_stack.app.connection_for_read() as connection:
+        receiver = rt_stack.app.events.Receiver(
+            connection, handlers={"task-received": received.append}
+        )
+        ready = threading.Event()
+        receiver.on_consume_ready = lambda *_, **__: ready.set()
+        listening = threading.Thread(target=receiver.capture, kwargs={"limit": None}, daemon=True)
+        listening.start()
+        try:
+            assert ready.wait(10), "the receiver did not start"
+            single, batch = unique_email("flower-one"), unique_email("flower-batch")
+            secret_plan = "plan-nobody-should-see-in-flower"
+            payload = {"plan": secret_plan}
+            rt_stack.app.send_task(
+                "automations.events.send",
+                kwargs={"event": "user.created", "email": single, "payload": payload},
+                queue="automations",
+            )
+            rt_stack.app.send_task(
+                "automations.events.send_batch",
+                kwargs={"events": [{"event": "user.created", "email": batch, "payload": payload}]},
+                queue="automations",
+            )
+            rt_stack.wait_for(lambda: count(rt_stack, Event) == 2, what="both events ingested")
+            rt_stack.wait_for(lambda: len(received) >= 2, what="both task-received events")
+        finally:
+            receiver.should_stop = True
+            listening.join(10)
+            rt_stack.restart_worker()
+    shown = " ".join(str(event.get("kwargs")) for event in received)
+    assert "user.created" in shown and "'email': '***'" in shown
+    for private in (single, batch, secret_plan):
+        assert private not in shown, shown
