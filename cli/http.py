@@ -30,6 +30,15 @@ def _reason(exc: httpx.HTTPError) -> str:
     return text[0].lower() + text[1:]
 
 
+# `scheme://user:password@`: the password up to the first `@`, whatever it holds (a `/` too).
+_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@]*@", re.IGNORECASE)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: a password in it (a proxy's) as `***`."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
 def _error_parts(response: httpx.Response) -> tuple[str, str] | None:
     """The API's (name, message); None when the body is not the API's error JSON."""
     try:
@@ -75,19 +84,20 @@ class Api:
                 return response.json()
             except ValueError:
                 fail(
-                    f"the server at {self.url} answered HTTP {response.status_code} without "
-                    "JSON; is --api-url the automations API?",
+                    f"the server at {shown_url(self.url)} answered HTTP "
+                    f"{response.status_code} without JSON; is --api-url the automations API?",
                     ExitCode.UNREACHABLE,
                 )
         parts = _error_parts(response)
         status = response.status_code
         if status >= 500:
             name, message = parts or ("http_error", response.reason_phrase or "no message")
-            failure = f"the API at {self.url} failed: {message} ({name}, HTTP {status})"
+            failure = f"the API at {shown_url(self.url)} failed: {message} ({name}, HTTP {status})"
             fail(failure, ExitCode.UNREACHABLE)
         if parts is None:  # every refusal of the API is its JSON: another server answered
             fail(
-                f"the server at {self.url} answered HTTP {status} without the API's JSON; is "
+                f"the server at {shown_url(self.url)} answered HTTP {status} without the API's "
+                "JSON; is "
                 "--api-url the automations API?",
                 ExitCode.UNREACHABLE,
             )
@@ -102,6 +112,13 @@ class Api:
     ) -> httpx.Response:
         headers = {"User-Agent": "automations-cli"}
         if key:
+            if not (key.isascii() and key.isprintable()):
+                # Never repeated: it may be a real key with a stray character pasted in.
+                fail(
+                    "the API key (--api-key or AUTOMATIONS_API_KEY) holds a character that "
+                    "is not printable ASCII; keys look like re_...",
+                    ExitCode.BAD_INPUT,
+                )
             headers["Authorization"] = f"Bearer {key}"
         try:
             with httpx.Client(
@@ -109,9 +126,13 @@ class Api:
             ) as client:
                 return client.request(method, where, params=params, json=body)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            fail(f"--api-url {self.url!r} is not a usable URL: {exc}", ExitCode.BAD_INPUT)
+            shown = shown_url(self.url)
+            # httpx quotes what it misread, which may be part of the password.
+            reason = str(exc) if shown == self.url else "its password cannot be read"
+            fail(f"--api-url {shown!r} is not a usable URL: {reason}", ExitCode.BAD_INPUT)
         except httpx.HTTPError as exc:
-            fail(f"cannot reach the API at {self.url}: {_reason(exc)}", ExitCode.UNREACHABLE)
+            shown = shown_url(self.url)
+            fail(f"cannot reach the API at {shown}: {_reason(exc)}", ExitCode.UNREACHABLE)
 
     def _key_hint(self) -> str:
         if self.local_keys:

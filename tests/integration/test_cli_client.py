@@ -407,6 +407,21 @@ def test_unreachable_server(cli: Cli, tmp_path: Path) -> None:
     assert "is not a usable URL" in error_line(cli("list", url="ftp://example.test", expect=2))
 
 
+def test_a_password_in_the_api_url_and_a_pasted_key_are_never_repeated(cli: Cli) -> None:
+    """A proxy's password in --api-url was printed with every failure (or quoted by httpx as
+    its "port"); a key with a stray non-ASCII character ended in a traceback."""
+    port = free_port()
+    line = error_line(cli("list", url=f"http://ops:hunter2@127.0.0.1:{port}", expect=3))
+    assert (
+        line
+        == f"error: cannot reach the API at http://ops:***@127.0.0.1:{port}: connection refused"
+    )
+    line = error_line(cli("list", url=f"http://ops:hun/ter2@127.0.0.1:{port}", expect=2))
+    assert "is not a usable URL" in line and "hun" not in line and "ter2" not in line
+    line = error_line(cli("list", key=API_KEY + "\u00e9", expect=2))
+    assert "not printable ASCII" in line and API_KEY not in line
+
+
 def test_another_server_at_the_url_is_not_the_api_refusing(cli: Cli, tmp_path: Path) -> None:
     """A web server's own 404 page is not the API saying no (exit 1): exit 3, and a hint."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
