@@ -101,6 +101,15 @@ class TickGate:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Our Celery settings; bench/raw_celery.py runs its baseline with the same ones."""
+    try:
+        urlsplit(settings.broker_url).port  # noqa: B018 - read for its ValueError
+    except ValueError:
+        # kombu would raise it from inside Celery's start, quoting the "port": with a `/` in
+        # the password, part of the password.
+        raise ConfigurationError(
+            "AUTOMATIONS_BROKER_URL: the port is not a number (a password holding / # ? @ or : "
+            "is written percent-encoded, / as %2F)"
+        ) from None
     if settings.countdown_horizon_seconds >= settings.visibility_timeout_seconds:
         raise ConfigurationError(
             "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS must be below "
