@@ -42,7 +42,10 @@ def check_transport(settings: Settings) -> None:
     try:
         transport_from_settings(settings)
     except ValueError as exc:
-        fail(f"AUTOMATIONS_EMAIL_TRANSPORT_URL: {exc}", ExitCode.BAD_SETTINGS)
+        named = str(exc).startswith("AUTOMATIONS_")  # a message naming its own variable
+        fail(
+            str(exc) if named else f"AUTOMATIONS_EMAIL_TRANSPORT_URL: {exc}", ExitCode.BAD_SETTINGS
+        )
 
 
 def check_broker(settings: Settings) -> None:

@@ -33,6 +33,13 @@ class ResendHttpTransport:
     ) -> None:
         if not api_key:
             raise ValueError("the Resend API key is empty")
+        if not (api_key.isascii() and api_key.isprintable()) or " " in api_key:
+            # A newline read with it from a file: every send would fail, its error quoting
+            # the header, key and all, into the step's error and the log. Never repeated here.
+            raise ValueError(
+                "AUTOMATIONS_EMAIL_API_KEY holds a space, a line break or a character that is "
+                "not printable ASCII (read from a file with its newline?)"
+            )
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._api_key = api_key

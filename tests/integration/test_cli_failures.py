@@ -426,6 +426,19 @@ def test_a_password_in_an_unusable_url_is_not_repeated(
     assert "hun" not in line and "ter2" not in line and "re_provider_key" not in line
 
 
+def test_a_provider_key_with_its_newline_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    env = {
+        "AUTOMATIONS_DATABASE_URL": "sqlite:///x.sqlite3",
+        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "resend+https://api.resend.com",
+        "AUTOMATIONS_EMAIL_API_KEY": "re_provider_key\n",
+    }
+    assert run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    for args in (("api", "--port", "0"), ("worker",), ("keys", "create", "ops")):
+        line = failed(run(*args, cwd=tmp_path, env=env, timeout=30), ExitCode.BAD_SETTINGS)
+        assert line.startswith("error: AUTOMATIONS_EMAIL_API_KEY holds")
+        assert "re_provider_key" not in line
+
+
 def test_a_password_in_the_database_urls_query_is_hidden(tmp_path: Path) -> None:
     closed = free_port()
     url = f"postgresql+psycopg://ops@127.0.0.1:{closed}/automations?password=hunter2"

@@ -527,6 +527,11 @@ def test_transport_from_url_errors() -> None:
     assert "top" not in str(cut.value)
     with pytest.raises(ValueError, match="invalid port"):
         transport_from_url("resend+https://api.resend.com:99999", api_key=API_KEY)
+    # The header was refused at each send, quoted, key and all, into the step's error.
+    for stray in ("\r", "\n", " ", "\u00e9"):
+        with pytest.raises(ValueError, match="AUTOMATIONS_EMAIL_API_KEY") as unfit:
+            transport_from_url("resend+https://api.resend.com", api_key=API_KEY + stray)
+        assert API_KEY not in str(unfit.value)
 
 
 # --- one recipient, every transport ---------------------------------------------------------
