@@ -18,7 +18,7 @@ MAX_CHARS = 1024
 
 def shown_kwargs(kwargs: dict[str, Any]) -> str:
     """The message's keyword arguments as Flower and the log may show them."""
-    return saferepr(_masked(kwargs), MAX_CHARS)
+    return str(saferepr(_masked(kwargs), MAX_CHARS))
 
 
 def _masked(value: Any) -> Any:
