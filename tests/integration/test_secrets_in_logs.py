@@ -16,7 +16,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from engine.unsubscribe import make_token
-from tests.integration.factories import make_automation
+from tests.integration.factories import (
+    make_automation,
+    make_domain,
+    make_template,
+    send_email_step,
+    unique_email,
+)
 from tests.integration.harness import API_KEY, ROOT, Stack, free_port
 from tests.integration.test_cli_server import automations
 
@@ -128,3 +134,42 @@ def test_the_api_prints_no_secret_at_debug(server: LoggedServer, rt_stack: Stack
     assert "/unsubscribe/***" in printed  # the access log is on, and was read
     leaked = [name for name, value in secrets.items() if value in printed]
     assert leaked == [], printed
+
+
+def test_the_worker_prints_no_secret_when_a_send_fails(rt_stack: Stack) -> None:
+    """The worker, with passwords in its database and SMTP URLs, fails to reach the SMTP
+    server: the step's error and the worker's log name the server, never the password, and
+    the email's unsubscribe link is nowhere in the log."""
+    smtp = f"smtp://ops:{SMTP_PASSWORD}@127.0.0.1:{free_port()}"
+    database = make_url(rt_stack.settings.database_url).set(password=DB_PASSWORD)
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    rt_stack.restart_worker(
+        AUTOMATIONS_DATABASE_URL=database.render_as_string(hide_password=False),
+        AUTOMATIONS_EMAIL_TRANSPORT_URL=smtp,
+    )
+    start = log.stat().st_size
+    try:
+        make_domain(rt_stack)
+        template = make_template(rt_stack)
+        steps = [
+            {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+            send_email_step("welcome", template),
+        ]
+        make_automation(rt_stack, steps, [{"from": "start", "to": "welcome"}])
+        email = unique_email("logged")
+        [run_id] = rt_stack.send("user.created", email).run_ids
+        rt_stack.wait_for(
+            lambda: rt_stack.steps(run_id)["welcome"].error is not None, what="the send to fail"
+        )
+        error = rt_stack.steps(run_id)["welcome"].error
+        contact_id = rt_stack.run(run_id).contact_id
+    finally:
+        rt_stack.restart_worker()
+    assert "refused the connection" in str(error) and SMTP_PASSWORD not in str(error)
+    with log.open("rb") as lines:
+        lines.seek(start)
+        printed = lines.read().decode(errors="replace")
+    assert "step pending until" in printed, printed  # the retry was logged
+    secret = rt_stack.settings.secret_key.get_secret_value()
+    for value in (DB_PASSWORD, SMTP_PASSWORD, secret, make_token(contact_id, secret)):
+        assert value not in printed, printed
