@@ -23,3 +23,13 @@ class HttpMiddleware(ABC):
     @abstractmethod
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """What the middleware does with one HTTP request."""
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: below uvicorn's `--root-path`, which it includes in `path`
+    (a check on `path` alone never matched `/metrics` behind a prefix, and let it through)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        return path[len(root.rstrip("/")) :] or "/"
+    return path

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.asgi import route_path
 from engine import idempotency
 from engine.api_keys import Caller
 from engine.db import transaction
@@ -43,7 +44,7 @@ class Replayed(Exception):
 async def claim_idempotency_key(request: Request, caller: Caller) -> None:
     """Open the record of this POST's Idempotency-Key, or raise Replayed or a 409 conflict."""
     key = request.headers.get(HEADER)
-    if request.method != "POST" or key is None or request.scope["path"] in WITHOUT_REPLAY:
+    if request.method != "POST" or key is None or route_path(request.scope) in WITHOUT_REPLAY:
         return
     rt: Runtime = request.app.state.runtime
     scope_key = idempotency.scope_key(str(caller.key_id), key)
@@ -94,7 +95,7 @@ class IdempotencyMiddleware:
                 return
             finished = True
             kept_status, kept_body = status, b"".join(chunks)
-            if scope["path"] in SECRET_ANSWERS:
+            if route_path(scope) in SECRET_ANSWERS:
                 kept_status, kept_body = _without_secret(status, kept_body)
             try:
                 await run_in_threadpool(self._finish, opened, kept_status, kept_body)

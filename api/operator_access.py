@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.asgi import route_path
 from api.errors import error_response
 
 
@@ -53,7 +54,8 @@ class OperatorAccess:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rule = None
         if scope["type"] == "http":
-            rule = next((g for g in self.guarded if g.covers(scope["path"])), None)
+            path = route_path(scope)
+            rule = next((g for g in self.guarded if g.covers(path)), None)
         if rule is None:
             await self.app(scope, receive, send)
             return

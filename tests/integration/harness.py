@@ -351,8 +351,11 @@ API_KEY = "re_test_bootstrap_key_0123456789"
 class ApiServer:
     """uvicorn serving the API in its own process, as an operator starts it."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, root_path: str = "") -> None:
         self.stack = stack
+        # uvicorn's --root-path: the server sits behind a proxy at this prefix, which the
+        # proxy takes off before passing requests on.
+        self.root_path = root_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -373,6 +376,7 @@ class ApiServer:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *(["--root-path", self.root_path] if self.root_path else []),
             ],
             cwd=ROOT,
             env=env,

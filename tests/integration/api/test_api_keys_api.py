@@ -85,11 +85,24 @@ def test_signing_in_to_the_dashboard_is_a_use_of_the_key(
     assert item["last_used_at"] is not None
 
 
+@pytest.fixture
+def behind_a_prefix(rt_stack: Stack) -> Iterator[httpx.Client]:
+    """The API behind a proxy at /automations (uvicorn's --root-path)."""
+    server = ApiServer(rt_stack, root_path="/automations")
+    server.start()
+    with server.client() as client:
+        yield client
+    server.stop()
+
+
+@pytest.mark.parametrize("where", ["api", "behind_a_prefix"])
 def test_a_created_keys_secret_is_not_kept_for_an_idempotent_replay(
-    api: httpx.Client, rt_stack: Stack
+    where: str, request: pytest.FixtureRequest, rt_stack: Stack
 ) -> None:
     """The answer kept for an Idempotency-Key held the new key's secret, in clear, for 24 hours
-    (and replayed it): it is now a refusal naming the key, and no second key is made."""
+    (and replayed it): it is now a refusal naming the key, and no second key is made; behind
+    a path prefix too."""
+    api: httpx.Client = request.getfixturevalue(where)
     headers = {"Idempotency-Key": "create-ops-key"}
     first = api.post("/api-keys", json={"name": "ops"}, headers=headers)
     assert first.status_code == 201

@@ -25,6 +25,14 @@ def guarded(stack: Stack) -> Iterator[ApiServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def behind_a_prefix(stack: Stack) -> Iterator[ApiServer]:
+    server = ApiServer(stack, root_path="/automations")
+    server.start(AUTOMATIONS_METRICS_TOKEN=METRICS_TOKEN, AUTOMATIONS_DOCS_TOKEN=DOCS_TOKEN)
+    yield server
+    server.stop()
+
+
 def get(server: ApiServer, path: str, **options: object) -> httpx.Response:
     return httpx.get(server.base_url + path, timeout=10, **options)  # type: ignore[arg-type]
 
@@ -71,3 +79,15 @@ def test_docs_can_be_switched_off(stack: Stack) -> None:
         assert get(server, "/health").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_tokens_hold_behind_a_path_prefix(behind_a_prefix: ApiServer) -> None:
+    """With uvicorn's --root-path, the request's path holds the prefix: the guard compared it
+    with `/metrics` and let every request through, tokens or not."""
+    for path in ("/metrics", *DOCS):
+        assert get(behind_a_prefix, path).status_code == 401, path
+    scraped = get(behind_a_prefix, "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200 and "automations_runs" in scraped.text
+    docs = get(behind_a_prefix, "/openapi.json", auth=("any", DOCS_TOKEN))
+    assert docs.status_code == 200
+    assert get(behind_a_prefix, "/health").status_code == 200
