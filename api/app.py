@@ -23,7 +23,7 @@ from api.security_headers import SecurityHeaders
 from engine.after_commit import after_commit
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime, create_runtime
-from engine.settings import Settings
+from engine.settings import Settings, check_url_port
 
 # At shutdown, the longest the API waits for its queued messages to be sent.
 SHUTDOWN_FLUSH_SECONDS = 5.0
@@ -76,6 +76,8 @@ def create_app(
     redis_url = settings.rate_limit_redis_url or (
         settings.broker_url if settings.broker_url.startswith("redis") else None
     )
+    if settings.rate_limit_redis_url:
+        check_url_port("AUTOMATIONS_RATE_LIMIT_REDIS_URL", settings.rate_limit_redis_url)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, redis_url)
     install_error_handlers(app, refuse_before_body)
     install_idempotency(app, rt)

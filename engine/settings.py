@@ -19,6 +19,19 @@ class ConfigurationError(ValueError):
     """Settings a process must not run with; the message is one line naming the variable."""
 
 
+def check_url_port(variable: str, url: str) -> None:
+    """ConfigurationError unless the URL's port can be read. Its client would raise from
+    inside the process's start, quoting what it took for the port: with a `/` in the
+    password, part of the password. The message repeats nothing of the URL."""
+    try:
+        urlsplit(url).port  # noqa: B018 - read for its ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"{variable}: the port is not a number (a password holding / # ? @ or : is "
+            "written percent-encoded, / as %2F)"
+        ) from None
+
+
 # The exit status of every process refusing its settings (the CLI's ExitCode.BAD_SETTINGS).
 BAD_SETTINGS_EXIT = 5
 

@@ -19,7 +19,7 @@ from engine.db import import_driver, retry_on_disconnect
 from engine.executor import execute_step
 from engine.logs import configure_logging
 from engine.runtime import Runtime, create_runtime, settle_process
-from engine.settings import ConfigurationError, Settings
+from engine.settings import ConfigurationError, Settings, check_url_port
 from engine.step_types import all_specs
 from tasks.broker import TRANSPORT
 from tasks.dispatcher import (
@@ -101,15 +101,7 @@ class TickGate:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Our Celery settings; bench/raw_celery.py runs its baseline with the same ones."""
-    try:
-        urlsplit(settings.broker_url).port  # noqa: B018 - read for its ValueError
-    except ValueError:
-        # kombu would raise it from inside Celery's start, quoting the "port": with a `/` in
-        # the password, part of the password.
-        raise ConfigurationError(
-            "AUTOMATIONS_BROKER_URL: the port is not a number (a password holding / # ? @ or : "
-            "is written percent-encoded, / as %2F)"
-        ) from None
+    check_url_port("AUTOMATIONS_BROKER_URL", settings.broker_url)
     if settings.countdown_horizon_seconds >= settings.visibility_timeout_seconds:
         raise ConfigurationError(
             "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS must be below "
