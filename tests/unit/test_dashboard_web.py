@@ -88,7 +88,12 @@ def test_ids_in_links() -> None:
     assert links.parse_uuid(str(key)) == key
     with pytest.raises(NotFound):
         links.parse_uuid("nope")
-    assert links.optional_uuid(None) is None
+    assert links.page_cursor(None, "") == (None, None)
+    assert links.page_cursor(str(key), None) == (key, None)
+    with pytest.raises(NotFound):
+        links.page_cursor(None, "nope")
+    with pytest.raises(InvalidInput):
+        links.page_cursor(str(key), str(key))
 
 
 def test_formats() -> None:
