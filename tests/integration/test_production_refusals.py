@@ -46,26 +46,34 @@ CASES = [(process, SHORT) for process in commands(Path("/tmp"))] + [
 def refused(process: str, secret: str, tmp_path: Path) -> list[str]:
     """Run `process` in production with this secret key; its stderr lines, once it has exited
     with ExitCode.BAD_SETTINGS and no traceback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATIONS_", "FLOWER_"))}
-    env |= {
+    env = {
         "AUTOMATIONS_ENV": "production",
         "AUTOMATIONS_SECRET_KEY": secret,
         "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
         "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
     }
+    printed, lines = bad_settings(process, env, tmp_path)
+    assert SHORT not in printed
+    return lines
+
+
+def bad_settings(process: str, given: dict[str, str], tmp_path: Path) -> tuple[str, list[str]]:
+    """Run `process` with these settings over none of ours from the environment, expecting
+    ExitCode.BAD_SETTINGS without a traceback: all it printed, and its stderr lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATIONS_", "FLOWER_"))}
     result = subprocess.run(
         commands(tmp_path)[process],
         cwd=ROOT,
-        env=env,
+        env=env | given,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 5, (result.stdout, result.stderr)  # ExitCode.BAD_SETTINGS
-    assert "Traceback" not in result.stdout + result.stderr
-    assert SHORT not in result.stdout + result.stderr
-    return [line for line in result.stderr.splitlines() if line.strip()]
+    printed = result.stdout + result.stderr
+    assert "Traceback" not in printed
+    return printed, [line for line in result.stderr.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize(("process", "secret"), CASES)
@@ -96,24 +104,12 @@ def test_a_password_holding_a_slash_is_not_printed(
 ) -> None:
     """Started without the CLI's checks, kombu's and redis-py's tracebacks quoted the "port"
     they read: the password up to its `/`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATIONS_", "FLOWER_"))}
-    env |= {
+    env = {
         "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
         "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
         "AUTOMATIONS_RATE_LIMIT_PER_SECOND": "5",
         variable: "redis://:hun/ter2@127.0.0.1:1/0",
     }
-    result = subprocess.run(
-        commands(tmp_path)[process],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 5, (result.stdout, result.stderr)  # ExitCode.BAD_SETTINGS
-    printed = result.stdout + result.stderr
-    assert "Traceback" not in printed and "hun" not in printed and "ter2" not in printed
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    printed, lines = bad_settings(process, env, tmp_path)
+    assert "hun" not in printed and "ter2" not in printed
     assert len(lines) == 1 and variable in lines[0], lines
