@@ -67,10 +67,14 @@ def render(text: str, variables: Mapping[str, Any], *, html: bool, part: str = "
     def substitute(match: re.Match[str]) -> str:
         nonlocal size
         name, fallback = match.group(1), match.group(2)
-        if name in variables:
+        # A null value (a contact without a first name) takes the inline fallback, as a
+        # template's declared fallback_value does; without one it renders empty.
+        if variables.get(name) is not None:
             value = format_value(variables[name])
         elif fallback is not None:
             value = fallback.strip()
+        elif name in variables:
+            value = ""
         else:
             raise MissingVariable(name)
         out = html_lib.escape(value, quote=True) if html else value

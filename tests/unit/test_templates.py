@@ -103,7 +103,14 @@ def test_missing_variable_without_fallback() -> None:
 
 
 def test_none_value_is_empty_not_missing() -> None:
-    assert render("[{{{V|fallback}}}]", {"V": None}, html=False) == "[]"
+    assert render("[{{{V}}}]", {"V": None}, html=False) == "[]"
+
+
+def test_none_value_takes_the_inline_fallback() -> None:
+    # A contact without a first name reads "Hi there", not "Hi ", as with a declared fallback.
+    assert render("Hi {{{V|there}}}", {"V": None}, html=True) == "Hi there"
+    assert render("Hi {{{V| there }}}", {"V": None}, html=False) == "Hi there"
+    assert render("[{{{V|}}}]", {"V": None}, html=False) == "[]"
 
 
 @pytest.mark.parametrize(
