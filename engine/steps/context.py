@@ -28,25 +28,29 @@ class StepRun:
     # executor need not: a delivery's prepare may carry it in its write.
     start_stamped: bool = False
     _variables: dict[str, Any] | None = field(default=None, repr=False)
+    _read_wait_events: bool = field(default=False, repr=False)
 
     @property
     def first_execution(self) -> bool:
         """False when the step already started once (a delay or wait coming back when due)."""
         return self.claimed.started_at is None
 
-    def variables(self) -> dict[str, Any]:
-        """The context conditions and templates read: event, contact and received wait events."""
+    def variables(self, *, wait_events: bool = False) -> dict[str, Any]:
+        """The context conditions and templates read: event, contact and received wait events
+        (read when the step's config mentions them, or when `wait_events` asks: a template's
+        placeholders, which the config does not show)."""
         if self._variables is None:
             contact = self.run.contact
             self._variables = {
                 "event": self.run.event_payload,
                 "contact": contact_view(contact) if contact is not None else {},
-                "wait_events": self._wait_events(),
+                "wait_events": {},
             }
+        if (wait_events or self.step.reads_wait_events) and not self._read_wait_events:
+            self._variables["wait_events"] = self._wait_events()
+            self._read_wait_events = True
         return self._variables
 
     def _wait_events(self) -> dict[str, Any]:
-        if not self.step.reads_wait_events:
-            return {}
         outputs = run_store.wait_outputs(self.session, self.claimed.run_id)
         return {out["event"]: out.get("payload", {}) for out in outputs if "event" in out}

@@ -164,7 +164,8 @@ def _values(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The variables the step gives (stored with the email) and every value the texts use."""
     config = sr.step.config
-    context = sr.variables()
+    names: set[str] = set().union(*(placeholder_names(text) for text in sources))
+    context = sr.variables(wait_events=any(name.startswith("wait_events.") for name in names))
     fallbacks = {
         v["key"]: v["fallback_value"]
         for v in template.variables
@@ -174,7 +175,7 @@ def _values(
     # A field that exists but is empty (a contact without a first name) takes the fallback too.
     given = {k: fallbacks[k] if v is None and k in fallbacks else v for k, v in resolved.items()}
     values = {**fallbacks, **given}
-    for name in set().union(*(placeholder_names(text) for text in sources)):
+    for name in names:
         if name not in values and name.startswith(_CONTEXT_ROOTS):
             # A missing one is reported by render() unless the placeholder has a fallback.
             with contextlib.suppress(MissingField):
