@@ -46,6 +46,11 @@ def placeholder_names(text: str) -> set[str]:
     return {match.group(1) for match in _PLACEHOLDER.finditer(text)}
 
 
+def names_without_fallback(text: str) -> set[str]:
+    """The names of the placeholders in the text that have no inline fallback."""
+    return {match.group(1) for match in _PLACEHOLDER.finditer(text) if match.group(2) is None}
+
+
 def format_value(value: Any) -> str:
     """A variable's value as template text (before any escaping)."""
     if value is None:

@@ -1,6 +1,6 @@
 """Resolve variable references such as {"var": "event.user.name"} against a run's context."""
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from engine.errors import InvalidInput, StepFailure
@@ -110,15 +110,20 @@ def resolve_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def resolve_variables(
-    spec: Mapping[str, Any], context: Mapping[str, Any], fallbacks: Mapping[str, Any]
+    spec: Mapping[str, Any],
+    context: Mapping[str, Any],
+    fallbacks: Mapping[str, Any],
+    optional: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Resolve every entry, using the fallback of a key whose field is missing."""
+    """Resolve every entry, using the fallback of a key whose field is missing; an `optional`
+    key whose field is missing is left out."""
     resolved: dict[str, Any] = {}
     for key, value in spec.items():
         try:
             resolved[key] = resolve_value(value, context)
         except MissingField:
-            if key not in fallbacks:
+            if key in fallbacks:
+                resolved[key] = fallbacks[key]
+            elif key not in optional:
                 raise
-            resolved[key] = fallbacks[key]
     return resolved

@@ -21,7 +21,7 @@ from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
 from engine.store.outbox import Email, SendReads
-from engine.templates import format_value, placeholder_names, render
+from engine.templates import format_value, names_without_fallback, placeholder_names, render
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
 from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
@@ -171,7 +171,11 @@ def _values(
         for v in template.variables
         if v.get("fallback_value") is not None
     }
-    resolved = resolve_variables(config["template"].get("variables", {}), context, fallbacks)
+    # A missing field whose every placeholder has an inline fallback is left to that fallback.
+    bare: set[str] = set().union(*(names_without_fallback(text) for text in sources))
+    resolved = resolve_variables(
+        config["template"].get("variables", {}), context, fallbacks, optional=names - bare
+    )
     # A field that exists but is empty (a contact without a first name) takes the fallback too.
     given = {k: fallbacks[k] if v is None and k in fallbacks else v for k, v in resolved.items()}
     values = {**fallbacks, **given}

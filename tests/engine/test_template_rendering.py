@@ -90,3 +90,31 @@ def test_a_null_field_takes_the_placeholder_s_inline_fallback(driver: Driver) ->
     assert driver.steps(run_id)["mail"].status == "completed"
     (sent,) = driver.sent
     assert sent.html == "<p>Hi there, friend</p>"
+
+
+def test_a_missing_field_takes_the_placeholder_s_inline_fallback(driver: Driver) -> None:
+    template_id = _template(driver, "<p>Hi {{{NAME|there}}}, {{{ NAME | friend }}}</p>")
+    variables = {"NAME": {"var": "event.first_name"}}
+    run_id = _one_run(driver, [_trigger(), _mail(template_id, variables)], "a@example.test")
+
+    mail = driver.steps(run_id)["mail"]
+    assert (mail.status, mail.error) == ("completed", None)
+    assert mail.output["template"]["variables"] == {}
+    (sent,) = driver.sent
+    assert sent.html == "<p>Hi there, friend</p>"
+
+
+def test_a_missing_field_still_fails_where_one_placeholder_has_no_fallback(
+    driver: Driver,
+) -> None:
+    template_id = _template(driver, "<p>Hi {{{NAME|there}}}</p>", text="Hi {{{NAME}}}")
+    variables = {"NAME": {"var": "event.first_name"}}
+    run_id = _one_run(driver, [_trigger(), _mail(template_id, variables)], "a@example.test")
+
+    mail = driver.steps(run_id)["mail"]
+    assert mail.status == "failed"
+    assert mail.error == {
+        "message": "Field `event.first_name` does not exist",
+        "code": "missing_field",
+    }
+    assert driver.sent == []

@@ -197,3 +197,10 @@ def test_missing_field_without_fallback_propagates() -> None:
     with pytest.raises(MissingField) as caught:
         resolve_variables(spec, CONTEXT, {"OTHER": "x"})
     assert caught.value.field == "contact.last_name"
+
+
+def test_resolve_variables_leaves_out_an_optional_missing_field() -> None:
+    spec = {"X": {"var": "event.nope"}, "Y": {"var": "event.nope"}}
+    assert resolve_variables(spec, CONTEXT, {"Y": "y"}, optional={"X"}) == {"Y": "y"}
+    with pytest.raises(MissingField):
+        resolve_variables(spec, CONTEXT, {}, optional={"Y"})
