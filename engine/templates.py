@@ -59,6 +59,10 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        # JSON has one number type: 5.0 from a payload is the number 5, and reads "5", as it
+        # does in Resend (JavaScript) and from any producer that wrote it `5`.
+        return str(int(value))
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     return str(value)
