@@ -21,8 +21,10 @@ from models.tables import Domain, Template
 
 _FALLBACK_LIMITS = JsonLimits()
 _VARIABLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# An alias addresses a template in a URL path: no whitespace and no slash.
-_ALIAS = re.compile(r"[^\s/]+")
+# An alias addresses a template in a URL path, as a client writes it unquoted: no whitespace
+# or control character, none of the characters that end or re-split a path (`/ ? # % \`),
+# and not a dot segment (`.`, `..`), which clients remove.
+_ALIAS = re.compile(r"(?!\.\.?$)[^\s\x00-\x1f\x7f/?#%\\]+")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"(?:{_LABEL}\.)+(?!\d+$){_LABEL}")
 _DNS_LABEL = re.compile(_LABEL)
@@ -85,7 +87,11 @@ def _template_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput("`name` must not be blank", field="name")
     alias = columns.get("alias")
     if alias is not None and not _ALIAS.fullmatch(alias):
-        raise InvalidInput("`alias` must not contain whitespace or `/`", field="alias")
+        raise InvalidInput(
+            "`alias` must not contain whitespace, control characters or any of `/ ? # % \\`,"
+            " nor be `.` or `..`: it addresses the template in a URL path",
+            field="alias",
+        )
     if columns.get("sender") is not None:
         check_mailbox(columns["sender"], field="from")
     if columns.get("subject") is not None:

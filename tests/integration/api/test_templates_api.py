@@ -206,6 +206,11 @@ def test_unknown_template_is_404(api: httpx.Client) -> None:
         ({"name": "x", "html": "x", "from": "nobody"}, "validation_error", ["`from`"]),
         ({"name": "x", "html": "x", "reply_to": [1]}, "validation_error", ["`reply_to"]),
         ({"name": "x", "html": "x", "alias": "has space"}, "validation_error", ["`alias`"]),
+        # Each would be unreachable at /templates/{alias} as a client writes the path.
+        *(
+            ({"name": "x", "html": "x", "alias": alias}, "validation_error", ["`alias`", "URL"])
+            for alias in ("..", ".", "a?b", "a#b", "a%2Fb", "a\\b", "a\x01b", "a\x7fb")
+        ),
         ({"name": "x", "html": "x", "sender": "a@b.test"}, "validation_error", ["`sender`"]),
         (
             {"name": "x", "html": "x", "variables": [{"key": "A"}]},
@@ -266,3 +271,16 @@ def test_bad_template_updates_are_422(api: httpx.Client, body: dict[str, Any], f
     template_id = create(api)
     assert_error(api.patch(f"/templates/{template_id}", json=body), 422, "validation_error", field)
     assert api.get(f"/templates/{template_id}").json()["html"] == "<p>x</p>"
+
+
+def test_an_alias_with_dots_inside_is_addressed_by_it(api: httpx.Client) -> None:
+    template_id = create(api, alias="welcome.v2")
+    assert api.post("/templates/welcome.v2/publish").json()["id"] == template_id
+    assert api.get("/templates/welcome.v2").json()["status"] == "published"
+    assert_error(
+        api.patch(f"/templates/{template_id}", json={"alias": ".."}),
+        422,
+        "validation_error",
+        "`alias`",
+    )
+    assert api.get(f"/templates/{template_id}").json()["alias"] == "welcome.v2"
