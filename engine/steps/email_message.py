@@ -14,6 +14,7 @@ from engine.addresses import MAX_SENDER, AddressError, Mailbox, parse_address, p
 from engine.errors import StepFailure
 from engine.failures import classify
 from engine.headers import INVALID_HEADER_VALUE, header_problem
+from engine.html_text import html_to_text
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
 from engine.runtime import Runtime
@@ -227,6 +228,10 @@ def _render_and_write(
     ]
     html = render(template.html, values, html=True, part="html") if template.html else None
     text = render(template.text_body, values, html=False) if template.text_body else None
+    if template.text_body is None and html is not None:
+        # As Resend does: a template without text gets one made from its html (an empty
+        # text opts out), since html-only mail reads worse and scores worse as spam.
+        text = html_to_text(html) or None
     # An earlier try wrote the row and did not send: this one sends under the same id.
     email = recorded or _write(sr, recipient, sender, subject, template.id, given)
     message = OutgoingEmail(

@@ -118,3 +118,22 @@ def test_a_missing_field_still_fails_where_one_placeholder_has_no_fallback(
         "code": "missing_field",
     }
     assert driver.sent == []
+
+
+def test_a_template_without_text_sends_one_made_from_its_html(driver: Driver) -> None:
+    made = _template(
+        driver, '<p>Hi {{{NAME}}}</p><p><a href="{{{RESEND_UNSUBSCRIBE_URL}}}">Unsubscribe</a></p>'
+    )
+    run_id = _one_run(driver, [_trigger(), _mail(made, {"NAME": "<Ada & Bo>"})], "a@example.test")
+    assert driver.steps(run_id)["mail"].status == "completed"
+    (sent,) = driver.sent
+    assert sent.html.startswith("<p>Hi &lt;Ada &amp; Bo&gt;</p>")
+    assert sent.text == f"Hi <Ada & Bo>\n\nUnsubscribe ({sent.unsubscribe_url})"
+
+
+def test_an_empty_text_opts_out_of_the_made_one(driver: Driver) -> None:
+    template_id = _template(driver, "<p>Hi</p>", text="")
+    run_id = _one_run(driver, [_trigger(), _mail(template_id)], "a@example.test")
+    assert driver.steps(run_id)["mail"].status == "completed"
+    (sent,) = driver.sent
+    assert (sent.html, sent.text) == ("<p>Hi</p>", None)
