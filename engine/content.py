@@ -16,6 +16,7 @@ from engine.headers import check_header_text
 from engine.json_limits import JsonLimits
 from engine.store import content as content_store
 from engine.store.paging import Page
+from engine.templates import UNSUBSCRIBE_VARIABLE
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Domain, Template
 
@@ -61,6 +62,12 @@ def _check_variables(variables: Sequence[Mapping[str, Any]]) -> list[dict[str, A
             raise InvalidInput(
                 f"`{where}.key` {key!r} must be letters, digits and underscores"
                 " and not start with a digit",
+                field=f"{where}.key",
+            )
+        if key == UNSUBSCRIBE_VARIABLE:
+            raise InvalidInput(
+                f"`{where}.key`: `{key}` is reserved: the send fills it with the contact's"
+                " unsubscribe link",
                 field=f"{where}.key",
             )
         if key in seen:

@@ -14,6 +14,8 @@ from engine.errors import StepFailure
 # fallback made an unclosed `{{{A|` followed by spaces take cubic time (8,000 spaces: 2 minutes).
 # The fallback is stripped by the code instead.
 _PLACEHOLDER = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|([^{}]*))?\}\}\}")
+# Filled in by the send itself (the contact's signed link): no step or template may set it.
+UNSUBSCRIBE_VARIABLE = "RESEND_UNSUBSCRIBE_URL"
 # What one rendered text may hold. Each placeholder may bring a whole payload's 64 KB (five
 # times that once escaped), so a template of a few hundred KB could render gigabytes.
 MAX_RENDERED = 5_000_000

@@ -22,7 +22,13 @@ from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
 from engine.store.outbox import Email, SendReads
-from engine.templates import format_value, names_without_fallback, placeholder_names, render
+from engine.templates import (
+    UNSUBSCRIBE_VARIABLE,
+    format_value,
+    names_without_fallback,
+    placeholder_names,
+    render,
+)
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
 from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
@@ -207,7 +213,7 @@ def _render_and_write(
     sources = (subject_source, template.html or "", template.text_body or "")
     given, values = _values(sr, template, sources)
     link = unsubscribe_url(sr.rt.settings.public_url, contact_id, sr.rt.secret())
-    values["RESEND_UNSUBSCRIBE_URL"] = link
+    values[UNSUBSCRIBE_VARIABLE] = link
     # Every header is checked before the outbox row is written: a value that cannot go out
     # fails the step now, and is never retried or half-sent.
     subject = (

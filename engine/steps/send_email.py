@@ -25,6 +25,7 @@ from engine.steps.email_message import PreparedEmail, deliver, prepare_email
 from engine.store import claims
 from engine.store import outbox as outbox_store
 from engine.store.core import Carried
+from engine.templates import UNSUBSCRIBE_VARIABLE
 from engine.variables import validate_value
 from models.enums import OutboxStatus, StepType
 
@@ -88,6 +89,12 @@ def _variables(value: object, at: str) -> dict[str, Any]:
         if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
             raise InvalidInput(
                 f"variable name {name!r} must match {_VARIABLE_NAME.pattern}", field=f"{at}.{name}"
+            )
+        if name == UNSUBSCRIBE_VARIABLE:
+            raise InvalidInput(
+                f"variable name {name} is reserved: the send fills it with the contact's"
+                " unsubscribe link",
+                field=f"{at}.{name}",
             )
         validate_value(item, field=f"{at}.{name}")
     return value

@@ -377,6 +377,11 @@ BAD_CONFIGS = [
     ),
     (email("s", variables={"first-name": "x"}), "variables.first-name", "must match"),
     (email("s", variables={"1A": "x"}), "variables.1A", "must match"),
+    (
+        email("s", variables={"RESEND_UNSUBSCRIBE_URL": "https://evil.test"}),
+        "variables.RESEND_UNSUBSCRIBE_URL",
+        "reserved",
+    ),
     (email("s", variables={"A": [1]}), "variables.A", "literal"),
     (email("s", variables={"A": {"x": 1}}), "variables.A", "literal"),
     (

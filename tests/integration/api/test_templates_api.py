@@ -231,6 +231,15 @@ def test_unknown_template_is_404(api: httpx.Client) -> None:
             {
                 "name": "x",
                 "html": "x",
+                "variables": [{"key": "RESEND_UNSUBSCRIBE_URL", "type": "string"}],
+            },
+            "validation_error",
+            ["`variables[0].key`", "reserved"],
+        ),
+        (
+            {
+                "name": "x",
+                "html": "x",
                 "variables": [{"key": "A", "type": "string"}, {"key": "A", "type": "number"}],
             },
             "validation_error",
