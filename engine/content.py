@@ -93,6 +93,12 @@ def _template_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     if columns.get("name") is not None and not columns["name"].strip():
         raise InvalidInput("`name` must not be blank", field="name")
     alias = columns.get("alias")
+    if alias is not None and as_uuid(alias) is not None:
+        # /templates/{ref} reads a UUID as an id first: another template's id as an alias
+        # would make the path and a step's {"alias": ...} name two different templates.
+        raise InvalidInput(
+            "`alias` must not be a UUID: a UUID addresses a template by its id", field="alias"
+        )
     if alias is not None and not _ALIAS.fullmatch(alias):
         raise InvalidInput(
             "`alias` must not contain whitespace, control characters or any of `/ ? # % \\`,"

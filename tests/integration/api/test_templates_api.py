@@ -282,6 +282,21 @@ def test_bad_template_updates_are_422(api: httpx.Client, body: dict[str, Any], f
     assert api.get(f"/templates/{template_id}").json()["html"] == "<p>x</p>"
 
 
+def test_an_alias_that_is_a_uuid_is_422(api: httpx.Client) -> None:
+    other = create(api)
+    for alias in (other, other.replace("-", ""), f"{{{other}}}", str(uuid.uuid4())):
+        assert_error(
+            api.post("/templates", json={"name": "x", "html": "x", "alias": alias}),
+            422,
+            "validation_error",
+            "`alias`",
+            "UUID",
+        )
+        answer = api.patch(f"/templates/{other}", json={"alias": alias})
+        assert_error(answer, 422, "validation_error", "`alias`", "UUID")
+    assert [item["id"] for item in api.get("/templates").json()["data"]] == [other]
+
+
 def test_an_alias_with_dots_inside_is_addressed_by_it(api: httpx.Client) -> None:
     template_id = create(api, alias="welcome.v2")
     assert api.post("/templates/welcome.v2/publish").json()["id"] == template_id
