@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
 from engine import sweeper
 from engine.bulk import work_chunk
@@ -22,6 +28,7 @@ from engine.runtime import Runtime, create_runtime, settle_process
 from engine.settings import ConfigurationError, Settings, check_url_port
 from engine.step_types import all_specs
 from tasks.broker import TRANSPORT
+from tasks.child_shutdown import ChildShutdown
 from tasks.dispatcher import (
     BULK_TASK,
     STEP_QUEUE,
@@ -156,6 +163,11 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
     holder = RuntimeHolder(settings, runtime)
     worker_init.connect(holder.before_fork, weak=False)
     worker_process_init.connect(holder.after_fork, weak=False)
+    # A pool child signalled with its parent (systemd, a process group) ends its step first.
+    child_shutdown = ChildShutdown()
+    worker_process_init.connect(child_shutdown.in_pool_child, weak=False)
+    task_prerun.connect(child_shutdown.task_started, weak=False)
+    task_postrun.connect(child_shutdown.task_ended, weak=False)
 
     def _logging(loglevel: int | str | None = None, **_: Any) -> None:
         # Celery passes the worker's -l/--loglevel (a number, or a name); INFO if none.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -73,6 +74,8 @@ class SmtpSink:
         self._lock = threading.Lock()
         # recipient -> (SMTP reply, how many more times to give it instead of accepting)
         self._refusals: dict[str, tuple[str, int]] = {}
+        # Seconds DATA waits before it is answered (a slow SMTP server), 0 for none.
+        self.slowness = 0.0
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     def refuse(self, address: str, reply: str, times: int) -> None:
@@ -81,6 +84,8 @@ class SmtpSink:
             self._refusals[address] = (reply, times)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.slowness:
+            await asyncio.sleep(self.slowness)
         with self._lock:
             for address in envelope.rcpt_tos:
                 reply, times = self._refusals.get(address, ("", 0))
@@ -151,7 +156,8 @@ class Stack:
         env.update(extra)
         return env
 
-    def start_worker(self, **extra_env: str) -> None:
+    def start_worker(self, *args: str, **extra_env: str) -> None:
+        """The worker, with `args` added to its celery command line."""
         if self.local is not None:
             self.local.start()
             return
@@ -177,6 +183,7 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *args,
             ],
             cwd=ROOT,
             env=self.env(**extra_env),
