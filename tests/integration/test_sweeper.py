@@ -7,6 +7,7 @@ exactly a message lost (or stuck behind a backlog), and each tick's dispatches a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -208,3 +209,33 @@ def test_a_start_sends_at_once_a_step_whose_lease_ran_out_and_was_sent_again(
     assert tick(rt) == {step}
     row = step_row(rt, step)
     assert (row.redispatch_count, row.worker_losses) == (1, 1), "one death, counted once"
+
+
+def test_two_ticks_at_once_send_each_step_once_and_count_each_death_once(
+    rt_stack: Stack, rt: Runtime
+) -> None:
+    """Two beats by mistake (or a tick queued while another runs): their sweeps overlap."""
+    make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
+    lost = [(start_run(rt), "after") for _ in range(20)]
+    abandoned = [(start_run(rt), "after") for _ in range(20)]
+    for step in abandoned:
+        assert claim(rt, step)
+    advance(rt, LEASE + SECOND)
+    gate = threading.Barrier(2)
+    found: list[set[StepId]] = []
+
+    def overlapping_tick() -> None:
+        with transaction(rt.sessions) as session:
+            gate.wait()
+            found.append({(d.run_id, d.step_key) for d in sweep(session, rt, now=rt.clock.now())})
+
+    threads = [threading.Thread(target=overlapping_tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = found
+    assert first & second == set(), "no step sent by both"
+    assert first | second == set(lost) | set(abandoned)
+    assert [step_row(rt, step).worker_losses for step in abandoned] == [1] * len(abandoned)
+    assert tick(rt) == set()
