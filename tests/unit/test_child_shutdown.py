@@ -1,0 +1,68 @@
+"""A pool child's SIGTERM while a task runs waits for the task's end (tasks/child_shutdown.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from tasks import child_shutdown
+from tasks.child_shutdown import ChildShutdown
+
+
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The pool's own SIGTERM handler, recording instead of exiting; restored after."""
+    calls: list[int] = []
+
+    def pool_handler(signum: int, frame: FrameType | None) -> None:
+        calls.append(signum)
+
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)
+    signal.signal(signal.SIGTERM, pool_handler)
+    monkeypatch.setattr(child_shutdown, "AFTER_RESULT_SECONDS", 0.01)
+    yield calls
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGTERM, saved[0])
+    signal.signal(signal.SIGALRM, saved[1])
+
+
+def wait_until(predicate: object, timeout: float = 2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():  # type: ignore[operator]
+        time.sleep(0.005)
+
+
+def test_a_sigterm_during_a_task_is_acted_on_after_it(stops: list[int]) -> None:
+    guard = ChildShutdown()
+    guard.in_pool_child()
+    guard.task_started()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+    assert stops == [], "held while the task runs"
+    guard.task_ended()
+    wait_until(lambda: stops)
+    assert stops == [signal.SIGTERM]
+
+
+def test_an_idle_child_stops_at_once(stops: list[int]) -> None:
+    guard = ChildShutdown()
+    guard.in_pool_child()
+    guard.task_started()
+    guard.task_ended()
+    os.kill(os.getpid(), signal.SIGTERM)
+    wait_until(lambda: stops)
+    assert stops == [signal.SIGTERM]
+
+
+def test_outside_a_pool_child_nothing_is_installed(stops: list[int]) -> None:
+    guard = ChildShutdown()  # a solo worker, or the prefork parent
+    guard.task_started()
+    os.kill(os.getpid(), signal.SIGTERM)
+    wait_until(lambda: stops)
+    assert stops == [signal.SIGTERM]
+    guard.task_ended()
