@@ -153,7 +153,10 @@ def bucket_index(window: Window, moment: dt.datetime) -> int:
 
 def hours_of(window: Window) -> Hours:
     """The whole UTC hours that overlap the window."""
-    return Hours(hour_of(window.start), -(-int(window.end.timestamp()) // 3600))
+    # The end's hour overlaps unless the end is its first instant (a fraction of a second
+    # past the hour counts: truncating to whole seconds left that hour out).
+    last = _floor(window.end, Granularity.HOUR)
+    return Hours(hour_of(window.start), hour_of(last) + (last < utc(window.end)))
 
 
 def step_metrics(totals: Iterable[StepTotals], graphs: Sequence[Graph]) -> list[StepMetrics]:
