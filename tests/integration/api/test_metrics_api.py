@@ -173,6 +173,20 @@ def test_a_narrower_window_and_hourly_buckets(api: httpx.Client, rt_stack: Stack
     assert body["steps"]["pause"]["reached"] == 1
 
 
+def test_a_window_ending_half_a_second_into_an_hour_counts_that_hour(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    automation_id, began = known_runs(api, rt_stack)
+    hour = began.replace(minute=0, second=0, microsecond=0)
+    end = hour + dt.timedelta(milliseconds=500)
+    body = metrics(api, automation_id, start=iso(hour), end=iso(end), granularity="hour")
+    # The five runs created in `began`'s hour: it overlaps [hour, hour + 0.5 s).
+    assert body["runs"]["by_status"] == {**ZERO, "completed": 3, "skipped": 1, "failed": 1}
+    assert [(parse(b["start"]), b["runs_started"]) for b in body["series"]] == [(hour, 5)]
+    assert body["duration_seconds"]["finished_runs"] == 5
+    assert body["emails"] == {"sent": 2, "skipped_unsubscribed": 1}
+
+
 def test_default_window_is_the_last_seven_days_by_day(api: httpx.Client, rt_stack: Stack) -> None:
     automation_id, _ = known_runs(api, rt_stack)
     body = metrics(api, automation_id)
