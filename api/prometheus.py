@@ -40,7 +40,7 @@ class SnapshotCollector:
         durations = GaugeMetricFamily(
             "automations_run_duration_quantile_seconds",
             f"Run duration percentiles (nearest rank, within 4.4 %) of the runs created in the "
-            f"last {RECENT_HOURS} hours that ended by themselves",
+            f"current UTC hour and the {RECENT_HOURS - 1} before it that ended by themselves",
             labels=["quantile"],
         )
         for name, seconds in self.data.recent_run_durations.items():

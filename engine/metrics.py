@@ -28,7 +28,8 @@ from models.enums import RunStatus, StepType
 
 DEFAULT_SPAN = dt.timedelta(days=7)
 MAX_SPAN = dt.timedelta(days=366)
-# Prometheus's run duration percentiles cover the runs created in the last day.
+# Prometheus's run duration percentiles cover the runs created in the current UTC hour and
+# the RECENT_HOURS - 1 before it.
 RECENT_HOURS = 24
 
 
@@ -264,7 +265,7 @@ class Snapshot:
     queue_lag_seconds: float
     # step type -> {"steps": rows, "completed": n, "failed": n, "cancelled": n, "skipped_...": n}
     steps_by_type: dict[str, dict[str, int]]
-    # p50/p90/p99 of the runs created in the last RECENT_HOURS hours, all automations
+    # p50/p90/p99 of the runs created in the current hour and the RECENT_HOURS - 1 before it
     recent_run_durations: dict[str, float | None]
     recent_timed_runs: int
 
