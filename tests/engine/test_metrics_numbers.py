@@ -7,11 +7,14 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from engine import metrics
+from engine import lifecycle, metrics
 from engine.db import transaction
+from engine.percentiles import bucket_of, middle
 from tests.engine.conftest import MakeDriver
 from tests.engine.driver import T0, Driver
 
+HOUR = dt.timedelta(hours=1)
+ZERO = {"running": 0, "completed": 0, "failed": 0, "cancelled": 0, "skipped": 0}
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 
 
@@ -59,3 +62,136 @@ def test_a_window_ending_a_fraction_of_a_second_into_an_hour_counts_that_hour(
     assert [(b.start, b.runs_started) for b in found.runs.series] == [(T0, 1)]
     assert found.runs.finished_runs == 1
     assert [(s.key, s.reached) for s in found.steps] == [("start", 1), ("pause", 1), ("after", 1)]
+
+
+WAIT_THEN_BRANCH = (
+    [
+        TRIGGER,
+        {
+            "key": "wait",
+            "type": "wait_for_event",
+            "config": {"event_name": "go", "timeout": "1 day"},
+        },
+        {
+            "key": "check",
+            "type": "condition",
+            "config": {"rule": {"field": "event.kind", "operator": "eq", "value": "x"}},
+        },
+        {"key": "yes", "type": "contact_update", "config": {"first_name": "Y"}},
+        {"key": "no", "type": "contact_update", "config": {"first_name": "N"}},
+    ],
+    [
+        {"from": "start", "to": "wait"},
+        {"from": "wait", "to": "check", "type": "event_received"},
+        {"from": "check", "to": "yes", "type": "condition_met"},
+        {"from": "check", "to": "no", "type": "condition_not_met"},
+    ],
+)
+
+
+def test_every_figure_of_a_known_set_of_runs(make_driver: MakeDriver) -> None:
+    driver = make_driver()
+    driver.clock.advance(dt.timedelta(minutes=55))  # the runs end in the next hour
+    automation_id = driver.automation(*WAIT_THEN_BRANCH)
+    # Ten runs that take k minutes (k = 1..10), odd k down `yes`, even k down `no`; one that
+    # fails at its condition after 10 minutes; one cancelled while it waits.
+    for k in range(1, 11):
+        driver.send("user.created", f"u{k}@x.test", {"kind": "x" if k % 2 else "y"})
+    driver.send("user.created", "bad@x.test", {})
+    cancelled = driver.send("user.created", "stop@x.test", {"kind": "x"}).run_ids[0]
+    driver.settle(until=driver.clock.now())
+    for k in range(1, 11):
+        driver.clock.advance(dt.timedelta(minutes=1))
+        driver.send("go", f"u{k}@x.test")
+        if k == 10:
+            driver.send("go", "bad@x.test")
+        driver.settle(until=driver.clock.now())
+    with transaction(driver.rt.sessions) as session:
+        lifecycle.cancel_run(session, automation_id, cancelled, now=driver.clock.now())
+
+    found = window(
+        driver,
+        automation_id,
+        start="2026-10-01T12:00:00Z",
+        end="2026-10-01T14:00:00Z",
+        granularity="hour",
+    )
+    assert found.runs.by_status == {**ZERO, "completed": 10, "failed": 1, "cancelled": 1}
+    assert [(b.start, b.runs_started) for b in found.runs.series] == [
+        (T0, 12),
+        (T0 + HOUR, 0),
+    ]
+    # Nearest rank of 11 timed durations (60, 120, ..., 600, 600 s), each as its bucket's
+    # middle: p50 is the 6th, p90 the 10th, p99 the 11th. The cancelled run is left out.
+    assert found.runs.finished_runs == 11
+    assert found.runs.percentiles == {
+        "p50": middle(bucket_of(360)),
+        "p90": middle(bucket_of(600)),
+        "p99": middle(bucket_of(600)),
+    }
+    counts = {s.key: (s.type, s.reached, s.completed, s.failed, s.skipped) for s in found.steps}
+    assert counts == {
+        "start": ("trigger", 12, 12, 0, 0),
+        "wait": ("wait_for_event", 12, 11, 0, 0),
+        "check": ("condition", 11, 10, 1, 0),
+        "yes": ("contact_update", 5, 5, 0, 5),
+        "no": ("contact_update", 5, 5, 0, 5),
+    }
+    assert (found.emails_sent, found.emails_skipped_unsubscribed) == (0, 0)
+    # Runs that ended, by the hour they ended in: 12:56 .. 13:05, and the cancelled one.
+    with transaction(driver.rt.sessions) as session:
+        ended = metrics.run_series(session, automation_id, found.window, finished=True)
+    assert [{s: n for s, n in b.by_status.items() if n} for b in ended] == [
+        {"completed": 4},
+        {"completed": 6, "failed": 1, "cancelled": 1},
+    ]
+    # The same runs by the day, from a window given at +02:00.
+    by_day = window(
+        driver,
+        automation_id,
+        start="2026-10-01T02:00:00+02:00",
+        end="2026-10-02T02:00:00+02:00",
+    )
+    assert by_day.runs.by_status == found.runs.by_status
+    assert by_day.runs.percentiles == found.runs.percentiles
+    assert [(b.start, b.runs_started) for b in by_day.runs.series] == [(T0.replace(hour=0), 12)]
+
+    with transaction(driver.rt.sessions) as session:
+        totals = metrics.snapshot(session, now=driver.clock.now())
+    assert totals.runs_by_status == found.runs.by_status
+    assert totals.recent_run_durations == found.runs.percentiles
+    assert totals.steps_by_type["contact_update"] == {
+        "steps": 20,
+        "completed": 10,
+        "failed": 0,
+        "cancelled": 0,
+        "skipped_unsubscribed": 0,
+        "skipped_branch_not_taken": 10,
+        "skipped_contact_deleted": 0,
+    }
+    assert totals.steps_by_type["wait_for_event"]["cancelled"] == 1
+
+
+def test_prometheus_durations_cover_the_current_hour_and_the_23_before(
+    make_driver: MakeDriver,
+) -> None:
+    driver = make_driver()
+    delayed(driver, "30 minutes")
+    driver.send("user.created", "early@x.test")  # created at 12:00, takes 30 minutes
+    driver.settle()
+    driver.clock.advance(HOUR)
+    delayed(driver, "1 hour")
+    driver.send("user.created", "late@x.test")  # two runs at 13:30: 30 minutes, an hour
+    driver.settle()
+    # At 12:10 the next day, the current hour and the 23 before it start at 13:00 today.
+    driver.clock.advance(dt.timedelta(hours=21, minutes=40))
+    assert driver.clock.now() == T0 + dt.timedelta(days=1, minutes=10)
+    with transaction(driver.rt.sessions) as session:
+        totals = metrics.snapshot(session, now=driver.clock.now())
+    assert totals.recent_timed_runs == 2
+    assert totals.recent_run_durations == {
+        "p50": middle(bucket_of(1800)),
+        "p90": middle(bucket_of(3600)),
+        "p99": middle(bucket_of(3600)),
+    }
+    assert totals.runs_by_status["completed"] == 3
