@@ -114,7 +114,8 @@ def parse_window(
 ) -> Window:
     """The metrics window [start, end); by default the last 7 days by day; at most 366 days."""
     try:
-        step = Granularity(granularity or Granularity.DAY)
+        # An empty `granularity=` is refused like any other value that is not hour or day.
+        step = Granularity(Granularity.DAY if granularity is None else granularity)
     except ValueError:
         raise InvalidInput(
             "`granularity` must be `hour` or `day`", field="granularity", code="invalid_parameter"

@@ -253,6 +253,7 @@ def test_an_automation_without_runs(api: httpx.Client) -> None:
         ({"start": "2026-01-01", "end": "2026-01-01"}, "validation_error", "later than"),
         ({"start": "2025-01-01", "end": "2026-01-03"}, "validation_error", "366 days"),
         ({"granularity": "week"}, "invalid_parameter", "`granularity`"),
+        ({"granularity": ""}, "invalid_parameter", "`granularity`"),
     ],
 )
 def test_window_validation(
