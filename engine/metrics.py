@@ -179,8 +179,9 @@ def step_metrics(totals: Iterable[StepTotals], graphs: Sequence[Graph]) -> list[
 
 
 def _count(item: StepMetrics, row: StepTotals) -> None:
-    # A step skipped on a branch not taken, or after its contact was deleted, was never reached.
-    item.reached += row.steps - row.skipped_branch_not_taken - row.skipped_contact_deleted
+    # Rows created skipped (a branch not taken, the steps after the contact's deletion) were
+    # never reached; a step its run was at when the contact was deleted was.
+    item.reached += row.steps - row.unreached
     item.completed += row.completed
     item.failed += row.failed
     item.skipped += (

@@ -78,6 +78,9 @@ class StepRollup(Base):
     skipped_unsubscribed: Mapped[int] = _counter()
     skipped_branch_not_taken: Mapped[int] = _counter()
     skipped_contact_deleted: Mapped[int] = _counter()
+    # Rows created skipped (a branch not taken, the steps after the contact's deletion): the
+    # run never reached them. A step skipped when its run got to it was reached.
+    unreached: Mapped[int] = _counter()
 
 
 class DurationRollup(Base):

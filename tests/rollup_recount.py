@@ -42,6 +42,8 @@ def recount(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
         column = step_column(step.status, step.skip_reason)
         if column is not None:
             steps[(*key, column)] += 1
+        if step.status == "skipped" and step.started_at is None:
+            steps[(*key, "unreached")] += 1
     return _nonzero(runs=runs, steps=steps, durations=durations)
 
 

@@ -45,6 +45,7 @@ class StepTotals:
     skipped_unsubscribed: int
     skipped_branch_not_taken: int
     skipped_contact_deleted: int
+    unreached: int
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ _STEP_COUNTERS = (
     StepRollup.skipped_unsubscribed,
     StepRollup.skipped_branch_not_taken,
     StepRollup.skipped_contact_deleted,
+    StepRollup.unreached,
 )
 
 

@@ -183,6 +183,8 @@ def _count_steps(notes: _Notes, rows: Iterable[Mapping[str, Any]]) -> None:
         column = step_column(row["status"], row.get("skip_reason"))
         if column is not None:
             notes.steps[(*key, column)] += 1
+        if row["status"] == StepStatus.SKIPPED:
+            notes.steps[(*key, "unreached")] += 1
 
 
 def note_step_ended(

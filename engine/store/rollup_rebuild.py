@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from engine.percentiles import BOUNDS
 from engine.store.rollup_upserts import upsert_statement
@@ -108,6 +108,7 @@ _STEP_COUNTERS = (
     "skipped_unsubscribed",
     "skipped_branch_not_taken",
     "skipped_contact_deleted",
+    "unreached",
 )
 
 
@@ -120,6 +121,8 @@ def _recount_steps(dialect: str) -> str:
         skipped + "s.skip_reason = 'unsubscribed'",
         skipped + "(s.skip_reason = 'branch_not_taken' OR s.skip_reason IS NULL)",
         skipped + "s.skip_reason = 'contact_deleted'",
+        # Created skipped: only a step that ran (store/runs.finish_step) has a start.
+        skipped + "s.started_at IS NULL",
     ]
     counts = ["count(*)", *(f"sum({_flag(condition)})" for condition in conditions)]
     named = ", ".join(
@@ -174,12 +177,21 @@ def rebuild(conn: Connection) -> None:
     """Empty the rollup tables and count every run and step into them again. Not for a live
     system, whose writers would add to counts it is replacing: `correct` mends that one."""
     dialect = conn.dialect.name
-    for table in _TABLES:
+    tables = [_as_migrated(conn, table) for table in _TABLES]
+    for table in tables:
         conn.execute(text(f"DELETE FROM {table.name}"))  # noqa: S608 - a constant name
-    for table in _TABLES:
+    for table in tables:
         conn.execute(text(_insert(table, dialect)), _parameters(dialect))
-    for table in _TABLES:
+    for table in tables:
         conn.execute(text(_days(table.name, (*table.key, "shard"), table.counters)))
+
+
+def _as_migrated(conn: Connection, table: _Table) -> _Table:
+    """The table with the counters its database has: a migration that recounts the rollup
+    (0005, 0008) runs before later ones add counters."""
+    present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+    counters = tuple(name for name in table.counters if name in present)
+    return replace(table, counters=counters)
 
 
 def _insert(table: _Table, dialect: str) -> str:
@@ -226,7 +238,7 @@ def differences(conn: Connection, since_day: int = 0) -> list[Difference]:
     dialect = conn.dialect.name
     parameters = _parameters(dialect, since_day * 24)
     found: list[Difference] = []
-    for table in _TABLES:
+    for table in (_as_migrated(conn, table) for table in _TABLES):
         width = 3 + len(table.key)
         for row in conn.execute(text(_differing(table, dialect)), parameters):
             automation_id, span, hour, *key = row[:width]

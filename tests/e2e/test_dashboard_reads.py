@@ -47,7 +47,13 @@ def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity
         )
         steps = Counter(
             session.execute(
-                select(RunStep.step_key, RunStep.step_type, RunStep.status, RunStep.skip_reason)
+                select(
+                    RunStep.step_key,
+                    RunStep.step_type,
+                    RunStep.status,
+                    RunStep.skip_reason,
+                    RunStep.started_at.is_(None),
+                )
                 .join(Run, Run.id == RunStep.run_id)
                 .where(window)
             )
@@ -103,7 +109,9 @@ def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity
     ]
     assert ours.emails_sent == api.emails_sent == sent > 0
     unsubscribed = sum(
-        count for (_, _, status, reason), count in steps.items() if (status, reason) == UNSUBSCRIBED
+        count
+        for (_, _, status, reason, _), count in steps.items()
+        if (status, reason) == UNSUBSCRIBED
     )
     assert ours.emails_skipped_unsubscribed == api.emails_skipped_unsubscribed == unsubscribed
     # Runs that ended in the window's hours, whenever they started.
@@ -116,15 +124,18 @@ def compare(stack: Stack, automation_id: object, since: dt.datetime, granularity
     } == dict(finished)
 
 
-def totals(steps: Counter[tuple[str, str, str, str | None]]) -> list[StepTotals]:
-    """Step rows counted by (key, type, status, skip reason), as the rollup sums them."""
+def totals(steps: Counter[tuple[str, str, str, str | None, bool]]) -> list[StepTotals]:
+    """Step rows counted by (key, type, status, skip reason, never started), as the rollup
+    sums them."""
     found: dict[tuple[str, str], Counter[str]] = {}
-    for (key, kind, status, reason), count in steps.items():
+    for (key, kind, status, reason, unstarted), count in steps.items():
         counts = found.setdefault((key, kind), Counter())
         counts["steps"] += count
         column = step_column(status, reason)
         if column is not None:
             counts[column] += count
+        if status == "skipped" and unstarted:
+            counts["unreached"] += count
     names = [
         name for name in StepTotals.__dataclass_fields__ if name not in ("step_key", "step_type")
     ]

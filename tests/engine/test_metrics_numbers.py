@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from engine import lifecycle, metrics
+from engine.contacts import delete_contact
 from engine.db import transaction
 from engine.percentiles import bucket_of, middle
 from tests.engine.conftest import MakeDriver
@@ -168,6 +169,7 @@ def test_every_figure_of_a_known_set_of_runs(make_driver: MakeDriver) -> None:
         "skipped_unsubscribed": 0,
         "skipped_branch_not_taken": 10,
         "skipped_contact_deleted": 0,
+        "unreached": 10,
     }
     assert totals.steps_by_type["wait_for_event"]["cancelled"] == 1
 
@@ -195,3 +197,29 @@ def test_prometheus_durations_cover_the_current_hour_and_the_23_before(
         "p99": middle(bucket_of(3600)),
     }
     assert totals.runs_by_status["completed"] == 3
+
+
+def test_a_step_its_run_was_at_when_the_contact_was_deleted_was_reached(
+    make_driver: MakeDriver,
+) -> None:
+    driver = make_driver()
+    automation_id = driver.automation(*WAIT_THEN_BRANCH)
+    gone = driver.send("user.created", "gone@x.test", {"kind": "x"}).run_ids[0]
+    driver.send("user.created", "stays@x.test", {"kind": "x"})
+    driver.settle(until=driver.clock.now())
+    driver.clock.advance(dt.timedelta(minutes=5))
+    with transaction(driver.rt.sessions) as session:
+        delete_contact(session, "gone@x.test", now=driver.clock.now())
+    driver.settle(until=driver.clock.now())
+    assert driver.steps(gone)["wait"].skip_reason == "contact_deleted"
+
+    found = window(driver, automation_id, start="2026-10-01T12:00:00Z", end="2026-10-01T13:00:00Z")
+    counts = {s.key: (s.reached, s.completed, s.failed, s.skipped) for s in found.steps}
+    # Both runs waited at `wait`; the deleted contact's run ended there, skipping the rest.
+    assert counts == {
+        "start": (2, 2, 0, 0),
+        "wait": (2, 0, 0, 1),
+        "check": (0, 0, 0, 1),
+        "yes": (0, 0, 0, 1),
+        "no": (0, 0, 0, 1),
+    }

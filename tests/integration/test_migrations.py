@@ -125,7 +125,7 @@ def test_migrations_build_the_schema_the_models_create(empty_database: str, tmp_
 def test_upgrade_empty_postgres_to_head_matches_the_models(empty_postgres: str) -> None:
     assert current(empty_postgres) is None
     upgrade(empty_postgres)
-    assert current(empty_postgres) == "0007"
+    assert current(empty_postgres) == "0008"
     assert schema_differences(empty_postgres) == []
 
 
@@ -184,7 +184,7 @@ def test_the_rollup_migration_backfills_a_recount(empty_postgres: str) -> None:
                 )
             )
         upgrade(empty_postgres)
-        assert current(empty_postgres) == "0007"
+        assert current(empty_postgres) == "0008"
         with transaction(create_session_factory(db_engine)) as session:
             kept, truth = rollup(session), recount(session)
         assert sum(n for k, n in truth["runs"].items() if k[2] == "completed") > 2000
@@ -274,7 +274,7 @@ def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
     db_engine = create_db_engine(empty_postgres)
     reader = db_engine.connect()
     try:
-        reader.execute(text("SELECT count(*) FROM bulk_items"))  # 0007 alters bulk_items
+        reader.execute(text("SELECT count(*) FROM step_rollups"))  # 0008 alters step_rollups
         upgrades = [
             subprocess.Popen(
                 [sys.executable, "-c", code, empty_postgres],

@@ -150,12 +150,12 @@ def test_step_metrics_follow_graph_order_then_older_versions() -> None:
         return validate_graph(steps, connections)
 
     current, older = graph("b", "new"), graph("b", "gone", "old")
-    #         key, type, steps, completed, failed, cancelled, skipped: unsub., branch, deleted
+    # key, type, steps, completed, failed, cancelled, skipped: unsub., branch, deleted; unreached
     counts = [
-        StepTotals("start", "trigger", 3, 3, 0, 0, 0, 0, 0),
-        StepTotals("old", "contact_update", 1, 1, 0, 0, 0, 0, 0),
-        StepTotals("gone", "contact_update", 1, 0, 1, 0, 0, 0, 0),
-        StepTotals("b", "contact_update", 7, 2, 0, 0, 1, 4, 0),
+        StepTotals("start", "trigger", 3, 3, 0, 0, 0, 0, 0, 0),
+        StepTotals("old", "contact_update", 1, 1, 0, 0, 0, 0, 0, 0),
+        StepTotals("gone", "contact_update", 1, 0, 1, 0, 0, 0, 0, 0),
+        StepTotals("b", "contact_update", 7, 2, 0, 0, 1, 4, 0, 4),
     ]
     result = step_metrics(counts, [current, older])
     assert [(m.key, m.reached, m.completed, m.failed, m.skipped) for m in result] == [
