@@ -250,7 +250,17 @@ def dataset() -> dict[str, list[Row]]:
             ),
             _step(CANCELLED, "start", "trigger", "cancelled", 2),
             _step(SKIPPED, "welcome", "send_email", "skipped", 3, skip_reason="unsubscribed"),
-            _step(SKIPPED, "pause", "delay", "skipped", 3, skip_reason="branch_not_taken"),
+            # Created skipped, as the engine writes a branch not taken: never started, and
+            # counted `unreached` (migration 0008 fills that counter from such rows).
+            _step(
+                SKIPPED,
+                "pause",
+                "delay",
+                "skipped",
+                3,
+                skip_reason="branch_not_taken",
+                started_at=None,
+            ),
             _step(DELAYED, "pause", "delay", "waiting", 25, due_at=_at(26), dispatched_at=_at(25)),
             _step(
                 WAITING,
