@@ -7,6 +7,8 @@ import datetime as dt
 import os
 import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,22 +19,22 @@ from tests.conftest import REDIS_URL
 from tests.integration.factories import (
     chain,
     make_automation,
-    make_domain,
-    make_template,
-    send_email_step,
     unique_email,
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS
-
-TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
-UPDATE = {"key": "after", "type": "contact_update", "config": {"first_name": "Updated"}}
+from tests.integration.test_worker_loss import TRIGGER, UPDATE, mail_then_update
 
 
-def mail_then_update(stack: Stack) -> uuid.UUID:
-    make_domain(stack)
-    steps = [TRIGGER, send_email_step("mail", make_template(stack)), UPDATE]
-    return make_automation(stack, steps, chain("start", "mail", "after"))
+@contextmanager
+def slow_sends_then_a_new_worker(stack: Stack) -> Iterator[None]:
+    """SMTP answers after 2 s in the block; after it, sends are fast and a worker runs."""
+    stack.sink.slowness = 2.0
+    try:
+        yield
+    finally:
+        stack.sink.slowness = 0.0
+        stack.start_worker()
 
 
 def stop_warm(stack: Stack, *, timeout: float = 30) -> int:
@@ -55,16 +57,12 @@ def test_a_warm_shutdown_mid_send_finishes_every_held_step_once_and_counts_no_lo
     addresses = [unique_email("rollover") for _ in range(4)]
     rt_stack.stop_worker()
     rt_stack.start_worker("--pool", pool)
-    rt_stack.sink.slowness = 2.0
-    try:
+    with slow_sends_then_a_new_worker(rt_stack):
         run_ids = [rt_stack.send("user.created", a).run_ids[0] for a in addresses]
         rt_stack.wait_for(
             lambda: any(rt_stack.outbox(run_id) for run_id in run_ids), what="a send to start"
         )
         assert stop_warm(rt_stack) == 0
-    finally:
-        rt_stack.sink.slowness = 0.0
-        rt_stack.start_worker()
     for run_id, address in zip(run_ids, addresses, strict=True):
         assert rt_stack.wait_run(run_id).status == "completed"
         mail = rt_stack.steps(run_id)["mail"]
@@ -127,8 +125,7 @@ def test_sigterm_to_every_process_of_the_worker_mid_send_lets_the_step_finish(
     child used to die mid-send, its step held by the lease and the death counted as a loss."""
     mail_then_update(rt_stack)
     address = unique_email("group")
-    rt_stack.sink.slowness = 2.0
-    try:
+    with slow_sends_then_a_new_worker(rt_stack):
         (run_id,) = rt_stack.send("user.created", address).run_ids
         rt_stack.wait_for(lambda: rt_stack.outbox(run_id) != [], what="the send to start")
         assert rt_stack.worker is not None
@@ -138,9 +135,6 @@ def test_sigterm_to_every_process_of_the_worker_mid_send_lets_the_step_finish(
             os.kill(pid, signal.SIGTERM)
         assert stop_warm(rt_stack) == 0
         assert_sent_once_without_loss(rt_stack, run_id, address)
-    finally:
-        rt_stack.sink.slowness = 0.0
-        rt_stack.start_worker()
     assert rt_stack.wait_run(run_id).status == "completed"
 
 
@@ -151,8 +145,7 @@ def test_a_cold_shutdown_mid_send_ends_the_send_before_the_worker_exits(rt_stack
     and counting a worker loss."""
     mail_then_update(rt_stack)
     address = unique_email("cold")
-    rt_stack.sink.slowness = 2.0
-    try:
+    with slow_sends_then_a_new_worker(rt_stack):
         (run_id,) = rt_stack.send("user.created", address).run_ids
         rt_stack.wait_for(lambda: rt_stack.outbox(run_id) != [], what="the send to start")
         assert rt_stack.worker is not None
@@ -160,9 +153,6 @@ def test_a_cold_shutdown_mid_send_ends_the_send_before_the_worker_exits(rt_stack
         rt_stack.worker.wait(timeout=30)
         rt_stack.worker = None
         assert_sent_once_without_loss(rt_stack, run_id, address)
-    finally:
-        rt_stack.sink.slowness = 0.0
-        rt_stack.start_worker()
     assert rt_stack.wait_run(run_id).status == "completed"
 
 
