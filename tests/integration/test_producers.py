@@ -176,6 +176,9 @@ def test_a_batch_is_all_or_nothing_and_its_keys_ingest_once(rt_stack: Stack) -> 
     assert count(rt_stack, Event) == 2 and count(rt_stack, Run) == 2
 
 
+PROBE = "automations-test-probe"
+
+
 @POSTGRES_ONLY
 def test_flower_sees_a_producers_event_without_its_address_or_payload(rt_stack: Stack) -> None:
     """The task events Flower lists showed each message's keyword arguments as the producer
@@ -183,15 +186,21 @@ def test_flower_sees_a_producers_event_without_its_address_or_payload(rt_stack: 
     rt_stack.restart_worker(AUTOMATIONS_TASK_EVENTS="true")
     received: list[dict[str, Any]] = []
     with rt_stack.app.connection_for_read() as connection:
+        heard = threading.Event()
         receiver = rt_stack.app.events.Receiver(
-            connection, handlers={"task-received": received.append}
+            connection,
+            handlers={"task-received": received.append, PROBE: lambda _: heard.set()},
         )
-        ready = threading.Event()
-        receiver.on_consume_ready = lambda *_, **__: ready.set()
         listening = threading.Thread(target=receiver.capture, kwargs={"limit": None}, daemon=True)
         listening.start()
         try:
-            assert ready.wait(10), "the receiver did not start"
+            # On Redis, events are published to subscribers only: an event sent before the
+            # receiver's subscription is in place is lost. Probes until one is heard.
+            with rt_stack.app.events.default_dispatcher() as probing:
+                rt_stack.wait_for(
+                    lambda: (probing.send(PROBE), heard.wait(0.2))[1],
+                    what="the receiver to hear events",
+                )
             single, batch = unique_email("flower-one"), unique_email("flower-batch")
             secret_plan = "plan-nobody-should-see-in-flower"
             payload = {"plan": secret_plan}
