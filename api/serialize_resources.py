@@ -78,6 +78,8 @@ def template(row: tables.Template) -> Template:
         created_at=wire_time(row.created_at),
         updated_at=wire_time(row.updated_at),
         published_at=wire_time(row.published_at),
+        current_version_id=str(row.current_version_id) if row.current_version_id else None,
+        has_unpublished_versions=row.has_unpublished_versions,
     )
 
 

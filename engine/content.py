@@ -17,7 +17,7 @@ from engine.json_limits import JsonLimits
 from engine.store import content as content_store
 from engine.store.paging import Page
 from engine.templates import UNSUBSCRIBE_VARIABLE
-from models.enums import DomainStatus, TemplateStatus
+from models.enums import DomainStatus
 from models.tables import Domain, Template
 
 _FALLBACK_LIMITS = JsonLimits()
@@ -149,9 +149,12 @@ def create_template(session: Session, fields: Mapping[str, Any], *, now: dt.date
 def update_template(
     session: Session, ref: str, changes: Mapping[str, Any], *, now: dt.datetime
 ) -> Template:
-    """Change the given fields; a published template stays published (one version is kept)."""
-    template = find_template(session, ref)
+    """Change the given fields of the draft. Sends keep the published version until the next
+    publish; a change of content marks the template as having an unpublished version."""
+    template = content_store.lock_template(session, find_template(session, ref))
     columns = {**_template_columns(changes), "updated_at": now}
+    if columns.keys() & set(content_store.VERSIONED):
+        columns["has_unpublished_versions"] = True
     saved = content_store.unique_write(
         session, lambda: content_store.update_fields(session, template, columns)
     )
@@ -161,10 +164,12 @@ def update_template(
 
 
 def publish_template(session: Session, ref: str, *, now: dt.datetime) -> Template:
-    """Make the template usable by send_email steps; publishing again refreshes published_at."""
-    template = find_template(session, ref)
-    changes = {"status": TemplateStatus.PUBLISHED, "published_at": now, "updated_at": now}
-    return content_store.update_fields(session, template, changes)
+    """Copy the draft into a new version, which send_email steps use from now on. A template
+    published without a change since is left as it is, so that a retried publish is a no-op."""
+    template = content_store.lock_template(session, find_template(session, ref))
+    if template.current_version_id is not None and not template.has_unpublished_versions:
+        return template
+    return content_store.publish_draft(session, template, now=now)
 
 
 def duplicate_template(session: Session, ref: str, *, now: dt.datetime) -> Template:

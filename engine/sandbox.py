@@ -32,7 +32,7 @@ from engine.runtime import Runtime
 from engine.scenario import ContactSpec, within
 from engine.settings import Settings
 from engine.store import sandbox as sandbox_store
-from engine.store.core import CONTACTS, DOMAINS, EVENT_DEFINITIONS, TEMPLATES
+from engine.store.core import CONTACTS, DOMAINS, EVENT_DEFINITIONS
 from models.enums import StepType
 from models.tables import Segment
 
@@ -50,6 +50,8 @@ class Catalogue:
     """The rows of the real database a run may read, copied once, read-only."""
 
     templates: list[dict[str, Any]] = field(default_factory=list)
+    # The versions the templates send (their current_version_id).
+    template_versions: list[dict[str, Any]] = field(default_factory=list)
     domains: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     event_definitions: list[dict[str, Any]] = field(default_factory=list)
@@ -72,8 +74,10 @@ def read_catalogue(
                 aliases.add(str(ref["alias"]))
         elif step.type == StepType.ADD_TO_SEGMENT:
             segment_ids.add(uuid.UUID(step.config["segment_id"]))
+    templates = sandbox_store.templates_named(session, ids, aliases)
     return Catalogue(
-        templates=sandbox_store.templates_named(session, ids, aliases),
+        templates=templates,
+        template_versions=sandbox_store.current_template_versions(session, templates),
         domains=sandbox_store.all_rows(session, DOMAINS),
         segments=sandbox_store.rows_where(session, SEGMENTS, "id", segment_ids),
         event_definitions=sandbox_store.rows_where(
@@ -174,7 +178,9 @@ class Sandbox:
         values = {**_CONTACT_DEFAULTS, **stored, **contact.fields}
         now = self.clock.now()
         with self.session() as session:
-            sandbox_store.insert_rows(session, TEMPLATES, catalogue.templates)
+            sandbox_store.insert_templates(
+                session, catalogue.templates, catalogue.template_versions
+            )
             sandbox_store.insert_rows(session, DOMAINS, catalogue.domains)
             sandbox_store.insert_rows(session, SEGMENTS, catalogue.segments)
             sandbox_store.insert_rows(session, EVENT_DEFINITIONS, catalogue.event_definitions)

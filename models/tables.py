@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -130,6 +131,35 @@ class Template(Base):
     published_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # The columns above are the draft, which an update changes. A publish copies it into a new
+    # version, and sends render that version until the next publish (None: never published).
+    current_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("template_versions.id", use_alter=True)
+    )
+    # The draft holds changes that no version has: true from creation to the first publish,
+    # and from an update of the content to the next publish.
+    has_unpublished_versions: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=false()
+    )
+
+
+class TemplateVersion(Base):
+    """An immutable copy of a template's content, made by a publish; sends render one."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "number"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str | None] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(320))
+    reply_to: Mapped[list[str] | None] = mapped_column(JSONType)
+    html: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    variables: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # When it was published.
+    created_at: Mapped[dt.datetime]
 
 
 class EventDefinition(Base):

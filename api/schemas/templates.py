@@ -68,6 +68,10 @@ class Template(Answer):
     created_at: Timestamp
     updated_at: Timestamp
     published_at: Timestamp | None
+    # The version send_email steps render: fixed by each publish (None before the first one).
+    current_version_id: Id | None
+    # The draft (the fields above) has changes that sends do not use until the next publish.
+    has_unpublished_versions: bool
 
 
 class TemplateItem(Answer):

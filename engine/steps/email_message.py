@@ -31,7 +31,7 @@ from engine.templates import (
 )
 from engine.unsubscribe import unsubscribe_url
 from engine.variables import MissingField, resolve_path, resolve_variables
-from models.enums import DomainStatus, OutboxStatus, SkipReason, TemplateStatus
+from models.enums import DomainStatus, OutboxStatus, SkipReason
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _template(sr: StepRun, reads: SendReads) -> Row[Any]:
         raise StepFailure(
             f"Template `{ref.get('id') or ref.get('alias')}` not found", code="template_not_found"
         )
-    if template.status != TemplateStatus.PUBLISHED:
+    if template.current_version_id is None:
         raise StepFailure(
             f"Template `{template.alias or template.id}` is not published",
             code="template_not_published",

@@ -7,34 +7,21 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.store.core import DOMAINS, TEMPLATES, execute
+from engine.store.core import DOMAINS, TEMPLATE_VERSIONS, execute
 from engine.store.paging import Page, paginate
 from models.enums import DomainStatus, TemplateStatus
-from models.tables import Base, Domain, EventDefinition, Template
+from models.tables import Base, Domain, EventDefinition, Template, TemplateVersion
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Base)
 
 
-_TEMPLATE_BY_ID = select(TEMPLATES).where(TEMPLATES.c.id == bindparam("key"))
-_TEMPLATE_BY_ALIAS = select(TEMPLATES).where(TEMPLATES.c.alias == bindparam("key"))
-
-
-def find_template(
-    session: Session, *, template_id: str | None, alias: str | None
-) -> Row[Any] | None:
-    """The template's row (columns as attributes), by id or alias, as a send reads it."""
-    if template_id is not None:
-        try:
-            key = uuid.UUID(template_id)
-        except ValueError:
-            return None
-        return execute(session, _TEMPLATE_BY_ID, {"key": key}).first()
-    return execute(session, _TEMPLATE_BY_ALIAS, {"key": alias}).first()
+# The content a publish copies from the draft into a version.
+VERSIONED = ("subject", "sender", "reply_to", "html", "text_body", "variables")
 
 
 def create_template(
@@ -62,13 +49,60 @@ def create_template(
         html=html,
         text_body=text_body,
         variables=variables or [],
-        published_at=now if status == TemplateStatus.PUBLISHED else None,
         created_at=now,
         updated_at=now,
+        has_unpublished_versions=True,
     )
     session.add(template)
     session.flush()
+    if status == TemplateStatus.PUBLISHED:
+        publish_draft(session, template, now=now)
     return template
+
+
+_LAST_NUMBER = select(func.max(TEMPLATE_VERSIONS.c.number)).where(
+    TEMPLATE_VERSIONS.c.template_id == bindparam("template_id")
+)
+
+
+def lock_template(session: Session, template: Template) -> Template:
+    """The template's row locked against other publishes and updates, read afresh."""
+    locked = session.scalars(
+        select(Template)
+        .where(Template.id == template.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return locked
+
+
+def publish_draft(session: Session, template: Template, *, now: dt.datetime) -> Template:
+    """Copy the (locked) template's draft into its next version, which sends use from now on."""
+    last = execute(session, _LAST_NUMBER, {"template_id": template.id}).scalar()
+    version = TemplateVersion(
+        id=uuid.uuid4(),
+        template_id=template.id,
+        number=(last or 0) + 1,
+        created_at=now,
+        **{name: getattr(template, name) for name in VERSIONED},
+    )
+    session.add(version)
+    session.flush()
+    return update_fields(
+        session,
+        template,
+        {
+            "status": TemplateStatus.PUBLISHED,
+            "current_version_id": version.id,
+            "has_unpublished_versions": False,
+            "published_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def get_version(session: Session, version_id: uuid.UUID) -> TemplateVersion | None:
+    return session.get(TemplateVersion, version_id)
 
 
 _DOMAIN_STATUS = select(DOMAINS.c.status).where(DOMAINS.c.name == bindparam("name"))

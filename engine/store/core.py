@@ -24,6 +24,7 @@ from models.tables import (
     Run,
     RunStep,
     Template,
+    TemplateVersion,
 )
 
 STEPS = cast(Table, RunStep.__table__)
@@ -32,6 +33,7 @@ EVENTS = cast(Table, Event.__table__)
 CONTACTS = cast(Table, Contact.__table__)
 OUTBOX = cast(Table, OutboxEmail.__table__)
 TEMPLATES = cast(Table, Template.__table__)
+TEMPLATE_VERSIONS = cast(Table, TemplateVersion.__table__)
 DOMAINS = cast(Table, Domain.__table__)
 AUTOMATIONS = cast(Table, Automation.__table__)
 EVENT_DEFINITIONS = cast(Table, EventDefinition.__table__)

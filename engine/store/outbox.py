@@ -25,7 +25,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.store import runs as run_store
-from engine.store.core import DOMAINS, OUTBOX, TEMPLATES, Carried, execute
+from engine.store.content import VERSIONED
+from engine.store.core import DOMAINS, OUTBOX, TEMPLATE_VERSIONS, TEMPLATES, Carried, execute
 from engine.store.dialect import insert_or_ignore
 from models.enums import OutboxStatus
 
@@ -65,7 +66,9 @@ class SendReads:
 
     # The email this (run, step) wrote on an earlier try, if any.
     email: Email | None
-    # The template's row (columns as attributes), None if there is no such template.
+    # The template (id, alias, status, current_version_id) with the content of its published
+    # version (subject, sender, reply_to, html, text_body, variables) as attributes; None if
+    # there is no such template. The content is None while no version is published.
     template: Row[Any] | None
     # The domain of the sender (the step's, else the template's) as the statement read it from
     # the address, lowercased, and that domain's status. A guess from the text: the caller
@@ -108,14 +111,20 @@ def read_for_send(
 
 @cache
 def _read_for_send(dialect: str, by_id: bool) -> Select[Any]:
-    """One row whatever exists: the template's columns under their names, the outbox row's
-    with a prefix, the sender's domain and its status; NULLs for what is missing."""
-    sender = func.coalesce(bindparam("sender", type_=TEMPLATES.c.sender.type), TEMPLATES.c.sender)
+    """One row whatever exists: the template with its published version's content under the
+    template's column names, the outbox row's columns with a prefix, the sender's domain and
+    its status; NULLs for what is missing."""
+    version = TEMPLATE_VERSIONS
+    sender = func.coalesce(bindparam("sender", type_=version.c.sender.type), version.c.sender)
     domain = _domain_of(dialect, sender)
     template_key = TEMPLATES.c.id if by_id else TEMPLATES.c.alias
     one = select(literal(1).label("one")).subquery("one")
     return select(
-        *TEMPLATES.c,
+        TEMPLATES.c.id,
+        TEMPLATES.c.alias,
+        TEMPLATES.c.status,
+        TEMPLATES.c.current_version_id,
+        *(version.c[name] for name in VERSIONED),
         *(OUTBOX.c[name].label(_OUTBOX_LABEL + name) for name in _EMAIL_COLUMNS),
         domain.label("sender_domain"),
         DOMAINS.c.status.label("sender_domain_status"),
@@ -125,6 +134,7 @@ def _read_for_send(dialect: str, by_id: bool) -> Select[Any]:
             (OUTBOX.c.run_id == bindparam("rid")) & (OUTBOX.c.step_key == bindparam("key")),
         )
         .outerjoin(TEMPLATES, template_key == bindparam("template"))
+        .outerjoin(version, version.c.id == TEMPLATES.c.current_version_id)
         .outerjoin(DOMAINS, DOMAINS.c.name == domain)
     )
 

@@ -10,7 +10,15 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.store.core import AUTOMATIONS, CONTACTS, STEPS, TEMPLATES, execute, one_of
+from engine.store.core import (
+    AUTOMATIONS,
+    CONTACTS,
+    STEPS,
+    TEMPLATE_VERSIONS,
+    TEMPLATES,
+    execute,
+    one_of,
+)
 from models.enums import STEP_CLAIMABLE, AutomationStatus
 from models.tables import AutomationVersion
 
@@ -114,6 +122,34 @@ def rekey_contact(
 
 def all_rows(session: Session, table: Table) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in execute(session, select(table))]
+
+
+def current_template_versions(
+    session: Session, templates: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The versions these templates send."""
+    keys = [row["current_version_id"] for row in templates if row["current_version_id"]]
+    if not keys:
+        return []
+    stmt = select(TEMPLATE_VERSIONS).where(TEMPLATE_VERSIONS.c.id.in_(keys))
+    return [dict(row._mapping) for row in execute(session, stmt)]
+
+
+def insert_templates(
+    session: Session, templates: Sequence[dict[str, Any]], versions: Sequence[dict[str, Any]]
+) -> None:
+    """Templates and their versions, which point at each other: the templates first without
+    their pointer, then the versions, then the pointers."""
+    insert_rows(session, TEMPLATES, [{**row, "current_version_id": None} for row in templates])
+    insert_rows(session, TEMPLATE_VERSIONS, versions)
+    for row in templates:
+        if row["current_version_id"] is not None:
+            execute(
+                session,
+                update(TEMPLATES)
+                .where(TEMPLATES.c.id == row["id"])
+                .values(current_version_id=row["current_version_id"]),
+            )
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -77,6 +77,7 @@ def _run(run: uuid.UUID, contact: uuid.UUID, status: str, hours: float, **extra:
 AUTOMATION, STOPPED, VERSION, STOPPED_VERSION, EVENT, KEY, BULK = _ids(7)
 ADA, BOB, CY = (uuid.UUID(int=100 + n) for n in range(3))
 SEGMENT, DOMAIN, TEMPLATE, DEFINITION = (uuid.UUID(int=200 + n) for n in range(4))
+DRAFT_TEMPLATE = uuid.UUID(int=210)
 DONE, FAILED, CANCELLED, SKIPPED, DELAYED, WAITING, PENDING, CLAIMED, REPLAY = (
     uuid.UUID(int=300 + n) for n in range(9)
 )

@@ -18,8 +18,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import False_
 
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
@@ -125,7 +126,7 @@ def test_migrations_build_the_schema_the_models_create(empty_database: str, tmp_
 def test_upgrade_empty_postgres_to_head_matches_the_models(empty_postgres: str) -> None:
     assert current(empty_postgres) is None
     upgrade(empty_postgres)
-    assert current(empty_postgres) == "0008"
+    assert current(empty_postgres) == head()
     assert schema_differences(empty_postgres) == []
 
 
@@ -156,6 +157,7 @@ def test_a_downgrade_keeps_the_rows_of_the_tables_it_keeps(empty_database: str) 
         "bulk_items",
         "step_attempts",
         "dashboard_sessions",
+        "template_versions",
     }
     for table, rows in after.items():
         assert rows == [{column: row[column] for column in rows[0]} for row in before[table]], table
@@ -184,7 +186,7 @@ def test_the_rollup_migration_backfills_a_recount(empty_postgres: str) -> None:
                 )
             )
         upgrade(empty_postgres)
-        assert current(empty_postgres) == "0008"
+        assert current(empty_postgres) == head()
         with transaction(create_session_factory(db_engine)) as session:
             kept, truth = rollup(session), recount(session)
         assert sum(n for k, n in truth["runs"].items() if k[2] == "completed") > 2000
@@ -196,7 +198,39 @@ def test_the_rollup_migration_backfills_a_recount(empty_postgres: str) -> None:
 def _server_default(table: str, column: str) -> object:
     """What the models say a row written before `column` existed holds in it."""
     default = Base.metadata.tables[table].c[column].server_default
-    return None if default is None else int(str(default.arg.text))  # type: ignore[attr-defined]
+    if default is None:
+        return None
+    arg = default.arg  # type: ignore[attr-defined]
+    if isinstance(arg, False_):
+        return False
+    return int(str(arg.text))
+
+
+# New columns a migration fills from the rows it finds, checked on their own below.
+_BACKFILLED = {("templates", "current_version_id")}
+
+
+def _check_template_versions(conn: Connection, before: list[dict[str, object]]) -> None:
+    """0009: each template published before it sends a version 1 holding its content, and a
+    draft has an unpublished version."""
+    tables = Base.metadata.tables
+    versions = {
+        row.template_id: row._asdict()
+        for row in conn.execute(select(tables["template_versions"])).all()
+    }
+    templates = {row.id: row._asdict() for row in conn.execute(select(tables["templates"])).all()}
+    for old in before:
+        template = templates[old["id"]]
+        if old["status"] != "published":
+            assert template["current_version_id"] is None
+            assert template["has_unpublished_versions"] in (True, 1)
+            continue
+        version = versions[old["id"]]
+        assert template["current_version_id"] == version["id"]
+        assert version["number"] == 1
+        content = ("subject", "sender", "html", "text_body")
+        assert {name: version[name] for name in content} == {name: old[name] for name in content}
+        assert not template["has_unpublished_versions"]
 
 
 @pytest.mark.parametrize("start", EARLIER)
@@ -227,8 +261,15 @@ def test_upgrading_a_deployment_with_data_loses_nothing(empty_database: str, sta
         assert len(after[table]) == len(rows), table
         for old, new in zip(rows, after[table], strict=True):
             assert {column: new[column] for column in old} == old, table
-            added = {column: new[column] for column in new if column not in old}
+            added = {
+                column: new[column]
+                for column in new
+                if column not in old and (table, column) not in _BACKFILLED
+            }
             assert added == {column: _server_default(table, column) for column in added}, table
+    if "current_version_id" not in before["templates"][0]:
+        with db_engine.connect() as conn:
+            _check_template_versions(conn, before["templates"])
     assert schema_differences(empty_database) == []
     assert reflected_schema(empty_database) == fresh_schema(empty_database)
 
@@ -268,13 +309,14 @@ def _waiting_backends(conn: Connection, database: str) -> int:
 def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
     """A second `db upgrade` (or replicas migrating as they start) while one runs: both read
     the old revision, and the second failed on "column already exists". Here both are held
-    at the migration's first DDL by a reader's lock until both are under way."""
+    where the migration writes its revision by a reader's lock until both are under way."""
     command.upgrade(alembic_config(empty_postgres), EARLIER[-1])
     code = "import sys; from migrations import upgrade; upgrade(sys.argv[1])"
     db_engine = create_db_engine(empty_postgres)
     reader = db_engine.connect()
     try:
-        reader.execute(text("SELECT count(*) FROM step_rollups"))  # 0008 alters step_rollups
+        # Whatever the last migration changes, it ends by writing its revision: held there.
+        reader.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))
         upgrades = [
             subprocess.Popen(
                 [sys.executable, "-c", code, empty_postgres],

@@ -146,6 +146,22 @@ def test_a_stored_contact_is_found_by_email_and_overridden(
 
 
 @pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_a_simulation_sends_the_published_version_not_the_draft(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    graph = journey(rt_stack)
+    template_id = graph["steps"][1]["config"]["template"]["id"]
+    edit = {"subject": "Draft subject", "html": "<p>draft</p>"}
+    assert api.patch(f"/templates/{template_id}", json=edit).status_code == 200
+    body = {"automation": graph, "contact": {"email": "eve@example.test", "first_name": "Eve"}}
+    answer = api.post("/automations/simulate", json=body).json()
+    assert answer["emails"][0]["subject"] == "Welcome, Eve!"
+    api.post(f"/templates/{template_id}/publish").raise_for_status()
+    answer = api.post("/automations/simulate", json=body).json()
+    assert (answer["emails"][0]["subject"], answer["emails"][0]["html"]) == tuple(edit.values())
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 def test_simulations_side_by_side_do_not_mix(
     api: httpx.Client, api_server: ApiServer, rt_stack: Stack
 ) -> None:

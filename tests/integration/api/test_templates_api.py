@@ -115,6 +115,36 @@ def test_publish_then_list(api: httpx.Client) -> None:
     assert listed["data"][1]["published_at"] is None
 
 
+def test_an_edit_after_publishing_is_an_unpublished_version(api: httpx.Client) -> None:
+    """Resend's `current_version_id` and `has_unpublished_versions`: the draft's edits wait
+    for the next publish; a publish with nothing new changes nothing (a retry is safe)."""
+    template_id = create(api, alias="versioned", subject="One")
+    body = api.get("/templates/versioned").json()
+    assert (body["current_version_id"], body["has_unpublished_versions"]) == (None, True)
+
+    assert api.post("/templates/versioned/publish").status_code == 200
+    published = api.get("/templates/versioned").json()
+    assert uuid.UUID(published["current_version_id"])
+    assert published["has_unpublished_versions"] is False
+    assert api.post("/templates/versioned/publish").status_code == 200
+    assert api.get("/templates/versioned").json() == published
+
+    assert api.patch(f"/templates/{template_id}", json={"subject": "Two"}).status_code == 200
+    edited = api.get("/templates/versioned").json()
+    assert edited["subject"] == "Two"  # the draft, as an editor reads it back
+    assert edited["current_version_id"] == published["current_version_id"]
+    assert (edited["status"], edited["has_unpublished_versions"]) == ("published", True)
+
+    api.post("/templates/versioned/publish").raise_for_status()
+    republished = api.get("/templates/versioned").json()
+    assert republished["current_version_id"] not in (None, published["current_version_id"])
+    assert republished["has_unpublished_versions"] is False
+    assert republished["published_at"] >= published["published_at"]
+    # Template and versions point at each other: both go.
+    assert api.delete("/templates/versioned").status_code == 200
+    assert api.get("/templates/versioned").status_code == 404
+
+
 def test_update_by_alias(api: httpx.Client) -> None:
     template_id = create(api, alias="old", subject="S", variables=[{"key": "A", "type": "string"}])
     before = api.get(f"/templates/{template_id}").json()
