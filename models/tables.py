@@ -424,6 +424,14 @@ class OutboxEmail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
+    # The rest of the message as the first try rendered it, so that every try sends the same
+    # message under the same id (a provider refuses an idempotency key reused with another
+    # body). The bodies are dropped once it is sent. reply_to is NULL on rows from before
+    # migration 0010, which kept no message: their retries render it again.
+    reply_to: Mapped[list[str] | None] = mapped_column(JSONType)
+    html: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    unsubscribe_url: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiKey(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Row
@@ -197,11 +197,18 @@ def _values(
 def _render_and_write(
     sr: StepRun, reads: SendReads, to: str, contact_id: uuid.UUID
 ) -> PreparedEmail:
+    recorded = reads.email
+    if recorded is not None and recorded.reply_to is not None:
+        # An earlier try wrote the row and did not send, or does not know: this one sends the
+        # message that try rendered, byte for byte, under the same id, whatever changed since
+        # (the template, the contact), as a provider's idempotency key requires. The sender's
+        # domain must still be verified.
+        _sender(sr, recorded.sender, reads)
+        return _prepared(recorded)
     config = sr.step.config
     template = _template(sr, reads)
-    # A retry sends the email its row records: to, from and subject as the first try wrote
-    # them, whatever changed since (the contact's address, the template), as its output says.
-    recorded = reads.email
+    # A row from before migration 0010 kept to, from and subject but not the rest: its retry
+    # renders the rest again.
     sender = _sender(
         sr, recorded.sender if recorded else config.get("from") or template.sender, reads
     )
@@ -229,7 +236,7 @@ def _render_and_write(
     recipient = _recipient(recorded.to_address if recorded else to)
     reply_to = config.get("reply_to") or template.reply_to or ()
     replies = [
-        _mailbox(item, "Reply-To")
+        str(_mailbox(item, "Reply-To"))
         for item in ([reply_to] if isinstance(reply_to, str) else reply_to)
     ]
     html = render(template.html, values, html=True, part="html") if template.html else None
@@ -238,42 +245,50 @@ def _render_and_write(
         # As Resend does: a template without text gets one made from its html (an empty
         # text opts out), since html-only mail reads worse and scores worse as spam.
         text = html_to_text(html) or None
-    # An earlier try wrote the row and did not send: this one sends under the same id.
-    email = recorded or _write(sr, recipient, sender, subject, template.id, given)
+    if recorded is not None:
+        return _prepared(
+            replace(recorded, reply_to=replies, html=html, text_body=text, unsubscribe_url=link)
+        )
+    columns = {
+        "to_address": recipient,
+        "sender": str(sender),
+        "subject": subject,
+        "template_id": template.id,
+        "variables": given,
+        "reply_to": replies,
+        "html": html,
+        "text_body": text,
+        "unsubscribe_url": link,
+    }
+    # Another worker whose lease ran out may have written the row first: its message goes.
+    return _prepared(_write(sr, columns))
+
+
+def _prepared(email: Email) -> PreparedEmail:
+    """The message an outbox row records, as the transport takes it."""
     message = OutgoingEmail(
         email_id=str(email.id),
         idempotency_key=f"automations-{email.id}",
         sender=email.sender,
         to=(email.to_address,),
         subject=email.subject,
-        html=html,
-        text=text,
-        reply_to=tuple(str(box) for box in replies),
-        unsubscribe_url=link,
+        html=email.html,
+        text=email.text_body,
+        reply_to=tuple(email.reply_to or ()),
+        unsubscribe_url=email.unsubscribe_url,
     )
     return PreparedEmail(message=message, output=email_output(email))
 
 
-def _write(
-    sr: StepRun,
-    recipient: str,
-    sender: Mailbox,
-    subject: str,
-    template_id: uuid.UUID,
-    given: dict[str, Any],
-) -> Email:
+def _write(sr: StepRun, columns: dict[str, Any]) -> Email:
     """The outbox row of a first try, the step's start stamped with it (one statement fewer)."""
     email = outbox_store.write_outbox(
         sr.session,
         values={
             "run_id": sr.claimed.run_id,
             "step_key": sr.step.key,
-            "to_address": recipient,
-            "sender": str(sender),
-            "subject": subject,
-            "template_id": template_id,
-            "variables": given,
             "created_at": sr.now,
+            **columns,
         },
         started=sr.now,
     )

@@ -51,9 +51,27 @@ class Email:
     subject: str
     template_id: uuid.UUID | None
     variables: dict[str, Any]
+    # The rest of the message as the first try rendered it; reply_to is None on a row from
+    # before migration 0010, which kept none.
+    reply_to: list[str] | None
+    html: str | None
+    text_body: str | None
+    unsubscribe_url: str | None
 
 
-_EMAIL_COLUMNS = ("id", "status", "to_address", "sender", "subject", "template_id", "variables")
+_EMAIL_COLUMNS = (
+    "id",
+    "status",
+    "to_address",
+    "sender",
+    "subject",
+    "template_id",
+    "variables",
+    "reply_to",
+    "html",
+    "text_body",
+    "unsubscribe_url",
+)
 
 
 def _email(row: Row[Any], prefix: str = "") -> Email:
@@ -193,6 +211,9 @@ _RECORD_SENT = (
         sent_at=bindparam("email_sent_at", type_=OUTBOX.c.sent_at.type),
         provider_message_id=bindparam("provider_message_id"),
         last_error=None,
+        # Sent: no try will send it again, and the bodies are the bulk of the row.
+        html=None,
+        text_body=None,
     )
 )
 _RECORD_FAILED = (

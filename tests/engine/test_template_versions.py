@@ -4,12 +4,19 @@ next publish (as Resend's templates behave), and a publish reaches the sends tha
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from engine import content
+from engine import contacts, content
 from engine.db import transaction
+from engine.errors import TransientStepFailure
+from engine.json_limits import JsonLimits
+from engine.mail import OutgoingEmail
+from engine.mail.recording import RecordingTransport
+from engine.runtime import Runtime
 from engine.store import content as content_store
 from models.enums import DomainStatus
+from models.tables import OutboxEmail
 from tests.engine.driver import Driver
 
 MAIL = {"name": "Welcome", "alias": "welcome", "sender": "Acme <hi@acme.test>"}
@@ -116,3 +123,64 @@ def test_deleting_a_template_deletes_its_versions(driver: Driver) -> None:
         content.delete_template(session, "welcome")
     with transaction(driver.rt.sessions) as session:
         assert content_store.get_version(session, version_id) is None
+
+
+class UnknownOutcomeOnce(RecordingTransport):
+    """The first try's outcome is unknown (the connection dropped after DATA, say): the
+    provider may hold the email under its idempotency key, which only takes the same body."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        super().__init__()
+        self.tried: list[OutgoingEmail] = []
+        self.meanwhile = meanwhile
+
+    def send(self, email: OutgoingEmail) -> str:
+        self.tried.append(email)
+        if len(self.tried) == 1:
+            self.meanwhile()
+            raise TransientStepFailure("connection lost after DATA", code="smtp_transient")
+        return super().send(email)
+
+
+def test_a_retry_sends_the_message_its_first_try_rendered(driver: Driver) -> None:
+    """Between the tries the template is edited and published and the contact renamed: the
+    retry still sends the first try's message, byte for byte, under the same id. Rendering
+    it again made a provider refuse the reused idempotency key (409) on every retry."""
+
+    def meanwhile() -> None:
+        _edit(driver, html="<p>edited {{{contact.first_name}}}</p>", reply_to="other@acme.test")
+        _publish(driver)
+        with transaction(driver.rt.sessions) as session:
+            contacts.update_contact(
+                session, "ada@example.test", {"first_name": "Bo"}, now=now, limits=JsonLimits()
+            )
+
+    transport = UnknownOutcomeOnce(meanwhile)
+    rt = driver.rt
+    driver = Driver(Runtime(rt.settings, sessions=rt.sessions, clock=rt.clock, transport=transport))
+    with transaction(driver.rt.sessions) as session:
+        now = driver.clock.now()
+        content_store.create_domain(
+            session, name="acme.test", now=now, status=DomainStatus.VERIFIED
+        )
+        template = {**MAIL, "subject": "Hi {{{contact.first_name}}}", "reply_to": "r@acme.test"}
+        content.create_template(
+            session, {**template, "html": "<p>{{{contact.first_name}}}</p>"}, now=now
+        )
+    _publish(driver)
+    driver.automation(*_steps())
+    with transaction(driver.rt.sessions) as session:
+        contacts.create_contact(
+            session, email="ada@example.test", first_name="Ada", now=now, limits=JsonLimits()
+        )
+    (run_id,) = driver.send("go", "ada@example.test", {}).run_ids
+    driver.settle()
+
+    assert driver.steps(run_id)["mail"].status == "completed"
+    first, retry = transport.tried
+    assert retry == first
+    assert (retry.subject, retry.html, retry.reply_to) == ("Hi Ada", "<p>Ada</p>", ("r@acme.test",))
+    with transaction(driver.rt.sessions) as session:
+        (row,) = session.query(OutboxEmail).filter(OutboxEmail.run_id == run_id).all()
+    # Sent: the bodies, the bulk of the row, are not kept.
+    assert (row.status, row.html, row.text_body) == ("sent", None, None)
