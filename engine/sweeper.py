@@ -17,6 +17,7 @@ from engine.settings import Settings
 from engine.store import idempotency as idempotency_store
 from engine.store import sweeps
 from engine.store.sweeps import DispatchMark, DueStep
+from engine.sweeper_health import record_tick
 
 
 def redispatch_policy(settings: Settings) -> RedispatchPolicy:
@@ -96,6 +97,8 @@ def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
     # Idempotency-Key answers are kept 24 hours; each tick forgets a batch of older ones.
     idempotency_store.delete_expired(session, now)
     bulks = kick_stale(session, idle_before=now - policy.stale_after, now=now)
+    # Last: two overlapping ticks wait for each other on this row only while committing.
+    record_tick(session, now)
     return [*(_dispatch(step, now) for step in [*promoted, *abandoned, *overdue]), *bulks]
 
 

@@ -105,3 +105,12 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"  # written before the transport is called; outcome unknown until marked
     SENT = "sent"
     FAILED = "failed"
+
+
+class SweeperStatus(StrEnum):
+    """GET /health/sweeper: the age of the sweeper's last completed tick against its limit."""
+
+    OK = "ok"
+    # No tick yet, and the heartbeat was set up less than the limit ago: a fresh deployment.
+    WAITING = "waiting"
+    LATE = "late"

@@ -478,5 +478,17 @@ class IdempotencyRecord(Base):
     expires_at: Mapped[dt.datetime]
 
 
+class Heartbeat(Base):
+    """When a periodic job last completed, by the job's fixed name (`sweeper`): what an
+    operator alerts on when beat or the sweeper stops (engine/sweeper_health.py)."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # When the row was made: the wait for a first beat is counted from here.
+    created_at: Mapped[dt.datetime]
+    beat_at: Mapped[dt.datetime | None]
+
+
 # The rollup tables live in their own module; importing it here puts them in Base.metadata.
 from models import rollups as _rollups  # noqa: E402, F401

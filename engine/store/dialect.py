@@ -34,3 +34,14 @@ def _insert_or_ignore(dialect: str, table: Table, returning: tuple[str, ...]) ->
     else:
         stmt = sqlite.insert(table).on_conflict_do_nothing()
     return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
+
+
+def insert_or_update(
+    session: Session, table: Table, row: dict[str, Any], *, index: str, update: dict[str, Any]
+) -> Insert:
+    """INSERT ... ON CONFLICT (index) DO UPDATE SET `update`, for the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        upsert = postgresql.insert(table).values(row)
+        return upsert.on_conflict_do_update(index_elements=[index], set_=update)
+    lite = sqlite.insert(table).values(row)
+    return lite.on_conflict_do_update(index_elements=[index], set_=update)

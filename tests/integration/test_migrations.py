@@ -24,7 +24,9 @@ from sqlalchemy.sql.elements import False_
 
 from bench.dashboard_data import insert_history
 from engine.db import create_db_engine, create_session_factory, transaction
+from engine.store import health, heartbeats
 from engine.store.rollup_rebuild import differences, rebuild
+from engine.sweeper_health import HEARTBEAT
 from migrations import UpgradeFailed, alembic_config, current, head, upgrade
 from models.tables import Base
 from tests.conftest import scratch_postgres
@@ -158,9 +160,26 @@ def test_a_downgrade_keeps_the_rows_of_the_tables_it_keeps(empty_database: str) 
         "step_attempts",
         "dashboard_sessions",
         "template_versions",
+        "heartbeats",
     }
     for table, rows in after.items():
         assert rows == [{column: row[column] for column in rows[0]} for row in before[table]], table
+
+
+def test_the_upgrade_starts_the_wait_for_the_sweepers_first_tick(empty_database: str) -> None:
+    """0009 makes the sweeper's heartbeat row, not yet stamped: GET /health/sweeper counts the
+    wait for a first tick from the upgrade, so a beat never started is not `waiting` forever."""
+    upgrade(empty_database)
+    db_engine = create_db_engine(empty_database)
+    try:
+        with transaction(create_session_factory(db_engine)) as session:
+            found = heartbeats.last(session, HEARTBEAT)
+            now = health.server_now(session) if db_engine.dialect.name == "postgresql" else None
+    finally:
+        db_engine.dispose()
+    assert found is not None and found.beat_at is None
+    now = now or dt.datetime.now(dt.UTC)
+    assert dt.timedelta(0) <= now - found.created_at < dt.timedelta(minutes=1)
 
 
 def test_upgrade_empty_sqlite_to_head_matches_the_models(tmp_path: Path) -> None:
