@@ -37,6 +37,18 @@ class SnapshotCollector:
             value=self.data.queue_lag_seconds,
         )
         yield self._steps()
+        yield GaugeMetricFamily(
+            "automations_sweeper_last_tick_age_seconds",
+            "Seconds since the sweeper last completed a tick (before its first, since the "
+            "schema was upgraded to hold the heartbeat; +Inf if the heartbeat row is missing)",
+            value=self.data.sweeper.age_seconds,
+        )
+        yield GaugeMetricFamily(
+            "automations_sweeper_late_after_seconds",
+            "The last tick's age above which the sweeper is late "
+            "(AUTOMATIONS_SWEEPER_LATE_AFTER_SECONDS)",
+            value=self.data.sweeper.late_after_seconds,
+        )
         durations = GaugeMetricFamily(
             "automations_run_duration_quantile_seconds",
             f"Run duration percentiles (nearest rank, within 4.4 %) of the runs created in the "

@@ -24,6 +24,7 @@ from engine.store import health as health_store
 from engine.store import metrics as metrics_store
 from engine.store.metrics import Hours, RecoveryCounts, StepTotals
 from engine.store.rollup import hour_of
+from engine.sweeper_health import SweeperHealth, sweeper_health
 from models.enums import RunStatus, StepType
 
 DEFAULT_SPAN = dt.timedelta(days=7)
@@ -270,10 +271,12 @@ class Snapshot:
     # p50/p90/p99 of the runs created in the current hour and the RECENT_HOURS - 1 before it
     recent_run_durations: dict[str, float | None]
     recent_timed_runs: int
+    sweeper: SweeperHealth
 
 
-def snapshot(session: Session, *, now: dt.datetime) -> Snapshot:
-    """Every run and step counted (from the rollup), the queue's lag, recent run durations."""
+def snapshot(session: Session, *, now: dt.datetime, sweeper_late_after: float) -> Snapshot:
+    """Every run and step counted (from the rollup), the queue's lag, recent run durations,
+    the sweeper's last tick."""
     oldest = health_store.oldest_due(session, now)
     recent = Hours(hour_of(now) - RECENT_HOURS + 1, hour_of(now) + 1)
     durations = metrics_store.duration_buckets(session, None, recent)
@@ -284,4 +287,5 @@ def snapshot(session: Session, *, now: dt.datetime) -> Snapshot:
         steps_by_type=metrics_store.steps_by_type(session),
         recent_run_durations=percentiles(durations),
         recent_timed_runs=sum(durations.values()),
+        sweeper=sweeper_health(session, now=now, late_after=sweeper_late_after),
     )

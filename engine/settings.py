@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.json_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, HIGHEST_MAX_DEPTH
@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     countdown_horizon_seconds: float = Field(default=300, gt=0)
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
     sweeper_interval_seconds: float = Field(default=5, gt=0)
+    # The sweeper is late (GET /health/sweeper answers 503) when its last completed tick is
+    # older than this; unset, ten intervals and at least a minute (`sweeper_late_after`).
+    sweeper_late_after_seconds: float | None = Field(default=None, gt=0)
     # A step ready this long without being claimed is assumed lost and enqueued again.
     stale_after_seconds: float = Field(default=30, gt=0)
     # A claimed step not finished within its lease is assumed abandoned by a dead worker.
@@ -131,6 +134,26 @@ class Settings(BaseSettings):
                 "must not hold a query or a fragment: links are made by appending a path"
             )
         return value
+
+    @field_validator("sweeper_late_after_seconds")
+    @classmethod
+    def _late_after_spans_ticks(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """Ticks come an interval apart, plus a tick's own time: a limit closer to the interval
+        than two of them would call the sweeper late between two ordinary ticks."""
+        interval = info.data.get("sweeper_interval_seconds")
+        if value is not None and interval is not None and value < 2 * interval:
+            raise ValueError(
+                f"must be at least twice AUTOMATIONS_SWEEPER_INTERVAL_SECONDS ({interval:g} s), "
+                "or unset"
+            )
+        return value
+
+    @property
+    def sweeper_late_after(self) -> float:
+        """Seconds without a completed tick after which the sweeper is late."""
+        if self.sweeper_late_after_seconds is not None:
+            return self.sweeper_late_after_seconds
+        return max(60.0, 10 * self.sweeper_interval_seconds)
 
     @field_validator("fault_injection")
     @classmethod

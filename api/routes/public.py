@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,10 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import Rt
 from api.prometheus import exposition
-from api.schemas.operations import Health, Readiness
+from api.schemas.operations import Health, Readiness, SweeperHealthAnswer
+from api.wire import wire_time
 from engine.db import transaction
 from engine.metrics import snapshot
 from engine.store import health as health_store
+from engine.sweeper_health import sweeper_health
 from engine.unsubscribe import contact_for_token, unsubscribe_by_token
 
 router = APIRouter(tags=["operations"])
@@ -49,6 +52,26 @@ def ready(request: Request, response: Response, rt: Rt) -> Readiness:
 
 
 @router.get(
+    "/health/sweeper",
+    summary="The sweeper's last tick: 503 once it is late",
+    responses={503: {"model": SweeperHealthAnswer, "description": "The sweeper is late"}},
+)
+def sweeper(response: Response, rt: Rt) -> SweeperHealthAnswer:
+    """For an alert on beat or the sweeper, not for a load balancer: see docs/operations.md."""
+    with transaction(rt.sessions) as session:
+        found = sweeper_health(
+            session, now=rt.clock.now(), late_after=rt.settings.sweeper_late_after
+        )
+    response.status_code = 503 if found.late else 200
+    return SweeperHealthAnswer(
+        status=found.status,
+        last_tick_at=wire_time(found.last_tick_at),
+        age_seconds=found.age_seconds if math.isfinite(found.age_seconds) else None,
+        late_after_seconds=found.late_after_seconds,
+    )
+
+
+@router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
@@ -56,7 +79,9 @@ def ready(request: Request, response: Response, rt: Rt) -> Readiness:
 )
 def metrics(rt: Rt) -> Response:
     with transaction(rt.sessions) as session:
-        data = snapshot(session, now=rt.clock.now())
+        data = snapshot(
+            session, now=rt.clock.now(), sweeper_late_after=rt.settings.sweeper_late_after
+        )
     return Response(exposition(data), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -158,7 +158,7 @@ def test_every_figure_of_a_known_set_of_runs(make_driver: MakeDriver) -> None:
     assert [(b.start, b.runs_started) for b in by_day.runs.series] == [(T0.replace(hour=0), 12)]
 
     with transaction(driver.rt.sessions) as session:
-        totals = metrics.snapshot(session, now=driver.clock.now())
+        totals = metrics.snapshot(session, now=driver.clock.now(), sweeper_late_after=60)
     assert totals.runs_by_status == found.runs.by_status
     assert totals.recent_run_durations == found.runs.percentiles
     assert totals.steps_by_type["contact_update"] == {
@@ -189,7 +189,7 @@ def test_prometheus_durations_cover_the_current_hour_and_the_23_before(
     driver.clock.advance(dt.timedelta(hours=21, minutes=40))
     assert driver.clock.now() == T0 + dt.timedelta(days=1, minutes=10)
     with transaction(driver.rt.sessions) as session:
-        totals = metrics.snapshot(session, now=driver.clock.now())
+        totals = metrics.snapshot(session, now=driver.clock.now(), sweeper_late_after=60)
     assert totals.recent_timed_runs == 2
     assert totals.recent_run_durations == {
         "p50": middle(bucket_of(1800)),

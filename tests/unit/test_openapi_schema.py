@@ -91,7 +91,7 @@ def test_every_answer_model_names_its_fields_and_requires_them(openapi: dict[str
 def test_routes_with_a_key_declare_the_bearer_scheme(openapi: dict[str, Any]) -> None:
     scheme = openapi["components"]["securitySchemes"]["ApiKey"]
     assert scheme == {"type": "http", "scheme": "bearer", "description": "An API key"}
-    public = {"/health", "/ready", "/metrics", "/unsubscribe/{token}"}
+    public = {"/health", "/health/sweeper", "/ready", "/metrics", "/unsubscribe/{token}"}
     for method, path, operation in operations(openapi):
         expected = None if path in public else [{"ApiKey": []}]
         assert operation.get("security") == expected, f"{method} {path}"

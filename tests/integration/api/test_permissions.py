@@ -19,6 +19,7 @@ pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/ready"),
+    ("GET", "/health/sweeper"),
     ("GET", "/metrics"),
     ("GET", "/unsubscribe/{token}"),
     ("POST", "/unsubscribe/{token}"),
