@@ -207,7 +207,8 @@ def test_prometheus_counts_every_step(rt_stack: Stack) -> None:
     runs = [send(rt_stack, None) for _ in range(30)]
     settle(rt_stack, runs, completed=30)
     with transaction(rt_stack.runtime.sessions) as session:
-        text = exposition(snapshot(session, now=rt_stack.clock.now())).decode()
+        data = snapshot(session, now=rt_stack.clock.now(), sweeper_late_after=60)
+        text = exposition(data).decode()
         truth = dict(
             session.execute(
                 select(RunStep.step_type, func.count()).group_by(RunStep.step_type)
