@@ -14,7 +14,7 @@ from engine.store import heartbeats
 from engine.store.heartbeats import Beat
 from models.enums import SweeperStatus
 
-# The heartbeat row of the sweeper (made by migration 0009, stamped by every completed tick).
+# The heartbeat row of the sweeper (made by migration 0011, stamped by every completed tick).
 HEARTBEAT = "sweeper"
 
 

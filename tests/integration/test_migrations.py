@@ -167,7 +167,7 @@ def test_a_downgrade_keeps_the_rows_of_the_tables_it_keeps(empty_database: str) 
 
 
 def test_the_upgrade_starts_the_wait_for_the_sweepers_first_tick(empty_database: str) -> None:
-    """0009 makes the sweeper's heartbeat row, not yet stamped: GET /health/sweeper counts the
+    """0011 makes the sweeper's heartbeat row, not yet stamped: GET /health/sweeper counts the
     wait for a first tick from the upgrade, so a beat never started is not `waiting` forever."""
     upgrade(empty_database)
     db_engine = create_db_engine(empty_database)

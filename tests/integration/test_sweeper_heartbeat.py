@@ -72,7 +72,7 @@ def test_each_completed_tick_stamps_the_time_it_ran(rt: Runtime) -> None:
 
 def test_the_row_the_migration_made_is_stamped_by_the_first_tick(rt: Runtime) -> None:
     with transaction(rt.sessions) as session:
-        session.add(Heartbeat(name=HEARTBEAT, created_at=T0, beat_at=None))  # as 0009 makes it
+        session.add(Heartbeat(name=HEARTBEAT, created_at=T0, beat_at=None))  # as 0011 makes it
     advance(rt, INTERVAL)
     tick(rt, Sent())
     assert heartbeat(rt) == Beat(created_at=T0, beat_at=T0 + INTERVAL)

@@ -40,7 +40,7 @@ def test_ready_answers_503_naming_the_check_that_failed(rt_stack: Stack) -> None
 
 
 def _set_up_heartbeat(stack: Stack) -> None:
-    """The sweeper's row as migration 0009 makes it: no tick yet, the wait starting now."""
+    """The sweeper's row as migration 0011 makes it: no tick yet, the wait starting now."""
     with transaction(stack.runtime.sessions) as session:
         session.add(Heartbeat(name=HEARTBEAT, created_at=stack.clock.now(), beat_at=None))
 

@@ -1,8 +1,8 @@
 """heartbeats: when the sweeper last completed a tick, for an alert when beat or the sweeper
 stops; its row is made here, so that the wait for a first tick is counted from the upgrade
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 10:00:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import models.types
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
