@@ -28,7 +28,9 @@ def test_the_server_time_is_kept_whatever_the_host_clock_says() -> None:
 
 
 def test_a_reading_that_fails_keeps_the_last_one_and_is_tried_again_soon() -> None:
-    readings = [SERVER + dt.timedelta(hours=1), OSError("connection refused"), SERVER]
+    # Popped from the end; a reading reads twice when the first read answers.
+    later = SERVER + dt.timedelta(hours=1)
+    readings = [later, later, OSError("connection refused"), SERVER, SERVER]
 
     def read() -> dt.datetime:
         reading = readings.pop()
@@ -57,7 +59,28 @@ def test_the_reference_is_read_again_only_after_its_interval() -> None:
     clock = ReferenceClock(read, every=3600)
     for _ in range(100):
         clock.now()
-    assert len(reads) == 1
+    assert len(reads) == 2  # one reading: two reads, the faster one kept
+
+
+def test_a_slow_first_read_does_not_put_the_clock_ahead() -> None:
+    """The first read of a process opens its connection (20 ms here) before the server reads
+    its clock: placed halfway through that round trip, it put the clock 10 ms ahead. Of two
+    reads, the one with the shorter round trip is kept."""
+    started = time.monotonic()
+
+    def server_now() -> dt.datetime:
+        return SERVER + dt.timedelta(seconds=time.monotonic() - started)
+
+    reads = []
+
+    def read() -> dt.datetime:
+        if not reads:
+            time.sleep(0.02)  # connecting
+        reads.append(1)
+        return server_now()
+
+    clock = ReferenceClock(read)
+    assert abs(clock.now() - server_now()) < dt.timedelta(milliseconds=3)
 
 
 def test_a_server_that_never_answers_leaves_the_host_clock() -> None:
