@@ -39,6 +39,7 @@ def run_online() -> None:
                 _sqlite_foreign_keys_off(connection)
             else:
                 _take_turns(connection)
+                _give_up_on_locks_after(connection, config.attributes.get("lock_timeout"))
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
@@ -70,6 +71,15 @@ def _take_turns(connection: Connection) -> None:
     the old revision and ran the same DDL: the second failed on "already exists". A session
     lock taken before the revision is read: the second waits, then finds the work done."""
     connection.exec_driver_sql(f"SELECT pg_advisory_lock({UPGRADE_LOCK})")
+    connection.commit()
+
+
+def _give_up_on_locks_after(connection: Connection, seconds: float | None) -> None:
+    """A statement that waits longer than this for a lock fails (migrations.LockPolicy says
+    why); set after the advisory lock, for which a second upgrade waits as long as it takes."""
+    if seconds is None:
+        return
+    connection.exec_driver_sql(f"SET lock_timeout = {max(1, round(seconds * 1000))}")
     connection.commit()
 
 

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -27,7 +28,7 @@ from engine.db import create_db_engine, create_session_factory, transaction
 from engine.store import health, heartbeats
 from engine.store.rollup_rebuild import differences, rebuild
 from engine.sweeper_health import HEARTBEAT
-from migrations import UpgradeFailed, alembic_config, current, head, upgrade
+from migrations import LockPolicy, UpgradeFailed, alembic_config, current, head, upgrade
 from models.tables import Base
 from tests.conftest import scratch_postgres
 from tests.integration.harness import ROOT
@@ -358,6 +359,32 @@ def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
         reader.close()
         db_engine.dispose()
     assert current(empty_postgres) == head()
+
+
+def test_a_migration_gives_up_on_a_table_in_use_and_tries_again(empty_postgres: str) -> None:
+    """An ALTER TABLE waits for every transaction using the table, and every query after it
+    waits behind it: an idle transaction on `outbox` would have stopped every send for as long
+    as it lasted. A statement gives up after the lock timeout (its migration undone, those
+    before it kept) and the upgrade tries again; it fails in one line once its tries are spent,
+    and goes through once the table is free."""
+    command.upgrade(alembic_config(empty_postgres), "0009")
+    db_engine = create_db_engine(empty_postgres)
+    holder = db_engine.connect()
+    try:
+        holder.execute(text("SELECT count(*) FROM outbox"))  # 0010 alters outbox
+        short = LockPolicy(timeout=0.2, attempts=2, pause=0.05)
+        with pytest.raises(UpgradeFailed, match=r"stayed in use.*0\.2 s for its lock 2 times"):
+            upgrade(empty_postgres, locks=short)
+        assert current(empty_postgres) == "0009"
+
+        release = threading.Timer(0.5, holder.rollback)
+        release.start()
+        upgrade(empty_postgres, locks=LockPolicy(timeout=0.2, attempts=50, pause=0.05))
+        release.join()
+        assert current(empty_postgres) == head()
+    finally:
+        holder.close()
+        db_engine.dispose()
 
 
 def test_a_failed_upgrade_keeps_what_each_backend_commits(empty_database: str) -> None:
