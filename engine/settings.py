@@ -13,6 +13,7 @@ from engine.json_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, HIGHEST_MAX
 PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - a marker, refused outside dev
 # HMAC-SHA256 keys shorter than its 32-byte output weaken every signature made with them.
 MIN_SECRET_BYTES = 32
+_CREATE_KEYS = ", or unset it and create keys with `automations keys create`"
 
 
 class ConfigurationError(ValueError):
@@ -177,12 +178,18 @@ class Settings(BaseSettings):
                 "value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
         # The bootstrap key opens every route and the dashboard, and is the one key a person
-        # chooses: held to the secret's length, so it cannot be guessed like a password.
-        api_key = self.api_key.get_secret_value() if self.api_key else ""
-        if api_key and len(api_key.encode()) < MIN_SECRET_BYTES:
-            raise ConfigurationError(
-                f"AUTOMATIONS_API_KEY must be at least {MIN_SECRET_BYTES} bytes, or unset, when "
-                f"AUTOMATIONS_ENV={self.env}: it has full access. Set a long random value, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or unset it "
-                "and create keys with `automations keys create`"
-            )
+        # chooses: held to the secret's length, so it cannot be guessed like a password. So are
+        # the operator endpoints' tokens, which nothing rate-limits either.
+        chosen = (
+            ("AUTOMATIONS_API_KEY", self.api_key, "it has full access", _CREATE_KEYS),
+            ("AUTOMATIONS_METRICS_TOKEN", self.metrics_token, "it opens /metrics", ""),
+            ("AUTOMATIONS_DOCS_TOKEN", self.docs_token, "it opens the API docs", ""),
+        )
+        for name, value, opens, instead in chosen:
+            text = value.get_secret_value() if value else ""
+            if text and len(text.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"{name} must be at least {MIN_SECRET_BYTES} bytes, or unset, when "
+                    f"AUTOMATIONS_ENV={self.env}: {opens}. Set a long random value, e.g. "
+                    f"`python -c 'import secrets; print(secrets.token_urlsafe(48))'`{instead}"
+                )

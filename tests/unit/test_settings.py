@@ -53,6 +53,22 @@ def test_outside_development_refuses_a_short_bootstrap_api_key(key: str, env: st
         create_celery_app(settings)
 
 
+@pytest.mark.parametrize("name", ["metrics_token", "docs_token"])
+def test_outside_development_refuses_a_short_operator_token(name: str) -> None:
+    """/metrics and the API docs are guarded by a token a person chooses, and nothing limits
+    guesses: a short one is refused like a short API key; a long or absent one is fine."""
+    variable = f"AUTOMATIONS_{name.upper()}"
+    settings = Settings(env="production", secret_key="s" * 48, **{name: "letmein"})
+    with pytest.raises(ConfigurationError, match=variable) as refused:
+        settings.check_production_ready()
+    assert "letmein" not in str(refused.value)
+    with pytest.raises(ConfigurationError):
+        create_server(settings)
+    for value in (None, "", "t" * MIN_SECRET_BYTES):
+        Settings(env="production", secret_key="s" * 48, **{name: value}).check_production_ready()
+    Settings(env="development", **{name: "dev"}).check_production_ready()
+
+
 @pytest.mark.parametrize("key", [None, "", "k" * MIN_SECRET_BYTES])
 def test_a_long_or_absent_bootstrap_api_key_is_accepted(key: str | None) -> None:
     # docker-compose.yml passes an unset AUTOMATIONS_API_KEY as an empty string: no key.

@@ -12,8 +12,8 @@ from tests.integration.harness import API_KEY, ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
-METRICS_TOKEN = "metrics-token-for-the-scraper"
-DOCS_TOKEN = "docs-token-for-the-developers"
+METRICS_TOKEN = "metrics-token-for-the-prometheus-scraper"
+DOCS_TOKEN = "docs-token-for-the-developers-of-clients"
 DOCS = ("/docs", "/openapi.json", "/docs/vendor/swagger-ui.css")
 
 
