@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
@@ -188,4 +188,9 @@ def create_schema(db_engine: Engine) -> None:
 
 
 def drop_schema(db_engine: Engine) -> None:
-    Base.metadata.drop_all(db_engine)
+    """Drop every table the database holds (tests and benchmarks, on databases they own): the
+    tables as they are, reflected, so that a schema another version made goes too (the
+    models' drop would look for a constraint that version did not have)."""
+    found = MetaData()
+    found.reflect(db_engine)
+    found.drop_all(db_engine)
