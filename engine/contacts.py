@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -208,39 +207,25 @@ def delete_contact(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID
     return contact_id
 
 
-# Pauses before a deletion tries again to lock a contact that another transaction holds; the
-# last try waits for the lock.
-BUSY_CONTACT_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-
-
 def remove_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
     """Delete the contact (NotFound if it is gone), its runs readied first (`release_runs_of`).
 
-    A step holds its run, then writes the contact; an ingestion holds the contact, then resumes
-    the waiting steps of its runs. Whichever order a deletion took these locks in, it could
-    wait for one while holding what the other waits for. So it takes the steps and runs, as a
-    step does, then the contact only if it is free: if not, it lets go of them all (a
-    savepoint) and tries again, until the last try, which waits.
+    The contact is locked first, as ingestion and every step that writes a contact lock it
+    before any step or run row: then the steps and runs. One order everywhere, so a deletion
+    only ever waits for a transaction that holds none of what it holds (docs/durability.md).
     """
-    for delay in (*BUSY_CONTACT_DELAYS, None):
-        try:
-            with session.begin_nested():
-                release_runs_of(session, contact_id, now)
-                if not contact_store.lock_for_deletion(session, contact_id, wait=delay is None):
-                    raise NotFound("Contact not found")
-                contact_store.delete_contact(session, contact_id)
-                return
-        except contact_store.ContactBusy:
-            assert delay is not None
-            time.sleep(delay)
+    if not contact_store.lock_for_deletion(session, contact_id):
+        raise NotFound("Contact not found")
+    release_runs_of(session, contact_id, now)
+    contact_store.delete_contact(session, contact_id)
 
 
 def release_runs_of(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
-    """Ready the contact's runs for its deletion, in the executor's lock order (step rows, then
-    runs). Its runs that wait (a delay, an event) go on now: each then skips the rest of its
-    steps, as after its contact is deleted, and ends, instead of waiting for a contact that
-    will not come back (up to a wait's timeout, 30 days). Its runs are locked: the deletion
-    waits for a step under way (which may write the contact) to commit."""
+    """Ready the contact's runs for its deletion (the contact locked), in the executor's lock
+    order (step rows, then runs). Its runs that wait (a delay, an event) go on now: each then
+    skips the rest of its steps, as after its contact is deleted, and ends, instead of waiting
+    for a contact that will not come back (up to a wait's timeout, 30 days). Its runs are
+    locked: the deletion waits for a step under way in one of them to commit."""
     run_store.wake_waits_of_contact(session, contact_id, now)
     contact_store.lock_runs_of(session, contact_id)
 

@@ -18,7 +18,14 @@ from engine.logs import step_context
 from engine.outcomes import Completed, Outcome, Retry, Skipped
 from engine.progress import StepRef, cancel_step, record_outcome
 from engine.runtime import Runtime
-from engine.step_types import Delivery, StepTypeSpec, is_instant, spec_for
+from engine.step_types import (
+    Delivery,
+    StepTypeSpec,
+    contact_lockers,
+    is_instant,
+    locks_contact,
+    spec_for,
+)
 from engine.steps.context import StepRun
 from engine.store import claims
 from engine.store import runs as run_store
@@ -27,22 +34,27 @@ from models.enums import RunStatus, SkipReason
 log = logging.getLogger(__name__)
 
 
-def execute_step(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
+def execute_step(
+    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None = None
+) -> list[Dispatch]:
     """Run one step if it is due and unclaimed, then the instant steps of its run that it made
     ready, up to `inline_steps` of them; the steps to enqueue once this returns.
+
+    `step_type`, the type the message was sent for, spares a step that does not lock its
+    contact the statement that would (the row's own type decides, whatever the message says).
 
     An inline step is executed as if its message had arrived: its own claim, transaction, commit
     and log line. A crash between two of them leaves the next one ready in SQL, where the
     sweeper finds it as it finds a lost message.
     """
-    pending = _execute_one(rt, run_id, step_key)
+    pending = _execute_one(rt, run_id, step_key, step_type)
     for _ in range(rt.settings.inline_steps):
         following = next((d for d in pending if _inline(d)), None)
         if following is None:
             break
         pending.remove(following)
         rt.checkpoint("inline.before_step")
-        pending.extend(_execute_one(rt, following.run_id, following.step_key))
+        pending.extend(_execute_one(rt, following.run_id, following.step_key, following.step_type))
     return pending
 
 
@@ -50,13 +62,15 @@ def _inline(dispatch: Dispatch) -> bool:
     return dispatch.countdown == 0 and is_instant(dispatch.step_type)
 
 
-def _execute_one(rt: Runtime, run_id: uuid.UUID, step_key: str) -> list[Dispatch]:
+def _execute_one(
+    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None
+) -> list[Dispatch]:
     with step_context(run_id=str(run_id), step_key=step_key):
         tried_at = rt.clock.now()
         held = _Held()
         try:
             # Re-running is safe: a step whose claim committed is not claimable a second time.
-            return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, held))
+            return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, step_type, held))
         except Exception as exc:
             return record_unexpected_failure(
                 rt, run_id, step_key, exc, tried_at=tried_at, owned_attempt=held.attempt
@@ -70,9 +84,14 @@ class _Held:
     attempt: int | None = None
 
 
-def _execute(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> list[Dispatch]:
+def _execute(
+    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None, held: _Held
+) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
+        rt.checkpoint("step.before_contact_lock")
+        if step_type is None or locks_contact(step_type):
+            claims.lock_contact_first(session, run_id, step_key, contact_lockers())
         found = claims.claim_with_context(
             session, run_id, step_key, now=now, lease_until=now + rt.lease
         )

@@ -24,6 +24,7 @@ from engine.reports import require_automation
 from engine.runtime import Runtime
 from engine.store import attempts as attempt_store
 from engine.store import automations as automation_store
+from engine.store import contacts as contact_store
 from engine.store import recovery as recovery_store
 from engine.store import runs as run_store
 from engine.store.recovery import RunState
@@ -214,6 +215,7 @@ def replay_run(
     old run is locked, so of two replays of it at once the second sees the first's.
     """
     automation = hold_automation(session, automation_id)
+    _hold_contact_of(session, run_id)
     old = _locked_run(session, automation_id, run_id)
     check_replayable(old)
     if once or replays_seen is not None:
@@ -245,6 +247,14 @@ def replay_run(
     if start.ended:
         run_store.finish_run(session, start.run["id"], RunStatus.COMPLETED, now)
     return Recovered(start.run["id"], start.dispatches)
+
+
+def _hold_contact_of(session: Session, run_id: uuid.UUID) -> None:
+    """Hold the run's contact (as the new run's foreign key will) before the run is locked: a
+    deletion locks the contact, then its runs. One deleted meanwhile leaves the run with none."""
+    seen = recovery_store.run_state(session, run_id)
+    if seen is not None and seen.contact_id is not None:
+        contact_store.get_contact(session, seen.contact_id, lock="key_share")
 
 
 def _check_not_retried_since(

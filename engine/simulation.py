@@ -213,7 +213,10 @@ class _Play:
             if self.budget < 0:
                 raise Runaway("The simulated run did not settle; this is a bug in the engine")
             self.box.clock.advance(TICK)
-            self.ready.extend(execute_step(self.box.runtime, dispatch.run_id, dispatch.step_key))
+            runtime = self.box.runtime
+            self.ready.extend(
+                execute_step(runtime, dispatch.run_id, dispatch.step_key, dispatch.step_type)
+            )
 
     def _advance_to(self, moment: dt.datetime) -> None:
         gap = moment - self.box.clock.now()

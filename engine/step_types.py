@@ -94,6 +94,9 @@ class StepTypeSpec:
     config_required: bool = True
     # A completed step of this type deletes the run's contact: the rest of the run is skipped.
     deletes_contact: bool = False
+    # It locks or writes the run's contact: the executor locks the contact before the step's
+    # claim, so that the contact comes first in every transaction (see docs/durability.md).
+    locks_contact: bool = False
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.delivery is None):
@@ -187,6 +190,16 @@ def is_instant(name: str) -> bool:
     """Whether a step of this type only touches the database (see StepTypeSpec.instant)."""
     spec = find(name)
     return spec is not None and spec.instant
+
+
+def contact_lockers() -> frozenset[str]:
+    """The step types whose execution locks the run's contact (StepTypeSpec.locks_contact)."""
+    return frozenset(spec.name for spec in _REGISTRY.specs().values() if spec.locks_contact)
+
+
+def locks_contact(name: str) -> bool:
+    spec = find(name)
+    return spec is not None and spec.locks_contact
 
 
 def config_model(model: type[BaseModel]) -> ConfigCheck:

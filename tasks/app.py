@@ -220,6 +220,6 @@ def _register_step_task(
             )
             return
         rt = holder.get()
-        following = execute_step(rt, parsed, step_key)
+        following = execute_step(rt, parsed, step_key, step_type)
         rt.checkpoint("dispatch.before_publish")
         dispatcher.dispatch(following)

@@ -77,7 +77,7 @@ class LocalExecutor:
                 if isinstance(item, BulkWork):
                     self.dispatch(work_chunk(self.rt, item.bulk_id))
                 else:
-                    self.dispatch(execute_step(self.rt, item.run_id, item.step_key))
+                    self.dispatch(execute_step(self.rt, item.run_id, item.step_key, item.step_type))
             except Exception:
                 # The transaction rolled back; the sweeper will offer the work again.
                 log.exception("work failed", extra=_ids(item))

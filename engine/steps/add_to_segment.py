@@ -41,4 +41,5 @@ SPEC = StepTypeSpec(
     label="add to segment",
     instant=True,
     summary=_summary,
+    locks_contact=True,
 )

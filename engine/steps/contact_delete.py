@@ -33,4 +33,5 @@ SPEC = StepTypeSpec(
     instant=True,
     config_required=False,
     deletes_contact=True,
+    locks_contact=True,
 )

@@ -100,4 +100,5 @@ SPEC = StepTypeSpec(
     instant=True,
     summary=_summary,
     aliases=("update_contact",),
+    locks_contact=True,
 )

@@ -125,4 +125,5 @@ SPEC = StepTypeSpec(
     label="wait for event",
     instant=False,
     summary=event_summary,
+    locks_contact=True,
 )

@@ -1,6 +1,7 @@
 """A worker's hold on a step: the compare-and-set claim, its ownership, the run's context.
 
-The executor's lock order is step row, then run row: every statement here keeps it.
+The executor's lock order is the run's contact (for a step that locks it), then the step row,
+then the run row: every statement here keeps it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,31 @@ class RunContext:
     run: RunRow
     event_payload: dict[str, Any]
     contact: ContactRow | None
+
+
+_CONTACT_OF_STEP = (
+    select(CONTACTS.c.id)
+    .select_from(
+        STEPS.join(RUNS, RUNS.c.id == STEPS.c.run_id).join(
+            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
+        )
+    )
+    .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
+    .with_for_update(of=CONTACTS)
+)
+
+
+def lock_contact_first(
+    session: Session, run_id: uuid.UUID, step_key: str, step_types: frozenset[str]
+) -> None:
+    """Lock the run's contact if the step is of one of these types, before the step and run.
+
+    Ingestion and a contact's deletion lock the contact, then steps and runs; a step that
+    locked its step and run first, then the contact, could wait for one of them while it
+    holds what it waits for. Nothing is locked if the contact is gone (the step sees that).
+    """
+    params = {"rid": run_id, "key": step_key, "types": sorted(step_types)}
+    execute(session, _CONTACT_OF_STEP, params).first()
 
 
 _CLAIM = (

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, Update, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
@@ -292,35 +291,20 @@ def merged_changes(properties: dict[str, Any] | None, changes: dict[str, Any]) -
 
 
 def lock_runs_of(session: Session, contact_id: uuid.UUID) -> None:
-    """Lock the contact's runs, in id order, before the contact is locked to be deleted.
+    """Lock the contact's runs, in id order (the contact locked already), before it is deleted.
 
-    Deleting the contact writes each of its runs (their contact_id becomes NULL), and a step
-    holds its run's row before it writes the contact (an update, a membership): taken in the
-    other order, a deletion and such a step would each wait for the other.
+    Deleting the contact writes each of its runs (their contact_id becomes NULL): taken here,
+    in one order, after the step rows its waits have (`wake_waits_of_contact`), as a step
+    takes its step row, then its run.
     """
     stmt = select(RUNS.c.id).where(RUNS.c.contact_id == contact_id).order_by(RUNS.c.id)
     session.execute(stmt.with_for_update())
 
 
-class ContactBusy(Exception):
-    """Another transaction holds the contact's row (see `lock_for_deletion`)."""
-
-
-_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a NOWAIT lock that is held
-
-
-def lock_for_deletion(session: Session, contact_id: uuid.UUID, *, wait: bool) -> bool:
-    """Lock the contact to delete it; False if it is gone. Without `wait`, ContactBusy if
-    another transaction holds it: an ingestion holds the contact while it goes on to lock the
-    waiting steps and runs that a deletion has locked first, so the deletion must not wait."""
+def lock_for_deletion(session: Session, contact_id: uuid.UUID) -> bool:
+    """Lock the contact to delete it, first of all its rows; False if it is gone."""
     stmt = select(CONTACTS.c.id).where(CONTACTS.c.id == contact_id)
-    try:
-        row = execute(session, stmt.with_for_update(nowait=not wait)).first()
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-            raise ContactBusy from None
-        raise
-    return row is not None
+    return execute(session, stmt.with_for_update()).first() is not None
 
 
 def delete_contact(session: Session, contact_id: uuid.UUID) -> None:

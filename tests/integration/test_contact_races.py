@@ -8,7 +8,6 @@ transaction at a time, so none of these interleavings can happen there.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.executor import execute_step
 from engine.runtime import Runtime, create_runtime
-from engine.store import contacts as contact_store
 from tests.integration.factories import chain, make_automation
 from tests.integration.harness import ApiServer, Stack
 from tests.integration.test_races import Gate, blocked_on_lock, ingest, wait_automation
@@ -297,10 +295,11 @@ def test_an_add_to_segment_step_whose_segment_is_being_deleted_fails_clearly(
 
 
 def test_deleting_a_contact_while_an_event_resumes_its_wait(
-    api: httpx.Client, rt_stack: Stack, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+    api: httpx.Client, rt_stack: Stack, pool: ThreadPoolExecutor
 ) -> None:
-    """The event holds the contact and goes on to the waiting step; the deletion, which takes
-    that step before the contact, lets go of it while the contact is held: both succeed."""
+    """The event holds the contact and goes on to the waiting step and its run; the deletion,
+    which locks the contact first too, waits for the event while holding nothing the event
+    needs, however long it waits: both succeed."""
     wait_automation(rt_stack)
     (run_id,) = ingest(runtime(rt_stack), "user.created", "ada@example.com").run_ids
     execute_step(runtime(rt_stack), run_id, "start")
@@ -310,27 +309,14 @@ def test_deleting_a_contact_while_an_event_resumes_its_wait(
     sending = pool.submit(ingest, runtime(rt_stack, gate), "order.paid", "ada@example.com")
     assert gate.reached.wait(10)
 
-    found_busy = threading.Event()
-    lock_for_deletion = contact_store.lock_for_deletion
-
-    def noting_busy(*args: Any, **kwargs: Any) -> bool:
-        try:
-            return lock_for_deletion(*args, **kwargs)
-        except contact_store.ContactBusy:
-            found_busy.set()
-            raise
-
-    monkeypatch.setattr(contact_store, "lock_for_deletion", noting_busy)
-
     def delete() -> uuid.UUID:
         with transaction(rt_stack.runtime.sessions) as session:
             return contacts.delete_contact(session, "ada@example.com", now=T0)
 
     deleting = pool.submit(delete)
-    deadline = time.monotonic() + 10
-    while not (found_busy.is_set() or blocked_on_lock(rt_stack)):
-        assert time.monotonic() < deadline, "the deletion never met the event's lock"
-        time.sleep(0.01)
+    # Released only once the deletion waits for a lock: one that waits holding the step or
+    # the run would deadlock with the event now.
+    wait_until_blocked(rt_stack)
     gate.release.set()
     resumed = sending.result(timeout=20).resumed
     deleting.result(timeout=20)

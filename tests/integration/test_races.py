@@ -114,12 +114,12 @@ def test_event_committed_while_wait_registers_is_found(
     wait_automation(pg_stack)
     email = unique_email()
     run_id = started_run(pg_stack, email)
-    gate = Gate("wait_for_event.before_contact_lock")
+    gate = Gate("step.before_contact_lock")
     executing: Future[Any] = pool.submit(
         execute_step, runtime(pg_stack, T0 + dt.timedelta(seconds=2), gate), run_id, "await_paid"
     )
     assert gate.reached.wait(10)
-    # The step is claimed but its transaction has not committed: ingestion cannot see a wait.
+    # The step has not locked the contact (nor been claimed): ingestion cannot see a wait.
     assert (
         ingest(runtime(pg_stack, T0 + dt.timedelta(seconds=1)), "order.paid", email).resumed == []
     )
