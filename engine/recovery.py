@@ -217,6 +217,7 @@ def replay_run(
     automation = hold_automation(session, automation_id)
     _hold_contact_of(session, run_id)
     old = _locked_run(session, automation_id, run_id)
+    rt.checkpoint("replay.run_locked")
     check_replayable(old)
     if once or replays_seen is not None:
         replayed = recovery_store.replays_of(session, run_id)

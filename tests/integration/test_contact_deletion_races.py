@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine import contacts
+from engine import contacts, recovery
 from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.errors import NotFound
@@ -25,8 +25,8 @@ from engine.runtime import Runtime, create_runtime
 from engine.store import contacts as contact_store
 from tests.integration.factories import chain, make_automation
 from tests.integration.harness import Stack
-from tests.integration.test_contact_races import T0
-from tests.integration.test_races import ingest
+from tests.integration.test_contact_races import T0, wait_until_blocked
+from tests.integration.test_races import Gate, ingest
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -188,3 +188,44 @@ def test_deleting_two_contacts_that_share_segments(
             future.result(timeout=30)
         assert_erased(rt_stack, runs[:2], emails[0])
         assert_erased(rt_stack, runs[2:], emails[1])
+
+
+def test_replaying_a_run_while_its_contact_is_deleted(
+    rt_stack: Stack, workers: Workers, pool: ThreadPoolExecutor
+) -> None:
+    """The replay holds the old run when the deletion comes: the deletion, which locks the
+    contact and then the runs, waits for it (the replay held the contact first)."""
+    automation_id = make_automation(
+        rt_stack,
+        [
+            {"key": "start", "type": "trigger", "config": {"event_name": "go"}},
+            {"key": "act", "type": "contact_update", "config": {"first_name": "Ada"}},
+        ],
+        chain("start", "act"),
+    )
+    rt = workers.runtimes[0]
+    (run_id,) = ingest(rt, "go", "ada@example.com").run_ids
+    execute_step(rt, run_id, "start")
+    execute_step(rt, run_id, "act")
+    assert rt_stack.run(run_id).status == "completed"
+    gate = Gate("replay.run_locked")
+    workers.meeting = gate
+
+    def replay() -> uuid.UUID:
+        with transaction(rt.sessions) as session:
+            return recovery.replay_run(session, rt, automation_id, run_id, now=T0).run_id
+
+    def delete() -> uuid.UUID:
+        with transaction(workers.runtimes[1].sessions) as session:
+            return contacts.delete_contact(session, "ada@example.com", now=T0)
+
+    replaying = pool.submit(replay)
+    assert gate.reached.wait(10)
+    deleting = pool.submit(delete)
+    wait_until_blocked(rt_stack)
+    gate.release.set()
+    replayed = replaying.result(timeout=20)
+    deleting.result(timeout=20)
+
+    assert rt_stack.run(replayed).contact_id is None  # made first, then its contact deleted
+    assert rt_stack.run(run_id).contact_id is None
