@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import dashboard, dashboard_sessions, lifecycle
@@ -227,6 +228,27 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return error_page(request, exc.status_code, "Page not found", text)
 
 
+def _unstorable(request: Request, exc: Exception) -> Response:
+    """A value PostgreSQL refused (out of range for its column, malformed for its type): the
+    transaction rolled back, nothing was written; the page names the field when it can."""
+    assert isinstance(exc, DataError)
+    diag = getattr(exc.orig, "diag", None)
+    reason = str(getattr(diag, "message_primary", None) or "the value does not fit its column")
+    log.warning("database refused a value: %s", reason)
+    field = _field_of(request, reason) or getattr(diag, "column_name", None)
+    where = f"`{field}`" if field else "A value of this page"
+    text = f"{where} cannot be used here: {reason}. Nothing was changed."
+    return error_page(request, 422, "That did not work", text)
+
+
+def _field_of(request: Request, reason: str) -> str | None:
+    """The query field whose value PostgreSQL's message quotes (it quotes the value refused)."""
+    for name, value in request.query_params.multi_items():
+        if value and f'"{value}"' in reason:
+            return name
+    return None
+
+
 def unexpected_page(request: Request, exc: Exception) -> Response:
     """The 500 page of an exception nothing else answered (logged here, with its trace)."""
     log.exception("dashboard error", exc_info=exc)
@@ -248,5 +270,6 @@ def dashboard_app(rt: Runtime, sign_in_limit: SignInLimit, *, dispatcher: Dispat
     app.add_exception_handler(FormRefused, _refused)
     app.add_exception_handler(AutomationsError, _engine_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Exception, unexpected_page)
     return app
