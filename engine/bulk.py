@@ -215,8 +215,12 @@ def start_bulk(session: Session, request: BulkRequest, *, now: dt.datetime) -> S
 def get_bulk(
     session: Session, automation_id: uuid.UUID, bulk_id: uuid.UUID
 ) -> tuple[BulkOperation, list[BulkItem]]:
-    """The operation and a sample of its items, the ones that did not go through first."""
-    require_automation(session, automation_id)
+    """The operation and a sample of its items, the ones that did not go through first.
+
+    Still there once its automation is deleted: the operator who started it reads how it
+    ended (its runs not done by then skipped, see `work_chunk`)."""
+    if not automation_store.automation_ever_existed(session, automation_id):
+        raise NotFound("Automation not found")
     bulk = recovery_store.get_bulk(session, bulk_id)
     if bulk is None or bulk.automation_id != automation_id:
         raise NotFound("Bulk operation not found")
@@ -231,6 +235,9 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
         bulk = recovery_store.get_bulk(session, bulk_id, lock=True)
         if bulk is None or bulk.status != BulkStatus.RUNNING:
             return []
+        if automation_store.get_automation(session, bulk.automation_id) is None:
+            _end_for_deleted_automation(session, bulk, now)
+            return []
         messages: list[Message] = []
         items = recovery_store.pending_items(session, bulk_id, size)
         for run_id, retries in items:
@@ -243,6 +250,18 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
             messages.append(BulkWork(bulk_id))
         rt.checkpoint("bulk.before_commit")
         return messages
+
+
+AUTOMATION_DELETED = "The automation was deleted: its runs can no longer be retried or replayed"
+
+
+def _end_for_deleted_automation(session: Session, bulk: BulkOperation, now: dt.datetime) -> None:
+    """The automation is gone: the runs not done yet are skipped, all at once, and it ends."""
+    bulk.skipped += recovery_store.skip_pending_items(
+        session, bulk.id, error=AUTOMATION_DELETED, now=now
+    )
+    bulk.status, bulk.completed_at, bulk.updated_at = BulkStatus.COMPLETED, now, now
+    log.info("bulk %s ended: its automation was deleted", bulk.action)
 
 
 def _work_item(

@@ -74,6 +74,12 @@ def get_automation(
     return session.scalars(stmt).first()
 
 
+def automation_ever_existed(session: Session, automation_id: uuid.UUID) -> bool:
+    """Whether the automation exists, deleted or not (a deleted one keeps its row)."""
+    stmt = select(Automation.id).where(Automation.id == automation_id)
+    return session.scalar(stmt) is not None
+
+
 def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation | None:
     """The automation unless deleted, share-locked: a deletion (which locks it for update and
     cancels its running runs) waits for this transaction, or this waits for it and finds it gone."""

@@ -281,6 +281,19 @@ def finish_item(
     )
 
 
+def skip_pending_items(
+    session: Session, bulk_id: uuid.UUID, *, error: str, now: dt.datetime
+) -> int:
+    """Mark every item not done yet skipped, with this reason; how many there were."""
+    result = session.execute(
+        update(BulkItem)
+        .where(BulkItem.bulk_id == bulk_id, BulkItem.status == BulkItemStatus.PENDING)
+        .values(status=BulkItemStatus.SKIPPED, error=error, completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 def stale_bulks(session: Session, *, idle_before: dt.datetime, now: dt.datetime) -> list[uuid.UUID]:
     """Running operations without progress since `idle_before` (their message was lost),
     touched so that the next tick does not send them again at once."""

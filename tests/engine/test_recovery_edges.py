@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine import content
-from engine.bulk import parse_request, start_bulk
+from engine.bulk import AUTOMATION_DELETED, get_bulk, parse_request, start_bulk
 from engine.db import transaction
 from engine.errors import NotFound, StepFailure
 from engine.lifecycle import cancel_run, delete_automation
@@ -82,7 +82,16 @@ def test_a_bulk_retry_does_not_revive_runs_of_an_automation_deleted_meanwhile(
     assert driver.sent == []
     operation, items = bulk(driver, bulk_id)
     assert (operation.status, operation.done, operation.skipped) == ("completed", 0, 3)
-    assert {item.error for item in items} == {"Automation not found"}
+    assert {item.error for item in items} == {AUTOMATION_DELETED}
+    # The operator who started it can still read how it ended (GET .../runs/retries/{id}).
+    with transaction(driver.rt.sessions) as session:
+        shown, sample = get_bulk(session, automation_id, bulk_id)
+        assert (shown.status, shown.matched, shown.skipped) == ("completed", 3, 3)
+        assert {item.error for item in sample} == {AUTOMATION_DELETED}
+        with pytest.raises(NotFound, match="Bulk operation not found"):
+            get_bulk(session, automation_id, uuid.uuid4())
+        with pytest.raises(NotFound, match="Automation not found"):
+            get_bulk(session, uuid.uuid4(), bulk_id)
 
 
 def test_a_retry_that_meets_a_deletion_between_its_read_and_its_write_is_not_found(
