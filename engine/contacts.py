@@ -217,7 +217,7 @@ def remove_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) ->
     if not contact_store.lock_for_deletion(session, contact_id):
         raise NotFound("Contact not found")
     release_runs_of(session, contact_id, now)
-    contact_store.delete_contact(session, contact_id)
+    contact_store.delete_contact(session, contact_id, now)
 
 
 def release_runs_of(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
@@ -263,10 +263,10 @@ def rename_segment(session: Session, segment_id: uuid.UUID, *, name: str) -> Seg
     return segment
 
 
-def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
+def delete_segment(session: Session, segment_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Delete the segment; its contacts stay."""
     find_segment(session, segment_id, lock="update")
-    contact_store.delete_segment(session, segment_id)
+    contact_store.delete_segment(session, segment_id, now)
 
 
 def list_segments(

@@ -188,9 +188,9 @@ def duplicate_template(session: Session, ref: str, *, now: dt.datetime) -> Templ
     )
 
 
-def delete_template(session: Session, ref: str) -> uuid.UUID:
+def delete_template(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID:
     template = find_template(session, ref)
-    content_store.delete_row(session, template)
+    content_store.delete_row(session, template, now)
     return template.id
 
 
@@ -268,8 +268,8 @@ def verify_domain(session: Session, domain_id: uuid.UUID) -> Domain:
     return content_store.update_fields(session, domain, {"status": DomainStatus.VERIFIED})
 
 
-def delete_domain(session: Session, domain_id: uuid.UUID) -> None:
-    content_store.delete_row(session, find_domain(session, domain_id))
+def delete_domain(session: Session, domain_id: uuid.UUID, *, now: dt.datetime) -> None:
+    content_store.delete_row(session, find_domain(session, domain_id), now)
 
 
 def list_templates(

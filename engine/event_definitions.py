@@ -64,10 +64,10 @@ def update_event_definition(
     return content_store.update_fields(session, definition, changes)
 
 
-def delete_event_definition(session: Session, ref: str) -> uuid.UUID:
+def delete_event_definition(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID:
     """Delete the definition; events of that name are still accepted, without a schema."""
     definition = find_event_definition(session, ref)
-    content_store.delete_row(session, definition)
+    content_store.delete_row(session, definition, now)
     return definition.id
 
 

@@ -15,7 +15,7 @@ from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store import idempotency as idempotency_store
-from engine.store import sweeps
+from engine.store import paging, sweeps
 from engine.store.sweeps import DispatchMark, DueStep
 from engine.sweeper_health import record_tick
 
@@ -96,6 +96,7 @@ def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:
     sweeps.mark_dispatched(session, marks, now)
     # Idempotency-Key answers are kept 24 hours; each tick forgets a batch of older ones.
     idempotency_store.delete_expired(session, now)
+    paging.forget_gone(session, now)  # deleted items' positions, kept a week for page cursors
     bulks = kick_stale(session, idle_before=now - policy.stale_after, now=now)
     # Last: two overlapping ticks wait for each other on this row only while committing.
     record_tick(session, now)

@@ -463,6 +463,18 @@ class DashboardSessionRecord(Base):
     expires_at: Mapped[dt.datetime]
 
 
+class GonePosition(Base):
+    """Where a deleted item stood in its list, kept a while so that a page cursor naming it
+    still says where the next page starts (engine/store/paging.py)."""
+
+    __tablename__ = "gone_positions"
+    __table_args__ = (Index("ix_gone_positions_gone_at", "gone_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[dt.datetime]
+    gone_at: Mapped[dt.datetime]
+
+
 class IdempotencyRecord(Base):
     """The first answer to a POST with an Idempotency-Key, replayed for 24 hours."""
 

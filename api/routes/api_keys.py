@@ -59,7 +59,7 @@ def update(api_key_id: str, body: UpdateApiKey, rt: Rt, _: Authenticated) -> Api
 def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKeyDeleted:
     key_id = parse_id(api_key_id, "api_key_id")
     with transaction(rt.sessions) as session:
-        if not key_store.delete_api_key(session, key_id):
+        if not key_store.delete_api_key(session, key_id, now=rt.clock.now()):
             raise NotFound("API key not found")
     request.app.state.key_cache.clear()
     return ApiKeyDeleted(id=str(key_id))

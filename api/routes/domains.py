@@ -64,7 +64,7 @@ def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Doma
 def delete(domain_id: str, rt: Rt, _: Authenticated) -> DomainDeleted:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
-        content.delete_domain(session, key)
+        content.delete_domain(session, key, now=rt.clock.now())
     return DomainDeleted(id=str(key))
 
 

@@ -66,5 +66,5 @@ def update(
 @router.delete("/events/{event_id}", summary="Delete an event definition by id or name")
 def delete(event_id: str, rt: Rt, _: Authenticated) -> EventDefinitionDeleted:
     with transaction(rt.sessions) as session:
-        key = event_definitions.delete_event_definition(session, event_id)
+        key = event_definitions.delete_event_definition(session, event_id, now=rt.clock.now())
     return EventDefinitionDeleted(id=str(key))

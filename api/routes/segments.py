@@ -68,7 +68,7 @@ def delete(segment_id: str, rt: Rt, _: Authenticated) -> SegmentDeleted:
     """Its contacts stay; only their memberships go."""
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
-        contacts.delete_segment(session, key)
+        contacts.delete_segment(session, key, now=rt.clock.now())
     return SegmentDeleted(id=str(key))
 
 

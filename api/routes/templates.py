@@ -63,7 +63,7 @@ def update(template_id: str, body: UpdateTemplate, rt: Rt, _: Authenticated) -> 
 @router.delete("/templates/{template_id}", summary="Delete a template by id or alias")
 def delete(template_id: str, rt: Rt, _: Authenticated) -> TemplateDeleted:
     with transaction(rt.sessions) as session:
-        key = content.delete_template(session, template_id)
+        key = content.delete_template(session, template_id, now=rt.clock.now())
     return TemplateDeleted(id=str(key))
 
 

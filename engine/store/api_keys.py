@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.store.paging import Page, paginate
+from engine.store.paging import Page, paginate, remember_gone
 from models.tables import ApiKey
 
 
@@ -77,6 +77,13 @@ def rename_api_key(session: Session, key_id: uuid.UUID, name: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def delete_api_key(session: Session, key_id: uuid.UUID) -> bool:
-    result = session.execute(delete(ApiKey).where(ApiKey.id == key_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def delete_api_key(session: Session, key_id: uuid.UUID, *, now: dt.datetime) -> bool:
+    """Delete the key; its place in the list is kept for page cursors (remember_gone)."""
+    gone = [
+        (row[0], row[1])
+        for row in session.execute(
+            delete(ApiKey).where(ApiKey.id == key_id).returning(ApiKey.id, ApiKey.created_at)
+        )
+    ]
+    remember_gone(session, gone, now)
+    return bool(gone)

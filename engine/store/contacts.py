@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from engine.addresses import AddressError, canonical_email
 from engine.store.core import CONTACTS, RUNS, driver_rows, execute
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
-from engine.store.paging import Page, paginate
+from engine.store.paging import Page, paginate, remember_gone
 from models.tables import Contact, Segment, SegmentMembership
 
 
@@ -307,8 +307,12 @@ def lock_for_deletion(session: Session, contact_id: uuid.UUID) -> bool:
     return execute(session, stmt.with_for_update()).first() is not None
 
 
-def delete_contact(session: Session, contact_id: uuid.UUID) -> None:
-    session.execute(delete(Contact).where(Contact.id == contact_id))
+def delete_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
+    """Delete the contact; its place in the list is kept for page cursors (remember_gone)."""
+    gone = session.execute(
+        delete(Contact).where(Contact.id == contact_id).returning(Contact.id, Contact.created_at)
+    )
+    remember_gone(session, [(row[0], row[1]) for row in gone], now)
 
 
 def contact_view(contact: Contact | ContactRow) -> dict[str, Any]:
@@ -427,11 +431,14 @@ def rename_segment(session: Session, segment: Segment, name: str) -> None:
     session.flush()
 
 
-def delete_segment(session: Session, segment_id: uuid.UUID) -> None:
+def delete_segment(session: Session, segment_id: uuid.UUID, now: dt.datetime) -> None:
     """Delete the segment (locked for update by the caller: a member being added meanwhile
     waits, then finds it gone) and its memberships, not its contacts."""
     session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
-    session.execute(delete(Segment).where(Segment.id == segment_id))
+    gone = session.execute(
+        delete(Segment).where(Segment.id == segment_id).returning(Segment.id, Segment.created_at)
+    )
+    remember_gone(session, [(row[0], row[1]) for row in gone], now)
 
 
 def remove_membership(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:

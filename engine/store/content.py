@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.store.core import DOMAINS, TEMPLATE_VERSIONS, execute
-from engine.store.paging import Page, paginate
+from engine.store.paging import Page, paginate, remember_gone
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Base, Domain, EventDefinition, Template, TemplateVersion
 
@@ -154,9 +154,14 @@ def update_fields(session: Session, row: R, changes: Mapping[str, Any]) -> R:
     return row
 
 
-def delete_row(session: Session, row: Base) -> None:
+def delete_row(
+    session: Session, row: Template | Domain | EventDefinition, now: dt.datetime
+) -> None:
+    """Delete the row; its place in its list is kept for page cursors (remember_gone)."""
+    position = (row.id, row.created_at)
     session.delete(row)
     session.flush()
+    remember_gone(session, [position], now)
 
 
 def get_template(session: Session, template_id: uuid.UUID) -> Template | None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Row, Select, delete, select, tuple_, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
+from engine.store.dialect import insert_ignoring_conflicts
+from models.tables import GonePosition
 
 T = TypeVar("T")
 # A mapped attribute (Run.created_at) or a table column (RUNS.c.created_at).
@@ -109,12 +112,18 @@ def _cursor_bound(
     after: uuid.UUID | None,
     before: uuid.UUID | None,
 ) -> ColumnElement[bool] | None:
-    """The keyset condition for rows after (older than) or before (newer than) the cursor."""
+    """The keyset condition for rows after (older than) or before (newer than) the cursor.
+
+    The cursor is a position, (created_at, id): an item that left the list since its page was
+    read (deleted, or no longer matching its filter) still marks where the next page starts,
+    as Stripe's and Resend's cursors do. Only an id the list's table never held is refused.
+    """
     if after is None and before is None:
         return None
     cursor_id = after if after is not None else before
+    assert cursor_id is not None
     lookup = stmt.with_only_columns(created, ident).where(ident == cursor_id)
-    cursor = session.execute(lookup).first()
+    cursor = session.execute(lookup).first() or _position(session, created, ident, cursor_id)
     if cursor is None:
         name = "after" if after is not None else "before"
         raise InvalidInput(
@@ -124,6 +133,51 @@ def _cursor_bound(
         )
     key, bound = tuple_(created, ident), tuple_(cursor[0], cursor[1])
     return key < bound if after is not None else key > bound
+
+
+def _position(
+    session: Session, created: Column, ident: Column, cursor_id: uuid.UUID
+) -> tuple[Any, Any] | None:
+    """Where the cursor's row is in its table, whatever the list's filter (or its soft
+    deletion) says of it now; or where it was, deleted (`remember_gone`)."""
+    row = session.execute(select(created, ident).where(ident == cursor_id)).first()
+    if row is None:
+        row = session.execute(
+            select(GonePosition.created_at, GonePosition.id).where(GonePosition.id == cursor_id)
+        ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+# How long a deleted item's position is kept for the cursors that name it: paging a list
+# through takes minutes, not days.
+GONE_KEPT = dt.timedelta(days=7)
+
+
+def remember_gone(
+    session: Session, positions: Iterable[tuple[uuid.UUID, dt.datetime]], now: dt.datetime
+) -> None:
+    """Keep where these deleted items (id, created_at) stood in their lists."""
+    rows = [{"id": ident, "created_at": created, "gone_at": now} for ident, created in positions]
+    if rows:
+        session.execute(
+            insert_ignoring_conflicts(session, GonePosition.__table__, rows)  # type: ignore[arg-type]
+        )
+
+
+def forget_gone(session: Session, now: dt.datetime, *, limit: int = 1000) -> int:
+    """Forget up to `limit` positions kept longer than GONE_KEPT, oldest first."""
+    old = (
+        select(GonePosition.id)
+        .where(GonePosition.gone_at < now - GONE_KEPT)
+        .order_by(GonePosition.gone_at)
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(GonePosition)
+        .where(GonePosition.id.in_(old.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
 
 
 def _order(created: Column, ident: Column, ascending: bool) -> tuple[Column, ...]:

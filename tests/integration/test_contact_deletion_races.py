@@ -176,7 +176,7 @@ def test_deleting_two_contacts_that_share_segments(
 
         def delete_segment(segment_id: uuid.UUID = segments[0]) -> None:
             with transaction(rt_stack.runtime.sessions) as session:
-                contacts.delete_segment(session, segment_id)
+                contacts.delete_segment(session, segment_id, now=T0)
 
         workers.meeting = Meeting("contact_delete.handler", 4)
         futures: list[Future[Any]] = [

@@ -89,7 +89,7 @@ def test_adding_a_member_while_its_segment_is_deleted_is_a_404(
     answer = while_held(
         rt_stack,
         pool,
-        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id)),
+        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id), now=T0),
         lambda: request(api_server, "POST", f"/contacts/ada@example.com/segments/{segment_id}"),
     )
 
@@ -106,7 +106,7 @@ def test_a_contact_created_into_a_segment_being_deleted_is_refused_whole(
     answer = while_held(
         rt_stack,
         pool,
-        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id)),
+        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id), now=T0),
         lambda: request(api_server, "POST", "/contacts", json=body),
     )
 
@@ -141,7 +141,7 @@ def test_renaming_a_segment_while_it_is_deleted_is_a_404(
     answer = while_held(
         rt_stack,
         pool,
-        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id)),
+        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id), now=T0),
         lambda: request(api_server, "PATCH", f"/segments/{segment_id}", json={"name": "Paid"}),
     )
 
@@ -283,7 +283,7 @@ def test_an_add_to_segment_step_whose_segment_is_being_deleted_fails_clearly(
     while_held(
         rt_stack,
         pool,
-        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id)),
+        lambda session: contacts.delete_segment(session, uuid.UUID(segment_id), now=T0),
         lambda: execute_step(runtime(rt_stack), run_id, "act"),
     )
 

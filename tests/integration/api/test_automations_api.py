@@ -186,6 +186,12 @@ def test_list_filters_pages_and_hides_deleted(api: httpx.Client) -> None:
 
     assert api.delete(f"/automations/{ids[4]}").status_code == 200
     assert [i["id"] for i in api.get("/automations").json()["data"]] == newest_first[1:]
+    # A page's last automation deleted since: the next page goes on from where it was.
+    assert api.delete(f"/automations/{ids[2]}").status_code == 200
+    page = api.get("/automations", params={"limit": 2, "after": ids[2]}).json()
+    assert [i["id"] for i in page["data"]] == [ids[1], ids[0]] and page["has_more"] is False
+    page = api.get("/automations", params={"limit": 2, "before": ids[2]}).json()
+    assert [i["id"] for i in page["data"]] == [ids[3]] and page["has_more"] is False
 
 
 @pytest.mark.parametrize(

@@ -144,6 +144,27 @@ def test_cursor_pagination_both_ways(api: httpx.Client, rt_stack: Stack) -> None
     assert stranger.status_code == 422 and stranger.json()["name"] == "invalid_parameter"
 
 
+def test_a_cursor_that_left_the_filtered_list_goes_on_from_where_it_was(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    """Paging the running runs while one of them is cancelled: the next page is the one it
+    would have been, as Stripe's and Resend's lists go on from a cursor deleted since."""
+    automation_id = create(api)
+    runs = list(reversed(start_runs(api, rt_stack, automation_id, ["wait"] * 5)))  # newest first
+    page = list_runs(api, automation_id, limit=2, status="running")
+    assert ids(page) == runs[:2] and page["has_more"] is True
+
+    cancelled = api.post(f"/automations/{automation_id}/runs/{runs[1]}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    page = list_runs(api, automation_id, limit=2, status="running", after=runs[1])
+    assert ids(page) == runs[2:4] and page["has_more"] is True
+    page = list_runs(api, automation_id, limit=2, status="running", before=runs[2])
+    assert ids(page) == runs[:1] and page["has_more"] is False
+    # A cursor is a position in time: a run of another automation is one too (not a 422).
+    other = list_runs(api, create(api, "other.event"), limit=2, after=runs[1])
+    assert ids(other) == [] and other["has_more"] is False
+
+
 def test_run_detail_lists_steps_in_graph_order(api: httpx.Client, rt_stack: Stack) -> None:
     automation_id = create(api)
     address = unique_email("detail")

@@ -1,0 +1,37 @@
+"""A deleted item's place in its list, kept for the page cursors that name it, then forgotten."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine import contacts
+from engine.db import transaction
+from engine.json_limits import JsonLimits
+from engine.store import paging
+from engine.sweeper import sweep
+from models.tables import GonePosition
+from tests.engine.driver import Driver
+
+
+def test_a_deleted_contact_is_a_cursor_for_a_week(driver: Driver) -> None:
+    start = driver.clock.now()
+    with transaction(driver.rt.sessions) as session:
+        made = [
+            contacts.create_contact(
+                session,
+                email=f"c{n}@example.test",
+                now=start + dt.timedelta(seconds=n),
+                limits=JsonLimits(),
+            ).id
+            for n in range(3)
+        ]
+        contacts.delete_contact(session, str(made[1]), now=start)
+    with transaction(driver.rt.sessions) as session:
+        page = contacts.list_contacts(session, limit=5, after=made[1])
+        assert [c.id for c in page.items] == [made[0]]
+
+    with transaction(driver.rt.sessions) as session:
+        sweep(session, driver.rt, now=start + paging.GONE_KEPT)
+        assert session.get(GonePosition, made[1]) is not None  # a week to the microsecond
+        sweep(session, driver.rt, now=start + paging.GONE_KEPT + dt.timedelta(seconds=1))
+        assert session.get(GonePosition, made[1]) is None
