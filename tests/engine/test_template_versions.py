@@ -120,7 +120,7 @@ def test_deleting_a_template_deletes_its_versions(driver: Driver) -> None:
     with transaction(driver.rt.sessions) as session:
         version_id = content.find_template(session, "welcome").current_version_id
         assert version_id is not None
-        content.delete_template(session, "welcome")
+        content.delete_template(session, "welcome", now=driver.clock.now())
     with transaction(driver.rt.sessions) as session:
         assert content_store.get_version(session, version_id) is None
 

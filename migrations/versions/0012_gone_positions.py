@@ -1,8 +1,8 @@
 """gone_positions: where deleted contacts, segments, templates, domains, events and API keys
 stood in their lists, so that a page cursor naming one goes on paging from there
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05 07:00:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import models.types
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
