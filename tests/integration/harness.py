@@ -162,6 +162,7 @@ class Stack:
             self.local.start()
             return
         log = (self.workdir / f"worker-{self.backend}.log").open("ab")
+        name = f"test-{self.backend}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.worker = subprocess.Popen(
             [
                 sys.executable,
@@ -177,7 +178,7 @@ class Stack:
                 "--pool",
                 "prefork",
                 "-n",
-                f"test-{self.backend}-{uuid.uuid4().hex[:6]}@%h",
+                name,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
@@ -194,7 +195,9 @@ class Stack:
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:
                 raise RuntimeError(f"worker exited early, see {log.name}")
-            if self.app.control.ping(timeout=0.5):
+            # Addressed to this worker, the ping returns at its answer, not after the timeout,
+            # and a worker still stopping (restart_worker) cannot answer for it.
+            if self.app.control.ping(destination=[name], timeout=0.5):
                 return
         raise RuntimeError(f"worker did not answer a ping in 30 s, see {log.name}")
 
@@ -205,16 +208,33 @@ class Stack:
         if self.worker is None:
             return
         self.worker.terminate()
-        try:
-            self.worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        self._reap(self.worker)
         self.worker = None
 
+    @staticmethod
+    def _reap(worker: subprocess.Popen[bytes]) -> None:
+        """Wait for a worker told to stop (SIGTERM) to exit; kill it if it does not."""
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
     def restart_worker(self, **extra_env: str) -> None:
-        self.stop_worker()
-        self.start_worker(**extra_env)
+        """A new worker in place of the running one, which is gone when this returns."""
+        if self.local is not None or self.worker is None:
+            self.stop_worker()
+            self.start_worker(**extra_env)
+            return
+        # The old worker's warm shutdown (its pool's joins, about 2 s) overlaps the new one's
+        # start instead of coming before it. Stopping, it takes no new message and puts the
+        # ones it holds back on the queue, as it would with no other worker running.
+        old, self.worker = self.worker, None
+        old.terminate()
+        try:
+            self.start_worker(**extra_env)
+        finally:
+            self._reap(old)
 
     def use_inline_steps(self, count: int) -> None:
         """Run with AUTOMATIONS_INLINE_STEPS=count from now on (0: one message per step)."""
