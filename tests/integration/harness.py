@@ -220,11 +220,12 @@ class Stack:
             worker.kill()
             worker.wait()
 
-    def restart_worker(self, **extra_env: str) -> None:
-        """A new worker in place of the running one, which is gone when this returns."""
+    def restart_worker(self, *args: str, **extra_env: str) -> None:
+        """A new worker (`start_worker`'s arguments) in place of the running one, which is gone
+        when this returns."""
         if self.local is not None or self.worker is None:
             self.stop_worker()
-            self.start_worker(**extra_env)
+            self.start_worker(*args, **extra_env)
             return
         # The old worker's warm shutdown (its pool's joins, about 2 s) overlaps the new one's
         # start instead of coming before it. Stopping, it takes no new message and puts the
@@ -232,7 +233,7 @@ class Stack:
         old, self.worker = self.worker, None
         old.terminate()
         try:
-            self.start_worker(**extra_env)
+            self.start_worker(*args, **extra_env)
         finally:
             self._reap(old)
 

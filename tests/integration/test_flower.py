@@ -7,6 +7,7 @@ tasks."""
 from __future__ import annotations
 
 import ast
+import signal
 import subprocess
 import time
 import uuid
@@ -51,9 +52,19 @@ def cli_worker(rt_stack: Stack, request: pytest.FixtureRequest) -> Iterator[tupl
         names = {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
         yield request.param, names
     finally:
-        stop(worker)
-        log.close()
-        rt_stack.start_worker()
+        # The stack's worker boots while this one finishes its warm shutdown (the SIGTERM that
+        # `stop` would send, then its wait).
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        try:
+            rt_stack.start_worker()
+        finally:
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            log.close()
 
 
 def test_flower_lists_the_worker_and_a_step_task_that_succeeded(

@@ -55,8 +55,7 @@ def test_a_warm_shutdown_mid_send_finishes_every_held_step_once_and_counts_no_lo
     ends and is recorded, the held messages go back to the queue, nothing counts as a loss."""
     mail_then_update(rt_stack)
     addresses = [unique_email("rollover") for _ in range(4)]
-    rt_stack.stop_worker()
-    rt_stack.start_worker("--pool", pool)
+    rt_stack.restart_worker("--pool", pool)
     with slow_sends_then_a_new_worker(rt_stack):
         run_ids = [rt_stack.send("user.created", a).run_ids[0] for a in addresses]
         rt_stack.wait_for(
@@ -160,8 +159,7 @@ def test_a_cold_shutdown_mid_send_ends_the_send_before_the_worker_exits(rt_stack
 def test_pool_children_recycled_after_every_task_lose_nothing(rt_stack: Stack) -> None:
     """`--max-tasks-per-child` and `--max-memory-per-child`: a child replaced between tasks."""
     mail_then_update(rt_stack)
-    rt_stack.stop_worker()
-    rt_stack.start_worker("--max-tasks-per-child", "1", "--max-memory-per-child", "1")
+    rt_stack.restart_worker("--max-tasks-per-child", "1", "--max-memory-per-child", "1")
     try:
         addresses = [unique_email("recycled") for _ in range(6)]
         run_ids = [rt_stack.send("user.created", a).run_ids[0] for a in addresses]
