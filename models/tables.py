@@ -114,13 +114,9 @@ class Domain(Base):
     tracking_subdomain: Mapped[str | None] = mapped_column(String(63))
 
 
-class Template(Base):
-    __tablename__ = "templates"
+class TemplateContent:
+    """A template's content: its draft (templates) and each published copy (template_versions)."""
 
-    id: Mapped[uuid.UUID] = _id()
-    name: Mapped[str] = mapped_column(String(255))
-    alias: Mapped[str | None] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = _status(TemplateStatus.DRAFT)
     subject: Mapped[str | None] = mapped_column(Text)
     sender: Mapped[str | None] = mapped_column(String(320))
     reply_to: Mapped[list[str] | None] = mapped_column(JSONType)
@@ -128,6 +124,15 @@ class Template(Base):
     text_body: Mapped[str | None] = mapped_column(Text)
     # [{"key": "FIRST_NAME", "type": "string", "fallback_value": "there"}]
     variables: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+
+
+class Template(TemplateContent, Base):
+    __tablename__ = "templates"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = _status(TemplateStatus.DRAFT)
     published_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
@@ -143,7 +148,7 @@ class Template(Base):
     )
 
 
-class TemplateVersion(Base):
+class TemplateVersion(TemplateContent, Base):
     """An immutable copy of a template's content, made by a publish; sends render one."""
 
     __tablename__ = "template_versions"
@@ -152,12 +157,6 @@ class TemplateVersion(Base):
     id: Mapped[uuid.UUID] = _id()
     template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    subject: Mapped[str | None] = mapped_column(Text)
-    sender: Mapped[str | None] = mapped_column(String(320))
-    reply_to: Mapped[list[str] | None] = mapped_column(JSONType)
-    html: Mapped[str | None] = mapped_column(Text)
-    text_body: Mapped[str | None] = mapped_column(Text)
-    variables: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     # When it was published.
     created_at: Mapped[dt.datetime]
 
