@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models.tables import DashboardSessionRecord
+from models.housekeeping import DashboardSessionRecord
 
 
 def insert_session(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.store.dialect import insert_or_update
-from models.tables import Heartbeat
+from models.housekeeping import Heartbeat
 
 
 @dataclass(frozen=True)

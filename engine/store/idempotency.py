@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.dialect import insert_ignoring_conflicts
-from models.tables import IdempotencyRecord
+from models.housekeeping import IdempotencyRecord
 
 
 def claim_record(

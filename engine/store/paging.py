@@ -13,7 +13,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
 from engine.store.dialect import insert_ignoring_conflicts
-from models.tables import GonePosition
+from models.housekeeping import GonePosition
 
 T = TypeVar("T")
 # A mapped attribute (Run.created_at) or a table column (RUNS.c.created_at).

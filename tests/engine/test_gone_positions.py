@@ -9,7 +9,7 @@ from engine.db import transaction
 from engine.json_limits import JsonLimits
 from engine.store import paging
 from engine.sweeper import sweep
-from models.tables import GonePosition
+from models.housekeeping import GonePosition
 from tests.engine.driver import Driver
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from engine import idempotency
 from engine.db import transaction
-from models.tables import IdempotencyRecord
+from models.housekeeping import IdempotencyRecord
 from tests.engine.driver import Driver
 
 

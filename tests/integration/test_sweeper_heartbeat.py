@@ -17,7 +17,7 @@ from engine.store import heartbeats
 from engine.store.heartbeats import Beat
 from engine.sweeper import tick
 from engine.sweeper_health import HEARTBEAT, sweeper_health
-from models.tables import Heartbeat
+from models.housekeeping import Heartbeat
 from tasks.local import LocalExecutor
 from tests.integration.harness import Stack
 

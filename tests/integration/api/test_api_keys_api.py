@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.key_cache import KEY_CACHE_SECONDS
 from engine.db import transaction
-from models.tables import IdempotencyRecord
+from models.housekeeping import IdempotencyRecord
 from tests.integration.harness import ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine.db import transaction
-from models.tables import Event, IdempotencyRecord
+from models.housekeeping import IdempotencyRecord
+from models.tables import Event
 from tests.integration.harness import API_KEY, ApiServer, Stack
 
 BODY = {"event": "user.created", "email": "idem@example.test"}

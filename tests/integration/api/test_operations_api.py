@@ -10,7 +10,7 @@ import pytest
 
 from engine.db import transaction
 from engine.sweeper_health import HEARTBEAT
-from models.tables import Heartbeat
+from models.housekeeping import Heartbeat
 from tests.integration.harness import ApiServer, Stack, free_port
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.db import transaction
-from models.tables import Event, IdempotencyRecord
+from models.housekeeping import IdempotencyRecord
+from models.tables import Event
 from tests.integration.harness import API_KEY, ApiServer, Stack
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
