@@ -99,7 +99,7 @@ def main() -> int:
         before, t0, c0 = recorder.statements, time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
-        pending.extend(execute_step(rt, item.run_id, item.step_key))
+        pending.extend(execute_step(rt, item.run_id, item.step_key, item.step_type))
         if profiler:
             profiler.disable()
         kind = str(item.step_type)

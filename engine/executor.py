@@ -90,10 +90,15 @@ def _execute(
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         rt.checkpoint("step.before_contact_lock")
-        if step_type is None or locks_contact(step_type):
-            claims.lock_contact_first(session, run_id, step_key, contact_lockers())
         found = claims.claim_with_context(
-            session, run_id, step_key, now=now, lease_until=now + rt.lease
+            session,
+            run_id,
+            step_key,
+            now=now,
+            lease_until=now + rt.lease,
+            contact_first=(
+                contact_lockers() if step_type is None or locks_contact(step_type) else frozenset()
+            ),
         )
         if found is None:
             # Early (a host whose clock is ahead fired its countdown): sent again for its time

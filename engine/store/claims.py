@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, or_, select, text, true, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -56,13 +56,21 @@ class RunContext:
     contact: ContactRow | None
 
 
+_STEP_RUN_CONTACT = STEPS.join(RUNS, RUNS.c.id == STEPS.c.run_id).join(
+    CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
+)
+# A ContactRow's columns, in order.
+_CONTACT_COLUMNS = (
+    CONTACTS.c.id.label("contact_id"),
+    CONTACTS.c.email,
+    CONTACTS.c.first_name,
+    CONTACTS.c.last_name,
+    CONTACTS.c.unsubscribed,
+    CONTACTS.c.properties,
+)
 _CONTACT_OF_STEP = (
     select(CONTACTS.c.id)
-    .select_from(
-        STEPS.join(RUNS, RUNS.c.id == STEPS.c.run_id).join(
-            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
-        )
-    )
+    .select_from(_STEP_RUN_CONTACT)
     .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
     .with_for_update(of=CONTACTS)
 )
@@ -153,12 +161,7 @@ _RUN_CONTEXT = (
         RUNS.c.created_at,
         RUNS.c.started_at,
         EVENTS.c.payload,
-        CONTACTS.c.id.label("contact_id"),
-        CONTACTS.c.email,
-        CONTACTS.c.first_name,
-        CONTACTS.c.last_name,
-        CONTACTS.c.unsubscribed,
-        CONTACTS.c.properties,
+        *_CONTACT_COLUMNS,
     )
     .select_from(
         RUNS.outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id).outerjoin(
@@ -202,6 +205,35 @@ _CLAIM_WITH_CONTEXT = (
 )
 
 
+# PostgreSQL: `lock_contact_first`, the claim and the run's context in one round trip, for a
+# step that locks its contact. The lock order is kept: the uncorrelated condition on the claim
+# is evaluated once, before the step is looked for (a one-time filter), and it locks the contact.
+# One snapshot serves the whole statement, taken before any wait for that lock: the contact is
+# read from its locked row (the newest version, or none if it was deleted meanwhile), not from
+# the snapshot, as the step and run rows are (their own locks give their newest versions).
+_CONTACT_LOCKED = (
+    select(*_CONTACT_COLUMNS)
+    .select_from(_STEP_RUN_CONTACT)
+    .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
+    .with_for_update(of=CONTACTS)
+    .cte("contact_locked")
+    .prefix_with("MATERIALIZED")
+)
+_CLAIMED_AFTER_CONTACT = _CLAIM.where(
+    select(func.count()).select_from(_CONTACT_LOCKED).scalar_subquery() >= 0
+).cte("claimed")
+_CLAIM_WITH_CONTEXT_CONTACT_FIRST = (
+    select(*_CLAIMED_AFTER_CONTACT.c, *_RUN_CONTEXT.selected_columns, *_CONTACT_LOCKED.c)
+    .select_from(
+        _CLAIMED_AFTER_CONTACT.join(RUNS, RUNS.c.id == bindparam("rid"))
+        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+        .outerjoin(_CONTACT_LOCKED, true())
+    )
+    .with_for_update(of=RUNS)
+)
+
+
 def claim_with_context(
     session: Session,
     run_id: uuid.UUID,
@@ -209,23 +241,40 @@ def claim_with_context(
     *,
     now: dt.datetime,
     lease_until: dt.datetime,
+    contact_first: frozenset[str] = frozenset(),
 ) -> tuple[ClaimedStep, RunContext] | None:
-    """`claim_step`, then `lock_run_context`; None if the step was not claimable.
+    """`claim_step`, then `lock_run_context`; None if the step was not claimable. With
+    `contact_first`, `lock_contact_first` for those step types before anything else.
 
     One statement on PostgreSQL. A claimed step always has its run (steps are deleted with it).
     """
     if session.get_bind().dialect.name != "postgresql":
+        if contact_first:
+            lock_contact_first(session, run_id, step_key, contact_first)
         claimed = claim_step(session, run_id, step_key, now=now, lease_until=lease_until)
         context = lock_run_context(session, run_id) if claimed is not None else None
         return (claimed, context) if claimed is not None and context is not None else None
-    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
-    row = execute(session, _CLAIM_WITH_CONTEXT, params).first()
+    params: dict[str, Any] = {
+        "rid": run_id,
+        "key": step_key,
+        "now": now,
+        "lease_until": lease_until,
+    }
+    statement = _CLAIM_WITH_CONTEXT
+    if contact_first:
+        statement = _CLAIM_WITH_CONTEXT_CONTACT_FIRST
+        params["types"] = sorted(contact_first)
+    row = execute(session, statement, params).first()
     if row is None:
         return None
     values = tuple(row)
-    claimed_width = len(_CLAIMED.c)
+    claimed_width, context_width = len(_CLAIMED.c), len(_RUN_CONTEXT.selected_columns)
     claimed = ClaimedStep(run_id, step_key, *values[:claimed_width])
-    return claimed, _context(session, values[claimed_width:])
+    read = values[claimed_width : claimed_width + context_width]
+    if claimed.step_type in contact_first:
+        locked = values[claimed_width + context_width :]
+        read = read[: -len(locked)] + locked
+    return claimed, _context(session, read)
 
 
 _OWNED_STATUS = (

@@ -323,3 +323,54 @@ def test_deleting_a_contact_while_an_event_resumes_its_wait(
 
     assert resumed == [(run_id, "await_paid")]
     assert_not_found(api.get("/contacts/ada@example.com"), "Contact not found")
+
+
+# A step that writes its contact takes the contact's lock in the statement that claims it (one
+# round trip), whose snapshot predates its wait for that lock: what the other side committed
+# meanwhile must still be what the step reads.
+CONTACT_FROM_ITSELF = {
+    "key": "act",
+    "type": "contact_update",
+    "config": {"last_name": {"var": "contact.first_name"}},
+}
+
+
+def test_a_step_that_writes_its_contact_reads_what_an_update_committed_while_it_waited(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    run_id = started_run(rt_stack, CONTACT_FROM_ITSELF, "ada@example.com")
+
+    while_held(
+        rt_stack,
+        pool,
+        lambda session: contacts.update_contact(
+            session,
+            "ada@example.com",
+            {"first_name": "Grace"},
+            now=T0,
+            limits=rt_stack.runtime.json_limits,
+        ),
+        lambda: execute_step(runtime(rt_stack), run_id, "act", "contact_update"),
+    )
+
+    act = rt_stack.steps(run_id)["act"]
+    assert act.status == "completed", act.error
+    assert act.output is not None and act.output["updated"] == {"last_name": "Grace"}
+
+
+def test_a_step_that_writes_its_contact_waits_for_its_deletion_and_finds_it_gone(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    run_id = started_run(rt_stack, CONTACT_FROM_ITSELF, "ada@example.com")
+
+    while_held(
+        rt_stack,
+        pool,
+        lambda session: contacts.delete_contact(session, "ada@example.com", now=T0),
+        lambda: execute_step(runtime(rt_stack), run_id, "act", "contact_update"),
+    )
+
+    act = rt_stack.steps(run_id)["act"]
+    assert act.status == "skipped" and act.error is None
+    execute_step(runtime(rt_stack), run_id, "pause")
+    assert rt_stack.run(run_id).status == "completed"
