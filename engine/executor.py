@@ -117,7 +117,9 @@ def _execute(
             return []
         graph = rt.graph(session, run.run.version_id)
         if run.contact is None:
-            gone = Skipped(SkipReason.CONTACT_DELETED, branch=None)
+            abandon = spec.delivery.abandon if spec.delivery is not None else None
+            output = abandon(session, ref) if abandon is not None else {}
+            gone = Skipped(SkipReason.CONTACT_DELETED, branch=None, output=output)
             return record_outcome(
                 session, rt, graph, ref, gone, now=now, contact_gone=True, ends_transaction=True
             )

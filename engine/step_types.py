@@ -57,6 +57,8 @@ class Delivery(Generic[Prepared]):
     when the worker no longer owns the step (`owned` is False) and there is nothing to decide;
     and a write it leaves to the caller, who makes it in that transaction before anything
     else, alone or carried by the statement that records the outcome (progress.record_outcome).
+    `abandon` runs in the claim transaction of a step skipped before `prepare` (its contact was
+    deleted): it settles what an earlier try left and returns the step's output.
     """
 
     prepare: Callable[[StepRun], Outcome | Prepared]
@@ -65,6 +67,7 @@ class Delivery(Generic[Prepared]):
         [Session, Runtime, StepRef, Prepared, object, bool, dt.datetime],
         tuple[Outcome | None, Carried | None],
     ]
+    abandon: Callable[[Session, StepRef], dict[str, Any]] | None = None
 
 
 def _no_summary(config: Mapping[str, Any]) -> str:

@@ -105,6 +105,9 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"  # written before the transport is called; outcome unknown until marked
     SENT = "sent"
     FAILED = "failed"
+    # Final: a try may have sent it (its outcome was never recorded) and none will follow, as
+    # its step was skipped (the contact unsubscribed or was deleted). Neither sent nor not.
+    UNKNOWN = "unknown"
 
 
 class SweeperStatus(StrEnum):

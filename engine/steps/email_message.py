@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
 from engine.addresses import MAX_SENDER, AddressError, Mailbox, parse_address, parse_mailbox
 from engine.errors import StepFailure
@@ -17,6 +18,7 @@ from engine.headers import INVALID_HEADER_VALUE, header_problem
 from engine.html_text import html_to_text
 from engine.mail import OutgoingEmail
 from engine.outcomes import Completed, Failed, Outcome, Skipped
+from engine.progress import StepRef
 from engine.runtime import Runtime
 from engine.steps.context import StepRun
 from engine.store import content as content_store
@@ -74,11 +76,45 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
         # it as sent even if the contact has unsubscribed since (from that very email, maybe).
         return Completed(output=email_output(reads.email))
     if contact.unsubscribed:
-        return Skipped(SkipReason.UNSUBSCRIBED, output={"to": contact.email})
+        if reads.email is None:
+            return Skipped(SkipReason.UNSUBSCRIBED, output={"to": contact.email})
+        settled = settle_unsent(sr.session, reads.email)
+        return Skipped(SkipReason.UNSUBSCRIBED, output={**email_output(reads.email), **settled})
     try:
-        return _render_and_write(sr, reads, contact.email, contact.id)
+        prepared = _render_and_write(sr, reads, contact.email, contact.id)
     except StepFailure as failure:
         return Failed(failure.message, failure.code)
+    if reads.email is not None and reads.email.status == OutboxStatus.FAILED:
+        # Sent again (an operator's retry): `failed` would deny a send this try may make.
+        outbox_store.mark_sending(sr.session, reads.email.id)
+    return prepared
+
+
+UNKNOWN_NOTE = (
+    "An earlier try may have sent this email: it was handed to the transport and its outcome"
+    " was never recorded. It is not sent again."
+)
+
+
+def settle_unsent(session: Session, email: Email) -> dict[str, Any]:
+    """The step ends without sending the email a try wrote, and no try will follow: the email's
+    final state (`unknown` if a try may have sent it), its bodies dropped as a sent one's are;
+    what the step's output says of it."""
+    status = email.status
+    if status != OutboxStatus.SENT:
+        final = OutboxStatus.UNKNOWN if status == OutboxStatus.SENDING else OutboxStatus(status)
+        status = outbox_store.close_unsent(session, email.id, status=final)
+    said: dict[str, Any] = {"email_id": str(email.id), "email_status": status}
+    if status == OutboxStatus.UNKNOWN:
+        said["email_note"] = UNKNOWN_NOTE
+    return said
+
+
+def abandon_email(session: Session, ref: StepRef) -> dict[str, Any]:
+    """The step is skipped before it reads anything (its contact was deleted): settle the email
+    an earlier try wrote, if one did; its id and state, nothing of the contact."""
+    email = outbox_store.find_email(session, ref.run_id, ref.step_key)
+    return settle_unsent(session, email) if email is not None else {}
 
 
 def _template(sr: StepRun, reads: SendReads) -> Row[Any]:

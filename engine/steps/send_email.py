@@ -21,7 +21,7 @@ from engine.progress import StepRef
 from engine.runtime import Runtime
 from engine.step_configs import only_keys, required_text, uuid_text
 from engine.step_types import DEFAULT_ONLY, Delivery, StepTypeSpec
-from engine.steps.email_message import PreparedEmail, deliver, prepare_email
+from engine.steps.email_message import PreparedEmail, abandon_email, deliver, prepare_email
 from engine.store import claims
 from engine.store import outbox as outbox_store
 from engine.store.core import Carried
@@ -166,7 +166,9 @@ def _summary(config: Mapping[str, Any]) -> str:
 SPEC = StepTypeSpec(
     name=StepType.SEND_EMAIL,
     check_config=check_send_email,
-    delivery=Delivery(prepare=prepare_email, deliver=deliver, record=record_send),
+    delivery=Delivery(
+        prepare=prepare_email, deliver=deliver, record=record_send, abandon=abandon_email
+    ),
     connection_types=DEFAULT_ONLY,
     label="send email",
     instant=False,

@@ -40,6 +40,12 @@ def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> Row[Any] |
     return execute(session, _BY_STEP, {"run_id": run_id, "step_key": step_key}).first()
 
 
+def find_email(session: Session, run_id: uuid.UUID, step_key: str) -> Email | None:
+    """The email of this (run, step), if a try wrote one."""
+    row = get_outbox(session, run_id, step_key)
+    return _email(row) if row is not None else None
+
+
 @dataclass(frozen=True)
 class Email:
     """An outbox row as a send reads it."""
@@ -235,6 +241,36 @@ def mark_sent(email_id: uuid.UUID, *, now: dt.datetime, provider_message_id: str
         "provider_message_id": provider_message_id,
     }
     return Carried(_RECORD_SENT, _SENT_CTE, params)
+
+
+_SEND_AGAIN = (
+    update(OUTBOX)
+    .where(_THIS_EMAIL, OUTBOX.c.status == OutboxStatus.FAILED)
+    .values(status=OutboxStatus.SENDING)
+)
+
+
+def mark_sending(session: Session, email_id: uuid.UUID) -> None:
+    """A failed email goes to the transport again (an operator's retry): its outcome is
+    unknown until this try is recorded."""
+    execute(session, _SEND_AGAIN, {"email_id": email_id})
+
+
+_CLOSE_UNSENT = (
+    update(OUTBOX)
+    # Marked sent meanwhile by a worker whose lease ran out: it stays sent.
+    .where(_THIS_EMAIL, OUTBOX.c.status != OutboxStatus.SENT)
+    .values(status=bindparam("email_status"), html=None, text_body=None)
+    .returning(OUTBOX.c.status)
+)
+
+
+def close_unsent(session: Session, email_id: uuid.UUID, *, status: OutboxStatus) -> str:
+    """No try will follow: the email's final `status`, its bodies dropped as a sent one's
+    are; the status it has now (`sent` if it was marked so meanwhile)."""
+    params = {"email_id": email_id, "email_status": status}
+    closed = execute(session, _CLOSE_UNSENT, params).scalar()
+    return closed if closed is not None else OutboxStatus.SENT
 
 
 def record_failed(

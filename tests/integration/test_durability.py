@@ -251,3 +251,29 @@ def test_outbox_row_records_every_try_sent_transient_and_permanent(rt_stack: Sta
     assert row.last_error is not None and "550" in row.last_error
     assert row.last_error == mail.error["message"]
     assert rt_stack.sink.to(refused) == []
+
+
+def test_an_email_left_unsent_by_an_unsubscribe_is_settled_not_left_sending(
+    rt_stack: Stack,
+) -> None:
+    """A try failed (it may have reached the server: a timeout is transient too), then the
+    contact unsubscribed: the retry is skipped, and the outbox row, which no try will touch
+    again, says `unknown` and keeps no body, nor stays `sending` with it forever."""
+    mail_then_update(rt_stack)
+    address = unique_email("unsubscribed-between")
+    rt_stack.sink.refuse(address, "451 4.3.0 Try again later", times=1)
+    (run_id,) = rt_stack.send("user.created", address).run_ids
+    rt_stack.wait_for(lambda: mail_retrying(rt_stack, run_id, 1), what="the first attempt to fail")
+    with transaction(rt_stack.runtime.sessions) as session:
+        session.execute(update(Contact).where(Contact.email == address).values(unsubscribed=True))
+    rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.retry_base_seconds + 1))
+    assert rt_stack.wait_run(run_id).status == "skipped"
+
+    (row,) = rt_stack.outbox(run_id)
+    assert (row.status, row.attempts, row.html, row.text_body) == ("unknown", 1, None, None)
+    mail = rt_stack.steps(run_id)["mail"]
+    assert (mail.status, mail.skip_reason) == ("skipped", "unsubscribed")
+    assert mail.output["email_id"] == str(row.id)
+    assert (mail.output["to"], mail.output["email_status"]) == (address, "unknown")
+    assert rt_stack.sink.to(address) == []
+    assert rt_stack.steps(run_id)["after"].status == "completed"
