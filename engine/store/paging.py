@@ -35,9 +35,14 @@ def paginate(
     limit: int,
     after: uuid.UUID | None = None,
     before: uuid.UUID | None = None,
+    home: ColumnElement[bool] | None = None,
 ) -> Page[Any]:
-    """One page of `stmt`'s rows (scalars) strictly after or before the cursor item."""
-    bound = _cursor_bound(session, stmt, created, ident, after, before)
+    """One page of `stmt`'s rows (scalars) strictly after or before the cursor item.
+
+    `home`: what every item the list ever held meets, whatever it is now (a run's automation):
+    a cursor outside it names no item of the list.
+    """
+    bound = _cursor_bound(session, stmt, created, ident, after, before, home)
     if bound is not None:
         stmt = stmt.where(bound)
     ascending = before is not None
@@ -55,12 +60,14 @@ def paginate_union(
     limit: int,
     after: uuid.UUID | None = None,
     before: uuid.UUID | None = None,
+    home: ColumnElement[bool] | None = None,
 ) -> Page[Row[Any]]:
     """One page of rows of `scope`, which is the union of the disjoint `branches`.
 
     Each branch reads at most a page from its own index and the pages are merged: filtering
     by several statuses costs the rows returned, however rare the statuses, where one scan
-    with `status IN (...)` would read past every row of the other statuses.
+    with `status IN (...)` would read past every row of the other statuses. `home` as for
+    paginate.
     """
     stmt = union_page_query(
         session,
@@ -71,6 +78,7 @@ def paginate_union(
         limit=limit,
         after=after,
         before=before,
+        home=home,
     )
     return _page(list(session.execute(stmt).all()), limit, before is not None)
 
@@ -85,10 +93,11 @@ def union_page_query(
     limit: int,
     after: uuid.UUID | None = None,
     before: uuid.UUID | None = None,
+    home: ColumnElement[bool] | None = None,
 ) -> Select[Any]:
     """The query behind paginate_union (the cursor is looked up first): up to `limit` + 1
     rows, in the order of the scan: newest first, or oldest first with `before`."""
-    bound = _cursor_bound(session, scope, created, ident, after, before)
+    bound = _cursor_bound(session, scope, created, ident, after, before, home)
     ascending = before is not None
     parts = [
         (branch.where(bound) if bound is not None else branch)
@@ -111,19 +120,21 @@ def _cursor_bound(
     ident: Column,
     after: uuid.UUID | None,
     before: uuid.UUID | None,
+    home: ColumnElement[bool] | None,
 ) -> ColumnElement[bool] | None:
     """The keyset condition for rows after (older than) or before (newer than) the cursor.
 
     The cursor is a position, (created_at, id): an item that left the list since its page was
     read (deleted, or no longer matching its filter) still marks where the next page starts,
-    as Stripe's and Resend's cursors do. Only an id the list's table never held is refused.
+    as Stripe's and Resend's cursors do. Only an id the list never held is refused: one its
+    table never held, or a row outside the list's `home` (a run of another automation).
     """
     if after is None and before is None:
         return None
     cursor_id = after if after is not None else before
     assert cursor_id is not None
     lookup = stmt.with_only_columns(created, ident).where(ident == cursor_id)
-    cursor = session.execute(lookup).first() or _position(session, created, ident, cursor_id)
+    cursor = session.execute(lookup).first() or _position(session, created, ident, cursor_id, home)
     if cursor is None:
         name = "after" if after is not None else "before"
         raise InvalidInput(
@@ -136,11 +147,16 @@ def _cursor_bound(
 
 
 def _position(
-    session: Session, created: Column, ident: Column, cursor_id: uuid.UUID
+    session: Session,
+    created: Column,
+    ident: Column,
+    cursor_id: uuid.UUID,
+    home: ColumnElement[bool] | None,
 ) -> tuple[Any, Any] | None:
     """Where the cursor's row is in its table, whatever the list's filter (or its soft
-    deletion) says of it now; or where it was, deleted (`remember_gone`)."""
-    row = session.execute(select(created, ident).where(ident == cursor_id)).first()
+    deletion) says of it now, if it is at `home`; or where it was, deleted (`remember_gone`)."""
+    found = select(created, ident).where(ident == cursor_id)
+    row = session.execute(found.where(home) if home is not None else found).first()
     if row is None:
         row = session.execute(
             select(GonePosition.created_at, GonePosition.id).where(GonePosition.id == cursor_id)

@@ -88,6 +88,7 @@ def run_page(
         limit=limit,
         after=after,
         before=before,
+        home=RUNS.c.automation_id == automation_id,
     )
     return Page([RunSummary(*tuple(row)) for row in page.items], page.has_more)
 
@@ -135,6 +136,7 @@ def run_page_json(
         limit=limit,
         after=after,
         before=before,
+        home=RUNS.c.automation_id == automation_id,
     ).subquery()
     # The row beyond the page (it says there are more) is the last one in the scan's order.
     scan = (page.c.created_at, page.c.id) if before is not None else _newest_first(page.c)

@@ -160,9 +160,24 @@ def test_a_cursor_that_left_the_filtered_list_goes_on_from_where_it_was(
     assert ids(page) == runs[2:4] and page["has_more"] is True
     page = list_runs(api, automation_id, limit=2, status="running", before=runs[2])
     assert ids(page) == runs[:1] and page["has_more"] is False
-    # A cursor is a position in time: a run of another automation is one too (not a 422).
-    other = list_runs(api, create(api, "other.event"), limit=2, after=runs[1])
-    assert ids(other) == [] and other["has_more"] is False
+
+
+def test_a_run_of_another_automation_is_no_cursor_of_this_one(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    """A run never moves to another automation: its id names no place in this list, as an
+    unknown id does not (422), whatever the filter or the page's size."""
+    automation_id = create(api)
+    (run_id,) = start_runs(api, rt_stack, automation_id, ["now"])
+    other = f"/automations/{create(api, 'other.event')}/runs"
+    for query in ({}, {"limit": "2"}, {"status": "completed,running"}):
+        for cursor in ("after", "before"):
+            answer = api.get(other, params={**query, cursor: run_id})
+            assert answer.status_code == 422, answer.text
+            body = answer.json()
+            assert body["name"] == "invalid_parameter" and f"`{cursor}`" in body["message"]
+    mine = list_runs(api, automation_id, after=run_id)
+    assert ids(mine) == [] and mine["has_more"] is False
 
 
 def test_run_detail_lists_steps_in_graph_order(api: httpx.Client, rt_stack: Stack) -> None:
