@@ -36,6 +36,9 @@ class GonePosition(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     created_at: Mapped[dt.datetime]
     gone_at: Mapped[dt.datetime]
+    # The table the item was deleted from: a place in that kind of list only. NULL on rows
+    # from before migration 0013, taken for a place in any list until they are pruned.
+    kind: Mapped[str | None] = mapped_column(String(40))
 
 
 class IdempotencyRecord(Base):

@@ -85,5 +85,5 @@ def delete_api_key(session: Session, key_id: uuid.UUID, *, now: dt.datetime) -> 
             delete(ApiKey).where(ApiKey.id == key_id).returning(ApiKey.id, ApiKey.created_at)
         )
     ]
-    remember_gone(session, gone, now)
+    remember_gone(session, ApiKey.__tablename__, gone, now)
     return bool(gone)

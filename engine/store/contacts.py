@@ -312,7 +312,7 @@ def delete_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) ->
     gone = session.execute(
         delete(Contact).where(Contact.id == contact_id).returning(Contact.id, Contact.created_at)
     )
-    remember_gone(session, [(row[0], row[1]) for row in gone], now)
+    remember_gone(session, Contact.__tablename__, [(row[0], row[1]) for row in gone], now)
 
 
 def contact_view(contact: Contact | ContactRow) -> dict[str, Any]:
@@ -438,7 +438,7 @@ def delete_segment(session: Session, segment_id: uuid.UUID, now: dt.datetime) ->
     gone = session.execute(
         delete(Segment).where(Segment.id == segment_id).returning(Segment.id, Segment.created_at)
     )
-    remember_gone(session, [(row[0], row[1]) for row in gone], now)
+    remember_gone(session, Segment.__tablename__, [(row[0], row[1]) for row in gone], now)
 
 
 def remove_membership(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:

@@ -161,7 +161,7 @@ def delete_row(
     position = (row.id, row.created_at)
     session.delete(row)
     session.flush()
-    remember_gone(session, [position], now)
+    remember_gone(session, row.__tablename__, [position], now)
 
 
 def get_template(session: Session, template_id: uuid.UUID) -> Template | None:

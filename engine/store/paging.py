@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, delete, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Row, Select, delete, or_, select, tuple_, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
@@ -158,10 +158,20 @@ def _position(
     found = select(created, ident).where(ident == cursor_id)
     row = session.execute(found.where(home) if home is not None else found).first()
     if row is None:
+        kind = GonePosition.kind
         row = session.execute(
-            select(GonePosition.created_at, GonePosition.id).where(GonePosition.id == cursor_id)
+            select(GonePosition.created_at, GonePosition.id).where(
+                GonePosition.id == cursor_id,
+                or_(kind == _table_name(ident), kind.is_(None)),
+            )
         ).first()
     return (row[0], row[1]) if row is not None else None
+
+
+def _table_name(column: Column) -> str:
+    table = getattr(column, "table", None)
+    assert table is not None, "pagination columns are columns of a table"
+    return str(table.name)
 
 
 # How long a deleted item's position is kept for the cursors that name it: paging a list
@@ -170,10 +180,17 @@ GONE_KEPT = dt.timedelta(days=7)
 
 
 def remember_gone(
-    session: Session, positions: Iterable[tuple[uuid.UUID, dt.datetime]], now: dt.datetime
+    session: Session,
+    kind: str,
+    positions: Iterable[tuple[uuid.UUID, dt.datetime]],
+    now: dt.datetime,
 ) -> None:
-    """Keep where these deleted items (id, created_at) stood in their lists."""
-    rows = [{"id": ident, "created_at": created, "gone_at": now} for ident, created in positions]
+    """Keep where these items (id, created_at), deleted from the table `kind`, stood in its
+    lists."""
+    rows = [
+        {"id": ident, "created_at": created, "gone_at": now, "kind": kind}
+        for ident, created in positions
+    ]
     if rows:
         session.execute(
             insert_ignoring_conflicts(session, GonePosition.__table__, rows)  # type: ignore[arg-type]
