@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.store import api_keys as key_store
+from engine.stored_text import check_text
 from models.tables import ApiKey
 
 FULL_ACCESS = "full_access"
@@ -80,6 +81,7 @@ def _check_name(name: object) -> str:
         raise InvalidInput(
             "`name` must be a non-empty string of at most 50 characters", field="name"
         )
+    check_text(name, "name")
     return name
 
 

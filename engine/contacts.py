@@ -18,6 +18,7 @@ from engine.store import content as content_store
 from engine.store import runs as run_store
 from engine.store.contacts import RowLock
 from engine.store.paging import Page
+from engine.stored_text import check_text
 from models.tables import Contact, Segment
 
 # Conditions and templates reach a property as `contact.<key>`: a key is one path segment.
@@ -49,13 +50,7 @@ def check_name(name: str, value: object) -> None:
         raise InvalidInput(
             f"`{name}` holds at most {MAX_NAME} characters, got {len(value)}", field=name
         )
-    _check_text(name, value)
-
-
-def _check_text(name: str, value: object) -> None:
-    """Text that both databases store alike: PostgreSQL cannot hold a NUL, SQLite would."""
-    if isinstance(value, str) and "\x00" in value:
-        raise InvalidInput(f"`{name}` must not contain a NUL character", field=name)
+    check_text(value, name)
 
 
 def check_changes(
@@ -93,6 +88,7 @@ def find_contact(
     if key is not None:
         contact = contact_store.get_contact(session, key, lock=lock)
     else:
+        check_text(ref, "contact_id")
         contact = contact_store.get_contact_by_email(session, ref, lock=lock)
     if contact is None:
         raise NotFound("Contact not found")
@@ -253,7 +249,7 @@ def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
 def _check_name(name: str) -> str:
     if not name.strip():
         raise InvalidInput("`name` must not be blank", field="name")
-    _check_text("name", name)
+    check_text(name, "name")
     return name
 
 

@@ -16,6 +16,7 @@ from engine.headers import check_header_text
 from engine.json_limits import JsonLimits
 from engine.store import content as content_store
 from engine.store.paging import Page
+from engine.stored_text import check_text
 from engine.templates import UNSUBSCRIBE_VARIABLE
 from models.enums import DomainStatus
 from models.tables import Domain, Template
@@ -92,6 +93,8 @@ def _template_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     reject_nulls(columns, ("name", "html"))
     if columns.get("name") is not None and not columns["name"].strip():
         raise InvalidInput("`name` must not be blank", field="name")
+    for name, field in (("name", "name"), ("html", "html"), ("text_body", "text")):
+        check_text(columns.get(name), field)
     alias = columns.get("alias")
     if alias is not None and as_uuid(alias) is not None:
         # /templates/{ref} reads a UUID as an id first: another template's id as an alias
@@ -129,6 +132,7 @@ def find_template(session: Session, ref: str) -> Template:
     key = as_uuid(ref)
     template = content_store.get_template(session, key) if key is not None else None
     if template is None:
+        check_text(ref, "template_id")
         template = content_store.get_template_by_alias(session, ref)
     if template is None:
         raise NotFound("Template not found")

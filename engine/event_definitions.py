@@ -13,6 +13,7 @@ from engine.errors import InvalidInput, NotFound
 from engine.event_schema import validate_schema
 from engine.store import content as content_store
 from engine.store.paging import Page
+from engine.stored_text import check_text
 from models.tables import EventDefinition
 
 RESERVED_PREFIX = "resend:"
@@ -27,6 +28,7 @@ def find_event_definition(session: Session, ref: str) -> EventDefinition:
     key = as_uuid(ref)
     definition = content_store.get_event_definition(session, key) if key is not None else None
     if definition is None:
+        check_text(ref, "event_id")
         definition = content_store.get_event_definition_by_name(session, ref)
     if definition is None:
         raise NotFound("Event not found")
@@ -39,6 +41,7 @@ def create_event_definition(
     """A new definition; `resend:` names are reserved and names are unique."""
     if not name.strip():
         raise InvalidInput("`name` must not be blank", field="name")
+    check_text(name, "name")
     if name.lower().startswith(RESERVED_PREFIX):
         raise InvalidInput(
             f"`name` must not start with `{RESERVED_PREFIX}`: that prefix is reserved"

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.stored_text import text_problem
 
 FIELD_TYPES = ("string", "number", "boolean", "date")
 
@@ -18,6 +19,9 @@ def validate_schema(schema: object, *, field: str = "schema") -> dict[str, str]:
     for name, kind in schema.items():
         if not isinstance(name, str) or not name:
             raise InvalidInput(f"`{field}` has an empty field name", field=field)
+        problem = text_problem(name)
+        if problem is not None:
+            raise InvalidInput(f"`{field}`: the field name {name[:20]!r} {problem}", field=field)
         if kind not in FIELD_TYPES:
             raise InvalidInput(
                 f"`{field}.{name}` has type {kind!r}: use one of {', '.join(FIELD_TYPES)}",

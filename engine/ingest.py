@@ -24,6 +24,7 @@ from engine.store import events as event_store
 from engine.store import intake as intake_store
 from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
+from engine.stored_text import check_text
 from models.enums import ConnectionType, RunStatus, StepType
 
 
@@ -130,7 +131,7 @@ def ingest_events(
     """`ingest_event` for many events in one transaction, with a statement per kind of row
     rather than per event. Events are taken in order: an earlier one resumes a wait first.
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
-    _check_keys(requests)
+    _check_lookups(requests)
     names = sorted({request.event for request in requests if isinstance(request.event, str)})
     contacts_of = _contacts_of(requests)
     locked: list[ContactRow] | None = None
@@ -161,9 +162,14 @@ def ingest_events(
 MAX_IDEMPOTENCY_KEY = 256
 
 
-def _check_keys(requests: Sequence[EventRequest]) -> None:
-    """Refuse a producer's key the database cannot hold, before any statement looks it up."""
+def _check_lookups(requests: Sequence[EventRequest]) -> None:
+    """Refuse an event name or a producer's key the database cannot hold, before any statement
+    looks it up."""
     for index, request in enumerate(requests):
+        try:
+            check_text(request.event, "event")
+        except InvalidInput as error:
+            raise RejectedEvent(index, error) from None
         key: object = request.idempotency_key
         if key is None:
             continue

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from engine.errors import InvalidInput
+from engine.stored_text import text_problem
 
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -73,17 +74,9 @@ def _check_shape(value: object, field: str, max_depth: int) -> None:
 
 
 def _check_text(text: str, where: str, field: str) -> None:
-    if "\x00" in text:
-        raise InvalidInput(
-            f"`{_cut(where)}` holds a NUL character, which cannot be stored", field=field
-        )
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise InvalidInput(
-            f"`{_cut(where)}` holds a lone surrogate (\\ud800-\\udfff), which is not valid text",
-            field=field,
-        ) from None
+    problem = text_problem(text)
+    if problem is not None:
+        raise InvalidInput(f"`{_cut(where)}` {problem}", field=field)
 
 
 def _cut(where: str) -> str:

@@ -12,6 +12,7 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.graph import validate_graph
 from engine.store import automations as automation_store
 from engine.store import runs as run_store
+from engine.stored_text import check_text
 from models.enums import AutomationStatus, RunStatus
 from models.tables import Automation
 
@@ -30,6 +31,7 @@ def _name(value: object) -> str:
         raise InvalidInput(
             "`name` must be a non-empty string of at most 255 characters", field="name"
         )
+    check_text(value, "name")
     return value
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from engine.durations import format_duration, parse_duration
 from engine.errors import InvalidInput
 from engine.graph import Graph, validate_graph
+from engine.stored_text import check_text
 
 # Virtual time one simulation covers at most; `after` and `until` are counted within it.
 MAX_SPAN = timedelta(days=365)
@@ -104,6 +105,7 @@ def _text(value: object, field: str, *, optional: bool = False) -> str | None:
         raise InvalidInput(
             f"`{field}` must be a non-empty string of at most 255 characters", field=field
         )
+    check_text(value, field)
     return value
 
 

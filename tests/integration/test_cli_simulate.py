@@ -179,3 +179,18 @@ def test_refused_by_the_api_is_one_line_and_exit_1(
 ) -> None:
     line = error_line(cli("simulate", *args, expect=1))
     assert message in line and "(validation_error, HTTP 422)" in line
+
+
+def test_a_later_event_name_the_database_cannot_hold_is_named(
+    cli: Cli, rt_stack: Stack, tmp_path: Path
+) -> None:
+    """A NUL in a name from a file (YAML's "\\0") reaches the API: a 422 naming the field, shown
+    in one line, not the server's "cannot be stored" without a field."""
+    (tmp_path / "expect.yaml").write_text(
+        'cases:\n  - name: nul\n    then: [{name: "user.paid\\0", after: "1 day"}]\n'
+        "    expect: {status: completed}\n"
+    )
+    args = ["--contact", "a@b.test", "--expect", "expect.yaml"]
+    line = error_line(cli("simulate", SERIES, *args, expect=1))
+    assert "`events[0].name` holds a NUL character" in line, line
+    assert "(validation_error, HTTP 422)" in line, line

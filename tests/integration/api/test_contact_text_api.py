@@ -39,7 +39,7 @@ def test_one_address_in_any_case_spacing_or_domain_form_is_one_contact(
 @pytest.mark.parametrize("field", ["first_name", "last_name"])
 def test_a_name_with_a_nul_is_refused_by_name(api: httpx.Client, field: str) -> None:
     """SQLite would store it (and an email would carry it); PostgreSQL cannot."""
-    message = f"`{field}` must not contain a NUL character"
+    message = f"`{field}` holds a NUL character, which cannot be stored"
     refused(api.post("/contacts", json={"email": "ada@example.com", field: "A\x00"}), message)
     assert api.get("/contacts/ada@example.com").status_code == 404
 
@@ -49,7 +49,7 @@ def test_a_name_with_a_nul_is_refused_by_name(api: httpx.Client, field: str) -> 
 
 
 def test_a_segment_name_with_a_nul_is_refused_by_name(api: httpx.Client) -> None:
-    message = "`name` must not contain a NUL character"
+    message = "`name` holds a NUL character, which cannot be stored"
     refused(api.post("/segments", json={"name": "Trial\x00"}), message)
     assert api.get("/segments").json()["data"] == []
 
