@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import Forbidden, InvalidInput, NotFound
 from engine.store import api_keys as key_store
+from engine.store.paging import Page
 from engine.stored_text import check_text
 from models.tables import ApiKey
 
@@ -70,9 +71,22 @@ def create_api_key(
     return key, secret
 
 
+def list_api_keys(
+    session: Session, *, limit: int, after: uuid.UUID | None, before: uuid.UUID | None
+) -> Page[ApiKey]:
+    """One page of keys, newest first."""
+    return key_store.list_api_keys(session, limit=limit, after=after, before=before)
+
+
 def rename_api_key(session: Session, key_id: uuid.UUID, *, name: object) -> None:
     """Give the key another name; its secret and permission stay."""
     if not key_store.rename_api_key(session, key_id, _check_name(name)):
+        raise NotFound("API key not found")
+
+
+def delete_api_key(session: Session, key_id: uuid.UUID, *, now: dt.datetime) -> None:
+    """Delete the key; NotFound if there is none."""
+    if not key_store.delete_api_key(session, key_id, now=now):
         raise NotFound("API key not found")
 
 

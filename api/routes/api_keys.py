@@ -16,10 +16,8 @@ from api.schemas.api_keys import (
 )
 from api.serialize_resources import page_body
 from api.wire import PageQuery, parse_id, wire_time
-from engine.api_keys import create_api_key, rename_api_key
+from engine.api_keys import create_api_key, delete_api_key, list_api_keys, rename_api_key
 from engine.db import transaction
-from engine.errors import NotFound
-from engine.store import api_keys as key_store
 from models.tables import ApiKey
 
 router = APIRouter(tags=["api-keys"])
@@ -41,9 +39,7 @@ def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> ApiKeyCreated:
 @router.get("/api-keys", summary="List API keys")
 def list_keys(rt: Rt, _: Authenticated, cursor: PageQuery) -> ApiKeyList:
     with transaction(rt.sessions) as session:
-        page = key_store.list_api_keys(
-            session, limit=cursor.limit, after=cursor.after, before=cursor.before
-        )
+        page = list_api_keys(session, limit=cursor.limit, after=cursor.after, before=cursor.before)
         return page_body(ApiKeyList, page, _item)
 
 
@@ -59,8 +55,7 @@ def update(api_key_id: str, body: UpdateApiKey, rt: Rt, _: Authenticated) -> Api
 def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKeyDeleted:
     key_id = parse_id(api_key_id, "api_key_id")
     with transaction(rt.sessions) as session:
-        if not key_store.delete_api_key(session, key_id, now=rt.clock.now()):
-            raise NotFound("API key not found")
+        delete_api_key(session, key_id, now=rt.clock.now())
     request.app.state.key_cache.clear()
     return ApiKeyDeleted(id=str(key_id))
 

@@ -38,3 +38,40 @@ def test_a_package_imports_no_layer_above_or_beside_it(package: str) -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert not {path: names for path, names in wrong.items() if names}
+
+
+# Adapter modules that still call a store module themselves: each one a debt, not a pattern.
+STORE_CALLERS_LEFT = {
+    "api/routes/public.py",  # /ready's SELECT 1
+    "cli/demo.py",  # the demo's sample rows
+}
+
+
+def store_calls(path: Path) -> list[str]:
+    """The store modules a module imports to call (a type from one, such as Page, is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("engine.store")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "engine.store":
+                found += [f"engine.store.{alias.name}" for alias in node.names]
+            elif node.module.startswith("engine.store."):
+                found += [
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if not alias.name[:1].isupper()
+                ]
+    return found
+
+
+def test_adapters_call_the_engine_not_the_store() -> None:
+    """Adapters are thin and the engine decides: only the engine calls the store, which alone
+    speaks SQL (DESIGN.md, Layering)."""
+    calls = {
+        str(path.relative_to(ROOT)): store_calls(path)
+        for package in sorted(ADAPTERS)
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    wrong = {path: found for path, found in calls.items() if found}
+    assert set(wrong) == STORE_CALLERS_LEFT, wrong
