@@ -113,7 +113,8 @@ def _domain(domain: str) -> str:
         try:
             host = idna.encode(domain, uts46=True).decode("ascii")
         except idna.IDNAError:
-            rule = f"has a domain {domain!r} that is not a valid internationalised domain name"
+            # The rule names no part of the address: the message quotes it after the rule.
+            rule = "has a domain that is not a valid internationalised domain name"
             raise AddressError(rule) from None
     labels = host.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -211,4 +212,4 @@ def _invalid(value: object, error: AddressError, field: str, label: str | None) 
     shown = repr(value) if isinstance(value, str) else type(value).__name__
     if len(shown) > 80:
         shown = shown[:79] + "…"
-    return InvalidInput(f"`{label or field}` {error.rule}; got {shown}", field=field)
+    return InvalidInput(f"`{label or field}` {error.rule}", field=field, given=shown)

@@ -11,6 +11,8 @@ class AutomationsError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # What a log line, a task's result or Flower may show of it (docs/security.md).
+        self.loggable = message
         if code is not None:
             self.code = code
 
@@ -20,9 +22,19 @@ class InvalidInput(AutomationsError):
 
     code = "validation_error"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        given: str | None = None,
+    ) -> None:
+        """`given`: the caller's value, quoted back to the caller at the message's end ("; got
+        'a@b'") and left out of `loggable`: it may be a person's address."""
+        super().__init__(message if given is None else f"{message}; got {given}", code=code)
         self.field = field
+        self.loggable = message
 
 
 class NotFound(AutomationsError):

@@ -175,5 +175,7 @@ def _refused(rejected: RejectedEvent, task_id: str) -> dict[str, Any]:
     error = rejected.error
     if not isinstance(error, InvalidInput | NotFound):
         raise error
-    log.warning("event %d refused (task %s): %s", rejected.index, task_id, error.message)
-    return {"refused": {"index": rejected.index, "code": error.code, "message": error.message}}
+    # The log, Celery's line of the task's result and Flower show it: the rule, not the address.
+    message = error.loggable
+    log.warning("event %d refused (task %s): %s", rejected.index, task_id, message)
+    return {"refused": {"index": rejected.index, "code": error.code, "message": message}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func, select
@@ -179,48 +181,102 @@ def test_a_batch_is_all_or_nothing_and_its_keys_ingest_once(rt_stack: Stack) -> 
 PROBE = "automations-test-probe"
 
 
-@POSTGRES_ONLY
-def test_flower_sees_a_producers_event_without_its_address_or_payload(rt_stack: Stack) -> None:
-    """The task events Flower lists showed each message's keyword arguments as the producer
-    wrote them: the contact's address and the payload, to whoever watches Flower."""
-    rt_stack.restart_worker(AUTOMATIONS_TASK_EVENTS="true")
-    received: list[dict[str, Any]] = []
-    with rt_stack.app.connection_for_read() as connection:
+@contextmanager
+def task_events(stack: Stack, handlers: dict[str, Any]) -> Iterator[None]:
+    """A worker that sends task events, and a receiver handing them to `handlers` meanwhile."""
+    stack.restart_worker(AUTOMATIONS_TASK_EVENTS="true")
+    with stack.app.connection_for_read() as connection:
         heard = threading.Event()
-        receiver = rt_stack.app.events.Receiver(
-            connection,
-            handlers={"task-received": received.append, PROBE: lambda _: heard.set()},
+        receiver = stack.app.events.Receiver(
+            connection, handlers={**handlers, PROBE: lambda _: heard.set()}
         )
         listening = threading.Thread(target=receiver.capture, kwargs={"limit": None}, daemon=True)
         listening.start()
         try:
             # On Redis, events are published to subscribers only: an event sent before the
             # receiver's subscription is in place is lost. Probes until one is heard.
-            with rt_stack.app.events.default_dispatcher() as probing:
-                rt_stack.wait_for(
+            with stack.app.events.default_dispatcher() as probing:
+                stack.wait_for(
                     lambda: (probing.send(PROBE), heard.wait(0.2))[1],
                     what="the receiver to hear events",
                 )
-            single, batch = unique_email("flower-one"), unique_email("flower-batch")
-            secret_plan = "plan-nobody-should-see-in-flower"
-            payload = {"plan": secret_plan}
-            rt_stack.app.send_task(
-                "automations.events.send",
-                kwargs={"event": "user.created", "email": single, "payload": payload},
-                queue="automations",
-            )
-            rt_stack.app.send_task(
-                "automations.events.send_batch",
-                kwargs={"events": [{"event": "user.created", "email": batch, "payload": payload}]},
-                queue="automations",
-            )
-            rt_stack.wait_for(lambda: count(rt_stack, Event) == 2, what="both events ingested")
-            rt_stack.wait_for(lambda: len(received) >= 2, what="both task-received events")
+            yield
         finally:
             receiver.should_stop = True
             listening.join(10)
-            rt_stack.restart_worker()
+            stack.restart_worker()
+
+
+@POSTGRES_ONLY
+def test_flower_sees_a_producers_event_without_its_address_or_payload(rt_stack: Stack) -> None:
+    """The task events Flower lists showed each message's keyword arguments as the producer
+    wrote them: the contact's address and the payload, to whoever watches Flower."""
+    received: list[dict[str, Any]] = []
+    with task_events(rt_stack, {"task-received": received.append}):
+        single, batch = unique_email("flower-one"), unique_email("flower-batch")
+        secret_plan = "plan-nobody-should-see-in-flower"
+        payload = {"plan": secret_plan}
+        rt_stack.app.send_task(
+            "automations.events.send",
+            kwargs={"event": "user.created", "email": single, "payload": payload},
+            queue="automations",
+        )
+        rt_stack.app.send_task(
+            "automations.events.send_batch",
+            kwargs={"events": [{"event": "user.created", "email": batch, "payload": payload}]},
+            queue="automations",
+        )
+        rt_stack.wait_for(lambda: count(rt_stack, Event) == 2, what="both events ingested")
+        rt_stack.wait_for(lambda: len(received) >= 2, what="both task-received events")
     shown = " ".join(str(event.get("kwargs")) for event in received)
     assert "user.created" in shown and "'email': '***'" in shown
     for private in (single, batch, secret_plan):
         assert private not in shown, shown
+
+
+@POSTGRES_ONLY
+def test_an_event_refused_for_its_address_shows_the_rule_not_the_address(
+    rt_stack: Stack,
+) -> None:
+    """The refusal's line in the worker's log, the task's result in that log and in Flower (a
+    task-succeeded event) quoted the address the producer sent: now the field and the rule."""
+    addresses = {
+        "list": f"{unique_email('victim-a')}, {unique_email('victim-b')}",
+        "spaces": "victim c@example.test",
+        "two ats": "victim-d@@example.test",
+        "idn": "victim-e@bad\u200d-\u00e9.test",
+    }
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    succeeded: list[dict[str, Any]] = []
+    with task_events(rt_stack, {"task-succeeded": succeeded.append}):
+        start = log.stat().st_size
+        task_ids = [
+            rt_stack.app.send_task(
+                "automations.events.send",
+                kwargs={"event": "user.created", "email": address},
+                queue="automations",
+            ).id
+            for address in addresses.values()
+        ]
+        batch = [{"event": "user.created", "email": address} for address in addresses.values()]
+        task_ids.append(
+            rt_stack.app.send_task(
+                "automations.events.send_batch", kwargs={"events": batch}, queue="automations"
+            ).id
+        )
+        rt_stack.wait_for(
+            lambda: {event.get("uuid") for event in succeeded} >= set(task_ids),
+            what="every refusal's task-succeeded event",
+        )
+    with log.open() as lines:
+        lines.seek(start)
+        logged = lines.read()
+    for task_id in task_ids:
+        assert f"(task {task_id})" in logged  # the refusal is still one line, with its task
+    results = " ".join(str(event.get("result")) for event in succeeded)
+    assert "must not contain spaces" in logged and "must not contain spaces" in results
+    for address in addresses.values():
+        for part in (address, *address.replace(",", " ").split()):
+            if "victim" in part:
+                assert part not in logged, part
+                assert part not in results, part
