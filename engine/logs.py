@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterator
 
 from engine import json_text
@@ -49,6 +50,43 @@ class StepContextFilter(logging.Filter):
         return True
 
 
+# An email address in free text, its `@` as is or URL-encoded (a request's path): a local part,
+# then a domain with at least one dot and a top-level label of letters. Not a bare `name@host`
+# (Celery's node names).
+_ADDRESS = re.compile(
+    r"[^\s@<>()\[\]\"',;:/?#=&]+(?:@|%40)(?:[^\s@<>()\[\]\"',;:/?#=&%.]+\.)+[^\W\d_]{2,}(?![\w-])"
+)
+HIDDEN_ADDRESS = "***"
+# The loggers whose lines may quote a contact's address (a step's error, an SMTP server's
+# reply, a request's path); others' lines are left as they are.
+_OWN_LOGGERS = ("engine", "tasks", "api", "cli", "wiring", "uvicorn")
+
+
+def hide_addresses(text: str) -> str:
+    """`text` with every email address in it replaced by `***`."""
+    return _ADDRESS.sub(HIDDEN_ADDRESS, text) if "@" in text or "%40" in text else text
+
+
+class HideAddresses(logging.Filter):
+    """Takes contacts' addresses out of our lines and their tracebacks: the log says which run
+    and step, the run's record (the API, the dashboard) says whom. The step's error keeps the
+    address where the operator reads it; the log, kept and shipped elsewhere, does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.partition(".")[0] not in _OWN_LOGGERS:
+            return True
+        message = record.getMessage()
+        hidden = hide_addresses(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = hide_addresses(_TRACEBACKS.formatException(record.exc_info))
+        return True
+
+
+_TRACEBACKS = logging.Formatter()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -61,7 +99,7 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 line[key] = getattr(record, key)
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json_text.dumps(line, str)
 
 
@@ -76,6 +114,7 @@ def configure_logging(*, json_lines: bool = False, level: str = "INFO") -> None:
     """Send the runtime's logs to stderr, as JSON lines or as text with step ids appended."""
     handler = logging.StreamHandler()
     handler.addFilter(StepContextFilter())
+    handler.addFilter(HideAddresses())
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:

@@ -1,6 +1,6 @@
 """What the API server prints at DEBUG, on the normal path and on errors, read as an operator
 reads it: no password of a URL, no secret key, no API key, no dashboard cookie or CSRF token,
-no unsubscribe token."""
+no unsubscribe token, no contact's address."""
 
 from __future__ import annotations
 
@@ -99,6 +99,11 @@ def test_the_api_prints_no_secret_at_debug(server: LoggedServer, rt_stack: Stack
     auth = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=server.base_url, headers=auth, timeout=10) as api:
         contact = api.post("/contacts", json={"email": "logs@example.test"}).json()["id"]
+        secrets["contact's address"] = "logs@example.test"
+        assert api.get("/contacts/logs@example.test").status_code == 200
+        assert api.get("/contacts/logs%40example.test").status_code == 200
+        assert api.get("/contacts/nobody@example.test").status_code == 404
+        secrets["unknown contact's address"] = "nobody@example.test"
         created = api.post("/api-keys", json={"name": "logged"}).json()["token"]
         secrets["created API key"] = created
         wrong = "re_" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -132,6 +137,7 @@ def test_the_api_prints_no_secret_at_debug(server: LoggedServer, rt_stack: Stack
     printed = server.printed()
     assert "not sent; the sweeper sends them" in printed  # the broker's failure was logged
     assert "/unsubscribe/***" in printed  # the access log is on, and was read
+    assert "GET /contacts/*** HTTP/1.1" in printed
     leaked = [name for name, value in secrets.items() if value in printed]
     assert leaked == [], printed
 
@@ -173,3 +179,33 @@ def test_the_worker_prints_no_secret_when_a_send_fails(rt_stack: Stack) -> None:
     secret = rt_stack.settings.secret_key.get_secret_value()
     for value in (DB_PASSWORD, SMTP_PASSWORD, secret, make_token(contact_id, secret)):
         assert value not in printed, printed
+
+
+def test_the_worker_prints_no_address_when_a_server_refuses_it(rt_stack: Stack) -> None:
+    """An SMTP server's refusal quotes the recipient, as real ones do: the step's error keeps
+    it for the operator, the worker's log names the run and step instead."""
+    log = rt_stack.workdir / f"worker-{rt_stack.backend}.log"
+    start = log.stat().st_size
+    make_domain(rt_stack)
+    template = make_template(rt_stack)
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}},
+        send_email_step("welcome", template),
+    ]
+    make_automation(rt_stack, steps, [{"from": "start", "to": "welcome"}])
+    email = unique_email("refused")
+    rt_stack.sink.refuse(email, f"550 5.1.1 <{email}>: Recipient address rejected", times=1)
+    [run_id] = rt_stack.send("user.created", email).run_ids
+    assert rt_stack.wait_run(run_id).status == "failed"
+    error = rt_stack.steps(run_id)["welcome"].error
+    assert error is not None and email in error["message"]
+    deadline = time.monotonic() + 10
+    while True:
+        with log.open("rb") as lines:
+            lines.seek(start)
+            printed = lines.read().decode(errors="replace")
+        if "Recipient address rejected" in printed or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert "<***>: Recipient address rejected" in printed, printed
+    assert email not in printed, printed
