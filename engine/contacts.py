@@ -15,6 +15,7 @@ from engine.errors import InvalidInput, NotFound
 from engine.json_limits import JsonLimits
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
+from engine.store import outbox as outbox_store
 from engine.store import runs as run_store
 from engine.store.contacts import RowLock
 from engine.store.paging import Page
@@ -204,7 +205,8 @@ def delete_contact(session: Session, ref: str, *, now: dt.datetime) -> uuid.UUID
 
 
 def remove_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
-    """Delete the contact (NotFound if it is gone), its runs readied first (`release_runs_of`).
+    """Delete the contact (NotFound if it is gone), its runs readied first (`release_runs_of`)
+    and its emails' bodies dropped (none will be sent again).
 
     The contact is locked first, as ingestion and every step that writes a contact lock it
     before any step or run row: then the steps and runs. One order everywhere, so a deletion
@@ -213,6 +215,7 @@ def remove_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) ->
     if not contact_store.lock_for_deletion(session, contact_id):
         raise NotFound("Contact not found")
     release_runs_of(session, contact_id, now)
+    outbox_store.forget_bodies_of_contact(session, contact_id)
     contact_store.delete_contact(session, contact_id, now)
 
 

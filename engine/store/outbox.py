@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -26,7 +27,15 @@ from sqlalchemy.orm import Session
 
 from engine.store import runs as run_store
 from engine.store.content import VERSIONED
-from engine.store.core import DOMAINS, OUTBOX, TEMPLATE_VERSIONS, TEMPLATES, Carried, execute
+from engine.store.core import (
+    DOMAINS,
+    OUTBOX,
+    RUNS,
+    TEMPLATE_VERSIONS,
+    TEMPLATES,
+    Carried,
+    execute,
+)
 from engine.store.dialect import insert_or_ignore
 from models.enums import OutboxStatus
 
@@ -271,6 +280,23 @@ def close_unsent(session: Session, email_id: uuid.UUID, *, status: OutboxStatus)
     params = {"email_id": email_id, "email_status": status}
     closed = execute(session, _CLOSE_UNSENT, params).scalar()
     return closed if closed is not None else OutboxStatus.SENT
+
+
+_FORGET_BODIES_OF_CONTACT = (
+    update(OUTBOX)
+    .where(
+        OUTBOX.c.run_id.in_(select(RUNS.c.id).where(RUNS.c.contact_id == bindparam("cid"))),
+        or_(OUTBOX.c.html.is_not(None), OUTBOX.c.text_body.is_not(None)),
+    )
+    .values(html=None, text_body=None)
+)
+
+
+def forget_bodies_of_contact(session: Session, contact_id: uuid.UUID) -> None:
+    """The contact is being deleted (its runs locked, still linked to it): its emails keep no
+    bodies. None will be sent again: a try of a step whose contact is gone is skipped, and a
+    retry or replay needs the contact; a try under way has its message in hand already."""
+    execute(session, _FORGET_BODIES_OF_CONTACT, {"cid": contact_id})
 
 
 def record_failed(

@@ -11,6 +11,11 @@ import pytest
 
 from engine.contacts import delete_contact
 from engine.db import transaction
+from engine.errors import StepFailure
+from engine.mail import OutgoingEmail
+from engine.mail.recording import RecordingTransport
+from engine.runtime import Runtime
+from models.tables import OutboxEmail
 from tests.engine.driver import Driver
 
 
@@ -105,3 +110,45 @@ def test_a_contact_made_again_with_the_address_does_not_take_over_the_old_runs(
         run = driver.run(run_id)
         assert (run.status, run.contact_id) == ("completed", None)
     assert driver.sent == []
+
+
+class RefusesFirst(RecordingTransport):
+    """The first send is refused for good (an SMTP 5xx); the others go out."""
+
+    def send(self, email: OutgoingEmail) -> str:
+        if not self.refused:
+            self.refused = True
+            raise StepFailure("550 mailbox unavailable", code="smtp_rejected")
+        return super().send(email)
+
+    refused = False
+
+
+@pytest.mark.parametrize("erase", [erase_by_api, erase_by_step], ids=["api", "step"])
+def test_a_deleted_contact_s_emails_keep_no_bodies(driver: Driver, erase: Any) -> None:
+    """A failed email keeps its message for a retry, which a deleted contact can no longer
+    have: the deletion drops the bodies. Whom it was for, and what became of it, stay."""
+    rt = driver.rt
+    driver = Driver(
+        Runtime(rt.settings, sessions=rt.sessions, clock=rt.clock, transport=RefusesFirst())
+    )
+    mail = {"key": "mail", "type": "send_email", "config": {"template": {"id": driver.template()}}}
+    driver.automation([trigger("user.created"), mail], chain("start", "mail"))
+    failed, sent = (driver.send("user.created", f"{name}@example.test") for name in ("a", "b"))
+    driver.settle()
+    assert driver.run(failed.run_ids[0]).status == "failed"
+    kept = bodies(driver)
+    assert kept[failed.run_ids[0]][1] is not None  # the failed one's, for a retry
+
+    erase(driver, "a@example.test")
+    driver.settle()
+
+    after = bodies(driver)
+    assert after[failed.run_ids[0]] == ("a@example.test", None, None, "failed")
+    assert after[sent.run_ids[0]] == kept[sent.run_ids[0]]  # another contact's: untouched
+
+
+def bodies(driver: Driver) -> dict[uuid.UUID, tuple[str, str | None, str | None, str]]:
+    with transaction(driver.rt.sessions) as session:
+        rows = session.query(OutboxEmail).all()
+        return {row.run_id: (row.to_address, row.html, row.text_body, row.status) for row in rows}
