@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -64,9 +65,12 @@ class Lab:
         *,
         workers: Sequence[str] = WORKER_SHAPES,
         timing: Timing | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.timing = timing or Timing()
+        # Settings of the lab's processes beyond the timing (a short visibility timeout).
+        self.overrides = dict(settings or {})
         self.redis = PrivateRedis(workdir)
         self.redis.start()
         self.sink = SmtpSink()
@@ -116,6 +120,7 @@ class Lab:
             step_lease_seconds=self.timing.lease_seconds,
             retry_base_seconds=1,
             retry_max_attempts=10,
+            **self.overrides,
         )
 
     def _worker_env(self) -> dict[str, str]:

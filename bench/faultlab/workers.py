@@ -149,12 +149,27 @@ class WorkerPool:
                 return "child"
             # A crash of the machine: main and child die together, the broker keeps the
             # unacknowledged message until its visibility timeout, only the database knows.
-            worker.process.kill()
-            for pid in kids:
-                signal_ours(pid)
-            worker.process.wait()
-            self.workers[slot] = self._spawn(slot)
+            self._kill_and_respawn(worker, kids)
         return "solo worker" if worker.shape == "solo" else "worker"
+
+    def kill_main(self, slot: int) -> None:
+        """SIGKILL the main process of the worker in `slot` (the one that consumes from the
+        broker) wherever it is, then its pool children; start it again without waiting."""
+        with self._lock:
+            worker = self.workers[slot]
+            kids = children(worker.process.pid) if worker.shape == "prefork" else []
+            self._kill_and_respawn(worker, kids)
+
+    def _kill_and_respawn(self, worker: Worker, kids: list[int]) -> None:
+        worker.process.kill()
+        for pid in kids:
+            signal_ours(pid)
+        worker.process.wait()
+        self.workers[worker.slot] = self._spawn(worker.slot)
+
+    def wait_ready(self, slot: int, timeout: float = 60) -> None:
+        """Until the worker in `slot` logged that it consumes."""
+        self._wait_ready(self.workers[slot], timeout)
 
     def pause(self, rng: random.Random, seconds: float) -> str | None:
         """SIGSTOP a ready worker (main and child) for `seconds`, then SIGCONT: a hung worker."""

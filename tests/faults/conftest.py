@@ -18,8 +18,8 @@ DATABASE = os.environ.get("AUTOMATIONS_FAULTS_DATABASE", "faults")
 RESULTS: list[Result] = []
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab_prerequisites() -> None:
+    """Skip (fail in CI) unless PostgreSQL is up and redis-server can be started."""
     url = make_url(POSTGRES_URL)
     require_service("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
     if shutil.which("redis-server") is None:
@@ -27,6 +27,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         if IN_CI:
             pytest.fail(message + " (CI=true: fault tests must not skip)")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab_prerequisites()
     built = Lab(tmp_path_factory.mktemp("faults"), POSTGRES_URL, DATABASE)
     yield built
     built.close()
