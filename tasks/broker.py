@@ -1,4 +1,5 @@
-"""kombu's Redis transport, with one client per channel instead of one per operation.
+"""kombu's Redis transport, with one client per channel instead of one per operation, acks in one
+round trip, and a fetch that loses no message when its worker dies (tasks/fetch.py).
 
 kombu's Redis channel builds a new `redis.Redis` client for every publish and every ack
 (`Channel.conn_or_acquire`); with redis-py 5 and later a client costs ~0.3 ms of CPU to
@@ -11,10 +12,11 @@ It can also send many acks in one round trip (`Channel.acks_together`): the work
 group of event messages at once (tasks/event_groups.py), where kombu sends one transaction per
 ack.
 
-An entry of a queue that is not a message at all (not JSON, or no `properties` or
-`delivery_tag` in it: pushed there by something else than kombu) is dropped with one line
-(`Channel._brpop_read`), where kombu would stop the worker. It was popped before it failed, so
-nothing else would ever deliver it again.
+A message leaves its queue only to be recorded as unacknowledged in the same step, or to move to
+an in-flight list of its consumer's own until it is (tasks/fetch.py), where kombu popped it and
+recorded it a round trip later. An entry of a queue that is not a message at all (not JSON, or
+no `properties` or `delivery_tag` in it: pushed there by something else than kombu) is dropped
+with one line, where kombu would stop the worker: delivering it again would fail the same way.
 
 Selected by `broker_transport` for `redis://` broker URLs (tasks/app.py).
 """
@@ -29,21 +31,15 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
+from tasks.fetch import FetchingChannel, FetchingQoS
+
 log = logging.getLogger(__name__)
 
 TRANSPORT = "tasks.broker:Transport"
-# What reading an entry that is not a message raises (JSON, base64 and UTF-8 errors are
-# ValueErrors); never a lost connection, which kombu handles (some of its errors are KeyErrors).
-UNFIT = (ValueError, KeyError, TypeError, AttributeError)
 
 
-class QoS(kombu_redis.QoS):
+class QoS(FetchingQoS):
     acks: Any = None  # the pipeline of `Channel.acks_together`, while it is open
-    appended = False  # a message was read and recorded as unacknowledged (`Channel._brpop_read`)
-
-    def append(self, message: Any, delivery_tag: Any) -> None:
-        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
-        self.appended = True
 
     def ack(self, delivery_tag: Any) -> None:
         if self.acks is None:
@@ -53,20 +49,9 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
 
-class Channel(kombu_redis.Channel):
+class Channel(FetchingChannel):
     QoS = QoS
     _shared_client: Any = None
-
-    def _brpop_read(self, **options: Any) -> Any:
-        qos = self.qos
-        qos.appended = False
-        try:
-            return super()._brpop_read(**options)  # type: ignore[no-untyped-call]
-        except UNFIT as unfit:
-            if qos.appended:  # a message, that failed in the consumer: not ours to hide
-                raise
-            log.error("dropped an entry of a queue that is not a message: %r", unfit)
-            return True
 
     @contextmanager
     def acks_together(self) -> Iterator[None]:

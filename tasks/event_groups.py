@@ -93,8 +93,9 @@ def grouped_strategy(task: GroupedTask, app: Celery, consumer: Any, **options: A
     single = default_strategy(task, app, consumer, **options)
     if consumer.hub is None or not isinstance(consumer.pool, PreforkPool):
         # Other pools would run a group in the consumer's thread (solo) or call back from other
-        # threads. Solo: while it writes, the consumer's next BRPOP is outstanding, and the
-        # message Redis pops for it would die with the process if it were killed then.
+        # threads. Solo: while it writes, the consumer's next fetch is outstanding; with kombu's
+        # BRPOP the message Redis popped for it died with the process if it was killed then
+        # (our fetch keeps it in Redis, tasks/broker.py, but solo groups are untried since).
         return single
     return _Groups(task, consumer, single).on_message
 

@@ -1,0 +1,139 @@
+"""The Redis scripts of our fetch (tasks/fetch.py), and the names of the keys they use.
+
+Every in-flight list is named in the registry, a sorted set scored with the time (Redis's
+clock) its owner was last heard from; `RELEASE` gives back the lists of owners silent for a
+while, and `CLAIM` records a message only if it is still in its consumer's list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+REGISTRY = "_kombu.inflight"
+PREFIX = REGISTRY + "."
+TOKEN_LENGTH = 32  # uuid4().hex
+# A list's queue key starts here (1-based, as Lua counts) in the list's own key.
+QUEUE_STARTS = len(PREFIX) + TOKEN_LENGTH + 1 + 1
+
+# KEYS: the registry, kombu's unacked index and unacked hash, then the queue keys in the order
+# to try. ARGV[1]: the time to score the message with in the index (the consumer's, as kombu's);
+# ARGV[2]: the in-flight list the blocking wait that follows an empty scan moves into, scored
+# now, so that nobody gives it back while the wait lasts. Returns {queue key, entry, delivery
+# tag} for a message, recorded as kombu records it ('[<message>,<exchange>,<routing key>]');
+# {queue key, entry, false} for an entry that is not a message, dropped; nil if all are empty.
+FETCH = """
+local function route(entry)
+    local properties = cjson.decode(entry).properties
+    local info = properties.delivery_info
+    local tag = properties.delivery_tag
+    if type(tag) ~= 'string' or info.exchange == nil or info.routing_key == nil then
+        error('not a message')
+    end
+    return tag, cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key)
+end
+for i = 4, #KEYS do
+    local entry = redis.call('RPOP', KEYS[i])
+    if entry then
+        local fit, tag, routed = pcall(route, entry)
+        if not fit then
+            return {KEYS[i], entry, false}
+        end
+        redis.call('ZADD', KEYS[2], ARGV[1], tag)
+        redis.call('HSET', KEYS[3], tag, '[' .. entry .. ',' .. routed .. ']')
+        return {KEYS[i], entry, tag}
+    end
+end
+local time = redis.call('TIME')
+redis.call('ZADD', KEYS[1], time[1] + time[2] / 1000000, ARGV[2])
+return false
+"""
+
+# KEYS: the in-flight list, kombu's unacked index and unacked hash. ARGV: the delivery tag, its
+# score in the index (the consumer's time, as kombu's), kombu's record of the message
+# ('[<message>,<exchange>,<routing key>]'), the message's length in bytes. Returns 0, recording
+# nothing, if the message is no longer in the list (its owner was taken for dead and it went
+# back to its queue).
+CLAIM = """
+local item = string.sub(ARGV[3], 2, tonumber(ARGV[4]) + 1)
+if redis.call('LREM', KEYS[1], 1, item) == 0 then
+    return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS[1]: the registry. ARGV[1]: where a list's queue key starts in its key; ARGV[2]: an owner
+# timeout in seconds, every list whose owner is silent for that long is given back (at most
+# 100 per call); or '' and the lists to give back in ARGV[3...]. Returns how many messages
+# went back, each to the consuming end of its queue, in the order they had there.
+RELEASE = """
+local lists
+if ARGV[2] ~= '' then
+    local now = redis.call('TIME')
+    local before = now[1] + now[2] / 1000000 - tonumber(ARGV[2])
+    lists = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 100)
+else
+    lists = {unpack(ARGV, 3)}
+end
+local moved = 0
+for _, list in ipairs(lists) do
+    local queue = string.sub(list, tonumber(ARGV[1]))
+    while redis.call('LMOVE', list, queue, 'LEFT', 'RIGHT') do
+        moved = moved + 1
+    end
+    redis.call('ZREM', KEYS[1], list)
+end
+return moved
+"""
+
+# KEYS[1]: the registry; ARGV: lists whose owner is alive, now.
+HEARTBEAT = """
+local now = redis.call('TIME')
+local at = now[1] + now[2] / 1000000
+for i = 1, #ARGV do
+    redis.call('ZADD', KEYS[1], at, ARGV[i])
+end
+return #ARGV
+"""
+
+
+class TakenBack(Exception):
+    """The message left this consumer's in-flight list before it was recorded: its owner was
+    taken for dead and it went back to its queue."""
+
+
+def list_key(token: str, queue_key: str) -> str:
+    """The in-flight list of consumer `token` for the messages it takes from `queue_key`."""
+    return f"{PREFIX}{token}.{queue_key}"
+
+
+class Scripts:
+    """The scripts, registered on one Redis client (each is sent by its digest, and loaded
+    again if Redis forgot it)."""
+
+    def __init__(self, client: Any) -> None:
+        self.fetch = client.register_script(FETCH)
+        self.claim = client.register_script(CLAIM)
+        self.release = client.register_script(RELEASE)
+        self.heartbeat = client.register_script(HEARTBEAT)
+
+    def give_back_silent(self, client: Any, owner_timeout: float) -> int:
+        """Give back the lists of every owner silent for `owner_timeout` seconds."""
+        return int(
+            self.release(keys=[REGISTRY], args=[QUEUE_STARTS, repr(owner_timeout)], client=client)
+        )
+
+    def give_back(self, client: Any, lists: Iterable[str]) -> int:
+        """Give back these lists (ours: when closing, or after a fetch whose reply was lost)."""
+        named = sorted(lists)
+        if not named:
+            return 0
+        return int(self.release(keys=[REGISTRY], args=[QUEUE_STARTS, "", *named], client=client))
+
+    def keep(self, client: Any, lists: Iterable[str]) -> None:
+        """Our lists: alive."""
+        named = sorted(lists)
+        if named:
+            self.heartbeat(keys=[REGISTRY], args=named, client=client)

@@ -1,0 +1,422 @@
+"""Our Redis transport's fetch: a message leaves its queue only to be recorded as unacknowledged
+at once, or to move to its consumer's in-flight list, which it leaves only to be recorded, so a
+consumer that dies at any instant loses nothing (tasks/broker.py, tasks/fetch.py). On a real
+Redis, the synchronous path (`drain_events`); the event loop's is the workers'
+(test_event_groups.py, tests/faults)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Iterator
+from queue import Empty
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from tasks import fetch_scripts as fetch
+from tasks.broker import TRANSPORT, Channel, QoS
+from tests.conftest import REDIS_URL, require_service
+
+
+class Died(BaseException):
+    """What the consuming process meets instead of recording the message: its end."""
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    address = urlsplit(REDIS_URL)
+    require_service("Redis", address.hostname or "127.0.0.1", address.port or 6379)
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def names(broker: redis.Redis) -> Iterator[list[str]]:
+    """Queue names of this test's own; their lists are deleted after it."""
+    prefix = f"test.fetch.{uuid.uuid4().hex[:8]}"
+    made = [f"{prefix}.{n}" for n in range(3)]
+    yield made
+    for key in broker.keys(f"{prefix}*"):
+        broker.delete(key)
+
+
+def connect(**options: Any) -> Connection:
+    return Connection(REDIS_URL, transport=TRANSPORT, transport_options=options)
+
+
+class Received:
+    """A consumer of some queues on its own connection, and what it was given."""
+
+    def __init__(self, *queues: str, **options: Any) -> None:
+        self.connection = connect(**options)
+        self.channel: Channel = self.connection.default_channel
+        self.bodies: list[Any] = []
+        self.consumer = Consumer(
+            self.channel,
+            queues=[declared(name) for name in queues],
+            callbacks=[self._take],
+            accept=["json"],
+        )
+        self.consumer.consume()
+
+    def _take(self, body: Any, message: Any) -> None:
+        self.bodies.append(body)
+        message.ack()
+
+    def drain(self, count: int) -> list[Any]:
+        """Until `count` more messages came (each drain waits a few seconds at most)."""
+        wanted = len(self.bodies) + count
+        while len(self.bodies) < wanted:
+            self.connection.drain_events(timeout=5)
+        return self.bodies[wanted - count :]
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+def declared(name: str) -> Queue:
+    return Queue(name, Exchange(name, "direct"), routing_key=name, max_priority=9)
+
+
+def publish(name: str, *bodies: Any, priority: int | None = None) -> None:
+    with connect() as conn:
+        producer = Producer(conn.default_channel)
+        for body in bodies:
+            producer.publish(
+                body,
+                exchange=Exchange(name, "direct"),
+                routing_key=name,
+                declare=[declared(name)],
+                serializer="json",
+                priority=priority,
+            )
+
+
+def unacked(broker: redis.Redis, queue: str) -> list[bytes]:
+    """Delivery tags recorded as unacknowledged for messages routed to `queue`."""
+    return [
+        tag for tag, record in broker.hgetall("unacked").items() if json.loads(record)[2] == queue
+    ]
+
+
+def visibility_timeout_passed(broker: redis.Redis, queue: str) -> None:
+    """The messages of `queue` recorded as unacknowledged, as if recorded an hour ago."""
+    for tag in unacked(broker, queue):
+        broker.zadd("unacked_index", {tag: 0})
+
+
+def wait(channel: Channel) -> None:
+    """Find every queue of `channel` empty, then send the blocking wait that follows."""
+    cycle = channel.connection.cycle
+    cycle._register_BRPOP(channel)
+    with pytest.raises(Empty):
+        channel._brpop_read()
+    cycle._register_BRPOP(channel)
+    assert channel._fetch is not None and channel._fetch[0] == "BLMOVE"
+
+
+def in_flight(broker: redis.Redis, channel: Channel, queue: str) -> list[bytes]:
+    return broker.lrange(fetch.list_key(channel._token, queue), 0, -1)
+
+
+def silent(broker: redis.Redis, channel: Channel) -> None:
+    """Every in-flight list of `channel` as if its owner had been silent for ages."""
+    token = getattr(channel, "_token", None)  # kombu's own channel has none
+    for key in broker.zrange(fetch.REGISTRY, 0, -1):
+        if token and key.decode().startswith(fetch.list_key(token, "")):
+            broker.zadd(fetch.REGISTRY, {key: 0})
+
+
+def test_a_message_taken_by_a_consumer_that_dies_comes_back(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer dies after taking the message, where kombu had popped it and not yet
+    recorded it as unacknowledged."""
+    [name, *_] = names
+    publish(name, "first", "second")
+    dying = Received(name)
+    try:
+
+        def die(*_: Any) -> None:
+            raise Died
+
+        monkeypatch.setattr(QoS, "append", die)
+        with pytest.raises(Died):
+            dying.connection.drain_events(timeout=5)
+        monkeypatch.undo()
+        assert broker.llen(name) == 1
+        visibility_timeout_passed(broker, name)
+
+        survivor = Received(name)
+        try:
+            survivor.channel.qos.restore_visible()  # at a consumer's start, and periodically
+            # Back at the consuming end of its queue: delivered before the second.
+            assert survivor.drain(2) == ["first", "second"]
+        finally:
+            survivor.close()
+    finally:
+        dying.close()
+
+
+def test_the_fetch_records_the_message_as_it_takes_it(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, *_] = names
+    publish(name, "recorded")
+    reader = Received(name)
+    try:
+        channel = reader.channel
+        channel.connection.cycle._register_BRPOP(channel)  # sends the fetch
+        assert channel._fetch is not None and channel._fetch[0] == "EVALSHA"
+        while broker.llen(name):
+            pass  # Redis runs it at once
+        # Its reply not read yet: the message is already where kombu restores it from.
+        [tag] = unacked(broker, name)
+        assert broker.zscore("unacked_index", tag)
+        assert channel._brpop_read() is True
+        assert reader.bodies == ["recorded"]
+        assert unacked(broker, name) == [], "acked"
+    finally:
+        reader.close()
+
+
+def test_a_message_the_wait_took_is_in_an_in_flight_list_until_recorded(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queue was empty, so the consumer waited; a message came, and the consumer died
+    before recording it."""
+    [name, *_] = names
+    publish(name, "declared")
+    dying = Received(name)
+    try:
+        assert dying.drain(1) == ["declared"]
+        wait(dying.channel)
+        publish(name, "taken", "next")
+        monkeypatch.setattr(dying.channel, "_claim", lambda *_: (_ for _ in ()).throw(Died))
+        with pytest.raises(Died):
+            dying.channel._brpop_read()
+        monkeypatch.undo()
+        [entry] = in_flight(broker, dying.channel, name)
+        assert json.loads(entry)["body"] == base64.b64encode(b'"taken"').decode()
+        assert broker.llen(name) == 1 and unacked(broker, name) == []
+        listed = fetch.list_key(dying.channel._token, name)
+        assert broker.zscore(fetch.REGISTRY, listed) is not None, "named in the registry"
+
+        survivor = Received(name)
+        try:
+            survivor.channel.qos.restore_visible()
+            assert len(in_flight(broker, dying.channel, name)) == 1, "its owner is not silent yet"
+            silent(broker, dying.channel)
+            survivor.channel._kept_at = float("-inf")  # the next interval
+            survivor.channel.qos.restore_visible()
+            assert in_flight(broker, dying.channel, name) == []
+            assert broker.zscore(fetch.REGISTRY, listed) is None
+            # Back at the consuming end of its queue: delivered before the next.
+            assert survivor.drain(2) == ["taken", "next"]
+        finally:
+            survivor.close()
+    finally:
+        dying.channel._dirty = False  # dead: it gives nothing back when closed
+        dying.close()
+
+
+def test_a_late_consumer_drops_its_copy_of_a_message_given_back(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Its owner stalled past the owner timeout between the wait's move and the record: the
+    message went back to its queue, and the owner, resuming, delivers nothing: one delivery in
+    all, by whoever takes it from the queue."""
+    [name, *_] = names
+    late = Received(name, inflight_owner_timeout=60)
+    claim = Channel._claim
+
+    def stall_then_claim(channel: Channel, *args: Any) -> None:
+        silent(broker, channel)
+        assert channel._scripts is not None
+        with channel.conn_or_acquire() as client:  # another consumer's pass: the owner is late
+            channel._scripts.give_back_silent(client, 60)
+        claim(channel, *args)
+
+    try:
+        publish(name, "declared")
+        assert late.drain(1) == ["declared"]
+        wait(late.channel)
+        publish(name, "once")
+        monkeypatch.setattr(Channel, "_claim", stall_then_claim)
+        with caplog.at_level(logging.WARNING, logger="tasks.broker"):
+            late.channel._brpop_read()
+        assert late.bodies == ["declared"]
+        assert "late to take went back to its queue" in caplog.text
+        assert broker.llen(name) == 1, "back in its queue, and not unacknowledged by the late one"
+        assert unacked(broker, name) == []
+        monkeypatch.undo()
+        assert late.drain(1) == ["once"]
+        assert broker.llen(name) == 0
+    finally:
+        late.close()
+
+
+def test_queues_are_taken_in_turn_and_each_is_served_while_idle(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    first, second, _ = names
+    publish(first, "a1", "a2", "a3")
+    publish(second, "b1", "b2", "b3")
+    both = Received(first, second)
+    try:
+        # Round robin over the queues, as kombu's BRPOP: neither waits for the other to empty.
+        assert both.drain(6) == ["a1", "b1", "a2", "b2", "a3", "b3"]
+        # Idle, the consumer waits on its first queue; a message on the second still comes.
+        with pytest.raises(socket.timeout):
+            both.connection.drain_events(timeout=0.2)
+        assert both.channel._fetch is not None and both.channel._fetch[0] == "BLMOVE"
+        publish(second, "b4")
+        assert both.drain(1) == ["b4"]
+        # kombu's priorities on Redis: 0 is taken first, 9 last.
+        publish(first, "low", priority=9)
+        publish(first, "high", priority=0)
+        assert both.drain(2) == ["high", "low"]
+        for queue in (first, second):
+            assert in_flight(broker, both.channel, queue) == []
+            assert unacked(broker, queue) == []
+    finally:
+        both.close()
+
+
+def test_a_message_waited_for_is_taken_by_the_blocking_move(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, *_] = names
+    publish(name, "declared")
+    waiting = Received(name)
+    try:
+        assert waiting.drain(1) == ["declared"]
+        wait(waiting.channel)
+        publish(name, "woken")
+        assert waiting.channel._brpop_read() is True
+        assert waiting.bodies == ["declared", "woken"]
+        assert in_flight(broker, waiting.channel, name) == []
+        assert unacked(broker, name) == []
+    finally:
+        waiting.close()
+
+
+def test_a_wait_whose_reply_is_lost_gives_its_message_back(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection breaks after Redis moved the message and before its reply was read."""
+    [name, *_] = names
+    publish(name, "declared")
+    cut = Received(name)
+    try:
+        assert cut.drain(1) == ["declared"]
+        channel = cut.channel
+        wait(channel)
+        publish(name, "moved")
+        while not in_flight(broker, channel, name):
+            pass  # Redis moves it at once
+
+        def lost(connection: Any, *_: Any, **__: Any) -> None:
+            connection.disconnect()
+            raise redis.ConnectionError("Connection closed by server.")
+
+        monkeypatch.setattr(channel.client, "parse_response", lost)
+        with pytest.raises(redis.ConnectionError):
+            channel._brpop_read()
+        monkeypatch.undo()
+        assert cut.drain(1) == ["moved"]
+        assert in_flight(broker, channel, name) == []
+    finally:
+        cut.close()
+
+
+def test_closing_gives_back_what_the_consumer_took_and_did_not_record(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [name, *_] = names
+    publish(name, "declared")
+    closing = Received(name)
+    assert closing.drain(1) == ["declared"]
+    wait(closing.channel)
+    publish(name, "kept")
+    monkeypatch.setattr(closing.channel, "_claim", lambda *_: (_ for _ in ()).throw(Died))
+    with pytest.raises(Died):
+        closing.channel._brpop_read()
+    assert broker.llen(name) == 0
+    closing.close()
+    assert broker.llen(name) == 1, "back in its queue at once, not after the owner timeout"
+    assert in_flight(broker, closing.channel, name) == []
+
+
+def test_an_entry_that_is_not_a_message_is_dropped_for_good(
+    broker: redis.Redis, names: list[str], caplog: Any
+) -> None:
+    [name, *_] = names
+    publish(name, "before")  # declares the queue
+    broker.lpush(name, b"garbage, not json")
+    # One that reads as a message in Redis, not in kombu: its body is not base64.
+    route = {"exchange": name, "routing_key": name}
+    odd = {"body": "abc", "properties": {"delivery_tag": "odd", "body_encoding": "base64"}}
+    odd["properties"]["delivery_info"] = route
+    broker.lpush(name, json.dumps(odd))
+    publish(name, "after")
+    reader = Received(name)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tasks.broker"):
+            assert reader.drain(2) == ["before", "after"]
+        assert caplog.text.count("not a message") == 2
+        assert unacked(broker, name) == [], "nothing left to come back after the timeout"
+
+        wait(reader.channel)  # and one the blocking wait takes
+        broker.lpush(name, b"[1]")
+        with caplog.at_level(logging.ERROR, logger="tasks.broker"):
+            reader.channel._brpop_read()
+        assert caplog.text.count("not a message") == 3
+        assert in_flight(broker, reader.channel, name) == []
+    finally:
+        reader.close()
+
+
+def test_purge_empties_the_queue_and_consuming_goes_on(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, *_] = names
+    publish(name, "x", "y", "z")
+    reader = Received(name)
+    try:
+        assert reader.channel.queue_purge(name) == 3
+        publish(name, "after")
+        assert reader.drain(1) == ["after"]
+    finally:
+        reader.close()
+
+
+def test_without_lmove_the_channel_pops_as_kombu_does(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    [name, *_] = names
+    publish(name, "old redis")
+    original = redis.Redis.execute_command
+
+    def no_lmove(client: redis.Redis, *args: Any, **kwargs: Any) -> Any:
+        if args[0] == "LMOVE":
+            raise redis.ResponseError("ERR unknown command 'LMOVE'")
+        return original(client, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", no_lmove)
+    with caplog.at_level(logging.WARNING, logger="tasks.broker"):
+        reader = Received(name)
+        try:
+            assert reader.drain(1) == ["old redis"]
+            assert reader.channel._reliable is False
+        finally:
+            reader.close()
+    assert "no LMOVE" in caplog.text
