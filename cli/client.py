@@ -7,17 +7,19 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
-from rich.console import Console, RenderableType
 
-from cli import render
 from cli.failures import EXIT_CODES_HELP, ExitCode, fail
 from cli.http import DEFAULT_API_URL, Api, path
 from cli.local_keys import local_keys
-from engine.addresses import AddressError, canonical_email
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+# Each command imports what only it uses (rich and cli.render for tables, yaml, httpx in
+# cli.http): the `automations` process starts for every command, and scripts run many.
 
 ApiUrl = Annotated[
     str,
@@ -59,6 +61,8 @@ def _print_json(body: Any) -> None:
 
 
 def _show(*renderables: RenderableType | None) -> None:
+    from rich.console import Console
+
     # Piped output keeps whole lines instead of folding to 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     for renderable in renderables:
@@ -104,6 +108,8 @@ def list_automations(
     as_json: AsJson = False,
 ) -> None:
     """List automations, newest first."""
+    from cli import render
+
     _one_cursor(after, before)
     params = {
         "status": status.value if status else None,
@@ -135,6 +141,8 @@ def list_runs(
     as_json: AsJson = False,
 ) -> None:
     """List an automation's runs, newest first."""
+    from cli import render
+
     _one_cursor(after, before)
     params = {"status": status, "limit": limit, "after": after, "before": before}
     page = _api(api_url, api_key).call(
@@ -158,6 +166,8 @@ def get_run(
     as_json: AsJson = False,
 ) -> None:
     """Show a run and its steps; --json adds the event payload and each step's output."""
+    from cli import render
+
     run = _api(api_url, api_key).call(
         "GET",
         path("automations", automation_id, "runs", run_id),
@@ -223,6 +233,8 @@ def send_event(
     if (email is None) == (contact_id is None):
         fail("give exactly one of --email and --contact-id", ExitCode.BAD_INPUT)
     if email is not None:
+        from engine.addresses import AddressError, canonical_email
+
         try:
             email = canonical_email(email)
         except AddressError as error:
@@ -248,6 +260,8 @@ def send_event(
 
 def read_document(file: Path) -> Any:
     """The data of a .json, .yaml or .yml file; an unreadable or malformed one exits 2."""
+    import yaml
+
     suffix = file.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         fail(f"{file}: use a .json, .yaml or .yml file", ExitCode.BAD_INPUT)

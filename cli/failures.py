@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from pydantic import ValidationError
 
-from engine.settings import BAD_SETTINGS_EXIT
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ExitCode(IntEnum):
@@ -19,9 +19,10 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # found locally before any request (and typer's own usage errors)
     UNREACHABLE = 3  # no answer from the API, a 5xx, or an answer that is not the API's JSON
     FAILED = 4  # a check failed: a simulated run, an expectation, db check-rollup, a stalled --wait
-    BAD_SETTINGS = (
-        BAD_SETTINGS_EXIT  # an AUTOMATIONS_* variable is invalid, or unfit for production
-    )
+    # An AUTOMATIONS_* variable is invalid, or unfit for production. The API and worker
+    # processes exit with it too, as engine.settings.BAD_SETTINGS_EXIT (a unit test checks they
+    # agree): imported from there, pydantic-settings would load with every command.
+    BAD_SETTINGS = 5
     DATABASE_UNREACHABLE = 6  # the database cannot be connected to (or opened)
     NO_SCHEMA = 7  # the database has no schema, or an older one: `automations db upgrade`
     PORT_IN_USE = 8  # the server's port is taken

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from cli.failures import EXIT_CODES_HELP, ExitCode, fail
+
+if TYPE_CHECKING:
+    import httpx
 
 # The client commands' names for these have always come from here.
 __all__ = ["DEFAULT_API_URL", "EXIT_CODES_HELP", "Api", "ExitCode", "fail", "path"]
@@ -24,6 +25,8 @@ def path(*segments: str) -> str:
 
 
 def _reason(exc: httpx.HTTPError) -> str:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out after {TIMEOUT_SECONDS:g} s"
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip()) or type(exc).__name__
@@ -110,6 +113,8 @@ class Api:
     def _send(
         self, method: str, where: str, key: str | None, *, params: dict[str, Any], body: Any
     ) -> httpx.Response:
+        import httpx  # here, not at the top: the commands that make no request start faster
+
         headers = {"User-Agent": "automations-cli"}
         if key:
             if not (key.isascii() and key.isprintable()):

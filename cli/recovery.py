@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import render
 from cli.client import (
     ApiKey,
     ApiUrl,
@@ -115,6 +114,8 @@ def _bulk(
             return _print_json(answer)
         typer.echo(f"{answer['matched']} runs would be {PAST[action]} (dry run)")
         if answer.get("sample"):
+            from cli import render
+
             _show(render.runs_table(answer["sample"]))
         return None
     if wait is not None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from cli.failures import ExitCode, fail
 from cli.http import DEFAULT_API_URL
@@ -21,12 +21,22 @@ from cli.settings import (
     read_settings,
     refusing_bad_configuration,
 )
-from engine.logs import configure_logging
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from engine.runtime import Runtime
 
-out = Console()
+
+# What a command needs beyond typer is imported inside it: `automations` starts afresh for each
+# command, and importing every command's needs (Celery, uvicorn, SQLAlchemy) would slow them all.
+@functools.cache
+def out() -> Console:
+    """The console the commands print their results on, with rich's markup."""
+    from rich.console import Console
+
+    return Console()
+
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -38,6 +48,7 @@ MAX_PORT = 65535
 
 
 def celery_app() -> object:
+    from engine.logs import configure_logging
     from tasks.app import create_celery_app
 
     current = read_settings()
@@ -60,10 +71,6 @@ def api(
     ] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
-    import uvicorn
-
-    from cli.database import require_schema
-
     current = read_settings()
     with refusing_bad_configuration():
         current.check_production_ready()
@@ -72,6 +79,12 @@ def api(
     if current.rate_limit_redis_url:
         check_rate_limit_url(current.rate_limit_redis_url)
     require_free_port(host, port)
+    # Imported once the settings passed: a refused process loads no database or server code.
+    import uvicorn
+
+    from cli.database import require_schema
+    from engine.logs import configure_logging
+
     require_schema(current.database_url)
     configure_logging(json_lines=current.log_json, level=current.log_level)
     uvicorn.run(
@@ -99,14 +112,14 @@ def worker(
     ] = "prefork",
 ) -> None:
     """Execute steps: a Celery worker on the automations queues. Run as many as you like."""
-    from cli.database import require_schema
-
     current = read_settings()
     processes = concurrency or current.worker_concurrency
     check_pool(pool, processes)
     with refusing_bad_configuration():  # first: a process refused for them touches nothing
         current.check_production_ready()
     check_transport(current)
+    from cli.database import require_schema  # once the settings passed, as in `api`
+
     require_schema(current.database_url)
     app = celery_app()
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool]
@@ -219,7 +232,7 @@ def db_upgrade(revision: str = "head") -> None:
         reached = upgrade_schema(url, revision)
     except CommandError as exc:  # an unknown --revision
         fail(f"cannot upgrade to {revision!r}: {exc}", ExitCode.BAD_INPUT)
-    out.print(f"database at revision {reached}")
+    out().print(f"database at revision {reached}")
 
 
 # How many differing counters check-rollup lists before it only counts the rest.
@@ -254,14 +267,14 @@ def db_check_rollup(
         fail(f"--since: {exc.message}", ExitCode.BAD_INPUT)
     if not found:
         scope = "every run and step" if day is None else f"the runs and steps since {day} UTC"
-        out.print(f"the rollup equals a recount of {scope}")
+        out().print(f"the rollup equals a recount of {scope}")
         return
     for difference in found[:SHOWN_DIFFERENCES]:
         print(describe(difference))
     if len(found) > SHOWN_DIFFERENCES:
         print(f"... and {len(found) - SHOWN_DIFFERENCES} more")
     if repair:
-        out.print(f"repaired {len(found)} rollup counter(s) to their recount")
+        out().print(f"repaired {len(found)} rollup counter(s) to their recount")
         return
     fail(
         f"{len(found)} rollup counter(s) differ from a recount; "
@@ -289,7 +302,7 @@ def keys_create(
             )
     except InvalidInput as exc:
         fail(exc.message, ExitCode.BAD_INPUT)
-    out.print(f"created key {key.id} ({key.name}); the secret is shown only now:")
+    out().print(f"created key {key.id} ({key.name}); the secret is shown only now:")
     print(secret)
 
 
@@ -308,7 +321,7 @@ def domains_verify(domain: Annotated[str, typer.Argument(help="Domain id or name
             name = found.name
     except NotFound as exc:
         fail(f"{exc.message}; create it first (POST /domains)", ExitCode.REFUSED)
-    out.print(f"domain {name} is verified")
+    out().print(f"domain {name} is verified")
 
 
 def dev(
@@ -319,6 +332,7 @@ def dev(
 ) -> None:
     """Everything in one process on SQLite: API, dashboard, steps, sweeper. Ctrl-C stops."""
     from cli.embedded import embedded_settings, owning, serving, wait_for_stop_signal
+    from engine.logs import configure_logging
 
     require_free_port(host, port, client_hint=True)
     with refusing_bad_configuration():
@@ -326,12 +340,12 @@ def dev(
     configure_logging()
     key = current.api_key.get_secret_value() if current.api_key else ""
     with owning(data_dir), serving(current, host=host, port=port, threads=threads) as server:
-        out.print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
-        out.print(f"API key: {key}  (kept in {key_file(data_dir)}, where the CLI finds it)")
-        out.print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")
+        out().print(f"[bold]automations dev[/] on {server.url} (dashboard: {server.url}/dashboard)")
+        out().print(f"API key: {key}  (kept in {key_file(data_dir)}, where the CLI finds it)")
+        out().print(f"state: {data_dir / 'automations.sqlite3'}; emails: {data_dir / 'outbox'}")
         if server.url != DEFAULT_API_URL:
-            out.print(f"client commands: export AUTOMATIONS_API_URL={server.url}")
-        out.print("Ctrl-C stops.")
+            out().print(f"client commands: export AUTOMATIONS_API_URL={server.url}")
+        out().print("Ctrl-C stops.")
         wait_for_stop_signal()
 
 

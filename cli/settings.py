@@ -9,16 +9,24 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from cli.failures import ExitCode, fail, fail_settings
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+# engine.settings (pydantic-settings) is imported when a server command reads its settings,
+# not when `automations` starts: the client commands and --help never need it.
 
 
 def read_settings() -> Settings:
     """The settings from the environment; an invalid one is one line, ExitCode.BAD_SETTINGS."""
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:
@@ -29,6 +37,8 @@ def read_settings() -> Settings:
 def refusing_bad_configuration() -> Iterator[None]:
     """Settings a process must not run with (production without a real secret key, say):
     one line naming the variable, ExitCode.BAD_SETTINGS."""
+    from engine.settings import ConfigurationError
+
     try:
         yield
     except ConfigurationError as exc:

@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from cli import render
 from cli.client import ApiKey, ApiUrl, AsJson, plain_json, read_document, too_deep
 from cli.expectations import BadExpectations, Case, read_cases, unmet
 from cli.http import DEFAULT_API_URL, EXIT_CODES_HELP, Api, ExitCode, fail
 from engine.errors import InvalidInput
-from engine.scenario import parse_later_event
 
 UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 EPILOG = (
@@ -73,6 +70,8 @@ def _later(text: Any, where: str) -> dict[str, Any]:
     if isinstance(text, dict):
         return text
     text = str(text)
+    from engine.scenario import parse_later_event  # the graph's modules: only for --then
+
     try:
         return parse_later_event(text)
     except InvalidInput as error:
@@ -102,6 +101,8 @@ def _request(base: dict[str, Any], defaults: dict[str, Any], case: Case) -> dict
 
 
 def _show(*renderables: Any) -> None:
+    from rich.console import Console
+
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     for renderable in renderables:
         console.print(renderable)
@@ -200,6 +201,8 @@ def _report(results: list[tuple[Case, Any, list[str]]], *, as_json: bool, checke
             mark = "✗" if problems else "✓"
             typer.echo(f"{mark} {case.name}: {answer.get('status')} after {answer.get('duration')}")
         if problems or not case.name:
+            from cli import render
+
             _show(render.simulation_view(answer))
         for problem in problems:
             typer.echo(f"  unmet: {problem}")

@@ -1,0 +1,92 @@
+"""`automations` starts a process per command: it imports only what the command run needs.
+
+Checked in a process of its own, since this one has imported everything already."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.failures import ExitCode
+from engine.settings import BAD_SETTINGS_EXIT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a fresh interpreter: the command's arguments, then the modules it had loaded at exit.
+PROBE = """
+import json, sys
+from cli.main import app
+try:
+    app(sys.argv[1:], prog_name="automations")
+except SystemExit as done:
+    code = done.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+IMPORT_ONLY = "import json, sys, cli.main; print(json.dumps(sorted(sys.modules)))"
+
+# What some commands need and most do not: the server runtime, the HTTP client, the settings,
+# YAML, rich's tables, the graph's modules.
+SERVER_SIDE = {"sqlalchemy", "alembic", "celery", "kombu", "uvicorn", "fastapi", "redis"}
+CLIENT_SIDE = {"httpx", "yaml", "rich"}
+ENGINE = {"pydantic_settings", "engine.settings", "engine.scenario", "engine.graph", "models"}
+
+
+def loaded(modules: list[str], wanted: set[str]) -> set[str]:
+    """Which of `wanted` (top-level packages or modules) are among `modules`."""
+    return {name for name in wanted if name in modules}
+
+
+def run_probe(*args: str) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    answer = json.loads(done.stdout.splitlines()[-1])
+    return answer["code"], answer["modules"]
+
+
+def test_importing_the_command_loads_none_of_what_commands_need() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ONLY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    modules = json.loads(done.stdout)
+    heavy = SERVER_SIDE | CLIENT_SIDE | ENGINE | {"pydantic", "importlib.metadata"}
+    assert loaded(modules, heavy) == set()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # Both refused by the command itself, before any request.
+        ("list", "--after", "a", "--before", "b"),
+        ("events", "send", "user.created"),
+    ],
+)
+def test_a_client_command_loads_no_server_side_module(args: tuple[str, ...]) -> None:
+    code, modules = run_probe(*args)
+    assert code == ExitCode.BAD_INPUT
+    assert loaded(modules, SERVER_SIDE | ENGINE) == set()
+
+
+def test_a_server_command_loads_no_client_side_module() -> None:
+    # Refused for its settings, which it has read: what it loaded is what it needs to start.
+    code, modules = run_probe("worker", "--pool", "threads")
+    assert code == ExitCode.BAD_INPUT
+    assert loaded(modules, CLIENT_SIDE | {"engine.scenario"}) == set()
+
+
+def test_bad_settings_exit_as_the_api_and_worker_processes_do() -> None:
+    assert ExitCode.BAD_SETTINGS == BAD_SETTINGS_EXIT
