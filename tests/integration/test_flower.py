@@ -48,8 +48,15 @@ def cli_worker(rt_stack: Stack, request: pytest.FixtureRequest) -> Iterator[tupl
         stderr=subprocess.STDOUT,
     )
     try:
-        rt_stack.wait_for(lambda: bool(rt_stack.app.control.ping(timeout=0.5)), timeout=30)
-        names = {name for reply in rt_stack.app.control.ping(timeout=2) for name in reply}
+        replies: list[dict[str, Any]] = []
+
+        def pinged() -> bool:
+            # A ping to every worker waits out its timeout: the names are those that answered.
+            replies[:] = rt_stack.app.control.ping(timeout=0.5)
+            return bool(replies)
+
+        rt_stack.wait_for(pinged, timeout=30)
+        names = {name for reply in replies for name in reply}
         yield request.param, names
     finally:
         # The stack's worker boots while this one finishes its warm shutdown (the SIGTERM that
