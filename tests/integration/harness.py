@@ -72,6 +72,10 @@ class SmtpSink:
 
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
+        # The To header of each message `to` has seen, as text. The sink keeps a whole session's
+        # mail (one bulk test sends a thousand) and `to` is asked for one address at a time, in
+        # loops: parsing every message's header at every call made the session quadratic.
+        self._recipients: list[str] = []
         # What came over the wire: the RCPT TO addresses and the bytes of DATA, unparsed.
         self.envelopes: list[Envelope] = []
         self._lock = threading.Lock()
@@ -113,7 +117,11 @@ class SmtpSink:
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
         with self._lock:
-            return [m for m in self.messages if address in str(m["To"])]
+            for message in self.messages[len(self._recipients) :]:
+                self._recipients.append(str(message["To"]))
+            return [
+                m for m, to in zip(self.messages, self._recipients, strict=True) if address in to
+            ]
 
     def envelopes_for(self, address: str) -> list[Envelope]:
         """Every delivery whose envelope or raw headers name the address."""
