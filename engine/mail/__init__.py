@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from engine.mail.base import Transport
 from engine.mail.files import ConsoleTransport, FileTransport
 from engine.mail.message import OutgoingEmail
-from engine.mail.resend_http import ResendHttpTransport
 from engine.mail.smtp import DEFAULT_PORTS as SMTP_SCHEMES
 from engine.mail.smtp import SmtpTransport
 
@@ -58,6 +55,12 @@ def _resend_transport(scheme: str, url: str, api_key: str | None) -> Transport:
     if not api_key:
         raise ValueError(f"email transport {scheme}:// needs an API key: set {API_KEY_SETTING}")
     base_url = f"{scheme.removeprefix('resend+')}://{parts.netloc}{parts.path}"
+    # httpx only for this transport: every worker, API server and operator command builds
+    # a transport, most of them SMTP, and importing httpx took 50 to 70 ms of their start.
+    import httpx
+
+    from engine.mail.resend_http import ResendHttpTransport
+
     try:
         return ResendHttpTransport(api_key, base_url=base_url)
     except httpx.InvalidURL:

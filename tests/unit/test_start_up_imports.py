@@ -1,6 +1,7 @@
-"""`automations` starts a process per command: it imports only what the command run needs.
+"""Processes import only what they need: `automations` starts one per command, and the tests
+start hundreds of commands, workers and API servers.
 
-Checked in a process of its own, since this one has imported everything already."""
+Checked in processes of their own, since this one has imported everything already."""
 
 from __future__ import annotations
 
@@ -26,7 +27,24 @@ except SystemExit as done:
     code = done.code
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
-IMPORT_ONLY = "import json, sys, cli.main; print(json.dumps(sorted(sys.modules)))"
+
+
+def imported_by(modules: str) -> list[str]:
+    """What a fresh interpreter has loaded once it imported `modules` (comma-separated)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys, {modules}; print(json.dumps(sorted(sys.modules)))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return list(json.loads(done.stdout))
+
 
 # What some commands need and most do not: the server runtime, the HTTP client, the settings,
 # YAML, rich's tables, the graph's modules.
@@ -54,15 +72,7 @@ def run_probe(*args: str) -> tuple[int, list[str]]:
 
 
 def test_importing_the_command_loads_none_of_what_commands_need() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_ONLY],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    modules = json.loads(done.stdout)
+    modules = imported_by("cli.main")
     heavy = SERVER_SIDE | CLIENT_SIDE | ENGINE | {"pydantic", "importlib.metadata"}
     assert loaded(modules, heavy) == set()
 
@@ -90,3 +100,8 @@ def test_a_server_command_loads_no_client_side_module() -> None:
 
 def test_bad_settings_exit_as_the_api_and_worker_processes_do() -> None:
     assert ExitCode.BAD_SETTINGS == BAD_SETTINGS_EXIT
+
+
+def test_the_worker_and_the_api_server_load_httpx_only_for_resend() -> None:
+    """Their email transport is most often SMTP: httpx is for the Resend transport alone."""
+    assert loaded(imported_by("wiring.worker, wiring.server"), {"httpx"}) == set()
