@@ -6,6 +6,7 @@ Checked in processes of their own, since this one has imported everything alread
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from cli.failures import ExitCode
 from engine.settings import BAD_SETTINGS_EXIT
 
 ROOT = Path(__file__).resolve().parents[2]
+# The probes run with the defaults, whatever AUTOMATIONS_* variables this shell holds.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
 
 # Run in a fresh interpreter: the command's arguments, then the modules it had loaded at exit.
 PROBE = """
@@ -38,6 +41,7 @@ def imported_by(modules: str) -> list[str]:
             f"import json, sys, {modules}; print(json.dumps(sorted(sys.modules)))",
         ],
         cwd=ROOT,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         check=True,
@@ -62,6 +66,7 @@ def run_probe(*args: str) -> tuple[int, list[str]]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=ROOT,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         check=True,
