@@ -68,8 +68,10 @@ _CONTACT_COLUMNS = (
     CONTACTS.c.unsubscribed,
     CONTACTS.c.properties,
 )
+# The step's contact, locked, if the step is of one of the given types (the contact's columns:
+# the claim's statement reads the contact from its locked row, `_CONTACT_LOCKED`).
 _CONTACT_OF_STEP = (
-    select(CONTACTS.c.id)
+    select(*_CONTACT_COLUMNS)
     .select_from(_STEP_RUN_CONTACT)
     .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
     .with_for_update(of=CONTACTS)
@@ -211,14 +213,7 @@ _CLAIM_WITH_CONTEXT = (
 # One snapshot serves the whole statement, taken before any wait for that lock: the contact is
 # read from its locked row (the newest version, or none if it was deleted meanwhile), not from
 # the snapshot, as the step and run rows are (their own locks give their newest versions).
-_CONTACT_LOCKED = (
-    select(*_CONTACT_COLUMNS)
-    .select_from(_STEP_RUN_CONTACT)
-    .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
-    .with_for_update(of=CONTACTS)
-    .cte("contact_locked")
-    .prefix_with("MATERIALIZED")
-)
+_CONTACT_LOCKED = _CONTACT_OF_STEP.cte("contact_locked").prefix_with("MATERIALIZED")
 _CLAIMED_AFTER_CONTACT = _CLAIM.where(
     select(func.count()).select_from(_CONTACT_LOCKED).scalar_subquery() >= 0
 ).cte("claimed")
