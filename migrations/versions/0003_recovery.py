@@ -12,8 +12,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import models.types
-
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -28,7 +26,7 @@ REPLAYS = sa.text("replay_of IS NOT NULL")
 
 
 def _time(name: str, *, nullable: bool) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(name, models.types.UTCDateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:

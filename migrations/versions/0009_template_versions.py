@@ -16,8 +16,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import models.types
-
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
@@ -39,7 +37,7 @@ def upgrade() -> None:
         sa.Column("html", sa.Text(), nullable=True),
         sa.Column("text_body", sa.Text(), nullable=True),
         sa.Column("variables", JSON, nullable=False),
-        sa.Column("created_at", models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["template_id"],
             ["templates.id"],
@@ -76,7 +74,7 @@ def _backfill(conn: sa.Connection) -> None:
         "text_body": sa.Text(),
         "variables": JSON,
     }
-    moment = models.types.UTCDateTime(timezone=True)
+    moment = sa.DateTime(timezone=True)
     templates = sa.table(
         "templates",
         sa.column("id", sa.Uuid()),
