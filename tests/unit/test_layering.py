@@ -75,3 +75,18 @@ def test_adapters_call_the_engine_not_the_store() -> None:
     }
     wrong = {path: found for path, found in calls.items() if found}
     assert set(wrong) == STORE_CALLERS_LEFT, wrong
+
+
+# What a migration may not import: the live code, which changes after the migration is written.
+LIVE = ADAPTERS | {"engine", "models"}
+
+
+def test_migrations_import_none_of_the_live_code() -> None:
+    """A migration does forever what it did when written: one that imported the engine's code
+    or the models would run today's version of it against its own revision's schema."""
+    found = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & LIVE)
+        for path in sorted((ROOT / "migrations" / "versions").glob("*.py"))
+    }
+    assert found, "no migration found"
+    assert not {path: names for path, names in found.items() if names}
