@@ -1,7 +1,8 @@
 """The rollup recounted from the runs and steps themselves, set-based.
 
-`rebuild` replaces the rollup with the recount: the migration that adds it backfills with it,
-and so does a database seeded behind the engine's back (a benchmark). `differences` compares
+`rebuild` replaces the rollup with the recount: a database seeded behind the engine's back
+(a benchmark) is counted with it. Migrations 0005 and 0008 hold frozen copies of these
+statements as they were at their revision. `differences` compares
 the two and `correct` adds what a counter lacks: an operator's check and repair of a live
 system (engine/rollup_check.py). The running system never calls any of them: the rollup is
 kept in each transaction (rollup.py).
@@ -187,8 +188,8 @@ def rebuild(conn: Connection) -> None:
 
 
 def _as_migrated(conn: Connection, table: _Table) -> _Table:
-    """The table with the counters its database has: a migration that recounts the rollup
-    (0005, 0008) runs before later ones add counters."""
+    """The table with the counters its database has: a database at an earlier revision (the
+    migration tests' seeds) lacks the counters later ones add."""
     present = {column["name"] for column in inspect(conn).get_columns(table.name)}
     counters = tuple(name for name in table.counters if name in present)
     return replace(table, counters=counters)
