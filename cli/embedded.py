@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,12 +105,26 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_text("re_dev_" + secrets.token_urlsafe(24))
-            path.chmod(0o600)
+            write_private(path, "re_dev_" + secrets.token_urlsafe(24))
         key = path.read_text().strip()
     except OSError as exc:
         unusable(data_dir, exc)
     return settings.model_copy(update={"api_key": SecretStr(key)})
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write a new file only its owner can read from its first byte (mkstemp's 0600, whatever
+    the umask; a chmod afterwards leaves a window), linked under its name once whole; a file
+    already there (another process's) is kept."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(content)
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
 
 
 @contextmanager

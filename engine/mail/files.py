@@ -95,6 +95,8 @@ def _write_new_file(directory: Path, email_id: str, data: bytes) -> Path:
 
     A hard link never replaces an existing name, so two workers sending the same email at
     once (a lease taken over) each get a file of their own, and a reader never sees half a file.
+    mkstemp makes it 0600 whatever the umask, and the link keeps that: an email's unsubscribe
+    link is a token, for its recipient alone.
     """
     handle, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{email_id}.", suffix=".tmp")
     try:
