@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +70,8 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     db_engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    if database and database != ":memory:" and not parsed.query.get("uri"):
+        _create_private(db_engine, Path(database))
     _serialize_sqlite_writers(db_engine)
     return db_engine
 
@@ -104,6 +107,20 @@ def _ping_when_idle(db_engine: Engine) -> None:
             db_engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the pool retries with a new connection, all older ones dropped
             raise InvalidatePoolError(str(exc)) from exc
+
+
+def _create_private(db_engine: Engine, path: Path) -> None:
+    """SQLite creates a missing database as the umask lets it, readable by every local user
+    (contacts, emails, their unsubscribe links); its WAL and shared-memory files take the
+    database's mode. Before a connection opens it, a missing file is created empty, 0600,
+    which SQLite takes for a new database; a file already there keeps the mode it has."""
+
+    @event.listens_for(db_engine, "do_connect")
+    def _on_do_connect(*_: Any) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        # There already, or not creatable here: SQLite's own open then says why.
+        with suppress(OSError):
+            os.close(os.open(path, flags, 0o600))
 
 
 def _serialize_sqlite_writers(db_engine: Engine) -> None:

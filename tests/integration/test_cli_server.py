@@ -142,6 +142,7 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        umask=0o022,  # what a user's shell commonly has: files readable by every user
     )
     try:
         deadline = time.monotonic() + 30
@@ -156,6 +157,9 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
             f"http://127.0.0.1:{port}/automations", headers={"Authorization": f"Bearer {key}"}
         )
         assert answer.status_code == 200 and answer.json()["data"] == []
+        # Its key and its database (contacts, emails, unsubscribe links) are the user's alone.
+        for name in ("api-key", "automations.sqlite3", "automations.sqlite3-wal"):
+            assert (tmp_path / "dev" / name).stat().st_mode & 0o777 == 0o600, name
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)

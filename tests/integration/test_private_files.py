@@ -1,8 +1,8 @@
 """The files that hold secrets are their owner's alone from the moment they exist (0600, under
 a umask that lets others read): `automations dev`'s API key, the `.eml` files (an unsubscribe
-link is a token). Each is created with that mode, never narrowed after a window in which
-another local user could open it: here chmod does nothing, so a file that relied on it shows as
-readable by others."""
+link is a token), and the SQLite database and its WAL (contacts, emails, unsubscribe links).
+Each is created with that mode, never narrowed after a window in which another local user could
+open it: here chmod does nothing, so a file that relied on it shows as readable by others."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from cli.embedded import embedded_settings
 from cli.local_keys import key_file
+from engine.db import create_db_engine
 from engine.mail.files import FileTransport
 from tests.integration.test_transports import make_email
 
@@ -54,3 +56,35 @@ def test_an_eml_file_is_private_from_its_creation(tmp_path: Path) -> None:
     written = sorted(outbox.iterdir())
     assert [path.suffix for path in written] == [".eml", ".eml"]
     assert [mode(path) for path in written] == [0o600, 0o600]
+
+
+def test_a_new_sqlite_database_and_its_wal_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "automations.sqlite3"
+    db_engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        with db_engine.begin() as conn:
+            conn.execute(text("CREATE TABLE contacts (email TEXT)"))
+            conn.execute(text("INSERT INTO contacts VALUES ('ada@example.test')"))
+        files = sorted(path.parent.iterdir())
+        assert [file.name for file in files] == [
+            "automations.sqlite3",
+            "automations.sqlite3-shm",
+            "automations.sqlite3-wal",
+        ]
+        assert {file.name: mode(file) for file in files} == dict.fromkeys(
+            (file.name for file in files), 0o600
+        )
+    finally:
+        db_engine.dispose()
+
+
+def test_an_existing_database_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    path.touch(mode=0o640)
+    db_engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        with db_engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    finally:
+        db_engine.dispose()
+    assert mode(path) == 0o640
