@@ -113,3 +113,24 @@ def test_a_password_holding_a_slash_is_not_printed(
     printed, lines = bad_settings(process, env, tmp_path)
     assert "hun" not in printed and "ter2" not in printed
     assert len(lines) == 1 and variable in lines[0], lines
+
+
+@pytest.mark.parametrize("process", ["uvicorn", "automations api", "automations dev"])
+def test_a_short_metrics_token_stops_the_process_with_one_line(
+    process: str, tmp_path: Path
+) -> None:
+    """Nothing limits guesses at /metrics: a token shorter than the secrets' 32 bytes is refused
+    as the process starts, in one line naming the variable and the rule, never the token."""
+    env = {
+        "AUTOMATIONS_ENV": "production",
+        "AUTOMATIONS_SECRET_KEY": "k" * MIN_SECRET_BYTES,
+        "AUTOMATIONS_METRICS_TOKEN": "scrape-me-please",
+        "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
+        "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    printed, lines = bad_settings(process, env, tmp_path)
+    assert "scrape-me-please" not in printed
+    assert len(lines) == 1 and "AUTOMATIONS_METRICS_TOKEN" in lines[0], lines
+    assert f"at least {MIN_SECRET_BYTES} bytes" in lines[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "never.sqlite3").exists()
+
