@@ -190,17 +190,38 @@ def flower(
 
     Outside development it needs FLOWER_BASIC_AUTH, or --no-auth said out loud."""
     app = celery_app()  # the settings' own refusals first
-    if not basic_auth and not no_auth and read_settings().env != "development":
+    env = read_settings().env
+    if not basic_auth and not no_auth and env != "development":
         fail(
             "Flower shows every worker, queue and task to whoever reaches its port: set"
             " FLOWER_BASIC_AUTH=user:password, or pass --no-auth if a proxy in front of it"
             " authenticates",
             ExitCode.BAD_SETTINGS,
         )
+    if basic_auth and env != "development":
+        check_flower_logins(basic_auth, env)
     argv = ["flower", f"--port={port}"]
     if basic_auth:
         argv.append(f"--basic-auth={basic_auth}")
     app.start(argv)  # type: ignore[attr-defined]
+
+
+def check_flower_logins(basic_auth: str, env: str) -> None:
+    """Flower limits no guesses at its logins (`user:password`, comma-separated): like the
+    tokens of /metrics and the docs, each password is held to the secrets' length. One line,
+    never the value."""
+    from engine.settings import MIN_SECRET_BYTES
+
+    for login in basic_auth.split(","):
+        _, colon, password = login.partition(":")
+        if not colon or len(password.encode()) < MIN_SECRET_BYTES:
+            fail(
+                f"FLOWER_BASIC_AUTH (--basic-auth) must be user:password with a password of at"
+                f" least {MIN_SECRET_BYTES} bytes when AUTOMATIONS_ENV={env}: Flower limits no"
+                " guesses. Set a long random one, e.g. `python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))'`",
+                ExitCode.BAD_SETTINGS,
+            )
 
 
 def operator_runtime() -> Runtime:

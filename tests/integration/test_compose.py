@@ -45,7 +45,7 @@ PINNED_IMAGE = re.compile(r"[\w./-]+(?::v?\d+\.\d+(?:\.\d+)?(?:-[\w.]+)?|@sha256
 # What the compose variables are set to for the native runs (an operator's .env file).
 VARIABLES = {
     "AUTOMATIONS_SECRET_KEY": "compose-test-secret-0123456789abcdefghijklmnopqrstuvwxyz",
-    "FLOWER_BASIC_AUTH": "ops:flower-test-password",
+    "FLOWER_BASIC_AUTH": "ops:flower-test-password-of-32-bytes-or-more",
 }
 _VARIABLE = re.compile(
     r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})"

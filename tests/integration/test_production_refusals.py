@@ -134,3 +134,24 @@ def test_a_short_metrics_token_stops_the_process_with_one_line(
     assert f"at least {MIN_SECRET_BYTES} bytes" in lines[0]
     assert not (tmp_path / "data").exists() and not (tmp_path / "never.sqlite3").exists()
 
+
+@pytest.mark.parametrize(
+    "logins",
+    ["ops:flower-test-password", "ops", f"ops:{'p' * MIN_SECRET_BYTES},ci:flower-test-password"],
+)
+def test_a_short_flower_password_is_refused_outside_development(
+    logins: str, tmp_path: Path
+) -> None:
+    """Flower limits no guesses at its logins: each password is held to the secrets' length,
+    as the tokens of /metrics and the docs are."""
+    env = {
+        "AUTOMATIONS_ENV": "production",
+        "AUTOMATIONS_SECRET_KEY": "k" * MIN_SECRET_BYTES,
+        "AUTOMATIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite3'}",
+        "AUTOMATIONS_BROKER_URL": "redis://127.0.0.1:1/0",
+        "FLOWER_BASIC_AUTH": logins,
+    }
+    printed, lines = bad_settings("automations flower", env, tmp_path)
+    assert "flower-test-password" not in printed and "p" * MIN_SECRET_BYTES not in printed
+    assert len(lines) == 1 and "FLOWER_BASIC_AUTH" in lines[0], lines
+    assert f"at least {MIN_SECRET_BYTES} bytes" in lines[0]
