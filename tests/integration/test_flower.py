@@ -24,7 +24,7 @@ from tests.integration.test_compose import automations, stop
 
 pytestmark = POSTGRES_ONLY
 
-USER, PASSWORD = "ops", "flower-test-password"
+USER, PASSWORD = "ops", "flower-test-password-of-32-bytes-or-more"
 TASK = "automations.steps.contact_update"
 
 
