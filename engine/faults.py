@@ -5,12 +5,16 @@ itself with SIGKILL the first time it reaches that checkpoint: the marker file, 
 exclusively, makes it happen once across restarts; `send_email.before_send=kill`, without a
 marker, every time (a step that kills whatever runs it). `condition.handler=raise` raises an
 unexpected exception every time the checkpoint is reached (a step handler with a bug).
+`condition.handler=sleep@2` pauses 2 seconds there every time (a slow step, to stop a process
+in the middle of one).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import time
 from collections.abc import Callable
 
 
@@ -40,8 +44,24 @@ def _raise(point: str) -> Callable[[], None]:
     return fire
 
 
+def _sleep(seconds: float) -> Callable[[], None]:
+    def fire() -> None:
+        time.sleep(seconds)
+
+    return fire
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
 def checkpoint_from_setting(value: str) -> Callable[[str], None]:
-    """A checkpoint callable from `point=kill@marker` and `point=raise` items, comma-separated."""
+    """A checkpoint callable from `point=kill@marker`, `point=raise` and `point=sleep@seconds`
+    items, comma-separated."""
     actions: dict[str, Callable[[], None]] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         point, _, action = item.partition("=")
@@ -50,10 +70,12 @@ def checkpoint_from_setting(value: str) -> Callable[[str], None]:
             actions[point] = _kill_once(marker) if marker else _kill
         elif kind == "raise" and not marker:
             actions[point] = _raise(point)
+        elif kind == "sleep" and (seconds := _seconds(marker)) is not None:
+            actions[point] = _sleep(seconds)
         else:
             raise ValueError(
-                f"unknown fault {item!r}: expected point=kill@/path/to/marker, point=kill "
-                "or point=raise"
+                f"unknown fault {item!r}: expected point=kill@/path/to/marker, point=kill, "
+                "point=raise or point=sleep@seconds (a positive number)"
             )
 
     def checkpoint(name: str) -> None:

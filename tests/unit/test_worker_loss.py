@@ -91,3 +91,22 @@ def test_a_kill_fault_without_a_marker_kills_every_time(monkeypatch: pytest.Monk
     checkpoint("send_email.before_send")
     checkpoint("send_email.before_send")
     assert killed == [faults.signal.SIGKILL] * 2
+
+
+def test_a_sleep_fault_pauses_every_time_for_its_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    checkpoint = faults.checkpoint_from_setting("contact_update.handler=sleep@2.5")
+    checkpoint("condition.handler")
+    checkpoint("contact_update.handler")
+    checkpoint("contact_update.handler")
+    assert slept == [2.5, 2.5]
+
+
+@pytest.mark.parametrize("value", ["", "0", "-1", "nan", "inf", "two"])
+def test_a_sleep_fault_needs_a_positive_number_of_seconds(value: str) -> None:
+    item = f"contact_update.handler=sleep@{value}"
+    with pytest.raises(ValueError) as refused:
+        faults.checkpoint_from_setting(item)
+    assert str(refused.value).startswith(f"unknown fault {item!r}: expected ")
+    assert "point=sleep@seconds (a positive number)" in str(refused.value)
