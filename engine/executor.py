@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
@@ -35,7 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def execute_step(
-    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None = None
+    rt: Runtime,
+    run_id: uuid.UUID,
+    step_key: str,
+    step_type: str | None = None,
+    *,
+    claim_apart: bool = False,
 ) -> list[Dispatch]:
     """Run one step if it is due and unclaimed, then the instant steps of its run that it made
     ready, up to `inline_steps` of them; the steps to enqueue once this returns.
@@ -43,18 +49,25 @@ def execute_step(
     `step_type`, the type the message was sent for, spares a step that does not lock its
     contact the statement that would (the row's own type decides, whatever the message says).
 
+    `claim_apart`: each step's claim commits on its own before the step executes, for an
+    executor that dies with its whole process (the embedded one). A Celery worker's parent
+    process outlives a child that a step killed and counts that death; nothing outlives the
+    embedded process, so the committed claim is the trace its next start counts.
+
     An inline step is executed as if its message had arrived: its own claim, transaction, commit
     and log line. A crash between two of them leaves the next one ready in SQL, where the
     sweeper finds it as it finds a lost message.
     """
-    pending = _execute_one(rt, run_id, step_key, step_type)
+    pending = _execute_one(rt, run_id, step_key, step_type, claim_apart)
     for _ in range(rt.settings.inline_steps):
         following = next((d for d in pending if _inline(d)), None)
         if following is None:
             break
         pending.remove(following)
         rt.checkpoint("inline.before_step")
-        pending.extend(_execute_one(rt, following.run_id, following.step_key, following.step_type))
+        pending.extend(
+            _execute_one(rt, following.run_id, following.step_key, following.step_type, claim_apart)
+        )
     return pending
 
 
@@ -63,13 +76,16 @@ def _inline(dispatch: Dispatch) -> bool:
 
 
 def _execute_one(
-    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None
+    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None, claim_apart: bool
 ) -> list[Dispatch]:
     with step_context(run_id=str(run_id), step_key=step_key):
         tried_at = rt.clock.now()
         held = _Held()
         try:
-            # Re-running is safe: a step whose claim committed is not claimable a second time.
+            if claim_apart and not retry_on_disconnect(lambda: _claim(rt, run_id, step_key, held)):
+                return []
+            # Re-running is safe: a step whose claim committed is not claimable a second time,
+            # and one held apart is executed only under its claim.
             return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, step_type, held))
         except Exception as exc:
             return record_unexpected_failure(
@@ -79,34 +95,72 @@ def _execute_one(
 
 @dataclass
 class _Held:
-    """The claim this worker holds once a claim has committed (a send in progress)."""
+    """The claim this worker holds once a claim has committed (claimed apart, a send)."""
 
     attempt: int | None = None
+    # When a claim apart was taken: the step executes as of then, as one claimed with it does.
+    claimed_at: dt.datetime | None = None
+
+
+def _claim(rt: Runtime, run_id: uuid.UUID, step_key: str, held: _Held) -> bool:
+    """Claim the step in a transaction of its own, noted in `held`; False if not claimable."""
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        claimed = claims.claim_step(session, run_id, step_key, now=now, lease_until=now + rt.lease)
+        if claimed is None:
+            _not_claimable(session, run_id, step_key, now)
+            return False
+    held.attempt, held.claimed_at = claimed.attempt, now
+    return True
+
+
+def _not_claimable(session: Session, run_id: uuid.UUID, step_key: str, now: dt.datetime) -> None:
+    # Early (a host whose clock is ahead fired its countdown): sent again for its time by the
+    # sweeper's next tick, rather than once it looks lost, past due.
+    if claims.forget_early_message(session, run_id, step_key, now=now):
+        log.info("message before the step's due time: the sweeper sends it again")
+    else:
+        log.debug("step not claimable: duplicate or stale message")
+
+
+def _hold(
+    session: Session,
+    rt: Runtime,
+    run_id: uuid.UUID,
+    step_key: str,
+    step_type: str | None,
+    held: _Held,
+    now: dt.datetime,
+) -> tuple[claims.ClaimedStep, claims.RunContext] | None:
+    """Claim the step, or lock it under the claim held apart, with its run's context; None if
+    there is nothing to execute."""
+    contact_first = (
+        contact_lockers() if step_type is None or locks_contact(step_type) else frozenset()
+    )
+    if held.attempt is not None:
+        owned = claims.owned_with_context(
+            session, run_id, step_key, held.attempt, contact_first=contact_first
+        )
+        if owned is None:
+            log.info("step is in another worker's hands: its lease ran out")
+        return owned
+    lease_until = now + rt.lease
+    found = claims.claim_with_context(
+        session, run_id, step_key, now=now, lease_until=lease_until, contact_first=contact_first
+    )
+    if found is None:
+        _not_claimable(session, run_id, step_key, now)
+    return found
 
 
 def _execute(
     rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None, held: _Held
 ) -> list[Dispatch]:
-    now = rt.clock.now()
+    now = held.claimed_at or rt.clock.now()
     with transaction(rt.sessions) as session:
         rt.checkpoint("step.before_contact_lock")
-        found = claims.claim_with_context(
-            session,
-            run_id,
-            step_key,
-            now=now,
-            lease_until=now + rt.lease,
-            contact_first=(
-                contact_lockers() if step_type is None or locks_contact(step_type) else frozenset()
-            ),
-        )
+        found = _hold(session, rt, run_id, step_key, step_type, held, now)
         if found is None:
-            # Early (a host whose clock is ahead fired its countdown): sent again for its time
-            # by the sweeper's next tick, rather than once it looks lost, past due.
-            if claims.forget_early_message(session, run_id, step_key, now=now):
-                log.info("message before the step's due time: the sweeper sends it again")
-            else:
-                log.debug("step not claimable: duplicate or stale message")
             return []
         rt.checkpoint("step.claimed")
         claimed, run = found

@@ -12,6 +12,10 @@ counts it first stamps `lost_attempt`, and the other finds the claim counted. A 
 the claim committed (an instant step's transaction, rolled back with the process) leaves no
 claim to stamp, and only the parent process sees it. A hang the sweeper counted and a kill of
 the same worker reported later may count two: a step fails early only after a bound of them.
+
+The embedded executor has no parent process: its claims commit before their steps run
+(`claim_apart` in engine/executor.py), so each death leaves a claim that the next start's
+sweeper takes over and counts.
 """
 
 from __future__ import annotations

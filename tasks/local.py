@@ -77,7 +77,12 @@ class LocalExecutor:
                 if isinstance(item, BulkWork):
                     self.dispatch(work_chunk(self.rt, item.bulk_id))
                 else:
-                    self.dispatch(execute_step(self.rt, item.run_id, item.step_key, item.step_type))
+                    # The claim commits before the step runs: were the step to kill this
+                    # process, the next start counts the death (engine/worker_loss.py).
+                    done = execute_step(
+                        self.rt, item.run_id, item.step_key, item.step_type, claim_apart=True
+                    )
+                    self.dispatch(done)
             except Exception:
                 # The transaction rolled back; the sweeper will offer the work again.
                 log.exception("work failed", extra=_ids(item))

@@ -352,9 +352,17 @@ _OWNED_STEP = (
 
 
 def owned_with_context(
-    session: Session, run_id: uuid.UUID, step_key: str, attempt: int
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    attempt: int,
+    *,
+    contact_first: frozenset[str] = frozenset(),
 ) -> tuple[ClaimedStep, RunContext] | None:
-    """The step, if it still runs under this claim (locked), and its run's context (locked)."""
+    """The step, if it still runs under this claim (locked), and its run's context (locked).
+    With `contact_first`, `lock_contact_first` for those step types before anything else."""
+    if contact_first:
+        lock_contact_first(session, run_id, step_key, contact_first)
     params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
     row = execute(session, _OWNED_STEP, params).first()
     context = lock_run_context(session, run_id) if row is not None else None

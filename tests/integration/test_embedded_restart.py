@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,11 +26,11 @@ class Dev:
     def __init__(self, data: Path, **env: str) -> None:
         self.data = data
         self.port = free_port()
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
         command = ["dev", "--threads", "1", "--port", str(self.port), "--data-dir", str(data)]
         self.process = subprocess.Popen(
             [automations(), *command],
-            env={**base, **env},
+            env={**self.env, **env},
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -38,7 +38,7 @@ class Dev:
         )
 
     def ready(self) -> Dev:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a start takes seconds; more on a busy machine
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
@@ -205,13 +205,36 @@ def test_a_data_dir_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> Non
     assert taken.read_text() == "not a folder"
 
 
+def start_until_one_lives(
+    data: Path, started: list[Dev], ended: Callable[[], bool], **env: str
+) -> tuple[Dev, int]:
+    """Start dev on `data` again after each death, as a supervisor does, until a start lives
+    on with `ended()` true: that start, and how many died before it."""
+    for deaths in range(8):
+        dev = Dev(data, **env)
+        started.append(dev)
+        deadline = time.monotonic() + 60
+        while dev.process.poll() is None and not ended():
+            assert time.monotonic() < deadline, "neither killed nor ended"
+            time.sleep(0.2)
+        if dev.process.poll() is None:
+            return dev.ready(), deaths
+        assert dev.process.returncode == -signal.SIGKILL, dev.stop()
+    raise AssertionError("killed at each of 8 starts")
+
+
+# Up to 8 starts of a process, each a few seconds on a busy machine.
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("point", ["send_email.handler", "send_email.before_send"])
 def test_a_send_that_kills_the_process_at_every_start_fails_after_the_bound(
-    tmp_path: Path, started: list[Dev]
+    tmp_path: Path, started: list[Dev], point: str
 ) -> None:
-    """The embedded executor dies whole: each start's takeover of the lease a dead process held
-    counts that death, and after the bound the step fails instead of killing the next start."""
+    """The embedded executor dies whole: each start's takeover of the claim a dead process
+    held counts that death, and after the bound the step fails instead of killing the next
+    start. The same whether it dies rendering the email (its claim committed first) or
+    sending it."""
     data = tmp_path / "dev"
-    kills = {"AUTOMATIONS_FAULT_INJECTION": "send_email.before_send=kill"}
+    kills = {"AUTOMATIONS_FAULT_INJECTION": f"{point}=kill"}
     first = Dev(data, **kills)
     started.append(first)
     with first.ready().client() as api:
@@ -221,15 +244,10 @@ def test_a_send_that_kills_the_process_at_every_start_fails_after_the_bound(
 
     # One thread: each start claims one of the two sends and dies on it, so two runs need
     # six deaths in all; then a start fails both steps and lives.
-    for _ in range(8):
-        dev = Dev(data, **kills)
-        started.append(dev)
-        deadline = time.monotonic() + 30
-        while dev.process.poll() is None and run_statuses(data) != ["failed", "failed"]:
-            assert time.monotonic() < deadline, "neither killed nor ended"
-            time.sleep(0.2)
-        if dev.process.poll() is None:
-            break
+    dev, deaths = start_until_one_lives(
+        data, started, lambda: run_statuses(data) == ["failed", "failed"], **kills
+    )
+    assert deaths == 5
     assert run_statuses(data) == ["failed", "failed"]
     assert "Traceback" not in dev.stop()
     with sqlite3.connect(data / "automations.sqlite3") as database:
@@ -239,3 +257,123 @@ def test_a_send_that_kills_the_process_at_every_start_fails_after_the_bound(
         ).fetchall()
     assert steps == [(3, "worker_lost"), (3, "worker_lost")]
     assert list((data / "outbox").glob("*.eml")) == []
+
+
+def load_welcome_and_plan_change(api: httpx.Client) -> str:
+    """A welcome email on `user.created`, and on `plan.changed` an update of the contact (the
+    instant step the tests' fault kills): the id of the second automation."""
+    load_two_welcomes(api)
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "plan.changed"}},
+        {"key": "rename", "type": "contact_update", "config": {"first_name": "Changed"}},
+    ]
+    graph = {"steps": steps, "connections": [{"from": "start", "to": "rename"}]}
+    body = {"name": "Plan", "status": "enabled", **graph}
+    return str(api.post("/automations", json=body).raise_for_status().json()["id"])
+
+
+def steps_of(data: Path, key: str) -> list[tuple[str, int, str | None]]:
+    with sqlite3.connect(data / "automations.sqlite3") as database:
+        return database.execute(
+            "SELECT status, worker_losses, json_extract(error, '$.code') FROM run_steps "
+            "WHERE step_key = ?",
+            (key,),
+        ).fetchall()
+
+
+@pytest.mark.timeout(300)
+def test_an_instant_step_that_kills_the_process_at_every_start_fails_after_the_bound(
+    tmp_path: Path, started: list[Dev]
+) -> None:
+    """An instant step dies with the whole process, as a send does: its claim is committed
+    before it runs, so each start counts the death its predecessor left, and after the bound
+    the step fails, its run with it, and the process stays up for the other runs. An operator
+    retry, once the cause is gone, resumes the step with the count reset."""
+    data = tmp_path / "dev"
+    kills = {"AUTOMATIONS_FAULT_INJECTION": "contact_update.handler=kill"}
+    first = Dev(data, **kills)
+    started.append(first)
+    with first.ready().client() as api:
+        plan = load_welcome_and_plan_change(api)
+        # Two welcome runs in flight beside the poison: each start may send them or die first.
+        api.post("/events/send", json={"event": "user.created", "email": "w@example.com"})
+        api.post("/events/send", json={"event": "plan.changed", "email": "a@example.com"})
+    assert first.process.wait(timeout=30) == -signal.SIGKILL
+
+    bound = 3  # AUTOMATIONS_STEP_MAX_WORKER_LOSSES' default
+    dev, deaths = start_until_one_lives(
+        data, started, lambda: [s for s, *_ in steps_of(data, "rename")] == ["failed"], **kills
+    )
+    assert deaths == bound - 1
+    assert steps_of(data, "rename") == [("failed", bound, "worker_lost")]
+    with dev.client() as api:
+        sent = api.post("/events/send", json={"event": "user.created", "email": "b@example.com"})
+        assert sent.status_code == 202
+        deadline = time.monotonic() + 15
+        while run_statuses(data).count("completed") < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (run,) = api.get(f"/automations/{plan}/runs").raise_for_status().json()["data"]
+    assert run_statuses(data) == ["completed"] * 4 + ["failed"]
+    emails = message_ids(data / "outbox")
+    assert sorted(len(headers) for headers in emails.values()) == [1, 1, 1, 1]
+    assert "Traceback" not in dev.stop()
+
+    fixed = Dev(data)
+    started.append(fixed)
+    key = (data / "api-key").read_text().strip()
+    retried = subprocess.run(
+        [automations(), "runs", "retry", plan, run["id"], "--api-url", fixed.ready().url],
+        env={**fixed.env, "AUTOMATIONS_API_KEY": key},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert retried.stdout == f"retried run {run['id']}: running\n"
+    deadline = time.monotonic() + 15
+    while run_statuses(data) != ["completed"] * 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert steps_of(data, "rename") == [("completed", 0, None)]
+    assert "Traceback" not in fixed.stop()
+
+
+@pytest.mark.parametrize(
+    ("event", "point", "key"),
+    [
+        ("plan.changed", "contact_update.handler", "rename"),
+        ("user.created", "send_email.before_send", "welcome"),
+    ],
+)
+def test_a_stop_in_the_middle_of_a_step_ends_the_step_and_counts_no_death(
+    tmp_path: Path, started: list[Dev], event: str, point: str, key: str
+) -> None:
+    """SIGTERM (a supervisor's stop, Ctrl-C) while a step runs: the process ends the step and
+    then exits, as a Celery worker's warm shutdown does, and its next start counts no death."""
+    data = tmp_path / "dev"
+    dev = Dev(data, AUTOMATIONS_FAULT_INJECTION=f"{point}=sleep@2")
+    started.append(dev)
+    with dev.ready().client() as api:
+        load_welcome_and_plan_change(api)
+        api.post("/events/send", json={"event": event, "email": "a@example.com"})
+    deadline = time.monotonic() + 15
+    while ("running", 0, None) not in steps_of(data, key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("running", 0, None) in steps_of(data, key)
+    dev.process.terminate()
+    output, _ = dev.process.communicate(timeout=30)
+    assert dev.process.returncode == 0, output
+    assert "Traceback" not in output
+    assert ("completed", 0, None) in steps_of(data, key)
+
+    again = Dev(data)
+    started.append(again)
+    again.ready()
+    deadline = time.monotonic() + 15
+    while "running" in run_statuses(data) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert set(run_statuses(data)) == {"completed"}
+    with sqlite3.connect(data / "automations.sqlite3") as database:
+        assert database.execute("SELECT sum(worker_losses) FROM run_steps").fetchone() == (0,)
+    assert "Traceback" not in again.stop()
