@@ -7,9 +7,20 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Select, Update, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -307,11 +318,34 @@ def lock_for_deletion(session: Session, contact_id: uuid.UUID) -> bool:
     return execute(session, stmt.with_for_update()).first() is not None
 
 
-def delete_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
-    """Delete the contact; its place in the list is kept for page cursors (remember_gone)."""
-    gone = session.execute(
-        delete(Contact).where(Contact.id == contact_id).returning(Contact.id, Contact.created_at)
+MEMBERSHIPS = cast(Table, SegmentMembership.__table__)
+# The contact's memberships, locked in segment order, for the one-time filter of its deletion,
+# whose cascade then deletes them. The cascade would lock them in its plan's order (the
+# table's), as a segment's deletion locks its own (a small segment's by contact id, a big
+# one's in the table's order): two segments and two of their members deleted at once could
+# each hold a membership the next one waits for. Now a cycle of waits would have to come
+# back to a segment it left, which a contact's deletion only leaves for a later one.
+_MEMBERSHIPS_LOCKED = (
+    select(MEMBERSHIPS.c.segment_id)
+    .where(MEMBERSHIPS.c.contact_id == bindparam("contact_id"))
+    .order_by(MEMBERSHIPS.c.segment_id)
+    .with_for_update()
+    .cte("memberships_locked")
+    .prefix_with("MATERIALIZED")
+)
+_DELETE_CONTACT = (
+    delete(CONTACTS)
+    .where(
+        CONTACTS.c.id == bindparam("contact_id"),
+        select(func.count()).select_from(_MEMBERSHIPS_LOCKED).scalar_subquery() >= 0,
     )
+    .returning(CONTACTS.c.id, CONTACTS.c.created_at)
+)
+
+
+def delete_contact(session: Session, contact_id: uuid.UUID, now: dt.datetime) -> None:
+    """Delete the contact and its memberships; its place in lists is kept (remember_gone)."""
+    gone = session.execute(_DELETE_CONTACT, {"contact_id": contact_id})
     remember_gone(session, Contact.__tablename__, [(row[0], row[1]) for row in gone], now)
 
 
