@@ -47,7 +47,8 @@ def execute_step(
     ready, up to `inline_steps` of them; the steps to enqueue once this returns.
 
     `step_type`, the type the message was sent for, spares a step that does not lock its
-    contact the statement that would (the row's own type decides, whatever the message says).
+    contact the statement that would (the row's own type decides, whatever the message says:
+    a step that does, claimed for a message naming another type, is claimed again in order).
 
     `claim_apart`: each step's claim commits on its own before the step executes, for an
     executor that dies with its whole process (the embedded one). A Celery worker's parent
@@ -86,11 +87,20 @@ def _execute_one(
                 return []
             # Re-running is safe: a step whose claim committed is not claimable a second time,
             # and one held apart is executed only under its claim.
-            return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, step_type, held))
+            try:
+                return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, step_type, held))
+            except _ContactNotLockedFirst:  # the message named another type: in order now
+                return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, None, held))
         except Exception as exc:
             return record_unexpected_failure(
                 rt, run_id, step_key, exc, tried_at=tried_at, owned_attempt=held.attempt
             )
+
+
+class _ContactNotLockedFirst(Exception):
+    """The message named a type that does not lock its contact, the step's row one that does:
+    its claim, which took the step and run before the contact, is rolled back, to be made
+    again in the lock order (contact, step, run)."""
 
 
 @dataclass
@@ -133,23 +143,28 @@ def _hold(
     now: dt.datetime,
 ) -> tuple[claims.ClaimedStep, claims.RunContext] | None:
     """Claim the step, or lock it under the claim held apart, with its run's context; None if
-    there is nothing to execute."""
+    there is nothing to execute. `_ContactNotLockedFirst` if the row's type locks its contact
+    and the message's did not say so: the contact must come before the step and run."""
     contact_first = (
         contact_lockers() if step_type is None or locks_contact(step_type) else frozenset()
     )
     if held.attempt is not None:
-        owned = claims.owned_with_context(
+        found = claims.owned_with_context(
             session, run_id, step_key, held.attempt, contact_first=contact_first
         )
-        if owned is None:
+        if found is None:
             log.info("step is in another worker's hands: its lease ran out")
-        return owned
-    lease_until = now + rt.lease
-    found = claims.claim_with_context(
-        session, run_id, step_key, now=now, lease_until=lease_until, contact_first=contact_first
-    )
-    if found is None:
-        _not_claimable(session, run_id, step_key, now)
+    else:
+        lease_until = now + rt.lease
+        found = claims.claim_with_context(
+            session, run_id, step_key, now=now, lease_until=lease_until, contact_first=contact_first
+        )
+        if found is None:
+            _not_claimable(session, run_id, step_key, now)
+    if found is not None:
+        row_type = found[0].step_type
+        if row_type not in contact_first and locks_contact(row_type):
+            raise _ContactNotLockedFirst  # rolls back what it locked, step and run first
     return found
 
 
@@ -162,8 +177,8 @@ def _execute(
         found = _hold(session, rt, run_id, step_key, step_type, held, now)
         if found is None:
             return []
-        rt.checkpoint("step.claimed")
         claimed, run = found
+        rt.checkpoint("step.claimed")
         spec = spec_for(claimed.step_type)
         ref = StepRef(run_id, step_key, spec.name)
         if run.run.status != RunStatus.RUNNING:

@@ -273,6 +273,30 @@ def test_a_contact_delete_step_while_another_run_writes_the_contact(
     assert rt_stack.run(deleting).status == "completed"
 
 
+def test_a_contact_delete_step_run_by_a_message_for_another_type_locks_its_contact_first(
+    api: httpx.Client, api_server: ApiServer, rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    """A step's message names its type (its task), which tells the claim whether to lock the
+    contact first. A message naming another type (misrouted, or sent by hand) must not have a
+    contact_delete step hold its step and run, then wait for its contact: a deletion of that
+    contact holds the contact and waits for the run."""
+    step = {"key": "act", "type": "contact_delete"}
+    run_id = started_run(rt_stack, step, "ada@example.com")
+    gate = Gate("contact_delete.handler")
+    misrouted = pool.submit(execute_step, runtime(rt_stack, gate), run_id, "act", "send_email")
+    assert gate.reached.wait(10)
+
+    deleting = pool.submit(request, api_server, "DELETE", "/contacts/ada@example.com")
+    wait_until_blocked(rt_stack)
+    gate.release.set()
+    misrouted.result(timeout=20)
+    answer = deleting.result(timeout=20)
+
+    act = rt_stack.steps(run_id)["act"]
+    assert (act.status, act.error) == ("completed", None)
+    assert_not_found(answer, "Contact not found")  # the step deleted it first
+
+
 def test_an_add_to_segment_step_whose_segment_is_being_deleted_fails_clearly(
     api: httpx.Client, rt_stack: Stack, pool: ThreadPoolExecutor
 ) -> None:
