@@ -38,20 +38,7 @@ def upgrade() -> None:
         "run_rollups",
         *_key(),
         sa.Column("shard", sa.SmallInteger(), nullable=False),
-        *_counters(
-            "running",
-            "completed",
-            "failed",
-            "cancelled",
-            "skipped",
-            "ended_completed",
-            "ended_failed",
-            "ended_cancelled",
-            "ended_skipped",
-            "retried_runs",
-            "retries",
-            "replays",
-        ),
+        *_counters(*_RUN_COUNTERS),
         sa.PrimaryKeyConstraint(
             "automation_id", "span", "hour", "shard", name=op.f("pk_run_rollups")
         ),
@@ -62,15 +49,7 @@ def upgrade() -> None:
         sa.Column("step_key", sa.String(length=100), nullable=False),
         sa.Column("step_type", sa.String(length=20), nullable=False),
         sa.Column("shard", sa.SmallInteger(), nullable=False),
-        *_counters(
-            "steps",
-            "completed",
-            "failed",
-            "cancelled",
-            "skipped_unsubscribed",
-            "skipped_branch_not_taken",
-            "skipped_contact_deleted",
-        ),
+        *_counters(*_STEP_COUNTERS),
         sa.PrimaryKeyConstraint(
             "automation_id",
             "span",
