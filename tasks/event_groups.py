@@ -3,8 +3,11 @@
 A worker hands each message of a task to that task's strategy (celery/worker/strategy.py).
 The one given here to `automations.events.send` holds ready messages in the consumer instead,
 and hands them to the pool as one job when 100 are held (a batch's bound,
-engine/group_commit.py) or when no message arrived for `GAP` seconds (the queue is drained):
-a message waits at most `GAP` for the next one, so at most 100 x `GAP` in all. The job ingests
+engine/group_commit.py), or when no message arrived for `GAP` seconds (the queue is drained)
+and a pool process is free of groups. While every pool process writes a group, the messages
+that arrive wait for the first to finish, as the job would have waited in the pool's queue,
+and go as the next group: the busier the writers, the bigger the groups (group commit), so a
+backlog drains in few transactions however slowly the consumer reads it. The job ingests
 the group with `commit_group`; each message is acked after that commit, a refused event does
 not hold the others back, and a message the group could not settle (malformed, or the whole
 group failed: the database or the broker away, the pool process killed) goes its own way
@@ -109,7 +112,8 @@ class _Groups:
         self.single = single
         self.held: list[_Held] = []
         self.holding = 0  # held here or in a group not yet settled
-        self.limit = MAX_GROUP * ((getattr(consumer.pool, "limit", None) or 1) + 1)
+        self.writing = 0  # groups in the pool, not yet settled
+        self.limit = MAX_GROUP * (self._processes() + 1)
         self.last = 0.0
         self.timer: Any = None
 
@@ -140,16 +144,23 @@ class _Groups:
         self.last = time.monotonic()
         if len(self.held) >= MAX_GROUP:
             self._flush()
-        elif self.timer is None:
+        elif self.timer is None and not self._all_writing():
             self.timer = self.consumer.hub.call_later(GAP, self._on_timer)
         return None
+
+    def _processes(self) -> int:
+        return getattr(self.consumer.pool, "limit", None) or 1
+
+    def _all_writing(self) -> bool:
+        """Every pool process has a group: what is held goes when the first one settles."""
+        return self.writing >= self._processes()
 
     def _on_timer(self) -> None:
         self.timer = None
         now = time.monotonic()
         if now - self.last < GAP:
             self.timer = self.consumer.hub.call_later(GAP - (now - self.last), self._on_timer)
-        elif self.held:
+        elif self.held and not self._all_writing():
             self._flush()
 
     def _flush(self) -> None:
@@ -157,6 +168,7 @@ class _Groups:
             self.timer.cancel()
             self.timer = None
         group, self.held = self.held, []
+        self.writing += 1
         began = time.monotonic()
         self.consumer.pool.apply_async(
             run_group,
@@ -193,6 +205,9 @@ class _Groups:
             f" ({alone} went alone)" if alone else "",
         )
         self.holding -= len(group)
+        self.writing -= 1
+        if self.held and self.timer is None:
+            self._flush()  # what arrived while every process wrote, to the one now free
         # After a reconnection the consumer has a new QoS, which these never raised.
         release = sum(1 for one in group if one.raised is self.consumer.qos)
         if release:
