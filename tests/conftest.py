@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from tests.patience import VARIABLE, factor
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Under pytest-xdist (`make test` runs two processes), worker N > 0 gets a database and a Redis
 # database of its own beside the configured ones: `test_gw1`, Redis db + 1.
@@ -27,6 +29,9 @@ CONFIGURED_REDIS_URL = os.environ.get("AUTOMATIONS_TEST_REDIS_URL", "redis://127
 # commit makes visible, and when, is unchanged; only a crash of the PostgreSQL server itself,
 # which no test causes, could lose the last ones. (libpq reads PGOPTIONS at every connection.)
 os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c synchronous_commit=off".strip()
+# Measured once here, in the session's first process, and inherited by its xdist workers and
+# what they start (tests/patience.py).
+PATIENCE = factor()
 
 
 def for_worker(postgres_url: str, redis_url: str, worker: int) -> tuple[str, str]:
@@ -100,6 +105,12 @@ HERE = Path(__file__).resolve().parent
 TIERS = ("unit", "engine", "integration", "e2e", "faults")
 
 
+def pytest_report_header() -> str:
+    return (
+        f"patience: waits and timeouts x{PATIENCE:g} on this host ({VARIABLE}, tests/patience.py)"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test gets the marker of its folder's tier (registered in pyproject.toml)."""
     for item in items:
@@ -109,6 +120,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
             )
         item.add_marker(getattr(pytest.mark, tier))
+        if PATIENCE > 1:
+            # The test's own timeout, or the suite's, stretched alike: the closest marker wins.
+            own = item.get_closest_marker("timeout")
+            seconds = own.args[0] if own is not None else float(config.getini("timeout"))
+            item.add_marker(pytest.mark.timeout(seconds * PATIENCE), append=False)
         if tier == "faults":
             # One fault lab (its database, its Redis, its workers) for the tier: one xdist worker.
             item.add_marker(pytest.mark.xdist_group("faults"))

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.integration.harness import API_KEY, ApiServer
+from tests.patience import patience
 
 CHROMIUM = os.environ.get("AUTOMATIONS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -81,7 +82,7 @@ def page(browser: Any, api_server: ApiServer, watch: Watch) -> Iterator[Any]:
     """A fresh browser context (no cookies) on the live API server, at laptop size."""
     context = browser.new_context(viewport=VIEWPORT, base_url=api_server.base_url)
     tab = context.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(patience(15_000))
     tab.on("pageerror", lambda error: watch.errors.append(f"page error: {error}"))
 
     def console(message: Any) -> None:

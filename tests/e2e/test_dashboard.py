@@ -14,6 +14,7 @@ from bench.dashboard_data import insert_history
 from tests.e2e.conftest import Watch, screenshot, sign_in
 from tests.integration.factories import make_contact, make_domain, make_template, unique_email
 from tests.integration.harness import Stack
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -219,7 +220,7 @@ def test_stop_keeps_the_run_in_flight(
     assert row.get_attribute("data-status") == "running"
     rt_stack.advance(dt.timedelta(hours=1, seconds=1))
     # The open page refreshes itself: the run finishes although the automation is stopped.
-    page.wait_for_selector("table.runs tbody tr[data-status='completed']", timeout=30_000)
+    page.wait_for_selector("table.runs tbody tr[data-status='completed']", timeout=patience(30_000))
     send(api, unique_email("late"), kind="now")
     assert len(runs(api, automation_id)) == 1
 

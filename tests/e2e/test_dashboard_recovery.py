@@ -22,6 +22,7 @@ from tests.integration.factories import (
     unique_email,
 )
 from tests.integration.harness import Stack
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -99,7 +100,7 @@ def run_status(page: Any) -> str:
 
 def wait_run_status(page: Any, label: str) -> None:
     """The run page refreshes itself while the run is running."""
-    page.wait_for_selector(f"#run-status .badge:text-is('{label}')", timeout=30_000)
+    page.wait_for_selector(f"#run-status .badge:text-is('{label}')", timeout=patience(30_000))
 
 
 def test_retry_a_failed_run_until_the_sender_is_verified(
@@ -279,7 +280,7 @@ def test_bulk_retry_from_the_runs_tab(page: Any, api: httpx.Client, rt_stack: St
     page.wait_for_url(re.compile(r"/runs/retries/[0-9a-f-]{36}\?notice=bulk_started$"))
     progress_url = page.url.split("?")[0]
     assert page.inner_text("#bulk-matched .tile-value") == "6"
-    page.wait_for_selector("#bulk[data-status='completed']", timeout=30_000)
+    page.wait_for_selector("#bulk[data-status='completed']", timeout=patience(30_000))
     assert page.inner_text("#bulk-done .tile-value") == "6"
     assert page.inner_text("#bulk-skipped .tile-value") == "0"
     assert page.inner_text("#bulk-pending .tile-value") == "0"
@@ -325,7 +326,7 @@ def test_bulk_replay_from_the_runs_tab(page: Any, api: httpx.Client, rt_stack: S
     assert "emails the failed runs already sent may be sent again" in text
     page.click(".confirm-bulk button[type=submit]")
     page.wait_for_url(re.compile(r"notice=bulk_started$"))
-    page.wait_for_selector("#bulk[data-status='completed']", timeout=30_000)
+    page.wait_for_selector("#bulk[data-status='completed']", timeout=patience(30_000))
     assert page.inner_text("#bulk-done .tile-value") == "3"
     new_runs = page.locator("table.bulk-items tbody tr td:nth-child(3) a").all_inner_texts()
     assert len(new_runs) == 3

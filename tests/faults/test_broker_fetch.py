@@ -25,6 +25,7 @@ from models.tables import Event
 from tasks.events import SEND
 from tests.conftest import POSTGRES_URL
 from tests.faults.conftest import DATABASE, lab_prerequisites
+from tests.patience import patience
 
 EVENTS = 6000
 KILLS = 10
@@ -118,7 +119,7 @@ def test_events_survive_kills_of_the_consuming_process(fetch_lab: Lab) -> None:
 
     # Until the broker holds nothing and nothing more is stored: all that will ever be is.
     last, since = -1, time.monotonic()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + patience(240)
     while time.monotonic() < deadline:
         now_stored = stored(lab)
         if now_stored == EVENTS:

@@ -16,6 +16,7 @@ from bench.faultlab.lab import Lab
 from bench.faultlab.load import SIGNUP, define_automation
 from engine.db import transaction
 from models.tables import Contact, Run
+from tests.patience import patience
 
 ADDRESS = "producer@example.test"
 
@@ -52,7 +53,7 @@ def test_event_enqueued_by_a_producer_survives_a_cut_database_connection(lab: La
                 kwargs={"event": SIGNUP, "email": ADDRESS},
                 queue="automations",
             )
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + patience(20)
             while not (blocked := blocked_sessions(lab)):
                 assert time.monotonic() < deadline, "the worker never reached the events table"
                 time.sleep(0.05)
@@ -63,7 +64,7 @@ def test_event_enqueued_by_a_producer_survives_a_cut_database_connection(lab: La
         locker.dispose()
 
     # A retried or requeued message would be ingested within moments.
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + patience(4)
     while runs_for(lab, ADDRESS) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert runs_for(lab, ADDRESS) == 1, "the producer's event was dropped"

@@ -36,6 +36,7 @@ from models.tables import Base, OutboxEmail, Run, RunStep
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.local import LocalExecutor
+from tests.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
 # httpx builds an SSL context for every client, reading certifi's bundle: about 20 ms of CPU,
@@ -202,7 +203,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:
                 raise RuntimeError(f"worker exited early, see {log.name}")
@@ -333,12 +334,12 @@ class Stack:
             return list(session.scalars(select(OutboxEmail).where(OutboxEmail.run_id == run_id)))
 
     def wait_for(self, predicate: Any, *, timeout: float = 20, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while time.monotonic() < deadline:
             if predicate():
                 return
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        raise AssertionError(f"timed out after {patience(timeout):g} s waiting for {what}")
 
     def wait_step(
         self, run_id: uuid.UUID, key: str, *statuses: str, timeout: float = 20
@@ -437,7 +438,7 @@ class ApiServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         with httpx.Client(base_url=self.base_url, timeout=1, verify=SSL_CONTEXT) as probe:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:

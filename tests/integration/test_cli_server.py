@@ -17,6 +17,7 @@ import pytest
 
 import migrations
 from tests.integration.harness import ROOT, free_port
+from tests.patience import patience
 
 
 def automations() -> str:
@@ -145,7 +146,7 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
         umask=0o022,  # what a user's shell commonly has: files readable by every user
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:

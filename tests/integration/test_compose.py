@@ -33,6 +33,7 @@ from engine.settings import Settings
 from migrations import current
 from tests.conftest import IN_CI, POSTGRES_URL, require_url
 from tests.integration.harness import ROOT, SmtpSink, free_port
+from tests.patience import patience
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES = {"postgres", "redis", "migrate", "api", "worker", "scheduler", "flower", "mailpit"}
@@ -364,7 +365,7 @@ class Started:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited early:\n{self.log()[-3000:]}")
@@ -446,7 +447,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         )
         cleanup.callback(stop, redis_server)
 
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         client = redis.Redis(port=redis_port)
         while True:
             try:

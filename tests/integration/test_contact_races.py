@@ -26,6 +26,7 @@ from engine.runtime import Runtime, create_runtime
 from tests.integration.factories import chain, make_automation
 from tests.integration.harness import ApiServer, Stack
 from tests.integration.test_races import Gate, blocked_on_lock, ingest, wait_automation
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -40,7 +41,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 def wait_until_blocked(stack: Stack) -> None:
     """Until a session of the test database waits for a row lock."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patience(10)
     while not blocked_on_lock(stack):
         assert time.monotonic() < deadline, "the other side never waited for the lock"
         time.sleep(0.02)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.harness import ROOT, free_port
 from tests.integration.test_cli_server import automations
+from tests.patience import patience
 
 WELCOME = {"template": {"alias": "welcome"}}
 
@@ -38,7 +39,7 @@ class Dev:
         )
 
     def ready(self) -> Dev:
-        deadline = time.monotonic() + 60  # a start takes seconds; more on a busy machine
+        deadline = time.monotonic() + patience(60)  # a start takes seconds; more on a busy machine
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
@@ -129,7 +130,7 @@ def test_a_restart_resumes_the_runs_a_kill_left_at_once(
     second = Dev(data)
     started.append(second)
     second.ready()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + patience(15)
     while run_statuses(data) != ["completed", "completed"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert run_statuses(data) == ["completed", "completed"]
@@ -213,7 +214,7 @@ def start_until_one_lives(
     for deaths in range(8):
         dev = Dev(data, **env)
         started.append(dev)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + patience(60)
         while dev.process.poll() is None and not ended():
             assert time.monotonic() < deadline, "neither killed nor ended"
             time.sleep(0.2)
@@ -309,7 +310,7 @@ def test_an_instant_step_that_kills_the_process_at_every_start_fails_after_the_b
     with dev.client() as api:
         sent = api.post("/events/send", json={"event": "user.created", "email": "b@example.com"})
         assert sent.status_code == 202
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + patience(15)
         while run_statuses(data).count("completed") < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
         (run,) = api.get(f"/automations/{plan}/runs").raise_for_status().json()["data"]
@@ -332,7 +333,7 @@ def test_an_instant_step_that_kills_the_process_at_every_start_fails_after_the_b
     )
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert retried.stdout == f"retried run {run['id']}: running\n"
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + patience(15)
     while run_statuses(data) != ["completed"] * 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert steps_of(data, "rename") == [("completed", 0, None)]
@@ -357,7 +358,7 @@ def test_a_stop_in_the_middle_of_a_step_ends_the_step_and_counts_no_death(
     with dev.ready().client() as api:
         load_welcome_and_plan_change(api)
         api.post("/events/send", json={"event": event, "email": "a@example.com"})
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + patience(15)
     while ("running", 0, None) not in steps_of(data, key) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ("running", 0, None) in steps_of(data, key)
@@ -370,7 +371,7 @@ def test_a_stop_in_the_middle_of_a_step_ends_the_step_and_counts_no_death(
     again = Dev(data)
     started.append(again)
     again.ready()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + patience(15)
     while "running" in run_statuses(data) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert set(run_statuses(data)) == {"completed"}

@@ -21,6 +21,7 @@ from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack, free_port
 from tests.integration.markers import POSTGRES_ONLY
 from tests.integration.test_compose import automations, stop
+from tests.patience import patience
 
 pytestmark = POSTGRES_ONLY
 
@@ -104,7 +105,9 @@ def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
 
             # Flower hears only events sent after its receiver is connected and after it has
             # turned task events on (every 5 s): send events until a step task shows up.
-            task, run_id = find_step_task(rt_stack, client, flower, deadline=time.monotonic() + 30)
+            task, run_id = find_step_task(
+                rt_stack, client, flower, deadline=time.monotonic() + patience(30)
+            )
             assert task["name"] == TASK and task["state"] == "SUCCESS", task
             worker_log = (rt_stack.workdir / "cli-worker.log").read_text(errors="replace")
             assert "Events of group {task} enabled by remote" in worker_log
@@ -125,7 +128,7 @@ def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
 
 
 def wait_for_http(flower: subprocess.Popen[bytes], client: httpx.Client, log: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while time.monotonic() < deadline:
         assert flower.poll() is None, f"flower exited early, see {log}"
         try:

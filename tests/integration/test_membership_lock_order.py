@@ -25,6 +25,7 @@ from engine import contacts
 from engine.db import transaction
 from tests.integration.harness import Stack
 from tests.integration.test_contact_races import T0
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -98,7 +99,7 @@ def settled(deletions: list[Deletion], released: int) -> bool:
 
 
 def wait_for(condition: Callable[[], bool], message: str) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patience(10)
     while not condition():
         assert time.monotonic() < deadline, message
         time.sleep(0.02)

@@ -33,6 +33,7 @@ from models.tables import Base
 from tests.conftest import scratch_postgres
 from tests.integration.harness import ROOT
 from tests.integration.legacy_data import seed, snapshot
+from tests.patience import patience
 from tests.rollup_recount import recount, rollup
 
 # Every revision but the head, oldest first: a new migration is tested from each of them.
@@ -349,7 +350,7 @@ def test_two_upgrades_at_once_take_turns(empty_postgres: str) -> None:
         ]
         database = str(db_engine.url.database)
         with db_engine.connect() as watcher:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + patience(30)
             while _waiting_backends(watcher, database) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert _waiting_backends(watcher, database) == 2

@@ -25,6 +25,7 @@ import pytest
 
 from tests.integration.harness import ROOT, free_port
 from tests.markdown import code_blocks, section
+from tests.patience import patience
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # The files of the clone the quick start reads (make venv and the example).
@@ -101,7 +102,7 @@ def first_terminal(clone: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 def wait_until_ready(process: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience(60)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
@@ -118,7 +119,7 @@ def wait_until_ready(process: subprocess.Popen[str], port: int) -> None:
 def completed_runs(url: str, key: str, automation_id: str) -> list[dict[str, object]]:
     """Poll the run the event started until it ends; the completed ones."""
     headers = {"Authorization": f"Bearer {key}"}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while True:
         runs = httpx.get(f"{url}/automations/{automation_id}/runs", headers=headers).json()
         data: list[dict[str, object]] = runs["data"]

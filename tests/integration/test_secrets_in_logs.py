@@ -25,6 +25,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import API_KEY, ROOT, Stack, free_port
 from tests.integration.test_cli_server import automations
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -64,7 +65,7 @@ class LoggedServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:
@@ -199,7 +200,7 @@ def test_the_worker_prints_no_address_when_a_server_refuses_it(rt_stack: Stack) 
     assert rt_stack.wait_run(run_id).status == "failed"
     error = rt_stack.steps(run_id)["welcome"].error
     assert error is not None and email in error["message"]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patience(10)
     while True:
         with log.open("rb") as lines:
             lines.seek(start)

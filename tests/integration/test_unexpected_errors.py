@@ -20,6 +20,7 @@ from api.app import create_app
 from engine.dispatch import NullDispatcher
 from engine.settings import Settings
 from tests.integration.harness import free_port
+from tests.patience import patience
 from wiring.server import create_server
 
 
@@ -35,7 +36,7 @@ def serving(app: FastAPI) -> Iterator[int]:
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patience(10)
     while not running.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert running.started

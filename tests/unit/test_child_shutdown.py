@@ -12,6 +12,7 @@ import pytest
 
 from tasks import child_shutdown
 from tasks.child_shutdown import ChildShutdown
+from tests.patience import patience
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def stops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 def wait_until(predicate: object, timeout: float = 2) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline and not predicate():  # type: ignore[operator]
         time.sleep(0.005)
 

@@ -16,6 +16,7 @@ from engine.store import content as content_store
 from models.tables import Event, Run
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import ApiServer, Stack, free_port
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -196,7 +197,8 @@ def test_events_committed_while_the_broker_is_down_are_accepted(rt_stack: Stack)
                 "/events/batch",
                 json=[{"event": "user.created", "email": f"b{n}@x.test"} for n in range(3)],
             )
-            deadline = time.monotonic() + 30  # the first send waits out the broker's retries
+            # The first send waits out the broker's retries.
+            deadline = time.monotonic() + patience(30)
             while "the sweeper sends them" not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.1)
             # Known down now: no request waits for it, and the process still answers.
