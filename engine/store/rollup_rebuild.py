@@ -27,10 +27,16 @@ _STATUSES = ("running", "completed", "failed", "cancelled", "skipped")
 _ENDED = ("completed", "failed", "cancelled", "skipped")
 
 
+def _whole_seconds(column: str) -> str:
+    """Whole seconds since the epoch of a SQLite timestamp, its fraction cut off as Python's
+    hour_of does: strftime('%s') rounds to the millisecond, so 12:59:59.9996 would read as 13:00."""
+    return f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"
+
+
 def _hour(column: str, dialect: str) -> str:
     if dialect == "postgresql":
         return f"CAST(floor(extract(epoch FROM {column}) / 3600) AS integer)"
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 3600)"
+    return f"({_whole_seconds(column)} / 3600)"
 
 
 def _from(column: str, dialect: str) -> str:
@@ -46,7 +52,7 @@ def _seconds(start: str, end: str, dialect: str) -> str:
         return f"CAST(extract(epoch FROM {end} - {start}) AS double precision)"
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds, then the microseconds.
     micros = (
-        f"((CAST(strftime('%s', {end}) AS INTEGER) - CAST(strftime('%s', {start}) AS INTEGER))"
+        f"(({_whole_seconds(end)} - {_whole_seconds(start)})"
         f" * 1000000 + CAST(substr({end}, 21, 6) AS INTEGER)"
         f" - CAST(substr({start}, 21, 6) AS INTEGER))"
     )

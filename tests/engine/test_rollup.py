@@ -215,3 +215,36 @@ def test_a_check_since_a_day_reads_that_day_on_and_agrees_with_the_whole_check(
     assert len(check_rollup(driver.rt)) == 2
     assert repair_rollup(driver.rt, since=today) == found
     assert [(d.span, d.hour) for d in check_rollup(driver.rt)] == [(1, yesterday)]
+
+
+def test_a_run_a_moment_before_the_hour_is_recounted_in_that_hour_and_its_bucket(
+    driver: Driver,
+) -> None:
+    # SQLite's strftime('%s') rounds to the millisecond: 12:59:59.9996 read as 13:00:00 put
+    # the run in the next hour, and its 1 ms wait a second short, in bucket 0.
+    automation_id = driver.automation(
+        [
+            TRIGGER,
+            {
+                "key": "verified",
+                "type": "wait_for_event",
+                "config": {"event_name": "email.verified", "timeout": "1 day"},
+            },
+        ],
+        [{"from": "start", "to": "verified"}],
+    )
+    driver.clock.advance(dt.timedelta(minutes=59, seconds=59, microseconds=999_600))
+    run_id = driver.send("user.created", "edge@x.test").run_ids[0]
+    driver.settle(until=driver.clock.now())
+    driver.clock.advance(dt.timedelta(milliseconds=1))
+    driver.send("email.verified", "edge@x.test")
+    driver.settle(until=driver.clock.now())
+
+    run = driver.run(run_id)
+    assert run.status == "completed"
+    assert run.completed_at - run.started_at == dt.timedelta(milliseconds=1)
+    hour = hour_of(run.created_at)
+    assert hour_of(run.completed_at) == hour + 1
+    with transaction(driver.rt.sessions) as session:
+        assert recount(session)["runs"][(automation_id, hour, "completed")] == 1
+    assert_rollup_is_a_recount(driver)
