@@ -12,7 +12,7 @@ import pytest
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL
 from bench.__main__ import parse_args
 from engine.settings import Settings
-from tests.conftest import CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL
+from tests.conftest import CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL, sentinel_url
 
 WITH_ARGUMENTS = ["api_reads", "dashboard", "ingest", "latency", "simulate", "throughput"]
 WITH_ARGUMENTS += ["waiting"]
@@ -20,6 +20,11 @@ WITH_ARGUMENTS += ["waiting"]
 WITHOUT_REDIS = ["broker_down"]
 # Redis databases the tests may take: the configured one plus one per xdist worker.
 TEST_REDIS_DBS = range(int(urlsplit(CONFIGURED_REDIS_URL).path.strip("/") or 0), 8)
+# Where the tests plant their sentinel key, whichever database they are configured with: a
+# benchmark flushing it beside a test session would fail that session.
+SENTINEL_REDIS_DBS = {
+    int(urlsplit(sentinel_url(f"redis://127.0.0.1:6379/{n}")).path.strip("/")) for n in range(16)
+}
 
 
 def database(url: str) -> str:
@@ -39,6 +44,7 @@ def defaults(module: str) -> argparse.Namespace:
 def test_the_bench_resources_are_not_the_tests_nor_a_deployments() -> None:
     assert not database(BENCH_DATABASE_URL).startswith(database(CONFIGURED_POSTGRES_URL))
     assert redis_db(BENCH_REDIS_URL) not in TEST_REDIS_DBS
+    assert redis_db(BENCH_REDIS_URL) not in SENTINEL_REDIS_DBS
     assert redis_db(BENCH_REDIS_URL) != redis_db(Settings.model_fields["broker_url"].default)
 
 
