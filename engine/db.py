@@ -113,14 +113,16 @@ def _create_private(db_engine: Engine, path: Path) -> None:
     """SQLite creates a missing database as the umask lets it, readable by every local user
     (contacts, emails, their unsubscribe links); its WAL and shared-memory files take the
     database's mode. Before a connection opens it, a missing file is created empty, 0600,
-    which SQLite takes for a new database; a file already there keeps the mode it has."""
+    which SQLite takes for a new database; a file already there keeps the mode it has. A path
+    that is a symbolic link is followed, as SQLite follows it: a dangling one gets its target
+    created 0600 (O_EXCL alone would refuse the link, and SQLite create it as the umask lets it)."""
 
     @event.listens_for(db_engine, "do_connect")
     def _on_do_connect(*_: Any) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         # There already, or not creatable here: SQLite's own open then says why.
         with suppress(OSError):
-            os.close(os.open(path, flags, 0o600))
+            os.close(os.open(os.path.realpath(path), flags, 0o600))
 
 
 def _serialize_sqlite_writers(db_engine: Engine) -> None:

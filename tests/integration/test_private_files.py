@@ -88,3 +88,25 @@ def test_an_existing_database_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -
     finally:
         db_engine.dispose()
     assert mode(path) == 0o640
+
+
+def test_a_database_path_that_is_a_dangling_symlink_creates_its_target_private(
+    tmp_path: Path,
+) -> None:
+    # SQLite follows the link (to a volume of its own, say) and puts its WAL beside the target.
+    link = tmp_path / "automations.sqlite3"
+    link.symlink_to("volume/automations.sqlite3")
+    (tmp_path / "volume").mkdir()
+    db_engine = create_db_engine(f"sqlite:///{link}")
+    try:
+        with db_engine.begin() as conn:
+            conn.execute(text("CREATE TABLE contacts (email TEXT)"))
+        files = sorted((tmp_path / "volume").iterdir())
+        assert {file.name: mode(file) for file in files} == {
+            "automations.sqlite3": 0o600,
+            "automations.sqlite3-shm": 0o600,
+            "automations.sqlite3-wal": 0o600,
+        }
+    finally:
+        db_engine.dispose()
+    assert link.is_symlink()
