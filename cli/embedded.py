@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from cli.database import upgrade_schema
 from cli.failures import ExitCode, fail, fail_settings
 from cli.local_keys import key_file
+from engine.private_files import make_private_dir
 from engine.settings import Settings
 from wiring.embedded import ApiDidNotStart, EmbeddedServer
 
@@ -33,7 +34,7 @@ def owning(data_dir: Path) -> Iterator[None]:
     the holder takes over at its start whatever the database says is running (a kill's leftovers).
     """
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         lock = (data_dir / LOCK_FILE_NAME).open("a+")
     except OSError as exc:
         unusable(data_dir, exc)
@@ -103,7 +104,7 @@ def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:
     settings = checked_settings(data_dir, **overrides)
     path = key_file(data_dir)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         if not path.exists():
             write_private(path, "re_dev_" + secrets.token_urlsafe(24))
         key = path.read_text().strip()

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import json_text
+from engine.private_files import make_private_dir
 from engine.store import rollup
 from models.tables import Base
 
@@ -68,7 +69,7 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
         return db_engine
     database = parsed.database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(Path(database).parent)
     db_engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
     if database and database != ":memory:" and not parsed.query.get("uri"):
         _create_private(db_engine, Path(database))

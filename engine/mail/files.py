@@ -13,6 +13,7 @@ from typing import TextIO
 from engine.errors import StepFailure, TransientStepFailure
 from engine.mail.base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE
 from engine.mail.message import POLICY, OutgoingEmail, checked_recipient, message_id, to_mime
+from engine.private_files import make_private_dir
 
 # RFC 5322 lines end in CRLF, which is also what mail clients expect of an .eml file.
 EML_POLICY = POLICY.clone(linesep="\r\n")
@@ -36,7 +37,7 @@ class FileTransport:
             raise StepFailure(text, code=PROVIDER_REJECTED)
         data = to_mime(email).as_bytes(policy=EML_POLICY)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.directory)
             _write_new_file(self.directory, email.email_id, data)
         except OSError as exc:
             text = (

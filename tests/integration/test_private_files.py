@@ -1,8 +1,9 @@
 """The files that hold secrets are their owner's alone from the moment they exist (0600, under
 a umask that lets others read): `automations dev`'s API key, the `.eml` files (an unsubscribe
-link is a token), and the SQLite database and its WAL (contacts, emails, unsubscribe links).
-Each is created with that mode, never narrowed after a window in which another local user could
-open it: here chmod does nothing, so a file that relied on it shows as readable by others."""
+link is a token), and the SQLite database and its WAL (contacts, emails, unsubscribe links);
+the folders made for them are 0700. Each is created with that mode, never narrowed after a
+window in which another local user could open it: here chmod does nothing, so a file that relied
+on it shows as readable by others."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from cli.embedded import embedded_settings
+from cli.embedded import embedded_settings, owning
 from cli.local_keys import key_file
 from engine.db import create_db_engine
 from engine.mail.files import FileTransport
@@ -110,3 +111,27 @@ def test_a_database_path_that_is_a_dangling_symlink_creates_its_target_private(
     finally:
         db_engine.dispose()
     assert link.is_symlink()
+
+
+def test_the_folders_made_for_the_data_the_database_and_the_outbox_are_private(
+    tmp_path: Path,
+) -> None:
+    embedded_settings(tmp_path / "dev")
+    with owning(tmp_path / "demo"):
+        pass
+    create_db_engine(f"sqlite:///{tmp_path / 'db' / 'automations.sqlite3'}").dispose()
+    FileTransport(tmp_path / "mail" / "outbox").send(make_email())
+    made = ["dev", "demo", "db", "mail", "mail/outbox"]
+    assert {name: mode(tmp_path / name) for name in made} == dict.fromkeys(made, 0o700)
+
+
+def test_a_folder_already_there_keeps_the_mode_its_owner_gave_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # a real chmod: the folder must not be narrowed either
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    embedded_settings(shared)
+    create_db_engine(f"sqlite:///{shared / 'automations.sqlite3'}").dispose()
+    FileTransport(shared / "outbox").send(make_email())
+    assert (mode(shared), mode(shared / "outbox")) == (0o755, 0o700)
