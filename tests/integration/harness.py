@@ -36,6 +36,7 @@ from models.tables import Base, OutboxEmail, Run, RunStep
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.local import LocalExecutor
+from tests.children import dies_with_the_test
 from tests.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,6 +200,7 @@ class Stack:
                 *args,
             ],
             cwd=ROOT,
+            preexec_fn=dies_with_the_test(),
             env=self.env(**extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -211,7 +213,7 @@ class Stack:
             # and a worker still stopping (restart_worker) cannot answer for it.
             if self.app.control.ping(destination=[name], timeout=0.5):
                 return
-        raise RuntimeError(f"worker did not answer a ping in 30 s, see {log.name}")
+        raise RuntimeError(f"worker did not answer a ping in {patience(30):g} s, see {log.name}")
 
     def stop_worker(self) -> None:
         if self.local is not None:
@@ -434,6 +436,7 @@ class ApiServer:
                 *(["--root-path", self.root_path] if self.root_path else []),
             ],
             cwd=ROOT,
+            preexec_fn=dies_with_the_test(),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -448,7 +451,7 @@ class ApiServer:
                         return
                 except httpx.HTTPError:
                     time.sleep(0.1)
-        raise RuntimeError(f"API server did not answer in 30 s, see {log.name}")
+        raise RuntimeError(f"API server did not answer in {patience(30):g} s, see {log.name}")
 
     def stop(self) -> None:
         if self.process is not None:

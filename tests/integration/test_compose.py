@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from engine.settings import Settings
 from migrations import current
+from tests.children import dies_with_the_test
 from tests.conftest import IN_CI, POSTGRES_URL, require_url
 from tests.integration.harness import ROOT, SmtpSink, free_port
 from tests.patience import patience
@@ -358,7 +359,12 @@ class Started:
         self.log_path = workdir / f"{name}-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+                argv,
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=dies_with_the_test(),
             )
 
     def log(self) -> str:
@@ -476,6 +482,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         migrate = subprocess.run(
             [automations(), *found["migrate"]["command"]],
             cwd=workdir,
+            preexec_fn=dies_with_the_test(),
             env=env,
             capture_output=True,
             text=True,

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.children import dies_with_the_test
 from tests.integration.harness import ROOT, free_port
 from tests.integration.test_cli_server import automations
 from tests.patience import patience
@@ -33,6 +34,7 @@ class Dev:
             [automations(), *command],
             env={**self.env, **env},
             cwd=ROOT,
+            preexec_fn=dies_with_the_test(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from engine.unsubscribe import make_token
+from tests.children import dies_with_the_test
 from tests.integration.factories import (
     make_automation,
     make_domain,
@@ -61,6 +62,7 @@ class LoggedServer:
             self.process = subprocess.Popen(
                 [automations(), "api", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=ROOT,
+                preexec_fn=dies_with_the_test(),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
