@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.store import rollup, rollup_upserts
-from engine.store.core import RUNS, STEPS, Carried, execute
+from engine.store.core import CONTACTS, RUNS, STEPS, Carried, execute
 from models.enums import STEP_CLAIMABLE, ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
@@ -404,18 +404,40 @@ def wake_waits_of_contact(session: Session, contact_id: uuid.UUID, now: dt.datet
     )
 
 
-def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(Run.id)
-            .where(Run.automation_id == automation_id, Run.status == RunStatus.RUNNING)
-            .order_by(Run.id)
-        )
+_UNFINISHED = and_(RUNS.c.automation_id == bindparam("aid"), RUNS.c.status == RunStatus.RUNNING)
+# The contacts of the automation's unfinished runs, locked in id order for the one-time filter
+# of the statement that lists the runs: cancelling them then takes their steps and runs after
+# their contacts, as ingestion and a contact's deletion do. Taken step first, two waits of one
+# contact could be locked in one order by an event resuming them and in another by the cancel.
+_CONTACTS_OF_UNFINISHED = (
+    select(CONTACTS.c.id)
+    .where(CONTACTS.c.id.in_(select(RUNS.c.contact_id).where(_UNFINISHED)))
+    .order_by(CONTACTS.c.id)
+    .with_for_update()
+    .cte("contacts_locked")
+    .prefix_with("MATERIALIZED")
+)
+_UNFINISHED_RUN_IDS = (
+    select(RUNS.c.id)
+    .where(
+        _UNFINISHED,
+        select(func.count()).select_from(_CONTACTS_OF_UNFINISHED).scalar_subquery() >= 0,
     )
+    .order_by(RUNS.c.id)
+)
+
+
+def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The automation's running runs, their contacts locked first: to cancel them (`cancel_runs`).
+
+    The runs are read from the statement's snapshot, taken before it waited for a contact: a
+    run whose contact was deleted meanwhile is still listed (its run is still running)."""
+    return list(execute(session, _UNFINISHED_RUN_IDS, {"aid": automation_id}).scalars())
 
 
 def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
-    """Cancel runs and their unfinished steps (step rows first: the executor's lock order)."""
+    """Cancel runs and their unfinished steps (step rows first: the executor's lock order), the
+    runs' contacts locked before when there are several (`unfinished_run_ids`)."""
     if not run_ids:
         return
     cancel_idle_steps(session, run_ids, now)
