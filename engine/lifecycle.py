@@ -58,7 +58,10 @@ def create_automation(
 
 
 def _get(session: Session, automation_id: uuid.UUID) -> Automation:
-    automation = automation_store.get_automation(session, automation_id, for_update=True)
+    # Not FOR UPDATE: a stop waits for its runs' contacts and steps, and a step that writes its
+    # run's row twice (contact_delete) has the row's foreign key checked again, which key-share
+    # locks the automation. Ingestion share-locks its listeners, so as to wait for a stop.
+    automation = automation_store.lock_automation(session, automation_id)
     if automation is None:
         raise NotFound("Automation not found")
     return automation

@@ -65,12 +65,8 @@ def add_version(
     return version
 
 
-def get_automation(
-    session: Session, automation_id: uuid.UUID, *, for_update: bool = False
-) -> Automation | None:
+def get_automation(session: Session, automation_id: uuid.UUID) -> Automation | None:
     stmt = select(Automation).where(Automation.id == automation_id, Automation.deleted_at.is_(None))
-    if for_update:
-        stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
 
 
@@ -81,8 +77,9 @@ def automation_ever_existed(session: Session, automation_id: uuid.UUID) -> bool:
 
 
 def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation | None:
-    """The automation unless deleted, share-locked: a deletion (which locks it for update and
-    cancels its running runs) waits for this transaction, or this waits for it and finds it gone."""
+    """The automation unless deleted, share-locked: a deletion (which locks it FOR NO KEY UPDATE
+    and cancels its running runs) waits for this transaction, or this waits for it and finds it
+    gone."""
     stmt = select(Automation).where(Automation.id == automation_id, Automation.deleted_at.is_(None))
     return session.scalars(stmt.with_for_update(read=True)).first()
 

@@ -73,11 +73,12 @@ def store_ingested(
 # An ingestion's first rows: the event names' listeners (kind 0) and schemas (kind 1); `{nulls}`
 # are the columns of the rows that follow, NULL here.
 #
-# The listeners are key-share locked until the commit, as the runs' foreign keys would lock
-# them later anyway: a stop or a delete (which locks its automation for update, then cancels
-# its runs) waits for this ingestion and sees its runs; or this waits for the stop and, reading
-# the row again once it has committed, finds no listener. Read without the lock, an event could
-# start a run after its automation's stop or deletion had committed, never to be cancelled.
+# The listeners are share-locked until the commit: a stop or a delete (which locks its
+# automation FOR NO KEY UPDATE, then cancels its runs) waits for this ingestion and sees its
+# runs; or this waits for the stop and, reading the row again once it has committed, finds no
+# listener. Read without the lock, an event could start a run after its automation's stop or
+# deletion had committed, never to be cancelled. A key-share lock (what the runs' foreign keys
+# take) would not wait for the stop, which leaves it to them: a stop waits for its runs' steps.
 _ROUTES = f"""
 SELECT 0 AS kind, trigger_event AS name, id, current_version_id AS version_id,
     NULL::jsonb AS schema{{nulls}}
@@ -89,7 +90,7 @@ FROM (
         AND deleted_at IS NULL
         AND current_version_id IS NOT NULL
     ORDER BY id
-    FOR KEY SHARE
+    FOR SHARE
 ) AS listening
 UNION ALL
 SELECT 1, name, NULL, NULL, schema{{nulls}}

@@ -1,11 +1,13 @@
-"""A stop that cancels its runs while an event resumes waits of them (PostgreSQL).
+"""A stop that cancels its runs while an event or a deletion takes steps of them (PostgreSQL).
 
-An event for a contact resumes the contact's waiting steps one at a time, oldest first, each
-with its run. A stop with `cancel_runs` cancels every unfinished step of its runs in one
-statement, in the order of its plan (through the steps' primary key: by run id). Two waits of
-one contact, the older one in the run with the greater id, are then taken in opposite orders:
-unless the stop takes the runs' contacts first, as the event does, each holds a wait that the
-other one needs.
+A stop with `cancel_runs` cancels every unfinished step of its runs in one statement, in the
+order of its plan (through the steps' primary key: by run id). An event for a contact resumes
+the contact's waits one at a time, oldest first; a contact_delete step holds its own step, then
+takes the waits of its contact's other runs. Either can take two steps of the stopped runs in
+the order opposite to the stop's: unless the stop takes the runs' contacts first, as they do,
+each holds a step that the other one needs. While it waits, the stop must not hold its
+automation against the key-share lock that a run's foreign key takes when a step writes the
+run's row a second time in its transaction (a contact_delete step does).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
+from engine import contacts
 from engine.db import transaction
 from engine.executor import execute_step
 from engine.lifecycle import stop_automation
-from tests.integration.factories import unique_email
+from tests.integration.factories import make_automation, unique_email
 from tests.integration.harness import Stack
-from tests.integration.test_contact_races import wait_until_blocked
+from tests.integration.test_contact_races import runtime as worker
+from tests.integration.test_contact_races import started_run, wait_until_blocked
 from tests.integration.test_races import T0, Gate, ingest, runtime, wait_automation
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
@@ -91,3 +95,89 @@ def test_a_stop_cancelling_runs_while_an_event_resumes_two_of_their_waits(
         steps = rt_stack.steps(run_id)
         assert steps["await_paid"].status == "completed"
         assert steps["paid"].status == "cancelled"
+
+
+def stop_cancelling(stack: Stack, automation_id: uuid.UUID) -> list[uuid.UUID]:
+    with transaction(stack.runtime.sessions) as session:
+        return stop_automation(session, automation_id, cancel_runs=True, now=T0)
+
+
+def name_contact(stack: Stack, email: str, first_name: str) -> None:
+    with transaction(stack.runtime.sessions) as session:
+        limits = stack.runtime.json_limits
+        contacts.update_contact(session, email, {"first_name": first_name}, now=T0, limits=limits)
+
+
+def test_a_stop_cancelling_a_run_whose_contact_delete_step_is_under_way(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    """The stop waits for the step, holding its automation; the step's run row, written twice
+    in its transaction (its contact's deletion sets it NULL, then its end), has its foreign
+    key checked again, which share-locks the automation's key: the stop must not hold it
+    against that."""
+    step = {"key": "erase", "type": "contact_delete"}
+    run_id = started_run(rt_stack, step, unique_email())
+    gate = Gate("contact_delete.handler")  # the contact, the step and its run held
+    executing = pool.submit(execute_step, worker(rt_stack, gate), run_id, "erase")
+    assert gate.reached.wait(10)
+
+    stopping = pool.submit(stop_cancelling, rt_stack, automation_id_of(rt_stack, run_id))
+    wait_until_blocked(rt_stack)
+    gate.release.set()
+    executing.result(timeout=20)
+    assert stopping.result(timeout=20) == [run_id]
+
+    erase = rt_stack.steps(run_id)["erase"]
+    assert (erase.status, erase.error) == ("completed", None)
+    # The step committed first and ended its run (its contact gone): nothing left to cancel.
+    assert rt_stack.steps(run_id)["pause"].status == "skipped"
+    assert rt_stack.run(run_id).status == "completed"
+
+
+def test_a_stop_cancelling_runs_while_a_contact_delete_step_of_one_erases_their_contact(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    """Two runs of one contact: the one with the smaller id waits for an event, the other is
+    at its contact_delete step. The stop takes the wait first, then waits for the step held
+    by its worker, whose deletion of the contact then wakes the contact's waits."""
+    steps = [
+        {"key": "start", "type": "trigger", "config": {"event_name": "go"}},
+        {
+            "key": "check",
+            "type": "condition",
+            "config": {"rule": {"field": "contact.first_name", "operator": "eq", "value": "Erase"}},
+        },
+        {"key": "erase", "type": "contact_delete"},
+        {"key": "await", "type": "wait_for_event", "config": {"event_name": "order.paid"}},
+    ]
+    connections = [
+        {"from": "start", "to": "check"},
+        {"from": "check", "to": "erase", "type": "condition_met"},
+        {"from": "check", "to": "await", "type": "condition_not_met"},
+    ]
+    automation_id = make_automation(rt_stack, steps, connections)
+    email = unique_email()
+    waiting, erasing = sorted(ingest(worker(rt_stack), "go", email).run_ids[0] for _ in range(2))
+    for run_id in (waiting, erasing):
+        execute_step(worker(rt_stack), run_id, "start")
+    name_contact(rt_stack, email, "Wait")
+    execute_step(worker(rt_stack), waiting, "check")
+    execute_step(worker(rt_stack), waiting, "await")
+    assert rt_stack.steps(waiting)["await"].status == "waiting"
+    name_contact(rt_stack, email, "Erase")
+    execute_step(worker(rt_stack), erasing, "check")
+    gate = Gate("contact_delete.handler")  # the contact, the step and its run held
+    executing = pool.submit(execute_step, worker(rt_stack, gate), erasing, "erase")
+    assert gate.reached.wait(10)
+
+    stopping = pool.submit(stop_cancelling, rt_stack, automation_id)
+    wait_until_blocked(rt_stack)
+    gate.release.set()
+    executing.result(timeout=20)
+    stopping.result(timeout=20)
+
+    erase = rt_stack.steps(erasing)["erase"]
+    assert (erase.status, erase.error) == ("completed", None)
+    assert rt_stack.run(erasing).status == "completed"  # ended before the stop took it
+    assert rt_stack.steps(waiting)["await"].status == "cancelled"
+    assert rt_stack.run(waiting).status == "cancelled"
