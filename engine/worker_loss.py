@@ -82,11 +82,12 @@ def take_over(
         session, [step for step in abandoned if step.lost_attempt != step.attempt]
     )
     bound = rt.settings.step_max_worker_losses
-    again = []
-    for step in abandoned:
+    again = [step for step in abandoned if losses_after_takeover(step) < bound]
+    # Their runs in id order, as a contact's deletion and a stop lock theirs: read by lease, two
+    # runs could be taken in the order opposite to theirs, each side then waiting for the other.
+    for step in sorted(abandoned, key=lambda step: step.run_id):
         losses = losses_after_takeover(step)
         if losses < bound:
-            again.append(step)
             continue
         with step_context(run_id=str(step.run_id), step_key=step.step_key):
             fail_step(session, rt, step.run_id, step.step_key, step.attempt, losses, now)

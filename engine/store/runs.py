@@ -435,20 +435,34 @@ def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.
     return list(execute(session, _UNFINISHED_RUN_IDS, {"aid": automation_id}).scalars())
 
 
+# The runs to cancel, locked in id order as the sweeper locks those it fails and a contact's
+# deletion its own: in the order of the UPDATE's plan (the table's, for a bitmap scan), the
+# cancel could hold one run the sweeper waits for while it waits for another the sweeper holds.
+_RUNS_LOCKED = (
+    select(RUNS.c.id)
+    .where(RUNS.c.id.in_(bindparam("ids", expanding=True)), RUNS.c.status == RunStatus.RUNNING)
+    .order_by(RUNS.c.id)
+    .with_for_update()
+    .cte("runs_locked")
+    .prefix_with("MATERIALIZED")
+)
+_CANCEL_RUNS = (
+    update(RUNS)
+    .where(RUNS.c.id.in_(select(_RUNS_LOCKED.c.id)), RUNS.c.status == RunStatus.RUNNING)
+    .values(status=RunStatus.CANCELLED, completed_at=_NOW)
+    .returning(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
+)
+
+
 def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
-    """Cancel runs and their unfinished steps (step rows first: the executor's lock order), the
-    runs' contacts locked before when there are several (`unfinished_run_ids`)."""
+    """Cancel runs and their unfinished steps (step rows first: the executor's lock order, then
+    the runs in id order), the runs' contacts locked before when there are several
+    (`unfinished_run_ids`)."""
     if not run_ids:
         return
     cancel_idle_steps(session, run_ids, now)
-    cancelled = session.execute(
-        update(Run)
-        .where(Run.id.in_(list(run_ids)), Run.status == RunStatus.RUNNING)
-        .values(status=RunStatus.CANCELLED, completed_at=now)
-        .returning(Run.id, Run.automation_id, Run.created_at, Run.started_at)
-        .execution_options(synchronize_session=False)
-    )
-    for run_id, automation_id, created_at, started_at in cancelled:
+    for row in execute(session, _CANCEL_RUNS, {"ids": list(run_ids), "now": now}).all():
+        run_id, automation_id, created_at, started_at = tuple(row)
         rollup.note_run_known(session, run_id, automation_id, created_at)
         rollup.note_run_ended(
             session, run_id, RunStatus.CANCELLED, started_at=started_at, ended_at=now

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from engine import contacts
+from engine import contacts, sweeper
 from engine.db import transaction
 from engine.executor import execute_step
 from engine.lifecycle import stop_automation
-from tests.integration.factories import make_automation, unique_email
+from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
 from tests.integration.test_contact_races import runtime as worker
 from tests.integration.test_contact_races import started_run, wait_until_blocked
@@ -181,3 +182,127 @@ def test_a_stop_cancelling_runs_while_a_contact_delete_step_of_one_erases_their_
     assert rt_stack.run(erasing).status == "completed"  # ended before the stop took it
     assert rt_stack.steps(waiting)["await"].status == "cancelled"
     assert rt_stack.run(waiting).status == "cancelled"
+
+
+def waiting_for_locks(stack: Stack) -> int:
+    """How many sessions of the test database wait for a lock."""
+    with stack.runtime.sessions() as session:
+        return int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar_one()
+        )
+
+
+def abandoned_at_the_bound(stack: Stack, run_id: uuid.UUID, lease_ended: dt.datetime) -> None:
+    """The run's `pause` step as a worker that died running it leaves it, its death the last
+    one the bound allows: the sweeper's takeover fails it, and its run."""
+    with transaction(stack.runtime.sessions) as session:
+        session.execute(
+            text(
+                "UPDATE run_steps SET status = 'running', attempt = 1, lost_attempt = NULL,"
+                " worker_losses = :losses, lease_expires_at = :lease_ended, dispatched_at = NULL"
+                " WHERE run_id = :id AND step_key = 'pause'"
+            ),
+            {
+                "id": run_id,
+                "losses": stack.settings.step_max_worker_losses - 1,
+                "lease_ended": lease_ended,
+            },
+        )
+
+
+def test_the_sweeper_failing_two_runs_of_a_contact_being_deleted(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    """The sweeper fails the steps whose workers died once too often, each with its run; the
+    deletion of their contact locks its runs in id order. Taken in the order of their leases,
+    the sweeper would hold the run with the greater id while it waits for the other, which the
+    deletion holds while it waits for the first."""
+    pause = {"key": "pause", "type": "delay", "config": {"duration": "1 hour"}}
+    trigger = {"key": "start", "type": "trigger", "config": {"event_name": "go"}}
+    make_automation(rt_stack, [trigger, pause], chain("start", "pause"))
+    email = unique_email()
+    first, second = sorted(ingest(worker(rt_stack), "go", email).run_ids[0] for _ in range(2))
+    # The lease of the run with the greater id ran out first: the sweeper reads it first.
+    abandoned_at_the_bound(rt_stack, first, T0 - dt.timedelta(seconds=1))
+    abandoned_at_the_bound(rt_stack, second, T0 - dt.timedelta(seconds=2))
+
+    def delete() -> uuid.UUID:
+        with transaction(rt_stack.runtime.sessions) as session:
+            return contacts.delete_contact(session, email, now=T0)
+
+    # The run with the smaller id held a moment, so that the deletion waits for it first.
+    deleting, sweeping = while_run_held(rt_stack, pool, first, delete, sweep_once(rt_stack))
+    deleting.result(timeout=20)
+    sweeping.result(timeout=20)
+
+    assert_failed_by_worker_losses(rt_stack, first, second)
+
+
+def sweep_once(stack: Stack) -> Callable[[], None]:
+    sweeper_rt = worker(stack)
+
+    def sweep() -> None:
+        with transaction(sweeper_rt.sessions) as session:
+            sweeper.sweep(session, sweeper_rt, now=T0)
+
+    return sweep
+
+
+def while_run_held(
+    stack: Stack,
+    pool: ThreadPoolExecutor,
+    run_id: uuid.UUID,
+    first: Callable[[], Any],
+    then: Callable[[], Any],
+) -> tuple[Future[Any], Future[Any]]:
+    """`first`, then `then`, each on a thread once the one before waits for a lock, while a
+    transaction of the test holds the run."""
+    with transaction(stack.runtime.sessions) as session:
+        session.execute(text("SELECT 1 FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id})
+        started = pool.submit(first)
+        wait_until_blocked(stack)
+        following = pool.submit(then)
+        stack.wait_for(
+            lambda: waiting_for_locks(stack) == 2, timeout=10, what="both to wait for a lock"
+        )
+    return started, following
+
+
+def assert_failed_by_worker_losses(stack: Stack, *run_ids: uuid.UUID) -> None:
+    for run_id in run_ids:
+        pause = stack.steps(run_id)["pause"]
+        assert (pause.status, pause.error and pause.error["code"]) == ("failed", "worker_lost")
+        assert stack.run(run_id).status == "failed"
+
+
+def test_the_sweeper_failing_two_runs_of_an_automation_being_stopped(
+    rt_stack: Stack, pool: ThreadPoolExecutor
+) -> None:
+    """The stop cancels its runs in one statement, which locked them in its plan's order (the
+    table's: the first inserted first); the sweeper failed its runs in the order of their
+    leases. The sweeper takes the second run first here, and the stop the first."""
+    pause = {"key": "pause", "type": "delay", "config": {"duration": "1 hour"}}
+    trigger = {"key": "start", "type": "trigger", "config": {"event_name": "go"}}
+    automation_id = make_automation(rt_stack, [trigger, pause], chain("start", "pause"))
+    inserted_first, inserted_second = (
+        ingest(worker(rt_stack), "go", unique_email()).run_ids[0] for _ in range(2)
+    )
+    abandoned_at_the_bound(rt_stack, inserted_first, T0 - dt.timedelta(seconds=1))
+    abandoned_at_the_bound(rt_stack, inserted_second, T0 - dt.timedelta(seconds=2))
+
+    sweeping, stopping = while_run_held(
+        rt_stack,
+        pool,
+        inserted_second,
+        sweep_once(rt_stack),
+        lambda: stop_cancelling(rt_stack, automation_id),
+    )
+    sweeping.result(timeout=20)
+    stopping.result(timeout=20)
+
+    assert_failed_by_worker_losses(rt_stack, inserted_first, inserted_second)
