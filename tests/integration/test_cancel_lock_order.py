@@ -30,6 +30,7 @@ from tests.integration.harness import Stack
 from tests.integration.test_contact_races import runtime as worker
 from tests.integration.test_contact_races import started_run, wait_until_blocked
 from tests.integration.test_races import T0, Gate, ingest, runtime, wait_automation
+from tests.patience import patience
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
 
@@ -86,8 +87,8 @@ def test_a_stop_cancelling_runs_while_an_event_resumes_two_of_their_waits(
     stopping = pool.submit(stop)
     wait_until_blocked(rt_stack)
     gate.release.set()
-    resumed = sending.result(timeout=20).resumed
-    cancelled = stopping.result(timeout=20)
+    resumed = sending.result(timeout=patience(20)).resumed
+    cancelled = stopping.result(timeout=patience(20))
 
     assert sorted(resumed) == [(run_id, "await_paid") for run_id in runs]
     assert sorted(cancelled) == runs
@@ -125,8 +126,8 @@ def test_a_stop_cancelling_a_run_whose_contact_delete_step_is_under_way(
     stopping = pool.submit(stop_cancelling, rt_stack, automation_id_of(rt_stack, run_id))
     wait_until_blocked(rt_stack)
     gate.release.set()
-    executing.result(timeout=20)
-    assert stopping.result(timeout=20) == [run_id]
+    executing.result(timeout=patience(20))
+    assert stopping.result(timeout=patience(20)) == [run_id]
 
     erase = rt_stack.steps(run_id)["erase"]
     assert (erase.status, erase.error) == ("completed", None)
@@ -174,8 +175,8 @@ def test_a_stop_cancelling_runs_while_a_contact_delete_step_of_one_erases_their_
     stopping = pool.submit(stop_cancelling, rt_stack, automation_id)
     wait_until_blocked(rt_stack)
     gate.release.set()
-    executing.result(timeout=20)
-    stopping.result(timeout=20)
+    executing.result(timeout=patience(20))
+    stopping.result(timeout=patience(20))
 
     erase = rt_stack.steps(erasing)["erase"]
     assert (erase.status, erase.error) == ("completed", None)
@@ -237,8 +238,8 @@ def test_the_sweeper_failing_two_runs_of_a_contact_being_deleted(
 
     # The run with the smaller id held a moment, so that the deletion waits for it first.
     deleting, sweeping = while_run_held(rt_stack, pool, first, delete, sweep_once(rt_stack))
-    deleting.result(timeout=20)
-    sweeping.result(timeout=20)
+    deleting.result(timeout=patience(20))
+    sweeping.result(timeout=patience(20))
 
     assert_failed_by_worker_losses(rt_stack, first, second)
 
@@ -302,7 +303,7 @@ def test_the_sweeper_failing_two_runs_of_an_automation_being_stopped(
         sweep_once(rt_stack),
         lambda: stop_cancelling(rt_stack, automation_id),
     )
-    sweeping.result(timeout=20)
-    stopping.result(timeout=20)
+    sweeping.result(timeout=patience(20))
+    stopping.result(timeout=patience(20))
 
     assert_failed_by_worker_losses(rt_stack, inserted_first, inserted_second)
