@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.graph import validate_graph
 from engine.store import automations as automation_store
+from engine.store import cancels as cancel_store
 from engine.store import runs as run_store
 from engine.stored_text import check_text
 from models.enums import AutomationStatus, RunStatus
@@ -104,15 +105,15 @@ def stop_automation(
     automation_store.set_status(session, automation_id, AutomationStatus.DISABLED, now)
     if not cancel_runs:
         return []
-    run_ids = run_store.unfinished_run_ids(session, automation_id)
-    run_store.cancel_runs(session, run_ids, now)
+    run_ids = cancel_store.unfinished_run_ids(session, automation_id)
+    cancel_store.cancel_runs(session, run_ids, now)
     return run_ids
 
 
 def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Remove the automation from every list; its unfinished runs are cancelled."""
     _get(session, automation_id)
-    run_store.cancel_runs(session, run_store.unfinished_run_ids(session, automation_id), now)
+    cancel_store.cancel_runs(session, cancel_store.unfinished_run_ids(session, automation_id), now)
     automation_store.mark_deleted(session, automation_id, now)
 
 
@@ -149,4 +150,4 @@ def cancel_run(
         return
     if run.status != RunStatus.RUNNING:
         raise Conflict(f"Run is already {run.status} and cannot be cancelled")
-    run_store.cancel_runs(session, [run_id], now)
+    cancel_store.cancel_runs(session, [run_id], now)

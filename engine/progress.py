@@ -16,6 +16,7 @@ from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
 from engine.runtime import Runtime
 from engine.step_types import spec_for
 from engine.store import attempts as attempt_store
+from engine.store import cancels as cancel_store
 from engine.store import runs as run_store
 from engine.store.core import Carried
 from engine.store.runs import StepState, new_step_row
@@ -167,7 +168,7 @@ def _leaves_dead_steps(graph: Graph, step: StepRef, branch: ConnectionType | Non
 
 def cancel_step(session: Session, step: StepRef, now: dt.datetime) -> None:
     """End a step of a cancelled run: it takes no further part."""
-    run_store.cancel_step(session, step.run_id, step.step_key, step.step_type, now)
+    cancel_store.cancel_step(session, step.run_id, step.step_key, step.step_type, now)
 
 
 def _branch(outcome: Completed | Failed | Skipped) -> ConnectionType | None:

@@ -1,0 +1,116 @@
+"""Cancelling runs: a stopped or deleted automation's runs in flight, one run, a claimed step.
+
+Cancels lock in the order every writer of runs takes (docs/durability.md): the runs' contacts
+first, then their steps, then the runs in id order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from engine.store import rollup
+from engine.store.core import CONTACTS, RUNS, execute
+from engine.store.runs import update_step
+from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
+from models.tables import RunStep
+from models.types import UTCDateTime
+
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def cancel_step(
+    session: Session, run_id: uuid.UUID, step_key: str, step_type: str, now: dt.datetime
+) -> None:
+    """End a claimed step of a cancelled run: it takes no further part."""
+    update_step(
+        session,
+        run_id,
+        step_key,
+        status=StepStatus.CANCELLED,
+        completed_at=now,
+        lease_expires_at=None,
+    )
+    rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
+
+
+def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.datetime) -> None:
+    """Cancel steps not in a worker's hands; a running step finishes and sees the run cancelled."""
+    cancelled = session.execute(
+        update(RunStep)
+        .where(RunStep.run_id.in_(list(run_ids)), RunStep.status.in_(STEP_CLAIMABLE))
+        .values(status=StepStatus.CANCELLED, completed_at=now, lease_expires_at=None)
+        .returning(RunStep.run_id, RunStep.step_key, RunStep.step_type)
+        .execution_options(synchronize_session=False)
+    )
+    for run_id, step_key, step_type in cancelled:
+        rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
+
+
+_UNFINISHED = and_(RUNS.c.automation_id == bindparam("aid"), RUNS.c.status == RunStatus.RUNNING)
+# The contacts of the automation's unfinished runs, locked in id order for the one-time filter
+# of the statement that lists the runs: cancelling them then takes their steps and runs after
+# their contacts, as ingestion and a contact's deletion do. Taken step first, two waits of one
+# contact could be locked in one order by an event resuming them and in another by the cancel.
+_CONTACTS_OF_UNFINISHED = (
+    select(CONTACTS.c.id)
+    .where(CONTACTS.c.id.in_(select(RUNS.c.contact_id).where(_UNFINISHED)))
+    .order_by(CONTACTS.c.id)
+    .with_for_update()
+    .cte("contacts_locked")
+    .prefix_with("MATERIALIZED")
+)
+_UNFINISHED_RUN_IDS = (
+    select(RUNS.c.id)
+    .where(
+        _UNFINISHED,
+        select(func.count()).select_from(_CONTACTS_OF_UNFINISHED).scalar_subquery() >= 0,
+    )
+    .order_by(RUNS.c.id)
+)
+
+
+def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The automation's running runs, their contacts locked first: to cancel them (`cancel_runs`).
+
+    The runs are read from the statement's snapshot, taken before it waited for a contact: a
+    run whose contact was deleted meanwhile is still listed (its run is still running)."""
+    return list(execute(session, _UNFINISHED_RUN_IDS, {"aid": automation_id}).scalars())
+
+
+# The runs to cancel, locked in id order as the sweeper locks those it fails and a contact's
+# deletion its own: in the order of the UPDATE's plan (the table's, for a bitmap scan), the
+# cancel could hold one run the sweeper waits for while it waits for another the sweeper holds.
+_RUNS_LOCKED = (
+    select(RUNS.c.id)
+    .where(RUNS.c.id.in_(bindparam("ids", expanding=True)), RUNS.c.status == RunStatus.RUNNING)
+    .order_by(RUNS.c.id)
+    .with_for_update()
+    .cte("runs_locked")
+    .prefix_with("MATERIALIZED")
+)
+_CANCEL_RUNS = (
+    update(RUNS)
+    .where(RUNS.c.id.in_(select(_RUNS_LOCKED.c.id)), RUNS.c.status == RunStatus.RUNNING)
+    .values(status=RunStatus.CANCELLED, completed_at=_NOW)
+    .returning(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
+)
+
+
+def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
+    """Cancel runs and their unfinished steps (step rows first: the executor's lock order, then
+    the runs in id order), the runs' contacts locked before when there are several
+    (`unfinished_run_ids`)."""
+    if not run_ids:
+        return
+    cancel_idle_steps(session, run_ids, now)
+    for row in execute(session, _CANCEL_RUNS, {"ids": list(run_ids), "now": now}).all():
+        run_id, automation_id, created_at, started_at = tuple(row)
+        rollup.note_run_known(session, run_id, automation_id, created_at)
+        rollup.note_run_ended(
+            session, run_id, RunStatus.CANCELLED, started_at=started_at, ended_at=now
+        )
