@@ -51,9 +51,9 @@ def execute_step(
     a step that does, claimed for a message naming another type, is claimed again in order).
 
     `claim_apart`: each step's claim commits on its own before the step executes, for an
-    executor that dies with its whole process (the embedded one). A Celery worker's parent
-    process outlives a child that a step killed and counts that death; nothing outlives the
-    embedded process, so the committed claim is the trace its next start counts.
+    executor that dies with its whole process (the embedded one, a solo Celery worker). A
+    prefork worker's parent process outlives a child that a step killed and counts that death;
+    nothing outlives the others, so the committed claim is the trace the sweeper counts.
 
     An inline step is executed as if its message had arrived: its own claim, transaction, commit
     and log line. A crash between two of them leaves the next one ready in SQL, where the

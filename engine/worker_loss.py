@@ -13,9 +13,12 @@ the claim committed (an instant step's transaction, rolled back with the process
 claim to stamp, and only the parent process sees it. A hang the sweeper counted and a kill of
 the same worker reported later may count two: a step fails early only after a bound of them.
 
-The embedded executor has no parent process: its claims commit before their steps run
-(`claim_apart` in engine/executor.py), so each death leaves a claim that the next start's
-sweeper takes over and counts.
+The embedded executor and a solo Celery worker (`--pool solo`, any pool but prefork) have no
+parent process: their claims commit before their steps run (`claim_apart` in
+engine/executor.py, tasks/lost_workers.py's `ClaimPolicy`), so each death leaves a claim that
+the sweeper takes over and counts (the next start's, for the embedded one). The message the dead
+worker held, back at the next one while a claim holds the step, is dropped: the step waits for
+the takeover rather than running twice or killing again.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from tasks.dispatcher import (
     step_task_name,
 )
 from tasks.events import register_event_tasks
-from tasks.lost_workers import StepRequest
+from tasks.lost_workers import ClaimPolicy, StepRequest
 from tasks.poison import CheckedTask, parse_id
 
 log = logging.getLogger(__name__)
@@ -176,9 +176,11 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
     # Connected, this signal replaces Celery's own logging setup with ours (JSON if asked).
     setup_logging.connect(_logging, weak=False)
+    claims = ClaimPolicy()
+    worker_init.connect(claims.for_pool, weak=False)
     dispatcher = CeleryDispatcher(app)
     for spec in all_specs():
-        _register_step_task(app, holder, dispatcher, spec.name)
+        _register_step_task(app, holder, dispatcher, claims, spec.name)
 
     gate = TickGate(settings.sweeper_interval_seconds)
 
@@ -204,7 +206,11 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
 
 
 def _register_step_task(
-    app: Celery, holder: RuntimeHolder, dispatcher: CeleryDispatcher, step_type: str
+    app: Celery,
+    holder: RuntimeHolder,
+    dispatcher: CeleryDispatcher,
+    claims: ClaimPolicy,
+    step_type: str,
 ) -> None:
     name = step_task_name(step_type)
 
@@ -220,6 +226,6 @@ def _register_step_task(
             )
             return
         rt = holder.get()
-        following = execute_step(rt, parsed, step_key, step_type)
+        following = execute_step(rt, parsed, step_key, step_type, claim_apart=claims.apart)
         rt.checkpoint("dispatch.before_publish")
         dispatcher.dispatch(following)

@@ -5,6 +5,10 @@ prefork child died, so a step that kills every process running it would kill the
 one after another, forever. Celery tells the parent in `Request.on_failure`: there the death is
 counted (engine/worker_loss.py), and once the step has failed on it the message is acked instead
 of requeued. Every other outcome, and a count that cannot be written, goes Celery's own way.
+
+A worker that runs its steps in its own process (`--pool solo`) has no parent to tell: its steps
+commit their claims before they run (`ClaimPolicy`), and the sweeper counts the death of a claim
+whose lease ran out, as it does for the embedded executor.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.utils.saferepr import saferepr
 from celery.worker.request import Request
 from celery.worker.state import task_ready
@@ -22,6 +28,20 @@ from engine.worker_loss import record_lost_worker
 from tasks.poison import parse_id
 
 log = logging.getLogger(__name__)
+
+
+class ClaimPolicy:
+    """Whether this worker's steps commit their claims before they run (`claim_apart` in
+    engine/executor.py): decided once, from the worker's pool, as the worker starts."""
+
+    def __init__(self) -> None:
+        self.apart = False
+
+    def for_pool(self, sender: Any, **_: Any) -> None:
+        """Celery's `worker_init`: prefork children claim with their step, as their parent
+        counts their deaths (`StepRequest`); any other pool runs steps in the worker's own
+        process, which nothing outlives but a claim committed before the step."""
+        self.apart = not issubclass(get_implementation(sender.pool_cls), PreforkPool)
 
 
 class StepRequest(Request):  # type: ignore[misc]

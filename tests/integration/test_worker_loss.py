@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import time
 import uuid
 
+import pytest
 import redis
 from sqlalchemy import update
 
@@ -24,6 +26,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS, POSTGRES_ONLY
+from tests.integration.test_event_groups import SHORT_VISIBILITY
 from tests.rollup_recount import recount, rollup
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -43,14 +46,14 @@ def losses(stack: Stack, run_id: uuid.UUID, key: str) -> int:
 def assert_nothing_queued(stack: Stack, run_id: uuid.UUID) -> None:
     """No message left for the run: none queued, none held by a worker. Only the run's: the
     broker is the whole session's, and a worker may hold an earlier test's countdown."""
+    stack.wait_for(lambda: nothing_queued(run_id), what="the broker to hold no message of the run")
+
+
+def nothing_queued(run_id: uuid.UUID) -> bool:
     broker = redis.Redis.from_url(REDIS_URL)
     needle = str(run_id).encode()  # in each message's kwargsrepr header, in plain JSON
-
-    def none_left() -> bool:
-        entries = [*broker.lrange(STEP_QUEUE, 0, -1), *broker.hvals("unacked")]
-        return not any(needle in entry for entry in entries)
-
-    stack.wait_for(none_left, what="the broker to hold no message of the run")
+    entries = [*broker.lrange(STEP_QUEUE, 0, -1), *broker.hvals("unacked")]
+    return not any(needle in entry for entry in entries)
 
 
 @CELERY_BACKENDS
@@ -132,6 +135,113 @@ def test_an_instant_step_killed_once_completes_with_its_loss_counted(rt_stack: S
     assert run.status == "completed"
     after = rt_stack.steps(run_id)["after"]
     assert (after.status, after.worker_losses) == ("completed", 1)
+
+
+PLAN_CHANGED = {"key": "plan", "type": "trigger", "config": {"event_name": "plan.changed"}}
+CHECK = {
+    "key": "check",
+    "type": "condition",
+    "config": {"rule": {"field": "event.plan", "operator": "eq", "value": "pro"}},
+}
+# Solo workers' lease: longer than a restart takes on a busy machine, so that the dead claim
+# is held until the test moves the clock past it.
+SOLO_LEASE = dt.timedelta(seconds=60)
+
+
+def start_solo(stack: Stack, **env: str) -> None:
+    """A solo worker, started again after each death as a supervisor does (systemd, compose): a
+    start killed by the step it took before it answered the harness's ping is a death too."""
+    lease = {"AUTOMATIONS_STEP_LEASE_SECONDS": str(SOLO_LEASE.total_seconds())}
+    try:
+        stack.start_worker("--pool", "solo", **SHORT_VISIBILITY, **lease, **env)
+    except RuntimeError:
+        assert stack.worker is not None
+        assert stack.worker.poll() == -signal.SIGKILL
+
+
+def worker_died(stack: Stack) -> bool:
+    return stack.worker is not None and stack.worker.poll() is not None
+
+
+def kill_solo_workers(stack: Stack, point: str, key: str, address: str) -> uuid.UUID:
+    """A run whose step `key` kills every solo worker at `point`, each started again after its
+    death: the run, once it has ended, with the last worker alive."""
+    bound = stack.settings.step_max_worker_losses
+    kill = {"AUTOMATIONS_FAULT_INJECTION": f"{point}=kill"}
+    stack.stop_worker()
+    try:
+        start_solo(stack, **kill)
+        (run_id,) = stack.send("user.created", address).run_ids
+        for death in range(1, bound + 1):
+            stack.wait_for(lambda: worker_died(stack), what=f"death {death}")
+            start_solo(stack, **kill)
+            if death == 1:
+                # The dead worker's message comes back and is dropped: the step is held by
+                # the dead claim until its lease runs out (not run twice at once, not a
+                # death more), and the new worker lives.
+                stack.wait_for(
+                    lambda: worker_died(stack) or nothing_queued(run_id),
+                    what="the dead worker's message to come back",
+                )
+                assert not worker_died(stack), "the message came back and killed the next worker"
+            step = stack.steps(run_id)[key]
+            assert (step.status, step.attempt, step.worker_losses) == ("running", death, death - 1)
+            # The sweeper takes the lease over: the death counted, and the step sent again or,
+            # at the bound, failed.
+            stack.advance(SOLO_LEASE + dt.timedelta(seconds=1))
+        stack.wait_run(run_id)
+        assert_nothing_queued(stack, run_id)
+        # The worker stays up, and runs the steps of other runs.
+        make_automation(stack, [PLAN_CHANGED, CHECK], chain("plan", "check"))
+        (other,) = stack.send("plan.changed", address, {"plan": "pro"}).run_ids
+        assert stack.wait_run(other).status == "completed"
+        assert not worker_died(stack)
+    finally:
+        stack.restart_worker()
+    return run_id
+
+
+def assert_failed_at_the_bound(stack: Stack, run_id: uuid.UUID, key: str) -> None:
+    assert stack.run(run_id).status == "failed"
+    step = stack.steps(run_id)[key]
+    bound = stack.settings.step_max_worker_losses
+    assert (step.status, step.error["code"], step.worker_losses, step.attempt) == (
+        "failed",
+        "worker_lost",
+        bound,
+        bound,
+    )
+    assert_rollup_is_a_recount(stack)
+
+
+@CELERY_BACKENDS
+def test_an_instant_step_that_kills_every_solo_worker_fails_after_the_bound(
+    rt_stack: Stack,
+) -> None:
+    """A solo worker has no parent to count its death: its claim commits before the step runs,
+    and the sweeper counts each lease it takes over, failing the step at the bound."""
+    make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
+    run_id = kill_solo_workers(rt_stack, "contact_update.handler", "after", unique_email("solo"))
+    assert_failed_at_the_bound(rt_stack, run_id, "after")
+
+
+@POSTGRES_ONLY
+@pytest.mark.parametrize("point", ["handler", "before_send", "after_send"])
+def test_a_send_that_kills_every_solo_worker_fails_after_the_bound(
+    rt_stack: Stack, point: str
+) -> None:
+    """Killed while it renders its email (inside what was its claim's transaction), before it
+    sends, or after: each death is counted and the step fails at the bound."""
+    mail_then_update(rt_stack)
+    address = unique_email("solo")
+    run_id = kill_solo_workers(rt_stack, f"send_email.{point}", "mail", address)
+    assert_failed_at_the_bound(rt_stack, run_id, "mail")
+    assert "after" not in rt_stack.steps(run_id)
+    # Each worker killed after its send had sent the email, under the one Message-ID.
+    sent = rt_stack.sink.to(address)
+    bound = rt_stack.settings.step_max_worker_losses
+    assert len(sent) == (bound if point == "after_send" else 0)
+    assert len({message["Message-ID"] for message in sent}) == min(len(sent), 1)
 
 
 def assert_rollup_is_a_recount(stack: Stack) -> None:

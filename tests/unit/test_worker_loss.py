@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.solo import TaskPool as SoloPool
 
 from engine import faults
 from engine.settings import Settings
@@ -14,7 +17,7 @@ from engine.store.sweeps import DueStep
 from engine.worker_loss import WORKER_LOST, losses_after_takeover, lost
 from models.enums import StepType
 from tasks.app import RuntimeHolder, create_celery_app
-from tasks.lost_workers import StepRequest
+from tasks.lost_workers import ClaimPolicy, StepRequest
 
 T0 = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
 
@@ -54,6 +57,19 @@ def test_every_step_task_counts_a_lost_child_in_the_parent() -> None:
     app = create_celery_app(Settings())
     for step_type in StepType:
         assert app.tasks[f"automations.steps.{step_type.value}"].Request is StepRequest
+
+
+@pytest.mark.parametrize(
+    ("pool", "apart"),
+    [("prefork", False), (PreforkPool, False), ("solo", True), (SoloPool, True), ("threads", True)],
+)
+def test_steps_claim_apart_unless_a_prefork_parent_counts_their_deaths(
+    pool: object, apart: bool
+) -> None:
+    """The pool as Celery's settings name it, or as its command line hands it over."""
+    claims = ClaimPolicy()
+    claims.for_pool(sender=SimpleNamespace(pool_cls=pool))
+    assert claims.apart is apart
 
 
 class Engine:
