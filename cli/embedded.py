@@ -13,16 +13,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
 
-from cli.database import upgrade_schema
 from cli.failures import ExitCode, fail, fail_settings
 from cli.local_keys import key_file
 from engine.private_files import make_private_dir
 from engine.settings import Settings
-from wiring.embedded import ApiDidNotStart, EmbeddedServer
+
+if TYPE_CHECKING:
+    from wiring.embedded import EmbeddedServer
 
 # Held (flock) by the process that serves a data dir; the OS lets go of it however it ends.
 LOCK_FILE_NAME = "lock"
@@ -136,6 +137,11 @@ def serving(
 
     For a process that holds the data dir (`owning`): the server is its only executor.
     """
+    # Imported here, not above: the server's imports (FastAPI, Celery, Alembic: over a second)
+    # would come before a refusal of the data dir, which needs none of them.
+    from cli.database import upgrade_schema
+    from wiring.embedded import ApiDidNotStart, EmbeddedServer
+
     # The server upgrades its database as it starts; a schema it must not or cannot upgrade
     # (a newer version's) is said in one line here, not as a traceback from its start.
     upgrade_schema(settings.database_url)

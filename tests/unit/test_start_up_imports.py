@@ -110,3 +110,14 @@ def test_bad_settings_exit_as_the_api_and_worker_processes_do() -> None:
 def test_the_worker_and_the_api_server_load_httpx_only_for_resend() -> None:
     """Their email transport is most often SMTP: httpx is for the Resend transport alone."""
     assert loaded(imported_by("wiring.worker, wiring.server"), {"httpx"}) == set()
+
+
+def test_a_data_dir_refused_by_dev_is_refused_before_the_server_is_imported(
+    tmp_path: Path,
+) -> None:
+    """The refusal needs none of the embedded server's imports: a second of them came first."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    code, modules = run_probe("dev", "--port", "0", "--data-dir", str(taken))
+    assert code == ExitCode.BAD_INPUT
+    assert loaded(modules, SERVER_SIDE) == set()
