@@ -10,6 +10,11 @@ while a task runs: the task ends, its result reaches the parent, then the child 
 would have. An idle child stops at once. The parent's own ways to stop a child are unchanged in
 effect: a cold shutdown's SIGTERM takes effect once the current step ends (a send is bounded by
 the transport's timeout); SIGKILL, as ever, at once.
+
+A solo worker sends `worker_process_init` too, from the worker's own process: there SIGTERM is
+Celery's warm shutdown, which already ends the task first and puts the held messages back.
+Deferred, it was acted on only once no task ran, and a solo worker with messages to run ran
+every one of them first, ignoring SIGTERM for as long as they came.
 """
 
 from __future__ import annotations
@@ -30,16 +35,19 @@ AFTER_RESULT_SECONDS = 0.2
 class ChildShutdown:
     """Counts the tasks running in this process and holds back a SIGTERM until none runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker_pid: int | None = None) -> None:
         self.running = 0
         self.deferred = False
         self._stop: Any = signal.SIG_DFL
         self._child = False
         self._installed = False
+        # The worker's own process, where the app (and this) is made before the pool forks.
+        self._worker_pid = os.getpid() if worker_pid is None else worker_pid
 
     def in_pool_child(self, **_: Any) -> None:
-        """Celery's `worker_process_init`: this process is a pool child."""
-        self._child = True
+        """Celery's `worker_process_init`: this process is a pool child, unless it is the
+        worker's own process (a solo pool's)."""
+        self._child = os.getpid() != self._worker_pid
 
     def task_started(self, **_: Any) -> None:
         # Installed at the first task: the pool sets its own SIGTERM handler after the

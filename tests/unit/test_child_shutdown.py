@@ -39,7 +39,7 @@ def wait_until(predicate: object, timeout: float = 2) -> None:
 
 
 def test_a_sigterm_during_a_task_is_acted_on_after_it(stops: list[int]) -> None:
-    guard = ChildShutdown()
+    guard = ChildShutdown(worker_pid=os.getppid())  # made in the worker, before the fork
     guard.in_pool_child()
     guard.task_started()
     os.kill(os.getpid(), signal.SIGTERM)
@@ -51,7 +51,7 @@ def test_a_sigterm_during_a_task_is_acted_on_after_it(stops: list[int]) -> None:
 
 
 def test_an_idle_child_stops_at_once(stops: list[int]) -> None:
-    guard = ChildShutdown()
+    guard = ChildShutdown(worker_pid=os.getppid())  # made in the worker, before the fork
     guard.in_pool_child()
     guard.task_started()
     guard.task_ended()
@@ -62,6 +62,19 @@ def test_an_idle_child_stops_at_once(stops: list[int]) -> None:
 
 def test_outside_a_pool_child_nothing_is_installed(stops: list[int]) -> None:
     guard = ChildShutdown()  # a solo worker, or the prefork parent
+    guard.task_started()
+    os.kill(os.getpid(), signal.SIGTERM)
+    wait_until(lambda: stops)
+    assert stops == [signal.SIGTERM]
+    guard.task_ended()
+
+
+def test_a_solo_workers_own_sigterm_is_not_held(stops: list[int]) -> None:
+    """The solo pool sends `worker_process_init` in the worker's own process: Celery's warm
+    shutdown there ends the task first by itself, and a SIGTERM held until no task ran was
+    held for as long as messages came."""
+    guard = ChildShutdown()  # made in this process, and told it is a pool child by the same
+    guard.in_pool_child()
     guard.task_started()
     os.kill(os.getpid(), signal.SIGTERM)
     wait_until(lambda: stops)
