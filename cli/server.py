@@ -244,7 +244,16 @@ def db_upgrade(revision: str = "head") -> None:
 
     if not revision.strip():  # alembic fails an assertion on it, with a traceback
         fail("--revision is empty: give one, such as head or 0007", ExitCode.BAD_INPUT)
-    url = read_settings().database_url
+    settings = read_settings()
+    if settings.database_pooling == "transaction":
+        fail(
+            "automations db upgrade needs a database session of its own (two upgrades take "
+            "turns through a session lock), which AUTOMATIONS_DATABASE_POOLING=transaction "
+            "says this URL does not give: run it with AUTOMATIONS_DATABASE_URL set to "
+            "PostgreSQL itself or to a session pool, and AUTOMATIONS_DATABASE_POOLING unset",
+            ExitCode.BAD_SETTINGS,
+        )
+    url = settings.database_url
     require_kept(url)
     # A SQLite file is created by the upgrade; a server must answer first.
     if sqlite_file(url) is None:

@@ -36,13 +36,19 @@ _IDLE_SINCE = "automations_idle_since"
 LONGEST_CACHED_STATEMENT = 16_384
 
 
-def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
+def create_db_engine(
+    url: str, *, pre_ping: bool = True, prepared_statements: bool = True, **kwargs: Any
+) -> Engine:
     """An engine with the per-dialect settings the runtime relies on; JSON columns written
     through engine/json_text.py.
 
     `pre_ping` tests a connection as it leaves the pool if it sat there for `PING_AFTER_IDLE`
     (one round trip); callers that retry on a dropped connection (`retry_on_disconnect`) can
     do without it.
+
+    `prepared_statements=False` for a transaction pooler (Settings.database_pooling): psycopg
+    prepares a statement it has run a few times on its connection's server session, which such
+    a pooler hands to other clients between transactions.
     """
     parsed = make_url(url)
     kwargs.setdefault("json_serializer", json_text.dumps)
@@ -61,6 +67,7 @@ def create_db_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engin
 
             kwargs["connect_args"] = {
                 "cursor_factory": LazyDescriptionCursor,
+                **({} if prepared_statements else {"prepare_threshold": None}),
                 **kwargs.get("connect_args", {}),
             }
         db_engine = create_engine(url, **kwargs)

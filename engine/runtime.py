@@ -94,7 +94,11 @@ def create_runtime(
     checkpoint: Checkpoint | None = None,
     pre_ping: bool = True,
 ) -> Runtime:
-    db_engine = create_db_engine(settings.database_url, pre_ping=pre_ping)
+    db_engine = create_db_engine(
+        settings.database_url,
+        pre_ping=pre_ping,
+        prepared_statements=settings.database_pooling == "session",
+    )
     if checkpoint is None:
         checkpoint = (
             checkpoint_from_setting(settings.fault_injection)

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite:///data/automations.sqlite3"
+    # `transaction`: database_url is a pooler that hands each transaction to any server
+    # connection (PgBouncer's pool_mode=transaction): no prepared statements (psycopg prepares
+    # a statement it runs often, on one server session, and another client's statement of the
+    # same name then meets it), and `automations db upgrade`, which needs a session of its own,
+    # refused. `session`: PostgreSQL itself, or a pooler in session mode.
+    database_pooling: Literal["session", "transaction"] = "session"
     broker_url: str = "redis://127.0.0.1:6379/0"
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"
@@ -133,6 +139,17 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError(
                 "must not hold a query or a fragment: links are made by appending a path"
+            )
+        return value
+
+    @field_validator("database_pooling")
+    @classmethod
+    def _pooled_database_is_postgresql(cls, value: str, info: ValidationInfo) -> str:
+        url = info.data.get("database_url", "")
+        if value == "transaction" and not url.startswith("postgresql"):
+            raise ValueError(
+                "transaction is for PostgreSQL behind a transaction pooler (PgBouncer); "
+                "AUTOMATIONS_DATABASE_URL is not a postgresql URL"
             )
         return value
 
