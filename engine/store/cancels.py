@@ -10,11 +10,11 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
-from engine.store.core import CONTACTS, RUNS, execute
+from engine.store.core import CONTACTS, RUNS, after_locking, execute, locked_first
 from engine.store.runs import update_step
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
 from models.tables import RunStep
@@ -56,19 +56,18 @@ _UNFINISHED = and_(RUNS.c.automation_id == bindparam("aid"), RUNS.c.status == Ru
 # of the statement that lists the runs: cancelling them then takes their steps and runs after
 # their contacts, as ingestion and a contact's deletion do. Taken step first, two waits of one
 # contact could be locked in one order by an event resuming them and in another by the cancel.
-_CONTACTS_OF_UNFINISHED = (
+_CONTACTS_OF_UNFINISHED = locked_first(
     select(CONTACTS.c.id)
     .where(CONTACTS.c.id.in_(select(RUNS.c.contact_id).where(_UNFINISHED)))
     .order_by(CONTACTS.c.id)
-    .with_for_update()
-    .cte("contacts_locked")
-    .prefix_with("MATERIALIZED")
+    .with_for_update(),
+    "contacts_locked",
 )
 _UNFINISHED_RUN_IDS = (
     select(RUNS.c.id)
     .where(
         _UNFINISHED,
-        select(func.count()).select_from(_CONTACTS_OF_UNFINISHED).scalar_subquery() >= 0,
+        after_locking(_CONTACTS_OF_UNFINISHED),
     )
     .order_by(RUNS.c.id)
 )
@@ -85,13 +84,12 @@ def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.
 # The runs to cancel, locked in id order as the sweeper locks those it fails and a contact's
 # deletion its own: in the order of the UPDATE's plan (the table's, for a bitmap scan), the
 # cancel could hold one run the sweeper waits for while it waits for another the sweeper holds.
-_RUNS_LOCKED = (
+_RUNS_LOCKED = locked_first(
     select(RUNS.c.id)
     .where(RUNS.c.id.in_(bindparam("ids", expanding=True)), RUNS.c.status == RunStatus.RUNNING)
     .order_by(RUNS.c.id)
-    .with_for_update()
-    .cte("runs_locked")
-    .prefix_with("MATERIALIZED")
+    .with_for_update(),
+    "runs_locked",
 )
 _CANCEL_RUNS = (
     update(RUNS)

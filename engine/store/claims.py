@@ -11,12 +11,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, text, true, update
+from sqlalchemy import and_, bindparam, case, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
 from engine.store.contacts import ContactRow
-from engine.store.core import CONTACTS, EVENTS, RUNS, STEPS, execute, one_of
+from engine.store.core import (
+    CONTACTS,
+    EVENTS,
+    RUNS,
+    STEPS,
+    after_locking,
+    execute,
+    locked_first,
+    one_of,
+)
 from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, StepStatus
 from models.types import UTCDateTime
 
@@ -213,10 +222,8 @@ _CLAIM_WITH_CONTEXT = (
 # One snapshot serves the whole statement, taken before any wait for that lock: the contact is
 # read from its locked row (the newest version, or none if it was deleted meanwhile), not from
 # the snapshot, as the step and run rows are (their own locks give their newest versions).
-_CONTACT_LOCKED = _CONTACT_OF_STEP.cte("contact_locked").prefix_with("MATERIALIZED")
-_CLAIMED_AFTER_CONTACT = _CLAIM.where(
-    select(func.count()).select_from(_CONTACT_LOCKED).scalar_subquery() >= 0
-).cte("claimed")
+_CONTACT_LOCKED = locked_first(_CONTACT_OF_STEP, "contact_locked")
+_CLAIMED_AFTER_CONTACT = _CLAIM.where(after_locking(_CONTACT_LOCKED)).cte("claimed")
 _CLAIM_WITH_CONTEXT_CONTACT_FIRST = (
     select(*_CLAIMED_AFTER_CONTACT.c, *_RUN_CONTEXT.selected_columns, *_CONTACT_LOCKED.c)
     .select_from(

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
-from engine.store.core import CONTACTS, RUNS, driver_rows, execute
+from engine.store.core import CONTACTS, RUNS, after_locking, driver_rows, execute, locked_first
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate, remember_gone
 from models.tables import Contact, Segment, SegmentMembership
@@ -325,19 +325,18 @@ MEMBERSHIPS = cast(Table, SegmentMembership.__table__)
 # one's in the table's order): two segments and two of their members deleted at once could
 # each hold a membership the next one waits for. Now a cycle of waits would have to come
 # back to a segment it left, which a contact's deletion only leaves for a later one.
-_MEMBERSHIPS_LOCKED = (
+_MEMBERSHIPS_LOCKED = locked_first(
     select(MEMBERSHIPS.c.segment_id)
     .where(MEMBERSHIPS.c.contact_id == bindparam("contact_id"))
     .order_by(MEMBERSHIPS.c.segment_id)
-    .with_for_update()
-    .cte("memberships_locked")
-    .prefix_with("MATERIALIZED")
+    .with_for_update(),
+    "memberships_locked",
 )
 _DELETE_CONTACT = (
     delete(CONTACTS)
     .where(
         CONTACTS.c.id == bindparam("contact_id"),
-        select(func.count()).select_from(_MEMBERSHIPS_LOCKED).scalar_subquery() >= 0,
+        after_locking(_MEMBERSHIPS_LOCKED),
     )
     .returning(CONTACTS.c.id, CONTACTS.c.created_at)
 )

@@ -11,7 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CTE, ColumnElement, CursorResult, Executable, Table, literal
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Select,
+    Table,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from models.tables import (
@@ -92,3 +102,16 @@ class Carried:
     def run(self, session: Session) -> None:
         """Write it now, alone."""
         execute(session, self.statement, self.params)
+
+
+def locked_first(rows: Select[Any], name: str) -> CTE:
+    """`rows`, selected FOR UPDATE in their ORDER BY, as a CTE that a statement evaluates once
+    before its own rows when it names it in `after_locking`: a lock order kept inside one
+    statement, no round trip more. MATERIALIZED: inlined, the locks would follow the plan."""
+    return rows.cte(name).prefix_with("MATERIALIZED")
+
+
+def after_locking(locked: CTE) -> ColumnElement[bool]:
+    """A condition always true, uncorrelated, so evaluated once (a one-time filter) before
+    anything it guards is looked for: `locked`'s rows are locked first."""
+    return select(func.count()).select_from(locked).scalar_subquery() >= 0
