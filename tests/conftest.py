@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -66,6 +67,18 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: integration tests must not skip)")
     pytest.skip(message)
+
+
+def require_binary(name: str, package: str | None = None) -> str:
+    """A program's path, on PATH or in /usr/sbin (Debian's daemons); `require_service`'s skip
+    or failure if it is not installed."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    if found is None:
+        message = f"{name} is not installed" + (f" (Debian package {package})" if package else "")
+        if IN_CI:
+            pytest.fail(message + " (CI=true: integration tests must not skip)")
+        pytest.skip(message)
+    return found
 
 
 def require_url(name: str, url: str) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from engine.settings import Settings
 from migrations import current
 from tests.children import dies_with_the_test
-from tests.conftest import IN_CI, POSTGRES_URL, require_url
+from tests.conftest import POSTGRES_URL, require_binary, require_url
 from tests.integration.harness import ROOT, SmtpSink, free_port
 from tests.patience import patience
 
@@ -398,16 +398,6 @@ def start(tmp_path: Path) -> Iterator[Callable[[str, list[str], dict[str, str]],
     yield _start
     for service in reversed(started):
         service.stop()
-
-
-def require_binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: integration tests must not skip)")
-        pytest.skip(message)
-    return found
 
 
 @pytest.fixture(scope="module")

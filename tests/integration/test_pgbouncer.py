@@ -9,7 +9,6 @@ or a client's own is gone. So the setting turns prepared statements off."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -26,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.db import create_db_engine, transaction
 from models.tables import Run
 from tests.children import dies_with_the_test
-from tests.conftest import IN_CI, POSTGRES_URL, require_url
+from tests.conftest import POSTGRES_URL, require_binary, require_url
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import API_KEY, ApiServer, Stack, free_port
 from tests.integration.markers import POSTGRES_ONLY
@@ -50,22 +49,12 @@ default_pool_size = 20
 """
 
 
-def pgbouncer_binary() -> str:
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
-    if found is None:
-        message = "PgBouncer is not installed (Debian package pgbouncer)"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: integration tests must not skip)")
-        pytest.skip(message)
-    return found
-
-
 @pytest.fixture(scope="module")
 def pooler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """PgBouncer in transaction mode in front of the tests' PostgreSQL server: its URL, for
     the tests' database."""
     require_url("PostgreSQL", POSTGRES_URL)
-    binary = pgbouncer_binary()
+    binary = require_binary("pgbouncer", "pgbouncer")
     folder = tmp_path_factory.mktemp("pgbouncer")
     server = make_url(POSTGRES_URL)
     port = free_port()
