@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
+from bench.children import ends_with_this_process
 from engine.db import create_db_engine, create_schema, create_session_factory, drop_schema
 from engine.db import transaction as db_transaction
 
@@ -112,7 +113,9 @@ def serve_api(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
     command = [sys.executable, "-m", "uvicorn", "--factory", "wiring.server:create"]
     command += ["--port", str(port), "--workers", str(workers)]
     command += ["--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter
+        command, cwd=ROOT, env=env, preexec_fn=ends_with_this_process()
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

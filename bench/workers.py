@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu
+from bench.children import ends_with_this_process
 from bench.procs import ROOT, stop
 
 POOLS = ("prefork", "solo")
@@ -89,7 +90,12 @@ def start_workers(
         argvs = [worker_argv(app, queues, concurrency, pool=pool)]
     processes = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            argv, cwd=root, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+            argv,
+            cwd=root,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=ends_with_this_process(),
         )
         for argv in argvs
     ]

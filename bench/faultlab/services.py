@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from bench.children import ends_with_this_process
+
 
 class ServiceMissing(RuntimeError):
     """A binary or server the fault runs need is not there."""
@@ -45,7 +47,9 @@ class PrivateRedis:
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
         argv += ["--dir", str(self.workdir), "--loglevel", "warning"]
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        self.process = subprocess.Popen(  # noqa: S603
+            argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=ends_with_this_process()
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

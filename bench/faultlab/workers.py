@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.children import ends_with_this_process
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 READY = b" ready."
@@ -102,7 +104,12 @@ class WorkerPool:
         argv += ["--without-heartbeat"]
         env = {**self.env, **self.armed_env.get(slot, {})}
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-            argv, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=ends_with_this_process(),
         )
         return Worker(slot, name, shape, process, log, offset)
 

@@ -23,6 +23,7 @@ from psycopg.errors import DeadlockDetected
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from bench.children import ends_with_this_process
 from engine import sweeper
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
@@ -36,7 +37,6 @@ from models.tables import Base, OutboxEmail, Run, RunStep
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.local import LocalExecutor
-from tests.children import dies_with_the_test
 from tests.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ class Stack:
                 *args,
             ],
             cwd=ROOT,
-            preexec_fn=dies_with_the_test(),
+            preexec_fn=ends_with_this_process(),
             env=self.env(**extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -436,7 +436,7 @@ class ApiServer:
                 *(["--root-path", self.root_path] if self.root_path else []),
             ],
             cwd=ROOT,
-            preexec_fn=dies_with_the_test(),
+            preexec_fn=ends_with_this_process(),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

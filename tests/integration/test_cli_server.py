@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import migrations
-from tests.children import dies_with_the_test
+from bench.children import ends_with_this_process
 from tests.integration.harness import ROOT, free_port
 from tests.patience import patience
 
@@ -141,7 +141,7 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
         [automations(), "dev", "--port", str(port), "--data-dir", str(tmp_path / "dev")],
         env=sqlite_env,
         cwd=ROOT,
-        preexec_fn=dies_with_the_test(),
+        preexec_fn=ends_with_this_process(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -29,9 +29,9 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.children import ends_with_this_process
 from engine.settings import Settings
 from migrations import current
-from tests.children import dies_with_the_test
 from tests.conftest import POSTGRES_URL, require_binary, require_url
 from tests.integration.harness import ROOT, SmtpSink, free_port
 from tests.patience import patience
@@ -364,7 +364,7 @@ class Started:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=dies_with_the_test(),
+                preexec_fn=ends_with_this_process(),
             )
 
     def log(self) -> str:
@@ -472,7 +472,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         migrate = subprocess.run(
             [automations(), *found["migrate"]["command"]],
             cwd=workdir,
-            preexec_fn=dies_with_the_test(),
+            preexec_fn=ends_with_this_process(),
             env=env,
             capture_output=True,
             text=True,

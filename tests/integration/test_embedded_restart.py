@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.children import dies_with_the_test
+from bench.children import ends_with_this_process
 from tests.integration.harness import ROOT, free_port
 from tests.integration.test_cli_server import automations
 from tests.patience import patience
@@ -34,7 +34,7 @@ class Dev:
             [automations(), *command],
             env={**self.env, **env},
             cwd=ROOT,
-            preexec_fn=dies_with_the_test(),
+            preexec_fn=ends_with_this_process(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.children import dies_with_the_test
+from bench.children import ends_with_this_process
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack, free_port
 from tests.integration.markers import POSTGRES_ONLY
@@ -45,7 +45,7 @@ def cli_worker(rt_stack: Stack, request: pytest.FixtureRequest) -> Iterator[tupl
     worker = subprocess.Popen(
         [automations(), "worker", *POOL_ARGS[request.param]],
         cwd=rt_stack.workdir,
-        preexec_fn=dies_with_the_test(),
+        preexec_fn=ends_with_this_process(),
         env=rt_stack.env(),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -96,7 +96,7 @@ def test_flower_lists_the_worker_and_a_step_task_that_succeeded(
         flower = subprocess.Popen(
             [automations(), "flower", "--port", str(port), "--basic-auth", f"{USER}:{PASSWORD}"],
             cwd=rt_stack.workdir,
-            preexec_fn=dies_with_the_test(),
+            preexec_fn=ends_with_this_process(),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

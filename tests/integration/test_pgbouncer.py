@@ -22,9 +22,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from bench.children import ends_with_this_process
 from engine.db import create_db_engine, transaction
 from models.tables import Run
-from tests.children import dies_with_the_test
 from tests.conftest import POSTGRES_URL, require_binary, require_url
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import API_KEY, ApiServer, Stack, free_port
@@ -73,7 +73,7 @@ def pooler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [binary, *as_user, str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=dies_with_the_test(),
+        preexec_fn=ends_with_this_process(),
     )
     try:
         deadline = time.monotonic() + patience(10)

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from bench.children import ends_with_this_process
 from engine.unsubscribe import make_token
-from tests.children import dies_with_the_test
 from tests.integration.factories import (
     make_automation,
     make_domain,
@@ -62,7 +62,7 @@ class LoggedServer:
             self.process = subprocess.Popen(
                 [automations(), "api", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=ROOT,
-                preexec_fn=dies_with_the_test(),
+                preexec_fn=ends_with_this_process(),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,11 +1,13 @@
-"""The long-lived processes a test starts die with the test process that started them.
+"""The long-lived processes a test or a benchmark starts die with the process that started them.
 
-A test stops what it starts in its fixtures' teardown, which a test process killed (CI's
-timeout, a developer's Ctrl-\\ or `kill`) never reaches: its worker went on consuming the test's
-Redis database and its API server kept its port, and the next session's tests met them. Linux
-sends a child a signal when the thread that forked it ends (PR_SET_PDEATHSIG): SIGTERM, so a
-worker shuts down warm with its pool and a server closes its port. A thread's end would send it
-too, so a process started from another thread (a test's helper thread) is left as it was.
+A test stops what it starts in its fixtures' teardown, and a benchmark in its own cleanup, which
+a process killed (CI's timeout, a developer's Ctrl-\\ or `kill`) never reaches: a test's worker
+went on consuming the test's Redis database and its API server kept its port, and the next
+session's tests met them; the fault lab left its workers and its Redis server. Linux sends a
+child a signal when the thread that forked it ends (PR_SET_PDEATHSIG): SIGTERM, so a worker
+shuts down warm with its pool and a server closes its port. A thread's end would send it too,
+so a process started from another thread (a supervisor's, a test's helper thread) is left as
+it was.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _ask_for_sigterm_when_the_parent_dies() -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def dies_with_the_test() -> Callable[[], None] | None:
+def ends_with_this_process() -> Callable[[], None] | None:
     """Popen's `preexec_fn` for a child to end with this process; None where it cannot."""
     if _prctl is None or threading.current_thread() is not threading.main_thread():
         return None

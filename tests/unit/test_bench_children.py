@@ -1,4 +1,4 @@
-"""tests/children.py: a process a test starts ends with the test process, killed or not."""
+"""bench/children.py: a process a test starts ends with the test process, killed or not."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import threading
 import time
 from pathlib import Path
 
-from tests.children import dies_with_the_test
+from bench.children import ends_with_this_process
 from tests.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
 
 PARENT = """
 import subprocess, sys, time
-from tests.children import dies_with_the_test
+from bench.children import ends_with_this_process
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                         preexec_fn=dies_with_the_test())
+                         preexec_fn=ends_with_this_process())
 print(child.pid, flush=True)
 time.sleep(120)
 """
@@ -55,7 +55,7 @@ def test_a_child_ends_when_the_test_process_is_killed() -> None:
 def test_a_child_started_from_another_thread_is_not_tied_to_that_thread() -> None:
     # The signal follows the thread that forked: a helper thread's end would kill the child.
     found: list[object] = []
-    thread = threading.Thread(target=lambda: found.append(dies_with_the_test()))
+    thread = threading.Thread(target=lambda: found.append(ends_with_this_process()))
     thread.start()
     thread.join()
     assert found == [None]
