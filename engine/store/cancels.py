@@ -14,10 +14,9 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
-from engine.store.core import CONTACTS, RUNS, after_locking, execute, locked_first
+from engine.store.core import CONTACTS, RUNS, STEPS, after_locking, execute, locked_first, one_of
 from engine.store.runs import update_step
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
-from models.tables import RunStep
 from models.types import UTCDateTime
 
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -38,16 +37,21 @@ def cancel_step(
     rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
+_CANCEL_IDLE_STEPS = (
+    update(STEPS)
+    .where(
+        STEPS.c.run_id.in_(bindparam("ids", expanding=True)),
+        one_of(STEPS.c.status, STEP_CLAIMABLE),
+    )
+    .values(status=StepStatus.CANCELLED, completed_at=_NOW, lease_expires_at=None)
+    .returning(STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_type)
+)
+
+
 def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.datetime) -> None:
     """Cancel steps not in a worker's hands; a running step finishes and sees the run cancelled."""
-    cancelled = session.execute(
-        update(RunStep)
-        .where(RunStep.run_id.in_(list(run_ids)), RunStep.status.in_(STEP_CLAIMABLE))
-        .values(status=StepStatus.CANCELLED, completed_at=now, lease_expires_at=None)
-        .returning(RunStep.run_id, RunStep.step_key, RunStep.step_type)
-        .execution_options(synchronize_session=False)
-    )
-    for run_id, step_key, step_type in cancelled:
+    params = {"ids": list(run_ids), "now": now}
+    for run_id, step_key, step_type in execute(session, _CANCEL_IDLE_STEPS, params).all():
         rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
@@ -99,14 +103,24 @@ _CANCEL_RUNS = (
 )
 
 
+# Runs listed in one statement: one parameter each, and a statement takes at most 65,535 on
+# PostgreSQL (32,766 on SQLite), while an automation can have hundreds of thousands in flight.
+SLICE = 5_000
+
+
 def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
     """Cancel runs and their unfinished steps (step rows first: the executor's lock order, then
     the runs in id order), the runs' contacts locked before when there are several
-    (`unfinished_run_ids`)."""
-    if not run_ids:
-        return
+    (`unfinished_run_ids`). Many runs go a slice at a time, slices in id order, each its steps
+    then its runs: a run is still locked after its step, and runs in id order."""
+    ordered = sorted(run_ids)
+    for first in range(0, len(ordered), SLICE):
+        _cancel_slice(session, ordered[first : first + SLICE], now)
+
+
+def _cancel_slice(session: Session, run_ids: list[uuid.UUID], now: dt.datetime) -> None:
     cancel_idle_steps(session, run_ids, now)
-    for row in execute(session, _CANCEL_RUNS, {"ids": list(run_ids), "now": now}).all():
+    for row in execute(session, _CANCEL_RUNS, {"ids": run_ids, "now": now}).all():
         run_id, automation_id, created_at, started_at = tuple(row)
         rollup.note_run_known(session, run_id, automation_id, created_at)
         rollup.note_run_ended(

@@ -104,10 +104,15 @@ _LAYERS = "rollup_notes"
 
 def _notes(session: Session) -> _Notes:
     """The notes of the innermost open transaction (a savepoint has its own)."""
-    layers: dict[SessionTransaction, _Notes] = session.info.setdefault(_LAYERS, {})
+    layers: dict[SessionTransaction, _Notes] | None = session.info.get(_LAYERS)
+    if layers is None:
+        layers = session.info[_LAYERS] = {}
     current = session.get_nested_transaction() or session.get_transaction()
     assert current is not None, "rollup notes are taken inside a transaction"
-    return layers.setdefault(current, _Notes())
+    notes = layers.get(current)
+    if notes is None:  # built only when missing: a note is taken per row a cancel ends
+        notes = layers[current] = _Notes()
+    return notes
 
 
 # --- what the store's writers note ---------------------------------------------------------
