@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ def cancel_step(
     rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
+# Steps not in a worker's hands: a running step finishes and sees its run cancelled.
 _CANCEL_IDLE_STEPS = (
     update(STEPS)
     .where(
@@ -46,13 +47,6 @@ _CANCEL_IDLE_STEPS = (
     .values(status=StepStatus.CANCELLED, completed_at=_NOW, lease_expires_at=None)
     .returning(STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_type)
 )
-
-
-def cancel_idle_steps(session: Session, run_ids: Iterable[uuid.UUID], now: dt.datetime) -> None:
-    """Cancel steps not in a worker's hands; a running step finishes and sees the run cancelled."""
-    params = {"ids": list(run_ids), "now": now}
-    for run_id, step_key, step_type in execute(session, _CANCEL_IDLE_STEPS, params).all():
-        rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
 
 
 _UNFINISHED = and_(RUNS.c.automation_id == bindparam("aid"), RUNS.c.status == RunStatus.RUNNING)
@@ -99,7 +93,7 @@ _CANCEL_RUNS = (
     update(RUNS)
     .where(RUNS.c.id.in_(select(_RUNS_LOCKED.c.id)), RUNS.c.status == RunStatus.RUNNING)
     .values(status=RunStatus.CANCELLED, completed_at=_NOW)
-    .returning(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at, RUNS.c.started_at)
+    .returning(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at)
 )
 
 
@@ -119,10 +113,23 @@ def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime
 
 
 def _cancel_slice(session: Session, run_ids: list[uuid.UUID], now: dt.datetime) -> None:
-    cancel_idle_steps(session, run_ids, now)
-    for row in execute(session, _CANCEL_RUNS, {"ids": run_ids, "now": now}).all():
-        run_id, automation_id, created_at, started_at = tuple(row)
-        rollup.note_run_known(session, run_id, automation_id, created_at)
-        rollup.note_run_ended(
-            session, run_id, RunStatus.CANCELLED, started_at=started_at, ended_at=now
-        )
+    params = {"ids": run_ids, "now": now}
+    steps = [tuple(row) for row in execute(session, _CANCEL_IDLE_STEPS, params)]
+    runs = {
+        run_id: rollup.EndedRun(owner, created)
+        for run_id, owner, created in map(tuple, execute(session, _CANCEL_RUNS, params))
+    }
+    # Noted by rollup key: a handful of counters, however many runs end.
+    rollup.note_runs_cancelled(
+        session,
+        now,
+        runs.values(),
+        (
+            rollup.EndedStep(run.automation_id, run.created_at, step_key, step_type)
+            for run_id, step_key, step_type in steps
+            if (run := runs.get(run_id)) is not None
+        ),
+    )
+    for run_id, step_key, step_type in steps:  # its run ended meanwhile, by another transaction
+        if run_id not in runs:
+            rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
