@@ -11,12 +11,12 @@ import random
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, text, update
 
 from bench.procs import fresh_schema
-from engine.db import create_db_engine, create_session_factory, transaction
-from engine.lifecycle import create_automation
-from models.tables import Contact, Event, OutboxEmail, Run, RunStep
+from engine.db import create_db_engine
+from engine.graph import validate_graph
+from models.tables import Automation, AutomationVersion, Contact, Event, OutboxEmail, Run, RunStep
 
 # (name, share of the runs): one busy automation and a few quieter ones.
 AUTOMATIONS = [("Onboarding", 0.6), ("Win-back", 0.25), ("Receipts", 0.1), ("Survey", 0.05)]
@@ -150,24 +150,48 @@ def fill(database_url: str, total: int, now: dt.datetime) -> dict[str, Any]:
     return sample
 
 
+def _automation(db_engine: Engine, name: str, now: dt.datetime) -> tuple[uuid.UUID, uuid.UUID]:
+    """An enabled automation of GRAPH_STEPS, its id and its version's, written with the columns
+    of the first schema only: the migration tests write history into a database of revision
+    0004, before any column was added to these tables."""
+    graph = validate_graph(GRAPH_STEPS, GRAPH_CONNECTIONS)
+    automation_id, version_id = uuid.uuid4(), uuid.uuid4()
+    with db_engine.begin() as conn:
+        conn.execute(
+            insert(Automation).values(
+                id=automation_id,
+                name=name,
+                status="enabled",
+                trigger_event=graph.event_name,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(AutomationVersion).values(
+                id=version_id,
+                automation_id=automation_id,
+                number=1,
+                graph=graph.to_dict(),
+                created_at=now,
+            )
+        )
+        conn.execute(
+            update(Automation)
+            .where(Automation.id == automation_id)
+            .values(current_version_id=version_id)
+        )
+    return automation_id, version_id
+
+
 def insert_history(
     db_engine: Engine, total: int, now: dt.datetime, *, contacts: int
 ) -> dict[str, Any]:
     """Automations with `total` runs over the last 30 days, in an existing schema."""
     random.seed(7)
-    automations = []
-    with transaction(create_session_factory(db_engine)) as session:
-        for name, _ in AUTOMATIONS:
-            made = create_automation(
-                session,
-                name=name,
-                status="enabled",
-                steps=GRAPH_STEPS,
-                connections=GRAPH_CONNECTIONS,
-                now=now - dt.timedelta(days=31),
-            )
-            assert made.current_version_id is not None
-            automations.append((made.id, made.current_version_id))
+    automations = [
+        _automation(db_engine, name, now - dt.timedelta(days=31)) for name, _ in AUTOMATIONS
+    ]
     people = [
         {
             "id": uuid.uuid4(),

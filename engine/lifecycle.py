@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.db import transaction
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.graph import validate_graph
+from engine.runtime import Runtime
 from engine.store import automations as automation_store
 from engine.store import cancels as cancel_store
 from engine.store import runs as run_store
@@ -18,6 +20,7 @@ from models.enums import AutomationStatus, RunStatus
 from models.tables import Automation
 
 COPY_SUFFIX = " (Copy)"
+RUNS_BEING_CANCELLED = "runs_being_cancelled"
 
 
 def _status(value: object) -> AutomationStatus:
@@ -58,6 +61,15 @@ def create_automation(
     )
 
 
+def cancelling(automation_id: uuid.UUID) -> Conflict:
+    """The refusal of what would start or resume a run while the automation's are cancelled."""
+    return Conflict(
+        f"The runs of automation {automation_id} are being cancelled (a stop with `cancel_runs`"
+        ", or its deletion): try again once none is left running",
+        code=RUNS_BEING_CANCELLED,
+    )
+
+
 def _get(session: Session, automation_id: uuid.UUID) -> Automation:
     # Not FOR UPDATE: a stop waits for its runs' contacts and steps, and a step that writes its
     # run's row twice (contact_delete) has the row's foreign key checked again, which key-share
@@ -88,6 +100,8 @@ def update_automation(
         automation_store.add_version(
             session, automation, graph=graph.to_dict(), trigger_event=graph.event_name, now=now
         )
+    if status == AutomationStatus.ENABLED and automation.runs_cancelling_at is not None:
+        raise cancelling(automation_id)
     if name is not None:
         automation.name = name
     if status is not None:
@@ -99,22 +113,57 @@ def update_automation(
 
 def stop_automation(
     session: Session, automation_id: uuid.UUID, *, cancel_runs: bool, now: dt.datetime
-) -> list[uuid.UUID]:
-    """Disable: no new runs. Runs in flight go on, unless `cancel_runs`; the ids cancelled."""
+) -> None:
+    """Disable: no new runs. Runs in flight go on, unless `cancel_runs`: they are marked to be
+    cancelled, and their steps see them as cancelled from the commit on (`cancel_marked_runs`
+    then cancels them, a slice per transaction; `stop` does both)."""
     _get(session, automation_id)
     automation_store.set_status(session, automation_id, AutomationStatus.DISABLED, now)
-    if not cancel_runs:
-        return []
-    run_ids = cancel_store.unfinished_run_ids(session, automation_id)
-    cancel_store.cancel_runs(session, run_ids, now)
-    return run_ids
+    if cancel_runs:
+        cancel_store.mark_cancelling(session, automation_id, now)
 
 
 def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.datetime) -> None:
-    """Remove the automation from every list; its unfinished runs are cancelled."""
+    """Remove the automation from every list; its unfinished runs are marked to be cancelled, as
+    by `stop_automation` (`delete` cancels them too)."""
     _get(session, automation_id)
-    cancel_store.cancel_runs(session, cancel_store.unfinished_run_ids(session, automation_id), now)
+    cancel_store.mark_cancelling(session, automation_id, now)
     automation_store.mark_deleted(session, automation_id, now)
+
+
+def stop(rt: Runtime, automation_id: uuid.UUID, *, cancel_runs: bool) -> None:
+    """`stop_automation` in its transaction, then `cancel_marked_runs` if `cancel_runs`."""
+    with transaction(rt.sessions) as session:
+        stop_automation(session, automation_id, cancel_runs=cancel_runs, now=rt.clock.now())
+    if cancel_runs:
+        cancel_marked_runs(rt, automation_id)
+
+
+def delete(rt: Runtime, automation_id: uuid.UUID) -> None:
+    """`delete_automation` in its transaction, then `cancel_marked_runs`."""
+    with transaction(rt.sessions) as session:
+        delete_automation(session, automation_id, now=rt.clock.now())
+    cancel_marked_runs(rt, automation_id)
+
+
+def cancel_marked_runs(
+    rt: Runtime, automation_id: uuid.UUID, *, beat: bool = True, slices: int | None = None
+) -> int:
+    """Cancel the unfinished runs of an automation marked by a stop or a deletion, a slice per
+    transaction, oldest first, until none is left (the mark then goes) or `slices` are done;
+    how many were cancelled. No transaction holds more than a slice's locks: events for the
+    other runs' contacts go on meanwhile. `beat` stamps the mark at each slice: a cancel under
+    way, which the sweeper leaves alone (it finishes one whose stamp grew old)."""
+    after, cancelled, done = None, 0, 0
+    while slices is None or done < slices:
+        with transaction(rt.sessions) as session:
+            sliced = cancel_store.cancel_slice(
+                session, automation_id, rt.clock.now(), after=after, beat=beat
+            )
+        cancelled, done, after = cancelled + sliced.cancelled, done + 1, sliced.last
+        if after is None:
+            break
+    return cancelled
 
 
 def duplicate_automation(
@@ -150,4 +199,4 @@ def cancel_run(
         return
     if run.status != RunStatus.RUNNING:
         raise Conflict(f"Run is already {run.status} and cannot be cancelled")
-    cancel_store.cancel_runs(session, [run_id], now)
+    cancel_store.cancel_run(session, run_id, now)

@@ -19,6 +19,7 @@ from engine.db import transaction
 from engine.dispatch import Dispatch
 from engine.errors import AutomationsError, Conflict, Contended, InvalidInput, NotFound
 from engine.graph import Graph
+from engine.lifecycle import cancelling
 from engine.progress import start_run
 from engine.reports import require_automation
 from engine.runtime import Runtime
@@ -282,6 +283,8 @@ def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation:
     automation = automation_store.hold_automation(session, automation_id)
     if automation is None:
         raise NotFound("Automation not found")
+    if automation.runs_cancelling_at is not None:  # the run would be seen cancelled at once
+        raise cancelling(automation_id)
     return automation
 
 

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine import worker_loss
+from engine import lifecycle, worker_loss
 from engine.bulk import kick_stale
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch, Dispatcher, Message, commit_then_dispatch
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
+from engine.store import cancels as cancel_store
 from engine.store import idempotency as idempotency_store
 from engine.store import paging, sweeps
 from engine.store.sweeps import DispatchMark, DueStep
@@ -38,20 +39,40 @@ def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
             lambda session: Swept(sweep(session, rt, now=rt.clock.now())),
         )
 
-    return len(retry_on_disconnect(swept).dispatches)
+    dispatched = len(retry_on_disconnect(swept).dispatches)
+    finish_cancels(rt, idle_before=rt.clock.now() - redispatch_policy(rt.settings).stale_after)
+    return dispatched
+
+
+# Slices of a stalled cancel one tick takes on (each up to cancels.SLICE runs, its own
+# transaction): the tick's other work waits for them.
+CANCEL_SLICES_PER_TICK = 4
+
+
+def finish_cancels(rt: Runtime, *, idle_before: dt.datetime) -> int:
+    """Carry on the cancels of runs (a stop's, a deletion's) that made no progress since
+    `idle_before`: the process cancelling them died. The runs cancelled."""
+    with transaction(rt.sessions) as session:
+        stalled = cancel_store.stalled_cancels(session, idle_before)
+    return sum(
+        lifecycle.cancel_marked_runs(rt, automation_id, beat=False, slices=CANCEL_SLICES_PER_TICK)
+        for automation_id in stalled
+    )
 
 
 def take_over(rt: Runtime, dispatcher: Dispatcher) -> int:
     """Free every step for the first tick, at the start of the only process that executes this
     database's steps (the embedded mode, which holds its data dir): the worker that held a
     lease is dead and every message is lost, so waiting out leases and the stale delay would
-    only hold the runs back. Running bulk operations are sent again. The number of steps freed.
+    only hold the runs back. Running bulk operations are sent again, and cancels of runs go on.
+    The number of steps freed.
     """
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         freed = sweeps.release_all(session, now)
         bulks = kick_stale(session, idle_before=now, now=now)
     dispatcher.dispatch(bulks)
+    finish_cancels(rt, idle_before=now)
     return freed
 
 

@@ -61,6 +61,7 @@ def _status(default: str) -> Mapped[str]:
 _CLAIMABLE = text("status IN ('pending', 'waiting')")
 _RUNNING = text("status = 'running'")
 _WAITING = text("status = 'waiting'")
+_CANCELLING = text("runs_cancelling_at IS NOT NULL")
 _UNDISPATCHED = text("status IN ('pending', 'waiting') AND dispatched_at IS NULL")
 
 
@@ -192,6 +193,12 @@ class Automation(Base):
     __table_args__ = (
         Index("ix_automations_trigger", "trigger_event", "status"),
         Index("ix_automations_created", "created_at", "id"),
+        Index(
+            "ix_automations_cancelling",
+            "runs_cancelling_at",
+            postgresql_where=_CANCELLING,
+            sqlite_where=_CANCELLING,
+        ),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -203,6 +210,10 @@ class Automation(Base):
         ForeignKey("automation_versions.id", use_alter=True)
     )
     deleted_at: Mapped[dt.datetime | None]
+    # Set while its runs are being cancelled (a stop with `cancel_runs`, a deletion), a slice
+    # per transaction: when the last slice progressed. Its steps see its running runs as
+    # cancelled meanwhile; the sweeper finishes a cancel that stopped progressing.
+    runs_cancelling_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

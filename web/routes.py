@@ -179,6 +179,8 @@ def stop(request: Request, automation_id: str, rt: Rt, user: User, form: Form) -
     cancel_runs = form.get("cancel_runs") == "yes"
     with reading(rt, user) as session:
         lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
+    if cancel_runs:
+        lifecycle.cancel_marked_runs(rt, key)
     notice = "stopped_cancelled" if cancel_runs else "stopped"
     return redirect(f"{root(request)}/automations/{key}?notice={notice}")
 

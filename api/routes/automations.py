@@ -86,8 +86,7 @@ def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated)
 def delete(automation_id: str, rt: Rt, _: Authenticated) -> AutomationDeleted:
     """Remove it from every list; its unfinished runs are cancelled."""
     key = parse_id(automation_id, ID)
-    with transaction(rt.sessions) as session:
-        lifecycle.delete_automation(session, key, now=rt.clock.now())
+    lifecycle.delete(rt, key)
     return AutomationDeleted(id=str(key))
 
 
@@ -112,6 +111,5 @@ def stop(
     """Disable it: no new runs; with `cancel_runs`, unfinished runs are cancelled too."""
     key = parse_id(automation_id, ID)
     cancel_runs = body.cancel_runs if body is not None else False
-    with transaction(rt.sessions) as session:
-        lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
+    lifecycle.stop(rt, key, cancel_runs=cancel_runs)
     return AutomationStopped(id=str(key))

@@ -1,20 +1,35 @@
 """Cancelling runs: a stopped or deleted automation's runs in flight, one run, a claimed step.
 
-Cancels lock in the order every writer of runs takes (docs/durability.md): the runs' contacts
-first, then their steps, then the runs in id order.
+Cancels lock in the order every writer of runs takes (docs/durability.md): the automation (for
+a stop's or a deletion's), the runs' contacts, then their steps, then the runs in id order.
+
+A stop with `cancel_runs` (or a deletion) marks its automation in its own transaction; its runs
+are then cancelled a slice per transaction (`cancel_slice`), and the last clears the mark. A
+step of a marked automation's running run sees the run cancelled (engine/store/claims.py), so
+none starts once the mark is committed, and no transaction holds more than a slice's locks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
-from engine.store.core import CONTACTS, RUNS, STEPS, after_locking, execute, locked_first, one_of
+from engine.store.core import (
+    AUTOMATIONS,
+    CONTACTS,
+    RUNS,
+    STEPS,
+    after_locking,
+    execute,
+    locked_first,
+    one_of,
+)
 from engine.store.runs import update_step
 from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
 from models.types import UTCDateTime
@@ -49,34 +64,124 @@ _CANCEL_IDLE_STEPS = (
 )
 
 
+# The runs of a slice: a transaction holds their contacts' locks until it commits (about 50 µs
+# a run), and an automation can have a million in flight.
+SLICE = 5_000
+
 _UNFINISHED = and_(RUNS.c.automation_id == bindparam("aid"), RUNS.c.status == RunStatus.RUNNING)
-# The contacts of the automation's unfinished runs, locked in id order for the one-time filter
-# of the statement that lists the runs: cancelling them then takes their steps and runs after
-# their contacts, as ingestion and a contact's deletion do. Taken step first, two waits of one
-# contact could be locked in one order by an event resuming them and in another by the cancel.
-_CONTACTS_OF_UNFINISHED = locked_first(
-    select(CONTACTS.c.id)
-    .where(CONTACTS.c.id.in_(select(RUNS.c.contact_id).where(_UNFINISHED)))
-    .order_by(CONTACTS.c.id)
-    .with_for_update(),
-    "contacts_locked",
-)
-_UNFINISHED_RUN_IDS = (
-    select(RUNS.c.id)
-    .where(
-        _UNFINISHED,
-        after_locking(_CONTACTS_OF_UNFINISHED),
-    )
-    .order_by(RUNS.c.id)
+# After the previous slice, in the order of ix_runs_automation_status_recent: a slice starts
+# where the last ended, not behind the index entries of the runs cancelled before it.
+_AFTER = tuple_(RUNS.c.created_at, RUNS.c.id) > tuple_(
+    bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=RUNS.c.id.type)
 )
 
 
-def unfinished_run_ids(session: Session, automation_id: uuid.UUID) -> list[uuid.UUID]:
-    """The automation's running runs, their contacts locked first: to cancel them (`cancel_runs`).
+def _next_slice(*after: ColumnElement[bool]) -> Select[Any]:
+    """The automation's next `slice` unfinished runs, oldest first, their contacts locked in id
+    order for the one-time filter of the statement that lists them: cancelling them then takes
+    their steps and runs after their contacts, as ingestion and a contact's deletion do. Taken
+    step first, two waits of one contact could be locked in one order by an event resuming them
+    and in another by the cancel.
 
     The runs are read from the statement's snapshot, taken before it waited for a contact: a
     run whose contact was deleted meanwhile is still listed (its run is still running)."""
-    return list(execute(session, _UNFINISHED_RUN_IDS, {"aid": automation_id}).scalars())
+    listed = (
+        select(RUNS.c.id, RUNS.c.created_at, RUNS.c.contact_id)
+        .where(_UNFINISHED, *after)
+        .order_by(RUNS.c.created_at, RUNS.c.id)
+        .limit(bindparam("slice"))
+        .cte("listed")
+    )
+    contacts = locked_first(
+        select(CONTACTS.c.id)
+        .where(CONTACTS.c.id.in_(select(listed.c.contact_id)))
+        .order_by(CONTACTS.c.id)
+        .with_for_update(),
+        "contacts_locked",
+    )
+    return (
+        select(listed.c.id, listed.c.created_at)
+        .where(after_locking(contacts))
+        .order_by(listed.c.created_at, listed.c.id)
+    )
+
+
+_FIRST_SLICE, _SLICE_AFTER = _next_slice(), _next_slice(_AFTER)
+
+# The automation's mark, locked (the first lock of a slice's transaction, as of a stop's):
+# still set, or another transaction finished the cancel. Stamped with `beat` unless None.
+_HOLD_MARK = (
+    update(AUTOMATIONS)
+    .where(AUTOMATIONS.c.id == bindparam("aid"), AUTOMATIONS.c.runs_cancelling_at.is_not(None))
+    .values(
+        runs_cancelling_at=func.coalesce(
+            bindparam("beat", type_=UTCDateTime()), AUTOMATIONS.c.runs_cancelling_at
+        )
+    )
+    .returning(AUTOMATIONS.c.id)
+)
+_MARK = (
+    update(AUTOMATIONS).where(AUTOMATIONS.c.id == bindparam("aid")).values(runs_cancelling_at=_NOW)
+)
+_CLEAR_MARK = (
+    update(AUTOMATIONS).where(AUTOMATIONS.c.id == bindparam("aid")).values(runs_cancelling_at=None)
+)
+
+
+def mark_cancelling(session: Session, automation_id: uuid.UUID, now: dt.datetime) -> None:
+    """Mark the automation's runs as being cancelled (it is locked): its steps see its running
+    runs as cancelled from this transaction's commit on, and `cancel_slice` cancels them."""
+    execute(session, _MARK, {"aid": automation_id, "now": now})
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What one slice cancelled: `last` to start the next after, None once none is left."""
+
+    cancelled: int
+    last: tuple[dt.datetime, uuid.UUID] | None
+
+
+def cancel_slice(
+    session: Session,
+    automation_id: uuid.UUID,
+    now: dt.datetime,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    beat: bool,
+    size: int | None = None,
+) -> Slice:
+    """Cancel the next slice of a marked automation's unfinished runs, oldest first after
+    `after`, in this transaction; the mark is stamped `now` (`beat`) and cleared with the last.
+
+    Lock order: the automation, then the slice's contacts, steps, and runs in id order."""
+    held = execute(session, _HOLD_MARK, {"aid": automation_id, "beat": now if beat else None})
+    if held.first() is None:
+        return Slice(0, None)
+    params: dict[str, Any] = {"aid": automation_id, "slice": size or SLICE}
+    statement = _FIRST_SLICE
+    if after is not None:
+        statement = _SLICE_AFTER
+        params.update(after_at=after[0], after_id=after[1])
+    listed = [tuple(row) for row in execute(session, statement, params)]
+    cancelled = _cancel_slice(session, [run_id for run_id, _ in listed], now) if listed else 0
+    if len(listed) < params["slice"]:
+        execute(session, _CLEAR_MARK, {"aid": automation_id})
+        return Slice(cancelled, None)
+    created_at, run_id = listed[-1][1], listed[-1][0]
+    return Slice(cancelled, (created_at, run_id))
+
+
+_STALLED = (
+    select(AUTOMATIONS.c.id)
+    .where(AUTOMATIONS.c.runs_cancelling_at < bindparam("before", type_=UTCDateTime()))
+    .order_by(AUTOMATIONS.c.runs_cancelling_at)
+)
+
+
+def stalled_cancels(session: Session, before: dt.datetime) -> list[uuid.UUID]:
+    """Automations whose runs' cancel made no progress since `before`: its process died."""
+    return list(execute(session, _STALLED, {"before": before}).scalars())
 
 
 # The runs to cancel, locked in id order as the sweeper locks those it fails and a contact's
@@ -97,22 +202,12 @@ _CANCEL_RUNS = (
 )
 
 
-# Runs listed in one statement: one parameter each, and a statement takes at most 65,535 on
-# PostgreSQL (32,766 on SQLite), while an automation can have hundreds of thousands in flight.
-SLICE = 5_000
+def cancel_run(session: Session, run_id: uuid.UUID, now: dt.datetime) -> None:
+    """Cancel a run and its unfinished steps (step rows first: the executor's lock order)."""
+    _cancel_slice(session, [run_id], now)
 
 
-def cancel_runs(session: Session, run_ids: Sequence[uuid.UUID], now: dt.datetime) -> None:
-    """Cancel runs and their unfinished steps (step rows first: the executor's lock order, then
-    the runs in id order), the runs' contacts locked before when there are several
-    (`unfinished_run_ids`). Many runs go a slice at a time, slices in id order, each its steps
-    then its runs: a run is still locked after its step, and runs in id order."""
-    ordered = sorted(run_ids)
-    for first in range(0, len(ordered), SLICE):
-        _cancel_slice(session, ordered[first : first + SLICE], now)
-
-
-def _cancel_slice(session: Session, run_ids: list[uuid.UUID], now: dt.datetime) -> None:
+def _cancel_slice(session: Session, run_ids: list[uuid.UUID], now: dt.datetime) -> int:
     params = {"ids": run_ids, "now": now}
     steps = [tuple(row) for row in execute(session, _CANCEL_IDLE_STEPS, params)]
     runs = {
@@ -133,3 +228,4 @@ def _cancel_slice(session: Session, run_ids: list[uuid.UUID], now: dt.datetime) 
     for run_id, step_key, step_type in steps:  # its run ended meanwhile, by another transaction
         if run_id not in runs:
             rollup.note_step_ended(session, run_id, step_key, step_type, StepStatus.CANCELLED)
+    return len(runs)

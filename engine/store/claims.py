@@ -11,12 +11,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, or_, select, text, true, update
+from sqlalchemy import and_, bindparam, case, literal, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
 from engine.store.contacts import ContactRow
 from engine.store.core import (
+    AUTOMATIONS,
     CONTACTS,
     EVENTS,
     RUNS,
@@ -26,7 +27,7 @@ from engine.store.core import (
     locked_first,
     one_of,
 )
-from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, StepStatus
+from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, RunStatus, StepStatus
 from models.types import UTCDateTime
 
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -162,22 +163,32 @@ def forget_early_message(
     return bool(result.rowcount == 1)
 
 
+# A running run of an automation whose runs are being cancelled (a stop with `cancel_runs`, a
+# deletion: cancels.mark_cancelling) is cancelled to its steps, before a slice of the cancel
+# reaches it: none of its steps starts from the stop's commit on.
+_STATUS_SEEN = case(
+    (
+        and_(RUNS.c.status == RunStatus.RUNNING, AUTOMATIONS.c.runs_cancelling_at.is_not(None)),
+        literal(RunStatus.CANCELLED.value),
+    ),
+    else_=RUNS.c.status,
+).label("status")
 _RUN_CONTEXT = (
     select(
         RUNS.c.id,
         RUNS.c.automation_id,
         RUNS.c.version_id,
         RUNS.c.event_id,
-        RUNS.c.status,
+        _STATUS_SEEN,
         RUNS.c.created_at,
         RUNS.c.started_at,
         EVENTS.c.payload,
         *_CONTACT_COLUMNS,
     )
     .select_from(
-        RUNS.outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id).outerjoin(
-            CONTACTS, CONTACTS.c.id == RUNS.c.contact_id
-        )
+        RUNS.join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
+        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
     )
     .where(RUNS.c.id == bindparam("rid"))
     .with_for_update(of=RUNS)
@@ -209,6 +220,7 @@ _CLAIM_WITH_CONTEXT = (
     select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns)
     .select_from(
         _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
+        .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
         .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
         .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
     )
@@ -228,6 +240,7 @@ _CLAIM_WITH_CONTEXT_CONTACT_FIRST = (
     select(*_CLAIMED_AFTER_CONTACT.c, *_RUN_CONTEXT.selected_columns, *_CONTACT_LOCKED.c)
     .select_from(
         _CLAIMED_AFTER_CONTACT.join(RUNS, RUNS.c.id == bindparam("rid"))
+        .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
         .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
         .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
         .outerjoin(_CONTACT_LOCKED, true())
@@ -299,7 +312,8 @@ _OWNED_CTE = _OWNED_STATUS.cte("owned")
 _OWNS_WITH_CONTEXT = (
     select(_OWNED_CTE.c.status, *_RUN_CONTEXT.selected_columns)
     .select_from(
-        RUNS.outerjoin(_OWNED_CTE, true())
+        RUNS.join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
+        .outerjoin(_OWNED_CTE, true())
         .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
         .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
     )

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from engine import content
+from engine import content, lifecycle
 from engine.bulk import AUTOMATION_DELETED, get_bulk, parse_request, start_bulk
 from engine.db import transaction
 from engine.errors import NotFound, StepFailure
-from engine.lifecycle import cancel_run, delete_automation
+from engine.lifecycle import cancel_run
 from engine.mail import OutgoingEmail
 from engine.mail.recording import RecordingTransport
 from engine.recovery import replay_run, retry_run
@@ -41,8 +41,7 @@ def publish(driver: Driver, template: str) -> None:
 
 
 def delete(driver: Driver, automation_id: uuid.UUID) -> None:
-    with transaction(driver.rt.sessions) as session:
-        delete_automation(session, automation_id, now=driver.clock.now())
+    lifecycle.delete(driver.rt, automation_id)
 
 
 def start(

@@ -90,8 +90,8 @@ def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
         replayed = replay_run(
             session, driver.rt, automation_id, mailed[0].run_ids[0], now=driver.clock.now()
         )
-        lifecycle.stop_automation(session, slow, cancel_runs=True, now=driver.clock.now())
     driver.enqueue(replayed.dispatches)
+    lifecycle.stop(driver.rt, slow, cancel_runs=True)
     # The cancelled wait resumed from its cancelled step, an hour and a half later.
     driver.enqueue(
         retry_run(driver.rt, automation_id, waiting[0].run_ids[0], from_cancelled=True).dispatches

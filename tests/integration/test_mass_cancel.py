@@ -1,9 +1,13 @@
-"""Stopping or deleting an automation with more runs in flight than a statement takes parameters.
+"""Stopping or deleting an automation with many runs in flight.
 
 A drip campaign parks a run per contact in a long delay: an automation can have hundreds of
-thousands in flight. Stopping it with `cancel_runs`, or deleting it, cancels them all in the
-request's one transaction. PostgreSQL takes at most 65,535 parameters in a statement (SQLite,
-32,766): listed one parameter per run, such a cancel failed, leaving every run running.
+thousands in flight. Stopping it with `cancel_runs`, or deleting it, marks the automation in
+one transaction, then cancels its runs a slice per transaction. In one transaction, the cancel
+held every run's contact locked until the last was cancelled (about a minute for a million
+runs); listed one parameter per run, it failed past 65,535 runs (PostgreSQL's limit).
+Meanwhile the runs not reached yet take no step (their steps see them cancelled), nothing can
+start or resume a run of the automation, and a cancel whose process died is finished by the
+sweeper.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from bench.waiting import park
+from engine import lifecycle
 from engine.db import transaction
-from engine.lifecycle import delete_automation, stop_automation
+from engine.executor import execute_step
+from engine.lifecycle import stop_automation
 from engine.rollup_check import check_rollup
 from engine.store import cancels
 from engine.store.rollup_rebuild import rebuild
@@ -135,17 +143,135 @@ def test_a_stop_cancels_more_runs_than_a_statement_takes_parameters(
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
 @pytest.mark.parametrize("action", ["stop", "delete"])
-def test_runs_are_cancelled_a_slice_at_a_time_in_one_transaction(
+def test_runs_are_cancelled_a_slice_per_transaction(
     rt_stack: Stack, action: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cancels, "SLICE", 2)
     automation_id, _ = parked(rt_stack, 7)
     recounted(rt_stack)
-    now = rt_stack.clock.now()
-    with transaction(rt_stack.runtime.sessions) as session:
-        if action == "stop":
-            stop_automation(session, automation_id, cancel_runs=True, now=now)
-        else:
-            delete_automation(session, automation_id, now=now)
+    cancelled_before: list[int] = []
+    real = cancels.cancel_slice
+
+    def counted(session: Session, *args: Any, **kwargs: Any) -> cancels.Slice:
+        # What other transactions see as each slice starts: the slices before it, committed.
+        cancelled_before.append(statuses(rt_stack, automation_id)[0]["cancelled"])
+        return real(session, *args, **kwargs)
+
+    monkeypatch.setattr(cancels, "cancel_slice", counted)
+    if action == "stop":
+        lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    else:
+        lifecycle.delete(rt_stack.runtime, automation_id)
     assert_cancelled(rt_stack, automation_id, 7)
     assert_rollup_is_a_recount(rt_stack)
+    # 7 runs by 2: the last slice finds one, and clears the mark.
+    assert cancelled_before == [0, 2, 4, 6]
+    assert mark(rt_stack, automation_id) is None
+
+
+def mark(stack: Stack, automation_id: uuid.UUID) -> dt.datetime | None:
+    with transaction(stack.runtime.sessions) as session:
+        return session.scalar(
+            select(Automation.runs_cancelling_at).where(Automation.id == automation_id)
+        )
+
+
+def running_runs(stack: Stack, automation_id: uuid.UUID) -> list[uuid.UUID]:
+    with transaction(stack.runtime.sessions) as session:
+        return list(
+            session.scalars(
+                select(Run.id)
+                .where(Run.automation_id == automation_id, Run.status == "running")
+                .order_by(Run.id)
+            )
+        )
+
+
+def due_now(stack: Stack, run_id: uuid.UUID) -> None:
+    """The run's delay ends now: its step may be claimed."""
+    with transaction(stack.runtime.sessions) as session:
+        session.execute(
+            update(RunStep)
+            .where(RunStep.run_id == run_id, RunStep.step_key == "wait")
+            .values(due_at=stack.clock.now() - dt.timedelta(seconds=1))
+        )
+
+
+@POSTGRES_ONLY
+def test_between_slices_the_runs_left_take_no_step_and_their_contacts_are_free(
+    rt_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cancels, "SLICE", 2)
+    automation_id, _ = parked(rt_stack, 5)
+    recounted(rt_stack)
+    last = running_runs(rt_stack, automation_id)[-1]  # the last slice's (same time, id order)
+    due_now(rt_stack, last)
+    seen: list[tuple[str, str]] = []
+    real = cancels.cancel_slice
+
+    def between(session: Session, *args: Any, **kwargs: Any) -> cancels.Slice:
+        if kwargs.get("after") is not None and not seen:  # the first slice is committed
+            with transaction(rt_stack.runtime.sessions) as other:
+                # Not held by the cancel: an event for this contact would not wait for it.
+                other.execute(
+                    text(
+                        "SELECT 1 FROM contacts WHERE id = (SELECT contact_id FROM runs"
+                        " WHERE id = :id) FOR UPDATE NOWAIT"
+                    ),
+                    {"id": last},
+                )
+            execute_step(rt_stack.runtime, last, "wait")
+            seen.append((rt_stack.run(last).status, rt_stack.steps(last)["wait"].status))
+        return real(session, *args, **kwargs)
+
+    monkeypatch.setattr(cancels, "cancel_slice", between)
+    lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    # Its delay was over, but its run was being cancelled: the step was, and nothing followed.
+    assert seen == [("running", "cancelled")]
+    assert_cancelled(rt_stack, automation_id, 5)
+    assert_rollup_is_a_recount(rt_stack)
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+def test_the_sweeper_finishes_a_cancel_whose_process_died(rt_stack: Stack) -> None:
+    automation_id, _ = parked(rt_stack, 3)
+    recounted(rt_stack)
+    last = running_runs(rt_stack, automation_id)[-1]
+    due_now(rt_stack, last)
+    # The stop committed its mark, and its process died before any slice.
+    with transaction(rt_stack.runtime.sessions) as session:
+        stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+
+    execute_step(rt_stack.runtime, last, "wait")
+    assert rt_stack.steps(last)["wait"].status == "cancelled"
+    rt_stack.sweep()  # the cancel may be under way still: left alone
+    assert len(running_runs(rt_stack, automation_id)) == 3
+    rt_stack.clock.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
+    rt_stack.sweep()
+    assert_cancelled(rt_stack, automation_id, 3)
+    assert mark(rt_stack, automation_id) is None
+    assert_rollup_is_a_recount(rt_stack)
+
+
+def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
+    rt_stack: Stack, api: httpx.Client
+) -> None:
+    automation_id, _ = parked(rt_stack, 2)
+    with transaction(rt_stack.runtime.sessions) as session:
+        stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+    ended = api.get(f"/automations/{automation_id}/runs", params={"status": "completed"})
+    (done,) = ended.json()["data"]
+    attempts = {
+        "enable": api.patch(f"/automations/{automation_id}", json={"status": "enabled"}),
+        "replay": api.post(f"/automations/{automation_id}/runs/{done['id']}/replay"),
+    }
+    for what, answer in attempts.items():
+        assert answer.status_code == 422, (what, answer.text)
+        assert answer.json()["name"] == "runs_being_cancelled", what
+        assert "being cancelled" in answer.json()["message"], what
+    assert mark(rt_stack, automation_id) is not None
+
+    lifecycle.cancel_marked_runs(rt_stack.runtime, automation_id)
+    answer = api.patch(f"/automations/{automation_id}", json={"status": "enabled"})
+    assert answer.status_code == 200, answer.text
+    assert_cancelled(rt_stack, automation_id, 2)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from engine import lifecycle
 from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.executor import execute_step
@@ -238,11 +239,10 @@ def test_a_stop_or_delete_waits_for_an_event_being_ingested_and_cancels_its_run(
     assert gate.reached.wait(10)
 
     def stop() -> None:
-        with transaction(pg_stack.runtime.sessions) as session:
-            if change == "stop":
-                stop_automation(session, automation_id, cancel_runs=True, now=T0)
-            else:
-                delete_automation(session, automation_id, now=T0)
+        if change == "stop":
+            lifecycle.stop(runtime(pg_stack, T0), automation_id, cancel_runs=True)
+        else:
+            lifecycle.delete(runtime(pg_stack, T0), automation_id)
 
     stopping = pool.submit(stop)
     pg_stack.wait_for(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.db import transaction
-from engine.lifecycle import cancel_run, stop_automation, update_automation
+from engine.lifecycle import cancel_run, stop, stop_automation, update_automation
 from engine.settings import Settings
 from engine.store import contacts as contact_store
 from models.enums import TemplateStatus
@@ -366,11 +366,7 @@ def test_stop_with_cancel_cancels_runs(rt_stack: Stack) -> None:
     automation_id = delayed_automation(rt_stack)
     (run_id,) = rt_stack.send("user.created", unique_email()).run_ids
     rt_stack.wait_step(run_id, "pause", "waiting")
-    with transaction(rt_stack.runtime.sessions) as session:
-        cancelled = stop_automation(
-            session, automation_id, cancel_runs=True, now=rt_stack.clock.now()
-        )
-    assert cancelled == [run_id]
+    stop(rt_stack.runtime, automation_id, cancel_runs=True)
     assert rt_stack.run(run_id).status == "cancelled"
     rt_stack.advance(dt.timedelta(hours=1, seconds=1))
     rt_stack.sweep()
