@@ -43,7 +43,8 @@ class Bench:
     # Options and values for --quick: small sizes, the whole run in a few minutes.
     quick: tuple[tuple[str, str], ...] = ()
     by_default: bool = True
-    # Starts a redis-server of its own, or points at one where nothing listens: no --redis-url.
+    # Starts a redis-server of its own, points at one where nothing listens, or needs none: no
+    # --redis-url.
     own_redis: bool = False
 
 
@@ -53,6 +54,7 @@ BENCHES = (
     Bench("ingest", quick=(("--seconds", "3"),)),
     Bench("broker_down", quick=(("--duration", "2"),), own_redis=True),
     Bench("waiting", quick=(("--runs", "5000"),)),
+    Bench("mass_cancel", quick=(("--runs", "5000"),), own_redis=True),
     Bench("dashboard", quick=(("--runs", "5000"), ("--requests", "10"))),
     Bench("api_reads", quick=(("--runs", "20000"), ("--requests", "50"), ("--warmup", "5"))),
     Bench("simulate", quick=(("--simulations", "50"),)),

@@ -55,7 +55,9 @@ def finish_cancels(rt: Runtime, *, idle_before: dt.datetime) -> int:
     with transaction(rt.sessions) as session:
         stalled = cancel_store.stalled_cancels(session, idle_before)
     return sum(
-        lifecycle.cancel_marked_runs(rt, automation_id, beat=False, slices=CANCEL_SLICES_PER_TICK)
+        lifecycle.cancel_marked_runs(
+            rt, automation_id, beat=False, slices=CANCEL_SLICES_PER_TICK
+        ).cancelled
         for automation_id in stalled
     )
 

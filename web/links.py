@@ -15,6 +15,10 @@ NOTICES = {
     "disabled": "The automation is disabled: no new runs start; runs in flight go on.",
     "stopped": "The automation is stopped: no new runs start; runs in flight go on to completion.",
     "stopped_cancelled": "The automation is stopped and its runs in flight were cancelled.",
+    "stopped_cancelling": (
+        "The automation is stopped. Its runs in flight take no further step; the sweeper is"
+        " cancelling the rest of them."
+    ),
     "cancelled": "The run is cancelled: it stops before its next step.",
     "retried": "The run is running again from the step where it failed.",
     "resumed": "The run is running again from the step where it was cancelled.",

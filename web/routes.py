@@ -179,9 +179,10 @@ def stop(request: Request, automation_id: str, rt: Rt, user: User, form: Form) -
     cancel_runs = form.get("cancel_runs") == "yes"
     with reading(rt, user) as session:
         lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
+    notice = "stopped"
     if cancel_runs:
-        lifecycle.cancel_marked_runs(rt, key)
-    notice = "stopped_cancelled" if cancel_runs else "stopped"
+        finished = lifecycle.cancel_in_request(rt, key).finished
+        notice = "stopped_cancelled" if finished else "stopped_cancelling"
     return redirect(f"{root(request)}/automations/{key}?notice={notice}")
 
 

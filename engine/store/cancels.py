@@ -179,6 +179,20 @@ _STALLED = (
 )
 
 
+# The stamp of a cancel no process carries on: older than any takeover delay.
+_HANDED_OVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_HAND_OVER = (
+    update(AUTOMATIONS)
+    .where(AUTOMATIONS.c.id == bindparam("aid"), AUTOMATIONS.c.runs_cancelling_at.is_not(None))
+    .values(runs_cancelling_at=_NOW)
+)
+
+
+def hand_over(session: Session, automation_id: uuid.UUID) -> None:
+    """Leave the rest of the automation's cancel to the sweeper's next tick."""
+    execute(session, _HAND_OVER, {"aid": automation_id, "now": _HANDED_OVER})
+
+
 def stalled_cancels(session: Session, before: dt.datetime) -> list[uuid.UUID]:
     """Automations whose runs' cancel made no progress since `before`: its process died."""
     return list(execute(session, _STALLED, {"before": before}).scalars())

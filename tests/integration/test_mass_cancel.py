@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from bench import waiting
 from bench.waiting import park
 from engine import lifecycle
 from engine.db import transaction
@@ -31,8 +32,9 @@ from engine.rollup_check import check_rollup
 from engine.store import cancels
 from engine.store.rollup_rebuild import rebuild
 from models.tables import Automation, Run, RunStep
-from tests.integration.harness import Stack
+from tests.integration.harness import ApiServer, Stack
 from tests.integration.markers import POSTGRES_ONLY
+from tests.integration.test_dashboard_hostile_input import csrf_token, signed_in
 from tests.integration.test_rollup import assert_rollup_is_a_recount
 
 # Past PostgreSQL's parameter limit (65,535), and many slices of the cancel.
@@ -64,34 +66,10 @@ def parked(stack: Stack, runs: int) -> tuple[uuid.UUID, uuid.UUID]:
     return automation_id, version_id
 
 
-# The same rows in one statement (no trigger event): 70,000 runs in a second, not 20.
-_PARK_MANY = """
-WITH n AS (
-  SELECT g, gen_random_uuid() AS contact_id, gen_random_uuid() AS run_id
-  FROM generate_series(1, :runs) AS g
-), c AS (
-  INSERT INTO contacts (id, email, unsubscribed, properties, created_at, updated_at)
-  SELECT contact_id, 'many-' || g || '@example.test', false, '{}', :now, :now FROM n
-), r AS (
-  INSERT INTO runs (id, automation_id, version_id, contact_id, status, started_at, created_at)
-  SELECT run_id, :aid, :vid, contact_id, 'running', :now, :now FROM n
-)
-INSERT INTO run_steps
-  (run_id, step_key, step_type, status, attempt, created_at, started_at, completed_at,
-   branch, due_at)
-SELECT run_id, 'start', 'trigger', 'completed', 1, :now, :now, :now, 'default', NULL FROM n
-UNION ALL
-SELECT run_id, 'wait', 'delay', 'waiting', 1, :now, :now, NULL, NULL, :due FROM n
-"""
-
-
 def park_many(stack: Stack, runs: int) -> uuid.UUID:
     """`parked`, its many runs written by one statement."""
     automation_id, version_id = parked(stack, 0)
-    now = stack.clock.now()
-    values = {"runs": runs, "aid": automation_id, "vid": version_id, "now": now}
-    with transaction(stack.runtime.sessions) as session:
-        session.execute(text(_PARK_MANY), {**values, "due": now + dt.timedelta(days=30)})
+    waiting.park_many(stack.runtime, automation_id, version_id, runs, stack.clock.now())
     return automation_id
 
 
@@ -253,6 +231,23 @@ def test_the_sweeper_finishes_a_cancel_whose_process_died(rt_stack: Stack) -> No
     assert_rollup_is_a_recount(rt_stack)
 
 
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+def test_a_stop_answers_after_its_time_and_the_sweeper_cancels_the_rest(
+    rt_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cancels, "SLICE", 2)
+    monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)  # one slice, then the answer
+    automation_id, _ = parked(rt_stack, 7)
+    recounted(rt_stack)
+    lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    assert len(running_runs(rt_stack, automation_id)) == 5
+    assert mark(rt_stack, automation_id) is not None
+    rt_stack.sweep()  # handed over: taken at the next tick, not after a stale delay
+    assert_cancelled(rt_stack, automation_id, 7)
+    assert mark(rt_stack, automation_id) is None
+    assert_rollup_is_a_recount(rt_stack)
+
+
 def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
     rt_stack: Stack, api: httpx.Client
 ) -> None:
@@ -274,4 +269,25 @@ def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
     lifecycle.cancel_marked_runs(rt_stack.runtime, automation_id)
     answer = api.patch(f"/automations/{automation_id}", json={"status": "enabled"})
     assert answer.status_code == 200, answer.text
+    assert_cancelled(rt_stack, automation_id, 2)
+
+
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_the_dashboard_shows_a_cancel_under_way(
+    rt_stack: Stack, api: httpx.Client, api_server: ApiServer
+) -> None:
+    automation_id, _ = parked(rt_stack, 2)
+    page = f"/dashboard/automations/{automation_id}"
+    with signed_in(api_server) as browser:
+        assert "Cancelling its runs" not in browser.get(page).text
+        with transaction(rt_stack.runtime.sessions) as session:
+            stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+        assert "Cancelling its runs in flight" in browser.get(page).text
+
+        # Stopped again from the page, with "also cancel": the cancel is done in the request.
+        token = csrf_token(browser.get(page).text)
+        stopped = browser.post(f"{page}/stop", data={"csrf_token": token, "cancel_runs": "yes"})
+        assert stopped.status_code == 303, stopped.text
+        assert stopped.headers["location"].endswith("?notice=stopped_cancelled")
+        assert "Cancelling its runs" not in browser.get(page).text
     assert_cancelled(rt_stack, automation_id, 2)

@@ -126,6 +126,7 @@ def test_the_runner_runs_all_but_faults_by_default() -> None:
         "ingest",
         "broker_down",
         "waiting",
+        "mass_cancel",
         "dashboard",
         "api_reads",
         "simulate",
