@@ -183,20 +183,16 @@ def cancel_marked_runs(
     meanwhile. `beat` stamps the mark at each slice: a cancel under way, which the sweeper
     leaves alone (it carries on one whose stamp grew old, or one handed to it)."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    after, cancelled, done = None, 0, 0
-    while slices is None or done < slices:
+    cancelled, done, finished = 0, 0, False
+    while not finished and (slices is None or done < slices):
         with transaction(rt.sessions) as session:
-            sliced = cancel_store.cancel_slice(
-                session, automation_id, rt.clock.now(), after=after, beat=beat
-            )
-        cancelled, done, after = cancelled + sliced.cancelled, done + 1, sliced.last
-        if after is None:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
+            sliced = cancel_store.cancel_slice(session, automation_id, rt.clock.now(), beat=beat)
+        cancelled, done, finished = cancelled + sliced.cancelled, done + 1, sliced.finished
+        if not finished and deadline is not None and time.monotonic() >= deadline:
             with transaction(rt.sessions) as session:
                 cancel_store.hand_over(session, automation_id)
             break
-    return Cancelling(cancelled, finished=after is None)
+    return Cancelling(cancelled, finished)
 
 
 def duplicate_automation(

@@ -214,6 +214,10 @@ class Automation(Base):
     # per transaction: when the last slice progressed. Its steps see its running runs as
     # cancelled meanwhile; the sweeper finishes a cancel that stopped progressing.
     runs_cancelling_at: Mapped[dt.datetime | None]
+    # Where the next slice of that cancel starts: the last run of the slice before, by the
+    # order of ix_runs_automation_status_recent (its created_at and id).
+    cancelled_through_at: Mapped[dt.datetime | None]
+    cancelled_through_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

@@ -108,38 +108,54 @@ def _next_slice(*after: ColumnElement[bool]) -> Select[Any]:
 
 _FIRST_SLICE, _SLICE_AFTER = _next_slice(), _next_slice(_AFTER)
 
+_THIS_AUTOMATION = AUTOMATIONS.c.id == bindparam("aid")
+_MARKED = and_(_THIS_AUTOMATION, AUTOMATIONS.c.runs_cancelling_at.is_not(None))
 # The automation's mark, locked (the first lock of a slice's transaction, as of a stop's):
-# still set, or another transaction finished the cancel. Stamped with `beat` unless None.
+# still set, or another transaction finished the cancel; and where the last slice ended.
+# Stamped with `beat` unless None.
 _HOLD_MARK = (
     update(AUTOMATIONS)
-    .where(AUTOMATIONS.c.id == bindparam("aid"), AUTOMATIONS.c.runs_cancelling_at.is_not(None))
+    .where(_MARKED)
     .values(
         runs_cancelling_at=func.coalesce(
             bindparam("beat", type_=UTCDateTime()), AUTOMATIONS.c.runs_cancelling_at
         )
     )
-    .returning(AUTOMATIONS.c.id)
+    .returning(AUTOMATIONS.c.cancelled_through_at, AUTOMATIONS.c.cancelled_through_id)
 )
 _MARK = (
-    update(AUTOMATIONS).where(AUTOMATIONS.c.id == bindparam("aid")).values(runs_cancelling_at=_NOW)
+    update(AUTOMATIONS)
+    .where(_THIS_AUTOMATION)
+    .values(runs_cancelling_at=_NOW, cancelled_through_at=None, cancelled_through_id=None)
 )
 _CLEAR_MARK = (
-    update(AUTOMATIONS).where(AUTOMATIONS.c.id == bindparam("aid")).values(runs_cancelling_at=None)
+    update(AUTOMATIONS)
+    .where(_THIS_AUTOMATION)
+    .values(runs_cancelling_at=None, cancelled_through_at=None, cancelled_through_id=None)
+)
+_CANCELLED_THROUGH = (
+    update(AUTOMATIONS)
+    .where(_THIS_AUTOMATION)
+    .values(
+        cancelled_through_at=bindparam("last_at", type_=UTCDateTime()),
+        cancelled_through_id=bindparam("last_id", type_=AUTOMATIONS.c.cancelled_through_id.type),
+    )
 )
 
 
 def mark_cancelling(session: Session, automation_id: uuid.UUID, now: dt.datetime) -> None:
     """Mark the automation's runs as being cancelled (it is locked): its steps see its running
-    runs as cancelled from this transaction's commit on, and `cancel_slice` cancels them."""
+    runs as cancelled from this transaction's commit on, and `cancel_slice` cancels them, from
+    the oldest."""
     execute(session, _MARK, {"aid": automation_id, "now": now})
 
 
 @dataclass(frozen=True)
 class Slice:
-    """What one slice cancelled: `last` to start the next after, None once none is left."""
+    """What one slice cancelled; whether it was the last (the mark is cleared)."""
 
     cancelled: int
-    last: tuple[dt.datetime, uuid.UUID] | None
+    finished: bool
 
 
 def cancel_slice(
@@ -147,29 +163,46 @@ def cancel_slice(
     automation_id: uuid.UUID,
     now: dt.datetime,
     *,
-    after: tuple[dt.datetime, uuid.UUID] | None,
     beat: bool,
     size: int | None = None,
 ) -> Slice:
-    """Cancel the next slice of a marked automation's unfinished runs, oldest first after
-    `after`, in this transaction; the mark is stamped `now` (`beat`) and cleared with the last.
+    """Cancel the next slice of a marked automation's unfinished runs in this transaction,
+    oldest first, from where the slice before ended (kept on the automation's row, whichever
+    process cancelled it): the mark is stamped `now` (`beat`) and cleared with the last.
 
-    Lock order: the automation, then the slice's contacts, steps, and runs in id order."""
+    Every run older than that place was cancelled by an earlier slice, or had ended: none can
+    run again while the mark stands (a retry is refused). Lock order: the automation, then the
+    slice's contacts, steps, and runs in id order."""
     held = execute(session, _HOLD_MARK, {"aid": automation_id, "beat": now if beat else None})
-    if held.first() is None:
-        return Slice(0, None)
+    mark = held.first()
+    if mark is None:
+        return Slice(0, finished=True)
     params: dict[str, Any] = {"aid": automation_id, "slice": size or SLICE}
     statement = _FIRST_SLICE
-    if after is not None:
+    after_at, after_id = tuple(mark)
+    if after_at is not None:
         statement = _SLICE_AFTER
-        params.update(after_at=after[0], after_id=after[1])
+        params.update(after_at=after_at, after_id=after_id)
     listed = [tuple(row) for row in execute(session, statement, params)]
     cancelled = _cancel_slice(session, [run_id for run_id, _ in listed], now) if listed else 0
     if len(listed) < params["slice"]:
         execute(session, _CLEAR_MARK, {"aid": automation_id})
-        return Slice(cancelled, None)
-    created_at, run_id = listed[-1][1], listed[-1][0]
-    return Slice(cancelled, (created_at, run_id))
+        return Slice(cancelled, finished=True)
+    last_id, last_at = listed[-1]
+    execute(
+        session, _CANCELLED_THROUGH, {"aid": automation_id, "last_at": last_at, "last_id": last_id}
+    )
+    return Slice(cancelled, finished=False)
+
+
+# The stamp of a cancel no process carries on: older than any takeover delay.
+_HANDED_OVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_HAND_OVER = update(AUTOMATIONS).where(_MARKED).values(runs_cancelling_at=_NOW)
+
+
+def hand_over(session: Session, automation_id: uuid.UUID) -> None:
+    """Leave the rest of the automation's cancel to the sweeper's next tick."""
+    execute(session, _HAND_OVER, {"aid": automation_id, "now": _HANDED_OVER})
 
 
 _STALLED = (
@@ -177,20 +210,6 @@ _STALLED = (
     .where(AUTOMATIONS.c.runs_cancelling_at < bindparam("before", type_=UTCDateTime()))
     .order_by(AUTOMATIONS.c.runs_cancelling_at)
 )
-
-
-# The stamp of a cancel no process carries on: older than any takeover delay.
-_HANDED_OVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_HAND_OVER = (
-    update(AUTOMATIONS)
-    .where(AUTOMATIONS.c.id == bindparam("aid"), AUTOMATIONS.c.runs_cancelling_at.is_not(None))
-    .values(runs_cancelling_at=_NOW)
-)
-
-
-def hand_over(session: Session, automation_id: uuid.UUID) -> None:
-    """Leave the rest of the automation's cancel to the sweeper's next tick."""
-    execute(session, _HAND_OVER, {"aid": automation_id, "now": _HANDED_OVER})
 
 
 def stalled_cancels(session: Session, before: dt.datetime) -> list[uuid.UUID]:

@@ -1,6 +1,7 @@
 """automations.runs_cancelling_at: a stop with cancel_runs (or a deletion) cancels the runs a
 slice per transaction instead of all in one, which held every run's contact locked until the
-last was cancelled (about a minute for a million runs); the mark says a cancel is under way
+last was cancelled (about a minute for a million runs); the mark says a cancel is under way,
+cancelled_through_at/_id where its next slice starts
 
 Revision ID: 0014
 Revises: 0013
@@ -23,6 +24,8 @@ CANCELLING = sa.text("runs_cancelling_at IS NOT NULL")
 def upgrade() -> None:
     with op.batch_alter_table("automations") as batch:
         batch.add_column(sa.Column("runs_cancelling_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("cancelled_through_at", sa.DateTime(timezone=True)))
+        batch.add_column(sa.Column("cancelled_through_id", sa.Uuid()))
         batch.create_index(
             "ix_automations_cancelling",
             ["runs_cancelling_at"],
@@ -34,4 +37,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("automations") as batch:
         batch.drop_index("ix_automations_cancelling")
+        batch.drop_column("cancelled_through_id")
+        batch.drop_column("cancelled_through_at")
         batch.drop_column("runs_cancelling_at")

@@ -154,6 +154,13 @@ def mark(stack: Stack, automation_id: uuid.UUID) -> dt.datetime | None:
         )
 
 
+def cursor(stack: Stack, automation_id: uuid.UUID) -> uuid.UUID | None:
+    with transaction(stack.runtime.sessions) as session:
+        return session.scalar(
+            select(Automation.cancelled_through_id).where(Automation.id == automation_id)
+        )
+
+
 def running_runs(stack: Stack, automation_id: uuid.UUID) -> list[uuid.UUID]:
     with transaction(stack.runtime.sessions) as session:
         return list(
@@ -186,9 +193,11 @@ def test_between_slices_the_runs_left_take_no_step_and_their_contacts_are_free(
     due_now(rt_stack, last)
     seen: list[tuple[str, str]] = []
     real = cancels.cancel_slice
+    calls: list[int] = []
 
     def between(session: Session, *args: Any, **kwargs: Any) -> cancels.Slice:
-        if kwargs.get("after") is not None and not seen:  # the first slice is committed
+        calls.append(1)
+        if len(calls) == 2:  # the first slice is committed
             with transaction(rt_stack.runtime.sessions) as other:
                 # Not held by the cancel: an event for this contact would not wait for it.
                 other.execute(
@@ -239,12 +248,15 @@ def test_a_stop_answers_after_its_time_and_the_sweeper_cancels_the_rest(
     monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)  # one slice, then the answer
     automation_id, _ = parked(rt_stack, 7)
     recounted(rt_stack)
+    oldest_first = running_runs(rt_stack, automation_id)  # one created_at: by id
     lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
-    assert len(running_runs(rt_stack, automation_id)) == 5
+    assert running_runs(rt_stack, automation_id) == oldest_first[2:]
     assert mark(rt_stack, automation_id) is not None
+    # Where the sweeper goes on: after the request's slice, not from the oldest run again.
+    assert cursor(rt_stack, automation_id) == oldest_first[1]
     rt_stack.sweep()  # handed over: taken at the next tick, not after a stale delay
     assert_cancelled(rt_stack, automation_id, 7)
-    assert mark(rt_stack, automation_id) is None
+    assert (mark(rt_stack, automation_id), cursor(rt_stack, automation_id)) == (None, None)
     assert_rollup_is_a_recount(rt_stack)
 
 
