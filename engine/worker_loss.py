@@ -8,7 +8,10 @@ process, told that its child was lost while running the step's task (tasks/lost_
 the sweeper, taking over a lease that ran out (the worker died or hangs).
 
 One death counts once. A running step's death is its claim's (`attempt`): whichever signal
-counts it first stamps `lost_attempt`, and the other finds the claim counted. A death before
+counts it first stamps `lost_attempt`, and the other finds the claim counted. A claim whose
+lease ran out is taken over only once its death is counted: a message delivered again (the
+broker's visibility timeout, a duplicate) finds it not claimable, and the sweeper's takeover
+counts it, then sends the step again. A death before
 the claim committed (an instant step's transaction, rolled back with the process) leaves no
 claim to stamp, and only the parent process sees it. A hang the sweeper counted and a kill of
 the same worker reported later may count two: a step fails early only after a bound of them.

@@ -110,8 +110,15 @@ _CLAIM = (
                 one_of(STEPS.c.status, STEP_CLAIMABLE),
                 or_(STEPS.c.due_at.is_(None), STEPS.c.due_at <= _NOW),
             ),
-            # Abandoned: a worker claimed it and its lease ran out.
-            and_(STEPS.c.status == StepStatus.RUNNING, STEPS.c.lease_expires_at < _NOW),
+            # Abandoned: a worker claimed it and its lease ran out, and its death is counted
+            # (engine/worker_loss.py): the sweeper's takeover counts it, or the worker's parent.
+            # A message (one the broker delivered again) never takes over an uncounted claim:
+            # a step that kills its worker would run again forever, uncounted.
+            and_(
+                STEPS.c.status == StepStatus.RUNNING,
+                STEPS.c.lease_expires_at < _NOW,
+                STEPS.c.lost_attempt == STEPS.c.attempt,
+            ),
         ),
     )
     .values(

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from engine import contacts
+from engine import contacts, sweeper
 from engine.db import transaction
 from engine.errors import StepFailure, TransientStepFailure
 from engine.executor import execute_step
@@ -68,8 +68,9 @@ def test_each_email_follows_the_flag_when_it_is_sent(driver: Driver) -> None:
 
 
 class TakenOverWhileSending(RecordingTransport):
-    """The first send outlasts its claim's lease: another worker takes the step over and its
-    own send fails for a moment (a retry is due), then the first send goes through."""
+    """The first send outlasts its claim's lease: the sweeper takes it over, another worker
+    takes the step and its own send fails for a moment (a retry is due), then the first send
+    goes through."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,6 +83,8 @@ class TakenOverWhileSending(RecordingTransport):
             assert self.take_over is not None
             rt, run_id = self.take_over
             rt.clock.advance(rt.lease + dt.timedelta(seconds=1))  # type: ignore[attr-defined]
+            with transaction(rt.sessions) as session:  # the sweeper takes the lease over
+                sweeper.sweep(session, rt, now=rt.clock.now())
             execute_step(rt, run_id, "hello")
         elif self.calls == 2:
             raise TransientStepFailure("421 try again later", code="smtp_transient")

@@ -1,9 +1,10 @@
 """A worker that stalls mid-send past its lease (the hazard the `pause` fault creates), forced.
 
 Worker A claims a send_email step and stalls after the outbox row is committed (a GC pause, a
-frozen VM, SIGSTOP). Its lease runs out; worker B re-claims the step, sends the email (same
-Message-ID) and completes the step. Then A wakes up, its own send fails, and `_finish_email`
-records that failure on the outbox row before it checks whether it still owns the step.
+frozen VM, SIGSTOP). Its lease runs out; the sweeper takes it over, and worker B re-claims the
+step, sends the email (same Message-ID) and completes the step. Then A wakes up, its own send
+fails, and `_finish_email` records that failure on the outbox row before it checks whether it
+still owns the step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.faultlab.lab import Lab
+from engine import sweeper
 from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.errors import StepFailure, TransientStepFailure
@@ -138,10 +140,14 @@ def test_a_stalled_worker_does_not_unmark_an_email_another_worker_sent(
     worker_a.start()
     assert gate.reached.wait(10)
 
-    # A's lease has run out: B takes the step over, sends, completes it.
+    # A's lease has run out: the sweeper takes it over (A counted as lost) and sends the step
+    # again; B takes the step, sends, completes it.
     later = T0 + dt.timedelta(seconds=lab.settings.step_lease_seconds + 1)
     sending = Transport(lambda email: f"<{email.email_id}@acme.test>")
-    execute_step(runtime(lab, later, sending), run_id, "mail")
+    worker_b = runtime(lab, later, sending)
+    with transaction(worker_b.sessions) as session:
+        sweeper.sweep(session, worker_b, now=later)  # its message: this call to B
+    execute_step(worker_b, run_id, "mail")
     gate.release.set()
     worker_a.join(10)
 

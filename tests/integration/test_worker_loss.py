@@ -12,6 +12,7 @@ import redis
 from sqlalchemy import update
 
 from engine.db import transaction
+from engine.executor import execute_step
 from engine.recovery import retry_run
 from models.tables import RunStep
 from tasks.dispatcher import STEP_QUEUE
@@ -297,3 +298,29 @@ def test_the_sweeper_counts_each_lease_it_takes_over_once_and_fails_the_step_at_
     mail = rt_stack.steps(run_id)["mail"]
     assert (mail.status, mail.error["code"], mail.worker_losses) == ("failed", "worker_lost", bound)
     assert_rollup_is_a_recount(rt_stack)
+
+
+@POSTGRES_ONLY
+def test_a_message_delivered_again_does_not_take_over_an_uncounted_claim(
+    rt_stack: Stack,
+) -> None:
+    """A solo worker died running the step (no parent to count it) and the broker delivered
+    its message again once the lease had run out, before the sweeper's tick: taken over by
+    the message, the death would go uncounted, and a step that kills its worker would run
+    again forever. The message finds the step not claimable; the sweeper counts the death."""
+    mail_then_update(rt_stack)
+    rt_stack.stop_worker()
+    try:
+        (run_id,) = rt_stack.send("user.created", unique_email("again")).run_ids
+        abandon(rt_stack, run_id, "mail", 1)
+        execute_step(rt_stack.runtime, run_id, "mail")
+        mail = rt_stack.steps(run_id)["mail"]
+        assert (mail.status, mail.attempt, mail.worker_losses) == ("running", 1, 0)
+
+        assert rt_stack.sweep() == 1  # taken over: the death counted, the step sent again
+        execute_step(rt_stack.runtime, run_id, "mail")
+        mail = rt_stack.steps(run_id)["mail"]
+        assert (mail.status, mail.attempt, mail.worker_losses) == ("completed", 2, 1)
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete(STEP_QUEUE)
+        rt_stack.start_worker()
