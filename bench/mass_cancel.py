@@ -5,8 +5,9 @@ for those runs' contacts wait meanwhile.
 
 Parks N runs of one automation in a 30-day delay (bench.waiting's rows, one contact each), then
 stops the automation with `cancel_runs` as the API does (`engine.lifecycle.stop`), which
-answers after `lifecycle.REQUEST_SECONDS` at most, then lets the sweeper's code carry on the
-rest (`sweeper.finish_cancels`, back to back, not a tick apart) until no run is left running.
+answers after `lifecycle.REQUEST_SECONDS` at most, then carries on the rest as the workers do
+(`lifecycle.work_cancel`, each message's share back to back, none waiting in a queue) until no
+run is left running.
 Meanwhile a probe thread locks one of those runs' contacts after another, as an event for that
 contact would (ingestion locks its contact first), and times each lock. Reports the answer's
 time, the whole cancel's time per run, and the probe's longest wait during the cancel against
@@ -33,11 +34,11 @@ from bench import BENCH_DATABASE_URL, report
 from bench.procs import fresh_schema
 from bench.waiting import park, park_many
 from engine.db import transaction
-from engine.lifecycle import REQUEST_SECONDS, stop
+from engine.dispatch import CancelWork, KeptDispatcher
+from engine.lifecycle import REQUEST_SECONDS, stop, work_cancel
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
 from engine.store.cancels import SLICE
-from engine.sweeper import finish_cancels
 from models.tables import Automation, Run
 
 TITLE = "A stop with cancel_runs of many runs in flight: its time, and the wait of their events"
@@ -109,11 +110,15 @@ def measure(rt: Runtime, runs: int) -> dict[str, Any]:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     during.thread.start()
     started = time.perf_counter()
-    stop(rt, automation_id, cancel_runs=True)
+    kept = KeptDispatcher()
+    stop(rt, kept, automation_id, cancel_runs=True)
     answered = time.perf_counter() - started
     left_at_answer = running(rt)
-    while finish_cancels(rt, idle_before=rt.clock.now()):
-        pass
+    messages = kept.sent
+    while messages:
+        sent = messages.pop()
+        assert isinstance(sent, CancelWork)
+        messages.extend(work_cancel(rt, sent.automation_id))
     seconds = time.perf_counter() - started
     waits = during.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -122,7 +127,7 @@ def measure(rt: Runtime, runs: int) -> dict[str, Any]:
         "slice": SLICE,
         "request_seconds": REQUEST_SECONDS,
         "answer_seconds": round(answered, 2),
-        "runs_left_to_the_sweeper": left_at_answer,
+        "runs_left_to_the_workers": left_at_answer,
         "cancel_seconds": round(seconds, 2),
         "us_per_run": round(seconds * 1e6 / (runs + 1), 1),
         "runs_left_running": running(rt),
@@ -171,12 +176,12 @@ def rows_of(figures: dict[str, Any]) -> list[report.Row]:
             f"stop with cancel_runs, {runs:,} runs in flight: its answer",
             answer,
             "s",
-            target=f"≤ {bound:g} s ({figures['runs_left_to_the_sweeper']:,} runs left to the"
-            " sweeper)",
+            target=f"≤ {bound:g} s ({figures['runs_left_to_the_workers']:,} runs left to the"
+            " workers)",
             met=answer <= bound,
         ),
         report.row(
-            "the whole cancel (the request's slices, then the sweeper's): time per run",
+            "the whole cancel (the request's slices, then the workers'): time per run",
             figures["us_per_run"],
             "µs",
         ),

@@ -29,7 +29,14 @@ class BulkWork:
     bulk_id: uuid.UUID
 
 
-Message = Dispatch | BulkWork
+@dataclass(frozen=True)
+class CancelWork:
+    """Cancel the next slices of a stopped or deleted automation's runs in flight."""
+
+    automation_id: uuid.UUID
+
+
+Message = Dispatch | BulkWork | CancelWork
 
 
 class Dispatcher(Protocol):
@@ -44,6 +51,19 @@ class NullDispatcher:
 
     def dispatch(self, dispatches: Sequence[Message]) -> None:
         return None
+
+    def ping(self) -> None:
+        return None
+
+
+class KeptDispatcher:
+    """Keeps what it is given, for its caller to carry out in process (benchmarks, tests)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
+        self.sent.extend(dispatches)
 
     def ping(self) -> None:
         return None

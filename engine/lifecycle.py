@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.db import transaction
+from engine.dispatch import CancelWork, Dispatcher, Message
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.graph import validate_graph
 from engine.runtime import Runtime
@@ -134,65 +135,75 @@ def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.dat
 
 
 # How long a stop's or a deletion's request cancels runs (about 150,000 on our 2-core hosts)
-# before it answers and hands the rest to the sweeper: an HTTP client or a proxy would give up
+# before it answers and sends the rest to the workers: an HTTP client or a proxy would give up
 # on a longer wait. Their steps see the runs left cancelled meanwhile.
 REQUEST_SECONDS = 10.0
+# How long one worker's message cancels runs (a few slices) before it sends itself again,
+# behind whatever is queued: a cancel holds a worker slot no longer than a slow step.
+WORK_SECONDS = 1.0
 
 
-def stop(rt: Runtime, automation_id: uuid.UUID, *, cancel_runs: bool) -> None:
+def stop(
+    rt: Runtime, dispatcher: Dispatcher, automation_id: uuid.UUID, *, cancel_runs: bool
+) -> Cancelling | None:
     """`stop_automation` in its transaction, then `cancel_in_request` if `cancel_runs`."""
     with transaction(rt.sessions) as session:
         stop_automation(session, automation_id, cancel_runs=cancel_runs, now=rt.clock.now())
-    if cancel_runs:
-        cancel_in_request(rt, automation_id)
+    return cancel_in_request(rt, dispatcher, automation_id) if cancel_runs else None
 
 
-def delete(rt: Runtime, automation_id: uuid.UUID) -> None:
+def delete(rt: Runtime, dispatcher: Dispatcher, automation_id: uuid.UUID) -> Cancelling:
     """`delete_automation` in its transaction, then `cancel_in_request`."""
     with transaction(rt.sessions) as session:
         delete_automation(session, automation_id, now=rt.clock.now())
-    cancel_in_request(rt, automation_id)
+    return cancel_in_request(rt, dispatcher, automation_id)
 
 
 @dataclass(frozen=True)
 class Cancelling:
     """How far `cancel_marked_runs` went: the runs it cancelled; whether none is left."""
 
+    automation_id: uuid.UUID
     cancelled: int
     finished: bool
 
+    @property
+    def dispatches(self) -> list[Message]:
+        """The message that carries on a cancel not finished."""
+        return [] if self.finished else [CancelWork(self.automation_id)]
 
-def cancel_in_request(rt: Runtime, automation_id: uuid.UUID) -> Cancelling:
-    """`cancel_marked_runs` for REQUEST_SECONDS at most, the rest handed to the sweeper."""
-    return cancel_marked_runs(rt, automation_id, seconds=REQUEST_SECONDS)
+
+def cancel_in_request(rt: Runtime, dispatcher: Dispatcher, automation_id: uuid.UUID) -> Cancelling:
+    """`cancel_marked_runs` for REQUEST_SECONDS at most, the rest sent to the workers."""
+    cancelling = cancel_marked_runs(rt, automation_id, seconds=REQUEST_SECONDS)
+    dispatcher.dispatch(cancelling.dispatches)
+    return cancelling
+
+
+def work_cancel(rt: Runtime, automation_id: uuid.UUID) -> list[Message]:
+    """A worker's share of a cancel: WORK_SECONDS of slices; the message for the rest."""
+    return cancel_marked_runs(rt, automation_id, seconds=WORK_SECONDS).dispatches
 
 
 def cancel_marked_runs(
-    rt: Runtime,
-    automation_id: uuid.UUID,
-    *,
-    beat: bool = True,
-    slices: int | None = None,
-    seconds: float | None = None,
+    rt: Runtime, automation_id: uuid.UUID, *, seconds: float | None = None
 ) -> Cancelling:
     """Cancel the unfinished runs of an automation marked by a stop or a deletion, a slice per
-    transaction, oldest first, until none is left (the mark then goes), `slices` are done, or
-    `seconds` have passed (the rest is then handed to the sweeper).
+    transaction, oldest first, until none is left (the mark then goes) or `seconds` have
+    passed (the caller sends `dispatches` for the rest).
 
     No transaction holds more than a slice's locks: events for the other runs' contacts go on
-    meanwhile. `beat` stamps the mark at each slice: a cancel under way, which the sweeper
-    leaves alone (it carries on one whose stamp grew old, or one handed to it)."""
+    meanwhile. Each slice stamps the mark: a cancel under way, which the sweeper leaves alone
+    (it sends the message anew for one whose stamp grew old: its process or message was lost)."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    cancelled, done, finished = 0, 0, False
-    while not finished and (slices is None or done < slices):
+    cancelled, finished = 0, False
+    while not finished:
         with transaction(rt.sessions) as session:
-            sliced = cancel_store.cancel_slice(session, automation_id, rt.clock.now(), beat=beat)
-        cancelled, done, finished = cancelled + sliced.cancelled, done + 1, sliced.finished
-        if not finished and deadline is not None and time.monotonic() >= deadline:
-            with transaction(rt.sessions) as session:
-                cancel_store.hand_over(session, automation_id)
+            sliced = cancel_store.cancel_slice(session, automation_id, rt.clock.now())
+        cancelled, finished = cancelled + sliced.cancelled, sliced.finished
+        if deadline is not None and time.monotonic() >= deadline:
             break
-    return Cancelling(cancelled, finished)
+    return Cancelling(automation_id, cancelled, finished)
 
 
 def duplicate_automation(

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine import lifecycle, worker_loss
+from engine import worker_loss
 from engine.bulk import kick_stale
 from engine.db import retry_on_disconnect, transaction
-from engine.dispatch import Dispatch, Dispatcher, Message, commit_then_dispatch
+from engine.dispatch import CancelWork, Dispatch, Dispatcher, Message, commit_then_dispatch
 from engine.redispatch import RedispatchPolicy
 from engine.runtime import Runtime
 from engine.settings import Settings
@@ -28,6 +28,13 @@ def redispatch_policy(settings: Settings) -> RedispatchPolicy:
     )
 
 
+@dataclass(frozen=True)
+class Swept:
+    """What a transaction of the sweeper found to send once it has committed."""
+
+    dispatches: list[Message]
+
+
 def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
     """One sweeper tick in its own transaction, once more on a connection found dead (after a
     database restart); what it found is dispatched after the commit. The number dispatched."""
@@ -40,26 +47,29 @@ def tick(rt: Runtime, dispatcher: Dispatcher) -> int:
         )
 
     dispatched = len(retry_on_disconnect(swept).dispatches)
-    finish_cancels(rt, idle_before=rt.clock.now() - redispatch_policy(rt.settings).stale_after)
+    stale_after = redispatch_policy(rt.settings).stale_after
+    resume_cancels(rt, dispatcher, idle_before=rt.clock.now() - stale_after)
     return dispatched
 
 
-# Slices of a stalled cancel one tick takes on (each up to cancels.SLICE runs, its own
-# transaction): the tick's other work waits for them.
-CANCEL_SLICES_PER_TICK = 4
-
-
-def finish_cancels(rt: Runtime, *, idle_before: dt.datetime) -> int:
-    """Carry on the cancels of runs (a stop's, a deletion's) that made no progress since
-    `idle_before`: the process cancelling them died. The runs cancelled."""
-    with transaction(rt.sessions) as session:
-        stalled = cancel_store.stalled_cancels(session, idle_before)
-    return sum(
-        lifecycle.cancel_marked_runs(
-            rt, automation_id, beat=False, slices=CANCEL_SLICES_PER_TICK
-        ).cancelled
-        for automation_id in stalled
+def resume_cancels(rt: Runtime, dispatcher: Dispatcher, *, idle_before: dt.datetime) -> int:
+    """Send anew the message of each cancel of runs (a stop's, a deletion's) that made no
+    progress since `idle_before`: the process or message carrying it was lost. Its own short
+    transaction, which locks nothing but the marks, skipping those locked by a slice under way.
+    The number of cancels resumed."""
+    resumed = commit_then_dispatch(
+        transaction(rt.sessions),
+        dispatcher,
+        lambda session: Swept(
+            [
+                CancelWork(automation_id)
+                for automation_id in cancel_store.stalled_cancels(
+                    session, before=idle_before, now=rt.clock.now()
+                )
+            ]
+        ),
     )
+    return len(resumed.dispatches)
 
 
 def take_over(rt: Runtime, dispatcher: Dispatcher) -> int:
@@ -74,13 +84,8 @@ def take_over(rt: Runtime, dispatcher: Dispatcher) -> int:
         freed = sweeps.release_all(session, now)
         bulks = kick_stale(session, idle_before=now, now=now)
     dispatcher.dispatch(bulks)
-    finish_cancels(rt, idle_before=now)
+    resume_cancels(rt, dispatcher, idle_before=now)
     return freed
-
-
-@dataclass(frozen=True)
-class Swept:
-    dispatches: list[Message]
 
 
 def sweep(session: Session, rt: Runtime, *, now: dt.datetime) -> list[Message]:

@@ -19,7 +19,7 @@ from celery.signals import (
     worker_process_init,
 )
 
-from engine import sweeper
+from engine import lifecycle, sweeper
 from engine.bulk import work_chunk
 from engine.db import import_driver, retry_on_disconnect
 from engine.executor import execute_step
@@ -31,6 +31,7 @@ from tasks.broker import TRANSPORT
 from tasks.child_shutdown import ChildShutdown
 from tasks.dispatcher import (
     BULK_TASK,
+    CANCEL_TASK,
     STEP_QUEUE,
     SWEEPER_QUEUE,
     CeleryDispatcher,
@@ -200,6 +201,15 @@ def create_celery_app(settings: Settings, runtime: Runtime | None = None) -> Cel
             return
         rt = holder.get()
         dispatcher.dispatch(retry_on_disconnect(lambda: work_chunk(rt, parsed)))
+
+    # A share of a stop's or a deletion's cancel of runs; the rest a new message behind the queue.
+    @app.task(name=CANCEL_TASK, shared=False)
+    def cancel_runs(automation_id: str) -> None:
+        parsed = parse_id(CANCEL_TASK, "automation_id", automation_id)
+        if parsed is None:
+            return
+        rt = holder.get()
+        dispatcher.dispatch(retry_on_disconnect(lambda: lifecycle.work_cancel(rt, parsed)))
 
     app.runtime_holder = holder
     return app

@@ -13,12 +13,13 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.connection import Connection
 
-from engine.dispatch import BulkWork, Dispatch, Message
+from engine.dispatch import BulkWork, CancelWork, Dispatch, Message
 from tasks import step_messages
 
 STEP_QUEUE = "automations"
 SWEEPER_QUEUE = "automations.sweeper"
 BULK_TASK = "automations.runs.bulk"
+CANCEL_TASK = "automations.runs.cancel"
 
 
 def step_task_name(step_type: str) -> str:
@@ -41,6 +42,13 @@ class _Held:
     channel: Any
 
 
+def _work_task(item: BulkWork | CancelWork) -> tuple[str, dict[str, str]]:
+    """The task and arguments of a message that is not a step's."""
+    if isinstance(item, BulkWork):
+        return BULK_TASK, {"bulk_id": str(item.bulk_id)}
+    return CANCEL_TASK, {"automation_id": str(item.automation_id)}
+
+
 class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
@@ -61,13 +69,9 @@ class CeleryDispatcher:
         # message would, and the sweeper sends what was committed but not published.
         with self.app.producer_or_acquire() as producer, producer.batch():
             for item in dispatches:
-                if isinstance(item, BulkWork):
-                    self.app.send_task(
-                        BULK_TASK,
-                        kwargs={"bulk_id": str(item.bulk_id)},
-                        queue=STEP_QUEUE,
-                        producer=producer,
-                    )
+                if isinstance(item, BulkWork | CancelWork):
+                    name, kwargs = _work_task(item)
+                    self.app.send_task(name, kwargs=kwargs, queue=STEP_QUEUE, producer=producer)
                     continue
                 self.app.send_task(
                     step_task_name(item.step_type),

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from engine import sweeper
+from engine import lifecycle, sweeper
 from engine.bulk import work_chunk
-from engine.dispatch import BulkWork, Dispatch, Message
+from engine.dispatch import BulkWork, CancelWork, Dispatch, Message
 from engine.executor import execute_step
 from engine.runtime import Runtime
 
@@ -76,6 +76,8 @@ class LocalExecutor:
             try:
                 if isinstance(item, BulkWork):
                     self.dispatch(work_chunk(self.rt, item.bulk_id))
+                elif isinstance(item, CancelWork):
+                    self.dispatch(lifecycle.work_cancel(self.rt, item.automation_id))
                 else:
                     # The claim commits before the step runs: were the step to kill this
                     # process, the next start counts the death (engine/worker_loss.py).
@@ -113,4 +115,6 @@ class LocalExecutor:
 def _ids(item: Message) -> dict[str, str]:
     if isinstance(item, BulkWork):
         return {"bulk_id": str(item.bulk_id)}
+    if isinstance(item, CancelWork):
+        return {"automation_id": str(item.automation_id)}
     return {"run_id": str(item.run_id), "step_key": item.step_key}

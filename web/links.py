@@ -16,7 +16,7 @@ NOTICES = {
     "stopped": "The automation is stopped: no new runs start; runs in flight go on to completion.",
     "stopped_cancelled": "The automation is stopped and its runs in flight were cancelled.",
     "stopped_cancelling": (
-        "The automation is stopped. Its runs in flight take no further step; the sweeper is"
+        "The automation is stopped. Its runs in flight take no further step; the workers are"
         " cancelling the rest of them."
     ),
     "cancelled": "The run is cancelled: it stops before its next step.",

@@ -25,6 +25,7 @@ from web.guard import (
     Form,
     FormRefused,
     Rt,
+    Sender,
     SignInLimit,
     SignInRequired,
     User,
@@ -173,7 +174,9 @@ def set_status(request: Request, automation_id: str, rt: Rt, user: User, form: F
 
 
 @router.post("/automations/{automation_id}/stop")
-def stop(request: Request, automation_id: str, rt: Rt, user: User, form: Form) -> Response:
+def stop(
+    request: Request, automation_id: str, rt: Rt, user: User, form: Form, sender: Sender
+) -> Response:
     """Stop: no new runs; runs in flight go on unless "also cancel" was ticked."""
     key = links.parse_uuid(automation_id)
     cancel_runs = form.get("cancel_runs") == "yes"
@@ -181,7 +184,7 @@ def stop(request: Request, automation_id: str, rt: Rt, user: User, form: Form) -
         lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
     notice = "stopped"
     if cancel_runs:
-        finished = lifecycle.cancel_in_request(rt, key).finished
+        finished = lifecycle.cancel_in_request(rt, sender, key).finished
         notice = "stopped_cancelled" if finished else "stopped_cancelling"
     return redirect(f"{root(request)}/automations/{key}?notice={notice}")
 

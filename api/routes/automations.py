@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from api import serialize_automations
-from api.deps import Authenticated, Rt
+from api.deps import Authenticated, Rt, Sender
 from api.schemas.automations import (
     Automation,
     AutomationDeleted,
@@ -83,10 +83,10 @@ def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated)
 
 
 @router.delete("/automations/{automation_id}", summary="Delete an automation")
-def delete(automation_id: str, rt: Rt, _: Authenticated) -> AutomationDeleted:
+def delete(automation_id: str, rt: Rt, sender: Sender, _: Authenticated) -> AutomationDeleted:
     """Remove it from every list; its unfinished runs are cancelled."""
     key = parse_id(automation_id, ID)
-    lifecycle.delete(rt, key)
+    lifecycle.delete(rt, sender, key)
     return AutomationDeleted(id=str(key))
 
 
@@ -105,11 +105,12 @@ def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> AutomationRef:
 def stop(
     automation_id: str,
     rt: Rt,
+    sender: Sender,
     _: Authenticated,
     body: Annotated[StopAutomation | None, Body()] = None,
 ) -> AutomationStopped:
     """Disable it: no new runs; with `cancel_runs`, unfinished runs are cancelled too."""
     key = parse_id(automation_id, ID)
     cancel_runs = body.cancel_runs if body is not None else False
-    lifecycle.stop(rt, key, cancel_runs=cancel_runs)
+    lifecycle.stop(rt, sender, key, cancel_runs=cancel_runs)
     return AutomationStopped(id=str(key))

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -112,15 +112,11 @@ _THIS_AUTOMATION = AUTOMATIONS.c.id == bindparam("aid")
 _MARKED = and_(_THIS_AUTOMATION, AUTOMATIONS.c.runs_cancelling_at.is_not(None))
 # The automation's mark, locked (the first lock of a slice's transaction, as of a stop's):
 # still set, or another transaction finished the cancel; and where the last slice ended.
-# Stamped with `beat` unless None.
+# Stamped `now`: a cancel under way, which the sweeper leaves alone.
 _HOLD_MARK = (
     update(AUTOMATIONS)
     .where(_MARKED)
-    .values(
-        runs_cancelling_at=func.coalesce(
-            bindparam("beat", type_=UTCDateTime()), AUTOMATIONS.c.runs_cancelling_at
-        )
-    )
+    .values(runs_cancelling_at=_NOW)
     .returning(AUTOMATIONS.c.cancelled_through_at, AUTOMATIONS.c.cancelled_through_id)
 )
 _MARK = (
@@ -163,17 +159,16 @@ def cancel_slice(
     automation_id: uuid.UUID,
     now: dt.datetime,
     *,
-    beat: bool,
     size: int | None = None,
 ) -> Slice:
     """Cancel the next slice of a marked automation's unfinished runs in this transaction,
     oldest first, from where the slice before ended (kept on the automation's row, whichever
-    process cancelled it): the mark is stamped `now` (`beat`) and cleared with the last.
+    process cancelled it): the mark is stamped `now`, and cleared with the last.
 
     Every run older than that place was cancelled by an earlier slice, or had ended: none can
     run again while the mark stands (a retry is refused). Lock order: the automation, then the
     slice's contacts, steps, and runs in id order."""
-    held = execute(session, _HOLD_MARK, {"aid": automation_id, "beat": now if beat else None})
+    held = execute(session, _HOLD_MARK, {"aid": automation_id, "now": now})
     mark = held.first()
     if mark is None:
         return Slice(0, finished=True)
@@ -195,26 +190,28 @@ def cancel_slice(
     return Slice(cancelled, finished=False)
 
 
-# The stamp of a cancel no process carries on: older than any takeover delay.
-_HANDED_OVER = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_HAND_OVER = update(AUTOMATIONS).where(_MARKED).values(runs_cancelling_at=_NOW)
-
-
-def hand_over(session: Session, automation_id: uuid.UUID) -> None:
-    """Leave the rest of the automation's cancel to the sweeper's next tick."""
-    execute(session, _HAND_OVER, {"aid": automation_id, "now": _HANDED_OVER})
-
-
+# Marks stamped before `before` (no slice since: the process or message carrying the cancel
+# was lost), oldest first, stamped `now` as they are taken: the next tick leaves them alone.
+# SKIP LOCKED: a mark locked is a slice under way, and the sweeper waits for no one.
 _STALLED = (
-    select(AUTOMATIONS.c.id)
-    .where(AUTOMATIONS.c.runs_cancelling_at < bindparam("before", type_=UTCDateTime()))
-    .order_by(AUTOMATIONS.c.runs_cancelling_at)
+    update(AUTOMATIONS)
+    .where(
+        AUTOMATIONS.c.id.in_(
+            select(AUTOMATIONS.c.id)
+            .where(AUTOMATIONS.c.runs_cancelling_at < bindparam("before", type_=UTCDateTime()))
+            .order_by(AUTOMATIONS.c.runs_cancelling_at)
+            .limit(100)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(runs_cancelling_at=_NOW)
+    .returning(AUTOMATIONS.c.id)
 )
 
 
-def stalled_cancels(session: Session, before: dt.datetime) -> list[uuid.UUID]:
-    """Automations whose runs' cancel made no progress since `before`: its process died."""
-    return list(execute(session, _STALLED, {"before": before}).scalars())
+def stalled_cancels(session: Session, *, before: dt.datetime, now: dt.datetime) -> list[uuid.UUID]:
+    """Automations whose runs' cancel made no progress since `before`, taken over `now`."""
+    return list(execute(session, _STALLED, {"before": before, "now": now}).scalars())
 
 
 # The runs to cancel, locked in id order as the sweeper locks those it fails and a contact's

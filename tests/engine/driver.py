@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine import sweeper
+from engine import lifecycle, sweeper
 from engine.bulk import work_chunk
 from engine.clock import FrozenClock
 from engine.db import transaction
-from engine.dispatch import BulkWork, Dispatch, Message, commit_then_dispatch
+from engine.dispatch import BulkWork, CancelWork, Dispatch, Message, commit_then_dispatch
 from engine.executor import execute_step
 from engine.ingest import Ingested, ingest_event
 from engine.lifecycle import create_automation
@@ -132,6 +132,9 @@ class Driver:
             assert self.executions < MAX_EXECUTIONS, "a run is looping"
             if isinstance(message, BulkWork):
                 self.queue.extend(work_chunk(self.rt, message.bulk_id))
+                continue
+            if isinstance(message, CancelWork):
+                self.queue.extend(lifecycle.work_cancel(self.rt, message.automation_id))
                 continue
             if message.countdown > 0:
                 self.clock.advance(dt.timedelta(seconds=message.countdown))

@@ -41,7 +41,7 @@ def publish(driver: Driver, template: str) -> None:
 
 
 def delete(driver: Driver, automation_id: uuid.UUID) -> None:
-    lifecycle.delete(driver.rt, automation_id)
+    lifecycle.delete(driver.rt, driver, automation_id)
 
 
 def start(

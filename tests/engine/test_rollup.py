@@ -91,7 +91,7 @@ def test_rollup_equals_a_recount_after_a_mixed_workload(driver: Driver) -> None:
             session, driver.rt, automation_id, mailed[0].run_ids[0], now=driver.clock.now()
         )
     driver.enqueue(replayed.dispatches)
-    lifecycle.stop(driver.rt, slow, cancel_runs=True)
+    lifecycle.stop(driver.rt, driver, slow, cancel_runs=True)
     # The cancelled wait resumed from its cancelled step, an hour and a half later.
     driver.enqueue(
         retry_run(driver.rt, automation_id, waiting[0].run_ids[0], from_cancelled=True).dispatches

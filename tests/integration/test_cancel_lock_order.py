@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from engine import contacts, sweeper
 from engine.db import transaction
+from engine.dispatch import NullDispatcher
 from engine.executor import execute_step
 from engine.lifecycle import stop
 from tests.integration.factories import chain, make_automation, unique_email
@@ -80,7 +81,9 @@ def test_a_stop_cancelling_runs_while_an_event_resumes_two_of_their_waits(
     sending = pool.submit(ingest, runtime(rt_stack, later, gate), "order.paid", email)
     assert gate.reached.wait(10)
 
-    stopping = pool.submit(stop, runtime(rt_stack, later), automation_id, cancel_runs=True)
+    stopping = pool.submit(
+        stop, runtime(rt_stack, later), NullDispatcher(), automation_id, cancel_runs=True
+    )
     wait_until_blocked(rt_stack)
     gate.release.set()
     resumed = sending.result(timeout=patience(20)).resumed
@@ -95,7 +98,7 @@ def test_a_stop_cancelling_runs_while_an_event_resumes_two_of_their_waits(
 
 
 def stop_cancelling(stack: Stack, automation_id: uuid.UUID) -> None:
-    stop(runtime(stack, T0), automation_id, cancel_runs=True)
+    stop(runtime(stack, T0), NullDispatcher(), automation_id, cancel_runs=True)
 
 
 def name_contact(stack: Stack, email: str, first_name: str) -> None:

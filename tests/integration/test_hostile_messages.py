@@ -56,6 +56,13 @@ def hostile_messages(stack: Stack) -> dict[str, str]:
         ),
         "sweeper kwargs": publish(stack, "automations.sweeper.tick", [[1], {"x": 1}, EMBED]),
         "bulk not a uuid": publish(stack, "automations.runs.bulk", [[], {"bulk_id": "z"}, EMBED]),
+        "cancel not a uuid": publish(
+            stack, "automations.runs.cancel", [[], {"automation_id": 7}, EMBED]
+        ),
+        # An automation that does not exist, or whose cancel is over: nothing to cancel.
+        "no such cancel": publish(
+            stack, "automations.runs.cancel", [[], {"automation_id": run_id}, EMBED]
+        ),
         "send unknown field": publish(
             stack, "automations.events.send", [[], {"event": "user.created", "x": 1}, EMBED]
         ),
@@ -109,13 +116,21 @@ def test_malformed_messages_are_refused_on_one_line_and_the_worker_goes_on(
     assert "Traceback" not in written and "Unrecoverable" not in written
     assert "Connection to broker lost" not in written
     for name, task_id in refused.items():
-        if name in ("not a uuid", "key not a string", "bulk not a uuid", "no id", "no such run"):
+        if name in (
+            "not a uuid",
+            "key not a string",
+            "bulk not a uuid",
+            "cancel not a uuid",
+            "no id",
+            "no such run",
+            "no such cancel",
+        ):
             continue  # refused by the task, or without an id to name
         said = [line for line in written.splitlines() if task_id in line]
         assert len(said) == 1 and "message refused" in said[0], (name, said)
     assert (
         "no task id" in written
-        and written.count("is not an id") == 2
+        and written.count("is not an id") == 3
         and "is not a string" in written
     )
     assert written.count("dropped an entry of a queue that is not a message") == 3

@@ -6,8 +6,9 @@ one transaction, then cancels its runs a slice per transaction. In one transacti
 held every run's contact locked until the last was cancelled (about a minute for a million
 runs); listed one parameter per run, it failed past 65,535 runs (PostgreSQL's limit).
 Meanwhile the runs not reached yet take no step (their steps see them cancelled), nothing can
-start or resume a run of the automation, and a cancel whose process died is finished by the
-sweeper.
+start or resume a run of the automation. The workers cancel what the request had no time for,
+a message at a time, and the sweeper sends that message again for a cancel whose process or
+message was lost.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from bench import waiting
 from bench.waiting import park
-from engine import lifecycle
+from engine import lifecycle, sweeper
 from engine.db import transaction
+from engine.dispatch import CancelWork, KeptDispatcher
 from engine.executor import execute_step
 from engine.lifecycle import stop_automation
 from engine.rollup_check import check_rollup
@@ -137,9 +139,9 @@ def test_runs_are_cancelled_a_slice_per_transaction(
 
     monkeypatch.setattr(cancels, "cancel_slice", counted)
     if action == "stop":
-        lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+        lifecycle.stop(rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True)
     else:
-        lifecycle.delete(rt_stack.runtime, automation_id)
+        lifecycle.delete(rt_stack.runtime, rt_stack.dispatcher, automation_id)
     assert_cancelled(rt_stack, automation_id, 7)
     assert_rollup_is_a_recount(rt_stack)
     # 7 runs by 2: the last slice finds one, and clears the mark.
@@ -212,15 +214,22 @@ def test_between_slices_the_runs_left_take_no_step_and_their_contacts_are_free(
         return real(session, *args, **kwargs)
 
     monkeypatch.setattr(cancels, "cancel_slice", between)
-    lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    lifecycle.stop(rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True)
     # Its delay was over, but its run was being cancelled: the step was, and nothing followed.
     assert seen == [("running", "cancelled")]
     assert_cancelled(rt_stack, automation_id, 5)
     assert_rollup_is_a_recount(rt_stack)
 
 
-@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
-def test_the_sweeper_finishes_a_cancel_whose_process_died(rt_stack: Stack) -> None:
+def cancelled_by_workers(stack: Stack, automation_id: uuid.UUID, runs: int) -> None:
+    stack.wait_for(lambda: mark(stack, automation_id) is None, what="the workers' cancel")
+    assert_cancelled(stack, automation_id, runs)
+    assert cursor(stack, automation_id) is None
+    assert_rollup_is_a_recount(stack)
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite", "embedded"], indirect=True)
+def test_the_sweeper_sends_a_cancel_whose_process_died_to_the_workers(rt_stack: Stack) -> None:
     automation_id, _ = parked(rt_stack, 3)
     recounted(rt_stack)
     last = running_runs(rt_stack, automation_id)[-1]
@@ -228,36 +237,85 @@ def test_the_sweeper_finishes_a_cancel_whose_process_died(rt_stack: Stack) -> No
     # The stop committed its mark, and its process died before any slice.
     with transaction(rt_stack.runtime.sessions) as session:
         stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+    marked = mark(rt_stack, automation_id)
 
     execute_step(rt_stack.runtime, last, "wait")
     assert rt_stack.steps(last)["wait"].status == "cancelled"
     rt_stack.sweep()  # the cancel may be under way still: left alone
-    assert len(running_runs(rt_stack, automation_id)) == 3
+    assert (len(running_runs(rt_stack, automation_id)), mark(rt_stack, automation_id)) == (
+        3,
+        marked,
+    )
     rt_stack.clock.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
-    rt_stack.sweep()
-    assert_cancelled(rt_stack, automation_id, 3)
-    assert mark(rt_stack, automation_id) is None
-    assert_rollup_is_a_recount(rt_stack)
+    rt_stack.sweep()  # stamped as it is sent: the next tick would leave it alone
+    cancelled_by_workers(rt_stack, automation_id, 3)
 
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
-def test_a_stop_answers_after_its_time_and_the_sweeper_cancels_the_rest(
+def test_a_stalled_cancel_is_sent_once_per_stale_delay(rt_stack: Stack) -> None:
+    automation_id, _ = parked(rt_stack, 2)
+    with transaction(rt_stack.runtime.sessions) as session:
+        stop_automation(session, automation_id, cancel_runs=True, now=rt_stack.clock.now())
+    kept, stale = KeptDispatcher(), dt.timedelta(seconds=rt_stack.settings.stale_after_seconds)
+    rt_stack.clock.advance(stale + dt.timedelta(seconds=1))
+    resumed = [
+        sweeper.resume_cancels(rt_stack.runtime, kept, idle_before=rt_stack.clock.now() - stale)
+    ]
+    resumed.append(
+        sweeper.resume_cancels(rt_stack.runtime, kept, idle_before=rt_stack.clock.now() - stale)
+    )
+    assert (resumed, kept.sent) == ([1, 0], [CancelWork(automation_id)])
+    stamped = mark(rt_stack, automation_id)
+    assert stamped is not None and stamped > rt_stack.clock.now() - dt.timedelta(seconds=1)
+    # Lost again (the broker was wiped, say): sent again after another stale delay.
+    rt_stack.clock.advance(stale + dt.timedelta(seconds=1))
+    assert (
+        sweeper.resume_cancels(rt_stack.runtime, kept, idle_before=rt_stack.clock.now() - stale)
+        == 1
+    )
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+def test_a_stop_answers_after_its_time_and_the_workers_cancel_the_rest_a_share_at_a_time(
     rt_stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cancels, "SLICE", 2)
     monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)  # one slice, then the answer
+    monkeypatch.setattr(lifecycle, "WORK_SECONDS", 0.0)  # one slice a message
     automation_id, _ = parked(rt_stack, 7)
     recounted(rt_stack)
     oldest_first = running_runs(rt_stack, automation_id)  # one created_at: by id
-    lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    kept = KeptDispatcher()
+    stopped = lifecycle.stop(rt_stack.runtime, kept, automation_id, cancel_runs=True)
+    assert stopped == lifecycle.Cancelling(automation_id, cancelled=2, finished=False)
+    assert kept.sent == [CancelWork(automation_id)]
     assert running_runs(rt_stack, automation_id) == oldest_first[2:]
-    assert mark(rt_stack, automation_id) is not None
-    # Where the sweeper goes on: after the request's slice, not from the oldest run again.
+    # Where the workers go on: after the request's slice, not from the oldest run again.
     assert cursor(rt_stack, automation_id) == oldest_first[1]
-    rt_stack.sweep()  # handed over: taken at the next tick, not after a stale delay
-    assert_cancelled(rt_stack, automation_id, 7)
+    shares = []
+    while sent := lifecycle.work_cancel(rt_stack.runtime, automation_id):
+        shares.append((sent, running_runs(rt_stack, automation_id)))
+    # 7 runs by 2: each share sends the next behind the queue; the last finds one, and ends.
+    assert shares == [
+        ([CancelWork(automation_id)], oldest_first[4:]),
+        ([CancelWork(automation_id)], oldest_first[6:]),
+    ]
     assert (mark(rt_stack, automation_id), cursor(rt_stack, automation_id)) == (None, None)
+    assert_cancelled(rt_stack, automation_id, 7)
     assert_rollup_is_a_recount(rt_stack)
+
+
+@pytest.mark.parametrize("stack", ["postgres", "embedded"], indirect=True)
+def test_a_stop_s_message_is_taken_by_a_worker(
+    rt_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cancels, "SLICE", 2)
+    monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)
+    automation_id, _ = parked(rt_stack, 5)
+    recounted(rt_stack)
+    stopped = lifecycle.stop(rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True)
+    assert stopped is not None and not stopped.finished
+    cancelled_by_workers(rt_stack, automation_id, 5)
 
 
 def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(

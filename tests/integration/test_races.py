@@ -20,6 +20,7 @@ from sqlalchemy import text
 from engine import lifecycle
 from engine.clock import FrozenClock
 from engine.db import transaction
+from engine.dispatch import NullDispatcher
 from engine.executor import execute_step
 from engine.ingest import Ingested, ingest_event
 from engine.lifecycle import delete_automation, stop_automation
@@ -240,9 +241,9 @@ def test_a_stop_or_delete_waits_for_an_event_being_ingested_and_cancels_its_run(
 
     def stop() -> None:
         if change == "stop":
-            lifecycle.stop(runtime(pg_stack, T0), automation_id, cancel_runs=True)
+            lifecycle.stop(runtime(pg_stack, T0), NullDispatcher(), automation_id, cancel_runs=True)
         else:
-            lifecycle.delete(runtime(pg_stack, T0), automation_id)
+            lifecycle.delete(runtime(pg_stack, T0), NullDispatcher(), automation_id)
 
     stopping = pool.submit(stop)
     pg_stack.wait_for(

@@ -139,7 +139,7 @@ def test_rollup_equals_a_recount_after_a_mixed_workload_with_faults(rt_stack: St
     rt_stack.wait_step(waiting[0], "pause", "waiting")
     rt_stack.advance(dt.timedelta(minutes=2))
     settle(rt_stack, [*waiting, replayed.run_id, killed], completed=6)
-    lifecycle.stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    lifecycle.stop(rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True)
     assert_rollup_is_a_recount(rt_stack)
 
 

@@ -366,7 +366,7 @@ def test_stop_with_cancel_cancels_runs(rt_stack: Stack) -> None:
     automation_id = delayed_automation(rt_stack)
     (run_id,) = rt_stack.send("user.created", unique_email()).run_ids
     rt_stack.wait_step(run_id, "pause", "waiting")
-    stop(rt_stack.runtime, automation_id, cancel_runs=True)
+    stop(rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True)
     assert rt_stack.run(run_id).status == "cancelled"
     rt_stack.advance(dt.timedelta(hours=1, seconds=1))
     rt_stack.sweep()

@@ -34,6 +34,7 @@ def test_every_task_has_a_stable_name() -> None:
         "automations.events.send",
         "automations.events.send_batch",
         "automations.runs.bulk",
+        "automations.runs.cancel",
     }
 
 
