@@ -54,7 +54,7 @@ BENCHES = (
     Bench("ingest", quick=(("--seconds", "3"),)),
     Bench("broker_down", quick=(("--duration", "2"),), own_redis=True),
     Bench("waiting", quick=(("--runs", "5000"),)),
-    Bench("mass_cancel", quick=(("--runs", "5000"),), own_redis=True),
+    Bench("mass_cancel", quick=(("--runs", "5000"),)),
     Bench("dashboard", quick=(("--runs", "5000"), ("--requests", "10"))),
     Bench("api_reads", quick=(("--runs", "20000"), ("--requests", "50"), ("--warmup", "5"))),
     Bench("simulate", quick=(("--simulations", "50"),)),
