@@ -15,10 +15,9 @@ from engine.settings import Settings
 from tests.conftest import CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL, sentinel_url
 
 WITH_ARGUMENTS = ["api_reads", "dashboard", "ingest", "latency", "simulate", "throughput"]
-WITH_ARGUMENTS += ["waiting"]
-# The broker_down bench has no Redis of its own to wipe: its broker is a port nothing answers;
-# mass_cancel publishes nothing.
-WITHOUT_REDIS = ["broker_down", "mass_cancel"]
+WITH_ARGUMENTS += ["waiting", "mass_cancel"]
+# The broker_down bench has no Redis of its own to wipe: its broker is a port nothing answers.
+WITHOUT_REDIS = ["broker_down"]
 # Redis databases the tests may take: the configured one plus one per xdist worker.
 TEST_REDIS_DBS = range(int(urlsplit(CONFIGURED_REDIS_URL).path.strip("/") or 0), 8)
 # Where the tests plant their sentinel key, whichever database they are configured with: a
