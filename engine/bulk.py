@@ -26,6 +26,7 @@ from engine.dispatch import BulkWork, Message
 from engine.errors import AutomationsError, InvalidInput, NotFound
 from engine.failures import classify
 from engine.json_limits import JsonLimits
+from engine.lifecycle import AUTOMATION_DELETED, cancelling
 from engine.recovery import (
     RunNotReplayable,
     RunNotRetryable,
@@ -187,8 +188,11 @@ def start_bulk(session: Session, request: BulkRequest, *, now: dt.datetime) -> S
     """Create the operation with its items, or find the same one still running."""
     automation_id = request.match.automation_id
     # Locked: of two identical requests at once, the second waits and finds the first's.
-    if automation_store.lock_automation(session, automation_id) is None:
+    automation = automation_store.lock_automation(session, automation_id)
+    if automation is None:
         raise NotFound("Automation not found")
+    if automation.runs_cancelling_at is not None:  # each run would be refused in its turn
+        raise cancelling(automation_id)
     same = recovery_store.running_bulk(session, automation_id, request.action, request.filter_hash)
     if same is not None:
         return Started(same, [])
@@ -232,10 +236,16 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
     enqueue after it commits (the chunk's steps, and the next chunk while runs remain)."""
     with transaction(rt.sessions) as session:
         now = rt.clock.now()
+        owner = recovery_store.bulk_owner(session, bulk_id)
+        if owner is None:
+            return []
+        # The automation first, held to the commit, then the operation: the order of a stop's
+        # or a deletion's transaction, which ends the running operations of its automation.
+        automation = automation_store.hold_automation(session, owner)
         bulk = recovery_store.get_bulk(session, bulk_id, lock=True)
         if bulk is None or bulk.status != BulkStatus.RUNNING:
             return []
-        if automation_store.get_automation(session, bulk.automation_id) is None:
+        if automation is None:  # deleted before deletions ended the operations they met
             _end_for_deleted_automation(session, bulk, now)
             return []
         messages: list[Message] = []
@@ -250,9 +260,6 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
             messages.append(BulkWork(bulk_id))
         rt.checkpoint("bulk.before_commit")
         return messages
-
-
-AUTOMATION_DELETED = "The automation was deleted: its runs can no longer be retried or replayed"
 
 
 def _end_for_deleted_automation(session: Session, bulk: BulkOperation, now: dt.datetime) -> None:

@@ -17,6 +17,7 @@ from engine.graph import validate_graph
 from engine.runtime import Runtime
 from engine.store import automations as automation_store
 from engine.store import cancels as cancel_store
+from engine.store import recovery as recovery_store
 from engine.store import runs as run_store
 from engine.stored_text import check_text
 from models.enums import AutomationStatus, RunStatus
@@ -24,6 +25,12 @@ from models.tables import Automation
 
 COPY_SUFFIX = " (Copy)"
 RUNS_BEING_CANCELLED = "runs_being_cancelled"
+# Why a bulk retry or replay ended with runs not done: the runs it had not reached are skipped.
+AUTOMATION_DELETED = "The automation was deleted: its runs can no longer be retried or replayed"
+RUNS_CANCELLED = (
+    "The automation was stopped with its runs cancelled: the runs this operation had not "
+    "reached were left as they were"
+)
 
 
 def _status(value: object) -> AutomationStatus:
@@ -119,18 +126,21 @@ def stop_automation(
 ) -> None:
     """Disable: no new runs. Runs in flight go on, unless `cancel_runs`: they are marked to be
     cancelled, and their steps see them as cancelled from the commit on (`cancel_marked_runs`
-    then cancels them, a slice per transaction; `stop` does both)."""
+    then cancels them, a slice per transaction; `stop` does both), and its bulk retries and
+    replays under way end, leaving the runs they had not reached as they were."""
     _get(session, automation_id)
     automation_store.set_status(session, automation_id, AutomationStatus.DISABLED, now)
     if cancel_runs:
         cancel_store.mark_cancelling(session, automation_id, now)
+        recovery_store.end_running_bulks(session, automation_id, error=RUNS_CANCELLED, now=now)
 
 
 def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Remove the automation from every list; its unfinished runs are marked to be cancelled, as
-    by `stop_automation` (`delete` cancels them too)."""
+    by `stop_automation` (`delete` cancels them too), and its bulk operations under way end."""
     _get(session, automation_id)
     cancel_store.mark_cancelling(session, automation_id, now)
+    recovery_store.end_running_bulks(session, automation_id, error=AUTOMATION_DELETED, now=now)
     automation_store.mark_deleted(session, automation_id, now)
 
 

@@ -245,6 +245,41 @@ def create_bulk(
     return bulk
 
 
+def bulk_owner(session: Session, bulk_id: uuid.UUID) -> uuid.UUID | None:
+    """The automation of an operation, read without a lock (to lock it first)."""
+    return session.scalar(select(BulkOperation.automation_id).where(BulkOperation.id == bulk_id))
+
+
+def end_running_bulks(
+    session: Session, automation_id: uuid.UUID, *, error: str, now: dt.datetime
+) -> int:
+    """End the automation's running operations (the caller holds its lock, which a chunk takes
+    before its operation's): their runs not done yet are skipped with this reason. How many."""
+    running = session.scalars(
+        select(BulkOperation.id)
+        .where(
+            BulkOperation.automation_id == automation_id,
+            BulkOperation.status == BulkStatus.RUNNING,
+        )
+        .order_by(BulkOperation.id)
+        .with_for_update()
+    ).all()
+    for bulk_id in running:
+        skipped = skip_pending_items(session, bulk_id, error=error, now=now)
+        session.execute(
+            update(BulkOperation)
+            .where(BulkOperation.id == bulk_id)
+            .values(
+                status=BulkStatus.COMPLETED,
+                completed_at=now,
+                updated_at=now,
+                skipped=BulkOperation.skipped + skipped,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return len(running)
+
+
 def get_bulk(session: Session, bulk_id: uuid.UUID, *, lock: bool = False) -> BulkOperation | None:
     stmt = select(BulkOperation).where(BulkOperation.id == bulk_id)
     return session.scalars(stmt.with_for_update() if lock else stmt).first()

@@ -11,8 +11,8 @@ import pytest
 from engine import content, lifecycle
 from engine.bulk import AUTOMATION_DELETED, get_bulk, parse_request, start_bulk
 from engine.db import transaction
-from engine.errors import NotFound, StepFailure
-from engine.lifecycle import cancel_run
+from engine.errors import Conflict, NotFound, StepFailure
+from engine.lifecycle import RUNS_CANCELLED, cancel_run
 from engine.mail import OutgoingEmail
 from engine.mail.recording import RecordingTransport
 from engine.recovery import replay_run, retry_run
@@ -91,6 +91,48 @@ def test_a_bulk_retry_does_not_revive_runs_of_an_automation_deleted_meanwhile(
             get_bulk(session, automation_id, uuid.uuid4())
         with pytest.raises(NotFound, match="Automation not found"):
             get_bulk(session, uuid.uuid4(), bulk_id)
+
+
+def stop_cancelling(driver: Driver, automation_id: uuid.UUID) -> None:
+    lifecycle.stop(driver.rt, driver, automation_id, cancel_runs=True)
+
+
+def test_a_bulk_retry_ends_when_its_automation_is_stopped_with_its_runs_cancelled(
+    driver: Driver,
+) -> None:
+    automation_id, template, runs = failed_runs(driver, 3)
+    publish(driver, template)
+    bulk_id = start(driver, automation_id, BulkAction.RETRY, {})
+    # Before a worker takes the operation's first chunk: all the work in flight ends, the
+    # operation's too, rather than reviving runs once the cancel is over.
+    stop_cancelling(driver, automation_id)
+    driver.settle()
+
+    assert {driver.run(run_id).status for run_id in runs} == {"failed"}
+    assert driver.sent == []
+    operation, items = bulk(driver, bulk_id)
+    assert (operation.status, operation.done, operation.skipped) == ("completed", 0, 3)
+    assert {item.error for item in items} == {RUNS_CANCELLED}
+
+
+def test_no_bulk_operation_starts_while_an_automation_s_runs_are_cancelled(
+    driver: Driver,
+) -> None:
+    automation_id, template, _ = failed_runs(driver, 2)
+    publish(driver, template)
+    with transaction(driver.rt.sessions) as session:  # the mark, no slice yet
+        lifecycle.stop_automation(session, automation_id, cancel_runs=True, now=driver.clock.now())
+    for action in (BulkAction.RETRY, BulkAction.REPLAY):
+        with pytest.raises(Conflict, match="being cancelled") as refused:
+            start(driver, automation_id, action, {})
+        assert refused.value.code == lifecycle.RUNS_BEING_CANCELLED
+    with transaction(driver.rt.sessions) as session:
+        assert session.query(BulkOperation).count() == 0
+
+    lifecycle.cancel_marked_runs(driver.rt, automation_id)  # over: a retry may start again
+    bulk_id = start(driver, automation_id, BulkAction.RETRY, {})
+    driver.settle()
+    assert bulk(driver, bulk_id)[0].done == 2
 
 
 def test_a_retry_that_meets_a_deletion_between_its_read_and_its_write_is_not_found(

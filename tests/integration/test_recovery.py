@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from engine import content
-from engine.bulk import parse_request, start_bulk
+from engine import content, lifecycle
+from engine.bulk import parse_request, start_bulk, work_chunk
 from engine.clock import FrozenClock
 from engine.db import transaction
+from engine.dispatch import KeptDispatcher
 from engine.ingest import EventRequest, ingest_events
 from engine.recovery import RetryConflict, retry_run
 from engine.runtime import create_runtime
@@ -32,6 +33,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import POSTGRES_ONLY
+from tests.integration.test_races import Gate, blocked_on_lock, runtime
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
 
@@ -205,3 +207,33 @@ def test_a_worker_killed_in_a_bulk_retry_of_a_thousand_runs_loses_and_repeats_no
     # Every email sent, none twice (each message's header parsed once: a thousand of them).
     recipients = Counter(str(message["To"]) for message in list(rt_stack.sink.messages))
     assert Counter(recipients[email] for email in emails) == Counter({1: 1000})
+
+
+@POSTGRES_ONLY
+def test_a_stop_cancelling_runs_waits_for_a_bulk_chunk_under_way_then_ends_its_operation(
+    rt_stack: Stack,
+) -> None:
+    automation_id, template_id = failing_automation(rt_stack)
+    fail_runs(rt_stack, automation_id, 5)
+    publish(rt_stack, template_id)
+    bulk = start(rt_stack, automation_id, send=False)
+    gate = Gate("bulk.before_commit")  # the chunk holds its automation, then its operation
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chunk = pool.submit(
+            work_chunk, runtime(rt_stack, rt_stack.clock.now(), gate), bulk.id, size=2
+        )
+        assert gate.reached.wait(10)
+        stopping = pool.submit(
+            lifecycle.stop, rt_stack.runtime, KeptDispatcher(), automation_id, cancel_runs=True
+        )
+        rt_stack.wait_for(lambda: blocked_on_lock(rt_stack), what="the stop to wait for the chunk")
+        gate.release.set()
+        chunk.result(timeout=20)
+        stopping.result(timeout=20)
+
+    # The chunk's two runs were retried, then cancelled with the others in flight; the three it
+    # had not reached were left failed, and the operation ended with the stop.
+    ended = bulk_state(rt_stack, bulk.id)
+    assert (ended.status, ended.done, ended.skipped) == ("completed", 2, 3)
+    assert work_chunk(rt_stack.runtime, bulk.id) == []  # its next chunk's message: nothing to do
+    assert run_statuses(rt_stack, automation_id) == Counter({"failed": 3, "cancelled": 2})
