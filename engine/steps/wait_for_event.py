@@ -66,10 +66,9 @@ def _register(sr: StepRun) -> Outcome:
     name = config["event_name"]
     contact = sr.run.contact
     assert contact is not None
-    sr.rt.checkpoint("wait_for_event.before_contact_lock")
-    # Ingestion takes the same lock, so an event is either committed before we look (we find it
-    # below) or sees our waiting row after we commit (it resumes us): never neither.
-    contact_store.lock_contact(sr.session, contact.id)
+    # The claim locked the run's contact before the step (SPEC.locks_contact). Ingestion takes
+    # the same lock, so an event is either committed before we look (we find it below) or sees
+    # our waiting row after we commit (it resumes us): never neither.
     sr.rt.checkpoint("wait_for_event.locked")
     view = contact_store.contact_view(contact)
     since = sr.claimed.created_at
