@@ -40,6 +40,7 @@ def automation_detail(detail: AutomationDetail) -> Automation:
     item = automation_item(detail.automation)
     return Automation(
         **dict(item),
+        runs_cancelling=detail.automation.runs_cancelling_at is not None,
         steps=[Step(key=s["key"], type=s["type"], config=s["config"]) for s in graph["steps"]],
         connections=[
             Connection(source=c["from"], to=c["to"], type=ConnectionType(c.get("type", "default")))

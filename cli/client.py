@@ -215,6 +215,8 @@ def stop(
     if as_json:
         return _print_json(answer)
     runs = "unfinished runs cancelled" if cancel_runs else "runs in flight go on"
+    if answer.get("runs_cancelling"):
+        runs = "the workers are cancelling its unfinished runs; none takes a step meanwhile"
     typer.echo(f"stopped {answer.get('id', automation_id)} (disabled; {runs})")
 
 

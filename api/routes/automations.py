@@ -86,8 +86,8 @@ def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated)
 def delete(automation_id: str, rt: Rt, sender: Sender, _: Authenticated) -> AutomationDeleted:
     """Remove it from every list; its unfinished runs are cancelled."""
     key = parse_id(automation_id, ID)
-    lifecycle.delete(rt, sender, key)
-    return AutomationDeleted(id=str(key))
+    cancelling = lifecycle.delete(rt, sender, key)
+    return AutomationDeleted(id=str(key), runs_cancelling=not cancelling.finished)
 
 
 @router.post(
@@ -112,5 +112,6 @@ def stop(
     """Disable it: no new runs; with `cancel_runs`, unfinished runs are cancelled too."""
     key = parse_id(automation_id, ID)
     cancel_runs = body.cancel_runs if body is not None else False
-    lifecycle.stop(rt, sender, key, cancel_runs=cancel_runs)
-    return AutomationStopped(id=str(key))
+    cancelling = lifecycle.stop(rt, sender, key, cancel_runs=cancel_runs)
+    left = cancelling is not None and not cancelling.finished
+    return AutomationStopped(id=str(key), runs_cancelling=left)

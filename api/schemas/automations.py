@@ -76,10 +76,20 @@ class AutomationRef(Answer):
 
 class AutomationDeleted(AutomationRef):
     deleted: Literal[True] = True
+    runs_cancelling: bool = Field(
+        default=False,
+        description="Our addition: the workers are still cancelling its runs in flight (a stop "
+        "with `cancel_runs`, or a deletion, that had more runs than its request's time)",
+    )
 
 
 class AutomationStopped(AutomationRef):
     status: Literal["disabled"] = "disabled"
+    runs_cancelling: bool = Field(
+        default=False,
+        description="Our addition: the workers are still cancelling its runs in flight (a stop "
+        "with `cancel_runs`, or a deletion, that had more runs than its request's time)",
+    )
 
 
 class AutomationItem(Answer):
@@ -118,3 +128,8 @@ class Automation(AutomationItem, _AutomationObject):
 
     steps: list[Step]
     connections: list[Connection]
+    runs_cancelling: bool = Field(
+        default=False,
+        description="Our addition: the workers are still cancelling its runs in flight (a stop "
+        "with `cancel_runs`, or a deletion, that had more runs than its request's time)",
+    )

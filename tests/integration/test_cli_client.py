@@ -266,7 +266,12 @@ def test_stop_with_and_without_cancelling_runs(
     cli(*wait, unique_email())
     wait_runs(rt_stack, api, automation_id, running=2)
     answer = json.loads(cli("stop", automation_id, "--cancel-runs", "--json").stdout)
-    assert answer == {"object": "automation", "id": automation_id, "status": "disabled"}
+    assert answer == {
+        "object": "automation",
+        "id": automation_id,
+        "status": "disabled",
+        "runs_cancelling": False,
+    }
     wait_runs(rt_stack, api, automation_id, cancelled=2)
 
 

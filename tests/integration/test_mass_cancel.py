@@ -335,8 +335,10 @@ def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
         assert answer.json()["name"] == "runs_being_cancelled", what
         assert "being cancelled" in answer.json()["message"], what
     assert mark(rt_stack, automation_id) is not None
+    assert api.get(f"/automations/{automation_id}").json()["runs_cancelling"] is True
 
     lifecycle.cancel_marked_runs(rt_stack.runtime, automation_id)
+    assert api.get(f"/automations/{automation_id}").json()["runs_cancelling"] is False
     answer = api.patch(f"/automations/{automation_id}", json={"status": "enabled"})
     assert answer.status_code == 200, answer.text
     assert_cancelled(rt_stack, automation_id, 2)

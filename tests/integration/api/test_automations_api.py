@@ -71,8 +71,10 @@ def test_create_then_get_answers_every_field(api: httpx.Client) -> None:
         "updated_at",
         "steps",
         "connections",
+        "runs_cancelling",  # our addition
     }
     assert detail["object"] == "automation"
+    assert detail["runs_cancelling"] is False
     assert detail["id"] == automation_id
     assert detail["name"] == "Welcome"
     assert detail["status"] == "disabled"
@@ -262,7 +264,12 @@ def test_delete_cancels_runs_and_answers_404_afterwards(api: httpx.Client, rt_st
     run_id = waiting_run(api, rt_stack, automation_id)
     answer = api.delete(f"/automations/{automation_id}")
     assert answer.status_code == 200
-    assert answer.json() == {"object": "automation", "id": automation_id, "deleted": True}
+    assert answer.json() == {
+        "object": "automation",
+        "id": automation_id,
+        "deleted": True,
+        "runs_cancelling": False,
+    }
 
     assert rt_stack.run(uuid.UUID(run_id)).status == "cancelled"
     for method, path in [
@@ -301,7 +308,12 @@ def test_stop_lets_runs_finish_unless_told_to_cancel(api: httpx.Client, rt_stack
     run_id = waiting_run(api, rt_stack, automation_id)
     answer = api.post(f"/automations/{automation_id}/stop")
     assert answer.status_code == 200
-    assert answer.json() == {"object": "automation", "id": automation_id, "status": "disabled"}
+    assert answer.json() == {
+        "object": "automation",
+        "id": automation_id,
+        "status": "disabled",
+        "runs_cancelling": False,
+    }
     assert api.get(f"/automations/{automation_id}").json()["status"] == "disabled"
     assert rt_stack.run(uuid.UUID(run_id)).status == "running"
 
@@ -310,8 +322,9 @@ def test_stop_lets_runs_finish_unless_told_to_cancel(api: httpx.Client, rt_stack
     assert rt_stack.run(uuid.UUID(run_id)).status == "running"
     answer = api.post(f"/automations/{automation_id}/stop", json={"cancel_runs": True})
     assert answer.status_code == 200
-    assert answer.json()["status"] == "disabled"
+    assert (answer.json()["status"], answer.json()["runs_cancelling"]) == ("disabled", False)
     assert rt_stack.run(uuid.UUID(run_id)).status == "cancelled"
+    assert api.get(f"/automations/{automation_id}").json()["runs_cancelling"] is False
     assert api.post(f"/automations/{automation_id}/stop", json={"cancel": 1}).status_code == 422
 
 
