@@ -210,6 +210,7 @@ def cancel_marked_runs(
     while not finished:
         with transaction(rt.sessions) as session:
             sliced = cancel_store.cancel_slice(session, automation_id, rt.clock.now())
+            rt.checkpoint("cancel.before_commit")
         cancelled, finished = cancelled + sliced.cancelled, sliced.finished
         if deadline is not None and time.monotonic() >= deadline:
             break

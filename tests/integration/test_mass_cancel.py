@@ -363,3 +363,29 @@ def test_the_dashboard_shows_a_cancel_under_way(
         assert stopped.headers["location"].endswith("?notice=stopped_cancelled")
         assert "Cancelling its runs" not in browser.get(page).text
     assert_cancelled(rt_stack, automation_id, 2)
+
+
+@POSTGRES_ONLY
+@pytest.mark.timeout(300)
+def test_a_worker_killed_in_a_slice_of_a_cancel_loses_nothing(
+    rt_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = 3 * cancels.SLICE - 3_000  # the request's slice, then two in the worker
+    automation_id = park_many(rt_stack, runs)
+    recounted(rt_stack)
+    marker = rt_stack.workdir / "killed-cancel.before_commit"
+    marker.unlink(missing_ok=True)
+    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"cancel.before_commit=kill@{marker}")
+    try:
+        monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)
+        stopped = lifecycle.stop(
+            rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True
+        )
+        assert stopped is not None and stopped.cancelled == cancels.SLICE
+        # The worker's first slice dies before its commit: none of its runs is cancelled.
+        rt_stack.wait_for(marker.exists, timeout=60, what="the worker to die in a slice")
+        rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
+        cancelled_by_workers(rt_stack, automation_id, runs)
+    finally:
+        rt_stack.restart_worker()
+    assert check_rollup(rt_stack.runtime) == []
