@@ -49,6 +49,15 @@ class SnapshotCollector:
             "(AUTOMATIONS_SWEEPER_LATE_AFTER_SECONDS)",
             value=self.data.sweeper.late_after_seconds,
         )
+        operations = GaugeMetricFamily(
+            "automations_operations_under_way",
+            "Background work the workers carry out: `cancel_runs` automations whose runs a stop "
+            "or a deletion is cancelling, `bulk_retry` and `bulk_replay` running operations",
+            labels=["operation"],
+        )
+        for name, count in sorted(self.data.operations_under_way.items()):
+            operations.add_metric([name], count)
+        yield operations
         durations = GaugeMetricFamily(
             "automations_run_duration_quantile_seconds",
             f"Run duration percentiles (nearest rank, within 4.4 %) of the runs created in the "

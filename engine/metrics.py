@@ -272,6 +272,8 @@ class Snapshot:
     recent_run_durations: dict[str, float | None]
     recent_timed_runs: int
     sweeper: SweeperHealth
+    # cancel_runs, bulk_retry, bulk_replay -> how many are under way
+    operations_under_way: dict[str, int]
 
 
 def snapshot(session: Session, *, now: dt.datetime, sweeper_late_after: float) -> Snapshot:
@@ -288,4 +290,5 @@ def snapshot(session: Session, *, now: dt.datetime, sweeper_late_after: float) -
         recent_run_durations=percentiles(durations),
         recent_timed_runs=sum(durations.values()),
         sweeper=sweeper_health(session, now=now, late_after=sweeper_late_after),
+        operations_under_way=health_store.operations_under_way(session),
     )

@@ -7,8 +7,8 @@ import datetime as dt
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from models.enums import STEP_CLAIMABLE, OutboxStatus
-from models.tables import OutboxEmail, Run, RunStep
+from models.enums import STEP_CLAIMABLE, BulkStatus, OutboxStatus
+from models.tables import Automation, BulkOperation, OutboxEmail, Run, RunStep
 
 
 def ping(session: Session) -> None:
@@ -40,6 +40,20 @@ def oldest_due(session: Session, now: dt.datetime) -> dt.datetime | None:
             RunStep.status.in_(STEP_CLAIMABLE), RunStep.due_at <= now
         )
     )
+
+
+def operations_under_way(session: Session) -> dict[str, int]:
+    """Work the workers carry out in the background, by kind: cancels of an automation's runs
+    (a stop with `cancel_runs`, a deletion) and bulk retries and replays. Partial indexes."""
+    cancels = session.scalar(select(func.count()).where(Automation.runs_cancelling_at.is_not(None)))
+    bulks = session.execute(
+        select(BulkOperation.action, func.count())
+        .where(BulkOperation.status == BulkStatus.RUNNING)
+        .group_by(BulkOperation.action)
+    ).all()
+    counts = {"cancel_runs": int(cancels or 0), "bulk_retry": 0, "bulk_replay": 0}
+    counts.update({f"bulk_{action}": count for action, count in bulks})
+    return counts
 
 
 def recent_step_durations(

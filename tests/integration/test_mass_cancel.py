@@ -14,6 +14,7 @@ message was lost.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections import Counter
 from typing import Any
@@ -318,6 +319,16 @@ def test_a_stop_s_message_is_taken_by_a_worker(
     cancelled_by_workers(rt_stack, automation_id, 5)
 
 
+def under_way(api: httpx.Client) -> dict[str, float]:
+    """automations_operations_under_way on /metrics, by operation."""
+    found = re.findall(
+        r'^automations_operations_under_way\{operation="(\w+)"\} (\S+)$',
+        api.get("/metrics").text,
+        re.MULTILINE,
+    )
+    return {operation: float(value) for operation, value in found}
+
+
 def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
     rt_stack: Stack, api: httpx.Client
 ) -> None:
@@ -336,9 +347,11 @@ def test_nothing_starts_or_resumes_a_run_while_its_automation_s_are_cancelled(
         assert "being cancelled" in answer.json()["message"], what
     assert mark(rt_stack, automation_id) is not None
     assert api.get(f"/automations/{automation_id}").json()["runs_cancelling"] is True
+    assert under_way(api) == {"cancel_runs": 1.0, "bulk_retry": 0.0, "bulk_replay": 0.0}
 
     lifecycle.cancel_marked_runs(rt_stack.runtime, automation_id)
     assert api.get(f"/automations/{automation_id}").json()["runs_cancelling"] is False
+    assert under_way(api)["cancel_runs"] == 0.0
     answer = api.patch(f"/automations/{automation_id}", json={"status": "enabled"})
     assert answer.status_code == 200, answer.text
     assert_cancelled(rt_stack, automation_id, 2)
