@@ -10,13 +10,25 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bench.faultlab.load import AWAIT, LATE, PAUSE, RECEIPT, SENDS, SUBJECTS, WELCOME, Contact
+from bench.faultlab.load import (
+    AWAIT,
+    DRIP_NAME,
+    LATE,
+    PAUSE,
+    RECEIPT,
+    SENDS,
+    SUBJECTS,
+    TIP,
+    TIP_AFTER,
+    WELCOME,
+    Contact,
+)
 from bench.faultlab.sinks import Delivery
 from engine.rollup_check import describe
 from engine.store.rollup_rebuild import differences
 from models.enums import RUN_TERMINAL, STEP_ACTIVE
+from models.tables import Automation, OutboxEmail, Run, RunStep
 from models.tables import Contact as ContactRow
-from models.tables import OutboxEmail, Run, RunStep
 
 KEYS = ("start", WELCOME, PAUSE, AWAIT, RECEIPT, LATE)
 BRANCH_STEPS = {"event_received": (RECEIPT, LATE), "timeout": (LATE, RECEIPT)}
@@ -49,10 +61,15 @@ def expected_branch(contact: Contact) -> str | None:
 
 def check(session: Session, contacts: list[Contact], deliveries: list[Delivery]) -> Findings:
     found = Findings(runs=len(contacts))
-    runs = session.execute(select(ContactRow.email, Run).join(Run, Run.contact_id == ContactRow.id))
+    runs = session.execute(
+        select(ContactRow.email, Run, Automation.name)
+        .join(Run, Run.contact_id == ContactRow.id)
+        .join(Automation, Automation.id == Run.automation_id)
+    )
     by_email: dict[str, list[Run]] = defaultdict(list)
-    for email, run in runs.all():
-        by_email[email].append(run)
+    drips: dict[str, list[Run]] = defaultdict(list)  # the stopped automation's, if any
+    for email, run, name in runs.all():
+        (drips if name == DRIP_NAME else by_email)[email].append(run)
     steps: dict[uuid.UUID, dict[str, RunStep]] = defaultdict(dict)
     for step in session.scalars(select(RunStep)):
         steps[step.run_id][step.step_key] = step
@@ -67,6 +84,10 @@ def check(session: Session, contacts: list[Contact], deliveries: list[Delivery])
         found.duplicated += len(mine) - 1  # a second run would mail the contact twice
         for run in mine:
             _check_run(found, contact, run, steps[run.id], outbox, copies)
+        for run in drips.get(contact.email, []):
+            found.runs += 1
+            _check_stopped_run(found, run, steps[run.id], outbox.get((run.id, TIP)), copies)
+        found.duplicated += max(len(drips.get(contact.email, [])) - 1, 0)
     _check_deliveries(found, deliveries, outbox)
     # The metrics' rollup, kept in each transaction, survived the faults: it equals a recount.
     for difference in differences(session.connection()):
@@ -123,6 +144,37 @@ def _check_run(
         _check_email(
             found, run.id, key, steps.get(key), outbox.get((run.id, key)), copies, should_send
         )
+
+
+def _check_stopped_run(
+    found: Findings,
+    run: Run,
+    steps: dict[str, RunStep],
+    row: OutboxEmail | None,
+    copies: Counter[str | None],
+) -> None:
+    """A run of the automation stopped with `cancel_runs` while it ran: cancelled, before its
+    delay ended; its email sent once if its step completed (a send in a worker's hands when the
+    stop came finishes), else at most once (its worker died after the send, and the step was
+    then seen cancelled), never under two ids (`_check_deliveries`)."""
+    if run.status not in RUN_TERMINAL:
+        found.lost += 1
+        active = sorted(f"{k}={s.status}" for k, s in steps.items() if s.status in STEP_ACTIVE)
+        found.problem(run.id, f"stopped automation's run stuck {run.status} ({', '.join(active)})")
+        return
+    if run.status != "cancelled":
+        found.problem(run.id, f"stopped automation's run ended {run.status}, not cancelled")
+    for key, step in steps.items():
+        if step.status in STEP_ACTIVE:
+            found.problem(run.id, f"step {key} still {step.status} in a cancelled run")
+    after = steps.get(TIP_AFTER)
+    if after is not None and after.status == "completed":
+        found.problem(run.id, f"{TIP_AFTER} ran after the stop")
+    tip = steps.get(TIP)
+    if tip is not None and tip.status == "completed":
+        _check_email(found, run.id, TIP, tip, row, copies, should_send=True)
+    elif row is not None:
+        found.resends += max(copies.get(str(row.id), 0) - 1, 0)
 
 
 def _check_race(found: Findings, contact: Contact, run_id: uuid.UUID, branch: str) -> None:

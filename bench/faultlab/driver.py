@@ -13,12 +13,24 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from bench.faultlab.lab import Lab
-from bench.faultlab.load import AWAIT, PAID, PAUSE, SIGNUP, Contact, frozen, ingest, retrying
+from bench.faultlab.load import (
+    AWAIT,
+    DRIP_NAME,
+    PAID,
+    PAUSE,
+    SIGNUP,
+    Contact,
+    frozen,
+    ingest,
+    retrying,
+)
 from engine.db import transaction
+from engine.dispatch import CancelWork
 from engine.executor import execute_step
+from engine.lifecycle import stop_automation
 from models.enums import RUN_TERMINAL, StepStatus
+from models.tables import Automation, Run, RunStep
 from models.tables import Contact as ContactRow
-from models.tables import Run, RunStep
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +38,20 @@ log = logging.getLogger(__name__)
 class Driver:
     """Moves every run of the load to its end, one phase at a time, under whatever faults run."""
 
-    def __init__(self, lab: Lab, contacts: list[Contact], rng: random.Random, patience: float):
+    def __init__(
+        self,
+        lab: Lab,
+        contacts: list[Contact],
+        rng: random.Random,
+        patience: float,
+        *,
+        drip: uuid.UUID | None = None,
+    ):
         self.lab = lab
         self.contacts = contacts
         self.rng = rng
         self.patience = patience  # seconds a phase may take before the driver moves on
+        self.drip = drip  # a second automation, stopped with its runs cancelled mid-signups
         self.races = 0
         self.stalls: list[str] = []
 
@@ -74,6 +95,8 @@ class Driver:
         """Start every run, ten at a time, spread out so that faults land between batches."""
         n = len(self.contacts)
         for start in range(0, n, 10):
+            if self.drip is not None and start == n // 20 * 10:
+                self.stop_drip(self.drip)
             dispatches = []
             for contact in self.contacts[start : start + 10]:
                 if contact.flaky and self.lab.transport == "smtp":
@@ -85,13 +108,26 @@ class Driver:
         self._find_runs()
         self.wait("every run in its delay", lambda: self.count_steps(PAUSE, "waiting") >= n)
 
+    def stop_drip(self, drip: uuid.UUID) -> None:
+        """Stop the second automation with `cancel_runs` as a stop whose request ran out of
+        time does: its mark in one transaction, then every slice left to the workers."""
+
+        def mark() -> None:
+            with transaction(self.lab.runtime.sessions) as session:
+                stop_automation(session, drip, cancel_runs=True, now=self.lab.clock.now())
+
+        retrying(mark)
+        self.lab.publish([CancelWork(drip)])
+
     def _find_runs(self) -> None:
         def once() -> dict[str, uuid.UUID]:
             with transaction(self.lab.runtime.sessions) as session:
                 rows = session.execute(
-                    select(ContactRow.email, Run.id).join(Run, Run.contact_id == ContactRow.id)
+                    select(ContactRow.email, Run.id, Automation.name)
+                    .join(Run, Run.contact_id == ContactRow.id)
+                    .join(Automation, Automation.id == Run.automation_id)
                 ).all()
-                return {email: run_id for email, run_id in rows}
+                return {email: run_id for email, run_id, name in rows if name != DRIP_NAME}
 
         runs = retrying(once)
         for contact in self.contacts:

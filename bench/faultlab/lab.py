@@ -16,19 +16,21 @@ from sqlalchemy.exc import DBAPIError
 from bench.faultlab.services import ConnectionCutter, PrivateRedis, ensure_database
 from bench.faultlab.sinks import ResendStub, SmtpSink
 from bench.faultlab.workers import WorkerPool
+from engine import sweeper
 from engine.clock import OffsetFileClock
-from engine.db import create_schema, drop_schema, transaction
-from engine.dispatch import Dispatch
+from engine.db import create_schema, drop_schema
+from engine.dispatch import Message
 from engine.runtime import create_runtime
 from engine.settings import Settings
-from engine.sweeper import sweep
 from models.tables import Base
 from tasks.app import create_celery_app
 from tasks.dispatcher import CeleryDispatcher
 
 log = logging.getLogger(__name__)
 API_KEY = "re_faults_" + "0" * 24
-CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
+# One worker killed right after a send (the provider has the email, we have no record of it),
+# one right before.
+SEND_CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
 
 
 def worker_shapes(count: int) -> tuple[str, ...]:
@@ -96,7 +98,7 @@ class Lab:
         self.pool.start()
         self.chaos = False
         self.markers = 0
-        self.checkpointed = False
+        self.checkpoints: tuple[str, ...] = ()
         self.publish_errors = 0
         self.revived = 0
         self.queue_peak = 0
@@ -135,10 +137,10 @@ class Lab:
 
     # -- between scenarios ----------------------------------------------------------------
 
-    def reset(self, *, transport: str, chaos: bool, checkpoints: bool) -> None:
+    def reset(self, *, transport: str, chaos: bool, checkpoints: tuple[str, ...] = ()) -> None:
         """Empty tables, broker and sinks; workers up with the transport the scenario wants."""
-        # With `checkpoints`, worker 0 kills itself once right after a send (the provider has
-        # the email, we have no record of it) and worker 1 once right before one.
+        # Worker n kills itself once at `checkpoints[n]`; one checkpoint arms every worker, and
+        # the first to reach it dies (once: they share its marker).
         if self.redis.process is None:
             self.redis.start()
         # Workers still armed from the previous scenario are restarted unarmed.
@@ -146,11 +148,12 @@ class Lab:
             self.pool.stop()
             self.transport = transport
             self.pool.env = self._worker_env()
-        self.checkpointed = checkpoints
+        self.checkpoints = checkpoints
         self.pool.armed_env = {}
         if checkpoints:
             self.markers += 1
-            for slot, point in enumerate(CHECKPOINTS):
+            armed = checkpoints * self.pool.count if len(checkpoints) == 1 else checkpoints
+            for slot, point in enumerate(armed):
                 marker = self.workdir / f"killed-{self.markers}-{point}"
                 self.pool.armed_env[slot] = {
                     "AUTOMATIONS_FAULT_INJECTION": f"{point}=kill@{marker}"
@@ -190,12 +193,10 @@ class Lab:
             self.chaos_file.unlink(missing_ok=True)
 
     def checkpoint_kills(self) -> dict[str, int]:
-        """How many workers killed themselves at each send checkpoint in this scenario."""
-        if not self.checkpointed:
-            return {}
+        """How many workers killed themselves at each checkpoint of this scenario."""
         return {
             point: len(list(self.workdir.glob(f"killed-{self.markers}-{point}")))
-            for point in CHECKPOINTS
+            for point in self.checkpoints
         }
 
     def chaos_messages(self) -> int:
@@ -203,7 +204,7 @@ class Lab:
 
     # -- doorbells ------------------------------------------------------------------------
 
-    def publish(self, dispatches: Sequence[Dispatch]) -> None:
+    def publish(self, dispatches: Sequence[Message]) -> None:
         """Send after commit; a failure is left to the sweeper, as in production."""
         batch = list(dispatches)
         if self.chaos and batch:
@@ -218,10 +219,15 @@ class Lab:
             log.debug("publish failed", exc_info=True)
 
     def sweep_once(self) -> int:
-        with transaction(self.runtime.sessions) as session:
-            dispatches = sweep(session, self.runtime, now=self.clock.now())
+        """A sweeper tick (`engine.sweeper.tick`), its messages sent through `publish`."""
+        return sweeper.tick(self.runtime, self)
+
+    def dispatch(self, dispatches: Sequence[Message]) -> None:
+        """The Dispatcher the sweeper sends through: `publish`."""
         self.publish(dispatches)
-        return len(dispatches)
+
+    def ping(self) -> None:
+        return None
 
     def start_sweeper(self) -> None:
         self.stop_sweeper()  # never two sweepers, even after a scenario that failed midway

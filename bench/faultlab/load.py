@@ -23,7 +23,9 @@ from models.enums import DomainStatus, TemplateStatus
 SIGNUP, PAID = "user.created", "order.paid"
 WELCOME, PAUSE, AWAIT, RECEIPT, LATE = "welcome", "pause", "await_paid", "receipt", "late"
 SENDS = (WELCOME, RECEIPT)
-SUBJECTS = {WELCOME: "Welcome aboard", RECEIPT: "Your receipt"}
+# The second automation of a scenario that stops one mid-load: a welcome, then a long delay.
+DRIP_NAME, TIP, TIP_DELAY, TIP_AFTER = "drip", "tip", "tip_delay", "tip_after"
+SUBJECTS = {WELCOME: "Welcome aboard", RECEIPT: "Your receipt", TIP: "A tip to start"}
 DOMAIN = "acme.test"
 T = TypeVar("T")
 
@@ -90,8 +92,10 @@ def ingest(rt: Runtime, event: str, email: str, key: str) -> Ingested:
     return retrying(once)
 
 
-def define_automation(rt: Runtime, now: dt.datetime) -> None:
-    """trigger -> welcome -> delay 1 hour -> wait order.paid 1 day -> receipt | late."""
+def define_automation(rt: Runtime, now: dt.datetime, *, drip: bool = False) -> uuid.UUID | None:
+    """trigger -> welcome -> delay 1 hour -> wait order.paid 1 day -> receipt | late; with
+    `drip`, a second automation on the same event: trigger -> tip -> delay 2 days -> an
+    update, whose id is returned."""
     with transaction(rt.sessions) as session:
         content_store.create_domain(session, name=DOMAIN, now=now, status=DomainStatus.VERIFIED)
         ids = {}
@@ -139,3 +143,24 @@ def define_automation(rt: Runtime, now: dt.datetime) -> None:
         create_automation(
             session, name="faults", steps=steps, connections=connections, status="enabled", now=now
         )
+        if not drip:
+            return None
+        steps = [
+            {"key": "start", "type": "trigger", "config": {"event_name": SIGNUP}},
+            {
+                "key": TIP,
+                "type": "send_email",
+                "config": {"template": {"id": ids[TIP], "variables": mail}},
+            },
+            {"key": TIP_DELAY, "type": "delay", "config": {"duration": "2 days"}},
+            {"key": TIP_AFTER, "type": "contact_update", "config": {"last_name": "Tipped"}},
+        ]
+        connections = [
+            {"from": "start", "to": TIP},
+            {"from": TIP, "to": TIP_DELAY},
+            {"from": TIP_DELAY, "to": TIP_AFTER},
+        ]
+        tips = create_automation(
+            session, name=DRIP_NAME, steps=steps, connections=connections, status="enabled", now=now
+        )
+        return tips.id

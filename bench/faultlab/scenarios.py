@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bench.faultlab import injectors
 from bench.faultlab.check import Findings, check
 from bench.faultlab.driver import Driver
-from bench.faultlab.lab import Lab
+from bench.faultlab.lab import SEND_CHECKPOINTS, Lab
 from bench.faultlab.load import Contact, define_automation, plan_contacts
 from bench.faultlab.report import Result
 from bench.faultlab.sinks import Delivery, ResendStub
@@ -28,7 +28,11 @@ class Scenario:
     transport: str = "smtp"
     chaos: bool = False  # every step message twice, batches reversed, stale copies
     race_share: float = 0.1  # contacts whose event arrives at the instant the wait times out
-    checkpoints: bool = False  # one worker killed right after a send, one right before
+    # Worker n kills itself once at the nth of these checkpoints; the first worker to reach
+    # the only one, if one.
+    checkpoints: tuple[str, ...] = ()
+    # A second automation on the signup event, stopped with `cancel_runs` mid-signups.
+    stop_drip: bool = False
 
 
 SCENARIOS = {
@@ -42,7 +46,15 @@ SCENARIOS = {
         Scenario("pg-terminate", (injectors.pg_cut,)),
         Scenario("duplicate-reorder", chaos=True),
         Scenario("event-at-timeout", race_share=0.6),
-        Scenario("resend-http", (injectors.sigkill,), transport="resend", checkpoints=True),
+        Scenario(
+            "resend-http", (injectors.sigkill,), transport="resend", checkpoints=SEND_CHECKPOINTS
+        ),
+        Scenario(
+            "stop-cancel",
+            (injectors.sigkill,),
+            checkpoints=("cancel.before_commit",),
+            stop_drip=True,
+        ),
         Scenario(
             "mixed",
             (
@@ -89,9 +101,9 @@ def drive(
     rng = random.Random(seed)
     lab.reset(transport=scenario.transport, chaos=scenario.chaos, checkpoints=scenario.checkpoints)
     lab.resend.seed = seed
-    define_automation(lab.runtime, lab.clock.now())
+    drip = define_automation(lab.runtime, lab.clock.now(), drip=scenario.stop_drip)
     contacts = plan_contacts(rng, runs, race_share=scenario.race_share)
-    driver = Driver(lab, contacts, rng, patience)
+    driver = Driver(lab, contacts, rng, patience, drip=drip)
     lab.start_sweeper()
     active = [make(lab, rng) for make in scenario.injectors]
     for injector in active:

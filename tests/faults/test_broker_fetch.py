@@ -104,7 +104,7 @@ def send_in_bursts(lab: Lab, rng: random.Random) -> None:
 @pytest.mark.timeout(600)
 def test_events_survive_kills_of_the_consuming_process(fetch_lab: Lab) -> None:
     lab = fetch_lab
-    lab.reset(transport=lab.transport, chaos=False, checkpoints=False)
+    lab.reset(transport=lab.transport, chaos=False)
     rng = random.Random()
     producer = threading.Thread(target=send_in_bursts, args=(lab, random.Random(rng.random())))
     producer.start()

@@ -10,9 +10,17 @@ import uuid
 import pytest
 from sqlalchemy import delete
 
+from bench.faultlab.driver import Driver
 from bench.faultlab.lab import Lab
 from bench.faultlab.report import Result
-from bench.faultlab.scenarios import SCENARIOS, SHORT_FORM, drive, evaluate, run_scenario
+from bench.faultlab.scenarios import (
+    SCENARIOS,
+    SHORT_FORM,
+    Scenario,
+    drive,
+    evaluate,
+    run_scenario,
+)
 from bench.faultlab.sinks import Delivery
 from engine.db import transaction
 from models.rollups import RunRollup
@@ -46,6 +54,18 @@ def test_the_checker_sees_a_lost_email_a_silent_copy_a_resend_and_a_rollup_drift
         f"rollup differs from a recount: run_rollups automation {drift.automation_id} "
         "hour 1970-01-01 01:00 UTC: completed kept 1, recounted 0"
     ]
+
+
+def test_the_checker_sees_a_run_of_a_stopped_automation_that_went_on(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Driver, "stop_drip", lambda self, drip: None)  # the stop never comes
+    unstopped = Scenario("stop-never-comes", stop_drip=True)
+    outcome = drive(lab, unstopped, runs=6, seed=SEED, patience=5)
+    found = evaluate(lab, outcome)
+    assert (found.runs, found.lost) == (12, 6)  # the second automation's runs never end
+    stuck = [p for p in found.problems if "stopped automation's run stuck running" in p]
+    assert len(stuck) == 6 and "stalled: every run to end" in found.problems
 
 
 @pytest.mark.parametrize("fault", SHORT_FORM)

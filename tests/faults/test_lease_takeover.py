@@ -84,7 +84,7 @@ def runtime(lab: Lab, now: dt.datetime, transport: Transport, gate: Gate | None 
 
 def started_run(lab: Lab) -> uuid.UUID:
     """trigger -> mail -> after, one run whose mail step is pending."""
-    lab.reset(transport=lab.transport, chaos=False, checkpoints=False)
+    lab.reset(transport=lab.transport, chaos=False)
     with transaction(lab.runtime.sessions) as session:
         content_store.create_domain(session, name="acme.test", now=T0, status=DomainStatus.VERIFIED)
         template = content_store.create_template(

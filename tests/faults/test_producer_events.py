@@ -42,7 +42,7 @@ def runs_for(lab: Lab, address: str) -> int:
 
 
 def test_event_enqueued_by_a_producer_survives_a_cut_database_connection(lab: Lab) -> None:
-    lab.reset(transport=lab.transport, chaos=False, checkpoints=False)
+    lab.reset(transport=lab.transport, chaos=False)
     define_automation(lab.runtime, lab.clock.now())
     locker = create_engine(lab.url, poolclass=NullPool)
     try:
