@@ -103,10 +103,7 @@ def _check_run(
     outbox: dict[tuple[uuid.UUID, str], OutboxEmail],
     copies: Counter[str | None],
 ) -> None:
-    if run.status not in RUN_TERMINAL:
-        found.lost += 1
-        active = sorted(f"{k}={s.status}" for k, s in steps.items() if s.status in STEP_ACTIVE)
-        found.problem(run.id, f"stuck {run.status} ({', '.join(active)})")
+    if _stuck(found, run, steps, "stuck"):
         return
     if run.status != "completed":
         found.problem(run.id, f"ended {run.status}")
@@ -146,6 +143,16 @@ def _check_run(
         )
 
 
+def _stuck(found: Findings, run: Run, steps: dict[str, RunStep], said: str) -> bool:
+    """Whether the run never ended: lost, its steps still in hand named."""
+    if run.status in RUN_TERMINAL:
+        return False
+    found.lost += 1
+    active = sorted(f"{k}={s.status}" for k, s in steps.items() if s.status in STEP_ACTIVE)
+    found.problem(run.id, f"{said} {run.status} ({', '.join(active)})")
+    return True
+
+
 def _check_stopped_run(
     found: Findings,
     run: Run,
@@ -157,10 +164,7 @@ def _check_stopped_run(
     delay ended; its email sent once if its step completed (a send in a worker's hands when the
     stop came finishes), else at most once (its worker died after the send, and the step was
     then seen cancelled), never under two ids (`_check_deliveries`)."""
-    if run.status not in RUN_TERMINAL:
-        found.lost += 1
-        active = sorted(f"{k}={s.status}" for k, s in steps.items() if s.status in STEP_ACTIVE)
-        found.problem(run.id, f"stopped automation's run stuck {run.status} ({', '.join(active)})")
+    if _stuck(found, run, steps, "stopped automation's run stuck"):
         return
     if run.status != "cancelled":
         found.problem(run.id, f"stopped automation's run ended {run.status}, not cancelled")

@@ -4,14 +4,14 @@ heartbeat in its own transaction; a tick that fails stamps nothing."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from unittest import mock
 
 import pytest
 
 from engine.clock import FrozenClock
 from engine.db import transaction
-from engine.dispatch import Message
+from engine.dispatch import KeptDispatcher
 from engine.runtime import Runtime, create_runtime
 from engine.store import heartbeats
 from engine.store.heartbeats import Beat
@@ -25,17 +25,6 @@ pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=T
 
 T0 = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
 INTERVAL = dt.timedelta(seconds=5)
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def dispatch(self, dispatches: Sequence[Message]) -> None:
-        self.messages.extend(dispatches)
-
-    def ping(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -59,10 +48,10 @@ def advance(rt: Runtime, delta: dt.timedelta) -> None:
 
 def test_each_completed_tick_stamps_the_time_it_ran(rt: Runtime) -> None:
     assert heartbeat(rt) is None
-    tick(rt, Sent())
+    tick(rt, KeptDispatcher())
     assert heartbeat(rt) == Beat(created_at=T0, beat_at=T0)
     advance(rt, INTERVAL)
-    tick(rt, Sent())
+    tick(rt, KeptDispatcher())
     assert heartbeat(rt) == Beat(created_at=T0, beat_at=T0 + INTERVAL)
     advance(rt, dt.timedelta(seconds=60))
     with transaction(rt.sessions) as session:
@@ -74,18 +63,18 @@ def test_the_row_the_migration_made_is_stamped_by_the_first_tick(rt: Runtime) ->
     with transaction(rt.sessions) as session:
         session.add(Heartbeat(name=HEARTBEAT, created_at=T0, beat_at=None))  # as 0011 makes it
     advance(rt, INTERVAL)
-    tick(rt, Sent())
+    tick(rt, KeptDispatcher())
     assert heartbeat(rt) == Beat(created_at=T0, beat_at=T0 + INTERVAL)
 
 
 def test_a_tick_that_fails_stamps_nothing(rt: Runtime) -> None:
-    tick(rt, Sent())
+    tick(rt, KeptDispatcher())
     advance(rt, INTERVAL)
     with (
         mock.patch("engine.sweeper.kick_stale", side_effect=RuntimeError("tick broke")),
         pytest.raises(RuntimeError, match="tick broke"),
     ):
-        tick(rt, Sent())
+        tick(rt, KeptDispatcher())
     assert heartbeat(rt) == Beat(created_at=T0, beat_at=T0)
 
 
