@@ -59,8 +59,12 @@ FromCancelled = Annotated[
     ),
 ]
 
+BulkId = Annotated[str, typer.Argument(help="The bulk operation's id (`id` in its answer).")]
+
 POLL_SECONDS = 0.5
 PAST = {"retry": "retried", "replay": "replayed"}
+# A bulk operation's statuses once it is over.
+ENDED = ("completed", "cancelled")
 
 
 def _filter(
@@ -138,7 +142,7 @@ def _follow(
     where = path("automations", automation_id, "runs", "retries", str(answer["id"]))
     seen, moved = _counts(answer), time.monotonic()
     shown = _Progress()
-    while answer.get("status") != "completed":
+    while answer.get("status") not in ENDED:
         shown.update(answer)
         if time.monotonic() - moved >= stall:
             shown.end()
@@ -258,7 +262,27 @@ def replay(
     return None
 
 
+def cancel_bulk(
+    automation_id: AutomationId,
+    bulk_id: BulkId,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a bulk retry or replay: the runs it has not reached are left as they were."""
+    answer = _api(api_url, api_key).call(
+        "POST",
+        path("automations", automation_id, "runs", "retries", bulk_id, "cancel"),
+        subject=f"bulk operation {bulk_id} of automation {automation_id}",
+    )
+    if as_json:
+        return _print_json(answer)
+    typer.echo(_progress(answer))
+    return None
+
+
 def register(runs: typer.Typer) -> None:
     """Add the recovery commands to the `runs` group."""
     runs.command("retry", epilog=EXIT_CODES_HELP)(retry)
     runs.command("replay", epilog=EXIT_CODES_HELP)(replay)
+    runs.command("cancel-bulk", epilog=EXIT_CODES_HELP)(cancel_bulk)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from engine.clock import parse_timestamp
 from engine.db import transaction
 from engine.dispatch import BulkWork, Message
-from engine.errors import AutomationsError, InvalidInput, NotFound
+from engine.errors import AutomationsError, Conflict, InvalidInput, NotFound
 from engine.failures import classify
 from engine.json_limits import JsonLimits
 from engine.lifecycle import AUTOMATION_DELETED, cancelling
@@ -260,6 +260,33 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
             messages.append(BulkWork(bulk_id))
         rt.checkpoint("bulk.before_commit")
         return messages
+
+
+BULK_CANCELLED = "The operation was cancelled before this run's turn: it was left as it was"
+
+
+def cancel_bulk(
+    session: Session, automation_id: uuid.UUID, bulk_id: uuid.UUID, *, now: dt.datetime
+) -> BulkOperation:
+    """Cancel a running operation: the runs it has not reached are left as they were (skipped,
+    with the reason); those its chunks retried or replayed stay so. Cancelling it again
+    answers it as it is; one that completed cannot be cancelled (Conflict)."""
+    # The automation, then the operation: the order of a chunk, which waits, or ran first.
+    if automation_store.hold_automation(session, automation_id) is None:
+        raise NotFound("Automation not found")
+    bulk = recovery_store.get_bulk(session, bulk_id, lock=True)
+    if bulk is None or bulk.automation_id != automation_id:
+        raise NotFound("Bulk operation not found")
+    if bulk.status == BulkStatus.CANCELLED:
+        return bulk
+    if bulk.status != BulkStatus.RUNNING:
+        raise Conflict(f"Bulk operation is already {bulk.status} and cannot be cancelled")
+    bulk.skipped += recovery_store.skip_pending_items(
+        session, bulk.id, error=BULK_CANCELLED, now=now
+    )
+    bulk.status, bulk.completed_at, bulk.updated_at = BulkStatus.CANCELLED, now, now
+    log.info("bulk %s cancelled: %d done, %d skipped", bulk.action, bulk.done, bulk.skipped)
+    return bulk
 
 
 def _end_for_deleted_automation(session: Session, bulk: BulkOperation, now: dt.datetime) -> None:

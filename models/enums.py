@@ -49,6 +49,8 @@ class BulkAction(StrEnum):
 class BulkStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
+    # Cancelled by an operator: the runs it had not reached were left as they were.
+    CANCELLED = "cancelled"
 
 
 class BulkItemStatus(StrEnum):

@@ -24,6 +24,10 @@ NOTICES = {
     "resumed": "The run is running again from the step where it was cancelled.",
     "replayed": "This new run replays the earlier one on the automation's current version.",
     "bulk_started": "The workers are on it, a chunk of runs at a time; this page follows them.",
+    "bulk_cancelled": (
+        "The operation is cancelled: the runs it had not reached are left as they were; those"
+        " it took stay so."
+    ),
     "signed_out": "You are signed out.",
 }
 

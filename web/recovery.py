@@ -172,6 +172,17 @@ def bulk_replay(
     return _start_bulk(request, automation_id, BulkAction.REPLAY, rt, user, form, sender)
 
 
+@router.post("/automations/{automation_id}/runs/retries/{bulk_id}/cancel")
+def cancel_bulk(
+    request: Request, automation_id: str, bulk_id: str, rt: Rt, user: User, form: Form
+) -> Response:
+    """Cancel a bulk operation: the runs it has not reached are left as they were."""
+    key, bulk_key = links.parse_uuid(automation_id), links.parse_uuid(bulk_id)
+    with reading(rt, user) as session:
+        bulk.cancel_bulk(session, key, bulk_key, now=rt.clock.now())
+    return _redirect(f"{_base(request, key)}/runs/retries/{bulk_key}?notice=bulk_cancelled")
+
+
 @router.get("/automations/{automation_id}/runs/retries/{bulk_id}")
 def bulk_progress(
     request: Request, automation_id: str, bulk_id: str, rt: Rt, user: User

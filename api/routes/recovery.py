@@ -161,6 +161,19 @@ def get_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> Bulk
     return answer
 
 
+@router.post(
+    "/automations/{automation_id}/runs/retries/{bulk_id}/cancel",
+    summary="Cancel a bulk retry or replay",
+)
+def cancel_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> BulkRetry:
+    """The runs it has not reached are left as they were; those it did stay retried or
+    replayed."""
+    key, bulk_key = parse_id(automation_id, "automation_id"), parse_id(bulk_id, "bulk_id")
+    with transaction(rt.sessions) as session:
+        operation = bulk.cancel_bulk(session, key, bulk_key, now=rt.clock.now())
+        return _bulk_answer(operation, BulkRetry)
+
+
 def _bulk_answer(operation: BulkOperation, kind: type[T], **extra: object) -> T:
     return kind.model_validate(
         {

@@ -108,7 +108,7 @@ class BulkRetry(Answer):
     id: Id
     action: Literal["retry", "replay"]
     dry_run: Literal[False] = False
-    status: Literal["running", "completed"]
+    status: Literal["running", "completed", "cancelled"]
     filter: dict[str, Any]
     matched: int
     done: int

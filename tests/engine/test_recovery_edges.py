@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from engine import content, lifecycle
-from engine.bulk import AUTOMATION_DELETED, get_bulk, parse_request, start_bulk
+from engine.bulk import (
+    AUTOMATION_DELETED,
+    BULK_CANCELLED,
+    cancel_bulk,
+    get_bulk,
+    parse_request,
+    start_bulk,
+    work_chunk,
+)
 from engine.db import transaction
 from engine.errors import Conflict, NotFound, StepFailure
 from engine.lifecycle import RUNS_CANCELLED, cancel_run
@@ -91,6 +99,38 @@ def test_a_bulk_retry_does_not_revive_runs_of_an_automation_deleted_meanwhile(
             get_bulk(session, automation_id, uuid.uuid4())
         with pytest.raises(NotFound, match="Automation not found"):
             get_bulk(session, uuid.uuid4(), bulk_id)
+
+
+def cancel(driver: Driver, automation_id: uuid.UUID, bulk_id: uuid.UUID) -> BulkOperation:
+    with transaction(driver.rt.sessions) as session:
+        return cancel_bulk(session, automation_id, bulk_id, now=driver.clock.now())
+
+
+def test_a_bulk_retry_cancelled_after_a_chunk_leaves_the_runs_it_had_not_reached(
+    driver: Driver,
+) -> None:
+    automation_id, template, runs = failed_runs(driver, 5)
+    publish(driver, template)
+    bulk_id = start(driver, automation_id, BulkAction.RETRY, {})
+    driver.queue.clear()  # its first chunk's message, taken by hand with a chunk of 2
+    driver.enqueue(work_chunk(driver.rt, bulk_id, size=2))
+    assert cancel(driver, automation_id, bulk_id).status == "cancelled"
+    driver.settle()  # the retried runs go on; the next chunk's message finds it cancelled
+
+    operation, items = bulk(driver, bulk_id)
+    assert (operation.status, operation.done, operation.skipped) == ("cancelled", 2, 3)
+    assert sorted(item.error or "" for item in items) == ["", "", *[BULK_CANCELLED] * 3]
+    statuses = sorted(driver.run(run_id).status for run_id in runs)
+    assert statuses == ["completed", "completed", "failed", "failed", "failed"]
+    assert len(driver.sent) == 2
+    # Cancelled already: answered as it is. Completed: it cannot be.
+    assert cancel(driver, automation_id, bulk_id).completed_at == operation.completed_at
+    over = start(driver, automation_id, BulkAction.RETRY, {})
+    driver.settle()
+    with pytest.raises(Conflict, match="already completed and cannot be cancelled"):
+        cancel(driver, automation_id, over)
+    with pytest.raises(NotFound, match="Bulk operation not found"):
+        cancel(driver, automation_id, uuid.uuid4())
 
 
 def stop_cancelling(driver: Driver, automation_id: uuid.UUID) -> None:

@@ -12,6 +12,9 @@ import uuid
 import httpx
 import pytest
 
+from engine.bulk import parse_request, start_bulk
+from engine.db import transaction
+from models.enums import BulkAction
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import API_KEY, Stack
 from tests.integration.test_cli_client import SCRIPT, UUID, Cli, cli, error_line, wait_runs
@@ -186,3 +189,19 @@ def on_terminal(cli: Cli, *args: str) -> tuple[str, str, int]:
         received.append(chunk)
     os.close(main)
     return done.stdout, b"".join(received).decode(), done.returncode
+
+
+def test_cancel_a_bulk_operation(cli: Cli, api: httpx.Client, rt_stack: Stack) -> None:
+    automation_id = failed_runs(api, rt_stack, 2)
+    request = parse_request(uuid.UUID(automation_id), BulkAction.RETRY, {})
+    with transaction(rt_stack.runtime.sessions) as session:  # its message lost: it runs on
+        bulk_id = str(start_bulk(session, request, now=rt_stack.clock.now()).bulk.id)
+    cancelled = cli("runs", "cancel-bulk", automation_id, bulk_id)
+    assert cancelled.stdout == (
+        f"bulk retry {bulk_id}: cancelled, matched 2, done 0, skipped 2, failed 0\n"
+    )
+    again = json.loads(cli("runs", "cancel-bulk", automation_id, bulk_id, "--json").stdout)
+    assert (again["status"], again["skipped"]) == ("cancelled", 2)
+    unknown = error_line(cli("runs", "cancel-bulk", automation_id, str(uuid.uuid4()), expect=1))
+    assert "Bulk operation not found" in unknown, unknown
+    wait_runs(rt_stack, api, automation_id, failed=2)  # left as they were

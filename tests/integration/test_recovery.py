@@ -31,8 +31,9 @@ from tests.integration.factories import (
     send_email_step,
     unique_email,
 )
-from tests.integration.harness import Stack
+from tests.integration.harness import ApiServer, Stack
 from tests.integration.markers import POSTGRES_ONLY
+from tests.integration.test_dashboard_hostile_input import csrf_token, signed_in
 from tests.integration.test_races import Gate, blocked_on_lock, runtime
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -237,3 +238,24 @@ def test_a_stop_cancelling_runs_waits_for_a_bulk_chunk_under_way_then_ends_its_o
     assert (ended.status, ended.done, ended.skipped) == ("completed", 2, 3)
     assert work_chunk(rt_stack.runtime, bulk.id) == []  # its next chunk's message: nothing to do
     assert run_statuses(rt_stack, automation_id) == Counter({"failed": 3, "cancelled": 2})
+
+
+@POSTGRES_ONLY
+def test_the_dashboard_cancels_a_bulk_operation(rt_stack: Stack, api_server: ApiServer) -> None:
+    automation_id, _ = failing_automation(rt_stack)
+    fail_runs(rt_stack, automation_id, 3)
+    operation = start(rt_stack, automation_id, send=False)  # no worker takes it: it runs on
+    page = f"/dashboard/automations/{automation_id}/runs/retries/{operation.id}"
+    with signed_in(api_server) as browser:
+        shown = browser.get(page).text
+        assert "Cancel this operation" in shown
+        cancelled = browser.post(f"{page}/cancel", data={"csrf_token": csrf_token(shown)})
+        assert cancelled.status_code == 303, cancelled.text
+        assert cancelled.headers["location"].endswith("?notice=bulk_cancelled")
+        after = browser.get(f"{page}?notice=bulk_cancelled").text
+        assert "The operation is cancelled" in after and "Cancel this operation" not in after
+        refused = browser.post(f"{page}/cancel", data={"csrf_token": csrf_token(after)})
+        assert refused.status_code == 303  # cancelled already: answered as it is
+    ended = bulk_state(rt_stack, operation.id)
+    assert (ended.status, ended.done, ended.skipped) == ("cancelled", 0, 3)
+    assert run_statuses(rt_stack, automation_id) == Counter({"failed": 3})

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from models.enums import TemplateStatus
+from engine.bulk import BULK_CANCELLED, parse_request, start_bulk
+from engine.db import transaction
+from models.enums import BulkAction, TemplateStatus
 from tests.integration.factories import (
     chain,
     make_automation,
@@ -431,3 +433,45 @@ def test_bulk_requests_are_checked_and_followed(api: httpx.Client, rt_stack: Sta
     assert api.get(f"{runs_path(automation_id)}/retries/nope").status_code == 422
     other = api.post(f"{runs_path(uuid.uuid4())}/retry", json={})
     assert other.status_code == 404
+
+    # Cancelling: a completed operation cannot be; an unknown one is not found.
+    done = f"{runs_path(automation_id)}/retries/{nothing.json()['id']}/cancel"
+    over = api.post(done)
+    assert over.status_code == 422, over.text
+    assert over.json()["message"] == ("Bulk operation is already completed and cannot be cancelled")
+    assert api.post(f"{runs_path(automation_id)}/retries/{uuid.uuid4()}/cancel").status_code == 404
+    assert api.post(f"{runs_path(uuid.uuid4())}/retries/{uuid.uuid4()}/cancel").status_code == 404
+    assert api.post(f"{runs_path(automation_id)}/retries/nope/cancel").status_code == 422
+
+
+def test_a_bulk_operation_cancelled_over_http_leaves_the_runs_it_had_not_reached(
+    api: httpx.Client, rt_stack: Stack
+) -> None:
+    template_id = make_template(rt_stack, status=TemplateStatus.DRAFT)
+    make_domain(rt_stack)
+    steps = [TRIGGER, send_email_step("hello", template_id)]
+    automation_id = make_automation(rt_stack, steps, chain("start", "hello"))
+    for _ in range(3):
+        send(api, unique_email())
+    rt_stack.wait_for(lambda: statuses(api, automation_id) == Counter({"failed": 3}))
+    # Committed, its message lost (no worker takes it): the operation stays running.
+    request = parse_request(automation_id, BulkAction.RETRY, {})
+    with transaction(rt_stack.runtime.sessions) as session:
+        bulk_id = start_bulk(session, request, now=rt_stack.clock.now()).bulk.id
+
+    cancelled = api.post(f"{runs_path(automation_id)}/retries/{bulk_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    body = cancelled.json()
+    assert (body["status"], body["matched"], body["done"], body["skipped"]) == (
+        "cancelled",
+        3,
+        0,
+        3,
+    )
+    assert body["completed_at"] is not None
+    again = api.post(f"{runs_path(automation_id)}/retries/{bulk_id}/cancel")
+    assert (again.status_code, again.json()) == (200, body)  # cancelled already: as it is
+    items = api.get(f"{runs_path(automation_id)}/retries/{bulk_id}").json()["items"]
+    assert {item["status"] for item in items} == {"skipped"}
+    assert {item["error"] for item in items} == {BULK_CANCELLED}
+    assert statuses(api, automation_id) == Counter({"failed": 3})  # left as they were
