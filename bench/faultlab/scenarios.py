@@ -66,6 +66,7 @@ SCENARIOS = {
             ),
             chaos=True,
             race_share=0.2,
+            stop_drip=True,
         ),
     )
 }
