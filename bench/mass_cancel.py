@@ -203,18 +203,10 @@ def run(args: argparse.Namespace) -> report.Result:
         env="test",
         secret_key=BENCH_SECRET,  # type: ignore[arg-type]
     )
-    env = {
-        **os.environ,
-        "AUTOMATIONS_DATABASE_URL": args.database_url,
-        "AUTOMATIONS_BROKER_URL": args.redis_url,
-        "AUTOMATIONS_EMAIL_TRANSPORT_URL": "console://",
-        "AUTOMATIONS_ENV": "test",
-        "AUTOMATIONS_SECRET_KEY": BENCH_SECRET,
-    }
     rt = create_runtime(settings)
     fresh_schema(rt.sessions.kw["bind"])
     try:
-        figures = measure(rt, args.runs, env, Path(args.log))
+        figures = measure(rt, args.runs, settings.process_environment(), Path(args.log))
     finally:
         rt.sessions.kw["bind"].dispose()
     return report.result("mass_cancel", TITLE, rows_of(figures), {"config": vars(args), **figures})

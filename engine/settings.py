@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -181,6 +182,16 @@ class Settings(BaseSettings):
 
         checkpoint_from_setting(value)
         return value
+
+    def process_environment(self) -> dict[str, str]:
+        """This process's environment with these settings in place of its AUTOMATIONS_ ones:
+        what a worker or server started from here needs to run with the same settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                secret = getattr(value, "get_secret_value", None)
+                env[f"AUTOMATIONS_{name.upper()}"] = str(secret() if secret else value)
+        return env
 
     def check_production_ready(self) -> None:
         """Refuse to run outside development with a missing, short or placeholder secret key,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,11 +125,7 @@ class Lab:
         )
 
     def _worker_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
-        for name, value in self._settings(self.transport).model_dump().items():
-            if value is not None:
-                secret = getattr(value, "get_secret_value", None)
-                env[f"AUTOMATIONS_{name.upper()}"] = str(secret() if secret else value)
+        env = self._settings(self.transport).process_environment()
         env["FAULTS_CHAOS_FILE"] = str(self.chaos_file)
         env["FAULTS_CHAOS_COUNT"] = str(self.chaos_count)
         return env

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
-import os
 import socket
 import subprocess
 import sys
@@ -159,15 +158,7 @@ class Stack:
     # -- processes ---------------------------------------------------------------------------
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATIONS_")}
-        for name, value in self.settings.model_dump().items():
-            if value is None:
-                continue
-            if hasattr(value, "get_secret_value"):
-                value = value.get_secret_value()
-            env[f"AUTOMATIONS_{name.upper()}"] = str(value)
-        env.update(extra)
-        return env
+        return {**self.settings.process_environment(), **extra}
 
     def start_worker(self, *args: str, **extra_env: str) -> None:
         """The worker, with `args` added to its celery command line."""

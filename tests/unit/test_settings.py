@@ -3,6 +3,8 @@ secret."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -101,3 +103,17 @@ def test_a_public_url_that_would_make_dead_unsubscribe_links_is_refused(url: str
 )
 def test_an_absolute_public_url_is_accepted(url: str) -> None:
     assert Settings(public_url=url).public_url == url
+
+
+def test_a_process_started_with_the_environment_gets_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTOMATIONS_INLINE_STEPS", "3")  # this process's, replaced
+    settings = Settings(inline_steps=0, secret_key="s" * 40, email_api_key=None)  # type: ignore[arg-type]
+    env = settings.process_environment()
+    assert env["AUTOMATIONS_INLINE_STEPS"] == "0"
+    assert env["AUTOMATIONS_SECRET_KEY"] == "s" * 40  # the secret itself, not its mask
+    assert "AUTOMATIONS_EMAIL_API_KEY" not in env  # unset stays unset
+    assert env["PATH"] == os.environ["PATH"]
+    monkeypatch.setattr(os, "environ", env)
+    assert Settings() == settings
