@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -14,12 +15,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """Execute this step of this run (after `countdown` seconds)."""
+    """Execute this step of this run (after `countdown` seconds).
+
+    `claimed_at`: the step was created claimed, at that time, by the transaction that made it
+    ready, for the process that committed it to execute inline (engine/executor.py). Such a
+    step is never sent: no other process could claim it before its lease runs out.
+    """
 
     run_id: uuid.UUID
     step_key: str
     step_type: str
     countdown: float = 0.0
+    claimed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -50,47 +50,81 @@ def execute_step(
     contact the statement that would (the row's own type decides, whatever the message says:
     a step that does, claimed for a message naming another type, is claimed again in order).
 
-    `claim_apart`: each step's claim commits on its own before the step executes, for an
-    executor that dies with its whole process (the embedded one, a solo Celery worker). A
-    prefork worker's parent process outlives a child that a step killed and counts that death;
-    nothing outlives the others, so the committed claim is the trace the sweeper counts.
+    `claim_apart`: each step's claim commits before the step executes, for an executor that
+    dies with its whole process (the embedded one, a solo Celery worker). A prefork worker's
+    parent process outlives a child that a step killed and counts that death; nothing outlives
+    the others, so the committed claim is the trace the sweeper counts. A step executed inline
+    is created claimed by the transaction of the step before it (`record_outcome`'s
+    `claim_until`), so only a task execution's first step commits a claim of its own.
 
     An inline step is executed as if its message had arrived: its own claim, transaction, commit
-    and log line. A crash between two of them leaves the next one ready in SQL, where the
-    sweeper finds it as it finds a lost message.
+    and log line. A crash between two of them leaves the next one ready in SQL (or claimed,
+    its lease to run out), where the sweeper finds it as it finds a lost message (or a dead
+    worker's step).
     """
-    pending = _execute_one(rt, run_id, step_key, step_type, claim_apart)
-    for _ in range(rt.settings.inline_steps):
-        following = next((d for d in pending if _inline(d)), None)
-        if following is None:
-            break
+    bound = rt.settings.inline_steps
+    pending = _execute_one(rt, run_id, step_key, step_type, claim_apart, rides=bound > 0)
+    done = 0
+    while (following := _next_inline(pending, more=done < bound)) is not None:
         pending.remove(following)
+        done += 1
         rt.checkpoint("inline.before_step")
         pending.extend(
-            _execute_one(rt, following.run_id, following.step_key, following.step_type, claim_apart)
+            _execute_one(
+                rt,
+                following.run_id,
+                following.step_key,
+                following.step_type,
+                claim_apart,
+                rides=done < bound,
+                claimed_at=following.claimed_at,
+            )
         )
     return pending
 
 
-def _inline(dispatch: Dispatch) -> bool:
-    return dispatch.countdown == 0 and is_instant(dispatch.step_type)
+def _next_inline(pending: list[Dispatch], *, more: bool) -> Dispatch | None:
+    """The step to execute inline next: one created claimed for this process, which no other
+    can take before its lease runs out; else, while the bound allows, the first instant one."""
+    claimed = next((d for d in pending if d.claimed_at is not None), None)
+    if claimed is not None or not more:
+        return claimed
+    return next((d for d in pending if d.countdown == 0 and is_instant(d.step_type)), None)
 
 
 def _execute_one(
-    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None, claim_apart: bool
+    rt: Runtime,
+    run_id: uuid.UUID,
+    step_key: str,
+    step_type: str | None,
+    claim_apart: bool,
+    *,
+    rides: bool,
+    claimed_at: dt.datetime | None = None,
 ) -> list[Dispatch]:
+    """One step; with `claim_apart` and `rides`, the instant step it makes ready next is
+    created claimed for this process (see execute_step). `claimed_at`: this step was."""
     with step_context(run_id=str(run_id), step_key=step_key):
         tried_at = rt.clock.now()
-        held = _Held()
+        held = _Held(run_store.FIRST_CLAIM, claimed_at) if claimed_at is not None else _Held()
+        rides = claim_apart and rides
         try:
-            if claim_apart and not retry_on_disconnect(lambda: _claim(rt, run_id, step_key, held)):
+            if (
+                claim_apart
+                and held.attempt is None
+                and not retry_on_disconnect(lambda: _claim(rt, run_id, step_key, held))
+            ):
                 return []
             # Re-running is safe: a step whose claim committed is not claimable a second time,
             # and one held apart is executed only under its claim.
             try:
-                return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, step_type, held))
+                return retry_on_disconnect(
+                    lambda: _execute(rt, run_id, step_key, step_type, held, rides)
+                )
             except _ContactNotLockedFirst:  # the message named another type: in order now
-                return retry_on_disconnect(lambda: _execute(rt, run_id, step_key, None, held))
+                return retry_on_disconnect(
+                    lambda: _execute(rt, run_id, step_key, None, held, rides)
+                )
         except Exception as exc:
             return record_unexpected_failure(
                 rt, run_id, step_key, exc, tried_at=tried_at, owned_attempt=held.attempt
@@ -169,9 +203,15 @@ def _hold(
 
 
 def _execute(
-    rt: Runtime, run_id: uuid.UUID, step_key: str, step_type: str | None, held: _Held
+    rt: Runtime,
+    run_id: uuid.UUID,
+    step_key: str,
+    step_type: str | None,
+    held: _Held,
+    rides: bool,
 ) -> list[Dispatch]:
     now = held.claimed_at or rt.clock.now()
+    claim_until = now + rt.lease if rides else None
     with transaction(rt.sessions) as session:
         rt.checkpoint("step.before_contact_lock")
         found = _hold(session, rt, run_id, step_key, step_type, held, now)
@@ -207,14 +247,24 @@ def _execute(
                 now=now,
                 contact_gone=deleted,
                 ends_transaction=True,
+                claim_until=claim_until,
             )
         prepared = spec.delivery.prepare(sr)
         if isinstance(prepared, Outcome):
-            return record_outcome(session, rt, graph, ref, prepared, now=now, ends_transaction=True)
+            return record_outcome(
+                session,
+                rt,
+                graph,
+                ref,
+                prepared,
+                now=now,
+                ends_transaction=True,
+                claim_until=claim_until,
+            )
         if not sr.start_stamped:
             run_store.mark_started(session, run_id, step_key, now)
     held.attempt = claimed.attempt
-    return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now)
+    return _deliver(rt, spec, ref, claimed.attempt, prepared, tried_at=now, rides=rides)
 
 
 def _deliver(
@@ -225,6 +275,7 @@ def _deliver(
     prepared: object,
     *,
     tried_at: dt.datetime,
+    rides: bool,
 ) -> list[Dispatch]:
     """The side effect of a delivery step, with no transaction open, then its record."""
     assert spec.delivery is not None
@@ -233,7 +284,9 @@ def _deliver(
     rt.checkpoint(f"{spec.name}.before_send")
     result = spec.delivery.deliver(rt, prepared)
     rt.checkpoint(f"{spec.name}.after_send")
-    return _record_delivery(rt, spec.delivery, ref, attempt, prepared, result, tried_at=tried_at)
+    return _record_delivery(
+        rt, spec.delivery, ref, attempt, prepared, result, tried_at=tried_at, rides=rides
+    )
 
 
 # Pauses between attempts to record a send whose database went away meanwhile.
@@ -249,6 +302,7 @@ def _record_delivery(
     result: object,
     *,
     tried_at: dt.datetime,
+    rides: bool,
 ) -> list[Dispatch]:
     """Record the send, trying again for a few seconds if the database is unreachable.
 
@@ -258,11 +312,11 @@ def _record_delivery(
     """
     for delay in RECORD_RETRY_DELAYS:
         try:
-            return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at)
+            return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at, rides)
         except (OperationalError, InterfaceError):
             log.warning("could not record the send; retrying in %.1f s", delay, exc_info=True)
             time.sleep(delay)
-    return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at)
+    return _finish_delivery(rt, delivery, ref, attempt, prepared, result, tried_at, rides)
 
 
 def _finish_delivery(
@@ -273,6 +327,7 @@ def _finish_delivery(
     prepared: object,
     result: object,
     tried_at: dt.datetime,
+    rides: bool,
 ) -> list[Dispatch]:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
@@ -306,4 +361,5 @@ def _finish_delivery(
             tried_at=tried_at,
             ends_transaction=True,
             carried=carried,
+            claim_until=now + rt.lease if rides else None,
         )

@@ -14,7 +14,7 @@ from engine.dispatch import Dispatch
 from engine.graph import Graph, dead_steps
 from engine.outcomes import Completed, Failed, Outcome, Retry, Skipped, Waiting
 from engine.runtime import Runtime
-from engine.step_types import spec_for
+from engine.step_types import is_instant, spec_for
 from engine.store import attempts as attempt_store
 from engine.store import cancels as cancel_store
 from engine.store import runs as run_store
@@ -100,6 +100,7 @@ def record_outcome(
     tried_at: dt.datetime | None = None,
     ends_transaction: bool = False,
     carried: Carried | None = None,
+    claim_until: dt.datetime | None = None,
 ) -> list[Dispatch]:
     """Write the outcome, create the next steps, end the run if nothing is left.
 
@@ -109,6 +110,9 @@ def record_outcome(
     written here may carry the transaction's rollup upsert.
     `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
     the statement that writes the step's end where it can be, else alone just before it.
+    `claim_until`: the first instant step that follows is created claimed, its lease until
+    then, for the caller to execute inline next (its Dispatch carries `claimed_at`): the claim
+    rides on this commit instead of committing on its own.
     """
     if isinstance(outcome, Waiting | Retry):
         if carried is not None:
@@ -128,7 +132,13 @@ def record_outcome(
     branch = _branch(outcome)
     targets = graph.next_steps(step.step_key, branch) if advance and branch is not None else []
     following = [graph.step(key) for key in targets] if not contact_gone else []
-    rows = [new_step_row(step.run_id, s.key, s.type, now) for s in following]
+    inline = next((s.key for s in following if is_instant(s.type)), None) if claim_until else None
+    rows = [
+        new_step_row(
+            step.run_id, s.key, s.type, now, claimed_until=claim_until if s.key == inline else None
+        )
+        for s in following
+    ]
     last = advance and not following
     # Only a branch not taken can leave steps dead; a condition with one branch has none.
     skips = bool(following) and _leaves_dead_steps(graph, step, branch)
@@ -147,7 +157,10 @@ def record_outcome(
     if following:
         if skips:
             _skip_dead_branches(session, graph, step.run_id, now)
-        return [Dispatch(step.run_id, s.key, s.type) for s in following]
+        return [
+            Dispatch(step.run_id, s.key, s.type, claimed_at=now if s.key == inline else None)
+            for s in following
+        ]
     _end_run(
         session,
         graph,

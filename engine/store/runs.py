@@ -85,6 +85,10 @@ def insert_runs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         rollup.note_runs_created(session, rows)
 
 
+# The attempt of a step's first claim (a claim counts up from 0).
+FIRST_CLAIM = 1
+
+
 def new_step_row(
     run_id: uuid.UUID,
     key: str,
@@ -95,20 +99,28 @@ def new_step_row(
     skip_reason: SkipReason | None = None,
     output: dict[str, Any] | None = None,
     branch: ConnectionType | None = None,
+    claimed_until: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """A step row as created; every row has the same keys so that rows insert in one batch."""
+    """A step row as created; every row has the same keys so that rows insert in one batch.
+
+    `claimed_until`: a pending step created already claimed (attempt `FIRST_CLAIM`, its lease
+    until then), by a transaction whose process executes it next, inline: it holds its claim
+    from that commit on, and no message is sent for it.
+    """
     pending = status == StepStatus.PENDING
+    claimed = pending and claimed_until is not None
     return {
         "run_id": run_id,
         "step_key": key,
         "step_type": step_type,
-        "status": status,
+        "status": StepStatus.RUNNING if claimed else status,
         "skip_reason": skip_reason,
-        "attempt": 0,
+        "attempt": FIRST_CLAIM if claimed else 0,
         "failed_attempts": 0,
-        "claimed_at": None,
+        "claimed_at": now if claimed else None,
+        "lease_expires_at": claimed_until if claimed else None,
         "due_at": now if pending else None,
-        "dispatched_at": now if pending else None,
+        "dispatched_at": now if pending and not claimed else None,
         "redispatch_count": 0,
         "started_at": now if status == StepStatus.COMPLETED else None,
         "completed_at": None if pending else now,

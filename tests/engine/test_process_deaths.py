@@ -84,6 +84,41 @@ def test_each_death_of_a_step_claimed_apart_counts_once_then_the_step_fails(
     assert driver.run(run_id).status == "completed"
 
 
+def test_a_death_before_an_inline_step_claimed_for_it_is_counted_then_the_run_ends(
+    driver: Driver,
+) -> None:
+    """The step before an inline one creates it claimed (its claim rides on that commit):
+    a process that dies before executing it leaves a claim the next start takes over."""
+    retag = {"key": "retag", "type": "contact_update", "config": {"last_name": "Again"}}
+    driver.automation([TRIGGER, RENAME, retag], chain("start", "rename", "retag"))
+    (run_id,) = driver.send("user.created", "ada@example.test").run_ids
+    unharmed = driver.rt.checkpoint
+    driver.rt.checkpoint = die_at("inline.before_step")
+    with pytest.raises(Died):
+        execute_queue(driver, claim_apart=True)
+    steps = driver.steps(run_id)
+    assert steps["rename"].status == "completed"
+    retag_left = steps["retag"]
+    assert (retag_left.status, retag_left.attempt, retag_left.dispatched_at) == (
+        "running",
+        1,
+        None,
+    )
+    assert retag_left.lease_expires_at is not None
+    assert not driver.queue  # no message for a step claimed for this process
+
+    driver.rt.checkpoint = unharmed
+    start_again(driver)
+    execute_queue(driver, claim_apart=True)
+    retag_done = driver.steps(run_id)["retag"]
+    assert (retag_done.status, retag_done.attempt, retag_done.worker_losses) == (
+        "completed",
+        2,
+        1,
+    )
+    assert driver.run(run_id).status == "completed"
+
+
 def test_a_death_inside_the_claim_transaction_leaves_nothing_to_count(driver: Driver) -> None:
     """Why the embedded executor claims apart: a Celery worker's parent counts this death."""
     driver.automation([TRIGGER, RENAME], chain("start", "rename"))

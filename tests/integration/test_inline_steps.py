@@ -113,6 +113,43 @@ def test_instant_steps_run_inline_up_to_the_bound(
 
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+@pytest.mark.parametrize(("inline", "left_to_send"), [(8, None), (2, "c")])
+def test_steps_claimed_apart_commit_one_claim_per_task_execution(
+    rt_stack: Stack, runtime: Callable[[int], Runtime], inline: int, left_to_send: str | None
+) -> None:
+    """A solo worker's or the embedded executor's inline step is created claimed by the
+    transaction of the step before it: its claim commits with that step's end, not alone."""
+    five_instant_steps(rt_stack)
+    rt = runtime(inline)
+    first = first_dispatch(rt, unique_email("rides"))
+    commits: list[None] = []
+    db_engine = rt.sessions.kw["bind"]
+
+    def committed(_conn: Any) -> None:
+        commits.append(None)
+
+    event.listen(db_engine, "commit", committed)
+    try:
+        following = execute_step(rt, first.run_id, first.step_key, claim_apart=True)
+    finally:
+        event.remove(db_engine, "commit", committed)
+
+    done = ["check", "a", "b", "c", "d"][: 1 + inline]
+    # The first step's claim, then each executed step's own commit.
+    assert len(commits) == 1 + len(done)
+    steps = rt_stack.steps(first.run_id)
+    for key in done:
+        assert (steps[key].status, steps[key].attempt) == ("completed", 1), key
+    if left_to_send is None:
+        assert following == []
+        assert rt_stack.run(first.run_id).status == "completed"
+    else:
+        # Past the bound, the next step is created as ever: pending, for a message.
+        assert following == [Dispatch(first.run_id, left_to_send, "contact_update")]
+        assert (steps[left_to_send].status, steps[left_to_send].attempt) == ("pending", 0)
+
+
+@pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
 def test_a_step_followed_by_one_step_counts_itself_in_its_finish_statement(
     rt_stack: Stack, runtime: Callable[[int], Runtime]
 ) -> None:
