@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -17,8 +16,8 @@ if TYPE_CHECKING:
 class Dispatch:
     """Execute this step of this run (after `countdown` seconds).
 
-    `claimed_at`: the step was created claimed, at that time, by the transaction that made it
-    ready, for the process that committed it to execute inline (engine/executor.py). Such a
+    `claimed`: the step was created claimed (its first attempt) by the transaction that made
+    it ready, for the process that committed it to execute inline (engine/executor.py). Such a
     step is never sent: no other process could claim it before its lease runs out.
     """
 
@@ -26,7 +25,7 @@ class Dispatch:
     step_key: str
     step_type: str
     countdown: float = 0.0
-    claimed_at: dt.datetime | None = None
+    claimed: bool = False
 
 
 @dataclass(frozen=True)

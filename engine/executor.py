@@ -77,7 +77,7 @@ def execute_step(
                 following.step_type,
                 claim_apart,
                 rides=done < bound,
-                claimed_at=following.claimed_at,
+                claimed=following.claimed,
             )
         )
     return pending
@@ -86,7 +86,7 @@ def execute_step(
 def _next_inline(pending: list[Dispatch], *, more: bool) -> Dispatch | None:
     """The step to execute inline next: one created claimed for this process, which no other
     can take before its lease runs out; else, while the bound allows, the first instant one."""
-    claimed = next((d for d in pending if d.claimed_at is not None), None)
+    claimed = next((d for d in pending if d.claimed), None)
     if claimed is not None or not more:
         return claimed
     return next((d for d in pending if d.countdown == 0 and is_instant(d.step_type)), None)
@@ -100,13 +100,13 @@ def _execute_one(
     claim_apart: bool,
     *,
     rides: bool,
-    claimed_at: dt.datetime | None = None,
+    claimed: bool = False,
 ) -> list[Dispatch]:
     """One step; with `claim_apart` and `rides`, the instant step it makes ready next is
-    created claimed for this process (see execute_step). `claimed_at`: this step was."""
+    created claimed for this process (see execute_step). `claimed`: this step was."""
     with step_context(run_id=str(run_id), step_key=step_key):
         tried_at = rt.clock.now()
-        held = _Held(run_store.FIRST_CLAIM, claimed_at) if claimed_at is not None else _Held()
+        held = _Held(run_store.FIRST_CLAIM) if claimed else _Held()
         rides = claim_apart and rides
         try:
             if (
@@ -139,10 +139,12 @@ class _ContactNotLockedFirst(Exception):
 
 @dataclass
 class _Held:
-    """The claim this worker holds once a claim has committed (claimed apart, a send)."""
+    """The claim this worker holds once a claim has committed (claimed apart, created claimed
+    for an inline step, a send)."""
 
     attempt: int | None = None
     # When a claim apart was taken: the step executes as of then, as one claimed with it does.
+    # (A step created claimed executes as of its own start: its claim may be a chain old.)
     claimed_at: dt.datetime | None = None
 
 

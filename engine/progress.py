@@ -111,7 +111,7 @@ def record_outcome(
     `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
     the statement that writes the step's end where it can be, else alone just before it.
     `claim_until`: the first instant step that follows is created claimed, its lease until
-    then, for the caller to execute inline next (its Dispatch carries `claimed_at`): the claim
+    then, for the caller to execute inline next (its Dispatch is `claimed`): the claim
     rides on this commit instead of committing on its own.
     """
     if isinstance(outcome, Waiting | Retry):
@@ -157,10 +157,7 @@ def record_outcome(
     if following:
         if skips:
             _skip_dead_branches(session, graph, step.run_id, now)
-        return [
-            Dispatch(step.run_id, s.key, s.type, claimed_at=now if s.key == inline else None)
-            for s in following
-        ]
+        return [Dispatch(step.run_id, s.key, s.type, claimed=s.key == inline) for s in following]
     _end_run(
         session,
         graph,
