@@ -51,7 +51,7 @@ class Bench:
 BENCHES = (
     Bench("throughput", quick=(("--runs", "100"),)),
     Bench("latency", quick=(("--seconds", "5"), ("--health-requests", "100"), ("--grace", "5"))),
-    Bench("ingest", quick=(("--seconds", "3"),)),
+    Bench("ingest", quick=(("--seconds", "3"), ("--batch-task-events", "20000"))),
     Bench("broker_down", quick=(("--duration", "2"),), own_redis=True),
     Bench("waiting", quick=(("--runs", "5000"),)),
     Bench("mass_cancel", quick=(("--runs", "5000"),)),
