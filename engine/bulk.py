@@ -40,7 +40,7 @@ from engine.store import automations as automation_store
 from engine.store import recovery as recovery_store
 from engine.store.recovery import RunMatch
 from models.enums import BulkAction, BulkItemStatus, BulkStatus, RunStatus, StepStatus
-from models.tables import BulkItem, BulkOperation, Run
+from models.tables import Automation, BulkItem, BulkOperation, Run
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def work_chunk(rt: Runtime, bulk_id: uuid.UUID, *, size: int = CHUNK_SIZE) -> li
         messages: list[Message] = []
         items = recovery_store.pending_items(session, bulk_id, size)
         for run_id, retries in items:
-            messages.extend(_work_item(session, rt, bulk, run_id, retries, now))
+            messages.extend(_work_item(session, rt, bulk, automation, run_id, retries, now))
         bulk.updated_at = now
         if len(items) < size:
             bulk.status, bulk.completed_at = BulkStatus.COMPLETED, now
@@ -302,12 +302,14 @@ def _work_item(
     session: Session,
     rt: Runtime,
     bulk: BulkOperation,
+    automation: Automation,
     run_id: uuid.UUID,
     retries: int | None,
     now: dt.datetime,
 ) -> list[Message]:
     """One run of the operation, in a savepoint: a run that fails leaves the others alone.
-    `retries` is the run's retry count when it was matched: retried since, it is skipped."""
+    `retries` is the run's retry count when it was matched: retried since, it is skipped.
+    `automation` is held by the chunk's transaction, for all its runs."""
     status, error, new_run_id = BulkItemStatus.DONE, None, None
     messages: list[Message] = []
     try:
@@ -322,6 +324,7 @@ def _work_item(
                     from_cancelled=from_cancelled,
                     matched_retries=retries,
                     now=now,
+                    held=automation,
                 )
             else:
                 result = replay_run(
@@ -332,6 +335,7 @@ def _work_item(
                     now=now,
                     once=True,
                     matched_retries=retries,
+                    held=automation,
                 )
                 new_run_id = result.run_id
             messages.extend(result.dispatches)

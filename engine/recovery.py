@@ -119,11 +119,13 @@ def retry_locked(
     from_cancelled: bool,
     matched_retries: int | None,
     now: dt.datetime,
+    held: Automation | None = None,
 ) -> Recovered:
     """`retry_run` inside the caller's transaction, the run locked (bulk retries): a run
     retried since the operation matched it (`matched_retries`) is not retried again, nor one
-    replayed (its emails went out again with the replay)."""
-    hold_automation(session, automation_id)
+    replayed (its emails went out again with the replay). `held`: the automation, which the
+    caller holds already (`hold_automation`)."""
+    hold_automation(session, automation_id, held=held)
     seen = _locked_run(session, automation_id, run_id)
     check_retryable(seen, from_cancelled=from_cancelled)
     _check_not_retried_since(seen, matched_retries, RunNotRetryable)
@@ -207,15 +209,17 @@ def replay_run(
     once: bool = False,
     matched_retries: int | None = None,
     replays_seen: int | None = None,
+    held: Automation | None = None,
 ) -> Recovered:
     """A new run of the automation's current version with the run's trigger event and contact.
 
     `once` (bulk replays): a run replayed already, by anyone, is not replayed again, nor one
     retried since the operation matched it (`matched_retries`). `replays_seen` (a page's
     form): the run must have that many replays still, so a form posted twice replays once. The
-    old run is locked, so of two replays of it at once the second sees the first's.
+    old run is locked, so of two replays of it at once the second sees the first's. `held`:
+    the automation, which the caller holds already (`hold_automation`).
     """
-    automation = hold_automation(session, automation_id)
+    automation = hold_automation(session, automation_id, held=held)
     _hold_contact_of(session, run_id)
     old = _locked_run(session, automation_id, run_id)
     rt.checkpoint("replay.run_locked")
@@ -277,10 +281,14 @@ def check_replayable(run: RunState) -> None:
         raise RunNotReplayable("The event that started the run was deleted: it cannot be replayed")
 
 
-def hold_automation(session: Session, automation_id: uuid.UUID) -> Automation:
+def hold_automation(
+    session: Session, automation_id: uuid.UUID, *, held: Automation | None = None
+) -> Automation:
     """The automation, held against a deletion until this transaction ends (NotFound if gone):
-    a run retried or replayed is either seen and cancelled by the deletion, or not made."""
-    automation = automation_store.hold_automation(session, automation_id)
+    a run retried or replayed is either seen and cancelled by the deletion, or not made.
+    `held`: the automation as this transaction holds it already (a bulk operation's chunk, for
+    all its runs), not locked a second time."""
+    automation = held or automation_store.hold_automation(session, automation_id)
     if automation is None:
         raise NotFound("Automation not found")
     if automation.runs_cancelling_at is not None:  # the run would be seen cancelled at once

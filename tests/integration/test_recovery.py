@@ -11,7 +11,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from engine import content, lifecycle
 from engine.bulk import parse_request, start_bulk, work_chunk
@@ -118,6 +118,34 @@ def test_a_lost_bulk_message_is_sent_again_by_the_sweeper(rt_stack: Stack) -> No
     rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
     rt_stack.wait_for(lambda: bulk_state(rt_stack, bulk.id).status == "completed")
     rt_stack.wait_for(lambda: run_statuses(rt_stack, automation_id)["completed"] == 3)
+
+
+@POSTGRES_ONLY
+@pytest.mark.parametrize("action", [BulkAction.RETRY, BulkAction.REPLAY])
+def test_a_bulk_chunk_holds_its_automation_once_for_all_its_runs(
+    rt_stack: Stack, action: BulkAction
+) -> None:
+    automation_id, template_id = failing_automation(rt_stack)
+    fail_runs(rt_stack, automation_id, 4)
+    publish(rt_stack, template_id)
+    request = parse_request(automation_id, action, {})
+    with transaction(rt_stack.runtime.sessions) as session:
+        bulk = start_bulk(session, request, now=rt_stack.clock.now()).bulk
+    statements: list[str] = []
+    db_engine = rt_stack.runtime.sessions.kw["bind"]
+
+    def record(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        statements.append(sql)
+
+    event.listen(db_engine, "before_cursor_execute", record)
+    try:
+        work_chunk(rt_stack.runtime, bulk.id)
+    finally:
+        event.remove(db_engine, "before_cursor_execute", record)
+
+    assert bulk_state(rt_stack, bulk.id).done == 4
+    holds = [sql for sql in statements if "FROM automations" in sql and "FOR SHARE" in sql]
+    assert len(holds) == 1
 
 
 @POSTGRES_ONLY
