@@ -20,9 +20,13 @@ x concurrency) is raised by one per held message, up to `MAX_GROUP` x (concurren
 group being written per pool process and the next one filling, whatever the step tasks that
 share the queue hold.
 
+A solo worker (`--pool solo`) groups too: its one process writes each group in the consumer's
+thread and reads no message meanwhile; a backlog waits in Redis and is read, a message per
+round trip, into the next group, which goes when full or when the queue is drained.
+
 Messages with an ETA (a retry's countdown) or an expiry, revoked ones, and every message on a
-worker without an event loop or with another pool than prefork take the default strategy, one
-task execution each.
+worker without an event loop or with another pool than prefork or solo take the default
+strategy, one task execution each.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.solo import TaskPool as SoloPool
 from celery.worker.strategy import default as default_strategy
 
 from engine.group_commit import MAX_GROUP
@@ -94,11 +99,11 @@ def _acks_together(channels: set[Any]) -> AbstractContextManager[Any]:
 def grouped_strategy(task: GroupedTask, app: Celery, consumer: Any, **options: Any) -> Any:
     """Celery's strategy hook: the message handler of this task in this consumer."""
     single = default_strategy(task, app, consumer, **options)
-    if consumer.hub is None or not isinstance(consumer.pool, PreforkPool):
-        # Other pools would run a group in the consumer's thread (solo) or call back from other
-        # threads. Solo: while it writes, the consumer's next fetch is outstanding; with kombu's
-        # BRPOP the message Redis popped for it died with the process if it was killed then
-        # (our fetch keeps it in Redis, tasks/broker.py, but solo groups are untried since).
+    if consumer.hub is None or not isinstance(consumer.pool, PreforkPool | SoloPool):
+        # Other pools call back from other threads. A solo worker writes a group in the
+        # consumer's own thread, its next fetch outstanding meanwhile: a message Redis handed
+        # to that fetch stays in Redis until the consumer records it (tasks/broker.py), so a
+        # worker killed while it writes loses none.
         return single
     return _Groups(task, consumer, single).on_message
 
@@ -174,7 +179,10 @@ class _Groups:
             run_group,
             (self.task, [(one.task_id, one.kwargs) for one in group]),
             accept_callback=lambda pid, _: self._started(group, pid),
-            callback=lambda answers: self._settle(group, answers, began),
+            # A solo pool answers a BaseException of the job with an ExceptionInfo.
+            callback=lambda answers: self._settle(
+                group, answers if isinstance(answers, list) else [None] * len(group), began
+            ),
             error_callback=lambda failed: self._settle(group, [None] * len(group), began),
         )
 

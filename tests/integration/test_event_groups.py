@@ -10,6 +10,7 @@ import signal
 import uuid
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.pool import NullPool
@@ -22,6 +23,10 @@ from tests.integration.markers import POSTGRES_ONLY
 
 SEND = "automations.events.send"
 MESSAGES = 150
+# The worker shapes that group: one prefork worker with two pool processes, one solo worker.
+POOLS = pytest.mark.parametrize(
+    "pool", [(), ("--pool", "solo", "-c", "1")], ids=["prefork", "solo"]
+)
 
 
 def automation(stack: Stack) -> None:
@@ -83,8 +88,9 @@ def one_event_per_email(stack: Stack, emails: list[str]) -> None:
 
 
 @POSTGRES_ONLY
+@POOLS
 def test_waiting_send_messages_are_ingested_in_groups_and_a_refused_one_alone(
-    rt_stack: Stack,
+    rt_stack: Stack, pool: tuple[str, ...]
 ) -> None:
     automation(rt_stack)
     emails = [unique_email("grouped") for _ in range(MESSAGES)]
@@ -99,7 +105,7 @@ def test_waiting_send_messages_are_ingested_in_groups_and_a_refused_one_alone(
         ).id
         enqueue(rt_stack, emails[MESSAGES // 2 :])
     finally:
-        rt_stack.start_worker()
+        rt_stack.start_worker(*pool)
     rt_stack.wait_for(lambda: tally(rt_stack)[0] == MESSAGES, what="every event ingested")
     rt_stack.wait_for(
         lambda: f"refused (task {refused})" in log.read_text(), what="the refused event logged"
@@ -109,9 +115,14 @@ def test_waiting_send_messages_are_ingested_in_groups_and_a_refused_one_alone(
     # Far fewer transactions than messages.
     assert transactions <= MESSAGES // 10, transactions
     one_event_per_email(rt_stack, emails)
-    rt_stack.wait_for(
-        lambda: all(r.status == "completed" for r in runs_of(rt_stack)), what="runs to complete"
-    )
+    try:
+        rt_stack.wait_for(
+            lambda: all(r.status == "completed" for r in runs_of(rt_stack)),
+            what="runs to complete",
+        )
+    finally:
+        if pool:
+            rt_stack.restart_worker()
 
 
 def runs_of(stack: Stack) -> list[Run]:
@@ -157,26 +168,36 @@ def blocked_on_a_lock(stack: Stack) -> bool:
 
 
 @POSTGRES_ONLY
+@POOLS
 def test_a_worker_killed_while_it_holds_groups_loses_nothing_and_ingests_nothing_twice(
-    rt_stack: Stack,
+    rt_stack: Stack, pool: tuple[str, ...]
 ) -> None:
     automation(rt_stack)
     emails = [unique_email("killed") for _ in range(4 * MESSAGES)]
+    # A solo worker answers no ping while it writes a group: it is started before the backlog.
+    solo = bool(pool)
     rt_stack.stop_worker()
-    enqueue(rt_stack, emails)
+    if solo:
+        rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
+    else:
+        enqueue(rt_stack, emails)
     locker = create_engine(rt_stack.settings.database_url, poolclass=NullPool)
     try:
         with locker.connect() as conn:
-            # A group stuck in the middle of its transaction, the others held in the consumer.
+            # A group stuck in the middle of its transaction, the others held in the consumer
+            # (prefork) or waiting in Redis (solo).
             conn.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
-            rt_stack.start_worker(**SHORT_VISIBILITY)
+            if solo:
+                enqueue(rt_stack, emails)
+            else:
+                rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
             rt_stack.wait_for(lambda: blocked_on_a_lock(rt_stack), what="a group in flight")
             assert rt_stack.worker is not None
             kill_with_pool(rt_stack.worker.pid)
             rt_stack.worker.wait(timeout=10)
             rt_stack.worker = None
             conn.rollback()
-        rt_stack.start_worker(**SHORT_VISIBILITY)
+        rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
         every_event_once_then_every_run_completes(rt_stack, emails)
     finally:
         locker.dispose()
@@ -184,20 +205,28 @@ def test_a_worker_killed_while_it_holds_groups_loses_nothing_and_ingests_nothing
 
 
 @POSTGRES_ONLY
-def test_a_pool_process_killed_between_a_groups_commit_and_its_acks_loses_nothing(
-    rt_stack: Stack, tmp_path: Path
+@POOLS
+def test_a_process_killed_between_a_groups_commit_and_its_acks_loses_nothing(
+    rt_stack: Stack, tmp_path: Path, pool: tuple[str, ...]
 ) -> None:
     automation(rt_stack)
     emails = [unique_email("killed") for _ in range(MESSAGES)]
     marker = tmp_path / "killed"
     try:
-        # The pool process that reaches the checkpoint first SIGKILLs itself, once.
+        # The process that reaches the checkpoint first SIGKILLs itself, once: a pool process,
+        # which its parent replaces, or the solo worker, which its supervisor starts again.
         rt_stack.restart_worker(
+            *pool,
             AUTOMATIONS_FAULT_INJECTION=f"events.group_committed=kill@{marker}",
             **SHORT_VISIBILITY,
         )
         enqueue(rt_stack, emails)
-        rt_stack.wait_for(marker.exists, what="a pool process killed after a group's commit")
+        rt_stack.wait_for(marker.exists, what="a process killed after a group's commit")
+        if pool:
+            assert rt_stack.worker is not None
+            rt_stack.worker.wait(timeout=10)
+            rt_stack.worker = None
+            rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
         every_event_once_then_every_run_completes(rt_stack, emails)
     finally:
         rt_stack.restart_worker()
