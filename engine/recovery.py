@@ -288,7 +288,9 @@ def hold_automation(
     a run retried or replayed is either seen and cancelled by the deletion, or not made.
     `held`: the automation as this transaction holds it already (a bulk operation's chunk, for
     all its runs), not locked a second time."""
-    automation = held or automation_store.hold_automation(session, automation_id)
+    automation = (
+        held if held is not None else automation_store.hold_automation(session, automation_id)
+    )
     if automation is None:
         raise NotFound("Automation not found")
     if automation.runs_cancelling_at is not None:  # the run would be seen cancelled at once
