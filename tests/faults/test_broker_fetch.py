@@ -36,14 +36,18 @@ VISIBILITY_TIMEOUT = 5
 QUIET = 3.0  # the broker empty and nothing stored for this long: the outcome is final
 
 
-@pytest.fixture(scope="module")
-def fetch_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+# Both shapes group consecutive events into one transaction (tasks/event_groups.py): a solo
+# worker writes its groups in the consuming process itself.
+@pytest.fixture(scope="module", params=["prefork", "solo"])
+def fetch_lab(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Lab]:
     lab_prerequisites()
     built = Lab(
         tmp_path_factory.mktemp("fetch"),
         POSTGRES_URL,
         f"{DATABASE}_fetch",
-        workers=("prefork",),
+        workers=(request.param,),
         settings={"visibility_timeout_seconds": VISIBILITY_TIMEOUT, "countdown_horizon_seconds": 2},
     )
     yield built
