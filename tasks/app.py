@@ -121,9 +121,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport": TRANSPORT if urlsplit(settings.broker_url).scheme == "redis" else None,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_seconds,
-            # A message a dead worker held (an event's only copy) is looked for every
-            # interval, not every tenth (kombu's default): back within timeout + 10 s.
-            "unacked_restore_interval": min(10, settings.visibility_timeout_seconds),
+            # Each consumer's heartbeat, and its check for dead ones, whose messages go back
+            # (tasks/fetch.py); kombu's visibility timeout is looked at every interval too,
+            # not every tenth (kombu's default): back within timeout + one interval.
+            "unacked_restore_interval": min(
+                settings.broker_heartbeat_seconds, settings.visibility_timeout_seconds
+            ),
             "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,

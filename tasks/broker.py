@@ -45,7 +45,7 @@ class QoS(FetchingQoS):
         if self.acks is None:
             super().ack(delivery_tag)  # type: ignore[no-untyped-call]
             return
-        self._remove_from_indices(delivery_tag, self.acks)  # type: ignore[no-untyped-call]
+        self._remove_from_indices(delivery_tag, self.acks)
         virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
 

@@ -18,6 +18,13 @@ the message is the event's only copy. Here:
   of consumers silent for three intervals: their messages go back to the consuming end of their
   queue. One only late finds, when it records the message, that it is no longer in its list,
   and drops its copy: the message is delivered once, by whoever takes it from the queue.
+- **Dead consumers' unacknowledged messages.** Each message recorded in `unacked` is named in a
+  set of its consumer's own, and every connection of the consumer names itself in Redis by the
+  consumer's token (`CLIENT SETNAME`). At the same check, a consumer silent for three intervals
+  with no connection left under its name (its process is gone: the kernel closed its sockets)
+  is dead, and the messages it held unacknowledged go back to the consuming end of their
+  queues, as kombu's visibility timeout would have put them back an hour later. One silent but
+  still connected (a solo worker in a long task, a frozen process) keeps them.
 
 This needs Redis 6.2 (BLMOVE); on an older one, or with a `global_keyprefix`, the channel
 consumes as kombu does and says so in a warning. `basic_get` (a synchronous get, which the worker
@@ -41,7 +48,18 @@ from kombu.transport import virtual
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError
 
-from tasks.fetch_scripts import FETCH, PREFIX, REGISTRY, Scripts, TakenBack, list_key
+from tasks.fetch_scripts import (
+    FETCH,
+    OWNERS,
+    PREFIX,
+    REGISTRY,
+    Scripts,
+    TakenBack,
+    client_name,
+    list_key,
+    named_owners,
+    owned_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +94,14 @@ class FetchingQoS(kombu_redis.QoS):
             super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
         self.appended = True
 
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        # An ack, a reject or a restore: the message is no longer this consumer's to hold.
+        pipe = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        channel = self.channel
+        if channel._reliable:
+            pipe.srem(owned_key(channel._token), delivery_tag)
+        return pipe
+
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         # kombu calls this at the consumer's start and every `unacked_restore_interval`, for one
         # channel of the connection: the in-flight lists of all of them are kept here.
@@ -104,6 +130,7 @@ class FetchingChannel(kombu_redis.Channel):
     _blocking = False  # every queue was found empty: the next fetch waits on the first one
     _dirty = False  # a fetch's reply was lost: our lists may hold what nobody will record
     _kept_at = float("-inf")
+    _sees_clients = True  # CLIENT LIST is allowed: dead consumers can be told from silent ones
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._token = uuid.uuid4().hex
@@ -134,7 +161,8 @@ class FetchingChannel(kombu_redis.Channel):
             command: list[Any] = ["BLMOVE", waits_on, waits_into, "RIGHT", "LEFT", wait]
         else:
             keys = self._scan_keys.get(tuple(queues)) or self._scan(queues)
-            command = ["EVALSHA", scripts.fetch.sha, len(keys), *keys, time(), waits_into]
+            args = [time(), waits_into, self._token]
+            command = ["EVALSHA", scripts.fetch.sha, len(keys), *keys, *args]
         self._fetch = (command[0], waits_on, waits_into)
         connection = self.client.connection
         self._in_poll = connection
@@ -143,10 +171,10 @@ class FetchingChannel(kombu_redis.Channel):
 
     def _scan(self, queues: list[str]) -> list[str]:
         """The fetch script's keys for queues in this order: the registry, the unacked index
-        and hash, then the queues' lists as kombu's BRPOP names them (each queue's priority
-        lists, by priority)."""
+        and hash, the owners and our set, then the queues' lists as kombu's BRPOP names them
+        (each queue's priority lists, by priority)."""
         q_for_pri: Any = self._q_for_pri  # kombu's, untyped
-        keys = [REGISTRY, self.unacked_index_key, self.unacked_key]
+        keys = [REGISTRY, self.unacked_index_key, self.unacked_key, *self._owning_keys()]
         for pri in self.priority_steps:
             keys += [q_for_pri(queue, pri) for queue in queues]
         self._scan_keys[tuple(queues)] = keys
@@ -229,12 +257,15 @@ class FetchingChannel(kombu_redis.Channel):
         delivery = message.delivery_info
         route = json.dumps([delivery["exchange"], delivery["routing_key"]]).encode()
         record = b"[" + entry + b"," + route[1:]  # kombu's [message, exchange, routing key]
-        keys = [into, self.unacked_index_key, self.unacked_key]
+        keys = [into, self.unacked_index_key, self.unacked_key, *self._owning_keys()]
         assert self._scripts is not None
         with self.conn_or_acquire() as client:
-            args = [message.delivery_tag, time(), record, len(entry)]
+            args = [message.delivery_tag, time(), self._token, record, len(entry)]
             if not self._scripts.claim(keys=keys, args=args, client=client):
                 raise TakenBack(message.delivery_tag)
+
+    def _owning_keys(self) -> list[str]:
+        return [OWNERS, owned_key(self._token)]
 
     def _drop(self, fetched: Fetched) -> None:
         """Forget an entry that is not a message, wherever the fetch put it."""
@@ -300,6 +331,13 @@ class FetchingChannel(kombu_redis.Channel):
                 return False
         return True
 
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # Every connection of this channel names itself by its token: one still open is how
+        # the others tell this consumer alive (`keep_inflight`).
+        params = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        params["client_name"] = client_name(self.client_name, self._token)
+        return params
+
     def _load_scripts(self) -> None:
         with self.conn_or_acquire() as client:
             self._scripts = Scripts(client)
@@ -313,8 +351,9 @@ class FetchingChannel(kombu_redis.Channel):
         return float(given) if given else 3.0 * max(self.unacked_restore_interval, 1)
 
     def keep_inflight(self) -> None:
-        """Tell Redis this consumer is alive, and give back the in-flight lists of consumers
-        silent for the owner timeout (at most every third of it)."""
+        """Tell Redis this consumer is alive, give back the in-flight lists of consumers silent
+        for the owner timeout, and the unacknowledged messages of those among them that are
+        dead (at most every third of it)."""
         # A channel that consumes (not one that only publishes), in the process that opened it.
         if self._pid != os.getpid() or self.closed or not self.active_queues:
             return
@@ -327,8 +366,9 @@ class FetchingChannel(kombu_redis.Channel):
         assert self._scripts is not None
         try:
             with self.conn_or_acquire() as client:
-                self._scripts.keep(client, self._lists)
+                silent = self._scripts.keep(client, self._token, self._lists, self.owner_timeout)
                 moved = self._scripts.give_back_silent(client, self.owner_timeout)
+                restored = self._restore_dead(client, silent) if silent else 0
         except self.ResponseError:  # a full Redis refusing writes: the next interval retries
             log.warning("in-flight lists not kept", exc_info=True)
             return
@@ -338,6 +378,43 @@ class FetchingChannel(kombu_redis.Channel):
                 moved,
                 self.owner_timeout,
             )
+        if restored:
+            log.warning(
+                "%d unacknowledged messages of dead consumers went back to their queues", restored
+            )
+
+    def _restore_dead(self, client: Any, silent: list[str]) -> int:
+        """Give back what the silent consumers with no connection left held unacknowledged,
+        each message as kombu's visibility timeout restores it (and once, should two consumers
+        find the same dead one); returns how many went back."""
+        connected = self._connected(client)
+        if connected is None:
+            return 0
+        assert self._scripts is not None
+        restored = 0
+        for token in sorted(set(silent) - connected):
+            tags = client.smembers(owned_key(token))
+            for tag in sorted(tags):
+                restored += int(client.hexists(self.unacked_key, tag))
+                self.qos.restore_by_tag(tag, client)
+            self._scripts.disown(client, token, tags)
+        return restored
+
+    def _connected(self, client: Any) -> set[str] | None:
+        """The consumers with a connection open; None if Redis refuses CLIENT LIST (its ACL):
+        then what a dead one held waits for the visibility timeout."""
+        if not self._sees_clients:
+            return None
+        try:
+            return named_owners(client.client_list(_type="normal"))
+        except self.ResponseError as refused:
+            self._sees_clients = False
+            log.warning(
+                "Redis refused CLIENT LIST (%s): what a dead worker held unacknowledged comes "
+                "back after the visibility timeout only",
+                refused,
+            )
+            return None
 
     def _give_back_ours(self) -> None:
         assert self._scripts is not None

@@ -3,6 +3,11 @@
 Every in-flight list is named in the registry, a sorted set scored with the time (Redis's
 clock) its owner was last heard from; `RELEASE` gives back the lists of owners silent for a
 while, and `CLAIM` records a message only if it is still in its consumer's list.
+
+Every message recorded as unacknowledged is also named in its consumer's own set
+(`_kombu.owned.<token>`), and the consumer in the owners' sorted set (`_kombu.owners`), scored
+the same way: a consumer found silent there, with no connection to Redis left under its name,
+is dead, and what it held goes back to its queues (tasks/fetch.py, `keep_inflight`).
 """
 
 from __future__ import annotations
@@ -12,17 +17,34 @@ from typing import Any
 
 REGISTRY = "_kombu.inflight"
 PREFIX = REGISTRY + "."
+OWNERS = "_kombu.owners"
+OWNED = "_kombu.owned."
 TOKEN_LENGTH = 32  # uuid4().hex
 # A list's queue key starts here (1-based, as Lua counts) in the list's own key.
 QUEUE_STARTS = len(PREFIX) + TOKEN_LENGTH + 1 + 1
 
-# KEYS: the registry, kombu's unacked index and unacked hash, then the queue keys in the order
-# to try. ARGV[1]: the time to score the message with in the index (the consumer's, as kombu's);
-# ARGV[2]: the in-flight list the blocking wait that follows an empty scan moves into, scored
-# now, so that nobody gives it back while the wait lasts. Returns {queue key, entry, delivery
-# tag} for a message, recorded as kombu records it ('[<message>,<exchange>,<routing key>]');
-# {queue key, entry, false} for an entry that is not a message, dropped; nil if all are empty.
-FETCH = """
+# Name a recorded message in its consumer's set (KEYS[4] the owners, KEYS[5] the set; ARGV[3]
+# the consumer's token), and the consumer among the owners if it is not yet.
+OWN = """
+local function own(tag)
+    redis.call('SADD', KEYS[5], tag)
+    if not redis.call('ZSCORE', KEYS[4], ARGV[3]) then
+        local time = redis.call('TIME')
+        redis.call('ZADD', KEYS[4], time[1] + time[2] / 1000000, ARGV[3])
+    end
+end
+"""
+
+# KEYS: the registry, kombu's unacked index and unacked hash, the owners and the consumer's set,
+# then the queue keys in the order to try. ARGV[1]: the time to score the message with in the
+# index (the consumer's, as kombu's); ARGV[2]: the in-flight list the blocking wait that follows
+# an empty scan moves into, scored now, so that nobody gives it back while the wait lasts;
+# ARGV[3]: the consumer's token. Returns {queue key, entry, delivery tag} for a message,
+# recorded as kombu records it ('[<message>,<exchange>,<routing key>]') and owned; {queue key,
+# entry, false} for an entry that is not a message, dropped; nil if all are empty.
+FETCH = (
+    OWN
+    + """
 local function route(entry)
     local properties = cjson.decode(entry).properties
     local info = properties.delivery_info
@@ -32,7 +54,7 @@ local function route(entry)
     end
     return tag, cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key)
 end
-for i = 4, #KEYS do
+for i = 6, #KEYS do
     local entry = redis.call('RPOP', KEYS[i])
     if entry then
         local fit, tag, routed = pcall(route, entry)
@@ -41,6 +63,7 @@ for i = 4, #KEYS do
         end
         redis.call('ZADD', KEYS[2], ARGV[1], tag)
         redis.call('HSET', KEYS[3], tag, '[' .. entry .. ',' .. routed .. ']')
+        own(tag)
         return {KEYS[i], entry, tag}
     end
 end
@@ -48,21 +71,26 @@ local time = redis.call('TIME')
 redis.call('ZADD', KEYS[1], time[1] + time[2] / 1000000, ARGV[2])
 return false
 """
+)
 
-# KEYS: the in-flight list, kombu's unacked index and unacked hash. ARGV: the delivery tag, its
-# score in the index (the consumer's time, as kombu's), kombu's record of the message
-# ('[<message>,<exchange>,<routing key>]'), the message's length in bytes. Returns 0, recording
-# nothing, if the message is no longer in the list (its owner was taken for dead and it went
-# back to its queue).
-CLAIM = """
-local item = string.sub(ARGV[3], 2, tonumber(ARGV[4]) + 1)
+# KEYS: the in-flight list, kombu's unacked index and unacked hash, the owners and the
+# consumer's set. ARGV: the delivery tag, its score in the index (the consumer's time, as
+# kombu's), the consumer's token, kombu's record of the message ('[<message>,<exchange>,<routing
+# key>]'), the message's length in bytes. Returns 0, recording nothing, if the message is no
+# longer in the list (its owner was taken for dead and it went back to its queue).
+CLAIM = (
+    OWN
+    + """
+local item = string.sub(ARGV[4], 2, tonumber(ARGV[5]) + 1)
 if redis.call('LREM', KEYS[1], 1, item) == 0 then
     return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+own(ARGV[1])
 return 1
 """
+)
 
 # KEYS[1]: the registry. ARGV[1]: where a list's queue key starts in its key; ARGV[2]: an owner
 # timeout in seconds, every list whose owner is silent for that long is given back (at most
@@ -88,14 +116,31 @@ end
 return moved
 """
 
-# KEYS[1]: the registry; ARGV: lists whose owner is alive, now.
-HEARTBEAT = """
+# KEYS[1]: the registry, KEYS[2]: the owners. ARGV[1]: the owner timeout in seconds; ARGV[2]:
+# a consumer alive now, ARGV[3...]: its in-flight lists. Returns the owners silent for the owner
+# timeout (at most 100).
+KEEP = """
 local now = redis.call('TIME')
 local at = now[1] + now[2] / 1000000
-for i = 1, #ARGV do
+redis.call('ZADD', KEYS[2], at, ARGV[2])
+for i = 3, #ARGV do
     redis.call('ZADD', KEYS[1], at, ARGV[i])
 end
-return #ARGV
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at - tonumber(ARGV[1]), 'LIMIT', 0, 100)
+"""
+
+# KEYS[1]: the owners, KEYS[2]: a dead one's set. ARGV[1]: its token, ARGV[2...]: the messages
+# of its set given back. Returns 1 if that was all it held, and it is no longer an owner; 0 if
+# it recorded more since (it was not dead after all: it is looked at again when next silent).
+DISOWN = """
+for i = 2, #ARGV do
+    redis.call('SREM', KEYS[2], ARGV[i])
+end
+if redis.call('SCARD', KEYS[2]) > 0 then
+    return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -109,6 +154,26 @@ def list_key(token: str, queue_key: str) -> str:
     return f"{PREFIX}{token}.{queue_key}"
 
 
+def owned_key(token: str) -> str:
+    """The set of the delivery tags consumer `token` recorded as unacknowledged."""
+    return OWNED + token
+
+
+def client_name(given: str | None, token: str) -> str:
+    """The name each connection of consumer `token` gives itself in Redis (`CLIENT LIST`):
+    the one configured (kombu's `client_name`), if any, then the token."""
+    return f"{given or 'automations'}.{token}"
+
+
+def named_owners(clients: Iterable[dict[str, Any]]) -> set[str]:
+    """The tokens of the consumers with a connection open, from `CLIENT LIST`."""
+    return {
+        name[-TOKEN_LENGTH:]
+        for name in (str(client.get("name") or "") for client in clients)
+        if len(name) > TOKEN_LENGTH and name[-TOKEN_LENGTH - 1] == "."
+    }
+
+
 class Scripts:
     """The scripts, registered on one Redis client (each is sent by its digest, and loaded
     again if Redis forgot it)."""
@@ -117,7 +182,8 @@ class Scripts:
         self.fetch = client.register_script(FETCH)
         self.claim = client.register_script(CLAIM)
         self.release = client.register_script(RELEASE)
-        self.heartbeat = client.register_script(HEARTBEAT)
+        self.keep_script = client.register_script(KEEP)
+        self.disown_script = client.register_script(DISOWN)
 
     def give_back_silent(self, client: Any, owner_timeout: float) -> int:
         """Give back the lists of every owner silent for `owner_timeout` seconds."""
@@ -132,8 +198,15 @@ class Scripts:
             return 0
         return int(self.release(keys=[REGISTRY], args=[QUEUE_STARTS, "", *named], client=client))
 
-    def keep(self, client: Any, lists: Iterable[str]) -> None:
-        """Our lists: alive."""
-        named = sorted(lists)
-        if named:
-            self.heartbeat(keys=[REGISTRY], args=named, client=client)
+    def keep(
+        self, client: Any, token: str, lists: Iterable[str], owner_timeout: float
+    ) -> list[str]:
+        """Consumer `token` and its lists: alive. Returns the owners silent for the timeout."""
+        args = [repr(owner_timeout), token, *sorted(lists)]
+        silent = self.keep_script(keys=[REGISTRY, OWNERS], args=args, client=client)
+        return [owner.decode() for owner in silent]
+
+    def disown(self, client: Any, token: str, tags: Iterable[bytes]) -> bool:
+        """Forget these messages of dead consumer `token`, and it if that was all it held."""
+        keys = [OWNERS, owned_key(token)]
+        return bool(self.disown_script(keys=keys, args=[token, *tags], client=client))

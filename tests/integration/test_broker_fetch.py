@@ -53,12 +53,15 @@ def connect(**options: Any) -> Connection:
 
 
 class Received:
-    """A consumer of some queues on its own connection, and what it was given."""
+    """A consumer of some queues on its own connection, and what it was given (acked, unless
+    `ack` is False: then held in `held`)."""
 
-    def __init__(self, *queues: str, **options: Any) -> None:
+    def __init__(self, *queues: str, ack: bool = True, **options: Any) -> None:
         self.connection = connect(**options)
         self.channel: Channel = self.connection.default_channel
         self.bodies: list[Any] = []
+        self.ack = ack
+        self.held: list[Any] = []
         self.consumer = Consumer(
             self.channel,
             queues=[declared(name) for name in queues],
@@ -69,7 +72,10 @@ class Received:
 
     def _take(self, body: Any, message: Any) -> None:
         self.bodies.append(body)
-        message.ack()
+        if self.ack:
+            message.ack()
+        else:
+            self.held.append(message)
 
     def drain(self, count: int) -> list[Any]:
         """Until `count` more messages came (each drain waits a few seconds at most)."""
@@ -133,6 +139,132 @@ def silent(broker: redis.Redis, channel: Channel) -> None:
     for key in broker.zrange(fetch.REGISTRY, 0, -1):
         if token and key.decode().startswith(fetch.list_key(token, "")):
             broker.zadd(fetch.REGISTRY, {key: 0})
+
+
+def killed(broker: redis.Redis, received: Received) -> None:
+    """Its process gone, long ago: the kernel closed every connection it had to Redis, and it
+    was last heard from at Redis's epoch."""
+    channel = received.channel
+    for pool in (channel._pool, channel._async_pool):
+        if pool is not None:
+            pool.disconnect()
+    broker.zadd(fetch.OWNERS, {channel._token: 0})
+
+
+def next_check(received: Received) -> None:
+    """The periodic check of a living consumer (its heartbeat, and its look for dead ones)."""
+    received.channel._kept_at = float("-inf")
+    received.channel.qos.restore_visible()
+
+
+def owned(broker: redis.Redis, received: Received) -> set[bytes]:
+    return broker.smembers(fetch.owned_key(received.channel._token))
+
+
+def held_until_killed(broker: redis.Redis, name: str) -> Received:
+    """A consumer holding two messages of `name` unacknowledged, one taken while messages
+    waited, one by its blocking wait; then killed."""
+    publish(name, "scanned")
+    dying = Received(name, ack=False)
+    assert dying.drain(1) == ["scanned"]
+    wait(dying.channel)
+    publish(name, "waited for")
+    assert dying.channel._brpop_read() is True
+    assert dying.bodies == ["scanned", "waited for"]
+    assert len(unacked(broker, name)) == 2 and len(owned(broker, dying)) == 2
+    killed(broker, dying)
+    return dying
+
+
+def test_a_dead_consumers_unacknowledged_messages_come_back_before_the_visibility_timeout(
+    broker: redis.Redis, names: list[str], caplog: Any
+) -> None:
+    [name, *_] = names
+    dying = held_until_killed(broker, name)
+    try:
+        publish(name, "next")
+        survivor = Received(name)
+        try:
+            with caplog.at_level(logging.WARNING, logger="tasks.fetch"):
+                next_check(survivor)
+            assert "2 unacknowledged messages of dead consumers went back" in caplog.text
+            assert unacked(broker, name) == []
+            assert owned(broker, dying) == set()
+            assert broker.zscore(fetch.OWNERS, dying.channel._token) is None, "forgotten"
+            # Back at the consuming end of their queue, in the order they were taken.
+            assert survivor.drain(3) == ["scanned", "waited for", "next"]
+            assert owned(broker, survivor) == set(), "acked"
+        finally:
+            survivor.close()
+    finally:
+        dying.close()
+
+
+def test_a_silent_consumer_still_connected_keeps_what_it_holds(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    """A worker busy in a long task says nothing for a while, but its connections are open."""
+    [name, *_] = names
+    publish(name, "slow")
+    busy = Received(name, ack=False)
+    try:
+        assert busy.drain(1) == ["slow"]
+        broker.zadd(fetch.OWNERS, {busy.channel._token: 0})
+        other = Received(name)
+        try:
+            next_check(other)
+            assert len(unacked(broker, name)) == 1 and broker.llen(name) == 0
+            [message] = busy.held
+            message.ack()
+            assert unacked(broker, name) == [] and owned(broker, busy) == set()
+        finally:
+            other.close()
+    finally:
+        busy.close()
+
+
+def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_timeout(
+    broker: redis.Redis, names: list[str], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Redis's ACL may refuse CLIENT LIST: a silent consumer cannot be told dead from busy."""
+    [name, *_] = names
+    dying = held_until_killed(broker, name)
+    try:
+
+        def refused(*_: Any, **__: Any) -> None:
+            raise redis.ResponseError("NOPERM this user has no permissions to run 'client'")
+
+        monkeypatch.setattr(redis.Redis, "client_list", refused)
+        survivor = Received(name)
+        try:
+            with caplog.at_level(logging.WARNING, logger="tasks.fetch"):
+                next_check(survivor)
+            assert "refused CLIENT LIST" in caplog.text
+            assert len(unacked(broker, name)) == 2 and broker.llen(name) == 0
+            visibility_timeout_passed(broker, name)
+            survivor.channel.qos.restore_visible(interval=1)
+            assert sorted(survivor.drain(2)) == ["scanned", "waited for"]
+        finally:
+            survivor.close()
+    finally:
+        dying.close()
+
+
+def test_every_connection_of_a_consumer_is_named_by_its_token(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, *_] = names
+    publish(name, "named")
+    reader = Received(name, client_name="billing")
+    try:
+        assert reader.drain(1) == ["named"]
+        token = reader.channel._token
+        mine = [c for c in broker.client_list(_type="normal") if token in c["name"]]
+        assert len(mine) >= 2, "the blocking connection and the one that acks"
+        assert {c["name"] for c in mine} == {f"billing.{token}"}
+        assert token in fetch.named_owners(mine)
+    finally:
+        reader.close()
 
 
 def test_a_message_taken_by_a_consumer_that_dies_comes_back(

@@ -130,10 +130,10 @@ def runs_of(stack: Stack) -> list[Run]:
         return list(session.scalars(select(Run)))
 
 
-SHORT_VISIBILITY = {
-    # What a dead worker held comes back after the visibility timeout.
-    "AUTOMATIONS_VISIBILITY_TIMEOUT_SECONDS": "4",
-    "AUTOMATIONS_COUNTDOWN_HORIZON_SECONDS": "2",
+SHORT_HEARTBEAT = {
+    # What a dead worker held comes back once the next one finds it dead: silent for three
+    # heartbeats, with no connection to Redis left (the visibility timeout stays an hour).
+    "AUTOMATIONS_BROKER_HEARTBEAT_SECONDS": "1",
 }
 
 
@@ -178,7 +178,7 @@ def test_a_worker_killed_while_it_holds_groups_loses_nothing_and_ingests_nothing
     solo = bool(pool)
     rt_stack.stop_worker()
     if solo:
-        rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
+        rt_stack.start_worker(*pool, **SHORT_HEARTBEAT)
     else:
         enqueue(rt_stack, emails)
     locker = create_engine(rt_stack.settings.database_url, poolclass=NullPool)
@@ -190,14 +190,14 @@ def test_a_worker_killed_while_it_holds_groups_loses_nothing_and_ingests_nothing
             if solo:
                 enqueue(rt_stack, emails)
             else:
-                rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
+                rt_stack.start_worker(*pool, **SHORT_HEARTBEAT)
             rt_stack.wait_for(lambda: blocked_on_a_lock(rt_stack), what="a group in flight")
             assert rt_stack.worker is not None
             kill_with_pool(rt_stack.worker.pid)
             rt_stack.worker.wait(timeout=10)
             rt_stack.worker = None
             conn.rollback()
-        rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
+        rt_stack.start_worker(*pool, **SHORT_HEARTBEAT)
         every_event_once_then_every_run_completes(rt_stack, emails)
     finally:
         locker.dispose()
@@ -218,7 +218,7 @@ def test_a_process_killed_between_a_groups_commit_and_its_acks_loses_nothing(
         rt_stack.restart_worker(
             *pool,
             AUTOMATIONS_FAULT_INJECTION=f"events.group_committed=kill@{marker}",
-            **SHORT_VISIBILITY,
+            **SHORT_HEARTBEAT,
         )
         enqueue(rt_stack, emails)
         rt_stack.wait_for(marker.exists, what="a process killed after a group's commit")
@@ -226,7 +226,7 @@ def test_a_process_killed_between_a_groups_commit_and_its_acks_loses_nothing(
             assert rt_stack.worker is not None
             rt_stack.worker.wait(timeout=10)
             rt_stack.worker = None
-            rt_stack.start_worker(*pool, **SHORT_VISIBILITY)
+            rt_stack.start_worker(*pool, **SHORT_HEARTBEAT)
         every_event_once_then_every_run_completes(rt_stack, emails)
     finally:
         rt_stack.restart_worker()
