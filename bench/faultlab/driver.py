@@ -46,12 +46,14 @@ class Driver:
         patience: float,
         *,
         drip: uuid.UUID | None = None,
+        broker_signups: bool = False,
     ):
         self.lab = lab
         self.contacts = contacts
         self.rng = rng
         self.patience = patience  # seconds a phase may take before the driver moves on
         self.drip = drip  # a second automation, stopped with its runs cancelled mid-signups
+        self.broker_signups = broker_signups  # enqueued for the workers, not ingested here
         self.races = 0
         self.stalls: list[str] = []
 
@@ -97,16 +99,31 @@ class Driver:
         for start in range(0, n, 10):
             if self.drip is not None and start == n // 20 * 10:
                 self.stop_drip(self.drip)
-            dispatches = []
-            for contact in self.contacts[start : start + 10]:
+            batch = self.contacts[start : start + 10]
+            for contact in batch:
                 if contact.flaky and self.lab.transport == "smtp":
                     self.lab.sink.refuse_once(contact.email)
-                result = ingest(self.lab.runtime, SIGNUP, contact.email, f"signup:{contact.email}")
-                dispatches.extend(result.dispatches)
-            self.lab.publish(dispatches)
+            if self.broker_signups:
+                self._enqueue([contact.email for contact in batch])
+            else:
+                self.lab.publish(
+                    [
+                        dispatch
+                        for contact in batch
+                        for dispatch in ingest(
+                            self.lab.runtime, SIGNUP, contact.email, f"signup:{contact.email}"
+                        ).dispatches
+                    ]
+                )
             time.sleep(self.rng.uniform(0, 0.05))
-        self._find_runs()
+        # Runs of events on the broker start once a worker ingests them.
         self.wait("every run in its delay", lambda: self.count_steps(PAUSE, "waiting") >= n)
+        self._find_runs()
+
+    def _enqueue(self, emails: list[str]) -> None:
+        """Signups for the workers to ingest (sent again whole if sending fails: their
+        idempotency keys make the copies one event each)."""
+        retrying(lambda: self.lab.enqueue(SIGNUP, emails))
 
     def stop_drip(self, drip: uuid.UUID) -> None:
         """Stop the second automation with `cancel_runs` as a stop whose request ran out of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from engine.runtime import create_runtime
 from engine.settings import Settings
 from models.tables import Base
 from tasks.app import create_celery_app
-from tasks.dispatcher import CeleryDispatcher
+from tasks.dispatcher import STEP_QUEUE, CeleryDispatcher
+from tasks.events import SEND
 
 log = logging.getLogger(__name__)
 API_KEY = "re_faults_" + "0" * 24
@@ -42,6 +44,13 @@ def worker_shapes(count: int) -> tuple[str, ...]:
 WORKER_SHAPES = worker_shapes(3)
 
 
+# What a worker logs when it gives back the messages of dead ones (tasks/fetch.py).
+GIVEN_BACK = (
+    re.compile(r"(\d+) messages in flight to consumers silent"),
+    re.compile(r"(\d+) unacknowledged messages of dead consumers went back"),
+)
+
+
 @dataclass(frozen=True)
 class Timing:
     """Small leases and staleness, so that recovery takes seconds, not minutes."""
@@ -53,6 +62,10 @@ class Timing:
     # Caps that growing wait, so that a step whose re-sends were lost too is found in seconds.
     redispatch_max_seconds: float = 12
     sweep_every: float = 0.2
+    # Each worker's heartbeat to Redis: a killed worker is found dead three of these after its
+    # last, and the messages it held go back to their queues (the visibility timeout stays an
+    # hour).
+    broker_heartbeat_seconds: float = 1
 
 
 class Lab:
@@ -103,26 +116,28 @@ class Lab:
         self.queue_peak = 0
         self.queue_peak = 0  # the longest step queue seen: a flood of re-sends shows here
         self._broker = self.redis.client()
+        self._logs_from: dict[Path, int] = {}
         self._stop_sweeping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
     def _settings(self, transport: str) -> Settings:
         url = self.resend.url if transport == "resend" else self.sink.url
-        return Settings(
-            env="test",
-            database_url=self.url,
-            broker_url=self.redis.url,
-            secret_key="faults-secret-key-not-for-production",  # type: ignore[arg-type]  # noqa: S106  # noqa: S106
-            email_transport_url=url,
-            email_api_key=API_KEY,  # type: ignore[arg-type]
-            clock=f"file:{self.clock.path}",
-            stale_after_seconds=self.timing.stale_seconds,
-            redispatch_backoff_max_seconds=self.timing.redispatch_max_seconds,
-            step_lease_seconds=self.timing.lease_seconds,
-            retry_base_seconds=1,
-            retry_max_attempts=10,
-            **self.overrides,
-        )
+        values: dict[str, Any] = {
+            "env": "test",
+            "database_url": self.url,
+            "broker_url": self.redis.url,
+            "secret_key": "faults-secret-key-not-for-production",
+            "email_transport_url": url,
+            "email_api_key": API_KEY,
+            "clock": f"file:{self.clock.path}",
+            "stale_after_seconds": self.timing.stale_seconds,
+            "redispatch_backoff_max_seconds": self.timing.redispatch_max_seconds,
+            "step_lease_seconds": self.timing.lease_seconds,
+            "broker_heartbeat_seconds": self.timing.broker_heartbeat_seconds,
+            "retry_base_seconds": 1,
+            "retry_max_attempts": 10,
+        }
+        return Settings(**{**values, **self.overrides})
 
     def _worker_env(self) -> dict[str, str]:
         env = self._settings(self.transport).process_environment()
@@ -164,6 +179,23 @@ class Lab:
         self.publish_errors = 0
         self.revived = 0
         self.queue_peak = 0
+        self._logs_from = {path: path.stat().st_size for path in self._worker_logs()}
+
+    def _worker_logs(self) -> list[Path]:
+        return sorted(self.workdir.glob("worker-*.log"))
+
+    def given_back(self) -> tuple[int, int]:
+        """Messages the workers gave back from dead ones since the reset, from their logs:
+        (taken and not yet recorded, unacknowledged)."""
+        counts = [0, 0]
+        for path in self._worker_logs():
+            with path.open("rb") as lines:
+                lines.seek(self._logs_from.get(path, 0))
+                for line in lines.read().decode(errors="replace").splitlines():
+                    for kind, pattern in enumerate(GIVEN_BACK):
+                        if found := pattern.search(line):
+                            counts[kind] += int(found.group(1))
+        return counts[0], counts[1]
 
     def _truncate(self) -> None:
         names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
@@ -212,6 +244,14 @@ class Lab:
         except Exception:  # the broker is down or wiped: the sweeper re-sends from the database
             self.publish_errors += 1
             log.debug("publish failed", exc_info=True)
+
+    def enqueue(self, event: str, emails: Sequence[str]) -> None:
+        """As a producer on the broker does: one `automations.events.send` message per event,
+        its only copy until a worker ingests it."""
+        with self.app.producer_or_acquire() as producer:
+            for email in emails:
+                kwargs = {"event": event, "email": email, "idempotency_key": f"signup:{email}"}
+                self.app.send_task(SEND, kwargs=kwargs, queue=STEP_QUEUE, producer=producer)
 
     def sweep_once(self) -> int:
         """A sweeper tick (`engine.sweeper.tick`), its messages sent through `publish`."""

@@ -33,6 +33,9 @@ class Scenario:
     checkpoints: tuple[str, ...] = ()
     # A second automation on the signup event, stopped with `cancel_runs` mid-signups.
     stop_drip: bool = False
+    # Signups enqueued as `automations.events.send` messages, as a producer on the broker does,
+    # instead of ingested by the driver: each message is its event's only copy.
+    broker_signups: bool = False
 
 
 SCENARIOS = {
@@ -40,6 +43,7 @@ SCENARIOS = {
     for s in (
         Scenario("baseline"),
         Scenario("sigkill", (injectors.sigkill,)),
+        Scenario("broker-events", (injectors.sigkill,), broker_signups=True),
         Scenario("pause", (injectors.pause,)),
         Scenario("redis-flushall", (injectors.flushall,)),
         Scenario("redis-restart", (injectors.redis_restart,)),
@@ -104,7 +108,7 @@ def drive(
     lab.resend.seed = seed
     drip = define_automation(lab.runtime, lab.clock.now(), drip=scenario.stop_drip)
     contacts = plan_contacts(rng, runs, race_share=scenario.race_share)
-    driver = Driver(lab, contacts, rng, patience, drip=drip)
+    driver = Driver(lab, contacts, rng, patience, drip=drip, broker_signups=scenario.broker_signups)
     lab.start_sweeper()
     active = [make(lab, rng) for make in scenario.injectors]
     for injector in active:
@@ -202,6 +206,9 @@ def _notes(lab: Lab, driver: Driver) -> list[str]:
     if lab.publish_errors:
         notes.append(f"publishes failed {lab.publish_errors}")
     notes.append(f"queue peak {lab.queue_peak}")
+    inflight, unacked = lab.given_back()
+    if inflight or unacked:
+        notes.append(f"given back from dead workers {unacked} (+{inflight} in flight)")
     if lab.revived:
         notes.append(f"workers restarted by supervisor {lab.revived}")
     return notes

@@ -10,8 +10,8 @@ afterwards every event must be stored once.
 
 The visibility timeout stays at its default hour: what a killed worker held unacknowledged comes
 back because the restarted one finds it dead (silent for three heartbeats, its connections to
-Redis closed by the kernel), within seconds, and the outcome is read once the broker holds
-nothing.
+Redis closed by the kernel; the lab's heartbeat is 1 s), within seconds, and the outcome is
+read once the broker holds nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ EVENTS = 6000
 KILLS = 10
 BURST = 30  # events sent at once, at most; then a pause of up to 50 ms (about 500 a second)
 CONTACTS = 50
-# Each worker's heartbeat: a killed one is found dead three of these after its last.
-HEARTBEAT = 1
 QUIET = 3.0  # the broker empty and nothing stored for this long: the outcome is final
 
 
@@ -53,7 +51,6 @@ def fetch_lab(
         POSTGRES_URL,
         f"{DATABASE}_fetch",
         workers=(request.param,),
-        settings={"broker_heartbeat_seconds": HEARTBEAT},
     )
     yield built
     built.close()
@@ -78,14 +75,6 @@ def held_by_broker(lab: Lab) -> int:
         elif key == b"unacked":
             held += int(client.hlen(key))
     return held
-
-
-def given_back(lab: Lab, what: str) -> int:
-    """Messages the worker's restarts gave back from killed ones: `in flight` (taken, not yet
-    recorded) or `unacknowledged`."""
-    lines = lab.pool.workers[0].log.read_text(errors="replace").splitlines()
-    marker = f" {what} messages of dead consumers" if what == "unacknowledged" else "in flight to"
-    return sum(int(line.split()[4]) for line in lines if marker in line)
 
 
 def enqueue(lab: Lab, first: int, count: int) -> None:
@@ -141,10 +130,11 @@ def test_events_survive_kills_of_the_consuming_process(fetch_lab: Lab) -> None:
             break
         time.sleep(0.25)
     lost = EVENTS - stored(lab)
+    inflight, unacked = lab.given_back()
     print(
         f"\n{kills} kills of the consuming process while {EVENTS} events sent: {lost} lost;"
-        f" given back from killed consumers: {given_back(lab, 'in flight')} from in-flight"
-        f" lists, {given_back(lab, 'unacknowledged')} unacknowledged"
+        f" given back from killed consumers: {inflight} from in-flight lists, {unacked}"
+        " unacknowledged"
     )
     assert lost == 0, f"{lost} of {EVENTS} events lost over {kills} kills of the main process"
     assert stored(lab, rows=True) == EVENTS, "an event ingested twice"
