@@ -50,6 +50,7 @@ from redis.exceptions import NoScriptError
 
 from tasks.fetch_scripts import (
     FETCH,
+    OWNER_OF,
     OWNERS,
     PREFIX,
     REGISTRY,
@@ -68,6 +69,17 @@ log = logging.getLogger(__name__)
 UNFIT = (ValueError, KeyError, TypeError, AttributeError)
 # A key that never exists: LMOVE on it answers nil where Redis has the command.
 PROBE = PREFIX + "probe"
+
+
+class Pushes:
+    """Where kombu's restore of a message (`Channel._do_restore_message`, which marks it
+    redelivered and routes it) would push it, collected instead of sent."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, str]] = []
+
+    def rpush(self, queue: str, payload: str) -> None:
+        self.pushed.append((queue, payload))
 
 
 @dataclass
@@ -99,7 +111,7 @@ class FetchingQoS(kombu_redis.QoS):
         pipe = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
         channel = self.channel
         if channel._reliable:
-            pipe.srem(owned_key(channel._token), delivery_tag)
+            pipe.hdel(OWNER_OF, delivery_tag).srem(owned_key(channel._token), delivery_tag)
         return pipe
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
@@ -265,7 +277,7 @@ class FetchingChannel(kombu_redis.Channel):
                 raise TakenBack(message.delivery_tag)
 
     def _owning_keys(self) -> list[str]:
-        return [OWNERS, owned_key(self._token)]
+        return [OWNERS, OWNER_OF, owned_key(self._token)]
 
     def _drop(self, fetched: Fetched) -> None:
         """Forget an entry that is not a message, wherever the fetch put it."""
@@ -384,21 +396,44 @@ class FetchingChannel(kombu_redis.Channel):
             )
 
     def _restore_dead(self, client: Any, silent: list[str]) -> int:
-        """Give back what the silent consumers with no connection left held unacknowledged,
-        each message as kombu's visibility timeout restores it (and once, should two consumers
-        find the same dead one); returns how many went back."""
+        """Give back what the silent consumers with no connection left held unacknowledged;
+        returns how many messages went back."""
         connected = self._connected(client)
         if connected is None:
             return 0
         assert self._scripts is not None
         restored = 0
         for token in sorted(set(silent) - connected):
-            tags = client.smembers(owned_key(token))
-            for tag in sorted(tags):
-                restored += int(client.hexists(self.unacked_key, tag))
-                self.qos.restore_by_tag(tag, client)
-            self._scripts.disown(client, token, tags)
+            tags = list(client.smembers(owned_key(token)))
+            if tags:
+                # The last taken first: each goes to the consuming end, so the first taken is
+                # delivered first again (kombu's visibility timeout restores in that order too).
+                taken = client.zmscore(self.unacked_index_key, tags)
+                ordered = sorted(zip(taken, tags, strict=True), key=lambda pair: -(pair[0] or 0))
+                for _, tag in ordered:
+                    restored += self._give_back_owned(client, token, tag)
+            self._scripts.disown(client, token)
         return restored
+
+    def _give_back_owned(self, client: Any, token: str, tag: bytes) -> int:
+        """Put a message of dead consumer `token` back where kombu's visibility timeout would
+        (the consuming end of each queue it is routed to, marked redelivered), if it is still
+        recorded as the dead one's: at most once, however many consumers find it dead."""
+        assert self._scripts is not None
+        record = client.hget(self.unacked_key, tag)
+        pushes = Pushes()
+        if record is not None:
+            message, exchange, routing_key = loads(record.decode())  # type: ignore[no-untyped-call]
+            restore: Any = self._do_restore_message  # kombu's, untyped
+            restore(message, exchange, routing_key, pushes)
+            if not pushes.pushed:  # kombu could not route it, and logged why
+                log.error("a dead consumer's message %s is left to the visibility timeout", tag)
+        keys = [self.unacked_index_key, self.unacked_key, OWNER_OF, owned_key(token)]
+        args = [tag, record or b"", token]
+        for queue, payload in pushes.pushed:
+            keys.append(queue)
+            args.append(payload)
+        return int(self._scripts.restore(keys=keys, args=args, client=client))
 
     def _connected(self, client: Any) -> set[str] | None:
         """The consumers with a connection open; None if Redis refuses CLIENT LIST (its ACL):

@@ -4,10 +4,12 @@ Every in-flight list is named in the registry, a sorted set scored with the time
 clock) its owner was last heard from; `RELEASE` gives back the lists of owners silent for a
 while, and `CLAIM` records a message only if it is still in its consumer's list.
 
-Every message recorded as unacknowledged is also named in its consumer's own set
-(`_kombu.owned.<token>`), and the consumer in the owners' sorted set (`_kombu.owners`), scored
-the same way: a consumer found silent there, with no connection to Redis left under its name,
-is dead, and what it held goes back to its queues (tasks/fetch.py, `keep_inflight`).
+Every message recorded as unacknowledged is also given its consumer (`_kombu.unacked_owner`,
+delivery tag to token, kept exactly as `unacked` is) and named in that consumer's own set
+(`_kombu.owned.<token>`, to find them), and the consumer is in the owners' sorted set
+(`_kombu.owners`), scored the same way as the registry: a consumer found silent there, with no
+connection to Redis left under its name, is dead, and `RESTORE` gives back each message it
+still holds (tasks/fetch.py, `keep_inflight`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from typing import Any
 REGISTRY = "_kombu.inflight"
 PREFIX = REGISTRY + "."
 OWNERS = "_kombu.owners"
+OWNER_OF = "_kombu.unacked_owner"
 OWNED = "_kombu.owned."
 TOKEN_LENGTH = 32  # uuid4().hex
 # A list's queue key starts here (1-based, as Lua counts) in the list's own key.
 QUEUE_STARTS = len(PREFIX) + TOKEN_LENGTH + 1 + 1
 
-# Name a recorded message in its consumer's set (KEYS[4] the owners, KEYS[5] the set; ARGV[3]
-# the consumer's token), and the consumer among the owners if it is not yet.
+# Give a recorded message its consumer (KEYS[4] the owners, KEYS[5] each message's owner, KEYS[6]
+# the consumer's set; ARGV[3] the consumer's token), and the consumer a place among the owners
+# if it has none yet.
 OWN = """
 local function own(tag)
-    redis.call('SADD', KEYS[5], tag)
+    redis.call('HSET', KEYS[5], tag, ARGV[3])
+    redis.call('SADD', KEYS[6], tag)
     if not redis.call('ZSCORE', KEYS[4], ARGV[3]) then
         local time = redis.call('TIME')
         redis.call('ZADD', KEYS[4], time[1] + time[2] / 1000000, ARGV[3])
@@ -35,13 +40,14 @@ local function own(tag)
 end
 """
 
-# KEYS: the registry, kombu's unacked index and unacked hash, the owners and the consumer's set,
-# then the queue keys in the order to try. ARGV[1]: the time to score the message with in the
-# index (the consumer's, as kombu's); ARGV[2]: the in-flight list the blocking wait that follows
-# an empty scan moves into, scored now, so that nobody gives it back while the wait lasts;
-# ARGV[3]: the consumer's token. Returns {queue key, entry, delivery tag} for a message,
-# recorded as kombu records it ('[<message>,<exchange>,<routing key>]') and owned; {queue key,
-# entry, false} for an entry that is not a message, dropped; nil if all are empty.
+# KEYS: the registry, kombu's unacked index and unacked hash, the owners, each message's owner
+# and the consumer's set, then the queue keys in the order to try. ARGV[1]: the time to score
+# the message with in the index (the consumer's, as kombu's); ARGV[2]: the in-flight list the
+# blocking wait that follows an empty scan moves into, scored now, so that nobody gives it back
+# while the wait lasts; ARGV[3]: the consumer's token. Returns {queue key, entry, delivery tag}
+# for a message, recorded as kombu records it ('[<message>,<exchange>,<routing key>]') and
+# owned; {queue key, entry, false} for an entry that is not a message, dropped; nil if all are
+# empty.
 FETCH = (
     OWN
     + """
@@ -54,7 +60,7 @@ local function route(entry)
     end
     return tag, cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key)
 end
-for i = 6, #KEYS do
+for i = 7, #KEYS do
     local entry = redis.call('RPOP', KEYS[i])
     if entry then
         local fit, tag, routed = pcall(route, entry)
@@ -73,11 +79,12 @@ return false
 """
 )
 
-# KEYS: the in-flight list, kombu's unacked index and unacked hash, the owners and the
-# consumer's set. ARGV: the delivery tag, its score in the index (the consumer's time, as
-# kombu's), the consumer's token, kombu's record of the message ('[<message>,<exchange>,<routing
-# key>]'), the message's length in bytes. Returns 0, recording nothing, if the message is no
-# longer in the list (its owner was taken for dead and it went back to its queue).
+# KEYS: the in-flight list, kombu's unacked index and unacked hash, the owners, each message's
+# owner and the consumer's set. ARGV: the delivery tag, its score in the index (the consumer's
+# time, as kombu's), the consumer's token, kombu's record of the message ('[<message>,
+# <exchange>,<routing key>]'), the message's length in bytes. Returns 0, recording nothing, if
+# the message is no longer in the list (its owner was taken for dead and it went back to its
+# queue).
 CLAIM = (
     OWN
     + """
@@ -129,13 +136,31 @@ end
 return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at - tonumber(ARGV[1]), 'LIMIT', 0, 100)
 """
 
-# KEYS[1]: the owners, KEYS[2]: a dead one's set. ARGV[1]: its token, ARGV[2...]: the messages
-# of its set given back. Returns 1 if that was all it held, and it is no longer an owner; 0 if
-# it recorded more since (it was not dead after all: it is looked at again when next silent).
-DISOWN = """
-for i = 2, #ARGV do
-    redis.call('SREM', KEYS[2], ARGV[i])
+# KEYS: kombu's unacked index and unacked hash, each message's owner, a dead consumer's set,
+# then the queue keys to put the message back on (kombu's restore: the consuming end). ARGV: the
+# delivery tag, kombu's record of the message as it was read, the dead consumer's token, then
+# the message to push on each queue. Puts it back only if it is still recorded so and still the
+# dead one's (restored meanwhile, or taken by another consumer since: not its to give back);
+# takes it off the dead one's set either way. Returns 1 if it went back.
+RESTORE = """
+redis.call('SREM', KEYS[4], ARGV[1])
+if #KEYS < 5 or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2]
+        or redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[3] then
+    return 0
 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+for i = 5, #KEYS do
+    redis.call('RPUSH', KEYS[i], ARGV[i - 1])
+end
+return 1
+"""
+
+# KEYS[1]: the owners, KEYS[2]: a dead consumer's set; ARGV[1]: its token. Forgets it if its set
+# is empty; 0 if it recorded more meanwhile (it was not dead after all: it is looked at again
+# when next silent).
+DISOWN = """
 if redis.call('SCARD', KEYS[2]) > 0 then
     return 0
 end
@@ -183,6 +208,7 @@ class Scripts:
         self.claim = client.register_script(CLAIM)
         self.release = client.register_script(RELEASE)
         self.keep_script = client.register_script(KEEP)
+        self.restore = client.register_script(RESTORE)
         self.disown_script = client.register_script(DISOWN)
 
     def give_back_silent(self, client: Any, owner_timeout: float) -> int:
@@ -206,7 +232,7 @@ class Scripts:
         silent = self.keep_script(keys=[REGISTRY, OWNERS], args=args, client=client)
         return [owner.decode() for owner in silent]
 
-    def disown(self, client: Any, token: str, tags: Iterable[bytes]) -> bool:
-        """Forget these messages of dead consumer `token`, and it if that was all it held."""
+    def disown(self, client: Any, token: str) -> bool:
+        """Forget dead consumer `token` if it holds nothing more."""
         keys = [OWNERS, owned_key(token)]
-        return bool(self.disown_script(keys=keys, args=[token, *tags], client=client))
+        return bool(self.disown_script(keys=keys, args=[token], client=client))

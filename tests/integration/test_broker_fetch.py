@@ -158,7 +158,12 @@ def next_check(received: Received) -> None:
 
 
 def owned(broker: redis.Redis, received: Received) -> set[bytes]:
-    return broker.smembers(fetch.owned_key(received.channel._token))
+    """The messages recorded as `received`'s, by its set and by each message's owner."""
+    token = received.channel._token
+    listed = broker.smembers(fetch.owned_key(token))
+    owners = broker.hgetall(fetch.OWNER_OF)
+    assert {tag for tag, owner in owners.items() if owner.decode() == token} == listed
+    return listed
 
 
 def held_until_killed(broker: redis.Redis, name: str) -> Received:
@@ -196,6 +201,33 @@ def test_a_dead_consumers_unacknowledged_messages_come_back_before_the_visibilit
             assert owned(broker, survivor) == set(), "acked"
         finally:
             survivor.close()
+    finally:
+        dying.close()
+
+
+def test_a_dead_consumers_message_goes_back_once_however_many_find_it_dead(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    """A second consumer that found the same dead one acts after the first gave its messages
+    back and a third took them: they are the third's now, not the dead one's to give back."""
+    [name, *_] = names
+    dying = held_until_killed(broker, name)
+    dead, tags = dying.channel._token, owned(broker, dying)
+    try:
+        first, third, second = Received(name), Received(name, ack=False), Received(name)
+        try:
+            next_check(first)
+            assert third.drain(2) == ["scanned", "waited for"]
+            assert owned(broker, third) == tags
+            assert second.channel._fetches_reliably()
+            with second.channel.conn_or_acquire() as client:
+                for tag in tags:
+                    assert second.channel._give_back_owned(client, dead, tag) == 0
+            assert broker.llen(name) == 0, "not given back twice"
+            assert len(unacked(broker, name)) == 2 and owned(broker, third) == tags
+        finally:
+            for consumer in (first, third, second):
+                consumer.close()
     finally:
         dying.close()
 
