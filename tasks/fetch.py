@@ -18,8 +18,8 @@ the message is the event's only copy. Here:
   of consumers silent for three intervals: their messages go back to the consuming end of their
   queue. One only late finds, when it records the message, that it is no longer in its list,
   and drops its copy: the message is delivered once, by whoever takes it from the queue.
-- **Dead consumers' unacknowledged messages.** Each message recorded in `unacked` is named in a
-  set of its consumer's own, and every connection of the consumer names itself in Redis by the
+- **Dead consumers' unacknowledged messages.** Each message recorded in `unacked` is recorded as
+  its consumer's too, and every connection of the consumer names itself in Redis by the
   consumer's token (`CLIENT SETNAME`). At the same check, a consumer silent for three intervals
   with no connection left under its name (its process is gone: the kernel closed its sockets)
   is dead, and the messages it held unacknowledged go back to the consuming end of their
@@ -423,10 +423,14 @@ class FetchingChannel(kombu_redis.Channel):
         record = client.hget(self.unacked_key, tag)
         pushes = Pushes()
         if record is not None:
-            message, exchange, routing_key = loads(record.decode())  # type: ignore[no-untyped-call]
-            restore: Any = self._do_restore_message  # kombu's, untyped
-            restore(message, exchange, routing_key, pushes)
-            if not pushes.pushed:  # kombu could not route it, and logged why
+            try:
+                message, exchange, routing_key = loads(record.decode())  # type: ignore[no-untyped-call]
+            except UNFIT:  # not kombu's record: kombu's own restore fails on it too
+                message = None
+            else:
+                restore: Any = self._do_restore_message  # kombu's, untyped
+                restore(message, exchange, routing_key, pushes)
+            if not pushes.pushed:  # unreadable, or kombu could not route it (and logged why)
                 log.error("a dead consumer's message %s is left to the visibility timeout", tag)
         keys = [self.unacked_index_key, self.unacked_key, OWNER_OF, owned_key(token)]
         args = [tag, record or b"", token]

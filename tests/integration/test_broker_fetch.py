@@ -232,6 +232,31 @@ def test_a_dead_consumers_message_goes_back_once_however_many_find_it_dead(
         dying.close()
 
 
+def test_a_dead_consumers_record_that_is_not_kombus_is_left_to_the_visibility_timeout(
+    broker: redis.Redis, names: list[str], caplog: Any
+) -> None:
+    [name, *_] = names
+    dying = held_until_killed(broker, name)
+    try:
+        token, tags = dying.channel._token, sorted(owned(broker, dying))
+        broker.hset("unacked", tags[0], b"not kombu's record")
+        survivor = Received(name)
+        try:
+            with caplog.at_level(logging.ERROR, logger="tasks.fetch"):
+                next_check(survivor)
+            assert "is left to the visibility timeout" in caplog.text
+            assert broker.hget("unacked", tags[0]) == b"not kombu's record", "left in place"
+            assert survivor.drain(1) and broker.llen(name) == 0, "the other one went back"
+            assert broker.zscore(fetch.OWNERS, token) is None, "the dead one forgotten"
+        finally:
+            survivor.close()
+    finally:
+        broker.hdel("unacked", tags[0])
+        broker.zrem("unacked_index", tags[0])
+        broker.hdel(fetch.OWNER_OF, tags[0])
+        dying.close()
+
+
 def test_a_silent_consumer_still_connected_keeps_what_it_holds(
     broker: redis.Redis, names: list[str]
 ) -> None:

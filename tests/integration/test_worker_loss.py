@@ -27,7 +27,7 @@ from tests.integration.factories import (
 )
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS, POSTGRES_ONLY
-from tests.integration.test_event_groups import SHORT_VISIBILITY
+from tests.integration.test_event_groups import SHORT_HEARTBEAT
 from tests.rollup_recount import recount, rollup
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -154,7 +154,7 @@ def start_solo(stack: Stack, **env: str) -> None:
     start killed by the step it took before it answered the harness's ping is a death too."""
     lease = {"AUTOMATIONS_STEP_LEASE_SECONDS": str(SOLO_LEASE.total_seconds())}
     try:
-        stack.start_worker("--pool", "solo", **SHORT_VISIBILITY, **lease, **env)
+        stack.start_worker("--pool", "solo", **SHORT_HEARTBEAT, **lease, **env)
     except RuntimeError:
         assert stack.worker is not None
         assert stack.worker.poll() == -signal.SIGKILL
