@@ -12,6 +12,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from queue import Empty
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,30 +167,38 @@ def owned(broker: redis.Redis, received: Received) -> set[bytes]:
     return listed
 
 
-def held_until_killed(broker: redis.Redis, name: str) -> Received:
+@contextmanager
+def consuming(*queues: str, **options: Any) -> Iterator[Received]:
+    received = Received(*queues, **options)
+    try:
+        yield received
+    finally:
+        received.close()
+
+
+@contextmanager
+def held_then_killed(broker: redis.Redis, name: str) -> Iterator[Received]:
     """A consumer holding two messages of `name` unacknowledged, one taken while messages
     waited, one by its blocking wait; then killed."""
     publish(name, "scanned")
-    dying = Received(name, ack=False)
-    assert dying.drain(1) == ["scanned"]
-    wait(dying.channel)
-    publish(name, "waited for")
-    assert dying.channel._brpop_read() is True
-    assert dying.bodies == ["scanned", "waited for"]
-    assert len(unacked(broker, name)) == 2 and len(owned(broker, dying)) == 2
-    killed(broker, dying)
-    return dying
+    with consuming(name, ack=False) as dying:
+        assert dying.drain(1) == ["scanned"]
+        wait(dying.channel)
+        publish(name, "waited for")
+        assert dying.channel._brpop_read() is True
+        assert dying.bodies == ["scanned", "waited for"]
+        assert len(unacked(broker, name)) == 2 and len(owned(broker, dying)) == 2
+        killed(broker, dying)
+        yield dying
 
 
 def test_a_dead_consumers_unacknowledged_messages_come_back_before_the_visibility_timeout(
     broker: redis.Redis, names: list[str], caplog: Any
 ) -> None:
     [name, *_] = names
-    dying = held_until_killed(broker, name)
-    try:
+    with held_then_killed(broker, name) as dying:
         publish(name, "next")
-        survivor = Received(name)
-        try:
+        with consuming(name) as survivor:
             with caplog.at_level(logging.WARNING, logger="tasks.fetch"):
                 next_check(survivor)
             assert "2 unacknowledged messages of dead consumers went back" in caplog.text
@@ -199,10 +208,6 @@ def test_a_dead_consumers_unacknowledged_messages_come_back_before_the_visibilit
             # Back at the consuming end of their queue, in the order they were taken.
             assert survivor.drain(3) == ["scanned", "waited for", "next"]
             assert owned(broker, survivor) == set(), "acked"
-        finally:
-            survivor.close()
-    finally:
-        dying.close()
 
 
 def test_a_dead_consumers_message_goes_back_once_however_many_find_it_dead(
@@ -211,50 +216,43 @@ def test_a_dead_consumers_message_goes_back_once_however_many_find_it_dead(
     """A second consumer that found the same dead one acts after the first gave its messages
     back and a third took them: they are the third's now, not the dead one's to give back."""
     [name, *_] = names
-    dying = held_until_killed(broker, name)
-    dead, tags = dying.channel._token, owned(broker, dying)
-    try:
-        first, third, second = Received(name), Received(name, ack=False), Received(name)
-        try:
-            next_check(first)
-            assert third.drain(2) == ["scanned", "waited for"]
-            assert owned(broker, third) == tags
-            assert second.channel._fetches_reliably()
-            with second.channel.conn_or_acquire() as client:
-                for tag in tags:
-                    assert second.channel._give_back_owned(client, dead, tag) == 0
-            assert broker.llen(name) == 0, "not given back twice"
-            assert len(unacked(broker, name)) == 2 and owned(broker, third) == tags
-        finally:
-            for consumer in (first, third, second):
-                consumer.close()
-    finally:
-        dying.close()
+    with (
+        held_then_killed(broker, name) as dying,
+        consuming(name) as first,
+        consuming(name, ack=False) as third,
+        consuming(name) as second,
+    ):
+        dead, tags = dying.channel._token, owned(broker, dying)
+        next_check(first)
+        assert third.drain(2) == ["scanned", "waited for"]
+        assert owned(broker, third) == tags
+        assert second.channel._fetches_reliably()
+        with second.channel.conn_or_acquire() as client:
+            for tag in tags:
+                assert second.channel._give_back_owned(client, dead, tag) == 0
+        assert broker.llen(name) == 0, "not given back twice"
+        assert len(unacked(broker, name)) == 2 and owned(broker, third) == tags
 
 
 def test_a_dead_consumers_record_that_is_not_kombus_is_left_to_the_visibility_timeout(
     broker: redis.Redis, names: list[str], caplog: Any
 ) -> None:
     [name, *_] = names
-    dying = held_until_killed(broker, name)
-    try:
+    with held_then_killed(broker, name) as dying:
         token, tags = dying.channel._token, sorted(owned(broker, dying))
         broker.hset("unacked", tags[0], b"not kombu's record")
-        survivor = Received(name)
         try:
-            with caplog.at_level(logging.ERROR, logger="tasks.fetch"):
-                next_check(survivor)
-            assert "is left to the visibility timeout" in caplog.text
-            assert broker.hget("unacked", tags[0]) == b"not kombu's record", "left in place"
-            assert survivor.drain(1) and broker.llen(name) == 0, "the other one went back"
-            assert broker.zscore(fetch.OWNERS, token) is None, "the dead one forgotten"
+            with consuming(name) as survivor:
+                with caplog.at_level(logging.ERROR, logger="tasks.fetch"):
+                    next_check(survivor)
+                assert "is left to the visibility timeout" in caplog.text
+                assert broker.hget("unacked", tags[0]) == b"not kombu's record", "left in place"
+                assert survivor.drain(1) and broker.llen(name) == 0, "the other one went back"
+                assert broker.zscore(fetch.OWNERS, token) is None, "the dead one forgotten"
         finally:
-            survivor.close()
-    finally:
-        broker.hdel("unacked", tags[0])
-        broker.zrem("unacked_index", tags[0])
-        broker.hdel(fetch.OWNER_OF, tags[0])
-        dying.close()
+            broker.hdel("unacked", tags[0])
+            broker.zrem("unacked_index", tags[0])
+            broker.hdel(fetch.OWNER_OF, tags[0])
 
 
 def test_a_silent_consumer_still_connected_keeps_what_it_holds(
@@ -263,21 +261,14 @@ def test_a_silent_consumer_still_connected_keeps_what_it_holds(
     """A worker busy in a long task says nothing for a while, but its connections are open."""
     [name, *_] = names
     publish(name, "slow")
-    busy = Received(name, ack=False)
-    try:
+    with consuming(name, ack=False) as busy, consuming(name) as other:
         assert busy.drain(1) == ["slow"]
         broker.zadd(fetch.OWNERS, {busy.channel._token: 0})
-        other = Received(name)
-        try:
-            next_check(other)
-            assert len(unacked(broker, name)) == 1 and broker.llen(name) == 0
-            [message] = busy.held
-            message.ack()
-            assert unacked(broker, name) == [] and owned(broker, busy) == set()
-        finally:
-            other.close()
-    finally:
-        busy.close()
+        next_check(other)
+        assert len(unacked(broker, name)) == 1 and broker.llen(name) == 0
+        [message] = busy.held
+        message.ack()
+        assert unacked(broker, name) == [] and owned(broker, busy) == set()
 
 
 def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_timeout(
@@ -285,15 +276,13 @@ def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_t
 ) -> None:
     """Redis's ACL may refuse CLIENT LIST: a silent consumer cannot be told dead from busy."""
     [name, *_] = names
-    dying = held_until_killed(broker, name)
-    try:
 
-        def refused(*_: Any, **__: Any) -> None:
-            raise redis.ResponseError("NOPERM this user has no permissions to run 'client'")
+    def refused(*_: Any, **__: Any) -> None:
+        raise redis.ResponseError("NOPERM this user has no permissions to run 'client'")
 
+    with held_then_killed(broker, name):
         monkeypatch.setattr(redis.Redis, "client_list", refused)
-        survivor = Received(name)
-        try:
+        with consuming(name) as survivor:
             with caplog.at_level(logging.WARNING, logger="tasks.fetch"):
                 next_check(survivor)
             assert "refused CLIENT LIST" in caplog.text
@@ -301,10 +290,6 @@ def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_t
             visibility_timeout_passed(broker, name)
             survivor.channel.qos.restore_visible(interval=1)
             assert sorted(survivor.drain(2)) == ["scanned", "waited for"]
-        finally:
-            survivor.close()
-    finally:
-        dying.close()
 
 
 def test_every_connection_of_a_consumer_is_named_by_its_token(
@@ -312,16 +297,13 @@ def test_every_connection_of_a_consumer_is_named_by_its_token(
 ) -> None:
     [name, *_] = names
     publish(name, "named")
-    reader = Received(name, client_name="billing")
-    try:
+    with consuming(name, client_name="billing") as reader:
         assert reader.drain(1) == ["named"]
         token = reader.channel._token
         mine = [c for c in broker.client_list(_type="normal") if token in c["name"]]
         assert len(mine) >= 2, "the blocking connection and the one that acks"
         assert {c["name"] for c in mine} == {f"billing.{token}"}
         assert token in fetch.named_owners(mine)
-    finally:
-        reader.close()
 
 
 def test_a_message_taken_by_a_consumer_that_dies_comes_back(
