@@ -81,6 +81,8 @@ class Pushes:
     def rpush(self, queue: str, payload: str) -> None:
         self.pushed.append((queue, payload))
 
+    lpush = rpush  # the end is given to the script that pushes
+
 
 @dataclass
 class Fetched:
@@ -113,6 +115,29 @@ class FetchingQoS(kombu_redis.QoS):
         if channel._reliable:
             pipe.hdel(OWNER_OF, delivery_tag).srem(owned_key(channel._token), delivery_tag)
         return pipe
+
+    def restore_unacked(self, client: Any = None) -> None:
+        # Closing: what this consumer still holds goes back, each message only if it is still
+        # its own. One taken for dead (its connections dropped, a partition) whose messages went
+        # back and were taken by another would otherwise deliver them a second time.
+        channel = self.channel
+        if not channel._reliable:
+            super().restore_unacked(client)  # type: ignore[no-untyped-call]
+            return
+        with channel.conn_or_acquire(client) as client:
+            # The last taken first, so that they come again in the order they came.
+            for tag in reversed(list(self._delivered)):
+                channel._give_back_owned(client, channel._token, tag)
+        self._delivered.clear()
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        channel = self.channel
+        if not (requeue and channel._reliable):
+            super().reject(delivery_tag, requeue)  # type: ignore[no-untyped-call]
+            return
+        with channel.conn_or_acquire() as client:  # to the back of its queue, as kombu's
+            channel._give_back_owned(client, channel._token, delivery_tag, leftmost=True)
+        virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         # kombu calls this at the consumer's start and every `unacked_restore_interval`, for one
@@ -415,10 +440,13 @@ class FetchingChannel(kombu_redis.Channel):
             self._scripts.disown(client, token)
         return restored
 
-    def _give_back_owned(self, client: Any, token: str, tag: bytes) -> int:
-        """Put a message of dead consumer `token` back where kombu's visibility timeout would
-        (the consuming end of each queue it is routed to, marked redelivered), if it is still
-        recorded as the dead one's: at most once, however many consumers find it dead."""
+    def _give_back_owned(
+        self, client: Any, token: str, tag: bytes | str, leftmost: bool = False
+    ) -> int:
+        """Put a message of consumer `token` (a dead one's, or ours) back where kombu's restore
+        would (the consuming end of each queue it is routed to, or the other end, marked
+        redelivered), if it is still recorded as that consumer's: at most once, however many
+        consumers find it dead, and never once another consumer took it."""
         assert self._scripts is not None
         record = client.hget(self.unacked_key, tag)
         pushes = Pushes()
@@ -429,11 +457,11 @@ class FetchingChannel(kombu_redis.Channel):
                 message = None
             else:
                 restore: Any = self._do_restore_message  # kombu's, untyped
-                restore(message, exchange, routing_key, pushes)
+                restore(message, exchange, routing_key, pushes, leftmost)
             if not pushes.pushed:  # unreadable, or kombu could not route it (and logged why)
-                log.error("a dead consumer's message %s is left to the visibility timeout", tag)
+                log.error("unacknowledged message %s is left to the visibility timeout", tag)
         keys = [self.unacked_index_key, self.unacked_key, OWNER_OF, owned_key(token)]
-        args = [tag, record or b"", token]
+        args = [tag, record or b"", token, "left" if leftmost else "right"]
         for queue, payload in pushes.pushed:
             keys.append(queue)
             args.append(payload)

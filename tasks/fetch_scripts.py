@@ -9,7 +9,8 @@ delivery tag to token, kept exactly as `unacked` is) and named in that consumer'
 (`_kombu.owned.<token>`, to find them), and the consumer is in the owners' sorted set
 (`_kombu.owners`), scored the same way as the registry: a consumer found silent there, with no
 connection to Redis left under its name, is dead, and `RESTORE` gives back each message it
-still holds (tasks/fetch.py, `keep_inflight`).
+still holds (tasks/fetch.py, `keep_inflight`). A consumer's own restores (when it closes, and its
+requeues) go through `RESTORE` too, so that none gives back a message another consumer took since.
 """
 
 from __future__ import annotations
@@ -136,23 +137,27 @@ end
 return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at - tonumber(ARGV[1]), 'LIMIT', 0, 100)
 """
 
-# KEYS: kombu's unacked index and unacked hash, each message's owner, a dead consumer's set,
-# then the queue keys to put the message back on (kombu's restore: the consuming end). ARGV: the
-# delivery tag, kombu's record of the message as it was read, the dead consumer's token, then
-# the message to push on each queue. Puts it back only if it is still recorded so and still the
-# dead one's (restored meanwhile, or taken by another consumer since: not its to give back);
-# takes it off the dead one's set either way. Returns 1 if it went back.
+# KEYS: kombu's unacked index and unacked hash, each message's owner, the set of the consumer
+# giving it back, then the queue keys to put the message back on. ARGV: the delivery tag, kombu's
+# record of the message as it was read, the consumer's token, the end of the queues to push at
+# ('left': the back, a requeue; 'right': the consuming end, kombu's restore), then the message to
+# push on each queue (ARGV[i] on KEYS[i]). Puts it back only if it is still recorded so and still
+# that consumer's (restored meanwhile, or taken by another consumer since: not its to give back;
+# a message recorded by kombu's own path has no owner); takes it off the consumer's set either
+# way. Returns 1 if it went back.
 RESTORE = """
 redis.call('SREM', KEYS[4], ARGV[1])
+local owner = redis.call('HGET', KEYS[3], ARGV[1])
 if #KEYS < 5 or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2]
-        or redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[3] then
+        or (owner and owner ~= ARGV[3]) then
     return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+local push = ARGV[4] == 'left' and 'LPUSH' or 'RPUSH'
 for i = 5, #KEYS do
-    redis.call('RPUSH', KEYS[i], ARGV[i - 1])
+    redis.call(push, KEYS[i], ARGV[i])
 end
 return 1
 """

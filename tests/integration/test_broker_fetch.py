@@ -234,6 +234,59 @@ def test_a_dead_consumers_message_goes_back_once_however_many_find_it_dead(
         assert len(unacked(broker, name)) == 2 and owned(broker, third) == tags
 
 
+def test_a_consumer_taken_for_dead_gives_back_at_its_close_only_what_is_still_its(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    """Its connections were dropped (a partition) but it lived: its messages went back and
+    another consumer took them. When it closes, kombu gives back what it still holds
+    unacknowledged; those are the other's now, and would be delivered a second time."""
+    [name, *_] = names
+    with (
+        held_then_killed(broker, name) as dying,
+        consuming(name) as first,
+        consuming(name, ack=False) as third,
+    ):
+        next_check(first)
+        assert third.drain(2) == ["scanned", "waited for"]
+        tags = owned(broker, third)
+        dying.close()
+        assert broker.llen(name) == 0, "nothing given back twice"
+        assert len(unacked(broker, name)) == 2 and owned(broker, third) == tags
+
+
+def test_a_consumer_that_closes_gives_back_what_it_holds_in_the_order_it_came(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, *_] = names
+    publish(name, "first", "second", "third")
+    with consuming(name, ack=False) as closing:
+        assert closing.drain(2) == ["first", "second"]
+    assert unacked(broker, name) == [] and owned(broker, closing) == set()
+    with consuming(name) as next_one:
+        assert next_one.drain(3) == ["first", "second", "third"]
+
+
+def test_a_message_requeued_goes_to_the_back_of_its_queue_if_still_the_consumers(
+    broker: redis.Redis, names: list[str]
+) -> None:
+    [name, other_name, *_] = names
+    publish(name, "requeued", "waiting")
+    with consuming(name, ack=False) as reader:
+        assert reader.drain(1) == ["requeued"]
+        reader.held[0].requeue()
+        assert unacked(broker, name) == [] and owned(broker, reader) == set()
+        assert reader.drain(2) == ["waiting", "requeued"], "at the back of its queue"
+    with (
+        held_then_killed(broker, other_name) as dying,
+        consuming(other_name, ack=False) as other,
+    ):
+        next_check(other)
+        assert other.drain(2) == ["scanned", "waited for"]
+        dying.held[0].requeue()
+        assert broker.llen(other_name) == 0, "the other's now: not requeued"
+        assert len(unacked(broker, other_name)) == 2
+
+
 def test_a_dead_consumers_record_that_is_not_kombus_is_left_to_the_visibility_timeout(
     broker: redis.Redis, names: list[str], caplog: Any
 ) -> None:
