@@ -423,10 +423,14 @@ class FetchingChannel(kombu_redis.Channel):
     def _restore_dead(self, client: Any, silent: list[str]) -> int:
         """Give back what the silent consumers with no connection left held unacknowledged;
         returns how many messages went back."""
+        assert self._scripts is not None
         connected = self._connected(client)
         if connected is None:
+            # Dead or busy, nobody can tell: what they hold waits for the visibility timeout,
+            # and those holding nothing more are forgotten.
+            for token in silent:
+                self._scripts.disown(client, token)
             return 0
-        assert self._scripts is not None
         restored = 0
         for token in sorted(set(silent) - connected):
             tags = list(client.smembers(owned_key(token)))
@@ -497,8 +501,16 @@ class FetchingChannel(kombu_redis.Channel):
             if self._in_poll:
                 with suppress(Empty):
                     self._brpop_read()
+            assert self._scripts is not None
             try:
                 self._give_back_ours()
+                # What it holds goes back now (kombu's close would, once its connections are
+                # closed, on a new one), and it is forgotten among the owners, not left for the
+                # others to find gone.
+                if self._qos is not None:
+                    self._qos.restore_unacked_once()
+                with self.conn_or_acquire() as client:
+                    self._scripts.disown(client, self._token)
             except (*self.connection_errors, self.ResponseError):
-                log.info("in-flight lists left for another consumer to give back")
+                log.info("what the consumer held is left for another consumer to give back")
         super().close()  # type: ignore[no-untyped-call]

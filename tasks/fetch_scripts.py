@@ -162,10 +162,17 @@ end
 return 1
 """
 
-# KEYS[1]: the owners, KEYS[2]: a dead consumer's set; ARGV[1]: its token. Forgets it if its set
-# is empty; 0 if it recorded more meanwhile (it was not dead after all: it is looked at again
-# when next silent).
+# KEYS[1]: the owners, KEYS[2]: a consumer's set, KEYS[3]: each message's owner; ARGV[1]: its
+# token. Takes off its set the messages no longer its own (acked or restored by another
+# consumer, whose transaction takes them off its own set, not this one's), then forgets it if
+# its set is empty; 0 if it still holds some (it was not dead after all, or they wait for the
+# visibility timeout: it is looked at again when next silent).
 DISOWN = """
+for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('HGET', KEYS[3], tag) ~= ARGV[1] then
+        redis.call('SREM', KEYS[2], tag)
+    end
+end
 if redis.call('SCARD', KEYS[2]) > 0 then
     return 0
 end
@@ -238,6 +245,6 @@ class Scripts:
         return [owner.decode() for owner in silent]
 
     def disown(self, client: Any, token: str) -> bool:
-        """Forget dead consumer `token` if it holds nothing more."""
-        keys = [OWNERS, owned_key(token)]
+        """Forget consumer `token` (dead, or closing) if it holds nothing more."""
+        keys = [OWNERS, owned_key(token), OWNER_OF]
         return bool(self.disown_script(keys=keys, args=[token], client=client))

@@ -261,7 +261,10 @@ def test_a_consumer_that_closes_gives_back_what_it_holds_in_the_order_it_came(
     publish(name, "first", "second", "third")
     with consuming(name, ack=False) as closing:
         assert closing.drain(2) == ["first", "second"]
+    token = closing.channel._token
     assert unacked(broker, name) == [] and owned(broker, closing) == set()
+    assert broker.zscore(fetch.OWNERS, token) is None, "forgotten at once"
+    assert token not in fetch.named_owners(broker.client_list(_type="normal")), "disconnected"
     with consuming(name) as next_one:
         assert next_one.drain(3) == ["first", "second", "third"]
 
@@ -333,7 +336,7 @@ def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_t
     def refused(*_: Any, **__: Any) -> None:
         raise redis.ResponseError("NOPERM this user has no permissions to run 'client'")
 
-    with held_then_killed(broker, name):
+    with held_then_killed(broker, name) as dying:
         monkeypatch.setattr(redis.Redis, "client_list", refused)
         with consuming(name) as survivor:
             with caplog.at_level(logging.WARNING, logger="tasks.fetch"):
@@ -343,6 +346,10 @@ def test_without_client_list_a_dead_consumers_messages_wait_for_the_visibility_t
             visibility_timeout_passed(broker, name)
             survivor.channel.qos.restore_visible(interval=1)
             assert sorted(survivor.drain(2)) == ["scanned", "waited for"]
+            dead = dying.channel._token
+            assert broker.zscore(fetch.OWNERS, dead) is not None
+            next_check(survivor)
+            assert broker.zscore(fetch.OWNERS, dead) is None, "forgotten, holding nothing more"
 
 
 def test_every_connection_of_a_consumer_is_named_by_its_token(
