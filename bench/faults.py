@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--lease-seconds", type=float, default=8)
     parser.add_argument(
+        "--broker-heartbeat-seconds",
+        type=float,
+        default=Timing.broker_heartbeat_seconds,
+        help="each worker's heartbeat to Redis; a killed worker is found dead after three",
+    )
+    parser.add_argument(
         "--stale-seconds",
         type=float,
         default=15,
@@ -71,7 +77,11 @@ def run(args: argparse.Namespace) -> report.Result:
     names = args.faults
     rows: dict[str, list[Result]] = {name: [] for name in names}
     workdir = Path(tempfile.mkdtemp(prefix="faults-"))
-    timing = Timing(lease_seconds=args.lease_seconds, stale_seconds=args.stale_seconds)
+    timing = Timing(
+        lease_seconds=args.lease_seconds,
+        stale_seconds=args.stale_seconds,
+        broker_heartbeat_seconds=args.broker_heartbeat_seconds,
+    )
     shapes = worker_shapes(args.workers)
     lab = Lab(workdir, args.postgres_url, args.database, workers=shapes, timing=timing)
     patience = max(90.0, args.runs * 0.6)
