@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 UNFIT = (ValueError, KeyError, TypeError, AttributeError)
 # A key that never exists: LMOVE on it answers nil where Redis has the command.
 PROBE = PREFIX + "probe"
+# What a consumer logs when it gave back what others held (the fault lab counts these).
+GAVE_BACK_IN_FLIGHT = "%d messages in flight to consumers silent for %g s went back to their queues"
+GAVE_BACK_UNACKED = "%d unacknowledged messages of dead consumers went back to their queues"
 
 
 class Pushes:
@@ -410,15 +413,9 @@ class FetchingChannel(kombu_redis.Channel):
             log.warning("in-flight lists not kept", exc_info=True)
             return
         if moved:
-            log.warning(
-                "%d messages in flight to consumers silent for %g s went back to their queues",
-                moved,
-                self.owner_timeout,
-            )
+            log.warning(GAVE_BACK_IN_FLIGHT, moved, self.owner_timeout)
         if restored:
-            log.warning(
-                "%d unacknowledged messages of dead consumers went back to their queues", restored
-            )
+            log.warning(GAVE_BACK_UNACKED, restored)
 
     def _restore_dead(self, client: Any, silent: list[str]) -> int:
         """Give back what the silent consumers with no connection left held unacknowledged;

@@ -123,7 +123,8 @@ class Driver:
     def _enqueue(self, emails: list[str]) -> None:
         """Signups for the workers to ingest (sent again whole if sending fails: their
         idempotency keys make the copies one event each)."""
-        retrying(lambda: self.lab.enqueue(SIGNUP, emails))
+        sends = [(email, f"signup:{email}") for email in emails]
+        retrying(lambda: self.lab.enqueue(SIGNUP, sends))
 
     def stop_drip(self, drip: uuid.UUID) -> None:
         """Stop the second automation with `cancel_runs` as a stop whose request ran out of

@@ -26,6 +26,7 @@ from models.tables import Base
 from tasks.app import create_celery_app
 from tasks.dispatcher import STEP_QUEUE, CeleryDispatcher
 from tasks.events import SEND
+from tasks.fetch import GAVE_BACK_IN_FLIGHT, GAVE_BACK_UNACKED
 
 log = logging.getLogger(__name__)
 API_KEY = "re_faults_" + "0" * 24
@@ -45,10 +46,14 @@ WORKER_SHAPES = worker_shapes(3)
 
 
 # What a worker logs when it gives back the messages of dead ones (tasks/fetch.py).
-GIVEN_BACK = (
-    re.compile(r"(\d+) messages in flight to consumers silent"),
-    re.compile(r"(\d+) unacknowledged messages of dead consumers went back"),
-)
+def _counting(said: str) -> re.Pattern[str]:
+    """A pattern for a log sentence that starts with a count (`%d`), up to its next figure."""
+    words = said.split("%d", 1)[1].split("%", 1)[0]
+    return re.compile(r"(\d+)" + re.escape(words))
+
+
+# What the workers log when they gave back what dead ones held (tasks/fetch.py).
+GIVEN_BACK = (_counting(GAVE_BACK_IN_FLIGHT), _counting(GAVE_BACK_UNACKED))
 
 
 @dataclass(frozen=True)
@@ -245,12 +250,12 @@ class Lab:
             self.publish_errors += 1
             log.debug("publish failed", exc_info=True)
 
-    def enqueue(self, event: str, emails: Sequence[str]) -> None:
-        """As a producer on the broker does: one `automations.events.send` message per event,
-        its only copy until a worker ingests it."""
-        with self.app.producer_or_acquire() as producer:
-            for email in emails:
-                kwargs = {"event": event, "email": email, "idempotency_key": f"signup:{email}"}
+    def enqueue(self, event: str, sends: Sequence[tuple[str, str]]) -> None:
+        """As a producer on the broker does: one `automations.events.send` message per
+        (email, idempotency key), its event's only copy until a worker ingests it."""
+        with self.app.producer_or_acquire() as producer, producer.batch():
+            for email, key in sends:
+                kwargs = {"event": event, "email": email, "idempotency_key": key}
                 self.app.send_task(SEND, kwargs=kwargs, queue=STEP_QUEUE, producer=producer)
 
     def sweep_once(self) -> int:

@@ -27,7 +27,6 @@ from sqlalchemy import func, select
 from bench.faultlab.lab import Lab
 from engine.db import transaction
 from models.tables import Event
-from tasks.events import SEND
 from tests.conftest import POSTGRES_URL
 from tests.faults.conftest import DATABASE, lab_prerequisites
 from tests.patience import patience
@@ -77,26 +76,14 @@ def held_by_broker(lab: Lab) -> int:
     return held
 
 
-def enqueue(lab: Lab, first: int, count: int) -> None:
-    with lab.app.producer_or_acquire() as producer, producer.batch():
-        for i in range(first, first + count):
-            lab.app.send_task(
-                SEND,
-                kwargs={
-                    "event": "fetch.test",
-                    "email": f"fetch-{i % CONTACTS}@example.test",
-                    "idempotency_key": f"fetch-{i}",
-                },
-                queue="automations",
-                producer=producer,
-            )
-
-
 def send_in_bursts(lab: Lab, rng: random.Random) -> None:
     sent = 0
     while sent < EVENTS:
         burst = min(rng.randint(1, BURST), EVENTS - sent)
-        enqueue(lab, sent, burst)
+        keys = range(sent, sent + burst)
+        lab.enqueue(
+            "fetch.test", [(f"fetch-{i % CONTACTS}@example.test", f"fetch-{i}") for i in keys]
+        )
         sent += burst
         time.sleep(rng.uniform(0.01, 0.05))
 
