@@ -56,6 +56,7 @@ class Driver:
         self.broker_signups = broker_signups  # enqueued for the workers, not ingested here
         self.races = 0
         self.stalls: list[str] = []
+        self.waited: dict[str, float] = {}  # seconds spent in each wait, to see where time goes
 
     # -- reading the database ----------------------------------------------------------------
 
@@ -82,7 +83,13 @@ class Driver:
         return self._scalar(query)
 
     def wait(self, what: str, done: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + self.patience
+        started = time.monotonic()
+        try:
+            return self._wait(what, done, started + self.patience)
+        finally:
+            self.waited[what] = self.waited.get(what, 0.0) + time.monotonic() - started
+
+    def _wait(self, what: str, done: Callable[[], bool], deadline: float) -> bool:
         while time.monotonic() < deadline:
             if done():
                 return True

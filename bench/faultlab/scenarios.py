@@ -211,6 +211,8 @@ def _notes(lab: Lab, driver: Driver) -> list[str]:
         notes.append(f"given back from dead workers {unacked} (+{inflight} in flight)")
     if lab.revived:
         notes.append(f"workers restarted by supervisor {lab.revived}")
+    waits = sorted(driver.waited.items(), key=lambda item: -item[1])[:3]
+    notes.append("longest waits: " + ", ".join(f"{what} {s:.0f} s" for what, s in waits))
     return notes
 
 
