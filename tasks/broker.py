@@ -31,7 +31,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from tasks.fetch import FetchingChannel, FetchingQoS
+from tasks.fetch import FetchingChannel
+from tasks.fetch_qos import FetchingQoS
 
 log = logging.getLogger(__name__)
 
