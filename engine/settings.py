@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     countdown_horizon_seconds: float = Field(default=300, gt=0)
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
     # Each worker tells Redis it is alive this often; one silent for three of these with no
-    # connection to Redis left is dead, and what it held goes back to its queues at once.
-    broker_heartbeat_seconds: float = Field(default=10, gt=0)
+    # connection to Redis left is dead, and what it held goes back to its queues at once. At
+    # least a second, as the check counts its beats (`owner_timeout` in tasks/fetch.py).
+    broker_heartbeat_seconds: float = Field(default=10, ge=1)
     sweeper_interval_seconds: float = Field(default=5, gt=0)
     # The sweeper is late (GET /health/sweeper answers 503) when its last completed tick is
     # older than this; unset, ten intervals and at least a minute (`sweeper_late_after`).

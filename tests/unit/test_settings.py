@@ -117,3 +117,13 @@ def test_a_process_started_with_the_environment_gets_the_same_settings(
     assert env["PATH"] == os.environ["PATH"]
     monkeypatch.setattr(os, "environ", env)
     assert Settings() == settings
+
+
+@pytest.mark.parametrize("seconds", [0.5, 0.0, -1.0])
+def test_a_broker_heartbeat_under_a_second_is_refused(seconds: float) -> None:
+    """The dead-worker check counts three beats of at least a second: a shorter one would be
+    taken as asked and not honoured."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(broker_heartbeat_seconds=seconds)
+    assert [error["loc"] for error in refused.value.errors()] == [("broker_heartbeat_seconds",)]
+    Settings(broker_heartbeat_seconds=1)
