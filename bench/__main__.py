@@ -50,6 +50,7 @@ class Bench:
 
 BENCHES = (
     Bench("throughput", quick=(("--runs", "100"),)),
+    Bench("embedded", quick=(("--runs", "100"),)),
     Bench("latency", quick=(("--seconds", "5"), ("--health-requests", "100"), ("--grace", "5"))),
     Bench("ingest", quick=(("--seconds", "3"), ("--batch-task-events", "20000"))),
     Bench("broker_down", quick=(("--duration", "2"),), own_redis=True),

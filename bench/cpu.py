@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
@@ -79,7 +79,7 @@ def snapshot(
     groups: dict[str, dict[int, float]] = {
         "redis": of(pid for pid, (name, _, _) in processes.items() if name.startswith("redis")),
     }
-    if database_url is not None:
+    if database_url is not None and make_url(database_url).get_backend_name() == "postgresql":
         groups["postgres"] = of(database_backends(database_url))
     if worker_pids is not None:
         groups["worker_main"] = of(worker_pids)

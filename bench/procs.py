@@ -80,6 +80,8 @@ def analyze_tables(database_url: str) -> None:
     to fill (the outbox, before the first send) is planned as empty, scanned whole for each
     lookup until the next analyze.
     """
+    if make_url(database_url).get_backend_name() != "postgresql":
+        return  # SQLite's planner keeps no statistics unless asked: nothing to keep current
     db_engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
         with db_engine.connect() as conn:

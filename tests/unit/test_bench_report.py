@@ -122,6 +122,7 @@ def test_the_runner_runs_all_but_faults_by_default() -> None:
     assert not options.quick
     assert [b.name for b in selected(options)] == [
         "throughput",
+        "embedded",
         "latency",
         "ingest",
         "broker_down",
