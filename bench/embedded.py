@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,11 @@ from bench.procs import ROOT, analyze_tables, ensure_database, free_port, stop
 from bench.throughput import (
     BENCH_SECRET,
     GIVE_UP_SECONDS,
-    STEPS_PER_RUN,
     SmtpCounter,
     measure_durable,
-    per_unit,
     prepare_durable,
+    rates,
+    start_runs,
 )
 from engine.db import create_db_engine
 from engine.store.core import RUNS
@@ -68,24 +67,12 @@ def executor_process(database_url: str, smtp_url: str, inline: int, runs: int) -
     """The embedded side (run as `python -m bench.embedded --executor ...`): ingests `runs`
     runs with the executor stopped, says READY on stdout, and on a line from stdin starts the
     executor with their first steps; it runs until it is stopped (SIGTERM)."""
-    from engine.db import transaction
-    from engine.ingest import ingest_event
     from engine.runtime import create_runtime
     from tasks.local import LocalExecutor
 
     rt = create_runtime(_settings(database_url, smtp_url, inline))
     prepare_durable(rt)
-    dispatches = []
-    with transaction(rt.sessions) as session:
-        for n in range(runs):
-            dispatches += ingest_event(
-                session,
-                rt,
-                event="bench.run",
-                email=f"{uuid.uuid4().hex}@bench.test",
-                payload={"n": n},
-                now=rt.clock.now(),
-            ).dispatches
+    dispatches = start_runs(rt, runs)
     analyze_tables(database_url)
     executor = LocalExecutor(rt, threads=EXECUTOR_THREADS)
     print(READY, flush=True)
@@ -138,16 +125,7 @@ def measure_embedded(
         stop(process)
         db_engine.dispose()
     spent.pop("redis", None)  # no broker on this side
-    steps = args.runs * STEPS_PER_RUN
-    return {
-        "inline_steps": inline,
-        "runs": args.runs,
-        "steps": steps,
-        "seconds": round(elapsed, 3),
-        "runs_per_s": round(args.runs / elapsed, 1),
-        "steps_per_s": round(steps / elapsed, 1),
-        "cpu_ms_per_step": per_unit(spent, steps),
-    }
+    return rates(inline, args.runs, elapsed, spent)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,14 +20,13 @@ import json
 import pstats
 import sys
 import time
-import uuid
 from collections import deque
 from typing import Any
 
 from sqlalchemy import event
 
 from bench import BENCH_DATABASE_URL, cpu
-from bench.throughput import prepare_durable
+from bench.throughput import prepare_durable, start_runs
 
 
 class Recorder:
@@ -50,9 +49,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from engine.db import transaction
     from engine.executor import execute_step
-    from engine.ingest import ingest_event
     from engine.mail.message import message_id
     from engine.runtime import create_runtime
     from engine.settings import Settings
@@ -72,19 +69,7 @@ def main() -> int:
     # As a Celery worker runs it: no ping per checkout (see tasks/app.py).
     rt = create_runtime(settings, transport=NullTransport(), pre_ping=False)
     prepare_durable(rt)
-    with transaction(rt.sessions) as session:
-        pending = deque(
-            d
-            for n in range(args.runs)
-            for d in ingest_event(
-                session,
-                rt,
-                event="bench.run",
-                email=f"{uuid.uuid4().hex}@bench.test",
-                payload={"n": n},
-                now=rt.clock.now(),
-            ).dispatches
-        )
+    pending = deque(start_runs(rt, args.runs))
     recorder = Recorder()
     event.listen(rt.sessions.kw["bind"], "before_cursor_execute", recorder)
     seconds: dict[str, float] = collections.defaultdict(float)

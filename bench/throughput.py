@@ -156,7 +156,6 @@ def measure_durable(
 ) -> dict[str, Any]:
     """Runs of the reference automation, with `inline` instant steps executed inline."""
     from engine.db import transaction
-    from engine.ingest import ingest_event
     from engine.runtime import create_runtime
     from engine.settings import Settings
     from models.tables import Run
@@ -186,17 +185,7 @@ def measure_durable(
     try:
         wait_ready(celery_app, len(workers.pids))
         dispatcher = CeleryDispatcher(celery_app)
-        dispatches = []
-        with transaction(rt.sessions) as session:
-            for n in range(args.runs):
-                dispatches += ingest_event(
-                    session,
-                    rt,
-                    event="bench.run",
-                    email=f"{uuid.uuid4().hex}@bench.test",
-                    payload={"n": n},
-                    now=rt.clock.now(),
-                ).dispatches
+        dispatches = start_runs(rt, args.runs)
         analyze_tables(args.database_url)
         before = workers.cpu(args.database_url)
         start = time.perf_counter()
@@ -215,14 +204,39 @@ def measure_durable(
     finally:
         workers.stop()
         rt.sessions.kw["bind"].dispose()
-    steps = args.runs * STEPS_PER_RUN
+    return rates(inline, args.runs, elapsed, spent)
+
+
+def start_runs(rt: Any, runs: int) -> list[Any]:
+    """`runs` runs of the reference automation (prepare_durable), each for a contact of its
+    own, ingested in one transaction: the messages of their first steps, not yet sent."""
+    from engine.db import transaction
+    from engine.ingest import ingest_event
+
+    dispatches: list[Any] = []
+    with transaction(rt.sessions) as session:
+        for n in range(runs):
+            dispatches += ingest_event(
+                session,
+                rt,
+                event="bench.run",
+                email=f"{uuid.uuid4().hex}@bench.test",
+                payload={"n": n},
+                now=rt.clock.now(),
+            ).dispatches
+    return dispatches
+
+
+def rates(inline: int, runs: int, seconds: float, spent: dict[str, float]) -> dict[str, Any]:
+    """A durable phase's figures: runs and steps per second, and CPU per step by process."""
+    steps = runs * STEPS_PER_RUN
     return {
         "inline_steps": inline,
-        "runs": args.runs,
+        "runs": runs,
         "steps": steps,
-        "seconds": round(elapsed, 3),
-        "runs_per_s": round(args.runs / elapsed, 1),
-        "steps_per_s": round(steps / elapsed, 1),
+        "seconds": round(seconds, 3),
+        "runs_per_s": round(runs / seconds, 1),
+        "steps_per_s": round(steps / seconds, 1),
         "cpu_ms_per_step": per_unit(spent, steps),
     }
 
