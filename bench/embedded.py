@@ -31,14 +31,15 @@ from sqlalchemy import Engine, func, select
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, cpu, report
 from bench.children import ends_with_this_process
-from bench.procs import ROOT, analyze_tables, ensure_database, free_port, stop
+from bench.procs import ROOT, analyze_tables, ensure_database, stop
 from bench.throughput import (
     BENCH_SECRET,
     GIVE_UP_SECONDS,
-    SmtpCounter,
+    log_file,
     measure_durable,
     prepare_durable,
     rates,
+    smtp_sink,
     start_runs,
 )
 from engine.db import create_db_engine
@@ -142,26 +143,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> report.Result:
-    from aiosmtpd.controller import Controller
-
-    sink = SmtpCounter()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    log = Path(args.log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    smtp = f"smtp://127.0.0.1:{controller.port}"
-    with tempfile.TemporaryDirectory(prefix="bench-embedded-") as folder:
-        ensure_database(args.database_url)
+    log = log_file(args)
+    ensure_database(args.database_url)
+    phases = {}
+    with tempfile.TemporaryDirectory(prefix="bench-embedded-") as folder, smtp_sink() as sinks:
+        sink, smtp = sinks
         redis.Redis.from_url(args.redis_url).flushdb()
-        phases = {}
-        try:
-            for inline in (args.inline_steps, 0):
-                for side, measure in (("worker", measure_durable), ("embedded", measure_embedded)):
-                    phase = f"{side}_{inline}"
-                    given = phase_arguments(args, phase, Path(folder))
-                    phases[phase] = measure(given, log, smtp, inline=inline)
-        finally:
-            controller.stop()
+        for inline in (args.inline_steps, 0):
+            for side, measure in (("worker", measure_durable), ("embedded", measure_embedded)):
+                phase = f"{side}_{inline}"
+                given = phase_arguments(args, phase, Path(folder))
+                phases[phase] = measure(given, log, smtp, inline=inline)
     details = {
         "config": vars(args),
         "database": "SQLite, a file per phase" if args.sqlite else args.database_url,

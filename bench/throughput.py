@@ -28,6 +28,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -289,25 +291,37 @@ def celery_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> report.Result:
+@contextmanager
+def smtp_sink() -> Iterator[tuple[SmtpCounter, str]]:
+    """A local SMTP server that counts what it is sent: the counter, and its smtp:// URL."""
     from aiosmtpd.controller import Controller
 
     sink = SmtpCounter()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
+    try:
+        yield sink, f"smtp://127.0.0.1:{controller.port}"
+    finally:
+        controller.stop()
+
+
+def log_file(args: argparse.Namespace) -> Path:
+    """The workers' log of a bench (`--log`), its folder created."""
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    smtp = f"smtp://127.0.0.1:{controller.port}"
+    return log
+
+
+def run(args: argparse.Namespace) -> report.Result:
+    log = log_file(args)
     ensure_database(args.database_url)  # the raw baselines read its backends' CPU too
-    try:
+    with smtp_sink() as (sink, smtp):
         redis.Redis.from_url(args.redis_url).flushdb()
         # Interleaved, so that a change in the machine's load hits both sides of each ratio.
         chain = measure_raw(args, log, canvas=True)
         inline = measure_durable(args, log, smtp, inline=args.inline_steps)
         raw = measure_raw(args, log, canvas=False)
         per_message = measure_durable(args, log, smtp, inline=0)
-    finally:
-        controller.stop()
     details = {
         "config": vars(args),
         "raw_celery_chain": chain,
