@@ -81,7 +81,7 @@ def analyze_tables(database_url: str) -> None:
     lookup until the next analyze.
     """
     if make_url(database_url).get_backend_name() != "postgresql":
-        return  # SQLite's planner keeps no statistics unless asked: nothing to keep current
+        return  # SQLite keeps statistics only if ANALYZE is run, which the runtime never does
     db_engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
         with db_engine.connect() as conn:
