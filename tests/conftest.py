@@ -17,9 +17,10 @@ import redis
 from tests.patience import VARIABLE, factor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# Under pytest-xdist (`make test` runs two processes), worker N > 0 gets a database and a Redis
-# database of its own beside the configured ones: `test_gw1`, Redis db + 1.
+# Under pytest-xdist (`make test` runs three processes), worker N > 0 gets a database and a Redis
+# database of its own beside the configured ones: `test_gw1`, Redis db + 1, and so on.
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 CONFIGURED_POSTGRES_URL = os.environ.get(
     "AUTOMATIONS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -146,11 +147,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- the sandbox -------------------------------------------------------------------------------
 
 
-def sentinel_url(url: str) -> str:
-    """The same Redis server, another database: 15, or 13 when the tests use 14 or 15."""
+def sentinel_url(url: str, databases: int = 1) -> str:
+    """The same Redis server, a database outside the `databases` ones from the URL's (the
+    configured one and the xdist workers' after it): 15, or 11 or below when they reach 15 (12 is
+    the benches', bench/__init__.py)."""
     address = urlsplit(url)
-    ours = int(address.path.strip("/") or 0)
-    return urlunsplit(address._replace(path=f"/{13 if ours >= 14 else 15}"))
+    first = int(address.path.strip("/") or 0)
+    chosen = 15 if first + databases <= 15 else min(11, first - 1)
+    return urlunsplit(address._replace(path=f"/{chosen}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -177,7 +181,8 @@ def other_redis_databases_untouched() -> Iterator[None]:
     if not service_up(address.hostname or "127.0.0.1", address.port or 6379):
         yield  # no Redis, nothing of it to guard (the tests that need it skip or fail)
         return
-    client = redis.Redis.from_url(sentinel_url(REDIS_URL))
+    sentinel = sentinel_url(CONFIGURED_REDIS_URL, WORKERS)
+    client = redis.Redis.from_url(sentinel)
     key, token = f"automations:test-sentinel:{uuid.uuid4()}", uuid.uuid4().hex
     try:
         client.set(key, token, ex=24 * 3600)
@@ -186,7 +191,7 @@ def other_redis_databases_untouched() -> Iterator[None]:
         client.delete(key)
         if not survived:
             pytest.fail(
-                f"the sentinel key in {sentinel_url(REDIS_URL)} is gone: a test flushed a Redis "
+                f"the sentinel key in {sentinel} is gone: a test flushed a Redis "
                 f"database other than its own {REDIS_URL} (FLUSHALL?)"
             )
     finally:

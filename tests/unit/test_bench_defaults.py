@@ -20,10 +20,13 @@ WITH_ARGUMENTS += ["waiting", "mass_cancel", "embedded"]
 WITHOUT_REDIS = ["broker_down"]
 # Redis databases the tests may take: the configured one plus one per xdist worker.
 TEST_REDIS_DBS = range(int(urlsplit(CONFIGURED_REDIS_URL).path.strip("/") or 0), 8)
-# Where the tests plant their sentinel key, whichever database they are configured with: a
-# benchmark flushing it beside a test session would fail that session.
+# Where the tests plant their sentinel key, whichever database they are configured with and
+# however many xdist workers share it (`make test` runs three): a benchmark flushing it beside a
+# test session would fail that session.
 SENTINEL_REDIS_DBS = {
-    int(urlsplit(sentinel_url(f"redis://127.0.0.1:6379/{n}")).path.strip("/")) for n in range(16)
+    int(urlsplit(sentinel_url(f"redis://127.0.0.1:6379/{n}", workers)).path.strip("/"))
+    for n in range(16)
+    for workers in (1, 2, 3)
 }
 
 

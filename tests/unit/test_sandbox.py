@@ -23,18 +23,23 @@ def test_this_test_carries_its_tier(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.mark.parametrize(
-    ("configured", "sentinel"),
+    ("configured", "databases", "sentinel"),
     [
-        ("redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/15"),
-        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/15"),
-        ("redis://:secret@10.0.0.1:6380/15", "redis://:secret@10.0.0.1:6380/13"),
-        ("redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/13"),
+        ("redis://127.0.0.1:6379/5", 1, "redis://127.0.0.1:6379/15"),
+        ("redis://127.0.0.1:6379", 1, "redis://127.0.0.1:6379/15"),
+        ("redis://:secret@10.0.0.1:6380/15", 1, "redis://:secret@10.0.0.1:6380/11"),
+        ("redis://127.0.0.1:6379/14", 1, "redis://127.0.0.1:6379/15"),
+        ("redis://127.0.0.1:6379/14", 2, "redis://127.0.0.1:6379/11"),
+        # Three xdist workers take the configured database and the two after it.
+        ("redis://127.0.0.1:6379/12", 3, "redis://127.0.0.1:6379/15"),
+        ("redis://127.0.0.1:6379/13", 3, "redis://127.0.0.1:6379/11"),
+        ("redis://127.0.0.1:6379/9", 7, "redis://127.0.0.1:6379/8"),
     ],
 )
 def test_the_sentinel_lives_in_another_database_of_the_same_server(
-    configured: str, sentinel: str
+    configured: str, databases: int, sentinel: str
 ) -> None:
-    assert sentinel_url(configured) == sentinel
+    assert sentinel_url(configured, databases) == sentinel
 
 
 def test_each_xdist_worker_has_its_own_databases() -> None:
