@@ -35,9 +35,9 @@ dev: venv
 # Two runs of pytest at once. The fault lab's tier is one process with its own database, Redis
 # server and workers; it waits on its faults about half the time. Beside it, the other tiers run
 # in three pytest-xdist processes, each with its own database and Redis database
-# (tests/conftest.py). They take the cores the lab leaves idle: 605 s for both, where one after
-# the other took 822 s (docs/architecture.md, "Tests"). The lab's output goes to FAULTS_LOG and
-# is printed once both have ended. Either failing fails the target.
+# (tests/conftest.py). They take the cores the lab leaves idle: 546 to 605 s for both on one
+# host, where one after the other took 822 s (docs/architecture.md, "Tests"). The lab's output
+# goes to FAULTS_LOG and is printed once both have ended. Either failing fails the target.
 TEST_WORKERS ?= 3
 FAULTS_LOG := build/test-faults.log
 test: venv
