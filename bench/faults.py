@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> report.Result:
     )
     shapes = worker_shapes(args.workers)
     lab = Lab(workdir, args.postgres_url, args.database, workers=shapes, timing=timing)
+    # Seconds a wait may see nothing move (bench/faultlab/driver.py's Moving); a few times the
+    # longest pause a fault makes (a sweeper's re-send, a restarted Redis, a worker's start).
     patience = max(90.0, args.runs * 0.6)
     deadline = time.monotonic() + args.minutes * 60
     try:
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> report.Result:
                 print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
                 for problem in row.problems[:20]:
                     print(f"  {problem}", file=sys.stderr)
+                for what in row.stalls:
+                    print(f"  gave up waiting for {what}", file=sys.stderr)
             round_ += 1
     finally:
         lab.close()

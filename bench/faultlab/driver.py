@@ -51,7 +51,9 @@ class Driver:
         self.lab = lab
         self.contacts = contacts
         self.rng = rng
-        self.patience = patience  # seconds a phase may take before the driver moves on
+        # Seconds a wait goes on with nothing moving before the driver gives up on it: a slow
+        # host moves slowly but moves, a stuck run does not (no wait outlasts Moving.OVERALL).
+        self.patience = patience
         self.drip = drip  # a second automation, stopped with its runs cancelled mid-signups
         self.broker_signups = broker_signups  # enqueued for the workers, not ingested here
         self.races = 0
@@ -82,20 +84,35 @@ class Driver:
         query = select(func.count()).select_from(Run).where(Run.status.not_in(RUN_TERMINAL))
         return self._scalar(query)
 
+    def progress(self) -> tuple[object, ...]:
+        """What has moved: runs and steps counted by status (a step inserted or ended, a run
+        ended, changes it)."""
+
+        def once() -> tuple[object, ...]:
+            with transaction(self.lab.runtime.sessions) as session:
+                return tuple(
+                    frozenset(session.execute(select(status, func.count()).group_by(status)).all())
+                    for status in (Run.status, RunStep.status)
+                )
+
+        return retrying(once)
+
     def wait(self, what: str, done: Callable[[], bool]) -> bool:
         started = time.monotonic()
         try:
-            return self._wait(what, done, started + self.patience)
+            return self._wait(what, done)
         finally:
             self.waited[what] = self.waited.get(what, 0.0) + time.monotonic() - started
 
-    def _wait(self, what: str, done: Callable[[], bool], deadline: float) -> bool:
-        while time.monotonic() < deadline:
+    def _wait(self, what: str, done: Callable[[], bool]) -> bool:
+        """Until `done`, or until `patience` seconds pass in which no run and no step moved."""
+        moving = Moving(self.patience, self.progress)
+        while not moving.stalled():
             if done():
                 return True
             time.sleep(0.1)
         self.stalls.append(what)
-        log.warning("gave up waiting for %s", what)
+        log.warning("gave up waiting for %s: %s", what, moving.why())
         return False
 
     # -- phases ------------------------------------------------------------------------------
@@ -168,8 +185,8 @@ class Driver:
         """order.paid for the paying contacts as soon as their wait exists, racing registration."""
         self.skip(dt.timedelta(hours=1, seconds=1))
         todo = {c.run_id: c for c in self.contacts if c.plan == "paid" and c.run_id}
-        deadline = time.monotonic() + self.patience
-        while todo and time.monotonic() < deadline:
+        moving = Moving(self.patience, lambda: len(todo))
+        while todo and not moving.stalled():
             reached = self._reached_wait(list(todo))
             batch = [todo.pop(run_id) for run_id in reached]
             self.rng.shuffle(batch)
@@ -268,3 +285,32 @@ class Driver:
         for side in sides:
             side.join()
         self.races += 1
+
+
+class Moving:
+    """A wait's patience: it runs out after `patience` seconds in which `progress` (read at
+    most once `every` seconds) did not change, or after OVERALL times `patience` in all."""
+
+    OVERALL = 5
+
+    def __init__(self, patience: float, progress: Callable[[], object], every: float = 1.0):
+        self.patience = patience
+        self._progress = progress
+        self._every = every
+        self._started = self._moved = self._read = time.monotonic()
+        self._last = progress()
+
+    def stalled(self) -> bool:
+        now = time.monotonic()
+        if now - self._read >= self._every:
+            current, self._read = self._progress(), now
+            if current != self._last:
+                self._last, self._moved = current, now
+        overall = now - self._started > self.OVERALL * self.patience
+        return now - self._moved > self.patience or overall
+
+    def why(self) -> str:
+        now = time.monotonic()
+        if now - self._moved > self.patience:
+            return f"nothing moved for {now - self._moved:.0f} s"
+        return f"still moving after {now - self._started:.0f} s, {self.OVERALL} times the patience"

@@ -13,6 +13,7 @@ COLUMNS = (
     "duplicated",
     "same-Message-ID resends",
     "inconsistent",
+    "stalled",
     "seconds",
     "notes",
 )
@@ -29,7 +30,8 @@ class Result:
     resends: int
     seconds: float
     notes: str = ""
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what the check found wrong
+    stalls: list[str] = field(default_factory=list)  # the waits the driver gave up
 
     def cells(self) -> list[str]:
         return [
@@ -41,6 +43,7 @@ class Result:
             str(self.duplicated),
             str(self.resends),
             str(len(self.problems)),
+            str(len(self.stalls)),
             f"{self.seconds:.1f}",
             self.notes,
         ]
@@ -60,6 +63,7 @@ def merge(rows: list[Result]) -> Result:
         seconds=sum(r.seconds for r in rows),
         notes="; ".join(r.notes for r in rows) if len(rows) == 1 else f"{len(rows)} rounds",
         problems=[p for r in rows for p in r.problems],
+        stalls=[s for r in rows for s in r.stalls],
     )
 
 

@@ -166,7 +166,8 @@ def evaluate(lab: Lab, outcome: Outcome) -> Result:
         resends=found.resends,
         seconds=outcome.seconds,
         notes=", ".join(notes),
-        problems=found.problems + [f"stalled: {what}" for what in driver.stalls],
+        problems=found.problems,
+        stalls=list(driver.stalls),
     )
 
 
