@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.db import transaction
 from engine.sweeper_health import record_tick
-from tests.integration.harness import API_KEY, ApiServer
+from tests.integration.harness import API_KEY, ApiServer, Stack
+from tests.patience import patience
 
-pytestmark = pytest.mark.parametrize("stack", ["postgres"], indirect=True)
-
+# Bounded for the suite; a longer search for bugs: AUTOMATIONS_FUZZ_EXAMPLES=200
+# AUTOMATIONS_FUZZ_SEED=<another> pytest tests/integration/api/test_openapi_fuzz.py
 MAX_EXAMPLES = int(os.environ.get("AUTOMATIONS_FUZZ_EXAMPLES", "15"))
+SEED = int(os.environ.get("AUTOMATIONS_FUZZ_SEED", "20261128"))
+TICK_SECONDS = 5  # well within the sweeper's lateness bound (a minute)
+
+# The suite's two minutes, and more for more examples (62 operations: about a second each).
+TIMEOUT = 120 + 1.5 * max(0, MAX_EXAMPLES - 15)
+
+pytestmark = [
+    pytest.mark.parametrize("stack", ["postgres"], indirect=True),
+    pytest.mark.timeout(TIMEOUT),
+]
 
 
 def schemathesis_command() -> list[str]:
@@ -25,12 +39,40 @@ def schemathesis_command() -> list[str]:
     return [found]
 
 
+@contextlib.contextmanager
+def sweeper_ticking(stack: Stack) -> Iterator[None]:
+    """A sweeper that ticks every few seconds, as in a running deployment: GET /health/sweeper
+    answers 200 however long the fuzz runs (its 503 for a late sweeper is the answer it exists
+    for, tested in test_operations_api)."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        with transaction(stack.runtime.sessions) as session:
+            record_tick(session, stack.clock.now())
+
+    def ticking() -> None:
+        while not stop.wait(TICK_SECONDS):
+            tick()
+
+    tick()
+    ticker = threading.Thread(target=ticking, name="sweeper-ticks", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+
+
 def test_no_server_errors_and_answers_match_the_schema(rt_stack, api_server: ApiServer) -> None:  # type: ignore[no-untyped-def]
-    # A sweeper that just ticked: GET /health/sweeper answers 200, as in a running deployment
-    # (its 503 for a late sweeper is the answer it exists for, tested in test_operations_api).
-    with transaction(rt_stack.runtime.sessions) as session:
-        record_tick(session, rt_stack.clock.now())
-    result = subprocess.run(
+    with sweeper_ticking(rt_stack):
+        result = fuzz(api_server)
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+
+
+def fuzz(api_server: ApiServer) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             *schemathesis_command(),
             "run",
@@ -47,12 +89,10 @@ def test_no_server_errors_and_answers_match_the_schema(rt_stack, api_server: Api
             "--suppress-health-check",
             "all",
             "--seed",
-            "20261128",
+            str(SEED),
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=patience(TIMEOUT),
         check=False,
     )
-    report = result.stdout[-6000:] + result.stderr[-2000:]
-    assert result.returncode == 0, report
