@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, overload
 
-from fastapi import Depends
+from fastapi import Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -85,6 +85,22 @@ def written_list(items: str, has_more: bool) -> Response:
     return Response(body, media_type="application/json")
 
 
+# How ids, cursors and `limit` are documented in /openapi.json: as what parse_id and
+# parse_cursor accept. They stay strings to FastAPI and are checked in the route, so that a
+# caller without a key is answered 401 before its parameters are judged, and a bad one gets our
+# 422 naming the parameter.
+UuidPath = Annotated[str, Path(json_schema_extra={"format": "uuid"})]
+UuidQuery = Annotated[str | None, Query(json_schema_extra={"format": "uuid"})]
+LIMIT_PATTERN = "^(?:[1-9][0-9]?|100)$"  # what parse_cursor takes, written plainly
+LimitQuery = Annotated[
+    str | None,
+    Query(
+        description="A whole number from 1 to 100.",
+        json_schema_extra={"pattern": LIMIT_PATTERN},
+    ),
+]
+
+
 def parse_id(value: str, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -127,14 +143,14 @@ def parse_cursor(
 
 
 def page_query(
-    limit: str | None = None, after: str | None = None, before: str | None = None
+    limit: LimitQuery = None, after: UuidQuery = None, before: UuidQuery = None
 ) -> Cursor:
     """The `limit`, `after` and `before` query parameters of a list."""
     return parse_cursor(limit, after, before)
 
 
 def runs_page_query(
-    limit: str | None = None, after: str | None = None, before: str | None = None
+    limit: LimitQuery = None, after: UuidQuery = None, before: UuidQuery = None
 ) -> Cursor:
     """As page_query, but without `limit` a runs list returns every run up to the server cap."""
     from engine.reports import RUNS_CAP

@@ -15,7 +15,7 @@ from api.schemas.api_keys import (
     UpdateApiKey,
 )
 from api.serialize_resources import page_body
-from api.wire import PageQuery, parse_id, wire_time
+from api.wire import PageQuery, UuidPath, parse_id, wire_time
 from engine.api_keys import create_api_key, delete_api_key, list_api_keys, rename_api_key
 from engine.db import transaction
 from models.tables import ApiKey
@@ -44,7 +44,7 @@ def list_keys(rt: Rt, _: Authenticated, cursor: PageQuery) -> ApiKeyList:
 
 
 @router.patch("/api-keys/{api_key_id}", summary="Rename an API key")
-def update(api_key_id: str, body: UpdateApiKey, rt: Rt, _: Authenticated) -> ApiKeyRef:
+def update(api_key_id: UuidPath, body: UpdateApiKey, rt: Rt, _: Authenticated) -> ApiKeyRef:
     key_id = parse_id(api_key_id, "api_key_id")
     with transaction(rt.sessions) as session:
         rename_api_key(session, key_id, name=body.name)
@@ -52,7 +52,7 @@ def update(api_key_id: str, body: UpdateApiKey, rt: Rt, _: Authenticated) -> Api
 
 
 @router.delete("/api-keys/{api_key_id}", summary="Delete an API key")
-def delete(api_key_id: str, request: Request, rt: Rt, _: Authenticated) -> ApiKeyDeleted:
+def delete(api_key_id: UuidPath, request: Request, rt: Rt, _: Authenticated) -> ApiKeyDeleted:
     key_id = parse_id(api_key_id, "api_key_id")
     with transaction(rt.sessions) as session:
         delete_api_key(session, key_id, now=rt.clock.now())

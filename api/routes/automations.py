@@ -18,7 +18,7 @@ from api.schemas.automations import (
     StopAutomation,
     UpdateAutomation,
 )
-from api.wire import PageQuery, StoredJson, parse_id, stored_json
+from api.wire import PageQuery, StoredJson, UuidPath, parse_id, stored_json
 from engine import lifecycle, reports
 from engine.db import transaction
 
@@ -63,7 +63,7 @@ def list_automations(
 @router.get(
     "/automations/{automation_id}", summary="Retrieve an automation", response_model=Automation
 )
-def get(automation_id: str, rt: Rt, _: Authenticated) -> StoredJson:
+def get(automation_id: UuidPath, rt: Rt, _: Authenticated) -> StoredJson:
     """The automation with the steps and connections of its current version."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
@@ -72,7 +72,9 @@ def get(automation_id: str, rt: Rt, _: Authenticated) -> StoredJson:
 
 
 @router.patch("/automations/{automation_id}", summary="Update an automation")
-def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated) -> AutomationRef:
+def update(
+    automation_id: UuidPath, body: UpdateAutomation, rt: Rt, _: Authenticated
+) -> AutomationRef:
     """Rename, enable or disable, or replace the graph of a disabled automation."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
@@ -83,7 +85,7 @@ def update(automation_id: str, body: UpdateAutomation, rt: Rt, _: Authenticated)
 
 
 @router.delete("/automations/{automation_id}", summary="Delete an automation")
-def delete(automation_id: str, rt: Rt, sender: Sender, _: Authenticated) -> AutomationDeleted:
+def delete(automation_id: UuidPath, rt: Rt, sender: Sender, _: Authenticated) -> AutomationDeleted:
     """Remove it from every list; its unfinished runs are cancelled."""
     key = parse_id(automation_id, ID)
     cancelling = lifecycle.delete(rt, sender, key)
@@ -93,7 +95,7 @@ def delete(automation_id: str, rt: Rt, sender: Sender, _: Authenticated) -> Auto
 @router.post(
     "/automations/{automation_id}/duplicate", status_code=201, summary="Duplicate an automation"
 )
-def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> AutomationRef:
+def duplicate(automation_id: UuidPath, rt: Rt, _: Authenticated) -> AutomationRef:
     """A disabled copy with the same graph, named "<name> (Copy)"."""
     key = parse_id(automation_id, ID)
     with transaction(rt.sessions) as session:
@@ -103,7 +105,7 @@ def duplicate(automation_id: str, rt: Rt, _: Authenticated) -> AutomationRef:
 
 @router.post("/automations/{automation_id}/stop", summary="Stop an automation")
 def stop(
-    automation_id: str,
+    automation_id: UuidPath,
     rt: Rt,
     sender: Sender,
     _: Authenticated,

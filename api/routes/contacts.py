@@ -14,7 +14,7 @@ from api.schemas.contacts import (
     CreateContact,
     UpdateContact,
 )
-from api.wire import PageQuery, StoredJson, parse_id, stored_json
+from api.wire import PageQuery, StoredJson, UuidQuery, parse_id, stored_json
 from engine import contacts
 from engine.db import transaction
 
@@ -44,7 +44,7 @@ def list_contacts(
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-    segment_id: str | None = None,
+    segment_id: UuidQuery = None,
 ) -> StoredJson:
     """Newest first; `segment_id` keeps the members of one segment."""
     segment = parse_id(segment_id, "segment_id") if segment_id is not None else None

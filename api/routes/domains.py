@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api import serialize_resources as serialize
 from api.deps import Authenticated, Rt
 from api.schemas.domains import CreateDomain, Domain, DomainDeleted, DomainList, UpdateDomain
-from api.wire import PageQuery, parse_id
+from api.wire import PageQuery, UuidPath, parse_id
 from engine import content
 from engine.db import transaction
 
@@ -43,7 +43,7 @@ def list_domains(
 
 
 @router.get("/domains/{domain_id}", summary="Retrieve a domain")
-def get(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
+def get(domain_id: UuidPath, rt: Rt, _: Authenticated) -> Domain:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
         domain = content.find_domain(session, key)
@@ -51,7 +51,7 @@ def get(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
 
 
 @router.patch("/domains/{domain_id}", summary="Update a domain's tracking and TLS settings")
-def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Domain:
+def update(domain_id: UuidPath, body: UpdateDomain, rt: Rt, _: Authenticated) -> Domain:
     """The whole domain object: a superset of Resend's `{object, id}`, as the SDK types it."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
@@ -61,7 +61,7 @@ def update(domain_id: str, body: UpdateDomain, rt: Rt, _: Authenticated) -> Doma
 
 
 @router.delete("/domains/{domain_id}", summary="Delete a domain")
-def delete(domain_id: str, rt: Rt, _: Authenticated) -> DomainDeleted:
+def delete(domain_id: UuidPath, rt: Rt, _: Authenticated) -> DomainDeleted:
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:
         content.delete_domain(session, key, now=rt.clock.now())
@@ -69,7 +69,7 @@ def delete(domain_id: str, rt: Rt, _: Authenticated) -> DomainDeleted:
 
 
 @router.post("/domains/{domain_id}/verify", summary="Mark a domain verified")
-def verify(domain_id: str, rt: Rt, _: Authenticated) -> Domain:
+def verify(domain_id: UuidPath, rt: Rt, _: Authenticated) -> Domain:
     """No DNS is looked up: verifying is the operator's word, and the domain becomes `verified`."""
     key = parse_id(domain_id, ID)
     with transaction(rt.sessions) as session:

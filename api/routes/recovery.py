@@ -22,7 +22,7 @@ from api.schemas.runs import (
     RunItem,
     RunReplayed,
 )
-from api.wire import StoredJson, parse_id, stored_json, wire_time
+from api.wire import StoredJson, UuidPath, parse_id, stored_json, wire_time
 from engine import bulk, recovery, reports
 from engine.db import transaction
 from engine.dispatch import Message, commit_then_dispatch
@@ -41,8 +41,8 @@ T = TypeVar("T", bound=BulkRetry)
     response_model=Run,
 )
 def retry_run(
-    automation_id: str,
-    run_id: str,
+    automation_id: UuidPath,
+    run_id: UuidPath,
     rt: Rt,
     sender: Sender,
     _: Authenticated,
@@ -65,7 +65,7 @@ def retry_run(
     summary="Replay a run on the automation's current version",
 )
 def replay_run(
-    automation_id: str, run_id: str, rt: Rt, sender: Sender, _: Authenticated
+    automation_id: UuidPath, run_id: UuidPath, rt: Rt, sender: Sender, _: Authenticated
 ) -> RunReplayed:
     """A new run of the current version with the same trigger event and contact."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
@@ -120,7 +120,7 @@ def _bulk(
     response_model=None,
 )
 def retry_runs(
-    automation_id: str,
+    automation_id: UuidPath,
     rt: Rt,
     sender: Sender,
     _: Authenticated,
@@ -138,7 +138,7 @@ def retry_runs(
     response_model=None,
 )
 def replay_runs(
-    automation_id: str,
+    automation_id: UuidPath,
     rt: Rt,
     sender: Sender,
     _: Authenticated,
@@ -152,7 +152,9 @@ def replay_runs(
     "/automations/{automation_id}/runs/retries/{bulk_id}",
     summary="Follow a bulk retry or replay",
 )
-def get_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> BulkRetryProgress:
+def get_bulk(
+    automation_id: UuidPath, bulk_id: UuidPath, rt: Rt, _: Authenticated
+) -> BulkRetryProgress:
     """How many runs it matched and how many are done, skipped or failed so far."""
     key, bulk_key = parse_id(automation_id, "automation_id"), parse_id(bulk_id, "bulk_id")
     with transaction(rt.sessions) as session:
@@ -165,7 +167,7 @@ def get_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> Bulk
     "/automations/{automation_id}/runs/retries/{bulk_id}/cancel",
     summary="Cancel a bulk retry or replay",
 )
-def cancel_bulk(automation_id: str, bulk_id: str, rt: Rt, _: Authenticated) -> BulkRetry:
+def cancel_bulk(automation_id: UuidPath, bulk_id: UuidPath, rt: Rt, _: Authenticated) -> BulkRetry:
     """The runs it has not reached are left as they were; those it did stay retried or
     replayed."""
     key, bulk_key = parse_id(automation_id, "automation_id"), parse_id(bulk_id, "bulk_id")

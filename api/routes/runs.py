@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from api import serialize_automations
 from api.deps import Authenticated, Rt
 from api.schemas.metrics import AutomationMetrics
 from api.schemas.runs import Run, RunCancelled, RunList
-from api.wire import RunsPageQuery, StoredJson, list_body, parse_id, stored_json, written_list
+from api.wire import (
+    RunsPageQuery,
+    StoredJson,
+    UuidPath,
+    list_body,
+    parse_id,
+    stored_json,
+    written_list,
+)
 from engine import lifecycle, metrics, reports
 from engine.db import transaction
 from engine.store.reports import JsonPage
+from models.enums import RunStatus
 
 router = APIRouter(tags=["runs"])
+
+# Documented as engine/reports.py and engine/metrics.py read them; checked there, after the key.
+_STATUS = f"(?:{'|'.join(RunStatus)})"
+StatusQuery = Annotated[
+    str | None,
+    Query(
+        description="Run statuses separated by commas, such as `failed,skipped`.",
+        json_schema_extra={"pattern": f"^{_STATUS}(?:,{_STATUS})*$"},
+    ),
+]
+TimeQuery = Annotated[str | None, Query(json_schema_extra={"format": "date-time"})]
+GranularityQuery = Annotated[
+    str | None, Query(json_schema_extra={"enum": [str(g) for g in metrics.Granularity]})
+]
 
 
 @router.get(
@@ -24,11 +49,11 @@ router = APIRouter(tags=["runs"])
     responses={200: {"model": RunList, "description": "Newest first"}},
 )
 def list_runs(
-    automation_id: str,
+    automation_id: UuidPath,
     rt: Rt,
     _: Authenticated,
     cursor: RunsPageQuery,
-    status: str | None = None,
+    status: StatusQuery = None,
 ) -> Response:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
@@ -52,7 +77,7 @@ def list_runs(
 @router.get(
     "/automations/{automation_id}/runs/{run_id}", summary="Retrieve a run", response_model=Run
 )
-def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> StoredJson:
+def get_run(automation_id: UuidPath, run_id: UuidPath, rt: Rt, _: Authenticated) -> StoredJson:
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
@@ -61,7 +86,7 @@ def get_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> Stored
 
 
 @router.post("/automations/{automation_id}/runs/{run_id}/cancel", summary="Cancel a run")
-def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> RunCancelled:
+def cancel_run(automation_id: UuidPath, run_id: UuidPath, rt: Rt, _: Authenticated) -> RunCancelled:
     """Stop the run before its next step; cancelling a cancelled run answers the same."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with transaction(rt.sessions) as session:
@@ -71,12 +96,12 @@ def cancel_run(automation_id: str, run_id: str, rt: Rt, _: Authenticated) -> Run
 
 @router.get("/automations/{automation_id}/metrics", summary="An automation's metrics")
 def automation_metrics(
-    automation_id: str,
+    automation_id: UuidPath,
     rt: Rt,
     _: Authenticated,
-    start: str | None = None,
-    end: str | None = None,
-    granularity: str | None = None,
+    start: TimeQuery = None,
+    end: TimeQuery = None,
+    granularity: GranularityQuery = None,
 ) -> AutomationMetrics:
     """Runs by status, per-step counts, durations, emails and a series over [start, end)."""
     key = parse_id(automation_id, "automation_id")

@@ -18,7 +18,7 @@ from api.schemas.segments import (
     SegmentRef,
     UpdateSegment,
 )
-from api.wire import PageQuery, parse_id
+from api.wire import PageQuery, UuidPath, parse_id
 from engine import contacts
 from engine.db import transaction
 
@@ -48,7 +48,7 @@ def list_segments(
 
 
 @router.get("/segments/{segment_id}", summary="Retrieve a segment")
-def get(segment_id: str, rt: Rt, _: Authenticated) -> Segment:
+def get(segment_id: UuidPath, rt: Rt, _: Authenticated) -> Segment:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         segment = contacts.find_segment(session, key)
@@ -56,7 +56,7 @@ def get(segment_id: str, rt: Rt, _: Authenticated) -> Segment:
 
 
 @router.patch("/segments/{segment_id}", summary="Rename a segment")
-def update(segment_id: str, body: UpdateSegment, rt: Rt, _: Authenticated) -> SegmentRef:
+def update(segment_id: UuidPath, body: UpdateSegment, rt: Rt, _: Authenticated) -> SegmentRef:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contacts.rename_segment(session, key, name=body.name)
@@ -64,7 +64,7 @@ def update(segment_id: str, body: UpdateSegment, rt: Rt, _: Authenticated) -> Se
 
 
 @router.delete("/segments/{segment_id}", summary="Delete a segment")
-def delete(segment_id: str, rt: Rt, _: Authenticated) -> SegmentDeleted:
+def delete(segment_id: UuidPath, rt: Rt, _: Authenticated) -> SegmentDeleted:
     """Its contacts stay; only their memberships go."""
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
@@ -74,7 +74,7 @@ def delete(segment_id: str, rt: Rt, _: Authenticated) -> SegmentDeleted:
 
 @router.get("/segments/{segment_id}/contacts", summary="List a segment's contacts")
 def list_members(
-    segment_id: str,
+    segment_id: UuidPath,
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
@@ -107,7 +107,7 @@ def list_contact_segments(
 
 
 @router.post("/contacts/{contact_id}/segments/{segment_id}", summary="Add a contact to a segment")
-def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> Membership:
+def add_member(contact_id: str, segment_id: UuidPath, rt: Rt, _: Authenticated) -> Membership:
     """Adding a member again answers the same; the path decides (the SDK repeats it in a body)."""
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
@@ -118,7 +118,9 @@ def add_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> Me
 @router.delete(
     "/contacts/{contact_id}/segments/{segment_id}", summary="Remove a contact from a segment"
 )
-def remove_member(contact_id: str, segment_id: str, rt: Rt, _: Authenticated) -> MembershipRemoved:
+def remove_member(
+    contact_id: str, segment_id: UuidPath, rt: Rt, _: Authenticated
+) -> MembershipRemoved:
     key = parse_id(segment_id, ID)
     with transaction(rt.sessions) as session:
         contact = contacts.remove_from_segment(session, contact_id, key)
