@@ -23,7 +23,7 @@ SegmentRef = SegmentId | Annotated[str, Field(min_length=1, max_length=36)]
 
 
 class CreateContact(Body):
-    email: str = Field(min_length=3, max_length=320)
+    email: str = Field(min_length=3, max_length=320, json_schema_extra={"format": "email"})
     first_name: str | None = Field(default=None, max_length=255)
     last_name: str | None = Field(default=None, max_length=255)
     unsubscribed: bool = False

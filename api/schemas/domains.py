@@ -24,7 +24,7 @@ SENDING_ONLY = Capabilities()
 
 
 class CreateDomain(Body):
-    name: str = Field(min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253, json_schema_extra={"format": "hostname"})
     region: Region = "us-east-1"
     custom_return_path: str | None = Field(default=None, min_length=1, max_length=63)
     open_tracking: bool = False

@@ -12,11 +12,15 @@ FieldType = Literal["string", "number", "boolean", "date"]
 
 
 class SendEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Documented as engine/ingest.py checks it: exactly one of `contact_id` and `email`.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["contact_id"]}, {"required": ["email"]}]},
+    )
 
-    event: str = Field(min_length=1, max_length=255)
-    contact_id: str | None = None
-    email: str | None = Field(default=None, max_length=320)
+    event: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": r"\S"})
+    contact_id: str | None = Field(default=None, json_schema_extra={"format": "uuid"})
+    email: str | None = Field(default=None, max_length=320, json_schema_extra={"format": "email"})
     payload: dict[str, Any] | None = None
 
 

@@ -206,3 +206,20 @@ def test_the_documented_run_filters_and_metrics_window_are_what_the_routes_accep
     now = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
     for granularity in schemas["granularity"]["enum"]:
         assert parse_window(None, None, granularity, now=now).granularity == granularity
+
+
+def test_bodies_document_the_formats_the_engine_checks(openapi: dict[str, Any]) -> None:
+    """An event names its contact by exactly one of id and email; addresses are emails, a
+    domain a host name, a contact id a UUID (engine/ingest.py, engine/addresses.py)."""
+    schemas = openapi["components"]["schemas"]
+    event = schemas["SendEvent"]
+    assert event["oneOf"] == [{"required": ["contact_id"]}, {"required": ["email"]}]
+    assert (
+        event["properties"]["contact_id"]["format"],
+        event["properties"]["email"]["format"],
+    ) == (
+        "uuid",
+        "email",
+    )
+    assert schemas["CreateContact"]["properties"]["email"]["format"] == "email"
+    assert schemas["CreateDomain"]["properties"]["name"]["format"] == "hostname"
