@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -91,7 +92,8 @@ def written_list(items: str, has_more: bool) -> Response:
 # 422 naming the parameter.
 UuidPath = Annotated[str, Path(json_schema_extra={"format": "uuid"})]
 UuidQuery = Annotated[str | None, Query(json_schema_extra={"format": "uuid"})]
-LIMIT_PATTERN = "^(?:[1-9][0-9]?|100)$"  # what parse_cursor takes, written plainly
+LIMIT_PATTERN = "^(?:[1-9][0-9]?|100)$"  # exactly what parse_cursor takes
+_LIMIT = re.compile(LIMIT_PATTERN)
 LimitQuery = Annotated[
     str | None,
     Query(
@@ -125,16 +127,14 @@ def parse_cursor(
         raise InvalidInput("You can only use `after` or `before`, not both at once.", field="after")
     size = default_limit
     if limit is not None:
-        try:
-            size = int(limit)
-        except ValueError:
-            size = 0
-        if not 1 <= size <= 100:
+        # The plain form only, as documented: int() would also take "+5", "05", " 5" or "1_0".
+        if _LIMIT.fullmatch(limit) is None:
             raise InvalidInput(
                 "The `limit` must be a whole number from 1 to 100.",
                 field="limit",
                 code="invalid_parameter",
             )
+        size = int(limit)
     return Cursor(
         size,
         parse_id(after, "after") if after is not None else None,

@@ -177,9 +177,10 @@ def test_ids_cursors_and_limits_are_documented_as_the_routes_check_them(
 
 
 def test_the_documented_limit_is_what_the_route_accepts() -> None:
-    """Every whole number the pattern allows is a limit the route takes, and none other.
-    (The route also reads `+5` or `05` as 5: the documentation gives the plain form.)"""
-    for limit in [str(n) for n in range(-1, 103)] + ["", "1.5", "ten", "1e2"]:
+    """Every whole number the pattern allows is a limit the route takes, and nothing else:
+    not the other spellings int() reads."""
+    others = ["", "1.5", "ten", "1e2", "+5", "05", " 5", "5 ", "1_0", "\uff15", "5\n"]
+    for limit in [str(n) for n in range(-1, 103)] + others:
         documented = re.fullmatch(LIMIT_PATTERN, limit) is not None
         try:
             accepted = parse_cursor(limit, None, None).limit == int(limit)
