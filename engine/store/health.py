@@ -54,16 +54,3 @@ def operations_under_way(session: Session) -> dict[str, int]:
     counts = {"cancel_runs": int(cancels or 0), "bulk_retry": 0, "bulk_replay": 0}
     counts.update({f"bulk_{action}": count for action, count in bulks})
     return counts
-
-
-def recent_step_durations(
-    session: Session, since: dt.datetime, limit: int = 5000
-) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """(type, started, completed) of steps finished since `since`, newest first."""
-    rows = session.execute(
-        select(RunStep.step_type, RunStep.started_at, RunStep.completed_at)
-        .where(RunStep.completed_at >= since, RunStep.started_at.is_not(None))
-        .order_by(RunStep.completed_at.desc())
-        .limit(limit)
-    ).all()
-    return [(row[0], row[1], row[2]) for row in rows if row[1] and row[2]]

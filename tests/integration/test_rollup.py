@@ -224,6 +224,29 @@ def test_prometheus_counts_every_step(rt_stack: Stack) -> None:
     assert 'automations_run_duration_quantile_seconds{quantile="0.5"}' in samples
 
 
+@POSTGRES_ONLY
+def test_prometheus_counts_steps_past_the_old_sample(rt_stack: Stack) -> None:
+    """The step counter once read a sample of the latest 5,000 steps; it reads the rollup now,
+    so 5,100 runs (each a trigger that ends it at its event's commit) count 5,100."""
+    make_automation(rt_stack, [{**TRIGGER, "config": {"event_name": "sampled"}}], [])
+    for _ in range(51):
+        requests = [EventRequest("sampled", unique_email()) for _ in range(100)]
+        assert all(
+            isinstance(outcome, Ingested)
+            for outcome in commit_group(rt_stack.runtime, rt_stack.dispatcher, requests)
+        )
+    with transaction(rt_stack.runtime.sessions) as session:
+        data = snapshot(session, now=rt_stack.clock.now(), sweeper_late_after=60)
+        triggers = session.scalar(
+            select(func.count()).select_from(RunStep).where(RunStep.step_type == "trigger")
+        )
+    text = exposition(data).decode()
+    assert triggers is not None and triggers >= 5100
+    for status in ("reached", "completed"):
+        name = f'automations_steps{{status="{status}",step_type="trigger"}}'
+        assert f"{name} {float(triggers)}" in text.splitlines()
+
+
 @contextmanager
 def statements_of_this_thread(stack: Stack) -> Iterator[list[str]]:
     """The SQL statements this thread executes meanwhile (not the worker's, nor a sweeper's)."""
