@@ -182,21 +182,31 @@ def test_a_step_followed_by_one_step_counts_itself_in_its_finish_statement(
 
 
 @pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
-def test_an_email_step_is_never_run_inline(
-    rt_stack: Stack, runtime: Callable[[int], Runtime]
+@pytest.mark.parametrize("kind", ["send_email", "delay", "wait_for_event"])
+def test_a_step_that_sends_or_waits_is_never_run_inline(
+    rt_stack: Stack, runtime: Callable[[int], Runtime], kind: str
 ) -> None:
+    """A send, a delay and a wait always go through the broker (or the sweeper), whatever
+    the bound: the instant step before them is the last one run inline."""
     make_domain(rt_stack)
-    steps = [
-        TRIGGER,
-        tag("a", "1"),
-        send_email_step("mail", make_template(rt_stack)),
-        tag("z", "9"),
-    ]
-    make_automation(rt_stack, steps, chain("start", "a", "mail", "z"))
+    after_tag = {
+        "send_email": send_email_step("next", make_template(rt_stack)),
+        "delay": {"key": "next", "type": "delay", "config": {"duration": "1 minute"}},
+        "wait_for_event": {
+            "key": "next",
+            "type": "wait_for_event",
+            "config": {"event_name": "order.paid"},
+        },
+    }[kind]
+    steps = [TRIGGER, tag("a", "1"), after_tag, tag("z", "9")]
+    connections = chain("start", "a", "next", "z")
+    if kind == "wait_for_event":
+        connections[-1]["type"] = "event_received"
+    make_automation(rt_stack, steps, connections)
     rt = runtime(8)
-    first = first_dispatch(rt, unique_email("mail"))
+    first = first_dispatch(rt, unique_email(kind))
     following = execute_step(rt, first.run_id, first.step_key)
-    assert [(d.step_key, d.step_type) for d in following] == [("mail", "send_email")]
+    assert [(d.step_key, d.step_type) for d in following] == [("next", kind)]
 
 
 @CELERY_BACKENDS

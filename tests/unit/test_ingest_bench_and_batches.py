@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +41,36 @@ def test_a_missing_wrk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(loadgen.shutil, "which", lambda _: None)
     with pytest.raises(loadgen.LoadGeneratorMissing, match="apt-get install -y wrk"):
         loadgen.wrk_binary()
+
+
+# A stand-in for wrk: spends `cpu` seconds of CPU, then prints the result line of a 1 s run.
+FAKE_WRK = """#!{python}
+import json, time
+start = time.process_time()
+while time.process_time() - start < {cpu}:
+    pass
+figures = dict(requests=100, duration_us=1_000_000, status_errors=0, socket_errors=0,
+               timeouts=0, p50_us=1000, p90_us=2000, p99_us=3000, max_us=4000)
+print("BENCH_RESULT " + json.dumps(figures))
+"""
+
+
+@pytest.mark.parametrize(("cpu", "bound"), [(0.0, False), (0.8, True)])
+def test_a_client_that_takes_more_than_half_a_core_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu: float, bound: bool
+) -> None:
+    """The CPU is the client process's own, read from /proc, not what it reports."""
+    wrk = tmp_path / "wrk"
+    wrk.write_text(FAKE_WRK.format(python=sys.executable, cpu=cpu))
+    wrk.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    shot = loadgen.Shot("http://127.0.0.1:9/health", "health", seconds=1, connections=1)
+    if bound:
+        with pytest.raises(loadgen.ClientBound, match="the client may be the bottleneck"):
+            loadgen.fire(shot, api_key="k", run_id="r")
+    else:
+        load = loadgen.fire(shot, api_key="k", run_id="r")
+        assert (load.requests, load.client_cores < loadgen.MAX_CLIENT_CORES) == (100, True)
 
 
 def test_batch_events_get_the_producers_key_or_one_from_the_task_and_index() -> None:
