@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Where `make lock` resolves afresh, away from the venv in use.
 LOCK_VENV := build/lock-venv
 
-.PHONY: venv demo dev test lint fmt lock
+.PHONY: venv demo dev test lint fmt lock bench-setup
 
 venv: $(STAMP)
 
@@ -30,6 +30,15 @@ demo: venv
 
 dev: venv
 	"$(BIN)/automations" dev
+
+# What the benchmarks need beyond the tests: their Python extras (matplotlib, py-spy) and the
+# native load generator bench.ingest drives the API with (Debian's wrk), installed if missing.
+bench-setup: venv
+	"$(BIN)/python" -m pip install --quiet -c $(LOCK) -e '.[bench]'
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk (Debian package) for bench.ingest"; \
+		sudo= ; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
 
 # --durations: the slowest tests in every log, so that a slow one is seen before it grows.
 # Two runs of pytest at once. The fault lab's tier is one process with its own database, Redis

@@ -2,9 +2,9 @@
 
     python -m bench.ingest [--duration 10] [--database-url URL] [--redis-url URL]
 
-Set-up: `apt-get install -y wrk` (the load generator; the bench says so if it is missing), and a
-PostgreSQL database of its own (created if absent; its schema is dropped and created anew) and
-a Redis database whose `automations` queue it may purge.
+Set-up: `make bench-setup` (installs wrk, the load generator; the bench says so if it is
+missing), and a PostgreSQL database of its own (created if absent; its schema is dropped and
+created anew) and a Redis database whose `automations` queue it may purge.
 
 Starts the API as production runs it (uvicorn, several worker processes, PostgreSQL, Redis as
 broker) with one enabled automation listening for the event, so that every accepted event is a

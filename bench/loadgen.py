@@ -1,7 +1,8 @@
 """The native load generator of bench/ingest.py: `wrk`, its figures, and the CPU it used, so
 that a result says the client was not the bottleneck.
 
-Set-up: `apt-get install -y wrk` (Debian and Ubuntu; `brew install wrk` on macOS)."""
+Set-up: `make bench-setup` (on Debian and Ubuntu: `apt-get install -y wrk`; on macOS:
+`brew install wrk`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("wrk_events.lua")
-INSTALL = "apt-get install -y wrk"
+INSTALL = "make bench-setup"  # or: apt-get install -y wrk
 # Above this share of one core the client may be what limits the figures: the run fails.
 MAX_CLIENT_CORES = 0.5
 TICKS = os.sysconf("SC_CLK_TCK")

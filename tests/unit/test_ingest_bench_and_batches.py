@@ -39,7 +39,7 @@ def test_output_without_the_result_line_fails_loudly() -> None:
 
 def test_a_missing_wrk_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loadgen.shutil, "which", lambda _: None)
-    with pytest.raises(loadgen.LoadGeneratorMissing, match="apt-get install -y wrk"):
+    with pytest.raises(loadgen.LoadGeneratorMissing, match="make bench-setup"):
         loadgen.wrk_binary()
 
 
