@@ -98,6 +98,8 @@ def test_every_run_ends_and_every_email_is_sent_once(
     )
     results.append(result)
     assert result.injected > 0, "the fault was never injected"
+    missed = [point for point, kills in lab.checkpoint_kills().items() if not kills]
+    assert not missed, f"no worker reached {missed}"
     assert result.lost == 0, result.problems
     assert result.duplicated == 0, result.problems
     assert (result.problems, result.stalls) == ([], [])
