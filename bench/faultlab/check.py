@@ -13,11 +13,18 @@ from sqlalchemy.orm import Session
 from bench.faultlab.load import (
     AWAIT,
     DRIP_NAME,
+    FILED,
+    HEAD,
+    KNOWN,
+    LAPSED,
     LATE,
+    MEMBERS,
     PAUSE,
+    PAYING,
     RECEIPT,
     SENDS,
     SUBJECTS,
+    THANKED,
     TIP,
     TIP_AFTER,
     WELCOME,
@@ -27,11 +34,18 @@ from bench.faultlab.sinks import Delivery
 from engine.rollup_check import describe
 from engine.store.rollup_rebuild import differences
 from models.enums import RUN_TERMINAL, STEP_ACTIVE
-from models.tables import Automation, OutboxEmail, Run, RunStep
+from models.tables import Automation, OutboxEmail, Run, RunStep, Segment, SegmentMembership
 from models.tables import Contact as ContactRow
 
-KEYS = ("start", WELCOME, PAUSE, AWAIT, RECEIPT, LATE)
-BRANCH_STEPS = {"event_received": (RECEIPT, LATE), "timeout": (LATE, RECEIPT)}
+# Each branch of the wait: the steps it runs, the steps it skips as branch_not_taken.
+BRANCH_STEPS = {
+    "event_received": ((RECEIPT, THANKED, FILED), (LATE, LAPSED)),
+    "timeout": ((LATE, LAPSED), (RECEIPT, THANKED, FILED)),
+}
+KEYS = ("start", *HEAD, WELCOME, PAUSE, AWAIT, RECEIPT, THANKED, FILED, LATE, LAPSED)
+# What the instant steps of each branch leave on the contact: its first name, its stage, and
+# whether it is in the paying segment (every one is in MEMBERS).
+EFFECTS = {"event_received": ("Ada", "paid", True), "timeout": ("Late", "lapsed", False)}
 
 
 @dataclass
@@ -74,6 +88,11 @@ def check(session: Session, contacts: list[Contact], deliveries: list[Delivery])
     for step in session.scalars(select(RunStep)):
         steps[step.run_id][step.step_key] = step
     outbox = {(row.run_id, row.step_key): row for row in session.scalars(select(OutboxEmail))}
+    people = {row.email: row for row in session.scalars(select(ContactRow))}
+    joined = select(Segment.name, SegmentMembership.contact_id).join(
+        Segment, Segment.id == SegmentMembership.segment_id
+    )
+    members = {(name, contact_id) for name, contact_id in session.execute(joined)}
     copies = Counter(d.email_id for d in deliveries)
     for contact in contacts:
         mine = by_email.get(contact.email, [])
@@ -84,6 +103,7 @@ def check(session: Session, contacts: list[Contact], deliveries: list[Delivery])
         found.duplicated += len(mine) - 1  # a second run would mail the contact twice
         for run in mine:
             _check_run(found, contact, run, steps[run.id], outbox, copies)
+            _check_effects(found, run, steps[run.id], people[contact.email], members)
         for run in drips.get(contact.email, []):
             found.runs += 1
             _check_stopped_run(found, run, steps[run.id], outbox.get((run.id, TIP)), copies)
@@ -117,19 +137,23 @@ def _check_run(
             found.problem(run.id, f"step {key} still {step.status} in an ended run")
         elif step.started_at and step.completed_at and step.completed_at < step.started_at:
             found.problem(run.id, f"step {key} completed before it started")
-    for key in (WELCOME, PAUSE, AWAIT):
+    for key in (*HEAD, WELCOME, PAUSE, AWAIT):
         if key in steps and steps[key].status != "completed":
             found.problem(run.id, f"step {key} is {steps[key].status}")
+    if KNOWN in steps and steps[KNOWN].branch != "condition_met":
+        found.problem(run.id, f"{KNOWN} took branch {steps[KNOWN].branch}")
     wait = steps.get(AWAIT)
     branch = wait.branch if wait else None
     if branch not in BRANCH_STEPS:
         found.problem(run.id, f"wait took branch {branch}")
         return
-    taken, other = BRANCH_STEPS[branch]
-    if steps.get(taken) is None or steps[taken].status != "completed":
-        found.problem(run.id, f"{branch} taken but {taken} not completed")
-    if steps.get(other) is None or steps[other].skip_reason != "branch_not_taken":
-        found.problem(run.id, f"{branch} taken but {other} not skipped as branch_not_taken")
+    taken, others = BRANCH_STEPS[branch]
+    for key in taken:
+        if steps.get(key) is None or steps[key].status != "completed":
+            found.problem(run.id, f"{branch} taken but {key} not completed")
+    for key in others:
+        if steps.get(key) is None or steps[key].skip_reason != "branch_not_taken":
+            found.problem(run.id, f"{branch} taken but {key} not skipped as branch_not_taken")
     _check_race(found, contact, run.id, branch)
     wanted = expected_branch(contact)
     if wanted is not None and branch != wanted:
@@ -141,6 +165,32 @@ def _check_run(
         _check_email(
             found, run.id, key, steps.get(key), outbox.get((run.id, key)), copies, should_send
         )
+
+
+def _check_effects(
+    found: Findings,
+    run: Run,
+    steps: dict[str, RunStep],
+    person: ContactRow,
+    members: set[tuple[str, uuid.UUID]],
+) -> None:
+    """What the run's instant steps did to its contact: each exactly what its branch says."""
+    wait = steps.get(AWAIT)
+    branch = wait.branch if wait is not None else None
+    if run.status not in RUN_TERMINAL or branch not in EFFECTS:
+        return  # reported by _check_run
+    first_name, stage, paying = EFFECTS[branch]
+    found_stage = (person.properties or {}).get("stage")
+    if (person.first_name, found_stage) != (first_name, stage):
+        found.problem(
+            run.id,
+            f"contact is {person.first_name!r} at stage {found_stage!r} after {branch}, "
+            f"expected {first_name!r} at {stage!r}",
+        )
+    if (MEMBERS, person.id) not in members:
+        found.problem(run.id, f"contact not in segment {MEMBERS}")
+    if ((PAYING, person.id) in members) != paying:
+        found.problem(run.id, f"contact {'not ' if paying else ''}in segment {PAYING}")
 
 
 def _stuck(found: Findings, run: Run, steps: dict[str, RunStep], said: str) -> bool:

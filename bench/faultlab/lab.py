@@ -33,12 +33,17 @@ API_KEY = "re_faults_" + "0" * 24
 # One worker killed right after a send (the provider has the email, we have no record of it),
 # one right before.
 SEND_CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
+# One worker killed between two instant steps it runs inline, one inside one (the first
+# instant steps a worker meets are the inline run after the condition), one after its inline
+# steps committed and before it publishes the step that follows them.
+INLINE_CHECKPOINTS = ("inline.before_step", "contact_update.handler", "dispatch.before_publish")
 
 
 def worker_shapes(count: int) -> tuple[str, ...]:
     """Both shapes an operator runs (docs/operations.md, "Sizing the workers"): the first worker
-    solo, the others prefork, so that every scenario kills and pauses both. The checkpoint
-    scenarios arm the first two slots: a solo and a prefork worker kill themselves at a send."""
+    solo, the others prefork, so that every scenario kills and pauses both. A scenario with
+    several checkpoints arms one slot per checkpoint from the first: the solo worker kills
+    itself at the first, prefork ones at the others."""
     return tuple("solo" if slot == 0 else "prefork" for slot in range(count))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bench.faultlab import injectors
 from bench.faultlab.check import Findings, check
 from bench.faultlab.driver import Driver
-from bench.faultlab.lab import SEND_CHECKPOINTS, Lab
+from bench.faultlab.lab import INLINE_CHECKPOINTS, SEND_CHECKPOINTS, Lab
 from bench.faultlab.load import Contact, define_automation, plan_contacts
 from bench.faultlab.report import Result
 from bench.faultlab.sinks import Delivery, ResendStub
@@ -42,7 +42,7 @@ SCENARIOS = {
     s.name: s
     for s in (
         Scenario("baseline"),
-        Scenario("sigkill", (injectors.sigkill,)),
+        Scenario("sigkill", (injectors.sigkill,), checkpoints=INLINE_CHECKPOINTS),
         Scenario("broker-events", (injectors.sigkill,), broker_signups=True),
         Scenario("pause", (injectors.pause,)),
         Scenario("redis-flushall", (injectors.flushall,)),
@@ -195,7 +195,7 @@ def run_scenario(
 
 
 def _notes(lab: Lab, driver: Driver) -> list[str]:
-    notes = [f"{point.split('.')[-1]} kill {n}" for point, n in lab.checkpoint_kills().items()]
+    notes = [f"{point} kill {n}" for point, n in lab.checkpoint_kills().items()]
     if lab.chaos_messages():
         notes.append(f"extra messages {lab.chaos_messages()}")
     won = Counter(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from bench.faultlab.driver import Driver
 from bench.faultlab.lab import Lab
@@ -24,6 +24,7 @@ from bench.faultlab.scenarios import (
 from bench.faultlab.sinks import Delivery
 from engine.db import transaction
 from models.rollups import RunRollup
+from models.tables import Contact
 
 SEED = 20260501
 RUNS = 40
@@ -31,7 +32,9 @@ MAX_FAULTS = 5  # per injector: enough to hit every phase, few enough to stay qu
 TEMPO = 2.0  # faults twice as often as in the long form: the load is short
 
 
-def test_the_checker_sees_a_lost_email_a_silent_copy_a_resend_and_a_rollup_drift(lab: Lab) -> None:
+def test_the_checker_sees_lost_and_copied_emails_a_rollup_drift_and_an_undone_step(
+    lab: Lab,
+) -> None:
     outcome = drive(lab, SCENARIOS["baseline"], runs=6, seed=SEED, patience=40)
     clean = evaluate(lab, outcome)
     assert (clean.lost, clean.duplicated, clean.resends) == (0, 0, 0)
@@ -54,6 +57,17 @@ def test_the_checker_sees_a_lost_email_a_silent_copy_a_resend_and_a_rollup_drift
     assert [p for p in drifted.problems if p.startswith("rollup differs")] == [
         f"rollup differs from a recount: run_rollups automation {drift.automation_id} "
         "hour 1970-01-01 01:00 UTC: completed kept 1, recounted 0"
+    ]
+
+    # The update that named the contact, as if it had not committed though its step did.
+    paying = next(contact for contact in outcome.contacts if contact.plan == "paid")
+    with transaction(lab.runtime.sessions) as session:
+        named = Contact.email == paying.email
+        session.execute(update(Contact).where(named).values(first_name=None))
+    undone = evaluate(lab, outcome)
+    assert [p for p in undone.problems if "contact is None" in p] == [
+        f"run {paying.run_id}: contact is None at stage 'paid' after event_received, "
+        "expected 'Ada' at 'paid'"
     ]
 
 
@@ -84,6 +98,8 @@ def test_every_run_ends_and_every_email_is_sent_once(
     )
     results.append(result)
     assert result.injected > 0, "the fault was never injected"
+    missed = [point for point, kills in lab.checkpoint_kills().items() if not kills]
+    assert not missed, f"no worker reached {missed}"
     assert result.lost == 0, result.problems
     assert result.duplicated == 0, result.problems
     assert (result.problems, result.stalls) == ([], [])
