@@ -9,6 +9,9 @@ reading of the database server's), and the worker's note of its task's return
 request → step recorded time exactly; a stage measured between two processes' stamps can be
 a little below zero (the worker claims the step before the load has read the 202 that says
 it was published): such values are kept as they are, and counted.
+
+A prefork worker's claim commits with the outbox row, in `render`; a solo worker's
+(`--pool solo`) commits on its own first, in `claim`.
 """
 
 from __future__ import annotations
