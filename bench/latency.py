@@ -11,7 +11,8 @@ Events arrive open-loop at a fixed rate, by default half the maximum throughput
 (--max-steps-per-s, or a burst of events sent first; the tables are analyzed then, as autovacuum
 keeps a deployment's); the first seconds are a warm-up, discarded. Latency is the sink's clock
 minus the moment just before the request was sent; the baseline: a GET /health round trip on the
-same server in the same run. Prints JSON and a table.
+same server in the same run. Prints JSON and a table, with that time split in six stages
+(bench/latency_stages.py): API answer, queue wait, claim, render, SMTP, record.
 The step queues of the bench's Redis database are emptied first: messages another run left there
 (for runs of another database) would hold the worker up and pass for the burst's own slowness.
 """
@@ -26,6 +27,7 @@ import math
 import re
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.ingest import STEP_QUEUES
 from bench.ingest_broker import purge
 from bench.latency_rows import rows_of, stage_rows
+from bench.latency_stages import RETURNS_ENV, Stamps, read_returns, split
 from bench.procs import (
     ROOT,
     analyze_tables,
@@ -111,8 +114,13 @@ def summarize(milliseconds: Sequence[float]) -> dict[str, float]:
 # --- the processes ------------------------------------------------------------------------------
 
 
-def base_env(database_url: str, redis_url: str, transport_url: str) -> dict[str, str]:
-    return api_env(database_url, redis_url, API_KEY, transport_url)
+def base_env(
+    database_url: str, redis_url: str, transport_url: str, returns: Path
+) -> dict[str, str]:
+    """The processes' environment: the system clock, which the load and the sink read too (the
+    database server is on this host), and where the workers note their tasks' returns."""
+    env = api_env(database_url, redis_url, API_KEY, transport_url)
+    return {**env, "AUTOMATIONS_CLOCK": "system", RETURNS_ENV: str(returns)}
 
 
 class Sink:
@@ -354,11 +362,25 @@ def analyse(load: LoadResult, sink: Sink, warmup: float) -> dict[str, Any]:
 WALL_OFFSET = time.time() - time.perf_counter()
 
 
-def stage_split(load: LoadResult, sink: Sink, database_url: str, warmup: float) -> dict[str, Any]:
-    """Where an event's time goes, by stage, from the database's stamps and the sink's:
-    API (request to 202), queue (ingestion to the worker's claim of the email step), prepare
-    (claim to the SMTP transaction: render, outbox row, commit, connect), SMTP (MAIL FROM to
-    the message accepted)."""
+def summarize_stage(milliseconds: Sequence[float]) -> dict[str, float]:
+    """`summarize`, and how many values are below zero (stamps of two processes' clocks)."""
+    return {**summarize(milliseconds), "negative": sum(value < 0 for value in milliseconds)}
+
+
+_STAGE_STAMPS = (
+    "SELECT (e.payload->>'seq')::int, r.id, s.claimed_at, o.created_at FROM events e "
+    "JOIN runs r ON r.event_id = e.id JOIN run_steps s ON s.run_id = r.id "
+    "AND s.step_key = 'mail' JOIN outbox o ON o.run_id = r.id AND o.step_key = 'mail' "
+    "WHERE e.name = :name"
+)
+
+
+def stage_split(
+    load: LoadResult, sink: Sink, database_url: str, warmup: float, returns: Path
+) -> dict[str, Any]:
+    """The six stages of bench/latency_stages.py, from the load's, the database's, the sink's
+    and the workers' stamps, for each timed event whose every stamp is there; and their sum,
+    request → step recorded."""
     from sqlalchemy import create_engine, text
 
     timed = {
@@ -366,31 +388,34 @@ def stage_split(load: LoadResult, sink: Sink, database_url: str, warmup: float) 
         for item in load.sent
         if item.scheduled >= load.load_began + warmup and item.seq in sink.arrivals
     }
-    query = text(
-        "SELECT (e.payload->>'seq')::int, e.received_at, s.claimed_at FROM events e "
-        "JOIN runs r ON r.event_id = e.id JOIN run_steps s ON s.run_id = r.id "
-        "AND s.step_key = 'mail' WHERE e.name = :name"
-    )
     db_engine = create_engine(database_url)
     try:
         with db_engine.connect() as conn:
-            rows = conn.execute(query, {"name": EVENT_NAME}).all()
+            rows = conn.execute(text(_STAGE_STAMPS), {"name": EVENT_NAME}).all()
     finally:
         db_engine.dispose()
-    stages: dict[str, list[float]] = {"api": [], "queue": [], "prepare": [], "smtp": []}
-    for seq, received, claimed in rows:
-        item = timed.get(seq)
-        if item is None or claimed is None:
-            continue
-        mail_at = sink.mail_from[seq] + WALL_OFFSET
-        stages["api"].append((item.accepted - item.sent) * 1000)
-        stages["queue"].append((claimed.timestamp() - received.timestamp()) * 1000)
-        stages["prepare"].append((mail_at - claimed.timestamp()) * 1000)
-        stages["smtp"].append((sink.arrivals[seq] - sink.mail_from[seq]) * 1000)
-    return {name: summarize(values) for name, values in stages.items()}
+    recorded = read_returns(returns, "mail")
+    events = [
+        Stamps(
+            sent=item.sent + WALL_OFFSET,
+            answered=item.accepted + WALL_OFFSET,
+            claimed=claimed.timestamp(),
+            making=making.timestamp(),
+            mail_from=sink.mail_from[seq] + WALL_OFFSET,
+            accepted=sink.arrivals[seq] + WALL_OFFSET,
+            recorded=recorded[str(run_id)],
+        )
+        for seq, run_id, claimed, making in rows
+        if (item := timed.get(seq)) is not None and claimed is not None and str(run_id) in recorded
+    ]
+    stages = {name: summarize_stage(values) for name, values in split(events).items()}
+    whole = summarize([(e.recorded - e.sent) * 1000 for e in events])
+    return {"stages_ms": stages, "sent_to_recorded_ms": whole}
 
 
-def run(args: argparse.Namespace) -> report.Result:
+def measure(args: argparse.Namespace, returns: Path) -> tuple[Sink, LoadResult]:
+    """Start the sink, the workers and the API, and drive the load; the workers note their
+    tasks' returns in `returns`."""
     from aiosmtpd.controller import Controller
 
     from engine.settings import Settings
@@ -402,11 +427,11 @@ def run(args: argparse.Namespace) -> report.Result:
     smtp_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
-    env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}")
+    env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}", returns)
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     workers = start_workers(
-        "wiring.worker",
+        "bench.latency_worker",
         "automations,automations.sweeper",
         concurrency=args.concurrency,
         pool=args.pool,
@@ -421,8 +446,15 @@ def run(args: argparse.Namespace) -> report.Result:
     finally:
         workers.stop()
         controller.stop()
-    figures = analyse(load, sink, args.warmup)
-    figures["stages_ms"] = stage_split(load, sink, args.database_url, args.warmup)
+    return sink, load
+
+
+def run(args: argparse.Namespace) -> report.Result:
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as directory:
+        returns = Path(directory)
+        sink, load = measure(args, returns)
+        figures = analyse(load, sink, args.warmup)
+        figures.update(stage_split(load, sink, args.database_url, args.warmup, returns))
     health = summarize(load.health_ms)
     details = {
         "config": vars(args),
@@ -433,7 +465,8 @@ def run(args: argparse.Namespace) -> report.Result:
         "sink_messages_without_seq": sink.unparsed,
         **figures,
     }
-    rows = rows_of(figures, health) + stage_rows(figures["stages_ms"])
+    rows = rows_of(figures, health)
+    rows += stage_rows(figures["stages_ms"], figures["sent_to_recorded_ms"])
     return report.result("latency", TITLE, rows, details)
 
 

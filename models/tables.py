@@ -435,6 +435,7 @@ class OutboxEmail(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When the try that wrote the row began to make the email, its step claimed.
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
     # The rest of the message as the first try rendered it, so that every try sends the same
