@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -154,9 +154,16 @@ def prepare_durable(rt: Any) -> None:
 
 
 def measure_durable(
-    args: argparse.Namespace, log: Path, smtp_url: str, *, inline: int
+    args: argparse.Namespace,
+    log: Path,
+    smtp_url: str,
+    *,
+    inline: int,
+    prepare: Callable[[Any], None] | None = None,
+    steps_per_run: int = STEPS_PER_RUN,
 ) -> dict[str, Any]:
-    """Runs of the reference automation, with `inline` instant steps executed inline."""
+    """Runs of the reference automation (or the one `prepare` makes, listening for `bench.run`,
+    of `steps_per_run` steps after the trigger), with `inline` instant steps executed inline."""
     from engine.db import transaction
     from engine.runtime import create_runtime
     from engine.settings import Settings
@@ -172,7 +179,7 @@ def measure_durable(
         secret_key=BENCH_SECRET,  # type: ignore[arg-type]
     )
     rt = create_runtime(settings)
-    prepare_durable(rt)
+    (prepare or prepare_durable)(rt)
     celery_app = create_celery_app(settings, runtime=rt)
     env = {
         **os.environ,
@@ -206,7 +213,7 @@ def measure_durable(
     finally:
         workers.stop()
         rt.sessions.kw["bind"].dispose()
-    return rates(inline, args.runs, elapsed, spent)
+    return rates(inline, args.runs, elapsed, spent, steps_per_run)
 
 
 def start_runs(rt: Any, runs: int) -> list[Any]:
@@ -229,9 +236,15 @@ def start_runs(rt: Any, runs: int) -> list[Any]:
     return dispatches
 
 
-def rates(inline: int, runs: int, seconds: float, spent: dict[str, float]) -> dict[str, Any]:
+def rates(
+    inline: int,
+    runs: int,
+    seconds: float,
+    spent: dict[str, float],
+    steps_per_run: int = STEPS_PER_RUN,
+) -> dict[str, Any]:
     """A durable phase's figures: runs and steps per second, and CPU per step by process."""
-    steps = runs * STEPS_PER_RUN
+    steps = runs * steps_per_run
     return {
         "inline_steps": inline,
         "runs": runs,
