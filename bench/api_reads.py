@@ -40,8 +40,8 @@ from sqlalchemy import Engine, event
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
 from bench.dashboard import sign_in
-from bench.latency import API_KEY, base_env, summarize
-from bench.procs import ROOT, serve_api
+from bench.latency import API_KEY, summarize
+from bench.procs import ROOT, api_env, serve_api
 from engine.reports import RUNS_CAP
 
 TARGET_P99_MS = 20.0
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> report.Result:
     checks = time_rollup_checks(args.database_url, args.rollup_checks)
     week = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=6)
     checks_week = time_rollup_checks(args.database_url, args.rollup_checks, since=week)
-    env = base_env(args.database_url, args.redis_url, "console://")
+    env = api_env(args.database_url, args.redis_url, API_KEY, "console://")
     results: dict[str, dict[str, Any]] = {}
     with (
         serve_api(env) as base_url,
