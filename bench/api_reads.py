@@ -135,9 +135,14 @@ def dashboard_pages(automation_id: str) -> dict[str, Callable[[int], str]]:
     ranges = {1: "24h", 7: "7d", 30: "30d", 90: "90d"}
     pages: dict[str, Callable[[int], str]] = {}
     for name, days in SPANS.items():
-        pages[f"dashboard graph {name}"] = lambda i, d=days: f"{base}?days={d}"
-        pages[f"dashboard metrics {name}"] = lambda i, d=days: f"{base}/metrics?range={ranges[d]}"
+        pages[f"dashboard graph {name}"] = _fixed(f"{base}?days={days}")
+        pages[f"dashboard metrics {name}"] = _fixed(f"{base}/metrics?range={ranges[days]}")
     return pages
+
+
+def _fixed(path: str) -> Callable[[int], str]:
+    """A read whose path is the same at every request."""
+    return lambda _: path
 
 
 def time_read(

@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> report.Result:
 def rows_of(figures: dict[str, Any]) -> list[report.Row]:
     ticks, rss = figures["sweeper_tick_ms"], figures["worker_rss_kib"]
     runs, per_run = figures["runs"], figures["db_bytes_per_waiting_run"]
-    own = figures.get("run_bytes_per_waiting_run")
+    own = figures["run_bytes_per_waiting_run"]
     empty = "same tick, empty tables"
     return [
         report.row(

@@ -250,7 +250,8 @@ class Driver:
                         RunStep.run_id.in_(run_ids),
                     )
                 ).all()
-                return {run_id: due_at for run_id, due_at in rows}
+                # Every wait of the lab has a timeout, so a due time.
+                return {run_id: due_at for run_id, due_at in rows if due_at is not None}
 
         return retrying(once)
 

@@ -49,7 +49,7 @@ def send_task(name: str, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
-app.send_task = send_task  # type: ignore[method-assign]
+app.send_task = send_task
 
 # Step messages on our Redis transport skip `send_task`: they are pushed on the queue's list
 # (tasks/dispatcher.py). Their copies, the same way: a second push of each, reversed, each
@@ -66,7 +66,7 @@ def _push_twice(dispatcher: CeleryDispatcher, dispatches: Sequence[Dispatch]) ->
             _count()
 
 
-CeleryDispatcher._push = _push_twice  # type: ignore[method-assign]
+CeleryDispatcher._push = _push_twice  # type: ignore[method-assign,assignment]
 
 
 @task_postrun.connect
