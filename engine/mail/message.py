@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -68,6 +70,54 @@ class OutgoingEmail:
             raise ValueError(f"email {self.email_id} may not set header(s) {', '.join(reserved)}")
 
 
+# The boundary of the text and html parts. The library would draw one at random and compile a
+# pattern to look for it in the bodies, for every email. This one is the same for every email
+# (so its Content-Type is a shared header), used unless a body holds it; "=_" cannot begin a
+# line of quoted-printable, where a literal "=" is written "=3D".
+ALTERNATIVE_BOUNDARY = "=_alternative_0d6f1e7a"
+
+# Headers whose values are the same from one email to the next (a sender, the MIME structure).
+# The recipient's own (To, Subject, extras) are never kept.
+SHARED_HEADERS = frozenset(
+    {"from", "reply-to", "mime-version", "content-type", "content-transfer-encoding"}
+)
+
+
+class _SharedHeaders(HeaderRegistry):
+    """The library's header registry, without the work it repeats for every header it makes.
+
+    Its lookup builds a new class for each header set or read (`type(...)` in `__getitem__`),
+    and each value is parsed anew: about two thirds of the CPU an email's rendering took
+    (0.9 ms of 1.3). The classes are kept per name, and the parsed headers of SHARED_HEADERS
+    per value. A header is an immutable str whose parse tree folding only reads (a message
+    folds the same one at each flatten), so emails may share it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._shared = functools.lru_cache(maxsize=512)(super().__call__)
+
+    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
+        super().map_to_type(name, cls)
+        self._classes.clear()
+        self._shared.cache_clear()
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            made = self._classes[key] = super().__getitem__(name)
+        return made
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if type(value) is str and name.lower() in SHARED_HEADERS:
+            shared: BaseHeader = self._shared(name, value)
+            return shared
+        made: BaseHeader = super().__call__(name, value)
+        return made
+
+
 class _WirePolicy(email.policy.EmailPolicy):
     """The default policy, but RAW_HEADERS go out as their ASCII text, folded at spaces only.
 
@@ -83,14 +133,25 @@ class _WirePolicy(email.policy.EmailPolicy):
         return folded
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() in RAW_HEADERS:
+        lowered = name.lower()
+        if lowered in RAW_HEADERS:
             return fold_raw(name, str(value), self.linesep).encode("ascii")
+        if lowered in SHARED_HEADERS and isinstance(value, BaseHeader):
+            return _folded(self, name, value)
         folded: bytes = super().fold_binary(name, value)
         return folded
 
 
+@functools.lru_cache(maxsize=512)
+def _folded(policy: _WirePolicy, name: str, value: BaseHeader) -> bytes:
+    """A shared header as the policy writes it; the same for the same name, value and policy
+    (a policy is immutable, and hashed by identity)."""
+    folded: bytes = super(_WirePolicy, policy).fold_binary(name, value)
+    return folded
+
+
 # Non-ASCII or long lines go out quoted-printable, so no server has to accept 8-bit data.
-POLICY = _WirePolicy(cte_type="7bit")
+POLICY = _WirePolicy(cte_type="7bit", header_factory=_SharedHeaders())
 
 
 def fold_raw(name: str, value: str, linesep: str = "\r\n") -> str:
@@ -116,7 +177,13 @@ def fold_raw(name: str, value: str, linesep: str = "\r\n") -> str:
 
 def sender_address(email: OutgoingEmail) -> str:
     """The bare address of the sender, without its display name."""
-    return parseaddr(email.sender)[1]
+    return _bare_address(email.sender)
+
+
+@functools.lru_cache(maxsize=256)
+def _bare_address(sender: str) -> str:
+    # Asked four times per email, of a sender most emails share: parsing it costs 45 µs.
+    return parseaddr(sender)[1]
 
 
 def message_id(email: OutgoingEmail) -> str:
@@ -185,6 +252,8 @@ def to_mime(email: OutgoingEmail, *, date: dt.datetime | None = None) -> EmailMe
         message.set_content(email.text, cte=_transfer_encoding(email.text))
         if email.html is not None:
             message.add_alternative(email.html, subtype="html", cte=_transfer_encoding(email.html))
+            if ALTERNATIVE_BOUNDARY not in email.text and ALTERNATIVE_BOUNDARY not in email.html:
+                message.set_boundary(ALTERNATIVE_BOUNDARY)
     elif email.html is not None:
         message.set_content(email.html, subtype="html", cte=_transfer_encoding(email.html))
     return message

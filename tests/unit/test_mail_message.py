@@ -3,16 +3,28 @@ one-click unsubscribe headers as raw ASCII at any length."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.policy
 import io
 import uuid
+from email import message_from_bytes
 from email.generator import BytesGenerator
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
 from engine.errors import StepFailure
+from engine.mail import message as message_module
 from engine.mail.files import EML_POLICY
-from engine.mail.message import MAX_LINE, OutgoingEmail, checked_recipient, fold_raw, to_mime
+from engine.mail.message import (
+    ALTERNATIVE_BOUNDARY,
+    MAX_LINE,
+    OutgoingEmail,
+    checked_recipient,
+    fold_raw,
+    to_mime,
+)
 from engine.unsubscribe import unsubscribe_url
 
 # A public URL of 120 characters, and a real token: the header runs past 78 characters.
@@ -34,10 +46,10 @@ def make_email(**changes: Any) -> OutgoingEmail:
     return OutgoingEmail(**(fields | changes))
 
 
-def smtp_bytes(email: OutgoingEmail) -> bytes:
+def smtp_bytes(email: OutgoingEmail, date: dt.datetime | None = None) -> bytes:
     """The bytes smtplib's send_message writes for the message (its generator, CRLF)."""
     out = io.BytesIO()
-    BytesGenerator(out).flatten(to_mime(email), linesep="\r\n")
+    BytesGenerator(out).flatten(to_mime(email, date=date), linesep="\r\n")
     return out.getvalue()
 
 
@@ -128,3 +140,48 @@ def test_the_recipient_is_the_only_to() -> None:
     assert checked_recipient(make_email()) == "ada@example.test"
     raw = smtp_bytes(make_email())
     assert b"\r\nTo: ada@example.test\r\n" in header_block(raw)
+
+
+# Emails the shared headers must write exactly as the library writes them unaided: encoded
+# display names, a long and a non-ASCII subject, several Reply-To addresses, extra headers,
+# quoted-printable bodies, one body or both.
+VARIED = [
+    {},
+    {"sender": '"Acme, Inc." <hello@acme.test>', "subject": "Ü" * 40, "html": "<p>Hi</p>"},
+    {"sender": "Zoë from Acme <hello@acme.test>", "text": "Grüße\n" + "x" * 200},
+    {"reply_to": ("a@acme.test", "Support Désk <b@acme.test>"), "headers": {"X-Ref": "é 42"}},
+    {"subject": "word " * 30, "html": "<p>" + "long line " * 40 + "</p>", "text": None},
+    {"sender": "hello@acme.test", "subject": "", "text": None, "html": "<b>x</b>"},
+]
+
+
+def render_both(changes: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The email as this module writes it, twice over (the second with every shared header
+    already made), and as the library's own header registry writes it."""
+    when = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
+    email = make_email(**changes)
+    ours = [smtp_bytes(email, date=when) for _ in range(2)]
+    assert ours[0] == ours[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(message_module, "POLICY", message_module._WirePolicy(cte_type="7bit"))
+        library = smtp_bytes(email, date=when)
+    return ours[0], library
+
+
+@pytest.mark.parametrize("changes", VARIED)
+def test_shared_headers_write_what_the_library_writes(changes: dict[str, Any]) -> None:
+    ours, library = render_both(changes)
+    assert ours == library
+
+
+def test_the_parts_boundary_is_fixed_unless_a_body_holds_it() -> None:
+    both = {"html": "<p>Hello Ada</p>"}
+    assert f'boundary="{ALTERNATIVE_BOUNDARY}"'.encode() in smtp_bytes(make_email(**both))
+    trap = f"Hello Ada\n--{ALTERNATIVE_BOUNDARY}\nContent-Type: text/html\n\n<p>forged</p>"
+    raw = smtp_bytes(make_email(text=trap, **both))
+    assert ALTERNATIVE_BOUNDARY.encode() not in header_block(raw)
+    parsed = message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None and plain.get_content().replace("\r\n", "\n").strip() == trap
+    assert html is not None and html.get_content().strip() == "<p>Hello Ada</p>"
