@@ -81,6 +81,8 @@ ALTERNATIVE_BOUNDARY = "=_alternative_0d6f1e7a"
 SHARED_HEADERS = frozenset(
     {"from", "reply-to", "mime-version", "content-type", "content-transfer-encoding"}
 )
+# The policies whose folds a shared header keeps: the wire's, the .eml files', a spare.
+MAX_FOLDS_KEPT = 3
 
 
 class _SharedHeaders(HeaderRegistry):
@@ -89,14 +91,14 @@ class _SharedHeaders(HeaderRegistry):
     Its lookup builds a new class for each header set or read (`type(...)` in `__getitem__`),
     and each value is parsed anew: about two thirds of the CPU an email's rendering took
     (0.9 ms of 1.3). The classes are kept per name, and the parsed headers of SHARED_HEADERS
-    per value. A header is an immutable str whose parse tree folding only reads (a message
-    folds the same one at each flatten), so emails may share it.
+    per name and value, with their folded bytes. A header is an immutable str whose parse tree
+    folding only reads (a message folds the same one at each flatten), so emails may share it.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._classes: dict[str, type[BaseHeader]] = {}
-        self._shared = functools.lru_cache(maxsize=512)(super().__call__)
+        self._shared = functools.lru_cache(maxsize=512)(self._make_shared)
 
     def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
         super().map_to_type(name, cls)
@@ -115,6 +117,13 @@ class _SharedHeaders(HeaderRegistry):
             shared: BaseHeader = self._shared(name, value)
             return shared
         made: BaseHeader = super().__call__(name, value)
+        return made
+
+    def _make_shared(self, name: str, value: str) -> BaseHeader:
+        made: BaseHeader = super().__call__(name, value)
+        # Its folded bytes, kept on it per policy (_WirePolicy.fold_binary): a header folds the
+        # same way each time, and this one is written in every email.
+        made._folds = {}  # type: ignore[attr-defined]
         return made
 
 
@@ -136,18 +145,16 @@ class _WirePolicy(email.policy.EmailPolicy):
         lowered = name.lower()
         if lowered in RAW_HEADERS:
             return fold_raw(name, str(value), self.linesep).encode("ascii")
-        if lowered in SHARED_HEADERS and isinstance(value, BaseHeader):
-            return _folded(self, name, value)
+        folds: dict[_WirePolicy, bytes] | None = getattr(value, "_folds", None)
+        known = folds.get(self) if folds is not None else None
+        if known is not None:
+            return known
         folded: bytes = super().fold_binary(name, value)
+        # A policy is immutable and hashed by identity; smtplib clones one per SMTPUTF8 send,
+        # so a header keeps the folds of a few policies only.
+        if folds is not None and len(folds) < MAX_FOLDS_KEPT:
+            folds[self] = folded
         return folded
-
-
-@functools.lru_cache(maxsize=512)
-def _folded(policy: _WirePolicy, name: str, value: BaseHeader) -> bytes:
-    """A shared header as the policy writes it; the same for the same name, value and policy
-    (a policy is immutable, and hashed by identity)."""
-    folded: bytes = super(_WirePolicy, policy).fold_binary(name, value)
-    return folded
 
 
 # Non-ASCII or long lines go out quoted-printable, so no server has to accept 8-bit data.

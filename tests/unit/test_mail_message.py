@@ -152,6 +152,9 @@ VARIED = [
     {"reply_to": ("a@acme.test", "Support Désk <b@acme.test>"), "headers": {"X-Ref": "é 42"}},
     {"subject": "word " * 30, "html": "<p>" + "long line " * 40 + "</p>", "text": None},
     {"sender": "hello@acme.test", "subject": "", "text": None, "html": "<b>x</b>"},
+    # The same address as the first sender's, written otherwise: its own header, its own fold.
+    {"sender": "Acme   <hello@acme.test>"},
+    {"sender": '"Acme" <hello@acme.test>'},
 ]
 
 
