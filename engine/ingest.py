@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +45,25 @@ class _Checked:
 
 
 def _check_request(
-    event: object, email: object, contact_id: object, payload: object, limits: JsonLimits
+    event: object,
+    email: object,
+    contact_id: object,
+    payload: object,
+    limits: JsonLimits,
+    addresses: Mapping[str, str],
 ) -> _Checked:
+    """The event's payload and its contact's address, checked; `addresses` holds those already
+    found valid (as given: canonical), so that a batch parses each once."""
     if not isinstance(event, str) or not event.strip():
         raise InvalidInput("`event` must be a non-empty string", field="event")
     if len(event) > 255:
         raise InvalidInput("`event` must be at most 255 characters", field="event")
     if (email is None) == (contact_id is None):
         raise InvalidInput("Give exactly one of `contact_id` or `email`", field="contact_id")
-    address = None if email is None else check_address(email, field="email")
+    address = None
+    if email is not None:
+        known = addresses.get(email) if isinstance(email, str) else None
+        address = known if known is not None else check_address(email, field="email")
     if payload is None:
         return _Checked({}, address)
     if not isinstance(payload, dict):
@@ -133,7 +143,8 @@ def ingest_events(
     Raises RejectedEvent (with the index) for the first bad event; the caller rolls back."""
     _check_lookups(requests)
     names = sorted({request.event for request in requests if isinstance(request.event, str)})
-    contacts_of = _contacts_of(requests)
+    addresses: dict[str, str] = {}
+    contacts_of = _contacts_of(requests, addresses)
     locked: list[ContactRow] | None = None
     seen: dict[str, intake_store.StoredKey] = {}
     if contacts_of is None:  # keyed (or malformed): the keys' events, not yet the contacts
@@ -144,7 +155,7 @@ def ingest_events(
         routes, locked = intake_store.routes_and_contacts(
             session, names=names, emails=emails, ids=ids, now=now
         )
-    pending = _check_all(requests, routes, rt.json_limits)
+    pending = _check_all(requests, routes, rt.json_limits, addresses)
     for item in pending:
         duplicate = seen.get(item.idempotency_key or "")
         if duplicate is not None:
@@ -185,12 +196,18 @@ def _check_all(
     requests: Sequence[EventRequest],
     routes: dict[str, event_store.EventRoute],
     limits: JsonLimits,
+    addresses: Mapping[str, str],
 ) -> list[_Pending]:
     checked = []
     for index, request in enumerate(requests):
         try:
             body = _check_request(
-                request.event, request.email, request.contact_id, request.payload, limits
+                request.event,
+                request.email,
+                request.contact_id,
+                request.payload,
+                limits,
+                addresses,
             )
             name = str(request.event)
             schema = routes[name].schema
@@ -212,10 +229,13 @@ def _uuid(value: object) -> uuid.UUID:
         raise InvalidInput("The `contact_id` must be a valid UUID.", field="contact_id") from exc
 
 
-def _contacts_of(requests: Sequence[EventRequest]) -> tuple[list[str], list[uuid.UUID]] | None:
+def _contacts_of(
+    requests: Sequence[EventRequest], addresses: dict[str, str]
+) -> tuple[list[str], list[uuid.UUID]] | None:
     """The (normalized) emails and the ids of the events' contacts, to be ensured with the
     routes' lookup; None if that cannot be: an event is keyed (its contact is only ensured if
-    it is not a duplicate) or not well formed (refused before any contact is written)."""
+    it is not a duplicate) or not well formed (refused before any contact is written).
+    Each address found valid goes into `addresses`, as given: normalized."""
     emails: list[str] = []
     ids: list[uuid.UUID] = []
     for request in requests:
@@ -223,7 +243,9 @@ def _contacts_of(requests: Sequence[EventRequest]) -> tuple[list[str], list[uuid
             return None
         try:
             if request.email is not None and request.contact_id is None:
-                emails.append(check_address(request.email, field="email"))
+                address = check_address(request.email, field="email")
+                addresses[request.email] = address  # a str, or check_address refused it
+                emails.append(address)
             elif request.contact_id is not None and request.email is None:
                 ids.append(_uuid(request.contact_id))
             else:

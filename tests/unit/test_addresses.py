@@ -5,13 +5,16 @@ from __future__ import annotations
 import email.policy
 import re
 import string
+import sys
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import ingest
 from engine.addresses import (
+    _SPACE,
     MAX_ADDRESS,
     AddressError,
     Mailbox,
@@ -24,6 +27,9 @@ from engine.addresses import (
 )
 from engine.errors import InvalidInput
 from engine.headers import ENCODED_WORD
+from engine.ingest import EventRequest
+from engine.json_limits import JsonLimits
+from engine.store.events import EventRoute
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
 
@@ -238,3 +244,25 @@ def test_a_long_sender_is_refused_in_linear_time(value: str) -> None:
     with pytest.raises(AddressError):
         parse_mailbox(value)
     assert time.perf_counter() - started < 0.2
+
+
+def test_the_space_rule_is_str_isspace_for_every_character() -> None:
+    characters = map(chr, range(sys.maxunicode + 1))
+    assert [c for c in characters if bool(_SPACE.match(c)) != c.isspace()] == []
+
+
+def test_a_batch_parses_each_address_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    def counted(value: object, *, field: str) -> str:
+        calls.append(value)
+        return check_address(value, field=field)
+
+    monkeypatch.setattr(ingest, "check_address", counted)
+    requests = [EventRequest("user.created", email=f"User{n}@Example.COM") for n in range(5)]
+    addresses: dict[str, str] = {}
+    assert ingest._contacts_of(requests, addresses) is not None
+    routes = {"user.created": EventRoute()}
+    pending = ingest._check_all(requests, routes, JsonLimits(), addresses)
+    assert [item.email for item in pending] == [f"user{n}@example.com" for n in range(5)]
+    assert len(calls) == 5
