@@ -173,7 +173,6 @@ def routes_and_contacts(
     addresses, wanted = sorted(set(emails)), sorted(set(ids))
     params = {
         "names": sorted(set(names)),
-        "new_ids": [uuid.uuid4() for _ in addresses],
         "emails": addresses,
         "ids": wanted,
         "now": now,
