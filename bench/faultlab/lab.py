@@ -35,8 +35,9 @@ API_KEY = "re_faults_" + "0" * 24
 SEND_CHECKPOINTS = ("send_email.after_send", "send_email.before_send")
 # One worker killed between two instant steps it runs inline, one inside one (the first
 # instant steps a worker meets are the inline run after the condition), one after its inline
-# steps committed and before it publishes the step that follows them.
-INLINE_CHECKPOINTS = ("inline.before_step", "contact_update.handler", "dispatch.before_publish")
+# steps committed and before it publishes the step that follows them (a point reached only by
+# a task execution that ran inline steps, whichever task the worker takes first).
+INLINE_CHECKPOINTS = ("inline.before_step", "contact_update.handler", "inline.before_publish")
 
 
 def worker_shapes(count: int) -> tuple[str, ...]:

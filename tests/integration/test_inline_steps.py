@@ -95,10 +95,14 @@ def test_instant_steps_run_inline_up_to_the_bound(
     rt = runtime(inline)
     caplog.handler.addFilter(StepContextFilter())
     first = first_dispatch(rt, unique_email("inline"))
+    reached: list[str] = []
+    rt.checkpoint = reached.append
     with caplog.at_level(logging.INFO, logger="engine.progress"):
         following = execute_step(rt, first.run_id, first.step_key)
 
     assert [d.step_key for d in following] == ([left_to_send] if left_to_send else [])
+    # The point a fault test kills at after inline steps is reached only when some ran.
+    assert reached.count("inline.before_publish") == (1 if inline else 0)
     steps = rt_stack.steps(first.run_id)
     done = ["check", "a", "b", "c", "d"][: 1 + inline]
     for key in done:
@@ -211,7 +215,13 @@ def test_a_step_that_sends_or_waits_is_never_run_inline(
 
 @CELERY_BACKENDS
 @pytest.mark.parametrize(
-    "point", ["inline.before_step", "contact_update.handler", "dispatch.before_publish"]
+    "point",
+    [
+        "inline.before_step",
+        "contact_update.handler",
+        "inline.before_publish",
+        "dispatch.before_publish",
+    ],
 )
 def test_a_worker_killed_around_inline_steps_loses_nothing(rt_stack: Stack, point: str) -> None:
     make_domain(rt_stack)
