@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from engine.addresses import MAX_SENDER, AddressError, Mailbox, parse_address, parse_mailbox
@@ -24,6 +23,7 @@ from engine.runtime import Runtime
 from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
+from engine.store.direct import Record
 from engine.store.outbox import Email, SendReads
 from engine.templates import (
     UNSUBSCRIBE_VARIABLE,
@@ -121,7 +121,7 @@ def abandon_email(session: Session, ref: StepRef) -> dict[str, Any]:
     return settle_unsent(session, email) if email is not None else {}
 
 
-def _template(sr: StepRun, reads: SendReads) -> Row[Any]:
+def _template(sr: StepRun, reads: SendReads) -> Record:
     template = reads.template
     if template is None:
         ref = sr.step.config["template"]
@@ -207,7 +207,7 @@ def _checked_subject(subject: str, source: str, values: dict[str, Any], refs: An
 
 
 def _values(
-    sr: StepRun, template: Row[Any], sources: tuple[str, ...]
+    sr: StepRun, template: Record, sources: tuple[str, ...]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The variables the step gives (stored with the email) and every value the texts use."""
     config = sr.step.config

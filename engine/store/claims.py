@@ -7,11 +7,12 @@ then the run row: every statement here keeps it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, literal, or_, select, text, true, update
+from sqlalchemy import Select, and_, bindparam, case, literal, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -78,14 +79,20 @@ _CONTACT_COLUMNS = (
     CONTACTS.c.unsubscribed,
     CONTACTS.c.properties,
 )
-# The step's contact, locked, if the step is of one of the given types (the contact's columns:
-# the claim's statement reads the contact from its locked row, `_CONTACT_LOCKED`).
-_CONTACT_OF_STEP = (
-    select(*_CONTACT_COLUMNS)
-    .select_from(_STEP_RUN_CONTACT)
-    .where(_THIS_STEP, STEPS.c.step_type.in_(bindparam("types", expanding=True)))
-    .with_for_update(of=CONTACTS)
-)
+
+
+@functools.cache
+def _contact_of_step(step_types: frozenset[str]) -> Select[Any]:
+    """The step's contact, locked, if the step is of one of these types (the contact's
+    columns: the claim's statement reads the contact from its locked row). The types are
+    written into the statement (`one_of`), one statement per set: the executor's is always
+    `contact_lockers()`."""
+    return (
+        select(*_CONTACT_COLUMNS)
+        .select_from(_STEP_RUN_CONTACT)
+        .where(_THIS_STEP, one_of(STEPS.c.step_type, step_types))
+        .with_for_update(of=CONTACTS)
+    )
 
 
 def lock_contact_first(
@@ -97,8 +104,7 @@ def lock_contact_first(
     locked its step and run first, then the contact, could wait for one of them while it
     holds what it waits for. Nothing is locked if the contact is gone (the step sees that).
     """
-    params = {"rid": run_id, "key": step_key, "types": sorted(step_types)}
-    execute(session, _CONTACT_OF_STEP, params).first()
+    execute(session, _contact_of_step(step_types), {"rid": run_id, "key": step_key}).first()
 
 
 _CLAIM = (
@@ -235,25 +241,29 @@ _CLAIM_WITH_CONTEXT = (
 )
 
 
-# PostgreSQL: `lock_contact_first`, the claim and the run's context in one round trip, for a
-# step that locks its contact. The lock order is kept: the uncorrelated condition on the claim
-# is evaluated once, before the step is looked for (a one-time filter), and it locks the contact.
-# One snapshot serves the whole statement, taken before any wait for that lock: the contact is
-# read from its locked row (the newest version, or none if it was deleted meanwhile), not from
-# the snapshot, as the step and run rows are (their own locks give their newest versions).
-_CONTACT_LOCKED = locked_first(_CONTACT_OF_STEP, "contact_locked")
-_CLAIMED_AFTER_CONTACT = _CLAIM.where(after_locking(_CONTACT_LOCKED)).cte("claimed")
-_CLAIM_WITH_CONTEXT_CONTACT_FIRST = (
-    select(*_CLAIMED_AFTER_CONTACT.c, *_RUN_CONTEXT.selected_columns, *_CONTACT_LOCKED.c)
-    .select_from(
-        _CLAIMED_AFTER_CONTACT.join(RUNS, RUNS.c.id == bindparam("rid"))
-        .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
-        .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
-        .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
-        .outerjoin(_CONTACT_LOCKED, true())
+@functools.cache
+def _claim_with_context_contact_first(step_types: frozenset[str]) -> Select[Any]:
+    """PostgreSQL: `lock_contact_first`, the claim and the run's context in one round trip,
+    for a step of one of these types, which lock their contact.
+
+    The lock order is kept: the uncorrelated condition on the claim is evaluated once, before
+    the step is looked for (a one-time filter), and it locks the contact. One snapshot serves
+    the whole statement, taken before any wait for that lock: the contact is read from its
+    locked row (the newest version, or none if it was deleted meanwhile), not from the
+    snapshot, as the step and run rows are (their own locks give their newest versions)."""
+    contact_locked = locked_first(_contact_of_step(step_types), "contact_locked")
+    claimed_after_contact = _CLAIM.where(after_locking(contact_locked)).cte("claimed")
+    return (
+        select(*claimed_after_contact.c, *_RUN_CONTEXT.selected_columns, *contact_locked.c)
+        .select_from(
+            claimed_after_contact.join(RUNS, RUNS.c.id == bindparam("rid"))
+            .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
+            .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+            .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+            .outerjoin(contact_locked, true())
+        )
+        .with_for_update(of=RUNS)
     )
-    .with_for_update(of=RUNS)
-)
 
 
 def claim_with_context(
@@ -284,8 +294,7 @@ def claim_with_context(
     }
     statement = _CLAIM_WITH_CONTEXT
     if contact_first:
-        statement = _CLAIM_WITH_CONTEXT_CONTACT_FIRST
-        params["types"] = sorted(contact_first)
+        statement = _claim_with_context_contact_first(contact_first)
     row = execute(session, statement, params).first()
     if row is None:
         return None
@@ -310,7 +319,7 @@ def owns_step(session: Session, run_id: uuid.UUID, step_key: str, attempt: int) 
     """Whether the step is still running under this attempt (no one re-claimed it), locked."""
     params = {"rid": run_id, "key": step_key, "owned_attempt": attempt}
     status = execute(session, _OWNED_STATUS, params).scalar()
-    return status == StepStatus.RUNNING
+    return bool(status == StepStatus.RUNNING)
 
 
 _OWNED_CTE = _OWNED_STATUS.cte("owned")

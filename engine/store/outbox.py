@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Insert,
-    Row,
     Select,
     bindparam,
     func,
@@ -37,6 +36,7 @@ from engine.store.core import (
     execute,
 )
 from engine.store.dialect import insert_or_ignore
+from engine.store.direct import Record
 from models.enums import OutboxStatus
 
 _BY_STEP = select(OUTBOX).where(
@@ -44,8 +44,9 @@ _BY_STEP = select(OUTBOX).where(
 )
 
 
-def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> Row[Any] | None:
-    """The outbox row of this (run, step), its columns as attributes, if one was written."""
+def get_outbox(session: Session, run_id: uuid.UUID, step_key: str) -> Any:
+    """The outbox row of this (run, step), its columns as attributes, if one was written
+    (else None)."""
     return execute(session, _BY_STEP, {"run_id": run_id, "step_key": step_key}).first()
 
 
@@ -89,7 +90,7 @@ _EMAIL_COLUMNS = (
 )
 
 
-def _email(row: Row[Any], prefix: str = "") -> Email:
+def _email(row: Record, prefix: str = "") -> Email:
     return Email(*(getattr(row, prefix + name) for name in _EMAIL_COLUMNS))
 
 
@@ -102,7 +103,7 @@ class SendReads:
     # The template (id, alias, status, current_version_id) with the content of its published
     # version (subject, sender, reply_to, html, text_body, variables) as attributes; None if
     # there is no such template. The content is None while no version is published.
-    template: Row[Any] | None
+    template: Record | None
     # The domain of the sender (the step's, else the template's) as the statement read it from
     # the address, lowercased, and that domain's status. A guess from the text: the caller
     # compares it with the domain it parses and reads the status itself when they differ.
