@@ -3,9 +3,9 @@
 `Connection.execute` does, at every execution of a statement it has compiled before: a cache
 key looked up (a nested tuple hashed anew), an execution context built, the parameters
 constructed and processed, the cursor events, the driver's execute, a result object with its
-metadata and fetch strategy, and each row built from them. For a step's statements that is
-about a third of a step's Python time in a worker (py-spy on `bench.profile_steps`), at a few
-rows per statement.
+metadata and fetch strategy, and each row built from them. For a step's statements that was
+about a third of a step's Python time (py-spy on `bench.profile_steps`), at a few rows per
+statement.
 
 `Direct` keeps, per statement and dialect, what does not change between executions: the SQL
 text, the parameter names, the bind processors, the result's keys and (from the first
@@ -28,8 +28,8 @@ falls back to `Connection.execute` (`prepare` says None):
   cursor's by position);
 - and only on psycopg, the production driver (SQLite, the embedded mode, keeps Core).
 
-tests/integration/test_direct.py compares both paths' rows and parameters for the store's
-statements.
+tests/integration/test_direct.py runs a run of every step type with each direct execution
+checked against `Connection.execute`'s answer (rows, column names, counts).
 """
 
 from __future__ import annotations
