@@ -49,13 +49,16 @@ def retry_run(
     body: Annotated[RetryRun | None, Body()] = None,
 ) -> StoredJson:
     """The run goes on from the step that failed (or was cancelled): same version, event and
-    contact; completed steps and sent emails are not repeated. Answers the run."""
+    contact; completed steps and sent emails are not repeated. Answers the run as the retry
+    left it: read before its steps are sent, a worker could have ended it already."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     from_cancelled = body is not None and body.start_from == "cancelled_step"
     retried = recovery.retry_run(rt, key, run_key, from_cancelled=from_cancelled)
-    sender.dispatch(retried.dispatches)
-    with transaction(rt.sessions) as session:
-        detail = reports.get_run(session, key, run_key)
+    try:
+        with transaction(rt.sessions) as session:
+            detail = reports.get_run(session, key, run_key)
+    finally:  # committed: its steps go to the workers whatever the read does
+        sender.dispatch(retried.dispatches)
     return stored_json(serialize_automations.run_detail(detail))
 
 
