@@ -144,9 +144,10 @@ def delete_automation(session: Session, automation_id: uuid.UUID, *, now: dt.dat
     automation_store.mark_deleted(session, automation_id, now)
 
 
-# How long a stop's or a deletion's request cancels runs (about 150,000 on our 2-core hosts)
-# before it answers and sends the rest to the workers: an HTTP client or a proxy would give up
-# on a longer wait. Their steps see the runs left cancelled meanwhile.
+# How long a stop's or a deletion's request cancels runs at most (about 150,000 on our 2-core
+# hosts) before it answers and sends the rest to the workers: an HTTP client or a proxy would
+# give up on a longer wait (the CLI's waits 30 s). Their steps see the runs left cancelled
+# meanwhile.
 REQUEST_SECONDS = 10.0
 # How long one worker's message cancels runs (a few slices) before it sends itself again,
 # behind whatever is queued: a cancel holds a worker slot no longer than a slow step.
@@ -206,13 +207,17 @@ def cancel_marked_runs(
     meanwhile. Each slice stamps the mark: a cancel under way, which the sweeper leaves alone
     (it sends the message anew for one whose stamp grew old: its process or message was lost)."""
     deadline = None if seconds is None else time.monotonic() + seconds
-    cancelled, finished = 0, False
+    cancelled, finished, slowest = 0, False, 0.0
     while not finished:
+        started = time.monotonic()
         with transaction(rt.sessions) as session:
             sliced = cancel_store.cancel_slice(session, automation_id, rt.clock.now())
             rt.checkpoint("cancel.before_commit")
         cancelled, finished = cancelled + sliced.cancelled, sliced.finished
-        if deadline is not None and time.monotonic() >= deadline:
+        ended = time.monotonic()
+        slowest = max(slowest, ended - started)
+        # Within `seconds`: no slice starts that would end past them, were it the slowest yet.
+        if deadline is not None and ended + slowest > deadline:
             break
     return Cancelling(automation_id, cancelled, finished)
 
