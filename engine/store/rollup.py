@@ -21,7 +21,7 @@ import datetime as dt
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,13 +98,32 @@ class _Notes:
     started: dict[uuid.UUID, dt.datetime] = field(default_factory=dict)
 
     def merge(self, other: _Notes) -> None:
-        self.runs.update(other.runs)
-        self.steps.update(other.steps)
-        self.durations.update(other.durations)
-        self.keyed_runs.update(other.keyed_runs)
-        self.keyed_steps.update(other.keyed_steps)
+        # Most of a step's notes are two or three counters: skip the empty ones.
+        if other.runs:
+            self.runs.update(other.runs)
+        if other.steps:
+            self.steps.update(other.steps)
+        if other.durations:
+            self.durations.update(other.durations)
+        if other.keyed_runs:
+            self.keyed_runs.update(other.keyed_runs)
+        if other.keyed_steps:
+            self.keyed_steps.update(other.keyed_steps)
         self.known.update(other.known)
         self.started.update(other.started)
+
+
+def _merged(layers: Collection[_Notes], extra: _Notes | None = None) -> _Notes:
+    """The layers' notes (and `extra`), for reading: the one layer itself if it is alone (a
+    transaction without savepoints), else new notes; the layers are left as they were."""
+    if extra is None and len(layers) == 1:
+        return next(iter(layers))
+    merged = _Notes()
+    for notes in layers:
+        merged.merge(notes)
+    if extra is not None:
+        merged.merge(extra)
+    return merged
 
 
 _LAYERS = "rollup_notes"
@@ -271,9 +290,7 @@ def _before_commit(session: Session) -> None:
         if notes is not None and nested.parent is not None:
             layers.setdefault(nested.parent, _Notes()).merge(notes)
         return
-    merged = _Notes()
-    for notes in layers.values():
-        merged.merge(notes)
+    merged = _merged(layers.values())
     layers.clear()
     write(session, merged)
 
@@ -386,11 +403,7 @@ def _mergeable(session: Session, extra: _Notes | None = None) -> _Notes | None:
     layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
     if session.get_transaction() is None or (not layers and extra is None):
         return None
-    merged = _Notes()
-    for notes in layers.values():
-        merged.merge(notes)
-    if extra is not None:
-        merged.merge(extra)
+    merged = _merged(layers.values(), extra)
     return merged if _noted_runs(merged) <= merged.known.keys() else None
 
 
@@ -460,11 +473,16 @@ def _add(
     delta: int,
 ) -> None:
     """The delta in the hour's row (span 1) and in its UTC day's row (span 24)."""
-    deltas.setdefault((owner, 1, hour, *rest), Counter())[column] += delta
-    deltas.setdefault((owner, 24, hour - hour % 24, *rest), Counter())[column] += delta
+    for key in ((owner, 1, hour, *rest), (owner, 24, hour - hour % 24, *rest)):
+        counts = deltas.get(key)
+        if counts is None:
+            deltas[key] = {column: delta}
+        else:
+            counts[column] = counts.get(column, 0) + delta
 
 
-_Deltas = dict[tuple[Any, ...], Counter[str]]
+# Rollup row key -> column -> delta.
+_Deltas = dict[tuple[Any, ...], dict[str, int]]
 
 
 _RUN_KEYS = select(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at).where(
@@ -492,7 +510,7 @@ def _rows(table: Table, deltas: _Deltas) -> list[dict[str, Any]]:
     """The table's rows to add, in key order, those whose deltas all cancel out left out."""
     keys, counters = columns(table)
     return [
-        {**dict(zip(keys, key, strict=True)), **{name: counts[name] for name in counters}}
+        {**dict(zip(keys, key, strict=True)), **{name: counts.get(name, 0) for name in counters}}
         for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
         if any(counts.values())
     ]
