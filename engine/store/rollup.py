@@ -97,6 +97,12 @@ class _Notes:
     # run id -> when it started, for the runs this transaction holds locked (read under lock)
     started: dict[uuid.UUID, dt.datetime] = field(default_factory=dict)
 
+    def counts_nothing(self) -> bool:
+        """No counter to write (what the transaction knows of its runs aside)."""
+        return not (
+            self.runs or self.steps or self.durations or self.keyed_runs or self.keyed_steps
+        )
+
     def merge(self, other: _Notes) -> None:
         # Most of a step's notes are two or three counters: skip the empty ones.
         if other.runs:
@@ -290,9 +296,12 @@ def _before_commit(session: Session) -> None:
         if notes is not None and nested.parent is not None:
             layers.setdefault(nested.parent, _Notes()).merge(notes)
         return
+    if not layers:  # nothing noted: a transaction that changed no status
+        return
     merged = _merged(layers.values())
     layers.clear()
-    write(session, merged)
+    if not merged.counts_nothing():  # most commits: a statement took the notes already
+        write(session, merged)
 
 
 def _after_rollback(session: Session, previous: SessionTransaction) -> None:
