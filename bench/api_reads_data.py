@@ -279,7 +279,7 @@ ROLLUPS = ("run_rollups", "step_rollups", "duration_rollups")
 def count_rollup(db_engine: Engine) -> None:
     """The rollup of the seeded rows (as migration 0005 backfills it), then each run and step
     counter row copied, zeroed, into every other shard: as many rows as a busy system's."""
-    from engine.store.rollup import SHARDS
+    from engine.store.rollup_notes import SHARDS
     from engine.store.rollup_rebuild import rebuild
 
     with db_engine.begin() as conn:

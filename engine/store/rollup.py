@@ -18,44 +18,28 @@ to resume or an idempotency key taken (`offer`).
 from __future__ import annotations
 
 import datetime as dt
-import random
 import uuid
-from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    Table,
-    bindparam,
-    event,
-    select,
-)
+from sqlalchemy import Table, bindparam, event, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from engine import json_text
 from engine.percentiles import bucket_of
 from engine.store.core import RUNS, execute
-from engine.store.rollup_upserts import (
-    columns,
-    rows_name,
-    upsert_all,
-    upsert_statement,
+from engine.store.rollup_notes import (
+    Notes,
+    json_params,
+    merge_layers,
+    noted_runs,
+    rows_to_write,
 )
+from engine.store.rollup_upserts import upsert_all, upsert_statement
 from models.enums import RunStatus, SkipReason, StepStatus
-from models.rollups import DurationRollup, RunRollup, StepRollup
 
-# Rows per (automation, hour): concurrent transactions pick one at random, so that writers
-# finishing steps of one busy automation rarely wait for each other's commit; readers sum them.
-SHARDS = 4
-# Its own generator: the shard pick must not draw from (or disturb) the process's global one.
-_PICK_SHARD = random.Random()
 # Runs whose time counts towards the duration percentiles: they ended by themselves.
 TIMED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.SKIPPED})
-
-RUN_ROLLUPS: Table = RunRollup.__table__  # type: ignore[assignment]
-STEP_ROLLUPS: Table = StepRollup.__table__  # type: ignore[assignment]
-DURATION_ROLLUPS: Table = DurationRollup.__table__  # type: ignore[assignment]
 
 
 def hour_of(moment: dt.datetime) -> int:
@@ -76,75 +60,19 @@ def step_column(status: str, skip_reason: str | None) -> str | None:
     return None
 
 
-@dataclass
-class _Notes:
-    """Changes noted in one transaction (or savepoint), by run, not yet written."""
-
-    # (run id, hour or None for the run's own hour, column) -> delta
-    runs: Counter[tuple[uuid.UUID, int | None, str]] = field(default_factory=Counter)
-    # (run id, step key, step type, column) -> delta
-    steps: Counter[tuple[uuid.UUID, str, str, str]] = field(default_factory=Counter)
-    # (run id, bucket) -> delta
-    durations: Counter[tuple[uuid.UUID, int]] = field(default_factory=Counter)
-    # The same by rollup key, for runs cancelled in bulk (`note_runs_cancelled`): a few
-    # counters for a cancel of a million runs, not three per run.
-    # (automation id, hour, column) -> delta
-    keyed_runs: Counter[tuple[uuid.UUID, int, str]] = field(default_factory=Counter)
-    # (automation id, hour created, step key, step type, column) -> delta
-    keyed_steps: Counter[tuple[uuid.UUID, int, str, str, str]] = field(default_factory=Counter)
-    # run id -> (automation id, hour created), for the runs this transaction already knows
-    known: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
-    # run id -> when it started, for the runs this transaction holds locked (read under lock)
-    started: dict[uuid.UUID, dt.datetime] = field(default_factory=dict)
-
-    def counts_nothing(self) -> bool:
-        """No counter to write (what the transaction knows of its runs aside)."""
-        return not (
-            self.runs or self.steps or self.durations or self.keyed_runs or self.keyed_steps
-        )
-
-    def merge(self, other: _Notes) -> None:
-        # Most of a step's notes are two or three counters: skip the empty ones.
-        if other.runs:
-            self.runs.update(other.runs)
-        if other.steps:
-            self.steps.update(other.steps)
-        if other.durations:
-            self.durations.update(other.durations)
-        if other.keyed_runs:
-            self.keyed_runs.update(other.keyed_runs)
-        if other.keyed_steps:
-            self.keyed_steps.update(other.keyed_steps)
-        self.known.update(other.known)
-        self.started.update(other.started)
-
-
-def _merged(layers: Collection[_Notes], extra: _Notes | None = None) -> _Notes:
-    """The layers' notes (and `extra`), for reading: the one layer itself if it is alone (a
-    transaction without savepoints), else new notes; the layers are left as they were."""
-    if extra is None and len(layers) == 1:
-        return next(iter(layers))
-    merged = _Notes()
-    for notes in layers:
-        merged.merge(notes)
-    if extra is not None:
-        merged.merge(extra)
-    return merged
-
-
 _LAYERS = "rollup_notes"
 
 
-def _notes(session: Session) -> _Notes:
+def _notes(session: Session) -> Notes:
     """The notes of the innermost open transaction (a savepoint has its own)."""
-    layers: dict[SessionTransaction, _Notes] | None = session.info.get(_LAYERS)
+    layers: dict[SessionTransaction, Notes] | None = session.info.get(_LAYERS)
     if layers is None:
         layers = session.info[_LAYERS] = {}
     current = session.get_nested_transaction() or session.get_transaction()
     assert current is not None, "rollup notes are taken inside a transaction"
     notes = layers.get(current)
     if notes is None:  # built only when missing: a note is taken per row a cancel ends
-        notes = layers[current] = _Notes()
+        notes = layers[current] = Notes()
     return notes
 
 
@@ -156,7 +84,7 @@ def note_runs_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> No
     _count_runs(_notes(session), rows)
 
 
-def _count_runs(notes: _Notes, rows: Iterable[Mapping[str, Any]]) -> None:
+def _count_runs(notes: Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         run_id, hour = row["id"], hour_of(row["created_at"])
         notes.known[run_id] = (row["automation_id"], hour)
@@ -252,7 +180,7 @@ def note_steps_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> N
     _count_steps(_notes(session), rows)
 
 
-def _count_steps(notes: _Notes, rows: Iterable[Mapping[str, Any]]) -> None:
+def _count_steps(notes: Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         key = (row["run_id"], row["step_key"], str(row["step_type"]))
         notes.steps[(*key, "steps")] += 1
@@ -289,37 +217,37 @@ def track(sessions: sessionmaker[Session]) -> None:
 
 
 def _before_commit(session: Session) -> None:
-    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    layers: dict[SessionTransaction, Notes] = session.info.get(_LAYERS, {})
     nested = session.get_nested_transaction()
     if nested is not None:  # a savepoint released: its notes join its parent's
         notes = layers.pop(nested, None)
         if notes is not None and nested.parent is not None:
-            layers.setdefault(nested.parent, _Notes()).merge(notes)
+            layers.setdefault(nested.parent, Notes()).merge(notes)
         return
     if not layers:  # nothing noted: a transaction that changed no status
         return
-    merged = _merged(layers.values())
+    merged = merge_layers(layers.values())
     layers.clear()
     if not merged.counts_nothing():  # most commits: a statement took the notes already
         write(session, merged)
 
 
 def _after_rollback(session: Session, previous: SessionTransaction) -> None:
-    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    layers: dict[SessionTransaction, Notes] = session.info.get(_LAYERS, {})
     if previous.nested:
         layers.pop(previous, None)
     else:
         layers.clear()
 
 
-def write(session: Session, notes: _Notes) -> None:
+def write(session: Session, notes: Notes) -> None:
     """Add the notes to the rollup tables, per hour and per day: an upsert per table, rows in
     key order; one statement on PostgreSQL."""
-    written = _written(notes, _run_keys(session, notes))
+    written = rows_to_write(notes, _run_keys(session, notes))
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and written:
         tables = tuple(table for table, _ in written)
-        execute(session, upsert_all(tables), _json_params(written))
+        execute(session, upsert_all(tables), json_params(written))
         return
     for table, rows in written:
         execute(session, upsert_statement(dialect, table), rows)
@@ -337,12 +265,12 @@ def take_for_statement(session: Session) -> tuple[Table, dict[str, str]] | None:
     merged = _mergeable(session)
     if merged is None:
         return None
-    written = _written(merged, merged.known)
+    written = rows_to_write(merged, merged.known)
     if len(written) != 1:
         return None
     _taken(session, merged)
     table, _ = written[0]
-    return table, _json_params(written)
+    return table, json_params(written)
 
 
 def take_with_run_end(
@@ -363,9 +291,9 @@ def take_with_run_end(
     note_run_ended(session, run_id, status, started_at=started_at, ended_at=ended_at)
     merged = _mergeable(session)
     assert merged is not None
-    written = _written(merged, merged.known)
+    written = rows_to_write(merged, merged.known)
     _taken(session, merged)
-    return tuple(table for table, _ in written), _json_params(written)
+    return tuple(table for table, _ in written), json_params(written)
 
 
 @dataclass(frozen=True)
@@ -374,7 +302,7 @@ class Offer:
 
     tables: tuple[Table, ...]
     params: dict[str, str]
-    notes: _Notes
+    notes: Notes
 
 
 def offer(
@@ -386,16 +314,16 @@ def offer(
     (rollup_upserts's `conditional_upserts`); `accepted` once it has. Nothing is noted here:
     if the statement did not upsert, its caller notes what it wrote, for the commit. None as
     `take_for_statement`, whatever the number of tables."""
-    extra = _Notes()
+    extra = Notes()
     _count_runs(extra, runs)
     _count_steps(extra, steps)
     merged = _mergeable(session, extra)
     if merged is None:
         return None
-    written = _written(merged, merged.known)
+    written = rows_to_write(merged, merged.known)
     if not written:
         return None
-    return Offer(tuple(table for table, _ in written), _json_params(written), merged)
+    return Offer(tuple(table for table, _ in written), json_params(written), merged)
 
 
 def accepted(session: Session, offered: Offer) -> None:
@@ -404,94 +332,25 @@ def accepted(session: Session, offered: Offer) -> None:
     _taken(session, offered.notes)
 
 
-def _mergeable(session: Session, extra: _Notes | None = None) -> _Notes | None:
+def _mergeable(session: Session, extra: Notes | None = None) -> Notes | None:
     """The transaction's notes merged (and `extra`), if a statement may take them (see
     take_for_statement)."""
     if session.get_nested_transaction() is not None:
         return None
-    layers: dict[SessionTransaction, _Notes] = session.info.get(_LAYERS, {})
+    layers: dict[SessionTransaction, Notes] = session.info.get(_LAYERS, {})
     if session.get_transaction() is None or (not layers and extra is None):
         return None
-    merged = _merged(layers.values(), extra)
-    return merged if _noted_runs(merged) <= merged.known.keys() else None
+    merged = merge_layers(layers.values(), extra)
+    return merged if noted_runs(merged) <= merged.known.keys() else None
 
 
-def _taken(session: Session, merged: _Notes) -> None:
+def _taken(session: Session, merged: Notes) -> None:
     """The notes are a statement's now: only what the transaction knows of its runs stays."""
-    layers: dict[SessionTransaction, _Notes] = session.info.setdefault(_LAYERS, {})
+    layers: dict[SessionTransaction, Notes] = session.info.setdefault(_LAYERS, {})
     current = session.get_transaction()
     assert current is not None
     layers.clear()
-    layers[current] = _Notes(known=merged.known, started=merged.started)
-
-
-def _written(
-    notes: _Notes, keys: Mapping[uuid.UUID, tuple[uuid.UUID, int]]
-) -> list[tuple[Table, list[dict[str, Any]]]]:
-    """The rows to add to each rollup table (tables in their lock order), rows in key order."""
-    shard = _PICK_SHARD.randrange(SHARDS)
-    # Summed by rollup key first: the runs of one ingestion (a hundred notes each) mostly share
-    # one automation and hour, and each key is then spread over its hour and day once.
-    by_run: Counter[tuple[Any, ...]] = Counter()
-    for (run_id, hour, column), delta in notes.runs.items():
-        owner, created = keys[run_id]
-        by_run[owner, created if hour is None else hour, (shard,), column] += delta
-    by_step: Counter[tuple[Any, ...]] = Counter()
-    for (run_id, step_key, step_type, column), delta in notes.steps.items():
-        owner, created = keys[run_id]
-        by_step[owner, created, (step_key, step_type, shard), column] += delta
-    for (owner, hour, column), delta in notes.keyed_runs.items():
-        by_run[owner, hour, (shard,), column] += delta
-    for (owner, created, step_key, step_type, column), delta in notes.keyed_steps.items():
-        by_step[owner, created, (step_key, step_type, shard), column] += delta
-    by_duration: Counter[tuple[Any, ...]] = Counter()
-    for (run_id, bucket), delta in notes.durations.items():
-        owner, created = keys[run_id]
-        # Unsharded: runs ending in the same hour mostly land in different buckets, and a
-        # long window reads every (hour, bucket) row.
-        by_duration[owner, created, (bucket, 0), "runs"] += delta
-    runs, steps, durations = _spread(by_run), _spread(by_step), _spread(by_duration)
-    return [
-        (table, rows)
-        for table, deltas in (
-            (RUN_ROLLUPS, runs),
-            (STEP_ROLLUPS, steps),
-            (DURATION_ROLLUPS, durations),
-        )
-        if (rows := _rows(table, deltas))
-    ]
-
-
-def _json_params(written: list[tuple[Table, list[dict[str, Any]]]]) -> dict[str, str]:
-    return {rows_name(table): json_text.dumps(rows, str) for table, rows in written}
-
-
-def _spread(summed: Counter[tuple[Any, ...]]) -> _Deltas:
-    deltas: _Deltas = {}
-    for (owner, hour, rest, column), delta in summed.items():
-        _add(deltas, owner, hour, rest, column, delta)
-    return deltas
-
-
-def _add(
-    deltas: _Deltas,
-    owner: uuid.UUID,
-    hour: int,
-    rest: tuple[Any, ...],
-    column: str,
-    delta: int,
-) -> None:
-    """The delta in the hour's row (span 1) and in its UTC day's row (span 24)."""
-    for key in ((owner, 1, hour, *rest), (owner, 24, hour - hour % 24, *rest)):
-        counts = deltas.get(key)
-        if counts is None:
-            deltas[key] = {column: delta}
-        else:
-            counts[column] = counts.get(column, 0) + delta
-
-
-# Rollup row key -> column -> delta.
-_Deltas = dict[tuple[Any, ...], dict[str, int]]
+    layers[current] = Notes(known=merged.known, started=merged.started)
 
 
 _RUN_KEYS = select(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at).where(
@@ -499,27 +358,12 @@ _RUN_KEYS = select(RUNS.c.id, RUNS.c.automation_id, RUNS.c.created_at).where(
 )
 
 
-def _run_keys(session: Session, notes: _Notes) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+def _run_keys(session: Session, notes: Notes) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
     """(automation, hour created) of every run noted; read for those the notes do not know."""
     keys = dict(notes.known)
-    missing = sorted(_noted_runs(notes) - keys.keys())
+    missing = sorted(noted_runs(notes) - keys.keys())
     if missing:
         rows = execute(session, _RUN_KEYS, {"ids": missing}).all()
         for run_id, owner, created in (tuple(row) for row in rows):
             keys[run_id] = (owner, hour_of(created))
     return keys
-
-
-def _noted_runs(notes: _Notes) -> set[uuid.UUID]:
-    wanted = {key[0] for key in notes.runs} | {key[0] for key in notes.steps}
-    return wanted | {key[0] for key in notes.durations}
-
-
-def _rows(table: Table, deltas: _Deltas) -> list[dict[str, Any]]:
-    """The table's rows to add, in key order, those whose deltas all cancel out left out."""
-    keys, counters = columns(table)
-    return [
-        {**dict(zip(keys, key, strict=True)), **{name: counts.get(name, 0) for name in counters}}
-        for key, counts in sorted(deltas.items(), key=lambda item: str(item[0]))
-        if any(counts.values())
-    ]
