@@ -15,7 +15,9 @@ the statement through the connection's `_cursor_execute` (SQLAlchemy's path for 
 dialect runs on a cursor itself: the cursor events fire, a driver error comes out as
 SQLAlchemy's and a lost connection is invalidated on the way; the events see no execution
 context, as for those statements), and answers with `Rows`, which offers what the store reads
-of a result (`Result`).
+of a result (`Result`). The connection's `before_execute` and `after_execute` events do not
+see these statements: a listener that must see every statement (a tracer, a statement count)
+listens to the cursor events, as OpenTelemetry's SQLAlchemy instrumentation and our benches do.
 
 Only what this path renders exactly as `Connection.execute` would takes it; everything else
 falls back to `Connection.execute` (`prepare` says None):
