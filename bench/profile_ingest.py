@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     rt = create_runtime(Settings(database_url=args.database_url))
     statements: list[str] = []
 
-    @event.listens_for(rt.sessions.kw["bind"], "before_cursor_execute")
-    def _record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    # The dialect's event, not the connection's: a listener of those would send every
+    # statement through Core (engine/store/core.py's `listened`).
+    @event.listens_for(rt.sessions.kw["bind"], "do_execute")
+    def _record(_cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
     dispatcher = _Discard()

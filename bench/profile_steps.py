@@ -71,7 +71,10 @@ def main() -> int:
     prepare_durable(rt)
     pending = deque(start_runs(rt, args.runs))
     recorder = Recorder()
-    event.listen(rt.sessions.kw["bind"], "before_cursor_execute", recorder)
+    # The dialect's events, not the connection's: a listener of those would send every
+    # statement through Core (engine/store/core.py's `listened`), not as a worker runs it.
+    for name in ("do_execute", "do_executemany", "do_execute_no_params"):
+        event.listen(rt.sessions.kw["bind"], name, recorder)
     seconds: dict[str, float] = collections.defaultdict(float)
     cpu_seconds: dict[str, float] = collections.defaultdict(float)
     statements: dict[str, int] = collections.defaultdict(int)

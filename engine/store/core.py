@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from engine.store import direct
@@ -59,9 +60,10 @@ def execute(
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> direct.Result:
     """Execute a Core statement in the session's transaction, bypassing the ORM layer: on
-    PostgreSQL, compiled once and run on the driver's cursor (engine/store/direct.py)."""
+    PostgreSQL, compiled once and run on the driver's cursor (engine/store/direct.py), unless
+    something listens to the connection's events (`listened`)."""
     connection = session.connection()
-    if params is None or isinstance(params, Mapping):
+    if (params is None or isinstance(params, Mapping)) and not listened(connection):
         given = params or _NO_PARAMS
         found = direct.prepare(statement, connection.dialect, given)
         if found is not None:
@@ -80,15 +82,36 @@ def driver_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[t
     `_cursor_execute`, which is SQLAlchemy's path for the statements its dialects run on a
     cursor themselves: the cursor events fire (statement counts, tracing), and a driver error
     comes out as SQLAlchemy's (IntegrityError...), a lost connection invalidated on the way
-    (`retry_on_disconnect` relies on it). For statements that return rows.
+    (`retry_on_disconnect` relies on it). For statements that return rows. Through
+    `exec_driver_sql` while something listens to the connection's events (`listened`).
     """
     connection = session.connection()
+    if listened(connection):
+        return cast(list[tuple[Any, ...]], connection.exec_driver_sql(sql, params).all())
     cursor = connection.connection.cursor()
     try:
         connection._cursor_execute(cursor, sql, params)  # private, but see above
         return cast(list[tuple[Any, ...]], cursor.fetchall())
     finally:
         cursor.close()
+
+
+def listened(connection: Connection) -> bool:
+    """Whether a listener of the connection's statement events is registered (a tracer, an
+    error reporter, a statement count): it then gets SQLAlchemy's whole execution, which the
+    driver's cursor path shortens. That path gives the cursor events no execution context
+    (`context=None`, which SQLAlchemy allows) and skips `before_execute` and `after_execute`;
+    OpenTelemetry's and Sentry's SQLAlchemy integrations keep their span on the context. An
+    engine that was never listened to answers at the first test."""
+    if not (connection._has_events or connection.engine._has_events):
+        return False
+    dispatch = connection.dispatch
+    return bool(
+        dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or dispatch.before_execute
+        or dispatch.after_execute
+    )
 
 
 def one_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:

@@ -16,9 +16,9 @@ dialect runs on a cursor itself: the cursor events fire, a driver error comes ou
 SQLAlchemy's and a lost connection is invalidated on the way; the events see no execution
 context, as for those statements), and answers with `Rows`, which offers what the store reads
 of a result (`Result`). The connection's `before_execute` and `after_execute` events do not
-see these statements: a listener that must see every statement (a statement count, as our
-benches keep) listens to the cursor events, and takes `context` as optional, as SQLAlchemy
-documents; OpenTelemetry's SQLAlchemy instrumentation does not (docs/operations.md).
+see these statements, and the cursor events get no context: while anything listens to those
+events (a tracer keeps its span on the context), `store.core.execute` takes Core instead
+(`store.core.listened`).
 
 Only what this path renders exactly as `Connection.execute` would takes it; everything else
 falls back to `Connection.execute` (`prepare` says None):

@@ -252,22 +252,33 @@ def test_a_statement_built_per_call_never_fills_the_map(scratch: Session) -> Non
     assert len(direct._kept) <= direct.CAPACITY and len(direct._seen) <= direct.CAPACITY
 
 
-def test_the_cursor_events_fire_and_errors_are_sqlalchemys(
+def test_a_listener_of_the_statement_events_gets_sqlalchemys_whole_execution(
     scratch: Session, pooled: Engine
 ) -> None:
+    """A tracer keeps its span on the execution context (OpenTelemetry's and Sentry's
+    SQLAlchemy integrations do): while one listens, statements take Core, with a context."""
     seen: list[str] = []
 
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def traced(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, *_: Any
+    ) -> None:
+        context.span = statement  # fails on the driver's cursor path, whose context is None
         seen.append(statement)
 
     add = insert(NUMBERS).values(n=bindparam("n"))
-    event.listen(pooled, "before_cursor_execute", before)
+    for n in (8, 9):  # the direct path's from the second execution on
+        core.execute(scratch, add, {"n": n})
+    event.listen(pooled, "before_cursor_execute", traced)
     try:
-        core.execute(scratch, add, {"n": 10})
-        assert isinstance(core.execute(scratch, add, {"n": 11}), direct.Rows)
+        listened = core.execute(scratch, add, {"n": 10})
+        rows = core.driver_rows(scratch, "SELECT n FROM direct_numbers WHERE n = %(n)s", {"n": 10})
     finally:
-        event.remove(pooled, "before_cursor_execute", before)
-    assert len(seen) == 2 and seen[0] == seen[1]
+        event.remove(pooled, "before_cursor_execute", traced)
+    assert not isinstance(listened, direct.Rows) and rows == [(10,)]
+    assert len(seen) == 2
+    # No listener left: the direct path again, and nothing traced.
+    assert isinstance(core.execute(scratch, add, {"n": 11}), direct.Rows)
+    assert len(seen) == 2
     with pytest.raises(IntegrityError, match="duplicate key"):
         core.execute(scratch, add, {"n": 11})
 
