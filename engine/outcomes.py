@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.enums import ConnectionType, SkipReason
+
+if TYPE_CHECKING:
+    from engine.store.core import Carried
 
 
 @dataclass(frozen=True)
 class Completed:
     branch: ConnectionType = ConnectionType.DEFAULT
     output: dict[str, Any] = field(default_factory=dict)
+    # A write of the step's not yet made (a contact's change), for the statement that records
+    # the step's end to carry (progress.record_outcome).
+    carried: Carried | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

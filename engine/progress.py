@@ -109,11 +109,15 @@ def record_outcome(
     `ends_transaction`: the caller commits next and writes nothing more, so the last statement
     written here may carry the transaction's rollup upsert.
     `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
-    the statement that writes the step's end where it can be, else alone just before it.
+    the statement that writes the step's end where it can be, else alone just before it; so
+    is a Completed outcome's own (a contact's change).
     `claim_until`: the first instant step that follows is created claimed, its lease until
     then, for the caller to execute inline next (its Dispatch is `claimed`): the claim
     rides on this commit instead of committing on its own.
     """
+    if isinstance(outcome, Completed) and outcome.carried is not None:
+        assert carried is None, "a step carries one write"
+        carried = outcome.carried
     if isinstance(outcome, Waiting | Retry):
         if carried is not None:
             carried.run(session)  # a parked step's end has no statement to carry it

@@ -82,9 +82,9 @@ def run_contact_update(sr: StepRun) -> Outcome:
         return Failed(failure.message, failure.code)
     except InvalidInput as refused:  # what the contact endpoints would refuse too
         return Failed(f"{refused.message}; the contact is unchanged", "invalid_contact_value")
-    changed = contact_store.change_contact(sr.session, contact.id, changes, sr.now)
-    assert changed
-    return Completed(output={"contact_id": str(contact.id), "updated": changes})
+    # The claim locked the contact: its change rides on the step's end.
+    change = contact_store.carry_change(sr.session, contact.id, changes, sr.now)
+    return Completed(output={"contact_id": str(contact.id), "updated": changes}, carried=change)
 
 
 def _summary(config: Mapping[str, Any]) -> str:

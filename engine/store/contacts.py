@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    CTE,
     Select,
     Table,
     Update,
@@ -25,7 +26,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.addresses import AddressError, canonical_email
-from engine.store.core import CONTACTS, RUNS, after_locking, driver_rows, execute, locked_first
+from engine.store.core import (
+    CONTACTS,
+    RUNS,
+    Carried,
+    after_locking,
+    driver_rows,
+    execute,
+    locked_first,
+)
 from engine.store.dialect import insert_ignoring_conflicts, insert_or_ignore
 from engine.store.paging import Page, paginate, remember_gone
 from models.tables import Contact, Segment, SegmentMembership
@@ -276,24 +285,62 @@ def change_contact(
         if locked is not None:
             update_contact_row(session, locked, changes, now)
         return locked is not None
-    params = {**changes, "contact_id": contact_id, "now": now}
-    changed = execute(session, _change_contact(frozenset(changes)), params)
+    changed = execute(
+        session, _change_contact(frozenset(changes)), _change_params(contact_id, changes, now)
+    )
     return bool(changed.rowcount == 1)
+
+
+def carry_change(
+    session: Session, contact_id: uuid.UUID, changes: dict[str, Any], now: dt.datetime
+) -> Carried | None:
+    """`change_contact` for a contact this transaction has locked already (a step's claim
+    locks it first), as a write that the statement recording the step's end carries
+    (core.Carried): one round trip fewer. On another database, the change is made now, and
+    None returned."""
+    if session.get_bind().dialect.name != "postgresql":
+        changed = change_contact(session, contact_id, changes, now)
+        assert changed, "the contact is locked by this transaction"
+        return None
+    names = frozenset(changes)
+    return Carried(
+        _change_contact(names), _contact_changed(names), _change_params(contact_id, changes, now)
+    )
+
+
+def _change_params(
+    contact_id: uuid.UUID, changes: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    # Named apart from the columns and from a carrying statement's own parameters.
+    params = {_SET + name: value for name, value in changes.items()}
+    params.update(contact_id=contact_id, contact_now=now)
+    return params
+
+
+_SET = "contact_set_"
 
 
 @cache
 def _change_contact(names: frozenset[str]) -> Update:
     """PostgreSQL: UPDATE contacts SET these fields (properties merged), built once per set."""
-    values: dict[str, Any] = {name: bindparam(name, type_=CONTACTS.c[name].type) for name in names}
+    values: dict[str, Any] = {
+        name: bindparam(_SET + name, type_=CONTACTS.c[name].type) for name in names
+    }
     if "properties" in names:
         none = literal_column("'{}'::jsonb", type_=postgresql.JSONB)
         current = func.coalesce(CONTACTS.c.properties, none)
-        values["properties"] = current.op("||")(bindparam("properties", type_=postgresql.JSONB))
+        changed = bindparam(_SET + "properties", type_=postgresql.JSONB)
+        values["properties"] = current.op("||")(changed)
     return (
         update(CONTACTS)
         .where(CONTACTS.c.id == bindparam("contact_id"))
-        .values(**values, updated_at=bindparam("now", type_=CONTACTS.c.updated_at.type))
+        .values(**values, updated_at=bindparam("contact_now", type_=CONTACTS.c.updated_at.type))
     )
+
+
+@cache
+def _contact_changed(names: frozenset[str]) -> CTE:
+    return _change_contact(names).returning(literal_column("1")).cte("contact_changed")
 
 
 def merged_changes(properties: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:

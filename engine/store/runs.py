@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.store import rollup, rollup_upserts
-from engine.store.core import RUNS, STEPS, Carried, execute
+from engine.store.core import RUNS, STEPS, Carried, after_locking, execute
 from models.enums import ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
@@ -215,11 +215,13 @@ def finish_step(
     in this transaction), the step followed by one step also carries the transaction's
     rollup upsert (rollup.take_for_statement): one round trip fewer before the commit.
     `carried`, a write of this transaction not yet made, is made by that statement when it is
-    one (`_finish_start_carried`, before the rollup upsert), else alone before the step's end.
+    one (`_finish_start_carried`, before the rollup upsert; `_finish_carried_and_read_states`),
+    else alone before the step's end.
     """
     rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason)
     postgresql = session.get_bind().dialect.name == "postgresql"
-    if carried is not None and not (len(then_insert) == 1 and postgresql):
+    reads_states = read_states and not then_insert and postgresql
+    if carried is not None and not (reads_states or (len(then_insert) == 1 and postgresql)):
         carried.run(session)
         carried = None
     params = {
@@ -232,8 +234,12 @@ def finish_step(
         "new_error": error,
         "now": now,
     }
-    if read_states and not then_insert and postgresql:
-        rows = execute(session, _FINISH_AND_READ_STATES, params).all()
+    if reads_states:
+        if carried is None:
+            rows = execute(session, _FINISH_AND_READ_STATES, params).all()
+        else:
+            statement = _finish_carried_and_read_states(carried.cte)
+            rows = execute(session, statement, {**params, **carried.params}).all()
         return [StepState(*tuple(row)) for row in rows]
     if len(then_insert) == 1 and postgresql:
         (row,) = then_insert
@@ -309,6 +315,22 @@ _FINISH_AND_READ_STATES = union_all(
         STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key != bindparam("key")
     ),
 )
+
+
+@cache
+def _finish_carried_and_read_states(carried: CTE) -> Executable:
+    """PostgreSQL: `_FINISH_AND_READ_STATES` with the carried write made after the step's end
+    and before the other steps are read (their branch reads it first, a one-time filter). As in
+    `_finish_start_carried`, the write's rows are locked after the step's, which the step's
+    worker holds already. The write changes no step row: the states read are the same."""
+    return union_all(
+        select(*_FINISHED.c),
+        select(*_STATE_COLUMNS).where(
+            after_locking(carried),
+            STEPS.c.run_id == bindparam("rid"),
+            STEPS.c.step_key != bindparam("key"),
+        ),
+    )
 
 
 def step_states(session: Session, run_id: uuid.UUID) -> list[StepState]:
