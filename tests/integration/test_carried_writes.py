@@ -4,7 +4,6 @@ One round trip fewer each on PostgreSQL; the same rows written on every database
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,16 +25,10 @@ from tests.integration.factories import (
     unique_email,
 )
 from tests.integration.harness import Stack
+from tests.integration.test_inline_steps import T0, TRIGGER, tag
 from tests.rollup_recount import recount, rollup
 
-T0 = dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
-TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
-
 pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
-
-
-def tag(key: str, value: str) -> dict[str, Any]:
-    return {"key": key, "type": "contact_update", "config": {"properties": {key: value}}}
 
 
 @pytest.fixture
