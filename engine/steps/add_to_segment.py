@@ -25,8 +25,11 @@ def run_add_to_segment(sr: StepRun) -> Outcome:
     segment_id = uuid.UUID(sr.step.config["segment_id"])
     if not contact_store.segment_exists(sr.session, segment_id):
         return Failed(f"Segment `{segment_id}` not found", "segment_not_found")
-    contact_store.add_membership(sr.session, segment_id, contact.id, sr.now)
-    return Completed(output={"contact_id": str(contact.id), "segment_id": str(segment_id)})
+    # The claim locked the contact, and the segment is held until the commit: the membership
+    # rides on the step's end.
+    joined = contact_store.carry_membership(sr.session, segment_id, contact.id, sr.now)
+    output = {"contact_id": str(contact.id), "segment_id": str(segment_id)}
+    return Completed(output=output, carried=joined)
 
 
 def _summary(config: Mapping[str, Any]) -> str:

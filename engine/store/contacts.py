@@ -437,6 +437,34 @@ def add_membership(
     )
 
 
+def carry_membership(
+    session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID, now: dt.datetime
+) -> Carried | None:
+    """`add_membership` as a write that the statement recording a step's end carries
+    (core.Carried); on another database, made now, and None returned."""
+    if session.get_bind().dialect.name != "postgresql":
+        add_membership(session, segment_id, contact_id, now)
+        return None
+    params = {
+        "membership_segment_id": segment_id,
+        "membership_contact_id": contact_id,
+        "membership_created_at": now,
+    }
+    return Carried(_ADD_MEMBERSHIP, _MEMBERSHIP_ADDED, params)
+
+
+_ADD_MEMBERSHIP = (
+    postgresql.insert(MEMBERSHIPS)
+    .values(
+        segment_id=bindparam("membership_segment_id", type_=MEMBERSHIPS.c.segment_id.type),
+        contact_id=bindparam("membership_contact_id", type_=MEMBERSHIPS.c.contact_id.type),
+        created_at=bindparam("membership_created_at", type_=MEMBERSHIPS.c.created_at.type),
+    )
+    .on_conflict_do_nothing()
+)
+_MEMBERSHIP_ADDED = _ADD_MEMBERSHIP.returning(literal_column("1")).cte("membership_added")
+
+
 def is_member(session: Session, segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
     return (
         session.scalar(

@@ -1,9 +1,11 @@
 """Writes that ride on the statement recording a step's end (engine/store/core.py's Carried):
-a contact's change and an email's mark as sent, whether a step follows or the run ends there.
+a contact's change, a segment's new member and an email's mark as sent, whether a step follows
+or the run ends there.
 One round trip fewer each on PostgreSQL; the same rows written on every database."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from engine.db import transaction
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.runtime import Runtime, create_runtime
+from engine.store.contacts import create_segment, is_member
 from models.tables import Contact
 from tests.integration.factories import (
     chain,
@@ -107,3 +110,34 @@ def test_an_email_that_ends_its_run_is_marked_sent_by_its_steps_end(
     if rt.sessions.kw["bind"].dialect.name == "postgresql":
         (mark,) = marks
         assert mark.startswith("WITH finished"), mark
+
+
+def test_a_membership_rides_on_its_steps_end_and_a_second_one_changes_nothing(
+    rt_stack: Stack, rt: Runtime
+) -> None:
+    with transaction(rt.sessions) as session:
+        first = create_segment(session, name="Trial", now=T0).id
+        second = create_segment(session, name="Paid", now=T0).id
+
+    def join(key: str, segment_id: uuid.UUID) -> dict[str, Any]:
+        return {"key": key, "type": "add_to_segment", "config": {"segment_id": str(segment_id)}}
+
+    make_automation(
+        rt_stack,
+        [TRIGGER, join("j1", first), tag("a", "1"), join("j2", second), join("j3", first)],
+        chain("start", "j1", "a", "j2", "j3"),
+    )
+    address = unique_email("joined")
+    run_id, statements = run_through(rt, address)
+
+    assert rt_stack.run(run_id).status == "completed"
+    assert {key: s.status for key, s in rt_stack.steps(run_id).items()} == dict.fromkeys(
+        ["start", "j1", "a", "j2", "j3"], "completed"
+    )
+    with transaction(rt.sessions) as session:
+        contact = session.scalars(select(Contact).where(Contact.email == address)).one()
+        assert is_member(session, first, contact.id) and is_member(session, second, contact.id)
+    joins = [sql for sql in statements if "INSERT INTO segment_memberships" in sql]
+    if rt.sessions.kw["bind"].dialect.name == "postgresql":
+        assert len(joins) == 3
+        assert all(sql.startswith("WITH finished") for sql in joins), joins
