@@ -36,6 +36,7 @@ from engine.settings import Settings
 from engine.simulation import simulate
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
+from engine.store import segments as segment_store
 from models.enums import DomainStatus, TemplateStatus
 from models.tables import Base
 
@@ -110,7 +111,7 @@ def prepare(database_url: str) -> tuple[str, str]:
                 variables=[{"key": "FIRST_NAME", "type": "string", "fallback_value": "there"}],
                 now=now,
             )
-        segment = contact_store.create_segment(session, name="Engaged", now=now)
+        segment = segment_store.create_segment(session, name="Engaged", now=now)
         contact = contact_store.create_contact(
             session, email="ada@example.com", first_name="Ada", now=now
         )

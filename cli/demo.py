@@ -17,6 +17,7 @@ from engine.lifecycle import create_automation
 from engine.settings import Settings
 from engine.store import contacts as contact_store
 from engine.store import content as content_store
+from engine.store import segments as segment_store
 from models.enums import DomainStatus, TemplateStatus
 
 out = Console()
@@ -110,7 +111,7 @@ def load_catalogue(session: Any, now: Any) -> tuple[str, str, str]:
         variables=fallbacks,
         **common,
     )
-    segment = contact_store.create_segment(session, name="Pro users", now=now)
+    segment = segment_store.create_segment(session, name="Pro users", now=now)
     return str(welcome.id), str(nudge.id), str(segment.id)
 
 

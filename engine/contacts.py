@@ -17,6 +17,7 @@ from engine.store import contacts as contact_store
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
 from engine.store import runs as run_store
+from engine.store import segments as segment_store
 from engine.store.contacts import RowLock
 from engine.store.paging import Page
 from engine.stored_text import check_text
@@ -99,7 +100,7 @@ def find_contact(
 def find_segment(
     session: Session, segment_id: uuid.UUID, *, lock: RowLock | None = None
 ) -> Segment:
-    segment = contact_store.get_segment(session, segment_id, lock=lock)
+    segment = segment_store.get_segment(session, segment_id, lock=lock)
     if segment is None:
         raise NotFound("Segment not found")
     return segment
@@ -110,7 +111,7 @@ def _segment_ids(session: Session, refs: Sequence[str]) -> list[uuid.UUID]:
     found = []
     for index, ref in enumerate(refs):
         key = _as_uuid(ref)
-        if key is None or contact_store.get_segment(session, key, lock="key_share") is None:
+        if key is None or segment_store.get_segment(session, key, lock="key_share") is None:
             raise InvalidInput(
                 f"`segments[{index}].id`: no segment has the id {ref!r}",
                 field=f"segments[{index}].id",
@@ -152,7 +153,7 @@ def create_contact(
     if contact is None:
         raise InvalidInput(f"A contact with the email `{address}` already exists.", field="email")
     for segment_id in segment_ids:
-        contact_store.add_membership(session, segment_id, contact.id, now)
+        segment_store.add_membership(session, segment_id, contact.id, now)
     return contact
 
 
@@ -246,7 +247,7 @@ def list_contacts(
 
 
 def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
-    return contact_store.create_segment(session, name=_check_name(name), now=now)
+    return segment_store.create_segment(session, name=_check_name(name), now=now)
 
 
 def _check_name(name: str) -> str:
@@ -258,14 +259,14 @@ def _check_name(name: str) -> str:
 
 def rename_segment(session: Session, segment_id: uuid.UUID, *, name: str) -> Segment:
     segment = find_segment(session, segment_id, lock="update")  # a deletion under way: gone
-    contact_store.rename_segment(session, segment, _check_name(name))
+    segment_store.rename_segment(session, segment, _check_name(name))
     return segment
 
 
 def delete_segment(session: Session, segment_id: uuid.UUID, *, now: dt.datetime) -> None:
     """Delete the segment; its contacts stay."""
     find_segment(session, segment_id, lock="update")
-    contact_store.delete_segment(session, segment_id, now)
+    segment_store.delete_segment(session, segment_id, now)
 
 
 def list_segments(
@@ -278,7 +279,7 @@ def list_segments(
 ) -> Page[Segment]:
     """Segments newest first, or the segments one contact belongs to."""
     contact_id = find_contact(session, contact_ref).id if contact_ref is not None else None
-    return contact_store.list_segments(
+    return segment_store.list_segments(
         session, limit=limit, after=after, before=before, contact_id=contact_id
     )
 
@@ -290,7 +291,7 @@ def add_to_segment(
     until the commit: one being deleted is waited for, then not found."""
     contact = find_contact(session, contact_ref, lock="key_share")
     find_segment(session, segment_id, lock="key_share")
-    contact_store.add_membership(session, segment_id, contact.id, now)
+    segment_store.add_membership(session, segment_id, contact.id, now)
     return contact
 
 
@@ -298,6 +299,6 @@ def remove_from_segment(session: Session, contact_ref: str, segment_id: uuid.UUI
     """Take the contact out of the segment; 404 when it was not in it."""
     contact = find_contact(session, contact_ref)
     find_segment(session, segment_id)
-    if not contact_store.remove_membership(session, segment_id, contact.id):
+    if not segment_store.remove_membership(session, segment_id, contact.id):
         raise NotFound("Contact is not in this segment")
     return contact

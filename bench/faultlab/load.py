@@ -20,8 +20,8 @@ from engine.db import transaction
 from engine.ingest import Ingested, ingest_event
 from engine.lifecycle import create_automation
 from engine.runtime import Runtime
-from engine.store import contacts as contact_store
 from engine.store import content as content_store
+from engine.store import segments as segment_store
 from models.enums import DomainStatus, TemplateStatus
 
 SIGNUP, PAID = "user.created", "order.paid"
@@ -125,7 +125,7 @@ def define_automation(rt: Runtime, now: dt.datetime, *, drip: bool = False) -> u
             )
             ids[key] = str(template.id)
         segments = {
-            name: str(contact_store.create_segment(session, name=name, now=now).id)
+            name: str(segment_store.create_segment(session, name=name, now=now).id)
             for name in (MEMBERS, PAYING)
         }
         steps, connections = _main_graph(ids, segments)

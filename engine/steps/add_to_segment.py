@@ -10,7 +10,7 @@ from engine.outcomes import Completed, Failed, Outcome
 from engine.step_configs import only_keys, uuid_text
 from engine.step_types import DEFAULT_ONLY, StepTypeSpec
 from engine.steps.context import StepRun
-from engine.store import contacts as contact_store
+from engine.store import segments as segment_store
 from models.enums import StepType
 
 
@@ -23,11 +23,11 @@ def run_add_to_segment(sr: StepRun) -> Outcome:
     contact = sr.run.contact
     assert contact is not None
     segment_id = uuid.UUID(sr.step.config["segment_id"])
-    if not contact_store.segment_exists(sr.session, segment_id):
+    if not segment_store.segment_exists(sr.session, segment_id):
         return Failed(f"Segment `{segment_id}` not found", "segment_not_found")
     # The claim locked the contact, and the segment is held until the commit: the membership
     # rides on the step's end.
-    joined = contact_store.carry_membership(sr.session, segment_id, contact.id, sr.now)
+    joined = segment_store.carry_membership(sr.session, segment_id, contact.id, sr.now)
     output = {"contact_id": str(contact.id), "segment_id": str(segment_id)}
     return Completed(output=output, carried=joined)
 

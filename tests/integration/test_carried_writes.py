@@ -17,7 +17,7 @@ from engine.db import transaction
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.runtime import Runtime, create_runtime
-from engine.store.contacts import create_segment, is_member
+from engine.store.segments import create_segment, is_member
 from models.tables import Contact
 from tests.integration.factories import (
     chain,

@@ -24,7 +24,7 @@ from engine.ingest import ingest_event
 from engine.mail import OutgoingEmail
 from engine.reports import get_run
 from engine.runtime import Runtime, create_runtime
-from engine.store import contacts as contact_store
+from engine.store import segments as segment_store
 from models.enums import RUN_TERMINAL
 from models.tables import Run
 from tests.integration.factories import (
@@ -103,7 +103,7 @@ def step_of(stack: Stack, step_type: str) -> dict[str, Any]:
     }
     if step_type == "add_to_segment":
         with transaction(stack.runtime.sessions) as session:
-            segment = contact_store.create_segment(session, name="s", now=T0)
+            segment = segment_store.create_segment(session, name="s", now=T0)
         return {"key": "step", "type": step_type, "config": {"segment_id": str(segment.id)}}
     return {"key": "step", "type": step_type, "config": configs[step_type]}
 

@@ -13,6 +13,7 @@ from engine.db import transaction
 from engine.lifecycle import cancel_run, stop, stop_automation, update_automation
 from engine.settings import Settings
 from engine.store import contacts as contact_store
+from engine.store import segments as segment_store
 from models.enums import TemplateStatus
 from tests.integration.factories import (
     chain,
@@ -80,7 +81,7 @@ def make_welcome_series(stack: Stack) -> uuid.UUID:
     make_domain(stack)
     template_id = make_template(stack)
     with transaction(stack.runtime.sessions) as session:
-        segment = contact_store.create_segment(session, name="pro", now=stack.clock.now())
+        segment = segment_store.create_segment(session, name="pro", now=stack.clock.now())
     steps, connections = welcome_series(template_id)
     steps[4]["config"]["segment_id"] = str(segment.id)
     return make_automation(stack, steps, connections)
@@ -158,7 +159,7 @@ def test_welcome_series_event_received_and_condition_met(rt_stack: Stack) -> Non
         pro_contact = contact_store.get_contact_by_email(session, pro)
         segment_id = uuid.UUID(pro_steps["tag_pro"].output["segment_id"])
         assert pro_contact is not None
-        assert contact_store.is_member(session, segment_id, pro_contact.id)
+        assert segment_store.is_member(session, segment_id, pro_contact.id)
 
 
 def two_emails(stack: Stack) -> uuid.UUID:

@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import select
 
 from engine.db import transaction
-from engine.store import contacts as contact_store
+from engine.store import segments as segment_store
 from models.tables import Base
 from tests.conftest import REDIS_URL
 from tests.integration.factories import (
@@ -37,7 +37,7 @@ def journey(stack: Stack) -> dict[str, Any]:
     make_domain(stack)
     template_id = make_template(stack)
     with transaction(stack.runtime.sessions) as session:
-        segment = contact_store.create_segment(session, name="vip", now=stack.clock.now())
+        segment = segment_store.create_segment(session, name="vip", now=stack.clock.now())
     steps = [
         TRIGGER,
         send_email_step("hello", template_id),
