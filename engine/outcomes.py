@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 class Completed:
     branch: ConnectionType = ConnectionType.DEFAULT
     output: dict[str, Any] = field(default_factory=dict)
-    # A write of the step's not yet made (a contact's change), for the statement that records
-    # the step's end to carry (progress.record_outcome).
+    # A write of the step's not yet made (a contact's change, a new member of a segment), for
+    # the statement that records the step's end to carry (progress.record_outcome).
     carried: Carried | None = field(default=None, compare=False, repr=False)
 
 

@@ -110,7 +110,7 @@ def record_outcome(
     written here may carry the transaction's rollup upsert.
     `carried`: a write of the transaction not yet made (an outbox row marked sent), made in
     the statement that writes the step's end where it can be, else alone just before it; so
-    is a Completed outcome's own (a contact's change).
+    is a Completed outcome's own (a contact's change, a new membership).
     `claim_until`: the first instant step that follows is created claimed, its lease until
     then, for the caller to execute inline next (its Dispatch is `claimed`): the claim
     rides on this commit instead of committing on its own.

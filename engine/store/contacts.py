@@ -309,16 +309,16 @@ def carry_change(
     )
 
 
+# The change's parameters are named apart from the columns and from a carrying statement's own.
+_SET = "contact_set_"
+
+
 def _change_params(
     contact_id: uuid.UUID, changes: dict[str, Any], now: dt.datetime
 ) -> dict[str, Any]:
-    # Named apart from the columns and from a carrying statement's own parameters.
     params = {_SET + name: value for name, value in changes.items()}
     params.update(contact_id=contact_id, contact_now=now)
     return params
-
-
-_SET = "contact_set_"
 
 
 @cache
