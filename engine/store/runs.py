@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    ColumnElement,
     Executable,
     Insert,
     Table,
@@ -221,7 +222,8 @@ def finish_step(
     rollup.note_step_ended(session, run_id, step_key, step_type, status, skip_reason)
     postgresql = session.get_bind().dialect.name == "postgresql"
     reads_states = read_states and not then_insert and postgresql
-    if carried is not None and not (reads_states or (len(then_insert) == 1 and postgresql)):
+    starts_one = len(then_insert) == 1 and postgresql
+    if carried is not None and not (reads_states or starts_one):
         carried.run(session)
         carried = None
     params = {
@@ -241,7 +243,7 @@ def finish_step(
             statement = _finish_carried_and_read_states(carried.cte)
             rows = execute(session, statement, {**params, **carried.params}).all()
         return [StepState(*tuple(row)) for row in rows]
-    if len(then_insert) == 1 and postgresql:
+    if starts_one:
         (row,) = then_insert
         params.update({_NEXT + k: v for k, v in row.items()})
         rollup.note_steps_created(session, then_insert)
@@ -306,31 +308,31 @@ _STATE_COLUMNS = (
 _STEP_STATES = select(*_STATE_COLUMNS).where(STEPS.c.run_id == bindparam("rid"))
 
 _FINISHED = _FINISH_STEP.returning(*_STATE_COLUMNS).cte("finished")
-# PostgreSQL: the step's end and the states of its run's steps in one round trip. The SELECT
-# sees the rows as they were when the statement began: this step's state comes from the
-# UPDATE's RETURNING, the others' from the table.
-_FINISH_AND_READ_STATES = union_all(
-    select(*_FINISHED.c),
-    select(*_STATE_COLUMNS).where(
-        STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key != bindparam("key")
-    ),
-)
+
+
+def _finish_and_read_states(*first: ColumnElement[bool]) -> Executable:
+    """PostgreSQL: the step's end and the states of its run's steps in one round trip. The
+    SELECT sees the rows as they were when the statement began: this step's state comes from
+    the UPDATE's RETURNING, the others' from the table. `first`: one-time filters evaluated
+    before the other steps are read."""
+    return union_all(
+        select(*_FINISHED.c),
+        select(*_STATE_COLUMNS).where(
+            *first, STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key != bindparam("key")
+        ),
+    )
+
+
+_FINISH_AND_READ_STATES = _finish_and_read_states()
 
 
 @cache
 def _finish_carried_and_read_states(carried: CTE) -> Executable:
-    """PostgreSQL: `_FINISH_AND_READ_STATES` with the carried write made after the step's end
-    and before the other steps are read (their branch reads it first, a one-time filter). As in
-    `_finish_start_carried`, the write's rows are locked after the step's, which the step's
-    worker holds already. The write changes no step row: the states read are the same."""
-    return union_all(
-        select(*_FINISHED.c),
-        select(*_STATE_COLUMNS).where(
-            after_locking(carried),
-            STEPS.c.run_id == bindparam("rid"),
-            STEPS.c.step_key != bindparam("key"),
-        ),
-    )
+    """`_FINISH_AND_READ_STATES` with the carried write made after the step's end and before
+    the other steps are read. As in `_finish_start_carried`, the write's rows are locked after
+    the step's, which the step's worker holds already. The write changes no step row: the
+    states read are the same."""
+    return _finish_and_read_states(after_locking(carried))
 
 
 def step_states(session: Session, run_id: uuid.UUID) -> list[StepState]:
