@@ -6,12 +6,15 @@
 One enabled automation: trigger (`bench.latency`) -> send_email, whose subject carries the event's
 `seq`. The API runs under uvicorn and a Celery worker as docker-compose.yml runs it (prefork, a
 pool process per `--concurrency`; `--pool solo` for that many solo workers) executes the
-send_email step against an in-process aiosmtpd sink that timestamps each message by that `seq`.
+send_email step against an aiosmtpd sink, in a process of its own, that timestamps each message
+by that `seq`.
 Events arrive open-loop at a fixed rate, by default half the maximum throughput
 (--max-steps-per-s, or a burst of events sent first; the tables are analyzed then, as autovacuum
 keeps a deployment's); the first seconds are a warm-up, discarded. Latency is the sink's clock
 minus the moment just before the request was sent; the baseline: a GET /health round trip on the
-same server in the same run. Prints JSON and a table, with that time split in six stages
+same server in the same run. The client writes prebuilt requests on kept connections and
+reads nothing but the answer (bench/latency_load.py): its round trip of GET /health is within
+a tenth of a millisecond of wrk's. Prints JSON and a table, with that time split in six stages
 (bench/latency_stages.py): API answer, queue wait, claim, render, SMTP, record.
 The step queues of the bench's Redis database are emptied first: messages another run left there
 (for runs of another database) would hold the worker up and pass for the burst's own slowness.
@@ -22,9 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import email.parser
+import json
 import math
-import re
 import statistics
 import sys
 import tempfile
@@ -35,11 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.ingest import STEP_QUEUES
 from bench.ingest_broker import purge
+from bench.latency_load import Arrivals, Client, ProtocolError, SinkProcess
 from bench.latency_rows import rows_of, stage_rows
 from bench.latency_stages import RETURNS_ENV, Stamps, read_returns, split
 from bench.procs import (
@@ -47,7 +48,6 @@ from bench.procs import (
     analyze_tables,
     api_env,
     empty_database,
-    free_port,
     serve_api,
 )
 from bench.workers import POOLS, start_workers, wait_ready
@@ -56,7 +56,6 @@ API_KEY = "re_bench_key_" + uuid.uuid4().hex
 EVENT_NAME = "bench.latency"
 # Burst events get sequence numbers far above any timed event, so the two never collide.
 BURST_BASE = 10_000_000
-SEQ_IN_SUBJECT = re.compile(r"seq=(\d+)")
 TITLE = "Event accepted → email at the SMTP sink (one Celery step), open loop"
 
 
@@ -123,38 +122,6 @@ def base_env(
     return {**env, "AUTOMATIONS_CLOCK": "system", RETURNS_ENV: str(returns)}
 
 
-class Sink:
-    """An SMTP server that notes when each message arrived, keyed by the `seq` in its subject,
-    and when its SMTP transaction began (MAIL FROM), to split the SMTP time from the rest."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[int, float] = {}
-        self.mail_from: dict[int, float] = {}
-        self.unparsed = 0
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        session.bench_mail_at = time.perf_counter()
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        arrived = time.perf_counter()  # first thing: parsing is not part of the latency
-        content = envelope.content
-        raw = content if isinstance(content, bytes) else content.encode()
-        subject = email.parser.BytesHeaderParser().parsebytes(raw).get("Subject", "")
-        found = SEQ_IN_SUBJECT.search(str(subject))
-        if found is None:
-            self.unparsed += 1
-        else:
-            seq = int(found.group(1))
-            self.arrivals.setdefault(seq, arrived)
-            self.mail_from.setdefault(seq, getattr(session, "bench_mail_at", arrived))
-        return "250 OK"
-
-
 def prepare(database_url: str) -> None:
     """An empty schema; a verified domain, a published template, the enabled automation."""
     from engine.lifecycle import create_automation
@@ -217,47 +184,49 @@ def event_body(seq: int) -> dict[str, Any]:
     }
 
 
-async def time_health(client: httpx.AsyncClient, requests: int) -> list[float]:
+async def time_health(client: Client, requests: int) -> list[float]:
     """Round trips of GET /health in milliseconds, one at a time, after a short warm-up."""
+    request = client.request_bytes("GET", "/health")
     for _ in range(20):
-        await client.get("/health")
+        await client.send(request)
     took = []
     for _ in range(requests):
-        began = time.perf_counter()
-        answer = await client.get("/health")
-        took.append((time.perf_counter() - began) * 1000)
-        answer.raise_for_status()
+        answer = await client.send(request)
+        if answer.status != 200:
+            raise RuntimeError(f"GET /health answered {answer.status}: {answer.body[:200]!r}")
+        took.append((answer.answered - answer.sent) * 1000)
     return took
 
 
-async def wait_arrivals(sink: Sink, seqs: Sequence[int], grace: float) -> float:
-    """Wait until every seq reached the sink or `grace` seconds passed with nothing new."""
+async def wait_arrivals(sink: SinkProcess, seqs: Sequence[int], grace: float) -> Arrivals:
+    """What arrived, once every seq reached the sink or `grace` seconds passed with nothing new."""
     last_count, quiet_since = -1, time.perf_counter()
     while True:
-        count = sum(seq in sink.arrivals for seq in seqs)
+        seen = sink.snapshot()
+        count = sum(seq in seen.arrivals for seq in seqs)
         if count == len(seqs):
-            return time.perf_counter()
+            return seen
         if count != last_count:
             last_count, quiet_since = count, time.perf_counter()
         elif time.perf_counter() - quiet_since > grace:
-            return time.perf_counter()
+            return seen
         await asyncio.sleep(0.05)
 
 
 async def measure_max(
-    client: httpx.AsyncClient, sink: Sink, events: int, grace: float
+    client: Client, sink: SinkProcess, events: int, grace: float
 ) -> dict[str, Any]:
     """Runs per second a burst drains at, measured at the sink (first to last email)."""
     seqs = list(range(BURST_BASE, BURST_BASE + events))
     began = time.perf_counter()
     for first in range(0, events, 100):  # /events/batch takes up to 100 events
-        answer = await client.post(
-            "/events/batch", json=[event_body(seq) for seq in seqs[first : first + 100]]
-        )
-        answer.raise_for_status()
+        body = json_body([event_body(seq) for seq in seqs[first : first + 100]])
+        answer = await client.send(client.request_bytes("POST", "/events/batch", body))
+        if not 200 <= answer.status < 300:
+            raise RuntimeError(f"/events/batch answered {answer.status}: {answer.body[:200]!r}")
     pushed = time.perf_counter()
-    await wait_arrivals(sink, seqs, grace)
-    times = sorted(sink.arrivals[seq] for seq in seqs if seq in sink.arrivals)
+    seen = await wait_arrivals(sink, seqs, grace)
+    times = sorted(seen.arrivals[seq] for seq in seqs if seq in seen.arrivals)
     if len(times) < 2:
         raise RuntimeError("the burst did not reach the SMTP sink: is the worker running?")
     return {
@@ -270,18 +239,21 @@ async def measure_max(
     }
 
 
-async def send_one(client: httpx.AsyncClient, seq: int, scheduled: float) -> Sent:
-    body = event_body(seq)
-    sent = time.perf_counter()
+def json_body(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def send_one(client: Client, seq: int, scheduled: float) -> Sent:
+    request = client.request_bytes("POST", "/events/send", json_body(event_body(seq)))
     try:
-        answer = await client.post("/events/send", json=body)
-        status = answer.status_code
-    except httpx.HTTPError:
-        status = 0
-    return Sent(seq, scheduled, sent, time.perf_counter(), status)
+        answer = await client.send(request)
+    except (OSError, asyncio.IncompleteReadError, ProtocolError):
+        now = time.perf_counter()
+        return Sent(seq, scheduled, now, now, 0)
+    return Sent(seq, scheduled, answer.sent, answer.answered, answer.status)
 
 
-async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float) -> list[Sent]:
+async def open_loop(client: Client, rate: float, seconds: float) -> list[Sent]:
     """Send at fixed instants whatever the answers do, so a slow answer cannot slow the load."""
     interval = 1 / rate
     start = time.perf_counter() + 0.05
@@ -303,6 +275,7 @@ class LoadResult:
     rate_source: str
     sent: list[Sent]
     load_began: float
+    seen: Arrivals  # what reached the sink
 
 
 def choose_rate(args: argparse.Namespace, burst: dict[str, Any] | None) -> tuple[float, str]:
@@ -314,13 +287,9 @@ def choose_rate(args: argparse.Namespace, burst: dict[str, Any] | None) -> tuple
     return burst["runs_per_s"] / 2, "half of the measured burst rate"
 
 
-async def drive(args: argparse.Namespace, base_url: str, sink: Sink) -> LoadResult:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    # Plenty of connections: with an open loop, answers that are late must not hold up sends.
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, limits=limits, timeout=60
-    ) as client:
+async def drive(args: argparse.Namespace, base_url: str, sink: SinkProcess) -> LoadResult:
+    client = Client(base_url, {"Authorization": f"Bearer {API_KEY}"})
+    try:
         health_ms = await time_health(client, args.health_requests)
         burst = None
         if not args.rate and not args.max_steps_per_s:
@@ -330,15 +299,18 @@ async def drive(args: argparse.Namespace, base_url: str, sink: Sink) -> LoadResu
         load_began = time.perf_counter()
         sent = await open_loop(client, rate, args.warmup + args.seconds)
         accepted = [item.seq for item in sent if 200 <= item.status < 300]
-        await wait_arrivals(sink, accepted, args.grace)
-    return LoadResult(health_ms, burst, rate, source, sent, load_began)
+        seen = await wait_arrivals(sink, accepted, args.grace)
+    finally:
+        await client.close()
+    return LoadResult(health_ms, burst, rate, source, sent, load_began, seen)
 
 
 # --- the result ---------------------------------------------------------------------------------
 
 
-def analyse(load: LoadResult, sink: Sink, warmup: float) -> dict[str, Any]:
+def analyse(load: LoadResult, warmup: float) -> dict[str, Any]:
     """Latencies of the events scheduled after the warm-up; lost = accepted but never arrived."""
+    sink = load.seen
     timed = [item for item in load.sent if item.scheduled >= load.load_began + warmup]
     accepted = [item for item in timed if 200 <= item.status < 300]
     arrived = [item for item in accepted if item.seq in sink.arrivals]
@@ -376,13 +348,14 @@ _STAGE_STAMPS = (
 
 
 def stage_split(
-    load: LoadResult, sink: Sink, database_url: str, warmup: float, returns: Path
+    load: LoadResult, database_url: str, warmup: float, returns: Path
 ) -> dict[str, Any]:
     """The six stages of bench/latency_stages.py, from the load's, the database's, the sink's
     and the workers' stamps, for each timed event whose every stamp is there; and their sum,
     request → step recorded."""
     from sqlalchemy import create_engine, text
 
+    sink = load.seen
     timed = {
         item.seq: item
         for item in load.sent
@@ -413,48 +386,42 @@ def stage_split(
     return {"stages_ms": stages, "sent_to_recorded_ms": whole}
 
 
-def measure(args: argparse.Namespace, returns: Path) -> tuple[Sink, LoadResult]:
+def measure(args: argparse.Namespace, returns: Path) -> LoadResult:
     """Start the sink, the workers and the API, and drive the load; the workers note their
     tasks' returns in `returns`."""
-    from aiosmtpd.controller import Controller
-
     from engine.settings import Settings
     from tasks.app import create_celery_app
 
     prepare(args.database_url)
     purge(args.redis_url, *STEP_QUEUES)
-    sink = Sink()
-    smtp_port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
-    env = base_env(args.database_url, args.redis_url, f"smtp://127.0.0.1:{smtp_port}", returns)
-    log = Path(args.log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    workers = start_workers(
-        "bench.latency_worker",
-        "automations,automations.sweeper",
-        concurrency=args.concurrency,
-        pool=args.pool,
-        env=env,
-        log=log,
-    )
-    try:
-        settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
-        wait_ready(create_celery_app(settings), len(workers.pids))
-        with serve_api(env) as base_url:
-            load = asyncio.run(drive(args, base_url, sink))
-    finally:
-        workers.stop()
-        controller.stop()
-    return sink, load
+    with SinkProcess() as sink:
+        smtp_url = f"smtp://127.0.0.1:{sink.port}"
+        env = base_env(args.database_url, args.redis_url, smtp_url, returns)
+        log = Path(args.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        workers = start_workers(
+            "bench.latency_worker",
+            "automations,automations.sweeper",
+            concurrency=args.concurrency,
+            pool=args.pool,
+            env=env,
+            log=log,
+        )
+        try:
+            settings = Settings(database_url=args.database_url, broker_url=args.redis_url)
+            wait_ready(create_celery_app(settings), len(workers.pids))
+            with serve_api(env) as base_url:
+                return asyncio.run(drive(args, base_url, sink))
+        finally:
+            workers.stop()
 
 
 def run(args: argparse.Namespace) -> report.Result:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as directory:
         returns = Path(directory)
-        sink, load = measure(args, returns)
-        figures = analyse(load, sink, args.warmup)
-        figures.update(stage_split(load, sink, args.database_url, args.warmup, returns))
+        load = measure(args, returns)
+        figures = analyse(load, args.warmup)
+        figures.update(stage_split(load, args.database_url, args.warmup, returns))
     health = summarize(load.health_ms)
     details = {
         "config": vars(args),
@@ -462,7 +429,7 @@ def run(args: argparse.Namespace) -> report.Result:
         "rate_source": load.rate_source,
         "burst": load.burst,
         "health_ms": health,
-        "sink_messages_without_seq": sink.unparsed,
+        "sink_messages_without_seq": load.seen.unparsed,
         **figures,
     }
     rows = rows_of(figures, health)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Table
 
-from bench import api_reads, api_reads_data, latency, report
+from bench import api_reads, api_reads_data, latency, latency_load, report
 from models.tables import Contact, Event, Run, RunStep
 
 T = TypeVar("T")
@@ -43,17 +43,18 @@ def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def test_sink_keys_arrivals_by_the_seq_in_the_subject() -> None:
-    sink = latency.Sink()
+    seen = latency_load.Arrivals()
+    sink = latency_load.SinkHandler(seen)
     message = b"From: b@bench.test\r\nSubject: Latency seq=42\r\n\r\n<p>Event 42</p>\r\n"
     answer = run_apart(sink.handle_DATA(None, None, types.SimpleNamespace(content=message)))
     run_apart(sink.handle_DATA(None, None, types.SimpleNamespace(content=b"Subject: hi\r\n\r\n")))
     assert answer == "250 OK"
-    assert list(sink.arrivals) == [42]
-    assert sink.unparsed == 1
+    assert list(seen.arrivals) == [42]
+    assert seen.unparsed == 1
 
 
-def load(sent: list[latency.Sent]) -> latency.LoadResult:
-    return latency.LoadResult([1.0], None, 10.0, "--rate", sent, load_began=100.0)
+def load(sent: list[latency.Sent], seen: latency_load.Arrivals) -> latency.LoadResult:
+    return latency.LoadResult([1.0], None, 10.0, "--rate", sent, load_began=100.0, seen=seen)
 
 
 def test_analyse_skips_the_warm_up_and_counts_lost_and_refused() -> None:
@@ -63,9 +64,8 @@ def test_analyse_skips_the_warm_up_and_counts_lost_and_refused() -> None:
         latency.Sent(2, scheduled=102.1, sent=102.1, accepted=102.11, status=202),  # lost
         latency.Sent(3, scheduled=102.2, sent=102.2, accepted=102.21, status=500),  # refused
     ]
-    sink = latency.Sink()
-    sink.arrivals = {0: 100.6, 1: 102.02}
-    figures = latency.analyse(load(sent), sink, warmup=2)
+    seen = latency_load.Arrivals(arrivals={0: 100.6, 1: 102.02})
+    figures = latency.analyse(load(sent, seen), warmup=2)
     assert (figures["timed"], figures["arrived"], figures["lost"], figures["rejected"]) == (
         3,
         1,
