@@ -10,6 +10,7 @@ from email.message import EmailMessage
 import pytest
 
 from bench.latency_load import Answer, Client, ProtocolError, SinkProcess
+from tests.loops import run_loop
 
 
 async def _serve_then_ask(
@@ -64,7 +65,7 @@ def test_client_writes_whole_requests_and_reads_answers_on_one_kept_connection()
         b'\r\n{"ok":1}\n',
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     ]
-    received, got, connections = asyncio.run(_serve_then_ask(answers, [post, get]))
+    received, got, connections = run_loop(_serve_then_ask(answers, [post, get]))
     assert received == [post, get]
     assert post.startswith(b"POST /events/send HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
     assert b"\r\nAuthorization: Bearer k\r\n" in post and post.endswith(b'\r\n\r\n{"a":1}')
@@ -78,7 +79,7 @@ def test_client_refuses_an_answer_it_cannot_read() -> None:
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     client = Client("http://127.0.0.1:1", {})
     with pytest.raises(ProtocolError, match="Content-Length"):
-        asyncio.run(_serve_then_ask([chunked], [client.request_bytes("GET", "/")]))
+        run_loop(_serve_then_ask([chunked], [client.request_bytes("GET", "/")]))
     with pytest.raises(ValueError, match="http://host:port"):
         Client("https://example.test", {})
 

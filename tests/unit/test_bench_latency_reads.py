@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
 import types
 import uuid
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Table
 
 from bench import api_reads, api_reads_data, latency, latency_load, report
 from models.tables import Contact, Event, Run, RunStep
+from tests.loops import run_loop
 
 T = TypeVar("T")
 
@@ -36,18 +34,12 @@ def test_summarize_sorts_and_rounds() -> None:
     assert latency.summarize([]) == {"count": 0}
 
 
-def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on a thread of its own: this thread may hold another test's event loop."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 def test_sink_keys_arrivals_by_the_seq_in_the_subject() -> None:
     seen = latency_load.Arrivals()
     sink = latency_load.SinkHandler(seen)
     message = b"From: b@bench.test\r\nSubject: Latency seq=42\r\n\r\n<p>Event 42</p>\r\n"
-    answer = run_apart(sink.handle_DATA(None, None, types.SimpleNamespace(content=message)))
-    run_apart(sink.handle_DATA(None, None, types.SimpleNamespace(content=b"Subject: hi\r\n\r\n")))
+    answer = run_loop(sink.handle_DATA(None, None, types.SimpleNamespace(content=message)))
+    run_loop(sink.handle_DATA(None, None, types.SimpleNamespace(content=b"Subject: hi\r\n\r\n")))
     assert answer == "250 OK"
     assert list(seen.arrivals) == [42]
     assert seen.unparsed == 1
