@@ -87,7 +87,9 @@ def main() -> int:
         before, t0, c0 = recorder.statements, time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
-        pending.extend(execute_step(rt, item.run_id, item.step_key, item.step_type))
+        pending.extend(
+            execute_step(rt, item.run_id, item.step_key, item.step_type, version_id=item.version_id)
+        )
         if profiler:
             profiler.disable()
         kind = str(item.step_type)

@@ -19,6 +19,8 @@ class Dispatch:
     `claimed`: the step was created claimed (its first attempt) by the transaction that made
     it ready, for the process that committed it to execute inline (engine/executor.py). Such a
     step is never sent: no other process could claim it before its lease runs out.
+    `version_id`: the run's automation version, where the sender knows it; a message names it
+    for a step whose claim reads for it (StepTypeSpec.reads_on_claim).
     """
 
     run_id: uuid.UUID
@@ -26,6 +28,7 @@ class Dispatch:
     step_type: str
     countdown: float = 0.0
     claimed: bool = False
+    version_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

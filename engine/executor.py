@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine.db import retry_on_disconnect, transaction
 from engine.dispatch import Dispatch
+from engine.errors import NotFound
 from engine.failures import record_unexpected_failure
 from engine.logs import step_context
 from engine.outcomes import Completed, Outcome, Retry, Skipped
@@ -23,6 +24,7 @@ from engine.step_types import (
     Delivery,
     StepTypeSpec,
     contact_lockers,
+    find,
     is_instant,
     locks_contact,
     spec_for,
@@ -42,6 +44,7 @@ def execute_step(
     step_type: str | None = None,
     *,
     claim_apart: bool = False,
+    version_id: uuid.UUID | None = None,
 ) -> list[Dispatch]:
     """Run one step if it is due and unclaimed, then the instant steps of its run that it made
     ready, up to `inline_steps` of them; the steps to enqueue once this returns.
@@ -49,6 +52,10 @@ def execute_step(
     `step_type`, the type the message was sent for, spares a step that does not lock its
     contact the statement that would (the row's own type decides, whatever the message says:
     a step that does, claimed for a message naming another type, is claimed again in order).
+    `version_id`, the run's automation version as the message names it, lets the claim's
+    statement make the step's own first read too (`StepTypeSpec.reads_on_claim`): the step's
+    config is known before the claim. The run's own version decides: a read made for another
+    is dropped, and the step reads for itself.
 
     `claim_apart`: each step's claim commits before the step executes, for an executor that
     dies with its whole process (the embedded one, a solo Celery worker). A prefork worker's
@@ -63,7 +70,9 @@ def execute_step(
     worker's step).
     """
     bound = rt.settings.inline_steps
-    pending = _execute_one(rt, run_id, step_key, step_type, claim_apart, rides=bound > 0)
+    pending = _execute_one(
+        rt, run_id, step_key, step_type, claim_apart, rides=bound > 0, version_id=version_id
+    )
     done = 0
     while (following := _next_inline(pending, more=done < bound)) is not None:
         pending.remove(following)
@@ -105,6 +114,7 @@ def _execute_one(
     *,
     rides: bool,
     claimed: bool = False,
+    version_id: uuid.UUID | None = None,
 ) -> list[Dispatch]:
     """One step; with `claim_apart` and `rides`, the instant step it makes ready next is
     created claimed for this process (see execute_step). `claimed`: this step was."""
@@ -123,7 +133,7 @@ def _execute_one(
             # and one held apart is executed only under its claim.
             try:
                 return retry_on_disconnect(
-                    lambda: _execute(rt, run_id, step_key, step_type, held, rides)
+                    lambda: _execute(rt, run_id, step_key, step_type, held, rides, version_id)
                 )
             except _ContactNotLockedFirst:  # the message named another type: in order now
                 return retry_on_disconnect(
@@ -181,13 +191,16 @@ def _hold(
     step_type: str | None,
     held: _Held,
     now: dt.datetime,
-) -> tuple[claims.ClaimedStep, claims.RunContext] | None:
-    """Claim the step, or lock it under the claim held apart, with its run's context; None if
-    there is nothing to execute. `_ContactNotLockedFirst` if the row's type locks its contact
-    and the message's did not say so: the contact must come before the step and run."""
+    version_id: uuid.UUID | None,
+) -> tuple[claims.ClaimedStep, claims.RunContext, object] | None:
+    """Claim the step, or lock it under the claim held apart, with its run's context and what
+    its claim's statement read for it (None if nothing); None if there is nothing to execute.
+    `_ContactNotLockedFirst` if the row's type locks its contact and the message's did not say
+    so: the contact must come before the step and run."""
     contact_first = (
         contact_lockers() if step_type is None or locks_contact(step_type) else frozenset()
     )
+    read: object = None
     if held.attempt is not None:
         found = claims.owned_with_context(
             session, run_id, step_key, held.attempt, contact_first=contact_first
@@ -196,16 +209,54 @@ def _hold(
             log.info("step is in another worker's hands: its lease ran out")
     else:
         lease_until = now + rt.lease
-        found = claims.claim_with_context(
-            session, run_id, step_key, now=now, lease_until=lease_until, contact_first=contact_first
+        along = (
+            None if contact_first else _read_on_claim(session, rt, step_key, step_type, version_id)
         )
+        if along is not None:
+            with_read = claims.claim_with_context_along(
+                session, run_id, step_key, along, now=now, lease_until=lease_until
+            )
+            found = with_read[:2] if with_read is not None else None
+            read = with_read[2] if with_read is not None else None
+        else:
+            found = claims.claim_with_context(
+                session,
+                run_id,
+                step_key,
+                now=now,
+                lease_until=lease_until,
+                contact_first=contact_first,
+            )
         if found is None:
             _not_claimable(session, run_id, step_key, now)
-    if found is not None:
-        row_type = found[0].step_type
-        if row_type not in contact_first and locks_contact(row_type):
-            raise _ContactNotLockedFirst  # rolls back what it locked, step and run first
-    return found
+    if found is None:
+        return None
+    row_type = found[0].step_type
+    if row_type not in contact_first and locks_contact(row_type):
+        raise _ContactNotLockedFirst  # rolls back what it locked, step and run first
+    if found[1].run.version_id != version_id:
+        read = None  # made for another version's step: the step reads for itself
+    return found[0], found[1], read
+
+
+def _read_on_claim(
+    session: Session,
+    rt: Runtime,
+    step_key: str,
+    step_type: str | None,
+    version_id: uuid.UUID | None,
+) -> claims.Along[Any] | None:
+    """The read the step makes first, for its claim's statement to make, if the message named
+    the run's version and the step's type reads on its claim (its config gives the read)."""
+    spec = find(step_type) if step_type is not None and version_id is not None else None
+    if spec is None or spec.reads_on_claim is None:
+        return None
+    assert version_id is not None
+    try:
+        step = rt.graph(session, version_id).step(step_key)
+    except (NotFound, KeyError):  # a message of another deployment's making: no read
+        return None
+    return spec.reads_on_claim(step.config) if step.type == spec.name else None
 
 
 def _execute(
@@ -215,15 +266,16 @@ def _execute(
     step_type: str | None,
     held: _Held,
     rides: bool,
+    version_id: uuid.UUID | None = None,
 ) -> list[Dispatch]:
     now = held.claimed_at or rt.clock.now()
     claim_until = now + rt.lease if rides else None
     with transaction(rt.sessions) as session:
         rt.checkpoint("step.before_contact_lock")
-        found = _hold(session, rt, run_id, step_key, step_type, held, now)
+        found = _hold(session, rt, run_id, step_key, step_type, held, now, version_id)
         if found is None:
             return []
-        claimed, run = found
+        claimed, run, read = found
         rt.checkpoint("step.claimed")
         spec = spec_for(claimed.step_type)
         ref = StepRef(run_id, step_key, spec.name)
@@ -238,7 +290,7 @@ def _execute(
             return record_outcome(
                 session, rt, graph, ref, gone, now=now, contact_gone=True, ends_transaction=True
             )
-        sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now)
+        sr = StepRun(session, rt, graph, graph.step(step_key), claimed, run, now, claim_read=read)
         rt.checkpoint(f"{spec.name}.handler")
         if spec.delivery is None:
             assert spec.handler is not None

@@ -3,10 +3,11 @@
 import copy
 import json
 import re
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Self
 
@@ -50,6 +51,8 @@ class Graph:
 
     steps: tuple[Step, ...]
     connections: tuple[Connection, ...]
+    # The automation version it was read from (Runtime.graph); None for one being validated.
+    version_id: uuid.UUID | None = field(default=None, compare=False)
 
     @cached_property
     def _by_key(self) -> dict[str, Step]:
@@ -122,7 +125,7 @@ class Graph:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+    def from_dict(cls, data: Mapping[str, Any], *, version_id: uuid.UUID | None = None) -> Self:
         """Rebuild a graph from to_dict output, trusting that it was validated."""
         return cls(
             tuple(Step(s["key"], s["type"], s["config"]) for s in data["steps"]),
@@ -130,6 +133,7 @@ class Graph:
                 Connection(c["from"], c["to"], ConnectionType(c.get("type", "default")))
                 for c in data["connections"]
             ),
+            version_id,
         )
 
 

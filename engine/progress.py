@@ -83,7 +83,9 @@ def start_run(
     ]
     following = [graph.step(key) for key in graph.next_steps(trigger.key, ConnectionType.DEFAULT)]
     steps.extend(new_step_row(run_id, step.key, step.type, now) for step in following)
-    dispatches = [Dispatch(run_id, step.key, step.type) for step in following]
+    dispatches = [
+        Dispatch(run_id, step.key, step.type, version_id=version_id) for step in following
+    ]
     return RunStart(run, steps, dispatches, ended=not following)
 
 
@@ -132,7 +134,7 @@ def record_outcome(
                 completed_at=now,
                 error=error,
             )
-        return _park(session, rt, step, outcome, now)
+        return _park(session, rt, step, outcome, now, graph.version_id)
     branch = _branch(outcome)
     targets = graph.next_steps(step.step_key, branch) if advance and branch is not None else []
     following = [graph.step(key) for key in targets] if not contact_gone else []
@@ -161,7 +163,12 @@ def record_outcome(
     if following:
         if skips:
             _skip_dead_branches(session, graph, step.run_id, now)
-        return [Dispatch(step.run_id, s.key, s.type, claimed=s.key == inline) for s in following]
+        return [
+            Dispatch(
+                step.run_id, s.key, s.type, claimed=s.key == inline, version_id=graph.version_id
+            )
+            for s in following
+        ]
     _end_run(
         session,
         graph,
@@ -191,7 +198,12 @@ def _branch(outcome: Completed | Failed | Skipped) -> ConnectionType | None:
 
 
 def _park(
-    session: Session, rt: Runtime, step: StepRef, outcome: Waiting | Retry, now: dt.datetime
+    session: Session,
+    rt: Runtime,
+    step: StepRef,
+    outcome: Waiting | Retry,
+    now: dt.datetime,
+    version_id: uuid.UUID | None,
 ) -> list[Dispatch]:
     due_at = outcome.due_at
     soon = due_at is not None and due_at - now <= rt.horizon
@@ -218,7 +230,7 @@ def _park(
     if not soon or due_at is None:
         return []
     countdown = max((due_at - now).total_seconds(), 0.0)
-    return [Dispatch(step.run_id, step.step_key, step.step_type, countdown)]
+    return [Dispatch(step.run_id, step.step_key, step.step_type, countdown, version_id=version_id)]
 
 
 def _finish_step(

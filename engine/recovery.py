@@ -182,7 +182,7 @@ def resume(session: Session, rt: Runtime, run: RunState, *, now: dt.datetime) ->
         session, [new_step_row(run.id, key, graph.step(key).type, now) for key in missing]
     )
     keys = [row.step_key for row in again] + missing
-    return [Dispatch(run.id, key, graph.step(key).type) for key in keys]
+    return [Dispatch(run.id, key, graph.step(key).type, version_id=run.version_id) for key in keys]
 
 
 def missing_steps(graph: Graph, rows: Iterable[RunStep]) -> list[str]:

@@ -72,7 +72,7 @@ class Runtime:
                 raise NotFound(f"Automation version {version_id} not found")
             if len(self._graphs) >= 4096:
                 self._graphs.clear()
-            graph = self._graphs[version_id] = Graph.from_dict(data)
+            graph = self._graphs[version_id] = Graph.from_dict(data, version_id=version_id)
         return graph
 
     def secret(self) -> str:

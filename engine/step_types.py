@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engine.progress import StepRef
     from engine.runtime import Runtime
     from engine.steps.context import StepRun
+    from engine.store.claims import Along
     from engine.store.core import Carried
 
 # The built-in step types, in the order error messages list them. Each module holds a `SPEC`.
@@ -100,6 +101,11 @@ class StepTypeSpec:
     # It locks or writes the run's contact: the executor locks the contact before the step's
     # claim, so that the contact comes first in every transaction (see docs/durability.md).
     locks_contact: bool = False
+    # The read a step of this type makes first in its claim transaction, from its config, for
+    # the claim's statement to make on PostgreSQL when the message names the run's version
+    # (the executor hands the result to the step as StepRun.claim_read). Not for a type that
+    # locks its contact, whose claim locks the contact first.
+    reads_on_claim: Callable[[Mapping[str, Any]], Along[Any]] | None = None
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.delivery is None):
@@ -108,6 +114,10 @@ class StepTypeSpec:
             raise ValueError(f"step type {self.name!r}: a delivery is never instant")
         if not self.connection_types:
             raise ValueError(f"step type {self.name!r}: no connection type may leave it")
+        if self.reads_on_claim is not None and self.locks_contact:
+            raise ValueError(
+                f"step type {self.name!r}: a claim that locks its contact reads nothing more"
+            )
 
     @property
     def branching(self) -> bool:
@@ -198,6 +208,12 @@ def is_instant(name: str) -> bool:
 def contact_lockers() -> frozenset[str]:
     """The step types whose execution locks the run's contact (StepTypeSpec.locks_contact)."""
     return frozenset(spec.name for spec in _REGISTRY.specs().values() if spec.locks_contact)
+
+
+def reads_on_claim(name: str) -> bool:
+    """Whether a step of this type has its claim read for it (StepTypeSpec.reads_on_claim)."""
+    spec = find(name)
+    return spec is not None and spec.reads_on_claim is not None
 
 
 def locks_contact(name: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import (
     setup_logging,
     task_postrun,
@@ -34,12 +34,13 @@ from tasks.dispatcher import (
     CANCEL_TASK,
     STEP_QUEUE,
     SWEEPER_QUEUE,
+    VERSION_HEADER,
     CeleryDispatcher,
     step_task_name,
 )
 from tasks.events import register_event_tasks
 from tasks.lost_workers import ClaimPolicy, StepRequest
-from tasks.poison import CheckedTask, parse_id
+from tasks.poison import CheckedTask, hinted_id, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +229,8 @@ def _register_step_task(
     name = step_task_name(step_type)
 
     # A pool child lost while running the step is counted in the parent (tasks/lost_workers.py).
-    @app.task(name=name, shared=False, Request=StepRequest)
-    def run_step(run_id: str, step_key: str) -> None:
+    @app.task(name=name, shared=False, Request=StepRequest, bind=True)
+    def run_step(task: Task, run_id: str, step_key: str) -> None:
         parsed = parse_id(name, "run_id", run_id)
         if parsed is None:
             return
@@ -239,6 +240,13 @@ def _register_step_task(
             )
             return
         rt = holder.get()
-        following = execute_step(rt, parsed, step_key, step_type, claim_apart=claims.apart)
+        following = execute_step(
+            rt,
+            parsed,
+            step_key,
+            step_type,
+            claim_apart=claims.apart,
+            version_id=hinted_id(task.request.get(VERSION_HEADER)),
+        )
         rt.checkpoint("dispatch.before_publish")
         dispatcher.dispatch(following)

@@ -14,6 +14,7 @@ from celery.utils.nodenames import anon_nodename
 from kombu.connection import Connection
 
 from engine.dispatch import BulkWork, CancelWork, Dispatch, Message
+from engine.step_types import reads_on_claim
 from tasks import step_messages
 
 STEP_QUEUE = "automations"
@@ -22,8 +23,21 @@ BULK_TASK = "automations.runs.bulk"
 CANCEL_TASK = "automations.runs.cancel"
 
 
+# The message header naming the run's automation version (Dispatch.version_id): a header, not
+# an argument, so that a worker of an earlier release takes the message as it always did.
+VERSION_HEADER = "automations_version"
+
+
 def step_task_name(step_type: str) -> str:
     return f"automations.steps.{step_type}"
+
+
+def step_headers(item: Dispatch) -> dict[str, str] | None:
+    """The headers a step's message carries beyond Celery's: the run's version, for a step
+    whose claim reads for it (the step's config gives the read)."""
+    if item.version_id is None or not reads_on_claim(item.step_type):
+        return None
+    return {VERSION_HEADER: str(item.version_id)}
 
 
 @functools.cache
@@ -79,6 +93,7 @@ class CeleryDispatcher:
                     countdown=item.countdown or None,
                     queue=STEP_QUEUE,
                     producer=producer,
+                    headers=step_headers(item),
                 )
 
     def _push(self, dispatches: Sequence[Dispatch]) -> None:
@@ -91,6 +106,7 @@ class CeleryDispatcher:
                 queue=STEP_QUEUE,
                 origin=origin,
                 countdown=item.countdown,
+                headers=step_headers(item),
             )
             for item in dispatches
         ]

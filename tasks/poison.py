@@ -12,6 +12,7 @@ a call that cannot bind cannot help.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import uuid
@@ -88,6 +89,15 @@ def malformed(message: Any, signature: inspect.Signature) -> str | None:
         signature.bind(*args, **kwargs)
     except TypeError as unfit:
         return f"arguments the task does not take: {unfit}"
+    return None
+
+
+def hinted_id(value: object) -> uuid.UUID | None:
+    """An id a message carries as a hint (a header such as the run's version): None when it
+    is absent or not an id, which costs the task the hint and nothing else."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return uuid.UUID(value)
     return None
 
 

@@ -28,13 +28,15 @@ def encode(
     origin: str,
     countdown: float = 0.0,
     now: dt.datetime | None = None,
+    headers: dict[str, str] | None = None,
 ) -> str:
-    """The queue entry of one task message, as kombu's Redis channel would push it."""
+    """The queue entry of one task message, as kombu's Redis channel would push it; `headers`
+    are added to Celery's, as `send_task(headers=...)` adds them."""
     task_id = str(uuid.uuid4())
     eta = None
     if countdown:
         eta = ((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=countdown)).isoformat()
-    headers: dict[str, Any] = {
+    message_headers: dict[str, Any] = {
         "lang": "py",
         "task": task,
         "id": task_id,
@@ -55,13 +57,15 @@ def encode(
         "stamped_headers": None,
         "stamps": {},
     }
+    if headers:
+        message_headers.update(headers)
     body = json_text.dumps([[], kwargs, _EMBED]).encode()
     return json_text.dumps(
         {
             "body": base64.b64encode(body).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": headers,
+            "headers": message_headers,
             "properties": {
                 "correlation_id": task_id,
                 "reply_to": "",

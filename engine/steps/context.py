@@ -27,6 +27,9 @@ class StepRun:
     # A statement of the step's own stamped its start (what runs.mark_started does), so the
     # executor need not: a delivery's prepare may carry it in its write.
     start_stamped: bool = False
+    # What the claim's statement read for the step (StepTypeSpec.reads_on_claim), parsed;
+    # None if it did not: the step reads for itself.
+    claim_read: Any = None
     _variables: dict[str, Any] | None = field(default=None, repr=False)
     _read_wait_events: bool = field(default=False, repr=False)
 

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from engine.runtime import Runtime
 from engine.steps.context import StepRun
 from engine.store import content as content_store
 from engine.store import outbox as outbox_store
+from engine.store.claims import Along
 from engine.store.direct import Record
 from engine.store.outbox import Email, SendReads
 from engine.templates import (
@@ -66,15 +68,11 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
     begun = sr.rt.clock.now()
     contact = sr.run.contact
     assert contact is not None
-    ref = sr.step.config["template"]
-    reads = outbox_store.read_for_send(
-        sr.session,
-        sr.claimed.run_id,
-        sr.step.key,
-        template_id=ref.get("id"),
-        alias=ref.get("alias"),
-        sender=sr.step.config.get("from") or None,
-    )
+    reads = sr.claim_read
+    if not isinstance(reads, SendReads):  # not read by the claim's statement
+        reads = outbox_store.read_for_send(
+            sr.session, sr.claimed.run_id, sr.step.key, **_send_keys(sr.step.config)
+        )
     if reads.email is not None and reads.email.status == OutboxStatus.SENT:
         # Sent before a crash or by a worker whose lease ran out: never send twice, and record
         # it as sent even if the contact has unsubscribed since (from that very email, maybe).
@@ -92,6 +90,22 @@ def prepare_email(sr: StepRun) -> Outcome | PreparedEmail:
         # Sent again (an operator's retry): `failed` would deny a send this try may make.
         outbox_store.mark_sending(sr.session, reads.email.id)
     return prepared
+
+
+def reads_on_claim(config: Mapping[str, Any]) -> Along[SendReads]:
+    """What `prepare_email` reads first, for the step's claim to read (StepTypeSpec)."""
+    return outbox_store.send_reads_along(**_send_keys(config))
+
+
+def _send_keys(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """What a send reads by: its template's id or alias, the sender it names (else the
+    template's)."""
+    ref = config["template"]
+    return {
+        "template_id": ref.get("id"),
+        "alias": ref.get("alias"),
+        "sender": config.get("from") or None,
+    }
 
 
 UNKNOWN_NOTE = (

@@ -21,7 +21,13 @@ from engine.progress import StepRef
 from engine.runtime import Runtime
 from engine.step_configs import only_keys, required_text, uuid_text
 from engine.step_types import DEFAULT_ONLY, Delivery, StepTypeSpec
-from engine.steps.email_message import PreparedEmail, abandon_email, deliver, prepare_email
+from engine.steps.email_message import (
+    PreparedEmail,
+    abandon_email,
+    deliver,
+    prepare_email,
+    reads_on_claim,
+)
 from engine.store import claims
 from engine.store import outbox as outbox_store
 from engine.store.core import Carried
@@ -173,4 +179,5 @@ SPEC = StepTypeSpec(
     label="send email",
     instant=False,
     summary=_summary,
+    reads_on_claim=reads_on_claim,
 )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, case, literal, or_, select, text, true, update
 from sqlalchemy.orm import Session
@@ -30,6 +32,8 @@ from engine.store.core import (
 )
 from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, RunStatus, StepStatus
 from models.types import UTCDateTime
+
+T = TypeVar("T")
 
 _NOW = bindparam("now", type_=UTCDateTime())
 _THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
@@ -306,6 +310,63 @@ def claim_with_context(
         locked = values[claimed_width + context_width :]
         read = read[: -len(locked)] + locked
     return claimed, _context(session, read)
+
+
+@dataclass(frozen=True)
+class Along(Generic[T]):
+    """A read of one row that a step makes in its claim transaction, made by the claim's own
+    statement on PostgreSQL: `select` takes the step's `rid` and `key` and its `params`, and
+    reads no locked row (it sees the claim statement's snapshot, as a statement right after
+    the claim would see everything committed before the claim); `parse` turns its row, its
+    columns as attributes, into what the step reads."""
+
+    select: Select[Any]
+    params: Mapping[str, Any]
+    parse: Callable[[Any], T]
+
+
+@functools.cache
+def _claim_with_context_along(read: Select[Any]) -> Select[Any]:
+    along = read.subquery("along")
+    return (
+        select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns, *along.c)
+        .select_from(
+            _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
+            .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
+            .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
+            .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
+            .outerjoin(along, true())
+        )
+        .with_for_update(of=RUNS)
+    )
+
+
+def claim_with_context_along(
+    session: Session,
+    run_id: uuid.UUID,
+    step_key: str,
+    along: Along[T],
+    *,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+) -> tuple[ClaimedStep, RunContext, T | None] | None:
+    """`claim_with_context` for a step that does not lock its contact, and `along`'s row read
+    by the same statement: one round trip for both. On SQLite the claim alone, and None for
+    `along`: the step reads it itself."""
+    if session.get_bind().dialect.name != "postgresql":
+        found = claim_with_context(session, run_id, step_key, now=now, lease_until=lease_until)
+        return (*found, None) if found is not None else None
+    params = {"rid": run_id, "key": step_key, "now": now, "lease_until": lease_until}
+    row = execute(session, _claim_with_context_along(along.select), {**along.params, **params})
+    values = row.first()
+    if values is None:
+        return None
+    claimed_width, context_width = len(_CLAIMED.c), len(_RUN_CONTEXT.selected_columns)
+    claimed = ClaimedStep(run_id, step_key, *values[:claimed_width])
+    context = _context(session, tuple(values[claimed_width : claimed_width + context_width]))
+    names = along.select.selected_columns.keys()
+    read = SimpleNamespace(**dict(zip(names, values[claimed_width + context_width :], strict=True)))
+    return claimed, context, along.parse(read)
 
 
 _OWNED_STATUS = (

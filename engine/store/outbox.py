@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine.store import runs as run_store
+from engine.store.claims import Along
 from engine.store.content import VERSIONED
 from engine.store.core import (
     DOMAINS,
@@ -125,6 +126,24 @@ def read_for_send(
 ) -> SendReads:
     """This (run, step)'s outbox row, the template by id or alias, and the status of the
     domain of `sender` (or of the template's sender, when `sender` is None)."""
+    dialect = session.get_bind().dialect.name
+    by_id, params = _send_params(template_id, alias, sender)
+    params.update(rid=run_id, key=step_key)
+    return _send_reads(execute(session, _read_for_send(dialect, by_id), params).one())
+
+
+def send_reads_along(
+    *, template_id: str | None, alias: str | None, sender: str | None
+) -> Along[SendReads]:
+    """`read_for_send` as a read its step's claim makes on PostgreSQL (claims.Along)."""
+    by_id, params = _send_params(template_id, alias, sender)
+    return Along(_read_for_send("postgresql", by_id), params, _send_reads)
+
+
+def _send_params(
+    template_id: str | None, alias: str | None, sender: str | None
+) -> tuple[bool, dict[str, Any]]:
+    """Whether the template is looked for by id, and the read's parameters but the step's."""
     by_id = template_id is not None
     key: Any = alias
     if by_id:
@@ -132,9 +151,10 @@ def read_for_send(
             key = uuid.UUID(template_id)
         except ValueError:
             key = None  # no template has that id
-    dialect = session.get_bind().dialect.name
-    params = {"rid": run_id, "key": step_key, "template": key, "sender": sender}
-    row = execute(session, _read_for_send(dialect, by_id), params).one()
+    return by_id, {"template": key, "sender": sender}
+
+
+def _send_reads(row: Record) -> SendReads:
     return SendReads(
         email=_email(row, _OUTBOX_LABEL) if row.outbox_id is not None else None,
         template=row if row.id is not None else None,

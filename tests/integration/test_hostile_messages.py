@@ -13,12 +13,14 @@ from sqlalchemy import func, select
 
 from engine.db import transaction
 from models.tables import Contact, Event, RunStep
+from tasks.dispatcher import VERSION_HEADER
 from tests.integration.factories import chain, make_automation, unique_email
 from tests.integration.harness import Stack
 from tests.integration.markers import CELERY_BACKENDS
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 STEP = "automations.steps.contact_update"
+SEND = "automations.steps.send_email"
 HOSTILE = "x-hostile"  # a header of this test's messages, which Celery ignores
 
 
@@ -70,7 +72,18 @@ def hostile_messages(stack: Stack) -> dict[str, str]:
         "batch no events": publish(stack, "automations.events.send_batch", [[], {}, EMBED]),
         # A run that does not exist has no step to claim: nothing to do, nothing written.
         "no such run": publish(stack, STEP, [[], {"run_id": run_id, "step_key": "a"}, EMBED]),
+        # A version header (tasks/dispatcher.py) that is no id, or no version's: no hint.
+        "version not an id": publish(
+            stack, SEND, [[], {"run_id": run_id, "step_key": "a"}, EMBED], headers=version("x")
+        ),
+        "no such version": publish(
+            stack, SEND, [[], {"run_id": run_id, "step_key": "a"}, EMBED], headers=version(run_id)
+        ),
     }
+
+
+def version(value: str) -> dict[str, str]:
+    return {VERSION_HEADER: value}
 
 
 def settled(client: redis.Redis) -> bool:
@@ -124,6 +137,8 @@ def test_malformed_messages_are_refused_on_one_line_and_the_worker_goes_on(
             "no id",
             "no such run",
             "no such cancel",
+            "version not an id",
+            "no such version",
         ):
             continue  # refused by the task, or without an id to name
         said = [line for line in written.splitlines() if task_id in line]

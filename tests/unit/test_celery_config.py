@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import uuid
 
 import pytest
 
+from engine.dispatch import Dispatch
 from engine.settings import Settings
 from models.enums import StepType
 from tasks import step_messages
 from tasks.app import TickGate, celery_config, create_celery_app
+from tasks.dispatcher import VERSION_HEADER, step_headers
 
 
 def test_durable_settings() -> None:
@@ -62,6 +65,26 @@ def test_a_step_message_written_directly_is_the_one_celery_would_write() -> None
     body = json.loads(base64.b64decode(entry["body"]))
     assert body == [list(celery.body[0]), celery.body[1], celery.body[2]]
     assert entry["properties"]["delivery_info"] == {"exchange": "", "routing_key": "automations"}
+
+
+def test_a_send_names_its_runs_version_in_a_header_as_celery_would() -> None:
+    run, version = uuid.uuid4(), uuid.uuid4()
+    send = Dispatch(run, "mail", StepType.SEND_EMAIL, version_id=version)
+    assert step_headers(send) == {VERSION_HEADER: str(version)}
+    # Only a step whose claim reads for it, and only where the sender knows the version.
+    assert step_headers(Dispatch(run, "tag", StepType.CONTACT_UPDATE, version_id=version)) is None
+    assert step_headers(Dispatch(run, "mail", StepType.SEND_EMAIL)) is None
+    app = create_celery_app(Settings(broker_url="redis://127.0.0.1:1/0"))
+    name, kwargs = "automations.steps.send_email", {"run_id": str(run), "step_key": "mail"}
+    celery = app.amqp.as_task_v2("the-id", name, kwargs=kwargs)
+    entry = json.loads(
+        step_messages.encode(
+            name, kwargs, queue="automations", origin="o", headers=step_headers(send)
+        )
+    )
+    # send_task(headers=...) merges them into the message's own (send_task_message).
+    assert set(entry["headers"]) == {*celery.headers, VERSION_HEADER}
+    assert entry["headers"][VERSION_HEADER] == str(version)
 
 
 def test_a_backlog_of_ticks_sweeps_once_per_half_interval() -> None:
