@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Dispatch:
     step_type: str
     countdown: float = 0.0
     claimed: bool = False
-    version_id: uuid.UUID | None = None
+    version_id: uuid.UUID | None = field(default=None, compare=False)  # a hint, not identity
 
 
 @dataclass(frozen=True)
