@@ -14,7 +14,20 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, case, literal, or_, select, text, true, update
+from sqlalchemy import (
+    CTE,
+    FromClause,
+    Select,
+    and_,
+    bindparam,
+    case,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.store import rollup
@@ -230,19 +243,24 @@ def _context(session: Session, values: tuple[Any, ...]) -> RunContext:
     return RunContext(run=run, event_payload=payload or {}, contact=contact)
 
 
-_CLAIMED = _CLAIM.cte("claimed")
-# PostgreSQL: the claim and the run's context in one round trip. The step row is claimed (and
-# locked) by the CTE before the run row is locked: the executor's lock order, step then run.
-_CLAIM_WITH_CONTEXT = (
-    select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns)
-    .select_from(
-        _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
+def _claimed_with_context(claimed: CTE, *also: FromClause) -> Select[Any]:
+    """PostgreSQL: the `claimed` step's columns, then its run's context (the run locked), then
+    each of `also`'s (one row at most, outer-joined): one round trip. The step row is claimed
+    (and locked) by the CTE before the run row is locked: the executor's lock order."""
+    joined = (
+        claimed.join(RUNS, RUNS.c.id == bindparam("rid"))
         .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
         .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
         .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
     )
-    .with_for_update(of=RUNS)
-)
+    for extra in also:
+        joined = joined.outerjoin(extra, true())
+    columns = [*claimed.c, *_RUN_CONTEXT.selected_columns, *(c for e in also for c in e.c)]
+    return select(*columns).select_from(joined).with_for_update(of=RUNS)
+
+
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_WITH_CONTEXT = _claimed_with_context(_CLAIMED)
 
 
 @functools.cache
@@ -257,17 +275,7 @@ def _claim_with_context_contact_first(step_types: frozenset[str]) -> Select[Any]
     snapshot, as the step and run rows are (their own locks give their newest versions)."""
     contact_locked = locked_first(_contact_of_step(step_types), "contact_locked")
     claimed_after_contact = _CLAIM.where(after_locking(contact_locked)).cte("claimed")
-    return (
-        select(*claimed_after_contact.c, *_RUN_CONTEXT.selected_columns, *contact_locked.c)
-        .select_from(
-            claimed_after_contact.join(RUNS, RUNS.c.id == bindparam("rid"))
-            .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
-            .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
-            .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
-            .outerjoin(contact_locked, true())
-        )
-        .with_for_update(of=RUNS)
-    )
+    return _claimed_with_context(claimed_after_contact, contact_locked)
 
 
 def claim_with_context(
@@ -327,18 +335,7 @@ class Along(Generic[T]):
 
 @functools.cache
 def _claim_with_context_along(read: Select[Any]) -> Select[Any]:
-    along = read.subquery("along")
-    return (
-        select(*_CLAIMED.c, *_RUN_CONTEXT.selected_columns, *along.c)
-        .select_from(
-            _CLAIMED.join(RUNS, RUNS.c.id == bindparam("rid"))
-            .join(AUTOMATIONS, AUTOMATIONS.c.id == RUNS.c.automation_id)
-            .outerjoin(EVENTS, EVENTS.c.id == RUNS.c.event_id)
-            .outerjoin(CONTACTS, CONTACTS.c.id == RUNS.c.contact_id)
-            .outerjoin(along, true())
-        )
-        .with_for_update(of=RUNS)
-    )
+    return _claimed_with_context(_CLAIMED, read.subquery("along"))
 
 
 def claim_with_context_along(
