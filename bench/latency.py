@@ -318,6 +318,7 @@ def analyse(load: LoadResult, warmup: float) -> dict[str, Any]:
     return {
         "timed": len(timed),
         "rejected": len(timed) - len(accepted),
+        "unanswered": sum(item.status == 0 for item in timed),
         "arrived": len(arrived),
         "lost": len(accepted) - len(arrived),
         "achieved_rate": round((len(timed) - 1) / span, 1) if span else 0.0,

@@ -28,6 +28,9 @@ from typing import Any
 from bench.procs import free_port
 
 SEQ_IN_SUBJECT = re.compile(r"seq=(\d+)")
+# Seconds a connection may have been idle to be used again: uvicorn closes one at 5 s
+# (--timeout-keep-alive), and a request written as it closes would never be answered.
+MAX_IDLE = 2.0
 
 
 class ProtocolError(RuntimeError):
@@ -54,7 +57,8 @@ class Client:
         lines = [f"Host: {self._host}:{self._port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self._headers = "".join(line + "\r\n" for line in lines)
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # Idle connections, the last used on top, with when each went idle.
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self._open: set[asyncio.StreamWriter] = set()
 
     def request_bytes(self, method: str, path: str, body: bytes | None = None) -> bytes:
@@ -67,11 +71,7 @@ class Client:
 
     async def send(self, request: bytes) -> Answer:
         """Write `request`, read its answer; the connection goes back to the pool after."""
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self._host, self._port)
-            self._open.add(writer)
+        reader, writer = await self._connection()
         sent = time.perf_counter()
         writer.write(request)
         try:
@@ -81,10 +81,22 @@ class Client:
             raise
         answered = time.perf_counter()
         if keep:
-            self._idle.append((reader, writer))
+            self._idle.append((reader, writer, time.monotonic()))
         else:
             self._close(writer)
         return Answer(status, body, sent, answered)
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An idle connection the server has not closed and will not close before it answers
+        (uvicorn closes one idle for 5 s), else a new one."""
+        while self._idle:
+            reader, writer, idle_since = self._idle.pop()
+            if not reader.at_eof() and time.monotonic() - idle_since < MAX_IDLE:
+                return reader, writer
+            self._close(writer)
+        reader, writer = await asyncio.open_connection(self._host, self._port)
+        self._open.add(writer)
+        return reader, writer
 
     async def close(self) -> None:
         for writer in list(self._open):

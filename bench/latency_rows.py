@@ -64,5 +64,10 @@ def rows_of(figures: dict[str, Any], health: dict[str, float]) -> list[report.Ro
         report.row("events timed", figures["timed"], "events"),
         report.row("events lost (accepted, no email)", figures["lost"], "events"),
         report.row("events refused (non-2xx)", figures["rejected"], "events"),
+        report.row(
+            "of which no answer read (the client's connection failed)",
+            figures.get("unanswered", 0),
+            "events",
+        ),
         report.row("achieved rate", figures["achieved_rate"], "events/s"),
     ]

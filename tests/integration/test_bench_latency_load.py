@@ -97,3 +97,36 @@ def test_sink_process_reports_what_arrived_by_seq() -> None:
     assert list(seen.arrivals) == [7] and list(seen.mail_from) == [7]
     assert seen.mail_from[7] <= seen.arrivals[7]
     assert seen.unparsed == 1
+
+
+def test_client_never_writes_on_a_connection_the_server_closed_or_may_close() -> None:
+    """uvicorn closes a connection idle for 5 s: one it closed, or one idle past MAX_IDLE,
+    is closed here and a new one opened, instead of a request written into the void."""
+
+    async def ask() -> tuple[list[int], int]:
+        connections = 0
+
+        async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()  # as an idle timeout would, without saying so in a header
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        client = Client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", {})
+        request = client.request_bytes("GET", "/health")
+        statuses = []
+        try:
+            statuses.append((await client.send(request)).status)
+            await asyncio.sleep(0.05)  # the server's FIN reaches the client
+            statuses.append((await client.send(request)).status)
+        finally:
+            await client.close()
+            server.close()
+            await server.wait_closed()
+        return statuses, connections
+
+    statuses, connections = run_loop(ask())
+    assert statuses == [200, 200] and connections == 2
