@@ -23,6 +23,7 @@ from engine.outcomes import Failed, Retry
 from engine.progress import StepRef, cancel_step, record_outcome
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
+from engine.store import attempts as attempt_store
 from engine.store import claims
 from models.enums import RunStatus
 
@@ -130,7 +131,7 @@ def _record(
         if run.run.status != RunStatus.RUNNING:
             cancel_step(session, ref, now)
             return []
-        failures = claims.count_failed_attempt(session, run_id, step_key)
+        failures = attempt_store.count_failed_attempt(session, run_id, step_key)
         outcome = decide(failure, failures, rt.retry_policy, now)
         graph = rt.graph(session, run.run.version_id)
         return record_outcome(

@@ -37,6 +37,7 @@ from engine.logs import step_context
 from engine.outcomes import Failed
 from engine.progress import StepRef, cancel_step, record_outcome
 from engine.runtime import Runtime
+from engine.store import attempts as attempt_store
 from engine.store import claims, sweeps
 from engine.store.sweeps import DueStep
 from models.enums import RunStatus, StepStatus
@@ -67,7 +68,7 @@ def record_lost_worker(rt: Runtime, run_id: uuid.UUID, step_key: str) -> bool:
     failed on it (its message is done with), False if it runs again."""
     with step_context(run_id=str(run_id), step_key=step_key), transaction(rt.sessions) as session:
         now = rt.clock.now()
-        loss = claims.count_worker_loss(session, run_id, step_key)
+        loss = attempt_store.count_worker_loss(session, run_id, step_key)
         if loss is None:
             return False
         log.warning("the worker died running the step (%d times)", loss.losses)

@@ -28,7 +28,7 @@ from engine.steps.email_message import (
     prepare_email,
     reads_on_claim,
 )
-from engine.store import claims
+from engine.store import attempts as attempt_store
 from engine.store import outbox as outbox_store
 from engine.store.core import Carried
 from engine.templates import UNSUBSCRIBE_VARIABLE
@@ -147,7 +147,7 @@ def record_send(
     permanent = not isinstance(result, TransientStepFailure)
     status = OutboxStatus.FAILED if permanent else OutboxStatus.SENDING
     outbox_store.record_failed(session, email_id, status=status, error=result.message)
-    failures = claims.count_failed_attempt(session, ref.run_id, ref.step_key)
+    failures = attempt_store.count_failed_attempt(session, ref.run_id, ref.step_key)
     return _failure_outcome(rt, result, failures, now, prepared), None
 
 

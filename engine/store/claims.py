@@ -24,7 +24,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     true,
     update,
 )
@@ -38,18 +37,18 @@ from engine.store.core import (
     EVENTS,
     RUNS,
     STEPS,
+    THIS_STEP,
     after_locking,
     execute,
     locked_first,
     one_of,
 )
-from models.enums import STEP_ACTIVE, STEP_CLAIMABLE, RunStatus, StepStatus
+from models.enums import STEP_CLAIMABLE, RunStatus, StepStatus
 from models.types import UTCDateTime
 
 T = TypeVar("T")
 
 _NOW = bindparam("now", type_=UTCDateTime())
-_THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _contact_of_step(step_types: frozenset[str]) -> Select[Any]:
     return (
         select(*_CONTACT_COLUMNS)
         .select_from(_STEP_RUN_CONTACT)
-        .where(_THIS_STEP, one_of(STEPS.c.step_type, step_types))
+        .where(THIS_STEP, one_of(STEPS.c.step_type, step_types))
         .with_for_update(of=CONTACTS)
     )
 
@@ -127,7 +126,7 @@ def lock_contact_first(
 _CLAIM = (
     update(STEPS)
     .where(
-        _THIS_STEP,
+        THIS_STEP,
         or_(
             and_(
                 one_of(STEPS.c.status, STEP_CLAIMABLE),
@@ -179,7 +178,7 @@ def claim_step(
 
 _FORGET_EARLY = (
     update(STEPS)
-    .where(_THIS_STEP, one_of(STEPS.c.status, STEP_CLAIMABLE), STEPS.c.due_at > _NOW)
+    .where(THIS_STEP, one_of(STEPS.c.status, STEP_CLAIMABLE), STEPS.c.due_at > _NOW)
     .values(dispatched_at=None, redispatch_count=0)
 )
 
@@ -368,7 +367,7 @@ def claim_with_context_along(
 
 _OWNED_STATUS = (
     select(STEPS.c.status)
-    .where(_THIS_STEP, STEPS.c.attempt == bindparam("owned_attempt"))
+    .where(THIS_STEP, STEPS.c.attempt == bindparam("owned_attempt"))
     .with_for_update()
 )
 
@@ -414,20 +413,6 @@ def owns_with_context(
     return status == StepStatus.RUNNING, _context(session, tuple(context))
 
 
-_COUNT_FAILURE = (
-    update(STEPS)
-    .where(_THIS_STEP)
-    .values(failed_attempts=STEPS.c.failed_attempts + 1)
-    .returning(STEPS.c.failed_attempts)
-)
-
-
-def count_failed_attempt(session: Session, run_id: uuid.UUID, step_key: str) -> int:
-    """One more failed try of the step; how many it has had since it was reached or retried."""
-    counted = execute(session, _COUNT_FAILURE, {"rid": run_id, "key": step_key}).scalar()
-    return int(counted or 0)
-
-
 _OWNED_STEP = (
     select(
         STEPS.c.step_type,
@@ -438,7 +423,7 @@ _OWNED_STEP = (
         STEPS.c.output,
     )
     .where(
-        _THIS_STEP,
+        THIS_STEP,
         STEPS.c.attempt == bindparam("owned_attempt"),
         STEPS.c.status == StepStatus.RUNNING,
     )
@@ -464,50 +449,3 @@ def owned_with_context(
     if row is None or context is None:
         return None
     return ClaimedStep(run_id, step_key, *tuple(row)), context
-
-
-@dataclass(frozen=True)
-class WorkerLoss:
-    """A step whose worker died running it, once the death is counted."""
-
-    status: str
-    attempt: int
-    losses: int
-
-
-LOSS_LOCK_TIMEOUT_MS = 5000
-
-_COUNT_LOSS = (
-    update(STEPS)
-    .where(
-        _THIS_STEP,
-        one_of(STEPS.c.status, STEP_ACTIVE),
-        # A running step's loss is its claim's: counted once, whoever reports it first.
-        or_(
-            STEPS.c.status != StepStatus.RUNNING,
-            STEPS.c.lost_attempt.is_(None),
-            STEPS.c.lost_attempt != STEPS.c.attempt,
-        ),
-    )
-    .values(
-        worker_losses=STEPS.c.worker_losses + 1,
-        lost_attempt=case(
-            (STEPS.c.status == StepStatus.RUNNING, STEPS.c.attempt), else_=STEPS.c.lost_attempt
-        ),
-    )
-    .returning(STEPS.c.status, STEPS.c.attempt, STEPS.c.worker_losses)
-)
-
-
-def count_worker_loss(session: Session, run_id: uuid.UUID, step_key: str) -> WorkerLoss | None:
-    """One more death of a worker running the step, locked; None if it is not counted: the step
-    has ended (the worker died after it), or its claim's death is counted already.
-
-    For a worker's parent process, which must not stall behind a lock held by a live
-    transaction: on PostgreSQL the wait for the step's row lock is bounded (a dead child's
-    transaction is rolled back as soon as its connection drops).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL lock_timeout = '{LOSS_LOCK_TIMEOUT_MS}ms'"))
-    row = execute(session, _COUNT_LOSS, {"rid": run_id, "key": step_key}).first()
-    return WorkerLoss(*tuple(row)) if row is not None else None

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
+    and_,
+    bindparam,
     func,
     literal,
     select,
@@ -49,6 +51,9 @@ TEMPLATE_VERSIONS = cast(Table, TemplateVersion.__table__)
 DOMAINS = cast(Table, Domain.__table__)
 AUTOMATIONS = cast(Table, Automation.__table__)
 EVENT_DEFINITIONS = cast(Table, EventDefinition.__table__)
+
+# The step row a statement is about: its run's id as `rid`, its key as `key`.
+THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
 
 
 _NO_PARAMS: Mapping[str, Any] = {}

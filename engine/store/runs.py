@@ -15,7 +15,6 @@ from sqlalchemy import (
     Executable,
     Insert,
     Table,
-    and_,
     bindparam,
     case,
     func,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.store import rollup, rollup_upserts
-from engine.store.core import RUNS, STEPS, Carried, after_locking, execute
+from engine.store.core import RUNS, STEPS, THIS_STEP, Carried, after_locking, execute
 from models.enums import ConnectionType, RunStatus, SkipReason, StepStatus
 from models.tables import Run, RunStep
 from models.types import JSONType, UTCDateTime
@@ -45,7 +44,6 @@ class StepState:
 
 
 _NOW = bindparam("now", type_=UTCDateTime())
-_THIS_STEP = and_(STEPS.c.run_id == bindparam("rid"), STEPS.c.step_key == bindparam("key"))
 
 
 def lock_run(session: Session, run_id: uuid.UUID) -> Run | None:
@@ -161,7 +159,7 @@ def update_step(
 
 # A step's start, unless it started before (an earlier attempt): the first time it began.
 MARK_STARTED = (
-    update(STEPS).where(_THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
+    update(STEPS).where(THIS_STEP).values(started_at=func.coalesce(STEPS.c.started_at, _NOW))
 )
 
 
@@ -172,7 +170,7 @@ def mark_started(session: Session, run_id: uuid.UUID, step_key: str, now: dt.dat
 
 _FINISH_STEP = (
     update(STEPS)
-    .where(_THIS_STEP)
+    .where(THIS_STEP)
     .values(
         status=bindparam("new_status"),
         skip_reason=bindparam("new_skip_reason"),
