@@ -23,7 +23,9 @@ again.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
+import json
 import random
 import sys
 import time
@@ -41,6 +43,7 @@ from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
 from bench.dashboard import sign_in
 from bench.latency import API_KEY, summarize
+from bench.latency_load import Answer, Client
 from bench.procs import ROOT, api_env, serve_api
 from engine.reports import RUNS_CAP
 
@@ -145,21 +148,50 @@ def _fixed(path: str) -> Callable[[int], str]:
     return lambda _: path
 
 
-def time_read(
-    client: httpx.Client, path_of: Callable[[int], str], requests: int, warmup: int
+async def time_reads(
+    base_url: str,
+    headers: dict[str, str],
+    reads: dict[str, Callable[[int], str]],
+    requests: int,
+    warmup: int,
+) -> dict[str, dict[str, Any]]:
+    """Each read's round trips, one request at a time, on the bench's own client
+    (bench/latency_load.py): the server's time, not a client library's."""
+    client = Client(base_url, headers)
+    try:
+        return {
+            name: await time_read(client, path_of, requests, warmup)
+            for name, path_of in reads.items()
+        }
+    finally:
+        await client.close()
+
+
+async def time_read(
+    client: Client, path_of: Callable[[int], str], requests: int, warmup: int
 ) -> dict[str, Any]:
     for i in range(warmup):
-        client.get(path_of(requests + i)).raise_for_status()
-    took, items = [], 0
+        _ok(await client.send(client.request_bytes("GET", path_of(requests + i))))
+    took, last = [], b""
     for i in range(requests):
-        began = time.perf_counter()
-        answer = client.get(path_of(i))
-        took.append((time.perf_counter() - began) * 1000)
-        answer.raise_for_status()
-        if answer.headers.get("content-type", "").startswith("application/json"):
-            body = answer.json()
-            items = len(body.get("data", body.get("steps", [])))
-    return {**summarize(took), "items_in_last_answer": items}
+        answer = _ok(await client.send(client.request_bytes("GET", path_of(i))))
+        took.append((answer.answered - answer.sent) * 1000)
+        last = answer.body
+    return {**summarize(took), "items_in_last_answer": items_in(last)}
+
+
+def _ok(answer: Answer) -> Answer:
+    if answer.status != 200:
+        raise RuntimeError(f"a read answered {answer.status}: {answer.body[:200]!r}")
+    return answer
+
+
+def items_in(body: bytes) -> int:
+    """How many runs or steps a JSON answer holds (0 for a page of HTML)."""
+    if not body.startswith(b"{"):
+        return 0
+    found = json.loads(body)
+    return len(found.get("data", found.get("steps", [])))
 
 
 # --- the SQL behind each read -------------------------------------------------------------------
@@ -281,19 +313,17 @@ def run(args: argparse.Namespace) -> report.Result:
     week = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=6)
     checks_week = time_rollup_checks(args.database_url, args.rollup_checks, since=week)
     env = api_env(args.database_url, args.redis_url, API_KEY, "console://")
-    results: dict[str, dict[str, Any]] = {}
-    with (
-        serve_api(env) as base_url,
-        httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
-        ) as client,
-    ):
-        for name, path_of in reads(automation_ids, cursors, args.runs).items():
-            results[name] = time_read(client, path_of, args.requests, args.warmup)
+    with serve_api(env) as base_url:
         with httpx.Client(base_url=base_url, timeout=60) as signed_in:
-            sign_in(signed_in, API_KEY)
-            for name, path_of in dashboard_pages(automation_ids[0]).items():
-                results[name] = time_read(signed_in, path_of, args.requests, args.warmup)
+            sign_in(signed_in, API_KEY)  # the session's cookie, for the dashboard's pages
+            cookie = "; ".join(f"{name}={value}" for name, value in signed_in.cookies.items())
+        bearer = {"Authorization": f"Bearer {API_KEY}"}
+        api = reads(automation_ids, cursors, args.runs)
+        results = asyncio.run(time_reads(base_url, bearer, api, args.requests, args.warmup))
+        pages = dashboard_pages(automation_ids[0])
+        results |= asyncio.run(
+            time_reads(base_url, {"Cookie": cookie}, pages, args.requests, args.warmup)
+        )
     details = {
         "config": {**vars(args), "contacts": contacts},
         "seeding": seeded,

@@ -75,11 +75,20 @@ def test_client_writes_whole_requests_and_reads_answers_on_one_kept_connection()
     assert connections == 1
 
 
-def test_client_refuses_an_answer_it_cannot_read() -> None:
-    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+def test_client_reads_a_chunked_answer_and_refuses_one_it_cannot_read() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n3;x=y\r\n!!!\r\n0\r\nT: 1\r\n\r\n"  # an extension, then a trailer
+    )
     client = Client("http://127.0.0.1:1", {})
-    with pytest.raises(ProtocolError, match="Content-Length"):
-        run_loop(_serve_then_ask([chunked], [client.request_bytes("GET", "/")]))
+    _, (answer,), _ = run_loop(_serve_then_ask([chunked], [client.request_bytes("GET", "/")]))
+    assert (answer.status, answer.body) == (200, b"ok!!!")
+    for unreadable, rule in (
+        (b"HTTP/1.1 200 OK\r\n\r\nok", "Content-Length or chunks"),
+        (b"SMTP 220 hello\r\n\r\n", "status line"),
+    ):
+        with pytest.raises(ProtocolError, match=rule):
+            run_loop(_serve_then_ask([unreadable], [client.request_bytes("GET", "/")]))
     with pytest.raises(ValueError, match="http://host:port"):
         Client("https://example.test", {})
 
