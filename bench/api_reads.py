@@ -41,7 +41,7 @@ from sqlalchemy import Engine, event
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
 from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
-from bench.dashboard import sign_in
+from bench.dashboard import session_cookie, sign_in
 from bench.latency import API_KEY, summarize
 from bench.latency_load import Answer, Client
 from bench.procs import ROOT, api_env, serve_api
@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> report.Result:
     with serve_api(env) as base_url:
         with httpx.Client(base_url=base_url, timeout=60) as signed_in:
             sign_in(signed_in, API_KEY)  # the session's cookie, for the dashboard's pages
-            cookie = "; ".join(f"{name}={value}" for name, value in signed_in.cookies.items())
+            cookie = session_cookie(signed_in)
         bearer = {"Authorization": f"Bearer {API_KEY}"}
         api = reads(automation_ids, cursors, args.runs)
         results = asyncio.run(time_reads(base_url, bearer, api, args.requests, args.warmup))
