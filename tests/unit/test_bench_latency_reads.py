@@ -133,3 +133,9 @@ def test_reads_name_real_paths() -> None:
     assert detail[1] == "automations" and detail[3] == "runs"
     assert detail[2] in automations
     uuid.UUID(detail[4])
+
+
+def test_a_reads_items_are_the_runs_or_steps_of_its_json_answer() -> None:
+    assert api_reads.items_in(b'{"object": "list", "data": [{}, {}, {}]}') == 3
+    assert api_reads.items_in(b'{"id": "r", "steps": [{}]}') == 1
+    assert api_reads.items_in(b"<!doctype html><p>a page</p>") == 0
