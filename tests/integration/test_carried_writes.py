@@ -6,7 +6,7 @@ One round trip fewer each on PostgreSQL; the same rows written on every database
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 
 from engine.clock import FrozenClock
 from engine.db import transaction
+from engine.dispatch import Dispatch
 from engine.executor import execute_step
 from engine.ingest import ingest_event
 from engine.runtime import Runtime, create_runtime
@@ -40,12 +41,16 @@ def rt(rt_stack: Stack) -> Iterator[Runtime]:
     tuned = rt_stack.settings.model_copy(update={"inline_steps": 8})
     made = create_runtime(tuned, clock=FrozenClock(T0))
     yield made
+    made.transport.close()
     made.sessions.kw["bind"].dispose()
 
 
-def run_through(rt: Runtime, email: str) -> tuple[Any, list[str]]:
+def run_through(
+    rt: Runtime, email: str, named: Callable[[Dispatch], uuid.UUID | None] = lambda step: None
+) -> tuple[Any, list[str]]:
     """Ingest an event for `email`, then execute the steps it makes ready, one after another,
-    as workers would; the run's id and the SQL of every statement the steps ran."""
+    as workers would, each message naming the run's version `named` gives (none by default);
+    the run's id and the SQL of every statement the steps ran."""
     with transaction(rt.sessions) as session:
         result = ingest_event(
             session, rt, event="user.created", email=email, payload={"plan": "pro"}, now=T0
@@ -61,7 +66,9 @@ def run_through(rt: Runtime, email: str) -> tuple[Any, list[str]]:
     try:
         while pending:
             step = pending.pop(0)
-            pending.extend(execute_step(rt, step.run_id, step.step_key, step.step_type))
+            pending.extend(
+                execute_step(rt, step.run_id, step.step_key, step.step_type, version_id=named(step))
+            )
     finally:
         event.remove(db_engine, "before_cursor_execute", record)
     return result.dispatches[0].run_id, statements

@@ -8,18 +8,15 @@ its claim, as before. The same email, or the same failure, whichever way it was 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from engine.clock import FrozenClock
 from engine.db import transaction
 from engine.dispatch import Dispatch
-from engine.executor import execute_step
-from engine.ingest import ingest_event
-from engine.runtime import Runtime, create_runtime
+from engine.runtime import Runtime
 from models.enums import TemplateStatus
 from models.tables import AutomationVersion
 from tasks.dispatcher import VERSION_HEADER
@@ -32,51 +29,17 @@ from tests.integration.factories import (
     unique_email,
 )
 from tests.integration.harness import Stack
-from tests.integration.test_inline_steps import T0, TRIGGER
+from tests.integration.test_carried_writes import rt, run_through
+from tests.integration.test_inline_steps import TRIGGER
 
 pytestmark = pytest.mark.parametrize("stack", ["postgres", "sqlite"], indirect=True)
+__all__ = ["rt"]  # the fixture: a runtime in this process that runs instant steps inline
 
 Named = Callable[[Dispatch], uuid.UUID | None]
 
 
-@pytest.fixture
-def rt(rt_stack: Stack) -> Iterator[Runtime]:
-    made = create_runtime(rt_stack.settings, clock=FrozenClock(T0))
-    yield made
-    made.transport.close()
-    made.sessions.kw["bind"].dispose()
-
-
 def postgres(rt: Runtime) -> bool:
     return bool(rt.sessions.kw["bind"].dialect.name == "postgresql")
-
-
-def run_through(
-    rt: Runtime, address: str, named: Named, event_name: str = "user.created"
-) -> tuple[uuid.UUID, list[str]]:
-    """Ingest an event, then execute its steps as a worker would, each message naming the
-    version `named` gives; the run's id and the SQL of the steps' statements."""
-    with transaction(rt.sessions) as session:
-        result = ingest_event(
-            session, rt, event=event_name, email=address, payload={"plan": "pro"}, now=T0
-        )
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
-        statements.append(" ".join(sql.split()))
-
-    db_engine = rt.sessions.kw["bind"]
-    pending = list(result.dispatches)
-    event.listen(db_engine, "before_cursor_execute", record)
-    try:
-        while pending:
-            step = pending.pop(0)
-            pending.extend(
-                execute_step(rt, step.run_id, step.step_key, step.step_type, version_id=named(step))
-            )
-    finally:
-        event.remove(db_engine, "before_cursor_execute", record)
-    return result.dispatches[0].run_id, statements
 
 
 def template_reads(statements: list[str]) -> list[str]:
