@@ -26,6 +26,7 @@ from engine.store import runs as run_store
 from engine.store.contacts import ContactRow
 from engine.stored_text import check_text
 from models.enums import ConnectionType, RunStatus, StepType
+from models.ids import new_id
 
 
 @dataclass
@@ -298,7 +299,7 @@ def _store(
     for item in items:
         contact = contacts[item.contact_key or item.email or ""]
         received_at = _received_at(item, now)
-        event_id = uuid.uuid4()
+        event_id = new_id()
         item.result = Ingested(event_id, contact.id)
         events.append(
             {
@@ -313,7 +314,7 @@ def _store(
         for automation_id, version_id in routes[item.name].listeners:
             start = start_run(
                 rt.graph(session, version_id),
-                run_id=uuid.uuid4(),
+                run_id=new_id(),
                 automation_id=automation_id,
                 version_id=version_id,
                 contact_id=contact.id,

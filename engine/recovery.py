@@ -31,6 +31,7 @@ from engine.store import runs as run_store
 from engine.store.recovery import RunState
 from engine.store.runs import new_step_row
 from models.enums import ConnectionType, RunStatus, StepStatus
+from models.ids import new_id
 from models.tables import Automation, RunStep
 
 
@@ -240,7 +241,7 @@ def replay_run(
     assert old.contact_id is not None and old.event_id is not None
     start = start_run(
         rt.graph(session, version_id),
-        run_id=uuid.uuid4(),
+        run_id=new_id(),
         automation_id=automation_id,
         version_id=version_id,
         contact_id=old.contact_id,

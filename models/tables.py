@@ -32,6 +32,7 @@ from models.enums import (
     StepStatus,
     TemplateStatus,
 )
+from models.ids import new_id
 from models.types import JSONType, UTCDateTime
 
 NAMING = {
@@ -49,7 +50,7 @@ class Base(DeclarativeBase):
 
 
 def _id() -> Mapped[uuid.UUID]:
-    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    return mapped_column(Uuid, primary_key=True, default=new_id)
 
 
 def _status(default: str) -> Mapped[str]:

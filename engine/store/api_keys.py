@@ -9,6 +9,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.store.paging import Page, paginate, remember_gone
+from models.ids import new_id
 from models.tables import ApiKey
 
 
@@ -22,7 +23,7 @@ def insert_api_key(
     now: dt.datetime,
 ) -> ApiKey:
     key = ApiKey(
-        id=uuid.uuid4(),
+        id=new_id(),
         name=name,
         token_hash=token_hash,
         token_prefix=token_prefix,

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models.enums import AutomationStatus
+from models.ids import new_id
 from models.tables import Automation, AutomationVersion
 
 
@@ -23,7 +24,7 @@ def create_automation(
     now: dt.datetime,
 ) -> Automation:
     automation = Automation(
-        id=uuid.uuid4(),
+        id=new_id(),
         name=name,
         status=status,
         trigger_event=trigger_event,
@@ -51,7 +52,7 @@ def add_version(
         )
     )
     version = AutomationVersion(
-        id=uuid.uuid4(),
+        id=new_id(),
         automation_id=automation.id,
         number=(number or 0) + 1,
         graph=graph,

@@ -37,6 +37,7 @@ from engine.store.core import (
 )
 from engine.store.dialect import insert_or_ignore
 from engine.store.paging import Page, paginate, remember_gone
+from models.ids import UUID7_SQL, new_id
 from models.tables import Contact, SegmentMembership
 
 
@@ -143,7 +144,7 @@ def ensure_contacts(
             "properties": {},
         }
         rows = [
-            {"id": uuid.uuid4(), "email": a, **new, "created_at": now, "updated_at": now}
+            {"id": new_id(), "email": a, **new, "created_at": now, "updated_at": now}
             for a in addresses
         ]
         # A new contact is locked by its insert: only those that existed are selected after.
@@ -163,12 +164,12 @@ def ensure_contacts(
 # The same two statements with the values as arrays: their text does not grow with the number
 # of contacts, so psycopg prepares each once per connection; a VALUES list per contact was
 # rendered and parsed anew for each group (24 KB of SQL for 100 new contacts). A new contact's
-# id is drawn by PostgreSQL (gen_random_uuid(): a version 4 UUID, as uuid.uuid4 makes) for the
-# rows inserted only, not in Python for every address of the group.
+# id is drawn by PostgreSQL (a version 7 UUID, as models.ids makes) for the rows inserted only,
+# not in Python for every address of the group.
 CONTACT_COLUMNS = "id, email, first_name, last_name, unsubscribed, properties"
 CREATE_CONTACTS = f"""
 INSERT INTO contacts ({CONTACT_COLUMNS}, created_at, updated_at)
-SELECT gen_random_uuid(), email, NULL, NULL, false, '{{}}'::jsonb, %(now)s, %(now)s
+SELECT {UUID7_SQL}, email, NULL, NULL, false, '{{}}'::jsonb, %(now)s, %(now)s
 FROM unnest(%(emails)s::text[]) WITH ORDINALITY AS new(email, n)
 ORDER BY n
 ON CONFLICT DO NOTHING
@@ -241,7 +242,7 @@ def create_contact(
     properties: dict[str, Any] | None = None,
 ) -> Contact:
     contact = Contact(
-        id=uuid.uuid4(),
+        id=new_id(),
         email=normalize_email(email),
         first_name=first_name,
         last_name=last_name,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from engine.store.core import DOMAINS, TEMPLATE_VERSIONS, execute
 from engine.store.paging import Page, paginate, remember_gone
 from models.enums import DomainStatus, TemplateStatus
+from models.ids import new_id
 from models.tables import Base, Domain, EventDefinition, Template, TemplateVersion
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ def create_template(
     variables: list[dict[str, Any]] | None = None,
 ) -> Template:
     template = Template(
-        id=uuid.uuid4(),
+        id=new_id(),
         name=name,
         alias=alias,
         status=status,
@@ -80,7 +81,7 @@ def publish_draft(session: Session, template: Template, *, now: dt.datetime) -> 
     """Copy the (locked) template's draft into its next version, which sends use from now on."""
     last = execute(session, _LAST_NUMBER, {"template_id": template.id}).scalar()
     version = TemplateVersion(
-        id=uuid.uuid4(),
+        id=new_id(),
         template_id=template.id,
         number=(last or 0) + 1,
         created_at=now,
@@ -120,7 +121,7 @@ def create_domain(
     now: dt.datetime,
     status: DomainStatus = DomainStatus.NOT_STARTED,
 ) -> Domain:
-    domain = Domain(id=uuid.uuid4(), name=name.lower(), status=status, created_at=now)
+    domain = Domain(id=new_id(), name=name.lower(), status=status, created_at=now)
     session.add(domain)
     session.flush()
     return domain
@@ -130,7 +131,7 @@ def create_event_definition(
     session: Session, *, name: str, schema: dict[str, Any] | None, now: dt.datetime
 ) -> EventDefinition:
     definition = EventDefinition(
-        id=uuid.uuid4(), name=name, schema=schema, created_at=now, updated_at=now
+        id=new_id(), name=name, schema=schema, created_at=now, updated_at=now
     )
     session.add(definition)
     session.flush()

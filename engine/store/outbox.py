@@ -39,6 +39,7 @@ from engine.store.core import (
 from engine.store.dialect import insert_or_ignore
 from engine.store.direct import Record
 from models.enums import OutboxStatus
+from models.ids import new_id
 
 _BY_STEP = select(OUTBOX).where(
     OUTBOX.c.run_id == bindparam("run_id"), OUTBOX.c.step_key == bindparam("step_key")
@@ -205,7 +206,7 @@ def _domain_of(dialect: str, sender: ColumnElement[Any]) -> ColumnElement[Any]:
 def write_outbox(session: Session, *, values: dict[str, Any], started: dt.datetime) -> Email:
     """The outbox row of this (run, step): inserted now, or the one an earlier attempt wrote;
     and the step's start stamped (`runs.mark_started`), in the same statement on PostgreSQL."""
-    row = {"id": uuid.uuid4(), "status": OutboxStatus.SENDING, "attempts": 0, **values}
+    row = {"id": new_id(), "status": OutboxStatus.SENDING, "attempts": 0, **values}
     run_id, step_key = values["run_id"], values["step_key"]
     if session.get_bind().dialect.name == "postgresql":
         params = {_OUTBOX_LABEL + name: value for name, value in row.items()}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from engine.store import rollup
 from models.enums import BulkItemStatus, BulkStatus, RunStatus, StepStatus
+from models.ids import new_id
 from models.tables import BulkItem, BulkOperation, Run, RunStep
 
 
@@ -214,7 +215,7 @@ def create_bulk(
 ) -> BulkOperation:
     """The operation and one pending item per matching run, set-based."""
     bulk = BulkOperation(
-        id=uuid.uuid4(),
+        id=new_id(),
         automation_id=automation_id,
         action=action,
         status=BulkStatus.RUNNING,

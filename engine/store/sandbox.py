@@ -20,6 +20,7 @@ from engine.store.core import (
     one_of,
 )
 from models.enums import STEP_CLAIMABLE, AutomationStatus
+from models.ids import new_id
 from models.tables import AutomationVersion
 
 VERSIONS = cast(Table, AutomationVersion.__table__)
@@ -81,7 +82,7 @@ def insert_automation(
     session: Session, *, graph: dict[str, Any], trigger_event: str, now: dt.datetime
 ) -> uuid.UUID:
     """An enabled automation whose first version is `graph` (already validated); its id."""
-    automation_id, version_id = uuid.uuid4(), uuid.uuid4()
+    automation_id, version_id = new_id(), new_id()
     execute(
         session,
         insert(AUTOMATIONS).values(

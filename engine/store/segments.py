@@ -13,11 +13,12 @@ from engine.store.contacts import MEMBERSHIPS, RowLock, locked
 from engine.store.core import Carried
 from engine.store.dialect import insert_ignoring_conflicts
 from engine.store.paging import Page, paginate, remember_gone
+from models.ids import new_id
 from models.tables import Segment, SegmentMembership
 
 
 def create_segment(session: Session, *, name: str, now: dt.datetime) -> Segment:
-    segment = Segment(id=uuid.uuid4(), name=name, created_at=now)
+    segment = Segment(id=new_id(), name=name, created_at=now)
     session.add(segment)
     session.flush()
     return segment
