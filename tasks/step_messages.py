@@ -12,12 +12,25 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import uuid
+import os
 from typing import Any
 
 from engine import json_text
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+# A version 4 UUID's variant digit from a random hex digit: 10xx.
+_VARIANT = "89ab" * 4
+
+
+def _two_ids() -> tuple[str, str]:
+    """The texts of two version 4 UUIDs, as `str(uuid.uuid4())` writes them, from one read of
+    the system's random source: a message's task id and delivery tag. (Two UUID objects made
+    and written out took 4 of the 8 µs a message took to build.)"""
+    h = os.urandom(32).hex()
+    return (
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}",
+        f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{_VARIANT[int(h[48], 16)]}{h[49:52]}-{h[52:]}",
+    )
 
 
 def encode(
@@ -32,7 +45,7 @@ def encode(
 ) -> str:
     """The queue entry of one task message, as kombu's Redis channel would push it; `headers`
     are added to Celery's, as `send_task(headers=...)` adds them."""
-    task_id = str(uuid.uuid4())
+    task_id, delivery_tag = _two_ids()
     eta = None
     if countdown:
         eta = ((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=countdown)).isoformat()
@@ -74,7 +87,7 @@ def encode(
                 "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
                 "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
+                "delivery_tag": delivery_tag,
             },
         }
     )

@@ -67,6 +67,18 @@ def test_a_step_message_written_directly_is_the_one_celery_would_write() -> None
     assert entry["properties"]["delivery_info"] == {"exchange": "", "routing_key": "automations"}
 
 
+def test_a_step_messages_ids_are_distinct_version_4_uuids() -> None:
+    seen: set[str] = set()
+    for _ in range(2_000):
+        entry = json.loads(step_messages.encode("t", {}, queue="q", origin="o"))
+        ids = (entry["headers"]["id"], entry["properties"]["delivery_tag"])
+        for text in ids:
+            parsed = uuid.UUID(text)
+            assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+        seen.update(ids)
+    assert len(seen) == 4_000
+
+
 def test_a_send_names_its_runs_version_in_a_header_as_celery_would() -> None:
     run, version = uuid.uuid4(), uuid.uuid4()
     send = Dispatch(run, "mail", StepType.SEND_EMAIL, version_id=version)
