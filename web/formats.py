@@ -17,6 +17,12 @@ def utc_text(moment: dt.datetime | None, *, seconds: bool = True) -> str:
     return moment.astimezone(dt.UTC).strftime(pattern)
 
 
+def short_id(value: object) -> str:
+    """An id's last 8 hex digits, which tell runs apart: a version 7 id begins with its time,
+    the same for every id made within a minute (models/ids.py); its end is random."""
+    return str(value)[-8:]
+
+
 def iso(moment: dt.datetime | None) -> str:
     """ISO 8601 in UTC for machines (data attributes, <time datetime>); empty for no time."""
     if moment is None:

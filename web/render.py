@@ -51,6 +51,7 @@ def _environment() -> Environment:
     env.filters.update(
         when=formats.utc_text,
         iso=formats.iso,
+        short_id=formats.short_id,
         duration=formats.human_duration,
         pretty_json=formats.pretty_json,
         count=formats.count_text,

@@ -181,7 +181,7 @@ def test_replay_lands_on_the_new_run_of_the_fixed_version(
     new_id = page.url.split("/runs/")[1].split("?")[0]
     assert new_id != failed["id"]
     assert "replays the earlier one" in page.inner_text(".notice")
-    assert page.locator("#replay-of a").inner_text() == failed["id"][:8]
+    assert page.locator("#replay-of a").inner_text() == "…" + failed["id"][-8:]
     wait_run_status(page, "Completed")
     assert [s for s, _ in attempts(page, "welcome")] == ["completed"]
     assert page.locator(".tl-item[data-step='check']").count() == 0  # the new version's graph
@@ -190,7 +190,7 @@ def test_replay_lands_on_the_new_run_of_the_fixed_version(
     page.click("#replay-of a")
     page.wait_for_url(re.compile(failed["id"]))
     assert run_status(page) == "Failed"
-    assert page.locator("#replayed-by a").all_inner_texts() == [new_id[:8]]
+    assert page.locator("#replayed-by a").all_inner_texts() == ["…" + new_id[-8:]]
     page.click("#replay-panel summary")
     assert "already replayed 1 time" in page.inner_text("#replay-panel .panel")
 

@@ -10,9 +10,10 @@ import pytest
 
 from engine.errors import InvalidInput, NotFound
 from engine.graph import validate_graph
+from models.ids import new_id
 from web import charts, graph_layout, links
 from web import session as cookies
-from web.formats import elapsed, human_duration, pretty_json, utc_text
+from web.formats import elapsed, human_duration, pretty_json, short_id, utc_text
 from web.metric_charts import DateRange
 
 SECRET = "unit-test-secret"
@@ -217,3 +218,10 @@ def test_graph_svg_escapes_and_annotates() -> None:
     assert "<script>" not in svg
     assert "5 reached" in svg and "3 ok · 2 failed · 0 skipped" in svg and "has-failed" in svg
     assert svg.count('class="edge-label"') == 4
+
+
+def test_runs_made_together_show_different_short_ids() -> None:
+    # A version 7 id's first digits are its time: the same for ids made within a minute.
+    made = [new_id() for _ in range(100)]
+    assert len({short_id(one) for one in made}) == len(made)
+    assert short_id(made[0]) == str(made[0])[-8:]
