@@ -109,14 +109,15 @@ def api_env(
 
 
 @contextmanager
-def serve_api(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """The API under uvicorn, as an operator runs it; yields its base URL once /health answers."""
+def serve_api(env: dict[str, str], *, workers: int = 1, root: Path = ROOT) -> Iterator[str]:
+    """The API under uvicorn, as an operator runs it, from the checkout at `root`; yields its
+    base URL once /health answers."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "wiring.server:create"]
     command += ["--port", str(port), "--workers", str(workers)]
     command += ["--log-level", "warning", "--no-access-log"]
     server = subprocess.Popen(  # noqa: S603 - our own interpreter
-        command, cwd=ROOT, env=env, preexec_fn=ends_with_this_process()
+        command, cwd=root, env=env, preexec_fn=ends_with_this_process()
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
