@@ -86,11 +86,16 @@ def note_runs_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> No
 
 def _count_runs(notes: Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
-        run_id, hour = row["id"], hour_of(row["created_at"])
-        notes.known[run_id] = (row["automation_id"], hour)
-        notes.runs[(run_id, None, str(row["status"]))] += 1
-        if row.get("replay_of") is not None:
-            notes.runs[(run_id, None, "replays")] += 1
+        run_id = row["id"]
+        notes.known[run_id] = (row["automation_id"], hour_of(row["created_at"]))
+        for column in _run_columns(row):
+            notes.runs[(run_id, None, column)] += 1
+
+
+def _run_columns(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The run_rollups counters a new run adds one to."""
+    status = str(row["status"])
+    return (status,) if row.get("replay_of") is None else (status, "replays")
 
 
 def note_run_known(
@@ -183,12 +188,17 @@ def note_steps_created(session: Session, rows: Iterable[Mapping[str, Any]]) -> N
 def _count_steps(notes: Notes, rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         key = (row["run_id"], row["step_key"], str(row["step_type"]))
-        notes.steps[(*key, "steps")] += 1
-        column = step_column(row["status"], row.get("skip_reason"))
-        if column is not None:
+        for column in _step_columns(row):
             notes.steps[(*key, column)] += 1
-        if row["status"] == StepStatus.SKIPPED:
-            notes.steps[(*key, "unreached")] += 1
+
+
+def _step_columns(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The step_rollups counters a new step row adds one to: one more step, and how it ended."""
+    status = row["status"]
+    column = step_column(status, row.get("skip_reason"))
+    if column is None:
+        return ("steps",)
+    return ("steps", column, "unreached") if status == StepStatus.SKIPPED else ("steps", column)
 
 
 def note_step_ended(
@@ -315,8 +325,7 @@ def offer(
     if the statement did not upsert, its caller notes what it wrote, for the commit. None as
     `take_for_statement`, whatever the number of tables."""
     extra = Notes()
-    _count_runs(extra, runs)
-    _count_steps(extra, steps)
+    _count_new(extra, runs, steps)
     merged = _mergeable(session, extra)
     if merged is None:
         return None
@@ -324,6 +333,23 @@ def offer(
     if not written:
         return None
     return Offer(tuple(table for table, _ in written), json_params(written), merged)
+
+
+def _count_new(
+    notes: Notes, runs: Iterable[Mapping[str, Any]], steps: Iterable[Mapping[str, Any]]
+) -> None:
+    """New runs and their steps counted as `_count_runs` and `_count_steps` do, but by rollup
+    key (automation, hour created) rather than by run: the runs of one ingestion mostly share
+    one key, and `rows_to_write` then sums a few counters instead of three per run."""
+    for row in runs:
+        owner, hour = notes.known[row["id"]] = (row["automation_id"], hour_of(row["created_at"]))
+        for column in _run_columns(row):
+            notes.keyed_runs[(owner, hour, column)] += 1
+    for row in steps:
+        owner, hour = notes.known[row["run_id"]]
+        step_key, step_type = row["step_key"], str(row["step_type"])
+        for column in _step_columns(row):
+            notes.keyed_steps[(owner, hour, step_key, step_type, column)] += 1
 
 
 def accepted(session: Session, offered: Offer) -> None:

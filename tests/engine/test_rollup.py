@@ -15,11 +15,15 @@ from engine.db import transaction
 from engine.json_limits import JsonLimits
 from engine.recovery import replay_run, retry_run
 from engine.rollup_check import check_rollup, describe, repair_rollup
+from engine.store import rollup as rollup_store
+from engine.store import rollup_notes
 from engine.store.rollup import hour_of
+from engine.store.rollup_notes import Notes, rows_to_write
 from engine.store.rollup_rebuild import Difference, correct, rebuild
 from models.enums import BulkAction
+from models.ids import new_id
 from models.rollups import RunRollup, StepRollup
-from tests.engine.driver import Driver
+from tests.engine.driver import T0, Driver
 from tests.rollup_recount import recount, rollup
 
 TRIGGER = {"key": "start", "type": "trigger", "config": {"event_name": "user.created"}}
@@ -248,3 +252,42 @@ def test_a_run_a_moment_before_the_hour_is_recounted_in_that_hour_and_its_bucket
     with transaction(driver.rt.sessions) as session:
         assert recount(session)["runs"][(automation_id, hour, "completed")] == 1
     assert_rollup_is_a_recount(driver)
+
+
+def test_an_ingestions_counts_by_key_are_its_counts_by_run() -> None:
+    # The statement that writes an ingestion's rows counts them by rollup key (`offer`); the
+    # commit counts what it wrote by run. Both must add the same rows: a replay, every step end.
+    first, second = new_id(), new_id()
+    runs = [
+        {"id": new_id(), "automation_id": owner, "status": "running", "created_at": at}
+        | ({"replay_of": new_id()} if replay else {})
+        for owner, at, replay in [
+            (first, T0, False),
+            (first, T0, True),
+            (first, T0 + dt.timedelta(hours=1), False),
+            (second, T0, False),
+        ]
+    ]
+    endings = [("completed", None), ("pending", None), ("skipped", "unsubscribed")]
+    steps = [
+        {
+            "run_id": run["id"],
+            "step_key": key,
+            "step_type": kind,
+            "status": status,
+            "skip_reason": reason,
+        }
+        for run in runs
+        for (key, kind), (status, reason) in zip(
+            [("start", "trigger"), ("wait", "delay"), ("mail", "send_email")], endings, strict=True
+        )
+    ]
+    by_run, by_key = Notes(), Notes()
+    rollup_store._count_runs(by_run, runs)
+    rollup_store._count_steps(by_run, steps)
+    rollup_store._count_new(by_key, runs, steps)
+    assert by_key.known == by_run.known
+    rollup_notes._PICK_SHARD.seed(7)
+    expected = rows_to_write(by_run, by_run.known)
+    rollup_notes._PICK_SHARD.seed(7)
+    assert rows_to_write(by_key, by_key.known) == expected
