@@ -54,3 +54,7 @@ def test_a_long_text_and_a_deep_value_are_bounded() -> None:
         deep = [deep]
     shown = shown_kwargs({"deep": deep})
     assert "..." in shown and "bottom" not in shown and len(shown) <= MAX_CHARS
+
+
+def test_a_long_key_is_cut_too() -> None:
+    assert len(shown_kwargs({"k" * 1_000_000: 1})) == MAX_CHARS
