@@ -118,6 +118,7 @@ def worker(
     with refusing_bad_configuration():  # first: a process refused for them touches nothing
         current.check_production_ready()
     check_transport(current)
+    check_broker(current)
     from cli.database import require_schema  # once the settings passed, as in `api`
 
     require_schema(current.database_url)

@@ -422,6 +422,19 @@ def test_an_unusable_url_is_named_before_anything_starts(
     assert line.startswith(f"error: {variable}: ") and value.split(":")[0] in line
 
 
+@pytest.mark.parametrize("args", [("worker",), ("api", "--port", "0")])
+def test_an_unusable_broker_url_is_named_before_the_database_is_reached(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """A process refused for its settings touches nothing: not even a database that is down."""
+    env = {
+        "AUTOMATIONS_DATABASE_URL": f"postgresql+psycopg://127.0.0.1:{free_port()}/automations",
+        "AUTOMATIONS_BROKER_URL": "nope://broker",
+    }
+    line = failed(run(*args, cwd=tmp_path, env=env), ExitCode.BAD_SETTINGS)
+    assert line.startswith("error: AUTOMATIONS_BROKER_URL: "), line
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "args"),
     [
