@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from engine.runtime import Runtime
+    from engine.settings import Settings
 
 
 # What a command needs beyond typer is imported inside it: `automations` starts afresh for each
@@ -47,14 +48,20 @@ DataDir = Annotated[Path, typer.Option(help="Where state, emails and the dev API
 MAX_PORT = 65535
 
 
-def celery_app() -> object:
+def check_process_settings(current: Settings) -> Settings:
+    """`current`, refused (one line, ExitCode.BAD_SETTINGS) if a process must not run with them
+    or its broker URL is unusable: checked before anything is connected to."""
+    with refusing_bad_configuration():
+        current.check_production_ready()
+    check_broker(current)
+    return current
+
+
+def celery_app(current: Settings) -> object:
+    """The Celery app of a worker, beat or Flower, for settings `check_process_settings` passed."""
     from engine.logs import configure_logging
     from tasks.app import create_celery_app
 
-    current = read_settings()
-    check_broker(current)
-    with refusing_bad_configuration():
-        current.check_production_ready()
     configure_logging(json_lines=current.log_json, level=current.log_level)
     with refusing_bad_configuration():
         return create_celery_app(current)
@@ -71,11 +78,9 @@ def api(
     ] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (production: PostgreSQL and Redis)."""
-    current = read_settings()
-    with refusing_bad_configuration():
-        current.check_production_ready()
+    # The broker may be down (events are kept), never unusable.
+    current = check_process_settings(read_settings())
     check_transport(current)
-    check_broker(current)  # it may be down (events are kept), never unusable
     if current.rate_limit_redis_url:
         check_rate_limit_url(current.rate_limit_redis_url)
     require_free_port(host, port)
@@ -115,14 +120,12 @@ def worker(
     current = read_settings()
     processes = concurrency or current.worker_concurrency
     check_pool(pool, processes)
-    with refusing_bad_configuration():  # first: a process refused for them touches nothing
-        current.check_production_ready()
+    check_process_settings(current)  # before anything: a process refused touches nothing
     check_transport(current)
-    check_broker(current)
     from cli.database import require_schema  # once the settings passed, as in `api`
 
     require_schema(current.database_url)
-    app = celery_app()
+    app = celery_app(current)
     argv = ["worker", "-Q", "automations,automations.sweeper", "--pool", pool]
     # Heartbeats stay on (Celery's default): they keep the event dispatcher alive, so Flower
     # can turn task events on remotely when they are off (AUTOMATIONS_TASK_EVENTS).
@@ -169,8 +172,9 @@ def scheduler(
             f"--schedule-file {schedule_file}: {folder} is not a folder this process can write",
             ExitCode.BAD_INPUT,
         )
-    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", read_settings().log_level]
-    celery_app().start(argv)  # type: ignore[attr-defined]
+    current = check_process_settings(read_settings())
+    argv = ["beat", "--schedule", str(schedule_file), "--loglevel", current.log_level]
+    celery_app(current).start(argv)  # type: ignore[attr-defined]
 
 
 def flower(
@@ -190,8 +194,9 @@ def flower(
     """Flower: live workers, queues and task events (the run history is in the dashboard).
 
     Outside development it needs FLOWER_BASIC_AUTH, or --no-auth said out loud."""
-    app = celery_app()  # the settings' own refusals first
-    env = read_settings().env
+    current = check_process_settings(read_settings())  # the settings' own refusals first
+    app = celery_app(current)
+    env = current.env
     if not basic_auth and not no_auth and env != "development":
         fail(
             "Flower shows every worker, queue and task to whoever reaches its port: set"
