@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import random
 import sys
 import time
 import uuid
@@ -40,7 +39,7 @@ import httpx
 from sqlalchemy import Engine, event
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
-from bench.api_reads_data import failed_cursors, hashed_id, reuse, seed
+from bench.api_reads_data import failed_cursors, reuse, sample_runs, seed
 from bench.dashboard import session_cookie, sign_in
 from bench.latency import API_KEY, summarize
 from bench.latency_load import Answer, Client
@@ -58,6 +57,8 @@ TARGETS = {
 }
 RESULTS = ROOT / "bench" / "results" / "api_reads.json"
 SPANS = {"24 hours": 1, "7 days": 7, "30 days": 30, "90 days": 90}
+# Runs the run detail reads open in turn, sampled across the whole table.
+DETAIL_RUNS = 4096
 
 
 def target_of(name: str) -> float:
@@ -88,17 +89,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reads(
-    automation_ids: list[str], cursors: list[str], runs: int
+    automation_ids: list[str], cursors: list[str], sampled: list[tuple[str, str]]
 ) -> dict[str, Callable[[int], str]]:
-    """Each read as a function of the request number, so some reads vary their target."""
+    """Each read as a function of the request number, so some reads vary their target
+    (`sampled`: runs to open, as (automation id, run id))."""
     first = automation_ids[0]
     base = f"/automations/{first}/runs"
-    rng = random.Random(5)
-    numbers = [rng.randrange(runs) for _ in range(4096)]
 
     def detail(i: int) -> str:
-        n = numbers[i % len(numbers)]
-        return f"/automations/{automation_ids[n % len(automation_ids)]}/runs/{hashed_id('run', n)}"
+        owner, run_id = sampled[i % len(sampled)]
+        return f"/automations/{owner}/runs/{run_id}"
 
     def metrics(days: int) -> str:
         start = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).isoformat()
@@ -213,14 +213,14 @@ def captured_sql(db_engine: Engine) -> Iterator[list[tuple[str, Any]]]:
 
 
 def explain(
-    db_engine: Engine, automation_ids: list[str], cursor: str, run_number: int
+    db_engine: Engine, automation_ids: list[str], cursor: str, opened: tuple[str, str]
 ) -> dict[str, Any]:
     """EXPLAIN ANALYZE of every SELECT the engine runs for each read, as the API calls it."""
     from engine import metrics, reports
     from engine.db import create_session_factory, transaction
 
     key = uuid.UUID(automation_ids[0])
-    run_owner = uuid.UUID(automation_ids[run_number % len(automation_ids)])
+    run_owner, run_id = (uuid.UUID(value) for value in opened)
     ninety = (dt.datetime.now(dt.UTC) - dt.timedelta(days=90)).isoformat()
     cases: dict[str, Callable[[Any], object]] = {
         "runs (default page)": lambda s: reports.list_runs_written(
@@ -241,7 +241,7 @@ def explain(
         "runs ?status=failed&after=<cursor>": lambda s: reports.list_runs_written(
             s, key, status="failed", limit=None, after=uuid.UUID(cursor), before=None
         ),
-        "run detail": lambda s: reports.get_run(s, run_owner, hashed_id("run", run_number)),
+        "run detail": lambda s: reports.get_run(s, run_owner, run_id),
     }
     sessions = create_session_factory(db_engine)
     plans: dict[str, Any] = {}
@@ -302,10 +302,9 @@ def run(args: argparse.Namespace) -> report.Result:
         )
         automation_ids = seeded["automation_ids"]
         cursors = failed_cursors(db_engine, automation_ids[0], 100)
+        sampled = sample_runs(db_engine, DETAIL_RUNS)
         plans = (
-            None
-            if args.no_explain
-            else explain(db_engine, automation_ids, cursors[0], args.runs // 2)
+            None if args.no_explain else explain(db_engine, automation_ids, cursors[0], sampled[0])
         )
     finally:
         db_engine.dispose()
@@ -318,7 +317,7 @@ def run(args: argparse.Namespace) -> report.Result:
             sign_in(signed_in, API_KEY)  # the session's cookie, for the dashboard's pages
             cookie = session_cookie(signed_in)
         bearer = {"Authorization": f"Bearer {API_KEY}"}
-        api = reads(automation_ids, cursors, args.runs)
+        api = reads(automation_ids, cursors, sampled)
         results = asyncio.run(time_reads(base_url, bearer, api, args.requests, args.warmup))
         pages = dashboard_pages(automation_ids[0])
         results |= asyncio.run(

@@ -11,7 +11,6 @@ hour's run and step counters are spread over every shard.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import time
 import uuid
@@ -29,9 +28,24 @@ GRAPH_CONNECTIONS = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "mail
 
 # --- seeding ------------------------------------------------------------------------------------
 #
-# Ids are md5 hashes of a kind and a number (uuid-shaped, random-looking like uuid4), so each
-# INSERT derives the rows it references from the series number alone, with no join, and Python
-# can name any run without asking the database. Statuses come from hashint4(n): deterministic.
+# Ids are version 7 UUIDs as the engine makes them (models/ids.py): the row's creation time in
+# milliseconds, then md5 of a kind and a number in place of the random bits. So the indexes on
+# ids grow in time order as a real deployment's do, and each INSERT derives the rows it
+# references from the series number alone, with no join. Statuses come from hashint4(n):
+# deterministic.
+
+
+def v7(hashed: str, at: str) -> str:
+    """SQL for the version 7 UUID of time `at` (an SQL timestamptz) whose other bits are
+    md5(`hashed`), with the version (0111) and variant (10) bits set as new_id() sets them."""
+    millis = f"substring(int8send(floor(extract(epoch FROM {at}) * 1000)::bigint) FROM 3)"
+    raw = f"overlay(decode(md5({hashed}), 'hex') placing {millis} FROM 1 FOR 6)"
+    # set_bit counts bits from the right of each byte: 52 to 55 are byte 6's high nibble (the
+    # version), 70 and 71 byte 8's two high bits (the variant).
+    for bit, value in ((52, 1), (53, 1), (54, 1), (55, 0), (70, 0), (71, 1)):
+        raw = f"set_bit({raw}, {bit}, {value})"
+    return f"encode({raw}, 'hex')::uuid"
+
 
 BUCKET = "(hashint4(n) & 2147483647) % 1000"  # 0..999, uniform, stable for a given n
 
@@ -43,23 +57,25 @@ RUN_STATUS = f"""CASE
     ELSE 'completed' END"""
 
 CONTACT_NO = "((n::bigint * 7919) % :contacts)"
-AT = "(CAST(:start AS timestamptz) + n * CAST(:step AS interval))"  # run n's creation time
+START = "CAST(:start AS timestamptz)"  # the contacts' creation time
+AT = f"({START} + n * CAST(:step AS interval))"  # run n's creation time
+CONTACT_ID = v7(f"'contact-' || {CONTACT_NO}", START)  # run n's contact
 # How long run n took: exponential, mean 90 s, from a second hash of n (whole milliseconds).
 TOOK = (
     "(interval '1 millisecond' * round(-ln(((hashint4(n + 7919) & 65535) + 1) / 65537.0) * 90000))"
 )
 
-SEED_CONTACTS = """
+SEED_CONTACTS = f"""
 INSERT INTO contacts (id, email, first_name, last_name, unsubscribed, properties,
                       created_at, updated_at)
-SELECT md5('contact-' || c)::uuid, 'c' || c || '@bench.test', 'Contact ' || c, NULL, false,
-       '{}'::jsonb, :start, :start
+SELECT {v7("'contact-' || c", START)}, 'c' || c || '@bench.test', 'Contact ' || c, NULL, false,
+       '{{}}'::jsonb, {START}, {START}
 FROM generate_series(0, :contacts - 1) AS c
-"""
+"""  # noqa: S608 - composed of constants, values bound
 
 SEED_EVENTS = f"""
 INSERT INTO events (id, name, contact_id, payload, idempotency_key, received_at)
-SELECT md5('event-' || n)::uuid, 'user.created', md5('contact-' || {CONTACT_NO})::uuid,
+SELECT {v7("'event-' || n", AT)}, 'user.created', {CONTACT_ID},
        jsonb_build_object('plan', 'pro', 'n', n), NULL, {AT}
 FROM generate_series(0, :runs - 1) AS n
 """  # noqa: S608 - composed of constants, values bound
@@ -67,10 +83,10 @@ FROM generate_series(0, :runs - 1) AS n
 SEED_RUNS = f"""
 INSERT INTO runs (id, automation_id, version_id, contact_id, event_id, status,
                   started_at, completed_at, created_at, replay_of, last_retried_at)
-SELECT md5('run-' || n)::uuid,
+SELECT {v7("'run-' || n", AT)},
        (CAST(:automation_ids AS uuid[]))[1 + n % :automations],
        (CAST(:version_ids AS uuid[]))[1 + n % :automations],
-       md5('contact-' || {CONTACT_NO})::uuid, md5('event-' || n)::uuid, s.status, {AT},
+       {CONTACT_ID}, {v7("'event-' || n", AT)}, s.status, {AT},
        CASE WHEN s.status = 'running' THEN NULL
             ELSE {AT} + {TOOK} END,
        {AT}, NULL, NULL
@@ -83,7 +99,7 @@ SEED_STEPS = f"""
 INSERT INTO run_steps (run_id, step_key, step_type, status, skip_reason, branch, wait_event,
                        attempt, due_at, dispatched_at, lease_expires_at, started_at,
                        completed_at, created_at, output, error, claimed_at, lost_attempt)
-SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
+SELECT {v7("'run-' || n", "r.at")}, k.key, k.type, k.status,
        CASE WHEN k.status = 'skipped' THEN 'unsubscribed' END,
        CASE WHEN k.status IN ('completed', 'skipped') THEN 'default' END,
        NULL,
@@ -96,14 +112,14 @@ SELECT md5('run-' || n)::uuid, k.key, k.type, k.status,
        CASE WHEN k.status <> 'pending' THEN r.at + pos * interval '15 milliseconds' END,
        r.at,
        CASE pos
-           WHEN 0 THEN jsonb_build_object('event_id', md5('event-' || n)::uuid)
+           WHEN 0 THEN jsonb_build_object('event_id', {v7("'event-' || n", "r.at")})
            WHEN 1 THEN jsonb_build_object(
-               'contact_id', md5('contact-' || {CONTACT_NO})::uuid,
+               'contact_id', {CONTACT_ID},
                'updated', '{{"properties": {{"welcomed": true}}}}'::jsonb)
            ELSE CASE k.status
                WHEN 'completed' THEN jsonb_build_object(
                    'to', 'c' || {CONTACT_NO} || '@bench.test',
-                   'email_id', md5('email-' || n)::uuid,
+                   'email_id', {v7("'email-' || n", "r.at")},
                    'template', jsonb_build_object('id', CAST(:template_id AS text),
                                                   'variables', '{{}}'::jsonb))
                WHEN 'skipped' THEN jsonb_build_object('to', 'c' || {CONTACT_NO} || '@bench.test')
@@ -141,9 +157,19 @@ def graph_steps(template_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def hashed_id(kind: str, number: int) -> uuid.UUID:
-    """The id the seeding SQL gives row `number` of `kind` (md5(kind-number) as a uuid)."""
-    return uuid.UUID(hashlib.md5(f"{kind}-{number}".encode()).hexdigest())  # noqa: S324 - ids
+def sample_runs(db_engine: Engine, count: int) -> list[tuple[str, str]]:
+    """About `count` runs from all over the table, the same ones for the same rows: each as
+    (automation id, run id), in a random order."""
+    with db_engine.connect() as conn:
+        total = conn.scalar(text("SELECT count(*) FROM runs")) or 1
+        rows = conn.execute(
+            text(
+                "SELECT automation_id, id FROM runs TABLESAMPLE BERNOULLI (:percent) "
+                "REPEATABLE (5) ORDER BY hashtext(id::text) LIMIT :count"
+            ),
+            {"percent": min(100.0, 200.0 * count / total), "count": count},
+        ).all()
+    return [(str(owner), str(run_id)) for owner, run_id in rows]
 
 
 def create_automations(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import types
@@ -99,11 +98,6 @@ def test_rate_is_half_the_maximum_unless_given() -> None:
     assert latency.choose_rate(args, None)[0] == 12.0  # type: ignore[arg-type]
 
 
-def test_hashed_ids_match_the_seeding_sql() -> None:
-    # md5('run-7')::uuid in PostgreSQL is the md5 hex digest read as a uuid.
-    assert api_reads_data.hashed_id("run", 7) == uuid.UUID(hashlib.md5(b"run-7").hexdigest())
-
-
 @pytest.mark.parametrize(
     ("sql", "table"),
     [
@@ -124,15 +118,16 @@ def test_seeding_sql_fills_every_column_without_a_server_default(sql: str, table
 
 def test_reads_name_real_paths() -> None:
     automations = [str(uuid.uuid4()) for _ in range(3)]
-    paths = api_reads.reads(automations, ["c1", "c2"], runs=1000)
+    sampled = [(automations[n % 3], str(uuid.uuid4())) for n in range(5)]
+    paths = api_reads.reads(automations, ["c1", "c2"], sampled)
     assert paths["GET /health"](0) == "/health"
     assert paths["runs ?status=failed&limit=20"](0).endswith("/runs?status=failed&limit=20")
     cursor = "runs ?status=failed&after=<cursor further down> (default page)"
     assert paths[cursor](1).endswith("after=c2")
     detail = paths["run detail (random run)"](0).split("/")
     assert detail[1] == "automations" and detail[3] == "runs"
-    assert detail[2] in automations
-    uuid.UUID(detail[4])
+    assert (detail[2], detail[4]) == sampled[0]
+    assert paths["run detail (random run)"](6).split("/")[4] == sampled[1][1]
 
 
 def test_a_reads_items_are_the_runs_or_steps_of_its_json_answer() -> None:
