@@ -55,8 +55,9 @@ def test_seeded_rows_have_time_ordered_ids_and_reference_rows_that_exist(
             dangling = {
                 "run contact": "SELECT count(*) FROM runs r LEFT JOIN contacts c "
                 "ON c.id = r.contact_id WHERE c.id IS NULL",
-                "run event": "SELECT count(*) FROM runs r JOIN events e ON e.id = r.event_id "
-                "WHERE e.contact_id <> r.contact_id OR e.received_at <> r.created_at",
+                "run event": "SELECT count(*) FROM runs r LEFT JOIN events e ON e.id = r.event_id "
+                "WHERE e.id IS NULL OR e.contact_id <> r.contact_id "
+                "OR e.received_at <> r.created_at",
                 "step run": "SELECT count(*) FROM run_steps s LEFT JOIN runs r "
                 "ON r.id = s.run_id WHERE r.id IS NULL",
                 "trigger output": "SELECT count(*) FROM run_steps s JOIN runs r ON r.id = s.run_id "
