@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, delete, or_, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Row, Select, delete, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
@@ -42,17 +42,18 @@ def paginate(
     `home`: what every item the list ever held meets, whatever it is now (a run's automation):
     a cursor outside it names no item of the list.
     """
-    bound = _cursor_bound(session, stmt, created, ident, after, before, home)
-    if bound is not None:
-        stmt = stmt.where(bound)
     ascending = before is not None
-    rows = list(session.scalars(stmt.order_by(*_order(created, ident, ascending)).limit(limit + 1)))
-    return _page(rows, limit, ascending)
+    ordered = stmt.order_by(*_order(created, ident, ascending)).limit(limit + 1)
+
+    def rows(bound: ColumnElement[bool] | None) -> list[Any]:
+        return list(session.scalars(ordered.where(bound) if bound is not None else ordered))
+
+    cursor = Cursor(created, ident, after, before, home)
+    return _page(cursor.read(session, rows, lambda found: not found), limit, ascending)
 
 
 def paginate_union(
     session: Session,
-    scope: Select[Any],
     branches: Sequence[Select[Any]],
     *,
     created: Column,
@@ -62,43 +63,36 @@ def paginate_union(
     before: uuid.UUID | None = None,
     home: ColumnElement[bool] | None = None,
 ) -> Page[Row[Any]]:
-    """One page of rows of `scope`, which is the union of the disjoint `branches`.
+    """One page of rows of the union of the disjoint `branches`.
 
     Each branch reads at most a page from its own index and the pages are merged: filtering
     by several statuses costs the rows returned, however rare the statuses, where one scan
     with `status IN (...)` would read past every row of the other statuses. `home` as for
     paginate.
     """
-    stmt = union_page_query(
-        session,
-        scope,
-        branches,
-        created=created,
-        ident=ident,
-        limit=limit,
-        after=after,
-        before=before,
-        home=home,
-    )
-    return _page(list(session.execute(stmt).all()), limit, before is not None)
+    ascending = before is not None
+
+    def rows(bound: ColumnElement[bool] | None) -> list[Row[Any]]:
+        query = union_page_query(
+            branches, created=created, ident=ident, limit=limit, ascending=ascending, bound=bound
+        )
+        return list(session.execute(query).all())
+
+    cursor = Cursor(created, ident, after, before, home)
+    return _page(cursor.read(session, rows, lambda found: not found), limit, ascending)
 
 
 def union_page_query(
-    session: Session,
-    scope: Select[Any],
     branches: Sequence[Select[Any]],
     *,
     created: Column,
     ident: Column,
     limit: int,
-    after: uuid.UUID | None = None,
-    before: uuid.UUID | None = None,
-    home: ColumnElement[bool] | None = None,
+    ascending: bool,
+    bound: ColumnElement[bool] | None,
 ) -> Select[Any]:
-    """The query behind paginate_union (the cursor is looked up first): up to `limit` + 1
-    rows, in the order of the scan: newest first, or oldest first with `before`."""
-    bound = _cursor_bound(session, scope, created, ident, after, before, home)
-    ascending = before is not None
+    """The query behind paginate_union, `bound` a Cursor's condition: up to `limit` + 1 rows,
+    in the order of the scan: newest first, or oldest first when `ascending`."""
     parts = [
         (branch.where(bound) if bound is not None else branch)
         .order_by(*_order(created, ident, ascending))
@@ -113,59 +107,78 @@ def union_page_query(
     return select(merged).order_by(*order).limit(limit + 1)
 
 
-def _cursor_bound(
-    session: Session,
-    stmt: Select[Any],
-    created: Column,
-    ident: Column,
-    after: uuid.UUID | None,
-    before: uuid.UUID | None,
-    home: ColumnElement[bool] | None,
-) -> ColumnElement[bool] | None:
-    """The keyset condition for rows after (older than) or before (newer than) the cursor.
+R = TypeVar("R")
 
-    The cursor is a position, (created_at, id): an item that left the list since its page was
-    read (deleted, or no longer matching its filter) still marks where the next page starts,
-    as Stripe's and Resend's cursors do. Only an id the list never held is refused: one its
-    table never held, or a row outside the list's `home` (a run of another automation).
+
+@dataclass(frozen=True)
+class Cursor:
+    """A list's `after` or `before` cursor: the rows older than (after) or newer than (before)
+    the item it names, in (created_at, id) order.
+
+    The cursor is a position: an item that left the list since its page was read (deleted, or
+    no longer matching its filter) still marks where the next page starts, as Stripe's and
+    Resend's cursors do. Only an id the list never held is refused: one its table never held,
+    or a row outside the list's `home` (a run of another automation).
     """
-    if after is None and before is None:
-        return None
-    cursor_id = after if after is not None else before
-    assert cursor_id is not None
-    lookup = stmt.with_only_columns(created, ident).where(ident == cursor_id)
-    cursor = session.execute(lookup).first() or _position(session, created, ident, cursor_id, home)
-    if cursor is None:
-        name = "after" if after is not None else "before"
-        raise InvalidInput(
-            f"The `{name}` cursor does not name an item of this list.",
-            field=name,
-            code="invalid_parameter",
-        )
-    key, bound = tuple_(created, ident), tuple_(cursor[0], cursor[1])
-    return key < bound if after is not None else key > bound
 
+    created: Column
+    ident: Column
+    after: uuid.UUID | None
+    before: uuid.UUID | None
+    home: ColumnElement[bool] | None
 
-def _position(
-    session: Session,
-    created: Column,
-    ident: Column,
-    cursor_id: uuid.UUID,
-    home: ColumnElement[bool] | None,
-) -> tuple[Any, Any] | None:
-    """Where the cursor's row is in its table, whatever the list's filter (or its soft
-    deletion) says of it now, if it is at `home`; or where it was, deleted (`remember_gone`)."""
-    found = select(created, ident).where(ident == cursor_id)
-    row = session.execute(found.where(home) if home is not None else found).first()
-    if row is None:
-        kind = GonePosition.kind
-        row = session.execute(
-            select(GonePosition.created_at, GonePosition.id).where(
-                GonePosition.id == cursor_id,
-                or_(kind == _table_name(ident), kind.is_(None)),
+    def read(
+        self,
+        session: Session,
+        page: Callable[[ColumnElement[bool] | None], R],
+        empty: Callable[[R], bool],
+    ) -> R:
+        """`page(bound)` read with the cursor's position looked up inside its own statement:
+        one round trip. Only an empty page looks further (was the cursor's item deleted, is
+        it an item of this list at all?) and, for a deleted item, reads again from where it
+        stood."""
+        found = page(self._bound(self._live().correlate(None).scalar_subquery()))
+        if self.id is None or not empty(found):
+            return found
+        if session.execute(self._live()).first() is not None:
+            return found
+        gone = self._gone(session)
+        if gone is None:
+            name = "after" if self.after is not None else "before"
+            raise InvalidInput(
+                f"The `{name}` cursor does not name an item of this list.",
+                field=name,
+                code="invalid_parameter",
             )
-        ).first()
-    return (row[0], row[1]) if row is not None else None
+        return page(self._bound(gone))
+
+    @property
+    def id(self) -> uuid.UUID | None:
+        return self.after if self.after is not None else self.before
+
+    def _bound(self, created_at: Any) -> ColumnElement[bool] | None:
+        if self.id is None:
+            return None
+        key = tuple_(self.created, self.ident)
+        at = tuple_(created_at, literal(self.id, type_=self.ident.type))
+        return key < at if self.after is not None else key > at
+
+    def _live(self) -> Select[Any]:
+        """The creation time of the cursor's row in its table, if the row is at `home`
+        (whatever the list's filter or its soft deletion says of it now). Inside the page's
+        statement it is not correlated: that statement reads the same table."""
+        found = select(self.created).where(self.ident == self.id)
+        return found.where(self.home) if self.home is not None else found
+
+    def _gone(self, session: Session) -> Any:
+        """Where the cursor's item stood before it was deleted (`remember_gone`), if it was."""
+        kind = GonePosition.kind
+        return session.execute(
+            select(GonePosition.created_at).where(
+                GonePosition.id == self.id,
+                or_(kind == _table_name(self.ident), kind.is_(None)),
+            )
+        ).scalar()
 
 
 def _table_name(column: Column) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from engine.store.core import RUNS
-from engine.store.paging import Page, paginate, paginate_union, union_page_query
+from engine.store.paging import Cursor, Page, paginate, paginate_union, union_page_query
 from models.tables import Automation, Event, Run, RunStep
 
 
@@ -78,11 +78,9 @@ def run_page(
     With several statuses, one index scan per status (automation, status, created_at, id),
     merged: each reads only its page, however rare the status.
     """
-    scope, branches = _run_scans(automation_id, statuses)
     page = paginate_union(
         session,
-        scope,
-        branches,
+        _run_scans(automation_id, statuses),
         created=RUNS.c.created_at,
         ident=RUNS.c.id,
         limit=limit,
@@ -93,16 +91,12 @@ def run_page(
     return Page([RunSummary(*tuple(row)) for row in page.items], page.has_more)
 
 
-def _run_scans(
-    automation_id: uuid.UUID, statuses: Collection[str] | None
-) -> tuple[Select[Any], list[Select[Any]]]:
-    """The runs asked for, and the disjoint scans (one per status) that read them."""
+def _run_scans(automation_id: uuid.UUID, statuses: Collection[str] | None) -> list[Select[Any]]:
+    """The disjoint scans (one per status) that read the runs asked for."""
     scope = _SUMMARY.where(RUNS.c.automation_id == automation_id)
     if statuses is None:
-        return scope, [scope]
-    wanted = sorted(statuses)
-    branches = [scope.where(RUNS.c.status == status) for status in wanted]
-    return scope.where(RUNS.c.status.in_(wanted)), branches
+        return [scope]
+    return [scope.where(RUNS.c.status == status) for status in sorted(statuses)]
 
 
 @dataclass(frozen=True)
@@ -126,30 +120,35 @@ def run_page_json(
     page of a thousand runs costs no Python object per run; None on other databases."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    scope, branches = _run_scans(automation_id, statuses)
-    page = union_page_query(
-        session,
-        scope,
-        branches,
-        created=RUNS.c.created_at,
-        ident=RUNS.c.id,
-        limit=limit,
-        after=after,
-        before=before,
-        home=RUNS.c.automation_id == automation_id,
-    ).subquery()
-    # The row beyond the page (it says there are more) is the last one in the scan's order.
-    scan = (page.c.created_at, page.c.id) if before is not None else _newest_first(page.c)
-    numbered = select(page, func.row_number().over(order_by=scan).label("n")).subquery("paged")
-    written: ColumnElement[Any] = aggregate_order_by(
-        literal_column("','"), *_newest_first(numbered.c)
+    branches = _run_scans(automation_id, statuses)
+    ascending = before is not None
+
+    def written(bound: ColumnElement[bool] | None) -> JsonPage:
+        page = union_page_query(
+            branches,
+            created=RUNS.c.created_at,
+            ident=RUNS.c.id,
+            limit=limit,
+            ascending=ascending,
+            bound=bound,
+        ).subquery()
+        # The row beyond the page (it says there are more) is the last one in the scan's order.
+        scan = (page.c.created_at, page.c.id) if ascending else _newest_first(page.c)
+        numbered = select(page, func.row_number().over(order_by=scan).label("n")).subquery("paged")
+        order: ColumnElement[Any] = aggregate_order_by(
+            literal_column("','"), *_newest_first(numbered.c)
+        )
+        stmt = select(
+            func.string_agg(literal_column(_RUN_ITEM), order).filter(numbered.c.n <= limit),
+            func.count(),
+        ).select_from(numbered)
+        items, rows = session.execute(stmt).one()
+        return JsonPage(items or "", rows > limit)
+
+    cursor = Cursor(
+        RUNS.c.created_at, RUNS.c.id, after, before, RUNS.c.automation_id == automation_id
     )
-    stmt = select(
-        func.string_agg(literal_column(_RUN_ITEM), written).filter(numbered.c.n <= limit),
-        func.count(),
-    ).select_from(numbered)
-    items, rows = session.execute(stmt).one()
-    return JsonPage(items or "", rows > limit)
+    return cursor.read(session, written, lambda page: not page.items)
 
 
 def _newest_first(columns: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
