@@ -170,6 +170,49 @@ def create_session_factory(bind: Engine | Connection) -> sessionmaker[Session]:
     return sessions
 
 
+class WriteWhileReading(RuntimeError):
+    """A statement that writes, sent through a read session: it would commit on its own."""
+
+
+def create_read_session_factory(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for requests that only read, on the same connections as `sessions`.
+
+    On PostgreSQL each statement is its own transaction (autocommit): it sees what it would
+    see inside one at READ COMMITTED, a snapshot per statement, without a BEGIN and a COMMIT
+    round trip around the request's reads (reads that must agree with each other take a
+    snapshot()). A statement that writes is refused before it is sent: it would commit alone.
+    Elsewhere (SQLite, or sessions on one connection) `sessions` themselves.
+    """
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        return sessions
+    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+    # On this engine only: the parent's statements (every write) pay nothing for the check.
+    event.listen(autocommit, "before_cursor_execute", _refuse_writes)
+    return sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+
+
+def _refuse_writes(
+    _connection: Connection,
+    _cursor: Any,
+    statement: str,
+    _parameters: Any,
+    context: Any,
+    executemany: bool,
+) -> None:
+    reads = statement.lstrip()[:6].upper().startswith(("SELECT", "WITH"))
+    writes = context is not None and (context.isinsert or context.isupdate or context.isdelete)
+    if executemany or writes or not reads:
+        raise WriteWhileReading(f"A read session refused a statement: {statement[:80]!r}")
+
+
+@contextmanager
+def reads(read_sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """Statements that only read, through create_read_session_factory's sessions."""
+    with read_sessions() as session, session.begin():
+        yield session
+
+
 @contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception."""

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, NullPool, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock, clock_from_setting
-from engine.db import create_db_engine, create_session_factory
+from engine.db import create_db_engine, create_read_session_factory, create_session_factory
 from engine.errors import NotFound
 from engine.faults import checkpoint_from_setting
 from engine.graph import Graph
@@ -43,6 +43,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        # For requests that write nothing (the API's reads): see create_read_session_factory.
+        self.read_sessions = create_read_session_factory(sessions)
         self.clock = clock
         self._transport = transport
         # Tests and fault injection pause execution at named points to force interleavings.

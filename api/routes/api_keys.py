@@ -17,7 +17,7 @@ from api.schemas.api_keys import (
 from api.serialize_resources import page_body
 from api.wire import PageQuery, UuidPath, parse_id, wire_time
 from engine.api_keys import create_api_key, delete_api_key, list_api_keys, rename_api_key
-from engine.db import transaction
+from engine.db import reads, transaction
 from models.tables import ApiKey
 
 router = APIRouter(tags=["api-keys"])
@@ -38,7 +38,7 @@ def create(body: CreateApiKey, rt: Rt, _: Authenticated) -> ApiKeyCreated:
 
 @router.get("/api-keys", summary="List API keys")
 def list_keys(rt: Rt, _: Authenticated, cursor: PageQuery) -> ApiKeyList:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = list_api_keys(session, limit=cursor.limit, after=cursor.after, before=cursor.before)
         return page_body(ApiKeyList, page, _item)
 

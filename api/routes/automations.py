@@ -20,7 +20,7 @@ from api.schemas.automations import (
 )
 from api.wire import PageQuery, StoredJson, UuidPath, parse_id, stored_json
 from engine import lifecycle, reports
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["automations"])
 
@@ -50,7 +50,7 @@ def list_automations(
     status: str | None = None,
 ) -> AutomationList:
     """Newest first; deleted automations never appear."""
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = reports.list_automations(
             session, status=status, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
@@ -66,7 +66,7 @@ def list_automations(
 def get(automation_id: UuidPath, rt: Rt, _: Authenticated) -> StoredJson:
     """The automation with the steps and connections of its current version."""
     key = parse_id(automation_id, ID)
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         detail = reports.get_automation(session, key)
     return stored_json(serialize_automations.automation_detail(detail))
 

@@ -16,7 +16,7 @@ from api.schemas.contacts import (
 )
 from api.wire import PageQuery, StoredJson, UuidQuery, parse_id, stored_json
 from engine import contacts
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["contacts"])
 
@@ -48,7 +48,7 @@ def list_contacts(
 ) -> StoredJson:
     """Newest first; `segment_id` keeps the members of one segment."""
     segment = parse_id(segment_id, "segment_id") if segment_id is not None else None
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = contacts.list_contacts(
             session,
             limit=cursor.limit,
@@ -63,7 +63,7 @@ def list_contacts(
     "/contacts/{contact_id}", summary="Retrieve a contact by id or email", response_model=Contact
 )
 def get(contact_id: str, rt: Rt, _: Authenticated) -> StoredJson:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         contact = contacts.find_contact(session, contact_id)
     return stored_json(serialize.contact(contact))
 

@@ -9,7 +9,7 @@ from api.deps import Authenticated, Rt
 from api.schemas.domains import CreateDomain, Domain, DomainDeleted, DomainList, UpdateDomain
 from api.wire import PageQuery, UuidPath, parse_id
 from engine import content
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["domains"])
 
@@ -35,7 +35,7 @@ def list_domains(
     _: Authenticated,
     cursor: PageQuery,
 ) -> DomainList:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = content.list_domains(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
@@ -45,7 +45,7 @@ def list_domains(
 @router.get("/domains/{domain_id}", summary="Retrieve a domain")
 def get(domain_id: UuidPath, rt: Rt, _: Authenticated) -> Domain:
     key = parse_id(domain_id, ID)
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         domain = content.find_domain(session, key)
     return serialize.domain(domain)
 

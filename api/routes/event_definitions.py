@@ -16,7 +16,7 @@ from api.schemas.events import (
 )
 from api.wire import PageQuery
 from engine import event_definitions
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["events"])
 
@@ -37,7 +37,7 @@ def list_definitions(
     _: Authenticated,
     cursor: PageQuery,
 ) -> EventDefinitionList:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = event_definitions.list_event_definitions(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
@@ -46,7 +46,7 @@ def list_definitions(
 
 @router.get("/events/{event_id}", summary="Retrieve an event definition by id or name")
 def get(event_id: str, rt: Rt, _: Authenticated) -> EventDefinition:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         definition = event_definitions.find_event_definition(session, event_id)
     return serialize.event_definition(definition)
 

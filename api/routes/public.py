@@ -14,7 +14,7 @@ from api.deps import Rt
 from api.prometheus import exposition
 from api.schemas.operations import Health, Readiness, SweeperHealthAnswer
 from api.wire import wire_time
-from engine.db import transaction
+from engine.db import reads, transaction
 from engine.metrics import snapshot
 from engine.store import health as health_store
 from engine.sweeper_health import sweeper_health
@@ -36,7 +36,7 @@ def health() -> Health:
 def ready(request: Request, response: Response, rt: Rt) -> Readiness:
     checks: dict[str, str] = {}
     try:
-        with transaction(rt.sessions) as session:
+        with reads(rt.read_sessions) as session:
             health_store.ping(session)
         checks["database"] = "ok"
     except Exception as exc:
@@ -58,7 +58,7 @@ def ready(request: Request, response: Response, rt: Rt) -> Readiness:
 )
 def sweeper(response: Response, rt: Rt) -> SweeperHealthAnswer:
     """For an alert on beat or the sweeper, not for a load balancer: see docs/operations.md."""
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         found = sweeper_health(
             session, now=rt.clock.now(), late_after=rt.settings.sweeper_late_after
         )
@@ -78,7 +78,7 @@ def sweeper(response: Response, rt: Rt) -> SweeperHealthAnswer:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def metrics(rt: Rt) -> Response:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         data = snapshot(
             session, now=rt.clock.now(), sweeper_late_after=rt.settings.sweeper_late_after
         )
@@ -117,7 +117,7 @@ _HTML_PAGES: dict[int | str, dict[str, Any]] = {
     responses=_HTML_PAGES,
 )
 def unsubscribe_page(token: str, rt: Rt) -> HTMLResponse:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         contact = contact_for_token(session, token, rt.secret())
     if contact is None:
         return _page(*_NOT_FOUND, status=404)

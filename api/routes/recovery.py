@@ -24,7 +24,7 @@ from api.schemas.runs import (
 )
 from api.wire import StoredJson, UuidPath, parse_id, stored_json, wire_time
 from engine import bulk, recovery, reports
-from engine.db import transaction
+from engine.db import reads, transaction
 from engine.dispatch import Message, commit_then_dispatch
 from models.enums import BulkAction, RunStatus
 from models.tables import BulkItem as BulkItemRow
@@ -160,7 +160,7 @@ def get_bulk(
 ) -> BulkRetryProgress:
     """How many runs it matched and how many are done, skipped or failed so far."""
     key, bulk_key = parse_id(automation_id, "automation_id"), parse_id(bulk_id, "bulk_id")
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         operation, items = bulk.get_bulk(session, key, bulk_key)
         answer = _bulk_answer(operation, BulkRetryProgress, items=[_bulk_item(i) for i in items])
     return answer

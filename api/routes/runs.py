@@ -21,7 +21,7 @@ from api.wire import (
     written_list,
 )
 from engine import lifecycle, metrics, reports
-from engine.db import transaction
+from engine.db import reads, transaction
 from engine.store.reports import JsonPage
 from models.enums import RunStatus
 
@@ -57,7 +57,7 @@ def list_runs(
 ) -> Response:
     """Newest first, filtered by `status=running,failed`; without `limit`, every run (capped)."""
     key = parse_id(automation_id, "automation_id")
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = reports.list_runs_written(
             session,
             key,
@@ -80,7 +80,7 @@ def list_runs(
 def get_run(automation_id: UuidPath, run_id: UuidPath, rt: Rt, _: Authenticated) -> StoredJson:
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         detail = reports.get_run(session, key, run_key)
     return stored_json(serialize_automations.run_detail(detail))
 
@@ -105,7 +105,7 @@ def automation_metrics(
 ) -> AutomationMetrics:
     """Runs by status, per-step counts, durations, emails and a series over [start, end)."""
     key = parse_id(automation_id, "automation_id")
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         result = metrics.automation_metrics(
             session, key, start=start, end=end, granularity=granularity, now=rt.clock.now()
         )

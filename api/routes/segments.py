@@ -20,7 +20,7 @@ from api.schemas.segments import (
 )
 from api.wire import PageQuery, UuidPath, parse_id
 from engine import contacts
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["segments"])
 
@@ -40,7 +40,7 @@ def list_segments(
     _: Authenticated,
     cursor: PageQuery,
 ) -> SegmentList:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = contacts.list_segments(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
@@ -50,7 +50,7 @@ def list_segments(
 @router.get("/segments/{segment_id}", summary="Retrieve a segment")
 def get(segment_id: UuidPath, rt: Rt, _: Authenticated) -> Segment:
     key = parse_id(segment_id, ID)
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         segment = contacts.find_segment(session, key)
     return serialize.segment(segment)
 
@@ -80,7 +80,7 @@ def list_members(
     cursor: PageQuery,
 ) -> ContactList:
     key = parse_id(segment_id, ID)
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = contacts.list_contacts(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
         )
@@ -95,7 +95,7 @@ def list_contact_segments(
     cursor: PageQuery,
 ) -> SegmentList:
     """The contact is named by id or email."""
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = contacts.list_segments(
             session,
             limit=cursor.limit,

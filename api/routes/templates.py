@@ -16,7 +16,7 @@ from api.schemas.templates import (
 )
 from api.wire import PageQuery
 from engine import content
-from engine.db import transaction
+from engine.db import reads, transaction
 
 router = APIRouter(tags=["templates"])
 
@@ -37,7 +37,7 @@ def list_templates(
     _: Authenticated,
     cursor: PageQuery,
 ) -> TemplateList:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         page = content.list_templates(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before
         )
@@ -46,7 +46,7 @@ def list_templates(
 
 @router.get("/templates/{template_id}", summary="Retrieve a template by id or alias")
 def get(template_id: str, rt: Rt, _: Authenticated) -> Template:
-    with transaction(rt.sessions) as session:
+    with reads(rt.read_sessions) as session:
         template = content.find_template(session, template_id)
     return serialize.template(template)
 
