@@ -157,9 +157,9 @@ def list_runs_written(
 
 def get_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunDetail:
     """The run, its trigger event and its step rows in the graph order of its version."""
-    require_automation(session, automation_id)
-    found = report_store.run_with_event(session, run_id)
-    if found is None or found[0].automation_id != automation_id:
+    found = report_store.run_with_event(session, automation_id, run_id)
+    if found is None:
+        require_automation(session, automation_id)  # which of the two is not found
         raise NotFound("Run not found")
     run, event = found
     data = automation_store.version_graph(session, run.version_id)

@@ -172,11 +172,22 @@ _RUN_ITEM = f"""'{{"id":"' || paged.id::text
     || '}}'"""
 
 
-def run_with_event(session: Session, run_id: uuid.UUID) -> tuple[Run, Event | None] | None:
-    """The run and the event that started it (None once that event is deleted)."""
-    row = session.execute(
-        select(Run, Event).outerjoin(Event, Event.id == Run.event_id).where(Run.id == run_id)
-    ).first()
+def run_with_event(
+    session: Session, automation_id: uuid.UUID, run_id: uuid.UUID
+) -> tuple[Run, Event | None] | None:
+    """The run of this automation, not deleted, and the event that started it (None once that
+    event is deleted): None if there is no such run, or no such automation."""
+    stmt = (
+        select(Run, Event)
+        .join(Automation, Automation.id == Run.automation_id)
+        .outerjoin(Event, Event.id == Run.event_id)
+        .where(
+            Run.id == run_id,
+            Run.automation_id == automation_id,
+            Automation.deleted_at.is_(None),
+        )
+    )
+    row = session.execute(stmt).first()
     return None if row is None else (row[0], row[1])
 
 

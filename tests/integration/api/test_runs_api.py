@@ -307,6 +307,13 @@ def test_runs_of_another_automation_are_not_found(api: httpx.Client, rt_stack: S
         answer = api.request(method, path)
         assert answer.status_code == 404 and answer.json() == not_found
     assert list_runs(api, other)["data"] == []
+    # The run's own automation, unknown or deleted: the automation is what is not found.
+    no_automation = {"statusCode": 404, "name": "not_found", "message": "Automation not found"}
+    answer = api.get(f"/automations/{uuid.uuid4()}/runs/{run_id}")
+    assert answer.status_code == 404 and answer.json() == no_automation
+    assert api.delete(f"/automations/{mine}").status_code == 200
+    answer = api.get(f"/automations/{mine}/runs/{run_id}")
+    assert answer.status_code == 404 and answer.json() == no_automation
     for method, suffix in [("GET", ""), ("POST", "/cancel")]:
         answer = api.request(method, f"/automations/{mine}/runs/nope{suffix}")
         assert answer.status_code == 422
