@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -107,12 +108,27 @@ def parse_run_statuses(text: str | None) -> frozenset[RunStatus] | None:
 
 
 def _run_page_asked(
-    session: Session, automation_id: uuid.UUID, status: str | None, limit: int | None
+    status: str | None, limit: int | None
 ) -> tuple[frozenset[RunStatus] | None, int]:
-    """The statuses and page size asked for, once the automation is known to exist."""
-    statuses = parse_run_statuses(status)
-    require_automation(session, automation_id)
-    return statuses, RUNS_CAP if limit is None else limit
+    """The statuses and page size asked for."""
+    return parse_run_statuses(status), RUNS_CAP if limit is None else limit
+
+
+P = TypeVar("P", bound=JsonPage | Page[RunSummary])
+
+
+def _runs_of_automation(session: Session, automation_id: uuid.UUID, read: Callable[[], P]) -> P:
+    """`read()`'s page, whose statement finds runs only if the automation exists (not
+    deleted): the automation is looked up on its own only when the page is empty or its cursor
+    refused, so that an automation that is not there is what the answer says (404)."""
+    try:
+        page = read()
+    except InvalidInput:
+        require_automation(session, automation_id)
+        raise
+    if not page.items:
+        require_automation(session, automation_id)
+    return page
 
 
 def list_runs(
@@ -125,9 +141,13 @@ def list_runs(
     before: uuid.UUID | None,
 ) -> Page[RunSummary]:
     """The automation's runs newest first; without `limit`, all of them up to RUNS_CAP."""
-    statuses, size = _run_page_asked(session, automation_id, status, limit)
-    return report_store.run_page(
-        session, automation_id, statuses=statuses, limit=size, after=after, before=before
+    statuses, size = _run_page_asked(status, limit)
+    return _runs_of_automation(
+        session,
+        automation_id,
+        lambda: report_store.run_page(
+            session, automation_id, statuses=statuses, limit=size, after=after, before=before
+        ),
     )
 
 
@@ -143,16 +163,20 @@ def list_runs_written(
     """list_runs's page; a page longer than WRITTEN_BEYOND runs (the default page of up to a
     thousand) with its items written as JSON by the database where it can (PostgreSQL), so
     that it costs no Python per run; the rows otherwise."""
-    statuses, size = _run_page_asked(session, automation_id, status, limit)
-    if size > WRITTEN_BEYOND:
-        written = report_store.run_page_json(
+    statuses, size = _run_page_asked(status, limit)
+
+    def read() -> JsonPage | Page[RunSummary]:
+        if size > WRITTEN_BEYOND:
+            written = report_store.run_page_json(
+                session, automation_id, statuses=statuses, limit=size, after=after, before=before
+            )
+            if written is not None:
+                return written
+        return report_store.run_page(
             session, automation_id, statuses=statuses, limit=size, after=after, before=before
         )
-        if written is not None:
-            return written
-    return report_store.run_page(
-        session, automation_id, statuses=statuses, limit=size, after=after, before=before
-    )
+
+    return _runs_of_automation(session, automation_id, read)
 
 
 def get_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunDetail:

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -92,8 +92,10 @@ def run_page(
 
 
 def _run_scans(automation_id: uuid.UUID, statuses: Collection[str] | None) -> list[Select[Any]]:
-    """The disjoint scans (one per status) that read the runs asked for."""
-    scope = _SUMMARY.where(RUNS.c.automation_id == automation_id)
+    """The disjoint scans (one per status) that read the runs asked for, none unless the
+    automation exists (not deleted): PostgreSQL checks it once, before the scans."""
+    live = exists().where(Automation.id == automation_id, Automation.deleted_at.is_(None))
+    scope = _SUMMARY.where(RUNS.c.automation_id == automation_id, live)
     if statuses is None:
         return [scope]
     return [scope.where(RUNS.c.status == status) for status in sorted(statuses)]

@@ -314,6 +314,10 @@ def test_runs_of_another_automation_are_not_found(api: httpx.Client, rt_stack: S
     assert api.delete(f"/automations/{mine}").status_code == 200
     answer = api.get(f"/automations/{mine}/runs/{run_id}")
     assert answer.status_code == 404 and answer.json() == no_automation
+    # Its runs list too, whatever its page and cursor: the automation is checked first.
+    for query in ({}, {"limit": "2"}, {"after": run_id}, {"before": str(uuid.uuid4())}):
+        answer = api.get(f"/automations/{mine}/runs", params=query)
+        assert answer.status_code == 404 and answer.json() == no_automation, query
     for method, suffix in [("GET", ""), ("POST", "/cancel")]:
         answer = api.request(method, f"/automations/{mine}/runs/nope{suffix}")
         assert answer.status_code == 422
