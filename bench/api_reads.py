@@ -218,6 +218,12 @@ def explain(
     """EXPLAIN ANALYZE of every SELECT the engine runs for each read, as the API calls it."""
     from engine import metrics, reports
     from engine.db import create_session_factory, transaction
+    from engine.graph import Graph
+    from engine.store.automations import version_graph
+
+    def first_read_graph(session: Any, version_id: uuid.UUID) -> Graph:
+        """The version's graph from the database, as a process's first detail of it reads it."""
+        return Graph.from_dict(version_graph(session, version_id) or {}, version_id=version_id)
 
     key = uuid.UUID(automation_ids[0])
     run_owner, run_id = (uuid.UUID(value) for value in opened)
@@ -241,7 +247,7 @@ def explain(
         "runs ?status=failed&after=<cursor>": lambda s: reports.list_runs_written(
             s, key, status="failed", limit=None, after=uuid.UUID(cursor), before=None
         ),
-        "run detail": lambda s: reports.get_run(s, run_owner, run_id),
+        "run detail": lambda s: reports.get_run(s, run_owner, run_id, graph=first_read_graph),
     }
     sessions = create_session_factory(db_engine)
     plans: dict[str, Any] = {}

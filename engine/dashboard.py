@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -204,9 +204,15 @@ def runs(
     return Page(rows, page.has_more)
 
 
-def run_view(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunView:
+def run_view(
+    session: Session,
+    automation_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    graph: Callable[[Session, uuid.UUID], Graph],
+) -> RunView:
     """The run with its steps in graph order, its trigger event and its contact."""
-    detail = reports.get_run(session, automation_id, run_id)
+    detail = reports.get_run(session, automation_id, run_id, graph=graph)
     contact_id = detail.run.contact_id
     contact = contact_store.get_contact(session, contact_id) if contact_id else None
     return RunView(detail, contact)

@@ -179,15 +179,21 @@ def list_runs_written(
     return _runs_of_automation(session, automation_id, read)
 
 
-def get_run(session: Session, automation_id: uuid.UUID, run_id: uuid.UUID) -> RunDetail:
-    """The run, its trigger event and its step rows in the graph order of its version."""
+def get_run(
+    session: Session,
+    automation_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    graph: Callable[[Session, uuid.UUID], Graph],
+) -> RunDetail:
+    """The run, its trigger event and its step rows in the graph order of its version
+    (`graph`: Runtime.graph, which keeps the versions' graphs, as they never change)."""
     found = report_store.run_with_event(session, automation_id, run_id)
     if found is None:
         require_automation(session, automation_id)  # which of the two is not found
         raise NotFound("Run not found")
     run, event = found
-    data = automation_store.version_graph(session, run.version_id)
-    order = Graph.from_dict(data).order() if data is not None else []
+    order = graph(session, run.version_id).order()
     steps = in_graph_order(report_store.run_steps(session, run_id), order)
     archived = attempt_store.attempts_by_step(session, run_id)
     return RunDetail(

@@ -156,7 +156,7 @@ def run_page(request: Request, automation_id: str, run_id: str, rt: Rt, user: Us
     key, run_key = links.parse_uuid(automation_id), links.parse_uuid(run_id)
     with reading(rt, user) as session:
         view = dashboard.automation_view(session, key)
-        found = dashboard.run_view(session, key, run_key)
+        found = dashboard.run_view(session, key, run_key, graph=rt.graph)
     return page(
         request,
         "run.html",

@@ -56,7 +56,7 @@ def retry_run(
     retried = recovery.retry_run(rt, key, run_key, from_cancelled=from_cancelled)
     try:
         with transaction(rt.sessions) as session:
-            detail = reports.get_run(session, key, run_key)
+            detail = reports.get_run(session, key, run_key, graph=rt.graph)
     finally:  # committed: its steps go to the workers whatever the read does
         sender.dispatch(retried.dispatches)
     return stored_json(serialize_automations.run_detail(detail))

@@ -81,7 +81,7 @@ def get_run(automation_id: UuidPath, run_id: UuidPath, rt: Rt, _: Authenticated)
     """The run with its steps in graph order, each with output and error."""
     key, run_key = parse_id(automation_id, "automation_id"), parse_id(run_id, "run_id")
     with reads(rt.read_sessions) as session:
-        detail = reports.get_run(session, key, run_key)
+        detail = reports.get_run(session, key, run_key, graph=rt.graph)
     return stored_json(serialize_automations.run_detail(detail))
 
 

@@ -86,7 +86,7 @@ def send(rt: Runtime, email: str) -> tuple[uuid.UUID, list[Message]]:
 
 def detail(rt: Runtime, automation_id: uuid.UUID, run_id: uuid.UUID) -> Any:
     with transaction(rt.sessions) as session:
-        return get_run(session, automation_id, run_id)
+        return get_run(session, automation_id, run_id, graph=rt.graph)
 
 
 def step_of(stack: Stack, step_type: str) -> dict[str, Any]:
@@ -232,7 +232,7 @@ def test_the_worker_records_a_poison_step_and_ends_the_run(rt_stack: Stack) -> N
         rt_stack.restart_worker()
     assert run.status == "failed" and run.status in RUN_TERMINAL
     with transaction(rt_stack.runtime.sessions) as session:
-        found = get_run(session, automation_id, run_id)
+        found = get_run(session, automation_id, run_id, graph=rt_stack.runtime.graph)
     (check,) = [s for s in found.steps if s.step_key == "check"]
     assert check.error["code"] == "internal_error" and "InjectedFault" in check.error["message"]
     assert len(found.attempts["check"]) == 2
