@@ -1,9 +1,10 @@
-"""Who is signed in, CSRF checks on posted forms, and one transaction for a signed-in page."""
+"""Who is signed in, CSRF checks on posted forms, and the database session of a signed-in page
+(reads for a page, a transaction for a form's change)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Protocol
 from urllib.parse import parse_qsl
 
@@ -11,7 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from engine import dashboard, dashboard_sessions
-from engine.db import transaction
+from engine.db import reads, transaction
 from engine.dispatch import Dispatcher
 from engine.runtime import Runtime
 from web import session as cookies
@@ -108,13 +109,26 @@ async def checked_form(request: Request) -> dict[str, str]:
     return fields
 
 
+def viewing(rt: Runtime, user: cookies.DashboardSession) -> AbstractContextManager[Session]:
+    """A page's reads (engine/db.py `reads`: no transaction to begin and commit), the first of
+    them checking that the session is still open and its key still valid."""
+    return _checked(rt, user, reads(rt.read_sessions))
+
+
+def acting(rt: Runtime, user: cookies.DashboardSession) -> AbstractContextManager[Session]:
+    """One transaction for a form's change, whose first reads check the session and its key."""
+    return _checked(rt, user, transaction(rt.sessions))
+
+
 @contextmanager
-def reading(rt: Runtime, user: cookies.DashboardSession) -> Iterator[Session]:
-    """One transaction whose first reads check that the session is still open (not signed out,
-    not expired) and its key still valid."""
+def _checked(
+    rt: Runtime, user: cookies.DashboardSession, scope: AbstractContextManager[Session]
+) -> Iterator[Session]:
+    """`scope`'s session once the sign-in is found still good: not signed out, not expired,
+    its key neither revoked nor changed; else SignInRequired."""
     assert user.key_id is not None
     signed = dashboard.SignedIn(user.key_id, user.fingerprint)
-    with transaction(rt.sessions) as session:
+    with scope as session:
         if not dashboard_sessions.session_is_open(
             session, user.session_id, user.key_id, now=rt.clock.now()
         ) or not dashboard.key_is_active(session, signed, settings_key=settings_key(rt)):

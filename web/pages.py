@@ -13,7 +13,7 @@ from engine import dashboard, reports
 from engine.errors import InvalidInput
 from models.enums import RunStatus
 from web import graph_layout, links, metric_charts, recovery
-from web.guard import Rt, User, reading
+from web.guard import Rt, User, viewing
 from web.render import page, trusted_svg
 
 router = APIRouter(include_in_schema=False)
@@ -35,7 +35,7 @@ def automation_graph(
     key = links.parse_uuid(automation_id)
     span = int(days) if days in {str(n) for n in SPANS} else DEFAULT_SPAN
     now = rt.clock.now()
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         counts = dashboard.step_counts(
             session, key, view.graph, since=now - dt.timedelta(days=span), until=now
@@ -78,7 +78,7 @@ def automation_runs(
     wanted = sorted({s.strip() for item in status or [] for s in item.split(",") if s.strip()})
     reports.parse_run_statuses(",".join(wanted))
     cursor_after, cursor_before = links.page_cursor(after, before)
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         found = dashboard.runs(
             session, key, statuses=wanted, after=cursor_after, before=cursor_before
@@ -126,7 +126,7 @@ def automation_metrics(
     now = rt.clock.now()
     chosen = metric_charts.DateRange.parse(period, start, end, granularity, now=now)
     error, charts = None, None
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         try:
             since, until = chosen.window(now)
@@ -154,7 +154,7 @@ def automation_metrics(
 def run_page(request: Request, automation_id: str, run_id: str, rt: Rt, user: User) -> Response:
     """The run's steps in graph order as a timeline; each opens onto its output and error."""
     key, run_key = links.parse_uuid(automation_id), links.parse_uuid(run_id)
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         found = dashboard.run_view(session, key, run_key, graph=rt.graph)
     return page(

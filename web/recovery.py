@@ -19,7 +19,7 @@ from engine.runtime import Runtime
 from models.enums import BulkAction
 from web import links
 from web import session as cookies
-from web.guard import Form, Rt, Sender, User, reading
+from web.guard import Form, Rt, Sender, User, acting, viewing
 from web.render import error_page, page
 
 router = APIRouter(include_in_schema=False)
@@ -34,8 +34,8 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 def _still_signed_in(rt: Runtime, user: cookies.DashboardSession) -> None:
-    """The key check of `reading`, before an engine call that opens its own transactions."""
-    with reading(rt, user):
+    """The sign-in check of `viewing`, before an engine call that opens its own transactions."""
+    with viewing(rt, user):
         return
 
 
@@ -86,7 +86,7 @@ def replay_run(
     seen = recovery.parse_replays_seen(form.get("replays_seen"))
     try:
         replayed = commit_then_dispatch(
-            reading(rt, user),
+            acting(rt, user),
             sender,
             lambda s: recovery.replay_run(
                 s, rt, key, run_key, now=rt.clock.now(), replays_seen=seen
@@ -107,7 +107,7 @@ def _bulk_form(
 ) -> Response:
     key = links.parse_uuid(automation_id)
     code = (error_code or "").strip() or None
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         plan = dashboard.bulk_plan(session, key, action, error_code=code)
     return page(
@@ -135,7 +135,7 @@ def _start_bulk(
     key = links.parse_uuid(automation_id)
     wanted = dashboard.failed_runs(key, action, error_code=form.get("error_code") or None)
     started = commit_then_dispatch(
-        reading(rt, user), sender, lambda s: bulk.start_bulk(s, wanted, now=rt.clock.now())
+        acting(rt, user), sender, lambda s: bulk.start_bulk(s, wanted, now=rt.clock.now())
     )
     return _redirect(f"{_base(request, key)}/runs/retries/{started.bulk.id}?notice=bulk_started")
 
@@ -178,7 +178,7 @@ def cancel_bulk(
 ) -> Response:
     """Cancel a bulk operation: the runs it has not reached are left as they were."""
     key, bulk_key = links.parse_uuid(automation_id), links.parse_uuid(bulk_id)
-    with reading(rt, user) as session:
+    with acting(rt, user) as session:
         bulk.cancel_bulk(session, key, bulk_key, now=rt.clock.now())
     return _redirect(f"{_base(request, key)}/runs/retries/{bulk_key}?notice=bulk_cancelled")
 
@@ -189,7 +189,7 @@ def bulk_progress(
 ) -> Response:
     """A bulk operation's progress, refreshing while it runs, and the runs it did not take."""
     key, bulk_key = links.parse_uuid(automation_id), links.parse_uuid(bulk_id)
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         operation, items = bulk.get_bulk(session, key, bulk_key)
     return page(

@@ -29,11 +29,12 @@ from web.guard import (
     SignInLimit,
     SignInRequired,
     User,
+    acting,
     client_address,
     current_session,
-    reading,
     secure_cookies,
     settings_key,
+    viewing,
 )
 from web.render import error_page, page
 
@@ -142,7 +143,7 @@ def automations(
 ) -> Response:
     """Every automation with its status, trigger, last 24 hours of runs and last run."""
     cursor_after, cursor_before = links.page_cursor(after, before)
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         found = dashboard.overview(
             session, after=cursor_after, before=cursor_before, now=rt.clock.now()
         )
@@ -167,7 +168,7 @@ def set_status(request: Request, automation_id: str, rt: Rt, user: User, form: F
     """Enable or disable; disabling lets runs in flight finish, like Stop without cancelling."""
     key = links.parse_uuid(automation_id)
     status = form.get("status", "")
-    with reading(rt, user) as session:
+    with acting(rt, user) as session:
         lifecycle.update_automation(session, key, {"status": status}, now=rt.clock.now())
     back = links.safe_next(form.get("back"), root(request))
     return redirect(links.with_query(back.split("?")[0], [("notice", status)]))
@@ -180,7 +181,7 @@ def stop(
     """Stop: no new runs; runs in flight go on unless "also cancel" was ticked."""
     key = links.parse_uuid(automation_id)
     cancel_runs = form.get("cancel_runs") == "yes"
-    with reading(rt, user) as session:
+    with acting(rt, user) as session:
         lifecycle.stop_automation(session, key, cancel_runs=cancel_runs, now=rt.clock.now())
     notice = "stopped"
     if cancel_runs:
@@ -195,7 +196,7 @@ def cancel_run(
 ) -> Response:
     """Cancel one unfinished run; a step already sending finishes."""
     key, run_key = links.parse_uuid(automation_id), links.parse_uuid(run_id)
-    with reading(rt, user) as session:
+    with acting(rt, user) as session:
         lifecycle.cancel_run(session, key, run_key, now=rt.clock.now())
     return redirect(f"{root(request)}/automations/{key}/runs/{run_key}?notice=cancelled")
 

@@ -16,7 +16,7 @@ from engine.errors import InvalidInput
 from engine.scenario import parse_later_event, parse_scenario
 from engine.simulation import SimulatedEmail, SimulatedStep, Simulation, simulate
 from web import links
-from web.guard import Form, Rt, User, reading
+from web.guard import Form, Rt, User, viewing
 from web.render import CSP, page
 
 router = APIRouter(include_in_schema=False)
@@ -70,7 +70,7 @@ def simulate_run(request: Request, automation_id: str, rt: Rt, user: User, form:
 
 def _shown(rt: Rt, user: User, key: uuid.UUID) -> tuple[dashboard.AutomationView, list[str]]:
     """The automation's header, and recent contacts' emails to pick from."""
-    with reading(rt, user) as session:
+    with viewing(rt, user) as session:
         view = dashboard.automation_view(session, key)
         known = [c.email for c in contacts.list_contacts(session, limit=KNOWN_CONTACTS).items]
     return view, known

@@ -12,11 +12,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from aiosmtpd.controller import Controller
 from psycopg.errors import DeadlockDetected
 from sqlalchemy import select, text
@@ -60,6 +63,23 @@ def free_port() -> int:
             if port not in _HANDED_OUT:
                 _HANDED_OUT.add(port)
                 return port
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[int]:
+    """The app under uvicorn on a free port, in a thread of this process."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + patience(10)
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert running.started
+    yield port
+    running.should_exit = True
+    thread.join(timeout=10)
 
 
 @dataclass(frozen=True)

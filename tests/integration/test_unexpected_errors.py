@@ -5,44 +5,22 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.routing import Mount
 
 from api.app import create_app
 from engine.dispatch import NullDispatcher
 from engine.settings import Settings
-from tests.integration.harness import free_port
-from tests.patience import patience
+from tests.integration.harness import serving
 from wiring.server import create_server
 
 
 def boom() -> None:
     raise RuntimeError("a bug in a route")
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[int]:
-    """The app under uvicorn on a free port, in a thread of this process."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + patience(10)
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert running.started
-    yield port
-    running.should_exit = True
-    thread.join(timeout=10)
 
 
 def settings(tmp_path: Path) -> Settings:
