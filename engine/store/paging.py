@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, delete, literal, or_, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.errors import InvalidInput
@@ -45,8 +55,11 @@ def paginate(
     ascending = before is not None
     ordered = stmt.order_by(*_order(created, ident, ascending)).limit(limit + 1)
 
-    def rows(bound: ColumnElement[bool] | None) -> list[Any]:
-        return list(session.scalars(ordered.where(bound) if bound is not None else ordered))
+    def rows(position: Position | None) -> list[Any]:
+        if position is None:
+            return list(session.scalars(ordered))
+        bound = position.where(created, ident, home)
+        return list(session.scalars(ordered.where(bound), position.params))
 
     cursor = Cursor(created, ident, after, before, home)
     return _page(cursor.read(session, rows, lambda found: not found), limit, ascending)
@@ -54,8 +67,9 @@ def paginate(
 
 def paginate_union(
     session: Session,
-    branches: Sequence[Select[Any]],
+    query: Callable[[tuple[bool, bool] | None], Select[Any]],
     *,
+    params: Mapping[str, Any],
     created: Column,
     ident: Column,
     limit: int,
@@ -63,22 +77,24 @@ def paginate_union(
     before: uuid.UUID | None = None,
     home: ColumnElement[bool] | None = None,
 ) -> Page[Row[Any]]:
-    """One page of rows of the union of the disjoint `branches`.
+    """One page of rows of a union of disjoint branches (union_page_query).
 
     Each branch reads at most a page from its own index and the pages are merged: filtering
     by several statuses costs the rows returned, however rare the statuses, where one scan
-    with `status IN (...)` would read past every row of the other statuses. `home` as for
+    with `status IN (...)` would read past every row of the other statuses. `query(shape)`:
+    the statement for a Position of this shape (None: no cursor), with `params` for values,
+    `home`'s included, so that a list builds each shape's statement once. `home` as for
     paginate.
     """
     ascending = before is not None
 
-    def rows(bound: ColumnElement[bool] | None) -> list[Row[Any]]:
-        query = union_page_query(
-            branches, created=created, ident=ident, limit=limit, ascending=ascending, bound=bound
-        )
-        return list(session.execute(query).all())
+    def rows(position: Position | None) -> list[Row[Any]]:
+        if position is None:
+            return list(session.execute(query(None), params).all())
+        values = {**params, **position.params}
+        return list(session.execute(query(position.shape), values).all())
 
-    cursor = Cursor(created, ident, after, before, home)
+    cursor = Cursor(created, ident, after, before, home, params)
     return _page(cursor.read(session, rows, lambda found: not found), limit, ascending)
 
 
@@ -87,12 +103,13 @@ def union_page_query(
     *,
     created: Column,
     ident: Column,
-    limit: int,
+    limit: int | ColumnElement[int],
     ascending: bool,
     bound: ColumnElement[bool] | None,
 ) -> Select[Any]:
-    """The query behind paginate_union, `bound` a Cursor's condition: up to `limit` + 1 rows,
-    in the order of the scan: newest first, or oldest first when `ascending`."""
+    """The query behind paginate_union, `bound` a Position's condition: up to `limit` + 1
+    rows, in the order of the scan: newest first, or oldest first when `ascending`. `limit`
+    may be a bound parameter, for a statement built once and run with many limits."""
     parts = [
         (branch.where(bound) if bound is not None else branch)
         .order_by(*_order(created, ident, ascending))
@@ -109,6 +126,51 @@ def union_page_query(
 
 R = TypeVar("R")
 
+# The bound parameters of a Position's condition.
+CURSOR_ID = "cursor_id"
+CURSOR_CREATED = "cursor_created"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page starts: strictly older than the cursor's item (`after`) or newer, the
+    item found by its row (a subquery of the page's statement) or, once deleted, by the
+    creation time it had (`gone`). Its condition has the same text for every cursor of a
+    shape (`shape`), its values in `params`: a list may build its statement once per shape."""
+
+    after: bool
+    gone: bool
+    params: Mapping[str, Any]
+
+    @property
+    def shape(self) -> tuple[bool, bool]:
+        return self.after, self.gone
+
+    def where(
+        self, created: Column, ident: Column, home: ColumnElement[bool] | None
+    ) -> ColumnElement[bool]:
+        return position_condition(created, ident, home, after=self.after, gone=self.gone)
+
+
+def position_condition(
+    created: Column, ident: Column, home: ColumnElement[bool] | None, *, after: bool, gone: bool
+) -> ColumnElement[bool]:
+    """(created, ident) beyond the cursor's item, with its values as bound parameters."""
+    at_id = bindparam(CURSOR_ID, type_=ident.type)
+    if gone:
+        at: Any = bindparam(CURSOR_CREATED, type_=created.type)
+    else:  # not correlated: the page's statement reads the same table
+        at = _position(created, ident, home).correlate(None).scalar_subquery()
+    key, cursor = tuple_(created, ident), tuple_(at, at_id)
+    return key < cursor if after else key > cursor
+
+
+def _position(created: Column, ident: Column, home: ColumnElement[bool] | None) -> Select[Any]:
+    """The creation time of the cursor's row in its table, if the row is at `home`
+    (whatever the list's filter or its soft deletion says of it now)."""
+    found = select(created).where(ident == bindparam(CURSOR_ID, type_=ident.type))
+    return found.where(home) if home is not None else found
+
 
 @dataclass(frozen=True)
 class Cursor:
@@ -118,7 +180,8 @@ class Cursor:
     The cursor is a position: an item that left the list since its page was read (deleted, or
     no longer matching its filter) still marks where the next page starts, as Stripe's and
     Resend's cursors do. Only an id the list never held is refused: one its table never held,
-    or a row outside the list's `home` (a run of another automation).
+    or a row outside the list's `home` (a run of another automation). `params`: the values of
+    the bound parameters `home` has, if any.
     """
 
     created: Column
@@ -126,56 +189,45 @@ class Cursor:
     after: uuid.UUID | None
     before: uuid.UUID | None
     home: ColumnElement[bool] | None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def read(
         self,
         session: Session,
-        page: Callable[[ColumnElement[bool] | None], R],
+        page: Callable[[Position | None], R],
         empty: Callable[[R], bool],
     ) -> R:
-        """`page(bound)` read with the cursor's position looked up inside its own statement:
-        one round trip. Only an empty page looks further (was the cursor's item deleted, is
-        it an item of this list at all?) and, for a deleted item, reads again from where it
-        stood."""
-        found = page(self._bound(self._live().correlate(None).scalar_subquery()))
-        if self.id is None or not empty(found):
+        """`page(position)` read with the cursor's position looked up inside its own
+        statement: one round trip (`page(None)` without a cursor). Only an empty page looks
+        further (was the cursor's item deleted, is it an item of this list at all?) and, for a
+        deleted item, reads again from where it stood."""
+        ident = self.after if self.after is not None else self.before
+        if ident is None:
+            return page(None)
+        after = self.after is not None
+        params = {**self.params, CURSOR_ID: ident}
+        found = page(Position(after, gone=False, params=params))
+        if not empty(found):
             return found
-        if session.execute(self._live()).first() is not None:
+        live = _position(self.created, self.ident, self.home)
+        if session.execute(live, params).first() is not None:
             return found
-        gone = self._gone(session)
+        gone = self._gone(session, ident)
         if gone is None:
-            name = "after" if self.after is not None else "before"
+            name = "after" if after else "before"
             raise InvalidInput(
                 f"The `{name}` cursor does not name an item of this list.",
                 field=name,
                 code="invalid_parameter",
             )
-        return page(self._bound(gone))
+        return page(Position(after, gone=True, params={**params, CURSOR_CREATED: gone}))
 
-    @property
-    def id(self) -> uuid.UUID | None:
-        return self.after if self.after is not None else self.before
-
-    def _bound(self, created_at: Any) -> ColumnElement[bool] | None:
-        if self.id is None:
-            return None
-        key = tuple_(self.created, self.ident)
-        at = tuple_(created_at, literal(self.id, type_=self.ident.type))
-        return key < at if self.after is not None else key > at
-
-    def _live(self) -> Select[Any]:
-        """The creation time of the cursor's row in its table, if the row is at `home`
-        (whatever the list's filter or its soft deletion says of it now). Inside the page's
-        statement it is not correlated: that statement reads the same table."""
-        found = select(self.created).where(self.ident == self.id)
-        return found.where(self.home) if self.home is not None else found
-
-    def _gone(self, session: Session) -> Any:
+    def _gone(self, session: Session, ident: uuid.UUID) -> Any:
         """Where the cursor's item stood before it was deleted (`remember_gone`), if it was."""
         kind = GonePosition.kind
         return session.execute(
             select(GonePosition.created_at).where(
-                GonePosition.id == self.id,
+                GonePosition.id == ident,
                 or_(kind == _table_name(self.ident), kind.is_(None)),
             )
         ).scalar()

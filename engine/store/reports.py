@@ -6,14 +6,32 @@ import datetime as dt
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from engine.store.core import RUNS
-from engine.store.paging import Cursor, Page, paginate, paginate_union, union_page_query
+from engine.store.paging import (
+    Cursor,
+    Page,
+    Position,
+    paginate,
+    paginate_union,
+    position_condition,
+    union_page_query,
+)
 from models.tables import Automation, Event, Run, RunStep
 
 
@@ -78,27 +96,85 @@ def run_page(
     With several statuses, one index scan per status (automation, status, created_at, id),
     merged: each reads only its page, however rare the status.
     """
+    count, ascending = _count(statuses), before is not None
     page = paginate_union(
         session,
-        _run_scans(automation_id, statuses),
+        lambda shape: _run_rows(count, ascending, shape),
+        params=_run_params(automation_id, statuses, limit),
         created=RUNS.c.created_at,
         ident=RUNS.c.id,
         limit=limit,
         after=after,
         before=before,
-        home=RUNS.c.automation_id == automation_id,
+        home=_RUN_HOME,
     )
     return Page([RunSummary(*tuple(row)) for row in page.items], page.has_more)
 
 
-def _run_scans(automation_id: uuid.UUID, statuses: Collection[str] | None) -> list[Select[Any]]:
-    """The disjoint scans (one per status) that read the runs asked for, none unless the
-    automation exists (not deleted): PostgreSQL checks it once, before the scans."""
-    live = exists().where(Automation.id == automation_id, Automation.deleted_at.is_(None))
-    scope = _SUMMARY.where(RUNS.c.automation_id == automation_id, live)
-    if statuses is None:
+# A runs page's statement is built once per shape (how many statuses, which way, what kind of
+# cursor), its values bound at each request: building it anew (its subqueries' columns) took
+# longer than PostgreSQL takes to run it.
+_AUTOMATION = "automation_id"
+_LIMIT = bindparam("limit", type_=Integer)
+_RUN_HOME = RUNS.c.automation_id == bindparam(_AUTOMATION)
+_Shape = tuple[bool, bool] | None  # a Position's shape, or no cursor
+
+
+def _count(statuses: Collection[str] | None) -> int | None:
+    return None if statuses is None else len(statuses)
+
+
+def _run_params(
+    automation_id: uuid.UUID, statuses: Collection[str] | None, limit: int
+) -> dict[str, Any]:
+    """The values of a runs page's parameters (`_run_scans`' statuses in the same order)."""
+    named = {f"status_{index}": status for index, status in enumerate(sorted(statuses or ()))}
+    return {_AUTOMATION: automation_id, "limit": limit, **named}
+
+
+def _run_scans(count: int | None) -> list[Select[Any]]:
+    """The disjoint scans (one per status, `count` of them; one for all statuses if None) that
+    read the runs asked for, none unless the automation exists (not deleted): PostgreSQL
+    checks it once, before the scans."""
+    live = exists().where(Automation.id == bindparam(_AUTOMATION), Automation.deleted_at.is_(None))
+    scope = _SUMMARY.where(_RUN_HOME, live)
+    if count is None:
         return [scope]
-    return [scope.where(RUNS.c.status == status) for status in sorted(statuses)]
+    return [scope.where(RUNS.c.status == bindparam(f"status_{index}")) for index in range(count)]
+
+
+@cache
+def _run_rows(count: int | None, ascending: bool, shape: _Shape) -> Select[Any]:
+    """Up to `limit` + 1 runs, in the scan's order (oldest first when `ascending`)."""
+    bound = None
+    if shape is not None:
+        after, gone = shape
+        bound = position_condition(RUNS.c.created_at, RUNS.c.id, _RUN_HOME, after=after, gone=gone)
+    return union_page_query(
+        _run_scans(count),
+        created=RUNS.c.created_at,
+        ident=RUNS.c.id,
+        limit=_LIMIT,
+        ascending=ascending,
+        bound=bound,
+    )
+
+
+@cache
+def _run_json(count: int | None, ascending: bool, shape: _Shape) -> Select[Any]:
+    """`_run_rows`' page as the API's JSON items in one text value, and how many rows it
+    read (one beyond the page: there are more)."""
+    page = _run_rows(count, ascending, shape).subquery()
+    # The row beyond the page (it says there are more) is the last one in the scan's order.
+    scan = (page.c.created_at, page.c.id) if ascending else _newest_first(page.c)
+    numbered = select(page, func.row_number().over(order_by=scan).label("n")).subquery("paged")
+    order: ColumnElement[Any] = aggregate_order_by(
+        literal_column("','"), *_newest_first(numbered.c)
+    )
+    return select(
+        func.string_agg(literal_column(_RUN_ITEM), order).filter(numbered.c.n <= _LIMIT),
+        func.count(),
+    ).select_from(numbered)
 
 
 @dataclass(frozen=True)
@@ -122,34 +198,16 @@ def run_page_json(
     page of a thousand runs costs no Python object per run; None on other databases."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    branches = _run_scans(automation_id, statuses)
-    ascending = before is not None
+    count, ascending = _count(statuses), before is not None
+    params = _run_params(automation_id, statuses, limit)
 
-    def written(bound: ColumnElement[bool] | None) -> JsonPage:
-        page = union_page_query(
-            branches,
-            created=RUNS.c.created_at,
-            ident=RUNS.c.id,
-            limit=limit,
-            ascending=ascending,
-            bound=bound,
-        ).subquery()
-        # The row beyond the page (it says there are more) is the last one in the scan's order.
-        scan = (page.c.created_at, page.c.id) if ascending else _newest_first(page.c)
-        numbered = select(page, func.row_number().over(order_by=scan).label("n")).subquery("paged")
-        order: ColumnElement[Any] = aggregate_order_by(
-            literal_column("','"), *_newest_first(numbered.c)
-        )
-        stmt = select(
-            func.string_agg(literal_column(_RUN_ITEM), order).filter(numbered.c.n <= limit),
-            func.count(),
-        ).select_from(numbered)
-        items, rows = session.execute(stmt).one()
+    def written(position: Position | None) -> JsonPage:
+        stmt = _run_json(count, ascending, None if position is None else position.shape)
+        values = params if position is None else {**params, **position.params}
+        items, rows = session.execute(stmt, values).one()
         return JsonPage(items or "", rows > limit)
 
-    cursor = Cursor(
-        RUNS.c.created_at, RUNS.c.id, after, before, RUNS.c.automation_id == automation_id
-    )
+    cursor = Cursor(RUNS.c.created_at, RUNS.c.id, after, before, _RUN_HOME, params)
     return cursor.read(session, written, lambda page: not page.items)
 
 
