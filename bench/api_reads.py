@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy import Engine, event
 
 from bench import BENCH_DATABASE_URL, BENCH_REDIS_URL, report
-from bench.api_reads_data import failed_cursors, reuse, sample_runs, seed
+from bench.api_reads_data import contact_cursors, failed_cursors, reuse, sample_runs, seed
 from bench.dashboard import session_cookie, sign_in
 from bench.latency import API_KEY, summarize
 from bench.latency_load import Answer, Client
@@ -54,6 +54,8 @@ TARGETS = {
     "runs (default page": 40.0,
     "runs ?limit=100": 10.0,
     "runs ?limit=20": 10.0,
+    # Not an issue's: a page of contacts is held to a page of runs' target.
+    "contacts ?limit=100": 10.0,
 }
 RESULTS = ROOT / "bench" / "results" / "api_reads.json"
 SPANS = {"24 hours": 1, "7 days": 7, "30 days": 30, "90 days": 90}
@@ -129,6 +131,16 @@ def reads(
             f"{base}?status=failed&after={cursors[i % len(cursors)]}"
         ),
         "run detail (random run)": detail,
+    }
+
+
+def contact_reads(cursors: list[str]) -> dict[str, Callable[[int], str]]:
+    """The contacts list: its first page of 100, and pages further down."""
+    return {
+        "contacts ?limit=100": _fixed("/contacts?limit=100"),
+        "contacts ?limit=100&after=<cursor further down>": lambda i: (
+            f"/contacts?limit=100&after={cursors[i % len(cursors)]}"
+        ),
     }
 
 
@@ -308,6 +320,7 @@ def run(args: argparse.Namespace) -> report.Result:
         )
         automation_ids = seeded["automation_ids"]
         cursors = failed_cursors(db_engine, automation_ids[0], 100)
+        contacts_after = contact_cursors(db_engine, 100)
         sampled = sample_runs(db_engine, DETAIL_RUNS)
         plans = (
             None if args.no_explain else explain(db_engine, automation_ids, cursors[0], sampled[0])
@@ -323,7 +336,7 @@ def run(args: argparse.Namespace) -> report.Result:
             sign_in(signed_in, API_KEY)  # the session's cookie, for the dashboard's pages
             cookie = session_cookie(signed_in)
         bearer = {"Authorization": f"Bearer {API_KEY}"}
-        api = reads(automation_ids, cursors, sampled)
+        api = reads(automation_ids, cursors, sampled) | contact_reads(contacts_after)
         results = asyncio.run(time_reads(base_url, bearer, api, args.requests, args.warmup))
         pages = dashboard_pages(automation_ids[0])
         results |= asyncio.run(

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from engine.reports import RUNS_CAP
+from models.tables import Base
 
 HISTORY = dt.timedelta(days=90)
 # Share of runs still running: only among the newest runs (a retry pending on the email step).
@@ -254,7 +255,8 @@ def seed(db_engine: Engine, runs: int, automations: int, contacts: int) -> dict[
 
 
 def reuse(db_engine: Engine, runs: int, automations: int) -> dict[str, Any] | None:
-    """What `seed` left in this database, if it holds `runs` runs over `automations` automations."""
+    """What `seed` left in this database, if it holds `runs` runs over `automations` automations
+    (with the indexes this checkout's models add)."""
     with db_engine.connect() as conn:
         if not conn.scalar(text("SELECT to_regclass('runs') IS NOT NULL")):
             return None
@@ -267,6 +269,11 @@ def reuse(db_engine: Engine, runs: int, automations: int) -> dict[str, Any] | No
         if len(found) != automations or conn.scalar(text("SELECT count(*) FROM runs")) != runs:
             return None
         newest = conn.scalar(text("SELECT max(created_at) FROM runs"))
+    # Data seeded by an older checkout (with create_all, not migrations): the indexes this
+    # checkout's models have and it lacks.
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(db_engine, checkfirst=True)
     return {
         "reused": True,
         "newest_run": str(newest),
@@ -378,3 +385,13 @@ def failed_cursors(db_engine: Engine, automation_id: str, count: int) -> list[st
     # Skip the newest page so that each cursor is really further down.
     deeper = ids[RUNS_CAP:] or ids
     return [str(value) for value in rng.sample(deeper, min(count, len(deeper)))]
+
+
+def contact_cursors(db_engine: Engine, count: int) -> list[str]:
+    """Contacts spread over the contacts list past its first page, as `after` cursors."""
+    with db_engine.connect() as conn:
+        ids = conn.scalars(
+            text("SELECT id FROM contacts ORDER BY created_at DESC, id DESC OFFSET 100")
+        ).all()
+    rng = random.Random(13)
+    return [str(value) for value in rng.sample(ids, min(count, len(ids)))]

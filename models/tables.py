@@ -68,6 +68,8 @@ _UNDISPATCHED = text("status IN ('pending', 'waiting') AND dispatched_at IS NULL
 
 class Contact(Base):
     __tablename__ = "contacts"
+    # The contacts list's order (engine/store/paging.py): a page reads its rows, not the table.
+    __table_args__ = (Index("ix_contacts_created", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = _id()
     email: Mapped[str] = mapped_column(String(320), unique=True)
