@@ -67,7 +67,7 @@ def paginate(
 
 def paginate_union(
     session: Session,
-    query: Callable[[tuple[bool, bool] | None], Select[Any]],
+    query: Callable[[Shape | None], Select[Any]],
     *,
     params: Mapping[str, Any],
     created: Column,
@@ -129,6 +129,8 @@ R = TypeVar("R")
 # The bound parameters of a Position's condition.
 CURSOR_ID = "cursor_id"
 CURSOR_CREATED = "cursor_created"
+# A Position's (after, gone): what its condition's text depends on.
+Shape = tuple[bool, bool]
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class Position:
     params: Mapping[str, Any]
 
     @property
-    def shape(self) -> tuple[bool, bool]:
+    def shape(self) -> Shape:
         return self.after, self.gone
 
     def where(

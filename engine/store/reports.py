@@ -27,6 +27,7 @@ from engine.store.paging import (
     Cursor,
     Page,
     Position,
+    Shape,
     paginate,
     paginate_union,
     position_condition,
@@ -117,7 +118,6 @@ def run_page(
 _AUTOMATION = "automation_id"
 _LIMIT = bindparam("limit", type_=Integer)
 _RUN_HOME = RUNS.c.automation_id == bindparam(_AUTOMATION)
-_Shape = tuple[bool, bool] | None  # a Position's shape, or no cursor
 
 
 def _count(statuses: Collection[str] | None) -> int | None:
@@ -144,7 +144,7 @@ def _run_scans(count: int | None) -> list[Select[Any]]:
 
 
 @cache
-def _run_rows(count: int | None, ascending: bool, shape: _Shape) -> Select[Any]:
+def _run_rows(count: int | None, ascending: bool, shape: Shape | None) -> Select[Any]:
     """Up to `limit` + 1 runs, in the scan's order (oldest first when `ascending`)."""
     bound = None
     if shape is not None:
@@ -161,7 +161,7 @@ def _run_rows(count: int | None, ascending: bool, shape: _Shape) -> Select[Any]:
 
 
 @cache
-def _run_json(count: int | None, ascending: bool, shape: _Shape) -> Select[Any]:
+def _run_json(count: int | None, ascending: bool, shape: Shape | None) -> Select[Any]:
     """`_run_rows`' page as the API's JSON items in one text value, and how many rows it
     read (one beyond the page: there are more)."""
     page = _run_rows(count, ascending, shape).subquery()
