@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -204,17 +203,29 @@ def run_series(
 
 
 def _graphs(
-    session: Session, automation_id: uuid.UUID, current_version_id: uuid.UUID | None, window: Window
+    session: Session,
+    automation_id: uuid.UUID,
+    current_version_id: uuid.UUID | None,
+    window: Window,
+    counted: Iterable[str],
 ) -> list[Graph]:
-    """The current graph, then those of older versions the window's runs may have followed."""
-    current = None
+    """The current graph, then older versions' (newest first) until the `counted` steps the
+    current one lacks have their place and type: most windows need none, and an automation
+    edited a thousand times does not have its thousand graphs read and parsed per request."""
+    graphs = []
     if current_version_id is not None:
         current = automation_store.version_graph(session, current_version_id)
-    older: list[dict[str, Any]] = []
-    # With a single version, the runs were pinned to the current graph: no need to look.
-    if current is None or metrics_store.version_count(session, automation_id) > 1:
-        older = metrics_store.older_graphs(session, automation_id, window.end)
-    return [Graph.from_dict(data) for data in [current, *older] if data is not None]
+        graphs = [Graph.from_dict(current)] if current is not None else []
+    missing = set(counted).difference(*(graph.order() for graph in graphs))
+    if not missing:
+        return graphs
+    for data in metrics_store.older_graphs(session, automation_id, window.end):
+        graph = Graph.from_dict(data)
+        graphs.append(graph)
+        missing.difference_update(graph.order())
+        if not missing:
+            break
+    return graphs
 
 
 def step_counts(
@@ -233,7 +244,8 @@ def window_metrics(session: Session, automation_id: uuid.UUID, window: Window) -
     started = run_series(session, automation_id, window, finished=False)
     durations = metrics_store.duration_buckets(session, automation_id, hours)
     totals = metrics_store.step_totals(session, automation_id, hours)
-    graphs = _graphs(session, automation_id, automation.current_version_id, window)
+    counted = (row.step_key for row in totals)
+    graphs = _graphs(session, automation_id, automation.current_version_id, window, counted)
     return Metrics(
         automation_id=automation_id,
         window=window,

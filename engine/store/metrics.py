@@ -219,12 +219,6 @@ def steps_by_type(session: Session) -> dict[str, dict[str, int]]:
     return dict(found)
 
 
-def version_count(session: Session, automation_id: uuid.UUID) -> int:
-    """How many graph versions the automation has had."""
-    stmt = select(func.count()).where(AutomationVersion.automation_id == automation_id)
-    return int(session.scalar(stmt) or 0)
-
-
 def older_graphs(
     session: Session, automation_id: uuid.UUID, until: dt.datetime
 ) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from sqlalchemy import event
+
 from engine import lifecycle, metrics
 from engine.contacts import delete_contact
 from engine.db import transaction
@@ -223,3 +225,59 @@ def test_a_step_its_run_was_at_when_the_contact_was_deleted_was_reached(
         "yes": (0, 0, 0, 1),
         "no": (0, 0, 0, 1),
     }
+
+
+def test_older_versions_graphs_are_read_only_for_steps_the_current_one_lacks(
+    make_driver: MakeDriver,
+) -> None:
+    """An automation edited many times: its metrics read the current graph alone while every
+    counted step is in it, then older graphs only until a step it lacks has its place."""
+    driver = make_driver()
+    touch = {"key": "touch", "type": "contact_update", "config": {"first_name": "A"}}
+    automation_id = driver.automation([TRIGGER, touch], [{"from": "start", "to": "touch"}])
+    driver.send("user.created", "first@x.test")
+    driver.settle()
+    for n in range(5):  # five more versions, each with the same two steps
+        renamed = {**touch, "config": {"first_name": f"V{n}"}}
+        edit(driver, automation_id, [TRIGGER, renamed], [{"from": "start", "to": "touch"}])
+    versions_read = graph_reads(driver)
+    span = {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"}
+    assert [s.key for s in window(driver, automation_id, **span).steps] == ["start", "touch"]
+    assert versions_read == [1]  # the current version's graph, no other
+
+    other = {"key": "other", "type": "contact_update", "config": {"last_name": "B"}}
+    edit(driver, automation_id, [TRIGGER, other], [{"from": "start", "to": "other"}])
+    driver.send("user.created", "second@x.test")
+    driver.settle()
+    versions_read.clear()
+    steps = window(driver, automation_id, **span).steps
+    assert [(s.key, s.type, s.completed) for s in steps] == [
+        ("start", "trigger", 2),
+        ("other", "contact_update", 1),
+        ("touch", "contact_update", 1),
+    ]
+    assert versions_read == [1, 1]  # the current graph, then the older ones, in one read
+
+
+def edit(
+    driver: Driver, automation_id: uuid.UUID, steps: list[Any], connections: list[Any]
+) -> None:
+    """A new version of the automation's graph (disabled for the edit, enabled again)."""
+    with transaction(driver.rt.sessions) as session:
+        changes = {"status": "disabled", "steps": steps, "connections": connections}
+        lifecycle.update_automation(session, automation_id, changes, now=driver.clock.now())
+        lifecycle.update_automation(
+            session, automation_id, {"status": "enabled"}, now=driver.clock.now()
+        )
+
+
+def graph_reads(driver: Driver) -> list[int]:
+    """One entry per statement that reads automation_versions' graphs, from now on."""
+    reads: list[int] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "automation_versions.graph" in statement:
+            reads.append(1)
+
+    event.listen(driver.rt.sessions.kw["bind"], "before_cursor_execute", seen)
+    return reads
