@@ -91,8 +91,7 @@ def paginate_union(
     def rows(position: Position | None) -> list[Row[Any]]:
         if position is None:
             return list(session.execute(query(None), params).all())
-        values = {**params, **position.params}
-        return list(session.execute(query(position.shape), values).all())
+        return list(session.execute(query(position.shape), position.params).all())
 
     cursor = Cursor(created, ident, after, before, home, params)
     return _page(cursor.read(session, rows, lambda found: not found), limit, ascending)
@@ -183,7 +182,7 @@ class Cursor:
     no longer matching its filter) still marks where the next page starts, as Stripe's and
     Resend's cursors do. Only an id the list never held is refused: one its table never held,
     or a row outside the list's `home` (a run of another automation). `params`: the values of
-    the bound parameters `home` has, if any.
+    the bound parameters `home` has, if any; every Position it hands out carries them.
     """
 
     created: Column

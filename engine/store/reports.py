@@ -203,8 +203,7 @@ def run_page_json(
 
     def written(position: Position | None) -> JsonPage:
         stmt = _run_json(count, ascending, None if position is None else position.shape)
-        values = params if position is None else {**params, **position.params}
-        items, rows = session.execute(stmt, values).one()
+        items, rows = session.execute(stmt, params if position is None else position.params).one()
         return JsonPage(items or "", rows > limit)
 
     cursor = Cursor(RUNS.c.created_at, RUNS.c.id, after, before, _RUN_HOME, params)
