@@ -15,7 +15,7 @@ from engine.settings import Settings
 from tests.conftest import CONFIGURED_POSTGRES_URL, CONFIGURED_REDIS_URL, sentinel_url
 
 WITH_ARGUMENTS = ["api_reads", "dashboard", "ingest", "latency", "simulate", "throughput"]
-WITH_ARGUMENTS += ["waiting", "mass_cancel", "embedded", "ingest_growth"]
+WITH_ARGUMENTS += ["waiting", "mass_cancel", "embedded", "ingest_growth", "accept_curve"]
 # The broker_down bench has no Redis of its own to wipe: its broker is a port nothing answers.
 WITHOUT_REDIS = ["broker_down"]
 # Redis databases the tests may take: the configured one plus one per xdist worker.

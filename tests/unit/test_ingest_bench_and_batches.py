@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import api_reads, ingest, loadgen
+from bench import accept_curve, api_reads, ingest, loadgen
 from engine.errors import InvalidInput
 from engine.ingest import RejectedEvent
 from tasks.events import MAX_BATCH, batch_requests
@@ -125,6 +125,14 @@ def test_the_latency_load_paces_every_connection_to_reach_half_the_maximum() -> 
     latency = 30.0
     ingest.half_rate(fire, 3000.0, connections=32, threads=2, seconds=8)
     assert fired[1]["pace_ms"] == 0
+
+
+def test_the_accept_curves_shots_are_connections_and_a_pace() -> None:
+    assert accept_curve.shot_list("1:0,128:60") == [(1, 0.0), (128, 60.0)]
+    assert accept_curve.shot_list("4") == [(4, 0.0)]  # no pace: back to back
+    for bad in ("", "four:0", "0:10", "8:-1", "8:slow"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            accept_curve.shot_list(bad)
 
 
 def test_connections_are_one_count_or_several_and_the_best_run_is_the_fastest_clean_one() -> None:
