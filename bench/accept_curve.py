@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench import BENCH_REDIS_URL, ingest, ingest_broker, loadgen
-from bench.procs import ROOT, serve_api
+from bench.procs import add_side_arguments, serve_api, sides
 
 
 def shot_list(text: str) -> list[tuple[int, float]]:
@@ -78,12 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seconds", type=float, default=6, help="s per shot")
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--pairs", type=int, default=1, help="times each side is measured")
-    parser.add_argument(
-        "--baseline-root",
-        type=Path,
-        help="another checkout (e.g. a worktree of main) measured first, then alternating",
-    )
+    add_side_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,19 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     loadgen.wrk_binary()  # before anything starts: say how to install it
-    sides = [("baseline", args.baseline_root)] if args.baseline_root else []
     print("| side | connections | pace | requests/s | p50 / p90 / p99 ms | wrk cores |")
     print("|---|---|---|---|---|---|")
-    for _ in range(args.pairs):
-        for side, root in [*sides, ("this checkout", ROOT)]:
-            for connections, pace, load in curve(args, root):
-                paced = f"{pace:g} ms" if pace else "back to back"
-                print(
-                    f"| {side} | {connections} | {paced} | {load.per_second:,.0f} | "
-                    f"{load.p50_ms:.2f} / {load.p90_ms:.2f} / {load.p99_ms:.2f} | "
-                    f"{load.client_cores:.2f} |",
-                    flush=True,
-                )
+    for side, root in sides(args):
+        for connections, pace, load in curve(args, root):
+            paced = f"{pace:g} ms" if pace else "back to back"
+            print(
+                f"| {side} | {connections} | {paced} | {load.per_second:,.0f} | "
+                f"{load.p50_ms:.2f} / {load.p90_ms:.2f} / {load.p99_ms:.2f} | "
+                f"{load.client_cores:.2f} |",
+                flush=True,
+            )
     return 0
 
 

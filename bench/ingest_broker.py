@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 
-from bench.procs import ROOT
+from bench.procs import ROOT, add_side_arguments, sides
 from bench.workers import start_workers, wait_ready
 
 QUEUE = "bench.events"
@@ -141,14 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         default="prefork",
         help="worker pool (prefork: a process per core; solo: one)",
     )
-    parser.add_argument(
-        "--baseline-root",
-        type=Path,
-        help="another checkout (e.g. a worktree of main) whose worker runs first, same run",
-    )
+    add_side_arguments(parser, pairs=False)
     args = parser.parse_args(argv)
-    sides = [("baseline", args.baseline_root)] if args.baseline_root else []
-    for side, root in [*sides, ("this checkout", ROOT)]:
+    for side, root in sides(args):
         costs: dict[str, dict[str, float]] = {}
         drained = ingest.measure_broker(args, costs, root=root, pool=args.pool)
         for name, one in drained.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench import BENCH_REDIS_URL, ingest, loadgen
-from bench.procs import ROOT, analyze_tables, serve_api
+from bench.procs import add_side_arguments, analyze_tables, serve_api, sides
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--batch", type=int, default=100, help="events per request")
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--pairs", type=int, default=1, help="times each side is measured")
-    parser.add_argument(
-        "--baseline-root",
-        type=Path,
-        help="another checkout (e.g. a worktree of main) measured first, then alternating",
-    )
+    add_side_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,16 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     loadgen.wrk_binary()  # before anything starts: say how to install it
-    sides = [("baseline", args.baseline_root)] if args.baseline_root else []
-    for _ in range(args.pairs):
-        for side, root in [*sides, ("this checkout", ROOT)]:
-            one = grow(args, root)
-            rates = ", ".join(f"{rate:,.0f}" for rate in one.rates)
-            print(
-                f"{side:>14}  events/s by run: {rates}; after the first {one.settled:,.0f}; "
-                f"per event: WAL {one.wal_bytes / one.events:,.0f} bytes, full-page images "
-                f"{one.full_pages / one.events:.4f} ({one.full_pages:,} for {one.events:,})"
-            )
+    for side, root in sides(args):
+        one = grow(args, root)
+        rates = ", ".join(f"{rate:,.0f}" for rate in one.rates)
+        print(
+            f"{side:>14}  events/s by run: {rates}; after the first {one.settled:,.0f}; "
+            f"per event: WAL {one.wal_bytes / one.events:,.0f} bytes, full-page images "
+            f"{one.full_pages / one.events:.4f} ({one.full_pages:,} for {one.events:,})"
+        )
     return 0
 
 

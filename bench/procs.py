@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -133,6 +134,25 @@ def serve_api(env: dict[str, str], *, workers: int = 1, root: Path = ROOT) -> It
         yield base_url
     finally:
         stop(server, timeout=10)
+
+
+def add_side_arguments(parser: argparse.ArgumentParser, *, pairs: bool = True) -> None:
+    """`--baseline-root`, and `--pairs` unless not wanted: a benchmark that compares this
+    checkout with another, measured the same way in the same run (see `sides`)."""
+    if pairs:
+        parser.add_argument("--pairs", type=int, default=1, help="times each side is measured")
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="another checkout (e.g. a worktree of main) measured first, then alternating",
+    )
+
+
+def sides(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The checkouts to measure, in order: the baseline's first if given, then this one, the
+    pair `--pairs` times over."""
+    pair = [("baseline", args.baseline_root)] if args.baseline_root else []
+    return [*pair, ("this checkout", ROOT)] * getattr(args, "pairs", 1)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
