@@ -115,6 +115,8 @@ class ResendStub:
 
     def answer(self, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         to, subject = ",".join(body.get("to", [])), str(body.get("subject", ""))
+        if not (to and subject):  # as Resend refuses an email without them
+            return 422, {"name": "validation_error", "message": "`to` and `subject` are required"}
         with self._lock:
             status, reply = self._decide(key)
             self.requests.append(HttpRequest(key, to, subject, status))
@@ -159,14 +161,19 @@ class ResendStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # The worker was killed between the request's headers and the end of its
+                    # body: a provider never acts on half a request, so nothing is sent.
+                    self.close_connection = True
+                    return
                 key = self.headers.get("Idempotency-Key") or ""
                 if self.path != "/emails" or self.headers.get("Authorization") != (
                     f"Bearer {stub.api_key}"
                 ):
                     status, reply = 401, {"name": "unauthorized", "message": "bad key or path"}
                 else:
-                    status, reply = stub.answer(key, body)
+                    status, reply = stub.answer(key, json.loads(raw or b"{}"))
                 data = json.dumps(reply).encode()
                 try:
                     self.send_response(status)
