@@ -37,15 +37,15 @@ def post(stub: ResendStub, body: dict[str, object], key: str) -> httpx.Response:
     return httpx.post(f"http://{host}:{port}/emails", json=body, headers=headers, timeout=5)
 
 
-@pytest.mark.parametrize("sent", [0, 5])
-def test_a_request_cut_after_its_headers_sends_nothing(stub: ResendStub, sent: int) -> None:
+@pytest.mark.parametrize("body_bytes", [0, 5])
+def test_a_request_cut_after_its_headers_sends_nothing(stub: ResendStub, body_bytes: int) -> None:
     body = json.dumps({"to": ["a@example.com"], "subject": "Hi"}).encode()
     with socket.create_connection(address(stub), timeout=5) as client:
         client.sendall(
             b"POST /emails HTTP/1.1\r\nHost: stub\r\n"
             + f"Authorization: Bearer {KEY}\r\nIdempotency-Key: automations-cut\r\n".encode()
             + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body[:sent]
+            + body[:body_bytes]
         )
     time.sleep(0.2)  # the stub's thread reads to the end of what came
     assert stub.deliveries() == []
