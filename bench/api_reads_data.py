@@ -58,9 +58,21 @@ RUN_STATUS = f"""CASE
     ELSE 'completed' END"""
 
 CONTACT_NO = "((n::bigint * 7919) % :contacts)"
-START = "CAST(:start AS timestamptz)"  # the contacts' creation time
+START = "CAST(:start AS timestamptz)"  # the first run's creation time
 AT = f"({START} + n * CAST(:step AS interval))"  # run n's creation time
-CONTACT_ID = v7(f"'contact-' || {CONTACT_NO}", START)  # run n's contact
+
+
+def contact_at(number: str) -> str:
+    """SQL for the creation time of contact `number`: the contacts arrive one after another
+    over the hour before the first run, so that the contacts list's (created_at, id) order is
+    the order they were stored in, as in a deployment (one time for all of them made that order
+    the ids' hash order, and each page past a cursor read as many scattered heap pages as it
+    has rows)."""
+    spacing = "(interval '1 hour' / CAST(:contacts AS double precision))"
+    return f"({START} - (CAST(:contacts AS bigint) - {number}) * {spacing})"
+
+
+CONTACT_ID = v7(f"'contact-' || {CONTACT_NO}", contact_at(CONTACT_NO))  # run n's contact
 # How long run n took: exponential, mean 90 s, from a second hash of n (whole milliseconds).
 TOOK = (
     "(interval '1 millisecond' * round(-ln(((hashint4(n + 7919) & 65535) + 1) / 65537.0) * 90000))"
@@ -69,8 +81,8 @@ TOOK = (
 SEED_CONTACTS = f"""
 INSERT INTO contacts (id, email, first_name, last_name, unsubscribed, properties,
                       created_at, updated_at)
-SELECT {v7("'contact-' || c", START)}, 'c' || c || '@bench.test', 'Contact ' || c, NULL, false,
-       '{{}}'::jsonb, {START}, {START}
+SELECT {v7("'contact-' || c", contact_at("c"))}, 'c' || c || '@bench.test', 'Contact ' || c,
+       NULL, false, '{{}}'::jsonb, {contact_at("c")}, {contact_at("c")}
 FROM generate_series(0, :contacts - 1) AS c
 """  # noqa: S608 - composed of constants, values bound
 

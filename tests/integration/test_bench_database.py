@@ -67,9 +67,16 @@ def test_seeded_rows_have_time_ordered_ids_and_reference_rows_that_exist(
                 assert conn.scalar(text(sql)) == 0, what
             assert conn.scalar(text("SELECT count(*) FROM events")) == len(runs) == 300
             owners = dict(conn.execute(text("SELECT id, automation_id FROM runs")).all())
+            contacts = conn.execute(
+                text("SELECT id, created_at FROM contacts ORDER BY created_at, id")
+            ).all()
         for row_id, at in runs:
             assert_made_at(row_id, at)
         assert [row_id for row_id, _ in runs] == sorted(row_id for row_id, _ in runs)
+        # The contacts arrive one after another before the first run, as in a deployment: the
+        # contacts list reads them in the order they were stored.
+        assert len({at for _, at in contacts}) == len(contacts) == 30
+        assert contacts[-1][1] < runs[0][1]
 
         sampled = sample_runs(db_engine, 50)
         assert 20 <= len(sampled) <= 50
