@@ -49,6 +49,12 @@ bench-setup: venv
 # goes to FAULTS_LOG and is printed once both have ended. Either failing fails the target.
 TEST_WORKERS ?= 3
 FAULTS_LOG := build/test-faults.log
+# Bytecode: the tests start about 870 Python processes (workers, API servers, `automations`
+# commands), and where PYTHONDONTWRITEBYTECODE is set (CI's machines set it) each compiled the
+# project's modules again. They share one cache under build/ instead, kept out of the source
+# tree: 14% less CPU for the whole suite, by process accounting (docs/architecture.md, "Tests").
+test: export PYTHONPYCACHEPREFIX := $(CURDIR)/build/pycache
+test: export PYTHONDONTWRITEBYTECODE :=
 test: venv
 	@mkdir -p "$(dir $(FAULTS_LOG))"
 	"$(BIN)/pytest" -q -m faults --durations=5 >"$(FAULTS_LOG)" 2>&1 & faults=$$!; \
