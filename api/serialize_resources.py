@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from api.schemas.contacts import Contact, ContactItem
+from api.schemas.contacts import Contact
 from api.schemas.domains import SENDING_ONLY, Domain, DomainItem
 from api.schemas.events import EventDefinition, EventDefinitionItem
 from api.schemas.segments import Membership, MembershipRemoved, Segment, SegmentItem
 from api.schemas.shapes import ListOf
 from api.schemas.templates import Template, TemplateItem, TemplateVariable
-from api.wire import wire_time
+from api.wire import list_body, wire_time
 from engine.store.paging import Page
 from models import tables
 from models.enums import DomainStatus, TemplateStatus
@@ -42,8 +42,10 @@ def contact(row: tables.Contact) -> Contact:
     return Contact(**_contact_fields(row))
 
 
-def contact_item(row: tables.Contact) -> ContactItem:
-    return ContactItem(**_contact_fields(row))
+def contact_list(page: Page[tables.Contact]) -> dict[str, Any]:
+    """A page of contacts as ContactList's JSON, each item a plain dict: a ContactItem per
+    row, taken apart again by stored_json, cost a third of the request (a page of 100)."""
+    return list_body([_contact_fields(row) for row in page.items], page.has_more)
 
 
 def segment(row: tables.Segment) -> Segment:

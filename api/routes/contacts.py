@@ -56,7 +56,7 @@ def list_contacts(
             before=cursor.before,
             segment_id=segment,
         )
-    return stored_json(serialize.page_body(ContactList, page, serialize.contact_item))
+    return StoredJson(serialize.contact_list(page))
 
 
 @router.get(

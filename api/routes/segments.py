@@ -18,7 +18,7 @@ from api.schemas.segments import (
     SegmentRef,
     UpdateSegment,
 )
-from api.wire import PageQuery, UuidPath, parse_id
+from api.wire import PageQuery, StoredJson, UuidPath, parse_id
 from engine import contacts
 from engine.db import reads, transaction
 
@@ -72,19 +72,23 @@ def delete(segment_id: UuidPath, rt: Rt, _: Authenticated) -> SegmentDeleted:
     return SegmentDeleted(id=str(key))
 
 
-@router.get("/segments/{segment_id}/contacts", summary="List a segment's contacts")
+@router.get(
+    "/segments/{segment_id}/contacts",
+    summary="List a segment's contacts",
+    response_model=ContactList,
+)
 def list_members(
     segment_id: UuidPath,
     rt: Rt,
     _: Authenticated,
     cursor: PageQuery,
-) -> ContactList:
+) -> StoredJson:
     key = parse_id(segment_id, ID)
     with reads(rt.read_sessions) as session:
         page = contacts.list_contacts(
             session, limit=cursor.limit, after=cursor.after, before=cursor.before, segment_id=key
         )
-    return serialize.page_body(ContactList, page, serialize.contact_item)
+    return StoredJson(serialize.contact_list(page))
 
 
 @router.get("/contacts/{contact_id}/segments", summary="List a contact's segments")
