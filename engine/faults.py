@@ -7,6 +7,10 @@ marker, every time (a step that kills whatever runs it). `condition.handler=rais
 unexpected exception every time the checkpoint is reached (a step handler with a bug).
 `condition.handler=sleep@2` pauses 2 seconds there every time (a slow step, to stop a process
 in the middle of one).
+
+`AUTOMATIONS_FAULT_INJECTION="@/tmp/plan"` reads those items from a file instead, again each time
+the file is replaced (write a new one and rename it over the old): a test switches the faults of
+a running worker on and off without restarting it. No file, or an empty one, is no fault.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def _kill() -> None:
@@ -61,7 +66,13 @@ def _seconds(text: str) -> float | None:
 
 def checkpoint_from_setting(value: str) -> Callable[[str], None]:
     """A checkpoint callable from `point=kill@marker`, `point=raise` and `point=sleep@seconds`
-    items, comma-separated."""
+    items, comma-separated, or from the file named after an `@`."""
+    if value.startswith("@"):
+        return _checkpoint_from_file(value.removeprefix("@"))
+    return _checkpoint_from_items(value)
+
+
+def _checkpoint_from_items(value: str) -> Callable[[str], None]:
     actions: dict[str, Callable[[], None]] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         point, _, action = item.partition("=")
@@ -82,5 +93,29 @@ def checkpoint_from_setting(value: str) -> Callable[[str], None]:
         action = actions.get(name)
         if action is not None:
             action()
+
+    return checkpoint
+
+
+def _checkpoint_from_file(path: str) -> Callable[[str], None]:
+    """Reads the items again when the file's identity changes: one `stat` per checkpoint."""
+    if not path:
+        raise ValueError("a fault plan file after @ is missing: expected @/path/to/plan")
+    plan = Path(path)
+    seen: tuple[int, int, int] | None = None
+    current = _checkpoint_from_items("")
+
+    def checkpoint(name: str) -> None:
+        nonlocal seen, current
+        try:
+            stat = plan.stat()
+            version: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            text = plan.read_text() if version != seen else None
+        except FileNotFoundError:
+            version, text = None, ""
+        if version != seen:
+            # A plan that does not parse raises here, in the step that reached the checkpoint.
+            current, seen = _checkpoint_from_items(text or ""), version
+        current(name)
 
     return checkpoint

@@ -30,6 +30,7 @@ from engine import sweeper
 from engine.clock import OffsetFileClock
 from engine.db import create_schema, drop_schema, transaction
 from engine.dispatch import Dispatcher, commit_then_dispatch
+from engine.faults import checkpoint_from_setting
 from engine.ingest import Ingested, ingest_event
 from engine.runtime import Runtime, create_runtime
 from engine.settings import Settings
@@ -212,7 +213,7 @@ class Stack:
             ],
             cwd=ROOT,
             preexec_fn=ends_with_this_process(),
-            env=self.env(**extra_env),
+            env=self.env(**{"AUTOMATIONS_FAULT_INJECTION": f"@{self.fault_plan}", **extra_env}),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -225,6 +226,32 @@ class Stack:
             if self.app.control.ping(destination=[name], timeout=0.5):
                 return
         raise RuntimeError(f"worker did not answer a ping in {patience(30):g} s, see {log.name}")
+
+    @property
+    def fault_plan(self) -> Path:
+        """The file the worker reads its faults from (`engine/faults.py`), unless it was started
+        with a plan of its own."""
+        return self.workdir / f"faults-{self.backend}.plan"
+
+    @contextmanager
+    def faults(self, plan: str) -> Iterator[None]:
+        """The worker's processes reach `plan`'s checkpoints (AUTOMATIONS_FAULT_INJECTION's
+        items) until the block ends, with no restart: a pool process killed by one is replaced
+        by its parent, which reads the plan as well. This process's runtime has no faults."""
+        if self.local is not None:
+            raise RuntimeError("the embedded stack's steps run in this process: no fault plan")
+        checkpoint_from_setting(plan)  # a mistyped plan fails here, not in the worker
+        self._write_fault_plan(plan)
+        try:
+            yield
+        finally:
+            self._write_fault_plan("")
+
+    def _write_fault_plan(self, plan: str) -> None:
+        # Written beside, then renamed over: the worker reads a whole plan, never half of one.
+        draft = self.fault_plan.with_suffix(".draft")
+        draft.write_text(plan)
+        draft.replace(self.fault_plan)
 
     def stop_worker(self) -> None:
         if self.local is not None:

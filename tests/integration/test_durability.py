@@ -66,8 +66,7 @@ def test_worker_killed_mid_send_completes_with_one_email_recorded(
 ) -> None:
     marker = rt_stack.workdir / f"killed-{point}"
     marker.unlink(missing_ok=True)
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"{point}=kill@{marker}")
-    try:
+    with rt_stack.faults(f"{point}=kill@{marker}"):
         mail_then_update(rt_stack)
         address = unique_email("killed")
         (run_id,) = rt_stack.send("user.created", address).run_ids
@@ -79,8 +78,6 @@ def test_worker_killed_mid_send_completes_with_one_email_recorded(
         # run out the sweeper hands the step to a live worker.
         rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
         assert rt_stack.wait_run(run_id).status == "completed"
-    finally:
-        rt_stack.restart_worker()
 
     (row,) = rt_stack.outbox(run_id)
     assert row.status == "sent"

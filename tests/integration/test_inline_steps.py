@@ -243,16 +243,13 @@ def test_a_worker_killed_around_inline_steps_loses_nothing(rt_stack: Stack, poin
     make_automation(rt_stack, steps, connections)
     marker = rt_stack.workdir / f"killed-{point}"
     marker.unlink(missing_ok=True)
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"{point}=kill@{marker}")
-    try:
+    with rt_stack.faults(f"{point}=kill@{marker}"):
         address = unique_email("killed")
         (run_id,) = rt_stack.send("user.created", address).run_ids
         rt_stack.wait_for(marker.exists, what=f"the worker to die at {point}")
         # The sweeper finds whatever was left ready or running, as it finds a lost message.
         rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
         run = rt_stack.sweep_until_ended(run_id)
-    finally:
-        rt_stack.restart_worker()
     assert run.status == "completed"
     assert len(rt_stack.sink.to(address)) == 1
     assert {key: s.status for key, s in rt_stack.steps(run_id).items()} == dict.fromkeys(

@@ -432,8 +432,7 @@ def test_a_worker_killed_in_a_slice_of_a_cancel_loses_nothing(
     recounted(rt_stack)
     marker = rt_stack.workdir / "killed-cancel.before_commit"
     marker.unlink(missing_ok=True)
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"cancel.before_commit=kill@{marker}")
-    try:
+    with rt_stack.faults(f"cancel.before_commit=kill@{marker}"):
         monkeypatch.setattr(lifecycle, "REQUEST_SECONDS", 0.0)
         stopped = lifecycle.stop(
             rt_stack.runtime, rt_stack.dispatcher, automation_id, cancel_runs=True
@@ -443,6 +442,4 @@ def test_a_worker_killed_in_a_slice_of_a_cancel_loses_nothing(
         rt_stack.wait_for(marker.exists, timeout=60, what="the worker to die in a slice")
         rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
         cancelled_by_workers(rt_stack, automation_id, runs)
-    finally:
-        rt_stack.restart_worker()
     assert check_rollup(rt_stack.runtime) == []

@@ -214,17 +214,14 @@ def test_a_worker_killed_in_a_bulk_retry_of_a_thousand_runs_loses_and_repeats_no
 
     marker = rt_stack.workdir / "killed-bulk.before_commit"
     marker.unlink(missing_ok=True)
-    # Warm shutdown finishes the chunk in hand; the next chunk dies just before its commit.
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"bulk.before_commit=kill@{marker}")
-    try:
+    # The next chunk to reach its commit dies just before it.
+    with rt_stack.faults(f"bulk.before_commit=kill@{marker}"):
         rt_stack.wait_for(marker.exists, timeout=60, what="the worker to die in a bulk chunk")
         rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.stale_after_seconds + 1))
         rt_stack.wait_for(lambda: bulk_state(rt_stack, bulk.id).status == "completed", timeout=120)
         rt_stack.wait_for(
             lambda: run_statuses(rt_stack, automation_id)["completed"] == 1000, timeout=180
         )
-    finally:
-        rt_stack.restart_worker()
 
     done = bulk_state(rt_stack, bulk.id)
     assert (done.matched, done.done, done.skipped, done.failed) == (1000, 1000, 0, 0)

@@ -118,13 +118,10 @@ def test_rollup_equals_a_recount_after_a_mixed_workload_with_faults(rt_stack: St
     # A worker killed after the outbox row, before the send: the sweeper hands the step on.
     marker = rt_stack.workdir / "rollup-killed"
     marker.unlink(missing_ok=True)
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"send_email.before_send=kill@{marker}")
-    try:
+    with rt_stack.faults(f"send_email.before_send=kill@{marker}"):
         killed = send(rt_stack, "mail")
         rt_stack.wait_for(marker.exists, what="the worker to die mid-send")
         rt_stack.wait_step(killed, "mail", "running")
-    finally:
-        rt_stack.restart_worker()
     rt_stack.advance(dt.timedelta(seconds=rt_stack.settings.step_lease_seconds + 1))
     assert rt_stack.wait_run(killed).status == "completed"
 

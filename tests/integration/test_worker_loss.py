@@ -64,8 +64,7 @@ def test_a_send_that_kills_every_worker_fails_after_the_bound_and_a_retry_resume
     automation_id = mail_then_update(rt_stack)
     bound = rt_stack.settings.step_max_worker_losses
     address = unique_email("oom")
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION="send_email.before_send=kill")
-    try:
+    with rt_stack.faults("send_email.before_send=kill"):
         (run_id,) = rt_stack.send("user.created", address).run_ids
         for death in range(1, bound):
             # The parent counts its child's death; the requeued message finds the step leased.
@@ -77,8 +76,6 @@ def test_a_send_that_kills_every_worker_fails_after_the_bound_and_a_retry_resume
         assert_nothing_queued(rt_stack, run_id)
         time.sleep(1)
         assert rt_stack.sweep() == 0
-    finally:
-        rt_stack.restart_worker()
 
     assert run.status == "failed"
     mail = rt_stack.steps(run_id)["mail"]
@@ -104,13 +101,10 @@ def test_a_send_that_kills_every_worker_fails_after_the_bound_and_a_retry_resume
 def test_an_instant_step_that_kills_every_worker_fails_after_the_bound(rt_stack: Stack) -> None:
     """Its claim dies with the transaction: only the parent process sees these deaths."""
     make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION="contact_update.handler=kill")
-    try:
+    with rt_stack.faults("contact_update.handler=kill"):
         (run_id,) = rt_stack.send("user.created", unique_email("crash")).run_ids
         run = rt_stack.wait_run(run_id, timeout=60)
         assert_nothing_queued(rt_stack, run_id)
-    finally:
-        rt_stack.restart_worker()
     assert run.status == "failed"
     after = rt_stack.steps(run_id)["after"]
     bound = rt_stack.settings.step_max_worker_losses
@@ -127,12 +121,9 @@ def test_an_instant_step_killed_once_completes_with_its_loss_counted(rt_stack: S
     make_automation(rt_stack, [TRIGGER, UPDATE], chain("start", "after"))
     marker = rt_stack.workdir / "killed-once"
     marker.unlink(missing_ok=True)
-    rt_stack.restart_worker(AUTOMATIONS_FAULT_INJECTION=f"contact_update.handler=kill@{marker}")
-    try:
+    with rt_stack.faults(f"contact_update.handler=kill@{marker}"):
         (run_id,) = rt_stack.send("user.created", unique_email("once")).run_ids
         run = rt_stack.wait_run(run_id)
-    finally:
-        rt_stack.restart_worker()
     assert run.status == "completed"
     after = rt_stack.steps(run_id)["after"]
     assert (after.status, after.worker_losses) == ("completed", 1)

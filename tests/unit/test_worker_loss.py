@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -117,6 +119,43 @@ def test_a_sleep_fault_pauses_every_time_for_its_seconds(monkeypatch: pytest.Mon
     checkpoint("contact_update.handler")
     checkpoint("contact_update.handler")
     assert slept == [2.5, 2.5]
+
+
+def test_a_plan_file_is_read_again_each_time_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append(sig))
+    plan = tmp_path / "plan"
+    checkpoint = faults.checkpoint_from_setting(f"@{plan}")
+
+    def replace(text: str) -> None:
+        draft = tmp_path / "draft"
+        draft.write_text(text)
+        draft.replace(plan)
+
+    checkpoint("send_email.before_send")  # no file: no fault
+    replace("send_email.before_send=kill")
+    checkpoint("send_email.before_send")
+    checkpoint("send_email.after_send")
+    assert killed == [faults.signal.SIGKILL]
+    replace("")
+    checkpoint("send_email.before_send")
+    replace("send_email.after_send=kill")
+    checkpoint("send_email.after_send")
+    plan.unlink()
+    checkpoint("send_email.after_send")
+    assert killed == [faults.signal.SIGKILL] * 2
+    replace("send_email.after_send=explode")
+    with pytest.raises(
+        ValueError, match=re.escape("unknown fault 'send_email.after_send=explode'")
+    ):
+        checkpoint("condition.handler")
+
+
+def test_a_plan_file_needs_its_path() -> None:
+    with pytest.raises(ValueError, match="a fault plan file after @ is missing"):
+        faults.checkpoint_from_setting("@")
 
 
 @pytest.mark.parametrize("value", ["", "0", "-1", "nan", "inf", "two"])
