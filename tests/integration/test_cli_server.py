@@ -17,7 +17,7 @@ import pytest
 
 import migrations
 from bench.children import ends_with_this_process
-from tests.integration.harness import ROOT, free_port
+from tests.integration.harness import ROOT, SSL_CONTEXT, free_port
 from tests.patience import patience
 
 
@@ -151,7 +151,12 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
         deadline = time.monotonic() + patience(30)
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                if (
+                    httpx.get(
+                        f"http://127.0.0.1:{port}/ready", timeout=1, verify=SSL_CONTEXT
+                    ).status_code
+                    == 200
+                ):
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)

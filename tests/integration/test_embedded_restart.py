@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.children import ends_with_this_process
-from tests.integration.harness import ROOT, free_port
+from tests.integration.harness import ROOT, SSL_CONTEXT, free_port
 from tests.integration.test_cli_server import automations
 from tests.patience import patience
 
@@ -44,7 +44,7 @@ class Dev:
         deadline = time.monotonic() + patience(60)  # a start takes seconds; more on a busy machine
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=1, verify=SSL_CONTEXT).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -57,7 +57,10 @@ class Dev:
     def client(self) -> httpx.Client:
         key = (self.data / "api-key").read_text().strip()
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+            verify=SSL_CONTEXT,
         )
 
     def stop(self) -> str:
