@@ -48,6 +48,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SSL_CONTEXT = httpx.create_ssl_context()
 
 
+def answers(url: str, status: int = 200, *, timeout: float = 1) -> bool:
+    """Whether `url` answers `status` now (False while nothing listens): a readiness poll."""
+    try:
+        return httpx.get(url, timeout=timeout, verify=SSL_CONTEXT).status_code == status
+    except httpx.HTTPError:
+        return False
+
+
 # Ports this process has handed out. The kernel may give a port just let go to the next
 # bind(("127.0.0.1", 0)): two callers that probe before either binds could get the same one.
 _HANDED_OUT: set[int] = set()

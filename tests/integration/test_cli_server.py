@@ -17,7 +17,7 @@ import pytest
 
 import migrations
 from bench.children import ends_with_this_process
-from tests.integration.harness import ROOT, SSL_CONTEXT, free_port
+from tests.integration.harness import ROOT, answers, free_port
 from tests.patience import patience
 
 
@@ -149,17 +149,8 @@ def test_dev_serves_the_api_with_its_key_until_stopped(
     )
     try:
         deadline = time.monotonic() + patience(30)
-        while time.monotonic() < deadline:
-            try:
-                if (
-                    httpx.get(
-                        f"http://127.0.0.1:{port}/ready", timeout=1, verify=SSL_CONTEXT
-                    ).status_code
-                    == 200
-                ):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        while time.monotonic() < deadline and not answers(f"http://127.0.0.1:{port}/ready"):
+            time.sleep(0.2)
         key = (tmp_path / "dev" / "api-key").read_text().strip()
         answer = httpx.get(
             f"http://127.0.0.1:{port}/automations", headers={"Authorization": f"Bearer {key}"}

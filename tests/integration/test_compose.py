@@ -33,7 +33,7 @@ from bench.children import ends_with_this_process
 from engine.settings import Settings
 from migrations import current
 from tests.conftest import POSTGRES_URL, require_binary, require_url
-from tests.integration.harness import ROOT, SSL_CONTEXT, SmtpSink, free_port
+from tests.integration.harness import ROOT, SmtpSink, answers, free_port
 from tests.patience import patience
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -540,10 +540,7 @@ def test_api_answers_ready_passes_its_healthcheck_and_stops_on_sigterm(
     port = free_port()
     api = start("api", deployment.command("api", port=str(port)), deployment.env)
     api.wait_for(
-        lambda: (
-            httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2, verify=SSL_CONTEXT).status_code
-            == 200
-        ),
+        lambda: answers(f"http://127.0.0.1:{port}/ready", timeout=2),
         "200 on /ready",
     )
     ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
@@ -629,10 +626,7 @@ def test_flower_needs_its_basic_auth(deployment: Deployment, start: Callable[...
     user, password = VARIABLES["FLOWER_BASIC_AUTH"].split(":", 1)
     url = f"http://127.0.0.1:{port}"
     flower = start("flower", deployment.command("flower", port=str(port)), env)
-    flower.wait_for(
-        lambda: httpx.get(url + "/", timeout=2, verify=SSL_CONTEXT).status_code == 401,
-        "401 without auth",
-    )
+    flower.wait_for(lambda: answers(url + "/", 401, timeout=2), "401 without auth")
 
     assert httpx.get(url + "/api/workers", timeout=5).status_code == 401
     assert httpx.get(url + "/", auth=(user, "wrong"), timeout=5).status_code == 401

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.children import ends_with_this_process
-from tests.integration.harness import ROOT, SSL_CONTEXT, free_port
+from tests.integration.harness import ROOT, SSL_CONTEXT, answers, free_port
 from tests.integration.test_cli_server import automations
 from tests.patience import patience
 
@@ -43,11 +43,9 @@ class Dev:
     def ready(self) -> Dev:
         deadline = time.monotonic() + patience(60)  # a start takes seconds; more on a busy machine
         while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1, verify=SSL_CONTEXT).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
+            if answers(f"{self.url}/ready"):
+                return self
+            time.sleep(0.1)
         raise AssertionError(f"dev did not start: {self.stop()}")
 
     @property

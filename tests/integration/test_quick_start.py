@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import ROOT, SSL_CONTEXT, free_port
+from tests.integration.harness import ROOT, answers, free_port
 from tests.markdown import code_blocks, section
 from tests.patience import patience
 
@@ -107,16 +107,8 @@ def wait_until_ready(process: subprocess.Popen[str], port: int) -> None:
         if process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
             pytest.fail(f"the first terminal ended early:\n{output}")
-        try:
-            if (
-                httpx.get(
-                    f"http://127.0.0.1:{port}/ready", timeout=1, verify=SSL_CONTEXT
-                ).status_code
-                == 200
-            ):
-                return
-        except httpx.HTTPError:
-            pass
+        if answers(f"http://127.0.0.1:{port}/ready"):
+            return
         time.sleep(0.2)
     pytest.fail("automations dev did not answer in 60 s")
 

@@ -24,7 +24,7 @@ from tests.integration.factories import (
     send_email_step,
     unique_email,
 )
-from tests.integration.harness import API_KEY, ROOT, SSL_CONTEXT, Stack, free_port
+from tests.integration.harness import API_KEY, ROOT, Stack, answers, free_port
 from tests.integration.test_cli_server import automations
 from tests.patience import patience
 
@@ -70,14 +70,9 @@ class LoggedServer:
         deadline = time.monotonic() + patience(30)
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
-            try:
-                if (
-                    httpx.get(self.base_url + "/health", timeout=1, verify=SSL_CONTEXT).status_code
-                    == 200
-                ):
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
+            if answers(self.base_url + "/health"):
+                return self
+            time.sleep(0.1)
         raise AssertionError(f"the API did not start: {self.log.read_text()}")
 
     def __exit__(self, *_: object) -> None:
