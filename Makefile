@@ -45,14 +45,16 @@ bench-setup: venv
 # server and workers; it waits on its faults about half the time. Beside it, the other tiers run
 # in three pytest-xdist processes, each with its own database and Redis database
 # (tests/conftest.py). They take the cores the lab leaves idle: 546 to 605 s for both on one
-# host, where one after the other took 822 s (docs/architecture.md, "Tests"). The lab's output
-# goes to FAULTS_LOG and is printed once both have ended. Either failing fails the target.
+# host, where one after the other took 822 s (docs/benchmarks-log.md, "The suite's time").
+# The lab's output goes to FAULTS_LOG and is printed once both have ended. Either failing fails
+# the target.
 TEST_WORKERS ?= 3
 FAULTS_LOG := build/test-faults.log
 # Bytecode: the tests start about 870 Python processes (workers, API servers, `automations`
 # commands), and where PYTHONDONTWRITEBYTECODE is set (CI's machines set it) each compiled the
 # project's modules again. They share one cache under build/ instead, kept out of the source
-# tree: 14% less CPU for the whole suite, by process accounting (docs/architecture.md, "Tests").
+# tree: 14% less CPU for the whole suite, by process accounting (docs/benchmarks-log.md,
+# "The suite's time").
 test: export PYTHONPYCACHEPREFIX := $(CURDIR)/build/pycache
 test: export PYTHONDONTWRITEBYTECODE :=
 test: venv
