@@ -8,16 +8,16 @@ One enabled automation: trigger (`bench.latency`) -> send_email, whose subject c
 pool process per `--concurrency`; `--pool solo` for that many solo workers) executes the
 send_email step against an aiosmtpd sink, in a process of its own, that timestamps each message
 by that `seq`.
-Events arrive open-loop at a fixed rate, by default half the maximum throughput
-(--max-steps-per-s, or a burst of events sent first; the tables are analyzed then, as autovacuum
-keeps a deployment's); the first seconds are a warm-up, discarded. Latency is the sink's clock
-minus the moment just before the request was sent; the baseline: a GET /health round trip on the
-same server in the same run. The client writes prebuilt requests on kept connections and
-reads nothing but the answer (bench/latency_load.py): its round trip of GET /health is within
-a tenth of a millisecond of wrk's. Prints JSON and a table, with that time split in six stages
-(bench/latency_stages.py): API answer, queue wait, claim, render, SMTP, record.
+Events arrive open-loop at a fixed rate, by default half the pipeline's maximum throughput
+(--max-steps-per-s, or measured first as the load sends them: `measure_max`; the tables are
+analyzed then, as autovacuum keeps a deployment's); the first seconds are a warm-up, discarded.
+Latency is the sink's clock minus the moment just before the request was sent; the baseline: a GET
+/health round trip on the same server in the same run. The client writes prebuilt requests on kept
+connections and reads nothing but the answer (bench/latency_load.py): its round trip of GET /health
+is within a tenth of a millisecond of wrk's. Prints JSON and a table, with that time split in six
+stages (bench/latency_stages.py): API answer, queue wait, claim, render, SMTP, record.
 The step queues of the bench's Redis database are emptied first: messages another run left there
-(for runs of another database) would hold the worker up and pass for the burst's own slowness.
+(for runs of another database) would hold the worker up and pass for the pipeline's slowness.
 """
 
 from __future__ import annotations
@@ -54,8 +54,13 @@ from bench.workers import POOLS, start_workers, wait_ready
 
 API_KEY = "re_bench_key_" + uuid.uuid4().hex
 EVENT_NAME = "bench.latency"
-# Burst events get sequence numbers far above any timed event, so the two never collide.
-BURST_BASE = 10_000_000
+# The maximum's events get sequence numbers far above any timed event, so the two never collide.
+MAXIMUM_BASE = 10_000_000
+# How `measure_max` drives the pipeline: for how long, and how many of its events may be sent
+# but not yet at the sink (enough to keep the API and the worker busy; few enough that no
+# backlog is left for the timed load to find in the queue).
+MAX_SECONDS = 4.0
+MAX_WINDOW = 32
 TITLE = "Event accepted → email at the SMTP sink (one Celery step), open loop"
 
 
@@ -67,9 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps-per-s",
         type=float,
         default=None,
-        help="known maximum throughput; the rate is half of it (else measured with a burst)",
+        help="known maximum throughput; the rate is half of it (else measured first)",
     )
-    parser.add_argument("--burst", type=int, default=300, help="events pushed to measure the max")
+    parser.add_argument(
+        "--max-seconds", type=float, default=MAX_SECONDS, help="s of load to measure the max"
+    )
+    parser.add_argument(
+        "--max-window",
+        type=int,
+        default=MAX_WINDOW,
+        help="events sent and not yet at the sink, at most, while the max is measured",
+    )
     parser.add_argument("--seconds", type=float, default=20, help="timed load after the warm-up")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of load discarded first")
     parser.add_argument("--grace", type=float, default=10, help="seconds to wait for late emails")
@@ -214,28 +227,47 @@ async def wait_arrivals(sink: SinkProcess, seqs: Sequence[int], grace: float) ->
 
 
 async def measure_max(
-    client: Client, sink: SinkProcess, events: int, grace: float
+    client: Client, sink: SinkProcess, seconds: float, window: int, grace: float
 ) -> dict[str, Any]:
-    """Runs per second a burst drains at, measured at the sink (first to last email)."""
-    seqs = list(range(BURST_BASE, BURST_BASE + events))
+    """The pipeline's maximum, driven as the timed load drives it: one event per POST
+    /events/send, each for a new contact, never more than `window` of them sent and not yet at
+    the sink, for `seconds`; emails per second at the sink over the second half, once the API
+    and the worker are both busy. Then every one of them is waited for, so that the timed load
+    starts on an empty queue.
+
+    Until 2026-12-07 a burst of 300 events through POST /events/batch was drained instead:
+    batched ingestion costs a fraction of single events, and the API sat idle while the worker
+    drained, so the rate meant as half the maximum was 0.4x to 0.85x of this maximum in the
+    same hour, and near the top of that the timed load grew a queue (docs/benchmarks-log.md,
+    "The latency's maximum")."""
+    base = sink.count()
+    sends: list[asyncio.Task[Sent]] = []
+    marks: list[tuple[float, int]] = []  # (when, how many had arrived)
     began = time.perf_counter()
-    for first in range(0, events, 100):  # /events/batch takes up to 100 events
-        body = json_body([event_body(seq) for seq in seqs[first : first + 100]])
-        answer = await client.send(client.request_bytes("POST", "/events/batch", body))
-        if not 200 <= answer.status < 300:
-            raise RuntimeError(f"/events/batch answered {answer.status}: {answer.body[:200]!r}")
-    pushed = time.perf_counter()
-    seen = await wait_arrivals(sink, seqs, grace)
-    times = sorted(seen.arrivals[seq] for seq in seqs if seq in seen.arrivals)
-    if len(times) < 2:
-        raise RuntimeError("the burst did not reach the SMTP sink: is the worker running?")
+    while (now := time.perf_counter()) - began < seconds:
+        arrived = sink.count() - base
+        marks.append((now, arrived))
+        while len(sends) - arrived < window:
+            seq = MAXIMUM_BASE + len(sends)
+            sends.append(asyncio.create_task(send_one(client, seq, now)))
+        await asyncio.sleep(0.005)
+    answers = await asyncio.gather(*sends)
+    refused = [item.status for item in answers if not 200 <= item.status < 300]
+    if refused:
+        raise RuntimeError(
+            f"{len(refused)} events refused while the maximum was measured (status {refused[0]})"
+        )
+    seen = await wait_arrivals(sink, [item.seq for item in answers], grace)
+    steady = [mark for mark in marks if mark[0] - began >= seconds / 2]
+    if len(steady) < 2 or steady[-1][1] == steady[0][1]:
+        raise RuntimeError("no email reached the SMTP sink: is the worker running?")
+    (first_at, first), (last_at, last) = steady[0], steady[-1]
     return {
-        "events": events,
-        "arrived": len(times),
-        "push_seconds": round(pushed - began, 3),
-        "drain_seconds": round(times[-1] - times[0], 3),
-        "runs_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1),
-        "runs_per_s_from_first_request": round(len(times) / (times[-1] - began), 1),
+        "events": len(answers),
+        "arrived": sum(item.seq in seen.arrivals for item in answers),
+        "seconds": seconds,
+        "window": window,
+        "runs_per_s": round((last - first) / (last_at - first_at), 1),
     }
 
 
@@ -270,7 +302,7 @@ async def open_loop(client: Client, rate: float, seconds: float) -> list[Sent]:
 @dataclass(frozen=True)
 class LoadResult:
     health_ms: list[float]
-    burst: dict[str, Any] | None
+    maximum: dict[str, Any] | None
     rate: float
     rate_source: str
     sent: list[Sent]
@@ -278,23 +310,23 @@ class LoadResult:
     seen: Arrivals  # what reached the sink
 
 
-def choose_rate(args: argparse.Namespace, burst: dict[str, Any] | None) -> tuple[float, str]:
+def choose_rate(args: argparse.Namespace, maximum: dict[str, Any] | None) -> tuple[float, str]:
     if args.rate:
         return args.rate, "--rate"
     if args.max_steps_per_s:
         return args.max_steps_per_s / 2, "half of --max-steps-per-s"
-    assert burst is not None
-    return burst["runs_per_s"] / 2, "half of the measured burst rate"
+    assert maximum is not None
+    return maximum["runs_per_s"] / 2, "half of the measured maximum"
 
 
 async def drive(args: argparse.Namespace, base_url: str, sink: SinkProcess) -> LoadResult:
     client = Client(base_url, {"Authorization": f"Bearer {API_KEY}"})
     try:
         health_ms = await time_health(client, args.health_requests)
-        burst = None
+        maximum = None
         if not args.rate and not args.max_steps_per_s:
-            burst = await measure_max(client, sink, args.burst, args.grace)
-        rate, source = choose_rate(args, burst)
+            maximum = await measure_max(client, sink, args.max_seconds, args.max_window, args.grace)
+        rate, source = choose_rate(args, maximum)
         await asyncio.to_thread(analyze_tables, args.database_url)
         load_began = time.perf_counter()
         sent = await open_loop(client, rate, args.warmup + args.seconds)
@@ -302,7 +334,7 @@ async def drive(args: argparse.Namespace, base_url: str, sink: SinkProcess) -> L
         seen = await wait_arrivals(sink, accepted, args.grace)
     finally:
         await client.close()
-    return LoadResult(health_ms, burst, rate, source, sent, load_began, seen)
+    return LoadResult(health_ms, maximum, rate, source, sent, load_began, seen)
 
 
 # --- the result ---------------------------------------------------------------------------------
@@ -428,7 +460,7 @@ def run(args: argparse.Namespace) -> report.Result:
         "config": vars(args),
         "rate": round(load.rate, 1),
         "rate_source": load.rate_source,
-        "burst": load.burst,
+        "maximum": load.maximum,
         "health_ms": health,
         "sink_messages_without_seq": load.seen.unparsed,
         **figures,

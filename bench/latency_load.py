@@ -183,7 +183,7 @@ class SinkHandler:
 
 def _serve(conn: Connection) -> None:
     """The sink process: serve SMTP on a free port (sent first), then answer each "snapshot"
-    with what arrived, until "stop"."""
+    with what arrived, and each "count" with how many messages did, until "stop"."""
     from aiosmtpd.controller import Controller
 
     seen = Arrivals()
@@ -193,6 +193,9 @@ def _serve(conn: Connection) -> None:
     conn.send(port)
     try:
         while (asked := conn.recv()) != "stop":
+            if asked == "count":
+                conn.send(len(seen.arrivals))
+                continue
             assert asked == "snapshot", asked
             # Copies made while the server's thread may add to them: a dict's copy is atomic.
             conn.send(Arrivals(dict(seen.arrivals), dict(seen.mail_from), seen.unparsed))
@@ -228,3 +231,9 @@ class SinkProcess:
         self._conn.send("snapshot")
         arrived: Arrivals = self._conn.recv()
         return arrived
+
+    def count(self) -> int:
+        """How many messages with a seq arrived: a snapshot's size, without copying it."""
+        self._conn.send("count")
+        count: int = self._conn.recv()
+        return count

@@ -95,7 +95,7 @@ def test_client_reads_a_chunked_answer_and_refuses_one_it_cannot_read() -> None:
 
 def test_sink_process_reports_what_arrived_by_seq() -> None:
     with SinkProcess() as sink:
-        assert sink.snapshot().arrivals == {}
+        assert sink.snapshot().arrivals == {} and sink.count() == 0
         with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
             for subject in ("Latency seq=7", "no number"):
                 message = EmailMessage()
@@ -103,6 +103,7 @@ def test_sink_process_reports_what_arrived_by_seq() -> None:
                 message.set_content("hi")
                 smtp.send_message(message)
         seen = sink.snapshot()
+        assert sink.count() == 1  # the messages with a seq
     assert list(seen.arrivals) == [7] and list(seen.mail_from) == [7]
     assert seen.mail_from[7] <= seen.arrivals[7]
     assert seen.unparsed == 1

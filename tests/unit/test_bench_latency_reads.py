@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import re
+import time
 import types
 import uuid
 from typing import TypeVar
@@ -88,12 +91,54 @@ def test_latency_rows_follow_the_contract_and_judge_the_targets() -> None:
     assert by_metric["event sent → email at sink, p99"]["met"] is False
 
 
+class _Pipeline:
+    """A client and a sink in one: answers each send at once, and lets the accepted events
+    reach the sink at `rate` per second; notes the most ever sent and not yet arrived."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.began = rate, time.perf_counter()
+        self.accepted: list[int] = []
+        self.most_ahead = 0
+
+    def request_bytes(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        return body or b""
+
+    async def send(self, request: bytes) -> latency_load.Answer:
+        sent = time.perf_counter()
+        self.accepted.append(json.loads(request)["payload"]["seq"])
+        self.most_ahead = max(self.most_ahead, len(self.accepted) - self.count())
+        await asyncio.sleep(0)
+        return latency_load.Answer(202, b"{}", sent, time.perf_counter())
+
+    def count(self) -> int:
+        due = int((time.perf_counter() - self.began) * self.rate)
+        return min(due, len(self.accepted))
+
+    def snapshot(self) -> latency_load.Arrivals:
+        arrived = {seq: 0.0 for seq in self.accepted[: self.count()]}
+        return latency_load.Arrivals(arrived, dict(arrived))
+
+
+def test_the_maximum_is_the_steady_rate_of_single_events_within_the_window() -> None:
+    pipeline = _Pipeline(rate=200.0)
+    found = run_loop(latency.measure_max(pipeline, pipeline, 0.6, 8, grace=2))  # type: ignore[arg-type]
+    assert 160 <= found["runs_per_s"] <= 240
+    assert pipeline.most_ahead <= 8  # the queue never held more than the window
+    assert found["arrived"] == found["events"] == len(pipeline.accepted)
+
+
+def test_the_maximum_refuses_a_pipeline_that_delivers_nothing() -> None:
+    pipeline = _Pipeline(rate=0.0)
+    with pytest.raises(RuntimeError, match="no email reached the SMTP sink"):
+        run_loop(latency.measure_max(pipeline, pipeline, 0.2, 4, grace=0.1))  # type: ignore[arg-type]
+
+
 def test_rate_is_half_the_maximum_unless_given() -> None:
     args = types.SimpleNamespace(rate=None, max_steps_per_s=300.0)
     assert latency.choose_rate(args, None) == (150.0, "half of --max-steps-per-s")  # type: ignore[arg-type]
     args = types.SimpleNamespace(rate=None, max_steps_per_s=None)
-    burst = {"runs_per_s": 80.0}
-    assert latency.choose_rate(args, burst)[0] == 40.0  # type: ignore[arg-type]
+    maximum = {"runs_per_s": 80.0}
+    assert latency.choose_rate(args, maximum)[0] == 40.0  # type: ignore[arg-type]
     args = types.SimpleNamespace(rate=12.0, max_steps_per_s=300.0)
     assert latency.choose_rate(args, None)[0] == 12.0  # type: ignore[arg-type]
 
